@@ -1,0 +1,178 @@
+//! The on-disk shapes of `config.toml` and the YAML seed files (bundle, tenant file, team file),
+//! exactly as users write them.
+//!
+//! Invariants: every struct denies unknown fields, so a typo is an error rather than a silently
+//! ignored setting; tenant, env, team and channel ids are validated by their newtypes while
+//! parsing, so the parser's error carries the location of a bad id. Nothing here checks rules
+//! across fields or files: that is `merge` and `Config::load`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::tenancy::{ChannelId, EnvId, TeamId, TenantId};
+
+/// `config.toml`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConfigFile {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub nats: Option<NatsSection>,
+    #[serde(default)]
+    pub auth: AuthSection,
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+    #[serde(default)]
+    pub tenants: BTreeMap<TenantId, TenantSection>,
+}
+
+/// `[server]`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ServerSection {
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub tenant: Option<TenantId>,
+    #[serde(default)]
+    pub exclude_tenants: Vec<TenantId>,
+    #[serde(default)]
+    pub bundle: Option<PathBuf>,
+    #[serde(default)]
+    pub tenant_files: Vec<PathBuf>,
+    #[serde(default)]
+    pub team_files: Vec<PathBuf>,
+}
+
+/// `[nats]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NatsSection {
+    pub url: String,
+    #[serde(default)]
+    pub subject_prefix: Option<String>,
+}
+
+/// `[auth]`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuthSection {
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub audience: Option<String>,
+}
+
+/// `[runtime]`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RuntimeSection {
+    /// A humantime duration such as `10m`; parsed in `Config::load` to name the field on error.
+    #[serde(default)]
+    pub session_idle_timeout: Option<String>,
+    #[serde(default)]
+    pub snapshot_every: Option<u64>,
+}
+
+/// `[tenants.<id>]` in `config.toml`, and `tenants: <id>:` in the bundle.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TenantSection {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub settings: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub environments: Option<Vec<EnvId>>,
+    #[serde(default)]
+    pub flow: Option<PathBuf>,
+    #[serde(default)]
+    pub teams: BTreeMap<TeamId, TeamSection>,
+}
+
+/// `[tenants.<id>.teams.<id>]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TeamSection {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub flow: Option<PathBuf>,
+    #[serde(default)]
+    pub channels: BTreeMap<ChannelId, ChannelSection>,
+}
+
+/// `[tenants.<id>.teams.<id>.channels.<id>]`, and `channels: <id>:` in a team file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ChannelSection {
+    pub provider: String,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// The seed bundle: `tenants: {<id>: ...}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BundleFile {
+    #[serde(default)]
+    pub tenants: BTreeMap<TenantId, TenantSection>,
+}
+
+/// A seed tenant file: `tenant: {id, name, settings}` and `environments: [{id, name}]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TenantFile {
+    pub tenant: TenantHeader,
+    #[serde(default)]
+    pub environments: Option<Vec<EnvEntry>>,
+}
+
+/// `tenant:` of a tenant file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TenantHeader {
+    pub id: TenantId,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub settings: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub flow: Option<PathBuf>,
+}
+
+/// One entry of `environments:` in a tenant file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EnvEntry {
+    pub id: EnvId,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A seed team file: `team: {id, name, tenant_id}` and `channels: {<id>: ...}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TeamFile {
+    pub team: TeamHeader,
+    #[serde(default)]
+    pub channels: BTreeMap<ChannelId, ChannelSection>,
+}
+
+/// `team:` of a team file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TeamHeader {
+    pub id: TeamId,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub tenant_id: TenantId,
+    #[serde(default)]
+    pub flow: Option<PathBuf>,
+}
