@@ -1,0 +1,247 @@
+//! Byte formats of the log: event bodies, append-group frames, checksums and the hash chain.
+//!
+//! A *frame* is the sled value of one append group (all events of one inbound message, one
+//! session, contiguous seqs):
+//!
+//! ```text
+//! [0]       FRAME_VERSION
+//! [1..5]    crc32c (LE) of bytes [5..]
+//! [5..37]   prev_hash: chain hash before the frame's first event
+//! [37..39]  count (LE u16), 1..=GROUP_EVENTS_MAX
+//! count x   [body_len: LE u32][body: MessagePack envelope]
+//! ```
+//!
+//! The chain: `hash_i = SHA-256(hash_{i-1} || body_i)`, per tenant, from `GENESIS_HASH`. It covers
+//! each body as written (ids, seqs, kind, payload bytes), never a re-encoding.
+//!
+//! Invariant: every length is checked against a named limit before anything sized by it is
+//! allocated or decoded.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::events::schema::{Event, EventKind, SchemaError, SCHEMA_VERSION};
+use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
+
+/// Largest encoded event body, in bytes.
+pub const EVENT_BYTES_MAX: usize = 64 * 1024;
+/// Largest user-supplied text (message text, reply text, state value), in bytes.
+pub const TEXT_BYTES_MAX: usize = 16 * 1024;
+/// Largest user id or message id, in bytes.
+pub const NAME_BYTES_MAX: usize = 256;
+/// Most events in one append group.
+pub const GROUP_EVENTS_MAX: usize = 64;
+/// Largest frame, in bytes. Kept below sled 0.34's blob threshold (segment size / 4 = 128 KiB),
+/// above which sled writes each value to its own file.
+pub const FRAME_BYTES_MAX: usize = 96 * 1024;
+/// Deepest MessagePack nesting accepted when decoding (our shapes need 2).
+pub const DECODE_DEPTH_MAX: usize = 8;
+
+const _: () = assert!(EVENT_BYTES_MAX < FRAME_BYTES_MAX);
+const _: () = assert!(GROUP_EVENTS_MAX <= u16::MAX as usize);
+
+/// Format version of frames written by this build.
+pub const FRAME_VERSION: u8 = 1;
+/// Chain hash before a tenant's first event.
+pub const GENESIS_HASH: [u8; 32] = [0; 32];
+/// Bytes before the first record of a frame.
+pub const FRAME_HEADER_BYTES: usize = 1 + 4 + 32 + 2;
+
+/// A chain hash.
+pub type Hash = [u8; 32];
+
+/// Bytes that are not a valid frame or body. Treat as corruption: name where it was found.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("frame of {0} bytes is shorter than its header")]
+    Truncated(usize),
+    #[error("frame of {0} bytes exceeds the limit of {FRAME_BYTES_MAX}")]
+    FrameTooLarge(usize),
+    #[error("unknown frame version {0}")]
+    FrameVersion(u8),
+    #[error("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("frame declares {0} events (must be 1..={GROUP_EVENTS_MAX})")]
+    Count(usize),
+    #[error("record {index} declares {len} bytes, past the frame end or over {EVENT_BYTES_MAX}")]
+    RecordLength { index: usize, len: usize },
+    #[error("{0} trailing bytes after the last record")]
+    Trailing(usize),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+}
+
+/// Decodes MessagePack with the nesting limit. Callers check the input size first.
+pub(crate) fn decode_limited<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, SchemaError> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    de.set_max_depth(DECODE_DEPTH_MAX);
+    T::deserialize(&mut de).map_err(|e| SchemaError::Malformed(e.to_string()))
+}
+
+/// The envelope as stored. Field names are the on-disk contract.
+#[derive(Serialize, Deserialize)]
+struct Body<'a> {
+    v: u16,
+    id: uuid::Uuid,
+    tenant: Cow<'a, TenantId>,
+    env: Cow<'a, EnvId>,
+    team: Cow<'a, TeamId>,
+    channel: Cow<'a, ChannelId>,
+    session: Cow<'a, SessionId>,
+    seq: u64,
+    tenant_seq: u64,
+    at: u64,
+    kind: Cow<'a, str>,
+    #[serde(with = "serde_bytes", borrow)]
+    data: Cow<'a, [u8]>,
+}
+
+/// Encodes one event's body.
+pub fn encode_body(event: &Event) -> Vec<u8> {
+    let data = event.kind.encode_data();
+    let body = Body {
+        v: SCHEMA_VERSION,
+        id: event.id,
+        tenant: Cow::Borrowed(&event.tenant),
+        env: Cow::Borrowed(&event.env),
+        team: Cow::Borrowed(&event.team),
+        channel: Cow::Borrowed(&event.channel),
+        session: Cow::Borrowed(&event.session),
+        seq: event.seq,
+        tenant_seq: event.tenant_seq,
+        at: event.at_ms,
+        kind: Cow::Borrowed(event.kind.name()),
+        data: Cow::Owned(data),
+    };
+    rmp_serde::to_vec_named(&body).expect("MessagePack encoding of plain fields is infallible")
+}
+
+/// Decodes one event's body, upcasting old schema versions.
+pub fn decode_body(bytes: &[u8]) -> Result<Event, CodecError> {
+    if bytes.len() > EVENT_BYTES_MAX {
+        return Err(CodecError::RecordLength {
+            index: 0,
+            len: bytes.len(),
+        });
+    }
+    let body: Body = decode_limited(bytes)?;
+    let kind = EventKind::decode_data(&body.kind, body.v, &body.data, &body.id)?;
+    Ok(Event {
+        id: body.id,
+        tenant: body.tenant.into_owned(),
+        env: body.env.into_owned(),
+        team: body.team.into_owned(),
+        channel: body.channel.into_owned(),
+        session: body.session.into_owned(),
+        seq: body.seq,
+        tenant_seq: body.tenant_seq,
+        at_ms: body.at,
+        kind,
+    })
+}
+
+/// `SHA-256(prev || body)`.
+pub fn chain_hash(prev: &Hash, body: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(body);
+    h.finalize().into()
+}
+
+/// Builds a frame from already encoded bodies. The caller enforces the group limits.
+pub fn encode_frame(prev_hash: &Hash, bodies: &[Vec<u8>]) -> Vec<u8> {
+    let len = FRAME_HEADER_BYTES + bodies.iter().map(|b| 4 + b.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(len);
+    out.push(FRAME_VERSION);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(prev_hash);
+    let count =
+        u16::try_from(bodies.len()).expect("group size is checked against GROUP_EVENTS_MAX");
+    out.extend_from_slice(&count.to_le_bytes());
+    for body in bodies {
+        let body_len =
+            u32::try_from(body.len()).expect("body size is checked against EVENT_BYTES_MAX");
+        out.extend_from_slice(&body_len.to_le_bytes());
+        out.extend_from_slice(body);
+    }
+    let crc = crc32c::crc32c(&out[5..]);
+    out[1..5].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// A checked view of a frame: the checksum matched and every record lies within bounds.
+pub struct FrameView<'a> {
+    pub prev_hash: Hash,
+    pub bodies: Vec<&'a [u8]>,
+}
+
+impl FrameView<'_> {
+    /// Chain hashes of the frame's records, in order.
+    pub fn hashes(&self) -> Vec<Hash> {
+        let mut prev = self.prev_hash;
+        self.bodies
+            .iter()
+            .map(|body| {
+                prev = chain_hash(&prev, body);
+                prev
+            })
+            .collect()
+    }
+
+    /// Chain hash after the frame's last record.
+    pub fn last_hash(&self) -> Hash {
+        self.bodies
+            .iter()
+            .fold(self.prev_hash, |prev, body| chain_hash(&prev, body))
+    }
+}
+
+/// Checks a frame's structure and checksum without decoding its bodies.
+pub fn decode_frame(bytes: &[u8]) -> Result<FrameView<'_>, CodecError> {
+    if bytes.len() < FRAME_HEADER_BYTES {
+        return Err(CodecError::Truncated(bytes.len()));
+    }
+    if bytes.len() > FRAME_BYTES_MAX {
+        return Err(CodecError::FrameTooLarge(bytes.len()));
+    }
+    if bytes[0] != FRAME_VERSION {
+        return Err(CodecError::FrameVersion(bytes[0]));
+    }
+    let stored = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+    let computed = crc32c::crc32c(&bytes[5..]);
+    if stored != computed {
+        return Err(CodecError::Checksum { stored, computed });
+    }
+    let mut prev_hash = [0; 32];
+    prev_hash.copy_from_slice(&bytes[5..37]);
+    let count = usize::from(u16::from_le_bytes([bytes[37], bytes[38]]));
+    if !(1..=GROUP_EVENTS_MAX).contains(&count) {
+        return Err(CodecError::Count(count));
+    }
+    let mut bodies = Vec::with_capacity(count);
+    let mut rest = &bytes[FRAME_HEADER_BYTES..];
+    for index in 0..count {
+        let Some((len_bytes, after)) = rest.split_first_chunk::<4>() else {
+            return Err(CodecError::RecordLength {
+                index,
+                len: rest.len(),
+            });
+        };
+        let len = usize::try_from(u32::from_le_bytes(*len_bytes)).unwrap_or(usize::MAX);
+        if len > EVENT_BYTES_MAX || len > after.len() {
+            return Err(CodecError::RecordLength { index, len });
+        }
+        let (body, after) = after.split_at(len);
+        bodies.push(body);
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return Err(CodecError::Trailing(rest.len()));
+    }
+    Ok(FrameView { prev_hash, bodies })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,205 @@
+use super::*;
+use crate::events::schema::{Event, EventKind};
+use crate::tenancy::*;
+
+fn sample(kind: EventKind) -> Event {
+    Event {
+        id: uuid::Uuid::now_v7(),
+        tenant: TenantId::parse("acme").unwrap(),
+        env: EnvId::parse("prod").unwrap(),
+        team: TeamId::parse("support").unwrap(),
+        channel: ChannelId::parse("slack").unwrap(),
+        session: SessionId::parse("s1").unwrap(),
+        seq: 3,
+        tenant_seq: 42,
+        at_ms: 1_700_000_000_000,
+        kind,
+    }
+}
+
+fn all_kinds() -> Vec<EventKind> {
+    vec![
+        EventKind::SessionStarted {
+            user: "u".into(),
+            flow: "f".into(),
+            flow_version: "1.0".into(),
+        },
+        EventKind::MessageReceived {
+            message_id: "m1".into(),
+            user: "u".into(),
+            text: "hi \"there\"".into(),
+        },
+        EventKind::NodeEntered {
+            node: "greet".into(),
+        },
+        EventKind::ReplySent {
+            node: "greet".into(),
+            text: "Welcome".into(),
+        },
+        EventKind::StateSet {
+            key: "name".into(),
+            value: "Ada".into(),
+        },
+        EventKind::FlowFailed {
+            node: "n".into(),
+            error: "boom".into(),
+        },
+        EventKind::SessionEnded {
+            reason: "done".into(),
+        },
+    ]
+}
+
+#[test]
+fn every_kind_round_trips() {
+    for kind in all_kinds() {
+        let event = sample(kind);
+        let body = encode_body(&event);
+        assert_eq!(decode_body(&body).unwrap(), event);
+    }
+}
+
+#[test]
+fn frame_round_trips_and_chains() {
+    let bodies: Vec<Vec<u8>> = all_kinds()
+        .into_iter()
+        .map(|k| encode_body(&sample(k)))
+        .collect();
+    let prev = [7u8; 32];
+    let frame = encode_frame(&prev, &bodies);
+    let view = decode_frame(&frame).unwrap();
+    assert_eq!(view.prev_hash, prev);
+    assert_eq!(view.bodies.len(), bodies.len());
+    let hashes = view.hashes();
+    assert_eq!(hashes[0], chain_hash(&prev, &bodies[0]));
+    assert_eq!(hashes[1], chain_hash(&hashes[0], &bodies[1]));
+    assert_eq!(view.last_hash(), *hashes.last().unwrap());
+}
+
+#[test]
+fn every_truncation_and_bit_flip_of_a_frame_is_detected() {
+    let bodies = vec![encode_body(&sample(all_kinds().remove(1)))];
+    let frame = encode_frame(&GENESIS_HASH, &bodies);
+    for len in 0..frame.len() {
+        assert!(
+            decode_frame(&frame[..len]).is_err(),
+            "truncation to {len} accepted"
+        );
+    }
+    for byte in 0..frame.len() {
+        for bit in 0..8 {
+            let mut bad = frame.clone();
+            bad[byte] ^= 1 << bit;
+            assert!(
+                decode_frame(&bad).is_err(),
+                "flip of byte {byte} bit {bit} accepted"
+            );
+        }
+    }
+}
+
+#[test]
+fn v1_message_received_is_upcast() {
+    // A v1 record, as the seed-era writer produced it: no message_id in the payload.
+    #[derive(serde::Serialize)]
+    struct V1Data<'a> {
+        user: &'a str,
+        text: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct V1Body<'a> {
+        v: u16,
+        id: uuid::Uuid,
+        tenant: &'a str,
+        env: &'a str,
+        team: &'a str,
+        channel: &'a str,
+        session: &'a str,
+        seq: u64,
+        tenant_seq: u64,
+        at: u64,
+        kind: &'a str,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    }
+    let id = uuid::Uuid::now_v7();
+    let data = rmp_serde::to_vec_named(&V1Data {
+        user: "ada",
+        text: "hello",
+    })
+    .unwrap();
+    let body = rmp_serde::to_vec_named(&V1Body {
+        v: 1,
+        id,
+        tenant: "acme",
+        env: "prod",
+        team: "support",
+        channel: "slack",
+        session: "s1",
+        seq: 2,
+        tenant_seq: 9,
+        at: 5,
+        kind: "MessageReceived",
+        data,
+    })
+    .unwrap();
+    let event = decode_body(&body).unwrap();
+    assert_eq!(
+        event.kind,
+        EventKind::MessageReceived {
+            message_id: id.to_string(),
+            user: "ada".into(),
+            text: "hello".into()
+        }
+    );
+    assert_eq!(event.seq, 2);
+}
+
+#[test]
+fn unknown_versions_and_kinds_are_typed_errors() {
+    let event = sample(EventKind::NodeEntered { node: "x".into() });
+    let body = encode_body(&event);
+    // Patch the version: re-encode through a generic value.
+    let mut value = rmpv::decode::read_value(&mut &body[..]).unwrap();
+    if let rmpv::Value::Map(entries) = &mut value {
+        for (k, v) in entries.iter_mut() {
+            if k.as_str() == Some("v") {
+                *v = rmpv::Value::from(99);
+            }
+        }
+    }
+    let mut patched = Vec::new();
+    rmpv::encode::write_value(&mut patched, &value).unwrap();
+    assert!(matches!(
+        decode_body(&patched),
+        Err(CodecError::Schema(SchemaError::Version(99)))
+    ));
+}
+
+#[test]
+fn deep_nesting_and_huge_lengths_do_not_panic() {
+    // 100k nested arrays.
+    let mut deep = vec![0x91u8; 100_000];
+    deep.push(0xc0);
+    assert!(decode_body(&deep).is_err());
+    // A map declaring u32::MAX entries, and a str declaring 4 GiB, with no bytes behind them.
+    assert!(decode_body(&[0xdf, 0xff, 0xff, 0xff, 0xff]).is_err());
+    assert!(decode_body(&[0xdb, 0xff, 0xff, 0xff, 0xff]).is_err());
+    // A frame whose record declares a huge length.
+    let mut frame = encode_frame(&GENESIS_HASH, &[vec![0xc0]]);
+    frame[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let crc = crc32c::crc32c(&frame[5..]);
+    frame[1..5].copy_from_slice(&crc.to_le_bytes());
+    assert!(matches!(
+        decode_frame(&frame),
+        Err(CodecError::RecordLength { .. })
+    ));
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+        let _ = decode_body(&bytes);
+        let _ = decode_frame(&bytes);
+    }
+}

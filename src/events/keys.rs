@@ -1,0 +1,154 @@
+//! Key layout of the log tree. Every key starts with the tenant prefix `{tenant}\0`.
+//!
+//! Tenant ids never contain `\0`, so `{tenant}\0` is never a prefix of another tenant's keys
+//! (`a\0` vs `ab\0`, `a_b\0`): a tenant is one contiguous range, read, exported or deleted alone.
+//! Inside a tenant a tag byte separates the record families; inner ids are `\0`-terminated too,
+//! and only the last component may be free-form bytes (message ids, user names).
+//!
+//! ```text
+//! {t}\0 L {tenant_seq:be64}                          -> frame (one append group)
+//! {t}\0 S {env}\0{team}\0{session}\0 {first_seq:be64} -> {tenant_seq:be64}{count:be16} of the frame
+//! {t}\0 M {env}\0{team}\0{session}                    -> session meta (MessagePack)
+//! {t}\0 I {env}\0{team}\0{channel}\0 {message_id}     -> idempotency record (MessagePack)
+//! {t}\0 O {env}\0{team}\0{channel}\0 {user}           -> open session id of that user
+//! ```
+//!
+//! Big-endian numbers make sled's byte order equal numeric order.
+
+use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
+
+pub(crate) const TAG_FRAME: u8 = b'L';
+pub(crate) const TAG_SESSION_INDEX: u8 = b'S';
+pub(crate) const TAG_SESSION_META: u8 = b'M';
+pub(crate) const TAG_IDEMPOTENCY: u8 = b'I';
+pub(crate) const TAG_OPEN_SESSION: u8 = b'O';
+
+/// `{tenant}\0`: the prefix of every key of the tenant.
+pub(crate) fn tenant_prefix(tenant: &TenantId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tenant.as_str().len() + 1);
+    k.extend_from_slice(tenant.as_str().as_bytes());
+    k.push(0);
+    k
+}
+
+/// The first key past every key of `tenant`: `{tenant}\x01`.
+pub(crate) fn tenant_end(tenant: &TenantId) -> Vec<u8> {
+    let mut k = tenant_prefix(tenant);
+    if let Some(last) = k.last_mut() {
+        *last = 1;
+    }
+    k
+}
+
+fn family(tenant: &TenantId, tag: u8, extra: usize) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tenant.as_str().len() + 2 + extra);
+    k.extend_from_slice(tenant.as_str().as_bytes());
+    k.push(0);
+    k.push(tag);
+    k
+}
+
+fn push_part(k: &mut Vec<u8>, part: &str) {
+    k.extend_from_slice(part.as_bytes());
+    k.push(0);
+}
+
+pub(crate) fn frame_key(tenant: &TenantId, tenant_seq: u64) -> Vec<u8> {
+    let mut k = family(tenant, TAG_FRAME, 8);
+    k.extend_from_slice(&tenant_seq.to_be_bytes());
+    k
+}
+
+/// `[start, end)` of the tenant's frames.
+pub(crate) fn frame_range(tenant: &TenantId) -> (Vec<u8>, Vec<u8>) {
+    (
+        family(tenant, TAG_FRAME, 0),
+        family(tenant, TAG_FRAME + 1, 0),
+    )
+}
+
+/// Decodes the tenant_seq of a frame key of `tenant`.
+pub(crate) fn frame_key_seq(key: &[u8], tenant: &TenantId) -> Option<u64> {
+    let n = tenant.as_str().len() + 2;
+    let tail = key.get(n..)?;
+    let bytes: [u8; 8] = tail.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+pub(crate) fn session_index_prefix(
+    tenant: &TenantId,
+    env: &EnvId,
+    team: &TeamId,
+    session: &SessionId,
+) -> Vec<u8> {
+    let mut k = family(tenant, TAG_SESSION_INDEX, 64);
+    push_part(&mut k, env.as_str());
+    push_part(&mut k, team.as_str());
+    push_part(&mut k, session.as_str());
+    k
+}
+
+pub(crate) fn session_index_key(prefix: &[u8], first_seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 8);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&first_seq.to_be_bytes());
+    k
+}
+
+pub(crate) fn session_meta_key(
+    tenant: &TenantId,
+    env: &EnvId,
+    team: &TeamId,
+    session: &SessionId,
+) -> Vec<u8> {
+    let mut k = session_meta_scope(tenant, env, Some(team));
+    k.extend_from_slice(session.as_str().as_bytes());
+    k
+}
+
+/// Prefix of the session metas of an env, or of one team in it.
+pub(crate) fn session_meta_scope(tenant: &TenantId, env: &EnvId, team: Option<&TeamId>) -> Vec<u8> {
+    let mut k = family(tenant, TAG_SESSION_META, 64);
+    push_part(&mut k, env.as_str());
+    if let Some(team) = team {
+        push_part(&mut k, team.as_str());
+    }
+    k
+}
+
+pub(crate) fn idempotency_key(
+    tenant: &TenantId,
+    env: &EnvId,
+    team: &TeamId,
+    channel: &ChannelId,
+    message_id: &str,
+) -> Vec<u8> {
+    let mut k = family(tenant, TAG_IDEMPOTENCY, 64 + message_id.len());
+    push_part(&mut k, env.as_str());
+    push_part(&mut k, team.as_str());
+    push_part(&mut k, channel.as_str());
+    k.extend_from_slice(message_id.as_bytes());
+    k
+}
+
+pub(crate) fn open_session_key(
+    tenant: &TenantId,
+    env: &EnvId,
+    team: &TeamId,
+    channel: &ChannelId,
+    user: &str,
+) -> Vec<u8> {
+    let mut k = family(tenant, TAG_OPEN_SESSION, 64 + user.len());
+    push_part(&mut k, env.as_str());
+    push_part(&mut k, team.as_str());
+    push_part(&mut k, channel.as_str());
+    k.extend_from_slice(user.as_bytes());
+    k
+}
+
+/// The tenant id at the start of any log key.
+pub(crate) fn key_tenant(key: &[u8]) -> Option<TenantId> {
+    let end = key.iter().position(|&b| b == 0)?;
+    let raw = std::str::from_utf8(&key[..end]).ok()?;
+    TenantId::parse(raw).ok()
+}

@@ -1,0 +1,9 @@
+//! Events: the on-disk contract (`schema`), its byte formats (`codec`, `keys`) and the durable,
+//! tenant-prefixed log on sled (`log`).
+//!
+//! Invariant: only this module touches sled.
+
+pub mod codec;
+pub(crate) mod keys;
+pub mod log;
+pub mod schema;

@@ -1,0 +1,266 @@
+//! Event types: the on-disk contract.
+//!
+//! An event is stored as a MessagePack *body*: an envelope (ids, seqs, time, kind name, schema
+//! version) plus the kind's data as an opaque byte string (itself MessagePack). The hash chain
+//! covers the body exactly as written, so a later change that encrypts the data bytes per session
+//! (erasure by crypto-shredding) keeps old chains verifiable.
+//!
+//! Invariants: variants and field names are never renamed; a new field gets `#[serde(default)]` or
+//! a new schema version with an upcast in [`EventKind::decode_data`]; every schema version ever
+//! written keeps decoding.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
+
+/// Schema version written by this build.
+///
+/// History: v1 `MessageReceived` had no `message_id` (records from before idempotent ingest);
+/// v2 added it.
+pub const SCHEMA_VERSION: u16 = 2;
+
+/// Oldest schema version this build still decodes.
+pub const SCHEMA_VERSION_MIN: u16 = 1;
+
+/// What happened in a session. The data of one event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// First event of every session (seq 1).
+    SessionStarted {
+        user: String,
+        flow: String,
+        flow_version: String,
+    },
+    /// An inbound user message.
+    MessageReceived {
+        message_id: String,
+        user: String,
+        text: String,
+    },
+    /// The flow entered a node.
+    NodeEntered { node: String },
+    /// The flow sent a reply to the user.
+    ReplySent { node: String, text: String },
+    /// The flow set a session state key.
+    StateSet { key: String, value: String },
+    /// The flow could not complete a node; the session stays usable.
+    FlowFailed { node: String, error: String },
+    /// Last event of a session; later messages open a new one.
+    SessionEnded { reason: String },
+}
+
+/// `MessageReceived` as written by schema v1.
+#[derive(Deserialize)]
+struct MessageReceivedV1 {
+    user: String,
+    text: String,
+}
+
+impl EventKind {
+    /// The variant's name, as stored in the envelope and shown in exports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::SessionStarted { .. } => "SessionStarted",
+            EventKind::MessageReceived { .. } => "MessageReceived",
+            EventKind::NodeEntered { .. } => "NodeEntered",
+            EventKind::ReplySent { .. } => "ReplySent",
+            EventKind::StateSet { .. } => "StateSet",
+            EventKind::FlowFailed { .. } => "FlowFailed",
+            EventKind::SessionEnded { .. } => "SessionEnded",
+        }
+    }
+
+    /// Encodes the kind's data (without the kind name, which the envelope carries).
+    pub(crate) fn encode_data(&self) -> Vec<u8> {
+        // Serializing plain strings into a Vec cannot fail; an error here is a bug in serde.
+        fn b(s: &str) -> Cow<'_, str> {
+            Cow::Borrowed(s)
+        }
+        let encoded = match self {
+            EventKind::SessionStarted {
+                user,
+                flow,
+                flow_version,
+            } => rmp_serde::to_vec_named(&SessionStartedData {
+                user: b(user),
+                flow: b(flow),
+                flow_version: b(flow_version),
+            }),
+            EventKind::MessageReceived {
+                message_id,
+                user,
+                text,
+            } => rmp_serde::to_vec_named(&MessageReceivedData {
+                message_id: b(message_id),
+                user: b(user),
+                text: b(text),
+            }),
+            EventKind::NodeEntered { node } => rmp_serde::to_vec_named(&NodeData { node: b(node) }),
+            EventKind::ReplySent { node, text } => rmp_serde::to_vec_named(&NodeTextData {
+                node: b(node),
+                text: b(text),
+            }),
+            EventKind::StateSet { key, value } => rmp_serde::to_vec_named(&StateSetData {
+                key: b(key),
+                value: b(value),
+            }),
+            EventKind::FlowFailed { node, error } => rmp_serde::to_vec_named(&FlowFailedData {
+                node: b(node),
+                error: b(error),
+            }),
+            EventKind::SessionEnded { reason } => {
+                rmp_serde::to_vec_named(&SessionEndedData { reason: b(reason) })
+            }
+        };
+        encoded.expect("MessagePack encoding of strings is infallible")
+    }
+
+    /// Decodes a kind from its name, schema version and data bytes, upcasting old versions.
+    pub(crate) fn decode_data(
+        name: &str,
+        version: u16,
+        data: &[u8],
+        event_id: &uuid::Uuid,
+    ) -> Result<EventKind, SchemaError> {
+        use crate::events::codec::decode_limited as de;
+        if !(SCHEMA_VERSION_MIN..=SCHEMA_VERSION).contains(&version) {
+            return Err(SchemaError::Version(version));
+        }
+        let kind = match name {
+            "SessionStarted" => {
+                let d: SessionStartedData = de(data)?;
+                EventKind::SessionStarted {
+                    user: d.user.into_owned(),
+                    flow: d.flow.into_owned(),
+                    flow_version: d.flow_version.into_owned(),
+                }
+            }
+            "MessageReceived" if version == 1 => {
+                let d: MessageReceivedV1 = de(data)?;
+                // v1 predates client message ids: the event's own id stands in, which is unique
+                // and stable, so idempotency records built from it never collide.
+                EventKind::MessageReceived {
+                    message_id: event_id.to_string(),
+                    user: d.user,
+                    text: d.text,
+                }
+            }
+            "MessageReceived" => {
+                let d: MessageReceivedData = de(data)?;
+                EventKind::MessageReceived {
+                    message_id: d.message_id.into_owned(),
+                    user: d.user.into_owned(),
+                    text: d.text.into_owned(),
+                }
+            }
+            "NodeEntered" => {
+                let d: NodeData = de(data)?;
+                EventKind::NodeEntered {
+                    node: d.node.into_owned(),
+                }
+            }
+            "ReplySent" => {
+                let d: NodeTextData = de(data)?;
+                EventKind::ReplySent {
+                    node: d.node.into_owned(),
+                    text: d.text.into_owned(),
+                }
+            }
+            "StateSet" => {
+                let d: StateSetData = de(data)?;
+                EventKind::StateSet {
+                    key: d.key.into_owned(),
+                    value: d.value.into_owned(),
+                }
+            }
+            "FlowFailed" => {
+                let d: FlowFailedData = de(data)?;
+                EventKind::FlowFailed {
+                    node: d.node.into_owned(),
+                    error: d.error.into_owned(),
+                }
+            }
+            "SessionEnded" => {
+                let d: SessionEndedData = de(data)?;
+                EventKind::SessionEnded {
+                    reason: d.reason.into_owned(),
+                }
+            }
+            other => return Err(SchemaError::UnknownKind(other.chars().take(64).collect())),
+        };
+        Ok(kind)
+    }
+}
+
+/// A record that this build cannot interpret. Data on disk or from a peer is wrong or newer.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// Written by a newer (or corrupt) writer; upgrade tenantry or treat the record as corrupt.
+    #[error("unsupported event schema version {0} (this build reads {SCHEMA_VERSION_MIN}..={SCHEMA_VERSION})")]
+    Version(u16),
+    /// The kind name is not one this build knows.
+    #[error("unknown event kind {0:?}")]
+    UnknownKind(String),
+    /// The bytes are not valid MessagePack for the expected shape.
+    #[error("malformed event: {0}")]
+    Malformed(String),
+}
+
+// Payload shapes; field names are the on-disk contract. `Cow` lets one type both encode from
+// borrowed strings (no clone on the append path) and decode into owned ones.
+#[derive(Serialize, Deserialize)]
+struct SessionStartedData<'a> {
+    user: Cow<'a, str>,
+    flow: Cow<'a, str>,
+    flow_version: Cow<'a, str>,
+}
+#[derive(Serialize, Deserialize)]
+struct MessageReceivedData<'a> {
+    message_id: Cow<'a, str>,
+    user: Cow<'a, str>,
+    text: Cow<'a, str>,
+}
+#[derive(Serialize, Deserialize)]
+struct NodeData<'a> {
+    node: Cow<'a, str>,
+}
+#[derive(Serialize, Deserialize)]
+struct NodeTextData<'a> {
+    node: Cow<'a, str>,
+    text: Cow<'a, str>,
+}
+#[derive(Serialize, Deserialize)]
+struct StateSetData<'a> {
+    key: Cow<'a, str>,
+    value: Cow<'a, str>,
+}
+#[derive(Serialize, Deserialize)]
+struct FlowFailedData<'a> {
+    node: Cow<'a, str>,
+    error: Cow<'a, str>,
+}
+#[derive(Serialize, Deserialize)]
+struct SessionEndedData<'a> {
+    reason: Cow<'a, str>,
+}
+
+/// One event with its full envelope, as appended and as read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// UUID v7, assigned at append.
+    pub id: uuid::Uuid,
+    pub tenant: TenantId,
+    pub env: EnvId,
+    pub team: TeamId,
+    pub channel: ChannelId,
+    pub session: SessionId,
+    /// Position in the session, gapless from 1.
+    pub seq: u64,
+    /// Position in the tenant's log, gapless from 1.
+    pub tenant_seq: u64,
+    /// Unix time in milliseconds, from the caller's clock.
+    pub at_ms: u64,
+    pub kind: EventKind,
+}

@@ -1,0 +1,9 @@
+//! tenantry: a multi-tenant, event-sourced conversation runtime.
+//!
+//! Modules in reading order: `tenancy` (validated ids, `TenantCtx`), `config` (config.toml, seed
+//! YAML, flows), `events` (schema, codec, the sled log).
+
+pub mod bench;
+pub mod config;
+pub mod events;
+pub mod tenancy;
