@@ -1,0 +1,389 @@
+//! Benchmark of the durable event log against raw sled, measured in the same run.
+//!
+//! Workload: each appender owns one session (sessions spread over `TENANTS` tenants that reuse
+//! the same session ids) and appends groups shaped like one inbound message: `MessageReceived`,
+//! `NodeEntered`, `ReplySent`, `StateSet` (about 200 bytes each once encoded), idempotent by
+//! message id. An append is timed from the call to the durable ack.
+//!
+//! Baseline: the same encoded event bytes, one sled key per event, written by one thread with
+//! `apply_batch` of `BASELINE_BATCH` events, `flush`, and `fdatasync`: what sled itself can make
+//! durable per second on this machine, with none of the log's work.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::events::codec::encode_body;
+use crate::events::log::{AppendGroup, AppendOutcome, EventLog, Idempotency, LogOptions};
+use crate::events::schema::{Event, EventKind};
+use crate::tenancy::{ChannelId, SessionId, TenantCtx, TenantId};
+
+/// Tenants the appenders are spread over.
+const TENANTS: usize = 8;
+/// Events per sled batch in the raw baseline (the order of the log's group-commit batches).
+const BASELINE_BATCH: usize = 512;
+/// Events per append group.
+const GROUP_EVENTS: usize = 4;
+
+/// How long and how wide to measure.
+#[derive(Clone, Debug)]
+pub struct LogBenchOptions {
+    pub appenders: Vec<usize>,
+    /// Measured time per appender count.
+    pub duration: Duration,
+    /// Also run a paced pass at this fraction of the widest run's peak, for latency under load.
+    pub paced_fraction: f64,
+}
+
+/// One measured configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct AppendRun {
+    pub appenders: usize,
+    /// Target rate for paced runs (groups/s); `None` for closed-loop runs at full speed.
+    pub paced_groups_per_s: Option<f64>,
+    pub groups: u64,
+    pub events: u64,
+    pub seconds: f64,
+    pub events_per_s: f64,
+    pub groups_per_s: f64,
+    pub ack_p50_us: u64,
+    pub ack_p99_us: u64,
+    pub ack_max_us: u64,
+    /// Disk bytes per event (sled directory size / events) after the run.
+    pub disk_bytes_per_event: f64,
+}
+
+/// The raw-sled baseline.
+#[derive(Clone, Debug, Serialize)]
+pub struct BaselineRun {
+    pub events: u64,
+    pub seconds: f64,
+    pub events_per_s: f64,
+    pub batch_events: usize,
+    pub disk_bytes_per_event: f64,
+}
+
+/// Everything one `bench log` run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct LogBenchReport {
+    pub scenario: &'static str,
+    pub event_bytes_avg: f64,
+    pub group_events: usize,
+    pub tenants: usize,
+    pub baseline: BaselineRun,
+    pub runs: Vec<AppendRun>,
+    /// Best closed-loop events/s divided by the baseline's events/s.
+    pub ratio_to_baseline: f64,
+}
+
+fn id<T: std::str::FromStr>(raw: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    raw.parse().expect("bench ids are valid by construction")
+}
+
+fn kinds(n: u64) -> Vec<EventKind> {
+    let text = format!("hello, I need help with order {n:08}, it has not arrived yet");
+    vec![
+        EventKind::MessageReceived {
+            message_id: format!("m{n}"),
+            user: "user-0001".into(),
+            text,
+        },
+        EventKind::NodeEntered {
+            node: "greet".into(),
+        },
+        EventKind::ReplySent {
+            node: "greet".into(),
+            text: "Welcome to ACME Support! How can I help?".into(),
+        },
+        EventKind::StateSet {
+            key: "last_topic".into(),
+            value: "order status".into(),
+        },
+    ]
+}
+
+fn sample_events(count: usize) -> Vec<Vec<u8>> {
+    (0..count as u64)
+        .flat_map(|n| {
+            kinds(n)
+                .into_iter()
+                .enumerate()
+                .map(move |(i, kind)| Event {
+                    id: uuid::Uuid::now_v7(),
+                    tenant: id("tenant-03"),
+                    env: id("prod"),
+                    team: id("support"),
+                    channel: id("webchat"),
+                    session: id(&format!("session-{n:06}")),
+                    seq: 10 + i as u64,
+                    tenant_seq: 1000 + n * 4 + i as u64,
+                    at_ms: 1_760_000_000_000,
+                    kind,
+                })
+        })
+        .map(|e| encode_body(&e))
+        .collect()
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Nearest-rank percentile; `permille` is the percentile times ten (p99 = 990).
+fn percentile(sorted: &[u64], permille: usize) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (sorted.len() - 1) * permille.min(1000) / 1000;
+    sorted[rank]
+}
+
+/// Raw sled: the same bytes, one key per event, batched, flushed and fdatasynced.
+fn baseline(dir: &Path, duration: Duration) -> Result<BaselineRun, String> {
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(LogOptions::default().cache_capacity_bytes)
+        .mode(sled::Mode::HighThroughput)
+        .open()
+        .map_err(|e| e.to_string())?;
+    let data = File::open(dir.join("db")).map_err(|e| e.to_string())?;
+    let bodies = sample_events(BASELINE_BATCH / GROUP_EVENTS);
+    let prefix = b"tenant-03\0L";
+    let start = Instant::now();
+    let mut n: u64 = 0;
+    while start.elapsed() < duration {
+        let mut batch = sled::Batch::default();
+        for body in &bodies {
+            let mut key = prefix.to_vec();
+            key.extend_from_slice(&n.to_be_bytes());
+            batch.insert(key, body.as_slice());
+            n += 1;
+        }
+        db.apply_batch(batch).map_err(|e| e.to_string())?;
+        db.flush().map_err(|e| e.to_string())?;
+        data.sync_data().map_err(|e| e.to_string())?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    drop(db);
+    Ok(BaselineRun {
+        events: n,
+        seconds,
+        events_per_s: n as f64 / seconds,
+        batch_events: BASELINE_BATCH,
+        disk_bytes_per_event: dir_bytes(dir) as f64 / n.max(1) as f64,
+    })
+}
+
+/// `appenders` async tasks (how the runtime's session actors call the log) on one
+/// current-thread runtime, appending to a fresh log for `duration`. Paced when `rate` is set
+/// (groups/s over all appenders), with latency measured from each append's scheduled time so a
+/// stall is not hidden by the appender waiting (coordinated omission).
+fn append_run(
+    dir: &Path,
+    appenders: usize,
+    duration: Duration,
+    rate: Option<f64>,
+) -> Result<AppendRun, String> {
+    let log = EventLog::open(dir, &LogOptions::default()).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let interval = rate.map(|r| Duration::from_secs_f64(appenders as f64 / r));
+    let started = Instant::now();
+    let timer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(duration);
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let per_task = runtime.block_on(async {
+        let tasks: Vec<_> = (0..appenders)
+            .map(|a| tokio::spawn(appender(log.clone(), a, stop.clone(), interval)))
+            .collect();
+        let mut out = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            out.push(t.await.map_err(|e| e.to_string())?);
+        }
+        Ok::<_, String>(out)
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = timer.join();
+    drop(log);
+    let mut latencies = Vec::new();
+    for task in per_task {
+        latencies.extend(task?);
+    }
+    latencies.sort_unstable();
+    let groups = latencies.len() as u64;
+    let events = groups * GROUP_EVENTS as u64;
+    Ok(AppendRun {
+        appenders,
+        paced_groups_per_s: rate,
+        groups,
+        events,
+        seconds,
+        events_per_s: events as f64 / seconds,
+        groups_per_s: groups as f64 / seconds,
+        ack_p50_us: percentile(&latencies, 500),
+        ack_p99_us: percentile(&latencies, 990),
+        ack_max_us: latencies.last().copied().unwrap_or(0),
+        disk_bytes_per_event: dir_bytes(dir) as f64 / (events + appenders as u64).max(1) as f64,
+    })
+}
+
+/// One appender: starts its session, then appends message-shaped groups until `stop`.
+async fn appender(
+    log: EventLog,
+    a: usize,
+    stop: Arc<AtomicBool>,
+    interval: Option<Duration>,
+) -> Result<Vec<u64>, String> {
+    let tenant: TenantId = id(&format!("tenant-{:02}", a % TENANTS));
+    let ctx = TenantCtx::new(tenant, id("prod"), Some(id("support")));
+    let session: SessionId = id(&format!("session-{:06}", a / TENANTS));
+    let channel: ChannelId = id("webchat");
+    let start = AppendGroup {
+        ctx: ctx.clone(),
+        channel: channel.clone(),
+        session: session.clone(),
+        expected_seq: 0,
+        at_ms: 1,
+        kinds: vec![EventKind::SessionStarted {
+            user: "user-0001".into(),
+            flow: "acme_support_flow".into(),
+            flow_version: "1.0".into(),
+        }],
+        idempotency: None,
+    };
+    let mut last = match log.append(start).await.map_err(|e| e.to_string())? {
+        AppendOutcome::Appended(a) => a.last_seq,
+        AppendOutcome::Duplicate(_) => return Err("unexpected duplicate".into()),
+    };
+    let mut latencies = Vec::with_capacity(1 << 14);
+    let t0 = tokio::time::Instant::now();
+    let mut n: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let scheduled = match interval {
+            Some(iv) => {
+                let at = t0 + iv.mul_f64(n as f64);
+                tokio::time::sleep_until(at).await;
+                at.into_std()
+            }
+            None => Instant::now(),
+        };
+        let group = AppendGroup {
+            ctx: ctx.clone(),
+            channel: channel.clone(),
+            session: session.clone(),
+            expected_seq: last,
+            at_ms: 2,
+            kinds: kinds(n),
+            idempotency: Some(Idempotency {
+                message_id: format!("a{a}-m{n}"),
+                ack: Vec::new(),
+            }),
+        };
+        match log.append(group).await.map_err(|e| e.to_string())? {
+            AppendOutcome::Appended(ok) => last = ok.last_seq,
+            AppendOutcome::Duplicate(_) => return Err("unexpected duplicate".into()),
+        }
+        latencies.push(u64::try_from(scheduled.elapsed().as_micros()).unwrap_or(u64::MAX));
+        n += 1;
+    }
+    Ok(latencies)
+}
+
+/// Runs the baseline and every appender count in fresh directories under `work_dir`.
+/// `progress` receives one line per finished step.
+pub fn run(
+    work_dir: &Path,
+    opts: &LogBenchOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<LogBenchReport, String> {
+    let fresh = |name: &str| -> Result<std::path::PathBuf, String> {
+        let d = work_dir.join(name);
+        if d.exists() {
+            std::fs::remove_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+        Ok(d)
+    };
+    let sample = sample_events(64);
+    let event_bytes_avg = sample.iter().map(Vec::len).sum::<usize>() as f64 / sample.len() as f64;
+
+    let baseline = baseline(&fresh("raw-sled")?, opts.duration)?;
+    progress(&format!(
+        "raw sled baseline: {:.0} events/s",
+        baseline.events_per_s
+    ));
+    let mut runs = Vec::new();
+    for &appenders in &opts.appenders {
+        let run = append_run(
+            &fresh(&format!("log-{appenders}"))?,
+            appenders,
+            opts.duration,
+            None,
+        )?;
+        progress(&format!(
+            "{appenders:>4} appenders: {:.0} events/s, ack p50 {} us, p99 {} us",
+            run.events_per_s, run.ack_p50_us, run.ack_p99_us
+        ));
+        runs.push(run);
+    }
+    let peak = runs
+        .iter()
+        .max_by(|a, b| a.groups_per_s.total_cmp(&b.groups_per_s))
+        .cloned();
+    if let Some(peak) = peak.filter(|_| opts.paced_fraction > 0.0) {
+        let rate = peak.groups_per_s * opts.paced_fraction;
+        let run = append_run(
+            &fresh("log-paced")?,
+            peak.appenders,
+            opts.duration,
+            Some(rate),
+        )?;
+        progress(&format!(
+            "paced at {:.0}% of peak ({:.0} events/s offered): {:.0} events/s, ack p50 {} us, p99 {} us",
+            opts.paced_fraction * 100.0,
+            rate * GROUP_EVENTS as f64,
+            run.events_per_s,
+            run.ack_p50_us,
+            run.ack_p99_us
+        ));
+        runs.push(run);
+    }
+    let best = runs
+        .iter()
+        .filter(|r| r.paced_groups_per_s.is_none())
+        .map(|r| r.events_per_s)
+        .fold(0.0, f64::max);
+    Ok(LogBenchReport {
+        scenario: "log_append",
+        event_bytes_avg,
+        group_events: GROUP_EVENTS,
+        tenants: TENANTS,
+        ratio_to_baseline: best / baseline.events_per_s.max(f64::MIN_POSITIVE),
+        baseline,
+        runs,
+    })
+}

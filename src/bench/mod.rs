@@ -1,0 +1,6 @@
+//! Measurement drivers behind `tenantry bench`, and the load driver of the crash test.
+//!
+//! Nothing here is used by the server; it only drives the public APIs of the other modules.
+
+pub mod crash_writer;
+pub mod log;

@@ -1,0 +1,8 @@
+//! The single integration-test binary: drives the real `tenantry` binary and the library's
+//! public API the way users and operators do.
+
+// Test code may panic on unexpected data: that is how a test fails.
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+
+mod check_config;
+mod crash;
