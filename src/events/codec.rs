@@ -98,17 +98,54 @@ struct Body<'a> {
     data: Cow<'a, [u8]>,
 }
 
+/// An event's envelope by reference, so the writer encodes without cloning ids.
+#[derive(Clone, Copy, Debug)]
+pub struct EventRef<'a> {
+    pub id: uuid::Uuid,
+    pub tenant: &'a TenantId,
+    pub env: &'a EnvId,
+    pub team: &'a TeamId,
+    pub channel: &'a ChannelId,
+    pub session: &'a SessionId,
+    pub seq: u64,
+    pub tenant_seq: u64,
+    pub at_ms: u64,
+    pub kind: &'a EventKind,
+}
+
+impl<'a> From<&'a Event> for EventRef<'a> {
+    fn from(e: &'a Event) -> EventRef<'a> {
+        EventRef {
+            id: e.id,
+            tenant: &e.tenant,
+            env: &e.env,
+            team: &e.team,
+            channel: &e.channel,
+            session: &e.session,
+            seq: e.seq,
+            tenant_seq: e.tenant_seq,
+            at_ms: e.at_ms,
+            kind: &e.kind,
+        }
+    }
+}
+
 /// Encodes one event's body.
 pub fn encode_body(event: &Event) -> Vec<u8> {
+    encode_body_ref(&EventRef::from(event))
+}
+
+/// Encodes one event's body from borrowed parts.
+pub fn encode_body_ref(event: &EventRef<'_>) -> Vec<u8> {
     let data = event.kind.encode_data();
     let body = Body {
         v: SCHEMA_VERSION,
         id: event.id,
-        tenant: Cow::Borrowed(&event.tenant),
-        env: Cow::Borrowed(&event.env),
-        team: Cow::Borrowed(&event.team),
-        channel: Cow::Borrowed(&event.channel),
-        session: Cow::Borrowed(&event.session),
+        tenant: Cow::Borrowed(event.tenant),
+        env: Cow::Borrowed(event.env),
+        team: Cow::Borrowed(event.team),
+        channel: Cow::Borrowed(event.channel),
+        session: Cow::Borrowed(event.session),
         seq: event.seq,
         tenant_seq: event.tenant_seq,
         at: event.at_ms,

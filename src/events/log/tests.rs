@@ -3,7 +3,8 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 
 use super::*;
-use crate::events::codec::GENESIS_HASH;
+use crate::events::codec::{self, chain_hash, GENESIS_HASH, TEXT_BYTES_MAX};
+use crate::events::keys;
 
 fn id<T: std::str::FromStr>(s: &str) -> T
 where

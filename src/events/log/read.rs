@@ -1,0 +1,474 @@
+//! Reads of the log: tenant ranges, one session's events, session lists, idempotency and
+//! open-session lookups, and the tail check at open.
+//!
+//! Invariant: every scan stays inside one tenant's prefix, and every frame read is checked
+//! (checksum, tenant, consecutive seqs) before its events are returned.
+
+use std::collections::{HashMap, VecDeque};
+use std::ops::RangeInclusive;
+
+use super::{Damage, Head, IdempotencyRecord, ReadError, SessionInfo, SessionMeta, StoredEvent};
+use crate::events::codec::{chain_hash, decode_body, decode_frame, decode_limited};
+use crate::events::keys;
+use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
+
+pub(super) fn next_key(key: &[u8]) -> Vec<u8> {
+    let mut k = key.to_vec();
+    k.push(0);
+    k
+}
+
+pub(super) fn recover_heads(tree: &sled::Tree) -> (HashMap<TenantId, Head>, Vec<Damage>) {
+    let mut heads = HashMap::new();
+    let mut damaged = Vec::new();
+    let mut cursor: Vec<u8> = Vec::new();
+    loop {
+        let key = match tree.range(cursor.clone()..).next() {
+            None => break,
+            Some(Ok((key, _))) => key,
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "event log scan failed at open");
+                break;
+            }
+        };
+        let Some(tenant) = keys::key_tenant(&key) else {
+            tracing::error!(key = ?&key[..key.len().min(80)], "event log key with no valid tenant prefix; skipped");
+            cursor = next_key(&key);
+            continue;
+        };
+        cursor = keys::tenant_end(&tenant);
+        let (start, end) = keys::frame_range(&tenant);
+        match tree.range(start..end).next_back() {
+            None => {}
+            Some(Err(e)) => damaged.push(Damage {
+                tenant: tenant.clone(),
+                position: "last frame".into(),
+                detail: e.to_string(),
+            }),
+            Some(Ok((k, v))) => match check_frame(&tenant, &k, &v) {
+                Ok(head) => {
+                    heads.insert(tenant, head);
+                }
+                Err(e) => damaged.push(Damage {
+                    tenant: e.tenant,
+                    position: e.position,
+                    detail: e.detail,
+                }),
+            },
+        }
+    }
+    (heads, damaged)
+}
+
+/// Decodes and cross-checks a frame; returns the head after it.
+fn check_frame(tenant: &TenantId, key: &[u8], value: &[u8]) -> Result<Head, ReadError> {
+    let events = decode_frame_events(tenant, key, value)?;
+    let last = events
+        .last()
+        .ok_or_else(|| read_error(tenant, key, "empty frame"))?;
+    Ok(Head {
+        tenant_seq: last.event.tenant_seq,
+        hash: last.hash,
+    })
+}
+
+fn read_error(tenant: &TenantId, key: &[u8], detail: impl ToString) -> ReadError {
+    let position = match keys::frame_key_seq(key, tenant) {
+        Some(seq) => format!("frame at tenant_seq {seq}"),
+        None => format!("key {:?}", String::from_utf8_lossy(key)),
+    };
+    ReadError {
+        tenant: tenant.clone(),
+        position,
+        detail: detail.to_string(),
+    }
+}
+
+/// Decodes a frame into its events and checks that they belong where the key says: this tenant,
+/// consecutive tenant_seqs from the key's, one session with consecutive seqs.
+fn decode_frame_events(
+    tenant: &TenantId,
+    key: &[u8],
+    value: &[u8],
+) -> Result<Vec<StoredEvent>, ReadError> {
+    let first_seq = keys::frame_key_seq(key, tenant)
+        .ok_or_else(|| read_error(tenant, key, "malformed frame key"))?;
+    let frame = decode_frame(value).map_err(|e| read_error(tenant, key, e))?;
+    let mut prev = frame.prev_hash;
+    let mut out = Vec::with_capacity(frame.bodies.len());
+    for (i, body) in frame.bodies.iter().enumerate() {
+        let event =
+            decode_body(body).map_err(|e| read_error(tenant, key, format!("record {i}: {e}")))?;
+        let expected_tenant_seq = first_seq + i as u64;
+        if &event.tenant != tenant || event.tenant_seq != expected_tenant_seq {
+            return Err(read_error(
+                tenant,
+                key,
+                format!(
+                    "record {i} claims tenant {} tenant_seq {}, expected {tenant} {expected_tenant_seq}",
+                    event.tenant, event.tenant_seq
+                ),
+            ));
+        }
+        if let Some(first) = out.first() {
+            let first: &StoredEvent = first;
+            let same_session = first.event.session == event.session
+                && first.event.env == event.env
+                && first.event.team == event.team
+                && event.seq == first.event.seq + i as u64;
+            if !same_session {
+                return Err(read_error(
+                    tenant,
+                    key,
+                    format!("record {i} breaks the group's session or seq"),
+                ));
+            }
+        }
+        let hash = chain_hash(&prev, body);
+        out.push(StoredEvent {
+            event,
+            prev_hash: prev,
+            hash,
+        });
+        prev = hash;
+    }
+    Ok(out)
+}
+
+/// Read access to one tenant's log.
+#[derive(Clone)]
+pub struct TenantReader {
+    pub(super) tree: sled::Tree,
+    pub(super) tenant: TenantId,
+}
+
+impl TenantReader {
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// The last event's position and hash, or `None` for an empty tenant.
+    pub fn head(&self) -> Result<Option<Head>, ReadError> {
+        let (start, end) = keys::frame_range(&self.tenant);
+        match self.tree.range(start..end).next_back() {
+            None => Ok(None),
+            Some(Err(e)) => Err(ReadError {
+                tenant: self.tenant.clone(),
+                position: "last frame".into(),
+                detail: e.to_string(),
+            }),
+            Some(Ok((k, v))) => check_frame(&self.tenant, &k, &v).map(Some),
+        }
+    }
+
+    /// The tenant's events with `tenant_seq` in `range`, in order, one frame in memory at a time.
+    /// The iterator ends after the first error.
+    pub fn events(&self, range: RangeInclusive<u64>) -> TenantEvents {
+        let (start, end) = keys::frame_range(&self.tenant);
+        let from = keys::frame_key(&self.tenant, *range.start());
+        // The frame holding `range.start()` may begin before it.
+        let first = match self.tree.range(start.clone()..=from.clone()).next_back() {
+            Some(Ok((k, _))) => k.to_vec(),
+            _ => from,
+        };
+        TenantEvents {
+            frames: self.tree.range(first..end),
+            tenant: self.tenant.clone(),
+            range,
+            pending: VecDeque::new(),
+            done: false,
+        }
+    }
+}
+
+/// Iterator over a tenant's events; see [`TenantReader::events`].
+pub struct TenantEvents {
+    frames: sled::Iter,
+    tenant: TenantId,
+    range: RangeInclusive<u64>,
+    pending: VecDeque<StoredEvent>,
+    done: bool,
+}
+
+impl Iterator for TenantEvents {
+    type Item = Result<StoredEvent, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Some(Ok(e));
+            }
+            if self.done {
+                return None;
+            }
+            let (key, value) = match self.frames.next()? {
+                Ok(kv) => kv,
+                Err(e) => {
+                    self.done = true;
+                    let position = "frame scan".to_owned();
+                    return Some(Err(ReadError {
+                        tenant: self.tenant.clone(),
+                        position,
+                        detail: e.to_string(),
+                    }));
+                }
+            };
+            if keys::frame_key_seq(&key, &self.tenant).is_some_and(|s| s > *self.range.end()) {
+                self.done = true;
+                return None;
+            }
+            match decode_frame_events(&self.tenant, &key, &value) {
+                Ok(events) => self.pending.extend(
+                    events
+                        .into_iter()
+                        .filter(|e| self.range.contains(&e.event.tenant_seq)),
+                ),
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// Read access bounded by a [`TenantCtx`]: sessions of its env (and team, when set).
+#[derive(Clone)]
+pub struct ScopedReader {
+    pub(super) tree: sled::Tree,
+    pub(super) ctx: TenantCtx,
+}
+
+impl ScopedReader {
+    pub fn ctx(&self) -> &TenantCtx {
+        &self.ctx
+    }
+
+    /// Events of one session of this scope's team (or `default`), with `seq` in `range`.
+    /// A session of another tenant, env or team is simply empty here.
+    pub fn session_events(&self, session: &SessionId, range: RangeInclusive<u64>) -> SessionEvents {
+        let team = self.ctx.team_or_default();
+        let prefix = keys::session_index_prefix(&self.ctx.tenant, &self.ctx.env, &team, session);
+        let from = keys::session_index_key(&prefix, *range.start());
+        let first = match self.tree.range(prefix.clone()..=from.clone()).next_back() {
+            Some(Ok((k, _))) => k.to_vec(),
+            _ => from,
+        };
+        let mut end = prefix.clone();
+        if let Some(last) = end.last_mut() {
+            *last = 1;
+        }
+        SessionEvents {
+            index: self.tree.range(first..end),
+            tree: self.tree.clone(),
+            tenant: self.ctx.tenant.clone(),
+            range,
+            pending: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// The last seq of a session in this scope (0 when it does not exist).
+    pub fn session_last_seq(&self, session: &SessionId) -> Result<u64, ReadError> {
+        let team = self.ctx.team_or_default();
+        last_seq(&self.tree, &self.ctx.tenant, &self.ctx.env, &team, session)
+    }
+
+    /// Sessions of this scope, ordered by (team, session id).
+    pub fn sessions(&self) -> impl Iterator<Item = Result<SessionInfo, ReadError>> {
+        let prefix =
+            keys::session_meta_scope(&self.ctx.tenant, &self.ctx.env, self.ctx.team.as_ref());
+        let env_prefix_len = keys::session_meta_scope(&self.ctx.tenant, &self.ctx.env, None).len();
+        let tenant = self.ctx.tenant.clone();
+        let env = self.ctx.env.clone();
+        self.tree.scan_prefix(prefix).map(move |entry| {
+            let err = |detail: String| ReadError {
+                tenant: tenant.clone(),
+                position: "session index".into(),
+                detail,
+            };
+            let (key, value) = entry.map_err(|e| err(e.to_string()))?;
+            let rest = &key[env_prefix_len..];
+            let split = rest
+                .iter()
+                .position(|&b| b == 0)
+                .ok_or_else(|| err("malformed session key".into()))?;
+            let team = std::str::from_utf8(&rest[..split])
+                .ok()
+                .and_then(|t| TeamId::parse(t).ok());
+            let session = std::str::from_utf8(&rest[split + 1..])
+                .ok()
+                .and_then(|s| SessionId::parse(s).ok());
+            let (Some(team), Some(session)) = (team, session) else {
+                return Err(err("malformed session key".into()));
+            };
+            let meta: SessionMeta =
+                decode_limited(&value).map_err(|e| err(format!("session {session}: {e}")))?;
+            Ok(SessionInfo {
+                env: env.clone(),
+                team,
+                session,
+                channel: meta.channel,
+                user: meta.user,
+                started_at_ms: meta.started_at,
+            })
+        })
+    }
+
+    /// The record of an earlier append of `message_id` on `channel` in this scope's team.
+    pub fn idempotency(
+        &self,
+        channel: &ChannelId,
+        message_id: &str,
+    ) -> Result<Option<IdempotencyRecord>, ReadError> {
+        let team = self.ctx.team_or_default();
+        let key =
+            keys::idempotency_key(&self.ctx.tenant, &self.ctx.env, &team, channel, message_id);
+        read_idempotency(&self.tree, &self.ctx.tenant, &key)
+    }
+
+    /// The user's open (started, not ended) session on `channel` in this scope's team.
+    pub fn open_session(
+        &self,
+        channel: &ChannelId,
+        user: &str,
+    ) -> Result<Option<SessionId>, ReadError> {
+        let team = self.ctx.team_or_default();
+        let key = keys::open_session_key(&self.ctx.tenant, &self.ctx.env, &team, channel, user);
+        let err = |detail: String| ReadError {
+            tenant: self.ctx.tenant.clone(),
+            position: "open-session index".into(),
+            detail,
+        };
+        match self.tree.get(key).map_err(|e| err(e.to_string()))? {
+            None => Ok(None),
+            Some(v) => {
+                let raw = std::str::from_utf8(&v).map_err(|e| err(e.to_string()))?;
+                SessionId::parse(raw)
+                    .map(Some)
+                    .map_err(|e| err(e.to_string()))
+            }
+        }
+    }
+}
+
+pub(super) fn read_idempotency(
+    tree: &sled::Tree,
+    tenant: &TenantId,
+    key: &[u8],
+) -> Result<Option<IdempotencyRecord>, ReadError> {
+    let err = |detail: String| ReadError {
+        tenant: tenant.clone(),
+        position: "idempotency record".into(),
+        detail,
+    };
+    match tree.get(key).map_err(|e| err(e.to_string()))? {
+        None => Ok(None),
+        Some(v) => decode_limited(&v).map(Some).map_err(|e| err(e.to_string())),
+    }
+}
+
+/// Index entry of one frame in a session: where the frame is and how many events it holds.
+pub(super) fn decode_index_value(v: &[u8]) -> Option<(u64, u16)> {
+    let (seq, count) = v.split_first_chunk::<8>()?;
+    let count: [u8; 2] = count.try_into().ok()?;
+    Some((u64::from_be_bytes(*seq), u16::from_be_bytes(count)))
+}
+
+pub(super) fn last_seq(
+    tree: &sled::Tree,
+    tenant: &TenantId,
+    env: &EnvId,
+    team: &TeamId,
+    session: &SessionId,
+) -> Result<u64, ReadError> {
+    let prefix = keys::session_index_prefix(tenant, env, team, session);
+    let err = |detail: String| ReadError {
+        tenant: tenant.clone(),
+        position: format!("session {session} index"),
+        detail,
+    };
+    let Some(entry) = tree.scan_prefix(&prefix).next_back() else {
+        return Ok(0);
+    };
+    let (k, v) = entry.map_err(|e| err(e.to_string()))?;
+    let first_seq = k
+        .get(prefix.len()..)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| err("malformed index key".into()))?;
+    let (_, count) = decode_index_value(&v).ok_or_else(|| err("malformed index value".into()))?;
+    Ok(first_seq + u64::from(count) - 1)
+}
+
+/// Iterator over one session's events; see [`ScopedReader::session_events`].
+pub struct SessionEvents {
+    index: sled::Iter,
+    tree: sled::Tree,
+    tenant: TenantId,
+    range: RangeInclusive<u64>,
+    pending: VecDeque<StoredEvent>,
+    done: bool,
+}
+
+impl SessionEvents {
+    fn next_frame(&mut self) -> Option<Result<Vec<StoredEvent>, ReadError>> {
+        let err = |tenant: &TenantId, detail: String| ReadError {
+            tenant: tenant.clone(),
+            position: "session index".into(),
+            detail,
+        };
+        let (_, v) = match self.index.next()? {
+            Ok(kv) => kv,
+            Err(e) => return Some(Err(err(&self.tenant, e.to_string()))),
+        };
+        let Some((tenant_seq, _)) = decode_index_value(&v) else {
+            return Some(Err(err(&self.tenant, "malformed index value".into())));
+        };
+        let key = keys::frame_key(&self.tenant, tenant_seq);
+        match self.tree.get(&key) {
+            Ok(Some(frame)) => Some(decode_frame_events(&self.tenant, &key, &frame)),
+            Ok(None) => Some(Err(read_error(
+                &self.tenant,
+                &key,
+                "indexed frame is missing",
+            ))),
+            Err(e) => Some(Err(read_error(&self.tenant, &key, e))),
+        }
+    }
+}
+
+impl Iterator for SessionEvents {
+    type Item = Result<StoredEvent, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Some(Ok(e));
+            }
+            if self.done {
+                return None;
+            }
+            match self.next_frame() {
+                None => return None,
+                Some(Ok(events)) => {
+                    if events
+                        .first()
+                        .is_some_and(|e| e.event.seq > *self.range.end())
+                    {
+                        self.done = true;
+                    }
+                    self.pending.extend(
+                        events
+                            .into_iter()
+                            .filter(|e| self.range.contains(&e.event.seq)),
+                    );
+                }
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,620 @@
+//! The log's write path: one *stager* thread and one *syncer* thread.
+//!
+//! The stager drains up to `batch_groups_max` requests from the bounded queue, validates each
+//! group, assigns ids, seqs and chain hashes, stages all keys of the batch into one `sled::Batch`
+//! and applies it. It hands the batch's replies to the syncer and goes on with the next batch.
+//! The syncer takes every applied batch that is waiting, calls `Db::flush`, `fdatasync`s sled's
+//! data file, and only then answers those callers. So flushing batch N overlaps staging batch
+//! N+1, and one flush covers as many batches as arrived meanwhile (group commit).
+//!
+//! Invariants:
+//! - only the stager assigns seqs; its caches (tenant heads, session heads) always equal what is
+//!   applied to sled, because a failed apply stops all further appends;
+//! - a reply is sent only after a flush that started after its batch was applied;
+//! - after any write error the log refuses appends: what reached disk is unknown until reopen.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::oneshot;
+
+use super::read::{last_seq, read_idempotency};
+use super::{
+    AppendError, AppendGroup, AppendOutcome, Appended, Damage, Head, IdempotencyRecord, ReadError,
+    Rejection, Reply, Request, SessionMeta, ACK_BYTES_MAX,
+};
+use crate::events::codec::{
+    self, chain_hash, decode_limited, EventRef, FRAME_BYTES_MAX, GENESIS_HASH, GROUP_EVENTS_MAX,
+    NAME_BYTES_MAX, TEXT_BYTES_MAX,
+};
+use crate::events::keys;
+use crate::events::schema::EventKind;
+use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
+
+/// Most session heads the stager caches; past it the cache is dropped (between batches) and
+/// refilled from disk.
+const SESSION_CACHE_MAX: usize = 1 << 20;
+
+/// Applied batches that may wait for the syncer before the stager blocks. Small: while the
+/// stager waits, requests pile up in the queue and the next batch is simply larger.
+pub(super) const SYNC_QUEUE_BATCHES: usize = 2;
+
+/// Set once, by whichever thread first fails to write; read by both.
+pub(super) type Failure = Arc<OnceLock<String>>;
+
+type AppendResult = Result<AppendOutcome, AppendError>;
+
+/// Work handed from the stager to the syncer.
+pub(super) enum Applied {
+    Appends {
+        replies: Vec<(Reply, AppendResult)>,
+        failed: bool,
+    },
+    Delete {
+        reply: oneshot::Sender<Result<u64, AppendError>>,
+        result: Result<u64, AppendError>,
+    },
+}
+
+/// What the stager caches about a session it has appended to.
+#[derive(Clone)]
+struct SessionHead {
+    last_seq: u64,
+    channel: ChannelId,
+    user: String,
+}
+
+type SessionKey = (TenantId, EnvId, TeamId, SessionId);
+
+/// Keys staged for the current batch that later groups of the same batch must see.
+#[derive(Default)]
+struct Staged {
+    batch: sled::Batch,
+    idempotency: HashMap<Vec<u8>, IdempotencyRecord>,
+    /// Open-session keys written by this batch: `Some(session)` set, `None` removed.
+    open: HashMap<Vec<u8>, Option<SessionId>>,
+    groups: usize,
+}
+
+/// UUID v7 ids without a syscall per event: the millisecond clock plus a counter that starts at
+/// a random value, so ids are unique and increase within the process (RFC 9562 §6.2, method 2).
+struct IdGen {
+    last_ms: u64,
+    counter: u64,
+    salt: [u8; 2],
+}
+
+impl IdGen {
+    fn new() -> IdGen {
+        // The random bits of one library-made v7 id seed the counter and salt.
+        let seed = uuid::Uuid::now_v7().into_bytes();
+        let mut counter = [0; 8];
+        counter.copy_from_slice(&seed[8..]);
+        IdGen {
+            last_ms: 0,
+            counter: u64::from_be_bytes(counter) >> 1,
+            salt: [seed[6], seed[7]],
+        }
+    }
+
+    fn next(&mut self, now_ms: u64) -> uuid::Uuid {
+        // The clock may step back; ids must not.
+        self.last_ms = self.last_ms.max(now_ms);
+        self.counter = self.counter.wrapping_add(1);
+        let mut rand = [0u8; 10];
+        rand[..8].copy_from_slice(&self.counter.to_be_bytes());
+        rand[8..].copy_from_slice(&self.salt);
+        uuid::Builder::from_unix_timestamp_millis(self.last_ms, &rand).into_uuid()
+    }
+}
+
+fn unix_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The stager. Owns the in-memory heads; nothing else assigns seqs.
+pub(super) struct Stager {
+    pub(super) tree: sled::Tree,
+    pub(super) heads: HashMap<TenantId, Head>,
+    pub(super) damaged: HashMap<TenantId, Damage>,
+    pub(super) failure: Failure,
+    pub(super) batch_groups_max: usize,
+    sessions: HashMap<SessionKey, SessionHead>,
+    ids: IdGen,
+}
+
+impl Stager {
+    pub(super) fn new(
+        tree: sled::Tree,
+        heads: HashMap<TenantId, Head>,
+        damaged: HashMap<TenantId, Damage>,
+        failure: Failure,
+        batch_groups_max: usize,
+    ) -> Stager {
+        Stager {
+            tree,
+            heads,
+            damaged,
+            failure,
+            batch_groups_max,
+            sessions: HashMap::new(),
+            ids: IdGen::new(),
+        }
+    }
+
+    pub(super) fn run(mut self, rx: Receiver<Request>, to_syncer: SyncSender<Applied>) {
+        while let Ok(first) = rx.recv() {
+            let mut staged = Staged::default();
+            let mut replies = Vec::new();
+            let mut next = Some(first);
+            while let Some(req) = next.take() {
+                match req {
+                    Request::Append { group, reply } => {
+                        let result = self.stage(group, &mut staged);
+                        replies.push((reply, result));
+                    }
+                    Request::DeleteTenant { tenant, reply } => {
+                        // Deletion is not batched with appends: apply what is staged first.
+                        let applied =
+                            self.apply(std::mem::take(&mut staged), std::mem::take(&mut replies));
+                        let result = self.delete_tenant(&tenant);
+                        if to_syncer.send(applied).is_err()
+                            || to_syncer.send(Applied::Delete { reply, result }).is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+                if replies.len() < self.batch_groups_max {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if to_syncer.send(self.apply(staged, replies)).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Applies the staged batch to sled (not yet durable).
+    fn apply(&mut self, staged: Staged, replies: Vec<(Reply, AppendResult)>) -> Applied {
+        let mut failed = false;
+        if staged.groups > 0 {
+            if let Err(e) = self.tree.apply_batch(staged.batch) {
+                tracing::error!(error = %e, "event log apply failed; refusing further appends");
+                let _ = self.failure.set(e.to_string());
+                failed = true;
+            }
+        }
+        // Only here, between batches, is no staged group relying on a cached head.
+        if self.sessions.len() >= SESSION_CACHE_MAX {
+            self.sessions.clear();
+        }
+        Applied::Appends { replies, failed }
+    }
+
+    /// Validates a group and stages its keys. On `Err` nothing of the group is staged.
+    fn stage(&mut self, group: AppendGroup, staged: &mut Staged) -> AppendResult {
+        if let Some(e) = self.failure.get() {
+            return Err(AppendError::Failed(e.clone()));
+        }
+        let tenant = &group.ctx.tenant;
+        if let Some(d) = self.damaged.get(tenant) {
+            return Err(AppendError::TenantDamaged {
+                tenant: tenant.clone(),
+                position: d.position.clone(),
+                detail: d.detail.clone(),
+            });
+        }
+        validate(&group)?;
+        let env = &group.ctx.env;
+        let team = group.ctx.team_or_default();
+
+        let idem_key = match &group.idempotency {
+            None => None,
+            Some(idem) => {
+                let key =
+                    keys::idempotency_key(tenant, env, &team, &group.channel, &idem.message_id);
+                if let Some(rec) = staged.idempotency.get(&key) {
+                    return Ok(AppendOutcome::Duplicate(rec.clone()));
+                }
+                if let Some(rec) =
+                    read_idempotency(&self.tree, tenant, &key).map_err(damaged_error)?
+                {
+                    return Ok(AppendOutcome::Duplicate(rec));
+                }
+                Some(key)
+            }
+        };
+
+        let session_key: SessionKey = (
+            tenant.clone(),
+            env.clone(),
+            team.clone(),
+            group.session.clone(),
+        );
+        let existing = self.session_head(&session_key)?;
+        let actual = existing.as_ref().map_or(0, |h| h.last_seq);
+        if actual != group.expected_seq {
+            let session = group.session.clone();
+            return Err(Rejection::SeqConflict {
+                session,
+                expected: group.expected_seq,
+                actual,
+            }
+            .into());
+        }
+        let starts = matches!(group.kinds.first(), Some(EventKind::SessionStarted { .. }));
+        let starts_later = group
+            .kinds
+            .iter()
+            .skip(1)
+            .any(|k| matches!(k, EventKind::SessionStarted { .. }));
+        if starts != (group.expected_seq == 0) || starts_later {
+            return Err(Rejection::SessionStartMisplaced.into());
+        }
+        let session_head = match (existing, group.kinds.first()) {
+            (Some(head), _) if head.channel != group.channel => {
+                let (session, owner, got) =
+                    (group.session.clone(), head.channel, group.channel.clone());
+                return Err(Rejection::ChannelMismatch {
+                    session,
+                    owner,
+                    got,
+                }
+                .into());
+            }
+            (Some(head), _) => head,
+            (None, Some(EventKind::SessionStarted { user, .. })) => SessionHead {
+                last_seq: 0,
+                channel: group.channel.clone(),
+                user: user.clone(),
+            },
+            (None, _) => return Err(Rejection::SessionStartMisplaced.into()),
+        };
+
+        let head = self.heads.get(tenant).copied().unwrap_or(Head {
+            tenant_seq: 0,
+            hash: GENESIS_HASH,
+        });
+        let count = group.kinds.len() as u64;
+        let first_seq = group.expected_seq + 1;
+        let first_tenant_seq = head.tenant_seq + 1;
+        let now_ms = unix_ms();
+        let mut bodies = Vec::with_capacity(group.kinds.len());
+        let mut hash = head.hash;
+        for (i, kind) in group.kinds.iter().enumerate() {
+            let body = codec::encode_body_ref(&EventRef {
+                id: self.ids.next(now_ms),
+                tenant,
+                env,
+                team: &team,
+                channel: &group.channel,
+                session: &group.session,
+                seq: first_seq + i as u64,
+                tenant_seq: first_tenant_seq + i as u64,
+                at_ms: group.at_ms,
+                kind,
+            });
+            if body.len() > codec::EVENT_BYTES_MAX {
+                let len = body.len();
+                return Err(Rejection::TooLong {
+                    field: "event",
+                    len,
+                    max: codec::EVENT_BYTES_MAX,
+                }
+                .into());
+            }
+            hash = chain_hash(&hash, &body);
+            bodies.push(body);
+        }
+        let frame = codec::encode_frame(&head.hash, &bodies);
+        if frame.len() > FRAME_BYTES_MAX {
+            return Err(Rejection::GroupTooLarge(frame.len()).into());
+        }
+        let last_seq = first_seq + count - 1;
+        let last_tenant_seq = first_tenant_seq + count - 1;
+
+        // Everything is valid: stage the keys.
+        let b = &mut staged.batch;
+        b.insert(keys::frame_key(tenant, first_tenant_seq), frame);
+        let index_prefix = keys::session_index_prefix(tenant, env, &team, &group.session);
+        let count_u16 =
+            u16::try_from(count).expect("group size is checked against GROUP_EVENTS_MAX");
+        let mut index_value = [0u8; 10];
+        index_value[..8].copy_from_slice(&first_tenant_seq.to_be_bytes());
+        index_value[8..].copy_from_slice(&count_u16.to_be_bytes());
+        b.insert(
+            keys::session_index_key(&index_prefix, first_seq),
+            &index_value[..],
+        );
+        let ends = group
+            .kinds
+            .iter()
+            .any(|k| matches!(k, EventKind::SessionEnded { .. }));
+        if starts || ends {
+            let open_key =
+                keys::open_session_key(tenant, env, &team, &group.channel, &session_head.user);
+            if starts {
+                let meta = SessionMeta {
+                    channel: group.channel.clone(),
+                    user: session_head.user.clone(),
+                    started_at: group.at_ms,
+                };
+                let meta = rmp_serde::to_vec_named(&meta)
+                    .expect("MessagePack encoding of plain fields is infallible");
+                b.insert(
+                    keys::session_meta_key(tenant, env, &team, &group.session),
+                    meta,
+                );
+                b.insert(open_key.clone(), group.session.as_str().as_bytes());
+                staged
+                    .open
+                    .insert(open_key.clone(), Some(group.session.clone()));
+            }
+            if ends {
+                // Only clear the user's open session if it is this one.
+                let current = match staged.open.get(&open_key) {
+                    Some(staged) => staged.clone(),
+                    None => self.tree.get(&open_key).ok().flatten().and_then(|v| {
+                        std::str::from_utf8(&v)
+                            .ok()
+                            .and_then(|s| SessionId::parse(s).ok())
+                    }),
+                };
+                if current.as_ref() == Some(&group.session) {
+                    b.remove(open_key.clone());
+                    staged.open.insert(open_key, None);
+                }
+            }
+        }
+        if let (Some(key), Some(idem)) = (idem_key, group.idempotency) {
+            let rec = IdempotencyRecord {
+                session: group.session.clone(),
+                first_seq,
+                last_seq,
+                ack: idem.ack,
+            };
+            let value = rmp_serde::to_vec_named(&rec)
+                .expect("MessagePack encoding of plain fields is infallible");
+            b.insert(key.clone(), value);
+            staged.idempotency.insert(key, rec);
+        }
+        staged.groups += 1;
+
+        self.heads.insert(
+            tenant.clone(),
+            Head {
+                tenant_seq: last_tenant_seq,
+                hash,
+            },
+        );
+        self.sessions.insert(
+            session_key,
+            SessionHead {
+                last_seq,
+                ..session_head
+            },
+        );
+        Ok(AppendOutcome::Appended(Appended {
+            first_seq,
+            last_seq,
+            first_tenant_seq,
+            last_tenant_seq,
+            hash,
+        }))
+    }
+
+    /// The cached head of a session, loaded from the index and meta on a miss.
+    fn session_head(&mut self, key: &SessionKey) -> Result<Option<SessionHead>, AppendError> {
+        if let Some(h) = self.sessions.get(key) {
+            return Ok(Some(h.clone()));
+        }
+        let (tenant, env, team, session) = key;
+        let last = last_seq(&self.tree, tenant, env, team, session).map_err(damaged_error)?;
+        if last == 0 {
+            return Ok(None);
+        }
+        let meta_key = keys::session_meta_key(tenant, env, team, session);
+        let err = |detail: String| AppendError::TenantDamaged {
+            tenant: tenant.clone(),
+            position: format!("session {session} meta"),
+            detail,
+        };
+        let value = self
+            .tree
+            .get(meta_key)
+            .map_err(|e| err(e.to_string()))?
+            .ok_or_else(|| err("missing".into()))?;
+        let meta: SessionMeta = decode_limited(&value).map_err(|e| err(e.to_string()))?;
+        Ok(Some(SessionHead {
+            last_seq: last,
+            channel: meta.channel,
+            user: meta.user,
+        }))
+    }
+
+    /// Removes every key of the tenant in bounded batches (durable once the syncer flushed).
+    fn delete_tenant(&mut self, tenant: &TenantId) -> Result<u64, AppendError> {
+        if let Some(e) = self.failure.get() {
+            return Err(AppendError::Failed(e.clone()));
+        }
+        const DELETE_BATCH_KEYS: usize = 4096;
+        let prefix = keys::tenant_prefix(tenant);
+        let mut removed = 0u64;
+        let result = loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0u64;
+            let mut scan_error = None;
+            for key in self
+                .tree
+                .scan_prefix(&prefix)
+                .keys()
+                .take(DELETE_BATCH_KEYS)
+            {
+                match key {
+                    Ok(key) => {
+                        batch.remove(key);
+                        n += 1;
+                    }
+                    Err(e) => scan_error = Some(e),
+                }
+            }
+            if let Some(e) = scan_error {
+                break Err(e);
+            }
+            if n == 0 {
+                break Ok(());
+            }
+            if let Err(e) = self.tree.apply_batch(batch) {
+                break Err(e);
+            }
+            removed += n;
+        };
+        self.heads.remove(tenant);
+        self.damaged.remove(tenant);
+        self.sessions.retain(|(t, ..), _| t != tenant);
+        result.map(|()| removed).map_err(|e| {
+            let _ = self.failure.set(e.to_string());
+            AppendError::Failed(e.to_string())
+        })
+    }
+}
+
+/// The syncer: makes applied batches durable and answers their callers.
+pub(super) struct Syncer {
+    pub(super) db: sled::Db,
+    pub(super) data_file: File,
+    pub(super) failure: Failure,
+}
+
+impl Syncer {
+    pub(super) fn run(self, rx: Receiver<Applied>) {
+        let mut waiting = Vec::new();
+        while let Ok(first) = rx.recv() {
+            waiting.push(first);
+            waiting.extend(rx.try_iter());
+            let synced = self
+                .db
+                .flush()
+                .map(drop)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    // sled's flush ends in sync_file_range, which leaves the data in a volatile
+                    // drive cache; fdatasync makes the ack survive a power loss.
+                    self.data_file.sync_data().map_err(|e| e.to_string())
+                });
+            if let Err(e) = &synced {
+                tracing::error!(error = %e, "event log flush failed; refusing further appends");
+                let _ = self.failure.set(e.clone());
+            }
+            for applied in waiting.drain(..) {
+                answer(applied, &synced);
+            }
+        }
+    }
+}
+
+/// Sends each caller its result, turning successes into failures when the write did not hold.
+fn answer(applied: Applied, synced: &Result<(), String>) {
+    match applied {
+        Applied::Appends { replies, failed } => {
+            for (reply, result) in replies {
+                let result = match (result, synced, failed) {
+                    (Ok(_), Err(e), _) => Err(AppendError::Failed(e.clone())),
+                    (Ok(_), Ok(()), true) => Err(AppendError::Failed("batch apply failed".into())),
+                    (r, _, _) => r,
+                };
+                // A caller that gave up waiting is not an error: its group is durable anyway.
+                let _ = reply.send(result);
+            }
+        }
+        Applied::Delete { reply, result } => {
+            let result = match (result, synced) {
+                (Ok(_), Err(e)) => Err(AppendError::Failed(e.clone())),
+                (r, _) => r,
+            };
+            let _ = reply.send(result);
+        }
+    }
+}
+
+fn damaged_error(e: ReadError) -> AppendError {
+    AppendError::TenantDamaged {
+        tenant: e.tenant,
+        position: e.position,
+        detail: e.detail,
+    }
+}
+
+fn check_len(field: &'static str, value: &str, max: usize) -> Result<(), Rejection> {
+    if value.len() > max {
+        return Err(Rejection::TooLong {
+            field,
+            len: value.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// Checks the caller-supplied sizes before anything is encoded.
+fn validate(group: &AppendGroup) -> Result<(), Rejection> {
+    if !(1..=GROUP_EVENTS_MAX).contains(&group.kinds.len()) {
+        return Err(Rejection::GroupSize(group.kinds.len()));
+    }
+    if let Some(idem) = &group.idempotency {
+        if idem.message_id.is_empty() {
+            return Err(Rejection::EmptyMessageId);
+        }
+        check_len("message_id", &idem.message_id, NAME_BYTES_MAX)?;
+        if idem.ack.len() > ACK_BYTES_MAX {
+            return Err(Rejection::TooLong {
+                field: "ack",
+                len: idem.ack.len(),
+                max: ACK_BYTES_MAX,
+            });
+        }
+    }
+    for kind in &group.kinds {
+        match kind {
+            EventKind::SessionStarted {
+                user,
+                flow,
+                flow_version,
+            } => {
+                check_len("user", user, NAME_BYTES_MAX)?;
+                check_len("flow", flow, NAME_BYTES_MAX)?;
+                check_len("flow_version", flow_version, NAME_BYTES_MAX)?;
+            }
+            EventKind::MessageReceived {
+                message_id,
+                user,
+                text,
+            } => {
+                check_len("message_id", message_id, NAME_BYTES_MAX)?;
+                check_len("user", user, NAME_BYTES_MAX)?;
+                check_len("text", text, TEXT_BYTES_MAX)?;
+            }
+            EventKind::NodeEntered { node } => check_len("node", node, NAME_BYTES_MAX)?,
+            EventKind::ReplySent { node, text } => {
+                check_len("node", node, NAME_BYTES_MAX)?;
+                check_len("text", text, TEXT_BYTES_MAX)?;
+            }
+            EventKind::StateSet { key, value } => {
+                check_len("key", key, NAME_BYTES_MAX)?;
+                check_len("value", value, TEXT_BYTES_MAX)?;
+            }
+            EventKind::FlowFailed { node, error } => {
+                check_len("node", node, NAME_BYTES_MAX)?;
+                check_len("error", error, TEXT_BYTES_MAX)?;
+            }
+            EventKind::SessionEnded { reason } => check_len("reason", reason, NAME_BYTES_MAX)?,
+        }
+    }
+    Ok(())
+}
