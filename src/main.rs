@@ -67,6 +67,9 @@ struct BenchArgs {
     /// Concurrent appenders to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 8, 64, 512])]
     appenders: Vec<usize>,
+    /// Most append groups per commit batch (the log's `batch_groups_max`).
+    #[arg(long)]
+    batch_groups: Option<usize>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -134,8 +137,13 @@ fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     match args.scenario {
         Scenario::Log => {
+            let mut log = tenantry::events::log::LogOptions::default();
+            if let Some(n) = args.batch_groups {
+                log.batch_groups_max = n;
+            }
             let opts = tenantry::bench::log::LogBenchOptions {
                 appenders: args.appenders,
+                log,
                 duration: Duration::from_secs(seconds),
                 paced_fraction: 0.5,
             };

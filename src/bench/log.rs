@@ -33,6 +33,8 @@ const GROUP_EVENTS: usize = 4;
 #[derive(Clone, Debug)]
 pub struct LogBenchOptions {
     pub appenders: Vec<usize>,
+    /// The log's tuning under test.
+    pub log: LogOptions,
     /// Measured time per appender count.
     pub duration: Duration,
     /// Also run a paced pass at this fraction of the widest run's peak, for latency under load.
@@ -76,6 +78,8 @@ pub struct LogBenchReport {
     pub tenants: usize,
     pub baseline: BaselineRun,
     pub runs: Vec<AppendRun>,
+    /// Most groups per commit batch in this run.
+    pub batch_groups_max: usize,
     /// Best closed-loop events/s divided by the baseline's events/s.
     pub ratio_to_baseline: f64,
 }
@@ -197,11 +201,12 @@ fn baseline(dir: &Path, duration: Duration) -> Result<BaselineRun, String> {
 /// stall is not hidden by the appender waiting (coordinated omission).
 fn append_run(
     dir: &Path,
+    log_opts: &LogOptions,
     appenders: usize,
     duration: Duration,
     rate: Option<f64>,
 ) -> Result<AppendRun, String> {
-    let log = EventLog::open(dir, &LogOptions::default()).map_err(|e| e.to_string())?;
+    let log = EventLog::open(dir, log_opts).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -218,7 +223,7 @@ fn append_run(
     };
     let per_task = runtime.block_on(async {
         let tasks: Vec<_> = (0..appenders)
-            .map(|a| tokio::spawn(appender(log.clone(), a, stop.clone(), interval)))
+            .map(|a| tokio::spawn(appender(log.clone(), a, appenders, stop.clone(), interval)))
             .collect();
         let mut out = Vec::with_capacity(tasks.len());
         for t in tasks {
@@ -255,6 +260,7 @@ fn append_run(
 async fn appender(
     log: EventLog,
     a: usize,
+    appenders: usize,
     stop: Arc<AtomicBool>,
     interval: Option<Duration>,
 ) -> Result<Vec<u64>, String> {
@@ -285,7 +291,9 @@ async fn appender(
     while !stop.load(Ordering::Relaxed) {
         let scheduled = match interval {
             Some(iv) => {
-                let at = t0 + iv.mul_f64(n as f64);
+                // Each task runs at its own phase so that the offered load is smooth, not
+                // every task firing at the same instant.
+                let at = t0 + iv.mul_f64(n as f64 + a as f64 / appenders as f64);
                 tokio::time::sleep_until(at).await;
                 at.into_std()
             }
@@ -340,6 +348,7 @@ pub fn run(
     for &appenders in &opts.appenders {
         let run = append_run(
             &fresh(&format!("log-{appenders}"))?,
+            &opts.log,
             appenders,
             opts.duration,
             None,
@@ -358,6 +367,7 @@ pub fn run(
         let rate = peak.groups_per_s * opts.paced_fraction;
         let run = append_run(
             &fresh("log-paced")?,
+            &opts.log,
             peak.appenders,
             opts.duration,
             Some(rate),
@@ -383,6 +393,7 @@ pub fn run(
         group_events: GROUP_EVENTS,
         tenants: TENANTS,
         ratio_to_baseline: best / baseline.events_per_s.max(f64::MIN_POSITIVE),
+        batch_groups_max: opts.log.batch_groups_max,
         baseline,
         runs,
     })

@@ -59,14 +59,15 @@ pub(super) enum Applied {
 }
 
 /// What the stager caches about a session it has appended to.
-#[derive(Clone)]
 struct SessionHead {
     last_seq: u64,
     channel: ChannelId,
     user: String,
 }
 
-type SessionKey = (TenantId, EnvId, TeamId, SessionId);
+/// The session's index prefix (`{t}\0S{env}\0{team}\0{session}\0`): unique per session, and
+/// built for the index key anyway, so the cache costs no extra allocation per group.
+type SessionKey = Vec<u8>;
 
 /// Keys staged for the current batch that later groups of the same batch must see.
 #[derive(Default)]
@@ -231,14 +232,11 @@ impl Stager {
             }
         };
 
-        let session_key: SessionKey = (
-            tenant.clone(),
-            env.clone(),
-            team.clone(),
-            group.session.clone(),
-        );
-        let existing = self.session_head(&session_key)?;
-        let actual = existing.as_ref().map_or(0, |h| h.last_seq);
+        let session_key: SessionKey =
+            keys::session_index_prefix(tenant, env, &team, &group.session);
+        self.load_session_head(&session_key, tenant, env, &team, &group.session)?;
+        let existing = self.sessions.get(&session_key);
+        let actual = existing.map_or(0, |h| h.last_seq);
         if actual != group.expected_seq {
             let session = group.session.clone();
             return Err(Rejection::SeqConflict {
@@ -257,24 +255,23 @@ impl Stager {
         if starts != (group.expected_seq == 0) || starts_later {
             return Err(Rejection::SessionStartMisplaced.into());
         }
-        let session_head = match (existing, group.kinds.first()) {
-            (Some(head), _) if head.channel != group.channel => {
-                let (session, owner, got) =
-                    (group.session.clone(), head.channel, group.channel.clone());
-                return Err(Rejection::ChannelMismatch {
-                    session,
-                    owner,
-                    got,
-                }
-                .into());
+        if let Some(head) = existing.filter(|h| h.channel != group.channel) {
+            return Err(Rejection::ChannelMismatch {
+                session: group.session.clone(),
+                owner: head.channel.clone(),
+                got: group.channel.clone(),
             }
-            (Some(head), _) => head,
-            (None, Some(EventKind::SessionStarted { user, .. })) => SessionHead {
-                last_seq: 0,
-                channel: group.channel.clone(),
-                user: user.clone(),
-            },
-            (None, _) => return Err(Rejection::SessionStartMisplaced.into()),
+            .into());
+        }
+        let ends = group
+            .kinds
+            .iter()
+            .any(|k| matches!(k, EventKind::SessionEnded { .. }));
+        // The user is only needed to maintain the open-session index at start and end.
+        let user = match (existing, group.kinds.first()) {
+            (_, Some(EventKind::SessionStarted { user, .. })) => Some(user.clone()),
+            (Some(head), _) if ends => Some(head.user.clone()),
+            _ => None,
         };
 
         let head = self.heads.get(tenant).copied().unwrap_or(Head {
@@ -322,27 +319,21 @@ impl Stager {
         // Everything is valid: stage the keys.
         let b = &mut staged.batch;
         b.insert(keys::frame_key(tenant, first_tenant_seq), frame);
-        let index_prefix = keys::session_index_prefix(tenant, env, &team, &group.session);
         let count_u16 =
             u16::try_from(count).expect("group size is checked against GROUP_EVENTS_MAX");
         let mut index_value = [0u8; 10];
         index_value[..8].copy_from_slice(&first_tenant_seq.to_be_bytes());
         index_value[8..].copy_from_slice(&count_u16.to_be_bytes());
         b.insert(
-            keys::session_index_key(&index_prefix, first_seq),
+            keys::session_index_key(&session_key, first_seq),
             &index_value[..],
         );
-        let ends = group
-            .kinds
-            .iter()
-            .any(|k| matches!(k, EventKind::SessionEnded { .. }));
-        if starts || ends {
-            let open_key =
-                keys::open_session_key(tenant, env, &team, &group.channel, &session_head.user);
+        if let Some(user) = &user {
+            let open_key = keys::open_session_key(tenant, env, &team, &group.channel, user);
             if starts {
                 let meta = SessionMeta {
                     channel: group.channel.clone(),
-                    user: session_head.user.clone(),
+                    user: user.clone(),
                     started_at: group.at_ms,
                 };
                 let meta = rmp_serde::to_vec_named(&meta)
@@ -393,13 +384,21 @@ impl Stager {
                 hash,
             },
         );
-        self.sessions.insert(
-            session_key,
-            SessionHead {
-                last_seq,
-                ..session_head
-            },
-        );
+        match self.sessions.get_mut(&session_key) {
+            Some(h) => h.last_seq = last_seq,
+            None => {
+                let user = user.unwrap_or_default();
+                let channel = group.channel.clone();
+                self.sessions.insert(
+                    session_key,
+                    SessionHead {
+                        last_seq,
+                        channel,
+                        user,
+                    },
+                );
+            }
+        }
         Ok(AppendOutcome::Appended(Appended {
             first_seq,
             last_seq,
@@ -409,15 +408,22 @@ impl Stager {
         }))
     }
 
-    /// The cached head of a session, loaded from the index and meta on a miss.
-    fn session_head(&mut self, key: &SessionKey) -> Result<Option<SessionHead>, AppendError> {
-        if let Some(h) = self.sessions.get(key) {
-            return Ok(Some(h.clone()));
+    /// Puts the session's head into the cache (from the index and meta) unless it is there or
+    /// the session does not exist yet.
+    fn load_session_head(
+        &mut self,
+        key: &SessionKey,
+        tenant: &TenantId,
+        env: &EnvId,
+        team: &TeamId,
+        session: &SessionId,
+    ) -> Result<(), AppendError> {
+        if self.sessions.contains_key(key) {
+            return Ok(());
         }
-        let (tenant, env, team, session) = key;
         let last = last_seq(&self.tree, tenant, env, team, session).map_err(damaged_error)?;
         if last == 0 {
-            return Ok(None);
+            return Ok(());
         }
         let meta_key = keys::session_meta_key(tenant, env, team, session);
         let err = |detail: String| AppendError::TenantDamaged {
@@ -431,11 +437,13 @@ impl Stager {
             .map_err(|e| err(e.to_string()))?
             .ok_or_else(|| err("missing".into()))?;
         let meta: SessionMeta = decode_limited(&value).map_err(|e| err(e.to_string()))?;
-        Ok(Some(SessionHead {
+        let head = SessionHead {
             last_seq: last,
             channel: meta.channel,
             user: meta.user,
-        }))
+        };
+        self.sessions.insert(key.clone(), head);
+        Ok(())
     }
 
     /// Removes every key of the tenant in bounded batches (durable once the syncer flushed).
@@ -477,7 +485,7 @@ impl Stager {
         };
         self.heads.remove(tenant);
         self.damaged.remove(tenant);
-        self.sessions.retain(|(t, ..), _| t != tenant);
+        self.sessions.retain(|k, _| !k.starts_with(&prefix));
         result.map(|()| removed).map_err(|e| {
             let _ = self.failure.set(e.to_string());
             AppendError::Failed(e.to_string())
