@@ -1,7 +1,8 @@
 //! tenantry: a multi-tenant, event-sourced conversation runtime.
 //!
 //! Modules in reading order: `tenancy` (validated ids, `TenantCtx`), `config` (config.toml, seed
-//! YAML, flows), `events` (schema, codec, the sled log).
+//! YAML, flows), `events` (schema, codec, the sled log), `projections` (session state,
+//! snapshots), `flow` (the flow engine), `bench` (measurement drivers).
 
 pub mod bench;
 pub mod config;

@@ -45,6 +45,9 @@ pub enum EventKind {
     ReplySent { node: String, text: String },
     /// The flow set a session state key.
     StateSet { key: String, value: String },
+    /// The flow stopped at an `ask` node: the session's next message is stored under `key` and
+    /// the flow resumes after `node`. Makes the session state a fold of events alone.
+    AwaitingInput { node: String, key: String },
     /// The flow could not complete a node; the session stays usable.
     FlowFailed { node: String, error: String },
     /// Last event of a session; later messages open a new one.
@@ -67,6 +70,7 @@ impl EventKind {
             EventKind::NodeEntered { .. } => "NodeEntered",
             EventKind::ReplySent { .. } => "ReplySent",
             EventKind::StateSet { .. } => "StateSet",
+            EventKind::AwaitingInput { .. } => "AwaitingInput",
             EventKind::FlowFailed { .. } => "FlowFailed",
             EventKind::SessionEnded { .. } => "SessionEnded",
         }
@@ -106,6 +110,9 @@ impl EventKind {
                 key: b(key),
                 value: b(value),
             }),
+            EventKind::AwaitingInput { node, key } => {
+                rmp_serde::to_vec_named(&AwaitingInputData { node: b(node), key: b(key) })
+            }
             EventKind::FlowFailed { node, error } => rmp_serde::to_vec_named(&FlowFailedData {
                 node: b(node),
                 error: b(error),
@@ -175,6 +182,10 @@ impl EventKind {
                     value: d.value.into_owned(),
                 }
             }
+            "AwaitingInput" => {
+                let d: AwaitingInputData = de(data)?;
+                EventKind::AwaitingInput { node: d.node.into_owned(), key: d.key.into_owned() }
+            }
             "FlowFailed" => {
                 let d: FlowFailedData = de(data)?;
                 EventKind::FlowFailed {
@@ -235,6 +246,11 @@ struct NodeTextData<'a> {
 struct StateSetData<'a> {
     key: Cow<'a, str>,
     value: Cow<'a, str>,
+}
+#[derive(Serialize, Deserialize)]
+struct AwaitingInputData<'a> {
+    node: Cow<'a, str>,
+    key: Cow<'a, str>,
 }
 #[derive(Serialize, Deserialize)]
 struct FlowFailedData<'a> {

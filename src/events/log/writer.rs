@@ -613,6 +613,10 @@ fn validate(group: &AppendGroup) -> Result<(), Rejection> {
                 check_len("node", node, NAME_BYTES_MAX)?;
                 check_len("text", text, TEXT_BYTES_MAX)?;
             }
+            EventKind::AwaitingInput { node, key } => {
+                check_len("node", node, NAME_BYTES_MAX)?;
+                check_len("key", key, NAME_BYTES_MAX)?;
+            }
             EventKind::StateSet { key, value } => {
                 check_len("key", key, NAME_BYTES_MAX)?;
                 check_len("value", value, TEXT_BYTES_MAX)?;
