@@ -7,4 +7,6 @@
 pub mod bench;
 pub mod config;
 pub mod events;
+pub mod flow;
+pub mod projections;
 pub mod tenancy;
