@@ -4,6 +4,7 @@
 //! YAML, flows), `events` (schema, codec, the sled log), `projections` (session state,
 //! snapshots), `flow` (the flow engine), `bench` (measurement drivers).
 
+pub mod actors;
 pub mod bench;
 pub mod config;
 pub mod events;

@@ -4,3 +4,4 @@
 
 pub mod crash_writer;
 pub mod log;
+pub mod runtime;

@@ -9,6 +9,8 @@
 //!   the runtime can follow them without checking.
 //! - Every route regex compiled within [`REGEX_COMPILED_BYTES_MAX`], and every keyword is
 //!   non-empty, trimmed and lowercased.
+//! - Every template (`reply` and `ask` messages, `set` values) compiled as minijinja, so the
+//!   engine meets no syntax errors; it can still fail at run time (an unknown filter, say).
 //! - Every error names the flow file, the node (index and id, when known) and what to fix.
 //!
 //! Keyword routes match case-insensitively when the keyword appears in the input as a whole word
@@ -412,17 +414,22 @@ impl Builder<'_> {
                 .map(|name| target("next", name))
                 .transpose()?;
             let action = match self.action(node, &at)? {
-                RawAction::Reply(RawReply { message }) => Action::Reply { message },
+                RawAction::Reply(RawReply { message }) => {
+                    self.template(node, &format!("{at}.config.message"), &message)?;
+                    Action::Reply { message }
+                }
                 RawAction::Ask(RawAsk { message, key }) => {
                     check_state_key(&key).map_err(|problem| {
                         self.error(Some(&node.id), format!("{at}.config.key"), problem)
                     })?;
+                    self.template(node, &format!("{at}.config.message"), &message)?;
                     Action::Ask { message, key }
                 }
                 RawAction::Set(RawSet { key, value }) => {
                     check_state_key(&key).map_err(|problem| {
                         self.error(Some(&node.id), format!("{at}.config.key"), problem)
                     })?;
+                    self.template(node, &format!("{at}.config.value"), &value)?;
                     Action::Set { key, value }
                 }
                 RawAction::End(RawEnd { reason }) => Action::End { reason },
@@ -571,6 +578,25 @@ impl Builder<'_> {
         }
     }
 
+    /// Compiles the template `source` once, so that a syntax error stops the load instead of
+    /// failing every message that reaches the node. Syntax does not depend on the settings the
+    /// flow engine renders with (escaping, fuel, undefined values), so a default environment
+    /// parses it exactly as the engine will.
+    fn template(&self, node: &RawNode, at: &str, source: &str) -> Result<(), FlowError> {
+        let env = minijinja::Environment::new();
+        env.template_from_str(source).map(drop).map_err(|source| {
+            let line = source
+                .line()
+                .map_or(String::new(), |line| format!(" on line {line}"));
+            let detail = source.detail().unwrap_or("no detail");
+            self.error(
+                Some(&node.id),
+                at.to_owned(),
+                format!("invalid template{line}: {}: {detail}", source.kind()),
+            )
+        })
+    }
+
     fn error(&self, node: Option<&str>, at: String, problem: String) -> FlowError {
         FlowError::Invalid {
             path: self.path.to_owned(),
@@ -647,3 +673,6 @@ fn check_state_key(key: &str) -> Result<(), String> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -110,9 +110,10 @@ impl EventKind {
                 key: b(key),
                 value: b(value),
             }),
-            EventKind::AwaitingInput { node, key } => {
-                rmp_serde::to_vec_named(&AwaitingInputData { node: b(node), key: b(key) })
-            }
+            EventKind::AwaitingInput { node, key } => rmp_serde::to_vec_named(&AwaitingInputData {
+                node: b(node),
+                key: b(key),
+            }),
             EventKind::FlowFailed { node, error } => rmp_serde::to_vec_named(&FlowFailedData {
                 node: b(node),
                 error: b(error),
@@ -184,7 +185,10 @@ impl EventKind {
             }
             "AwaitingInput" => {
                 let d: AwaitingInputData = de(data)?;
-                EventKind::AwaitingInput { node: d.node.into_owned(), key: d.key.into_owned() }
+                EventKind::AwaitingInput {
+                    node: d.node.into_owned(),
+                    key: d.key.into_owned(),
+                }
             }
             "FlowFailed" => {
                 let d: FlowFailedData = de(data)?;

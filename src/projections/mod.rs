@@ -4,5 +4,6 @@
 //! Invariant: every projection is a pure fold of events; deleting it and replaying the log gives
 //! the same result.
 
+pub mod load;
 pub mod session;
 pub mod snapshot;

@@ -1,1 +1,214 @@
-//! Session state (being written).
+//! Session state: the read model of one session, folded from its events (DESIGN §4).
+//!
+//! The flow engine reads it to know where the next message starts ([`Cursor`]), which state keys
+//! are set and whether the session is still open; snapshots store it so a session restarts from
+//! its snapshot plus the events after it.
+//!
+//! Invariants:
+//! - [`SessionState::apply`] is infallible and pure: the state is a function of the events alone,
+//!   so folding a snapshot plus the tail gives the same result as folding the whole session.
+//! - Events are applied in `seq` order without gaps, and only the session's own events are
+//!   applied. Both are asserted on every event (a violation is a bug in the caller, never bad
+//!   input).
+//! - After the events of a whole message, [`SessionState::cursor`] says where the next message
+//!   starts: [`Cursor::Awaiting`] exactly when the run stopped at an `ask` node.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::schema::{Event, EventKind};
+use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
+
+/// Whether a session still accepts messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionStatus {
+    /// Accepts messages.
+    Open,
+    /// Closed by `SessionEnded`; later messages open a new session.
+    Ended {
+        /// The reason recorded in `SessionEnded`.
+        reason: String,
+    },
+}
+
+/// Where the flow resumes when the session's next message arrives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Cursor {
+    /// At the flow's first node.
+    Start,
+    /// After the `ask` node `node`, once the message is stored under state key `key`.
+    Awaiting {
+        /// The id of the `ask` node that waits.
+        node: String,
+        /// The state key that receives the next message's text.
+        key: String,
+    },
+}
+
+/// The state of one session, as of [`SessionState::last_seq`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionState {
+    /// The session's tenant.
+    pub tenant: TenantId,
+    /// The session's environment.
+    pub env: EnvId,
+    /// The session's team (always concrete: the default team when the message named none).
+    pub team: TeamId,
+    /// The session's id.
+    pub session: SessionId,
+    /// The channel of the session's first event; `None` before any event.
+    pub channel: Option<ChannelId>,
+    /// The user who started the session (from `SessionStarted`).
+    pub user: String,
+    /// The flow's name (from `SessionStarted`).
+    pub flow: String,
+    /// The flow's version (from `SessionStarted`).
+    pub flow_version: String,
+    /// Open, or ended with a reason.
+    pub status: SessionStatus,
+    /// Where the next message starts.
+    pub cursor: Cursor,
+    /// The id of the last node entered, if any.
+    pub current_node: Option<String>,
+    /// State keys set by the flow (`set` nodes and answers to `ask` nodes).
+    pub vars: BTreeMap<String, String>,
+    /// The `seq` of the last event applied; 0 before any.
+    pub last_seq: u64,
+    /// The `tenant_seq` of the last event applied; 0 before any.
+    pub last_tenant_seq: u64,
+    /// Inbound messages (`MessageReceived`).
+    pub messages_in: u64,
+    /// Replies sent (`ReplySent`).
+    pub replies_out: u64,
+    /// Flow failures (`FlowFailed`).
+    pub flow_errors: u64,
+    /// `at_ms` of `SessionStarted`; 0 before it.
+    pub started_at_ms: u64,
+    /// `at_ms` of the last event applied; 0 before any.
+    pub last_activity_ms: u64,
+}
+
+impl SessionState {
+    /// The state of a session before its first event: open, at the start, nothing counted.
+    pub fn new(tenant: TenantId, env: EnvId, team: TeamId, session: SessionId) -> SessionState {
+        SessionState {
+            tenant,
+            env,
+            team,
+            session,
+            channel: None,
+            user: String::new(),
+            flow: String::new(),
+            flow_version: String::new(),
+            status: SessionStatus::Open,
+            cursor: Cursor::Start,
+            current_node: None,
+            vars: BTreeMap::new(),
+            last_seq: 0,
+            last_tenant_seq: 0,
+            messages_in: 0,
+            replies_out: 0,
+            flow_errors: 0,
+            started_at_ms: 0,
+            last_activity_ms: 0,
+        }
+    }
+
+    /// Folds one event into the state. Infallible: events are facts that were already accepted.
+    ///
+    /// # Panics
+    ///
+    /// When `event` is not the session's next event: `event.seq != last_seq + 1`, or its tenant,
+    /// env, team or session differs. Either means the caller skipped, repeated or mixed up events,
+    /// which would silently corrupt the state (and every snapshot taken from it), so it is a bug
+    /// to stop at rather than bad input to tolerate. The check is two integer and four short
+    /// string comparisons, cheap enough to keep in release builds.
+    pub fn apply(&mut self, event: &Event) {
+        assert_eq!(
+            event.seq,
+            self.last_seq + 1,
+            "session {} applied out of order",
+            self.session
+        );
+        assert!(
+            event.tenant == self.tenant
+                && event.env == self.env
+                && event.team == self.team
+                && event.session == self.session,
+            "event of {}/{}/{}/{} applied to session {}",
+            event.tenant,
+            event.env,
+            event.team,
+            event.session,
+            self.state_key()
+        );
+
+        match &event.kind {
+            EventKind::SessionStarted {
+                user,
+                flow,
+                flow_version,
+            } => {
+                user.clone_into(&mut self.user);
+                flow.clone_into(&mut self.flow);
+                flow_version.clone_into(&mut self.flow_version);
+                self.started_at_ms = event.at_ms;
+            }
+            // The cursor stays as it is: the engine reads it before the message's other events,
+            // and the `StateSet` that stores the answer is what consumes the wait.
+            EventKind::MessageReceived { .. } => self.messages_in += 1,
+            EventKind::NodeEntered { node } => {
+                self.current_node = Some(node.clone());
+                self.cursor = Cursor::Start;
+            }
+            EventKind::ReplySent { .. } => self.replies_out += 1,
+            EventKind::StateSet { key, value } => {
+                self.vars.insert(key.clone(), value.clone());
+                // While awaiting, the only `StateSet` the engine writes is the stored answer,
+                // which resumes the flow. If nothing else follows (the `ask` node was the last),
+                // the next message starts at the first node.
+                self.cursor = Cursor::Start;
+            }
+            EventKind::AwaitingInput { node, key } => {
+                self.cursor = Cursor::Awaiting {
+                    node: node.clone(),
+                    key: key.clone(),
+                };
+            }
+            EventKind::FlowFailed { .. } => {
+                self.flow_errors += 1;
+                self.cursor = Cursor::Start;
+            }
+            EventKind::SessionEnded { reason } => {
+                self.status = SessionStatus::Ended {
+                    reason: reason.clone(),
+                };
+                self.cursor = Cursor::Start;
+            }
+        }
+
+        self.last_seq = event.seq;
+        self.last_tenant_seq = event.tenant_seq;
+        self.last_activity_ms = event.at_ms;
+        if self.channel.is_none() {
+            self.channel = Some(event.channel.clone());
+        }
+    }
+
+    /// The seed's state key: `state:{tenant}:{env}:{team}:{session}`.
+    pub fn state_key(&self) -> String {
+        format!(
+            "state:{}:{}:{}:{}",
+            self.tenant, self.env, self.team, self.session
+        )
+    }
+
+    /// Whether the session accepts messages (it has not ended).
+    pub fn is_open(&self) -> bool {
+        self.status == SessionStatus::Open
+    }
+}
+
+#[cfg(test)]
+mod tests;

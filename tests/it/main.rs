@@ -6,3 +6,4 @@
 
 mod check_config;
 mod crash;
+mod serve;

@@ -36,7 +36,10 @@ fn all_kinds() -> Vec<EventKind> {
             node: "greet".into(),
             text: "Welcome".into(),
         },
-        EventKind::AwaitingInput { node: "ask_name".into(), key: "name".into() },
+        EventKind::AwaitingInput {
+            node: "ask_name".into(),
+            key: "name".into(),
+        },
         EventKind::StateSet {
             key: "name".into(),
             value: "Ada".into(),

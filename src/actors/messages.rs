@@ -1,0 +1,125 @@
+//! What travels between the runtime's callers and its actors.
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::events::log::{AppendError, ReadError};
+use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
+
+/// An inbound user message, as the edges hand it over (already size-checked by them or by
+/// [`crate::actors::runtime::Runtime::send`]).
+#[derive(Clone, Debug)]
+pub struct Inbound {
+    /// The session to continue; `None` means the sender's open session on this channel, or a
+    /// new one.
+    pub session: Option<SessionId>,
+    pub user: String,
+    pub text: String,
+    /// The client's id for this message; a retry with the same id gets the first answer.
+    pub message_id: Option<String>,
+}
+
+/// The answer to an inbound message, sent only after its events are durable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub session: SessionId,
+    /// Seq of the message's `MessageReceived` event in the session.
+    pub seq: u64,
+    /// The bot's replies, in order.
+    pub replies: Vec<String>,
+    /// True when this answers a retry of a message that was already appended.
+    #[serde(skip)]
+    pub duplicate: bool,
+}
+
+/// Why a message was not handled. Rejections are the caller's doing (4xx); the rest are ours.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The tenant is not served by this instance. 404 at the edges.
+    #[error("tenant {0} is not served here")]
+    UnknownTenant(TenantId),
+    /// The tenant has no such environment. 400.
+    #[error("tenant {tenant} has no environment {env}")]
+    UnknownEnv { tenant: TenantId, env: EnvId },
+    /// The tenant has no such team. 400.
+    #[error("tenant {tenant} has no team {team}")]
+    UnknownTeam { tenant: TenantId, team: TeamId },
+    /// The team has no such channel. 400.
+    #[error("team {team} has no channel {channel}")]
+    UnknownChannel { team: TeamId, channel: ChannelId },
+    /// Bad input (sizes, empty fields). 400.
+    #[error("invalid message: {0}")]
+    Invalid(String),
+    /// The named session has ended; send without a session to open a new one. 409.
+    #[error("session {0} has ended")]
+    SessionEnded(SessionId),
+    /// The named session lives on another channel. 409.
+    #[error("session {session} belongs to channel {channel}")]
+    SessionChannel {
+        session: SessionId,
+        channel: ChannelId,
+    },
+    /// The session failed repeatedly and is parked until an operator resets it. 503.
+    #[error("session {0} is quarantined after repeated failures; reset it to continue")]
+    Quarantined(SessionId),
+    /// The flow crashed on this message; a `FlowFailed` event records it and the session was
+    /// restarted. 500.
+    #[error("the flow failed on this message in session {0}")]
+    FlowCrashed(SessionId),
+    /// A queue on the way is full; retry later. 429/503 with Retry-After.
+    #[error("overloaded, retry later")]
+    Overloaded,
+    /// The runtime is shutting down. 503.
+    #[error("shutting down")]
+    ShuttingDown,
+    /// The log refused or failed the append. 500 (details logged, not shown).
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl From<AppendError> for RuntimeError {
+    fn from(e: AppendError) -> RuntimeError {
+        match e {
+            AppendError::Overloaded => RuntimeError::Overloaded,
+            AppendError::Closed => RuntimeError::ShuttingDown,
+            other => RuntimeError::Storage(other.to_string()),
+        }
+    }
+}
+
+impl From<ReadError> for RuntimeError {
+    fn from(e: ReadError) -> RuntimeError {
+        RuntimeError::Storage(e.to_string())
+    }
+}
+
+pub(crate) type Responder = oneshot::Sender<Result<Ack, RuntimeError>>;
+
+/// One message on its way to its session actor.
+pub(crate) struct Deliver {
+    /// Tenant, env and concrete team (never `None` past the runtime handle).
+    pub ctx: TenantCtx,
+    pub team: TeamId,
+    pub channel: ChannelId,
+    pub inbound: Inbound,
+    /// Whether the caller named the session (an ended named session is an error; an ended
+    /// resolved one is replaced by a new session).
+    pub named: bool,
+    /// Set once the env actor has routed this message again after its session ended, so it
+    /// cannot bounce forever.
+    pub rerouted: bool,
+    pub reply: Responder,
+    /// The request's span, tagged with tenant, env, team, channel (and session once resolved).
+    pub span: tracing::Span,
+}
+
+impl actix::Message for Deliver {
+    type Result = ();
+}
+
+impl Deliver {
+    /// Answers the caller; a caller that went away is not an error.
+    pub fn answer(self, result: Result<Ack, RuntimeError>) {
+        let _ = self.reply.send(result);
+    }
+}

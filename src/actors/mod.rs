@@ -1,0 +1,28 @@
+//! The actor runtime: one `TenantActor` per tenant, one `EnvActor` per environment of it, one
+//! `SessionActor` per active session, on a few arbiters (threads); and the [`runtime::Runtime`]
+//! handle that the edges (HTTP, NATS) and tests call.
+//!
+//! ```text
+//! Runtime::send ──try_send──▶ TenantActor ──▶ EnvActor ──resolve session──▶ SessionActor
+//!                                                                    │ dedup, run flow,
+//!   ◀───────────── Ack (after the durable append) ──────────────────┘ append, apply, snapshot
+//! ```
+//!
+//! Invariants:
+//! - actors share no mutable memory; they exchange messages (the log handle is the shared,
+//!   internally synchronised exception);
+//! - one session actor per session at a time, and it handles one message at a time, so a
+//!   session's order is its arrival order and the log's seq check never fires in normal running;
+//! - every mailbox is bounded and filled with `try_send`: a full one is `Overloaded` for that
+//!   caller, never unbounded memory;
+//! - a tenant or env actor holds only its own tenant's config.
+
+pub mod clock;
+mod env;
+pub mod messages;
+pub mod runtime;
+mod session;
+mod tenant;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,290 @@
+//! The [`Runtime`] handle: starts the supervisor tree and is what the edges call.
+//!
+//! `Runtime::send` checks the message against the tenant's config (env, team, channel, sizes),
+//! tags a span with the tenancy ids, and hands it to the tenant's actor with `try_send`; it
+//! resolves with the [`Ack`] once the session actor has made the events durable.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use super::clock::{Clock, SystemClock};
+use super::env::{ResetSession, Shutdown, Sweep};
+use super::messages::{Ack, Deliver, Inbound, RuntimeError};
+use super::tenant::TenantActor;
+use crate::config::{Config, TenantConfig};
+use crate::events::codec::{NAME_BYTES_MAX, TEXT_BYTES_MAX};
+use crate::events::log::EventLog;
+use crate::projections::load::load_session;
+use crate::projections::session::SessionState;
+use crate::projections::snapshot::SnapshotStore;
+use crate::tenancy::{ChannelId, SessionId, TenantCtx, TenantId};
+
+/// How the runtime behaves; `from_config` maps `config.toml`'s `[runtime]`.
+#[derive(Clone)]
+pub struct RuntimeOptions {
+    /// Events between snapshots of a session.
+    pub snapshot_every: u64,
+    /// A session idle this long is snapshotted and its actor stopped.
+    pub session_idle_timeout_ms: u64,
+    /// How often env actors look for idle sessions (real time).
+    pub sweep_interval: Duration,
+    /// Arbiters (threads) that session actors are spread over.
+    pub workers: usize,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl RuntimeOptions {
+    pub fn from_config(config: &Config) -> RuntimeOptions {
+        let rt = config.runtime();
+        let idle = rt.session_idle_timeout;
+        RuntimeOptions {
+            snapshot_every: rt.snapshot_every,
+            session_idle_timeout_ms: u64::try_from(idle.as_millis()).unwrap_or(u64::MAX),
+            // Check a few times per timeout, but not more than once a second.
+            sweep_interval: (idle / 4).max(Duration::from_secs(1)),
+            workers: std::thread::available_parallelism().map_or(2, usize::from),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Counters the runtime keeps about itself (exported by the metrics endpoint later).
+#[derive(Default, Debug)]
+pub struct RuntimeMetrics {
+    /// Snapshots that were unusable and replaced by a rebuild from the log.
+    pub snapshot_fallbacks: AtomicU64,
+    /// Session actors currently running.
+    pub active_sessions: AtomicU64,
+}
+
+/// What every actor shares: the log, the snapshot store, options, arbiters.
+pub(super) struct Shared {
+    pub log: EventLog,
+    pub snapshots: SnapshotStore,
+    pub opts: RuntimeOptions,
+    pub arbiters: Vec<ArbiterHandle>,
+    pub metrics: Arc<RuntimeMetrics>,
+}
+
+struct TenantEntry {
+    addr: Addr<TenantActor>,
+    config: Arc<TenantConfig>,
+}
+
+/// Handle to the running runtime. Cheap to clone, `Send + Sync`.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    tenants: HashMap<TenantId, TenantEntry>,
+    shutting_down: AtomicBool,
+    arbiters: Vec<Arbiter>,
+    metrics: Arc<RuntimeMetrics>,
+}
+
+impl Runtime {
+    /// Starts one tenant actor per tenant of `config` (each with its env actors) on `workers`
+    /// arbiters. Must be called from inside a running actix `System`.
+    pub fn start(
+        config: &Config,
+        log: EventLog,
+        snapshots: SnapshotStore,
+        opts: RuntimeOptions,
+    ) -> Runtime {
+        let arbiters: Vec<Arbiter> = (0..opts.workers.max(1)).map(|_| Arbiter::new()).collect();
+        let metrics = Arc::new(RuntimeMetrics::default());
+        let shared = Arc::new(Shared {
+            log,
+            snapshots,
+            opts,
+            arbiters: arbiters.iter().map(Arbiter::handle).collect(),
+            metrics: metrics.clone(),
+        });
+        let mut tenants = HashMap::new();
+        for (i, (id, tenant)) in config.tenants().iter().enumerate() {
+            let tenant = Arc::new(tenant.clone());
+            let arbiter = &shared.arbiters[i % shared.arbiters.len()];
+            let (s, t) = (shared.clone(), tenant.clone());
+            let addr = TenantActor::start_in_arbiter(arbiter, move |_ctx| TenantActor::new(s, t));
+            tenants.insert(
+                id.clone(),
+                TenantEntry {
+                    addr,
+                    config: tenant,
+                },
+            );
+        }
+        Runtime {
+            inner: Arc::new(Inner {
+                shared,
+                tenants,
+                shutting_down: AtomicBool::new(false),
+                arbiters,
+                metrics,
+            }),
+        }
+    }
+
+    /// Handles one inbound message in `ctx` (team `default` when `None`) on `channel`.
+    /// Resolves after the resulting events are durable, with the session, the message's seq and
+    /// the bot's replies; a retried `message_id` gets the first answer again.
+    pub async fn send(
+        &self,
+        ctx: &TenantCtx,
+        channel: &ChannelId,
+        inbound: Inbound,
+    ) -> Result<Ack, RuntimeError> {
+        if self.inner.shutting_down.load(Ordering::Acquire) {
+            return Err(RuntimeError::ShuttingDown);
+        }
+        let entry = self
+            .inner
+            .tenants
+            .get(&ctx.tenant)
+            .ok_or_else(|| RuntimeError::UnknownTenant(ctx.tenant.clone()))?;
+        let team = ctx.team_or_default();
+        check(&entry.config, ctx, channel, &inbound)?;
+        let named = inbound.session.is_some();
+        let span = tracing::info_span!("message", tenant = %ctx.tenant, env = %ctx.env, team = %team,
+            channel = %channel, session = tracing::field::Empty);
+        if let Some(session) = &inbound.session {
+            span.record("session", session.as_str());
+        }
+        let (reply, answer) = oneshot::channel();
+        let deliver = Deliver {
+            ctx: TenantCtx::new(ctx.tenant.clone(), ctx.env.clone(), Some(team.clone())),
+            team,
+            channel: channel.clone(),
+            inbound,
+            named,
+            rerouted: false,
+            reply,
+            span,
+        };
+        match entry.addr.try_send(deliver) {
+            Ok(()) => {}
+            Err(SendError::Full(_)) => return Err(RuntimeError::Overloaded),
+            Err(SendError::Closed(_)) => return Err(RuntimeError::ShuttingDown),
+        }
+        answer.await.map_err(|_| RuntimeError::ShuttingDown)?
+    }
+
+    /// The state of a session of `ctx`'s tenant, env and team (`default` when `None`), from its
+    /// snapshot and the log; `None` when it does not exist there (another tenant's or env's
+    /// session of the same id is a different session, so it is `None` too).
+    pub fn session_state(
+        &self,
+        ctx: &TenantCtx,
+        session: &SessionId,
+    ) -> Result<Option<SessionState>, RuntimeError> {
+        if !self.inner.tenants.contains_key(&ctx.tenant) {
+            return Err(RuntimeError::UnknownTenant(ctx.tenant.clone()));
+        }
+        let shared = &self.inner.shared;
+        let loaded = load_session(&shared.log, &shared.snapshots, ctx, session)?;
+        Ok((loaded.state.last_seq > 0).then_some(loaded.state))
+    }
+
+    /// Lifts the quarantine of a session.
+    pub fn reset_session(&self, ctx: &TenantCtx, session: &SessionId) -> Result<(), RuntimeError> {
+        let entry = self
+            .inner
+            .tenants
+            .get(&ctx.tenant)
+            .ok_or_else(|| RuntimeError::UnknownTenant(ctx.tenant.clone()))?;
+        entry.addr.do_send(ResetSession {
+            env: ctx.env.clone(),
+            team: ctx.team_or_default(),
+            session: session.clone(),
+        });
+        Ok(())
+    }
+
+    /// Passivates idle sessions now (the env actors also do this on a timer).
+    pub async fn sweep(&self) {
+        for entry in self.inner.tenants.values() {
+            let _ = entry.addr.send(Sweep).await;
+        }
+    }
+
+    /// Graceful stop: refuse new messages, let queued ones finish, snapshot every session and
+    /// stop its actor. The log stays open for the caller to drop.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        for entry in self.inner.tenants.values() {
+            let _ = entry.addr.send(Shutdown).await;
+        }
+        for arbiter in &self.inner.arbiters {
+            arbiter.stop();
+        }
+    }
+
+    /// The tenants this instance serves.
+    pub fn tenants(&self) -> impl Iterator<Item = &TenantId> {
+        self.inner.tenants.keys()
+    }
+
+    /// The log the runtime writes (for readers: the edges' event and session queries).
+    pub fn log(&self) -> &EventLog {
+        &self.inner.shared.log
+    }
+
+    pub fn metrics(&self) -> &RuntimeMetrics {
+        &self.inner.metrics
+    }
+}
+
+/// Checks a message against the tenant's config and the size limits before it enters a queue.
+fn check(
+    tenant: &TenantConfig,
+    ctx: &TenantCtx,
+    channel: &ChannelId,
+    inbound: &Inbound,
+) -> Result<(), RuntimeError> {
+    if tenant.env(&ctx.env).is_none() {
+        return Err(RuntimeError::UnknownEnv {
+            tenant: ctx.tenant.clone(),
+            env: ctx.env.clone(),
+        });
+    }
+    let team_id = ctx.team_or_default();
+    let team = tenant
+        .teams
+        .get(&team_id)
+        .ok_or_else(|| RuntimeError::UnknownTeam {
+            tenant: ctx.tenant.clone(),
+            team: team_id.clone(),
+        })?;
+    if !team.channels.contains_key(channel) {
+        return Err(RuntimeError::UnknownChannel {
+            team: team_id,
+            channel: channel.clone(),
+        });
+    }
+    if inbound.user.is_empty() || inbound.user.len() > NAME_BYTES_MAX {
+        return Err(RuntimeError::Invalid(format!(
+            "user must be 1..={NAME_BYTES_MAX} bytes"
+        )));
+    }
+    if inbound.text.len() > TEXT_BYTES_MAX {
+        return Err(RuntimeError::Invalid(format!(
+            "text must be at most {TEXT_BYTES_MAX} bytes"
+        )));
+    }
+    if let Some(id) = &inbound.message_id {
+        if id.is_empty() || id.len() > NAME_BYTES_MAX {
+            return Err(RuntimeError::Invalid(format!(
+                "message_id must be 1..={NAME_BYTES_MAX} bytes"
+            )));
+        }
+    }
+    Ok(())
+}

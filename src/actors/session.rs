@@ -1,0 +1,478 @@
+//! `SessionActor`: one per active session. Hydrates from its CBOR snapshot plus the log tail,
+//! then for each message: dedup by message id → run the flow (decide) → append through the
+//! log's group commit → fold the events into its state (apply) → answer → maybe snapshot.
+//!
+//! Invariants:
+//! - handles one message at a time (`ctx.wait` holds the mailbox during the append), so the
+//!   session's seq order is its arrival order;
+//! - its state always equals the fold of the session's durable events;
+//! - a panic while running the flow is caught here: the message gets an error and a
+//!   `FlowFailed` event, the state is reloaded from snapshot + log, and more than
+//!   `RESTARTS_MAX` such failures within `RESTART_WINDOW_MS` quarantine the session.
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::env::{Ended, EnvActor, EnvShared, Reroute};
+use super::messages::{Ack, Deliver, RuntimeError};
+use crate::events::codec::decode_limited;
+use crate::events::log::{AppendGroup, AppendOutcome, Idempotency, IdempotencyRecord};
+use crate::events::schema::{Event, EventKind};
+use crate::flow::engine::{self, Input, TenantInfo};
+use crate::projections::load::load_session;
+use crate::projections::session::SessionState;
+use crate::projections::snapshot::SnapshotKey;
+use crate::tenancy::{SessionId, TeamId, TenantCtx};
+
+/// Messages waiting for one session before senders get `Overloaded`.
+pub(super) const SESSION_MAILBOX: usize = 64;
+/// Flow failures (panics) tolerated within the window before the session is quarantined.
+const RESTARTS_MAX: usize = 3;
+const RESTART_WINDOW_MS: u64 = 5_000;
+
+/// Text that makes a test build's flow run panic, to exercise isolation.
+#[cfg(test)]
+pub(crate) const PANIC_PROBE: &str = "\u{1f4a5} panic probe";
+
+/// Snapshot (if behind) and stop, after the messages already queued.
+pub(super) struct Passivate;
+impl Message for Passivate {
+    type Result = ();
+}
+
+/// Lift the quarantine.
+pub(super) struct Reset;
+impl Message for Reset {
+    type Result = ();
+}
+
+/// What retries of a message get back; stored with the message id in the log.
+#[derive(Serialize, Deserialize)]
+struct StoredAck {
+    seq: u64,
+    replies: Vec<String>,
+}
+
+pub(super) struct SessionActor {
+    shared: Arc<EnvShared>,
+    env: Addr<EnvActor>,
+    ctx: TenantCtx,
+    state: SessionState,
+    /// Seq covered by the newest snapshot on disk (or being written).
+    snapshot_seq: u64,
+    snapshot_in_flight: bool,
+    /// Serialises this session's snapshot writes.
+    snapshot_lane: Arc<tokio::sync::Mutex<()>>,
+    /// Why the session cannot be served (its stored data could not be read).
+    broken: Option<String>,
+    failures_ms: VecDeque<u64>,
+    quarantined: bool,
+    /// Whether this actor is counted in the active-sessions gauge.
+    counted: bool,
+}
+
+impl SessionActor {
+    pub(super) fn new(
+        shared: Arc<EnvShared>,
+        env: Addr<EnvActor>,
+        team: TeamId,
+        session: SessionId,
+    ) -> SessionActor {
+        let ctx = TenantCtx::new(
+            shared.tenant.id.clone(),
+            shared.env.clone(),
+            Some(team.clone()),
+        );
+        let state = SessionState::new(ctx.tenant.clone(), ctx.env.clone(), team, session);
+        SessionActor {
+            shared,
+            env,
+            ctx,
+            state,
+            snapshot_seq: 0,
+            snapshot_in_flight: false,
+            snapshot_lane: Arc::default(),
+            broken: None,
+            failures_ms: VecDeque::new(),
+            quarantined: false,
+            counted: false,
+        }
+    }
+
+    /// Takes this actor out of the active-sessions gauge, once.
+    fn uncount(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.shared
+                .runtime
+                .metrics
+                .active_sessions
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Loads state from the snapshot (if usable) plus every later event in the log. A missing
+    /// snapshot is normal; an unusable one is logged and counted, and the log rebuilds the state.
+    fn hydrate(&mut self) {
+        let rt = &self.shared.runtime;
+        match load_session(&rt.log, &rt.snapshots, &self.ctx, &self.state.session) {
+            Ok(loaded) => {
+                if let Some(problem) = &loaded.snapshot_problem {
+                    let s = &loaded.state;
+                    rt.metrics
+                        .snapshot_fallbacks
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(tenant = %s.tenant, env = %s.env, team = %s.team, session = %s.session,
+                        error = %problem, "snapshot unusable; rebuilt from the log");
+                }
+                self.state = loaded.state;
+                self.snapshot_seq = loaded.snapshot_seq;
+                self.broken = None;
+            }
+            Err(e) => {
+                tracing::error!(tenant = %self.ctx.tenant, session = %self.state.session, error = %e, "cannot load session");
+                self.broken = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Records a failed flow run; quarantines the session past the budget.
+    fn record_failure(&mut self) {
+        let now = self.shared.runtime.opts.clock.now_ms();
+        self.failures_ms.push_back(now);
+        while self
+            .failures_ms
+            .front()
+            .is_some_and(|&t| now.saturating_sub(t) > RESTART_WINDOW_MS)
+        {
+            self.failures_ms.pop_front();
+        }
+        if self.failures_ms.len() > RESTARTS_MAX {
+            self.quarantined = true;
+            tracing::error!(tenant = %self.state.tenant, env = %self.state.env, team = %self.state.team,
+                session = %self.state.session, "session quarantined after repeated flow failures");
+        }
+        // Restart from durable truth: whatever the panic left behind is discarded.
+        self.hydrate();
+    }
+
+    /// Runs the flow for one message; a panic becomes a `FlowFailed` event and `true`.
+    fn decide(&mut self, msg: &Deliver, message_id: &str) -> (Vec<EventKind>, bool) {
+        let tenant = &self.shared.tenant;
+        let Some(team) = tenant.teams.get(&self.state.team) else {
+            // The runtime handle checks the team before routing; this is defence in depth.
+            let kinds = vec![
+                EventKind::MessageReceived {
+                    message_id: message_id.to_owned(),
+                    user: msg.inbound.user.clone(),
+                    text: msg.inbound.text.clone(),
+                },
+                EventKind::FlowFailed {
+                    node: String::new(),
+                    error: "team is not configured".into(),
+                },
+            ];
+            return (kinds, false);
+        };
+        let flow = team.flow.clone();
+        let info = TenantInfo {
+            name: &tenant.name,
+            settings: &tenant.settings,
+        };
+        let input = Input {
+            message_id,
+            user: &msg.inbound.user,
+            text: &msg.inbound.text,
+        };
+        let state = &self.state;
+        let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            #[cfg(test)]
+            if input.text == PANIC_PROBE {
+                panic!("injected flow panic");
+            }
+            engine::run(&flow, state, &info, &input)
+        }));
+        let panicked = run.is_err();
+        let mut kinds = match run {
+            Ok(kinds) => kinds,
+            Err(_) => {
+                let node = self.state.current_node.clone().unwrap_or_default();
+                tracing::error!(tenant = %self.state.tenant, session = %self.state.session, node = %node,
+                    "flow run panicked; session restarted from snapshot and log");
+                self.record_failure();
+                vec![
+                    EventKind::MessageReceived {
+                        message_id: message_id.to_owned(),
+                        user: msg.inbound.user.clone(),
+                        text: msg.inbound.text.clone(),
+                    },
+                    EventKind::FlowFailed {
+                        node,
+                        error: "internal error while running the flow".into(),
+                    },
+                ]
+            }
+        };
+        if self.state.last_seq == 0 {
+            kinds.insert(
+                0,
+                EventKind::SessionStarted {
+                    user: msg.inbound.user.clone(),
+                    flow: flow.name().to_owned(),
+                    flow_version: flow.version().to_owned(),
+                },
+            );
+        }
+        (kinds, panicked)
+    }
+
+    /// Folds an appended group into the state.
+    fn apply(
+        &mut self,
+        kinds: Vec<EventKind>,
+        first_seq: u64,
+        first_tenant_seq: u64,
+        at_ms: u64,
+        msg: &Deliver,
+    ) {
+        for (i, kind) in kinds.into_iter().enumerate() {
+            let event = Event {
+                // The state does not keep event ids; the log assigned them.
+                id: uuid::Uuid::nil(),
+                tenant: self.state.tenant.clone(),
+                env: self.state.env.clone(),
+                team: self.state.team.clone(),
+                channel: msg.channel.clone(),
+                session: self.state.session.clone(),
+                seq: first_seq + i as u64,
+                tenant_seq: first_tenant_seq + i as u64,
+                at_ms,
+                kind,
+            };
+            self.state.apply(&event);
+        }
+    }
+
+    /// Writes a snapshot off the actor's thread when enough events have accumulated.
+    fn maybe_snapshot(&mut self, ctx: &mut Context<Self>) {
+        let every = self.shared.runtime.opts.snapshot_every;
+        if self.snapshot_in_flight || self.state.last_seq < self.snapshot_seq + every {
+            return;
+        }
+        self.snapshot_in_flight = true;
+        let seq = self.state.last_seq;
+        let write = self.write_snapshot();
+        ctx.spawn(write.into_actor(self).map(move |written, act, _ctx| {
+            act.snapshot_in_flight = false;
+            if written {
+                act.snapshot_seq = act.snapshot_seq.max(seq);
+            }
+        }));
+    }
+
+    /// Writes the current state as a snapshot on the blocking pool. Writes of one session go
+    /// through its lane one at a time, in order, so an older snapshot can never land after (and
+    /// over) a newer one.
+    fn write_snapshot(&self) -> impl std::future::Future<Output = bool> + 'static {
+        let lane = self.snapshot_lane.clone();
+        let state = self.state.clone();
+        let runtime = self.shared.runtime.clone();
+        async move {
+            let turn = lane.lock_owned().await;
+            let written = actix_rt::task::spawn_blocking(move || {
+                let _turn = turn;
+                let key = SnapshotKey { tenant: &state.tenant, env: &state.env, team: &state.team, session: &state.session };
+                let result = runtime.snapshots.write(&key, state.last_seq, &state);
+                if let Err(e) = &result {
+                    tracing::warn!(tenant = %state.tenant, session = %state.session, error = %e, "snapshot write failed");
+                }
+                result.is_ok()
+            })
+            .await;
+            written.unwrap_or(false)
+        }
+    }
+}
+
+fn replies_of(kinds: &[EventKind]) -> Vec<String> {
+    kinds
+        .iter()
+        .filter_map(|k| match k {
+            EventKind::ReplySent { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ack_from_record(rec: IdempotencyRecord) -> Result<Ack, RuntimeError> {
+    let stored: StoredAck =
+        decode_limited(&rec.ack).map_err(|e| RuntimeError::Storage(e.to_string()))?;
+    Ok(Ack {
+        session: rec.session,
+        seq: stored.seq,
+        replies: stored.replies,
+        duplicate: true,
+    })
+}
+
+impl Actor for SessionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        self.shared
+            .runtime
+            .metrics
+            .active_sessions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counted = true;
+        self.hydrate();
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.uncount();
+    }
+}
+
+impl Handler<Deliver> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        let span = msg.span.clone();
+        let _entered = span.enter();
+        if let Some(e) = &self.broken {
+            return msg.answer(Err(RuntimeError::Storage(e.clone())));
+        }
+        if self.quarantined {
+            return msg.answer(Err(RuntimeError::Quarantined(self.state.session.clone())));
+        }
+        if let Some(channel) = self.state.channel.as_ref().filter(|c| **c != msg.channel) {
+            let err = RuntimeError::SessionChannel {
+                session: self.state.session.clone(),
+                channel: channel.clone(),
+            };
+            return msg.answer(Err(err));
+        }
+        let scope = self.shared.runtime.log.scope(&self.ctx);
+        if let Some(message_id) = &msg.inbound.message_id {
+            match scope.idempotency(&msg.channel, message_id) {
+                Ok(Some(rec)) => return msg.answer(ack_from_record(rec)),
+                Ok(None) => {}
+                Err(e) => return msg.answer(Err(e.into())),
+            }
+        }
+        if !self.state.is_open() {
+            if msg.named || msg.rerouted {
+                return msg.answer(Err(RuntimeError::SessionEnded(self.state.session.clone())));
+            }
+            self.env.do_send(Reroute(msg));
+            return;
+        }
+        let message_id = msg
+            .inbound
+            .message_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        // A panic here is still recorded (FlowFailed) and answered; if it was one too many, the
+        // quarantine applies from the next message on.
+        let (kinds, panicked) = self.decide(&msg, &message_id);
+        let replies = replies_of(&kinds);
+        let started = matches!(kinds.first(), Some(EventKind::SessionStarted { .. }));
+        let seq = self.state.last_seq + 1 + u64::from(started);
+        let idempotency = msg.inbound.message_id.as_ref().map(|id| Idempotency {
+            message_id: id.clone(),
+            ack: rmp_serde::to_vec_named(&StoredAck {
+                seq,
+                replies: replies.clone(),
+            })
+            .expect("MessagePack encoding of plain fields is infallible"),
+        });
+        let at_ms = self.shared.runtime.opts.clock.now_ms();
+        let group = AppendGroup {
+            ctx: self.ctx.clone(),
+            channel: msg.channel.clone(),
+            session: self.state.session.clone(),
+            expected_seq: self.state.last_seq,
+            at_ms,
+            kinds: kinds.clone(),
+            idempotency,
+        };
+        let log = self.shared.runtime.log.clone();
+        let append = async move { log.append(group).await };
+        // `wait` holds this actor's mailbox until the append is durable: one message at a time.
+        ctx.wait(append.into_actor(self).map(move |result, act, ctx| {
+            let _entered = msg.span.clone().entered();
+            match result {
+                Ok(AppendOutcome::Appended(a)) => {
+                    let ends = kinds
+                        .iter()
+                        .any(|k| matches!(k, EventKind::SessionEnded { .. }));
+                    act.apply(kinds, a.first_seq, a.first_tenant_seq, at_ms, &msg);
+                    if ends {
+                        act.env.do_send(Ended {
+                            team: act.state.team.clone(),
+                            channel: msg.channel.clone(),
+                            user: act.state.user.clone(),
+                            session: act.state.session.clone(),
+                        });
+                    }
+                    let session = act.state.session.clone();
+                    if panicked {
+                        msg.answer(Err(RuntimeError::FlowCrashed(session)));
+                    } else {
+                        msg.answer(Ok(Ack {
+                            session,
+                            seq,
+                            replies,
+                            duplicate: false,
+                        }));
+                    }
+                    act.maybe_snapshot(ctx);
+                }
+                // Another session took this message id first (the same id sent to two sessions).
+                Ok(AppendOutcome::Duplicate(rec)) => msg.answer(ack_from_record(rec)),
+                Err(e) => {
+                    // Our state may now be behind the log (e.g. a seq conflict): reload it.
+                    act.hydrate();
+                    msg.answer(Err(e.into()));
+                }
+            }
+        }));
+    }
+}
+
+impl Handler<Passivate> for SessionActor {
+    /// Resolves once the final snapshot is on disk and the actor is stopping.
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _msg: Passivate, _ctx: &mut Self::Context) -> Self::Result {
+        let behind = self.broken.is_none() && self.state.last_seq > self.snapshot_seq;
+        let write = behind.then(|| self.write_snapshot());
+        Box::pin(
+            async move {
+                if let Some(write) = write {
+                    write.await;
+                }
+            }
+            .into_actor(self)
+            .map(|(), act, ctx| {
+                // Before the answer goes out, so whoever awaited the passivation sees the gauge
+                // already down.
+                act.uncount();
+                ctx.stop();
+            }),
+        )
+    }
+}
+
+impl Handler<Reset> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Reset, _ctx: &mut Self::Context) {
+        self.quarantined = false;
+        self.failures_ms.clear();
+        self.hydrate();
+    }
+}

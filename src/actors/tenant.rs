@@ -1,0 +1,115 @@
+//! `TenantActor`: one per configured tenant. Starts an `EnvActor` per environment of the tenant
+//! and forwards each message to the right one.
+//!
+//! Invariant: holds its own tenant's config and nothing of any other tenant.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::env::{EnvActor, EnvShared, Shutdown};
+use super::messages::{Deliver, RuntimeError};
+use super::runtime::Shared;
+use crate::config::TenantConfig;
+use crate::tenancy::EnvId;
+
+/// Messages waiting for a tenant actor before senders get `Overloaded`.
+pub(super) const TENANT_MAILBOX: usize = 4096;
+
+pub(super) struct TenantActor {
+    shared: Arc<Shared>,
+    tenant: Arc<TenantConfig>,
+    envs: HashMap<EnvId, Addr<EnvActor>>,
+}
+
+impl TenantActor {
+    pub(super) fn new(shared: Arc<Shared>, tenant: Arc<TenantConfig>) -> TenantActor {
+        TenantActor {
+            shared,
+            tenant,
+            envs: HashMap::new(),
+        }
+    }
+}
+
+impl Actor for TenantActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(TENANT_MAILBOX);
+        for env in &self.tenant.environments {
+            let env_shared = Arc::new(EnvShared {
+                runtime: self.shared.clone(),
+                tenant: self.tenant.clone(),
+                env: env.id.clone(),
+            });
+            // Env actors live on the tenant's arbiter (this thread); their sessions are spread
+            // over all arbiters.
+            let addr = EnvActor::create(|ctx| EnvActor::new(env_shared, ctx));
+            self.envs.insert(env.id.clone(), addr);
+        }
+    }
+}
+
+impl Handler<Deliver> for TenantActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
+        let Some(env) = self.envs.get(&msg.ctx.env) else {
+            let err = RuntimeError::UnknownEnv {
+                tenant: msg.ctx.tenant.clone(),
+                env: msg.ctx.env.clone(),
+            };
+            msg.answer(Err(err));
+            return;
+        };
+        match env.try_send(msg) {
+            Ok(()) => {}
+            Err(SendError::Full(msg)) => msg.answer(Err(RuntimeError::Overloaded)),
+            Err(SendError::Closed(msg)) => msg.answer(Err(RuntimeError::ShuttingDown)),
+        }
+    }
+}
+
+impl Handler<Shutdown> for TenantActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _msg: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
+        let pending: Vec<_> = self.envs.values().map(|env| env.send(Shutdown)).collect();
+        Box::pin(async move {
+            for done in pending {
+                let _ = done.await;
+            }
+        })
+    }
+}
+
+/// Forwarded to the env actor that owns the session.
+impl Handler<super::env::ResetSession> for TenantActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: super::env::ResetSession, _ctx: &mut Self::Context) {
+        if let Some(env) = self.envs.get(&msg.env) {
+            env.do_send(msg);
+        }
+    }
+}
+
+/// Forwarded to every env actor; tests and operators use it to trigger passivation now.
+impl Handler<super::env::Sweep> for TenantActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _msg: super::env::Sweep, _ctx: &mut Self::Context) -> Self::Result {
+        let pending: Vec<_> = self
+            .envs
+            .values()
+            .map(|env| env.send(super::env::Sweep))
+            .collect();
+        Box::pin(async move {
+            for done in pending {
+                let _ = done.await;
+            }
+        })
+    }
+}

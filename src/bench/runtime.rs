@@ -1,0 +1,361 @@
+//! End-to-end benchmark of the runtime, in process: clients → tenant/env/session actors → flow
+//! → durable log → ack. No network; the clients are async tasks on one extra thread.
+//!
+//! Workload: `TENANTS` tenants with the seed's one-node greeting flow; each client owns one named
+//! session and sends messages back to back (closed loop), then a paced pass offers half of the
+//! best rate. Memory: sessions are first written through the log directly (no actors), then one
+//! message each wakes an actor per session and leaves it idle; the RSS growth over that second
+//! step, divided by the session count, is the cost of a live idle session.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::actors::messages::Inbound;
+use crate::actors::runtime::{Runtime, RuntimeOptions};
+use crate::config::{Config, LoadOptions};
+use crate::events::log::{AppendGroup, EventLog, LogOptions};
+use crate::events::schema::EventKind;
+use crate::projections::snapshot::SnapshotStore;
+use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
+
+const TENANTS: usize = 8;
+const FLOW: &str = "name: bench_flow\nversion: \"1.0\"\nnodes:\n  - id: greet\n    type: reply\n    config:\n      message: \"Welcome to {{ tenant.name }}! How can I help?\"\n";
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct RuntimeBenchOptions {
+    pub clients: Vec<usize>,
+    pub duration: Duration,
+    pub paced_fraction: f64,
+    /// Sessions for the memory measurement (0 skips it).
+    pub idle_sessions: usize,
+}
+
+/// One measured configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct RuntimeRun {
+    pub clients: usize,
+    pub paced_msgs_per_s: Option<f64>,
+    pub messages: u64,
+    pub seconds: f64,
+    pub msgs_per_s: f64,
+    pub events_per_s: f64,
+    pub ack_p50_us: u64,
+    pub ack_p99_us: u64,
+    pub errors: u64,
+}
+
+/// Memory of live idle sessions.
+#[derive(Clone, Debug, Serialize)]
+pub struct IdleMemory {
+    pub sessions: usize,
+    pub rss_before_bytes: u64,
+    pub rss_after_bytes: u64,
+    pub bytes_per_session: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RuntimeBenchReport {
+    pub scenario: &'static str,
+    pub tenants: usize,
+    /// Events per message of the bench flow (MessageReceived, NodeEntered, ReplySent).
+    pub events_per_message: u64,
+    pub runs: Vec<RuntimeRun>,
+    pub idle_memory: Option<IdleMemory>,
+}
+
+fn write_config(dir: &Path) -> Result<Config, String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("flow.yaml"), FLOW).map_err(|e| e.to_string())?;
+    let mut toml = format!("[server]\ndata_dir = \"{}\"\n", dir.join("data").display());
+    for t in 0..TENANTS {
+        toml.push_str(&format!(
+            "[tenants.tenant-{t:02}]\nname = \"Tenant {t}\"\nenvironments = [\"prod\"]\n\
+             [tenants.tenant-{t:02}.teams.support]\nflow = \"flow.yaml\"\n\
+             [tenants.tenant-{t:02}.teams.support.channels.webchat]\nprovider = \"messaging-webchat\"\n"
+        ));
+    }
+    std::fs::write(dir.join("config.toml"), toml).map_err(|e| e.to_string())?;
+    Config::load(&dir.join("config.toml"), &LoadOptions::default()).map_err(|e| e.to_string())
+}
+
+fn ctx_of(i: usize) -> TenantCtx {
+    let tenant =
+        TenantId::parse(&format!("tenant-{:02}", i % TENANTS)).expect("valid by construction");
+    let env = EnvId::parse("prod").expect("valid by construction");
+    TenantCtx::new(
+        tenant,
+        env,
+        Some(TeamId::parse("support").expect("valid by construction")),
+    )
+}
+
+fn percentile(sorted: &[u64], permille: usize) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[(sorted.len() - 1) * permille.min(1000) / 1000]
+}
+
+/// Resident set size of this process, from /proc (Linux).
+fn rss_bytes() -> u64 {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+async fn client_loop(
+    rt: Runtime,
+    c: usize,
+    clients: usize,
+    stop: Arc<AtomicBool>,
+    interval: Option<Duration>,
+) -> (Vec<u64>, u64) {
+    let ctx = ctx_of(c);
+    let channel = ChannelId::parse("webchat").expect("valid by construction");
+    let session = SessionId::parse(&format!("c{clients}-s{c}")).expect("valid by construction");
+    let mut latencies = Vec::with_capacity(1 << 14);
+    let mut errors = 0;
+    let t0 = tokio::time::Instant::now();
+    let mut n: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let scheduled = match interval {
+            Some(iv) => {
+                let at = t0 + iv.mul_f64(n as f64 + c as f64 / clients as f64);
+                tokio::time::sleep_until(at).await;
+                at.into_std()
+            }
+            None => Instant::now(),
+        };
+        let inbound = Inbound {
+            session: Some(session.clone()),
+            user: format!("user-{c}"),
+            text: format!("hello, I need help with order {n:08}"),
+            message_id: Some(format!("c{clients}-{c}-{n}")),
+        };
+        match rt.send(&ctx, &channel, inbound).await {
+            Ok(_) => {
+                latencies.push(u64::try_from(scheduled.elapsed().as_micros()).unwrap_or(u64::MAX))
+            }
+            Err(_) => errors += 1,
+        }
+        n += 1;
+    }
+    (latencies, errors)
+}
+
+fn run_clients(
+    rt: &Runtime,
+    clients: usize,
+    duration: Duration,
+    rate: Option<f64>,
+) -> Result<RuntimeRun, String> {
+    let load = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let interval = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
+    let timer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(duration);
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let started = Instant::now();
+    let results = load.block_on(async {
+        let tasks: Vec<_> = (0..clients)
+            .map(|c| tokio::spawn(client_loop(rt.clone(), c, clients, stop.clone(), interval)))
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.map_err(|e| e.to_string())?);
+        }
+        Ok::<_, String>(out)
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = timer.join();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for (l, e) in results {
+        latencies.extend(l);
+        errors += e;
+    }
+    latencies.sort_unstable();
+    let messages = latencies.len() as u64;
+    Ok(RuntimeRun {
+        clients,
+        paced_msgs_per_s: rate,
+        messages,
+        seconds,
+        msgs_per_s: messages as f64 / seconds,
+        events_per_s: (messages * 3) as f64 / seconds,
+        ack_p50_us: percentile(&latencies, 500),
+        ack_p99_us: percentile(&latencies, 990),
+        errors,
+    })
+}
+
+/// Writes `n` sessions through the log, then wakes one actor per session and measures RSS.
+fn idle_memory(
+    rt: &Runtime,
+    log: &EventLog,
+    n: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<IdleMemory, String> {
+    let channel = ChannelId::parse("webchat").map_err(|e| e.to_string())?;
+    for i in 0..n {
+        let group = AppendGroup {
+            ctx: ctx_of(i),
+            channel: channel.clone(),
+            session: SessionId::parse(&format!("idle-{i}")).map_err(|e| e.to_string())?,
+            expected_seq: 0,
+            at_ms: 1,
+            kinds: vec![EventKind::SessionStarted {
+                user: format!("user-{i}"),
+                flow: "bench_flow".into(),
+                flow_version: "1.0".into(),
+            }],
+            idempotency: None,
+        };
+        log.append_blocking(group).map_err(|e| e.to_string())?;
+    }
+    progress(&format!("memory: {n} sessions written through the log"));
+    let before = rss_bytes();
+    let load = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| e.to_string())?;
+    load.block_on(async {
+        const WINDOW: usize = 256;
+        let mut pending = Vec::with_capacity(WINDOW);
+        for i in 0..n {
+            let rt = rt.clone();
+            let channel = channel.clone();
+            pending.push(tokio::spawn(async move {
+                let inbound = Inbound {
+                    session: SessionId::parse(&format!("idle-{i}")).ok(),
+                    user: format!("user-{i}"),
+                    text: "hi".into(),
+                    message_id: None,
+                };
+                rt.send(&ctx_of(i), &channel, inbound).await
+            }));
+            if pending.len() == WINDOW {
+                for p in pending.drain(..) {
+                    p.await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        for p in pending {
+            p.await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        }
+        Ok::<_, String>(())
+    })?;
+    let after = rss_bytes();
+    let live = rt.metrics().active_sessions.load(Ordering::Relaxed);
+    progress(&format!("memory: {live} session actors live"));
+    Ok(IdleMemory {
+        sessions: n,
+        rss_before_bytes: before,
+        rss_after_bytes: after,
+        bytes_per_session: after.saturating_sub(before) as f64 / n.max(1) as f64,
+    })
+}
+
+/// Runs every configuration on one runtime over a fresh data dir under `work_dir`.
+pub fn run(
+    work_dir: &Path,
+    opts: &RuntimeBenchOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<RuntimeBenchReport, String> {
+    let dir = work_dir.join("runtime");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let config = write_config(&dir)?;
+    let data = config.server().data_dir.clone();
+    std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+    let log =
+        EventLog::open(&data.join("log"), &LogOptions::default()).map_err(|e| e.to_string())?;
+    let snapshots = SnapshotStore::new(data.join("sessions"));
+    let system = actix_rt::System::new();
+    let opts = opts.clone();
+    let mut runs = Vec::new();
+    let idle = system.block_on(async move {
+        let rt = Runtime::start(&config, log.clone(), snapshots, RuntimeOptions::from_config(&config));
+        // The clients run on their own thread, as edges would.
+        let bench_rt = rt.clone();
+        let bench = std::thread::spawn(move || -> Result<(Vec<RuntimeRun>, Option<IdleMemory>), String> {
+            let mut runs = Vec::new();
+            let mut lines = Vec::new();
+            for &clients in &opts.clients {
+                let run = run_clients(&bench_rt, clients, opts.duration, None)?;
+                lines.push(format!(
+                    "{clients:>5} clients: {:.0} msgs/s ({:.0} events/s), ack p50 {} us, p99 {} us, {} errors",
+                    run.msgs_per_s, run.events_per_s, run.ack_p50_us, run.ack_p99_us, run.errors
+                ));
+                eprintln!("bench: {}", lines.last().map_or("", String::as_str));
+                runs.push(run);
+            }
+            if let Some(peak) = runs.iter().max_by(|a, b| a.msgs_per_s.total_cmp(&b.msgs_per_s)).cloned() {
+                if opts.paced_fraction > 0.0 {
+                    let rate = peak.msgs_per_s * opts.paced_fraction;
+                    let run = run_clients(&bench_rt, peak.clients, opts.duration, Some(rate))?;
+                    eprintln!(
+                        "bench: paced at {:.0}% of peak ({rate:.0} msgs/s offered): {:.0} msgs/s, ack p50 {} us, p99 {} us",
+                        opts.paced_fraction * 100.0,
+                        run.msgs_per_s,
+                        run.ack_p50_us,
+                        run.ack_p99_us
+                    );
+                    runs.push(run);
+                }
+            }
+            let idle = if opts.idle_sessions > 0 {
+                let mut say = |l: &str| eprintln!("bench: {l}");
+                Some(idle_memory(&bench_rt, &log, opts.idle_sessions, &mut say)?)
+            } else {
+                None
+            };
+            Ok((runs, idle))
+        });
+        // Keep this (the System's) thread free to drive actors while the clients run.
+        let outcome = loop {
+            if bench.is_finished() {
+                break bench.join().map_err(|_| "bench thread panicked".to_owned()).and_then(|r| r);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        rt.shutdown().await;
+        outcome
+    })?;
+    runs.extend(idle.0);
+    if let Some(mem) = &idle.1 {
+        progress(&format!(
+            "memory: {:.0} bytes per live idle session",
+            mem.bytes_per_session
+        ));
+    }
+    Ok(RuntimeBenchReport {
+        scenario: "runtime_e2e",
+        tenants: TENANTS,
+        events_per_message: 3,
+        runs,
+        idle_memory: idle.1,
+    })
+}

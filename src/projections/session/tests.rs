@@ -1,0 +1,361 @@
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use proptest::prelude::*;
+
+use super::*;
+
+// ---- Helpers --------------------------------------------------------------------------------
+
+fn empty() -> SessionState {
+    SessionState::new(
+        TenantId::parse("acme").unwrap(),
+        EnvId::parse("prod").unwrap(),
+        TeamId::parse("support").unwrap(),
+        SessionId::parse("s1").unwrap(),
+    )
+}
+
+/// Wraps `kind` in the envelope of the event that follows `state`: next seq, same ids, channel
+/// `web`, `tenant_seq` ten ahead (other sessions interleave in the tenant's log) and a clock
+/// ticking 1000 ms per event.
+fn next_event(state: &SessionState, kind: EventKind) -> Event {
+    let seq = state.last_seq + 1;
+    Event {
+        id: uuid::Uuid::nil(),
+        tenant: state.tenant.clone(),
+        env: state.env.clone(),
+        team: state.team.clone(),
+        channel: ChannelId::parse("web").unwrap(),
+        session: state.session.clone(),
+        seq,
+        tenant_seq: seq * 10,
+        at_ms: 1_000 * seq,
+        kind,
+    }
+}
+
+fn fold(state: &mut SessionState, kinds: &[EventKind]) {
+    for kind in kinds {
+        let event = next_event(state, kind.clone());
+        state.apply(&event);
+    }
+}
+
+/// Given the events `given` (wrapped in consecutive envelopes), then `then` holds for the state.
+fn check(given: &[EventKind], then: impl FnOnce(&SessionState)) {
+    let mut state = empty();
+    fold(&mut state, given);
+    then(&state);
+}
+
+fn started() -> EventKind {
+    EventKind::SessionStarted {
+        user: "u1".into(),
+        flow: "support".into(),
+        flow_version: "2.1".into(),
+    }
+}
+fn received(text: &str) -> EventKind {
+    EventKind::MessageReceived {
+        message_id: format!("m-{text}"),
+        user: "u1".into(),
+        text: text.into(),
+    }
+}
+fn entered(node: &str) -> EventKind {
+    EventKind::NodeEntered { node: node.into() }
+}
+fn replied(node: &str, text: &str) -> EventKind {
+    EventKind::ReplySent {
+        node: node.into(),
+        text: text.into(),
+    }
+}
+fn set(key: &str, value: &str) -> EventKind {
+    EventKind::StateSet {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+fn awaiting(node: &str, key: &str) -> EventKind {
+    EventKind::AwaitingInput {
+        node: node.into(),
+        key: key.into(),
+    }
+}
+fn failed(node: &str) -> EventKind {
+    EventKind::FlowFailed {
+        node: node.into(),
+        error: "no route matched".into(),
+    }
+}
+fn ended(reason: &str) -> EventKind {
+    EventKind::SessionEnded {
+        reason: reason.into(),
+    }
+}
+
+fn awaiting_cursor(node: &str, key: &str) -> Cursor {
+    Cursor::Awaiting {
+        node: node.into(),
+        key: key.into(),
+    }
+}
+
+// ---- Folding --------------------------------------------------------------------------------
+
+#[test]
+fn a_new_state_is_open_at_the_start_with_nothing_applied() {
+    check(&[], |s| {
+        assert!(s.is_open());
+        assert_eq!(s.cursor, Cursor::Start);
+        assert_eq!((s.last_seq, s.last_tenant_seq, s.messages_in), (0, 0, 0));
+        assert_eq!(s.channel, None);
+        assert_eq!(s.state_key(), "state:acme:prod:support:s1");
+    });
+}
+
+#[test]
+fn a_greeting_run_records_start_counts_and_envelope() {
+    check(
+        &[
+            started(),
+            received("hi"),
+            entered("greet"),
+            replied("greet", "Welcome"),
+        ],
+        |s| {
+            assert_eq!(
+                (s.user.as_str(), s.flow.as_str(), s.flow_version.as_str()),
+                ("u1", "support", "2.1")
+            );
+            assert_eq!(s.started_at_ms, 1_000);
+            assert_eq!((s.messages_in, s.replies_out, s.flow_errors), (1, 1, 0));
+            assert_eq!(s.current_node.as_deref(), Some("greet"));
+            assert_eq!(s.cursor, Cursor::Start);
+            assert_eq!((s.last_seq, s.last_tenant_seq), (4, 40));
+            assert_eq!(s.last_activity_ms, 4_000);
+            assert_eq!(s.channel, Some(ChannelId::parse("web").unwrap()));
+            assert!(s.is_open());
+        },
+    );
+}
+
+#[test]
+fn an_ask_leaves_the_cursor_awaiting_until_the_answer_is_stored() {
+    let asked = [
+        started(),
+        received("hi"),
+        entered("name"),
+        replied("name", "Your name?"),
+        awaiting("name", "user_name"),
+    ];
+    check(&asked, |s| {
+        assert_eq!(s.cursor, awaiting_cursor("name", "user_name"));
+    });
+
+    // The next message alone does not consume the wait: the engine reads the cursor first.
+    let answered = [&asked[..], &[received("Ada")]].concat();
+    check(&answered, |s| {
+        assert_eq!(s.cursor, awaiting_cursor("name", "user_name"));
+        assert_eq!(s.messages_in, 2);
+    });
+
+    // Storing the answer resumes; when the `ask` was the last node, nothing else follows.
+    let stored = [&answered[..], &[set("user_name", "Ada")]].concat();
+    check(&stored, |s| {
+        assert_eq!(s.cursor, Cursor::Start);
+        assert_eq!(s.vars.get("user_name").map(String::as_str), Some("Ada"));
+    });
+
+    // Asking again after the answer waits again, on the new node.
+    let again = [
+        &stored[..],
+        &[
+            entered("email"),
+            replied("email", "Email?"),
+            awaiting("email", "email"),
+        ],
+    ]
+    .concat();
+    check(&again, |s| {
+        assert_eq!(s.cursor, awaiting_cursor("email", "email"));
+        assert_eq!(s.current_node.as_deref(), Some("email"));
+        assert_eq!(s.replies_out, 2);
+    });
+}
+
+#[test]
+fn a_failure_counts_and_sends_the_next_message_to_the_start() {
+    check(
+        &[
+            started(),
+            received("hi"),
+            entered("ask"),
+            replied("ask", "?"),
+            awaiting("ask", "k"),
+            received("zzz"),
+            set("k", "zzz"),
+            entered("pick"),
+            failed("pick"),
+        ],
+        |s| {
+            assert_eq!(s.flow_errors, 1);
+            assert_eq!(s.cursor, Cursor::Start);
+            assert!(s.is_open());
+        },
+    );
+}
+
+#[test]
+fn set_overwrites_and_ended_closes_with_the_reason() {
+    check(
+        &[
+            started(),
+            received("hi"),
+            entered("a"),
+            set("k", "1"),
+            entered("b"),
+            set("k", "2"),
+            entered("bye"),
+            ended("resolved"),
+        ],
+        |s| {
+            assert_eq!(s.vars.len(), 1);
+            assert_eq!(s.vars["k"], "2");
+            assert_eq!(
+                s.status,
+                SessionStatus::Ended {
+                    reason: "resolved".into()
+                }
+            );
+            assert!(!s.is_open());
+            assert_eq!(s.cursor, Cursor::Start);
+        },
+    );
+}
+
+#[test]
+fn the_channel_is_taken_from_the_first_event_only() {
+    let mut state = empty();
+    let mut first = next_event(&state, started());
+    first.channel = ChannelId::parse("slack").unwrap();
+    state.apply(&first);
+    let second = next_event(&state, received("hi"));
+    assert_eq!(second.channel.as_str(), "web");
+    state.apply(&second);
+    assert_eq!(state.channel, Some(ChannelId::parse("slack").unwrap()));
+}
+
+// ---- Pair assertions ------------------------------------------------------------------------
+
+/// Applies `event` to a copy of `state`; whether it panicked.
+fn panics(state: &SessionState, event: &Event) -> bool {
+    let mut copy = state.clone();
+    catch_unwind(AssertUnwindSafe(|| copy.apply(event))).is_err()
+}
+
+#[test]
+fn applying_out_of_order_or_foreign_events_is_a_bug_that_panics() {
+    let mut state = empty();
+    fold(&mut state, &[started(), received("hi")]);
+    let good = next_event(&state, entered("greet"));
+    assert!(!panics(&state, &good));
+
+    let mut gap = good.clone();
+    gap.seq += 1;
+    let mut repeat = good.clone();
+    repeat.seq -= 1;
+    let mut other_session = good.clone();
+    other_session.session = SessionId::parse("s2").unwrap();
+    let mut other_tenant = good.clone();
+    other_tenant.tenant = TenantId::parse("bigcorp").unwrap();
+    let mut other_env = good.clone();
+    other_env.env = EnvId::parse("staging").unwrap();
+    let mut other_team = good.clone();
+    other_team.team = TeamId::default_team();
+    for bad in [
+        gap,
+        repeat,
+        other_session,
+        other_tenant,
+        other_env,
+        other_team,
+    ] {
+        assert!(panics(&state, &bad), "accepted {bad:?}");
+    }
+}
+
+// ---- Serde and snapshot equivalence ---------------------------------------------------------
+
+#[test]
+fn serde_round_trip_keeps_every_field() {
+    check(
+        &[
+            started(),
+            received("hi"),
+            entered("name"),
+            set("plan", "gold"),
+            replied("name", "?"),
+            awaiting("name", "user_name"),
+        ],
+        |s| {
+            let json = serde_json::to_string(s).unwrap();
+            let back: SessionState = serde_json::from_str(&json).unwrap();
+            assert_eq!(&back, s);
+        },
+    );
+    check(&[started(), ended("bye")], |s| {
+        let json = serde_json::to_string(s).unwrap();
+        let back: SessionState = serde_json::from_str(&json).unwrap();
+        assert_eq!(&back, s);
+    });
+}
+
+#[test]
+fn deserializing_validates_the_ids() {
+    let json = serde_json::to_string(&empty())
+        .unwrap()
+        .replace("\"acme\"", "\"ACME/..\"");
+    assert!(serde_json::from_str::<SessionState>(&json).is_err());
+}
+
+/// Any kind but `SessionStarted`, from a small alphabet so that keys and nodes repeat.
+fn arb_kind() -> impl Strategy<Value = EventKind> {
+    let word = prop::sample::select(vec!["a", "b", "c"]).prop_map(str::to_owned);
+    prop_oneof![
+        word.clone().prop_map(|text| received(&text)),
+        word.clone().prop_map(|node| entered(&node)),
+        (word.clone(), word.clone()).prop_map(|(node, text)| replied(&node, &text)),
+        (word.clone(), word.clone()).prop_map(|(key, value)| set(&key, &value)),
+        (word.clone(), word.clone()).prop_map(|(node, key)| awaiting(&node, &key)),
+        word.clone().prop_map(|node| failed(&node)),
+        word.prop_map(|reason| ended(&reason)),
+    ]
+}
+
+proptest! {
+    /// Snapshot + tail == full replay: folding a prefix, passing the state through its
+    /// serialized form (as a snapshot does) and folding the rest gives the state of folding
+    /// everything in one go.
+    #[test]
+    fn snapshot_plus_tail_equals_full_replay(
+        tail in prop::collection::vec(arb_kind(), 0..40),
+        cut in 0usize..=41,
+    ) {
+        let kinds = [&[started()][..], &tail[..]].concat();
+        let cut = cut.min(kinds.len());
+
+        let mut full = empty();
+        fold(&mut full, &kinds);
+
+        let mut prefix = empty();
+        fold(&mut prefix, &kinds[..cut]);
+        let snapshot = serde_json::to_vec(&prefix).unwrap();
+        let mut resumed: SessionState = serde_json::from_slice(&snapshot).unwrap();
+        fold(&mut resumed, &kinds[cut..]);
+
+        prop_assert_eq!(&resumed, &full);
+        prop_assert_eq!(full.last_seq, u64::try_from(kinds.len()).unwrap());
+    }
+}

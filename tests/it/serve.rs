@@ -1,0 +1,91 @@
+//! `tenantry serve` as an operator runs it: starts, refuses a second server on the same data
+//! dir, and stops cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn start(config: &std::path::Path) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env_remove("TENANTRY_TENANT_ID")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+fn wait_for(rx: &mpsc::Receiver<String>, needle: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+        let found = line.contains(needle);
+        seen.push(line);
+        if found {
+            return seen;
+        }
+    }
+    panic!("no line with {needle:?} in {seen:#?}");
+}
+
+#[test]
+fn serve_starts_refuses_a_second_server_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    std::fs::create_dir(dir.path().join("flows")).unwrap();
+    for f in ["acme_support.yaml", "bigcorp_helpdesk.yaml"] {
+        std::fs::copy(
+            format!("{root}/flows/{f}"),
+            dir.path().join("flows").join(f),
+        )
+        .unwrap();
+    }
+    std::fs::copy(
+        format!("{root}/config.toml"),
+        dir.path().join("config.toml"),
+    )
+    .unwrap();
+    let config = dir.path().join("config.toml");
+
+    let (mut server, rx) = start(&config);
+    let started = wait_for(&rx, "runtime started");
+    assert!(
+        started
+            .iter()
+            .any(|l| l.contains("acme") && l.contains("bigcorp")),
+        "{started:#?}"
+    );
+    assert!(
+        !started.iter().any(|l| l.contains("\u{1b}[")),
+        "colour codes in a non-terminal log"
+    );
+
+    let second = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("in use"), "{stderr}");
+
+    let kill = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.id().to_string())
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    wait_for(&rx, "stopped");
+    let status = server.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(dir.path().join("data/log").is_dir());
+}
