@@ -355,15 +355,17 @@ impl Handler<Deliver> for SessionActor {
             };
             return msg.answer(Err(err));
         }
-        let scope = self.shared.runtime.log.scope(&self.ctx);
-        if let Some(message_id) = &msg.inbound.message_id {
-            match scope.idempotency(&msg.channel, message_id) {
-                Ok(Some(rec)) => return msg.answer(ack_from_record(rec)),
-                Ok(None) => {}
-                Err(e) => return msg.answer(Err(e.into())),
-            }
-        }
         if !self.state.is_open() {
+            // A retry of the message that ended the session still gets its first answer. (On an
+            // open session the log's own atomic check answers retries; no lookup here.)
+            if let Some(message_id) = &msg.inbound.message_id {
+                let scope = self.shared.runtime.log.scope(&self.ctx);
+                match scope.idempotency(&msg.channel, message_id) {
+                    Ok(Some(rec)) => return msg.answer(ack_from_record(rec)),
+                    Ok(None) => {}
+                    Err(e) => return msg.answer(Err(e.into())),
+                }
+            }
             if msg.named || msg.rerouted {
                 return msg.answer(Err(RuntimeError::SessionEnded(self.state.session.clone())));
             }
