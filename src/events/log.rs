@@ -262,6 +262,8 @@ struct Inner {
     tx: SyncSender<Request>,
     _threads: WriterThreads,
     tree: sled::Tree,
+    /// For opening projection trees in the same database.
+    db: sled::Db,
     dir: PathBuf,
     damaged: Vec<Damage>,
 }
@@ -310,7 +312,7 @@ impl EventLog {
             opts.batch_groups_max.max(1),
         );
         let syncer = writer::Syncer {
-            db,
+            db: db.clone(),
             data_file,
             failure,
         };
@@ -332,10 +334,15 @@ impl EventLog {
                 tx,
                 _threads: WriterThreads(vec![stager, syncer]),
                 tree,
+                db,
                 dir: dir.to_owned(),
                 damaged,
             }),
         })
+    }
+
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.inner.db
     }
 
     /// The directory the log lives in.

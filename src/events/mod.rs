@@ -6,4 +6,5 @@
 pub mod codec;
 pub(crate) mod keys;
 pub mod log;
+pub mod projection;
 pub mod schema;

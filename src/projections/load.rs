@@ -72,3 +72,38 @@ pub fn load_session(
         snapshot_problem,
     })
 }
+
+/// Why snapshots could not be rewritten.
+#[derive(Debug, thiserror::Error)]
+pub enum RewriteError {
+    #[error(transparent)]
+    Projector(#[from] crate::projections::projector::ProjectorError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::projections::snapshot::SnapshotError),
+}
+
+/// Replaces every snapshot of `tenant` by one of its session's state folded from the log (the
+/// read models must be caught up: `Projector::rebuild` or `catch_up` first). Returns how many
+/// were written.
+pub fn rewrite_snapshots(
+    log: &EventLog,
+    projector: &crate::projections::projector::Projector,
+    snapshots: &SnapshotStore,
+    tenant: &crate::tenancy::TenantId,
+) -> Result<u64, RewriteError> {
+    projector.catch_up(log, tenant, &mut |_| {})?;
+    snapshots.remove_tenant(tenant)?;
+    let mut written = 0;
+    for state in projector.all_sessions(tenant) {
+        let state = state?;
+        let key = SnapshotKey {
+            tenant: &state.tenant,
+            env: &state.env,
+            team: &state.team,
+            session: &state.session,
+        };
+        snapshots.write(&key, state.last_seq, &state)?;
+        written += 1;
+    }
+    Ok(written)
+}

@@ -5,5 +5,6 @@
 //! the same result.
 
 pub mod load;
+pub mod projector;
 pub mod session;
 pub mod snapshot;

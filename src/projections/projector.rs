@@ -1,0 +1,501 @@
+//! The projector: folds each tenant's log into two read models kept in one projection tree with
+//! one checkpoint per tenant:
+//!
+//! - **usage**: counters per env × team × channel × UTC day (`U{env}\0{team}\0{channel}\0{day}`);
+//! - **sessions**: every session's [`SessionState`] (`S{env}\0{team}\0{session}`), which is both
+//!   the session-state read model (keyed by the state key's parts) and the session index.
+//!
+//! `catch_up` folds from the checkpoint to the tenant's head in batches of `FOLD_BATCH_EVENTS`,
+//! committing data and checkpoint together; `rebuild` clears a tenant and folds from 1. Values are
+//! MessagePack of plain structs and ordered maps, so an incremental projection and a rebuild are
+//! byte-identical.
+//!
+//! Invariant: one fold per tenant at a time (a mutex): two concurrent catch-ups would count the
+//! same events twice.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::codec::decode_limited;
+use crate::events::log::{EventLog, ReadError};
+use crate::events::projection::{ProjectionError, ProjectionTree};
+use crate::events::schema::{Event, EventKind};
+use crate::projections::session::SessionState;
+use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
+
+/// Name of the projection tree.
+pub const READ_MODELS: &str = "read_models";
+/// Events folded between two commits (bounds memory and work lost to a crash).
+pub const FOLD_BATCH_EVENTS: usize = 4096;
+const MS_PER_DAY: u64 = 86_400_000;
+const TAG_USAGE: u8 = b'U';
+const TAG_SESSION: u8 = b'S';
+
+/// Why a projection could not be read or updated.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    /// The log could not be read (names tenant and position).
+    #[error(transparent)]
+    Log(#[from] ReadError),
+    /// The projection tree failed; rebuilding the projection may help.
+    #[error(transparent)]
+    Store(#[from] ProjectionError),
+    /// A stored value does not decode; rebuild the tenant's projection.
+    #[error("tenant {tenant}: corrupt read model entry: {detail}")]
+    Corrupt { tenant: TenantId, detail: String },
+}
+
+/// Usage of one env × team × channel × day.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageCounters {
+    pub messages_in: u64,
+    pub replies_out: u64,
+    pub sessions_started: u64,
+    pub sessions_ended: u64,
+    pub flow_errors: u64,
+    /// Bytes of inbound message text.
+    pub bytes_in: u64,
+    /// Bytes of reply text.
+    pub bytes_out: u64,
+    /// Events of any kind.
+    pub events: u64,
+}
+
+impl UsageCounters {
+    fn count(&mut self, kind: &EventKind) {
+        self.events += 1;
+        match kind {
+            EventKind::MessageReceived { text, .. } => {
+                self.messages_in += 1;
+                self.bytes_in += text.len() as u64;
+            }
+            EventKind::ReplySent { text, .. } => {
+                self.replies_out += 1;
+                self.bytes_out += text.len() as u64;
+            }
+            EventKind::SessionStarted { .. } => self.sessions_started += 1,
+            EventKind::SessionEnded { .. } => self.sessions_ended += 1,
+            EventKind::FlowFailed { .. } => self.flow_errors += 1,
+            EventKind::NodeEntered { .. }
+            | EventKind::StateSet { .. }
+            | EventKind::AwaitingInput { .. } => {}
+        }
+    }
+
+    fn add(&mut self, other: &UsageCounters) {
+        self.messages_in += other.messages_in;
+        self.replies_out += other.replies_out;
+        self.sessions_started += other.sessions_started;
+        self.sessions_ended += other.sessions_ended;
+        self.flow_errors += other.flow_errors;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.events += other.events;
+    }
+}
+
+/// How usage is grouped in a query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsageBy {
+    Team,
+    Channel,
+    Day,
+}
+
+/// One row of a usage query. Fields that are not part of the grouping are `None`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UsageRow {
+    pub env: EnvId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<TeamId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<ChannelId>,
+    /// UTC date, `YYYY-MM-DD`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub day: Option<String>,
+    #[serde(flatten)]
+    pub counters: UsageCounters,
+}
+
+fn push_part(k: &mut Vec<u8>, part: &str) {
+    k.extend_from_slice(part.as_bytes());
+    k.push(0);
+}
+
+fn usage_key(e: &Event) -> Vec<u8> {
+    let mut k = vec![TAG_USAGE];
+    push_part(&mut k, e.env.as_str());
+    push_part(&mut k, e.team.as_str());
+    push_part(&mut k, e.channel.as_str());
+    let day = u32::try_from(e.at_ms / MS_PER_DAY).unwrap_or(u32::MAX);
+    k.extend_from_slice(&day.to_be_bytes());
+    k
+}
+
+fn session_key(env: &EnvId, team: &TeamId, session: &SessionId) -> Vec<u8> {
+    let mut k = session_scope(env, Some(team));
+    k.extend_from_slice(session.as_str().as_bytes());
+    k
+}
+
+fn session_scope(env: &EnvId, team: Option<&TeamId>) -> Vec<u8> {
+    let mut k = vec![TAG_SESSION];
+    push_part(&mut k, env.as_str());
+    if let Some(team) = team {
+        push_part(&mut k, team.as_str());
+    }
+    k
+}
+
+/// `YYYY-MM-DD` of a day number since the Unix epoch.
+fn day_string(day: u32) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::from(day) * 86_400);
+    humantime::format_rfc3339_seconds(at)
+        .to_string()
+        .chars()
+        .take(10)
+        .collect()
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    rmp_serde::to_vec_named(value).expect("MessagePack encoding of plain structs is infallible")
+}
+
+/// Folds and queries the read models. One per data dir (it holds the per-tenant fold lock).
+pub struct Projector {
+    tree: ProjectionTree,
+    fold: Mutex<()>,
+}
+
+impl Projector {
+    pub fn new(log: &EventLog) -> Result<Projector, ProjectorError> {
+        Ok(Projector {
+            tree: log.projection(READ_MODELS)?,
+            fold: Mutex::new(()),
+        })
+    }
+
+    /// The last tenant_seq folded for `tenant`.
+    pub fn checkpoint(&self, tenant: &TenantId) -> Result<u64, ProjectorError> {
+        Ok(self.tree.checkpoint(tenant)?)
+    }
+
+    /// Folds the tenant's events after the checkpoint; returns how many were folded.
+    /// `progress` gets the running count after each commit.
+    pub fn catch_up(
+        &self,
+        log: &EventLog,
+        tenant: &TenantId,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64, ProjectorError> {
+        // A poisoned lock only means another fold panicked; the tree itself is consistent.
+        let _one_fold = self
+            .fold
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let reader = log.tenant(tenant);
+        let from = self.tree.checkpoint(tenant)?;
+        let head = reader.head()?.map_or(0, |h| h.tenant_seq);
+        if head <= from {
+            return Ok(0);
+        }
+        let mut usage: BTreeMap<Vec<u8>, UsageCounters> = BTreeMap::new();
+        let mut sessions: BTreeMap<Vec<u8>, SessionState> = BTreeMap::new();
+        let mut folded = 0u64;
+        let mut in_batch = 0usize;
+        let mut last = from;
+        for stored in reader.events(from + 1..=head) {
+            let event = stored?.event;
+            let key = usage_key(&event);
+            if !usage.contains_key(&key) {
+                let existing = self
+                    .load::<UsageCounters>(tenant, &key)?
+                    .unwrap_or_default();
+                usage.insert(key.clone(), existing);
+            }
+            if let Some(counters) = usage.get_mut(&key) {
+                counters.count(&event.kind);
+            }
+            let key = session_key(&event.env, &event.team, &event.session);
+            if !sessions.contains_key(&key) {
+                let existing = self.load::<SessionState>(tenant, &key)?.unwrap_or_else(|| {
+                    SessionState::new(
+                        event.tenant.clone(),
+                        event.env.clone(),
+                        event.team.clone(),
+                        event.session.clone(),
+                    )
+                });
+                sessions.insert(key.clone(), existing);
+            }
+            if let Some(state) = sessions.get_mut(&key) {
+                state.apply(&event);
+            }
+            last = event.tenant_seq;
+            folded += 1;
+            in_batch += 1;
+            if in_batch == FOLD_BATCH_EVENTS {
+                self.commit(tenant, &mut usage, &mut sessions, last)?;
+                in_batch = 0;
+                progress(folded);
+            }
+        }
+        self.commit(tenant, &mut usage, &mut sessions, last)?;
+        progress(folded);
+        Ok(folded)
+    }
+
+    /// Drops the tenant's read models and folds its whole log again.
+    pub fn rebuild(
+        &self,
+        log: &EventLog,
+        tenant: &TenantId,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64, ProjectorError> {
+        {
+            let _one_fold = self
+                .fold
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.tree.clear_tenant(tenant)?;
+        }
+        self.catch_up(log, tenant, progress)
+    }
+
+    fn load<T: serde::de::DeserializeOwned>(
+        &self,
+        tenant: &TenantId,
+        key: &[u8],
+    ) -> Result<Option<T>, ProjectorError> {
+        match self.tree.get(tenant, key)? {
+            None => Ok(None),
+            Some(v) => decode_limited(&v)
+                .map(Some)
+                .map_err(|e| ProjectorError::Corrupt {
+                    tenant: tenant.clone(),
+                    detail: e.to_string(),
+                }),
+        }
+    }
+
+    fn commit(
+        &self,
+        tenant: &TenantId,
+        usage: &mut BTreeMap<Vec<u8>, UsageCounters>,
+        sessions: &mut BTreeMap<Vec<u8>, SessionState>,
+        checkpoint: u64,
+    ) -> Result<(), ProjectorError> {
+        let mut entries: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for (k, v) in std::mem::take(usage) {
+            entries.insert(k, encode(&v));
+        }
+        for (k, v) in std::mem::take(sessions) {
+            entries.insert(k, encode(&v));
+        }
+        self.tree.commit(tenant, &entries, checkpoint)?;
+        Ok(())
+    }
+
+    /// Usage of the tenant (in `env`, or all envs), grouped `by`.
+    pub fn usage(
+        &self,
+        tenant: &TenantId,
+        env: Option<&EnvId>,
+        by: UsageBy,
+    ) -> Result<Vec<UsageRow>, ProjectorError> {
+        let mut prefix = vec![TAG_USAGE];
+        if let Some(env) = env {
+            push_part(&mut prefix, env.as_str());
+        }
+        let corrupt = |detail: &str| ProjectorError::Corrupt {
+            tenant: tenant.clone(),
+            detail: detail.to_owned(),
+        };
+        let mut rows: BTreeMap<(String, String, String, u32), UsageCounters> = BTreeMap::new();
+        for entry in self.tree.scan(tenant, &prefix) {
+            let (key, value) = entry?;
+            let (parts, day) = key
+                .get(1..)
+                .and_then(|k| k.split_last_chunk::<4>())
+                .ok_or_else(|| corrupt("usage key"))?;
+            let mut parts = parts
+                .split(|&b| b == 0)
+                .map(|p| String::from_utf8_lossy(p).into_owned());
+            let (Some(e), Some(t), Some(c)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(corrupt("usage key"));
+            };
+            let day = u32::from_be_bytes(*day);
+            let counters: UsageCounters =
+                decode_limited(&value).map_err(|e| corrupt(&e.to_string()))?;
+            let group = match by {
+                UsageBy::Team => (e, t, String::new(), 0),
+                UsageBy::Channel => (e, t, c, 0),
+                UsageBy::Day => (e, String::new(), String::new(), day),
+            };
+            rows.entry(group).or_default().add(&counters);
+        }
+        rows.into_iter()
+            .map(|((e, t, c, day), counters)| {
+                let env = EnvId::parse(&e).map_err(|err| corrupt(&err.to_string()))?;
+                let team = (!t.is_empty())
+                    .then(|| TeamId::parse(&t))
+                    .transpose()
+                    .map_err(|err| corrupt(&err.to_string()))?;
+                let channel = (!c.is_empty())
+                    .then(|| ChannelId::parse(&c))
+                    .transpose()
+                    .map_err(|err| corrupt(&err.to_string()))?;
+                let day = (by == UsageBy::Day).then(|| day_string(day));
+                Ok(UsageRow {
+                    env,
+                    team,
+                    channel,
+                    day,
+                    counters,
+                })
+            })
+            .collect()
+    }
+
+    /// The states of the tenant's sessions in `env` (and `team`, when given), by (team, id).
+    pub fn sessions(
+        &self,
+        tenant: &TenantId,
+        env: &EnvId,
+        team: Option<&TeamId>,
+    ) -> impl Iterator<Item = Result<SessionState, ProjectorError>> + '_ {
+        let tenant = tenant.clone();
+        self.tree
+            .scan(&tenant, &session_scope(env, team))
+            .map(move |entry| {
+                let (_, value) = entry?;
+                decode_limited(&value).map_err(|e| ProjectorError::Corrupt {
+                    tenant: tenant.clone(),
+                    detail: e.to_string(),
+                })
+            })
+    }
+
+    /// The states of all the tenant's sessions, in every env.
+    pub fn all_sessions(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Iterator<Item = Result<SessionState, ProjectorError>> + '_ {
+        let tenant = tenant.clone();
+        self.tree.scan(&tenant, &[TAG_SESSION]).map(move |entry| {
+            let (_, value) = entry?;
+            decode_limited(&value).map_err(|e| ProjectorError::Corrupt {
+                tenant: tenant.clone(),
+                detail: e.to_string(),
+            })
+        })
+    }
+
+    /// One session's state from the read model (as of the checkpoint).
+    pub fn session(
+        &self,
+        tenant: &TenantId,
+        env: &EnvId,
+        team: &TeamId,
+        session: &SessionId,
+    ) -> Result<Option<SessionState>, ProjectorError> {
+        self.load(tenant, &session_key(env, team, session))
+    }
+
+    /// Every raw entry of the tenant's read models, for comparing fold results.
+    pub fn dump(&self, tenant: &TenantId) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ProjectorError> {
+        Ok(self.tree.dump(tenant)?)
+    }
+}
+
+/// Keeps the read models of a set of tenants caught up in a background thread while a server
+/// runs; stops (after the fold in progress) when dropped.
+pub struct Background {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    /// Every `every`, folds whatever each tenant appended since the last round.
+    pub fn start(
+        log: EventLog,
+        projector: std::sync::Arc<Projector>,
+        tenants: Vec<TenantId>,
+        every: std::time::Duration,
+    ) -> std::io::Result<Background> {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("tenantry-projector".into())
+            .spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    for tenant in &tenants {
+                        if let Err(e) = projector.catch_up(&log, tenant, &mut |_| {}) {
+                            tracing::error!(tenant = %tenant, error = %e, "read model fold failed");
+                        }
+                    }
+                    std::thread::sleep(every);
+                }
+            })?;
+        Ok(Background {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Renders usage rows as an aligned text table.
+pub fn usage_table(rows: &[UsageRow]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<12} {:<16} {:<16} {:<10} {:>10} {:>10} {:>8} {:>8} {:>7} {:>12} {:>12} {:>10}",
+        "env",
+        "team",
+        "channel",
+        "day",
+        "msgs_in",
+        "replies",
+        "started",
+        "ended",
+        "errors",
+        "bytes_in",
+        "bytes_out",
+        "events"
+    );
+    for r in rows {
+        let c = &r.counters;
+        let _ = writeln!(
+            out,
+            "{:<12} {:<16} {:<16} {:<10} {:>10} {:>10} {:>8} {:>8} {:>7} {:>12} {:>12} {:>10}",
+            r.env.as_str(),
+            r.team.as_ref().map_or("*", TeamId::as_str),
+            r.channel.as_ref().map_or("*", ChannelId::as_str),
+            r.day.as_deref().unwrap_or("*"),
+            c.messages_in,
+            c.replies_out,
+            c.sessions_started,
+            c.sessions_ended,
+            c.flow_errors,
+            c.bytes_in,
+            c.bytes_out,
+            c.events
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

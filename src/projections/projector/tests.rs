@@ -1,0 +1,258 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::events::log::{AppendGroup, AppendOutcome, LogOptions};
+use crate::tenancy::TenantCtx;
+
+fn id<T: std::str::FromStr>(s: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    s.parse().unwrap()
+}
+
+const DAY: u64 = MS_PER_DAY;
+
+/// Appends one group and returns the session's new last seq.
+fn append(
+    log: &EventLog,
+    tenant: &str,
+    channel: &str,
+    session: &str,
+    last: u64,
+    at_ms: u64,
+    kinds: Vec<EventKind>,
+) -> u64 {
+    let mut all = Vec::new();
+    if last == 0 {
+        all.push(EventKind::SessionStarted {
+            user: "u".into(),
+            flow: "f".into(),
+            flow_version: "1".into(),
+        });
+    }
+    all.extend(kinds);
+    let group = AppendGroup {
+        ctx: TenantCtx::new(id(tenant), id("prod"), Some(id("support"))),
+        channel: id(channel),
+        session: id(session),
+        expected_seq: last,
+        at_ms,
+        kinds: all,
+        idempotency: None,
+    };
+    match log.append_blocking(group).unwrap() {
+        AppendOutcome::Appended(a) => a.last_seq,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn msg(text: &str) -> EventKind {
+    EventKind::MessageReceived {
+        message_id: text.into(),
+        user: "u".into(),
+        text: text.into(),
+    }
+}
+
+fn reply(text: &str) -> EventKind {
+    EventKind::ReplySent {
+        node: "n".into(),
+        text: text.into(),
+    }
+}
+
+#[test]
+fn usage_matches_a_hand_computed_fixture() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
+    let day1 = 20_000 * DAY + 5;
+    let day2 = 20_001 * DAY + 7;
+    // acme, web, day 1: start + "hello"(5) + reply "hi!"(3); then "bye"(3), failure, end.
+    let s = append(
+        &log,
+        "acme",
+        "web",
+        "s1",
+        0,
+        day1,
+        vec![msg("hello"), reply("hi!")],
+    );
+    append(
+        &log,
+        "acme",
+        "web",
+        "s1",
+        s,
+        day1,
+        vec![
+            msg("bye"),
+            EventKind::FlowFailed {
+                node: "n".into(),
+                error: "x".into(),
+            },
+            EventKind::SessionEnded { reason: "r".into() },
+        ],
+    );
+    // acme, slack, day 2: start + "ping"(4) + reply "pong!"(5).
+    append(
+        &log,
+        "acme",
+        "slack",
+        "s2",
+        0,
+        day2,
+        vec![msg("ping"), reply("pong!")],
+    );
+    // acmex (prefix of nothing, but shares the ids) must not leak into acme.
+    append(&log, "acmex", "web", "s1", 0, day1, vec![msg("zzzzzzzzzz")]);
+
+    let p = Projector::new(&log).unwrap();
+    assert_eq!(p.catch_up(&log, &id("acme"), &mut |_| {}).unwrap(), 9);
+    p.catch_up(&log, &id("acmex"), &mut |_| {}).unwrap();
+
+    let by_channel = p.usage(&id("acme"), None, UsageBy::Channel).unwrap();
+    assert_eq!(by_channel.len(), 2);
+    let slack = &by_channel[0];
+    assert_eq!(slack.channel.as_ref().map(ChannelId::as_str), Some("slack"));
+    assert_eq!(
+        slack.counters,
+        UsageCounters {
+            messages_in: 1,
+            replies_out: 1,
+            sessions_started: 1,
+            sessions_ended: 0,
+            flow_errors: 0,
+            bytes_in: 4,
+            bytes_out: 5,
+            events: 3
+        }
+    );
+    let web = &by_channel[1];
+    assert_eq!(
+        web.counters,
+        UsageCounters {
+            messages_in: 2,
+            replies_out: 1,
+            sessions_started: 1,
+            sessions_ended: 1,
+            flow_errors: 1,
+            bytes_in: 8,
+            bytes_out: 3,
+            events: 6
+        }
+    );
+    let by_day = p
+        .usage(&id("acme"), Some(&id("prod")), UsageBy::Day)
+        .unwrap();
+    let days: Vec<_> = by_day
+        .iter()
+        .map(|r| (r.day.clone().unwrap(), r.counters.events))
+        .collect();
+    assert_eq!(
+        days,
+        vec![("2024-10-04".to_owned(), 6), ("2024-10-05".to_owned(), 3)]
+    );
+    let by_team = p.usage(&id("acme"), None, UsageBy::Team).unwrap();
+    assert_eq!(by_team.len(), 1);
+    assert_eq!(by_team[0].counters.messages_in, 3);
+    assert!(p
+        .usage(&id("acme"), Some(&id("staging")), UsageBy::Team)
+        .unwrap()
+        .is_empty());
+    let other = p.usage(&id("acmex"), None, UsageBy::Team).unwrap();
+    assert_eq!(other[0].counters.bytes_in, 10);
+
+    // The session read model equals the session's fold.
+    let s1 = p
+        .session(&id("acme"), &id("prod"), &id("support"), &id("s1"))
+        .unwrap()
+        .unwrap();
+    assert!(!s1.is_open());
+    assert_eq!(s1.messages_in, 2);
+    let listed: Vec<String> = p
+        .sessions(&id("acme"), &id("prod"), None)
+        .map(|s| s.unwrap().session.to_string())
+        .collect();
+    assert_eq!(listed, vec!["s1", "s2"]);
+    // Nothing new: catching up again folds nothing.
+    assert_eq!(p.catch_up(&log, &id("acme"), &mut |_| {}).unwrap(), 0);
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Append {
+        tenant: usize,
+        session: usize,
+        channel: usize,
+        day: u64,
+        n: usize,
+    },
+    CatchUp {
+        tenant: usize,
+    },
+    Restart,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0..3usize, 0..3usize, 0..2usize, 0..3u64, 1..4usize)
+            .prop_map(|(tenant, session, channel, day, n)| Op::Append { tenant, session, channel, day, n }),
+        2 => (0..3usize).prop_map(|tenant| Op::CatchUp { tenant }),
+        1 => Just(Op::Restart),
+    ]
+}
+
+const TENANTS: [&str; 3] = ["a", "ab", "a_b"];
+const CHANNELS: [&str; 2] = ["web", "slack"];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    #[test]
+    fn rebuild_equals_incremental_across_restarts(ops in proptest::collection::vec(op(), 1..30)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
+        let mut p = Projector::new(&log).unwrap();
+        // Sessions stay on the channel they started on.
+        let mut last = std::collections::HashMap::new();
+        for op in ops {
+            match op {
+                Op::Append { tenant, session, channel, day, n } => {
+                    let key = (tenant, session);
+                    let (seq, ch) = last.get(&key).copied().unwrap_or((0, channel));
+                    let kinds = (0..n).map(|i| if i % 2 == 0 { msg("m") } else { reply("r") }).collect();
+                    let s = append(&log, TENANTS[tenant], CHANNELS[ch], &format!("s{session}"), seq, day * DAY + 1, kinds);
+                    last.insert(key, (s, ch));
+                }
+                Op::CatchUp { tenant } => {
+                    p.catch_up(&log, &id(TENANTS[tenant]), &mut |_| {}).unwrap();
+                }
+                Op::Restart => {
+                    drop(p);
+                    drop(log);
+                    log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
+                    p = Projector::new(&log).unwrap();
+                }
+            }
+        }
+        for t in TENANTS {
+            let tenant: TenantId = id(t);
+            p.catch_up(&log, &tenant, &mut |_| {}).unwrap();
+            let incremental = p.dump(&tenant).unwrap();
+            p.rebuild(&log, &tenant, &mut |_| {}).unwrap();
+            let rebuilt = p.dump(&tenant).unwrap();
+            prop_assert_eq!(&incremental, &rebuilt);
+            // Every session in the read model equals the fold of its own events.
+            for state in p.sessions(&tenant, &id("prod"), None) {
+                let state = state.unwrap();
+                let ctx = TenantCtx::new(tenant.clone(), id("prod"), Some(state.team.clone()));
+                let mut fold = SessionState::new(tenant.clone(), id("prod"), state.team.clone(), state.session.clone());
+                for e in log.scope(&ctx).session_events(&state.session, 1..=u64::MAX) {
+                    fold.apply(&e.unwrap().event);
+                }
+                prop_assert_eq!(&fold, &state);
+            }
+        }
+    }
+}
