@@ -1,0 +1,224 @@
+//! The `replay`, `export` and `verify` subcommands: their arguments (clap), what they print and
+//! how they exit. `main` parses, loads the config and calls these; the work is in the sibling
+//! modules.
+//!
+//! Exit statuses: 0 success (verify: intact; what-if: identical), 1 failure (verify: a problem
+//! found; what-if: diverged; any other command: an error), 2 verify could not run (unreadable
+//! file, unusable config or log). Clap's own usage errors are 2 as well.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::export::{cancel_on_sigint, export_to, sidecar_path, ExportFormat, ExportOptions};
+use super::replay::{replay as replay_events, state_at, ReplayFormat, ReplayOptions, ReplayScope};
+use super::verify::{verify_file, verify_log, Verdict};
+use super::what_if::what_if_with_config;
+use super::{open_log, parse_time, AuditError};
+use crate::config::Config;
+use crate::tenancy::{EnvId, SessionId, TeamId, TenantCtx, TenantId};
+
+/// `verify`: exit status when everything checked out.
+pub const EXIT_INTACT: u8 = 0;
+/// `verify`: exit status when a problem was found (named on stdout).
+pub const EXIT_BROKEN: u8 = 1;
+/// `verify`: exit status when verification could not run.
+pub const EXIT_UNUSABLE: u8 = 2;
+
+/// `tenantry export`.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// The tenant whose audit trail to export.
+    #[arg(long)]
+    pub tenant: TenantId,
+    /// Only this environment. Skips events, so the export's chain is checked event by event.
+    #[arg(long)]
+    pub env: Option<EnvId>,
+    /// Only events at or after TIME: RFC 3339 UTC (2026-11-23T10:00:00Z) or unix ms.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<u64>,
+    /// Only events before TIME: RFC 3339 UTC or unix ms.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<u64>,
+    /// Start at this tenant_seq; resumes an interrupted export (the chain stays linked).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub from_seq: u64,
+    /// `jsonl` (the manifest is the last line) or `csv` (RFC 4180; the manifest goes to
+    /// FILE.manifest.json, or to stderr when writing to stdout).
+    #[arg(long, value_name = "jsonl|csv", default_value = "jsonl")]
+    pub format: ExportFormat,
+    /// Write to FILE, and the manifest to FILE.manifest.json, instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `tenantry verify`.
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["file", "tenant"])))]
+pub struct VerifyArgs {
+    /// An export file: `.jsonl` or `.csv` (otherwise JSONL when it starts with `{`).
+    pub file: Option<PathBuf>,
+    /// Verify this tenant's log in the data dir from genesis, instead of a file.
+    #[arg(long, conflicts_with = "file")]
+    pub tenant: Option<TenantId>,
+    /// The manifest of a CSV export, when it is not beside it as FILE.manifest.json.
+    #[arg(long, value_name = "FILE", requires = "file")]
+    pub manifest: Option<PathBuf>,
+}
+
+impl VerifyArgs {
+    /// Whether this verification reads the data dir (and so needs the config).
+    pub fn needs_config(&self) -> bool {
+        self.tenant.is_some()
+    }
+}
+
+/// `tenantry replay`.
+#[derive(clap::Args, Debug)]
+pub struct ReplayArgs {
+    /// The tenant.
+    #[arg(long)]
+    pub tenant: TenantId,
+    /// Only this environment (required with --session).
+    #[arg(long)]
+    pub env: Option<EnvId>,
+    /// Only this team (with --session: the session's team, default `default`).
+    #[arg(long)]
+    pub team: Option<TeamId>,
+    /// One session's events, in seq order, instead of the tenant's in tenant_seq order.
+    #[arg(long, requires = "env")]
+    pub session: Option<SessionId>,
+    /// First position: seq with --session, else tenant_seq.
+    #[arg(long, value_name = "N")]
+    pub from_seq: Option<u64>,
+    /// Last position (inclusive): seq with --session, else tenant_seq.
+    #[arg(long, value_name = "N")]
+    pub to_seq: Option<u64>,
+    /// Only events at or after TIME: RFC 3339 UTC (2026-11-23T10:00:00Z) or unix ms.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<u64>,
+    /// Only events before TIME: RFC 3339 UTC or unix ms.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<u64>,
+    /// `text` (a readable timeline) or `json` (one object per event).
+    #[arg(long, value_name = "text|json", default_value = "text")]
+    pub format: ReplayFormat,
+    /// Print the session's state (JSON) as of this seq: the fold of its events 1..=SEQ.
+    #[arg(
+        long,
+        value_name = "SEQ",
+        requires = "session",
+        conflicts_with = "with_flow"
+    )]
+    pub at: Option<u64>,
+    /// What-if: re-run the session's recorded messages through this flow file and compare with
+    /// what was recorded. Exits 1 when they diverge.
+    #[arg(long, value_name = "FILE", requires = "session")]
+    pub with_flow: Option<PathBuf>,
+}
+
+/// Runs `tenantry export`: streams to `--out` or stdout. On an error or SIGINT part-way the
+/// error names the `--from-seq` that resumes.
+pub fn export(args: &ExportArgs, config: &Config) -> Result<ExitCode, AuditError> {
+    let log = open_log(config)?;
+    let opts = ExportOptions {
+        tenant: args.tenant.clone(),
+        env: args.env.clone(),
+        since_ms: args.since,
+        until_ms: args.until,
+        from_seq: args.from_seq,
+        format: args.format,
+    };
+    let cancel = cancel_on_sigint();
+    let manifest = export_to(&log, &opts, args.out.as_deref(), &cancel)?;
+    if let Some(path) = &args.out {
+        eprintln!(
+            "exported {} events of tenant {} to {} (manifest {})",
+            manifest.count,
+            manifest.tenant,
+            path.display(),
+            sidecar_path(path).display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `tenantry verify`: prints the verdict on stdout (errors on stderr) and returns
+/// [`EXIT_INTACT`], [`EXIT_BROKEN`] or [`EXIT_UNUSABLE`]. `config` is needed only when
+/// [`VerifyArgs::needs_config`].
+pub fn verify(args: &VerifyArgs, config: Option<&Config>) -> ExitCode {
+    let verdict = match (&args.file, &args.tenant, config) {
+        (Some(file), _, _) => verify_file(file, args.manifest.as_deref()),
+        (None, Some(tenant), Some(config)) => {
+            open_log(config).and_then(|log| verify_log(&log, tenant))
+        }
+        _ => Err(AuditError::Usage(
+            "give an export FILE, or --tenant T to verify the log".to_owned(),
+        )),
+    };
+    match verdict {
+        Ok(verdict) => {
+            println!("{verdict}");
+            ExitCode::from(match verdict {
+                Verdict::Intact(_) => EXIT_INTACT,
+                Verdict::Broken(_) => EXIT_BROKEN,
+            })
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_UNUSABLE)
+        }
+    }
+}
+
+/// Runs `tenantry replay`: a timeline (or JSONL), the state `--at` a seq, or a what-if replay
+/// `--with-flow` (exit 1 when it diverges).
+pub fn replay(args: &ReplayArgs, config: &Config) -> Result<ExitCode, AuditError> {
+    let log = open_log(config)?;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let session_ctx = || {
+        // `--env` is required with `--session` (clap checks it); default keeps this total.
+        let env = args.env.clone().unwrap_or_else(EnvId::default_env);
+        TenantCtx::new(args.tenant.clone(), env, args.team.clone())
+    };
+    let write_error = |e| AuditError::io("writing stdout", e);
+    if let (Some(session), Some(seq)) = (&args.session, args.at) {
+        let state = state_at(&log, &session_ctx(), session, seq)?;
+        let text = serde_json::to_string_pretty(&state)
+            .map_err(|e| AuditError::io("encoding the state", e.into()))?;
+        writeln!(out, "{text}").map_err(write_error)?;
+        out.flush().map_err(write_error)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let (Some(session), Some(flow)) = (&args.session, &args.with_flow) {
+        let result = what_if_with_config(&log, config, &session_ctx(), session, flow, &mut out)?;
+        out.flush().map_err(write_error)?;
+        return Ok(if result.identical() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let scope = match &args.session {
+        Some(session) => ReplayScope::Session {
+            ctx: session_ctx(),
+            session: session.clone(),
+        },
+        None => ReplayScope::Tenant {
+            tenant: args.tenant.clone(),
+            env: args.env.clone(),
+            team: args.team.clone(),
+        },
+    };
+    let opts = ReplayOptions {
+        scope,
+        from_seq: args.from_seq,
+        to_seq: args.to_seq,
+        since_ms: args.since,
+        until_ms: args.until,
+        format: args.format,
+    };
+    replay_events(&log, &opts, &mut out)?;
+    Ok(ExitCode::SUCCESS)
+}

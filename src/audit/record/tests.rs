@@ -1,0 +1,103 @@
+use super::*;
+use crate::audit::fixture::{self, FORMULA, HOSTILE};
+use crate::events::codec::{chain_hash, encode_body, GENESIS_HASH};
+
+fn stored() -> StoredEvent {
+    let fx = fixture::build();
+    fx.log
+        .tenant(&fixture::id("acme"))
+        .events(1..=1)
+        .next()
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn formula_cells_get_a_quote_and_lose_exactly_one() {
+    for cell in [
+        FORMULA, "+1", "-1", "@x", "\tx", "\rx", "'quoted", "''", "'=x",
+    ] {
+        let shown = neutralise(cell);
+        assert!(shown.starts_with('\''), "{cell:?}");
+        assert_eq!(unneutralise(&shown), cell);
+    }
+    for cell in ["plain", "{\"a\":1}", "", "ünïcode", "1=1"] {
+        assert_eq!(neutralise(cell), cell);
+        assert_eq!(unneutralise(&neutralise(cell)), cell);
+    }
+}
+
+#[test]
+fn a_line_carries_the_stored_body_and_its_chain_position() {
+    let stored = stored();
+    let body = encode_body(&stored.event);
+    let line = EventLine::new(&stored, Some(&body));
+    assert_eq!(line.record_type, "event");
+    assert_eq!(
+        (line.tenant.as_str(), line.tenant_seq, line.seq),
+        ("acme", 1, 1)
+    );
+    assert_eq!(line.kind, "SessionStarted");
+    assert_eq!(line.at_iso, "2026-11-23T10:00:00.000Z");
+    assert_eq!(line.v, SCHEMA_VERSION);
+    assert_eq!(decode_base64(line.body.as_deref().unwrap()).unwrap(), body);
+    assert_eq!(parse_hash(&line.prev_hash), Some(GENESIS_HASH));
+    assert_eq!(
+        parse_hash(&line.hash),
+        Some(chain_hash(&GENESIS_HASH, &body))
+    );
+    assert_eq!(line.data["flow"], "audit_flow");
+    let json = serde_json::to_string(&line).unwrap();
+    let keys: Vec<&str> = CSV_COLUMNS.to_vec();
+    let mut last = 0;
+    for key in keys {
+        let at = json.find(&format!("\"{key}\":")).unwrap();
+        assert!(at >= last, "{key} out of order in {json}");
+        last = at;
+    }
+}
+
+#[test]
+fn csv_rows_round_trip_hostile_text() {
+    let mut line = EventLine::new(&stored(), Some(b"\x8cbody"));
+    line.data = serde_json::json!({ "text": HOSTILE, "f": FORMULA });
+    line.kind = FORMULA.to_owned();
+    let mut out = Vec::new();
+    {
+        let mut w = csv::Writer::from_writer(&mut out);
+        w.write_record(CSV_COLUMNS).unwrap();
+        w.write_record(line.to_csv_row()).unwrap();
+    }
+    let mut r = csv::Reader::from_reader(out.as_slice());
+    let row = r.records().next().unwrap().unwrap();
+    assert_eq!(&row[11], &format!("'{FORMULA}"));
+    assert_eq!(EventLine::from_csv_row(&row).unwrap(), line);
+}
+
+#[test]
+fn hashes_must_be_64_lowercase_hex_digits() {
+    let hex = "ab".repeat(32);
+    assert_eq!(parse_hash(&hex), Some([0xab; 32]));
+    assert_eq!(parse_hash(&hex.to_uppercase()), None);
+    assert_eq!(parse_hash(&hex[2..]), None);
+    assert_eq!(parse_hash(&format!("{}zz", &hex[2..])), None);
+}
+
+#[test]
+fn kind_data_holds_the_fields_by_name() {
+    let data = kind_data(&EventKind::StateSet {
+        key: "name".into(),
+        value: HOSTILE.into(),
+    });
+    assert_eq!(data, serde_json::json!({ "key": "name", "value": HOSTILE }));
+}
+
+#[test]
+fn shortened_values_escape_control_characters() {
+    let shown = shorten(HOSTILE);
+    assert!(
+        !shown.contains('\n') && !shown.contains('\u{1b}'),
+        "{shown}"
+    );
+    assert!(shorten(&"x".repeat(200)).chars().count() < 90);
+}

@@ -1,0 +1,383 @@
+//! What-if replay: re-runs a recorded session's inputs through another flow file and compares
+//! what that flow would have done with what was recorded, message by message.
+//!
+//! Starting from a fresh [`SessionState`] (with the recorded `SessionStarted`), each recorded
+//! `MessageReceived` is run through [`engine::run`] on the *what-if* state; the comparable events
+//! it produces (`ReplySent` texts, `StateSet` keys and values, `AwaitingInput`, `FlowFailed`,
+//! `SessionEnded`) are compared with those recorded between that message and the next, and the
+//! what-if events are folded into the what-if state, so later messages follow the what-if path.
+//! `NodeEntered` is not compared: node ids are the flow's own business. Once the what-if session
+//! ends, the remaining recorded messages are reported as diverging (they were never run).
+//!
+//! Invariants: the engine is deterministic, so the same flow file on the same session reports
+//! every message the same; a flow panic is recorded as the runtime records it (`FlowFailed`,
+//! "internal error while running the flow"); memory holds one message's recorded events.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+
+use super::replay::{apply_checked, quote, require_session};
+use super::AuditError;
+use crate::config::flow::Flow;
+use crate::config::Config;
+use crate::events::codec::GROUP_EVENTS_MAX;
+use crate::events::log::EventLog;
+use crate::events::schema::{Event, EventKind};
+use crate::flow::engine::{self, Input, TenantInfo};
+use crate::projections::session::SessionState;
+use crate::tenancy::{ChannelId, SessionId, TenantCtx};
+
+/// Most recorded events kept for one message. The runtime appends one message's events as one
+/// group, so more would mean a damaged log.
+pub const RECORDED_EVENTS_PER_MESSAGE_MAX: usize = GROUP_EVENTS_MAX;
+
+/// The result of a what-if replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WhatIf {
+    /// Recorded messages.
+    pub messages: u64,
+    /// Messages whose what-if outcome differs from the recorded one (or that were not run).
+    pub diverged: u64,
+}
+
+impl WhatIf {
+    /// Whether every message came out the same.
+    pub fn identical(&self) -> bool {
+        self.diverged == 0
+    }
+}
+
+/// [`what_if`] with the flow loaded from `flow_path` and the templates' tenant info from the
+/// config (a tenant missing from the config gets its id as name and no settings, with a note).
+pub fn what_if_with_config(
+    log: &EventLog,
+    config: &Config,
+    ctx: &TenantCtx,
+    session: &SessionId,
+    flow_path: &Path,
+    out: &mut dyn Write,
+) -> Result<WhatIf, AuditError> {
+    let flow = Flow::load(flow_path)?;
+    let no_settings = BTreeMap::new();
+    let info = match config.tenant(&ctx.tenant) {
+        Some(tenant) => TenantInfo {
+            name: &tenant.name,
+            settings: &tenant.settings,
+        },
+        None => {
+            writeln!(
+                out,
+                "note: tenant {} is not in the config; templates see its id as tenant.name and \
+                 no settings",
+                ctx.tenant
+            )
+            .map_err(write_error)?;
+            TenantInfo {
+                name: ctx.tenant.as_str(),
+                settings: &no_settings,
+            }
+        }
+    };
+    what_if(log, ctx, session, &flow, &info, out)
+}
+
+/// Re-runs the session's recorded messages through `flow` and writes the comparison to `out`,
+/// one line per message (`message N (seq S): same`, or `differs` and one indented line per
+/// difference), then a result line.
+pub fn what_if(
+    log: &EventLog,
+    ctx: &TenantCtx,
+    session: &SessionId,
+    flow: &Flow,
+    tenant: &TenantInfo<'_>,
+    out: &mut dyn Write,
+) -> Result<WhatIf, AuditError> {
+    let scope = log.scope(ctx);
+    require_session(scope.session_last_seq(session)?, ctx, session)?;
+    writeln!(
+        out,
+        "what-if replay of session {ctx}/{session} with flow {} {} ({})",
+        quote(flow.name()),
+        quote(flow.version()),
+        flow.source().display()
+    )
+    .map_err(write_error)?;
+    let mut run = Rerun {
+        flow,
+        tenant,
+        state: SessionState::new(
+            ctx.tenant.clone(),
+            ctx.env.clone(),
+            ctx.team_or_default(),
+            session.clone(),
+        ),
+        ended_at: None,
+        result: WhatIf {
+            messages: 0,
+            diverged: 0,
+        },
+    };
+    let mut pending: Option<Recorded> = None;
+    for item in scope.session_events(session, 1..=u64::MAX) {
+        let event = item?.event;
+        match event.kind {
+            EventKind::SessionStarted { .. } => {
+                if run.state.last_seq == 0 {
+                    apply_checked(&mut run.state, &event)?;
+                }
+            }
+            EventKind::MessageReceived { .. } => {
+                if let Some(done) = pending.take() {
+                    run.message(done, out)?;
+                }
+                pending = Some(Recorded {
+                    index: run.result.messages + 1,
+                    message: event,
+                    events: Vec::new(),
+                });
+            }
+            kind => {
+                // Events before the first message (none besides SessionStarted) are not a
+                // message's outcome.
+                if let Some(recorded) = pending.as_mut() {
+                    if recorded.events.len() == RECORDED_EVENTS_PER_MESSAGE_MAX {
+                        return Err(AuditError::Usage(format!(
+                            "message at seq {} has more than {RECORDED_EVENTS_PER_MESSAGE_MAX} \
+                             recorded events; the log looks damaged",
+                            recorded.message.seq
+                        )));
+                    }
+                    recorded.events.push(kind);
+                }
+            }
+        }
+    }
+    if let Some(done) = pending.take() {
+        run.message(done, out)?;
+    }
+    let result = run.result;
+    if result.identical() {
+        writeln!(out, "result: identical ({} messages)", result.messages)
+    } else {
+        writeln!(
+            out,
+            "result: diverges in {} of {} messages",
+            result.diverged, result.messages
+        )
+    }
+    .map_err(write_error)?;
+    Ok(result)
+}
+
+fn write_error(e: std::io::Error) -> AuditError {
+    AuditError::io("writing the what-if report", e)
+}
+
+/// One recorded message and the events recorded after it.
+struct Recorded {
+    /// 1-based among the session's messages.
+    index: u64,
+    /// The `MessageReceived` event.
+    message: Event,
+    /// Events up to the next message.
+    events: Vec<EventKind>,
+}
+
+/// The what-if session as it runs.
+struct Rerun<'a> {
+    flow: &'a Flow,
+    tenant: &'a TenantInfo<'a>,
+    state: SessionState,
+    /// The message after which the what-if session ended.
+    ended_at: Option<u64>,
+    result: WhatIf,
+}
+
+impl Rerun<'_> {
+    fn message(&mut self, recorded: Recorded, out: &mut dyn Write) -> Result<(), AuditError> {
+        self.result.messages += 1;
+        let label = format!("message {} (seq {})", recorded.index, recorded.message.seq);
+        if let Some(ended) = self.ended_at {
+            self.result.diverged += 1;
+            writeln!(
+                out,
+                "{label}: differs\n  not run: the what-if session ended at message {ended}"
+            )
+            .map_err(write_error)?;
+            return Ok(());
+        }
+        let EventKind::MessageReceived {
+            message_id,
+            user,
+            text,
+        } = &recorded.message.kind
+        else {
+            return Ok(());
+        };
+        let input = Input {
+            message_id,
+            user,
+            text,
+        };
+        let state = &self.state;
+        let (flow, tenant) = (self.flow, self.tenant);
+        // Mirror the runtime: a panicking flow run is recorded as a failure, not a crash.
+        let produced = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            engine::run(flow, state, tenant, &input)
+        }))
+        .unwrap_or_else(|_| {
+            vec![
+                recorded.message.kind.clone(),
+                EventKind::FlowFailed {
+                    node: state.current_node.clone().unwrap_or_default(),
+                    error: "internal error while running the flow".into(),
+                },
+            ]
+        });
+        let differences = compare(&outcomes(&recorded.events), &outcomes(&produced));
+        if differences.is_empty() {
+            writeln!(out, "{label}: same").map_err(write_error)?;
+        } else {
+            self.result.diverged += 1;
+            writeln!(out, "{label}: differs").map_err(write_error)?;
+            for difference in differences {
+                writeln!(out, "  {difference}").map_err(write_error)?;
+            }
+        }
+        self.fold(produced, &recorded.message.channel, &recorded.message)?;
+        if !self.state.is_open() {
+            self.ended_at = Some(recorded.index);
+        }
+        Ok(())
+    }
+
+    /// Applies the what-if events, numbered after the what-if state's last seq.
+    fn fold(
+        &mut self,
+        kinds: Vec<EventKind>,
+        channel: &ChannelId,
+        message: &Event,
+    ) -> Result<(), AuditError> {
+        for kind in kinds {
+            let event = Event {
+                // What-if events were never stored; they have no id or tenant position.
+                id: uuid::Uuid::nil(),
+                tenant: self.state.tenant.clone(),
+                env: self.state.env.clone(),
+                team: self.state.team.clone(),
+                channel: channel.clone(),
+                session: self.state.session.clone(),
+                seq: self.state.last_seq + 1,
+                tenant_seq: message.tenant_seq,
+                at_ms: message.at_ms,
+                kind,
+            };
+            apply_checked(&mut self.state, &event)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a message's run did that the comparison looks at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Outcome {
+    Reply(String),
+    State { key: String, value: String },
+    Awaiting { node: String, key: String },
+    Failed { node: String, error: String },
+    Ended(String),
+}
+
+impl Outcome {
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::Reply(_) => "reply",
+            Outcome::State { .. } => "state",
+            Outcome::Awaiting { .. } => "awaiting input",
+            Outcome::Failed { .. } => "flow failure",
+            Outcome::Ended(_) => "session end",
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Outcome::Reply(text) => quote(text),
+            Outcome::State { key, value } => format!("{} = {}", quote(key), quote(value)),
+            Outcome::Awaiting { node, key } => {
+                format!("after node {} for {}", quote(node), quote(key))
+            }
+            Outcome::Failed { node, error } => format!("at node {}: {}", quote(node), quote(error)),
+            Outcome::Ended(reason) => quote(reason),
+        }
+    }
+}
+
+fn outcomes(kinds: &[EventKind]) -> Vec<Outcome> {
+    kinds
+        .iter()
+        .filter_map(|kind| match kind {
+            EventKind::ReplySent { text, .. } => Some(Outcome::Reply(text.clone())),
+            EventKind::StateSet { key, value } => Some(Outcome::State {
+                key: key.clone(),
+                value: value.clone(),
+            }),
+            EventKind::AwaitingInput { node, key } => Some(Outcome::Awaiting {
+                node: node.clone(),
+                key: key.clone(),
+            }),
+            EventKind::FlowFailed { node, error } => Some(Outcome::Failed {
+                node: node.clone(),
+                error: error.clone(),
+            }),
+            EventKind::SessionEnded { reason } => Some(Outcome::Ended(reason.clone())),
+            EventKind::SessionStarted { .. }
+            | EventKind::MessageReceived { .. }
+            | EventKind::NodeEntered { .. } => None,
+        })
+        .collect()
+}
+
+/// Differences between the recorded and the what-if outcomes, position by position.
+fn compare(recorded: &[Outcome], what_if: &[Outcome]) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in 0..recorded.len().max(what_if.len()) {
+        match (recorded.get(i), what_if.get(i)) {
+            (Some(r), Some(w)) if r == w => {}
+            (Some(r), Some(w)) if r.label() == w.label() => {
+                let nth = recorded[..=i]
+                    .iter()
+                    .filter(|o| o.label() == r.label())
+                    .count();
+                out.push(format!(
+                    "{} {nth}: recorded {} / what-if {}",
+                    r.label(),
+                    r.describe(),
+                    w.describe()
+                ));
+            }
+            (Some(r), Some(w)) => out.push(format!(
+                "event {}: recorded {} {} / what-if {} {}",
+                i + 1,
+                r.label(),
+                r.describe(),
+                w.label(),
+                w.describe()
+            )),
+            (Some(r), None) => out.push(format!(
+                "missing in what-if: {} {}",
+                r.label(),
+                r.describe()
+            )),
+            (None, Some(w)) => {
+                out.push(format!("extra in what-if: {} {}", w.label(), w.describe()))
+            }
+            (None, None) => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
