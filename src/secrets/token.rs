@@ -1,0 +1,162 @@
+//! Minting the HS256 JWTs the HTTP API accepts (DESIGN §5): [`Claims`], [`claims_for`] and
+//! [`mint`]. Validation lives with the HTTP edge; both sides share the claim names of [`Claims`].
+//!
+//! Invariants:
+//! - A token is only minted for a configured tenant, one of its environments and (when given)
+//!   one of its teams, with `iss`/`aud` from `[auth]`, `nbf == iat` and a lifetime of 1 s to
+//!   [`TOKEN_TTL_MAX`].
+//! - The signing key is never part of an error or output; only the token is.
+
+use std::time::{Duration, SystemTime};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::{Deserialize, Serialize};
+
+use super::error::SecretError;
+use super::value::SecretValue;
+use crate::config::Config;
+use crate::tenancy::{EnvId, TeamId, TenantId};
+
+/// Lifetime when none is given.
+pub const TOKEN_TTL_DEFAULT: Duration = Duration::from_secs(60 * 60);
+/// Longest lifetime: long-lived tokens cannot be revoked short of rotating the signing key.
+pub const TOKEN_TTL_MAX: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+/// `sub` when none is given.
+pub const DEFAULT_SUBJECT: &str = "tenantry-cli";
+/// Longest `sub`, in bytes.
+pub const SUBJECT_BYTES_MAX: usize = 256;
+
+/// The claims of a tenantry token. Field names are the wire contract with the HTTP edge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Tenant id.
+    pub tenant: String,
+    /// Environment id.
+    pub env: String,
+    /// Team id; absent for a tenant-wide token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    /// Expiry, Unix seconds.
+    pub exp: u64,
+    /// Issue time, Unix seconds.
+    pub iat: u64,
+    /// Not valid before, Unix seconds.
+    pub nbf: u64,
+    /// Issuer: `[auth] issuer`.
+    pub iss: String,
+    /// Audience: `[auth] audience`.
+    pub aud: String,
+    /// Subject: who the token is for.
+    pub sub: String,
+}
+
+/// What a token is asked for, with ids already validated at the boundary.
+#[derive(Clone, Debug)]
+pub struct TokenRequest {
+    /// Must be a configured tenant.
+    pub tenant: TenantId,
+    /// Must be one of the tenant's environments.
+    pub env: EnvId,
+    /// When set, must be one of the tenant's teams.
+    pub team: Option<TeamId>,
+    /// Lifetime: 1 s to [`TOKEN_TTL_MAX`].
+    pub ttl: Duration,
+    /// `sub`: 1 to [`SUBJECT_BYTES_MAX`] bytes, no control characters.
+    pub subject: String,
+}
+
+/// The claims for `request`, checked against `config`, issued at `now`.
+pub fn claims_for(
+    config: &Config,
+    request: &TokenRequest,
+    now: SystemTime,
+) -> Result<Claims, SecretError> {
+    let tenant = config
+        .tenant(&request.tenant)
+        .ok_or_else(|| SecretError::UnknownTenant {
+            tenant: request.tenant.clone(),
+            configured: joined(config.tenants().keys()),
+        })?;
+    if !tenant.environments.iter().any(|env| env.id == request.env) {
+        return Err(SecretError::UnknownEnv {
+            tenant: request.tenant.clone(),
+            env: request.env.clone(),
+            configured: joined(tenant.environments.iter().map(|env| &env.id)),
+        });
+    }
+    if let Some(team) = &request.team {
+        if !tenant.teams.contains_key(team) {
+            return Err(SecretError::UnknownTeam {
+                tenant: request.tenant.clone(),
+                team: team.clone(),
+                configured: joined(tenant.teams.keys()),
+            });
+        }
+    }
+    let ttl_secs = check_ttl(request.ttl)?;
+    check_subject(&request.subject)?;
+    let iat = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(|_| SecretError::Clock)?
+        .as_secs();
+    let auth = config.auth();
+    Ok(Claims {
+        tenant: request.tenant.to_string(),
+        env: request.env.to_string(),
+        team: request.team.as_ref().map(ToString::to_string),
+        // Cannot overflow for a clock within billions of years; saturate rather than panic.
+        exp: iat.saturating_add(ttl_secs),
+        iat,
+        nbf: iat,
+        iss: auth.issuer.clone(),
+        aud: auth.audience.clone(),
+        sub: request.subject.clone(),
+    })
+}
+
+/// Signs `claims` with HS256 under `key`; returns the compact JWT.
+pub fn mint(key: &SecretValue, claims: &Claims) -> Result<String, SecretError> {
+    if key.is_empty() {
+        return Err(SecretError::EmptySigningKey);
+    }
+    let header = Header::new(Algorithm::HS256);
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(key.expose()))
+        .map_err(SecretError::Mint)
+}
+
+/// Whole seconds of `ttl`, when within 1 s ..= [`TOKEN_TTL_MAX`].
+fn check_ttl(ttl: Duration) -> Result<u64, SecretError> {
+    let secs = ttl.as_secs();
+    if secs == 0 || ttl > TOKEN_TTL_MAX {
+        return Err(SecretError::TokenTtl {
+            ttl: humantime::format_duration(ttl).to_string(),
+            problem: format!(
+                "it must be at least 1s and at most {}",
+                humantime::format_duration(TOKEN_TTL_MAX)
+            ),
+        });
+    }
+    Ok(secs)
+}
+
+fn check_subject(subject: &str) -> Result<(), SecretError> {
+    let problem = if subject.is_empty() {
+        "it is empty".to_owned()
+    } else if subject.len() > SUBJECT_BYTES_MAX {
+        format!("it is longer than {SUBJECT_BYTES_MAX} bytes")
+    } else if subject.chars().any(char::is_control) {
+        "it contains control characters".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(SecretError::TokenSubject { problem })
+}
+
+fn joined<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    let list: Vec<String> = items.map(|item| item.to_string()).collect();
+    if list.is_empty() {
+        "none".to_owned()
+    } else {
+        list.join(", ")
+    }
+}
