@@ -12,6 +12,7 @@
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use crate::tenancy::{ChannelId, TeamId, TenantId};
@@ -19,7 +20,7 @@ use crate::tenancy::{ChannelId, TeamId, TenantId};
 use super::error::ConfigError;
 use super::files::resolve;
 use super::raw::{BundleFile, ChannelSection, TeamFile, TeamSection, TenantFile, TenantSection};
-use super::{check_name, check_path, check_value, invalid, ChannelConfig, Environment};
+use super::{check_name, check_path, check_rate, check_value, invalid, ChannelConfig, Environment};
 
 /// Where something was declared: a file and the dotted field inside it.
 #[derive(Clone, Debug)]
@@ -51,6 +52,8 @@ pub(super) struct TenantDraft {
     pub settings: Option<BTreeMap<String, String>>,
     pub environments: Option<Vec<Environment>>,
     pub flow: Option<FlowRef>,
+    /// The tenant's own HTTP rate limit, when a source sets one.
+    pub rate_limit_per_s: Option<NonZeroU32>,
     pub teams: BTreeMap<TeamId, TeamDraft>,
 }
 
@@ -133,6 +136,7 @@ impl Tree {
             settings,
             environments,
             flow,
+            rate_limit_per_s: None,
             teams: BTreeMap::new(),
         };
         self.add_tenant(tenant.id, draft)
@@ -189,6 +193,7 @@ impl Tree {
             settings,
             environments,
             flow,
+            rate_limit_per_s,
             teams,
         } = incoming;
         // Sources arrive in precedence order, so only fields that are still unset are taken.
@@ -197,6 +202,7 @@ impl Tree {
         existing.settings = existing.settings.take().or(settings);
         existing.environments = existing.environments.take().or(environments);
         existing.flow = existing.flow.take().or(flow);
+        existing.rate_limit_per_s = existing.rate_limit_per_s.or(rate_limit_per_s);
         for (team_id, team) in teams {
             add_team(&id, existing, team_id, team)?;
         }
@@ -236,6 +242,7 @@ fn tenant_section(
         settings: raw_settings,
         environments,
         flow,
+        rate_limit_per_s,
         teams,
     } = section;
     let name = name
@@ -256,6 +263,9 @@ fn tenant_section(
     let flow = flow
         .map(|flow| flow_ref(file, &format!("{prefix}.flow"), &flow))
         .transpose()?;
+    let rate_limit_per_s = rate_limit_per_s
+        .map(|rate| check_rate(file, &format!("{prefix}.rate_limit_per_s"), rate))
+        .transpose()?;
     let mut drafts = BTreeMap::new();
     for (team_id, team) in teams {
         let draft = team_section(file, &format!("{prefix}.teams.{team_id}"), team)?;
@@ -267,6 +277,7 @@ fn tenant_section(
         settings,
         environments,
         flow,
+        rate_limit_per_s,
         teams: drafts,
     })
 }

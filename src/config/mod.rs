@@ -26,6 +26,7 @@ mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +68,15 @@ pub const SEED_FILES_MAX: usize = 1024;
 pub const NAME_BYTES_MAX: usize = 256;
 /// Longest settings or channel config value, in bytes.
 pub const VALUE_BYTES_MAX: usize = 4096;
+/// `server.rate_limit_per_s` when absent: HTTP requests per second per tenant (burst the same).
+pub const DEFAULT_RATE_LIMIT_PER_S: NonZeroU32 = NonZeroU32::new(1000).expect("1000 > 0");
+/// `server.http_body_bytes_max` when absent.
+pub const DEFAULT_HTTP_BODY_BYTES_MAX: usize = 64 * 1024;
+/// Smallest `server.http_body_bytes_max`: room for a message with its ids.
+pub const HTTP_BODY_BYTES_MIN: usize = 1024;
+/// Largest `server.http_body_bytes_max`; bodies are buffered whole, so this bounds the memory a
+/// request can take.
+pub const HTTP_BODY_BYTES_MAX: usize = 1024 * 1024;
 
 /// How to load, beyond the file itself.
 #[derive(Clone, Debug, Default)]
@@ -96,6 +106,12 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Data directory, resolved against the config file's directory.
     pub data_dir: PathBuf,
+    /// HTTP requests per second a tenant may make (burst the same), unless the tenant sets its
+    /// own [`TenantConfig::rate_limit_per_s`].
+    pub rate_limit_per_s: NonZeroU32,
+    /// Largest HTTP request body, in bytes, within
+    /// [`HTTP_BODY_BYTES_MIN`]`..=`[`HTTP_BODY_BYTES_MAX`].
+    pub http_body_bytes_max: usize,
 }
 
 /// `[nats]`; without it there is no NATS ingress.
@@ -140,6 +156,9 @@ pub struct TenantConfig {
     pub environments: Vec<Environment>,
     /// Default flow of the tenant's teams, when set.
     pub flow: Option<Arc<Flow>>,
+    /// HTTP requests per second this tenant may make (burst the same): its own
+    /// `rate_limit_per_s`, else `server.rate_limit_per_s`.
+    pub rate_limit_per_s: NonZeroU32,
     /// The tenant's teams.
     pub teams: BTreeMap<TeamId, TeamConfig>,
 }
@@ -203,7 +222,7 @@ impl Config {
         add_seed_files(&mut tree, path, &server)?;
         let excluded =
             select_tenants(&mut tree, path, dedicated.as_ref(), &server.exclude_tenants)?;
-        let tenants = load_flows(tree)?;
+        let tenants = load_flows(tree, server_config.rate_limit_per_s)?;
 
         Ok(Config {
             source: path.to_owned(),
@@ -313,9 +332,31 @@ fn server_config(path: &Path, server: &ServerSection) -> Result<ServerConfig, Co
         }
         None => resolve(path, Path::new(DEFAULT_DATA_DIR)),
     };
+    let rate_limit_per_s = match server.rate_limit_per_s {
+        Some(rate) => check_rate(path, "server.rate_limit_per_s", rate)?,
+        None => DEFAULT_RATE_LIMIT_PER_S,
+    };
+    let http_body_bytes_max = match server.http_body_bytes_max {
+        None => DEFAULT_HTTP_BODY_BYTES_MAX,
+        Some(raw) => usize::try_from(raw)
+            .ok()
+            .filter(|n| (HTTP_BODY_BYTES_MIN..=HTTP_BODY_BYTES_MAX).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    path,
+                    "server.http_body_bytes_max",
+                    format!(
+                        "{raw} is out of range: give {HTTP_BODY_BYTES_MIN}..={HTTP_BODY_BYTES_MAX} \
+                         bytes, or leave it out for {DEFAULT_HTTP_BODY_BYTES_MAX}"
+                    ),
+                )
+            })?,
+    };
     Ok(ServerConfig {
         listen: server.listen.unwrap_or(DEFAULT_LISTEN),
         data_dir,
+        rate_limit_per_s,
+        http_body_bytes_max,
     })
 }
 
@@ -490,8 +531,11 @@ fn select_tenants(
 }
 
 /// Loads every flow of `tree` once and resolves each team to its flow (its own, else its
-/// tenant's).
-fn load_flows(tree: Tree) -> Result<BTreeMap<TenantId, TenantConfig>, ConfigError> {
+/// tenant's); a tenant without its own rate limit gets `default_rate`.
+fn load_flows(
+    tree: Tree,
+    default_rate: NonZeroU32,
+) -> Result<BTreeMap<TenantId, TenantConfig>, ConfigError> {
     let mut flows = FlowCache::default();
     let mut tenants = BTreeMap::new();
     for (id, draft) in tree.tenants {
@@ -534,6 +578,7 @@ fn load_flows(tree: Tree) -> Result<BTreeMap<TenantId, TenantConfig>, ConfigErro
             settings: draft.settings.unwrap_or_default(),
             environments,
             flow: tenant_flow,
+            rate_limit_per_s: draft.rate_limit_per_s.unwrap_or(default_rate),
             teams,
         };
         tenants.insert(id, tenant);
@@ -643,6 +688,17 @@ fn check_value(path: &Path, field: &str, value: String) -> Result<String, Config
         ));
     }
     Ok(value)
+}
+
+/// A rate limit (requests per second): at least 1.
+fn check_rate(path: &Path, field: &str, rate: u32) -> Result<NonZeroU32, ConfigError> {
+    NonZeroU32::new(rate).ok_or_else(|| {
+        invalid(
+            path,
+            field,
+            "must be at least 1 (requests per second; burst the same)".to_owned(),
+        )
+    })
 }
 
 /// A path named in a file: not empty (which would silently mean "the directory of this file").

@@ -48,6 +48,13 @@ pub(super) struct ServerSection {
     pub tenant_files: Vec<PathBuf>,
     #[serde(default)]
     pub team_files: Vec<PathBuf>,
+    /// Requests per second each tenant may make to the HTTP API (burst the same); checked > 0
+    /// in `Config::load`.
+    #[serde(default)]
+    pub rate_limit_per_s: Option<u32>,
+    /// Largest HTTP request body, in bytes; checked against its bounds in `Config::load`.
+    #[serde(default)]
+    pub http_body_bytes_max: Option<u64>,
 }
 
 /// `[nats]`.
@@ -92,6 +99,9 @@ pub(super) struct TenantSection {
     pub environments: Option<Vec<EnvId>>,
     #[serde(default)]
     pub flow: Option<PathBuf>,
+    /// Overrides `server.rate_limit_per_s` for this tenant; checked > 0 in `merge`.
+    #[serde(default)]
+    pub rate_limit_per_s: Option<u32>,
     #[serde(default)]
     pub teams: BTreeMap<TeamId, TeamSection>,
 }

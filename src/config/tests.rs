@@ -1002,3 +1002,66 @@ fn unquoted_versions_read_as_written() {
     let flow = flow("name: f\nversion: 1.0\nnodes:\n  - id: a\n    type: end\n");
     assert_eq!(flow.version(), "1.0");
 }
+
+// ---- HTTP limits --------------------------------------------------------------------------
+
+#[test]
+fn rate_limits_default_from_server_and_tenants_override() {
+    let defaults = two_tenants("").load().unwrap();
+    assert_eq!(defaults.server().rate_limit_per_s.get(), 1000);
+    assert_eq!(defaults.server().http_body_bytes_max, 64 * 1024);
+    for tenant in defaults.tenants().values() {
+        assert_eq!(tenant.rate_limit_per_s.get(), 1000);
+    }
+
+    let fixture = two_tenants("rate_limit_per_s = 50\nhttp_body_bytes_max = 2048\n");
+    let mut config = fs::read_to_string(fixture.config()).unwrap();
+    config.push_str("[tenants.acme]\nrate_limit_per_s = 5\n");
+    fixture.write("config.toml", &config);
+    let config = fixture.load().unwrap();
+    assert_eq!(config.server().http_body_bytes_max, 2048);
+    assert_eq!(
+        config
+            .tenant(&tenant("acme"))
+            .unwrap()
+            .rate_limit_per_s
+            .get(),
+        5
+    );
+    assert_eq!(
+        config
+            .tenant(&tenant("bigcorp"))
+            .unwrap()
+            .rate_limit_per_s
+            .get(),
+        50
+    );
+}
+
+#[test]
+fn http_limit_errors_name_the_field() {
+    let cases = [
+        ("rate_limit_per_s = 0\n", "server.rate_limit_per_s"),
+        ("rate_limit_per_s = -1\n", "rate_limit_per_s"),
+        ("http_body_bytes_max = 10\n", "server.http_body_bytes_max"),
+        (
+            "http_body_bytes_max = 99999999999\n",
+            "server.http_body_bytes_max",
+        ),
+        ("rate_limit = 5\n", "rate_limit"),
+    ];
+    for (server, field) in cases {
+        assert_mentions(&two_tenants(server).error(), &["config.toml", field]);
+    }
+    let fixture = Fixture::new(&[
+        (
+            "config.toml",
+            "[tenants.acme]\nrate_limit_per_s = 0\n[tenants.acme.teams.s]\nflow = \"f.yaml\"\n",
+        ),
+        ("f.yaml", REPLY_FLOW),
+    ]);
+    assert_mentions(
+        &fixture.error(),
+        &["config.toml", "tenants.acme.rate_limit_per_s", "at least 1"],
+    );
+}

@@ -1,0 +1,292 @@
+//! Who is calling: the bearer token (HS256 JWT) and the `X-Tenant-ID` / `X-Team-ID` headers,
+//! checked against each other into a [`Caller`] (DESIGN §5).
+//!
+//! Invariants:
+//! - Only HS256 is accepted; `exp`, `iss` and `aud` are required and checked (issuer and
+//!   audience from `[auth]`), `nbf` is checked when present, leeway is [`LEEWAY_S`]. A string
+//!   `exp`/`nbf` is refused (jsonwebtoken >= 10.3).
+//! - The tenant and env come from the token only; a header may narrow, never widen: a header
+//!   that disagrees with a claim is a rejection, and a repeated header is ambiguous (400), never
+//!   resolved by picking one value.
+//! - Every id is parsed into its newtype here; a claim that is not a valid id makes the token
+//!   invalid (401).
+//! - Neither the token nor the signing key is ever logged or put in an error message.
+
+use std::fmt;
+
+use actix_web::http::header::{HeaderMap, HeaderName, AUTHORIZATION};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::config::AuthConfig;
+use crate::tenancy::{EnvId, TeamId, TenantCtx, TenantId};
+
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+pub const LEEWAY_S: u64 = 5;
+/// Longest `Authorization` header accepted, in bytes; a JWT with our claims is far shorter.
+pub const AUTHORIZATION_BYTES_MAX: usize = 8 * 1024;
+
+/// The tenant header every `/api/v1` call must send.
+pub const TENANT_HEADER: &str = "x-tenant-id";
+/// The optional team header.
+pub const TEAM_HEADER: &str = "x-team-id";
+
+/// The HS256 key shared with token issuers. Its bytes never appear in `Debug` output or logs.
+#[derive(Clone)]
+pub struct SigningKey(Vec<u8>);
+
+/// Why a signing key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The key has no bytes; every token signed with an empty key would be forgeable.
+    #[error("the signing key is empty")]
+    Empty,
+}
+
+impl SigningKey {
+    /// Wraps the key's bytes (e.g. the UTF-8 bytes of `TENANTRY_SIGNING_KEY`); refuses an empty
+    /// key.
+    pub fn new(bytes: Vec<u8>) -> Result<SigningKey, KeyError> {
+        if bytes.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        Ok(SigningKey(bytes))
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey(..)")
+    }
+}
+
+/// Why a request's credentials or tenancy headers were refused. Statuses are assigned in
+/// `edge::error`; each variant's doc gives it.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization: Bearer` header. 401.
+    #[error("missing bearer token")]
+    MissingToken,
+    /// The token is malformed, badly signed, expired, not yet valid, for another issuer or
+    /// audience, or lacks a valid `tenant`/`env` claim. 401. The reason is for the client; it
+    /// never contains the token.
+    #[error("invalid token: {0}")]
+    InvalidToken(&'static str),
+    /// No `X-Tenant-ID` header. 400.
+    #[error("missing X-Tenant-ID header")]
+    MissingTenantHeader,
+    /// A header that must appear at most once appears several times. 400.
+    #[error("header {0} is repeated")]
+    AmbiguousHeader(&'static str),
+    /// A header is not a valid id. 400.
+    #[error("header {header} is invalid: {message}")]
+    InvalidHeader {
+        /// The header's name.
+        header: &'static str,
+        /// Which rule the value broke.
+        message: String,
+    },
+    /// `X-Tenant-ID` differs from the token's tenant. 403.
+    #[error("X-Tenant-ID does not match the token")]
+    TenantMismatch,
+    /// `X-Team-ID` differs from the token's team. 403.
+    #[error("X-Team-ID does not match the token")]
+    TeamMismatch,
+    /// The token is valid but its tenant is not served by this instance. 404.
+    #[error("tenant {0} is not served here")]
+    UnknownTenant(TenantId),
+}
+
+/// The claims we read; the spec claims (`exp`, `iss`, `aud`, `nbf`) are checked by
+/// jsonwebtoken's [`Validation`]. Unknown claims (`iat`, `sub`, ...) are ignored.
+#[derive(Deserialize)]
+struct RawClaims {
+    tenant: String,
+    env: String,
+    #[serde(default)]
+    team: Option<String>,
+}
+
+/// The validated claims of a token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claims {
+    /// The tenant the token is for.
+    pub tenant: TenantId,
+    /// The environment every call of this token acts in.
+    pub env: EnvId,
+    /// When set, the token may only act in this team.
+    pub team: Option<TeamId>,
+}
+
+/// Checks tokens: HS256 with the shared key, `[auth]` issuer and audience.
+pub struct Authenticator {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl Authenticator {
+    /// A checker for tokens signed with `key` and naming `auth.issuer` / `auth.audience`.
+    pub fn new(key: &SigningKey, auth: &AuthConfig) -> Authenticator {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.set_issuer(&[auth.issuer.as_str()]);
+        validation.set_audience(&[auth.audience.as_str()]);
+        validation.leeway = LEEWAY_S;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        Authenticator {
+            key: DecodingKey::from_secret(&key.0),
+            validation,
+        }
+    }
+
+    /// Validates `token` and parses its tenancy claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        use jsonwebtoken::errors::ErrorKind;
+        let data =
+            jsonwebtoken::decode::<RawClaims>(token, &self.key, &self.validation).map_err(|e| {
+                AuthError::InvalidToken(match e.kind() {
+                    ErrorKind::InvalidSignature => "bad signature",
+                    ErrorKind::ExpiredSignature => "expired",
+                    ErrorKind::ImmatureSignature => "not valid yet (nbf)",
+                    ErrorKind::InvalidIssuer => "wrong issuer",
+                    ErrorKind::InvalidAudience => "wrong audience",
+                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                        "algorithm not allowed (HS256 only)"
+                    }
+                    ErrorKind::MissingRequiredClaim(_) => "a required claim is missing",
+                    ErrorKind::InvalidClaimFormat(_) => "a claim has the wrong type",
+                    ErrorKind::Json(_) => "claims are not the expected JSON (tenant, env)",
+                    _ => "malformed token",
+                })
+            })?;
+        let raw = data.claims;
+        let tenant =
+            TenantId::parse(&raw.tenant).map_err(|_| AuthError::InvalidToken("invalid tenant"))?;
+        let env = EnvId::parse(&raw.env).map_err(|_| AuthError::InvalidToken("invalid env"))?;
+        let team = raw
+            .team
+            .map(|t| TeamId::parse(&t))
+            .transpose()
+            .map_err(|_| AuthError::InvalidToken("invalid team"))?;
+        Ok(Claims { tenant, env, team })
+    }
+}
+
+/// An authenticated caller: its token's claims and the team it narrowed to with `X-Team-ID`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The tenant (token claim, equal to `X-Tenant-ID`).
+    pub tenant: TenantId,
+    /// The env (token claim).
+    pub env: EnvId,
+    /// The token's `team` claim, if any.
+    pub claim_team: Option<TeamId>,
+    /// `X-Team-ID`, if sent (equal to `claim_team` when both are set).
+    pub header_team: Option<TeamId>,
+}
+
+impl Caller {
+    /// The team the caller restricted itself to: `X-Team-ID`, else the token's team; `None`
+    /// means every team of the tenant.
+    pub fn team(&self) -> Option<&TeamId> {
+        self.header_team.as_ref().or(self.claim_team.as_ref())
+    }
+
+    /// The context of an operation in `team` (`None`: the runtime's default team).
+    pub fn ctx(&self, team: Option<TeamId>) -> TenantCtx {
+        TenantCtx::new(self.tenant.clone(), self.env.clone(), team)
+    }
+}
+
+/// Checks the token, then `X-Tenant-ID` and `X-Team-ID` against it. `served` says whether this
+/// instance serves a tenant; it is checked last, so that headers are judged first.
+pub fn authenticate(
+    headers: &HeaderMap,
+    auth: &Authenticator,
+    served: impl Fn(&TenantId) -> bool,
+) -> Result<Caller, AuthError> {
+    let claims = auth.verify(bearer_token(headers)?)?;
+    check_headers(headers, claims, served)
+}
+
+/// The second half of [`authenticate`], for callers that need the claims in between.
+pub fn check_headers(
+    headers: &HeaderMap,
+    claims: Claims,
+    served: impl Fn(&TenantId) -> bool,
+) -> Result<Caller, AuthError> {
+    // Any value other than the claim disagrees with the token (403), valid id or not; an
+    // equal value is valid because the claim is.
+    let tenant =
+        single(headers, TENANT_HEADER, "X-Tenant-ID")?.ok_or(AuthError::MissingTenantHeader)?;
+    if tenant != claims.tenant.as_str() {
+        return Err(AuthError::TenantMismatch);
+    }
+    let header_team = match (single(headers, TEAM_HEADER, "X-Team-ID")?, &claims.team) {
+        (None, _) => None,
+        (Some(raw), Some(claim)) if raw != claim.as_str() => return Err(AuthError::TeamMismatch),
+        (Some(raw), _) => Some(TeamId::parse(raw).map_err(|e| AuthError::InvalidHeader {
+            header: "X-Team-ID",
+            message: e.to_string(),
+        })?),
+    };
+    if !served(&claims.tenant) {
+        return Err(AuthError::UnknownTenant(claims.tenant));
+    }
+    Ok(Caller {
+        tenant: claims.tenant,
+        env: claims.env,
+        claim_team: claims.team,
+        header_team,
+    })
+}
+
+/// The token of the single `Authorization: Bearer <token>` header.
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
+    let mut values = headers.get_all(AUTHORIZATION);
+    let value = values.next().ok_or(AuthError::MissingToken)?;
+    if values.next().is_some() {
+        return Err(AuthError::InvalidToken("several Authorization headers"));
+    }
+    if value.len() > AUTHORIZATION_BYTES_MAX {
+        return Err(AuthError::InvalidToken("token too long"));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| AuthError::InvalidToken("not a bearer token"))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or(AuthError::InvalidToken("not a bearer token"))?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(AuthError::InvalidToken("not a bearer token"));
+    }
+    Ok(token)
+}
+
+/// The value of a header that may appear at most once, as text.
+fn single<'a>(
+    headers: &'a HeaderMap,
+    name: &'static str,
+    display: &'static str,
+) -> Result<Option<&'a str>, AuthError> {
+    let mut values = headers.get_all(HeaderName::from_static(name));
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::AmbiguousHeader(display));
+    }
+    value
+        .to_str()
+        .map(|v| Some(v.trim()))
+        .map_err(|_| AuthError::InvalidHeader {
+            header: display,
+            message: "not visible ASCII".to_owned(),
+        })
+}
+
+#[cfg(test)]
+mod tests;

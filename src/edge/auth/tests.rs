@@ -1,0 +1,254 @@
+use actix_web::http::header::{HeaderName, HeaderValue};
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::{json, Value};
+
+use super::*;
+
+const KEY: &[u8] = b"unit-test-key-unit-test-key-0123";
+
+fn authenticator() -> Authenticator {
+    let auth = AuthConfig {
+        issuer: "tenantry".to_owned(),
+        audience: "tenantry-api".to_owned(),
+    };
+    Authenticator::new(&SigningKey::new(KEY.to_vec()).unwrap(), &auth)
+}
+
+fn now() -> i64 {
+    i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap()
+}
+
+fn claims() -> Value {
+    json!({"tenant": "acme", "env": "prod", "iss": "tenantry", "aud": "tenantry-api",
+           "exp": now() + 60})
+}
+
+fn sign(alg: Algorithm, key: &[u8], claims: &Value) -> String {
+    jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(key)).unwrap()
+}
+
+fn with(mut claims: Value, key: &str, value: Value) -> Value {
+    claims[key] = value;
+    claims
+}
+
+fn without(mut claims: Value, key: &str) -> Value {
+    claims.as_object_mut().unwrap().remove(key);
+    claims
+}
+
+/// Unpadded base64url, to hand-craft a token header.
+fn b64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_valid_token_yields_its_claims() {
+    let token = sign(Algorithm::HS256, KEY, &claims());
+    let got = authenticator().verify(&token).unwrap();
+    assert_eq!(got.tenant.as_str(), "acme");
+    assert_eq!(got.env.as_str(), "prod");
+    assert_eq!(got.team, None);
+    let token = sign(
+        Algorithm::HS256,
+        KEY,
+        &with(claims(), "team", json!("support")),
+    );
+    assert_eq!(
+        authenticator()
+            .verify(&token)
+            .unwrap()
+            .team
+            .unwrap()
+            .as_str(),
+        "support"
+    );
+}
+
+#[test]
+fn bad_tokens_are_refused() {
+    let none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(claims().to_string().as_bytes())
+    );
+    let cases = [
+        ("alg none", none),
+        ("HS384", sign(Algorithm::HS384, KEY, &claims())),
+        ("wrong key", sign(Algorithm::HS256, b"other", &claims())),
+        (
+            "expired",
+            sign(
+                Algorithm::HS256,
+                KEY,
+                &with(claims(), "exp", json!(now() - 60)),
+            ),
+        ),
+        (
+            "nbf in the future",
+            sign(
+                Algorithm::HS256,
+                KEY,
+                &with(claims(), "nbf", json!(now() + 60)),
+            ),
+        ),
+        (
+            "string exp",
+            sign(
+                Algorithm::HS256,
+                KEY,
+                &with(claims(), "exp", json!((now() + 60).to_string())),
+            ),
+        ),
+        (
+            "wrong iss",
+            sign(Algorithm::HS256, KEY, &with(claims(), "iss", json!("x"))),
+        ),
+        (
+            "wrong aud",
+            sign(Algorithm::HS256, KEY, &with(claims(), "aud", json!("x"))),
+        ),
+        (
+            "no exp",
+            sign(Algorithm::HS256, KEY, &without(claims(), "exp")),
+        ),
+        (
+            "no iss",
+            sign(Algorithm::HS256, KEY, &without(claims(), "iss")),
+        ),
+        (
+            "no aud",
+            sign(Algorithm::HS256, KEY, &without(claims(), "aud")),
+        ),
+        (
+            "no tenant",
+            sign(Algorithm::HS256, KEY, &without(claims(), "tenant")),
+        ),
+        (
+            "no env",
+            sign(Algorithm::HS256, KEY, &without(claims(), "env")),
+        ),
+        (
+            "invalid tenant",
+            sign(
+                Algorithm::HS256,
+                KEY,
+                &with(claims(), "tenant", json!("../x")),
+            ),
+        ),
+        (
+            "invalid team",
+            sign(Algorithm::HS256, KEY, &with(claims(), "team", json!("A B"))),
+        ),
+        ("garbage", "not.a.token".to_owned()),
+    ];
+    for (what, token) in cases {
+        let err = authenticator().verify(&token).expect_err(what);
+        assert!(matches!(err, AuthError::InvalidToken(_)), "{what}: {err:?}");
+        assert!(!err.to_string().contains(&token), "{what}: token echoed");
+    }
+}
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    map
+}
+
+fn acme(team: Option<&str>) -> Claims {
+    Claims {
+        tenant: TenantId::parse("acme").unwrap(),
+        env: EnvId::parse("prod").unwrap(),
+        team: team.map(|t| TeamId::parse(t).unwrap()),
+    }
+}
+
+#[test]
+fn tenancy_headers_must_agree_with_the_token() {
+    let served = |t: &TenantId| t.as_str() == "acme";
+    let check = |pairs: &[(&str, &str)], team: Option<&str>| {
+        check_headers(&headers(pairs), acme(team), served)
+    };
+    assert!(matches!(
+        check(&[], None),
+        Err(AuthError::MissingTenantHeader)
+    ));
+    assert!(matches!(
+        check(&[("X-Tenant-ID", "acme"), ("X-Tenant-ID", "acme")], None),
+        Err(AuthError::AmbiguousHeader(_))
+    ));
+    assert!(matches!(
+        check(&[("X-Tenant-ID", "bigcorp")], None),
+        Err(AuthError::TenantMismatch)
+    ));
+    assert!(matches!(
+        check(&[("X-Tenant-ID", "a/b")], None),
+        Err(AuthError::TenantMismatch)
+    ));
+    assert!(matches!(
+        check(&[("X-Tenant-ID", "acme"), ("X-Team-ID", "a/b")], None),
+        Err(AuthError::InvalidHeader { .. })
+    ));
+    assert!(matches!(
+        check(
+            &[("X-Tenant-ID", "acme"), ("X-Team-ID", "Support")],
+            Some("support")
+        ),
+        Err(AuthError::TeamMismatch)
+    ));
+    assert!(matches!(
+        check(
+            &[("X-Tenant-ID", "acme"), ("X-Team-ID", "sales")],
+            Some("support")
+        ),
+        Err(AuthError::TeamMismatch)
+    ));
+    let caller = check(&[("X-Tenant-ID", "acme"), ("X-Team-ID", "sales")], None).unwrap();
+    assert_eq!(caller.team().unwrap().as_str(), "sales");
+    let caller = check(&[("X-Tenant-ID", "acme")], Some("support")).unwrap();
+    assert_eq!(caller.team().unwrap().as_str(), "support");
+    let other = Claims {
+        tenant: TenantId::parse("zeta").unwrap(),
+        ..acme(None)
+    };
+    assert!(matches!(
+        check_headers(&headers(&[("X-Tenant-ID", "zeta")]), other, served),
+        Err(AuthError::UnknownTenant(_))
+    ));
+}
+
+#[test]
+fn only_a_single_bearer_header_is_read() {
+    assert!(matches!(
+        bearer_token(&headers(&[])),
+        Err(AuthError::MissingToken)
+    ));
+    assert_eq!(
+        bearer_token(&headers(&[("Authorization", "Bearer abc")])).unwrap(),
+        "abc"
+    );
+    for bad in ["Basic abc", "Bearer", "Bearer ", "abc"] {
+        assert!(
+            bearer_token(&headers(&[("Authorization", bad)])).is_err(),
+            "{bad}"
+        );
+    }
+    let twice = headers(&[("Authorization", "Bearer a"), ("Authorization", "Bearer b")]);
+    assert!(bearer_token(&twice).is_err());
+}

@@ -1,0 +1,265 @@
+//! The JSON shapes of the HTTP API (DESIGN §5): request bodies and query strings as clients send
+//! them, and responses built from the runtime's types.
+//!
+//! Invariants: these are the only `Serialize`/`Deserialize` types of the edge; domain types are
+//! mapped field by field (never serialized as they are), so a change to an event or a projection
+//! cannot silently change the API. Times are unix milliseconds; hashes are lowercase hex.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::actors::messages::Ack;
+use crate::events::log::{SessionInfo, StoredEvent};
+use crate::events::schema::EventKind;
+use crate::projections::session::{Cursor, SessionState, SessionStatus};
+
+/// `POST /api/v1/messages`. Ids arrive as text and are validated by the handler, so that an
+/// error can name the field.
+#[derive(Debug, Deserialize)]
+pub struct MessageBody {
+    /// Defaults to `X-Team-ID`, then the token's team, then `default`.
+    #[serde(default)]
+    pub team: Option<String>,
+    /// The channel the message came in on.
+    pub channel: String,
+    /// The session to continue; none: the user's open session on the channel, or a new one.
+    #[serde(default)]
+    pub session: Option<String>,
+    /// The sender.
+    pub user: String,
+    /// The message text.
+    pub text: String,
+    /// The client's id for the message; a retry with the same id gets the first answer.
+    #[serde(default)]
+    pub message_id: Option<String>,
+}
+
+/// The answer to `POST /api/v1/messages`.
+#[derive(Debug, Serialize)]
+pub struct AckBody<'a> {
+    /// The session the message went to.
+    pub session: &'a str,
+    /// The seq of the message's `MessageReceived` event in the session.
+    pub seq: u64,
+    /// The bot's replies, in order.
+    pub replies: &'a [String],
+}
+
+impl<'a> AckBody<'a> {
+    /// The JSON view of `ack`.
+    pub fn new(ack: &'a Ack) -> AckBody<'a> {
+        AckBody {
+            session: ack.session.as_str(),
+            seq: ack.seq,
+            replies: &ack.replies,
+        }
+    }
+}
+
+/// `?limit=&after=` of `GET /api/v1/sessions`.
+#[derive(Debug, Deserialize)]
+pub struct SessionsQuery {
+    /// Most sessions to return.
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// Return sessions after this cursor (`next_after` of the previous page: `team/session`).
+    #[serde(default)]
+    pub after: Option<String>,
+}
+
+/// `?from_seq=&to_seq=` of `GET /api/v1/sessions/{id}/events`.
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    /// First seq to return (default 1).
+    #[serde(default)]
+    pub from_seq: Option<u64>,
+    /// Last seq to return (default: the last).
+    #[serde(default)]
+    pub to_seq: Option<u64>,
+}
+
+/// One entry of `GET /api/v1/sessions`.
+#[derive(Debug, Serialize)]
+pub struct SessionItem {
+    session: String,
+    env: String,
+    team: String,
+    channel: String,
+    user: String,
+    started_at: u64,
+    state_key: String,
+}
+
+impl SessionItem {
+    /// The JSON view of `info` in `tenant`.
+    pub fn new(tenant: &str, info: &SessionInfo) -> SessionItem {
+        SessionItem {
+            session: info.session.to_string(),
+            env: info.env.to_string(),
+            team: info.team.to_string(),
+            channel: info.channel.to_string(),
+            user: info.user.clone(),
+            started_at: info.started_at_ms,
+            state_key: format!("state:{tenant}:{}:{}:{}", info.env, info.team, info.session),
+        }
+    }
+}
+
+/// The answer to `GET /api/v1/sessions`.
+#[derive(Debug, Serialize)]
+pub struct SessionsBody {
+    /// The page, ordered by (team, session).
+    pub sessions: Vec<SessionItem>,
+    /// Pass as `?after=` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
+}
+
+/// The answer to `GET /api/v1/sessions/{id}`: the session state projection.
+#[derive(Debug, Serialize)]
+pub struct SessionStateBody {
+    session: String,
+    state_key: String,
+    tenant: String,
+    env: String,
+    team: String,
+    channel: Option<String>,
+    user: String,
+    flow: String,
+    flow_version: String,
+    /// `open` or `ended`.
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended_reason: Option<String>,
+    /// Where the next message starts: `{"at":"start"}` or `{"at":"awaiting","node","key"}`.
+    cursor: Value,
+    current_node: Option<String>,
+    vars: BTreeMap<String, String>,
+    last_seq: u64,
+    last_tenant_seq: u64,
+    messages_in: u64,
+    replies_out: u64,
+    flow_errors: u64,
+    started_at: u64,
+    last_activity: u64,
+}
+
+impl SessionStateBody {
+    /// The JSON view of `state`.
+    pub fn new(state: &SessionState) -> SessionStateBody {
+        let (status, ended_reason) = match &state.status {
+            SessionStatus::Open => ("open", None),
+            SessionStatus::Ended { reason } => ("ended", Some(reason.clone())),
+        };
+        let cursor = match &state.cursor {
+            Cursor::Start => json!({ "at": "start" }),
+            Cursor::Awaiting { node, key } => json!({ "at": "awaiting", "node": node, "key": key }),
+        };
+        SessionStateBody {
+            session: state.session.to_string(),
+            state_key: state.state_key(),
+            tenant: state.tenant.to_string(),
+            env: state.env.to_string(),
+            team: state.team.to_string(),
+            channel: state.channel.as_ref().map(ToString::to_string),
+            user: state.user.clone(),
+            flow: state.flow.clone(),
+            flow_version: state.flow_version.clone(),
+            status,
+            ended_reason,
+            cursor,
+            current_node: state.current_node.clone(),
+            vars: state.vars.clone(),
+            last_seq: state.last_seq,
+            last_tenant_seq: state.last_tenant_seq,
+            messages_in: state.messages_in,
+            replies_out: state.replies_out,
+            flow_errors: state.flow_errors,
+            started_at: state.started_at_ms,
+            last_activity: state.last_activity_ms,
+        }
+    }
+}
+
+/// One event of `GET /api/v1/sessions/{id}/events`.
+#[derive(Debug, Serialize)]
+pub struct EventItem {
+    id: String,
+    seq: u64,
+    tenant_seq: u64,
+    at: u64,
+    env: String,
+    team: String,
+    channel: String,
+    session: String,
+    kind: &'static str,
+    data: Value,
+    prev_hash: String,
+    hash: String,
+}
+
+impl EventItem {
+    /// The JSON view of `stored`.
+    pub fn new(stored: &StoredEvent) -> EventItem {
+        let e = &stored.event;
+        EventItem {
+            id: e.id.to_string(),
+            seq: e.seq,
+            tenant_seq: e.tenant_seq,
+            at: e.at_ms,
+            env: e.env.to_string(),
+            team: e.team.to_string(),
+            channel: e.channel.to_string(),
+            session: e.session.to_string(),
+            kind: e.kind.name(),
+            data: kind_data(&e.kind),
+            prev_hash: hex(&stored.prev_hash),
+            hash: hex(&stored.hash),
+        }
+    }
+}
+
+/// The answer to `GET /api/v1/sessions/{id}/events`.
+#[derive(Debug, Serialize)]
+pub struct EventsBody {
+    /// Events in seq order.
+    pub events: Vec<EventItem>,
+    /// Set when the range holds more events than one response: ask again from this seq.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_from_seq: Option<u64>,
+}
+
+/// The data of an event kind, field by field.
+fn kind_data(kind: &EventKind) -> Value {
+    match kind {
+        EventKind::SessionStarted {
+            user,
+            flow,
+            flow_version,
+        } => json!({ "user": user, "flow": flow, "flow_version": flow_version }),
+        EventKind::MessageReceived {
+            message_id,
+            user,
+            text,
+        } => json!({ "message_id": message_id, "user": user, "text": text }),
+        EventKind::NodeEntered { node } => json!({ "node": node }),
+        EventKind::ReplySent { node, text } => json!({ "node": node, "text": text }),
+        EventKind::StateSet { key, value } => json!({ "key": key, "value": value }),
+        EventKind::AwaitingInput { node, key } => json!({ "node": node, "key": key }),
+        EventKind::FlowFailed { node, error } => json!({ "node": node, "error": error }),
+        EventKind::SessionEnded { reason } => json!({ "reason": reason }),
+    }
+}
+
+/// Lowercase hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}

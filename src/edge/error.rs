@@ -1,0 +1,280 @@
+//! [`ApiError`]: every way an HTTP request can fail, and the one place that maps each to an HTTP
+//! status, a stable snake_case `code` and the JSON body `{"error":{"code","message"}}` (DESIGN §5).
+//!
+//! Invariants:
+//! - Status codes are decided only in [`ApiError::status`]; [`RuntimeError`] and [`AuthError`]
+//!   are mapped here and nowhere else.
+//! - A 5xx body never carries details: the detail is logged once, here, inside the request's
+//!   span, and the client sees a generic message.
+//! - Messages shown to a client name only the caller's own ids (its tenant, env, team, channel,
+//!   session) or the field it sent; never another tenant's data, a token or message text.
+//! - Every 429 carries `Retry-After` in whole seconds, at least 1.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use super::auth::AuthError;
+use crate::actors::messages::RuntimeError;
+use crate::events::log::ReadError;
+
+/// `Retry-After` for a runtime that is overloaded (its queues drain within a second or so).
+pub const OVERLOADED_RETRY_AFTER_S: u64 = 1;
+
+/// Why a request failed. Rejections (the caller's doing, 4xx) are logged at debug/info by the
+/// request middleware; failures (ours, 5xx) are logged here with their detail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The token or the tenant/team headers are missing, malformed or disagree: 400/401/403/404.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The runtime refused or failed the message; see [`ApiError::status`] for each variant.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The body is not the JSON the route expects (syntax, a missing field, a wrong type). 400.
+    #[error("invalid JSON body: {0}")]
+    InvalidJson(String),
+    /// A field (body, path or query) is present but invalid; `field` names it. 400.
+    #[error("invalid {field}: {message}")]
+    InvalidField {
+        /// The field as the client named it (`channel`, `session`, `limit`, ...).
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The body's team disagrees with the token's `team` claim or the `X-Team-ID` header. 403.
+    #[error("team {0} disagrees with the token's team or the X-Team-ID header")]
+    TeamMismatch(String),
+    /// The request names a team the tenant does not have (reads). 404.
+    #[error("team {0} does not exist")]
+    UnknownTeam(String),
+    /// No such session in the caller's tenant, env and team(s); another tenant's session of the
+    /// same id is reported exactly like this. 404.
+    #[error("session {0} not found")]
+    SessionNotFound(String),
+    /// The session id exists in several of the tenant's teams; the caller must pick one. 409.
+    #[error("session {0} exists in several teams; set X-Team-ID to choose one")]
+    AmbiguousSession(String),
+    /// No route has this path. 404.
+    #[error("no such route")]
+    RouteNotFound,
+    /// The route exists but not with this method. 405.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    /// The body is larger than the limit (counted on the stream, chunked bodies too). 413.
+    #[error("request body exceeds {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The client sent the body too slowly. 408.
+    #[error("request body not received in time")]
+    BodyTimeout,
+    /// The tenant is over its request quota. 429 with `Retry-After`.
+    #[error("tenant request quota exceeded; retry after {retry_after_s} s")]
+    QuotaExceeded {
+        /// Seconds until a request would be admitted (at least 1).
+        retry_after_s: u64,
+    },
+    /// Ours: a stored record cannot be read. 500, detail logged.
+    #[error("reading the log: {0}")]
+    Read(#[from] ReadError),
+    /// Ours: a blocking task that died, metrics encoding. 500, detail logged.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Status-independent classification used by metrics: did the edge refuse the request before
+/// doing the work (auth, quota, size limits)?
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrorCode {
+    /// The snake_case code of the JSON body.
+    pub code: &'static str,
+    /// True for auth, quota and size rejections (`tenantry_rejected_requests_total`).
+    pub rejection: bool,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: BodyError<'a>,
+}
+
+#[derive(Serialize)]
+struct BodyError<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    /// A bad field: 400 naming it.
+    pub fn field(field: &'static str, message: impl ToString) -> ApiError {
+        ApiError::InvalidField {
+            field,
+            message: message.to_string(),
+        }
+    }
+
+    /// The snake_case code of the JSON body, and whether it is an edge rejection.
+    pub fn code(&self) -> ErrorCode {
+        let (code, rejection) = match self {
+            ApiError::Auth(e) => (
+                match e {
+                    AuthError::MissingToken => "missing_token",
+                    AuthError::InvalidToken(_) => "invalid_token",
+                    AuthError::MissingTenantHeader => "missing_tenant_header",
+                    AuthError::AmbiguousHeader(_) => "ambiguous_header",
+                    AuthError::InvalidHeader { .. } => "invalid_header",
+                    AuthError::TenantMismatch => "tenant_mismatch",
+                    AuthError::TeamMismatch => "team_mismatch",
+                    AuthError::UnknownTenant(_) => "unknown_tenant",
+                },
+                true,
+            ),
+            ApiError::Runtime(e) => (
+                match e {
+                    RuntimeError::UnknownTenant(_) => "unknown_tenant",
+                    RuntimeError::UnknownEnv { .. } => "unknown_env",
+                    RuntimeError::UnknownTeam { .. } => "unknown_team",
+                    RuntimeError::UnknownChannel { .. } => "unknown_channel",
+                    RuntimeError::Invalid(_) => "invalid_message",
+                    RuntimeError::SessionEnded(_) => "session_ended",
+                    RuntimeError::SessionChannel { .. } => "session_channel",
+                    RuntimeError::Quarantined(_) => "session_quarantined",
+                    RuntimeError::FlowCrashed(_) => "flow_failed",
+                    RuntimeError::Overloaded => "overloaded",
+                    RuntimeError::ShuttingDown => "shutting_down",
+                    RuntimeError::Storage(_) => "internal",
+                },
+                false,
+            ),
+            ApiError::InvalidJson(_) => ("invalid_json", false),
+            ApiError::InvalidField { field, .. } => (invalid_field_code(field), false),
+            ApiError::TeamMismatch(_) => ("team_mismatch", true),
+            ApiError::UnknownTeam(_) => ("unknown_team", false),
+            ApiError::SessionNotFound(_) => ("session_not_found", false),
+            ApiError::AmbiguousSession(_) => ("ambiguous_session", false),
+            ApiError::RouteNotFound => ("not_found", false),
+            ApiError::MethodNotAllowed => ("method_not_allowed", false),
+            ApiError::PayloadTooLarge { .. } => ("payload_too_large", true),
+            ApiError::BodyTimeout => ("body_timeout", true),
+            ApiError::QuotaExceeded { .. } => ("quota_exceeded", true),
+            ApiError::Read(_) | ApiError::Internal(_) => ("internal", false),
+        };
+        ErrorCode { code, rejection }
+    }
+
+    /// The HTTP status. The only place that decides one.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Auth(e) => match e {
+                AuthError::MissingToken | AuthError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+                AuthError::MissingTenantHeader
+                | AuthError::AmbiguousHeader(_)
+                | AuthError::InvalidHeader { .. } => StatusCode::BAD_REQUEST,
+                AuthError::TenantMismatch | AuthError::TeamMismatch => StatusCode::FORBIDDEN,
+                AuthError::UnknownTenant(_) => StatusCode::NOT_FOUND,
+            },
+            ApiError::Runtime(e) => match e {
+                RuntimeError::UnknownTenant(_) => StatusCode::NOT_FOUND,
+                RuntimeError::UnknownEnv { .. }
+                | RuntimeError::UnknownTeam { .. }
+                | RuntimeError::UnknownChannel { .. }
+                | RuntimeError::Invalid(_) => StatusCode::BAD_REQUEST,
+                RuntimeError::SessionEnded(_) | RuntimeError::SessionChannel { .. } => {
+                    StatusCode::CONFLICT
+                }
+                RuntimeError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+                RuntimeError::Quarantined(_) | RuntimeError::ShuttingDown => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                RuntimeError::FlowCrashed(_) | RuntimeError::Storage(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            },
+            ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
+            ApiError::TeamMismatch(_) => StatusCode::FORBIDDEN,
+            ApiError::UnknownTeam(_) | ApiError::SessionNotFound(_) | ApiError::RouteNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::AmbiguousSession(_) => StatusCode::CONFLICT,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Read(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Seconds for `Retry-After`, for the errors that carry one.
+    fn retry_after_s(&self) -> Option<u64> {
+        match self {
+            ApiError::QuotaExceeded { retry_after_s } => Some((*retry_after_s).max(1)),
+            ApiError::Runtime(RuntimeError::Overloaded) => Some(OVERLOADED_RETRY_AFTER_S),
+            _ => None,
+        }
+    }
+
+    /// The message shown to the client: the error's text for 4xx, a generic line for 5xx.
+    fn public_message(&self, status: StatusCode) -> String {
+        match self {
+            _ if status.is_server_error() && !matches!(self, ApiError::Runtime(_)) => {
+                "internal error".to_owned()
+            }
+            ApiError::Runtime(RuntimeError::Storage(_)) => "internal error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+fn invalid_field_code(field: &str) -> &'static str {
+    match field {
+        "team" => "invalid_team",
+        "channel" => "invalid_channel",
+        "session" => "invalid_session",
+        "user" => "invalid_user",
+        "text" => "invalid_text",
+        "message_id" => "invalid_message_id",
+        _ => "invalid_parameter",
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status();
+        let code = self.code();
+        if status.is_server_error() {
+            // Logged once, here, inside the request's span; the client gets no detail.
+            tracing::error!(code = code.code, error = %self, "request failed");
+        }
+        let message = self.public_message(status);
+        let body = serde_json::to_vec(&Body {
+            error: BodyError {
+                code: code.code,
+                message: &message,
+            },
+        })
+        .unwrap_or_else(|_| {
+            br#"{"error":{"code":"internal","message":"internal error"}}"#.to_vec()
+        });
+        let mut response = HttpResponse::build(status);
+        response.content_type("application/json");
+        if let Some(seconds) = self.retry_after_s() {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
+        }
+        if matches!(
+            self,
+            ApiError::PayloadTooLarge { .. } | ApiError::BodyTimeout
+        ) {
+            // The rest of the body may still be on its way: do not reuse the connection.
+            response.force_close();
+        }
+        let mut response = response.body(body);
+        response.extensions_mut().insert(code);
+        response
+    }
+}
