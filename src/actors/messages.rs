@@ -77,6 +77,26 @@ pub enum RuntimeError {
     Storage(String),
 }
 
+impl RuntimeError {
+    /// The stable, snake_case code clients see in `{"error":{"code",...}}` (HTTP and NATS).
+    pub fn code(&self) -> &'static str {
+        match self {
+            RuntimeError::UnknownTenant(_) => "unknown_tenant",
+            RuntimeError::UnknownEnv { .. } => "unknown_env",
+            RuntimeError::UnknownTeam { .. } => "unknown_team",
+            RuntimeError::UnknownChannel { .. } => "unknown_channel",
+            RuntimeError::Invalid(_) => "invalid_message",
+            RuntimeError::SessionEnded(_) => "session_ended",
+            RuntimeError::SessionChannel { .. } => "session_channel",
+            RuntimeError::Quarantined(_) => "session_quarantined",
+            RuntimeError::FlowCrashed(_) => "flow_failed",
+            RuntimeError::Overloaded => "overloaded",
+            RuntimeError::ShuttingDown => "shutting_down",
+            RuntimeError::Storage(_) => "internal",
+        }
+    }
+}
+
 impl From<AppendError> for RuntimeError {
     fn from(e: AppendError) -> RuntimeError {
         match e {

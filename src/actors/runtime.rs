@@ -36,7 +36,26 @@ pub struct RuntimeOptions {
     /// Arbiters (threads) that session actors are spread over.
     pub workers: usize,
     pub clock: Arc<dyn Clock>,
+    /// Where every reply goes after its ack (e.g. the NATS egress publisher); `None`: nowhere.
+    pub egress: Option<EgressSink>,
 }
+
+/// One reply on its way out to the user's channel.
+#[derive(Clone, Debug)]
+pub struct Egress {
+    pub tenant: TenantId,
+    pub env: crate::tenancy::EnvId,
+    pub team: crate::tenancy::TeamId,
+    pub channel: ChannelId,
+    pub session: SessionId,
+    pub text: String,
+    /// The client's message id of the message this answers, when it had one.
+    pub in_reply_to: Option<String>,
+}
+
+/// A bounded queue of replies to publish. When it is full a reply is dropped and counted, never
+/// buffered without bound: the reply is in the log and the ack carries it anyway.
+pub type EgressSink = tokio::sync::mpsc::Sender<Egress>;
 
 impl RuntimeOptions {
     pub fn from_config(config: &Config) -> RuntimeOptions {
@@ -49,6 +68,7 @@ impl RuntimeOptions {
             sweep_interval: (idle / 4).max(Duration::from_secs(1)),
             workers: std::thread::available_parallelism().map_or(2, usize::from),
             clock: Arc::new(SystemClock),
+            egress: None,
         }
     }
 }
@@ -60,6 +80,8 @@ pub struct RuntimeMetrics {
     pub snapshot_fallbacks: AtomicU64,
     /// Session actors currently running.
     pub active_sessions: AtomicU64,
+    /// Replies dropped because the egress queue was full.
+    pub egress_dropped: AtomicU64,
 }
 
 /// What every actor shares: the log, the snapshot store, options, arbiters.
@@ -142,6 +164,21 @@ impl Runtime {
         channel: &ChannelId,
         inbound: Inbound,
     ) -> Result<Ack, RuntimeError> {
+        self.submit(ctx, channel, inbound)?.await
+    }
+
+    /// Checks and enqueues a message now and returns a future of its ack. Messages submitted
+    /// one after another from one thread reach their session in that order, however their acks
+    /// are awaited (NATS ingress relies on this to keep a subject's order).
+    pub fn submit(
+        &self,
+        ctx: &TenantCtx,
+        channel: &ChannelId,
+        inbound: Inbound,
+    ) -> Result<
+        impl std::future::Future<Output = Result<Ack, RuntimeError>> + Send + 'static,
+        RuntimeError,
+    > {
         if self.inner.shutting_down.load(Ordering::Acquire) {
             return Err(RuntimeError::ShuttingDown);
         }
@@ -174,7 +211,7 @@ impl Runtime {
             Err(SendError::Full(_)) => return Err(RuntimeError::Overloaded),
             Err(SendError::Closed(_)) => return Err(RuntimeError::ShuttingDown),
         }
-        answer.await.map_err(|_| RuntimeError::ShuttingDown)?
+        Ok(async move { answer.await.map_err(|_| RuntimeError::ShuttingDown)? })
     }
 
     /// The state of a session of `ctx`'s tenant, env and team (`default` when `None`), from its

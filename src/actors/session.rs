@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::env::{Ended, EnvActor, EnvShared, Reroute};
 use super::messages::{Ack, Deliver, RuntimeError};
+use super::runtime::Egress;
 use crate::events::codec::decode_limited;
 use crate::events::log::{AppendGroup, AppendOutcome, Idempotency, IdempotencyRecord};
 use crate::events::schema::{Event, EventKind};
@@ -297,6 +298,34 @@ impl SessionActor {
     }
 }
 
+impl SessionActor {
+    /// Hands the replies to the egress sink, if any (best effort, after the durable append).
+    fn publish(&self, msg: &Deliver, replies: &[String]) {
+        let runtime = &self.shared.runtime;
+        let Some(sink) = &runtime.opts.egress else {
+            return;
+        };
+        for text in replies {
+            let out = Egress {
+                tenant: self.state.tenant.clone(),
+                env: self.state.env.clone(),
+                team: self.state.team.clone(),
+                channel: msg.channel.clone(),
+                session: self.state.session.clone(),
+                text: text.clone(),
+                in_reply_to: msg.inbound.message_id.clone(),
+            };
+            if sink.try_send(out).is_err() {
+                runtime
+                    .metrics
+                    .egress_dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(tenant = %self.state.tenant, session = %self.state.session, "egress queue full; reply not published");
+            }
+        }
+    }
+}
+
 fn replies_of(kinds: &[EventKind]) -> Vec<String> {
     kinds
         .iter()
@@ -421,6 +450,7 @@ impl Handler<Deliver> for SessionActor {
                         });
                     }
                     let session = act.state.session.clone();
+                    act.publish(&msg, &replies);
                     if panicked {
                         msg.answer(Err(RuntimeError::FlowCrashed(session)));
                     } else {

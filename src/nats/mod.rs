@@ -1,0 +1,347 @@
+//! The NATS edge (DESIGN §6): ingress on `{prefix}.ingress.{env}.{tenant}.{team}.{channel}`,
+//! acks on the reply subject after the durable append, replies published on the matching egress
+//! subject.
+//!
+//! Invariants:
+//! - a subject is parsed into validated ids before anything else; a malformed subject or payload
+//!   is counted, logged with whatever is known of its tenant, answered with an error when it has
+//!   a reply subject, and never reaches any tenant;
+//! - a message for a tenant this instance does not serve is ignored without a reply (another
+//!   instance may serve it: hybrid deployments share one NATS);
+//! - an ack (`{"session","seq"}`) is sent only after the message's events are durable; a retry
+//!   with the same `message_id` or `Nats-Msg-Id` appends nothing and gets the first ack;
+//! - a subject's messages are handed to the runtime in arrival order; at most `IN_FLIGHT_MAX`
+//!   await their ack at once, so a burst cannot grow memory without bound.
+
+pub mod subject;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::actors::messages::{Ack, Inbound, RuntimeError};
+use crate::actors::runtime::{Egress, EgressSink, Runtime};
+use crate::config::NatsConfig;
+use crate::tenancy::{SessionId, TenantCtx, TenantId};
+
+/// Largest ingress payload, in bytes.
+pub const PAYLOAD_BYTES_MAX: usize = 64 * 1024;
+/// Messages the client buffers for our subscription before it reports a slow consumer and drops.
+pub const SUBSCRIPTION_CAPACITY: usize = 16 * 1024;
+/// Ingress messages awaiting their ack at once.
+pub const IN_FLIGHT_MAX: usize = 4096;
+/// Replies queued for publishing.
+pub const EGRESS_QUEUE: usize = 16 * 1024;
+
+/// Counters of the NATS edge (exported on /metrics).
+#[derive(Debug, Default)]
+pub struct NatsMetrics {
+    pub received: AtomicU64,
+    pub acked: AtomicU64,
+    pub rejected_subject: AtomicU64,
+    pub rejected_payload: AtomicU64,
+    pub runtime_errors: AtomicU64,
+    pub not_served: AtomicU64,
+    pub slow_consumer: AtomicU64,
+    pub egress_published: AtomicU64,
+    pub egress_failed: AtomicU64,
+}
+
+/// The NATS edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    #[error("cannot connect to NATS at {url}: {detail}")]
+    Connect { url: String, detail: String },
+    #[error("cannot subscribe to {subject}: {detail}")]
+    Subscribe { subject: String, detail: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IngressPayload {
+    session: Option<String>,
+    user: String,
+    text: String,
+    message_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct AckBody<'a> {
+    session: &'a str,
+    seq: u64,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct EgressBody<'a> {
+    session: &'a str,
+    text: &'a str,
+    in_reply_to: Option<&'a str>,
+}
+
+/// A queue for the runtime's replies and the receiving end for [`publish_egress`].
+pub fn egress_channel() -> (EgressSink, mpsc::Receiver<Egress>) {
+    mpsc::channel(EGRESS_QUEUE)
+}
+
+/// Connects (retrying while the server is down at start), reporting connection changes and slow
+/// consumers in the log and the metrics.
+pub async fn connect(
+    config: &NatsConfig,
+    metrics: Arc<NatsMetrics>,
+) -> Result<async_nats::Client, NatsError> {
+    let url = config.url.clone();
+    async_nats::ConnectOptions::new()
+        .subscription_capacity(SUBSCRIPTION_CAPACITY)
+        .retry_on_initial_connect()
+        .event_callback(move |event| {
+            let metrics = metrics.clone();
+            async move {
+                match event {
+                    async_nats::Event::SlowConsumer(sid) => {
+                        metrics.slow_consumer.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            subscription = sid,
+                            "NATS slow consumer: the client dropped messages"
+                        );
+                    }
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("NATS disconnected; reconnecting")
+                    }
+                    async_nats::Event::Connected => tracing::info!("NATS connected"),
+                    other => tracing::debug!(event = %other, "NATS event"),
+                }
+            }
+        })
+        .connect(&url)
+        .await
+        .map_err(|e| NatsError::Connect {
+            url,
+            detail: e.to_string(),
+        })
+}
+
+/// Everything ingress needs.
+pub struct Ingress {
+    pub client: async_nats::Client,
+    pub prefix: String,
+    pub runtime: Runtime,
+    /// Tenants this instance serves; messages for others are ignored.
+    pub served: HashSet<TenantId>,
+    /// In dedicated mode, the one tenant (subscription is narrowed to it).
+    pub dedicated: Option<TenantId>,
+    pub metrics: Arc<NatsMetrics>,
+}
+
+impl Ingress {
+    /// Subscribes and handles messages until `stop` turns true; then waits for in-flight acks.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), NatsError> {
+        let filter = subject::ingress_filter(&self.prefix, self.dedicated.as_ref());
+        let mut sub =
+            self.client
+                .subscribe(filter.clone())
+                .await
+                .map_err(|e| NatsError::Subscribe {
+                    subject: filter.clone(),
+                    detail: e.to_string(),
+                })?;
+        // The subscription counts as made once the server has it: a flush round-trips.
+        if let Err(e) = self.client.flush().await {
+            tracing::warn!(error = %e, "NATS flush after subscribing failed; the client retries");
+        }
+        tracing::info!(subject = %filter, "NATS ingress subscribed");
+        let permits = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
+        let this = Arc::new(self);
+        loop {
+            let msg = tokio::select! {
+                msg = sub.next() => match msg { Some(m) => m, None => break },
+                _ = stop.changed() => break,
+            };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            if let Some(pending) = this.accept(&msg) {
+                let this = this.clone();
+                actix_rt::spawn(async move {
+                    let result = pending.await;
+                    this.answer(msg.reply.as_ref(), result).await;
+                    drop(permit);
+                });
+            }
+        }
+        let _ = sub.unsubscribe().await;
+        // Wait for every accepted message's ack to be sent.
+        let _all = permits
+            .acquire_many(u32::try_from(IN_FLIGHT_MAX).unwrap_or(u32::MAX))
+            .await;
+        Ok(())
+    }
+
+    /// Validates one message and hands it to the runtime; `None` when it was answered or
+    /// ignored here.
+    fn accept(
+        &self,
+        msg: &async_nats::Message,
+    ) -> Option<impl std::future::Future<Output = Result<Ack, RuntimeError>> + Send + 'static> {
+        let m = &self.metrics;
+        m.received.fetch_add(1, Ordering::Relaxed);
+        let address = match subject::parse_ingress(&self.prefix, &msg.subject) {
+            Ok(a) => a,
+            Err(e) => {
+                m.rejected_subject.fetch_add(1, Ordering::Relaxed);
+                let tenant = subject::tenant_token(&self.prefix, &msg.subject).unwrap_or("?");
+                tracing::warn!(tenant = %tenant.escape_debug(), error = %e, "malformed NATS ingress subject rejected");
+                self.reject_later(msg, "invalid_subject", e.to_string());
+                return None;
+            }
+        };
+        if !self.served.contains(&address.tenant) {
+            m.not_served.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(tenant = %address.tenant, "NATS message for a tenant not served here ignored");
+            return None;
+        }
+        let inbound = match parse_payload(msg) {
+            Ok(i) => i,
+            Err(problem) => {
+                m.rejected_payload.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(tenant = %address.tenant, env = %address.env, team = %address.team,
+                    channel = %address.channel, error = %problem, "malformed NATS ingress payload rejected");
+                self.reject_later(msg, "invalid_payload", problem);
+                return None;
+            }
+        };
+        let ctx = TenantCtx::new(address.tenant, address.env, Some(address.team));
+        match self.runtime.submit(&ctx, &address.channel, inbound) {
+            Ok(pending) => Some(pending),
+            Err(e) => {
+                m.runtime_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(tenant = %ctx.tenant, code = e.code(), "NATS message refused");
+                self.reject_later(msg, e.code(), e.to_string());
+                None
+            }
+        }
+    }
+
+    fn reject_later(&self, msg: &async_nats::Message, code: &'static str, message: String) {
+        if let Some(reply) = msg.reply.clone() {
+            let client = self.client.clone();
+            let body = serde_json::to_vec(&ErrorBody {
+                error: ErrorDetail { code, message },
+            })
+            .unwrap_or_default();
+            actix_rt::spawn(async move {
+                let _ = client.publish(reply, body.into()).await;
+            });
+        }
+    }
+
+    async fn answer(&self, reply: Option<&async_nats::Subject>, result: Result<Ack, RuntimeError>) {
+        let body = match &result {
+            Ok(ack) => {
+                self.metrics.acked.fetch_add(1, Ordering::Relaxed);
+                serde_json::to_vec(&AckBody {
+                    session: ack.session.as_str(),
+                    seq: ack.seq,
+                })
+            }
+            Err(e) => {
+                self.metrics.runtime_errors.fetch_add(1, Ordering::Relaxed);
+                serde_json::to_vec(&ErrorBody {
+                    error: ErrorDetail {
+                        code: e.code(),
+                        message: e.to_string(),
+                    },
+                })
+            }
+        };
+        if let (Some(reply), Ok(body)) = (reply, body) {
+            if let Err(e) = self.client.publish(reply.clone(), body.into()).await {
+                tracing::warn!(error = %e, "NATS ack could not be sent");
+            }
+        }
+    }
+}
+
+/// The inbound message of a NATS payload; `Nats-Msg-Id` stands in for a missing `message_id`.
+fn parse_payload(msg: &async_nats::Message) -> Result<Inbound, String> {
+    if msg.payload.len() > PAYLOAD_BYTES_MAX {
+        return Err(format!(
+            "payload of {} bytes exceeds {PAYLOAD_BYTES_MAX}",
+            msg.payload.len()
+        ));
+    }
+    let p: IngressPayload = serde_json::from_slice(&msg.payload)
+        .map_err(|e| format!("payload is not valid JSON of the expected shape: {e}"))?;
+    let session = p
+        .session
+        .as_deref()
+        .map(SessionId::parse)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let header_id = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Msg-Id"))
+        .map(|v| v.as_str().to_owned());
+    Ok(Inbound {
+        session,
+        user: p.user,
+        text: p.text,
+        message_id: p.message_id.or(header_id),
+    })
+}
+
+/// Publishes replies from the runtime on their egress subjects until the queue closes or `stop`
+/// turns true (then what is queued is still published).
+pub async fn publish_egress(
+    client: async_nats::Client,
+    prefix: String,
+    mut replies: mpsc::Receiver<Egress>,
+    mut stop: watch::Receiver<bool>,
+    metrics: Arc<NatsMetrics>,
+) {
+    loop {
+        let out = tokio::select! {
+            out = replies.recv() => match out { Some(o) => o, None => break },
+            _ = stop.changed() => {
+                replies.close();
+                continue;
+            }
+        };
+        let subject = subject::egress(&prefix, &out.env, &out.tenant, &out.team, &out.channel);
+        let body = EgressBody {
+            session: out.session.as_str(),
+            text: &out.text,
+            in_reply_to: out.in_reply_to.as_deref(),
+        };
+        let published = match serde_json::to_vec(&body) {
+            Ok(body) => client
+                .publish(subject, body.into())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match published {
+            Ok(()) => metrics.egress_published.fetch_add(1, Ordering::Relaxed),
+            Err(e) => {
+                tracing::warn!(tenant = %out.tenant, error = %e, "egress publish failed");
+                metrics.egress_failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+    let _ = client.flush().await;
+}

@@ -1,0 +1,381 @@
+//! The NATS edge against a real `nats-server` on a free loopback port and the real `tenantry
+//! serve` binary.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+
+use tenantry::events::log::{EventLog, LogOptions};
+use tenantry::events::schema::EventKind;
+use tenantry::tenancy::TenantId;
+
+const PREFIX: &str = "greentic.messaging";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Nats {
+    child: Child,
+    port: u16,
+}
+
+impl Nats {
+    fn start(port: u16) -> Nats {
+        // Debian installs it in /usr/sbin, which is not on every user's PATH.
+        let binary = if std::path::Path::new("/usr/sbin/nats-server").exists() {
+            "/usr/sbin/nats-server"
+        } else {
+            "nats-server"
+        };
+        let child = Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server is installed (scripts/test.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nats { child, port }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct Server {
+    child: Child,
+    dir: tempfile::TempDir,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(nats_port: u16) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let root = env!("CARGO_MANIFEST_DIR");
+        std::fs::create_dir(dir.path().join("flows")).unwrap();
+        for f in ["acme_support.yaml", "bigcorp_helpdesk.yaml"] {
+            std::fs::copy(
+                format!("{root}/flows/{f}"),
+                dir.path().join("flows").join(f),
+            )
+            .unwrap();
+        }
+        let shipped = std::fs::read_to_string(format!("{root}/config.toml")).unwrap();
+        let config = shipped.replace("127.0.0.1:8080", "127.0.0.1:0")
+            + &format!(
+                "\n[nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\nsubject_prefix = \"{PREFIX}\"\n"
+            );
+        let config = fix_nats_section(&config);
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+            .current_dir(dir.path())
+            .arg("serve")
+            .env("RUST_LOG", "info")
+            .env("TENANTRY_SIGNING_KEY", "nats-test-key")
+            .env_remove("TENANTRY_TENANT_ID")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let server = Server { child, dir, lines };
+        server.wait_for("NATS ingress subscribed");
+        server
+    }
+
+    fn wait_for(&self, needle: &str) {
+        let mut seen = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(20)) {
+            if line.contains(needle) {
+                return;
+            }
+            seen.push(line);
+        }
+        panic!("no {needle:?} in {seen:#?}");
+    }
+
+    /// SIGTERM, wait, and open the log it wrote.
+    fn stop(mut self) -> (EventLog, tempfile::TempDir) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status:?}");
+        // Keep the data dir: swap a fresh temp dir in for Drop to clean up instead.
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let log = EventLog::open(&dir.path().join("data/log"), &LogOptions::default()).unwrap();
+        (log, dir)
+    }
+}
+
+impl Drop for Server {
+    /// A failing test must not leave a server behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The shipped config may already carry a commented `[nats]` example; keep exactly one section.
+fn fix_nats_section(config: &str) -> String {
+    let n = config.matches("\n[nats]").count();
+    assert_eq!(
+        n, 1,
+        "the test config must have one [nats] section:\n{config}"
+    );
+    config.to_owned()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn ingress(env: &str, tenant: &str, team: &str, channel: &str) -> String {
+    format!("{PREFIX}.ingress.{env}.{tenant}.{team}.{channel}")
+}
+
+async fn request(
+    client: &async_nats::Client,
+    subject: String,
+    body: serde_json::Value,
+    msg_id: Option<&str>,
+) -> serde_json::Value {
+    let mut headers = async_nats::HeaderMap::new();
+    if let Some(id) = msg_id {
+        headers.insert("Nats-Msg-Id", id);
+    }
+    let request = async_nats::Request::new()
+        .payload(body.to_string().into())
+        .headers(headers)
+        .timeout(Some(Duration::from_secs(5)));
+    let reply = client.send_request(subject, request).await.unwrap();
+    serde_json::from_slice(&reply.payload).unwrap()
+}
+
+fn received_ids(log: &EventLog, tenant: &str) -> Vec<String> {
+    log.tenant(&TenantId::parse(tenant).unwrap())
+        .events(1..=u64::MAX)
+        .filter_map(|e| match e.unwrap().event.kind {
+            EventKind::MessageReceived { message_id, .. } => Some(message_id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn ingress_acks_after_append_and_egress_stays_per_tenant() {
+    let nats = Nats::start(free_port());
+    let server = Server::start(nats.port);
+    let rt = runtime();
+    rt.block_on(async {
+        let client = async_nats::connect(format!("nats://127.0.0.1:{}", nats.port))
+            .await
+            .unwrap();
+        let mut acme_out = client
+            .subscribe(format!("{PREFIX}.egress.*.acme.>"))
+            .await
+            .unwrap();
+        let mut big_out = client
+            .subscribe(format!("{PREFIX}.egress.*.bigcorp.>"))
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+
+        let ack = request(
+            &client,
+            ingress("prod", "acme", "support", "slack"),
+            serde_json::json!({"user": "ada", "text": "hello"}),
+            None,
+        )
+        .await;
+        assert!(ack["session"].is_string(), "{ack}");
+        assert_eq!(ack["seq"], 2, "{ack}");
+        let big = request(
+            &client,
+            ingress("prod", "bigcorp", "helpdesk", "webchat"),
+            serde_json::json!({"user": "bob", "text": "bigcorp-canary", "message_id": "b-1"}),
+            None,
+        )
+        .await;
+        assert_eq!(big["seq"], 2, "{big}");
+
+        let out = tokio::time::timeout(Duration::from_secs(5), acme_out.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            out.subject.as_str(),
+            format!("{PREFIX}.egress.prod.acme.support.slack")
+        );
+        let body: serde_json::Value = serde_json::from_slice(&out.payload).unwrap();
+        assert_eq!(body["text"], "Welcome to ACME Support! How can I help?");
+        assert_eq!(body["session"], ack["session"]);
+        let out = tokio::time::timeout(Duration::from_secs(5), big_out.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&out.payload).unwrap();
+        assert_eq!(body["in_reply_to"], "b-1");
+        // acme's egress subscriber never sees bigcorp's reply.
+        let nothing = tokio::time::timeout(Duration::from_millis(300), acme_out.next()).await;
+        assert!(nothing.is_err(), "unexpected egress on acme: {nothing:?}");
+
+        // Malformed subject and payloads: an error reply, nothing delivered.
+        for (subject, body) in [
+            (
+                ingress("prod", "ACME", "support", "slack"),
+                serde_json::json!({"user": "x", "text": "y"}),
+            ),
+            (
+                ingress("prod", "acme", "support", "slack"),
+                serde_json::json!({"user": "x"}),
+            ),
+            (
+                ingress("prod", "acme", "support", "slack"),
+                serde_json::json!({"user": "x", "text": "y", "extra": 1}),
+            ),
+            (
+                ingress("prod", "acme", "support", "slack"),
+                serde_json::json!({"user": "x", "text": "y", "session": "../etc"}),
+            ),
+        ] {
+            let reply = request(&client, subject.clone(), body, None).await;
+            assert!(reply["error"]["code"].is_string(), "{subject}: {reply}");
+        }
+        // A channel the team does not have is refused by the runtime.
+        let reply = request(
+            &client,
+            ingress("prod", "acme", "support", "fax"),
+            serde_json::json!({"user": "x", "text": "y"}),
+            None,
+        )
+        .await;
+        assert_eq!(reply["error"]["code"], "unknown_channel");
+
+        // Duplicates by Nats-Msg-Id get the first ack and append nothing.
+        let first = request(
+            &client,
+            ingress("prod", "acme", "support", "slack"),
+            serde_json::json!({"user": "eve", "text": "once"}),
+            Some("dup-7"),
+        )
+        .await;
+        let again = request(
+            &client,
+            ingress("prod", "acme", "support", "slack"),
+            serde_json::json!({"user": "eve", "text": "once"}),
+            Some("dup-7"),
+        )
+        .await;
+        assert_eq!(first, again);
+    });
+    let (log, _dir) = server.stop();
+    let acme = received_ids(&log, "acme");
+    assert_eq!(
+        acme.iter().filter(|id| *id == "dup-7").count(),
+        1,
+        "{acme:?}"
+    );
+    assert!(
+        acme.len() == 2,
+        "only the two valid acme messages were appended: {acme:?}"
+    );
+    assert_eq!(received_ids(&log, "bigcorp"), vec!["b-1"]);
+    drop(nats);
+}
+
+#[test]
+fn a_nats_server_restart_loses_no_acked_message() {
+    let port = free_port();
+    let mut nats = Nats::start(port);
+    let server = Server::start(port);
+    let rt = runtime();
+    let acked: Vec<String> = rt.block_on(async {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(format!("nats://127.0.0.1:{port}"))
+            .await
+            .unwrap();
+        let mut acked = Vec::new();
+        let mut restarted = false;
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let mut n = 0;
+        while acked.len() < 60 && Instant::now() < deadline {
+            if n == 20 && !restarted {
+                nats.kill();
+                nats = Nats::start(port);
+                restarted = true;
+            }
+            let id = format!("m-{n}");
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id.as_str());
+            let req = async_nats::Request::new()
+                .payload(
+                    serde_json::json!({"user": "ada", "text": format!("n{n}")})
+                        .to_string()
+                        .into(),
+                )
+                .headers(headers)
+                .timeout(Some(Duration::from_secs(2)));
+            match client
+                .send_request(ingress("prod", "acme", "support", "slack"), req)
+                .await
+            {
+                Ok(reply) => {
+                    let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+                    if body["seq"].is_u64() {
+                        acked.push(id);
+                        n += 1;
+                    }
+                }
+                // Lost in the outage: retry the same id (never acked, so nothing to lose).
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        assert!(restarted);
+        acked
+    });
+    assert!(
+        acked.len() >= 60,
+        "only {} acks within the deadline",
+        acked.len()
+    );
+    let (log, _dir) = server.stop();
+    let stored = received_ids(&log, "acme");
+    for id in &acked {
+        assert_eq!(
+            stored.iter().filter(|s| *s == id).count(),
+            1,
+            "acked {id} stored {} times",
+            stored.iter().filter(|s| *s == id).count()
+        );
+    }
+}
