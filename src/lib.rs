@@ -5,9 +5,13 @@
 //! snapshots), `flow` (the flow engine), `bench` (measurement drivers).
 
 pub mod actors;
+pub mod audit;
 pub mod bench;
 pub mod config;
+pub mod edge;
 pub mod events;
 pub mod flow;
+pub mod nats;
 pub mod projections;
+pub mod secrets;
 pub mod tenancy;

@@ -26,6 +26,9 @@ pub struct ProjectionError {
     pub detail: String,
 }
 
+/// A raw key/value pair of a projection tree.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// One projection's tree.
 #[derive(Clone)]
 pub struct ProjectionTree {
@@ -92,7 +95,7 @@ impl ProjectionTree {
         &self,
         tenant: &TenantId,
         prefix: &[u8],
-    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), ProjectionError>> + '_ {
+    ) -> impl Iterator<Item = Result<Entry, ProjectionError>> + '_ {
         let full = tagged(tenant, TAG_DATA, prefix);
         let skip = full.len() - prefix.len();
         self.tree.scan_prefix(full).map(move |entry| {
@@ -140,7 +143,7 @@ impl ProjectionTree {
     }
 
     /// Every entry of `tenant`, raw: for comparing an incremental projection with a rebuild.
-    pub fn dump(&self, tenant: &TenantId) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ProjectionError> {
+    pub fn dump(&self, tenant: &TenantId) -> Result<Vec<Entry>, ProjectionError> {
         self.tree
             .scan_prefix(keys::tenant_prefix(tenant))
             .map(|e| {

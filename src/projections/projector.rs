@@ -405,7 +405,10 @@ impl Projector {
     }
 
     /// Every raw entry of the tenant's read models, for comparing fold results.
-    pub fn dump(&self, tenant: &TenantId) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ProjectorError> {
+    pub fn dump(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<crate::events::projection::Entry>, ProjectorError> {
         Ok(self.tree.dump(tenant)?)
     }
 }

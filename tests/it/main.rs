@@ -4,6 +4,11 @@
 // Test code may panic on unexpected data: that is how a test fails.
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
+mod audit;
 mod check_config;
 mod crash;
+mod http;
+mod nats;
+mod projections;
+mod secrets;
 mod serve;

@@ -11,6 +11,7 @@ fn start(config: &std::path::Path) -> (Child, mpsc::Receiver<String>) {
         .args(["serve", "--config"])
         .arg(config)
         .env("RUST_LOG", "info")
+        .env("TENANTRY_SIGNING_KEY", "serve-test-key")
         .env_remove("TENANTRY_TENANT_ID")
         .stderr(Stdio::piped())
         .spawn()
@@ -49,11 +50,10 @@ fn serve_starts_refuses_a_second_server_and_stops_on_sigterm() {
         )
         .unwrap();
     }
-    std::fs::copy(
-        format!("{root}/config.toml"),
-        dir.path().join("config.toml"),
-    )
-    .unwrap();
+    // Port 0: the shipped 8080 may be taken on a test machine.
+    let shipped = std::fs::read_to_string(format!("{root}/config.toml")).unwrap();
+    let config = shipped.replace("127.0.0.1:8080", "127.0.0.1:0");
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
     let config = dir.path().join("config.toml");
 
     let (mut server, rx) = start(&config);
@@ -72,6 +72,7 @@ fn serve_starts_refuses_a_second_server_and_stops_on_sigterm() {
     let second = Command::new(env!("CARGO_BIN_EXE_tenantry"))
         .args(["serve", "--config"])
         .arg(&config)
+        .env("TENANTRY_SIGNING_KEY", "serve-test-key")
         .output()
         .unwrap();
     assert!(!second.status.success());
