@@ -1,8 +1,10 @@
 //! tenantry: a multi-tenant, event-sourced conversation runtime.
 //!
 //! Modules in reading order: `tenancy` (validated ids, `TenantCtx`), `config` (config.toml, seed
-//! YAML, flows), `events` (schema, codec, the sled log), `projections` (session state,
-//! snapshots), `flow` (the flow engine), `bench` (measurement drivers).
+//! YAML, flows), `events` (schema, codec, the sled log, projection storage), `flow` (the flow
+//! engine), `projections` (session state, snapshots, usage and session read models), `actors`
+//! (the runtime), `edge` (HTTP API), `nats` (NATS edge), `secrets` (encrypted secrets, tokens),
+//! `audit` (export, verify, replay), `bench` (measurement drivers).
 
 pub mod actors;
 pub mod audit;

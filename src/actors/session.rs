@@ -451,6 +451,9 @@ impl Handler<Deliver> for SessionActor {
                     }
                     let session = act.state.session.clone();
                     act.publish(&msg, &replies);
+                    // Inside the message's span (tenant, env, team, channel, session); never
+                    // the text itself.
+                    tracing::debug!(seq, replies = replies.len(), "message acked");
                     if panicked {
                         msg.answer(Err(RuntimeError::FlowCrashed(session)));
                     } else {

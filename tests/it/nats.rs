@@ -69,6 +69,10 @@ struct Server {
 
 impl Server {
     fn start(nats_port: u16) -> Server {
+        Server::start_logging(nats_port, "info")
+    }
+
+    fn start_logging(nats_port: u16, level: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let root = env!("CARGO_MANIFEST_DIR");
         std::fs::create_dir(dir.path().join("flows")).unwrap();
@@ -89,7 +93,7 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
             .current_dir(dir.path())
             .arg("serve")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", level)
             .env("TENANTRY_SIGNING_KEY", "nats-test-key")
             .env_remove("TENANTRY_TENANT_ID")
             .stderr(Stdio::piped())
@@ -377,5 +381,51 @@ fn a_nats_server_restart_loses_no_acked_message() {
             "acked {id} stored {} times",
             stored.iter().filter(|s| *s == id).count()
         );
+    }
+}
+
+#[test]
+fn logs_are_tenant_tagged_and_never_carry_message_text() {
+    const TEXT_CANARY: &str = "TEXT-CANARY-7f3a";
+    let nats = Nats::start(free_port());
+    let server = Server::start_logging(nats.port, "debug");
+    let rt = runtime();
+    rt.block_on(async {
+        let client = async_nats::connect(format!("nats://127.0.0.1:{}", nats.port))
+            .await
+            .unwrap();
+        let ack = request(
+            &client,
+            ingress("prod", "acme", "support", "slack"),
+            serde_json::json!({"user": "ada", "text": format!("my card is {TEXT_CANARY}")}),
+            None,
+        )
+        .await;
+        assert!(ack["seq"].is_u64(), "{ack}");
+    });
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.child.id().to_string())
+        .status();
+    let mut lines = Vec::new();
+    while let Ok(line) = server.lines.recv_timeout(Duration::from_secs(10)) {
+        lines.push(line);
+    }
+    assert!(
+        !lines.iter().any(|l| l.contains(TEXT_CANARY)),
+        "message text in the log"
+    );
+    let acked = lines
+        .iter()
+        .find(|l| l.contains("message acked"))
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    for field in [
+        "tenant=acme",
+        "env=prod",
+        "team=support",
+        "channel=slack",
+        "session=",
+    ] {
+        assert!(acked.contains(field), "{field} missing in {acked}");
     }
 }
