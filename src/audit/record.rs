@@ -26,11 +26,11 @@ use std::borrow::Cow;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::events::codec::{decode_limited, Hash};
 use crate::events::log::StoredEvent;
-use crate::events::schema::{EventKind, SCHEMA_VERSION};
+use crate::events::schema::SCHEMA_VERSION;
 
 /// The manifest's `format`: names this layout and its version.
 pub const FORMAT: &str = "tenantry-audit/1";
@@ -128,7 +128,7 @@ impl EventLine {
             at: e.at_ms,
             at_iso: super::format_time(e.at_ms),
             kind: e.kind.name().to_owned(),
-            data: kind_data(&e.kind),
+            data: e.kind.data_json(),
             v: body.and_then(body_version).unwrap_or(SCHEMA_VERSION),
             body: body.map(encode_base64),
             prev_hash: hash_hex(&stored.prev_hash),
@@ -246,28 +246,6 @@ pub struct Manifest {
     pub until: Option<u64>,
     /// The first `tenant_seq` considered (`--from-seq`, else 1).
     pub from_seq: u64,
-}
-
-/// The kind's fields (as named in `events::schema`) as a JSON object.
-pub fn kind_data(kind: &EventKind) -> Value {
-    match kind {
-        EventKind::SessionStarted {
-            user,
-            flow,
-            flow_version,
-        } => json!({ "user": user, "flow": flow, "flow_version": flow_version }),
-        EventKind::MessageReceived {
-            message_id,
-            user,
-            text,
-        } => json!({ "message_id": message_id, "user": user, "text": text }),
-        EventKind::NodeEntered { node } => json!({ "node": node }),
-        EventKind::ReplySent { node, text } => json!({ "node": node, "text": text }),
-        EventKind::StateSet { key, value } => json!({ "key": key, "value": value }),
-        EventKind::AwaitingInput { node, key } => json!({ "node": node, "key": key }),
-        EventKind::FlowFailed { node, error } => json!({ "node": node, "error": error }),
-        EventKind::SessionEnded { reason } => json!({ "reason": reason }),
-    }
 }
 
 /// The schema version `v` recorded in a stored body, if the body has one.

@@ -36,8 +36,8 @@ use serde::Deserialize;
 use super::export::sidecar_path;
 use super::format_time;
 use super::record::{
-    body_version, decode_base64, hash_hex, kind_data, parse_hash, shorten, EventLine, Manifest,
-    CSV_COLUMNS, FORMAT, TYPE_EVENT, TYPE_MANIFEST,
+    body_version, decode_base64, hash_hex, parse_hash, shorten, EventLine, Manifest, CSV_COLUMNS,
+    FORMAT, TYPE_EVENT, TYPE_MANIFEST,
 };
 use super::{in_window, AuditError};
 use crate::events::codec::{chain_hash, decode_body, Hash, GENESIS_HASH};
@@ -989,7 +989,7 @@ fn compare_fields(rec: &EventLine, event: &Event, body: &[u8]) -> Result<(), Str
             return Err(differs(name, visible, signed));
         }
     }
-    let data = kind_data(&event.kind);
+    let data = event.kind.data_json();
     if rec.data != data {
         return Err(differs("data", &rec.data.to_string(), &data.to_string()));
     }

@@ -91,7 +91,7 @@ fn writer_thread(
     while Instant::now() < deadline {
         n += 1;
         // Every 5th append retries the previous message id, which must be recognised.
-        let retry = n % 5 == 0 && previous_id.is_some();
+        let retry = n.is_multiple_of(5) && previous_id.is_some();
         let message_id = match (&previous_id, retry) {
             (Some(id), true) => id.clone(),
             _ => format!("{run_tag}-{t}-{n}"),

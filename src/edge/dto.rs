@@ -12,7 +12,6 @@ use serde_json::{json, Value};
 
 use crate::actors::messages::Ack;
 use crate::events::log::{SessionInfo, StoredEvent};
-use crate::events::schema::EventKind;
 use crate::projections::session::{Cursor, SessionState, SessionStatus};
 
 /// `POST /api/v1/messages`. Ids arrive as text and are validated by the handler, so that an
@@ -214,7 +213,7 @@ impl EventItem {
             channel: e.channel.to_string(),
             session: e.session.to_string(),
             kind: e.kind.name(),
-            data: kind_data(&e.kind),
+            data: e.kind.data_json(),
             prev_hash: hex(&stored.prev_hash),
             hash: hex(&stored.hash),
         }
@@ -229,28 +228,6 @@ pub struct EventsBody {
     /// Set when the range holds more events than one response: ask again from this seq.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_from_seq: Option<u64>,
-}
-
-/// The data of an event kind, field by field.
-fn kind_data(kind: &EventKind) -> Value {
-    match kind {
-        EventKind::SessionStarted {
-            user,
-            flow,
-            flow_version,
-        } => json!({ "user": user, "flow": flow, "flow_version": flow_version }),
-        EventKind::MessageReceived {
-            message_id,
-            user,
-            text,
-        } => json!({ "message_id": message_id, "user": user, "text": text }),
-        EventKind::NodeEntered { node } => json!({ "node": node }),
-        EventKind::ReplySent { node, text } => json!({ "node": node, "text": text }),
-        EventKind::StateSet { key, value } => json!({ "key": key, "value": value }),
-        EventKind::AwaitingInput { node, key } => json!({ "node": node, "key": key }),
-        EventKind::FlowFailed { node, error } => json!({ "node": node, "error": error }),
-        EventKind::SessionEnded { reason } => json!({ "reason": reason }),
-    }
 }
 
 /// Lowercase hex of `bytes`.

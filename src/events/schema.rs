@@ -76,6 +76,33 @@ impl EventKind {
         }
     }
 
+    /// The kind's fields as a JSON object, named as in the stored data (exports, API).
+    pub fn data_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            EventKind::SessionStarted {
+                user,
+                flow,
+                flow_version,
+            } => {
+                json!({ "user": user, "flow": flow, "flow_version": flow_version })
+            }
+            EventKind::MessageReceived {
+                message_id,
+                user,
+                text,
+            } => {
+                json!({ "message_id": message_id, "user": user, "text": text })
+            }
+            EventKind::NodeEntered { node } => json!({ "node": node }),
+            EventKind::ReplySent { node, text } => json!({ "node": node, "text": text }),
+            EventKind::StateSet { key, value } => json!({ "key": key, "value": value }),
+            EventKind::AwaitingInput { node, key } => json!({ "node": node, "key": key }),
+            EventKind::FlowFailed { node, error } => json!({ "node": node, "error": error }),
+            EventKind::SessionEnded { reason } => json!({ "reason": reason }),
+        }
+    }
+
     /// Encodes the kind's data (without the kind name, which the envelope carries).
     pub(crate) fn encode_data(&self) -> Vec<u8> {
         // Serializing plain strings into a Vec cannot fail; an error here is a bug in serde.

@@ -85,10 +85,11 @@ fn hashes_must_be_64_lowercase_hex_digits() {
 
 #[test]
 fn kind_data_holds_the_fields_by_name() {
-    let data = kind_data(&EventKind::StateSet {
+    let data = crate::events::schema::EventKind::StateSet {
         key: "name".into(),
         value: HOSTILE.into(),
-    });
+    }
+    .data_json();
     assert_eq!(data, serde_json::json!({ "key": "name", "value": HOSTILE }));
 }
 
