@@ -118,8 +118,9 @@ struct BenchArgs {
     /// Concurrent appenders to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 8, 64, 512])]
     appenders: Vec<usize>,
-    /// Concurrent clients for the runtime scenario, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [64, 512, 4096])]
+    /// Concurrent clients for the runtime scenario, comma-separated (http and nats: default 64).
+    #[arg(long, value_delimiter = ',', default_values_t = [64, 512, 4096],
+          default_value_ifs = [("scenario", "http", Some("64")), ("scenario", "nats", Some("64"))])]
     clients: Vec<usize>,
     /// Live idle sessions for the runtime scenario's memory figure (0 skips it).
     #[arg(long)]
@@ -127,6 +128,10 @@ struct BenchArgs {
     /// Most append groups per commit batch (the log's `batch_groups_max`).
     #[arg(long)]
     batch_groups: Option<usize>,
+    /// Events in the history scenario's log (default 200k with --quick, 2M, 10M with --full).
+    /// The log stays in --dir and is reused by the next run with the same size.
+    #[arg(long)]
+    events: Option<u64>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -148,6 +153,12 @@ enum Scenario {
     Log,
     /// In-process end to end: clients → actors → flow → durable log → ack; memory per session.
     Runtime,
+    /// The real server as a child process, driven over HTTP keep-alive connections.
+    Http,
+    /// The real server and nats-server as child processes, driven with NATS requests.
+    Nats,
+    /// A long history: read-model rebuild, audit export, session replay, `serve` cold start.
+    History,
 }
 
 fn main() -> ExitCode {
@@ -424,6 +435,52 @@ fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("creating {}", args.dir.display()))?;
             let mut progress = |line: &str| eprintln!("bench: {line}");
             let report = tenantry::bench::runtime::run(&args.dir, &opts, &mut progress)
+                .map_err(anyhow::Error::msg)?;
+            emit(&report, args.json.as_deref())
+        }
+        Scenario::Http | Scenario::Nats => {
+            // Longer passes than the in-process scenarios: connections and sessions warm up.
+            let seconds = if args.full {
+                10
+            } else if args.quick {
+                2
+            } else {
+                5
+            };
+            let opts = tenantry::bench::edge::EdgeBenchOptions {
+                clients: args.clients,
+                duration: Duration::from_secs(seconds),
+                paced_fraction: 0.5,
+            };
+            std::fs::create_dir_all(&args.dir)
+                .with_context(|| format!("creating {}", args.dir.display()))?;
+            let mut progress = |line: &str| eprintln!("bench: {line}");
+            let report = match args.scenario {
+                Scenario::Http => tenantry::bench::edge::run_http(&args.dir, &opts, &mut progress),
+                _ => tenantry::bench::edge::run_nats(&args.dir, &opts, &mut progress),
+            }
+            .map_err(anyhow::Error::msg)?;
+            emit(&report, args.json.as_deref())
+        }
+        Scenario::History => {
+            let (events, long_session_events) = if args.full {
+                (10_000_000, 100_000)
+            } else if args.quick {
+                (200_000, 10_000)
+            } else {
+                (2_000_000, 100_000)
+            };
+            let opts = tenantry::bench::history::HistoryBenchOptions {
+                events: args.events.unwrap_or(events),
+                long_session_events,
+                appenders: tenantry::bench::history::APPENDERS_DEFAULT,
+                runs: 3,
+                serve_exe: Some(std::env::current_exe().context("locating this binary")?),
+            };
+            std::fs::create_dir_all(&args.dir)
+                .with_context(|| format!("creating {}", args.dir.display()))?;
+            let mut progress = |line: &str| eprintln!("bench: {line}");
+            let report = tenantry::bench::history::run(&args.dir, &opts, &mut progress)
                 .map_err(anyhow::Error::msg)?;
             emit(&report, args.json.as_deref())
         }

@@ -3,5 +3,7 @@
 //! Nothing here is used by the server; it only drives the public APIs of the other modules.
 
 pub mod crash_writer;
+pub mod edge;
+pub mod history;
 pub mod log;
 pub mod runtime;
