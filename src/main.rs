@@ -303,14 +303,19 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
                 tenantry::nats::publish_egress(client, prefix, replies, stop, nats_metrics.clone());
             egress_task = Some(actix_rt::spawn(publish));
         }
-        let mut http =
-            match ApiServer::start(&config, runtime.clone(), projector.clone(), &signing_key) {
-                Ok(http) => http,
-                Err(e) => {
-                    runtime.shutdown().await;
-                    return Err(anyhow::Error::new(e));
-                }
-            };
+        let mut http = match ApiServer::start(
+            &config,
+            runtime.clone(),
+            projector.clone(),
+            &signing_key,
+            config.nats().map(|_| nats_metrics.as_ref()),
+        ) {
+            Ok(http) => http,
+            Err(e) => {
+                runtime.shutdown().await;
+                return Err(anyhow::Error::new(e));
+            }
+        };
         let tenants: Vec<String> = runtime.tenants().map(ToString::to_string).collect();
         tracing::info!(tenants = ?tenants, data_dir = %data_dir.display(), mode = %mode(&config),
             "tenantry runtime started");

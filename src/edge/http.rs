@@ -101,14 +101,19 @@ impl EdgeState {
         runtime: Runtime,
         projector: Arc<Projector>,
         key: &SigningKey,
+        nats: Option<&crate::nats::NatsMetrics>,
     ) -> EdgeState {
         let tenants = config.tenants();
+        let mut metrics = EdgeMetrics::new();
+        if let Some(nats) = nats {
+            metrics.register_nats(nats);
+        }
         EdgeState {
             runtime,
             projector,
             auth: Authenticator::new(key, config.auth()),
             quotas: Quotas::new(tenants.iter().map(|(id, t)| (id, t.rate_limit_per_s))),
-            metrics: EdgeMetrics::new(),
+            metrics,
             teams: tenants
                 .iter()
                 .map(|(id, t)| (id.clone(), t.teams.keys().cloned().collect()))
@@ -152,8 +157,9 @@ impl ApiServer {
         runtime: Runtime,
         projector: Arc<Projector>,
         key: &SigningKey,
+        nats: Option<&crate::nats::NatsMetrics>,
     ) -> Result<ApiServer, HttpError> {
-        let state = web::Data::new(EdgeState::new(config, runtime, projector, key));
+        let state = web::Data::new(EdgeState::new(config, runtime, projector, key, nats));
         let listen = config.server().listen;
         let body_bytes_max = config.server().http_body_bytes_max;
         let server = actix_web::HttpServer::new(move || {

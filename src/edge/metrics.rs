@@ -161,6 +161,11 @@ impl EdgeMetrics {
         }
     }
 
+    /// Adds the NATS edge's series to this registry.
+    pub fn register_nats(&mut self, nats: &crate::nats::NatsMetrics) {
+        nats.register(&mut self.registry);
+    }
+
     /// The exposition text, with the active-session gauge set to `active_sessions`.
     pub fn render(&self, active_sessions: u64) -> Result<String, std::fmt::Error> {
         self.active_sessions

@@ -16,7 +16,6 @@
 pub mod subject;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -37,18 +36,76 @@ pub const IN_FLIGHT_MAX: usize = 4096;
 /// Replies queued for publishing.
 pub const EGRESS_QUEUE: usize = 16 * 1024;
 
-/// Counters of the NATS edge (exported on /metrics).
+/// What happened to NATS traffic; the `event` label of `tenantry_nats_events_total`.
+#[derive(Clone, Copy, Debug)]
+pub enum NatsEvent {
+    Received,
+    Acked,
+    RejectedSubject,
+    RejectedPayload,
+    RuntimeError,
+    NotServed,
+    SlowConsumer,
+    EgressPublished,
+    EgressFailed,
+}
+
+impl NatsEvent {
+    fn label(self) -> &'static str {
+        match self {
+            NatsEvent::Received => "received",
+            NatsEvent::Acked => "acked",
+            NatsEvent::RejectedSubject => "rejected_subject",
+            NatsEvent::RejectedPayload => "rejected_payload",
+            NatsEvent::RuntimeError => "runtime_error",
+            NatsEvent::NotServed => "not_served",
+            NatsEvent::SlowConsumer => "slow_consumer",
+            NatsEvent::EgressPublished => "egress_published",
+            NatsEvent::EgressFailed => "egress_failed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct EventLabel {
+    event: &'static str,
+}
+
+/// Counters of the NATS edge, exported on `/metrics` as `tenantry_nats_events_total{event}`.
 #[derive(Debug, Default)]
 pub struct NatsMetrics {
-    pub received: AtomicU64,
-    pub acked: AtomicU64,
-    pub rejected_subject: AtomicU64,
-    pub rejected_payload: AtomicU64,
-    pub runtime_errors: AtomicU64,
-    pub not_served: AtomicU64,
-    pub slow_consumer: AtomicU64,
-    pub egress_published: AtomicU64,
-    pub egress_failed: AtomicU64,
+    events: prometheus_client::metrics::family::Family<
+        EventLabel,
+        prometheus_client::metrics::counter::Counter,
+    >,
+}
+
+impl NatsMetrics {
+    pub fn count(&self, event: NatsEvent) {
+        self.events
+            .get_or_create(&EventLabel {
+                event: event.label(),
+            })
+            .inc();
+    }
+
+    /// How often `event` happened.
+    pub fn get(&self, event: NatsEvent) -> u64 {
+        self.events
+            .get_or_create(&EventLabel {
+                event: event.label(),
+            })
+            .get()
+    }
+
+    /// Adds the NATS series to a registry (the HTTP edge's `/metrics`).
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "tenantry_nats_events",
+            "NATS edge traffic by what happened to it",
+            self.events.clone(),
+        );
+    }
 }
 
 /// The NATS edge could not start.
@@ -113,7 +170,7 @@ pub async fn connect(
             async move {
                 match event {
                     async_nats::Event::SlowConsumer(sid) => {
-                        metrics.slow_consumer.fetch_add(1, Ordering::Relaxed);
+                        metrics.count(NatsEvent::SlowConsumer);
                         tracing::warn!(
                             subscription = sid,
                             "NATS slow consumer: the client dropped messages"
@@ -198,11 +255,11 @@ impl Ingress {
         msg: &async_nats::Message,
     ) -> Option<impl std::future::Future<Output = Result<Ack, RuntimeError>> + Send + 'static> {
         let m = &self.metrics;
-        m.received.fetch_add(1, Ordering::Relaxed);
+        m.count(NatsEvent::Received);
         let address = match subject::parse_ingress(&self.prefix, &msg.subject) {
             Ok(a) => a,
             Err(e) => {
-                m.rejected_subject.fetch_add(1, Ordering::Relaxed);
+                m.count(NatsEvent::RejectedSubject);
                 let tenant = subject::tenant_token(&self.prefix, &msg.subject).unwrap_or("?");
                 tracing::warn!(tenant = %tenant.escape_debug(), error = %e, "malformed NATS ingress subject rejected");
                 self.reject_later(msg, "invalid_subject", e.to_string());
@@ -210,14 +267,14 @@ impl Ingress {
             }
         };
         if !self.served.contains(&address.tenant) {
-            m.not_served.fetch_add(1, Ordering::Relaxed);
+            m.count(NatsEvent::NotServed);
             tracing::debug!(tenant = %address.tenant, "NATS message for a tenant not served here ignored");
             return None;
         }
         let inbound = match parse_payload(msg) {
             Ok(i) => i,
             Err(problem) => {
-                m.rejected_payload.fetch_add(1, Ordering::Relaxed);
+                m.count(NatsEvent::RejectedPayload);
                 tracing::warn!(tenant = %address.tenant, env = %address.env, team = %address.team,
                     channel = %address.channel, error = %problem, "malformed NATS ingress payload rejected");
                 self.reject_later(msg, "invalid_payload", problem);
@@ -228,7 +285,7 @@ impl Ingress {
         match self.runtime.submit(&ctx, &address.channel, inbound) {
             Ok(pending) => Some(pending),
             Err(e) => {
-                m.runtime_errors.fetch_add(1, Ordering::Relaxed);
+                m.count(NatsEvent::RuntimeError);
                 tracing::info!(tenant = %ctx.tenant, code = e.code(), "NATS message refused");
                 self.reject_later(msg, e.code(), e.to_string());
                 None
@@ -252,14 +309,14 @@ impl Ingress {
     async fn answer(&self, reply: Option<&async_nats::Subject>, result: Result<Ack, RuntimeError>) {
         let body = match &result {
             Ok(ack) => {
-                self.metrics.acked.fetch_add(1, Ordering::Relaxed);
+                self.metrics.count(NatsEvent::Acked);
                 serde_json::to_vec(&AckBody {
                     session: ack.session.as_str(),
                     seq: ack.seq,
                 })
             }
             Err(e) => {
-                self.metrics.runtime_errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics.count(NatsEvent::RuntimeError);
                 serde_json::to_vec(&ErrorBody {
                     error: ErrorDetail {
                         code: e.code(),
@@ -336,10 +393,10 @@ pub async fn publish_egress(
             Err(e) => Err(e.to_string()),
         };
         match published {
-            Ok(()) => metrics.egress_published.fetch_add(1, Ordering::Relaxed),
+            Ok(()) => metrics.count(NatsEvent::EgressPublished),
             Err(e) => {
                 tracing::warn!(tenant = %out.tenant, error = %e, "egress publish failed");
-                metrics.egress_failed.fetch_add(1, Ordering::Relaxed)
+                metrics.count(NatsEvent::EgressFailed)
             }
         };
     }

@@ -65,6 +65,8 @@ struct Server {
     child: Child,
     dir: tempfile::TempDir,
     lines: mpsc::Receiver<String>,
+    /// The HTTP address from the `listening on` line.
+    http: String,
 }
 
 impl Server {
@@ -106,20 +108,29 @@ impl Server {
                 let _ = tx.send(line);
             }
         });
-        let server = Server { child, dir, lines };
-        server.wait_for("NATS ingress subscribed");
-        server
-    }
-
-    fn wait_for(&self, needle: &str) {
-        let mut seen = Vec::new();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(20)) {
-            if line.contains(needle) {
-                return;
+        // Both lines must be seen, in whichever order the server prints them.
+        let (mut http, mut subscribed, mut seen) = (None, false, Vec::new());
+        while http.is_none() || !subscribed {
+            let line = lines
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("server did not start: {seen:#?}"));
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                http = Some(
+                    addr.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
             }
+            subscribed |= line.contains("NATS ingress subscribed");
             seen.push(line);
         }
-        panic!("no {needle:?} in {seen:#?}");
+        Server {
+            child,
+            dir,
+            lines,
+            http: http.unwrap_or_default(),
+        }
     }
 
     /// SIGTERM, wait, and open the log it wrote.
@@ -283,6 +294,22 @@ fn ingress_acks_after_append_and_egress_stays_per_tenant() {
         )
         .await;
         assert_eq!(reply["error"]["code"], "unknown_channel");
+
+        // Rejections and acks are counted on /metrics.
+        let mut conn = std::net::TcpStream::connect(&server.http).unwrap();
+        std::io::Write::write_all(
+            &mut conn,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut conn, &mut text).unwrap();
+        for series in [
+            r#"tenantry_nats_events_total{event="rejected_subject"} 1"#,
+            r#"tenantry_nats_events_total{event="acked"}"#,
+        ] {
+            assert!(text.contains(series), "{series} not in\n{text}");
+        }
 
         // Duplicates by Nats-Msg-Id get the first ack and append nothing.
         let first = request(
