@@ -5,7 +5,6 @@
 //! carries canary strings that must never appear in any response to acme.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -52,16 +51,7 @@ struct Server {
 
 impl Server {
     fn start(acme_extra: &str) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let root = env!("CARGO_MANIFEST_DIR");
-        std::fs::create_dir(dir.path().join("flows")).unwrap();
-        for f in ["acme_support.yaml", "bigcorp_helpdesk.yaml"] {
-            std::fs::copy(
-                Path::new(root).join("flows").join(f),
-                dir.path().join("flows").join(f),
-            )
-            .unwrap();
-        }
+        let dir = crate::support::dir_with_flows();
         std::fs::write(dir.path().join("config.toml"), config(acme_extra)).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
             .args(["serve", "--config"])

@@ -12,3 +12,4 @@ mod nats;
 mod projections;
 mod secrets;
 mod serve;
+mod support;

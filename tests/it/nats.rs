@@ -75,18 +75,8 @@ impl Server {
     }
 
     fn start_logging(nats_port: u16, level: &str) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let root = env!("CARGO_MANIFEST_DIR");
-        std::fs::create_dir(dir.path().join("flows")).unwrap();
-        for f in ["acme_support.yaml", "bigcorp_helpdesk.yaml"] {
-            std::fs::copy(
-                format!("{root}/flows/{f}"),
-                dir.path().join("flows").join(f),
-            )
-            .unwrap();
-        }
-        let shipped = std::fs::read_to_string(format!("{root}/config.toml")).unwrap();
-        let config = shipped.replace("127.0.0.1:8080", "127.0.0.1:0")
+        let dir = crate::support::dir_with_flows();
+        let config = crate::support::shipped_config_on_port_0()
             + &format!(
                 "\n[nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\nsubject_prefix = \"{PREFIX}\"\n"
             );

@@ -9,16 +9,8 @@ use tenantry::projections::snapshot::{SnapshotKey, SnapshotStore};
 use tenantry::tenancy::{EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
 fn setup() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::dir_with_flows();
     let root = env!("CARGO_MANIFEST_DIR");
-    std::fs::create_dir(dir.path().join("flows")).unwrap();
-    for f in ["acme_support.yaml", "bigcorp_helpdesk.yaml"] {
-        std::fs::copy(
-            format!("{root}/flows/{f}"),
-            dir.path().join("flows").join(f),
-        )
-        .unwrap();
-    }
     std::fs::copy(
         format!("{root}/config.toml"),
         dir.path().join("config.toml"),

@@ -40,20 +40,12 @@ fn wait_for(rx: &mpsc::Receiver<String>, needle: &str) -> Vec<String> {
 
 #[test]
 fn serve_starts_refuses_a_second_server_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = env!("CARGO_MANIFEST_DIR");
-    std::fs::create_dir(dir.path().join("flows")).unwrap();
-    for f in ["acme_support.yaml", "bigcorp_helpdesk.yaml"] {
-        std::fs::copy(
-            format!("{root}/flows/{f}"),
-            dir.path().join("flows").join(f),
-        )
-        .unwrap();
-    }
-    // Port 0: the shipped 8080 may be taken on a test machine.
-    let shipped = std::fs::read_to_string(format!("{root}/config.toml")).unwrap();
-    let config = shipped.replace("127.0.0.1:8080", "127.0.0.1:0");
-    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    let dir = crate::support::dir_with_flows();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        crate::support::shipped_config_on_port_0(),
+    )
+    .unwrap();
     let config = dir.path().join("config.toml");
 
     let (mut server, rx) = start(&config);
