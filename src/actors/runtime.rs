@@ -5,7 +5,7 @@
 //! resolves with the [`Ack`] once the session actor has made the events durable.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +38,10 @@ pub struct RuntimeOptions {
     pub clock: Arc<dyn Clock>,
     /// Where every reply goes after its ack (e.g. the NATS egress publisher); `None`: nowhere.
     pub egress: Option<EgressSink>,
+    /// Messages that may be in flight (submitted, not yet answered) over all tenants. Past this,
+    /// `submit` refuses at once with `Overloaded`: under overload, latency and memory stay
+    /// bounded and the excess is refused in microseconds instead of queueing for seconds.
+    pub inflight_max: usize,
 }
 
 /// One reply on its way out to the user's channel.
@@ -69,6 +73,7 @@ impl RuntimeOptions {
             workers: std::thread::available_parallelism().map_or(2, usize::from),
             clock: Arc::new(SystemClock),
             egress: None,
+            inflight_max: rt.inflight_max,
         }
     }
 }
@@ -82,6 +87,37 @@ pub struct RuntimeMetrics {
     pub active_sessions: AtomicU64,
     /// Replies dropped because the egress queue was full.
     pub egress_dropped: AtomicU64,
+    /// Messages submitted and not yet answered.
+    pub inflight: AtomicUsize,
+    /// Messages refused because `inflight_max` were already in flight.
+    pub inflight_refused: AtomicU64,
+}
+
+/// One message's place among the in-flight ones; given back when dropped (answered, failed, or
+/// abandoned by its caller).
+struct InflightPermit(Arc<RuntimeMetrics>);
+
+impl InflightPermit {
+    fn try_acquire(metrics: &Arc<RuntimeMetrics>, max: usize) -> Option<InflightPermit> {
+        let taken = metrics
+            .inflight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            });
+        match taken {
+            Ok(_) => Some(InflightPermit(metrics.clone())),
+            Err(_) => {
+                metrics.inflight_refused.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+}
+
+impl Drop for InflightPermit {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// What every actor shares: the log, the snapshot store, options, arbiters.
@@ -189,6 +225,9 @@ impl Runtime {
             .ok_or_else(|| RuntimeError::UnknownTenant(ctx.tenant.clone()))?;
         let team = ctx.team_or_default();
         check(&entry.config, ctx, channel, &inbound)?;
+        let permit =
+            InflightPermit::try_acquire(&self.inner.metrics, self.inner.shared.opts.inflight_max)
+                .ok_or(RuntimeError::Overloaded)?;
         let named = inbound.session.is_some();
         let span = tracing::info_span!("message", tenant = %ctx.tenant, env = %ctx.env, team = %team,
             channel = %channel, session = tracing::field::Empty);
@@ -211,7 +250,11 @@ impl Runtime {
             Err(SendError::Full(_)) => return Err(RuntimeError::Overloaded),
             Err(SendError::Closed(_)) => return Err(RuntimeError::ShuttingDown),
         }
-        Ok(async move { answer.await.map_err(|_| RuntimeError::ShuttingDown)? })
+        Ok(async move {
+            // Held until the answer arrives (or the caller stops waiting).
+            let _permit = permit;
+            answer.await.map_err(|_| RuntimeError::ShuttingDown)?
+        })
     }
 
     /// The state of a session of `ctx`'s tenant, env and team (`default` when `None`), from its

@@ -2,6 +2,7 @@
 //! manual clock.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,12 +111,17 @@ impl Harness {
     }
 
     fn start(&self) -> Runtime {
+        self.start_with(|_| {})
+    }
+
+    fn start_with(&self, tune: impl FnOnce(&mut RuntimeOptions)) -> Runtime {
         let log = EventLog::open(&self.data().join("log"), &LogOptions::default()).unwrap();
         let snapshots = SnapshotStore::new(self.data().join("sessions"));
         let mut opts = RuntimeOptions::from_config(&self.config);
         opts.clock = Arc::new(self.clock.clone());
         // The timer never fires during a test; tests sweep explicitly after moving the clock.
         opts.sweep_interval = Duration::from_secs(3600);
+        tune(&mut opts);
         Runtime::start(&self.config, log, snapshots, opts)
     }
 }
@@ -291,11 +297,7 @@ async fn passivation_then_rehydration_gives_identical_state() {
     let s = Some(first.session.as_str());
     say(&rt, &acme, msg(s, "ada", "Ada")).await;
     let before = rt.session_state(&acme, &first.session).unwrap().unwrap();
-    let active = || {
-        rt.metrics()
-            .active_sessions
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
+    let active = || rt.metrics().active_sessions.load(Ordering::Relaxed);
     // Not idle yet: a sweep leaves the session running.
     rt.sweep().await;
     assert_eq!(active(), 1);
@@ -355,12 +357,7 @@ async fn a_corrupt_snapshot_is_rebuilt_from_the_log() {
     let state = rt.session_state(&acme, &session).unwrap().unwrap();
     assert_eq!(state.vars.get("name").map(String::as_str), Some("Ada"));
     assert_eq!(state, full_replay(&rt, &acme, &session));
-    assert!(
-        rt.metrics()
-            .snapshot_fallbacks
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 1
-    );
+    assert!(rt.metrics().snapshot_fallbacks.load(Ordering::Relaxed) >= 1);
     rt.shutdown().await;
 }
 
@@ -477,6 +474,45 @@ async fn a_full_mailbox_yields_overloaded_and_loses_nothing_acked() {
         .unwrap()
         .unwrap();
     assert_eq!(state.messages_in, acked);
+    rt.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn past_inflight_max_new_messages_are_refused_at_once_and_nothing_is_half_done() {
+    let h = Harness::new();
+    let rt = h.start_with(|opts| opts.inflight_max = 2);
+    let (acme, big) = (ctx("acme", "prod"), ctx("bigcorp", "prod"));
+    // Submitted, not yet awaited: both hold their place.
+    let first = rt
+        .submit(&acme, &web(), msg(Some("s1"), "ada", "a1"))
+        .unwrap();
+    let second = rt
+        .submit(&big, &web(), msg(Some("s1"), "bob", "b1"))
+        .unwrap();
+    // The limit is over all tenants: a third message, of either tenant, is refused.
+    for (c, id) in [(&acme, "a2"), (&big, "b2")] {
+        match rt.submit(c, &web(), msg(Some("s2"), "eve", id)) {
+            Err(RuntimeError::Overloaded) => {}
+            Err(e) => panic!("expected Overloaded, got {e}"),
+            Ok(_) => panic!("a message past inflight_max was accepted"),
+        }
+    }
+    assert_eq!(rt.metrics().inflight_refused.load(Ordering::Relaxed), 2);
+    let first = first.await.unwrap();
+    second.await.unwrap();
+    assert_eq!(rt.metrics().inflight.load(Ordering::Relaxed), 0);
+    // The refused messages left nothing behind, and there is room again.
+    assert_eq!(
+        rt.session_state(&acme, &SessionId::parse("s2").unwrap())
+            .unwrap(),
+        None
+    );
+    let again = rt
+        .send(&acme, &web(), msg(Some("s2"), "eve", "a2"))
+        .await
+        .unwrap();
+    // A new session like the first one: nothing of the refused attempt is in it.
+    assert_eq!(again.seq, first.seq);
     rt.shutdown().await;
 }
 

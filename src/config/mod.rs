@@ -61,6 +61,9 @@ pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const SESSION_IDLE_TIMEOUT_MAX: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// `runtime.snapshot_every` when absent.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 100;
+/// `runtime.inflight_max` when absent: about a tenth of a second of work at this machine's
+/// capacity, so an accepted message waits ~100 ms at worst and the rest is refused at once.
+pub const DEFAULT_INFLIGHT_MAX: usize = 1024;
 /// Most seed files (`tenant_files` plus `team_files`) one config may name; with
 /// [`CONFIG_FILE_BYTES_MAX`] this bounds the bytes one load reads.
 pub const SEED_FILES_MAX: usize = 1024;
@@ -140,6 +143,8 @@ pub struct RuntimeConfig {
     pub session_idle_timeout: Duration,
     /// Events between snapshots; `>= 1`.
     pub snapshot_every: u64,
+    /// Messages in flight over all tenants before new ones are refused (`Overloaded`); `>= 1`.
+    pub inflight_max: usize,
 }
 
 /// One tenant, merged from all sources.
@@ -394,9 +399,18 @@ fn runtime_config(path: &Path, runtime: RuntimeSection) -> Result<RuntimeConfig,
             "must be at least 1 (events between snapshots)".to_owned(),
         ));
     }
+    let inflight_max = runtime.inflight_max.unwrap_or(DEFAULT_INFLIGHT_MAX);
+    if inflight_max == 0 {
+        return Err(invalid(
+            path,
+            "runtime.inflight_max",
+            "must be at least 1 (messages in flight before new ones are refused)".to_owned(),
+        ));
+    }
     Ok(RuntimeConfig {
         session_idle_timeout,
         snapshot_every,
+        inflight_max,
     })
 }
 

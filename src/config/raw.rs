@@ -85,6 +85,8 @@ pub(super) struct RuntimeSection {
     pub session_idle_timeout: Option<String>,
     #[serde(default)]
     pub snapshot_every: Option<u64>,
+    #[serde(default)]
+    pub inflight_max: Option<usize>,
 }
 
 /// `[tenants.<id>]` in `config.toml`, and `tenants: <id>:` in the bundle.

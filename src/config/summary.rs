@@ -47,9 +47,10 @@ impl Config {
         );
         let _ = writeln!(
             out,
-            "runtime: session idle timeout {}, snapshot every {} events",
+            "runtime: session idle timeout {}, snapshot every {} events, {} messages in flight at most",
             humantime::format_duration(self.runtime.session_idle_timeout),
-            self.runtime.snapshot_every
+            self.runtime.snapshot_every,
+            self.runtime.inflight_max
         );
         let _ = writeln!(out, "{}", self.counts_line());
         for tenant in self.tenants.values() {

@@ -15,7 +15,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -393,14 +392,9 @@ async fn healthz() -> HttpResponse {
 
 /// `GET /metrics`: Prometheus/OpenMetrics text.
 async fn metrics(state: web::Data<EdgeState>) -> Result<HttpResponse, ApiError> {
-    let active = state
-        .runtime
-        .metrics()
-        .active_sessions
-        .load(Ordering::Relaxed);
     let text = state
         .metrics
-        .render(active)
+        .render(state.runtime.metrics())
         .map_err(|e| ApiError::Internal(format!("encoding metrics: {e}")))?;
     Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(text))
 }

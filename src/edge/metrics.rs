@@ -10,6 +10,7 @@
 //! `tenant` label is a tenant this instance serves (else `unknown`), `env` an env a message was
 //! accepted in, `code` one of `ApiError`'s codes, `status` an HTTP status.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -19,6 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::actors::runtime::RuntimeMetrics;
 use crate::tenancy::{EnvId, TenantId};
 
 /// The `tenant` label of a request whose tenant is not (yet) known to be valid and served.
@@ -64,6 +66,7 @@ pub struct EdgeMetrics {
     rejected: Family<TenantStatus, Counter>,
     ack_latency: Family<TenantLabel, Histogram, fn() -> Histogram>,
     active_sessions: Gauge,
+    inflight: Gauge,
 }
 
 impl Default for EdgeMetrics {
@@ -84,6 +87,7 @@ impl EdgeMetrics {
             ack_latency_histogram,
         );
         let active_sessions = Gauge::default();
+        let inflight = Gauge::default();
         registry.register(
             "tenantry_messages",
             "Inbound messages accepted and durably appended",
@@ -114,6 +118,11 @@ impl EdgeMetrics {
             "Session actors currently running",
             active_sessions.clone(),
         );
+        registry.register(
+            "tenantry_inflight_messages",
+            "Messages accepted and not yet answered, over all tenants (capped by runtime.inflight_max)",
+            inflight.clone(),
+        );
         EdgeMetrics {
             registry,
             messages,
@@ -122,6 +131,7 @@ impl EdgeMetrics {
             rejected,
             ack_latency,
             active_sessions,
+            inflight,
         }
     }
 
@@ -166,10 +176,14 @@ impl EdgeMetrics {
         nats.register(&mut self.registry);
     }
 
-    /// The exposition text, with the active-session gauge set to `active_sessions`.
-    pub fn render(&self, active_sessions: u64) -> Result<String, std::fmt::Error> {
+    /// The exposition text, with the runtime's gauges read from `runtime`.
+    pub fn render(&self, runtime: &RuntimeMetrics) -> Result<String, std::fmt::Error> {
+        let active = runtime.active_sessions.load(Ordering::Relaxed);
         self.active_sessions
-            .set(i64::try_from(active_sessions).unwrap_or(i64::MAX));
+            .set(i64::try_from(active).unwrap_or(i64::MAX));
+        let inflight = runtime.inflight.load(Ordering::Relaxed);
+        self.inflight
+            .set(i64::try_from(inflight).unwrap_or(i64::MAX));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
