@@ -9,6 +9,7 @@ mod check_config;
 mod crash;
 mod http;
 mod nats;
+mod overload;
 mod projections;
 mod secrets;
 mod serve;

@@ -1,0 +1,335 @@
+//! Overload and a noisy neighbour, against the real `tenantry serve` over real HTTP.
+//!
+//! Behaviour only, never timing: past `runtime.inflight_max` the excess is refused with 429 and
+//! `Retry-After`, every acked message is in the log, memory does not grow with the offered load;
+//! a tenant flooding past its quota is refused while its neighbours see no error at all.
+//! (How fast refusals come and how much goodput remains are figures of `tenantry bench overload`.)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+const KEY: &str = "it-overload-signing-key-0123456789abcdef";
+/// Tenants sharing every id below them (env, team, channel, session and user names).
+const TENANTS: [&str; 3] = ["t1", "t2", "t3"];
+
+fn config(runtime: &str, t1_quota: u32) -> String {
+    let mut text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"./data\"\nrate_limit_per_s = 100000\n\
+         [auth]\nissuer = \"tenantry\"\naudience = \"tenantry-api\"\n[runtime]\n{runtime}\n"
+    );
+    for t in TENANTS {
+        let quota = if t == "t1" { t1_quota } else { 100_000 };
+        text.push_str(&format!(
+            "[tenants.{t}]\nenvironments = [\"prod\"]\nrate_limit_per_s = {quota}\n\
+             [tenants.{t}.teams.support]\nflow = \"flows/acme_support.yaml\"\n\
+             [tenants.{t}.teams.support.channels.webchat]\nprovider = \"messaging-webchat\"\n"
+        ));
+    }
+    text
+}
+
+/// A running `tenantry serve`, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(config: &str) -> Server {
+        let dir = crate::support::dir_with_flows();
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+            .args(["serve", "--config"])
+            .arg(dir.path().join("config.toml"))
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn,tenantry=info")
+            .env("TENANTRY_SIGNING_KEY", KEY)
+            .env_remove("TENANTRY_TENANT_ID")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let addr = loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the server printed no `listening on` line");
+            if let Some((_, rest)) = line.split_once("listening on ") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            _dir: dir,
+        }
+    }
+
+    /// The server's resident set, from /proc.
+    fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS in /proc/PID/status");
+        kb * 1024
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn token(tenant: &str) -> String {
+    let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap();
+    let claims = json!({"tenant": tenant, "env": "prod", "iss": "tenantry", "aud": "tenantry-api",
+                        "iat": now, "exp": now + 600});
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(KEY.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// What one client saw.
+#[derive(Default)]
+struct Seen {
+    /// (tenant, session, message id) of every 200, with the seq the ack gave.
+    acked: Vec<(String, String, String, u64)>,
+    /// Refusals by status and error code; each had a `Retry-After` of at least 1 s.
+    refused: BTreeMap<(u16, String), u64>,
+}
+
+/// Sends `count` messages from one client, back to back, in sessions shared across tenants.
+fn client(base: &str, tenant: &str, c: usize, round: &str, count: usize) -> Seen {
+    let agent = agent();
+    let bearer = format!("Bearer {}", token(tenant));
+    let mut seen = Seen::default();
+    for n in 0..count {
+        // Sessions and users are named alike in every tenant: a mix-up would show.
+        let session = format!("s{}", c % 4);
+        let message_id = format!("{round}-c{c}-{n}");
+        let body = json!({"team": "support", "channel": "webchat", "session": session,
+                          "user": format!("u{c}"), "text": "hello", "message_id": message_id});
+        let mut response = agent
+            .post(format!("{base}/api/v1/messages"))
+            .header("Authorization", &bearer)
+            .header("X-Tenant-ID", tenant)
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .unwrap();
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let body: Value =
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        match status {
+            200 => {
+                assert_eq!(body["session"], session.as_str(), "{body}");
+                let seq = body["seq"].as_u64().unwrap();
+                seen.acked
+                    .push((tenant.to_owned(), session, message_id, seq));
+            }
+            429 | 503 => {
+                assert!(
+                    retry_after.is_some_and(|s| s >= 1),
+                    "a {status} without Retry-After: {body}"
+                );
+                let code = body["error"]["code"].as_str().unwrap_or("?").to_owned();
+                *seen.refused.entry((status, code)).or_default() += 1;
+            }
+            other => panic!("{tenant} client {c}: unexpected status {other}: {body}"),
+        }
+    }
+    seen
+}
+
+/// Runs `clients` concurrent clients per tenant of `tenants`, `count` messages each.
+fn flood(base: &str, tenants: &[&str], clients: usize, round: &str, count: usize) -> Seen {
+    let handles: Vec<_> = tenants
+        .iter()
+        .flat_map(|&t| (0..clients).map(move |c| (t, c)))
+        .map(|(t, c)| {
+            let (base, t, round) = (base.to_owned(), t.to_owned(), round.to_owned());
+            std::thread::spawn(move || client(&base, &t, c, &round, count))
+        })
+        .collect();
+    let mut all = Seen::default();
+    for h in handles {
+        let seen = h.join().unwrap();
+        all.acked.extend(seen.acked);
+        for (k, n) in seen.refused {
+            *all.refused.entry(k).or_default() += n;
+        }
+    }
+    all
+}
+
+/// Every acked message id is in its tenant's session exactly once, at the acked seq, and no
+/// tenant's sessions hold another tenant's message.
+fn assert_all_acked_are_logged(base: &str, acked: &[(String, String, String, u64)]) {
+    let agent = agent();
+    let mut by_session: BTreeMap<(&str, &str), Vec<(&str, u64)>> = BTreeMap::new();
+    for (tenant, session, id, seq) in acked {
+        by_session
+            .entry((tenant, session))
+            .or_default()
+            .push((id, *seq));
+    }
+    for ((tenant, session), acks) in by_session {
+        let mut logged: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        let mut from_seq = 1;
+        loop {
+            let mut response = agent
+                .get(format!(
+                    "{base}/api/v1/sessions/{session}/events?from_seq={from_seq}"
+                ))
+                .header("Authorization", &format!("Bearer {}", token(tenant)))
+                .header("X-Tenant-ID", tenant)
+                .call()
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            let page: Value =
+                serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+            for e in page["events"].as_array().unwrap() {
+                if let Some(id) = e["data"]["message_id"].as_str() {
+                    logged
+                        .entry(id.to_owned())
+                        .or_default()
+                        .push(e["seq"].as_u64().unwrap());
+                }
+            }
+            match page["next_from_seq"].as_u64() {
+                Some(next) => from_seq = next,
+                None => break,
+            }
+        }
+        for (id, seq) in &acks {
+            assert_eq!(
+                logged.get(*id),
+                Some(&vec![*seq]),
+                "{tenant}/{session}: acked message {id} (seq {seq}) is not logged once at its seq"
+            );
+        }
+        // Only this tenant's clients' ids (refused ones never reach the log).
+        let acked_ids: BTreeSet<&str> = acks.iter().map(|(id, _)| *id).collect();
+        let extra: Vec<_> = logged
+            .keys()
+            .filter(|id| !acked_ids.contains(id.as_str()))
+            .collect();
+        assert!(
+            extra.is_empty(),
+            "{tenant}/{session}: logged messages nobody got an ack for: {extra:?}"
+        );
+    }
+}
+
+#[test]
+fn past_inflight_max_the_excess_is_refused_memory_stays_flat_and_nothing_acked_is_lost() {
+    let server = Server::start(&config("inflight_max = 8", 100_000));
+    // Warm-up round: the server's caches, pools and connections reach their working size.
+    let warm = flood(&server.base, &TENANTS, 8, "warm", 30);
+    let rss_warm = server.rss_bytes();
+    // Four times the concurrency, twice the messages each: eight times the offered work.
+    let hot = flood(&server.base, &TENANTS, 32, "hot", 60);
+    let rss_hot = server.rss_bytes();
+
+    let refused: u64 = hot.refused.values().sum();
+    assert!(
+        refused > 0,
+        "96 concurrent clients against inflight_max = 8 were never refused"
+    );
+    assert!(
+        hot.refused
+            .keys()
+            .all(|(status, code)| *status == 429 && code == "overloaded"),
+        "refusals other than 429 overloaded: {:?}",
+        hot.refused
+    );
+    assert!(!hot.acked.is_empty(), "nothing was accepted under overload");
+    // Bounded: the excess is refused, not queued, so 8x the offered load does not mean 8x the
+    // memory. The margin covers allocator and sled cache growth with the log.
+    assert!(
+        rss_hot <= rss_warm + 48 * 1024 * 1024,
+        "RSS grew from {rss_warm} to {rss_hot} bytes between rounds"
+    );
+    let mut acked = warm.acked;
+    acked.extend(hot.acked);
+    assert_all_acked_are_logged(&server.base, &acked);
+}
+
+#[test]
+fn a_tenant_flooding_past_its_quota_is_refused_while_its_neighbours_see_no_error() {
+    let server = Server::start(&config("", 20));
+    let base = server.base.clone();
+    let started = Instant::now();
+    // t1 floods from 8 clients; t2 and t3 talk at their normal pace meanwhile.
+    let noisy = {
+        let base = base.clone();
+        std::thread::spawn(move || flood(&base, &["t1"], 8, "noisy", 150))
+    };
+    let calm = flood(&base, &["t2", "t3"], 2, "calm", 60);
+    let noisy = noisy.join().unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+
+    assert!(
+        calm.refused.is_empty(),
+        "t2/t3 were refused while t1 flooded: {:?}",
+        calm.refused
+    );
+    assert_eq!(calm.acked.len(), 2 * 2 * 60);
+    let refused = noisy
+        .refused
+        .get(&(429, "quota_exceeded".to_owned()))
+        .copied();
+    assert!(
+        refused.is_some_and(|n| n > 0),
+        "t1 at many times its quota was never refused: {:?}",
+        noisy.refused
+    );
+    assert_eq!(
+        noisy.refused.len(),
+        1,
+        "t1 saw refusals other than its quota: {:?}",
+        noisy.refused
+    );
+    // The quota holds: 20/s with a burst of 20.
+    let allowed = 20.0 * (elapsed + 1.0) + 20.0;
+    assert!(
+        (noisy.acked.len() as f64) <= allowed,
+        "t1 got {} acks in {elapsed:.1} s with a quota of 20/s",
+        noisy.acked.len()
+    );
+    let mut acked = noisy.acked;
+    acked.extend(calm.acked);
+    assert_all_acked_are_logged(&base, &acked);
+}
