@@ -100,28 +100,32 @@ enum Command {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Which scenario to run.
-    #[arg(value_enum, default_value_t = Scenario::Log)]
-    scenario: Scenario,
-    /// Short runs (seconds per step) for CI and a first look.
+    /// Scenarios to run, comma-separated (default: all of them, in this order).
+    #[arg(value_enum, value_delimiter = ',', default_values_t = [Scenario::All])]
+    scenarios: Vec<Scenario>,
+    /// Short runs (a second or two per step, 200k-event history): CI and a first look.
     #[arg(long, conflicts_with = "full")]
     quick: bool,
-    /// Long runs for figures worth quoting.
+    /// Long runs for figures worth quoting (10 s steps, 100k idle sessions, 10M-event history).
     #[arg(long)]
     full: bool,
-    /// Write the results as JSON to this file.
+    /// Write the whole report (every scenario's figures and the table) as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Scratch directory for the benchmark's databases (removed and recreated per step).
+    /// Rewrite the table between the bench-table markers of this Markdown file (BENCHMARKS.md).
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Scratch directory for the benchmark's databases (recreated per step; the history log is
+    /// kept and reused by the next run of the same size).
     #[arg(long, default_value = "bench-out")]
     dir: PathBuf,
-    /// Concurrent appenders to measure, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 8, 64, 512])]
-    appenders: Vec<usize>,
-    /// Concurrent clients for the runtime scenario, comma-separated (http and nats: default 64).
-    #[arg(long, value_delimiter = ',', default_values_t = [64, 512, 4096],
-          default_value_ifs = [("scenario", "http", Some("64")), ("scenario", "nats", Some("64"))])]
-    clients: Vec<usize>,
+    /// Concurrent appenders for the log scenario, comma-separated (default 1,8,64,512).
+    #[arg(long, value_delimiter = ',')]
+    appenders: Option<Vec<usize>>,
+    /// Concurrent clients for the runtime (default 64,512), http and nats (default 64)
+    /// scenarios, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    clients: Option<Vec<usize>>,
     /// Live idle sessions for the runtime scenario's memory figure (0 skips it).
     #[arg(long)]
     idle_sessions: Option<usize>,
@@ -129,7 +133,6 @@ struct BenchArgs {
     #[arg(long)]
     batch_groups: Option<usize>,
     /// Events in the history scenario's log (default 200k with --quick, 2M, 10M with --full).
-    /// The log stays in --dir and is reused by the next run with the same size.
     #[arg(long)]
     events: Option<u64>,
 }
@@ -147,8 +150,10 @@ enum TableOrJson {
     Json,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
+    /// Every scenario below, in this order.
+    All,
     /// Durable log append throughput and ack latency vs raw sled.
     Log,
     /// In-process end to end: clients → actors → flow → durable log → ack; memory per session.
@@ -159,6 +164,8 @@ enum Scenario {
     Nats,
     /// A long history: read-model rebuild, audit export, session replay, `serve` cold start.
     History,
+    /// 3× capacity offered open loop (goodput, refusals, memory); one tenant at 10× its quota.
+    Overload,
 }
 
 fn main() -> ExitCode {
@@ -396,111 +403,78 @@ async fn shutdown_signal() {
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let seconds = if args.full {
-        10
-    } else if args.quick {
-        1
-    } else {
-        3
-    };
-    match args.scenario {
-        Scenario::Log => {
-            let mut log = tenantry::events::log::LogOptions::default();
-            if let Some(n) = args.batch_groups {
-                log.batch_groups_max = n;
+    use tenantry::bench::suite::{self, Size};
+    let mut scenarios = Vec::new();
+    for s in &args.scenarios {
+        let chosen: &[suite::Scenario] = match s {
+            Scenario::All => &suite::Scenario::ALL,
+            Scenario::Log => &[suite::Scenario::Log],
+            Scenario::Runtime => &[suite::Scenario::Runtime],
+            Scenario::Http => &[suite::Scenario::Http],
+            Scenario::Nats => &[suite::Scenario::Nats],
+            Scenario::History => &[suite::Scenario::History],
+            Scenario::Overload => &[suite::Scenario::Overload],
+        };
+        for c in chosen {
+            if !scenarios.contains(c) {
+                scenarios.push(*c);
             }
-            let opts = tenantry::bench::log::LogBenchOptions {
-                appenders: args.appenders,
-                log,
-                duration: Duration::from_secs(seconds),
-                paced_fraction: 0.5,
-            };
-            std::fs::create_dir_all(&args.dir)
-                .with_context(|| format!("creating {}", args.dir.display()))?;
-            let mut progress = |line: &str| eprintln!("bench: {line}");
-            let report = tenantry::bench::log::run(&args.dir, &opts, &mut progress)
-                .map_err(anyhow::Error::msg)?;
-            emit(&report, args.json.as_deref())
-        }
-        Scenario::Runtime => {
-            let idle_default = if args.full {
-                100_000
-            } else if args.quick {
-                5_000
-            } else {
-                20_000
-            };
-            let opts = tenantry::bench::runtime::RuntimeBenchOptions {
-                clients: args.clients,
-                duration: Duration::from_secs(seconds),
-                paced_fraction: 0.5,
-                idle_sessions: args.idle_sessions.unwrap_or(idle_default),
-            };
-            std::fs::create_dir_all(&args.dir)
-                .with_context(|| format!("creating {}", args.dir.display()))?;
-            let mut progress = |line: &str| eprintln!("bench: {line}");
-            let report = tenantry::bench::runtime::run(&args.dir, &opts, &mut progress)
-                .map_err(anyhow::Error::msg)?;
-            emit(&report, args.json.as_deref())
-        }
-        Scenario::Http | Scenario::Nats => {
-            // Longer passes than the in-process scenarios: connections and sessions warm up.
-            let seconds = if args.full {
-                10
-            } else if args.quick {
-                2
-            } else {
-                5
-            };
-            let opts = tenantry::bench::edge::EdgeBenchOptions {
-                clients: args.clients,
-                duration: Duration::from_secs(seconds),
-                paced_fraction: 0.5,
-            };
-            std::fs::create_dir_all(&args.dir)
-                .with_context(|| format!("creating {}", args.dir.display()))?;
-            let mut progress = |line: &str| eprintln!("bench: {line}");
-            let report = match args.scenario {
-                Scenario::Http => tenantry::bench::edge::run_http(&args.dir, &opts, &mut progress),
-                _ => tenantry::bench::edge::run_nats(&args.dir, &opts, &mut progress),
-            }
-            .map_err(anyhow::Error::msg)?;
-            emit(&report, args.json.as_deref())
-        }
-        Scenario::History => {
-            let (events, long_session_events) = if args.full {
-                (10_000_000, 100_000)
-            } else if args.quick {
-                (200_000, 10_000)
-            } else {
-                (2_000_000, 100_000)
-            };
-            let opts = tenantry::bench::history::HistoryBenchOptions {
-                events: args.events.unwrap_or(events),
-                long_session_events,
-                appenders: tenantry::bench::history::APPENDERS_DEFAULT,
-                runs: 3,
-                serve_exe: Some(std::env::current_exe().context("locating this binary")?),
-            };
-            std::fs::create_dir_all(&args.dir)
-                .with_context(|| format!("creating {}", args.dir.display()))?;
-            let mut progress = |line: &str| eprintln!("bench: {line}");
-            let report = tenantry::bench::history::run(&args.dir, &opts, &mut progress)
-                .map_err(anyhow::Error::msg)?;
-            emit(&report, args.json.as_deref())
         }
     }
-}
-
-/// Prints a report as JSON and writes it to `path` when given.
-fn emit<T: serde::Serialize>(
-    report: &T,
-    path: Option<&std::path::Path>,
-) -> anyhow::Result<ExitCode> {
-    println!("{}", serde_json::to_string_pretty(report)?);
-    if let Some(path) = path {
-        std::fs::write(path, serde_json::to_vec_pretty(report)?)
+    // The table must be rewritable before spending minutes measuring.
+    if let Some(path) = &args.markdown {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        suite::replace_section(&text, "")
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    let opts = suite::SuiteOptions {
+        size: if args.full {
+            Size::Full
+        } else if args.quick {
+            Size::Quick
+        } else {
+            Size::Default
+        },
+        scenarios,
+        dir: args.dir,
+        appenders: args.appenders,
+        clients: args.clients,
+        idle_sessions: args.idle_sessions,
+        batch_groups: args.batch_groups,
+        events: args.events,
+        serve_exe: Some(std::env::current_exe().context("locating this binary")?),
+    };
+    let mut progress = |line: &str| eprintln!("bench: {line}");
+    let mut header_printed = false;
+    let mut row = |r: &suite::Row| {
+        if !header_printed {
+            println!(
+                "{:<9} {:<58} {:<44} {:<22} verdict",
+                "scenario", "figure", "measured", "target"
+            );
+            header_printed = true;
+        }
+        let verdict = match r.verdict {
+            suite::Verdict::Hit => "hit",
+            suite::Verdict::Missed => "MISSED",
+            suite::Verdict::Info => "",
+        };
+        println!(
+            "{:<9} {:<58} {:<44} {:<22} {verdict}",
+            r.scenario, r.figure, r.measured, r.target
+        );
+    };
+    let report = suite::run(&opts, &mut progress, &mut row).map_err(anyhow::Error::msg)?;
+    println!("\n{}", suite::markdown_section(&report));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("bench: wrote {}", path.display());
+    }
+    if let Some(path) = &args.markdown {
+        suite::update_markdown(path, &report).map_err(anyhow::Error::msg)?;
+        eprintln!("bench: rewrote the table in {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

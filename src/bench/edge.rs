@@ -35,7 +35,7 @@ use crate::secrets::token::{claims_for, mint, TokenRequest};
 use crate::secrets::value::SecretValue;
 use crate::tenancy::{EnvId, TenantId};
 
-const TENANTS: usize = 8;
+pub(super) const TENANTS: usize = 8;
 const FLOW: &str = "name: bench_flow\nversion: \"1.0\"\nnodes:\n  - id: greet\n    type: reply\n    config:\n      message: \"Welcome to {{ tenant.name }}! How can I help?\"\n";
 /// HS256 key the child server is given; the tokens are minted with it.
 const SIGNING_KEY: &str = "tenantry-bench-signing-key-0123456789abcdef";
@@ -45,7 +45,7 @@ const RATE_LIMIT_PER_S: u32 = 1_000_000;
 /// Time the server (and nats-server) get to come up.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// A request not answered within this counts as a `timeout` error.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest response head the HTTP client accepts.
 const HEAD_BYTES_MAX: usize = 16 * 1024;
 /// Largest response body the HTTP client accepts (an ack is under 200 bytes).
@@ -124,7 +124,7 @@ pub struct EdgeBenchReport {
 
 /// The edge under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Edge {
+pub(super) enum Edge {
     Http,
     Nats,
 }
@@ -145,7 +145,7 @@ pub fn run_http(
     progress: &mut dyn FnMut(&str),
 ) -> Result<EdgeBenchReport, String> {
     let dir = fresh_dir(work_dir, "http")?;
-    let config = write_config(&dir, None)?;
+    let config = write_config(&dir, None, None)?;
     let tokens = Arc::new(mint_tokens(&config)?);
     let mut server = Server::start(&dir, Edge::Http)?;
     progress(&format!(
@@ -179,7 +179,7 @@ pub fn run_nats(
         "nats: nats-server pid {} on {url}",
         nats.child.child.id()
     ));
-    write_config(&dir, Some(&url))?;
+    write_config(&dir, Some(&url), None)?;
     let mut server = Server::start(&dir, Edge::Nats)?;
     progress(&format!(
         "nats: server pid {} subscribed to the ingress",
@@ -206,13 +206,13 @@ pub fn run_nats(
 
 /// One pass as the client tasks see it.
 #[derive(Clone, Copy, Debug)]
-struct Pass {
+pub(super) struct Pass {
     /// Distinguishes the passes' session and message ids.
-    index: usize,
-    clients: usize,
-    duration: Duration,
+    pub(super) index: usize,
+    pub(super) clients: usize,
+    pub(super) duration: Duration,
     /// Offered rate; `None` for closed loop.
-    rate: Option<f64>,
+    pub(super) rate: Option<f64>,
 }
 
 impl Pass {
@@ -231,9 +231,9 @@ impl Pass {
 
 /// What one client task measured.
 #[derive(Default)]
-struct Tally {
-    latencies_us: Vec<u64>,
-    errors: BTreeMap<String, u64>,
+pub(super) struct Tally {
+    pub(super) latencies_us: Vec<u64>,
+    pub(super) errors: BTreeMap<String, u64>,
 }
 
 impl Tally {
@@ -381,7 +381,7 @@ fn report(edge: Edge, unit: &'static str, targets: Targets, runs: Vec<EdgeRun>) 
     }
 }
 
-fn percentile(sorted: &[u64], permille: usize) -> u64 {
+pub(super) fn percentile(sorted: &[u64], permille: usize) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
@@ -389,14 +389,14 @@ fn percentile(sorted: &[u64], permille: usize) -> u64 {
 }
 
 /// The load generator's runtime: one thread, so that it takes at most one of the cores.
-fn load_runtime() -> Result<tokio::runtime::Runtime, String> {
+pub(super) fn load_runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())
 }
 
-fn fresh_dir(work_dir: &Path, name: &str) -> Result<PathBuf, String> {
+pub(super) fn fresh_dir(work_dir: &Path, name: &str) -> Result<PathBuf, String> {
     let dir = work_dir.join(name);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -405,13 +405,17 @@ fn fresh_dir(work_dir: &Path, name: &str) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-fn tenant_name(i: usize) -> String {
+pub(super) fn tenant_name(i: usize) -> String {
     format!("tenant-{:02}", i % TENANTS)
 }
 
 /// Writes config.toml and the flow into `dir` and loads the config back (so a bad config fails
 /// here, with the loader's message, rather than as a server that never says `listening on`).
-fn write_config(dir: &Path, nats_url: Option<&str>) -> Result<Config, String> {
+pub(super) fn write_config(
+    dir: &Path,
+    nats_url: Option<&str>,
+    quota: Option<(usize, u32)>,
+) -> Result<Config, String> {
     std::fs::write(dir.join("flow.yaml"), FLOW).map_err(|e| e.to_string())?;
     let mut toml = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"./data\"\n\
@@ -425,8 +429,12 @@ fn write_config(dir: &Path, nats_url: Option<&str>) -> Result<Config, String> {
     }
     for t in 0..TENANTS {
         let tenant = tenant_name(t);
+        let quota = match quota {
+            Some((q, per_s)) if q == t => format!("rate_limit_per_s = {per_s}\n"),
+            _ => String::new(),
+        };
         toml.push_str(&format!(
-            "[tenants.{tenant}]\nname = \"Tenant {t}\"\nenvironments = [\"prod\"]\n\
+            "[tenants.{tenant}]\n{quota}name = \"Tenant {t}\"\nenvironments = [\"prod\"]\n\
              [tenants.{tenant}.teams.support]\nflow = \"flow.yaml\"\n\
              [tenants.{tenant}.teams.support.channels.webchat]\nprovider = \"messaging-webchat\"\n"
         ));
@@ -437,7 +445,7 @@ fn write_config(dir: &Path, nats_url: Option<&str>) -> Result<Config, String> {
 }
 
 /// One tenant-wide token per tenant, valid for an hour.
-fn mint_tokens(config: &Config) -> Result<Vec<String>, String> {
+pub(super) fn mint_tokens(config: &Config) -> Result<Vec<String>, String> {
     let key = SecretValue::new(SIGNING_KEY.as_bytes().to_vec());
     let env = EnvId::parse("prod").map_err(|e| e.to_string())?;
     (0..TENANTS)
@@ -459,13 +467,13 @@ fn mint_tokens(config: &Config) -> Result<Vec<String>, String> {
 /// Clock ticks per second of /proc's CPU times (USER_HZ, 100 on every Linux we run on).
 const TICKS_PER_S: u64 = 100;
 
-fn ticks_to_s(ticks: u64) -> f64 {
+pub(super) fn ticks_to_s(ticks: u64) -> f64 {
     ticks as f64 / TICKS_PER_S as f64
 }
 
 /// CPU time (user + system, in ticks) of process `pid` ("self" for this one), from /proc; 0 if
 /// unknown.
-fn cpu_ticks(pid: &str) -> u64 {
+pub(super) fn cpu_ticks(pid: &str) -> u64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0;
     };
@@ -545,17 +553,17 @@ impl NatsServer {
 }
 
 /// `tenantry serve` as a child process, with its stderr drained by a thread.
-struct Server {
+pub(super) struct Server {
     edge: Edge,
     child: Guard,
-    addr: SocketAddr,
+    pub(super) addr: SocketAddr,
     /// The last [`STDERR_TAIL`] lines, for error messages.
     tail: Arc<Mutex<VecDeque<String>>>,
 }
 
 impl Server {
     /// Starts the server on `dir/config.toml` and waits until it serves `edge`.
-    fn start(dir: &Path, edge: Edge) -> Result<Server, String> {
+    pub(super) fn start(dir: &Path, edge: Edge) -> Result<Server, String> {
         let exe = std::env::current_exe().map_err(|e| format!("finding this binary: {e}"))?;
         let mut child = Command::new(&exe)
             .arg("serve")
@@ -631,16 +639,16 @@ impl Server {
         })
     }
 
-    fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.child.child.id()
     }
 
-    fn cpu_ticks(&self) -> u64 {
+    pub(super) fn cpu_ticks(&self) -> u64 {
         cpu_ticks(&self.pid().to_string())
     }
 
     /// An error with the server's last words if it has exited.
-    fn check_alive(&mut self) -> Result<(), String> {
+    pub(super) fn check_alive(&mut self) -> Result<(), String> {
         match self.child.child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => Err(format!(
@@ -663,13 +671,13 @@ fn tail_text(tail: &Mutex<VecDeque<String>>) -> String {
 
 /// The parts of an HTTP/1.1 response head the load generator needs.
 #[derive(Debug, PartialEq, Eq)]
-struct ResponseHead {
-    status: u16,
+pub(super) struct ResponseHead {
+    pub(super) status: u16,
     /// Bytes of the head, including the blank line.
     head_len: usize,
     content_length: usize,
     /// The server will close the connection after this response.
-    close: bool,
+    pub(super) close: bool,
 }
 
 /// Why a response cannot be read by this client.
@@ -745,13 +753,13 @@ fn parse_head(buf: &[u8]) -> Result<Option<ResponseHead>, HeadError> {
 }
 
 /// One keep-alive connection with its read buffer.
-struct Connection {
+pub(super) struct Connection {
     stream: TcpStream,
     buf: Vec<u8>,
 }
 
 impl Connection {
-    async fn open(addr: SocketAddr) -> std::io::Result<Connection> {
+    pub(super) async fn open(addr: SocketAddr) -> std::io::Result<Connection> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(Connection {
@@ -761,7 +769,7 @@ impl Connection {
     }
 
     /// Sends `request` and reads the whole response: its head (status, close) only.
-    async fn exchange(&mut self, request: &[u8]) -> Result<ResponseHead, String> {
+    pub(super) async fn exchange(&mut self, request: &[u8]) -> Result<ResponseHead, String> {
         self.stream
             .write_all(request)
             .await
@@ -818,7 +826,7 @@ fn http_request(
     out.extend_from_slice(body.as_bytes());
 }
 
-async fn http_pass(
+pub(super) async fn http_pass(
     addr: SocketAddr,
     tokens: Arc<Vec<String>>,
     p: Pass,

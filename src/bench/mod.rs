@@ -6,4 +6,6 @@ pub mod crash_writer;
 pub mod edge;
 pub mod history;
 pub mod log;
+pub mod overload;
 pub mod runtime;
+pub mod suite;
