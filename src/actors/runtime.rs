@@ -203,6 +203,12 @@ impl Runtime {
         self.submit(ctx, channel, inbound)?.await
     }
 
+    /// True when `inflight_max` messages are in flight: a new one would be refused. Lets an
+    /// edge refuse before reading and parsing a request (`submit` still decides).
+    pub fn saturated(&self) -> bool {
+        self.inner.metrics.inflight.load(Ordering::Acquire) >= self.inner.shared.opts.inflight_max
+    }
+
     /// Checks and enqueues a message now and returns a future of its ack. Messages submitted
     /// one after another from one thread reach their session in that order, however their acks
     /// are awaited (NATS ingress relies on this to keep a subject's order).

@@ -34,7 +34,7 @@ use super::dto::{
 use super::error::{ApiError, ErrorCode};
 use super::metrics::{EdgeMetrics, CONTENT_TYPE, UNKNOWN_TENANT};
 use super::quota::Quotas;
-use crate::actors::messages::Inbound;
+use crate::actors::messages::{Inbound, RuntimeError};
 use crate::actors::runtime::Runtime;
 use crate::config::Config;
 use crate::projections::projector::Projector;
@@ -414,6 +414,10 @@ async fn post_message(
     payload: web::Payload,
     state: web::Data<EdgeState>,
 ) -> Result<HttpResponse, ApiError> {
+    // Under overload, refuse before spending anything on the body.
+    if state.runtime.saturated() {
+        return Err(ApiError::Runtime(RuntimeError::Overloaded));
+    }
     let body = read_body(&req, payload, state.body_bytes_max).await?;
     let message: MessageBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;

@@ -209,14 +209,20 @@ fn assert_all_acked_are_logged(base: &str, acked: &[(String, String, String, u64
         let mut logged: BTreeMap<String, Vec<u64>> = BTreeMap::new();
         let mut from_seq = 1;
         loop {
-            let mut response = agent
-                .get(format!(
-                    "{base}/api/v1/sessions/{session}/events?from_seq={from_seq}"
-                ))
-                .header("Authorization", &format!("Bearer {}", token(tenant)))
-                .header("X-Tenant-ID", tenant)
-                .call()
-                .unwrap();
+            let url = format!("{base}/api/v1/sessions/{session}/events?from_seq={from_seq}");
+            let mut response = loop {
+                let response = agent
+                    .get(&url)
+                    .header("Authorization", &format!("Bearer {}", token(tenant)))
+                    .header("X-Tenant-ID", tenant)
+                    .call()
+                    .unwrap();
+                // Reads count against the quota too: a flooding tenant waits like any client.
+                if response.status().as_u16() != 429 {
+                    break response;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            };
             assert_eq!(response.status().as_u16(), 200);
             let page: Value =
                 serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
