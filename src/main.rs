@@ -100,9 +100,9 @@ enum Command {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Scenarios to run, comma-separated (default: all of them, in this order).
-    #[arg(value_enum, value_delimiter = ',', default_values_t = [Scenario::All])]
-    scenarios: Vec<Scenario>,
+    /// Scenarios to run, comma-separated; all of them when none is given.
+    #[arg(value_enum, value_delimiter = ',')]
+    scenarios: Vec<tenantry::bench::suite::Scenario>,
     /// Short runs (a second or two per step, 200k-event history): CI and a first look.
     #[arg(long, conflicts_with = "full")]
     quick: bool,
@@ -148,24 +148,6 @@ enum UsageGroup {
 enum TableOrJson {
     Table,
     Json,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Scenario {
-    /// Every scenario below, in this order.
-    All,
-    /// Durable log append throughput and ack latency vs raw sled.
-    Log,
-    /// In-process end to end: clients → actors → flow → durable log → ack; memory per session.
-    Runtime,
-    /// The real server as a child process, driven over HTTP keep-alive connections.
-    Http,
-    /// The real server and nats-server as child processes, driven with NATS requests.
-    Nats,
-    /// A long history: read-model rebuild, audit export, session replay, `serve` cold start.
-    History,
-    /// 3× capacity offered open loop (goodput, refusals, memory); one tenant at 10× its quota.
-    Overload,
 }
 
 fn main() -> ExitCode {
@@ -405,20 +387,10 @@ async fn shutdown_signal() {
 fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     use tenantry::bench::suite::{self, Size};
     let mut scenarios = Vec::new();
-    for s in &args.scenarios {
-        let chosen: &[suite::Scenario] = match s {
-            Scenario::All => &suite::Scenario::ALL,
-            Scenario::Log => &[suite::Scenario::Log],
-            Scenario::Runtime => &[suite::Scenario::Runtime],
-            Scenario::Http => &[suite::Scenario::Http],
-            Scenario::Nats => &[suite::Scenario::Nats],
-            Scenario::History => &[suite::Scenario::History],
-            Scenario::Overload => &[suite::Scenario::Overload],
-        };
-        for c in chosen {
-            if !scenarios.contains(c) {
-                scenarios.push(*c);
-            }
+    // In the suite's order, whatever order they were named in.
+    for s in suite::Scenario::ALL {
+        if args.scenarios.is_empty() || args.scenarios.contains(&s) {
+            scenarios.push(s);
         }
     }
     // The table must be rewritable before spending minutes measuring.

@@ -31,15 +31,21 @@ pub enum Size {
     Full,
 }
 
-/// One scenario of the suite.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+/// One scenario of the suite (also the CLI's names for them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Scenario {
+    /// Durable log append throughput and ack latency vs raw sled.
     Log,
+    /// In process end to end: clients → actors → flow → durable log → ack; memory per session.
     Runtime,
+    /// The real server as a child process, driven over HTTP keep-alive connections.
     Http,
+    /// The real server and nats-server as child processes, driven with NATS requests.
     Nats,
+    /// A long history: read-model rebuild, audit export, session replay, `serve` cold start.
     History,
+    /// 3× capacity offered open loop (goodput, refusals, memory); one tenant at 10× its quota.
     Overload,
 }
 
