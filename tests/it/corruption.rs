@@ -5,8 +5,9 @@
 //!   names the damaged tenant and position, reads give the valid prefix and then a typed error
 //!   naming both, a second open says the same, nothing panics, and every other tenant reads,
 //!   appends and verifies exactly as before.
-//! - sled's own data file truncated and bit-flipped in its tail: open and read never panic; the
-//!   result is a clean error or, per tenant, a prefix of what was written.
+//! - sled's own files (the data file's written tail, its snapshot and `conf`) truncated and
+//!   bit-flipped: open and read never panic; the result is a clean error or, per tenant, a prefix
+//!   of what was written.
 //! - Snapshot files truncated and bit-flipped: `load_session` refuses them and rebuilds the state
 //!   from the log, equal to a clean replay; the session actor then replaces the bad file.
 //!
@@ -754,4 +755,52 @@ async fn a_bad_snapshot_is_replaced_by_the_session_that_rebuilt_it() {
         clean.apply(&event.unwrap().event);
     }
     assert_eq!(loaded.state, clean);
+}
+
+#[test]
+fn damaged_sled_snapshot_and_conf_files_never_panic() {
+    count_panics();
+    let panics_before = PANICS.load(Ordering::SeqCst);
+    let mut rng = Rng(seed() ^ 0xc0f);
+    let p = Pristine::build();
+    let log_dir = p.data().join("log");
+    let snap_name = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .find(|n| n.to_string_lossy().starts_with("snap."))
+        .expect("sled wrote a snapshot at close");
+    let snap = std::fs::read(log_dir.join(&snap_name)).unwrap();
+    let conf = std::fs::read(log_dir.join("conf")).unwrap();
+    let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut trial = |file: &str, bad: Vec<u8>, label: String| {
+        let damage = |db: &Path| std::fs::write(db.with_file_name(file), &bad).unwrap();
+        *outcomes
+            .entry(sled_trial(&p, Recovery::Snapshot, damage, &label))
+            .or_default() += 1;
+    };
+    let snap_file = snap_name.to_string_lossy().into_owned();
+    for len in 0..snap.len() {
+        trial(
+            &snap_file,
+            snap[..len].to_vec(),
+            format!("{snap_file} truncated to {len}"),
+        );
+    }
+    for (file, pristine) in [(snap_file.as_str(), &snap), ("conf", &conf)] {
+        for _ in 0..100 {
+            let mut bad = pristine.clone();
+            let (at, bit) = (rng.below(bad.len()), rng.below(8));
+            bad[at] ^= 1 << bit;
+            trial(file, bad, format!("{file} bit {bit} flipped at {at}"));
+        }
+    }
+    println!(
+        "sled snapshot/conf trials: {} truncations, 200 bit flips: {outcomes:?}",
+        snap.len()
+    );
+    assert_eq!(
+        PANICS.load(Ordering::SeqCst),
+        panics_before,
+        "a thread panicked"
+    );
 }
