@@ -4,7 +4,8 @@
 //! YAML, flows), `events` (schema, codec, the sled log, projection storage), `flow` (the flow
 //! engine), `projections` (session state, snapshots, usage and session read models), `actors`
 //! (the runtime), `edge` (HTTP API), `nats` (NATS edge), `secrets` (encrypted secrets, tokens),
-//! `audit` (export, verify, replay), `bench` (measurement drivers).
+//! `audit` (export, verify, replay), `bench` (measurement drivers), `fuzzing` (entry points
+//! of the fuzz targets and the decoders' property tests).
 
 pub mod actors;
 pub mod audit;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod edge;
 pub mod events;
 pub mod flow;
+pub mod fuzzing;
 pub mod nats;
 pub mod projections;
 pub mod secrets;

@@ -205,25 +205,15 @@ impl Config {
     /// Loads and validates the config file at `path` and every file it names.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Config, ConfigError> {
         let text = read_bounded(path, CONFIG_FILE_BYTES_MAX)?;
-        let file: ConfigFile = toml::from_str(&text).map_err(|source| ConfigError::Toml {
-            path: path.to_owned(),
-            source: Box::new(source),
-        })?;
-        let ConfigFile {
+        let Sections {
             server,
+            server_config,
             nats,
             auth,
             runtime,
-            tenants,
-        } = file;
-        let server_config = server_config(path, &server)?;
-        let nats = nats.map(|nats| nats_config(path, nats)).transpose()?;
-        let auth = auth_config(path, auth)?;
-        let runtime = runtime_config(path, runtime)?;
-        let dedicated = dedicated_tenant(opts, &server)?;
-
-        let mut tree = Tree::default();
-        tree.add_config_tenants(path, tenants)?;
+            dedicated,
+            mut tree,
+        } = parse_sections(path, &text, opts)?;
         add_seed_files(&mut tree, path, &server)?;
         let excluded =
             select_tenants(&mut tree, path, dedicated.as_ref(), &server.exclude_tenants)?;
@@ -304,6 +294,76 @@ impl TenantConfig {
             .iter()
             .find(|candidate| &candidate.id == env)
     }
+}
+
+/// `config.toml`'s own sections, parsed and checked, before any file it names is read.
+struct Sections {
+    server: ServerSection,
+    server_config: ServerConfig,
+    nats: Option<NatsConfig>,
+    auth: AuthConfig,
+    runtime: RuntimeConfig,
+    dedicated: Option<(TenantId, &'static str)>,
+    tree: Tree,
+}
+
+/// Parses and checks the text of `config.toml` (read from `path`, named in errors). Reads no
+/// file, so the fuzz target can feed it any text.
+fn parse_sections(path: &Path, text: &str, opts: &LoadOptions) -> Result<Sections, ConfigError> {
+    let file: ConfigFile = toml::from_str(text).map_err(|source| ConfigError::Toml {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })?;
+    let ConfigFile {
+        server,
+        nats,
+        auth,
+        runtime,
+        tenants,
+    } = file;
+    let server_config = server_config(path, &server)?;
+    let nats = nats.map(|nats| nats_config(path, nats)).transpose()?;
+    let auth = auth_config(path, auth)?;
+    let runtime = runtime_config(path, runtime)?;
+    let dedicated = dedicated_tenant(opts, &server)?;
+    let mut tree = Tree::default();
+    tree.add_config_tenants(path, tenants)?;
+    Ok(Sections {
+        server,
+        server_config,
+        nats,
+        auth,
+        runtime,
+        dedicated,
+        tree,
+    })
+}
+
+/// Checks `config.toml` text as [`Config::load`] does, up to (not including) reading the seed
+/// and flow files it names. For `crate::fuzzing`.
+pub(crate) fn check_config_text(path: &Path, text: &str) -> Result<(), ConfigError> {
+    parse_sections(path, text, &LoadOptions::default()).map(drop)
+}
+
+/// Parses seed YAML text as a bundle, a tenant file and a team file (whichever it is), merging
+/// each into an empty tenant tree as loading does. For `crate::fuzzing`; the results say which
+/// shapes accepted the text.
+pub(crate) fn check_seed_text(path: &Path, text: &str) -> [Result<(), ConfigError>; 3] {
+    let yaml = |source| ConfigError::Yaml {
+        path: path.to_owned(),
+        source,
+    };
+    [
+        serde_yaml_ng::from_str::<BundleFile>(text)
+            .map_err(yaml)
+            .and_then(|bundle| Tree::default().add_bundle(path, bundle)),
+        serde_yaml_ng::from_str::<TenantFile>(text)
+            .map_err(yaml)
+            .and_then(|file| Tree::default().add_tenant_file(path, file)),
+        serde_yaml_ng::from_str::<TeamFile>(text)
+            .map_err(yaml)
+            .and_then(|file| Tree::default().add_team_file(path, file)),
+    ]
 }
 
 /// Flow files loaded so far, by resolved path, so each is read and validated once.

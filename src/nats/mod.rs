@@ -335,13 +335,27 @@ impl Ingress {
 
 /// The inbound message of a NATS payload; `Nats-Msg-Id` stands in for a missing `message_id`.
 fn parse_payload(msg: &async_nats::Message) -> Result<Inbound, String> {
-    if msg.payload.len() > PAYLOAD_BYTES_MAX {
+    let header_id = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Msg-Id"))
+        .map(|v| v.as_str().to_owned());
+    parse_payload_bytes(&msg.payload, header_id)
+}
+
+/// [`parse_payload`] on the payload's bytes and the `Nats-Msg-Id` header (also the entry point
+/// of `crate::fuzzing`).
+pub(crate) fn parse_payload_bytes(
+    payload: &[u8],
+    header_id: Option<String>,
+) -> Result<Inbound, String> {
+    if payload.len() > PAYLOAD_BYTES_MAX {
         return Err(format!(
             "payload of {} bytes exceeds {PAYLOAD_BYTES_MAX}",
-            msg.payload.len()
+            payload.len()
         ));
     }
-    let p: IngressPayload = serde_json::from_slice(&msg.payload)
+    let p: IngressPayload = serde_json::from_slice(payload)
         .map_err(|e| format!("payload is not valid JSON of the expected shape: {e}"))?;
     let session = p
         .session
@@ -349,11 +363,6 @@ fn parse_payload(msg: &async_nats::Message) -> Result<Inbound, String> {
         .map(SessionId::parse)
         .transpose()
         .map_err(|e| e.to_string())?;
-    let header_id = msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("Nats-Msg-Id"))
-        .map(|v| v.as_str().to_owned());
     Ok(Inbound {
         session,
         user: p.user,

@@ -6,6 +6,7 @@
 
 mod audit;
 mod check_config;
+mod corruption;
 mod crash;
 mod http;
 mod nats;
