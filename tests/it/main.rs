@@ -12,4 +12,5 @@ mod nats;
 mod projections;
 mod secrets;
 mod serve;
+mod server_crash;
 mod support;
