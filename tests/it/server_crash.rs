@@ -1,12 +1,11 @@
 //! Crash test of the whole server: the real `tenantry serve` with HTTP and NATS ingress, three
-//! tenants that share every env, team, channel, session and user id, concurrent clients on both
-//! transports that record every ack, and `kill -9` at a random moment (right after an ack
+//! tenants that share every env, team, channel, session, user and message id, concurrent clients
+//! on both transports that record every ack, and `kill -9` at a random moment (right after an ack
 //! arrives). After each kill the data dir is checked against the acks: no acked message is
 //! missing, no message id is stored twice, seqs are gapless per session and per tenant, every
-//! tenant's chain verifies and the read models equal a rebuild. Every fourth trial restarts the
-//! server after the kill, sends more traffic and stops it cleanly before the check; and every
-//! trial starts on the data dir the previous one left, so the log must continue gaplessly after
-//! each recovery.
+//! tenant's chain verifies and the read models equal a rebuild. Every fourth trial then restarts
+//! the server, sends more traffic, stops it cleanly and checks again; and every trial starts on
+//! the data dir the previous one left, so the log must continue gaplessly after each recovery.
 //!
 //! The negative control runs the same scenario against a writer that acks before the flush (a
 //! fault switch that only debug builds have) and requires the checker to report the loss.
@@ -364,10 +363,12 @@ impl Shared {
         self.acked.notify_all();
     }
 
-    /// SIGKILL: no drain, no final flush, no snapshot.
+    /// SIGKILL: no drain, no final flush, no snapshot. (Reaping it checks that it died.)
     fn kill_9(&self) {
         self.killed.store(true, Ordering::SeqCst);
-        self.victim.lock().unwrap().kill().unwrap();
+        if let Ok(mut victim) = self.victim.lock() {
+            let _ = victim.kill();
+        }
     }
 
     /// Records an ack or a problem; whether the client should stop.
@@ -581,6 +582,16 @@ fn check(data: &Path, acks: &[Ack]) -> Report {
     report
 }
 
+struct KillOnDrop(Arc<Shared>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if !self.0.killed.load(Ordering::SeqCst) {
+            self.0.kill_9();
+        }
+    }
+}
+
 /// One data dir, one nats-server, many trials; the acks of all trials so far.
 struct Scenario {
     seed: u64,
@@ -637,6 +648,8 @@ impl Scenario {
             }));
         }
 
+        // If this thread fails, the server must die so that the clients stop.
+        let _guard = KillOnDrop(shared.clone());
         let kill_after =
             KILL_AFTER_MS.start + self.rng.next() % (KILL_AFTER_MS.end - KILL_AFTER_MS.start);
         {
