@@ -8,31 +8,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::{crash_seed, crash_trials, XorShift};
 use tenantry::events::codec::{chain_hash, encode_body, GENESIS_HASH};
 use tenantry::events::log::{EventLog, LogOptions};
 use tenantry::events::schema::EventKind;
 use tenantry::tenancy::{EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
 const TENANTS: [&str; 3] = ["t1", "t1x", "t2"];
-
-/// Trials per run; `TENANTRY_CRASH_TRIALS` raises it for long runs offline.
-fn trials() -> usize {
-    std::env::var("TENANTRY_CRASH_TRIALS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20)
-}
-
-/// A small deterministic generator; the seed is printed so a failure can be replayed.
-struct XorShift(u64);
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 #[derive(Debug)]
 struct Ack {
@@ -94,15 +76,11 @@ fn run_child(dir: &Path, trial: usize, kill_after: Duration) -> Vec<Ack> {
 #[test]
 fn kill_9_never_loses_an_acked_event() {
     let dir = tempfile::tempdir().unwrap();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("crash test seed {seed}");
+    let seed = crash_seed();
+    eprintln!("crash test seed {seed} (TENANTRY_CRASH_SEED={seed} replays it)");
     let mut rng = XorShift(seed);
     let mut all_acks: Vec<Ack> = Vec::new();
-    for trial in 0..trials() {
+    for trial in 0..crash_trials() {
         let kill_after = Duration::from_millis(40 + rng.next() % 300);
         let acks = run_child(dir.path(), trial, kill_after);
         all_acks.extend(acks);

@@ -14,4 +14,5 @@ mod overload;
 mod projections;
 mod secrets;
 mod serve;
+mod server_crash;
 mod support;

@@ -544,3 +544,27 @@ proptest! {
         }
     }
 }
+
+/// The crash test's negative control needs a writer that acks before the flush. That fault must
+/// not exist in a release build: there the switch is compiled out and the variable is ignored.
+/// A debug `cargo test` checks the first half; `cargo test --release` checks the second.
+#[test]
+fn the_ack_before_flush_fault_exists_only_with_debug_assertions() {
+    use std::ffi::OsStr;
+    assert_eq!(
+        writer::FAULT_ACK_BEFORE_FLUSH_VAR,
+        "TENANTRY_FAULT_ACK_BEFORE_FLUSH"
+    );
+    assert_eq!(
+        writer::fault_ack_before_flush(Some(OsStr::new("1"))),
+        cfg!(debug_assertions)
+    );
+    for off in [
+        None,
+        Some(OsStr::new("0")),
+        Some(OsStr::new("")),
+        Some(OsStr::new("yes")),
+    ] {
+        assert!(!writer::fault_ack_before_flush(off), "{off:?}");
+    }
+}

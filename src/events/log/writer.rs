@@ -12,6 +12,12 @@
 //!   applied to sled, because a failed apply stops all further appends;
 //! - a reply is sent only after a flush that started after its batch was applied;
 //! - after any write error the log refuses appends: what reached disk is unknown until reopen.
+//!
+//! The one exception is a fault switch for the crash test's negative control
+//! (`TENANTRY_FAULT_ACK_BEFORE_FLUSH=1`): it makes the stager answer right after `apply_batch`,
+//! which breaks the second invariant on purpose, so the crash test can show that it notices.
+//! It exists only with `debug_assertions`: release builds neither contain it nor read the
+//! variable.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -127,6 +133,9 @@ pub(super) struct Stager {
     pub(super) batch_groups_max: usize,
     sessions: HashMap<SessionKey, SessionHead>,
     ids: IdGen,
+    /// Test-only fault: answer callers before the flush (see the module docs).
+    #[cfg(debug_assertions)]
+    ack_before_flush: bool,
 }
 
 impl Stager {
@@ -137,6 +146,18 @@ impl Stager {
         failure: Failure,
         batch_groups_max: usize,
     ) -> Stager {
+        #[cfg(debug_assertions)]
+        let ack_before_flush =
+            fault_ack_before_flush(std::env::var_os(FAULT_ACK_BEFORE_FLUSH_VAR).as_deref());
+        #[cfg(debug_assertions)]
+        if ack_before_flush {
+            tracing::warn!(
+                variable = FAULT_ACK_BEFORE_FLUSH_VAR,
+                "FAULT INJECTION ACTIVE: the event log acks appends BEFORE they are flushed; \
+                 acked events WILL be lost in a crash. Test builds only; never run this in \
+                 production"
+            );
+        }
         Stager {
             tree,
             heads,
@@ -145,6 +166,8 @@ impl Stager {
             batch_groups_max,
             sessions: HashMap::new(),
             ids: IdGen::new(),
+            #[cfg(debug_assertions)]
+            ack_before_flush,
         }
     }
 
@@ -175,7 +198,14 @@ impl Stager {
                     next = rx.try_recv().ok();
                 }
             }
-            if to_syncer.send(self.apply(staged, replies)).is_err() {
+            let applied = self.apply(staged, replies);
+            #[cfg(debug_assertions)]
+            let applied = if self.ack_before_flush {
+                ack_now(applied)
+            } else {
+                applied
+            };
+            if to_syncer.send(applied).is_err() {
                 return;
             }
         }
@@ -548,6 +578,39 @@ fn answer(applied: Applied, synced: &Result<(), String>) {
             };
             let _ = reply.send(result);
         }
+    }
+}
+
+/// The environment variable that turns on the ack-before-flush fault in debug builds.
+#[cfg(any(debug_assertions, test))]
+pub(super) const FAULT_ACK_BEFORE_FLUSH_VAR: &str = "TENANTRY_FAULT_ACK_BEFORE_FLUSH";
+
+/// Whether the fault variable's value (`1`) turns the fault on.
+#[cfg(debug_assertions)]
+pub(super) fn fault_ack_before_flush(value: Option<&std::ffi::OsStr>) -> bool {
+    value.is_some_and(|v| v == "1")
+}
+
+/// Without debug assertions the fault does not exist, whatever the environment says. Only the
+/// unit test calls this (under `cargo test --release`); the server has no code to call.
+#[cfg(all(test, not(debug_assertions)))]
+pub(super) fn fault_ack_before_flush(_value: Option<&std::ffi::OsStr>) -> bool {
+    false
+}
+
+/// The fault itself: answers the batch's callers now, as if the flush had succeeded, and hands
+/// the syncer an empty batch so it still flushes (later) what was applied.
+#[cfg(debug_assertions)]
+fn ack_now(applied: Applied) -> Applied {
+    match applied {
+        Applied::Appends { replies, failed } => {
+            answer(Applied::Appends { replies, failed }, &Ok(()));
+            Applied::Appends {
+                replies: Vec::new(),
+                failed,
+            }
+        }
+        delete @ Applied::Delete { .. } => delete,
     }
 }
 
