@@ -15,7 +15,10 @@
 //!
 //! The one exception is a fault switch for the crash test's negative control
 //! (`TENANTRY_FAULT_ACK_BEFORE_FLUSH=1`): it makes the stager answer right after `apply_batch`,
-//! which breaks the second invariant on purpose, so the crash test can show that it notices.
+//! which breaks the second invariant on purpose, so the crash test can show that it notices. It
+//! also makes the syncer wait [`FAULT_SLOW_DISK`] before each flush, as a slow disk would, so
+//! that acked-but-unflushed groups exist at most moments rather than only in a debug build's
+//! rare lucky windows.
 //! It exists only with `debug_assertions`: release builds neither contain it nor read the
 //! variable.
 
@@ -532,8 +535,15 @@ pub(super) struct Syncer {
 
 impl Syncer {
     pub(super) fn run(self, rx: Receiver<Applied>) {
+        #[cfg(debug_assertions)]
+        let slow_disk =
+            fault_ack_before_flush(std::env::var_os(FAULT_ACK_BEFORE_FLUSH_VAR).as_deref());
         let mut waiting = Vec::new();
         while let Ok(first) = rx.recv() {
+            #[cfg(debug_assertions)]
+            if slow_disk {
+                std::thread::sleep(FAULT_SLOW_DISK);
+            }
             waiting.push(first);
             waiting.extend(rx.try_iter());
             let synced = self
@@ -584,6 +594,10 @@ fn answer(applied: Applied, synced: &Result<(), String>) {
 /// The environment variable that turns on the ack-before-flush fault in debug builds.
 #[cfg(any(debug_assertions, test))]
 pub(super) const FAULT_ACK_BEFORE_FLUSH_VAR: &str = "TENANTRY_FAULT_ACK_BEFORE_FLUSH";
+
+/// With the fault on, how long the syncer waits before each flush (a slow disk).
+#[cfg(debug_assertions)]
+const FAULT_SLOW_DISK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Whether the fault variable's value (`1`) turns the fault on.
 #[cfg(debug_assertions)]
