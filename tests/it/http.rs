@@ -4,8 +4,8 @@
 //! Two tenants share every id they can (envs, teams, channels, a session id); bigcorp's data
 //! carries canary strings that must never appear in any response to acme.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -53,32 +53,15 @@ impl Server {
     fn start(acme_extra: &str) -> Server {
         let dir = crate::support::dir_with_flows();
         std::fs::write(dir.path().join("config.toml"), config(acme_extra)).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
-            .args(["serve", "--config"])
-            .arg(dir.path().join("config.toml"))
-            .env("RUST_LOG", "info")
-            .env("TENANTRY_SIGNING_KEY", KEY)
-            .env_remove("TENANTRY_TENANT_ID")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut seen = Vec::new();
-        let addr = loop {
-            let line = lines
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("no `listening on` line in {seen:#?}"));
-            if let Some((_, rest)) = line.split_once("listening on ") {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-            seen.push(line);
-        };
+        let (child, lines) = crate::support::spawn_with_lines(
+            Command::new(env!("CARGO_BIN_EXE_tenantry"))
+                .args(["serve", "--config"])
+                .arg(dir.path().join("config.toml"))
+                .env("RUST_LOG", "info")
+                .env("TENANTRY_SIGNING_KEY", KEY)
+                .env_remove("TENANTRY_TENANT_ID"),
+        );
+        let (addr, _) = crate::support::wait_until_serving(&lines, false, Duration::from_secs(20));
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(20)))

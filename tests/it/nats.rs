@@ -1,8 +1,7 @@
 //! The NATS edge against a real `nats-server` on a free loopback port and the real `tenantry
 //! serve` binary.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -36,44 +35,20 @@ impl Server {
             );
         let config = fix_nats_section(&config);
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
-            .current_dir(dir.path())
-            .arg("serve")
-            .env("RUST_LOG", level)
-            .env("TENANTRY_SIGNING_KEY", "nats-test-key")
-            .env_remove("TENANTRY_TENANT_ID")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        // Both lines must be seen, in whichever order the server prints them.
-        let (mut http, mut subscribed, mut seen) = (None, false, Vec::new());
-        while http.is_none() || !subscribed {
-            let line = lines
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("server did not start: {seen:#?}"));
-            if let Some(addr) = line.split("listening on ").nth(1) {
-                http = Some(
-                    addr.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
-            }
-            subscribed |= line.contains("NATS ingress subscribed");
-            seen.push(line);
-        }
+        let (child, lines) = crate::support::spawn_with_lines(
+            Command::new(env!("CARGO_BIN_EXE_tenantry"))
+                .current_dir(dir.path())
+                .arg("serve")
+                .env("RUST_LOG", level)
+                .env("TENANTRY_SIGNING_KEY", "nats-test-key")
+                .env_remove("TENANTRY_TENANT_ID"),
+        );
+        let (http, _) = crate::support::wait_until_serving(&lines, true, Duration::from_secs(20));
         Server {
             child,
             dir,
             lines,
-            http: http.unwrap_or_default(),
+            http,
         }
     }
 

@@ -6,9 +6,7 @@
 //! (How fast refusals come and how much goodput remains are figures of `tenantry bench overload`.)
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -45,31 +43,16 @@ impl Server {
     fn start(config: &str) -> Server {
         let dir = crate::support::dir_with_flows();
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
-            .args(["serve", "--config"])
-            .arg(dir.path().join("config.toml"))
-            .current_dir(dir.path())
-            .env("RUST_LOG", "warn,tenantry=info")
-            .env("TENANTRY_SIGNING_KEY", KEY)
-            .env_remove("TENANTRY_TENANT_ID")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let addr = loop {
-            let line = lines
-                .recv_timeout(Duration::from_secs(30))
-                .expect("the server printed no `listening on` line");
-            if let Some((_, rest)) = line.split_once("listening on ") {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
+        let (child, lines) = crate::support::spawn_with_lines(
+            Command::new(env!("CARGO_BIN_EXE_tenantry"))
+                .args(["serve", "--config"])
+                .arg(dir.path().join("config.toml"))
+                .current_dir(dir.path())
+                .env("RUST_LOG", "warn,tenantry=info")
+                .env("TENANTRY_SIGNING_KEY", KEY)
+                .env_remove("TENANTRY_TENANT_ID"),
+        );
+        let (addr, _) = crate::support::wait_until_serving(&lines, false, Duration::from_secs(30));
         Server {
             child,
             base: format!("http://{addr}"),

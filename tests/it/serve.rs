@@ -1,29 +1,19 @@
 //! `tenantry serve` as an operator runs it: starts, refuses a second server on the same data
 //! dir, and stops cleanly on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::Duration;
 
 fn start(config: &std::path::Path) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .env("TENANTRY_SIGNING_KEY", "serve-test-key")
-        .env_remove("TENANTRY_TENANT_ID")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (child, rx)
+    crate::support::spawn_with_lines(
+        Command::new(env!("CARGO_BIN_EXE_tenantry"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .env("TENANTRY_SIGNING_KEY", "serve-test-key")
+            .env_remove("TENANTRY_TENANT_ID"),
+    )
 }
 
 fn wait_for(rx: &mpsc::Receiver<String>, needle: &str) -> Vec<String> {

@@ -15,11 +15,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -123,34 +122,14 @@ impl Server {
             .env("RUST_LOG", "warn,tenantry::edge=info,tenantry::nats=info")
             .env("TENANTRY_SIGNING_KEY", KEY)
             .env_remove("TENANTRY_TENANT_ID")
-            .env_remove(FAULT_VAR)
-            .stderr(Stdio::piped());
+            .env_remove(FAULT_VAR);
         if writer == Writer::AckBeforeFlush {
             command.env(FAULT_VAR, "1");
         }
-        let mut child = command.spawn().unwrap();
-        let (tx, lines) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // Nobody listens after start-up: the lines are only drained.
-                let _ = tx.send(line);
-            }
-        });
-        let (mut base, mut subscribed, mut seen) = (None, false, Vec::new());
-        while base.is_none() || !subscribed {
-            let line = lines
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| panic!("server did not start: {seen:#?}"));
-            if let Some((_, addr)) = line.split_once("listening on ") {
-                base = addr
-                    .split_whitespace()
-                    .next()
-                    .map(|a| format!("http://{a}"));
-            }
-            subscribed |= line.contains("NATS ingress subscribed");
-            seen.push(line);
-        }
+        let (child, lines) = crate::support::spawn_with_lines(&mut command);
+        let (addr, seen) =
+            crate::support::wait_until_serving(&lines, true, Duration::from_secs(30));
+        let base = format!("http://{addr}");
         // Release builds have no fault switch: they ignore the variable and stay silent.
         let faulty = writer == Writer::AckBeforeFlush && cfg!(debug_assertions);
         let warned = seen.iter().any(|l| l.contains("FAULT INJECTION ACTIVE"));
@@ -160,7 +139,7 @@ impl Server {
         );
         Server {
             child: Some(child),
-            base: base.unwrap(),
+            base,
         }
     }
 

@@ -1,8 +1,45 @@
 //! Set-up shared by the integration tests.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// Spawns `command` (a `tenantry serve`) with its stderr piped; every line of it arrives on the
+/// receiver (a thread drains it, so the server never blocks on a full pipe).
+pub fn spawn_with_lines(command: &mut Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+    let (tx, lines) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, lines)
+}
+
+/// Waits for the server's `listening on ADDR` line (and with `nats`, its `NATS ingress
+/// subscribed` line, in either order); returns ADDR and every line seen.
+pub fn wait_until_serving(
+    lines: &mpsc::Receiver<String>,
+    nats: bool,
+    timeout: Duration,
+) -> (String, Vec<String>) {
+    let (mut addr, mut subscribed, mut seen) = (None, !nats, Vec::new());
+    while addr.is_none() || !subscribed {
+        let line = lines
+            .recv_timeout(timeout)
+            .unwrap_or_else(|_| panic!("the server did not start: {seen:#?}"));
+        if let Some((_, rest)) = line.split_once("listening on ") {
+            addr = rest.split_whitespace().next().map(str::to_owned);
+        }
+        subscribed |= line.contains("NATS ingress subscribed");
+        seen.push(line);
+    }
+    (addr.unwrap_or_default(), seen)
+}
 
 /// A temp dir holding copies of the shipped flow files under `flows/` (the config is the
 /// caller's to write).
