@@ -137,6 +137,13 @@ pub fn run(
     row: &mut dyn FnMut(&Row),
 ) -> Result<SuiteReport, String> {
     std::fs::create_dir_all(&opts.dir).map_err(|e| format!("{}: {e}", opts.dir.display()))?;
+    // Absolute: the servers the scenarios start run in their own directories.
+    let dir =
+        std::fs::canonicalize(&opts.dir).map_err(|e| format!("{}: {e}", opts.dir.display()))?;
+    let opts = &SuiteOptions {
+        dir,
+        ..opts.clone()
+    };
     let started = Instant::now();
     let started_unix_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
