@@ -409,14 +409,19 @@ async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
 
 /// `POST /api/v1/messages`: hands the message to the runtime; answers after the durable append.
 async fn post_message(
-    caller: Caller,
+    caller: Result<Caller, ApiError>,
     req: HttpRequest,
-    payload: web::Payload,
+    mut payload: web::Payload,
     state: web::Data<EdgeState>,
 ) -> Result<HttpResponse, ApiError> {
-    // Under overload, refuse before spending anything on the body.
+    let caller = match caller {
+        Ok(caller) => caller,
+        Err(e) => return Err(refuse(&req, &mut payload, state.body_bytes_max, e).await),
+    };
+    // Under overload, refuse before spending anything on parsing the body.
     if state.runtime.saturated() {
-        return Err(ApiError::Runtime(RuntimeError::Overloaded));
+        let e = ApiError::Runtime(RuntimeError::Overloaded);
+        return Err(refuse(&req, &mut payload, state.body_bytes_max, e).await);
     }
     let body = read_body(&req, payload, state.body_bytes_max).await?;
     let message: MessageBody =
@@ -659,6 +664,27 @@ async fn read_body(
     tokio::time::timeout(BODY_READ_TIMEOUT, read)
         .await
         .map_err(|_| ApiError::BodyTimeout)?
+}
+
+/// Answers a refused request (auth, quota, overload) after reading its body when that is small,
+/// so that the connection stays usable: actix closes a keep-alive connection whose request body
+/// was left unread, and a client refused under load would then pay a reconnect for every retry,
+/// which costs the server more than the refusal itself.
+async fn refuse(
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+    limit: usize,
+    error: ApiError,
+) -> ApiError {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n <= u64::try_from(limit).unwrap_or(u64::MAX)) {
+        drain(payload).await;
+    }
+    error
 }
 
 /// Reads and discards the rest of a refused body, within [`DRAIN_BYTES_MAX`] and

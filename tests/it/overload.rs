@@ -322,3 +322,64 @@ fn a_tenant_flooding_past_its_quota_is_refused_while_its_neighbours_see_no_error
     acked.extend(calm.acked);
     assert_all_acked_are_logged(&base, &acked);
 }
+
+/// Reads one HTTP/1.1 response (framed by `Content-Length`) from `stream`; `None` when the server
+/// closed the connection instead.
+fn read_response(stream: &mut std::net::TcpStream) -> Option<(u16, String)> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => buf.push(byte[0]),
+        }
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let status = head[9..12].parse().unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).ok()?;
+    Some((status, head))
+}
+
+#[test]
+fn a_refused_message_leaves_its_keep_alive_connection_open() {
+    use std::io::Write;
+    // t1 may send one message per second; the second and third are refused.
+    let server = Server::start(&config("", 1));
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let bearer = token("t1");
+    let mut statuses = Vec::new();
+    for n in 0..3 {
+        let body = json!({"team": "support", "channel": "webchat", "session": "s0",
+                          "user": "u0", "text": "hello", "message_id": format!("ka-{n}")})
+        .to_string();
+        write!(
+            stream,
+            "POST /api/v1/messages HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {bearer}\r\n\
+             X-Tenant-ID: t1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let (status, head) = read_response(&mut stream)
+            .unwrap_or_else(|| panic!("the server closed the connection after {statuses:?}"));
+        assert!(
+            !head.to_ascii_lowercase().contains("connection: close"),
+            "response {n} closes the connection: {head}"
+        );
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [200, 429, 429]);
+}
