@@ -20,6 +20,7 @@ pub mod files;
 pub mod flow;
 mod merge;
 mod raw;
+pub mod security;
 mod summary;
 #[cfg(test)]
 mod tests;
@@ -40,8 +41,7 @@ use self::files::{read_bounded, resolve, CONFIG_FILE_BYTES_MAX};
 use self::flow::Flow;
 use self::merge::{known_list, FlowRef, Tree};
 use self::raw::{
-    AuthSection, BundleFile, ConfigFile, NatsSection, RuntimeSection, ServerSection, TeamFile,
-    TenantFile,
+    BundleFile, ConfigFile, NatsSection, RuntimeSection, ServerSection, TeamFile, TenantFile,
 };
 
 /// `server.listen` when absent.
@@ -135,6 +135,8 @@ pub struct AuthConfig {
     pub issuer: String,
     /// Required `aud` claim.
     pub audience: String,
+    /// Longest token lifetime accepted (`exp` − `iat`) and minted.
+    pub token_lifetime_max: Duration,
 }
 
 /// `[runtime]`.
@@ -324,7 +326,7 @@ fn parse_sections(path: &Path, text: &str, opts: &LoadOptions) -> Result<Section
     } = file;
     let server_config = server_config(path, &server)?;
     let nats = nats.map(|nats| nats_config(path, nats)).transpose()?;
-    let auth = auth_config(path, auth)?;
+    let auth = security::auth_config(path, auth)?;
     let runtime = runtime_config(path, runtime)?;
     let dedicated = dedicated_tenant(opts, &server)?;
     let mut tree = Tree::default();
@@ -435,15 +437,6 @@ fn nats_config(path: &Path, nats: NatsSection) -> Result<NatsConfig, ConfigError
     Ok(NatsConfig {
         url,
         subject_prefix,
-    })
-}
-
-fn auth_config(path: &Path, auth: AuthSection) -> Result<AuthConfig, ConfigError> {
-    let issuer = auth.issuer.unwrap_or_else(|| DEFAULT_ISSUER.into());
-    let audience = auth.audience.unwrap_or_else(|| DEFAULT_AUDIENCE.into());
-    Ok(AuthConfig {
-        issuer: check_name(path, "auth.issuer", issuer)?,
-        audience: check_name(path, "auth.audience", audience)?,
     })
 }
 

@@ -74,6 +74,9 @@ pub(super) struct AuthSection {
     pub issuer: Option<String>,
     #[serde(default)]
     pub audience: Option<String>,
+    /// A humantime duration such as `30d`; parsed in `Config::load` to name the field on error.
+    #[serde(default)]
+    pub token_lifetime_max: Option<String>,
 }
 
 /// `[runtime]`.

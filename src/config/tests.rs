@@ -1065,3 +1065,25 @@ fn http_limit_errors_name_the_field() {
         &["config.toml", "tenants.acme.rate_limit_per_s", "at least 1"],
     );
 }
+
+// ---- Token lifetimes ----------------------------------------------------------------------
+
+#[test]
+fn token_lifetime_max_defaults_to_30_days_and_is_bounded() {
+    let defaults = two_tenants("").load().unwrap();
+    assert_eq!(
+        defaults.auth().token_lifetime_max,
+        Duration::from_secs(30 * 24 * 60 * 60)
+    );
+    let set = two_tenants("[auth]\ntoken_lifetime_max = \"12h\"\n")
+        .load()
+        .unwrap();
+    assert_eq!(
+        set.auth().token_lifetime_max,
+        Duration::from_secs(12 * 3600)
+    );
+    for bad in ["\"0s\"", "\"500ms\"", "\"400days\"", "\"soon\"", "30"] {
+        let fixture = two_tenants(&format!("[auth]\ntoken_lifetime_max = {bad}\n"));
+        assert_mentions(&fixture.error(), &["config.toml", "token_lifetime_max"]);
+    }
+}

@@ -564,6 +564,28 @@ fn authz_matrix() {
         ),
         ("exp as a string", sign(&string_exp)),
         (
+            "exp centuries ahead",
+            sign(&with(
+                claims("acme"),
+                "exp",
+                json!(now() + 300 * 365 * 86_400),
+            )),
+        ),
+        (
+            "iat in the future",
+            sign(&with(claims("acme"), "iat", json!(now() + 3600))),
+        ),
+        ("a crit header", {
+            let mut header = Header::new(Algorithm::HS256);
+            header.crit = Some(vec!["exp".to_owned()]);
+            jsonwebtoken::encode(
+                &header,
+                &claims("acme"),
+                &EncodingKey::from_secret(KEY.as_bytes()),
+            )
+            .unwrap()
+        }),
+        (
             "tenant claim not an id",
             sign(&with(claims("acme"), "tenant", json!("ACME"))),
         ),

@@ -40,7 +40,7 @@ impl Server {
                 .current_dir(dir.path())
                 .arg("serve")
                 .env("RUST_LOG", level)
-                .env("TENANTRY_SIGNING_KEY", "nats-test-key")
+                .env("TENANTRY_SIGNING_KEY", "nats-test-key-0123456789abcdef0123")
                 .env_remove("TENANTRY_TENANT_ID"),
         );
         let (http, _) = crate::support::wait_until_serving(&lines, true, Duration::from_secs(20));

@@ -11,7 +11,10 @@ fn start(config: &std::path::Path) -> (Child, mpsc::Receiver<String>) {
             .args(["serve", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")
-            .env("TENANTRY_SIGNING_KEY", "serve-test-key")
+            .env(
+                "TENANTRY_SIGNING_KEY",
+                "serve-test-key-0123456789abcdef0123",
+            )
             .env_remove("TENANTRY_TENANT_ID"),
     )
 }
@@ -54,7 +57,10 @@ fn serve_starts_refuses_a_second_server_and_stops_on_sigterm() {
     let second = Command::new(env!("CARGO_BIN_EXE_tenantry"))
         .args(["serve", "--config"])
         .arg(&config)
-        .env("TENANTRY_SIGNING_KEY", "serve-test-key")
+        .env(
+            "TENANTRY_SIGNING_KEY",
+            "serve-test-key-0123456789abcdef0123",
+        )
         .output()
         .unwrap();
     assert!(!second.status.success());
