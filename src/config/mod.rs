@@ -108,6 +108,8 @@ pub struct Config {
 pub struct ServerConfig {
     /// HTTP listen address.
     pub listen: SocketAddr,
+    /// Where `/metrics` is served, apart from the API; `None` when `"off"`.
+    pub metrics_listen: Option<SocketAddr>,
     /// Data directory, resolved against the config file's directory.
     pub data_dir: PathBuf,
     /// HTTP requests per second a tenant may make (burst the same), unless the tenant sets its
@@ -422,6 +424,7 @@ fn server_config(path: &Path, server: &ServerSection) -> Result<ServerConfig, Co
     };
     Ok(ServerConfig {
         listen: server.listen.unwrap_or(DEFAULT_LISTEN),
+        metrics_listen: security::metrics_listen(path, server.metrics_listen.as_deref())?,
         data_dir,
         rate_limit_per_s,
         http_body_bytes_max,

@@ -36,6 +36,9 @@ pub(super) struct ConfigFile {
 pub(super) struct ServerSection {
     #[serde(default)]
     pub listen: Option<SocketAddr>,
+    /// An address or `"off"`; parsed in `Config::load` to name the field on error.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
     #[serde(default)]

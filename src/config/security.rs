@@ -1,8 +1,10 @@
-//! The settings that bound exposure: `[auth]` (what tokens must say and how long they may live).
+//! The settings that bound exposure: `[auth]` (what tokens must say and how long they may live)
+//! and `server.metrics_listen` (where `/metrics`, which names every tenant, is served).
 //!
 //! Invariant: a loaded [`AuthConfig`] has a lifetime bound within
-//! `1s..=`[`TOKEN_LIFETIME_MAX_LIMIT`].
+//! `1s..=`[`TOKEN_LIFETIME_MAX_LIMIT`]; a metrics address is either a socket address or off.
 
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
 use std::time::Duration;
 
@@ -10,6 +12,11 @@ use super::error::ConfigError;
 use super::raw::AuthSection;
 use super::{check_name, invalid, AuthConfig, DEFAULT_AUDIENCE, DEFAULT_ISSUER};
 
+/// `server.metrics_listen` when absent: loopback only, Prometheus' conventional exporter port.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464));
+/// The `server.metrics_listen` value that disables the metrics listener.
+pub const METRICS_OFF: &str = "off";
 /// `auth.token_lifetime_max` when absent: 30 days.
 pub const DEFAULT_TOKEN_LIFETIME_MAX: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// Largest `auth.token_lifetime_max`: a token cannot be revoked short of rotating the signing
@@ -52,4 +59,26 @@ fn token_lifetime_max(path: &Path, raw: &str) -> Result<Duration, ConfigError> {
         ));
     }
     Ok(lifetime)
+}
+
+/// `server.metrics_listen`: an address (port 0 picks a free port), `"off"`, or absent for
+/// [`DEFAULT_METRICS_LISTEN`]. `None` means no metrics listener.
+pub(super) fn metrics_listen(
+    path: &Path,
+    raw: Option<&str>,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    match raw {
+        None => Ok(Some(DEFAULT_METRICS_LISTEN)),
+        Some(METRICS_OFF) => Ok(None),
+        Some(raw) => raw.parse().map(Some).map_err(|_| {
+            invalid(
+                path,
+                "server.metrics_listen",
+                format!(
+                    "{raw:?} is not an address: write e.g. \"127.0.0.1:9464\" (a port of its own, \
+                     never the API's), or \"{METRICS_OFF}\" to disable /metrics"
+                ),
+            )
+        }),
+    }
 }

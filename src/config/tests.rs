@@ -1066,7 +1066,34 @@ fn http_limit_errors_name_the_field() {
     );
 }
 
-// ---- Token lifetimes ----------------------------------------------------------------------
+// ---- Exposure: the metrics listener and token lifetimes ------------------------------------
+
+#[test]
+fn metrics_listen_defaults_to_loopback_9464_and_can_be_moved_or_turned_off() {
+    let defaults = two_tenants("").load().unwrap();
+    assert_eq!(
+        defaults.server().metrics_listen.map(|a| a.to_string()),
+        Some("127.0.0.1:9464".to_owned())
+    );
+    let shipped = Config::load(&repo("config.toml"), &LoadOptions::default()).unwrap();
+    assert_eq!(
+        shipped.server().metrics_listen,
+        defaults.server().metrics_listen
+    );
+    let moved = two_tenants("metrics_listen = \"127.0.0.1:0\"\n")
+        .load()
+        .unwrap();
+    assert_eq!(
+        moved.server().metrics_listen.map(|a| a.to_string()),
+        Some("127.0.0.1:0".to_owned())
+    );
+    let off = two_tenants("metrics_listen = \"off\"\n").load().unwrap();
+    assert_eq!(off.server().metrics_listen, None);
+    assert_mentions(
+        &two_tenants("metrics_listen = \"9464\"\n").error(),
+        &["config.toml", "server.metrics_listen", "\"off\""],
+    );
+}
 
 #[test]
 fn token_lifetime_max_defaults_to_30_days_and_is_bounded() {

@@ -417,8 +417,11 @@ fn serve_refused(fx: &Fixture, key: Option<&str>) -> Output {
     let mut cmd = fx.tenantry(&["serve"]);
     // Ports of their own, should the refusal be missing and the server start.
     let config = std::fs::read_to_string(fx.dir.path().join("config.toml")).unwrap();
-    if !config.contains("listen") {
-        let config = config.replace("[server]\n", "[server]\nlisten = \"127.0.0.1:0\"\n");
+    if !config.contains("metrics_listen") {
+        let config = config.replace(
+            "[server]\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"off\"\n",
+        );
         std::fs::write(fx.dir.path().join("config.toml"), config).unwrap();
     }
     if let Some(key) = key {
