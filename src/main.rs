@@ -259,8 +259,8 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let data_dir = config.server().data_dir.clone();
     // Before anything is created: a server without a usable key leaves no trace on disk.
     let signing_key = signing_key(&data_dir)?;
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    tenantry::private_fs::create_private_dir(&data_dir)
+        .with_context(|| format!("creating data dir {} (mode 0700)", data_dir.display()))?;
     let log = EventLog::open(&data_dir.join("log"), &LogOptions::default())?;
     let snapshots = SnapshotStore::new(data_dir.join("sessions"));
     let projector = Arc::new(Projector::new(&log)?);

@@ -216,7 +216,7 @@ fn create_key_file(
     data_dir: &Path,
     path: &Path,
 ) -> Result<Zeroizing<[u8; MASTER_KEY_BYTES]>, SecretError> {
-    std::fs::create_dir_all(data_dir).map_err(SecretError::io("create", data_dir))?;
+    crate::private_fs::create_private_dir(data_dir).map_err(SecretError::io("create", data_dir))?;
     let mut key = Zeroizing::new([0u8; MASTER_KEY_BYTES]);
     OsRng
         .try_fill_bytes(key.as_mut_slice())
