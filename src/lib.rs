@@ -5,7 +5,8 @@
 //! engine), `projections` (session state, snapshots, usage and session read models), `actors`
 //! (the runtime), `edge` (HTTP API), `nats` (NATS edge), `secrets` (encrypted secrets, tokens),
 //! `audit` (export, verify, replay), `bench` (measurement drivers), `fuzzing` (entry points
-//! of the fuzz targets and the decoders' property tests).
+//! of the fuzz targets and the decoders' property tests), `private_fs` (owner-only modes of
+//! what is stored).
 
 pub mod actors;
 pub mod audit;
@@ -16,6 +17,7 @@ pub mod events;
 pub mod flow;
 pub mod fuzzing;
 pub mod nats;
+pub mod private_fs;
 pub mod projections;
 pub mod secrets;
 pub mod tenancy;

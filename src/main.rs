@@ -70,6 +70,10 @@ enum Command {
     /// Mint an HS256 JWT for the HTTP API, signed with env TENANTRY_SIGNING_KEY else the secret
     /// global/signing_key; prints only the token.
     Token(tenantry::secrets::cli::TokenArgs),
+    /// Print a fresh random JWT signing key (256 bits, base64url, 43 characters), e.g.
+    /// `export TENANTRY_SIGNING_KEY=$(tenantry keygen)` or
+    /// `tenantry keygen | tenantry secrets set --global signing_key`.
+    Keygen,
     /// Print a tenant's or a session's events as a timeline (or JSON), a session's state at a
     /// seq (--at), or a what-if re-run of a session with another flow file (--with-flow; exits 1
     /// when it diverges). Offline: needs the data dir (no running server).
@@ -226,6 +230,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tenantry::secrets::cli::token(&args, &config, now, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Keygen => {
+            tenantry::secrets::cli::keygen(&mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Usage {
             tenant,
             env,
@@ -249,9 +257,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path)?;
     let data_dir = config.server().data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    // Before anything is created: a server without a usable key leaves no trace on disk.
     let signing_key = signing_key(&data_dir)?;
+    tenantry::private_fs::create_private_dir(&data_dir)
+        .with_context(|| format!("creating data dir {} (mode 0700)", data_dir.display()))?;
     let log = EventLog::open(&data_dir.join("log"), &LogOptions::default())?;
     let snapshots = SnapshotStore::new(data_dir.join("sessions"));
     let projector = Arc::new(Projector::new(&log)?);
@@ -342,22 +351,12 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
 const READ_MODEL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The HS256 key for API tokens: the UTF-8 bytes of env `TENANTRY_SIGNING_KEY`, else the
-/// secret `global/signing_key` from the data dir's encrypted secret store.
+/// secret `global/signing_key` from the data dir's encrypted secret store; at least
+/// `SIGNING_KEY_BYTES_MIN` bytes. Creates nothing when there is none.
 fn signing_key(data_dir: &std::path::Path) -> anyhow::Result<SigningKey> {
-    if let Some(raw) = std::env::var_os("TENANTRY_SIGNING_KEY") {
-        let raw = raw
-            .into_string()
-            .map_err(|_| anyhow::anyhow!("TENANTRY_SIGNING_KEY is not valid UTF-8"))?;
-        return SigningKey::new(raw.into_bytes()).context("TENANTRY_SIGNING_KEY");
-    }
-    let store = tenantry::secrets::store::SecretStore::open(data_dir)?;
-    match store.signing_key()? {
-        Some(key) => SigningKey::new(key.expose().to_vec()).context("secret global/signing_key"),
-        None => anyhow::bail!(
-            "no signing key: set TENANTRY_SIGNING_KEY or run tenantry secrets set --global \
-             signing_key"
-        ),
-    }
+    use tenantry::secrets::{key::KeySources, store::SecretStore};
+    let key = SecretStore::resolve_signing_key(data_dir, KeySources::from_env()?)?;
+    Ok(SigningKey::new(key.expose().to_vec())?)
 }
 
 fn mode(config: &Config) -> String {

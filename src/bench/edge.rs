@@ -418,7 +418,7 @@ pub(super) fn write_config(
 ) -> Result<Config, String> {
     std::fs::write(dir.join("flow.yaml"), FLOW).map_err(|e| e.to_string())?;
     let mut toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"./data\"\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"off\"\ndata_dir = \"./data\"\n\
          rate_limit_per_s = {RATE_LIMIT_PER_S}\n\
          [auth]\nissuer = \"tenantry\"\naudience = \"tenantry-api\"\n"
     );

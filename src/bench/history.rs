@@ -556,7 +556,7 @@ fn write_config(dir: &Path) -> Result<PathBuf, String> {
     std::fs::write(dir.join("flow.yaml"), FLOW).map_err(|e| e.to_string())?;
     let data = dir.join("data");
     let mut toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"off\"\ndata_dir = \"{}\"\n",
         data.display()
     );
     for t in 0..TENANTS {

@@ -20,6 +20,7 @@ pub mod files;
 pub mod flow;
 mod merge;
 mod raw;
+pub mod security;
 mod summary;
 #[cfg(test)]
 mod tests;
@@ -40,8 +41,7 @@ use self::files::{read_bounded, resolve, CONFIG_FILE_BYTES_MAX};
 use self::flow::Flow;
 use self::merge::{known_list, FlowRef, Tree};
 use self::raw::{
-    AuthSection, BundleFile, ConfigFile, NatsSection, RuntimeSection, ServerSection, TeamFile,
-    TenantFile,
+    BundleFile, ConfigFile, NatsSection, RuntimeSection, ServerSection, TeamFile, TenantFile,
 };
 
 /// `server.listen` when absent.
@@ -108,6 +108,8 @@ pub struct Config {
 pub struct ServerConfig {
     /// HTTP listen address.
     pub listen: SocketAddr,
+    /// Where `/metrics` is served, apart from the API; `None` when `"off"`.
+    pub metrics_listen: Option<SocketAddr>,
     /// Data directory, resolved against the config file's directory.
     pub data_dir: PathBuf,
     /// HTTP requests per second a tenant may make (burst the same), unless the tenant sets its
@@ -135,6 +137,8 @@ pub struct AuthConfig {
     pub issuer: String,
     /// Required `aud` claim.
     pub audience: String,
+    /// Longest token lifetime accepted (`exp` − `iat`) and minted.
+    pub token_lifetime_max: Duration,
 }
 
 /// `[runtime]`.
@@ -324,7 +328,7 @@ fn parse_sections(path: &Path, text: &str, opts: &LoadOptions) -> Result<Section
     } = file;
     let server_config = server_config(path, &server)?;
     let nats = nats.map(|nats| nats_config(path, nats)).transpose()?;
-    let auth = auth_config(path, auth)?;
+    let auth = security::auth_config(path, auth)?;
     let runtime = runtime_config(path, runtime)?;
     let dedicated = dedicated_tenant(opts, &server)?;
     let mut tree = Tree::default();
@@ -420,6 +424,7 @@ fn server_config(path: &Path, server: &ServerSection) -> Result<ServerConfig, Co
     };
     Ok(ServerConfig {
         listen: server.listen.unwrap_or(DEFAULT_LISTEN),
+        metrics_listen: security::metrics_listen(path, server.metrics_listen.as_deref())?,
         data_dir,
         rate_limit_per_s,
         http_body_bytes_max,
@@ -435,15 +440,6 @@ fn nats_config(path: &Path, nats: NatsSection) -> Result<NatsConfig, ConfigError
     Ok(NatsConfig {
         url,
         subject_prefix,
-    })
-}
-
-fn auth_config(path: &Path, auth: AuthSection) -> Result<AuthConfig, ConfigError> {
-    let issuer = auth.issuer.unwrap_or_else(|| DEFAULT_ISSUER.into());
-    let audience = auth.audience.unwrap_or_else(|| DEFAULT_AUDIENCE.into());
-    Ok(AuthConfig {
-        issuer: check_name(path, "auth.issuer", issuer)?,
-        audience: check_name(path, "auth.audience", audience)?,
     })
 }
 

@@ -36,6 +36,9 @@ pub(super) struct ConfigFile {
 pub(super) struct ServerSection {
     #[serde(default)]
     pub listen: Option<SocketAddr>,
+    /// An address or `"off"`; parsed in `Config::load` to name the field on error.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
     #[serde(default)]
@@ -74,6 +77,9 @@ pub(super) struct AuthSection {
     pub issuer: Option<String>,
     #[serde(default)]
     pub audience: Option<String>,
+    /// A humantime duration such as `30d`; parsed in `Config::load` to name the field on error.
+    #[serde(default)]
+    pub token_lifetime_max: Option<String>,
 }
 
 /// `[runtime]`.

@@ -1065,3 +1065,52 @@ fn http_limit_errors_name_the_field() {
         &["config.toml", "tenants.acme.rate_limit_per_s", "at least 1"],
     );
 }
+
+// ---- Exposure: the metrics listener and token lifetimes ------------------------------------
+
+#[test]
+fn metrics_listen_defaults_to_loopback_9464_and_can_be_moved_or_turned_off() {
+    let defaults = two_tenants("").load().unwrap();
+    assert_eq!(
+        defaults.server().metrics_listen.map(|a| a.to_string()),
+        Some("127.0.0.1:9464".to_owned())
+    );
+    let shipped = Config::load(&repo("config.toml"), &LoadOptions::default()).unwrap();
+    assert_eq!(
+        shipped.server().metrics_listen,
+        defaults.server().metrics_listen
+    );
+    let moved = two_tenants("metrics_listen = \"127.0.0.1:0\"\n")
+        .load()
+        .unwrap();
+    assert_eq!(
+        moved.server().metrics_listen.map(|a| a.to_string()),
+        Some("127.0.0.1:0".to_owned())
+    );
+    let off = two_tenants("metrics_listen = \"off\"\n").load().unwrap();
+    assert_eq!(off.server().metrics_listen, None);
+    assert_mentions(
+        &two_tenants("metrics_listen = \"9464\"\n").error(),
+        &["config.toml", "server.metrics_listen", "\"off\""],
+    );
+}
+
+#[test]
+fn token_lifetime_max_defaults_to_30_days_and_is_bounded() {
+    let defaults = two_tenants("").load().unwrap();
+    assert_eq!(
+        defaults.auth().token_lifetime_max,
+        Duration::from_secs(30 * 24 * 60 * 60)
+    );
+    let set = two_tenants("[auth]\ntoken_lifetime_max = \"12h\"\n")
+        .load()
+        .unwrap();
+    assert_eq!(
+        set.auth().token_lifetime_max,
+        Duration::from_secs(12 * 3600)
+    );
+    for bad in ["\"0s\"", "\"500ms\"", "\"400days\"", "\"soon\"", "30"] {
+        let fixture = two_tenants(&format!("[auth]\ntoken_lifetime_max = {bad}\n"));
+        assert_mentions(&fixture.error(), &["config.toml", "token_lifetime_max"]);
+    }
+}

@@ -2,9 +2,13 @@
 //! checked against each other into a [`Caller`] (DESIGN §5).
 //!
 //! Invariants:
-//! - Only HS256 is accepted; `exp`, `iss` and `aud` are required and checked (issuer and
-//!   audience from `[auth]`), `nbf` is checked when present, leeway is [`LEEWAY_S`]. A string
-//!   `exp`/`nbf` is refused (jsonwebtoken >= 10.3).
+//! - Only HS256 is accepted, with a key of at least [`SIGNING_KEY_BYTES_MIN`] bytes; `exp`, `iss`
+//!   and `aud` are required and checked (issuer and audience from `[auth]`), `nbf` is checked
+//!   when present, leeway is [`LEEWAY_S`]. A string `exp`/`nbf`/`iat` is refused (jsonwebtoken
+//!   >= 10.3).
+//! - A token may live at most `[auth] token_lifetime_max`, counted from its `iat` (or from now
+//!   without one); an `iat` more than [`LEEWAY_S`] in the future and any `crit` header (we
+//!   understand no extension) are refused.
 //! - The tenant and env come from the token only; a header may narrow, never widen: a header
 //!   that disagrees with a claim is a rejection, and a repeated header is ambiguous (400), never
 //!   resolved by picking one value.
@@ -13,6 +17,7 @@
 //! - Neither the token nor the signing key is ever logged or put in an error message.
 
 use std::fmt;
+use std::time::{Duration, SystemTime};
 
 use actix_web::http::header::{HeaderMap, HeaderName, AUTHORIZATION};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -21,8 +26,11 @@ use serde::Deserialize;
 use crate::config::AuthConfig;
 use crate::tenancy::{EnvId, TeamId, TenantCtx, TenantId};
 
-/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+/// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
 pub const LEEWAY_S: u64 = 5;
+/// Shortest HS256 key, in bytes: RFC 7518 §3.2 requires a key at least as long as the hash
+/// output (256 bits); a shorter one is brute-forced offline from a single token.
+pub const SIGNING_KEY_BYTES_MIN: usize = 32;
 /// Longest `Authorization` header accepted, in bytes; a JWT with our claims is far shorter.
 pub const AUTHORIZATION_BYTES_MAX: usize = 8 * 1024;
 
@@ -38,17 +46,24 @@ pub struct SigningKey(Vec<u8>);
 /// Why a signing key cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    /// The key has no bytes; every token signed with an empty key would be forgeable.
-    #[error("the signing key is empty")]
-    Empty,
+    /// The key is shorter than [`SIGNING_KEY_BYTES_MIN`]: tokens signed with it can be forged
+    /// after an offline brute force. Generate one with `tenantry keygen`.
+    #[error(
+        "the signing key is {bytes} bytes; HS256 needs at least {SIGNING_KEY_BYTES_MIN} bytes \
+         (RFC 7518 §3.2); generate one with `tenantry keygen`"
+    )]
+    TooShort {
+        /// The key's length.
+        bytes: usize,
+    },
 }
 
 impl SigningKey {
-    /// Wraps the key's bytes (e.g. the UTF-8 bytes of `TENANTRY_SIGNING_KEY`); refuses an empty
-    /// key.
+    /// Wraps the key's bytes (e.g. the UTF-8 bytes of `TENANTRY_SIGNING_KEY`); refuses a key
+    /// shorter than [`SIGNING_KEY_BYTES_MIN`].
     pub fn new(bytes: Vec<u8>) -> Result<SigningKey, KeyError> {
-        if bytes.is_empty() {
-            return Err(KeyError::Empty);
+        if bytes.len() < SIGNING_KEY_BYTES_MIN {
+            return Err(KeyError::TooShort { bytes: bytes.len() });
         }
         Ok(SigningKey(bytes))
     }
@@ -98,13 +113,17 @@ pub enum AuthError {
 }
 
 /// The claims we read; the spec claims (`exp`, `iss`, `aud`, `nbf`) are checked by
-/// jsonwebtoken's [`Validation`]. Unknown claims (`iat`, `sub`, ...) are ignored.
+/// jsonwebtoken's [`Validation`], `exp` and `iat` again here against the lifetime bound.
+/// Unknown claims (`sub`, ...) are ignored.
 #[derive(Deserialize)]
 struct RawClaims {
     tenant: String,
     env: String,
     #[serde(default)]
     team: Option<String>,
+    exp: u64,
+    #[serde(default)]
+    iat: Option<u64>,
 }
 
 /// The validated claims of a token.
@@ -118,10 +137,11 @@ pub struct Claims {
     pub team: Option<TeamId>,
 }
 
-/// Checks tokens: HS256 with the shared key, `[auth]` issuer and audience.
+/// Checks tokens: HS256 with the shared key, `[auth]` issuer, audience and lifetime bound.
 pub struct Authenticator {
     key: DecodingKey,
     validation: Validation,
+    lifetime_max: Duration,
 }
 
 impl Authenticator {
@@ -138,6 +158,7 @@ impl Authenticator {
         Authenticator {
             key: DecodingKey::from_secret(&key.0),
             validation,
+            lifetime_max: auth.token_lifetime_max,
         }
     }
 
@@ -161,7 +182,13 @@ impl Authenticator {
                     _ => "malformed token",
                 })
             })?;
+        if data.header.crit.is_some() {
+            return Err(AuthError::InvalidToken(
+                "critical header extensions (crit) are not supported",
+            ));
+        }
         let raw = data.claims;
+        check_times(raw.iat, raw.exp, self.lifetime_max, SystemTime::now())?;
         let tenant =
             TenantId::parse(&raw.tenant).map_err(|_| AuthError::InvalidToken("invalid tenant"))?;
         let env = EnvId::parse(&raw.env).map_err(|_| AuthError::InvalidToken("invalid env"))?;
@@ -172,6 +199,29 @@ impl Authenticator {
             .map_err(|_| AuthError::InvalidToken("invalid team"))?;
         Ok(Claims { tenant, env, team })
     }
+}
+
+/// Refuses an `iat` beyond the leeway in the future, and an `exp` more than `lifetime_max` after
+/// the `iat` (or after `now` when the token has none). `exp` itself was checked by jsonwebtoken.
+fn check_times(
+    iat: Option<u64>,
+    exp: u64,
+    lifetime_max: Duration,
+    now: SystemTime,
+) -> Result<(), AuthError> {
+    let now_s = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if iat.is_some_and(|iat| iat > now_s.saturating_add(LEEWAY_S)) {
+        return Err(AuthError::InvalidToken("issued in the future (iat)"));
+    }
+    let start = iat.unwrap_or(now_s);
+    if exp.saturating_sub(start) > lifetime_max.as_secs() {
+        return Err(AuthError::InvalidToken(
+            "lives longer than the server allows (exp - iat > auth.token_lifetime_max)",
+        ));
+    }
+    Ok(())
 }
 
 /// An authenticated caller: its token's claims and the team it narrowed to with `X-Team-ID`.

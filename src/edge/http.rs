@@ -11,6 +11,8 @@
 //!   errors (path, query, JSON) and unknown routes are mapped to the same JSON shape.
 //! - Every request runs in a span tagged with tenant, env and team once they are known; message
 //!   text and tokens are never logged.
+//! - `/metrics` (which names every tenant) is served only on its own listener,
+//!   `server.metrics_listen`, never on the API's: there it is an unknown route (404).
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
@@ -26,19 +28,22 @@ use futures_util::StreamExt;
 use tracing::field::Empty;
 use tracing::Instrument;
 
+use self::metrics_listener::MetricsServer;
 use super::auth::{bearer_token, check_headers, Authenticator, Caller, SigningKey};
 use super::dto::{
     AckBody, EventItem, EventsBody, EventsQuery, MessageBody, SessionItem, SessionStateBody,
     SessionsBody, SessionsQuery,
 };
 use super::error::{ApiError, ErrorCode};
-use super::metrics::{EdgeMetrics, CONTENT_TYPE, UNKNOWN_TENANT};
+use super::metrics::{EdgeMetrics, UNKNOWN_TENANT};
 use super::quota::Quotas;
 use crate::actors::messages::{Inbound, RuntimeError};
 use crate::actors::runtime::Runtime;
 use crate::config::Config;
 use crate::projections::projector::Projector;
 use crate::tenancy::{ChannelId, SessionId, TeamId, TenantCtx, TenantId};
+
+mod metrics_listener;
 
 /// HTTP worker threads. The machine has 2 cores that the runtime's arbiters share.
 pub const HTTP_WORKERS: usize = 2;
@@ -73,6 +78,18 @@ pub enum HttpError {
     /// The listen address is taken, not local, or not permitted. Fix `server.listen`.
     #[error("cannot listen on {addr} (server.listen)")]
     Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The OS's reason.
+        source: io::Error,
+    },
+    /// The metrics address is taken (another instance on this host?), not local, or not
+    /// permitted. Give each instance its own `server.metrics_listen`, or `"off"`.
+    #[error(
+        "cannot serve /metrics on {addr} (server.metrics_listen): give this instance a port of \
+         its own, port 0 for any free one, or \"off\""
+    )]
+    MetricsBind {
         /// The configured address.
         addr: SocketAddr,
         /// The OS's reason.
@@ -145,11 +162,14 @@ pub struct ApiServer {
     /// Set once `task` has been awaited to completion (a finished handle must not be polled).
     finished: bool,
     addrs: Vec<SocketAddr>,
+    /// The metrics listener, unless `server.metrics_listen` is off.
+    metrics: Option<MetricsServer>,
 }
 
 impl ApiServer {
     /// Binds `server.listen` (port 0 picks a free port), logs `listening on ADDR` for each bound
-    /// address and serves until [`ApiServer::stop`]. Must be called inside an actix `System`.
+    /// address, starts the metrics listener on `server.metrics_listen` (unless off; logs
+    /// `metrics on http://ADDR/metrics`) and serves until [`ApiServer::stop`]. Must be called inside an actix `System`.
     /// The server does not handle signals itself: the caller decides when to stop.
     pub fn start(
         config: &Config,
@@ -159,6 +179,7 @@ impl ApiServer {
         nats: Option<&crate::nats::NatsMetrics>,
     ) -> Result<ApiServer, HttpError> {
         let state = web::Data::new(EdgeState::new(config, runtime, projector, key, nats));
+        let metrics_state = state.clone();
         let listen = config.server().listen;
         let body_bytes_max = config.server().http_body_bytes_max;
         let server = actix_web::HttpServer::new(move || {
@@ -204,6 +225,11 @@ impl ApiServer {
             addr: listen,
             source,
         })?;
+        // Started before the API runs, so a bad metrics address stops the start-up cleanly.
+        let metrics = match config.server().metrics_listen {
+            Some(addr) => Some(MetricsServer::start(metrics_state, addr)?),
+            None => None,
+        };
         let addrs = server.addrs();
         let server = server.run();
         let handle = server.handle();
@@ -216,12 +242,18 @@ impl ApiServer {
             task,
             finished: false,
             addrs,
+            metrics,
         })
     }
 
     /// The bound addresses (with the real port when `listen` had port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The metrics listener's bound addresses; empty when `server.metrics_listen` is off.
+    pub fn metrics_addrs(&self) -> &[SocketAddr] {
+        self.metrics.as_ref().map_or(&[], |m| &m.addrs)
     }
 
     /// Resolves if the server stops by itself (it should not): with its error, if any.
@@ -238,6 +270,9 @@ impl ApiServer {
     /// [`SHUTDOWN_TIMEOUT_S`]), then return.
     pub async fn stop(self) {
         self.handle.stop(true).await;
+        if let Some(metrics) = self.metrics {
+            metrics.stop().await;
+        }
         if self.finished {
             return;
         }
@@ -254,11 +289,6 @@ fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/healthz")
             .get(healthz)
-            .to(method_not_allowed),
-    )
-    .service(
-        web::resource("/metrics")
-            .get(metrics)
             .to(method_not_allowed),
     )
     .service(web::scope("/api/v1").configure(api_v1));
@@ -388,15 +418,6 @@ fn observe(response: &ServiceResponse, started: Instant) {
 /// `GET /healthz`: the process is up and serving.
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
-}
-
-/// `GET /metrics`: Prometheus/OpenMetrics text.
-async fn metrics(state: web::Data<EdgeState>) -> Result<HttpResponse, ApiError> {
-    let text = state
-        .metrics
-        .render(state.runtime.metrics())
-        .map_err(|e| ApiError::Internal(format!("encoding metrics: {e}")))?;
-    Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(text))
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

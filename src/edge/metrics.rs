@@ -1,5 +1,5 @@
-//! The edge's Prometheus metrics, rendered by `GET /metrics` (OpenMetrics text via
-//! prometheus-client).
+//! The edge's Prometheus metrics, rendered by `GET /metrics` on the metrics listener
+//! (`server.metrics_listen`, never the API port; OpenMetrics text via prometheus-client).
 //!
 //! Series (counters get the `_total` suffix from the encoder):
 //! `tenantry_messages_total{tenant,env}`, `tenantry_replies_total{tenant,env}`,

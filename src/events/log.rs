@@ -286,7 +286,14 @@ impl EventLog {
     /// writer. A damaged tenant is reported in [`EventLog::damaged`], not as an error, so the
     /// other tenants stay available.
     pub fn open(dir: &Path, opts: &LogOptions) -> Result<EventLog, OpenError> {
+        // Owner only (the read models live in this database too); sled creates its files inside.
+        let private = |e: std::io::Error| OpenError::Storage {
+            path: dir.to_owned(),
+            detail: format!("making the log directory owner-only (0700): {e}"),
+        };
+        crate::private_fs::create_private_dir(dir).map_err(private)?;
         let db = open_db(dir, opts)?;
+        crate::private_fs::restrict_tree(dir).map_err(private)?;
         let tree = db.open_tree(TREE_NAME).map_err(|e| open_error(dir, e))?;
         // sled's flush ends in sync_file_range, which does not flush the drive's cache; we
         // fdatasync this file after each flush so that an ack survives a power loss.

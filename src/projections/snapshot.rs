@@ -29,6 +29,7 @@
 //! - Nothing is read or allocated in proportion to a length taken from the file before that
 //!   length is checked against [`SNAPSHOT_BYTES_MAX`]; decoding nests at most
 //!   [`STATE_DEPTH_MAX`] levels.
+//! - Directories are created 0700 and files 0600 (`private_fs`): no other user reads a state.
 //! - Paths are built only from validated ids, which cannot contain `/`, `.` or `..`, so every
 //!   path stays under the root.
 //!
@@ -37,12 +38,14 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 
+use crate::private_fs::{DIR_MODE, FILE_MODE};
 use crate::tenancy::{EnvId, SessionId, TeamId, TenantId};
 
 /// The `"v"` written in every snapshot; a reader refuses any other.
@@ -493,15 +496,19 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, ReadError> {
     Ok(bytes)
 }
 
-/// Writes `bytes` to a new file at `path` and fsyncs it. `create_new`, so that a stale temp file
+/// Writes `bytes` to a new owner-only file at `path` and fsyncs it. `create_new`, so that a stale temp file
 /// of a crashed writer that happened to reuse the name is never written through.
 fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
 }
 
-/// Creates `dir` and its missing ancestors, fsyncing the parent of each directory created so
+/// Creates `dir` and its missing ancestors (owner only), fsyncing the parent of each directory created so
 /// that the new entry survives a power loss.
 fn create_dirs(dir: &Path) -> Result<(), SnapshotError> {
     // Walk up to the first ancestor that exists, then create downwards from there.
@@ -515,7 +522,7 @@ fn create_dirs(dir: &Path) -> Result<(), SnapshotError> {
         }
     }
     for created in missing.into_iter().rev() {
-        match fs::create_dir(created) {
+        match fs::DirBuilder::new().mode(DIR_MODE).create(created) {
             Ok(()) => {}
             // A concurrent writer created it first. Fsyncing its parent again below is harmless
             // and keeps this writer's guarantee without relying on the other one's.

@@ -1,10 +1,12 @@
-//! The `tenantry secrets` and `tenantry token` subcommands: their arguments (clap) and what they
+//! The `tenantry secrets`, `tenantry token` and `tenantry keygen` subcommands: their arguments (clap) and what they
 //! do, so that `main.rs` only dispatches.
 //!
 //! Invariants:
 //! - Ids and names are validated by clap through their `parse` before anything runs.
-//! - Only `secrets get` and `token` write a secret-derived value, and only to stdout; every
-//!   error names the namespace and the secret, never the value.
+//! - Only `secrets get`, `token` and `keygen` write a secret or secret-derived value, and only
+//!   to stdout; every error names the namespace and the secret, never the value.
+//! - `secrets set --global signing_key` and `token` refuse a signing key shorter than
+//!   `edge::auth::SIGNING_KEY_BYTES_MIN`, as `serve` does.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -13,9 +15,9 @@ use std::time::SystemTime;
 use clap::{ArgGroup, Args, Subcommand};
 
 use super::error::SecretError;
-use super::key::KeySources;
+use super::key::{generate_signing_key, KeySources};
 use super::name::{Namespace, SecretName};
-use super::store::{SecretStore, SECRET_VALUE_BYTES_MAX};
+use super::store::{check_signing_key, SecretStore, SECRET_VALUE_BYTES_MAX};
 use super::token::{claims_for, mint, TokenRequest, DEFAULT_SUBJECT};
 use super::value::SecretValue;
 use crate::config::Config;
@@ -91,7 +93,7 @@ pub struct TokenArgs {
     /// Team; must be one of the tenant's. Without it the token covers the whole tenant.
     #[arg(long)]
     pub team: Option<TeamId>,
-    /// Lifetime, e.g. 90s, 15m, 1h, 7d; at most 30 days.
+    /// Lifetime, e.g. 90s, 15m, 1h, 7d; at most `[auth] token_lifetime_max` (default 30 days).
     #[arg(long, default_value = "1h")]
     pub ttl: humantime::Duration,
     /// The `sub` claim.
@@ -121,6 +123,9 @@ pub fn run_secrets(
         SecretsAction::Set(args) => {
             let ns = args.namespace.namespace();
             let value = read_value(stdin, &ns, &args.name)?;
+            if ns == Namespace::Global && args.name == SecretName::signing_key() {
+                check_signing_key(&value, format!("secret global/{}", args.name))?;
+            }
             store.set(&ns, &args.name, value.expose())
         }
         SecretsAction::Get(args) => {
@@ -171,16 +176,19 @@ pub fn token(
     };
     // Checked before the key is read, so a bad request never opens (or creates) the store.
     let claims = claims_for(config, &request, now)?;
-    let mut sources = KeySources::from_env()?;
-    let key = match sources.signing_key.take() {
-        // The env key needs no store: do not create a master key file just to ignore it.
-        Some(key) => key,
-        None => SecretStore::open_with(&config.server().data_dir, sources)?
-            .signing_key()?
-            .ok_or(SecretError::NoSigningKey)?,
-    };
+    // The env key needs no store, and a missing key creates none: no master key file is
+    // created just to be ignored.
+    let key = SecretStore::resolve_signing_key(&config.server().data_dir, KeySources::from_env()?)?;
     let jwt = mint(&key, &claims)?;
     write_out(stdout, jwt.as_bytes())?;
+    write_out(stdout, b"\n")
+}
+
+/// Runs `tenantry keygen`: prints a fresh signing key ([`generate_signing_key`]) and a newline,
+/// so that `TENANTRY_SIGNING_KEY=$(tenantry keygen)` works as it is.
+pub fn keygen(stdout: &mut dyn Write) -> Result<(), SecretError> {
+    let key = generate_signing_key()?;
+    write_out(stdout, key.expose())?;
     write_out(stdout, b"\n")
 }
 

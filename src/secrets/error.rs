@@ -10,6 +10,7 @@ use chacha20poly1305::aead::rand_core;
 use super::key::{MASTER_KEY_ENV, SIGNING_KEY_ENV};
 use super::name::{Namespace, SecretName};
 use super::store::SECRET_VALUE_BYTES_MAX;
+use crate::edge::auth::SIGNING_KEY_BYTES_MIN;
 use crate::tenancy::{EnvId, TeamId, TenantId};
 
 /// A secret-store or token failure. Each variant says who is at fault and what to do.
@@ -129,13 +130,26 @@ pub enum SecretError {
     },
     /// No JWT signing key anywhere. Operator's fault: provide one as the message says.
     #[error(
-        "no JWT signing key: set env {SIGNING_KEY_ENV}, or store one with `tenantry secrets set \
-         --global signing_key` (the key on stdin)"
+        "no JWT signing key: set env {SIGNING_KEY_ENV} (e.g. `export \
+         {SIGNING_KEY_ENV}=$(tenantry keygen)`), or store one with `tenantry keygen | tenantry \
+         secrets set --global signing_key`"
     )]
     NoSigningKey,
-    /// The signing key is empty; an empty HMAC key would sign tokens anyone can forge.
-    #[error("the JWT signing key is empty; set a non-empty key")]
-    EmptySigningKey,
+    /// The signing key is shorter than [`SIGNING_KEY_BYTES_MIN`]: anyone holding one token
+    /// could brute-force it offline and forge tokens for every tenant. Operator's fault: replace
+    /// it with the output of `tenantry keygen`.
+    #[error(
+        "the JWT signing key in {source_name} is {bytes} bytes; HS256 needs at least \
+         {SIGNING_KEY_BYTES_MIN} bytes (RFC 7518 §3.2), or one token is enough to brute-force it; \
+         make one with `tenantry keygen`: `export {SIGNING_KEY_ENV}=$(tenantry keygen)`, or \
+         `tenantry keygen | tenantry secrets set --global signing_key`"
+    )]
+    WeakSigningKey {
+        /// Where the key came from: the env variable or the secret's name.
+        source_name: String,
+        /// The key's length.
+        bytes: usize,
+    },
     /// A token was asked for a tenant this config does not serve. Caller's fault.
     #[error("tenant `{tenant}` is not configured (configured: {configured})")]
     UnknownTenant {

@@ -36,6 +36,8 @@ pub const MASTER_KEY_BYTES: usize = 32;
 /// Bytes of `MasterKey::id` stored with each ciphertext: enough to tell keys apart, too few to
 /// matter to an attacker of a 256-bit key.
 pub const KEY_ID_BYTES: usize = 8;
+/// Random bytes in a key from [`generate_signing_key`]: 256 bits, the HS256 hash size.
+pub const GENERATED_SIGNING_KEY_RANDOM_BYTES: usize = 32;
 /// Largest key file read: the hex key, a newline and some slack for stray whitespace.
 const KEY_FILE_BYTES_MAX: usize = 256;
 /// Permission bits of the key file and of every secret file: owner read/write only.
@@ -214,7 +216,7 @@ fn create_key_file(
     data_dir: &Path,
     path: &Path,
 ) -> Result<Zeroizing<[u8; MASTER_KEY_BYTES]>, SecretError> {
-    std::fs::create_dir_all(data_dir).map_err(SecretError::io("create", data_dir))?;
+    crate::private_fs::create_private_dir(data_dir).map_err(SecretError::io("create", data_dir))?;
     let mut key = Zeroizing::new([0u8; MASTER_KEY_BYTES]);
     OsRng
         .try_fill_bytes(key.as_mut_slice())
@@ -267,6 +269,19 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), SecretError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(SecretError::io("fsync directory", dir))
+}
+
+/// A fresh JWT signing key for `tenantry keygen`: [`GENERATED_SIGNING_KEY_RANDOM_BYTES`] from the
+/// OS RNG as unpadded base64url (43 characters of `[A-Za-z0-9_-]`), so it can be put in an env
+/// variable, a shell argument or a file as it is. Its text is the key.
+pub fn generate_signing_key() -> Result<SecretValue, SecretError> {
+    use base64::Engine;
+    let mut bytes = Zeroizing::new([0u8; GENERATED_SIGNING_KEY_RANDOM_BYTES]);
+    OsRng
+        .try_fill_bytes(bytes.as_mut_slice())
+        .map_err(SecretError::Random)?;
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_slice());
+    Ok(SecretValue::new(text.into_bytes()))
 }
 
 /// 16 random hex characters for temporary file names, so concurrent writers never collide.

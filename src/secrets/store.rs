@@ -38,9 +38,11 @@ use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use super::error::SecretError;
 use super::key::{
     random_suffix, sync_dir, write_private_file, KeySources, MasterKey, KEY_ID_BYTES,
+    SIGNING_KEY_ENV,
 };
 use super::name::{Namespace, SecretName};
 use super::value::SecretValue;
+use crate::edge::auth::SIGNING_KEY_BYTES_MIN;
 use crate::tenancy::TenantCtx;
 
 /// Largest secret value, in bytes: room for keys, tokens and certificates, small enough to read
@@ -223,6 +225,37 @@ impl SecretStore {
         self.get(&Namespace::Global, &SecretName::signing_key())
     }
 
+    /// The JWT signing key of `serve` and `token`: env `TENANTRY_SIGNING_KEY` (in `sources`),
+    /// else `global/signing_key` from the store of `data_dir`. When neither exists this is
+    /// [`SecretError::NoSigningKey`] before anything (a master key file) is created; a key
+    /// shorter than [`SIGNING_KEY_BYTES_MIN`] is [`SecretError::WeakSigningKey`].
+    pub fn resolve_signing_key(
+        data_dir: &Path,
+        mut sources: KeySources,
+    ) -> Result<SecretValue, SecretError> {
+        let (key, source_name) = match sources.signing_key.take() {
+            Some(key) => (key, format!("env {SIGNING_KEY_ENV}")),
+            None => {
+                let name = SecretName::signing_key();
+                let path = Namespace::Global
+                    .dir(&data_dir.join(SECRETS_DIR))
+                    .join(file_name(&name));
+                let stored = path
+                    .try_exists()
+                    .map_err(SecretError::io("inspect", &path))?;
+                if !stored {
+                    return Err(SecretError::NoSigningKey);
+                }
+                let key = SecretStore::open_with(data_dir, sources)?
+                    .get(&Namespace::Global, &name)?
+                    .ok_or(SecretError::NoSigningKey)?;
+                (key, format!("secret global/{name}"))
+            }
+        };
+        check_signing_key(&key, source_name)?;
+        Ok(key)
+    }
+
     /// The data dir this store belongs to.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
@@ -337,6 +370,18 @@ impl SecretStore {
         }
         Ok(())
     }
+}
+
+/// Refuses a JWT signing key shorter than [`SIGNING_KEY_BYTES_MIN`]; `source_name` says where it
+/// came from, for the error.
+pub(crate) fn check_signing_key(key: &SecretValue, source_name: String) -> Result<(), SecretError> {
+    if key.len() < SIGNING_KEY_BYTES_MIN {
+        return Err(SecretError::WeakSigningKey {
+            source_name,
+            bytes: key.len(),
+        });
+    }
+    Ok(())
 }
 
 /// `{name}.sec`.

@@ -9,8 +9,9 @@ use super::error::SecretError;
 use super::key::{KeySources, MASTER_KEY_FILE};
 use super::name::{Namespace, SecretName};
 use super::store::{SecretStore, SECRET_VALUE_BYTES_MAX};
-use super::token::{claims_for, mint, Claims, TokenRequest, TOKEN_TTL_MAX};
+use super::token::{claims_for, mint, Claims, TokenRequest};
 use super::value::SecretValue;
+use crate::config::security::DEFAULT_TOKEN_LIFETIME_MAX as TOKEN_TTL_MAX;
 use crate::config::{Config, LoadOptions};
 use crate::tenancy::{EnvId, TeamId, TenantCtx, TenantId};
 
@@ -792,8 +793,13 @@ fn minted_tokens_verify_with_the_same_key_and_not_another() {
     let wrong = DecodingKey::from_secret(b"another key");
     assert!(decode::<Claims>(&token, &wrong, &validation).is_err());
 
-    let err = mint(&SecretValue::new(Vec::new()), &claims).unwrap_err();
-    assert!(matches!(err, SecretError::EmptySigningKey), "{err}");
+    for len in [0, 1, 31] {
+        let err = mint(&SecretValue::new(vec![b'k'; len]), &claims).unwrap_err();
+        assert!(
+            matches!(err, SecretError::WeakSigningKey { bytes, .. } if bytes == len),
+            "{err}"
+        );
+    }
 }
 
 // ---- CLI actions ---------------------------------------------------------------------------

@@ -4,7 +4,8 @@
 //! Invariants:
 //! - A token is only minted for a configured tenant, one of its environments and (when given)
 //!   one of its teams, with `iss`/`aud` from `[auth]`, `nbf == iat` and a lifetime of 1 s to
-//!   [`TOKEN_TTL_MAX`].
+//!   `[auth] token_lifetime_max`, the bound the HTTP edge enforces.
+//! - A token is only signed with a key of at least [`SIGNING_KEY_BYTES_MIN`] bytes.
 //! - The signing key is never part of an error or output; only the token is.
 
 use std::time::{Duration, SystemTime};
@@ -15,12 +16,11 @@ use serde::{Deserialize, Serialize};
 use super::error::SecretError;
 use super::value::SecretValue;
 use crate::config::Config;
+use crate::edge::auth::SIGNING_KEY_BYTES_MIN;
 use crate::tenancy::{EnvId, TeamId, TenantId};
 
 /// Lifetime when none is given.
 pub const TOKEN_TTL_DEFAULT: Duration = Duration::from_secs(60 * 60);
-/// Longest lifetime: long-lived tokens cannot be revoked short of rotating the signing key.
-pub const TOKEN_TTL_MAX: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// `sub` when none is given.
 pub const DEFAULT_SUBJECT: &str = "tenantry-cli";
 /// Longest `sub`, in bytes.
@@ -59,7 +59,7 @@ pub struct TokenRequest {
     pub env: EnvId,
     /// When set, must be one of the tenant's teams.
     pub team: Option<TeamId>,
-    /// Lifetime: 1 s to [`TOKEN_TTL_MAX`].
+    /// Lifetime: 1 s to `[auth] token_lifetime_max`.
     pub ttl: Duration,
     /// `sub`: 1 to [`SUBJECT_BYTES_MAX`] bytes, no control characters.
     pub subject: String,
@@ -93,7 +93,7 @@ pub fn claims_for(
             });
         }
     }
-    let ttl_secs = check_ttl(request.ttl)?;
+    let ttl_secs = check_ttl(request.ttl, config.auth().token_lifetime_max)?;
     check_subject(&request.subject)?;
     let iat = now
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -114,25 +114,29 @@ pub fn claims_for(
     })
 }
 
-/// Signs `claims` with HS256 under `key`; returns the compact JWT.
+/// Signs `claims` with HS256 under `key`; returns the compact JWT. Refuses a key shorter than
+/// [`SIGNING_KEY_BYTES_MIN`].
 pub fn mint(key: &SecretValue, claims: &Claims) -> Result<String, SecretError> {
-    if key.is_empty() {
-        return Err(SecretError::EmptySigningKey);
+    if key.len() < SIGNING_KEY_BYTES_MIN {
+        return Err(SecretError::WeakSigningKey {
+            source_name: "the signing key".to_owned(),
+            bytes: key.len(),
+        });
     }
     let header = Header::new(Algorithm::HS256);
     jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(key.expose()))
         .map_err(SecretError::Mint)
 }
 
-/// Whole seconds of `ttl`, when within 1 s ..= [`TOKEN_TTL_MAX`].
-fn check_ttl(ttl: Duration) -> Result<u64, SecretError> {
+/// Whole seconds of `ttl`, when within 1 s ..= `max` (`[auth] token_lifetime_max`).
+fn check_ttl(ttl: Duration, max: Duration) -> Result<u64, SecretError> {
     let secs = ttl.as_secs();
-    if secs == 0 || ttl > TOKEN_TTL_MAX {
+    if secs == 0 || ttl > max {
         return Err(SecretError::TokenTtl {
             ttl: humantime::format_duration(ttl).to_string(),
             problem: format!(
-                "it must be at least 1s and at most {}",
-                humantime::format_duration(TOKEN_TTL_MAX)
+                "it must be at least 1s and at most {} (auth.token_lifetime_max)",
+                humantime::format_duration(max)
             ),
         });
     }

@@ -27,7 +27,7 @@ fn config(acme_extra: &str) -> String {
         )
     };
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"./data\"\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = \"./data\"\n\
          [auth]\nissuer = \"tenantry\"\naudience = \"tenantry-api\"\n\
          [tenants.acme]\nname = \"ACME Corporation\"\nenvironments = [\"prod\"]\n{acme_extra}\n\
          {}{}\
@@ -44,6 +44,8 @@ fn config(acme_extra: &str) -> String {
 struct Server {
     child: Option<Child>,
     base: String,
+    /// `http://ADDR` of the metrics listener.
+    metrics_base: String,
     lines: mpsc::Receiver<String>,
     agent: ureq::Agent,
     _dir: tempfile::TempDir,
@@ -61,7 +63,8 @@ impl Server {
                 .env("TENANTRY_SIGNING_KEY", KEY)
                 .env_remove("TENANTRY_TENANT_ID"),
         );
-        let (addr, _) = crate::support::wait_until_serving(&lines, false, Duration::from_secs(20));
+        let (addr, seen) =
+            crate::support::wait_until_serving(&lines, false, Duration::from_secs(20));
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(20)))
@@ -70,6 +73,7 @@ impl Server {
         Server {
             child: Some(child),
             base: format!("http://{addr}"),
+            metrics_base: format!("http://{}", crate::support::metrics_addr(&seen)),
             lines,
             agent,
             _dir: dir,
@@ -221,6 +225,15 @@ fn auth_headers(token: &str) -> Vec<(String, String)> {
 }
 
 impl Server {
+    /// GET `/metrics` from the metrics listener.
+    fn metrics(&self) -> Reply {
+        read(
+            self.agent
+                .get(format!("{}/metrics", self.metrics_base))
+                .call(),
+        )
+    }
+
     fn get(&self, path: &str, headers: Headers) -> Reply {
         let mut request = self.agent.get(self.url(path));
         for (name, value) in headers {
@@ -491,7 +504,7 @@ fn messages_sessions_and_events_happy_path_and_metrics() {
     );
 
     // Metrics: tenant-labelled counters after that traffic.
-    let metrics = server.get("/metrics", &[]);
+    let metrics = server.metrics();
     assert_eq!(metrics.status, 200);
     let text = &metrics.body;
     for line in [
@@ -563,6 +576,28 @@ fn authz_matrix() {
             sign(&with(claims("acme"), "aud", json!("other"))),
         ),
         ("exp as a string", sign(&string_exp)),
+        (
+            "exp centuries ahead",
+            sign(&with(
+                claims("acme"),
+                "exp",
+                json!(now() + 300 * 365 * 86_400),
+            )),
+        ),
+        (
+            "iat in the future",
+            sign(&with(claims("acme"), "iat", json!(now() + 3600))),
+        ),
+        ("a crit header", {
+            let mut header = Header::new(Algorithm::HS256);
+            header.crit = Some(vec!["exp".to_owned()]);
+            jsonwebtoken::encode(
+                &header,
+                &claims("acme"),
+                &EncodingKey::from_secret(KEY.as_bytes()),
+            )
+            .unwrap()
+        }),
         (
             "tenant claim not an id",
             sign(&with(claims("acme"), "tenant", json!("ACME"))),
@@ -700,7 +735,7 @@ fn authz_matrix() {
     assert_eq!(reply.error(404), "unknown_tenant");
 
     // Rejections are counted under the tenant only once its token was valid.
-    let metrics = server.get("/metrics", &[]).body;
+    let metrics = server.metrics().body;
     for line in [
         r#"tenantry_rejected_requests_total{tenant="unknown",status="401"}"#,
         r#"tenantry_rejected_requests_total{tenant="acme",status="403"}"#,
@@ -767,7 +802,7 @@ fn oversized_bodies_are_refused_with_and_without_content_length() {
     let reply = read(request.send(ureq::SendBody::from_reader(&mut reader)));
     assert_eq!(reply.status, 200, "{}", reply.body);
 
-    let metrics = server.get("/metrics", &[]).body;
+    let metrics = server.metrics().body;
     let line = r#"tenantry_rejected_requests_total{tenant="acme",status="413"} 2"#;
     assert!(metrics.contains(line), "{line:?} not in\n{metrics}");
 }
@@ -795,7 +830,7 @@ fn a_tenant_over_quota_gets_429_while_another_is_served() {
     assert!(acme_ok >= 5, "acme got {acme_ok} through");
     assert!(acme_429 >= 25, "acme got only {acme_429} refusals");
 
-    let metrics = server.get("/metrics", &[]).body;
+    let metrics = server.metrics().body;
     let line = r#"tenantry_rejected_requests_total{tenant="acme",status="429"}"#;
     assert!(metrics.contains(line), "{line:?} not in\n{metrics}");
     assert!(
@@ -868,4 +903,36 @@ fn usage_and_audit_export_are_the_callers_tenant_only() {
         &csv.body[..80.min(csv.body.len())]
     );
     assert_no_bigcorp(&csv);
+}
+
+#[test]
+fn metrics_are_served_on_their_own_listener_only() {
+    let server = Server::start("");
+    server.post_as(
+        "acme",
+        &json!({"team": "support", "channel": "webchat", "user": "u", "text": "hi"}),
+    );
+    // The API port knows no /metrics: tenant ids are not listed to whoever reaches the API.
+    let on_api = server.get("/metrics", &[]);
+    assert_eq!(on_api.error(404), "not_found");
+    assert!(!on_api.body.contains("acme"), "{}", on_api.body);
+    // The metrics listener serves them, and nothing of the API.
+    let metrics = server.metrics();
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .body
+            .contains(r#"tenantry_messages_total{tenant="acme",env="prod"} 1"#),
+        "{}",
+        metrics.body
+    );
+    let api_on_metrics = read(
+        server
+            .agent
+            .get(format!("{}/healthz", server.metrics_base))
+            .call(),
+    );
+    assert_eq!(api_on_metrics.status, 404);
+    assert_ne!(server.base, server.metrics_base);
+    server.stop();
 }

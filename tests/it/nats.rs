@@ -18,8 +18,8 @@ struct Server {
     child: Child,
     dir: tempfile::TempDir,
     lines: mpsc::Receiver<String>,
-    /// The HTTP address from the `listening on` line.
-    http: String,
+    /// The metrics listener's address from the `metrics on` line.
+    metrics: String,
 }
 
 impl Server {
@@ -40,15 +40,15 @@ impl Server {
                 .current_dir(dir.path())
                 .arg("serve")
                 .env("RUST_LOG", level)
-                .env("TENANTRY_SIGNING_KEY", "nats-test-key")
+                .env("TENANTRY_SIGNING_KEY", "nats-test-key-0123456789abcdef0123")
                 .env_remove("TENANTRY_TENANT_ID"),
         );
-        let (http, _) = crate::support::wait_until_serving(&lines, true, Duration::from_secs(20));
+        let (_, seen) = crate::support::wait_until_serving(&lines, true, Duration::from_secs(20));
         Server {
             child,
             dir,
             lines,
-            http,
+            metrics: crate::support::metrics_addr(&seen),
         }
     }
 
@@ -215,7 +215,7 @@ fn ingress_acks_after_append_and_egress_stays_per_tenant() {
         assert_eq!(reply["error"]["code"], "unknown_channel");
 
         // Rejections and acks are counted on /metrics.
-        let mut conn = std::net::TcpStream::connect(&server.http).unwrap();
+        let mut conn = std::net::TcpStream::connect(&server.metrics).unwrap();
         std::io::Write::write_all(
             &mut conn,
             b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",

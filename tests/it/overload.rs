@@ -18,7 +18,7 @@ const TENANTS: [&str; 3] = ["t1", "t2", "t3"];
 
 fn config(runtime: &str, t1_quota: u32) -> String {
     let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"./data\"\nrate_limit_per_s = 100000\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"off\"\ndata_dir = \"./data\"\nrate_limit_per_s = 100000\n\
          [auth]\nissuer = \"tenantry\"\naudience = \"tenantry-api\"\n[runtime]\n{runtime}\n"
     );
     for t in TENANTS {

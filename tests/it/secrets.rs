@@ -164,7 +164,12 @@ fn secrets_round_trip_isolated_per_tenant_and_team_and_encrypted_at_rest() {
     outputs.push(fx.set(&acme, "api_key", &format!("{CANARY}-acme")));
     outputs.push(fx.set(&bigcorp, "api_key", &format!("{CANARY}-bigcorp")));
     outputs.push(fx.set(&support, "api_key", &format!("{CANARY}-support")));
-    outputs.push(fx.set(&["--global"], "signing_key", CANARY));
+    // A signing key must be 32 bytes or more; the canary inside it is what must never leak.
+    outputs.push(fx.set(
+        &["--global"],
+        "signing_key",
+        &format!("{CANARY}-global-signing-key"),
+    ));
 
     for (ns, expected) in [
         (&acme[..], "acme"),
@@ -404,4 +409,146 @@ fn token_refuses_what_the_config_does_not_have() {
         assert_failed_with(&out, expected);
         assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out.stdout));
     }
+}
+
+/// Runs `serve` on the fixture, which must refuse to start within a few seconds; a server that
+/// starts anyway is killed and the test fails.
+fn serve_refused(fx: &Fixture, key: Option<&str>) -> Output {
+    let mut cmd = fx.tenantry(&["serve"]);
+    // Ports of their own, should the refusal be missing and the server start.
+    let config = std::fs::read_to_string(fx.dir.path().join("config.toml")).unwrap();
+    if !config.contains("metrics_listen") {
+        let config = config.replace(
+            "[server]\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"off\"\n",
+        );
+        std::fs::write(fx.dir.path().join("config.toml"), config).unwrap();
+    }
+    if let Some(key) = key {
+        cmd.env("TENANTRY_SIGNING_KEY", key);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve started with signing key {key:?} instead of refusing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn serve_refuses_a_short_or_missing_signing_key_and_creates_nothing() {
+    let fx = Fixture::new();
+    let out = serve_refused(&fx, Some("q"));
+    for expected in [
+        "TENANTRY_SIGNING_KEY",
+        "1 bytes",
+        "at least 32 bytes",
+        "tenantry keygen",
+    ] {
+        assert_failed_with(&out, expected);
+    }
+    // 31 bytes is still too short; the key itself is never echoed.
+    let short = "k".repeat(31);
+    let out = serve_refused(&fx, Some(&short));
+    assert_failed_with(&out, "31 bytes");
+    assert!(!text(&out.stderr).contains(&short));
+
+    let out = serve_refused(&fx, None);
+    assert_failed_with(&out, "tenantry keygen");
+    assert_failed_with(&out, "TENANTRY_SIGNING_KEY");
+    assert!(
+        !fx.data_dir().exists(),
+        "serve without a usable key created {}",
+        fx.data_dir().display()
+    );
+
+    // A short key stored as the secret is refused too, naming the secret.
+    std::fs::create_dir_all(fx.data_dir()).unwrap();
+    let stored_short = "s".repeat(20);
+    let out = fx.run_cmd(
+        fx.tenantry(&["secrets", "set", "--global", "signing_key"]),
+        Some(&stored_short),
+    );
+    assert_failed_with(&out, "secret global/signing_key is 20 bytes");
+    assert_failed_with(
+        &out,
+        "tenantry keygen | tenantry secrets set --global signing_key",
+    );
+    assert!(!text(&out.stderr).contains(&stored_short));
+    let list = fx.run(&["secrets", "list", "--global"]);
+    assert_ok(&list);
+    assert_eq!(text(&list.stdout), "", "a refused key was stored");
+    // Other secrets and other namespaces have no length rule.
+    fx.set(&["--global"], "short", "x");
+    fx.set(&["--tenant", "acme"], "signing_key", "x");
+}
+
+#[test]
+fn token_refuses_a_short_signing_key() {
+    let fx = Fixture::new();
+    let mut cmd = fx.tenantry(&["token", "--tenant", "acme", "--env", "prod"]);
+    cmd.env("TENANTRY_SIGNING_KEY", "change-me");
+    let out = fx.run_cmd(cmd, None);
+    assert_failed_with(&out, "env TENANTRY_SIGNING_KEY is 9 bytes");
+    assert_failed_with(&out, "at least 32 bytes");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert!(!fx.data_dir().join("master.key").exists());
+}
+
+#[test]
+fn keygen_prints_fresh_keys_that_token_signs_with() {
+    let fx = Fixture::new();
+    let first = fx.run(&["keygen"]);
+    assert_ok(&first);
+    let second = fx.run(&["keygen"]);
+    let (first, second) = (text(&first.stdout), text(&second.stdout));
+    let key = first.strip_suffix('\n').unwrap();
+    assert_eq!(key.len(), 43, "{key:?}");
+    assert!(
+        key.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{key:?} is not safe in an env variable"
+    );
+    assert_ne!(first, second, "two keys from keygen are equal");
+
+    let mut cmd = fx.tenantry(&["token", "--tenant", "acme", "--env", "prod"]);
+    cmd.env("TENANTRY_SIGNING_KEY", key);
+    let out = fx.run_cmd(cmd, None);
+    assert_ok(&out);
+    let claims = decode_token(text(&out.stdout).trim_end(), key.as_bytes());
+    assert_eq!(claims.tenant, "acme");
+
+    // And as the stored secret, piped straight from keygen's output.
+    let out = fx.run_cmd(
+        fx.tenantry(&["secrets", "set", "--global", "signing_key"]),
+        Some(&second),
+    );
+    assert_ok(&out);
+    let (stored, _) = fx.get(&["--global"], "signing_key");
+    assert_eq!(stored.as_deref(), Some(second.as_str()));
+}
+
+#[test]
+fn token_ttl_is_capped_by_the_configured_lifetime_max() {
+    let fx = Fixture::new();
+    let config = std::fs::read_to_string(fx.dir.path().join("config.toml")).unwrap();
+    let config = config.replace(
+        "audience = \"it-audience\"\n",
+        "audience = \"it-audience\"\ntoken_lifetime_max = \"2h\"\n",
+    );
+    std::fs::write(fx.dir.path().join("config.toml"), config).unwrap();
+    fx.set(&["--global"], "signing_key", SIGNING_KEY);
+    let out = fx.run(&["token", "--tenant", "acme", "--env", "prod", "--ttl", "3h"]);
+    assert_failed_with(&out, "at most 2h (auth.token_lifetime_max)");
+    let out = fx.run(&["token", "--tenant", "acme", "--env", "prod", "--ttl", "2h"]);
+    assert_ok(&out);
 }

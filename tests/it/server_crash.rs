@@ -70,7 +70,7 @@ fn text(tenant: &str, message_id: &str) -> String {
 
 fn config(nats_port: u16) -> String {
     let mut config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"./data\"\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"off\"\ndata_dir = \"./data\"\n\
          [nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\nsubject_prefix = \"{PREFIX}\"\n\
          [auth]\nissuer = \"tenantry\"\naudience = \"tenantry-api\"\n\
          [runtime]\nsnapshot_every = 7\n"

@@ -53,11 +53,29 @@ pub fn dir_with_flows() -> tempfile::TempDir {
     dir
 }
 
-/// The shipped config.toml, listening on port 0 (8080 may be taken on a test machine).
+/// The address of the server's `metrics on http://ADDR/metrics` line among `lines` (it comes
+/// before `listening on`, so [`wait_until_serving`]'s lines hold it).
+pub fn metrics_addr(lines: &[String]) -> String {
+    lines
+        .iter()
+        .find_map(|line| line.split_once("metrics on http://"))
+        .and_then(|(_, rest)| rest.split_once("/metrics"))
+        .map(|(addr, _)| addr.to_owned())
+        .unwrap_or_else(|| panic!("no `metrics on` line in {lines:#?}"))
+}
+
+/// The shipped config.toml, with the API and metrics listeners on port 0 (8080 and 9464 may be
+/// taken on a test machine, and tests run in parallel).
 pub fn shipped_config_on_port_0() -> String {
     let shipped =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml")).unwrap();
-    shipped.replace("127.0.0.1:8080", "127.0.0.1:0")
+    assert!(
+        shipped.contains("127.0.0.1:9464"),
+        "config.toml sets metrics_listen"
+    );
+    shipped
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:9464", "127.0.0.1:0")
 }
 
 /// A free TCP port on the loopback interface (free when asked; the caller binds it soon after).

@@ -5,11 +5,14 @@ use serde_json::{json, Value};
 use super::*;
 
 const KEY: &[u8] = b"unit-test-key-unit-test-key-0123";
+/// The lifetime bound of [`authenticator`]: one day.
+const LIFETIME_MAX_S: u64 = 24 * 60 * 60;
 
 fn authenticator() -> Authenticator {
     let auth = AuthConfig {
         issuer: "tenantry".to_owned(),
         audience: "tenantry-api".to_owned(),
+        token_lifetime_max: Duration::from_secs(LIFETIME_MAX_S),
     };
     Authenticator::new(&SigningKey::new(KEY.to_vec()).unwrap(), &auth)
 }
@@ -177,6 +180,93 @@ fn acme(team: Option<&str>) -> Claims {
         env: EnvId::parse("prod").unwrap(),
         team: team.map(|t| TeamId::parse(t).unwrap()),
     }
+}
+
+/// The reason `token` is refused with; panics when it is accepted.
+fn refusal(token: &str) -> &'static str {
+    match authenticator().verify(token) {
+        Err(AuthError::InvalidToken(reason)) => reason,
+        other => panic!("expected an invalid token, got {other:?}"),
+    }
+}
+
+#[test]
+fn tokens_living_longer_than_the_bound_or_issued_in_the_future_are_refused() {
+    let max = i64::try_from(LIFETIME_MAX_S).unwrap();
+    let iat = now();
+    let lives = |iat: Option<i64>, exp: i64| {
+        let claims = with(claims(), "exp", json!(exp));
+        let claims = match iat {
+            Some(iat) => with(claims, "iat", json!(iat)),
+            None => claims,
+        };
+        sign(Algorithm::HS256, KEY, &claims)
+    };
+    // Centuries ahead, with and without `iat`; a day and a second; from 1970.
+    let centuries = 100 * 365 * 24 * 3600;
+    assert!(refusal(&lives(Some(iat), iat + centuries)).contains("lives longer"));
+    assert!(refusal(&lives(None, now() + centuries)).contains("lives longer"));
+    assert!(refusal(&lives(Some(iat), iat + max + 1)).contains("lives longer"));
+    assert!(refusal(&lives(Some(0), iat + 60)).contains("lives longer"));
+    assert!(refusal(&lives(Some(iat + 3600), iat + 7200)).contains("iat"));
+    // A string `iat` is not a time.
+    let string_iat = sign(
+        Algorithm::HS256,
+        KEY,
+        &with(claims(), "iat", json!(iat.to_string())),
+    );
+    assert!(authenticator().verify(&string_iat).is_err());
+    // Exactly the bound, and an `iat` within the leeway, are fine.
+    authenticator()
+        .verify(&lives(Some(iat), iat + max))
+        .unwrap();
+    authenticator()
+        .verify(&lives(Some(iat + 2), iat + 60))
+        .unwrap();
+}
+
+#[test]
+fn lifetime_bounds_are_exact() {
+    let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+    let max = Duration::from_secs(100);
+    let now = 10_000;
+    assert!(check_times(Some(now), now + 100, max, at(now)).is_ok());
+    assert!(check_times(Some(now), now + 101, max, at(now)).is_err());
+    assert!(check_times(None, now + 100, max, at(now)).is_ok());
+    assert!(check_times(None, now + 101, max, at(now)).is_err());
+    assert!(check_times(Some(now + LEEWAY_S), now + 50, max, at(now)).is_ok());
+    assert!(check_times(Some(now + LEEWAY_S + 1), now + 50, max, at(now)).is_err());
+    // An `iat` long ago counts from then, not from now.
+    assert!(check_times(Some(now - 101), now + 1, max, at(now)).is_err());
+}
+
+#[test]
+fn a_crit_header_is_refused() {
+    for crit in [
+        vec!["exp".to_owned()],
+        vec!["x-unknown".to_owned()],
+        Vec::new(),
+    ] {
+        let mut header = Header::new(Algorithm::HS256);
+        header.crit = Some(crit.clone());
+        let token =
+            jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_secret(KEY)).unwrap();
+        assert!(refusal(&token).contains("crit"), "{crit:?}");
+    }
+}
+
+#[test]
+fn signing_keys_shorter_than_32_bytes_are_refused() {
+    for len in [0, 1, 16, SIGNING_KEY_BYTES_MIN - 1] {
+        let err = SigningKey::new(vec![b'k'; len]).unwrap_err();
+        assert!(
+            matches!(err, KeyError::TooShort { bytes } if bytes == len),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("at least 32 bytes") && text.contains("tenantry keygen"));
+    }
+    assert!(SigningKey::new(vec![b'k'; SIGNING_KEY_BYTES_MIN]).is_ok());
 }
 
 #[test]
