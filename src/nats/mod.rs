@@ -140,7 +140,7 @@ struct ErrorBody<'a> {
 #[derive(Serialize)]
 struct ErrorDetail<'a> {
     code: &'a str,
-    message: String,
+    message: &'a str,
 }
 
 #[derive(Serialize)]
@@ -287,19 +287,20 @@ impl Ingress {
             Err(e) => {
                 m.count(NatsEvent::RuntimeError);
                 tracing::info!(tenant = %ctx.tenant, code = e.code(), "NATS message refused");
-                self.reject_later(msg, e.code(), e.to_string());
+                self.reply_later(msg, runtime_error_body(&e));
                 None
             }
         }
     }
 
     fn reject_later(&self, msg: &async_nats::Message, code: &'static str, message: String) {
+        self.reply_later(msg, error_body(code, &message));
+    }
+
+    /// Publishes `body` on the message's reply subject, if it has one, without waiting.
+    fn reply_later(&self, msg: &async_nats::Message, body: Vec<u8>) {
         if let Some(reply) = msg.reply.clone() {
             let client = self.client.clone();
-            let body = serde_json::to_vec(&ErrorBody {
-                error: ErrorDetail { code, message },
-            })
-            .unwrap_or_default();
             actix_rt::spawn(async move {
                 let _ = client.publish(reply, body.into()).await;
             });
@@ -317,12 +318,11 @@ impl Ingress {
             }
             Err(e) => {
                 self.metrics.count(NatsEvent::RuntimeError);
-                serde_json::to_vec(&ErrorBody {
-                    error: ErrorDetail {
-                        code: e.code(),
-                        message: e.to_string(),
-                    },
-                })
+                if e.is_internal() {
+                    // The reply carries no detail: the log gets it, once, here.
+                    tracing::error!(code = e.code(), error = %e, "NATS message failed");
+                }
+                Ok(runtime_error_body(e))
             }
         };
         if let (Some(reply), Ok(body)) = (reply, body) {
@@ -331,6 +331,21 @@ impl Ingress {
             }
         }
     }
+}
+
+/// The reply body `{"error":{"code","message"}}`.
+fn error_body(code: &str, message: &str) -> Vec<u8> {
+    serde_json::to_vec(&ErrorBody {
+        error: ErrorDetail { code, message },
+    })
+    .unwrap_or_else(|_| br#"{"error":{"code":"internal","message":"internal error"}}"#.to_vec())
+}
+
+/// The reply body for a runtime error: the code and client-safe message HTTP shows too
+/// ([`RuntimeError::public`]), never our internals.
+fn runtime_error_body(e: &RuntimeError) -> Vec<u8> {
+    let (code, message) = e.public();
+    error_body(code, &message)
 }
 
 /// The inbound message of a NATS payload; `Nats-Msg-Id` stands in for a missing `message_id`.
@@ -411,3 +426,6 @@ pub async fn publish_egress(
     }
     let _ = client.flush().await;
 }
+
+#[cfg(test)]
+mod tests;
