@@ -264,6 +264,8 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
             opts.egress = Some(sink.clone());
         }
         let runtime = Runtime::start(&config, log.clone(), snapshots, opts);
+        // One quota per tenant, charged by HTTP requests and NATS messages alike.
+        let quotas = Arc::new(tenantry::edge::quota::Quotas::for_config(&config));
         let served: Vec<TenantId> = runtime.tenants().cloned().collect();
         let _read_models = Background::start(
             log.clone(),
@@ -284,6 +286,7 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
                 runtime: runtime.clone(),
                 served: served.iter().cloned().collect(),
                 dedicated: config.dedicated().cloned(),
+                quotas: quotas.clone(),
                 metrics: nats_metrics.clone(),
             };
             ingress_task = Some(actix_rt::spawn(ingress.run(stop.clone())));
@@ -297,6 +300,7 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
             runtime.clone(),
             projector.clone(),
             &signing_key,
+            quotas,
             config.nats().map(|_| nats_metrics.as_ref()),
         ) {
             Ok(http) => http,

@@ -10,6 +10,10 @@
 //!   instance may serve it: hybrid deployments share one NATS);
 //! - an ack (`{"session","seq"}`) is sent only after the message's events are durable; a retry
 //!   with the same `message_id` or `Nats-Msg-Id` appends nothing and gets the first ack;
+//! - a message for a served tenant is charged to that tenant's quota (the one HTTP charges too)
+//!   before its payload is parsed; over quota it is refused with `quota_exceeded` (replied when
+//!   it has a reply subject, counted per tenant) and never reaches the runtime, whose in-flight
+//!   budget is shared out per tenant as well;
 //! - a subject's messages are handed to the runtime in arrival order; at most `IN_FLIGHT_MAX`
 //!   await their ack at once, so a burst cannot grow memory without bound.
 
@@ -25,6 +29,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use crate::actors::messages::{Ack, Inbound, RuntimeError};
 use crate::actors::runtime::{Egress, EgressSink, Runtime};
 use crate::config::NatsConfig;
+use crate::edge::quota::Quotas;
 use crate::tenancy::{SessionId, TenantCtx, TenantId};
 
 /// Largest ingress payload, in bytes.
@@ -43,6 +48,7 @@ pub enum NatsEvent {
     Acked,
     RejectedSubject,
     RejectedPayload,
+    QuotaExceeded,
     RuntimeError,
     NotServed,
     SlowConsumer,
@@ -57,6 +63,7 @@ impl NatsEvent {
             NatsEvent::Acked => "acked",
             NatsEvent::RejectedSubject => "rejected_subject",
             NatsEvent::RejectedPayload => "rejected_payload",
+            NatsEvent::QuotaExceeded => "quota_exceeded",
             NatsEvent::RuntimeError => "runtime_error",
             NatsEvent::NotServed => "not_served",
             NatsEvent::SlowConsumer => "slow_consumer",
@@ -71,13 +78,22 @@ struct EventLabel {
     event: &'static str,
 }
 
-/// Counters of the NATS edge, exported on `/metrics` as `tenantry_nats_events_total{event}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct TenantCodeLabel {
+    tenant: String,
+    code: &'static str,
+}
+
+type CounterFamily<L> =
+    prometheus_client::metrics::family::Family<L, prometheus_client::metrics::counter::Counter>;
+
+/// Counters of the NATS edge, exported on `/metrics` as `tenantry_nats_events_total{event}` and
+/// `tenantry_nats_refused_total{tenant,code}` (only served tenants get a label, so the series
+/// are bounded by the config).
 #[derive(Debug, Default)]
 pub struct NatsMetrics {
-    events: prometheus_client::metrics::family::Family<
-        EventLabel,
-        prometheus_client::metrics::counter::Counter,
-    >,
+    events: CounterFamily<EventLabel>,
+    refused: CounterFamily<TenantCodeLabel>,
 }
 
 impl NatsMetrics {
@@ -87,6 +103,26 @@ impl NatsMetrics {
                 event: event.label(),
             })
             .inc();
+    }
+
+    /// Counts a message of served `tenant` refused with `code` (quota, runtime refusals).
+    pub fn count_refused(&self, tenant: &TenantId, code: &'static str) {
+        self.refused
+            .get_or_create(&TenantCodeLabel {
+                tenant: tenant.to_string(),
+                code,
+            })
+            .inc();
+    }
+
+    /// How many of `tenant`'s messages were refused with `code`.
+    pub fn refused(&self, tenant: &TenantId, code: &'static str) -> u64 {
+        self.refused
+            .get_or_create(&TenantCodeLabel {
+                tenant: tenant.to_string(),
+                code,
+            })
+            .get()
     }
 
     /// How often `event` happened.
@@ -104,6 +140,11 @@ impl NatsMetrics {
             "tenantry_nats_events",
             "NATS edge traffic by what happened to it",
             self.events.clone(),
+        );
+        registry.register(
+            "tenantry_nats_refused",
+            "NATS ingress messages of a served tenant refused, by tenant and error code",
+            self.refused.clone(),
         );
     }
 }
@@ -201,6 +242,8 @@ pub struct Ingress {
     pub served: HashSet<TenantId>,
     /// In dedicated mode, the one tenant (subscription is narrowed to it).
     pub dedicated: Option<TenantId>,
+    /// The tenants' quotas, shared with the HTTP edge.
+    pub quotas: Arc<Quotas>,
     pub metrics: Arc<NatsMetrics>,
 }
 
@@ -271,6 +314,14 @@ impl Ingress {
             tracing::debug!(tenant = %address.tenant, "NATS message for a tenant not served here ignored");
             return None;
         }
+        if let Err(over) = self.quotas.check(&address.tenant) {
+            m.count(NatsEvent::QuotaExceeded);
+            m.count_refused(&address.tenant, "quota_exceeded");
+            // Counted, not logged at info: a flood must not become a flood of log lines.
+            tracing::debug!(tenant = %address.tenant, "NATS message over the tenant's quota refused");
+            self.reject_later(msg, "quota_exceeded", over.to_string());
+            return None;
+        }
         let inbound = match parse_payload(msg) {
             Ok(i) => i,
             Err(problem) => {
@@ -286,6 +337,7 @@ impl Ingress {
             Ok(pending) => Some(pending),
             Err(e) => {
                 m.count(NatsEvent::RuntimeError);
+                m.count_refused(&ctx.tenant, e.code());
                 tracing::info!(tenant = %ctx.tenant, code = e.code(), "NATS message refused");
                 self.reply_later(msg, runtime_error_body(&e));
                 None
