@@ -279,7 +279,7 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         let mut ingress_task = None;
         let mut egress_task = None;
         if let (Some(nats), Some((_, replies))) = (config.nats(), egress) {
-            let client = tenantry::nats::connect(nats, nats_metrics.clone()).await?;
+            let client = tenantry::nats::connect(nats, &data_dir, nats_metrics.clone()).await?;
             let ingress = tenantry::nats::Ingress {
                 client: client.clone(),
                 prefix: nats.subject_prefix.clone(),

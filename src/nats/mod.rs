@@ -17,7 +17,10 @@
 //! - a subject's messages are handed to the runtime in arrival order; at most `IN_FLIGHT_MAX`
 //!   await their ack at once, so a burst cannot grow memory without bound.
 
+mod connect;
 pub mod subject;
+
+pub use self::connect::connect;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -28,7 +31,6 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::actors::messages::{Ack, Inbound, RuntimeError};
 use crate::actors::runtime::{Egress, EgressSink, Runtime};
-use crate::config::NatsConfig;
 use crate::edge::quota::Quotas;
 use crate::tenancy::{SessionId, TenantCtx, TenantId};
 
@@ -152,8 +154,13 @@ impl NatsMetrics {
 /// The NATS edge could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NatsError {
+    /// The URL (user info hidden) and why.
     #[error("cannot connect to NATS at {url}: {detail}")]
     Connect { url: String, detail: String },
+    /// A credential named in `[nats]` could not be read; `field` names the key, `detail` the
+    /// fix. Never carries the secret.
+    #[error("{field}: {detail}")]
+    Credentials { field: &'static str, detail: String },
     #[error("cannot subscribe to {subject}: {detail}")]
     Subscribe { subject: String, detail: String },
 }
@@ -194,43 +201,6 @@ struct EgressBody<'a> {
 /// A queue for the runtime's replies and the receiving end for [`publish_egress`].
 pub fn egress_channel() -> (EgressSink, mpsc::Receiver<Egress>) {
     mpsc::channel(EGRESS_QUEUE)
-}
-
-/// Connects (retrying while the server is down at start), reporting connection changes and slow
-/// consumers in the log and the metrics.
-pub async fn connect(
-    config: &NatsConfig,
-    metrics: Arc<NatsMetrics>,
-) -> Result<async_nats::Client, NatsError> {
-    let url = config.url.clone();
-    async_nats::ConnectOptions::new()
-        .subscription_capacity(SUBSCRIPTION_CAPACITY)
-        .retry_on_initial_connect()
-        .event_callback(move |event| {
-            let metrics = metrics.clone();
-            async move {
-                match event {
-                    async_nats::Event::SlowConsumer(sid) => {
-                        metrics.count(NatsEvent::SlowConsumer);
-                        tracing::warn!(
-                            subscription = sid,
-                            "NATS slow consumer: the client dropped messages"
-                        );
-                    }
-                    async_nats::Event::Disconnected => {
-                        tracing::warn!("NATS disconnected; reconnecting")
-                    }
-                    async_nats::Event::Connected => tracing::info!("NATS connected"),
-                    other => tracing::debug!(event = %other, "NATS event"),
-                }
-            }
-        })
-        .connect(&url)
-        .await
-        .map_err(|e| NatsError::Connect {
-            url,
-            detail: e.to_string(),
-        })
 }
 
 /// Everything ingress needs.

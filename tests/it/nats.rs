@@ -28,10 +28,22 @@ impl Server {
     }
 
     fn start_logging(nats_port: u16, level: &str) -> Server {
+        Server::start_as(nats_port, level, "", &[]).0
+    }
+
+    /// With `nats_keys` added to the `[nats]` section and `env` in the server's environment;
+    /// also returns the lines logged while starting.
+    fn start_as(
+        nats_port: u16,
+        level: &str,
+        nats_keys: &str,
+        env: &[(&str, &str)],
+    ) -> (Server, Vec<String>) {
         let dir = crate::support::dir_with_flows();
         let config = crate::support::shipped_config_on_port_0()
             + &format!(
-                "\n[nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\nsubject_prefix = \"{PREFIX}\"\n"
+                "\n[nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\nsubject_prefix = \"{PREFIX}\"\n\
+                 {nats_keys}\n"
             );
         let config = fix_nats_section(&config);
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
@@ -41,15 +53,18 @@ impl Server {
                 .arg("serve")
                 .env("RUST_LOG", level)
                 .env("TENANTRY_SIGNING_KEY", "nats-test-key")
+                .envs(env.iter().copied())
                 .env_remove("TENANTRY_TENANT_ID"),
         );
-        let (http, _) = crate::support::wait_until_serving(&lines, true, Duration::from_secs(20));
-        Server {
+        let (http, seen) =
+            crate::support::wait_until_serving(&lines, true, Duration::from_secs(20));
+        let server = Server {
             child,
             dir,
             lines,
             http,
-        }
+        };
+        (server, seen)
     }
 
     /// SIGTERM, wait, and open the log it wrote.
@@ -374,4 +389,149 @@ fn logs_are_tenant_tagged_and_never_carry_message_text() {
     ] {
         assert!(acked.contains(field), "{field} missing in {acked}");
     }
+}
+
+/// The shipped nats-server config with per-tenant users (`deploy/nats-server.conf`).
+fn deploy_conf() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nats-server.conf")
+}
+
+/// A client logged in as `user`, with its inbox under `_INBOX_{user}` as the config requires;
+/// the server's error reports (permissions violations) arrive on the receiver.
+async fn tenant_client(
+    port: u16,
+    user: &str,
+    password: &str,
+) -> (
+    async_nats::Client,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (tx, errors) = tokio::sync::mpsc::unbounded_channel();
+    let client = async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+        .custom_inbox_prefix(format!("_INBOX_{user}"))
+        .event_callback(move |event| {
+            let tx = tx.clone();
+            async move {
+                if let async_nats::Event::ServerError(e) = event {
+                    let _ = tx.send(e.to_string());
+                }
+            }
+        })
+        .connect(format!("nats://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    (client, errors)
+}
+
+async fn next_error(errors: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(Duration::from_secs(5), errors.recv())
+        .await
+        .expect("the server reported no error")
+        .unwrap()
+}
+
+#[test]
+fn with_per_tenant_nats_users_a_tenant_cannot_publish_into_anothers_subjects() {
+    const TENANTRY_PASSWORD: &str = "tenantry-pw-canary-51c2";
+    let env = [
+        ("TENANTRY_NATS_PASSWORD", TENANTRY_PASSWORD),
+        ("ACME_NATS_PASSWORD", "acme-pw"),
+        ("BIGCORP_NATS_PASSWORD", "bigcorp-pw"),
+    ];
+    // The README shows this very file.
+    let conf = std::fs::read_to_string(deploy_conf()).unwrap();
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    assert!(
+        readme.contains(&conf),
+        "README.md does not show deploy/nats-server.conf as it is"
+    );
+
+    let nats = Nats::start_with_config(free_port(), &deploy_conf(), &env);
+    // tenantry logs in as its own user, the password read from its environment.
+    let (server, started) = Server::start_as(
+        nats.port,
+        "debug",
+        "user = \"tenantry\"\npassword = { env = \"TENANTRY_NATS_PASSWORD\" }",
+        &[("TENANTRY_NATS_PASSWORD", TENANTRY_PASSWORD)],
+    );
+    let rt = runtime();
+    rt.block_on(async {
+        // Without credentials nobody gets in.
+        let anonymous = async_nats::connect(format!("nats://127.0.0.1:{}", nats.port)).await;
+        assert!(anonymous.is_err(), "an anonymous client connected");
+
+        let (acme, mut acme_errors) = tenant_client(nats.port, "acme", "acme-pw").await;
+        let ack = request(
+            &acme,
+            ingress("prod", "acme", "support", "slack"),
+            serde_json::json!({"user": "ada", "text": "hello", "message_id": "acme-own"}),
+            None,
+        )
+        .await;
+        assert_eq!(ack["seq"], 2, "acme on its own subject: {ack}");
+
+        // acme publishing as bigcorp: the server refuses it, tenantry never sees it.
+        let forged = async_nats::Request::new()
+            .payload(
+                serde_json::json!({"user": "mallory", "text": "x", "message_id": "forged"})
+                    .to_string()
+                    .into(),
+            )
+            .timeout(Some(Duration::from_secs(2)));
+        let reply = acme
+            .send_request(ingress("prod", "bigcorp", "helpdesk", "webchat"), forged)
+            .await;
+        assert!(
+            reply.is_err(),
+            "acme got a reply from bigcorp's subject: {reply:?}"
+        );
+        let error = next_error(&mut acme_errors).await;
+        assert!(
+            error.contains("Permissions Violation for Publish"),
+            "{error}"
+        );
+
+        // Nor can acme read bigcorp's replies.
+        let _sub = acme
+            .subscribe(format!("{PREFIX}.egress.prod.bigcorp.>"))
+            .await
+            .unwrap();
+        let error = next_error(&mut acme_errors).await;
+        assert!(
+            error.contains("Permissions Violation for Subscription"),
+            "{error}"
+        );
+
+        // bigcorp, on its own subject, is served as usual.
+        let (bigcorp, _) = tenant_client(nats.port, "bigcorp", "bigcorp-pw").await;
+        let ack = request(
+            &bigcorp,
+            ingress("prod", "bigcorp", "helpdesk", "webchat"),
+            serde_json::json!({"user": "bob", "text": "hi", "message_id": "big-own"}),
+            None,
+        )
+        .await;
+        assert_eq!(ack["seq"], 2, "bigcorp on its own subject: {ack}");
+    });
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.child.id().to_string())
+        .status();
+    let mut lines = started;
+    while let Ok(line) = server.lines.recv_timeout(Duration::from_secs(10)) {
+        lines.push(line);
+    }
+    assert!(
+        !lines.iter().any(|l| l.contains(TENANTRY_PASSWORD)),
+        "tenantry logged its NATS password"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("NATS server error")),
+        "tenantry's own user was refused something: {lines:#?}"
+    );
+    let (log, _dir) = server.stop();
+    assert_eq!(received_ids(&log, "acme"), vec!["acme-own"]);
+    assert_eq!(received_ids(&log, "bigcorp"), vec!["big-own"]);
 }
