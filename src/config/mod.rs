@@ -73,7 +73,8 @@ pub const SEED_FILES_MAX: usize = 1024;
 pub const NAME_BYTES_MAX: usize = 256;
 /// Longest settings or channel config value, in bytes.
 pub const VALUE_BYTES_MAX: usize = 4096;
-/// `server.rate_limit_per_s` when absent: HTTP requests per second per tenant (burst the same).
+/// `server.rate_limit_per_s` when absent: HTTP requests and NATS messages per second per tenant
+/// (burst the same).
 pub const DEFAULT_RATE_LIMIT_PER_S: NonZeroU32 = NonZeroU32::new(1000).expect("1000 > 0");
 /// `server.http_body_bytes_max` when absent.
 pub const DEFAULT_HTTP_BODY_BYTES_MAX: usize = 64 * 1024;
@@ -111,8 +112,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Data directory, resolved against the config file's directory.
     pub data_dir: PathBuf,
-    /// HTTP requests per second a tenant may make (burst the same), unless the tenant sets its
-    /// own [`TenantConfig::rate_limit_per_s`].
+    /// HTTP requests and NATS messages per second a tenant may make together (burst the same),
+    /// unless the tenant sets its own [`TenantConfig::rate_limit_per_s`].
     pub rate_limit_per_s: NonZeroU32,
     /// Largest HTTP request body, in bytes, within
     /// [`HTTP_BODY_BYTES_MIN`]`..=`[`HTTP_BODY_BYTES_MAX`].
@@ -156,8 +157,8 @@ pub struct TenantConfig {
     pub environments: Vec<Environment>,
     /// Default flow of the tenant's teams, when set.
     pub flow: Option<Arc<Flow>>,
-    /// HTTP requests per second this tenant may make (burst the same): its own
-    /// `rate_limit_per_s`, else `server.rate_limit_per_s`.
+    /// HTTP requests and NATS messages per second this tenant may make together (burst the
+    /// same): its own `rate_limit_per_s`, else `server.rate_limit_per_s`.
     pub rate_limit_per_s: NonZeroU32,
     /// The tenant's teams.
     pub teams: BTreeMap<TeamId, TeamConfig>,

@@ -48,7 +48,7 @@ pub(super) struct ServerSection {
     pub tenant_files: Vec<PathBuf>,
     #[serde(default)]
     pub team_files: Vec<PathBuf>,
-    /// Requests per second each tenant may make to the HTTP API (burst the same); checked > 0
+    /// Requests per second each tenant may make over HTTP and NATS (burst the same); checked > 0
     /// in `Config::load`.
     #[serde(default)]
     pub rate_limit_per_s: Option<u32>,

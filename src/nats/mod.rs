@@ -308,7 +308,12 @@ impl Ingress {
             Err(e) => {
                 m.count(NatsEvent::RuntimeError);
                 m.count_refused(&ctx.tenant, e.code());
-                tracing::info!(tenant = %ctx.tenant, code = e.code(), "NATS message refused");
+                if matches!(e, RuntimeError::Overloaded) {
+                    // Counted, not logged at info: overload must not flood the log too.
+                    tracing::debug!(tenant = %ctx.tenant, code = e.code(), "NATS message refused");
+                } else {
+                    tracing::info!(tenant = %ctx.tenant, code = e.code(), "NATS message refused");
+                }
                 self.reply_later(msg, runtime_error_body(&e));
                 None
             }
