@@ -117,16 +117,6 @@ impl NatsMetrics {
             .inc();
     }
 
-    /// How many of `tenant`'s messages were refused with `code`.
-    pub fn refused(&self, tenant: &TenantId, code: &'static str) -> u64 {
-        self.refused
-            .get_or_create(&TenantCodeLabel {
-                tenant: tenant.to_string(),
-                code,
-            })
-            .get()
-    }
-
     /// How often `event` happened.
     pub fn get(&self, event: NatsEvent) -> u64 {
         self.events
