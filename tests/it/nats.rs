@@ -13,6 +13,8 @@ use tenantry::events::schema::EventKind;
 use tenantry::tenancy::TenantId;
 
 const PREFIX: &str = "greentic.messaging";
+/// The HS256 key the test servers verify API tokens with.
+const SIGNING_KEY: &str = "nats-test-key";
 
 struct Server {
     child: Child,
@@ -52,7 +54,7 @@ impl Server {
                 .current_dir(dir.path())
                 .arg("serve")
                 .env("RUST_LOG", level)
-                .env("TENANTRY_SIGNING_KEY", "nats-test-key")
+                .env("TENANTRY_SIGNING_KEY", SIGNING_KEY)
                 .envs(env.iter().copied())
                 .env_remove("TENANTRY_TENANT_ID"),
         );
@@ -534,4 +536,70 @@ fn with_per_tenant_nats_users_a_tenant_cannot_publish_into_anothers_subjects() {
     let (log, _dir) = server.stop();
     assert_eq!(received_ids(&log, "acme"), vec!["acme-own"]);
     assert_eq!(received_ids(&log, "bigcorp"), vec!["big-own"]);
+}
+
+/// POSTs `body` as tenant acme (env prod) to `/api/v1/messages`; the status and JSON body.
+fn http_post(http: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = serde_json::json!({"tenant": "acme", "env": "prod", "iss": "tenantry",
+                                    "aud": "tenantry-api", "iat": now, "exp": now + 600});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SIGNING_KEY.as_bytes()),
+    )
+    .unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .post(format!("http://{http}/api/v1/messages"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("X-Tenant-ID", "acme")
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap())
+}
+
+#[test]
+fn a_runtime_error_is_answered_alike_on_nats_and_http() {
+    let nats = Nats::start(free_port());
+    let server = Server::start(nats.port);
+    let rt = runtime();
+    let cases = [
+        // A channel the team does not have.
+        (
+            ingress("prod", "acme", "support", "fax"),
+            serde_json::json!({"team": "support", "channel": "fax", "user": "ada", "text": "x"}),
+        ),
+        // A message too large for the runtime's limits (the edge passes it on).
+        (
+            ingress("prod", "acme", "support", "slack"),
+            serde_json::json!({"team": "support", "channel": "slack", "user": "u".repeat(300),
+                               "text": "x"}),
+        ),
+    ];
+    for (subject, http_body) in cases {
+        let mut nats_body = http_body.clone();
+        let fields = nats_body.as_object_mut().unwrap();
+        fields.remove("team");
+        fields.remove("channel");
+        let over_nats = rt.block_on(async {
+            let client = async_nats::connect(format!("nats://127.0.0.1:{}", nats.port))
+                .await
+                .unwrap();
+            request(&client, subject.clone(), nats_body, None).await
+        });
+        let (status, over_http) = http_post(&server.http, &http_body);
+        assert_eq!(status, 400, "{over_http}");
+        assert!(
+            over_nats["error"]["code"].is_string(),
+            "{subject}: {over_nats}"
+        );
+        assert_eq!(over_nats["error"], over_http["error"], "{subject}");
+    }
 }
