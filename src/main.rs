@@ -273,6 +273,8 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
             opts.egress = Some(sink.clone());
         }
         let runtime = Runtime::start(&config, log.clone(), snapshots, opts);
+        // One quota per tenant, charged by HTTP requests and NATS messages alike.
+        let quotas = Arc::new(tenantry::edge::quota::Quotas::for_config(&config));
         let served: Vec<TenantId> = runtime.tenants().cloned().collect();
         let _read_models = Background::start(
             log.clone(),
@@ -286,13 +288,14 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         let mut ingress_task = None;
         let mut egress_task = None;
         if let (Some(nats), Some((_, replies))) = (config.nats(), egress) {
-            let client = tenantry::nats::connect(nats, nats_metrics.clone()).await?;
+            let client = tenantry::nats::connect(nats, &data_dir, nats_metrics.clone()).await?;
             let ingress = tenantry::nats::Ingress {
                 client: client.clone(),
                 prefix: nats.subject_prefix.clone(),
                 runtime: runtime.clone(),
                 served: served.iter().cloned().collect(),
                 dedicated: config.dedicated().cloned(),
+                quotas: quotas.clone(),
                 metrics: nats_metrics.clone(),
             };
             ingress_task = Some(actix_rt::spawn(ingress.run(stop.clone())));
@@ -306,6 +309,7 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
             runtime.clone(),
             projector.clone(),
             &signing_key,
+            quotas,
             config.nats().map(|_| nats_metrics.as_ref()),
         ) {
             Ok(http) => http,

@@ -95,7 +95,38 @@ impl RuntimeError {
             RuntimeError::Storage(_) => "internal",
         }
     }
+
+    /// What a client is told, on every edge (HTTP body, NATS error reply): the stable
+    /// [`code`](Self::code) and a message that is safe to show. Rejections name only the
+    /// caller's own ids; a failure of ours (storage: paths, seqs of a conflict) says only
+    /// [`INTERNAL_ERROR_MESSAGE`], and its detail is for the log. The match is exhaustive so a
+    /// new variant must be classified here.
+    pub fn public(&self) -> (&'static str, String) {
+        let message = match self {
+            RuntimeError::Storage(_) => INTERNAL_ERROR_MESSAGE.to_owned(),
+            RuntimeError::UnknownTenant(_)
+            | RuntimeError::UnknownEnv { .. }
+            | RuntimeError::UnknownTeam { .. }
+            | RuntimeError::UnknownChannel { .. }
+            | RuntimeError::Invalid(_)
+            | RuntimeError::SessionEnded(_)
+            | RuntimeError::SessionChannel { .. }
+            | RuntimeError::Quarantined(_)
+            | RuntimeError::FlowCrashed(_)
+            | RuntimeError::Overloaded
+            | RuntimeError::ShuttingDown => self.to_string(),
+        };
+        (self.code(), message)
+    }
+
+    /// True for failures of ours whose detail must be logged (once, by the edge answering).
+    pub fn is_internal(&self) -> bool {
+        matches!(self, RuntimeError::Storage(_))
+    }
 }
+
+/// The message a client sees for a failure of ours; the detail goes to the log only.
+pub const INTERNAL_ERROR_MESSAGE: &str = "internal error";
 
 impl From<AppendError> for RuntimeError {
     fn from(e: AppendError) -> RuntimeError {

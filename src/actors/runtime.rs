@@ -42,6 +42,11 @@ pub struct RuntimeOptions {
     /// `submit` refuses at once with `Overloaded`: under overload, latency and memory stay
     /// bounded and the excess is refused in microseconds instead of queueing for seconds.
     pub inflight_max: usize,
+    /// Messages one tenant may have in flight; `1..=inflight_max`. Past it that tenant's new
+    /// messages are refused with `Overloaded` while the rest of `inflight_max` stays open to
+    /// the others, so one tenant flooding (over HTTP or NATS) cannot make another's messages
+    /// be refused.
+    pub inflight_per_tenant_max: usize,
 }
 
 /// One reply on its way out to the user's channel.
@@ -74,6 +79,7 @@ impl RuntimeOptions {
             clock: Arc::new(SystemClock),
             egress: None,
             inflight_max: rt.inflight_max,
+            inflight_per_tenant_max: config.inflight_per_tenant_max(),
         }
     }
 }
@@ -89,34 +95,53 @@ pub struct RuntimeMetrics {
     pub egress_dropped: AtomicU64,
     /// Messages submitted and not yet answered.
     pub inflight: AtomicUsize,
-    /// Messages refused because `inflight_max` were already in flight.
+    /// Messages refused because `inflight_max` were already in flight, or their tenant's
+    /// `inflight_per_tenant_max`.
     pub inflight_refused: AtomicU64,
 }
 
-/// One message's place among the in-flight ones; given back when dropped (answered, failed, or
-/// abandoned by its caller).
-struct InflightPermit(Arc<RuntimeMetrics>);
+/// One message's place among the in-flight ones, over all tenants and in its tenant's share;
+/// both are given back when dropped (answered, failed, or abandoned by its caller).
+struct InflightPermit {
+    metrics: Arc<RuntimeMetrics>,
+    tenant: Arc<AtomicUsize>,
+}
 
 impl InflightPermit {
-    fn try_acquire(metrics: &Arc<RuntimeMetrics>, max: usize) -> Option<InflightPermit> {
-        let taken = metrics
-            .inflight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            });
-        match taken {
-            Ok(_) => Some(InflightPermit(metrics.clone())),
-            Err(_) => {
-                metrics.inflight_refused.fetch_add(1, Ordering::Relaxed);
-                None
-            }
+    /// Takes a place in `tenant`'s share (at most `opts.inflight_per_tenant_max`), then one of
+    /// `opts.inflight_max` overall; `None` (counted) when either is full, holding neither.
+    fn try_acquire(
+        metrics: &Arc<RuntimeMetrics>,
+        tenant: &Arc<AtomicUsize>,
+        opts: &RuntimeOptions,
+    ) -> Option<InflightPermit> {
+        let take = |counter: &AtomicUsize, max: usize| {
+            counter
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < max).then_some(n + 1)
+                })
+                .is_ok()
+        };
+        if !take(tenant, opts.inflight_per_tenant_max) {
+            metrics.inflight_refused.fetch_add(1, Ordering::Relaxed);
+            return None;
         }
+        if !take(&metrics.inflight, opts.inflight_max) {
+            tenant.fetch_sub(1, Ordering::AcqRel);
+            metrics.inflight_refused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(InflightPermit {
+            metrics: metrics.clone(),
+            tenant: tenant.clone(),
+        })
     }
 }
 
 impl Drop for InflightPermit {
     fn drop(&mut self) {
-        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.inflight.fetch_sub(1, Ordering::AcqRel);
+        self.tenant.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -132,6 +157,8 @@ pub(super) struct Shared {
 struct TenantEntry {
     addr: Addr<TenantActor>,
     config: Arc<TenantConfig>,
+    /// The tenant's messages in flight (its share of `inflight_max`).
+    inflight: Arc<AtomicUsize>,
 }
 
 /// Handle to the running runtime. Cheap to clone, `Send + Sync`.
@@ -177,6 +204,7 @@ impl Runtime {
                 TenantEntry {
                     addr,
                     config: tenant,
+                    inflight: Arc::default(),
                 },
             );
         }
@@ -203,10 +231,15 @@ impl Runtime {
         self.submit(ctx, channel, inbound)?.await
     }
 
-    /// True when `inflight_max` messages are in flight: a new one would be refused. Lets an
-    /// edge refuse before reading and parsing a request (`submit` still decides).
-    pub fn saturated(&self) -> bool {
-        self.inner.metrics.inflight.load(Ordering::Acquire) >= self.inner.shared.opts.inflight_max
+    /// True when `inflight_max` messages are in flight, or `tenant`'s share: a new one of
+    /// `tenant` would be refused. Lets an edge refuse before reading and parsing a request
+    /// (`submit` still decides).
+    pub fn saturated(&self, tenant: &TenantId) -> bool {
+        let opts = &self.inner.shared.opts;
+        let tenant_full = self.inner.tenants.get(tenant).is_some_and(|entry| {
+            entry.inflight.load(Ordering::Acquire) >= opts.inflight_per_tenant_max
+        });
+        tenant_full || self.inner.metrics.inflight.load(Ordering::Acquire) >= opts.inflight_max
     }
 
     /// Checks and enqueues a message now and returns a future of its ack. Messages submitted
@@ -231,9 +264,12 @@ impl Runtime {
             .ok_or_else(|| RuntimeError::UnknownTenant(ctx.tenant.clone()))?;
         let team = ctx.team_or_default();
         check(&entry.config, ctx, channel, &inbound)?;
-        let permit =
-            InflightPermit::try_acquire(&self.inner.metrics, self.inner.shared.opts.inflight_max)
-                .ok_or(RuntimeError::Overloaded)?;
+        let permit = InflightPermit::try_acquire(
+            &self.inner.metrics,
+            &entry.inflight,
+            &self.inner.shared.opts,
+        )
+        .ok_or(RuntimeError::Overloaded)?;
         let named = inbound.session.is_some();
         let span = tracing::info_span!("message", tenant = %ctx.tenant, env = %ctx.env, team = %team,
             channel = %channel, session = tracing::field::Empty);

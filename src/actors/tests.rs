@@ -517,6 +517,53 @@ async fn past_inflight_max_new_messages_are_refused_at_once_and_nothing_is_half_
 }
 
 #[actix_rt::test]
+async fn a_tenant_at_its_inflight_share_is_refused_while_another_is_admitted() {
+    let h = Harness::new();
+    // Two tenants: by default each may hold half of inflight_max.
+    assert_eq!(h.config.inflight_per_tenant_max(), 512);
+    let rt = h.start_with(|opts| {
+        opts.inflight_max = 4;
+        opts.inflight_per_tenant_max = 2;
+    });
+    let (acme, big) = (ctx("acme", "prod"), ctx("bigcorp", "prod"));
+    let held: Vec<_> = ["a1", "a2"]
+        .iter()
+        .map(|text| {
+            rt.submit(&acme, &web(), msg(Some("s1"), "ada", text))
+                .unwrap()
+        })
+        .collect();
+    // acme holds its share: its next message is refused though the runtime has room ...
+    assert!(rt.saturated(&acme.tenant));
+    assert!(!rt.saturated(&big.tenant));
+    match rt.submit(&acme, &web(), msg(Some("s1"), "ada", "a3")) {
+        Err(RuntimeError::Overloaded) => {}
+        Err(e) => panic!("expected Overloaded, got {e}"),
+        Ok(_) => panic!("acme got past its share of the in-flight budget"),
+    }
+    // ... which is bigcorp's: both of its messages are admitted.
+    let theirs: Vec<_> = ["b1", "b2"]
+        .iter()
+        .map(|text| {
+            rt.submit(&big, &web(), msg(Some("s1"), "bob", text))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(rt.metrics().inflight.load(Ordering::Relaxed), 4);
+    assert_eq!(rt.metrics().inflight_refused.load(Ordering::Relaxed), 1);
+    for pending in held.into_iter().chain(theirs) {
+        pending.await.unwrap();
+    }
+    // Answered: both shares are given back.
+    assert_eq!(rt.metrics().inflight.load(Ordering::Relaxed), 0);
+    assert!(!rt.saturated(&acme.tenant));
+    rt.send(&acme, &web(), msg(Some("s1"), "ada", "a3"))
+        .await
+        .unwrap();
+    rt.shutdown().await;
+}
+
+#[actix_rt::test]
 async fn a_restarted_runtime_resumes_every_session_where_it_was() {
     let h = Harness::new();
     let acme = ctx("acme", "prod");

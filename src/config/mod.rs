@@ -19,6 +19,7 @@ pub mod error;
 pub mod files;
 pub mod flow;
 mod merge;
+mod nats;
 mod raw;
 pub mod security;
 mod summary;
@@ -40,16 +41,15 @@ use self::error::ConfigError;
 use self::files::{read_bounded, resolve, CONFIG_FILE_BYTES_MAX};
 use self::flow::Flow;
 use self::merge::{known_list, FlowRef, Tree};
-use self::raw::{
-    BundleFile, ConfigFile, NatsSection, RuntimeSection, ServerSection, TeamFile, TenantFile,
-};
+use self::nats::nats_config;
+// The `[nats]` types live in their own file; they are part of this module's API.
+pub use self::nats::{NatsAuth, NatsConfig, SecretSource, DEFAULT_SUBJECT_PREFIX};
+use self::raw::{BundleFile, ConfigFile, RuntimeSection, ServerSection, TeamFile, TenantFile};
 
 /// `server.listen` when absent.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
 /// `server.data_dir` when absent (resolved against the config file's directory).
 pub const DEFAULT_DATA_DIR: &str = "./data";
-/// `nats.subject_prefix` when absent.
-pub const DEFAULT_SUBJECT_PREFIX: &str = "greentic.messaging";
 /// `auth.issuer` when absent.
 pub const DEFAULT_ISSUER: &str = "tenantry";
 /// `auth.audience` when absent.
@@ -72,7 +72,8 @@ pub const SEED_FILES_MAX: usize = 1024;
 pub const NAME_BYTES_MAX: usize = 256;
 /// Longest settings or channel config value, in bytes.
 pub const VALUE_BYTES_MAX: usize = 4096;
-/// `server.rate_limit_per_s` when absent: HTTP requests per second per tenant (burst the same).
+/// `server.rate_limit_per_s` when absent: HTTP requests and NATS messages per second per tenant
+/// (burst the same).
 pub const DEFAULT_RATE_LIMIT_PER_S: NonZeroU32 = NonZeroU32::new(1000).expect("1000 > 0");
 /// `server.http_body_bytes_max` when absent.
 pub const DEFAULT_HTTP_BODY_BYTES_MAX: usize = 64 * 1024;
@@ -112,22 +113,12 @@ pub struct ServerConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Data directory, resolved against the config file's directory.
     pub data_dir: PathBuf,
-    /// HTTP requests per second a tenant may make (burst the same), unless the tenant sets its
-    /// own [`TenantConfig::rate_limit_per_s`].
+    /// HTTP requests and NATS messages per second a tenant may make together (burst the same),
+    /// unless the tenant sets its own [`TenantConfig::rate_limit_per_s`].
     pub rate_limit_per_s: NonZeroU32,
     /// Largest HTTP request body, in bytes, within
     /// [`HTTP_BODY_BYTES_MIN`]`..=`[`HTTP_BODY_BYTES_MAX`].
     pub http_body_bytes_max: usize,
-}
-
-/// `[nats]`; without it there is no NATS ingress.
-#[derive(Clone, Debug)]
-pub struct NatsConfig {
-    /// Server URL, e.g. `nats://127.0.0.1:4222`.
-    pub url: String,
-    /// First tokens of every subject: dot-separated, each token non-empty, no `*`, `>` or
-    /// whitespace.
-    pub subject_prefix: String,
 }
 
 /// `[auth]`: what tokens must say.
@@ -150,6 +141,9 @@ pub struct RuntimeConfig {
     pub snapshot_every: u64,
     /// Messages in flight over all tenants before new ones are refused (`Overloaded`); `>= 1`.
     pub inflight_max: usize,
+    /// `runtime.inflight_per_tenant_max` as given, `1..=inflight_max`; `None` for the default
+    /// (see [`Config::inflight_per_tenant_max`]).
+    pub inflight_per_tenant_max: Option<usize>,
 }
 
 /// One tenant, merged from all sources.
@@ -166,8 +160,8 @@ pub struct TenantConfig {
     pub environments: Vec<Environment>,
     /// Default flow of the tenant's teams, when set.
     pub flow: Option<Arc<Flow>>,
-    /// HTTP requests per second this tenant may make (burst the same): its own
-    /// `rate_limit_per_s`, else `server.rate_limit_per_s`.
+    /// HTTP requests and NATS messages per second this tenant may make together (burst the
+    /// same): its own `rate_limit_per_s`, else `server.rate_limit_per_s`.
     pub rate_limit_per_s: NonZeroU32,
     /// The tenant's teams.
     pub teams: BTreeMap<TeamId, TeamConfig>,
@@ -259,6 +253,18 @@ impl Config {
     /// `[runtime]`, with defaults applied.
     pub fn runtime(&self) -> &RuntimeConfig {
         &self.runtime
+    }
+
+    /// Messages one tenant may have in flight: `runtime.inflight_per_tenant_max`, else half of
+    /// `runtime.inflight_max` (rounded up), so a tenant that floods leaves the other half to
+    /// everyone else; all of it when the instance serves one tenant (nobody to share with).
+    pub fn inflight_per_tenant_max(&self) -> usize {
+        let max = self.runtime.inflight_max;
+        match self.runtime.inflight_per_tenant_max {
+            Some(share) => share,
+            None if self.tenants.len() <= 1 => max,
+            None => max.div_ceil(2),
+        }
     }
 
     /// The tenant this instance is dedicated to (`TENANTRY_TENANT_ID`, else `server.tenant`);
@@ -431,18 +437,6 @@ fn server_config(path: &Path, server: &ServerSection) -> Result<ServerConfig, Co
     })
 }
 
-fn nats_config(path: &Path, nats: NatsSection) -> Result<NatsConfig, ConfigError> {
-    let url = check_name(path, "nats.url", nats.url)?;
-    let prefix = nats
-        .subject_prefix
-        .unwrap_or_else(|| DEFAULT_SUBJECT_PREFIX.into());
-    let subject_prefix = check_subject_prefix(path, prefix)?;
-    Ok(NatsConfig {
-        url,
-        subject_prefix,
-    })
-}
-
 fn runtime_config(path: &Path, runtime: RuntimeSection) -> Result<RuntimeConfig, ConfigError> {
     let session_idle_timeout = match &runtime.session_idle_timeout {
         Some(raw) => parse_idle_timeout(path, raw)?,
@@ -464,10 +458,28 @@ fn runtime_config(path: &Path, runtime: RuntimeSection) -> Result<RuntimeConfig,
             "must be at least 1 (messages in flight before new ones are refused)".to_owned(),
         ));
     }
+    let inflight_per_tenant_max = runtime
+        .inflight_per_tenant_max
+        .map(|share| {
+            if (1..=inflight_max).contains(&share) {
+                Ok(share)
+            } else {
+                Err(invalid(
+                    path,
+                    "runtime.inflight_per_tenant_max",
+                    format!(
+                        "{share} is out of range: give 1..={inflight_max} (runtime.inflight_max), \
+                         or leave it out for half of inflight_max"
+                    ),
+                ))
+            }
+        })
+        .transpose()?;
     Ok(RuntimeConfig {
         session_idle_timeout,
         snapshot_every,
         inflight_max,
+        inflight_per_tenant_max,
     })
 }
 
@@ -699,29 +711,6 @@ fn parse_idle_timeout(path: &Path, raw: &str) -> Result<Duration, ConfigError> {
         ));
     }
     Ok(timeout)
-}
-
-/// NATS subject prefix: dot-separated tokens, each non-empty and free of wildcards and
-/// whitespace, so that subjects built from it have exactly the tokens DESIGN §6 says.
-fn check_subject_prefix(path: &Path, prefix: String) -> Result<String, ConfigError> {
-    let prefix = check_name(path, "nats.subject_prefix", prefix)?;
-    let tokens_ok = prefix.split('.').all(|token| {
-        !token.is_empty()
-            && !token
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == '*' || c == '>')
-    });
-    if !tokens_ok {
-        return Err(invalid(
-            path,
-            "nats.subject_prefix",
-            format!(
-                "invalid subject prefix {prefix:?}: use dot-separated tokens without empty \
-                 tokens, `*`, `>` or whitespace, e.g. \"greentic.messaging\""
-            ),
-        ));
-    }
-    Ok(prefix)
 }
 
 /// Builds a [`ConfigError::Invalid`].

@@ -51,7 +51,7 @@ pub(super) struct ServerSection {
     pub tenant_files: Vec<PathBuf>,
     #[serde(default)]
     pub team_files: Vec<PathBuf>,
-    /// Requests per second each tenant may make to the HTTP API (burst the same); checked > 0
+    /// Requests per second each tenant may make over HTTP and NATS (burst the same); checked > 0
     /// in `Config::load`.
     #[serde(default)]
     pub rate_limit_per_s: Option<u32>,
@@ -67,6 +67,41 @@ pub(super) struct NatsSection {
     pub url: String,
     #[serde(default)]
     pub subject_prefix: Option<String>,
+    /// With `password`: user and password authentication.
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password: Option<RawSecret>,
+    #[serde(default)]
+    pub token: Option<RawSecret>,
+    /// An NKey seed (`SU...`); the server knows the public key.
+    #[serde(default)]
+    pub nkey_seed: Option<RawSecret>,
+    /// A `.creds` file (JWT and NKey seed), resolved against the config file's directory.
+    #[serde(default)]
+    pub creds_file: Option<PathBuf>,
+}
+
+/// A secret value in the config: inline text, or where to read it when connecting. Which of
+/// `env` / `secret` is set (exactly one) is checked in `Config::load`.
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a string, { env = \"VARIABLE\" } or { secret = \"name in the global secret store\" }"
+)]
+pub(super) enum RawSecret {
+    Inline(String),
+    From(RawSecretFrom),
+}
+
+/// `{ env = "VARIABLE" }` or `{ secret = "name" }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSecretFrom {
+    #[serde(default)]
+    pub env: Option<String>,
+    #[serde(default)]
+    pub secret: Option<String>,
 }
 
 /// `[auth]`.
@@ -93,6 +128,9 @@ pub(super) struct RuntimeSection {
     pub snapshot_every: Option<u64>,
     #[serde(default)]
     pub inflight_max: Option<usize>,
+    /// Checked `1..=inflight_max` in `Config::load`.
+    #[serde(default)]
+    pub inflight_per_tenant_max: Option<usize>,
 }
 
 /// `[tenants.<id>]` in `config.toml`, and `tenants: <id>:` in the bundle.

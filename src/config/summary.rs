@@ -32,8 +32,10 @@ impl Config {
             Some(nats) => {
                 let _ = writeln!(
                     out,
-                    "nats: on ({}, subject prefix {})",
-                    nats.url, nats.subject_prefix
+                    "nats: on ({}, subject prefix {}, {})",
+                    nats.url_for_display(),
+                    nats.subject_prefix,
+                    nats.auth
                 );
             }
             None => {
@@ -47,10 +49,12 @@ impl Config {
         );
         let _ = writeln!(
             out,
-            "runtime: session idle timeout {}, snapshot every {} events, {} messages in flight at most",
+            "runtime: session idle timeout {}, snapshot every {} events, {} messages in flight at \
+             most, {} per tenant",
             humantime::format_duration(self.runtime.session_idle_timeout),
             self.runtime.snapshot_every,
-            self.runtime.inflight_max
+            self.runtime.inflight_max,
+            self.inflight_per_tenant_max()
         );
         let _ = writeln!(out, "{}", self.counts_line());
         for tenant in self.tenants.values() {

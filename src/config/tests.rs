@@ -1114,3 +1114,29 @@ fn token_lifetime_max_defaults_to_30_days_and_is_bounded() {
         assert_mentions(&fixture.error(), &["config.toml", "token_lifetime_max"]);
     }
 }
+
+// ---- In-flight shares ---------------------------------------------------------------------
+
+#[test]
+fn a_tenants_inflight_share_defaults_to_half_or_all_when_alone_and_is_checked() {
+    let shared = two_tenants("").load().unwrap();
+    assert_eq!(shared.inflight_per_tenant_max(), 512);
+    let dedicated = two_tenants("tenant = \"acme\"").load().unwrap();
+    assert_eq!(dedicated.inflight_per_tenant_max(), 1024);
+    let fixture = Fixture::new(&[
+        (
+            "config.toml",
+            "[runtime]\ninflight_max = 9\ninflight_per_tenant_max = 3\n\
+             [tenants.acme.teams.support]\nflow = \"f.yaml\"\n",
+        ),
+        ("f.yaml", REPLY_FLOW),
+    ]);
+    assert_eq!(fixture.load().unwrap().inflight_per_tenant_max(), 3);
+    for share in [0, 10] {
+        let text = format!("[runtime]\ninflight_max = 9\ninflight_per_tenant_max = {share}\n");
+        let e = super::check_config_text(Path::new("config.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert_mentions(&e, &["runtime.inflight_per_tenant_max", "1..=9"]);
+    }
+}

@@ -3,7 +3,8 @@
 //!
 //! Invariants:
 //! - Status codes are decided only in [`ApiError::status`]; [`RuntimeError`] and [`AuthError`]
-//!   are mapped here and nowhere else.
+//!   are mapped here and nowhere else. A runtime error's code and client-safe message come from
+//!   [`RuntimeError::public`], which the NATS edge uses for its error replies too.
 //! - A 5xx body never carries details: the detail is logged once, here, inside the request's
 //!   span, and the client sees a generic message.
 //! - Messages shown to a client name only the caller's own ids (its tenant, env, team, channel,
@@ -16,7 +17,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use super::auth::AuthError;
-use crate::actors::messages::RuntimeError;
+use crate::actors::messages::{RuntimeError, INTERNAL_ERROR_MESSAGE};
 use crate::events::log::ReadError;
 
 /// `Retry-After` for a runtime that is overloaded (its queues drain within a second or so).
@@ -200,13 +201,12 @@ impl ApiError {
         }
     }
 
-    /// The message shown to the client: the error's text for 4xx, a generic line for 5xx.
+    /// The message shown to the client: the error's text for 4xx, a generic line for 5xx; a
+    /// runtime error's is the one NATS replies with too ([`RuntimeError::public`]).
     fn public_message(&self, status: StatusCode) -> String {
         match self {
-            _ if status.is_server_error() && !matches!(self, ApiError::Runtime(_)) => {
-                "internal error".to_owned()
-            }
-            ApiError::Runtime(RuntimeError::Storage(_)) => "internal error".to_owned(),
+            ApiError::Runtime(e) => e.public().1,
+            _ if status.is_server_error() => INTERNAL_ERROR_MESSAGE.to_owned(),
             other => other.to_string(),
         }
     }

@@ -103,7 +103,8 @@ pub struct EdgeState {
     /// The read models (usage, session index), folded on demand before a report.
     projector: Arc<Projector>,
     auth: Authenticator,
-    quotas: Quotas,
+    /// Shared with the NATS edge: both charge a tenant's one quota.
+    quotas: Arc<Quotas>,
     metrics: EdgeMetrics,
     /// The served tenants and their teams (from the config).
     teams: HashMap<TenantId, BTreeSet<TeamId>>,
@@ -111,12 +112,14 @@ pub struct EdgeState {
 }
 
 impl EdgeState {
-    /// State for `config`'s tenants, with tokens checked against `key`.
+    /// State for `config`'s tenants, with tokens checked against `key` and requests charged to
+    /// `quotas`.
     pub fn new(
         config: &Config,
         runtime: Runtime,
         projector: Arc<Projector>,
         key: &SigningKey,
+        quotas: Arc<Quotas>,
         nats: Option<&crate::nats::NatsMetrics>,
     ) -> EdgeState {
         let tenants = config.tenants();
@@ -128,7 +131,7 @@ impl EdgeState {
             runtime,
             projector,
             auth: Authenticator::new(key, config.auth()),
-            quotas: Quotas::new(tenants.iter().map(|(id, t)| (id, t.rate_limit_per_s))),
+            quotas,
             metrics,
             teams: tenants
                 .iter()
@@ -176,9 +179,12 @@ impl ApiServer {
         runtime: Runtime,
         projector: Arc<Projector>,
         key: &SigningKey,
+        quotas: Arc<Quotas>,
         nats: Option<&crate::nats::NatsMetrics>,
     ) -> Result<ApiServer, HttpError> {
-        let state = web::Data::new(EdgeState::new(config, runtime, projector, key, nats));
+        let state = web::Data::new(EdgeState::new(
+            config, runtime, projector, key, quotas, nats,
+        ));
         let metrics_state = state.clone();
         let listen = config.server().listen;
         let body_bytes_max = config.server().http_body_bytes_max;
@@ -440,7 +446,7 @@ async fn post_message(
         Err(e) => return Err(refuse(&req, &mut payload, state.body_bytes_max, e).await),
     };
     // Under overload, refuse before spending anything on parsing the body.
-    if state.runtime.saturated() {
+    if state.runtime.saturated(&caller.tenant) {
         let e = ApiError::Runtime(RuntimeError::Overloaded);
         return Err(refuse(&req, &mut payload, state.body_bytes_max, e).await);
     }

@@ -1,11 +1,13 @@
-//! Per-tenant request quotas for the HTTP API: one GCRA limiter (governor) per served tenant,
-//! `rate_limit_per_s` requests per second with a burst of the same size.
+//! Per-tenant request quotas: one GCRA limiter (governor) per served tenant,
+//! `rate_limit_per_s` requests per second with a burst of the same size. One [`Quotas`] serves
+//! both edges: an HTTP request and a NATS ingress message each charge their tenant once, so a
+//! tenant's rate limit is the same whichever way its traffic comes.
 //!
 //! Invariants:
 //! - The set of limiters is fixed at start (one per tenant of the config), so a caller can never
 //!   grow it: memory does not depend on input.
-//! - A tenant's limiter is charged only by that tenant's authenticated requests; one tenant
-//!   over quota never delays another.
+//! - A tenant's limiter is charged only by that tenant's authenticated requests and its NATS
+//!   messages (subject parsed, tenant served); one tenant over quota never delays another.
 //! - A refusal always says when to retry, in whole seconds, at least 1.
 
 use std::collections::HashMap;
@@ -14,10 +16,12 @@ use std::num::NonZeroU32;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
+use crate::config::Config;
 use crate::tenancy::TenantId;
 
 /// The tenant is over its quota.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("tenant request quota exceeded; retry after {retry_after_s} s")]
 pub struct OverQuota {
     /// Whole seconds until a request would be admitted; at least 1.
     pub retry_after_s: u64,
@@ -45,6 +49,16 @@ impl Quotas {
             limiters,
             clock: DefaultClock::default(),
         }
+    }
+
+    /// Limiters for the tenants `config` serves, each at its `rate_limit_per_s`.
+    pub fn for_config(config: &Config) -> Quotas {
+        Quotas::new(
+            config
+                .tenants()
+                .iter()
+                .map(|(id, tenant)| (id, tenant.rate_limit_per_s)),
+        )
     }
 
     /// Charges one request to `tenant`. A tenant without a limiter is not served here and is

@@ -10,10 +10,17 @@
 //!   instance may serve it: hybrid deployments share one NATS);
 //! - an ack (`{"session","seq"}`) is sent only after the message's events are durable; a retry
 //!   with the same `message_id` or `Nats-Msg-Id` appends nothing and gets the first ack;
+//! - a message for a served tenant is charged to that tenant's quota (the one HTTP charges too)
+//!   before its payload is parsed; over quota it is refused with `quota_exceeded` (replied when
+//!   it has a reply subject, counted per tenant) and never reaches the runtime, whose in-flight
+//!   budget is shared out per tenant as well;
 //! - a subject's messages are handed to the runtime in arrival order; at most `IN_FLIGHT_MAX`
 //!   await their ack at once, so a burst cannot grow memory without bound.
 
+mod connect;
 pub mod subject;
+
+pub use self::connect::connect;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -24,7 +31,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::actors::messages::{Ack, Inbound, RuntimeError};
 use crate::actors::runtime::{Egress, EgressSink, Runtime};
-use crate::config::NatsConfig;
+use crate::edge::quota::Quotas;
 use crate::tenancy::{SessionId, TenantCtx, TenantId};
 
 /// Largest ingress payload, in bytes.
@@ -43,6 +50,7 @@ pub enum NatsEvent {
     Acked,
     RejectedSubject,
     RejectedPayload,
+    QuotaExceeded,
     RuntimeError,
     NotServed,
     SlowConsumer,
@@ -57,6 +65,7 @@ impl NatsEvent {
             NatsEvent::Acked => "acked",
             NatsEvent::RejectedSubject => "rejected_subject",
             NatsEvent::RejectedPayload => "rejected_payload",
+            NatsEvent::QuotaExceeded => "quota_exceeded",
             NatsEvent::RuntimeError => "runtime_error",
             NatsEvent::NotServed => "not_served",
             NatsEvent::SlowConsumer => "slow_consumer",
@@ -71,13 +80,22 @@ struct EventLabel {
     event: &'static str,
 }
 
-/// Counters of the NATS edge, exported on `/metrics` as `tenantry_nats_events_total{event}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct TenantCodeLabel {
+    tenant: String,
+    code: &'static str,
+}
+
+type CounterFamily<L> =
+    prometheus_client::metrics::family::Family<L, prometheus_client::metrics::counter::Counter>;
+
+/// Counters of the NATS edge, exported on `/metrics` as `tenantry_nats_events_total{event}` and
+/// `tenantry_nats_refused_total{tenant,code}` (only served tenants get a label, so the series
+/// are bounded by the config).
 #[derive(Debug, Default)]
 pub struct NatsMetrics {
-    events: prometheus_client::metrics::family::Family<
-        EventLabel,
-        prometheus_client::metrics::counter::Counter,
-    >,
+    events: CounterFamily<EventLabel>,
+    refused: CounterFamily<TenantCodeLabel>,
 }
 
 impl NatsMetrics {
@@ -85,6 +103,16 @@ impl NatsMetrics {
         self.events
             .get_or_create(&EventLabel {
                 event: event.label(),
+            })
+            .inc();
+    }
+
+    /// Counts a message of served `tenant` refused with `code` (quota, runtime refusals).
+    pub fn count_refused(&self, tenant: &TenantId, code: &'static str) {
+        self.refused
+            .get_or_create(&TenantCodeLabel {
+                tenant: tenant.to_string(),
+                code,
             })
             .inc();
     }
@@ -105,14 +133,24 @@ impl NatsMetrics {
             "NATS edge traffic by what happened to it",
             self.events.clone(),
         );
+        registry.register(
+            "tenantry_nats_refused",
+            "NATS ingress messages of a served tenant refused, by tenant and error code",
+            self.refused.clone(),
+        );
     }
 }
 
 /// The NATS edge could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NatsError {
+    /// The URL (user info hidden) and why.
     #[error("cannot connect to NATS at {url}: {detail}")]
     Connect { url: String, detail: String },
+    /// A credential named in `[nats]` could not be read; `field` names the key, `detail` the
+    /// fix. Never carries the secret.
+    #[error("{field}: {detail}")]
+    Credentials { field: &'static str, detail: String },
     #[error("cannot subscribe to {subject}: {detail}")]
     Subscribe { subject: String, detail: String },
 }
@@ -140,7 +178,7 @@ struct ErrorBody<'a> {
 #[derive(Serialize)]
 struct ErrorDetail<'a> {
     code: &'a str,
-    message: String,
+    message: &'a str,
 }
 
 #[derive(Serialize)]
@@ -155,43 +193,6 @@ pub fn egress_channel() -> (EgressSink, mpsc::Receiver<Egress>) {
     mpsc::channel(EGRESS_QUEUE)
 }
 
-/// Connects (retrying while the server is down at start), reporting connection changes and slow
-/// consumers in the log and the metrics.
-pub async fn connect(
-    config: &NatsConfig,
-    metrics: Arc<NatsMetrics>,
-) -> Result<async_nats::Client, NatsError> {
-    let url = config.url.clone();
-    async_nats::ConnectOptions::new()
-        .subscription_capacity(SUBSCRIPTION_CAPACITY)
-        .retry_on_initial_connect()
-        .event_callback(move |event| {
-            let metrics = metrics.clone();
-            async move {
-                match event {
-                    async_nats::Event::SlowConsumer(sid) => {
-                        metrics.count(NatsEvent::SlowConsumer);
-                        tracing::warn!(
-                            subscription = sid,
-                            "NATS slow consumer: the client dropped messages"
-                        );
-                    }
-                    async_nats::Event::Disconnected => {
-                        tracing::warn!("NATS disconnected; reconnecting")
-                    }
-                    async_nats::Event::Connected => tracing::info!("NATS connected"),
-                    other => tracing::debug!(event = %other, "NATS event"),
-                }
-            }
-        })
-        .connect(&url)
-        .await
-        .map_err(|e| NatsError::Connect {
-            url,
-            detail: e.to_string(),
-        })
-}
-
 /// Everything ingress needs.
 pub struct Ingress {
     pub client: async_nats::Client,
@@ -201,6 +202,8 @@ pub struct Ingress {
     pub served: HashSet<TenantId>,
     /// In dedicated mode, the one tenant (subscription is narrowed to it).
     pub dedicated: Option<TenantId>,
+    /// The tenants' quotas, shared with the HTTP edge.
+    pub quotas: Arc<Quotas>,
     pub metrics: Arc<NatsMetrics>,
 }
 
@@ -271,6 +274,14 @@ impl Ingress {
             tracing::debug!(tenant = %address.tenant, "NATS message for a tenant not served here ignored");
             return None;
         }
+        if let Err(over) = self.quotas.check(&address.tenant) {
+            m.count(NatsEvent::QuotaExceeded);
+            m.count_refused(&address.tenant, "quota_exceeded");
+            // Counted, not logged at info: a flood must not become a flood of log lines.
+            tracing::debug!(tenant = %address.tenant, "NATS message over the tenant's quota refused");
+            self.reject_later(msg, "quota_exceeded", over.to_string());
+            return None;
+        }
         let inbound = match parse_payload(msg) {
             Ok(i) => i,
             Err(problem) => {
@@ -286,20 +297,27 @@ impl Ingress {
             Ok(pending) => Some(pending),
             Err(e) => {
                 m.count(NatsEvent::RuntimeError);
-                tracing::info!(tenant = %ctx.tenant, code = e.code(), "NATS message refused");
-                self.reject_later(msg, e.code(), e.to_string());
+                m.count_refused(&ctx.tenant, e.code());
+                if matches!(e, RuntimeError::Overloaded) {
+                    // Counted, not logged at info: overload must not flood the log too.
+                    tracing::debug!(tenant = %ctx.tenant, code = e.code(), "NATS message refused");
+                } else {
+                    tracing::info!(tenant = %ctx.tenant, code = e.code(), "NATS message refused");
+                }
+                self.reply_later(msg, runtime_error_body(&e));
                 None
             }
         }
     }
 
     fn reject_later(&self, msg: &async_nats::Message, code: &'static str, message: String) {
+        self.reply_later(msg, error_body(code, &message));
+    }
+
+    /// Publishes `body` on the message's reply subject, if it has one, without waiting.
+    fn reply_later(&self, msg: &async_nats::Message, body: Vec<u8>) {
         if let Some(reply) = msg.reply.clone() {
             let client = self.client.clone();
-            let body = serde_json::to_vec(&ErrorBody {
-                error: ErrorDetail { code, message },
-            })
-            .unwrap_or_default();
             actix_rt::spawn(async move {
                 let _ = client.publish(reply, body.into()).await;
             });
@@ -317,12 +335,11 @@ impl Ingress {
             }
             Err(e) => {
                 self.metrics.count(NatsEvent::RuntimeError);
-                serde_json::to_vec(&ErrorBody {
-                    error: ErrorDetail {
-                        code: e.code(),
-                        message: e.to_string(),
-                    },
-                })
+                if e.is_internal() {
+                    // The reply carries no detail: the log gets it, once, here.
+                    tracing::error!(code = e.code(), error = %e, "NATS message failed");
+                }
+                Ok(runtime_error_body(e))
             }
         };
         if let (Some(reply), Ok(body)) = (reply, body) {
@@ -331,6 +348,21 @@ impl Ingress {
             }
         }
     }
+}
+
+/// The reply body `{"error":{"code","message"}}`.
+fn error_body(code: &str, message: &str) -> Vec<u8> {
+    serde_json::to_vec(&ErrorBody {
+        error: ErrorDetail { code, message },
+    })
+    .unwrap_or_else(|_| br#"{"error":{"code":"internal","message":"internal error"}}"#.to_vec())
+}
+
+/// The reply body for a runtime error: the code and client-safe message HTTP shows too
+/// ([`RuntimeError::public`]), never our internals.
+fn runtime_error_body(e: &RuntimeError) -> Vec<u8> {
+    let (code, message) = e.public();
+    error_body(code, &message)
 }
 
 /// The inbound message of a NATS payload; `Nats-Msg-Id` stands in for a missing `message_id`.
@@ -411,3 +443,6 @@ pub async fn publish_egress(
     }
     let _ = client.flush().await;
 }
+
+#[cfg(test)]
+mod tests;

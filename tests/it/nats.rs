@@ -13,11 +13,15 @@ use tenantry::events::schema::EventKind;
 use tenantry::tenancy::TenantId;
 
 const PREFIX: &str = "greentic.messaging";
+/// The HS256 key the test servers verify API tokens with.
+const SIGNING_KEY: &str = "nats-test-key-0123456789abcdef0123";
 
 struct Server {
     child: Child,
     dir: tempfile::TempDir,
     lines: mpsc::Receiver<String>,
+    /// The HTTP address from the `listening on` line.
+    http: String,
     /// The metrics listener's address from the `metrics on` line.
     metrics: String,
 }
@@ -28,10 +32,22 @@ impl Server {
     }
 
     fn start_logging(nats_port: u16, level: &str) -> Server {
+        Server::start_as(nats_port, level, "", &[]).0
+    }
+
+    /// With `nats_keys` added to the `[nats]` section and `env` in the server's environment;
+    /// also returns the lines logged while starting.
+    fn start_as(
+        nats_port: u16,
+        level: &str,
+        nats_keys: &str,
+        env: &[(&str, &str)],
+    ) -> (Server, Vec<String>) {
         let dir = crate::support::dir_with_flows();
         let config = crate::support::shipped_config_on_port_0()
             + &format!(
-                "\n[nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\nsubject_prefix = \"{PREFIX}\"\n"
+                "\n[nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\nsubject_prefix = \"{PREFIX}\"\n\
+                 {nats_keys}\n"
             );
         let config = fix_nats_section(&config);
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
@@ -40,16 +56,20 @@ impl Server {
                 .current_dir(dir.path())
                 .arg("serve")
                 .env("RUST_LOG", level)
-                .env("TENANTRY_SIGNING_KEY", "nats-test-key-0123456789abcdef0123")
+                .env("TENANTRY_SIGNING_KEY", SIGNING_KEY)
+                .envs(env.iter().copied())
                 .env_remove("TENANTRY_TENANT_ID"),
         );
-        let (_, seen) = crate::support::wait_until_serving(&lines, true, Duration::from_secs(20));
-        Server {
+        let (http, seen) =
+            crate::support::wait_until_serving(&lines, true, Duration::from_secs(20));
+        let server = Server {
             child,
             dir,
             lines,
+            http,
             metrics: crate::support::metrics_addr(&seen),
-        }
+        };
+        (server, seen)
     }
 
     /// SIGTERM, wait, and open the log it wrote.
@@ -373,5 +393,216 @@ fn logs_are_tenant_tagged_and_never_carry_message_text() {
         "session=",
     ] {
         assert!(acked.contains(field), "{field} missing in {acked}");
+    }
+}
+
+/// The shipped nats-server config with per-tenant users (`deploy/nats-server.conf`).
+fn deploy_conf() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nats-server.conf")
+}
+
+/// A client logged in as `user`, with its inbox under `_INBOX_{user}` as the config requires;
+/// the server's error reports (permissions violations) arrive on the receiver.
+async fn tenant_client(
+    port: u16,
+    user: &str,
+    password: &str,
+) -> (
+    async_nats::Client,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (tx, errors) = tokio::sync::mpsc::unbounded_channel();
+    let client = async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+        .custom_inbox_prefix(format!("_INBOX_{user}"))
+        .event_callback(move |event| {
+            let tx = tx.clone();
+            async move {
+                if let async_nats::Event::ServerError(e) = event {
+                    let _ = tx.send(e.to_string());
+                }
+            }
+        })
+        .connect(format!("nats://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    (client, errors)
+}
+
+async fn next_error(errors: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(Duration::from_secs(5), errors.recv())
+        .await
+        .expect("the server reported no error")
+        .unwrap()
+}
+
+#[test]
+fn with_per_tenant_nats_users_a_tenant_cannot_publish_into_anothers_subjects() {
+    const TENANTRY_PASSWORD: &str = "tenantry-pw-canary-51c2";
+    let env = [
+        ("TENANTRY_NATS_PASSWORD", TENANTRY_PASSWORD),
+        ("ACME_NATS_PASSWORD", "acme-pw"),
+        ("BIGCORP_NATS_PASSWORD", "bigcorp-pw"),
+    ];
+    // The README shows this very file.
+    let conf = std::fs::read_to_string(deploy_conf()).unwrap();
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    assert!(
+        readme.contains(&conf),
+        "README.md does not show deploy/nats-server.conf as it is"
+    );
+
+    let nats = Nats::start_with_config(free_port(), &deploy_conf(), &env);
+    // tenantry logs in as its own user, the password read from its environment.
+    let (server, started) = Server::start_as(
+        nats.port,
+        "debug",
+        "user = \"tenantry\"\npassword = { env = \"TENANTRY_NATS_PASSWORD\" }",
+        &[("TENANTRY_NATS_PASSWORD", TENANTRY_PASSWORD)],
+    );
+    let rt = runtime();
+    rt.block_on(async {
+        // Without credentials nobody gets in.
+        let anonymous = async_nats::connect(format!("nats://127.0.0.1:{}", nats.port)).await;
+        assert!(anonymous.is_err(), "an anonymous client connected");
+
+        let (acme, mut acme_errors) = tenant_client(nats.port, "acme", "acme-pw").await;
+        let ack = request(
+            &acme,
+            ingress("prod", "acme", "support", "slack"),
+            serde_json::json!({"user": "ada", "text": "hello", "message_id": "acme-own"}),
+            None,
+        )
+        .await;
+        assert_eq!(ack["seq"], 2, "acme on its own subject: {ack}");
+
+        // acme publishing as bigcorp: the server refuses it, tenantry never sees it.
+        let forged = async_nats::Request::new()
+            .payload(
+                serde_json::json!({"user": "mallory", "text": "x", "message_id": "forged"})
+                    .to_string()
+                    .into(),
+            )
+            .timeout(Some(Duration::from_secs(2)));
+        let reply = acme
+            .send_request(ingress("prod", "bigcorp", "helpdesk", "webchat"), forged)
+            .await;
+        assert!(
+            reply.is_err(),
+            "acme got a reply from bigcorp's subject: {reply:?}"
+        );
+        let error = next_error(&mut acme_errors).await;
+        assert!(
+            error.contains("Permissions Violation for Publish"),
+            "{error}"
+        );
+
+        // Nor can acme read bigcorp's replies.
+        let _sub = acme
+            .subscribe(format!("{PREFIX}.egress.prod.bigcorp.>"))
+            .await
+            .unwrap();
+        let error = next_error(&mut acme_errors).await;
+        assert!(
+            error.contains("Permissions Violation for Subscription"),
+            "{error}"
+        );
+
+        // bigcorp, on its own subject, is served as usual.
+        let (bigcorp, _) = tenant_client(nats.port, "bigcorp", "bigcorp-pw").await;
+        let ack = request(
+            &bigcorp,
+            ingress("prod", "bigcorp", "helpdesk", "webchat"),
+            serde_json::json!({"user": "bob", "text": "hi", "message_id": "big-own"}),
+            None,
+        )
+        .await;
+        assert_eq!(ack["seq"], 2, "bigcorp on its own subject: {ack}");
+    });
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.child.id().to_string())
+        .status();
+    let mut lines = started;
+    while let Ok(line) = server.lines.recv_timeout(Duration::from_secs(10)) {
+        lines.push(line);
+    }
+    assert!(
+        !lines.iter().any(|l| l.contains(TENANTRY_PASSWORD)),
+        "tenantry logged its NATS password"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("NATS server error")),
+        "tenantry's own user was refused something: {lines:#?}"
+    );
+    let (log, _dir) = server.stop();
+    assert_eq!(received_ids(&log, "acme"), vec!["acme-own"]);
+    assert_eq!(received_ids(&log, "bigcorp"), vec!["big-own"]);
+}
+
+/// POSTs `body` as tenant acme (env prod) to `/api/v1/messages`; the status and JSON body.
+fn http_post(http: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = serde_json::json!({"tenant": "acme", "env": "prod", "iss": "tenantry",
+                                    "aud": "tenantry-api", "iat": now, "exp": now + 600});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SIGNING_KEY.as_bytes()),
+    )
+    .unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .post(format!("http://{http}/api/v1/messages"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("X-Tenant-ID", "acme")
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap())
+}
+
+#[test]
+fn a_runtime_error_is_answered_alike_on_nats_and_http() {
+    let nats = Nats::start(free_port());
+    let server = Server::start(nats.port);
+    let rt = runtime();
+    let cases = [
+        // A channel the team does not have.
+        (
+            ingress("prod", "acme", "support", "fax"),
+            serde_json::json!({"team": "support", "channel": "fax", "user": "ada", "text": "x"}),
+        ),
+        // A message too large for the runtime's limits (the edge passes it on).
+        (
+            ingress("prod", "acme", "support", "slack"),
+            serde_json::json!({"team": "support", "channel": "slack", "user": "u".repeat(300),
+                               "text": "x"}),
+        ),
+    ];
+    for (subject, http_body) in cases {
+        let mut nats_body = http_body.clone();
+        let fields = nats_body.as_object_mut().unwrap();
+        fields.remove("team");
+        fields.remove("channel");
+        let over_nats = rt.block_on(async {
+            let client = async_nats::connect(format!("nats://127.0.0.1:{}", nats.port))
+                .await
+                .unwrap();
+            request(&client, subject.clone(), nats_body, None).await
+        });
+        let (status, over_http) = http_post(&server.http, &http_body);
+        assert_eq!(status, 400, "{over_http}");
+        assert!(
+            over_nats["error"]["code"].is_string(),
+            "{subject}: {over_nats}"
+        );
+        assert_eq!(over_nats["error"], over_http["error"], "{subject}");
     }
 }

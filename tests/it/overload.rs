@@ -2,7 +2,9 @@
 //!
 //! Behaviour only, never timing: past `runtime.inflight_max` the excess is refused with 429 and
 //! `Retry-After`, every acked message is in the log, memory does not grow with the offered load;
-//! a tenant flooding past its quota is refused while its neighbours see no error at all.
+//! a tenant flooding past its quota is refused while its neighbours see no error at all; over
+//! NATS too: a tenant's quota is charged by its NATS messages, and a tenant flooding NATS holds
+//! at most its share of the in-flight budget, so another tenant's HTTP posts are not refused.
 //! (How fast refusals come and how much goodput remains are figures of `tenantry bench overload`.)
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +43,16 @@ struct Server {
 
 impl Server {
     fn start(config: &str) -> Server {
+        Server::start_on(config, None)
+    }
+
+    /// With NATS ingress from the nats-server on `nats_port`.
+    fn start_with_nats(config: &str, nats_port: u16) -> Server {
+        let config = format!("{config}[nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\n");
+        Server::start_on(&config, Some(nats_port))
+    }
+
+    fn start_on(config: &str, nats_port: Option<u16>) -> Server {
         let dir = crate::support::dir_with_flows();
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         let (child, lines) = crate::support::spawn_with_lines(
@@ -52,7 +64,11 @@ impl Server {
                 .env("TENANTRY_SIGNING_KEY", KEY)
                 .env_remove("TENANTRY_TENANT_ID"),
         );
-        let (addr, _) = crate::support::wait_until_serving(&lines, false, Duration::from_secs(30));
+        let (addr, _) = crate::support::wait_until_serving(
+            &lines,
+            nats_port.is_some(),
+            Duration::from_secs(30),
+        );
         Server {
             child,
             base: format!("http://{addr}"),
@@ -382,4 +398,165 @@ fn a_refused_message_leaves_its_keep_alive_connection_open() {
         statuses.push(status);
     }
     assert_eq!(statuses, [200, 429, 429]);
+}
+
+fn nats_subject(tenant: &str) -> String {
+    format!("greentic.messaging.ingress.prod.{tenant}.support.webchat")
+}
+
+/// Publishes `count` messages of `tenant` on NATS as fast as the client goes, each with a reply
+/// subject, and returns the replies that came within `wait`: (acked, error codes).
+async fn nats_burst(
+    client: &async_nats::Client,
+    tenant: &str,
+    round: &str,
+    count: usize,
+    wait: Duration,
+) -> (usize, BTreeMap<String, u64>) {
+    use futures_util::StreamExt;
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(format!("{inbox}.*")).await.unwrap();
+    client.flush().await.unwrap();
+    for n in 0..count {
+        let body = json!({"user": format!("n{}", n % 8), "text": "hello",
+                          "session": format!("ns{}", n % 8), "message_id": format!("{round}-{n}")});
+        client
+            .publish_with_reply(
+                nats_subject(tenant),
+                format!("{inbox}.{n}"),
+                body.to_string().into(),
+            )
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    let (mut acked, mut refused) = (0, BTreeMap::new());
+    let deadline = tokio::time::Instant::now() + wait;
+    while acked + (refused.values().sum::<u64>() as usize) < count {
+        let Ok(Some(reply)) = tokio::time::timeout_at(deadline, replies.next()).await else {
+            break;
+        };
+        let body: Value = serde_json::from_slice(&reply.payload).unwrap();
+        match body["error"]["code"].as_str() {
+            Some(code) => *refused.entry(code.to_owned()).or_default() += 1,
+            None => {
+                assert!(body["seq"].is_u64(), "{body}");
+                acked += 1;
+            }
+        }
+    }
+    (acked, refused)
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_tenants_quota_is_charged_by_its_nats_messages_and_shared_with_http() {
+    let nats = crate::support::Nats::start(crate::support::free_port());
+    // t1 may send 20 messages a second (burst 20), whichever way they come.
+    let server = Server::start_with_nats(&config("", 20), nats.port);
+    let rt = tokio_runtime();
+    let started = Instant::now();
+    let (t1_acked, t1_refused, t2_acked, t2_refused) = rt.block_on(async {
+        let client = async_nats::connect(format!("nats://127.0.0.1:{}", nats.port))
+            .await
+            .unwrap();
+        let (a1, r1) = nats_burst(&client, "t1", "q", 200, Duration::from_secs(20)).await;
+        let (a2, r2) = nats_burst(&client, "t2", "q", 60, Duration::from_secs(20)).await;
+        (a1, r1, a2, r2)
+    });
+    // One quota for both edges: right after the NATS burst, t1's HTTP posts are refused too.
+    let t1_http = client(&server.base, "t1", 0, "http", 40);
+    let t2_http = client(&server.base, "t2", 0, "http", 40);
+    let elapsed = started.elapsed().as_secs_f64();
+
+    let over = t1_refused.get("quota_exceeded").copied().unwrap_or(0);
+    assert!(
+        over > 0,
+        "t1 sent 200 NATS messages at a quota of 20/s: {t1_refused:?}"
+    );
+    assert_eq!(
+        t1_refused.len(),
+        1,
+        "t1 saw refusals other than its quota: {t1_refused:?}"
+    );
+    assert_eq!(t1_acked + over as usize, 200, "every message was answered");
+    assert!(
+        t1_http
+            .refused
+            .keys()
+            .all(|(status, code)| *status == 429 && code == "quota_exceeded")
+            && !t1_http.refused.is_empty(),
+        "t1's HTTP posts right after its NATS burst: {:?}",
+        t1_http.refused
+    );
+    let t1_total = t1_acked + t1_http.acked.len();
+    assert!(
+        (t1_total as f64) <= 20.0 * (elapsed + 1.0) + 20.0,
+        "t1 got {t1_total} acks over NATS and HTTP in {elapsed:.1} s with a quota of 20/s"
+    );
+    // Another tenant's quota is its own, on both edges.
+    assert_eq!((t2_acked, t2_refused.len()), (60, 0), "{t2_refused:?}");
+    assert_eq!(t2_http.acked.len(), 40, "{:?}", t2_http.refused);
+}
+
+#[test]
+fn a_tenant_flooding_nats_cannot_make_another_tenants_http_posts_get_429() {
+    let nats = crate::support::Nats::start(crate::support::free_port());
+    // No quota saves the others here: t1 may send 100,000/s. Its share of the 10 in-flight
+    // places (half, by default) is what leaves room for t2 and t3.
+    let server = Server::start_with_nats(&config("inflight_max = 10", 100_000), nats.port);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noisy = {
+        let (stop, port) = (stop.clone(), nats.port);
+        std::thread::spawn(move || {
+            tokio_runtime().block_on(async {
+                let client = async_nats::connect(format!("nats://127.0.0.1:{port}"))
+                    .await
+                    .unwrap();
+                let (mut acked, mut refused) = (0, BTreeMap::<String, u64>::new());
+                let mut round = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (a, r) = nats_burst(
+                        &client,
+                        "t1",
+                        &format!("flood{round}"),
+                        400,
+                        Duration::from_secs(10),
+                    )
+                    .await;
+                    acked += a;
+                    for (code, n) in r {
+                        *refused.entry(code).or_default() += n;
+                    }
+                    round += 1;
+                }
+                (acked, refused)
+            })
+        })
+    };
+    // Let the flood fill t1's share before the calm tenants start.
+    std::thread::sleep(Duration::from_millis(500));
+    let calm = flood(&server.base, &["t2", "t3"], 2, "calm", 60);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (noisy_acked, noisy_refused) = noisy.join().unwrap();
+
+    assert!(
+        calm.refused.is_empty(),
+        "t2/t3 HTTP posts were refused while t1 flooded NATS: {:?}",
+        calm.refused
+    );
+    assert_eq!(calm.acked.len(), 2 * 2 * 60);
+    // The flood was real: t1 ran into its share of the in-flight budget.
+    assert!(
+        noisy_refused.get("overloaded").is_some_and(|&n| n > 0),
+        "t1's NATS flood never filled its in-flight share: acked {noisy_acked}, {noisy_refused:?}"
+    );
+    assert!(noisy_acked > 0, "t1 got nothing through: {noisy_refused:?}");
+    assert_all_acked_are_logged(&server.base, &calm.acked);
 }

@@ -223,7 +223,7 @@ impl Message<'_> {
     fn check_ack(&self, body: &Value, via: &'static str) -> Outcome {
         let (Some(session), Some(seq)) = (body["session"].as_str(), body["seq"].as_u64()) else {
             return match body["error"]["code"].as_str() {
-                Some("overloaded") => Outcome::Busy,
+                Some("overloaded" | "quota_exceeded") => Outcome::Busy,
                 _ => Outcome::Refused(format!("{}: reply via {via}: {body}", self.what())),
             };
         };

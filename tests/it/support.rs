@@ -95,14 +95,29 @@ pub struct Nats {
 
 impl Nats {
     pub fn start(port: u16) -> Nats {
+        Nats::start_configured(port, None, &[])
+    }
+
+    /// With the server config file `config` (`-c`), and `env` in its environment (the config
+    /// may name variables such as `$ACME_NATS_PASSWORD`).
+    pub fn start_with_config(port: u16, config: &Path, env: &[(&str, &str)]) -> Nats {
+        Nats::start_configured(port, Some(config), env)
+    }
+
+    fn start_configured(port: u16, config: Option<&Path>, env: &[(&str, &str)]) -> Nats {
         // Debian installs it in /usr/sbin, which is not on every user's PATH.
         let binary = if Path::new("/usr/sbin/nats-server").exists() {
             "/usr/sbin/nats-server"
         } else {
             "nats-server"
         };
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(config) = config {
+            command.arg("-c").arg(config);
+        }
+        let child = command
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -1,0 +1,238 @@
+//! `[nats]`: the server, the subject prefix and how tenantry authenticates to NATS.
+//!
+//! Invariants: at most one way to authenticate is configured; a secret (password, token, NKey
+//! seed) is either inline or named by where to read it (an environment variable or the global
+//! secret store) when connecting, so `config.toml` need not hold it; no secret value is ever
+//! printed (`Debug` of [`SecretSource`] redacts it, and a URL's user info is hidden by
+//! [`NatsConfig::url_for_display`]).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::error::ConfigError;
+use super::files::resolve;
+use super::raw::{NatsSection, RawSecret, RawSecretFrom};
+use super::{check_name, invalid};
+use crate::secrets::name::SecretName;
+
+/// `nats.subject_prefix` when absent.
+pub const DEFAULT_SUBJECT_PREFIX: &str = "greentic.messaging";
+
+/// `[nats]`; without it there is no NATS ingress.
+#[derive(Clone, Debug)]
+pub struct NatsConfig {
+    /// Server URL, e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// First tokens of every subject: dot-separated, each token non-empty, no `*`, `>` or
+    /// whitespace.
+    pub subject_prefix: String,
+    /// How tenantry authenticates to the server.
+    pub auth: NatsAuth,
+}
+
+/// How tenantry authenticates to NATS (`async_nats::ConnectOptions` has one method for each).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NatsAuth {
+    /// No credentials (or only those in the URL).
+    None,
+    /// `user` and `password`.
+    UserPassword {
+        /// The NATS user.
+        user: String,
+        /// Its password.
+        password: SecretSource,
+    },
+    /// `token`.
+    Token(SecretSource),
+    /// `nkey_seed`: the seed signs the server's nonce.
+    NkeySeed(SecretSource),
+    /// `creds_file`: a `.creds` file (user JWT and NKey seed), resolved against the config
+    /// file's directory.
+    CredsFile(PathBuf),
+}
+
+/// Where a secret comes from. `Debug` never shows an inline value.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// Written in `config.toml` itself (fine for tests; prefer the others).
+    Inline(String),
+    /// The environment variable of this name, read when connecting.
+    Env(String),
+    /// This secret of the global namespace of the secret store, read when connecting.
+    Store(SecretName),
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Inline(_) => f.write_str("Inline(<redacted>)"),
+            SecretSource::Env(var) => f.debug_tuple("Env").field(var).finish(),
+            SecretSource::Store(name) => f.debug_tuple("Store").field(&name.as_str()).finish(),
+        }
+    }
+}
+
+impl fmt::Display for SecretSource {
+    /// Where the secret comes from, never the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Inline(_) => f.write_str("inline in the config"),
+            SecretSource::Env(var) => write!(f, "env {var}"),
+            SecretSource::Store(name) => write!(f, "secret global/{}", name.as_str()),
+        }
+    }
+}
+
+impl NatsConfig {
+    /// The URL with any user info (`user:password@`) replaced by `***@`, for logs and errors.
+    pub fn url_for_display(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+impl fmt::Display for NatsAuth {
+    /// The kind of authentication and where its secret comes from, never the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NatsAuth::None => f.write_str("no credentials"),
+            NatsAuth::UserPassword { user, password } => {
+                write!(f, "user {user}, password from {password}")
+            }
+            NatsAuth::Token(token) => write!(f, "token from {token}"),
+            NatsAuth::NkeySeed(seed) => write!(f, "nkey seed from {seed}"),
+            NatsAuth::CredsFile(path) => write!(f, "creds file {}", path.display()),
+        }
+    }
+}
+
+/// `url` with the user info between `://` and `@` hidden.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+pub(super) fn nats_config(path: &Path, nats: NatsSection) -> Result<NatsConfig, ConfigError> {
+    let url = check_name(path, "nats.url", nats.url)?;
+    let prefix = nats
+        .subject_prefix
+        .unwrap_or_else(|| DEFAULT_SUBJECT_PREFIX.into());
+    let subject_prefix = check_subject_prefix(path, prefix)?;
+    let secret = |field: &str, raw: Option<RawSecret>| {
+        raw.map(|raw| secret_source(path, field, raw)).transpose()
+    };
+    let password = secret("nats.password", nats.password)?;
+    let token = secret("nats.token", nats.token)?;
+    let nkey_seed = secret("nats.nkey_seed", nats.nkey_seed)?;
+    let creds_file = nats.creds_file.map(|file| resolve(path, &file));
+    let given = [
+        nats.user.is_some() || password.is_some(),
+        token.is_some(),
+        nkey_seed.is_some(),
+        creds_file.is_some(),
+    ];
+    if given.iter().filter(|&&g| g).count() > 1 {
+        return Err(invalid(
+            path,
+            "nats",
+            "more than one way to authenticate: give only one of user + password, token, \
+             nkey_seed or creds_file"
+                .to_owned(),
+        ));
+    }
+    let auth = match (nats.user, password) {
+        (Some(user), Some(password)) => NatsAuth::UserPassword {
+            user: check_name(path, "nats.user", user)?,
+            password,
+        },
+        (Some(_), None) => return Err(missing(path, "nats.password", "nats.user")),
+        (None, Some(_)) => return Err(missing(path, "nats.user", "nats.password")),
+        (None, None) => match (token, nkey_seed, creds_file) {
+            (Some(token), _, _) => NatsAuth::Token(token),
+            (_, Some(seed), _) => NatsAuth::NkeySeed(seed),
+            (_, _, Some(file)) => NatsAuth::CredsFile(file),
+            (None, None, None) => NatsAuth::None,
+        },
+    };
+    Ok(NatsConfig {
+        url,
+        subject_prefix,
+        auth,
+    })
+}
+
+fn missing(path: &Path, field: &str, because: &str) -> ConfigError {
+    invalid(
+        path,
+        field,
+        format!("is required with {because}: give both, or neither"),
+    )
+}
+
+fn secret_source(path: &Path, field: &str, raw: RawSecret) -> Result<SecretSource, ConfigError> {
+    match raw {
+        RawSecret::Inline(value) if value.is_empty() => {
+            Err(invalid(path, field, "must not be empty".to_owned()))
+        }
+        RawSecret::Inline(value) => Ok(SecretSource::Inline(value)),
+        RawSecret::From(RawSecretFrom {
+            env: Some(var),
+            secret: None,
+        }) => {
+            let var_ok = !var.is_empty()
+                && var.len() <= super::NAME_BYTES_MAX
+                && !var.contains(['=', '\0'])
+                && !var.starts_with(|c: char| c.is_ascii_digit());
+            if !var_ok {
+                return Err(invalid(
+                    path,
+                    field,
+                    format!("env {var:?} is not a usable variable name, e.g. \"TENANTRY_NATS_PASSWORD\""),
+                ));
+            }
+            Ok(SecretSource::Env(var))
+        }
+        RawSecret::From(RawSecretFrom {
+            env: None,
+            secret: Some(name),
+        }) => SecretName::parse(&name)
+            .map(SecretSource::Store)
+            .map_err(|e| invalid(path, field, e.to_string())),
+        RawSecret::From(_) => Err(invalid(
+            path,
+            field,
+            "give exactly one of { env = \"VARIABLE\" } or { secret = \"name\" }".to_owned(),
+        )),
+    }
+}
+
+/// NATS subject prefix: dot-separated tokens, each non-empty and free of wildcards and
+/// whitespace, so that subjects built from it have exactly the tokens DESIGN §6 says.
+fn check_subject_prefix(path: &Path, prefix: String) -> Result<String, ConfigError> {
+    let prefix = check_name(path, "nats.subject_prefix", prefix)?;
+    let tokens_ok = prefix.split('.').all(|token| {
+        !token.is_empty()
+            && !token
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '*' || c == '>')
+    });
+    if !tokens_ok {
+        return Err(invalid(
+            path,
+            "nats.subject_prefix",
+            format!(
+                "invalid subject prefix {prefix:?}: use dot-separated tokens without empty \
+                 tokens, `*`, `>` or whitespace, e.g. \"greentic.messaging\""
+            ),
+        ));
+    }
+    Ok(prefix)
+}
+
+#[cfg(test)]
+mod tests;
