@@ -30,6 +30,10 @@ pub struct Ack {
     /// True when this answers a retry of a message that was already appended.
     #[serde(skip)]
     pub duplicate: bool,
+    /// Set on a retry's answer when the first answer's replies were too big to keep for
+    /// retries: `replies` is empty, and the replies are in the session's events.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replies_omitted: bool,
 }
 
 /// Why a message was not handled. Rejections are the caller's doing (4xx); the rest are ours.

@@ -25,4 +25,6 @@ mod session;
 mod tenant;
 
 #[cfg(test)]
+mod resilience_tests;
+#[cfg(test)]
 mod tests;

@@ -18,7 +18,7 @@ use super::messages::{Ack, Deliver, Inbound, RuntimeError};
 use super::tenant::TenantActor;
 use crate::config::{Config, TenantConfig};
 use crate::events::codec::{NAME_BYTES_MAX, TEXT_BYTES_MAX};
-use crate::events::log::EventLog;
+use crate::events::log::{EventLog, PurgeError, PurgeReport};
 use crate::projections::load::load_session;
 use crate::projections::session::SessionState;
 use crate::projections::snapshot::SnapshotStore;
@@ -35,6 +35,8 @@ pub struct RuntimeOptions {
     pub sweep_interval: Duration,
     /// Arbiters (threads) that session actors are spread over.
     pub workers: usize,
+    /// How long idempotency records are kept (`runtime.idempotency_window`), in ms.
+    pub idempotency_window_ms: u64,
     pub clock: Arc<dyn Clock>,
     /// Where every reply goes after its ack (e.g. the NATS egress publisher); `None`: nowhere.
     pub egress: Option<EgressSink>,
@@ -71,12 +73,17 @@ impl RuntimeOptions {
             // Check a few times per timeout, but not more than once a second.
             sweep_interval: (idle / 4).max(Duration::from_secs(1)),
             workers: std::thread::available_parallelism().map_or(2, usize::from),
+            idempotency_window_ms: u64::try_from(rt.idempotency_window.as_millis())
+                .unwrap_or(u64::MAX),
             clock: Arc::new(SystemClock),
             egress: None,
             inflight_max: rt.inflight_max,
         }
     }
 }
+
+/// How often the runtime purges idempotency records older than the window.
+pub const IDEMPOTENCY_PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
 /// Counters the runtime keeps about itself (exported by the metrics endpoint later).
 #[derive(Default, Debug)]
@@ -166,6 +173,7 @@ impl Runtime {
             arbiters: arbiters.iter().map(Arbiter::handle).collect(),
             metrics: metrics.clone(),
         });
+        start_purge(&shared);
         let mut tenants = HashMap::new();
         for (i, (id, tenant)) in config.tenants().iter().enumerate() {
             let tenant = Arc::new(tenant.clone());
@@ -301,6 +309,13 @@ impl Runtime {
         }
     }
 
+    /// Removes the idempotency records older than `runtime.idempotency_window` by the runtime's
+    /// clock, now; a retry of such a message is then a new message. Blocks on storage: call it
+    /// off the actors' threads (the runtime also runs it every [`IDEMPOTENCY_PURGE_INTERVAL`]).
+    pub fn purge_idempotency(&self) -> Result<PurgeReport, PurgeError> {
+        purge(&self.inner.shared)
+    }
+
     /// Graceful stop: refuse new messages, let queued ones finish, snapshot every session and
     /// stop its actor. The log stays open for the caller to drop.
     pub async fn shutdown(&self) {
@@ -326,6 +341,44 @@ impl Runtime {
     pub fn metrics(&self) -> &RuntimeMetrics {
         &self.inner.metrics
     }
+}
+
+fn purge(shared: &Shared) -> Result<PurgeReport, PurgeError> {
+    let now = shared.opts.clock.now_ms();
+    let report = shared
+        .log
+        .purge_idempotency(now, shared.opts.idempotency_window_ms)?;
+    if report.removed + report.stamped + report.unreadable > 0 {
+        tracing::info!(
+            removed = report.removed,
+            stamped = report.stamped,
+            kept = report.kept,
+            unreadable = report.unreadable,
+            "idempotency records purged"
+        );
+    }
+    Ok(report)
+}
+
+/// Purges expired idempotency records every [`IDEMPOTENCY_PURGE_INTERVAL`] on the blocking
+/// pool, until the runtime's arbiters stop.
+fn start_purge(shared: &Arc<Shared>) {
+    let Some(arbiter) = shared.arbiters.first() else {
+        return;
+    };
+    let shared = Arc::downgrade(shared);
+    arbiter.spawn(async move {
+        loop {
+            actix_rt::time::sleep(IDEMPOTENCY_PURGE_INTERVAL).await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let run = actix_rt::task::spawn_blocking(move || purge(&shared)).await;
+            if let Ok(Err(e)) = run {
+                tracing::error!(error = %e, "idempotency purge failed");
+            }
+        }
+    });
 }
 
 /// Checks a message against the tenant's config and the size limits before it enters a queue.

@@ -51,11 +51,55 @@ impl Message for Reset {
     type Result = ();
 }
 
-/// What retries of a message get back; stored with the message id in the log.
+/// Most bytes of replies kept in an idempotency record for retries. Past it the record keeps
+/// only a flag, and a retry's answer says that its replies were omitted (they stay in the log).
+/// Far below the log's `ACK_BYTES_MAX`, so a chatty flow never makes its append fail.
+pub(super) const STORED_REPLIES_BYTES_MAX: usize = 4 * 1024;
+
+/// Version of [`StoredAck`] written now. v1 (no `v` field): `seq` and `replies` only.
+const STORED_ACK_VERSION: u8 = 2;
+
+/// What retries of a message get back; stored with the message id in the log (a MessagePack
+/// map: fields added later default, so older records still read).
 #[derive(Serialize, Deserialize)]
 struct StoredAck {
+    #[serde(default = "stored_ack_v1")]
+    v: u8,
     seq: u64,
     replies: Vec<String>,
+    /// The error the first try was answered with, if it was one (v2).
+    #[serde(default)]
+    failed: Option<FirstFailure>,
+    /// The replies were over [`STORED_REPLIES_BYTES_MAX`] and are not in the record (v2).
+    #[serde(default)]
+    replies_omitted: bool,
+}
+
+fn stored_ack_v1() -> u8 {
+    1
+}
+
+/// An error answer that a retry must repeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FirstFailure {
+    /// The flow panicked on the message: [`RuntimeError::FlowCrashed`].
+    FlowFailed,
+}
+
+impl StoredAck {
+    /// The record of a first answer, with the replies left out when they are too big to keep.
+    fn new(seq: u64, replies: &[String], failed: Option<FirstFailure>) -> StoredAck {
+        let bytes: usize = replies.iter().map(String::len).sum();
+        let keep = bytes <= STORED_REPLIES_BYTES_MAX;
+        StoredAck {
+            v: STORED_ACK_VERSION,
+            seq,
+            replies: if keep { replies.to_vec() } else { Vec::new() },
+            failed,
+            replies_omitted: !keep,
+        }
+    }
 }
 
 pub(super) struct SessionActor {
@@ -336,15 +380,20 @@ fn replies_of(kinds: &[EventKind]) -> Vec<String> {
         .collect()
 }
 
+/// The answer to a retry: the first try's answer, error or ack, as its record stored it.
 fn ack_from_record(rec: IdempotencyRecord) -> Result<Ack, RuntimeError> {
     let stored: StoredAck =
         decode_limited(&rec.ack).map_err(|e| RuntimeError::Storage(e.to_string()))?;
-    Ok(Ack {
-        session: rec.session,
-        seq: stored.seq,
-        replies: stored.replies,
-        duplicate: true,
-    })
+    match stored.failed {
+        Some(FirstFailure::FlowFailed) => Err(RuntimeError::FlowCrashed(rec.session)),
+        None => Ok(Ack {
+            session: rec.session,
+            seq: stored.seq,
+            replies: stored.replies,
+            duplicate: true,
+            replies_omitted: stored.replies_omitted,
+        }),
+    }
 }
 
 impl Actor for SessionActor {
@@ -414,10 +463,12 @@ impl Handler<Deliver> for SessionActor {
         let seq = self.state.last_seq + 1 + u64::from(started);
         let idempotency = msg.inbound.message_id.as_ref().map(|id| Idempotency {
             message_id: id.clone(),
-            ack: rmp_serde::to_vec_named(&StoredAck {
+            // A retry must get what this try gets: the error too, when the flow panicked.
+            ack: rmp_serde::to_vec_named(&StoredAck::new(
                 seq,
-                replies: replies.clone(),
-            })
+                &replies,
+                panicked.then_some(FirstFailure::FlowFailed),
+            ))
             .expect("MessagePack encoding of plain fields is infallible"),
         });
         let at_ms = self.shared.runtime.opts.clock.now_ms();
@@ -462,6 +513,7 @@ impl Handler<Deliver> for SessionActor {
                             seq,
                             replies,
                             duplicate: false,
+                            replies_omitted: false,
                         }));
                     }
                     act.maybe_snapshot(ctx);

@@ -20,6 +20,7 @@ pub mod files;
 pub mod flow;
 mod merge;
 mod raw;
+pub mod runtime;
 mod summary;
 #[cfg(test)]
 mod tests;
@@ -146,6 +147,8 @@ pub struct RuntimeConfig {
     pub snapshot_every: u64,
     /// Messages in flight over all tenants before new ones are refused (`Overloaded`); `>= 1`.
     pub inflight_max: usize,
+    /// How long a message id's first answer is kept for retries.
+    pub idempotency_window: Duration,
 }
 
 /// One tenant, merged from all sources.
@@ -449,7 +452,7 @@ fn auth_config(path: &Path, auth: AuthSection) -> Result<AuthConfig, ConfigError
 
 fn runtime_config(path: &Path, runtime: RuntimeSection) -> Result<RuntimeConfig, ConfigError> {
     let session_idle_timeout = match &runtime.session_idle_timeout {
-        Some(raw) => parse_idle_timeout(path, raw)?,
+        Some(raw) => runtime::parse_idle_timeout(path, raw)?,
         None => DEFAULT_SESSION_IDLE_TIMEOUT,
     };
     let snapshot_every = runtime.snapshot_every.unwrap_or(DEFAULT_SNAPSHOT_EVERY);
@@ -468,10 +471,13 @@ fn runtime_config(path: &Path, runtime: RuntimeSection) -> Result<RuntimeConfig,
             "must be at least 1 (messages in flight before new ones are refused)".to_owned(),
         ));
     }
+    let idempotency_window =
+        runtime::idempotency_window(path, runtime.idempotency_window.as_deref())?;
     Ok(RuntimeConfig {
         session_idle_timeout,
         snapshot_every,
         inflight_max,
+        idempotency_window,
     })
 }
 
@@ -674,35 +680,6 @@ fn read_yaml<T: DeserializeOwned>(file: &Path) -> Result<T, ConfigError> {
 fn seed_path(config: &Path, field: &str, named: &Path) -> Result<PathBuf, ConfigError> {
     check_path(config, field, named)?;
     Ok(resolve(config, named))
-}
-
-fn parse_idle_timeout(path: &Path, raw: &str) -> Result<Duration, ConfigError> {
-    const FIELD: &str = "runtime.session_idle_timeout";
-    let timeout = humantime::parse_duration(raw).map_err(|err| {
-        invalid(
-            path,
-            FIELD,
-            format!("invalid duration {raw:?} ({err}); write e.g. \"10m\" or \"90s\""),
-        )
-    })?;
-    if timeout.is_zero() {
-        return Err(invalid(
-            path,
-            FIELD,
-            "must be greater than zero, e.g. \"10m\"".to_owned(),
-        ));
-    }
-    if timeout > SESSION_IDLE_TIMEOUT_MAX {
-        return Err(invalid(
-            path,
-            FIELD,
-            format!(
-                "must be at most {}",
-                humantime::format_duration(SESSION_IDLE_TIMEOUT_MAX)
-            ),
-        ));
-    }
-    Ok(timeout)
 }
 
 /// NATS subject prefix: dot-separated tokens, each non-empty and free of wildcards and

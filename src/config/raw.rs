@@ -87,6 +87,9 @@ pub(super) struct RuntimeSection {
     pub snapshot_every: Option<u64>,
     #[serde(default)]
     pub inflight_max: Option<usize>,
+    /// A humantime duration such as `7days`.
+    #[serde(default)]
+    pub idempotency_window: Option<String>,
 }
 
 /// `[tenants.<id>]` in `config.toml`, and `tenants: <id>:` in the bundle.
