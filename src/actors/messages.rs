@@ -73,6 +73,11 @@ pub enum RuntimeError {
     /// A queue on the way is full; retry later. 429/503 with Retry-After.
     #[error("overloaded, retry later")]
     Overloaded,
+    /// No room for another live session (`runtime.sessions_max` over all tenants, or the
+    /// tenant's `runtime.tenant_sessions_max`) and none idle to passivate early; a message to a
+    /// session already live is unaffected. 429 with Retry-After.
+    #[error("too many live sessions (limit {limit}); retry later")]
+    SessionsFull { limit: usize },
     /// The runtime is shutting down. 503.
     #[error("shutting down")]
     ShuttingDown,
@@ -95,6 +100,7 @@ impl RuntimeError {
             RuntimeError::Quarantined(_) => "session_quarantined",
             RuntimeError::FlowCrashed(_) => "flow_failed",
             RuntimeError::Overloaded => "overloaded",
+            RuntimeError::SessionsFull { .. } => "sessions_full",
             RuntimeError::ShuttingDown => "shutting_down",
             RuntimeError::Storage(_) => "internal",
         }

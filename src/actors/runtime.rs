@@ -35,6 +35,10 @@ pub struct RuntimeOptions {
     pub sweep_interval: Duration,
     /// Arbiters (threads) that session actors are spread over.
     pub workers: usize,
+    /// Live session actors over all tenants, and of one tenant (`runtime.sessions_max`,
+    /// `runtime.tenant_sessions_max`).
+    pub sessions_max: usize,
+    pub tenant_sessions_max: usize,
     /// How long idempotency records are kept (`runtime.idempotency_window`), in ms.
     pub idempotency_window_ms: u64,
     pub clock: Arc<dyn Clock>,
@@ -73,6 +77,8 @@ impl RuntimeOptions {
             // Check a few times per timeout, but not more than once a second.
             sweep_interval: (idle / 4).max(Duration::from_secs(1)),
             workers: std::thread::available_parallelism().map_or(2, usize::from),
+            sessions_max: rt.sessions_max,
+            tenant_sessions_max: rt.tenant_sessions_max,
             idempotency_window_ms: u64::try_from(rt.idempotency_window.as_millis())
                 .unwrap_or(u64::MAX),
             clock: Arc::new(SystemClock),
@@ -134,6 +140,10 @@ pub(super) struct Shared {
     pub opts: RuntimeOptions,
     pub arbiters: Vec<ArbiterHandle>,
     pub metrics: Arc<RuntimeMetrics>,
+    /// Every env actor with its tenant, so that one short of session slots can ask the others
+    /// to passivate idle sessions early. Filled as env actors start; weak, so it keeps none
+    /// alive.
+    pub envs: std::sync::Mutex<Vec<(TenantId, actix::WeakAddr<super::env::EnvActor>)>>,
 }
 
 struct TenantEntry {
@@ -172,6 +182,7 @@ impl Runtime {
             opts,
             arbiters: arbiters.iter().map(Arbiter::handle).collect(),
             metrics: metrics.clone(),
+            envs: std::sync::Mutex::default(),
         });
         start_purge(&shared);
         let mut tenants = HashMap::new();
@@ -179,7 +190,8 @@ impl Runtime {
             let tenant = Arc::new(tenant.clone());
             let arbiter = &shared.arbiters[i % shared.arbiters.len()];
             let (s, t) = (shared.clone(), tenant.clone());
-            let addr = TenantActor::start_in_arbiter(arbiter, move |_ctx| TenantActor::new(s, t));
+            // Supervised: a panic in the tenant's actor restarts it (see `supervise`).
+            let addr = Supervisor::start_in_arbiter(arbiter, move |_ctx| TenantActor::new(s, t));
             tenants.insert(
                 id.clone(),
                 TenantEntry {

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::env::{Ended, EnvActor, EnvShared, Reroute};
 use super::messages::{Ack, Deliver, RuntimeError};
 use super::runtime::Egress;
+use super::slots::SessionSlot;
 use crate::events::codec::decode_limited;
 use crate::events::log::{AppendGroup, AppendOutcome, Idempotency, IdempotencyRecord};
 use crate::events::schema::{Event, EventKind};
@@ -116,8 +117,9 @@ pub(super) struct SessionActor {
     broken: Option<String>,
     failures_ms: VecDeque<u64>,
     quarantined: bool,
-    /// Whether this actor is counted in the active-sessions gauge.
-    counted: bool,
+    /// This actor's place among the live sessions (and in the active-sessions gauge); given
+    /// back once, when it stops.
+    slot: Option<SessionSlot>,
 }
 
 impl SessionActor {
@@ -126,6 +128,7 @@ impl SessionActor {
         env: Addr<EnvActor>,
         team: TeamId,
         session: SessionId,
+        slot: SessionSlot,
     ) -> SessionActor {
         let ctx = TenantCtx::new(
             shared.tenant.id.clone(),
@@ -144,19 +147,13 @@ impl SessionActor {
             broken: None,
             failures_ms: VecDeque::new(),
             quarantined: false,
-            counted: false,
+            slot: Some(slot),
         }
     }
 
-    /// Takes this actor out of the active-sessions gauge, once.
+    /// Gives back this actor's slot (the live-session counts), once.
     fn uncount(&mut self) {
-        if std::mem::take(&mut self.counted) {
-            self.shared
-                .runtime
-                .metrics
-                .active_sessions
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        self.slot = None;
     }
 
     /// Loads state from the snapshot (if usable) plus every later event in the log. A missing
@@ -400,12 +397,6 @@ impl Actor for SessionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, _ctx: &mut Self::Context) {
-        self.shared
-            .runtime
-            .metrics
-            .active_sessions
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.counted = true;
         self.hydrate();
     }
 

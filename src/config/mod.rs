@@ -147,6 +147,11 @@ pub struct RuntimeConfig {
     pub snapshot_every: u64,
     /// Messages in flight over all tenants before new ones are refused (`Overloaded`); `>= 1`.
     pub inflight_max: usize,
+    /// Live session actors over all tenants; past it idle ones are passivated early, else new
+    /// sessions are refused (`SessionsFull`); `>= 1`.
+    pub sessions_max: usize,
+    /// Live session actors of one tenant (its share of `sessions_max`); `1..=sessions_max`.
+    pub tenant_sessions_max: usize,
     /// How long a message id's first answer is kept for retries.
     pub idempotency_window: Duration,
 }
@@ -471,12 +476,15 @@ fn runtime_config(path: &Path, runtime: RuntimeSection) -> Result<RuntimeConfig,
             "must be at least 1 (messages in flight before new ones are refused)".to_owned(),
         ));
     }
+    let (sessions_max, tenant_sessions_max) = runtime::session_limits(path, &runtime)?;
     let idempotency_window =
         runtime::idempotency_window(path, runtime.idempotency_window.as_deref())?;
     Ok(RuntimeConfig {
         session_idle_timeout,
         snapshot_every,
         inflight_max,
+        sessions_max,
+        tenant_sessions_max,
         idempotency_window,
     })
 }

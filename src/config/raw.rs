@@ -87,6 +87,10 @@ pub(super) struct RuntimeSection {
     pub snapshot_every: Option<u64>,
     #[serde(default)]
     pub inflight_max: Option<usize>,
+    #[serde(default)]
+    pub sessions_max: Option<usize>,
+    #[serde(default)]
+    pub tenant_sessions_max: Option<usize>,
     /// A humantime duration such as `7days`.
     #[serde(default)]
     pub idempotency_window: Option<String>,
