@@ -97,6 +97,34 @@ async fn idempotency_records_expire_after_the_window_and_only_theirs() {
     rt.shutdown().await;
 }
 
+#[actix_rt::test]
+async fn the_background_purge_expires_records_without_being_asked() {
+    let h = Harness::new();
+    let rt = h.start_with(|o| o.idempotency_purge_every = std::time::Duration::from_millis(20));
+    let acme = ctx("acme", "prod");
+    let mut m = msg(None, "ada", "hello");
+    m.message_id = Some("bg-1".into());
+    let first = say(&rt, &acme, m.clone()).await;
+    h.clock.advance_ms(rt_window_ms(&h));
+    let mut again = None;
+    for _ in 0..250 {
+        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+        if rt
+            .log()
+            .scope(&acme)
+            .idempotency(&web(), "bg-1")
+            .unwrap()
+            .is_none()
+        {
+            again = Some(say(&rt, &acme, m.clone()).await);
+            break;
+        }
+    }
+    let again = again.expect("the background purge never removed the expired record");
+    assert!(!again.duplicate && again.seq > first.seq, "{again:?}");
+    rt.shutdown().await;
+}
+
 fn rt_window_ms(h: &Harness) -> u64 {
     u64::try_from(h.config.runtime().idempotency_window.as_millis()).unwrap()
 }

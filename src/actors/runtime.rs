@@ -41,6 +41,8 @@ pub struct RuntimeOptions {
     pub tenant_sessions_max: usize,
     /// How long idempotency records are kept (`runtime.idempotency_window`), in ms.
     pub idempotency_window_ms: u64,
+    /// How often the background purge of expired idempotency records runs (real time).
+    pub idempotency_purge_every: Duration,
     pub clock: Arc<dyn Clock>,
     /// Where every reply goes after its ack (e.g. the NATS egress publisher); `None`: nowhere.
     pub egress: Option<EgressSink>,
@@ -81,6 +83,7 @@ impl RuntimeOptions {
             tenant_sessions_max: rt.tenant_sessions_max,
             idempotency_window_ms: u64::try_from(rt.idempotency_window.as_millis())
                 .unwrap_or(u64::MAX),
+            idempotency_purge_every: IDEMPOTENCY_PURGE_INTERVAL,
             clock: Arc::new(SystemClock),
             egress: None,
             inflight_max: rt.inflight_max,
@@ -88,8 +91,12 @@ impl RuntimeOptions {
     }
 }
 
-/// How often the runtime purges idempotency records older than the window.
+/// How often the runtime purges idempotency records older than the window (the default of
+/// `RuntimeOptions::idempotency_purge_every`).
 pub const IDEMPOTENCY_PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// When the first purge runs after start: soon, so that a server restarted more often than
+/// hourly still purges, but not during the start itself.
+pub const IDEMPOTENCY_PURGE_FIRST: Duration = Duration::from_secs(60);
 
 /// Counters the runtime keeps about itself (exported by the metrics endpoint later).
 #[derive(Default, Debug)]
@@ -323,7 +330,7 @@ impl Runtime {
 
     /// Removes the idempotency records older than `runtime.idempotency_window` by the runtime's
     /// clock, now; a retry of such a message is then a new message. Blocks on storage: call it
-    /// off the actors' threads (the runtime also runs it every [`IDEMPOTENCY_PURGE_INTERVAL`]).
+    /// off the actors' threads (the runtime also runs it every `idempotency_purge_every`).
     pub fn purge_idempotency(&self) -> Result<PurgeReport, PurgeError> {
         purge(&self.inner.shared)
     }
@@ -372,16 +379,20 @@ fn purge(shared: &Shared) -> Result<PurgeReport, PurgeError> {
     Ok(report)
 }
 
-/// Purges expired idempotency records every [`IDEMPOTENCY_PURGE_INTERVAL`] on the blocking
-/// pool, until the runtime's arbiters stop.
+/// Purges expired idempotency records [`IDEMPOTENCY_PURGE_FIRST`] after start (or sooner, if
+/// the interval is shorter) and then every `idempotency_purge_every`, on the blocking pool, until
+/// the runtime's arbiters stop.
 fn start_purge(shared: &Arc<Shared>) {
     let Some(arbiter) = shared.arbiters.first() else {
         return;
     };
+    let every = shared.opts.idempotency_purge_every;
     let shared = Arc::downgrade(shared);
     arbiter.spawn(async move {
+        let mut wait = IDEMPOTENCY_PURGE_FIRST.min(every);
         loop {
-            actix_rt::time::sleep(IDEMPOTENCY_PURGE_INTERVAL).await;
+            actix_rt::time::sleep(wait).await;
+            wait = every;
             let Some(shared) = shared.upgrade() else {
                 return;
             };
