@@ -7,8 +7,9 @@
 //!
 //! Live sessions are bounded (`slots`): a session actor is spawned only with a slot. With none
 //! left, the least recently used idle sessions of this env are passivated early and the message
-//! waits for them (bounded, like any message for a passivating session); with none idle either,
-//! a new session is refused with `SessionsFull`.
+//! waits for them (bounded, like any message for a passivating session); with none idle here,
+//! the other envs sharing the full count are asked to passivate theirs and the new session is
+//! refused with `SessionsFull` (its retry finds the room).
 //!
 //! Runs under a `Supervisor` (see `supervise`): a panic in a handler restarts this actor with
 //! its maps as they were, so its live sessions stay its own (no second actor per session).
@@ -73,7 +74,7 @@ pub(super) struct EnvActor {
     passivating: HashMap<SessionKey, Stopping>,
     pending: usize,
     /// Whether `started` has run once (a later run is a restart after a panic).
-    restarted: bool,
+    started_once: bool,
 }
 
 /// Look for idle sessions now and passivate them; resolves when they have stopped.
@@ -131,7 +132,7 @@ impl EnvActor {
             open_by_user: HashMap::new(),
             passivating: HashMap::new(),
             pending: 0,
-            restarted: false,
+            started_once: false,
         }
     }
 
@@ -226,9 +227,9 @@ impl EnvActor {
 
     /// No slot for `msg`'s new session: passivate this env's least recently used idle sessions
     /// early and let `msg` wait for them (or for sessions of this env already stopping). With
-    /// neither here, ask the other envs that hold the
-    /// full count (the tenant's, or every tenant's) to passivate theirs, and refuse `msg`: its
-    /// retry (after `Retry-After`) finds the room they made.
+    /// neither here, ask the other envs that hold the full count (the tenant's, or every
+    /// tenant's) to passivate theirs, and refuse `msg`: its retry (after `Retry-After`) finds the
+    /// room they made.
     fn make_room(&mut self, msg: Deliver, full: Full, ctx: &mut Context<Self>) {
         let keys = self.least_recently_used_idle();
         // Sessions of this env already stopping free room too: wait for one of them.
@@ -392,7 +393,7 @@ impl Actor for EnvActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(super::tenant::TENANT_MAILBOX);
-        if !std::mem::replace(&mut self.restarted, true) {
+        if !std::mem::replace(&mut self.started_once, true) {
             // First start: be reachable by other envs that need room.
             let mut envs = self
                 .shared

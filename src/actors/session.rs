@@ -7,8 +7,9 @@
 //!   session's seq order is its arrival order;
 //! - its state always equals the fold of the session's durable events;
 //! - a panic while running the flow is caught here: the message gets an error and a
-//!   `FlowFailed` event, the state is reloaded from snapshot + log, and more than
-//!   `RESTARTS_MAX` such failures within `RESTART_WINDOW_MS` quarantine the session.
+//!   `FlowFailed` event (and a retry of it the same error), the state is reloaded from the
+//!   snapshot and the log, and more than `RESTARTS_MAX` such failures within
+//!   `RESTART_WINDOW_MS` quarantine the session.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -554,3 +555,6 @@ impl Handler<Reset> for SessionActor {
         self.hydrate();
     }
 }
+
+#[cfg(test)]
+mod tests;
