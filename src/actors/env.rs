@@ -75,6 +75,9 @@ pub(super) struct EnvActor {
     pending: usize,
     /// Whether `started` has run once (a later run is a restart after a panic).
     started_once: bool,
+    /// When this env last asked the others to make room (ms): at most once per
+    /// [`EVICT_IDLE_MS_MIN`], so a stream of refusals does not become a stream of requests.
+    asked_others_ms: Option<u64>,
 }
 
 /// Look for idle sessions now and passivate them; resolves when they have stopped.
@@ -133,6 +136,7 @@ impl EnvActor {
             passivating: HashMap::new(),
             pending: 0,
             started_once: false,
+            asked_others_ms: None,
         }
     }
 
@@ -277,7 +281,15 @@ impl EnvActor {
 
     /// Tells the envs that share the full count to passivate their idle sessions early: the
     /// tenant's other envs when the tenant's share is full, every env when the global is.
-    fn ask_others_to_evict(&self, full: Full) {
+    fn ask_others_to_evict(&mut self, full: Full) {
+        let now = self.now_ms();
+        if self
+            .asked_others_ms
+            .is_some_and(|t| now.saturating_sub(t) < EVICT_IDLE_MS_MIN)
+        {
+            return;
+        }
+        self.asked_others_ms = Some(now);
         let envs = self
             .shared
             .runtime
