@@ -185,11 +185,16 @@ async fn a_panic_in_an_env_actor_restarts_it_with_its_sessions_and_spares_the_re
     assert_eq!(others.await.unwrap(), vec![1; 20]);
     // The tenant's other env never noticed.
     say(&rt, &staging, msg(Some("s1"), "ada", "hi")).await;
-    // The env recovered: its live session continues, and new sessions start.
+    // The env recovered: its live session continues in the same actor (acme prod s1, acme
+    // staging s1 and bigcorp's are the only actors: no second one for s1), and new sessions
+    // start.
     let after = say(&rt, &prod, msg(Some("s1"), "ada", "again")).await;
     assert_eq!(after.replies, vec!["ACME heard: again"]);
     assert!(after.seq > before.seq);
+    let live = || rt.metrics().active_sessions.load(Ordering::Relaxed);
+    assert_eq!(live(), 3);
     say(&rt, &prod, msg(None, "eve", "new session")).await;
+    assert_eq!(live(), 4);
     rt.shutdown().await;
 }
 
