@@ -367,12 +367,13 @@ fn purge(shared: &Shared) -> Result<PurgeReport, PurgeError> {
     let report = shared
         .log
         .purge_idempotency(now, shared.opts.idempotency_window_ms)?;
-    if report.removed + report.stamped + report.unreadable > 0 {
+    if report.removed + report.stamped + report.unreadable + report.failed_tenants > 0 {
         tracing::info!(
             removed = report.removed,
             stamped = report.stamped,
             kept = report.kept,
             unreadable = report.unreadable,
+            failed_tenants = report.failed_tenants,
             "idempotency records purged"
         );
     }

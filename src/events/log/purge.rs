@@ -13,15 +13,13 @@ use crate::events::codec::decode_limited;
 use crate::events::keys;
 use crate::tenancy::TenantId;
 
-/// Why a purge stopped. What it removed before stopping stays removed.
+/// Why a purge could not run at all. (A tenant whose records cannot be scanned is logged and
+/// counted in [`PurgeReport::failed_tenants`]; the others are purged.)
 #[derive(Debug, thiserror::Error)]
 pub enum PurgeError {
     /// The tenants could not be listed (sled failed); try again at the next purge.
     #[error("cannot list the log's tenants: {0}")]
     Tenants(String),
-    /// A tenant's records could not be scanned; the error names the tenant.
-    #[error(transparent)]
-    Read(#[from] ReadError),
 }
 
 /// What one purge did, over all tenants.
@@ -36,6 +34,9 @@ pub struct PurgeReport {
     pub kept: u64,
     /// Records that do not decode: kept, and logged with their tenant.
     pub unreadable: u64,
+    /// Tenants whose records could not be scanned (logged with the error); the others were
+    /// purged all the same.
+    pub failed_tenants: u64,
 }
 
 impl EventLog {
@@ -51,7 +52,12 @@ impl EventLog {
             .tenants()
             .map_err(|e| PurgeError::Tenants(e.to_string()))?;
         for tenant in tenants {
-            purge_tenant(&self.inner.tree, &tenant, now_ms, window_ms, &mut report)?;
+            // One tenant's storage error must not keep the others' records for ever.
+            if let Err(e) = purge_tenant(&self.inner.tree, &tenant, now_ms, window_ms, &mut report)
+            {
+                tracing::error!(tenant = %tenant, error = %e, "idempotency purge failed for tenant");
+                report.failed_tenants += 1;
+            }
         }
         Ok(report)
     }
