@@ -5,12 +5,22 @@
 //! use); one that names none goes to the sender's open session on that (team, channel, user) —
 //! remembered here, and in the log's open-session index across restarts — or to a new one.
 //!
+//! Live sessions are bounded (`slots`): a session actor is spawned only with a slot. With none
+//! left, the least recently used idle sessions of this env are passivated early and the message
+//! waits for them (bounded, like any message for a passivating session); with none idle here,
+//! the other envs sharing the full count are asked to passivate theirs and the new session is
+//! refused with `SessionsFull` (its retry finds the room).
+//!
+//! Runs under a `Supervisor` (see `supervise`): a panic in a handler restarts this actor with
+//! its maps as they were, so its live sessions stay its own (no second actor per session).
+//!
 //! Invariants: at most one session actor per session; a session being passivated gets no new
 //! messages until its actor has stopped (they wait here, bounded), so there is never more than
 //! one writer per session.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -18,17 +28,27 @@ use actix::prelude::*;
 use super::messages::{Deliver, RuntimeError};
 use super::runtime::Shared;
 use super::session::{Passivate, Reset, SessionActor, SESSION_MAILBOX};
+use super::slots::{Full, SessionSlot};
+use super::supervise::guard;
 use crate::config::TenantConfig;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId};
 
 /// Messages an env actor queues for sessions that are being passivated, over all of them.
 const PENDING_MAX: usize = 1024;
+/// A session that received a message less than this long ago (ms) is busy, not idle: it is
+/// never passivated early to make room.
+pub(super) const EVICT_IDLE_MS_MIN: u64 = 1_000;
+/// Idle sessions passivated at once when there is no slot for a new one, so that one scan for
+/// the least recently used serves the next new sessions too.
+const EVICT_BATCH: usize = 64;
 
 /// What every actor of one environment shares (read-only).
 pub(super) struct EnvShared {
     pub runtime: Arc<Shared>,
     pub tenant: Arc<TenantConfig>,
     pub env: EnvId,
+    /// Live session actors of the tenant (all its envs share it).
+    pub tenant_sessions: Arc<AtomicUsize>,
 }
 
 type SessionKey = (TeamId, SessionId);
@@ -40,18 +60,35 @@ struct SessionEntry {
     owner: Option<(ChannelId, String)>,
 }
 
+/// A session whose actor is stopping, and the messages that wait for it to be gone.
+struct Stopping {
+    addr: Addr<SessionActor>,
+    waiting: Vec<Deliver>,
+}
+
 pub(super) struct EnvActor {
     shared: Arc<EnvShared>,
     me: Addr<EnvActor>,
     sessions: HashMap<SessionKey, SessionEntry>,
     open_by_user: HashMap<(TeamId, ChannelId, String), SessionId>,
-    passivating: HashMap<SessionKey, Vec<Deliver>>,
+    passivating: HashMap<SessionKey, Stopping>,
     pending: usize,
+    /// Whether `started` has run once (a later run is a restart after a panic).
+    started_once: bool,
+    /// When this env last asked the others to make room (ms): at most once per
+    /// [`EVICT_IDLE_MS_MIN`], so a stream of refusals does not become a stream of requests.
+    asked_others_ms: Option<u64>,
 }
 
 /// Look for idle sessions now and passivate them; resolves when they have stopped.
 pub(crate) struct Sweep;
 impl Message for Sweep {
+    type Result = ();
+}
+
+/// Passivate the least recently used idle sessions now: another env needs room.
+pub(super) struct Evict;
+impl Message for Evict {
     type Result = ();
 }
 
@@ -98,6 +135,8 @@ impl EnvActor {
             open_by_user: HashMap::new(),
             passivating: HashMap::new(),
             pending: 0,
+            started_once: false,
+            asked_others_ms: None,
         }
     }
 
@@ -106,7 +145,11 @@ impl EnvActor {
     }
 
     /// Resolves the session of `msg` and hands it to the session's actor.
-    fn route(&mut self, mut msg: Deliver) {
+    fn route(&mut self, mut msg: Deliver, ctx: &mut Context<Self>) {
+        #[cfg(test)]
+        if msg.inbound.text == super::supervise::ENV_PANIC_PROBE {
+            panic!("injected env actor panic");
+        }
         let session = match &msg.inbound.session {
             Some(s) => s.clone(),
             None => match self.resolve_open(&msg) {
@@ -117,20 +160,27 @@ impl EnvActor {
         msg.span.record("session", session.as_str());
         msg.inbound.session = Some(session.clone());
         let key = (msg.team.clone(), session);
-        if let Some(waiting) = self.passivating.get_mut(&key) {
-            if self.pending >= PENDING_MAX {
-                return msg.answer(Err(RuntimeError::Overloaded));
-            }
-            self.pending += 1;
-            waiting.push(msg);
-            return;
+        if self.passivating.contains_key(&key) {
+            return self.wait_for(&key, msg);
         }
         let now = self.now_ms();
         let owner = (!msg.named).then(|| (msg.channel.clone(), msg.inbound.user.clone()));
+        let live = self
+            .sessions
+            .get(&key)
+            .is_some_and(|entry| entry.addr.connected());
+        if !live {
+            // A stopped actor's slot went with it: drop its entry before counting.
+            self.sessions.remove(&key);
+        }
         let entry = match self.sessions.get_mut(&key) {
-            Some(entry) if entry.addr.connected() => entry,
-            _ => {
-                let addr = self.spawn(&key);
+            Some(entry) => entry,
+            None => {
+                let slot = match self.slot() {
+                    Ok(slot) => slot,
+                    Err(full) => return self.make_room(msg, full, ctx),
+                };
+                let addr = self.spawn(&key, slot);
                 self.sessions
                     .entry(key.clone())
                     .insert_entry(SessionEntry {
@@ -149,17 +199,111 @@ impl EnvActor {
             Ok(()) => {}
             Err(SendError::Full(msg)) => msg.answer(Err(RuntimeError::Overloaded)),
             Err(SendError::Closed(msg)) => {
-                // The actor stopped on its own (it never should); start a fresh one once.
-                let addr = self.spawn(&key);
-                if let Some(entry) = self.sessions.get_mut(&key) {
-                    entry.addr = addr.clone();
-                }
-                if let Err(e) = addr.try_send(msg) {
-                    let msg = match e {
-                        SendError::Full(m) | SendError::Closed(m) => m,
-                    };
-                    msg.answer(Err(RuntimeError::Overloaded));
-                }
+                // The actor stopped just now on its own (it never should): forget it; a retry
+                // starts a fresh one.
+                self.sessions.remove(&key);
+                msg.answer(Err(RuntimeError::Overloaded));
+            }
+        }
+    }
+
+    /// Parks `msg` until the passivation of `key` is over (then it is routed again).
+    fn wait_for(&mut self, key: &SessionKey, msg: Deliver) {
+        let Some(stopping) = self.passivating.get_mut(key) else {
+            return msg.answer(Err(RuntimeError::Overloaded));
+        };
+        if self.pending >= PENDING_MAX {
+            return msg.answer(Err(RuntimeError::Overloaded));
+        }
+        self.pending += 1;
+        stopping.waiting.push(msg);
+    }
+
+    fn slot(&self) -> Result<SessionSlot, Full> {
+        let rt = &self.shared.runtime;
+        SessionSlot::try_acquire(
+            &rt.metrics,
+            &self.shared.tenant_sessions,
+            rt.opts.sessions_max,
+            rt.opts.tenant_sessions_max,
+        )
+    }
+
+    /// No slot for `msg`'s new session: passivate this env's least recently used idle sessions
+    /// early and let `msg` wait for them (or for sessions of this env already stopping). With
+    /// neither here, ask the other envs that hold the full count (the tenant's, or every
+    /// tenant's) to passivate theirs, and refuse `msg`: its retry (after `Retry-After`) finds the
+    /// room they made.
+    fn make_room(&mut self, msg: Deliver, full: Full, ctx: &mut Context<Self>) {
+        let keys = self.least_recently_used_idle();
+        // Sessions of this env already stopping free room too: wait for one of them.
+        let first = keys
+            .first()
+            .or_else(|| self.passivating.keys().next())
+            .cloned();
+        let Some(first) = first else {
+            self.ask_others_to_evict(full);
+            let rt = &self.shared.runtime.opts;
+            let limit = match full {
+                Full::Tenant => rt.tenant_sessions_max,
+                Full::Global => rt.sessions_max,
+            };
+            tracing::warn!(tenant = %self.shared.tenant.id, env = %self.shared.env, limit,
+                ?full, "no room for a new session and none idle here; refused");
+            return msg.answer(Err(RuntimeError::SessionsFull { limit }));
+        };
+        if !keys.is_empty() {
+            tracing::debug!(tenant = %self.shared.tenant.id, env = %self.shared.env,
+                sessions = keys.len(), "passivating idle sessions early to make room");
+            let stopping = self.passivate(keys);
+            ctx.spawn(stopping);
+        }
+        self.wait_for(&first, msg);
+    }
+
+    /// Up to [`EVICT_BATCH`] sessions idle for [`EVICT_IDLE_MS_MIN`] or more, least recently
+    /// used first.
+    fn least_recently_used_idle(&self) -> Vec<SessionKey> {
+        let now = self.now_ms();
+        let mut idle: Vec<(u64, &SessionKey)> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| now.saturating_sub(e.last_seen_ms) >= EVICT_IDLE_MS_MIN)
+            .map(|(k, e)| (e.last_seen_ms, k))
+            .collect();
+        if idle.len() > EVICT_BATCH {
+            idle.select_nth_unstable(EVICT_BATCH - 1);
+            idle.truncate(EVICT_BATCH);
+        }
+        idle.sort_unstable();
+        idle.into_iter().map(|(_, k)| k.clone()).collect()
+    }
+
+    /// Tells the envs that share the full count to passivate their idle sessions early: the
+    /// tenant's other envs when the tenant's share is full, every env when the global is.
+    fn ask_others_to_evict(&mut self, full: Full) {
+        let now = self.now_ms();
+        if self
+            .asked_others_ms
+            .is_some_and(|t| now.saturating_sub(t) < EVICT_IDLE_MS_MIN)
+        {
+            return;
+        }
+        self.asked_others_ms = Some(now);
+        let envs = self
+            .shared
+            .runtime
+            .envs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (tenant, addr) in envs.iter() {
+            let concerned = full == Full::Global || *tenant == self.shared.tenant.id;
+            let Some(addr) = addr.upgrade().filter(|_| concerned) else {
+                continue;
+            };
+            if addr != self.me {
+                // A full mailbox means that env is busy; it is asked again on the next refusal.
+                let _ = addr.try_send(Evict);
             }
         }
     }
@@ -183,7 +327,7 @@ impl EnvActor {
         Ok(session)
     }
 
-    fn spawn(&self, key: &SessionKey) -> Addr<SessionActor> {
+    fn spawn(&self, key: &SessionKey, slot: SessionSlot) -> Addr<SessionActor> {
         let arbiters = &self.shared.runtime.arbiters;
         let mut h = std::collections::hash_map::DefaultHasher::new();
         key.1.hash(&mut h);
@@ -193,7 +337,7 @@ impl EnvActor {
         let (team, session) = key.clone();
         let start = move |ctx: &mut Context<SessionActor>| {
             ctx.set_mailbox_capacity(SESSION_MAILBOX);
-            SessionActor::new(shared, env, team, session)
+            SessionActor::new(shared, env, team, session, slot)
         };
         match arbiters.get(index) {
             Some(arbiter) => SessionActor::start_in_arbiter(arbiter, start),
@@ -202,11 +346,7 @@ impl EnvActor {
     }
 
     /// Stops the given sessions after their queued messages, then releases what waited for them.
-    fn passivate(
-        &mut self,
-        keys: Vec<SessionKey>,
-        ctx: &mut Context<Self>,
-    ) -> ResponseActFuture<Self, ()> {
+    fn passivate(&mut self, keys: Vec<SessionKey>) -> ResponseActFuture<Self, ()> {
         let mut stopping = Vec::new();
         for key in keys {
             if let Some(entry) = self.sessions.remove(&key) {
@@ -216,11 +356,22 @@ impl EnvActor {
                         self.open_by_user.remove(&user_key);
                     }
                 }
-                self.passivating.insert(key.clone(), Vec::new());
-                stopping.push((key, entry.addr.send(Passivate)));
+                stopping.push((key.clone(), entry.addr.send(Passivate)));
+                let stopping = Stopping {
+                    addr: entry.addr,
+                    waiting: Vec::new(),
+                };
+                self.passivating.insert(key, stopping);
             }
         }
-        let _ = ctx;
+        self.await_stopped(stopping)
+    }
+
+    /// Resolves when every given session actor has stopped, then routes what waited for them.
+    fn await_stopped(
+        &mut self,
+        stopping: Vec<(SessionKey, Request<SessionActor, Passivate>)>,
+    ) -> ResponseActFuture<Self, ()> {
         Box::pin(
             async move {
                 let mut done = Vec::with_capacity(stopping.len());
@@ -232,12 +383,16 @@ impl EnvActor {
                 done
             }
             .into_actor(self)
-            .map(|done, act, _ctx| {
+            .map(|done, act, ctx| {
                 for key in done {
-                    let waiting = act.passivating.remove(&key).unwrap_or_default();
+                    let waiting = act
+                        .passivating
+                        .remove(&key)
+                        .map(|s| s.waiting)
+                        .unwrap_or_default();
                     act.pending = act.pending.saturating_sub(waiting.len());
                     for msg in waiting {
-                        act.route(msg);
+                        guard(act, ctx, "route waiting", |act, ctx| act.route(msg, ctx));
                     }
                 }
             }),
@@ -250,16 +405,44 @@ impl Actor for EnvActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(super::tenant::TENANT_MAILBOX);
+        if !std::mem::replace(&mut self.started_once, true) {
+            // First start: be reachable by other envs that need room.
+            let mut envs = self
+                .shared
+                .runtime
+                .envs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            envs.push((self.shared.tenant.id.clone(), ctx.address().downgrade()));
+        } else {
+            // A restart dropped the futures that awaited passivations: await them again (a
+            // second `Passivate` to an actor that is stopping or gone resolves at once).
+            let again: Vec<_> = self
+                .passivating
+                .iter()
+                .map(|(key, s)| (key.clone(), s.addr.send(Passivate)))
+                .collect();
+            let wait = self.await_stopped(again);
+            ctx.spawn(wait);
+        }
         let every = self.shared.runtime.opts.sweep_interval;
         ctx.run_interval(every, |act, ctx| {
-            let sweep = act.sweep(ctx);
-            ctx.spawn(sweep);
+            if let Some(sweep) = guard(act, ctx, "sweep", |act, _ctx| act.sweep()) {
+                ctx.spawn(sweep);
+            }
         });
     }
 }
 
+impl Supervised for EnvActor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        tracing::warn!(tenant = %self.shared.tenant.id, env = %self.shared.env,
+            "env actor restarting after a panic");
+    }
+}
+
 impl EnvActor {
-    fn sweep(&mut self, ctx: &mut Context<Self>) -> ResponseActFuture<Self, ()> {
+    fn sweep(&mut self) -> ResponseActFuture<Self, ()> {
         let now = self.now_ms();
         let idle_ms = self.shared.runtime.opts.session_idle_timeout_ms;
         let idle: Vec<SessionKey> = self
@@ -271,22 +454,49 @@ impl EnvActor {
         if !idle.is_empty() {
             tracing::debug!(tenant = %self.shared.tenant.id, env = %self.shared.env, sessions = idle.len(), "passivating idle sessions");
         }
-        self.passivate(idle, ctx)
+        self.passivate(idle)
     }
+}
+
+/// What a guarded handler that returns a future gives back after a panic.
+fn nothing() -> ResponseActFuture<EnvActor, ()> {
+    Box::pin(actix::fut::ready(()))
 }
 
 impl Handler<Deliver> for EnvActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
-        self.route(msg);
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        guard(self, ctx, "deliver", |act, ctx| act.route(msg, ctx));
+    }
+}
+
+impl Handler<Evict> for EnvActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Evict, ctx: &mut Self::Context) {
+        guard(self, ctx, "evict", |act, ctx| {
+            let keys = act.least_recently_used_idle();
+            if !keys.is_empty() {
+                tracing::debug!(tenant = %act.shared.tenant.id, env = %act.shared.env,
+                    sessions = keys.len(), "passivating idle sessions early for another env");
+                let stopping = act.passivate(keys);
+                ctx.spawn(stopping);
+            }
+        });
     }
 }
 
 impl Handler<Reroute> for EnvActor {
     type Result = ();
 
-    fn handle(&mut self, Reroute(mut msg): Reroute, _ctx: &mut Self::Context) {
+    fn handle(&mut self, Reroute(msg): Reroute, ctx: &mut Self::Context) {
+        guard(self, ctx, "reroute", |act, ctx| act.reroute(msg, ctx));
+    }
+}
+
+impl EnvActor {
+    fn reroute(&mut self, mut msg: Deliver, ctx: &mut Context<Self>) {
         if let Some(ended) = msg.inbound.session.take() {
             let user_key = (
                 msg.team.clone(),
@@ -298,7 +508,7 @@ impl Handler<Reroute> for EnvActor {
             }
         }
         msg.rerouted = true;
-        self.route(msg);
+        self.route(msg, ctx);
     }
 }
 
@@ -317,7 +527,7 @@ impl Handler<Sweep> for EnvActor {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _msg: Sweep, ctx: &mut Self::Context) -> Self::Result {
-        self.sweep(ctx)
+        guard(self, ctx, "sweep", |act, _ctx| act.sweep()).unwrap_or_else(nothing)
     }
 }
 
@@ -325,8 +535,11 @@ impl Handler<Shutdown> for EnvActor {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _msg: Shutdown, ctx: &mut Self::Context) -> Self::Result {
-        let all: Vec<SessionKey> = self.sessions.keys().cloned().collect();
-        self.passivate(all, ctx)
+        guard(self, ctx, "shutdown", |act, _ctx| {
+            let all: Vec<SessionKey> = act.sessions.keys().cloned().collect();
+            act.passivate(all)
+        })
+        .unwrap_or_else(nothing)
     }
 }
 

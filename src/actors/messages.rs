@@ -30,6 +30,10 @@ pub struct Ack {
     /// True when this answers a retry of a message that was already appended.
     #[serde(skip)]
     pub duplicate: bool,
+    /// Set on a retry's answer when the first answer's replies were too big to keep for
+    /// retries: `replies` is empty, and the replies are in the session's events.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replies_omitted: bool,
 }
 
 /// Why a message was not handled. Rejections are the caller's doing (4xx); the rest are ours.
@@ -69,6 +73,11 @@ pub enum RuntimeError {
     /// A queue on the way is full; retry later. 429/503 with Retry-After.
     #[error("overloaded, retry later")]
     Overloaded,
+    /// No room for another live session (`runtime.sessions_max` over all tenants, or the
+    /// tenant's `runtime.tenant_sessions_max`) and none idle to passivate early; a message to a
+    /// session already live is unaffected. 429 with Retry-After.
+    #[error("too many live sessions (limit {limit}); retry later")]
+    SessionsFull { limit: usize },
     /// The runtime is shutting down. 503.
     #[error("shutting down")]
     ShuttingDown,
@@ -91,6 +100,7 @@ impl RuntimeError {
             RuntimeError::Quarantined(_) => "session_quarantined",
             RuntimeError::FlowCrashed(_) => "flow_failed",
             RuntimeError::Overloaded => "overloaded",
+            RuntimeError::SessionsFull { .. } => "sessions_full",
             RuntimeError::ShuttingDown => "shutting_down",
             RuntimeError::Storage(_) => "internal",
         }
@@ -114,6 +124,7 @@ impl RuntimeError {
             | RuntimeError::Quarantined(_)
             | RuntimeError::FlowCrashed(_)
             | RuntimeError::Overloaded
+            | RuntimeError::SessionsFull { .. }
             | RuntimeError::ShuttingDown => self.to_string(),
         };
         (self.code(), message)

@@ -15,14 +15,19 @@
 //!   session's order is its arrival order and the log's seq check never fires in normal running;
 //! - every mailbox is bounded and filled with `try_send`: a full one is `Overloaded` for that
 //!   caller, never unbounded memory;
-//! - a tenant or env actor holds only its own tenant's config.
+//! - a tenant or env actor holds only its own tenant's config;
+//! - tenant and env actors are supervised: a panic in one restarts that actor alone.
 
 pub mod clock;
 mod env;
 pub mod messages;
 pub mod runtime;
 mod session;
+mod slots;
+mod supervise;
 mod tenant;
 
+#[cfg(test)]
+mod resilience_tests;
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,7 @@ use super::messages::{Ack, Deliver, Inbound, RuntimeError};
 use super::tenant::TenantActor;
 use crate::config::{Config, TenantConfig};
 use crate::events::codec::{NAME_BYTES_MAX, TEXT_BYTES_MAX};
-use crate::events::log::EventLog;
+use crate::events::log::{EventLog, PurgeError, PurgeReport};
 use crate::projections::load::load_session;
 use crate::projections::session::SessionState;
 use crate::projections::snapshot::SnapshotStore;
@@ -35,6 +35,14 @@ pub struct RuntimeOptions {
     pub sweep_interval: Duration,
     /// Arbiters (threads) that session actors are spread over.
     pub workers: usize,
+    /// Live session actors over all tenants, and of one tenant (`runtime.sessions_max`,
+    /// `runtime.tenant_sessions_max`).
+    pub sessions_max: usize,
+    pub tenant_sessions_max: usize,
+    /// How long idempotency records are kept (`runtime.idempotency_window`), in ms.
+    pub idempotency_window_ms: u64,
+    /// How often the background purge of expired idempotency records runs (real time).
+    pub idempotency_purge_every: Duration,
     pub clock: Arc<dyn Clock>,
     /// Where every reply goes after its ack (e.g. the NATS egress publisher); `None`: nowhere.
     pub egress: Option<EgressSink>,
@@ -76,6 +84,11 @@ impl RuntimeOptions {
             // Check a few times per timeout, but not more than once a second.
             sweep_interval: (idle / 4).max(Duration::from_secs(1)),
             workers: std::thread::available_parallelism().map_or(2, usize::from),
+            sessions_max: rt.sessions_max,
+            tenant_sessions_max: rt.tenant_sessions_max,
+            idempotency_window_ms: u64::try_from(rt.idempotency_window.as_millis())
+                .unwrap_or(u64::MAX),
+            idempotency_purge_every: IDEMPOTENCY_PURGE_INTERVAL,
             clock: Arc::new(SystemClock),
             egress: None,
             inflight_max: rt.inflight_max,
@@ -83,6 +96,13 @@ impl RuntimeOptions {
         }
     }
 }
+
+/// How often the runtime purges idempotency records older than the window (the default of
+/// `RuntimeOptions::idempotency_purge_every`).
+pub const IDEMPOTENCY_PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// When the first purge runs after start: soon, so that a server restarted more often than
+/// hourly still purges, but not during the start itself.
+pub const IDEMPOTENCY_PURGE_FIRST: Duration = Duration::from_secs(60);
 
 /// Counters the runtime keeps about itself (exported by the metrics endpoint later).
 #[derive(Default, Debug)]
@@ -152,6 +172,10 @@ pub(super) struct Shared {
     pub opts: RuntimeOptions,
     pub arbiters: Vec<ArbiterHandle>,
     pub metrics: Arc<RuntimeMetrics>,
+    /// Every env actor with its tenant, so that one short of session slots can ask the others
+    /// to passivate idle sessions early. Filled as env actors start; weak, so it keeps none
+    /// alive.
+    pub envs: std::sync::Mutex<Vec<(TenantId, actix::WeakAddr<super::env::EnvActor>)>>,
 }
 
 struct TenantEntry {
@@ -192,13 +216,16 @@ impl Runtime {
             opts,
             arbiters: arbiters.iter().map(Arbiter::handle).collect(),
             metrics: metrics.clone(),
+            envs: std::sync::Mutex::default(),
         });
+        start_purge(&shared);
         let mut tenants = HashMap::new();
         for (i, (id, tenant)) in config.tenants().iter().enumerate() {
             let tenant = Arc::new(tenant.clone());
             let arbiter = &shared.arbiters[i % shared.arbiters.len()];
             let (s, t) = (shared.clone(), tenant.clone());
-            let addr = TenantActor::start_in_arbiter(arbiter, move |_ctx| TenantActor::new(s, t));
+            // Supervised: a panic in the tenant's actor restarts it (see `supervise`).
+            let addr = Supervisor::start_in_arbiter(arbiter, move |_ctx| TenantActor::new(s, t));
             tenants.insert(
                 id.clone(),
                 TenantEntry {
@@ -337,6 +364,13 @@ impl Runtime {
         }
     }
 
+    /// Removes the idempotency records older than `runtime.idempotency_window` by the runtime's
+    /// clock, now; a retry of such a message is then a new message. Blocks on storage: call it
+    /// off the actors' threads (the runtime also runs it every `idempotency_purge_every`).
+    pub fn purge_idempotency(&self) -> Result<PurgeReport, PurgeError> {
+        purge(&self.inner.shared)
+    }
+
     /// Graceful stop: refuse new messages, let queued ones finish, snapshot every session and
     /// stop its actor. The log stays open for the caller to drop.
     pub async fn shutdown(&self) {
@@ -362,6 +396,49 @@ impl Runtime {
     pub fn metrics(&self) -> &RuntimeMetrics {
         &self.inner.metrics
     }
+}
+
+fn purge(shared: &Shared) -> Result<PurgeReport, PurgeError> {
+    let now = shared.opts.clock.now_ms();
+    let report = shared
+        .log
+        .purge_idempotency(now, shared.opts.idempotency_window_ms)?;
+    if report.removed + report.stamped + report.unreadable + report.failed_tenants > 0 {
+        tracing::info!(
+            removed = report.removed,
+            stamped = report.stamped,
+            kept = report.kept,
+            unreadable = report.unreadable,
+            failed_tenants = report.failed_tenants,
+            "idempotency records purged"
+        );
+    }
+    Ok(report)
+}
+
+/// Purges expired idempotency records [`IDEMPOTENCY_PURGE_FIRST`] after start (or sooner, if
+/// the interval is shorter) and then every `idempotency_purge_every`, on the blocking pool, until
+/// the runtime's arbiters stop.
+fn start_purge(shared: &Arc<Shared>) {
+    let Some(arbiter) = shared.arbiters.first() else {
+        return;
+    };
+    let every = shared.opts.idempotency_purge_every;
+    let shared = Arc::downgrade(shared);
+    arbiter.spawn(async move {
+        let mut wait = IDEMPOTENCY_PURGE_FIRST.min(every);
+        loop {
+            actix_rt::time::sleep(wait).await;
+            wait = every;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let run = actix_rt::task::spawn_blocking(move || purge(&shared)).await;
+            if let Ok(Err(e)) = run {
+                tracing::error!(error = %e, "idempotency purge failed");
+            }
+        }
+    });
 }
 
 /// Checks a message against the tenant's config and the size limits before it enters a queue.

@@ -7,8 +7,9 @@
 //!   session's seq order is its arrival order;
 //! - its state always equals the fold of the session's durable events;
 //! - a panic while running the flow is caught here: the message gets an error and a
-//!   `FlowFailed` event, the state is reloaded from snapshot + log, and more than
-//!   `RESTARTS_MAX` such failures within `RESTART_WINDOW_MS` quarantine the session.
+//!   `FlowFailed` event (and a retry of it the same error), the state is reloaded from the
+//!   snapshot and the log, and more than `RESTARTS_MAX` such failures within
+//!   `RESTART_WINDOW_MS` quarantine the session.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::env::{Ended, EnvActor, EnvShared, Reroute};
 use super::messages::{Ack, Deliver, RuntimeError};
 use super::runtime::Egress;
+use super::slots::SessionSlot;
 use crate::events::codec::decode_limited;
 use crate::events::log::{AppendGroup, AppendOutcome, Idempotency, IdempotencyRecord};
 use crate::events::schema::{Event, EventKind};
@@ -51,11 +53,55 @@ impl Message for Reset {
     type Result = ();
 }
 
-/// What retries of a message get back; stored with the message id in the log.
+/// Most bytes of replies kept in an idempotency record for retries. Past it the record keeps
+/// only a flag, and a retry's answer says that its replies were omitted (they stay in the log).
+/// Far below the log's `ACK_BYTES_MAX`, so a chatty flow never makes its append fail.
+pub(super) const STORED_REPLIES_BYTES_MAX: usize = 4 * 1024;
+
+/// Version of [`StoredAck`] written now. v1 (no `v` field): `seq` and `replies` only.
+const STORED_ACK_VERSION: u8 = 2;
+
+/// What retries of a message get back; stored with the message id in the log (a MessagePack
+/// map: fields added later default, so older records still read).
 #[derive(Serialize, Deserialize)]
 struct StoredAck {
+    #[serde(default = "stored_ack_v1")]
+    v: u8,
     seq: u64,
     replies: Vec<String>,
+    /// The error the first try was answered with, if it was one (v2).
+    #[serde(default)]
+    failed: Option<FirstFailure>,
+    /// The replies were over [`STORED_REPLIES_BYTES_MAX`] and are not in the record (v2).
+    #[serde(default)]
+    replies_omitted: bool,
+}
+
+fn stored_ack_v1() -> u8 {
+    1
+}
+
+/// An error answer that a retry must repeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FirstFailure {
+    /// The flow panicked on the message: [`RuntimeError::FlowCrashed`].
+    FlowFailed,
+}
+
+impl StoredAck {
+    /// The record of a first answer, with the replies left out when they are too big to keep.
+    fn new(seq: u64, replies: &[String], failed: Option<FirstFailure>) -> StoredAck {
+        let bytes: usize = replies.iter().map(String::len).sum();
+        let keep = bytes <= STORED_REPLIES_BYTES_MAX;
+        StoredAck {
+            v: STORED_ACK_VERSION,
+            seq,
+            replies: if keep { replies.to_vec() } else { Vec::new() },
+            failed,
+            replies_omitted: !keep,
+        }
+    }
 }
 
 pub(super) struct SessionActor {
@@ -72,8 +118,9 @@ pub(super) struct SessionActor {
     broken: Option<String>,
     failures_ms: VecDeque<u64>,
     quarantined: bool,
-    /// Whether this actor is counted in the active-sessions gauge.
-    counted: bool,
+    /// This actor's place among the live sessions (and in the active-sessions gauge); given
+    /// back once, when it stops.
+    slot: Option<SessionSlot>,
 }
 
 impl SessionActor {
@@ -82,6 +129,7 @@ impl SessionActor {
         env: Addr<EnvActor>,
         team: TeamId,
         session: SessionId,
+        slot: SessionSlot,
     ) -> SessionActor {
         let ctx = TenantCtx::new(
             shared.tenant.id.clone(),
@@ -100,19 +148,13 @@ impl SessionActor {
             broken: None,
             failures_ms: VecDeque::new(),
             quarantined: false,
-            counted: false,
+            slot: Some(slot),
         }
     }
 
-    /// Takes this actor out of the active-sessions gauge, once.
+    /// Gives back this actor's slot (the live-session counts), once.
     fn uncount(&mut self) {
-        if std::mem::take(&mut self.counted) {
-            self.shared
-                .runtime
-                .metrics
-                .active_sessions
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        self.slot = None;
     }
 
     /// Loads state from the snapshot (if usable) plus every later event in the log. A missing
@@ -336,27 +378,26 @@ fn replies_of(kinds: &[EventKind]) -> Vec<String> {
         .collect()
 }
 
+/// The answer to a retry: the first try's answer, error or ack, as its record stored it.
 fn ack_from_record(rec: IdempotencyRecord) -> Result<Ack, RuntimeError> {
     let stored: StoredAck =
         decode_limited(&rec.ack).map_err(|e| RuntimeError::Storage(e.to_string()))?;
-    Ok(Ack {
-        session: rec.session,
-        seq: stored.seq,
-        replies: stored.replies,
-        duplicate: true,
-    })
+    match stored.failed {
+        Some(FirstFailure::FlowFailed) => Err(RuntimeError::FlowCrashed(rec.session)),
+        None => Ok(Ack {
+            session: rec.session,
+            seq: stored.seq,
+            replies: stored.replies,
+            duplicate: true,
+            replies_omitted: stored.replies_omitted,
+        }),
+    }
 }
 
 impl Actor for SessionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, _ctx: &mut Self::Context) {
-        self.shared
-            .runtime
-            .metrics
-            .active_sessions
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.counted = true;
         self.hydrate();
     }
 
@@ -414,10 +455,12 @@ impl Handler<Deliver> for SessionActor {
         let seq = self.state.last_seq + 1 + u64::from(started);
         let idempotency = msg.inbound.message_id.as_ref().map(|id| Idempotency {
             message_id: id.clone(),
-            ack: rmp_serde::to_vec_named(&StoredAck {
+            // A retry must get what this try gets: the error too, when the flow panicked.
+            ack: rmp_serde::to_vec_named(&StoredAck::new(
                 seq,
-                replies: replies.clone(),
-            })
+                &replies,
+                panicked.then_some(FirstFailure::FlowFailed),
+            ))
             .expect("MessagePack encoding of plain fields is infallible"),
         });
         let at_ms = self.shared.runtime.opts.clock.now_ms();
@@ -462,6 +505,7 @@ impl Handler<Deliver> for SessionActor {
                             seq,
                             replies,
                             duplicate: false,
+                            replies_omitted: false,
                         }));
                     }
                     act.maybe_snapshot(ctx);
@@ -511,3 +555,6 @@ impl Handler<Reset> for SessionActor {
         self.hydrate();
     }
 }
+
+#[cfg(test)]
+mod tests;

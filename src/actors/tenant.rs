@@ -1,9 +1,13 @@
 //! `TenantActor`: one per configured tenant. Starts an `EnvActor` per environment of the tenant
 //! and forwards each message to the right one.
 //!
+//! Runs under a `Supervisor` (see `supervise`): a panic in a handler restarts this actor, with
+//! its env actors (separate actors) untouched and still its own.
+//!
 //! Invariant: holds its own tenant's config and nothing of any other tenant.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -11,6 +15,7 @@ use actix::prelude::*;
 use super::env::{EnvActor, EnvShared, Shutdown};
 use super::messages::{Deliver, RuntimeError};
 use super::runtime::Shared;
+use super::supervise::guard;
 use crate::config::TenantConfig;
 use crate::tenancy::EnvId;
 
@@ -38,24 +43,46 @@ impl Actor for TenantActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(TENANT_MAILBOX);
+        if !self.envs.is_empty() {
+            // A restart: the env actors outlived the panic and keep serving.
+            return;
+        }
+        let sessions = Arc::new(AtomicUsize::new(0));
         for env in &self.tenant.environments {
             let env_shared = Arc::new(EnvShared {
                 runtime: self.shared.clone(),
                 tenant: self.tenant.clone(),
                 env: env.id.clone(),
+                tenant_sessions: sessions.clone(),
             });
             // Env actors live on the tenant's arbiter (this thread); their sessions are spread
             // over all arbiters.
-            let addr = EnvActor::create(|ctx| EnvActor::new(env_shared, ctx));
+            let addr = Supervisor::start(|ctx| EnvActor::new(env_shared, ctx));
             self.envs.insert(env.id.clone(), addr);
         }
+    }
+}
+
+impl Supervised for TenantActor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        tracing::warn!(tenant = %self.tenant.id, "tenant actor restarting after a panic");
     }
 }
 
 impl Handler<Deliver> for TenantActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        guard(self, ctx, "deliver", |act, _ctx| act.forward(msg));
+    }
+}
+
+impl TenantActor {
+    fn forward(&mut self, msg: Deliver) {
+        #[cfg(test)]
+        if msg.inbound.text == super::supervise::TENANT_PANIC_PROBE {
+            panic!("injected tenant actor panic");
+        }
         let Some(env) = self.envs.get(&msg.ctx.env) else {
             let err = RuntimeError::UnknownEnv {
                 tenant: msg.ctx.tenant.clone(),

@@ -85,14 +85,14 @@ provider = "messaging-webchat"
     )
 }
 
-struct Harness {
-    dir: tempfile::TempDir,
-    config: Config,
-    clock: ManualClock,
+pub(super) struct Harness {
+    pub(super) dir: tempfile::TempDir,
+    pub(super) config: Config,
+    pub(super) clock: ManualClock,
 }
 
 impl Harness {
-    fn new() -> Harness {
+    pub(super) fn new() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("flow.yaml"), FLOW).unwrap();
         let data = dir.path().join("data");
@@ -106,15 +106,15 @@ impl Harness {
         }
     }
 
-    fn data(&self) -> PathBuf {
+    pub(super) fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
-    fn start(&self) -> Runtime {
+    pub(super) fn start(&self) -> Runtime {
         self.start_with(|_| {})
     }
 
-    fn start_with(&self, tune: impl FnOnce(&mut RuntimeOptions)) -> Runtime {
+    pub(super) fn start_with(&self, tune: impl FnOnce(&mut RuntimeOptions)) -> Runtime {
         let log = EventLog::open(&self.data().join("log"), &LogOptions::default()).unwrap();
         let snapshots = SnapshotStore::new(self.data().join("sessions"));
         let mut opts = RuntimeOptions::from_config(&self.config);
@@ -126,7 +126,7 @@ impl Harness {
     }
 }
 
-fn ctx(tenant: &str, env: &str) -> TenantCtx {
+pub(super) fn ctx(tenant: &str, env: &str) -> TenantCtx {
     TenantCtx::new(
         TenantId::parse(tenant).unwrap(),
         EnvId::parse(env).unwrap(),
@@ -134,11 +134,11 @@ fn ctx(tenant: &str, env: &str) -> TenantCtx {
     )
 }
 
-fn web() -> ChannelId {
+pub(super) fn web() -> ChannelId {
     ChannelId::parse("web").unwrap()
 }
 
-fn msg(session: Option<&str>, user: &str, text: &str) -> Inbound {
+pub(super) fn msg(session: Option<&str>, user: &str, text: &str) -> Inbound {
     Inbound {
         session: session.map(|s| SessionId::parse(s).unwrap()),
         user: user.into(),
@@ -147,7 +147,7 @@ fn msg(session: Option<&str>, user: &str, text: &str) -> Inbound {
     }
 }
 
-async fn say(rt: &Runtime, ctx: &TenantCtx, m: Inbound) -> Ack {
+pub(super) async fn say(rt: &Runtime, ctx: &TenantCtx, m: Inbound) -> Ack {
     rt.send(ctx, &web(), m).await.unwrap()
 }
 

@@ -297,7 +297,12 @@ pub fn run(
     let opts = opts.clone();
     let mut runs = Vec::new();
     let idle = system.block_on(async move {
-        let rt = Runtime::start(&config, log.clone(), snapshots, RuntimeOptions::from_config(&config));
+        let mut rt_opts = RuntimeOptions::from_config(&config);
+        // The memory step keeps every idle session live on purpose: room for all of them (and
+        // the clients' sessions), so that no limit passivates them early.
+        rt_opts.sessions_max = rt_opts.sessions_max.max(opts.idle_sessions.saturating_mul(2));
+        rt_opts.tenant_sessions_max = rt_opts.sessions_max;
+        let rt = Runtime::start(&config, log.clone(), snapshots, rt_opts);
         // The clients run on their own thread, as edges would.
         let bench_rt = rt.clone();
         let bench = std::thread::spawn(move || -> Result<(Vec<RuntimeRun>, Option<IdleMemory>), String> {

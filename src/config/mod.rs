@@ -21,6 +21,7 @@ pub mod flow;
 mod merge;
 mod nats;
 mod raw;
+pub mod runtime;
 pub mod security;
 mod summary;
 #[cfg(test)]
@@ -144,6 +145,13 @@ pub struct RuntimeConfig {
     /// `runtime.inflight_per_tenant_max` as given, `1..=inflight_max`; `None` for the default
     /// (see [`Config::inflight_per_tenant_max`]).
     pub inflight_per_tenant_max: Option<usize>,
+    /// Live session actors over all tenants; past it idle ones are passivated early, else new
+    /// sessions are refused (`SessionsFull`); `>= 1`.
+    pub sessions_max: usize,
+    /// Live session actors of one tenant (its share of `sessions_max`); `1..=sessions_max`.
+    pub tenant_sessions_max: usize,
+    /// How long a message id's first answer is kept for retries.
+    pub idempotency_window: Duration,
 }
 
 /// One tenant, merged from all sources.
@@ -439,7 +447,7 @@ fn server_config(path: &Path, server: &ServerSection) -> Result<ServerConfig, Co
 
 fn runtime_config(path: &Path, runtime: RuntimeSection) -> Result<RuntimeConfig, ConfigError> {
     let session_idle_timeout = match &runtime.session_idle_timeout {
-        Some(raw) => parse_idle_timeout(path, raw)?,
+        Some(raw) => runtime::parse_idle_timeout(path, raw)?,
         None => DEFAULT_SESSION_IDLE_TIMEOUT,
     };
     let snapshot_every = runtime.snapshot_every.unwrap_or(DEFAULT_SNAPSHOT_EVERY);
@@ -475,11 +483,17 @@ fn runtime_config(path: &Path, runtime: RuntimeSection) -> Result<RuntimeConfig,
             }
         })
         .transpose()?;
+    let (sessions_max, tenant_sessions_max) = runtime::session_limits(path, &runtime)?;
+    let idempotency_window =
+        runtime::idempotency_window(path, runtime.idempotency_window.as_deref())?;
     Ok(RuntimeConfig {
         session_idle_timeout,
         snapshot_every,
         inflight_max,
         inflight_per_tenant_max,
+        sessions_max,
+        tenant_sessions_max,
+        idempotency_window,
     })
 }
 
@@ -682,35 +696,6 @@ fn read_yaml<T: DeserializeOwned>(file: &Path) -> Result<T, ConfigError> {
 fn seed_path(config: &Path, field: &str, named: &Path) -> Result<PathBuf, ConfigError> {
     check_path(config, field, named)?;
     Ok(resolve(config, named))
-}
-
-fn parse_idle_timeout(path: &Path, raw: &str) -> Result<Duration, ConfigError> {
-    const FIELD: &str = "runtime.session_idle_timeout";
-    let timeout = humantime::parse_duration(raw).map_err(|err| {
-        invalid(
-            path,
-            FIELD,
-            format!("invalid duration {raw:?} ({err}); write e.g. \"10m\" or \"90s\""),
-        )
-    })?;
-    if timeout.is_zero() {
-        return Err(invalid(
-            path,
-            FIELD,
-            "must be greater than zero, e.g. \"10m\"".to_owned(),
-        ));
-    }
-    if timeout > SESSION_IDLE_TIMEOUT_MAX {
-        return Err(invalid(
-            path,
-            FIELD,
-            format!(
-                "must be at most {}",
-                humantime::format_duration(SESSION_IDLE_TIMEOUT_MAX)
-            ),
-        ));
-    }
-    Ok(timeout)
 }
 
 /// Builds a [`ConfigError::Invalid`].

@@ -131,6 +131,13 @@ pub(super) struct RuntimeSection {
     /// Checked `1..=inflight_max` in `Config::load`.
     #[serde(default)]
     pub inflight_per_tenant_max: Option<usize>,
+    #[serde(default)]
+    pub sessions_max: Option<usize>,
+    #[serde(default)]
+    pub tenant_sessions_max: Option<usize>,
+    /// A humantime duration such as `7days`.
+    #[serde(default)]
+    pub idempotency_window: Option<String>,
 }
 
 /// `[tenants.<id>]` in `config.toml`, and `tenants: <id>:` in the bundle.

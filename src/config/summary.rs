@@ -56,6 +56,13 @@ impl Config {
             self.runtime.inflight_max,
             self.inflight_per_tenant_max()
         );
+        let _ = writeln!(
+            out,
+            "sessions: {} live at most ({} per tenant), message ids remembered {}",
+            self.runtime.sessions_max,
+            self.runtime.tenant_sessions_max,
+            humantime::format_duration(self.runtime.idempotency_window)
+        );
         let _ = writeln!(out, "{}", self.counts_line());
         for tenant in self.tenants.values() {
             write_tenant(&mut out, tenant);

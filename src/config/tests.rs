@@ -1140,3 +1140,60 @@ fn a_tenants_inflight_share_defaults_to_half_or_all_when_alone_and_is_checked() 
         assert_mentions(&e, &["runtime.inflight_per_tenant_max", "1..=9"]);
     }
 }
+
+#[test]
+fn session_limits_and_idempotency_window_are_checked_and_default() {
+    let tenant = "[tenants.acme.teams.s]\nflow = \"f.yaml\"\n";
+    let cases = [
+        ("sessions_max = 0\n", "runtime.sessions_max", "at least 1"),
+        (
+            "tenant_sessions_max = 0\n",
+            "runtime.tenant_sessions_max",
+            "1..=",
+        ),
+        (
+            "sessions_max = 10\ntenant_sessions_max = 11\n",
+            "runtime.tenant_sessions_max",
+            "1..=10",
+        ),
+        (
+            "idempotency_window = \"soon\"\n",
+            "runtime.idempotency_window",
+            "7days",
+        ),
+        (
+            "idempotency_window = \"1m\"\n",
+            "runtime.idempotency_window",
+            "between",
+        ),
+        (
+            "idempotency_window = \"400days\"\n",
+            "runtime.idempotency_window",
+            "between",
+        ),
+    ];
+    for (runtime, field, fix) in cases {
+        let text = format!("[runtime]\n{runtime}{tenant}");
+        let err = Fixture::new(&[("config.toml", &text), ("f.yaml", REPLY_FLOW)]).error();
+        assert_mentions(&err, &["config.toml", field, fix]);
+    }
+    let defaults = Fixture::new(&[("config.toml", tenant), ("f.yaml", REPLY_FLOW)])
+        .load()
+        .unwrap();
+    let rt = defaults.runtime();
+    assert_eq!(rt.sessions_max, super::runtime::DEFAULT_SESSIONS_MAX);
+    assert_eq!(
+        rt.tenant_sessions_max,
+        super::runtime::DEFAULT_SESSIONS_MAX / 2
+    );
+    assert_eq!(rt.idempotency_window, Duration::from_secs(7 * 24 * 60 * 60));
+    let text = format!(
+        "[runtime]\nsessions_max = 10\ntenant_sessions_max = 10\nidempotency_window = \"48h\"\n{tenant}"
+    );
+    let set = Fixture::new(&[("config.toml", &text), ("f.yaml", REPLY_FLOW)])
+        .load()
+        .unwrap();
+    let rt = set.runtime();
+    assert_eq!((rt.sessions_max, rt.tenant_sessions_max), (10, 10));
+    assert_eq!(rt.idempotency_window, Duration::from_secs(48 * 3600));
+}

@@ -44,6 +44,10 @@ pub struct AckBody<'a> {
     pub seq: u64,
     /// The bot's replies, in order.
     pub replies: &'a [String],
+    /// Only on a retry whose first answer's replies were too big to keep: `replies` is empty and
+    /// the replies are in the session's events.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replies_omitted: bool,
 }
 
 impl<'a> AckBody<'a> {
@@ -53,6 +57,7 @@ impl<'a> AckBody<'a> {
             session: ack.session.as_str(),
             seq: ack.seq,
             replies: &ack.replies,
+            replies_omitted: ack.replies_omitted,
         }
     }
 }

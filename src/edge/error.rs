@@ -22,6 +22,9 @@ use crate::events::log::ReadError;
 
 /// `Retry-After` for a runtime that is overloaded (its queues drain within a second or so).
 pub const OVERLOADED_RETRY_AFTER_S: u64 = 1;
+/// `Retry-After` when there is no room for a new session: live sessions become idle (and so
+/// passivable early) a second after their last message.
+pub const SESSIONS_FULL_RETRY_AFTER_S: u64 = 2;
 
 /// Why a request failed. Rejections (the caller's doing, 4xx) are logged at debug/info by the
 /// request middleware; failures (ours, 5xx) are logged here with their detail.
@@ -170,7 +173,9 @@ impl ApiError {
                 RuntimeError::SessionEnded(_) | RuntimeError::SessionChannel { .. } => {
                     StatusCode::CONFLICT
                 }
-                RuntimeError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+                RuntimeError::Overloaded | RuntimeError::SessionsFull { .. } => {
+                    StatusCode::TOO_MANY_REQUESTS
+                }
                 RuntimeError::Quarantined(_) | RuntimeError::ShuttingDown => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
@@ -197,6 +202,9 @@ impl ApiError {
         match self {
             ApiError::QuotaExceeded { retry_after_s } => Some((*retry_after_s).max(1)),
             ApiError::Runtime(RuntimeError::Overloaded) => Some(OVERLOADED_RETRY_AFTER_S),
+            ApiError::Runtime(RuntimeError::SessionsFull { .. }) => {
+                Some(SESSIONS_FULL_RETRY_AFTER_S)
+            }
             _ => None,
         }
     }

@@ -131,6 +131,14 @@ pub(crate) fn idempotency_key(
     k
 }
 
+/// `[start, end)` of the tenant's idempotency records.
+pub(crate) fn idempotency_range(tenant: &TenantId) -> (Vec<u8>, Vec<u8>) {
+    (
+        family(tenant, TAG_IDEMPOTENCY, 0),
+        family(tenant, TAG_IDEMPOTENCY + 1, 0),
+    )
+}
+
 pub(crate) fn open_session_key(
     tenant: &TenantId,
     env: &EnvId,

@@ -25,9 +25,11 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+mod purge;
 mod read;
 mod writer;
 
+pub use purge::{PurgeError, PurgeReport};
 pub use read::{ScopedReader, SessionEvents, TenantEvents, TenantReader};
 
 use crate::events::codec::{Hash, FRAME_BYTES_MAX, GROUP_EVENTS_MAX};
@@ -96,14 +98,28 @@ pub struct Appended {
     pub hash: Hash,
 }
 
-/// What an earlier append with the same message id recorded.
+/// Version of [`IdempotencyRecord`] written now. v1 (no `v` field) had no `at_ms`.
+pub const IDEMPOTENCY_RECORD_VERSION: u8 = 2;
+
+/// What an earlier append with the same message id recorded. A MessagePack map: fields added
+/// later default when absent, so records of older versions still read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
+    #[serde(default = "idempotency_v1")]
+    pub v: u8,
     pub session: SessionId,
     pub first_seq: u64,
     pub last_seq: u64,
     #[serde(with = "serde_bytes")]
     pub ack: Vec<u8>,
+    /// The append's `at_ms` (v2); 0 in a v1 record, which the purge stamps with its own time so
+    /// that it expires one window after the upgrade.
+    #[serde(default)]
+    pub at_ms: u64,
+}
+
+fn idempotency_v1() -> u8 {
+    1
 }
 
 /// Result of a successful append call.

@@ -10,11 +10,12 @@
 //! MessagePack of plain structs and ordered maps, so an incremental projection and a rebuild are
 //! byte-identical.
 //!
-//! Invariant: one fold per tenant at a time (a mutex): two concurrent catch-ups would count the
+//! Invariant: one fold per tenant at a time (a mutex per tenant): two concurrent catch-ups would count the
 //! same events twice.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -163,18 +164,31 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     rmp_serde::to_vec_named(value).expect("MessagePack encoding of plain structs is infallible")
 }
 
-/// Folds and queries the read models. One per data dir (it holds the per-tenant fold lock).
+/// Folds and queries the read models. One per data dir (it holds the per-tenant fold locks).
 pub struct Projector {
     tree: ProjectionTree,
-    fold: Mutex<()>,
+    /// One lock per tenant: a tenant folds once at a time, and one tenant's long fold (a
+    /// rebuild of a big log) never makes another tenant's wait.
+    folds: Mutex<HashMap<TenantId, Arc<Mutex<()>>>>,
 }
 
 impl Projector {
     pub fn new(log: &EventLog) -> Result<Projector, ProjectorError> {
         Ok(Projector {
             tree: log.projection(READ_MODELS)?,
-            fold: Mutex::new(()),
+            folds: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The fold lock of `tenant` (created on first use; one entry per tenant ever folded, a
+    /// bounded set: the tenants of the config).
+    fn fold_lock(&self, tenant: &TenantId) -> Arc<Mutex<()>> {
+        // A poisoned lock only means another fold panicked; the map itself is consistent.
+        let mut folds = self
+            .folds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        folds.entry(tenant.clone()).or_default().clone()
     }
 
     /// The last tenant_seq folded for `tenant`.
@@ -190,9 +204,9 @@ impl Projector {
         tenant: &TenantId,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, ProjectorError> {
+        let lock = self.fold_lock(tenant);
         // A poisoned lock only means another fold panicked; the tree itself is consistent.
-        let _one_fold = self
-            .fold
+        let _one_fold = lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let reader = log.tenant(tenant);
@@ -255,8 +269,8 @@ impl Projector {
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, ProjectorError> {
         {
-            let _one_fold = self
-                .fold
+            let lock = self.fold_lock(tenant);
+            let _one_fold = lock
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             self.tree.clear_tenant(tenant)?;

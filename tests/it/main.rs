@@ -9,6 +9,7 @@ mod check_config;
 mod corruption;
 mod crash;
 mod http;
+mod limits;
 mod nats;
 mod overload;
 mod projections;

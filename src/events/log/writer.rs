@@ -398,10 +398,12 @@ impl Stager {
         }
         if let (Some(key), Some(idem)) = (idem_key, group.idempotency) {
             let rec = IdempotencyRecord {
+                v: super::IDEMPOTENCY_RECORD_VERSION,
                 session: group.session.clone(),
                 first_seq,
                 last_seq,
                 ack: idem.ack,
+                at_ms: group.at_ms,
             };
             let value = rmp_serde::to_vec_named(&rec)
                 .expect("MessagePack encoding of plain fields is infallible");

@@ -256,3 +256,49 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn one_tenants_long_fold_does_not_block_another_tenants_fold() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
+    let projector = std::sync::Arc::new(Projector::new(&log).unwrap());
+    append(&log, "acme", "web", "s1", 0, DAY, vec![msg("a")]);
+    append(&log, "bigcorp", "web", "s1", 0, DAY, vec![msg("b")]);
+    let (slow_in_fold, slow_entered) = std::sync::mpsc::channel();
+    let (other_done, other_finished) = std::sync::mpsc::channel::<()>();
+    // acme's fold stays inside (its progress callback runs under the fold lock) until bigcorp's
+    // fold has finished, or 10 s have passed.
+    let slow = {
+        let (log, projector) = (log.clone(), projector.clone());
+        std::thread::spawn(move || {
+            projector
+                .catch_up(&log, &id("acme"), &mut |_| {
+                    let _ = slow_in_fold.send(());
+                    let _ = other_finished.recv_timeout(std::time::Duration::from_secs(10));
+                })
+                .unwrap()
+        })
+    };
+    slow_entered.recv().unwrap();
+    let started = std::time::Instant::now();
+    let (log2, projector2) = (log.clone(), projector.clone());
+    let other = std::thread::spawn(move || {
+        let n = projector2
+            .catch_up(&log2, &id("bigcorp"), &mut |_| {})
+            .unwrap();
+        let _ = other_done.send(());
+        n
+    });
+    assert_eq!(other.join().unwrap(), 2);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "bigcorp's fold waited {:?} for acme's",
+        started.elapsed()
+    );
+    assert_eq!(slow.join().unwrap(), 2);
+    // The same tenant still folds once at a time: a second acme fold finds nothing left to do.
+    assert_eq!(
+        projector.catch_up(&log, &id("acme"), &mut |_| {}).unwrap(),
+        0
+    );
+}
