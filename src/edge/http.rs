@@ -487,13 +487,10 @@ async fn list_sessions(
         let mut sessions = Vec::new();
         let mut last: Option<(TeamId, SessionId)> = None;
         let mut next_after = None;
-        for info in state.runtime.log().scope(&ctx).sessions() {
+        let cursor = after.as_ref().map(|(team, session)| (team, session));
+        // Seeks to the cursor: a deep page costs what a first page costs.
+        for info in state.runtime.log().scope(&ctx).sessions_after(cursor) {
             let info = info?;
-            if let Some((team, session)) = &after {
-                if (&info.team, &info.session) <= (team, session) {
-                    continue;
-                }
-            }
             if sessions.len() == limit {
                 // There is at least one more: point the next page past the last one shown.
                 next_after = last.map(|(team, session)| format!("{team}/{session}"));
