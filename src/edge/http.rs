@@ -1,5 +1,5 @@
 //! The HTTP server: lifecycle ([`ApiServer`]), routes, handlers, the [`Caller`] extractor and the
-//! per-request middleware (span, metrics, log line).
+//! per-request middleware (a span, then `edge::observe`'s metrics and log line).
 //!
 //! Invariants:
 //! - `/api/v1` handlers take a [`Caller`]: the token, the tenancy headers and the tenant's quota
@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::dev::{Payload, ServerHandle, Service, ServiceResponse};
+use actix_web::dev::{Payload, ServerHandle, Service};
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{App, FromRequest, HttpMessage, HttpRequest, HttpResponse};
@@ -31,8 +31,9 @@ use super::dto::{
     AckBody, EventItem, EventsBody, EventsQuery, MessageBody, SessionItem, SessionStateBody,
     SessionsBody, SessionsQuery,
 };
-use super::error::{ApiError, ErrorCode};
-use super::metrics::{EdgeMetrics, CONTENT_TYPE, UNKNOWN_TENANT};
+use super::error::ApiError;
+use super::metrics::{EdgeMetrics, CONTENT_TYPE};
+use super::observe::{logged_path, observe, LogBudget};
 use super::quota::Quotas;
 use crate::actors::messages::{Inbound, RuntimeError};
 use crate::actors::runtime::Runtime;
@@ -91,6 +92,8 @@ pub struct EdgeState {
     /// The served tenants and their teams (from the config).
     teams: HashMap<TenantId, BTreeSet<TeamId>>,
     body_bytes_max: usize,
+    /// Log lines about refused requests left to write this second.
+    refused_log: LogBudget,
 }
 
 impl EdgeState {
@@ -118,6 +121,7 @@ impl EdgeState {
                 .map(|(id, t)| (id.clone(), t.teams.keys().cloned().collect()))
                 .collect(),
             body_bytes_max: config.server().http_body_bytes_max,
+            refused_log: LogBudget::default(),
         }
     }
 
@@ -127,6 +131,14 @@ impl EdgeState {
 
     pub(super) fn projector(&self) -> &Projector {
         &self.projector
+    }
+
+    pub(super) fn metrics(&self) -> &EdgeMetrics {
+        &self.metrics
+    }
+
+    pub(super) fn refused_log(&self) -> &LogBudget {
+        &self.refused_log
     }
 
     fn serves(&self, tenant: &TenantId) -> bool {
@@ -181,7 +193,8 @@ impl ApiServer {
                 .default_service(web::to(not_found))
                 .wrap_fn(|req, srv| {
                     let span = tracing::info_span!("http", method = %req.method(),
-                        path = ?req.path(), tenant = Empty, env = Empty, team = Empty);
+                        path = ?logged_path(req.path()), tenant = Empty, env = Empty,
+                        team = Empty);
                     let started = Instant::now();
                     let response = span.in_scope(|| srv.call(req));
                     async move {
@@ -300,7 +313,7 @@ fn api_v1(cfg: &mut web::ServiceConfig) {
 
 /// The tenant label of a request, set once its token is valid and names a served tenant.
 #[derive(Clone)]
-struct TenantLabel(TenantId);
+pub(super) struct TenantLabel(pub(super) TenantId);
 
 impl FromRequest for Caller {
     type Error = ApiError;
@@ -338,51 +351,6 @@ fn admit(req: &HttpRequest) -> Result<Caller, ApiError> {
 fn edge_state(req: &HttpRequest) -> Result<&web::Data<EdgeState>, ApiError> {
     req.app_data::<web::Data<EdgeState>>()
         .ok_or_else(|| ApiError::Internal("edge state not registered".to_owned()))
-}
-
-/// After a request: count an error response and write the request's log line.
-fn observe(response: &ServiceResponse, started: Instant) {
-    let status = response.status();
-    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    if !status.is_client_error() && !status.is_server_error() {
-        tracing::debug!(status = status.as_u16(), elapsed_ms, "request");
-        return;
-    }
-    let code = response
-        .response()
-        .extensions()
-        .get::<ErrorCode>()
-        .copied()
-        .unwrap_or(ErrorCode {
-            code: "http_error",
-            rejection: false,
-        });
-    let tenant = response
-        .request()
-        .extensions()
-        .get::<TenantLabel>()
-        .map(|label| label.0.to_string());
-    let tenant = tenant.as_deref().unwrap_or(UNKNOWN_TENANT);
-    if let Some(state) = response.request().app_data::<web::Data<EdgeState>>() {
-        state
-            .metrics
-            .error(tenant, code.code, status.as_u16(), code.rejection);
-    }
-    if status.as_u16() == 429 {
-        tracing::debug!(
-            status = status.as_u16(),
-            code = code.code,
-            elapsed_ms,
-            "request refused"
-        );
-    } else {
-        tracing::info!(
-            status = status.as_u16(),
-            code = code.code,
-            elapsed_ms,
-            "request failed"
-        );
-    }
 }
 
 /// `GET /healthz`: the process is up and serving.
