@@ -6,7 +6,7 @@
 //!    body or the hash was changed);
 //! 3. the body decodes and every readable field (`tenant` ... `data`, `v`) equals what the body
 //!    says (else: *edited*, naming the field);
-//! 4. it belongs: the manifest's tenant, env and time filters;
+//! 4. it belongs: the manifest's tenant, env, team and time filters;
 //! 5. its place: in a contiguous export `tenant_seq` follows the previous line's and `prev_hash`
 //!    is the previous line's `hash` (else *deleted*, *inserted*, *reordered* or *broken chain*); in
 //!    a filtered export `tenant_seq` only increases, and lines that happen to be consecutive must
@@ -86,6 +86,8 @@ pub struct Summary {
     pub tenant: String,
     /// The export's env filter, if any.
     pub env: Option<String>,
+    /// The export's team filter, if any.
+    pub team: Option<String>,
     /// Events checked.
     pub count: u64,
     /// First `tenant_seq`, if any event.
@@ -104,12 +106,15 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: tenant {} ({}): {} events",
+            "{}: tenant {} ({}{}): {} events",
             self.source,
             self.tenant,
             self.env
                 .as_deref()
                 .map_or_else(|| "all envs".to_owned(), |env| format!("env {env}")),
+            self.team
+                .as_deref()
+                .map_or_else(String::new, |team| format!(", team {team}")),
             self.count
         )?;
         if let (Some(first), Some(last)) = (self.first_tenant_seq, self.last_tenant_seq) {
@@ -650,6 +655,7 @@ fn check(
             source,
             tenant: manifest.tenant.clone(),
             env: manifest.env.clone(),
+            team: manifest.team.clone(),
             count: checker.count,
             first_tenant_seq: manifest.first_tenant_seq,
             last_tenant_seq: manifest.last_tenant_seq,
@@ -833,7 +839,7 @@ impl<'m> Checker<'m> {
         Ok(())
     }
 
-    /// The event belongs to the export: its tenant, env and time window.
+    /// The event belongs to the export: its tenant, env, team and time window.
     fn check_scope(&mut self, event: &Event) -> Result<(), (ProblemKind, String)> {
         let tenant = event.tenant.as_str();
         let expected = match self.manifest {
@@ -859,6 +865,19 @@ impl<'m> Checker<'m> {
                     "env {} in an export of env {}",
                     event.env,
                     m.env.as_deref().unwrap_or("")
+                ),
+            ));
+        }
+        if m.team
+            .as_deref()
+            .is_some_and(|team| team != event.team.as_str())
+        {
+            return Err((
+                ProblemKind::OutsideFilter,
+                format!(
+                    "team {} in an export of team {}",
+                    event.team,
+                    m.team.as_deref().unwrap_or("")
                 ),
             ));
         }
@@ -1130,6 +1149,7 @@ pub fn verify_log(log: &EventLog, tenant: &TenantId) -> Result<Verdict, AuditErr
         source: format!("log {}", log.dir().display()),
         tenant: tenant.to_string(),
         env: None,
+        team: None,
         count: last,
         first_tenant_seq: (last > 0).then_some(1),
         last_tenant_seq: (last > 0).then_some(last),

@@ -1,9 +1,10 @@
 //! The reporting routes of the HTTP API: `GET /api/v1/usage` and `GET /api/v1/audit/export`.
 //!
-//! Both are bounded by the caller's tenant and the env of its token (and `X-Team-ID` / the team
-//! claim for usage). The export streams the same `tenantry-audit/1` format as `tenantry export`,
-//! produced on a blocking thread into a bounded channel, so memory stays flat however large the
-//! tenant is, and a client that goes away stops the export.
+//! Both are bounded by the caller's tenant, the env of its token and its team (`X-Team-ID` / the
+//! team claim), which must be one of the tenant's teams (else 404). The export streams the same
+//! `tenantry-audit/1` format as `tenantry export` (with `--team` when a team applies), produced
+//! on a blocking thread into a bounded channel, so memory stays flat however large the tenant
+//! is, and a client that goes away stops the export.
 
 use std::io::Write;
 use std::sync::atomic::AtomicBool;
@@ -28,7 +29,8 @@ pub(super) struct UsageQuery {
     by: Option<String>,
 }
 
-/// `GET /api/v1/usage?by=team|channel|day`: the tenant's usage in the token's env.
+/// `GET /api/v1/usage?by=team|channel|day`: the tenant's usage in the token's env (and team,
+/// when one applies: its rows only, by day too).
 pub(super) async fn usage(
     caller: Caller,
     query: web::Query<UsageQuery>,
@@ -46,23 +48,13 @@ pub(super) async fn usage(
         let projector = state2.projector();
         let log = state2.runtime().log();
         projector.catch_up(log, &caller.tenant, &mut |_| {})?;
-        let rows = projector.usage(&caller.tenant, Some(&caller.env), by)?;
+        let rows = projector.usage(&caller.tenant, Some(&caller.env), team.as_ref(), by)?;
         Ok::<_, crate::projections::projector::ProjectorError>((caller, rows))
     })
     .await
     .map_err(|e| ApiError::Internal(format!("blocking task: {e}")))?
     .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let (caller, mut rows) = rows;
-    if let Some(team) = &team {
-        // Day rows carry no team; restricting them would need a finer read model.
-        if by == UsageBy::Day {
-            return Err(ApiError::field(
-                "by",
-                "day is not available when restricted to one team",
-            ));
-        }
-        rows.retain(|r| r.team.as_ref() == Some(team));
-    }
+    let (caller, rows) = rows;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "tenant": caller.tenant,
         "env": caller.env,
@@ -114,7 +106,7 @@ impl Write for ChunkWriter {
 }
 
 /// `GET /api/v1/audit/export?format=jsonl|csv&since=&until=`: the tenant's audit trail for the
-/// token's env, streamed (chunked).
+/// token's env (and team, when one applies), streamed (chunked).
 pub(super) async fn audit_export(
     caller: Caller,
     query: web::Query<ExportQuery>,
@@ -133,6 +125,7 @@ pub(super) async fn audit_export(
     };
     let mut opts = ExportOptions::new(caller.tenant.clone(), format);
     opts.env = Some(caller.env.clone());
+    opts.team = read_team(&state, &caller)?;
     opts.since_ms = time("since", &query.since)?;
     opts.until_ms = time("until", &query.until)?;
     let (tx, rx) = mpsc::channel::<web::Bytes>(EXPORT_CHUNKS_IN_FLIGHT);
