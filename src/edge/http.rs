@@ -32,6 +32,7 @@ use super::dto::{
     SessionsBody, SessionsQuery,
 };
 use super::error::ApiError;
+use super::export_slots::ExportSlots;
 use super::metrics::{EdgeMetrics, CONTENT_TYPE};
 use super::observe::{logged_path, observe, LogBudget};
 use super::quota::Quotas;
@@ -94,6 +95,8 @@ pub struct EdgeState {
     body_bytes_max: usize,
     /// Log lines about refused requests left to write this second.
     refused_log: LogBudget,
+    /// Running audit exports, bounded.
+    export_slots: ExportSlots,
 }
 
 impl EdgeState {
@@ -122,6 +125,7 @@ impl EdgeState {
                 .collect(),
             body_bytes_max: config.server().http_body_bytes_max,
             refused_log: LogBudget::default(),
+            export_slots: ExportSlots::new(config.server().exports),
         }
     }
 
@@ -139,6 +143,10 @@ impl EdgeState {
 
     pub(super) fn refused_log(&self) -> &LogBudget {
         &self.refused_log
+    }
+
+    pub(super) fn export_slots(&self) -> &ExportSlots {
+        &self.export_slots
     }
 
     fn serves(&self, tenant: &TenantId) -> bool {
