@@ -12,6 +12,9 @@
 //! - An export whose client takes no chunk for `server.export_write_timeout` is ended: its
 //!   thread stops, its slot is freed and its buffered chunks are dropped; so is one whose client
 //!   went away. A response that ends early is aborted, never closed as if complete.
+//! - A client ending its own export (gone, stalled) is logged at debug only, so that opening and
+//!   dropping exports cannot flood the log; a failure of ours is a warning.
+
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -125,6 +128,8 @@ struct ChunkWriter {
     tx: mpsc::Sender<web::Bytes>,
     buf: Vec<u8>,
     timeout: Duration,
+    /// Set when the client ended the export: it went away or stopped reading.
+    ended_by_client: Option<&'static str>,
 }
 
 impl ChunkWriter {
@@ -144,15 +149,17 @@ impl ChunkWriter {
             match self.tx.try_send(chunk) {
                 Ok(()) => return Ok(()),
                 Err(TrySendError::Closed(_)) => {
+                    self.ended_by_client = Some("the client went away");
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::BrokenPipe,
                         "client went away",
-                    ))
+                    ));
                 }
                 Err(TrySendError::Full(back)) => chunk = back,
             }
             let now = Instant::now();
             if now >= deadline {
+                self.ended_by_client = Some("the client stopped reading");
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     format!(
@@ -214,6 +221,7 @@ pub(super) async fn audit_export(
         tx,
         buf: Vec::with_capacity(EXPORT_CHUNK_BYTES),
         timeout: state.export_slots().write_timeout(),
+        ended_by_client: None,
     };
     let log = state.runtime().log().clone();
     let exporter = Arc::clone(&outbox);
@@ -255,7 +263,12 @@ fn run_export(
         .map_err(|e| e.to_string());
     if let Err(e) = result.and_then(|()| out.flush().map_err(|e| e.to_string())) {
         outbox.abort();
-        tracing::warn!(tenant = %opts.tenant, error = %e, "audit export over HTTP ended early");
+        match out.ended_by_client {
+            Some(reason) => tracing::debug!(tenant = %opts.tenant, reason, "audit export ended"),
+            None => {
+                tracing::warn!(tenant = %opts.tenant, error = %e, "audit export over HTTP failed");
+            }
+        }
     }
     drop(slot);
 }

@@ -410,6 +410,14 @@ fn exports_past_the_limits_get_429_and_a_stalled_export_frees_its_slot() {
     assert!(received.starts_with(b"HTTP/1.1 200"));
     assert!(received.len() < whole.body.len());
     assert!(!String::from_utf8_lossy(&received).contains("\"type\":\"manifest\""));
+    // Exports their clients ended are not warnings (a client could otherwise flood the log).
+    let lines: Vec<String> = server.lines.try_iter().collect();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("audit export")),
+        "{lines:#?}"
+    );
     let metrics = server.get("/metrics", &[]).body;
     assert!(
         metrics.contains(r#"tenantry_errors_total{tenant="cedar",code="exports_busy"} 1"#),
