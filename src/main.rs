@@ -483,7 +483,7 @@ fn usage(
         UsageGroup::Channel => UsageBy::Channel,
         UsageGroup::Day => UsageBy::Day,
     };
-    let rows = projector.usage(tenant, env, by)?;
+    let rows = projector.usage(tenant, env, None, by)?;
     match format {
         TableOrJson::Table => print!("{}", usage_table(&rows)),
         TableOrJson::Json => println!(

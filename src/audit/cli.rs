@@ -34,6 +34,9 @@ pub struct ExportArgs {
     /// Only this environment. Skips events, so the export's chain is checked event by event.
     #[arg(long)]
     pub env: Option<EnvId>,
+    /// Only this team (what a team-scoped API caller gets). Skips events like --env.
+    #[arg(long)]
+    pub team: Option<TeamId>,
     /// Only events at or after TIME: RFC 3339 UTC (2026-11-23T10:00:00Z) or unix ms.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub since: Option<u64>,
@@ -124,6 +127,7 @@ pub fn export(args: &ExportArgs, config: &Config) -> Result<ExitCode, AuditError
     let opts = ExportOptions {
         tenant: args.tenant.clone(),
         env: args.env.clone(),
+        team: args.team.clone(),
         since_ms: args.since,
         until_ms: args.until,
         from_seq: args.from_seq,

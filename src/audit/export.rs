@@ -30,7 +30,7 @@ use super::{in_window, AuditError};
 use crate::events::codec::{chain_hash, encode_body};
 use crate::events::log::{EventLog, StoredEvent};
 use crate::events::schema::Event;
-use crate::tenancy::{EnvId, TenantId};
+use crate::tenancy::{EnvId, TeamId, TenantId};
 
 /// Shortest time between two progress reports.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -73,6 +73,8 @@ pub struct ExportOptions {
     pub tenant: TenantId,
     /// Only events of this env.
     pub env: Option<EnvId>,
+    /// Only events of this team (a team-scoped caller's export).
+    pub team: Option<TeamId>,
     /// Only events at or after this time (unix ms).
     pub since_ms: Option<u64>,
     /// Only events before this time (unix ms).
@@ -89,6 +91,7 @@ impl ExportOptions {
         ExportOptions {
             tenant,
             env: None,
+            team: None,
             since_ms: None,
             until_ms: None,
             from_seq: 1,
@@ -97,13 +100,17 @@ impl ExportOptions {
     }
 
     /// Whether the export holds every event of its `tenant_seq` range, so that its chain links.
-    /// Only env and time filters skip events; `from_seq` just moves the start.
+    /// Only env, team and time filters skip events; `from_seq` just moves the start.
     pub fn contiguous(&self) -> bool {
-        self.env.is_none() && self.since_ms.is_none() && self.until_ms.is_none()
+        self.env.is_none()
+            && self.team.is_none()
+            && self.since_ms.is_none()
+            && self.until_ms.is_none()
     }
 
     fn selects(&self, event: &Event) -> bool {
         self.env.as_ref().is_none_or(|env| &event.env == env)
+            && self.team.as_ref().is_none_or(|team| &event.team == team)
             && in_window(event.at_ms, self.since_ms, self.until_ms)
     }
 }
@@ -214,6 +221,7 @@ impl ManifestBuilder {
                 since: opts.since_ms,
                 until: opts.until_ms,
                 from_seq: from,
+                team: opts.team.as_ref().map(ToString::to_string),
             },
             count: 0,
         }

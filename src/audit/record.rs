@@ -7,9 +7,9 @@
 //! `hash` (lowercase hex SHA-256). JSONL writes it as one JSON object per line; CSV writes the
 //! same columns with a header row, `data` as compact JSON text.
 //!
-//! The manifest ([`Manifest`]) says what the export claims to hold: tenant, filters, count,
-//! first and last `tenant_seq`, the chain hash before the first event and after the last, and
-//! whether the events are the log's contiguous range (no filter but `--from-seq`).
+//! The manifest ([`Manifest`]) says what the export claims to hold: tenant, filters (env, team,
+//! time), count, first and last `tenant_seq`, the chain hash before the first event and after the
+//! last, and whether the events are the log's contiguous range (no filter but `--from-seq`).
 //!
 //! CSV and spreadsheets: a cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return
 //! is a formula to Excel and friends. Text cells (`type`, the ids, `at_iso`, `kind`, `data`)
@@ -237,7 +237,7 @@ pub struct Manifest {
     /// The export ran to its end. A manifest is only written at the end, so always `true`.
     pub complete: bool,
     /// The events are every event of the tenant from `first_tenant_seq` to `last_tenant_seq`, so
-    /// each one's `prev_hash` is the previous one's `hash`. `false` when env or time filters
+    /// each one's `prev_hash` is the previous one's `hash`. `false` when env, team or time filters
     /// skipped events; then each event is checked on its own.
     pub contiguous: bool,
     /// The `--since` filter (unix ms, inclusive), if any.
@@ -246,6 +246,11 @@ pub struct Manifest {
     pub until: Option<u64>,
     /// The first `tenant_seq` considered (`--from-seq`, else 1).
     pub from_seq: u64,
+    /// The team filter of a team-scoped export; absent (not `null`) for all teams, so an
+    /// unscoped export's manifest is unchanged, and a verifier that does not know the field
+    /// refuses a team-scoped one instead of calling it the whole tenant's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
 }
 
 /// The schema version `v` recorded in a stored body, if the body has one.

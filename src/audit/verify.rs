@@ -6,7 +6,7 @@
 //!    body or the hash was changed);
 //! 3. the body decodes and every readable field (`tenant` ... `data`, `v`) equals what the body
 //!    says (else: *edited*, naming the field);
-//! 4. it belongs: the manifest's tenant, env and time filters;
+//! 4. it belongs: the manifest's tenant, env, team and time filters;
 //! 5. its place: in a contiguous export `tenant_seq` follows the previous line's and `prev_hash`
 //!    is the previous line's `hash` (else *deleted*, *inserted*, *reordered* or *broken chain*); in
 //!    a filtered export `tenant_seq` only increases, and lines that happen to be consecutive must
@@ -24,26 +24,27 @@
 //!   them).
 //! - Problems in the data are a [`Verdict`], never an `Err`: `Err` means the input could not be
 //!   read at all.
+//!
+//! Files: this one (the verdict types and the per-line checks), `read` (an export file as lines
+//! or records, and its manifest), `log_check` (a tenant's log from genesis).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::BufReader;
 use std::path::Path;
-
-use serde::Deserialize;
 
 use super::export::sidecar_path;
 use super::format_time;
 use super::record::{
-    body_version, decode_base64, hash_hex, parse_hash, shorten, EventLine, Manifest, CSV_COLUMNS,
-    FORMAT, TYPE_EVENT, TYPE_MANIFEST,
+    body_version, decode_base64, hash_hex, parse_hash, shorten, EventLine, Manifest, FORMAT,
+    TYPE_MANIFEST,
 };
 use super::{in_window, AuditError};
 use crate::events::codec::{chain_hash, decode_body, Hash, GENESIS_HASH};
 use crate::events::log::EventLog;
-use crate::events::schema::{Event, EventKind};
+use crate::events::schema::Event;
 use crate::tenancy::TenantId;
+use read::{is_jsonl, read_sidecar, read_trailer, CsvItems, Entry, JsonlItems};
 
 /// Longest export line (JSONL) or record (CSV) accepted, in bytes. A line holds one body of at
 /// most `EVENT_BYTES_MAX` (64 KiB) as base64 plus its decoded data as escaped JSON, far below.
@@ -86,6 +87,8 @@ pub struct Summary {
     pub tenant: String,
     /// The export's env filter, if any.
     pub env: Option<String>,
+    /// The export's team filter, if any.
+    pub team: Option<String>,
     /// Events checked.
     pub count: u64,
     /// First `tenant_seq`, if any event.
@@ -104,12 +107,15 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: tenant {} ({}): {} events",
+            "{}: tenant {} ({}{}): {} events",
             self.source,
             self.tenant,
             self.env
                 .as_deref()
                 .map_or_else(|| "all envs".to_owned(), |env| format!("env {env}")),
+            self.team
+                .as_deref()
+                .map_or_else(String::new, |team| format!(", team {team}")),
             self.count
         )?;
         if let (Some(first), Some(last)) = (self.first_tenant_seq, self.last_tenant_seq) {
@@ -290,274 +296,6 @@ enum Trailer {
     Sidecar,
 }
 
-fn is_jsonl(path: &Path) -> std::io::Result<bool> {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("jsonl" | "json" | "ndjson") => return Ok(true),
-        Some("csv") => return Ok(false),
-        _ => {}
-    }
-    let mut first = [0u8; 1];
-    let n = File::open(path)?.read(&mut first)?;
-    Ok(n == 0 || first[0] == b'{')
-}
-
-/// Reads a sidecar manifest. `Ok(Err(_))` when it exists but is not a manifest.
-fn read_sidecar(path: &Path) -> Result<Result<Manifest, String>, AuditError> {
-    let read_err = |e| AuditError::io(format!("reading {}", path.display()), e);
-    let mut text = Vec::new();
-    File::open(path)
-        .map_err(read_err)?
-        .take(u64::try_from(MANIFEST_BYTES_MAX).unwrap_or(u64::MAX) + 1)
-        .read_to_end(&mut text)
-        .map_err(read_err)?;
-    if text.len() > MANIFEST_BYTES_MAX {
-        return Ok(Err(format!(
-            "longer than {MANIFEST_BYTES_MAX} bytes: not a manifest"
-        )));
-    }
-    Ok(serde_json::from_slice::<Manifest>(&text)
-        .map_err(|e| format!("not a valid manifest: {e}"))
-        .and_then(|m| {
-            if m.record_type == TYPE_MANIFEST {
-                Ok(m)
-            } else {
-                Err(format!("type is {}, not manifest", shorten(&m.record_type)))
-            }
-        }))
-}
-
-/// The manifest on the last line of a JSONL file, if that line is one. Reads only the tail.
-fn read_trailer(path: &Path) -> std::io::Result<Option<Manifest>> {
-    let mut file = File::open(path)?;
-    let len = file.metadata()?.len();
-    let window = u64::try_from(MANIFEST_BYTES_MAX).unwrap_or(u64::MAX) + 2;
-    let start = len.saturating_sub(window);
-    file.seek(SeekFrom::Start(start))?;
-    let mut tail = Vec::new();
-    file.take(window).read_to_end(&mut tail)?;
-    let Some(body) = tail.strip_suffix(b"\n") else {
-        // A manifest line always ends with a newline; without it the file was cut.
-        return Ok(None);
-    };
-    let body = body.strip_suffix(b"\r").unwrap_or(body);
-    let last = match body.iter().rposition(|&b| b == b'\n') {
-        Some(i) => &body[i + 1..],
-        // The whole window is one line: the file is that line, or its last line is too long.
-        None if start == 0 => body,
-        None => return Ok(None),
-    };
-    Ok(serde_json::from_slice::<Manifest>(last)
-        .ok()
-        .filter(|m| m.record_type == TYPE_MANIFEST))
-}
-
-/// One line or record of an export, as read.
-enum Entry {
-    Event(Box<EventLine>),
-    Manifest(Box<Manifest>),
-    /// Not a record of the format; the text says why.
-    Bad(String),
-    /// The file could not be read further.
-    Unreadable(std::io::Error),
-}
-
-/// JSONL lines, each at most [`LINE_BYTES_MAX`].
-struct JsonlItems<R> {
-    reader: R,
-    line: u64,
-    buf: Vec<u8>,
-    done: bool,
-}
-
-impl<R: BufRead> JsonlItems<R> {
-    fn new(reader: R) -> JsonlItems<R> {
-        JsonlItems {
-            reader,
-            line: 0,
-            buf: Vec::new(),
-            done: false,
-        }
-    }
-
-    fn parse(text: &[u8]) -> Entry {
-        #[derive(Deserialize)]
-        struct Tag {
-            #[serde(rename = "type")]
-            record_type: String,
-        }
-        let Ok(text) = std::str::from_utf8(text) else {
-            return Entry::Bad("not UTF-8".to_owned());
-        };
-        if text.trim().is_empty() {
-            return Entry::Bad("empty line".to_owned());
-        }
-        let tag: Tag = match serde_json::from_str(text) {
-            Ok(tag) => tag,
-            Err(e) => {
-                let hint = if text.contains("\"manifest\"") {
-                    " (a truncated or edited manifest?)"
-                } else {
-                    ""
-                };
-                return Entry::Bad(format!("not a JSON record with a type: {e}{hint}"));
-            }
-        };
-        match tag.record_type.as_str() {
-            TYPE_EVENT => match serde_json::from_str(text) {
-                Ok(line) => Entry::Event(Box::new(line)),
-                Err(e) => Entry::Bad(format!("not a valid event record: {e}")),
-            },
-            TYPE_MANIFEST => match serde_json::from_str(text) {
-                Ok(m) => Entry::Manifest(Box::new(m)),
-                Err(e) => Entry::Bad(format!("not a valid manifest: {e}")),
-            },
-            other => Entry::Bad(format!("unknown record type {}", shorten(other))),
-        }
-    }
-}
-
-impl<R: BufRead> Iterator for JsonlItems<R> {
-    type Item = (u64, Entry);
-
-    fn next(&mut self) -> Option<(u64, Entry)> {
-        if self.done {
-            return None;
-        }
-        self.buf.clear();
-        let limit = u64::try_from(LINE_BYTES_MAX).unwrap_or(u64::MAX) + 1;
-        let read = (&mut self.reader)
-            .take(limit)
-            .read_until(b'\n', &mut self.buf);
-        match read {
-            Err(e) => {
-                self.done = true;
-                Some((self.line + 1, Entry::Unreadable(e)))
-            }
-            Ok(0) => None,
-            Ok(_) => {
-                self.line += 1;
-                let Some(text) = self.buf.strip_suffix(b"\n") else {
-                    // No newline: the last line was cut, or a line is longer than the limit
-                    // (and we cannot find where the next one starts).
-                    self.done = true;
-                    let why = if self.buf.len() > LINE_BYTES_MAX {
-                        format!("longer than {LINE_BYTES_MAX} bytes")
-                    } else {
-                        "the file ends inside this line (truncated?)".to_owned()
-                    };
-                    let entry = match Self::parse(&self.buf) {
-                        Entry::Bad(e) => Entry::Bad(format!("{why}; {e}")),
-                        _ => Entry::Bad(why),
-                    };
-                    return Some((self.line, entry));
-                };
-                let text = text.strip_suffix(b"\r").unwrap_or(text);
-                Some((self.line, Self::parse(text)))
-            }
-        }
-    }
-}
-
-/// A reader that fails once more than [`LINE_BYTES_MAX`] bytes were read since the last
-/// [`RecordLimit::reset`], so one hostile CSV record cannot grow the parser's buffer without
-/// bound.
-struct RecordLimit<R> {
-    inner: R,
-    read: usize,
-}
-
-impl<R: Read> Read for RecordLimit<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.read > LINE_BYTES_MAX {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("a CSV record longer than {LINE_BYTES_MAX} bytes"),
-            ));
-        }
-        let n = self.inner.read(buf)?;
-        self.read += n;
-        Ok(n)
-    }
-}
-
-/// CSV records after a checked header row.
-struct CsvItems {
-    reader: csv::Reader<RecordLimit<BufReader<File>>>,
-    record: csv::StringRecord,
-    header_checked: bool,
-    done: bool,
-}
-
-impl CsvItems {
-    fn new(file: File) -> CsvItems {
-        let reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(false)
-            .from_reader(RecordLimit {
-                inner: BufReader::new(file),
-                read: 0,
-            });
-        CsvItems {
-            reader,
-            record: csv::StringRecord::new(),
-            header_checked: false,
-            done: false,
-        }
-    }
-
-    fn csv_error(e: csv::Error) -> Entry {
-        match e.kind() {
-            csv::ErrorKind::Io(io) if io.kind() != std::io::ErrorKind::InvalidData => {
-                Entry::Unreadable(std::io::Error::new(io.kind(), io.to_string()))
-            }
-            _ => Entry::Bad(e.to_string()),
-        }
-    }
-}
-
-impl Iterator for CsvItems {
-    type Item = (u64, Entry);
-
-    fn next(&mut self) -> Option<(u64, Entry)> {
-        loop {
-            if self.done {
-                return None;
-            }
-            self.reader.get_mut().read = 0;
-            // The record's number with the header as 1: its line unless a cell holds a line
-            // break (the csv crate's own line count is off with CRLF terminators).
-            let line = self.reader.position().record() + 1;
-            match self.reader.read_record(&mut self.record) {
-                Err(e) => {
-                    self.done = true;
-                    return Some((line, Self::csv_error(e)));
-                }
-                Ok(false) => return None,
-                Ok(true) => {}
-            }
-            if !self.header_checked {
-                self.header_checked = true;
-                if self.record.iter().ne(CSV_COLUMNS) {
-                    self.done = true;
-                    return Some((
-                        line,
-                        Entry::Bad(format!(
-                            "the header row is not the tenantry-audit/1 columns ({})",
-                            CSV_COLUMNS.join(",")
-                        )),
-                    ));
-                }
-                continue;
-            }
-            let entry = match EventLine::from_csv_row(&self.record) {
-                Ok(event) => Entry::Event(Box::new(event)),
-                Err(e) => Entry::Bad(e),
-            };
-            return Some((line, entry));
-        }
-    }
-}
-
 /// Runs the checks over the lines of an export, then the manifest.
 fn check(
     mut items: impl Iterator<Item = (u64, Entry)>,
@@ -650,6 +388,7 @@ fn check(
             source,
             tenant: manifest.tenant.clone(),
             env: manifest.env.clone(),
+            team: manifest.team.clone(),
             count: checker.count,
             first_tenant_seq: manifest.first_tenant_seq,
             last_tenant_seq: manifest.last_tenant_seq,
@@ -833,7 +572,7 @@ impl<'m> Checker<'m> {
         Ok(())
     }
 
-    /// The event belongs to the export: its tenant, env and time window.
+    /// The event belongs to the export: its tenant, env, team and time window.
     fn check_scope(&mut self, event: &Event) -> Result<(), (ProblemKind, String)> {
         let tenant = event.tenant.as_str();
         let expected = match self.manifest {
@@ -859,6 +598,19 @@ impl<'m> Checker<'m> {
                     "env {} in an export of env {}",
                     event.env,
                     m.env.as_deref().unwrap_or("")
+                ),
+            ));
+        }
+        if m.team
+            .as_deref()
+            .is_some_and(|team| team != event.team.as_str())
+        {
+            return Err((
+                ProblemKind::OutsideFilter,
+                format!(
+                    "team {} in an export of team {}",
+                    event.team,
+                    m.team.as_deref().unwrap_or("")
                 ),
             ));
         }
@@ -1016,128 +768,11 @@ fn differs(field: &str, visible: &str, signed: &str) -> String {
 /// `hash` (across frames too, which reading alone does not check), each session's `seq` is
 /// gapless from 1 and starts with `SessionStarted`, and the chain ends at the tenant's head.
 pub fn verify_log(log: &EventLog, tenant: &TenantId) -> Result<Verdict, AuditError> {
-    let broken = |seq: Option<u64>, kind, detail: String| -> Result<Verdict, AuditError> {
-        Ok(Verdict::Broken(problem(None, seq, kind, detail)))
-    };
-    if let Some(d) = log.damaged().iter().find(|d| &d.tenant == tenant) {
-        return broken(
-            None,
-            ProblemKind::Unreadable,
-            format!("{}: {}", d.position, d.detail),
-        );
-    }
-    let reader = log.tenant(tenant);
-    let head = match reader.head() {
-        Ok(head) => head,
-        Err(e) => return broken(None, ProblemKind::Unreadable, e.to_string()),
-    };
-    let last = head.map_or(0, |h| h.tenant_seq);
-    let mut prev_hash = GENESIS_HASH;
-    let mut expected = 1;
-    // Last seq per session: the only state that grows, with the number of sessions.
-    let mut sessions: HashMap<(String, String, String), u64> = HashMap::new();
-    if last > 0 {
-        for item in reader.events(1..=last) {
-            let stored = match item {
-                Ok(stored) => stored,
-                Err(e) => {
-                    return broken(
-                        Some(expected),
-                        ProblemKind::Unreadable,
-                        format!("{}: {}", e.position, e.detail),
-                    )
-                }
-            };
-            let e = &stored.event;
-            let seq = Some(e.tenant_seq);
-            if &e.tenant != tenant {
-                return broken(
-                    seq,
-                    ProblemKind::ForeignTenant,
-                    format!("a record of tenant {} in tenant {tenant}'s range", e.tenant),
-                );
-            }
-            if e.tenant_seq != expected {
-                let kind = if e.tenant_seq > expected {
-                    ProblemKind::Deleted
-                } else {
-                    ProblemKind::Inserted
-                };
-                return broken(
-                    seq,
-                    kind,
-                    format!("expected tenant_seq {expected}, found {}", e.tenant_seq),
-                );
-            }
-            if stored.prev_hash != prev_hash {
-                return broken(
-                    seq,
-                    ProblemKind::BrokenChain,
-                    format!(
-                        "prev_hash is not the hash of tenant_seq {} (a frame was rewritten?)",
-                        expected - 1
-                    ),
-                );
-            }
-            let key = (e.env.to_string(), e.team.to_string(), e.session.to_string());
-            let session_last = sessions.get(&key).copied().unwrap_or(0);
-            if e.seq != session_last + 1 {
-                return broken(
-                    seq,
-                    ProblemKind::Deleted,
-                    format!(
-                        "session {}/{}/{}: seq {} follows seq {session_last}",
-                        e.env, e.team, e.session, e.seq
-                    ),
-                );
-            }
-            if (e.seq == 1) != matches!(e.kind, EventKind::SessionStarted { .. }) {
-                return broken(
-                    seq,
-                    ProblemKind::Malformed,
-                    format!(
-                        "session {}/{}/{}: {} at seq {} (SessionStarted must be exactly seq 1)",
-                        e.env,
-                        e.team,
-                        e.session,
-                        e.kind.name(),
-                        e.seq
-                    ),
-                );
-            }
-            sessions.insert(key, e.seq);
-            prev_hash = stored.hash;
-            expected += 1;
-        }
-    }
-    if expected != last + 1 {
-        return broken(
-            Some(expected),
-            ProblemKind::Deleted,
-            format!("the log ends before its head at tenant_seq {last}"),
-        );
-    }
-    if let Some(h) = head {
-        if h.hash != prev_hash {
-            return broken(
-                Some(last),
-                ProblemKind::BrokenChain,
-                "the chain does not end at the tenant's head hash".to_owned(),
-            );
-        }
-    }
-    Ok(Verdict::Intact(Summary {
-        source: format!("log {}", log.dir().display()),
-        tenant: tenant.to_string(),
-        env: None,
-        count: last,
-        first_tenant_seq: (last > 0).then_some(1),
-        last_tenant_seq: (last > 0).then_some(last),
-        contiguous: true,
-        head_hash: head.map(|h| hash_hex(&h.hash)),
-        sessions: Some(u64::try_from(sessions.len()).unwrap_or(u64::MAX)),
-    }))
+    log_check::verify(log, tenant)
 }
+
+mod log_check;
+mod read;
 
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,7 @@
 //!   silently ignored (unknown fields are errors).
 
 pub mod error;
+pub mod exports;
 pub mod files;
 pub mod flow;
 mod merge;
@@ -120,6 +121,8 @@ pub struct ServerConfig {
     /// Largest HTTP request body, in bytes, within
     /// [`HTTP_BODY_BYTES_MIN`]`..=`[`HTTP_BODY_BYTES_MAX`].
     pub http_body_bytes_max: usize,
+    /// Bounds on concurrent audit exports over HTTP.
+    pub exports: exports::ExportLimits,
 }
 
 /// `[auth]`: what tokens must say.
@@ -442,6 +445,7 @@ fn server_config(path: &Path, server: &ServerSection) -> Result<ServerConfig, Co
         data_dir,
         rate_limit_per_s,
         http_body_bytes_max,
+        exports: exports::export_limits(path, server)?,
     })
 }
 

@@ -58,6 +58,15 @@ pub(super) struct ServerSection {
     /// Largest HTTP request body, in bytes; checked against its bounds in `Config::load`.
     #[serde(default)]
     pub http_body_bytes_max: Option<u64>,
+    /// Audit exports at once over all tenants; checked in `config::exports`.
+    #[serde(default)]
+    pub exports_max: Option<usize>,
+    /// Audit exports at once per tenant; checked in `config::exports`.
+    #[serde(default)]
+    pub exports_per_tenant_max: Option<usize>,
+    /// A humantime duration such as `30s`; checked in `config::exports`.
+    #[serde(default)]
+    pub export_write_timeout: Option<String>,
 }
 
 /// `[nats]`.

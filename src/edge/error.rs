@@ -25,6 +25,8 @@ pub const OVERLOADED_RETRY_AFTER_S: u64 = 1;
 /// `Retry-After` when there is no room for a new session: live sessions become idle (and so
 /// passivable early) a second after their last message.
 pub const SESSIONS_FULL_RETRY_AFTER_S: u64 = 2;
+/// `Retry-After` when every audit export slot is taken: exports take seconds to minutes.
+pub const EXPORTS_BUSY_RETRY_AFTER_S: u64 = 10;
 
 /// Why a request failed. Rejections (the caller's doing, 4xx) are logged at debug/info by the
 /// request middleware; failures (ours, 5xx) are logged here with their detail.
@@ -80,6 +82,13 @@ pub enum ApiError {
     QuotaExceeded {
         /// Seconds until a request would be admitted (at least 1).
         retry_after_s: u64,
+    },
+    /// As many audit exports as allowed are running, for the tenant or the whole server. 429
+    /// with `Retry-After`.
+    #[error("{limit} of audit exports running at once is reached; retry later")]
+    ExportsBusy {
+        /// Which limit: `the tenant's limit` or `the server's limit`.
+        limit: &'static str,
     },
     /// Ours: a stored record cannot be read. 500, detail logged.
     #[error("reading the log: {0}")]
@@ -148,6 +157,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => ("payload_too_large", true),
             ApiError::BodyTimeout => ("body_timeout", true),
             ApiError::QuotaExceeded { .. } => ("quota_exceeded", true),
+            ApiError::ExportsBusy { .. } => ("exports_busy", true),
             ApiError::Read(_) | ApiError::Internal(_) => ("internal", false),
         };
         ErrorCode { code, rejection }
@@ -192,7 +202,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::QuotaExceeded { .. } | ApiError::ExportsBusy { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Read(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -205,6 +217,7 @@ impl ApiError {
             ApiError::Runtime(RuntimeError::SessionsFull { .. }) => {
                 Some(SESSIONS_FULL_RETRY_AFTER_S)
             }
+            ApiError::ExportsBusy { .. } => Some(EXPORTS_BUSY_RETRY_AFTER_S),
             _ => None,
         }
     }

@@ -1,5 +1,5 @@
 //! The HTTP server: lifecycle ([`ApiServer`]), routes, handlers, the [`Caller`] extractor and the
-//! per-request middleware (span, metrics, log line).
+//! per-request middleware (a span, then `edge::observe`'s metrics and log line).
 //!
 //! Invariants:
 //! - `/api/v1` handlers take a [`Caller`]: the token, the tenancy headers and the tenant's quota
@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::dev::{Payload, ServerHandle, Service, ServiceResponse};
+use actix_web::dev::{Payload, ServerHandle, Service};
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{App, FromRequest, HttpMessage, HttpRequest, HttpResponse};
@@ -34,8 +34,10 @@ use super::dto::{
     AckBody, EventItem, EventsBody, EventsQuery, MessageBody, SessionItem, SessionStateBody,
     SessionsBody, SessionsQuery,
 };
-use super::error::{ApiError, ErrorCode};
-use super::metrics::{EdgeMetrics, UNKNOWN_TENANT};
+use super::error::ApiError;
+use super::export_slots::ExportSlots;
+use super::metrics::EdgeMetrics;
+use super::observe::{logged_path, observe, LogBudget};
 use super::quota::Quotas;
 use crate::actors::messages::{Inbound, RuntimeError};
 use crate::actors::runtime::Runtime;
@@ -109,6 +111,10 @@ pub struct EdgeState {
     /// The served tenants and their teams (from the config).
     teams: HashMap<TenantId, BTreeSet<TeamId>>,
     body_bytes_max: usize,
+    /// Log lines about refused requests left to write this second.
+    refused_log: LogBudget,
+    /// Running audit exports, bounded.
+    export_slots: ExportSlots,
 }
 
 impl EdgeState {
@@ -138,6 +144,8 @@ impl EdgeState {
                 .map(|(id, t)| (id.clone(), t.teams.keys().cloned().collect()))
                 .collect(),
             body_bytes_max: config.server().http_body_bytes_max,
+            refused_log: LogBudget::default(),
+            export_slots: ExportSlots::new(config.server().exports),
         }
     }
 
@@ -147,6 +155,18 @@ impl EdgeState {
 
     pub(super) fn projector(&self) -> &Projector {
         &self.projector
+    }
+
+    pub(super) fn metrics(&self) -> &EdgeMetrics {
+        &self.metrics
+    }
+
+    pub(super) fn refused_log(&self) -> &LogBudget {
+        &self.refused_log
+    }
+
+    pub(super) fn export_slots(&self) -> &ExportSlots {
+        &self.export_slots
     }
 
     fn serves(&self, tenant: &TenantId) -> bool {
@@ -208,7 +228,8 @@ impl ApiServer {
                 .default_service(web::to(not_found))
                 .wrap_fn(|req, srv| {
                     let span = tracing::info_span!("http", method = %req.method(),
-                        path = ?req.path(), tenant = Empty, env = Empty, team = Empty);
+                        path = ?logged_path(req.path()), tenant = Empty, env = Empty,
+                        team = Empty);
                     let started = Instant::now();
                     let response = span.in_scope(|| srv.call(req));
                     async move {
@@ -336,7 +357,7 @@ fn api_v1(cfg: &mut web::ServiceConfig) {
 
 /// The tenant label of a request, set once its token is valid and names a served tenant.
 #[derive(Clone)]
-struct TenantLabel(TenantId);
+pub(super) struct TenantLabel(pub(super) TenantId);
 
 impl FromRequest for Caller {
     type Error = ApiError;
@@ -374,51 +395,6 @@ fn admit(req: &HttpRequest) -> Result<Caller, ApiError> {
 fn edge_state(req: &HttpRequest) -> Result<&web::Data<EdgeState>, ApiError> {
     req.app_data::<web::Data<EdgeState>>()
         .ok_or_else(|| ApiError::Internal("edge state not registered".to_owned()))
-}
-
-/// After a request: count an error response and write the request's log line.
-fn observe(response: &ServiceResponse, started: Instant) {
-    let status = response.status();
-    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    if !status.is_client_error() && !status.is_server_error() {
-        tracing::debug!(status = status.as_u16(), elapsed_ms, "request");
-        return;
-    }
-    let code = response
-        .response()
-        .extensions()
-        .get::<ErrorCode>()
-        .copied()
-        .unwrap_or(ErrorCode {
-            code: "http_error",
-            rejection: false,
-        });
-    let tenant = response
-        .request()
-        .extensions()
-        .get::<TenantLabel>()
-        .map(|label| label.0.to_string());
-    let tenant = tenant.as_deref().unwrap_or(UNKNOWN_TENANT);
-    if let Some(state) = response.request().app_data::<web::Data<EdgeState>>() {
-        state
-            .metrics
-            .error(tenant, code.code, status.as_u16(), code.rejection);
-    }
-    if status.as_u16() == 429 {
-        tracing::debug!(
-            status = status.as_u16(),
-            code = code.code,
-            elapsed_ms,
-            "request refused"
-        );
-    } else {
-        tracing::info!(
-            status = status.as_u16(),
-            code = code.code,
-            elapsed_ms,
-            "request failed"
-        );
-    }
 }
 
 /// `GET /healthz`: the process is up and serving.
@@ -514,13 +490,10 @@ async fn list_sessions(
         let mut sessions = Vec::new();
         let mut last: Option<(TeamId, SessionId)> = None;
         let mut next_after = None;
-        for info in state.runtime.log().scope(&ctx).sessions() {
+        let cursor = after.as_ref().map(|(team, session)| (team, session));
+        // Seeks to the cursor: a deep page costs what a first page costs.
+        for info in state.runtime.log().scope(&ctx).sessions_after(cursor) {
             let info = info?;
-            if let Some((team, session)) = &after {
-                if (&info.team, &info.session) <= (team, session) {
-                    continue;
-                }
-            }
             if sessions.len() == limit {
                 // There is at least one more: point the next page past the last one shown.
                 next_after = last.map(|(team, session)| format!("{team}/{session}"));

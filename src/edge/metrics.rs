@@ -4,7 +4,8 @@
 //! Series (counters get the `_total` suffix from the encoder):
 //! `tenantry_messages_total{tenant,env}`, `tenantry_replies_total{tenant,env}`,
 //! `tenantry_errors_total{tenant,code}`, `tenantry_rejected_requests_total{tenant,status}`,
-//! `tenantry_ack_latency_seconds{tenant}` (histogram), `tenantry_active_sessions` (gauge).
+//! `tenantry_ack_latency_seconds{tenant}` (histogram), `tenantry_active_sessions` (gauge),
+//! `tenantry_log_lines_left_out_total` (refused requests' log lines over the budget).
 //!
 //! Invariants: label values come from a bounded set, so no client can grow the registry: a
 //! `tenant` label is a tenant this instance serves (else `unknown`), `env` an env a message was
@@ -67,6 +68,7 @@ pub struct EdgeMetrics {
     ack_latency: Family<TenantLabel, Histogram, fn() -> Histogram>,
     active_sessions: Gauge,
     inflight: Gauge,
+    log_lines_left_out: Counter,
 }
 
 impl Default for EdgeMetrics {
@@ -88,6 +90,12 @@ impl EdgeMetrics {
         );
         let active_sessions = Gauge::default();
         let inflight = Gauge::default();
+        let log_lines_left_out = Counter::default();
+        registry.register(
+            "tenantry_log_lines_left_out",
+            "Log lines about refused HTTP requests not written (over the per-second budget)",
+            log_lines_left_out.clone(),
+        );
         registry.register(
             "tenantry_messages",
             "Inbound messages accepted and durably appended",
@@ -132,6 +140,7 @@ impl EdgeMetrics {
             ack_latency,
             active_sessions,
             inflight,
+            log_lines_left_out,
         }
     }
 
@@ -169,6 +178,11 @@ impl EdgeMetrics {
                 })
                 .inc();
         }
+    }
+
+    /// Counts a refused request's log line that the log budget left out.
+    pub fn log_line_left_out(&self) {
+        self.log_lines_left_out.inc();
     }
 
     /// Adds the NATS edge's series to this registry.

@@ -3,7 +3,8 @@
 //! Files, one concept each: `http` (server lifecycle, routes, handlers), `auth` (token and
 //! tenancy headers → `Caller`), `error` (`ApiError` → status, code, JSON body: the one place
 //! statuses are decided), `quota` (per-tenant rate limits), `metrics` (Prometheus families),
-//! `dto` (the API's JSON shapes).
+//! `dto` (the API's JSON shapes), `observe` (the per-request log line, bounded), `reports`
+//! (usage and the audit export), `export_slots` (how many exports may run at once).
 //!
 //! Invariants:
 //! - Every `/api/v1` handler takes a `Caller`, so no handler runs before the token, the tenancy
@@ -16,7 +17,9 @@
 pub mod auth;
 pub mod dto;
 pub mod error;
+pub mod export_slots;
 pub mod http;
 pub mod metrics;
+pub mod observe;
 pub mod quota;
 mod reports;

@@ -1,19 +1,32 @@
 //! The reporting routes of the HTTP API: `GET /api/v1/usage` and `GET /api/v1/audit/export`.
 //!
-//! Both are bounded by the caller's tenant and the env of its token (and `X-Team-ID` / the team
-//! claim for usage). The export streams the same `tenantry-audit/1` format as `tenantry export`,
-//! produced on a blocking thread into a bounded channel, so memory stays flat however large the
-//! tenant is, and a client that goes away stops the export.
+//! Both are bounded by the caller's tenant, the env of its token and its team (`X-Team-ID` / the
+//! team claim), which must be one of the tenant's teams (else 404). The export streams the same
+//! `tenantry-audit/1` format as `tenantry export` (with `--team` when a team applies), produced
+//! on a thread of its own into a bounded channel, so memory stays flat however large the tenant
+//! is.
+//!
+//! Invariants (nothing a client does pins a thread):
+//! - At most `server.exports_max` exports run at once, and `server.exports_per_tenant_max` per
+//!   tenant; past either, 429 with `Retry-After` (counted as `exports_busy` in the metrics).
+//! - An export whose client takes no chunk for `server.export_write_timeout` is ended: its
+//!   thread stops, its slot is freed and its buffered chunks are dropped; so is one whose client
+//!   went away. A response that ends early is aborted, never closed as if complete.
+//! - A client ending its own export (gone, stalled) is logged at debug only, so that opening and
+//!   dropping exports cannot flood the log; a failure of ours is a warning.
 
 use std::io::Write;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::auth::Caller;
 use super::error::ApiError;
+use super::export_slots::ExportSlot;
 use super::http::{read_team, EdgeState};
 use crate::audit::export::{export, ExportFormat, ExportOptions};
 use crate::projections::projector::UsageBy;
@@ -22,13 +35,17 @@ use crate::projections::projector::UsageBy;
 const EXPORT_CHUNKS_IN_FLIGHT: usize = 16;
 /// Bytes per chunk of a streamed export.
 const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
+/// Longest pause of an exporting thread waiting for room in the channel (it polls, doubling
+/// from 1 ms), so a client that reads again is served within this.
+const EXPORT_SEND_POLL_MAX: Duration = Duration::from_millis(10);
 
 #[derive(Deserialize)]
 pub(super) struct UsageQuery {
     by: Option<String>,
 }
 
-/// `GET /api/v1/usage?by=team|channel|day`: the tenant's usage in the token's env.
+/// `GET /api/v1/usage?by=team|channel|day`: the tenant's usage in the token's env (and team,
+/// when one applies: its rows only, by day too).
 pub(super) async fn usage(
     caller: Caller,
     query: web::Query<UsageQuery>,
@@ -46,23 +63,13 @@ pub(super) async fn usage(
         let projector = state2.projector();
         let log = state2.runtime().log();
         projector.catch_up(log, &caller.tenant, &mut |_| {})?;
-        let rows = projector.usage(&caller.tenant, Some(&caller.env), by)?;
+        let rows = projector.usage(&caller.tenant, Some(&caller.env), team.as_ref(), by)?;
         Ok::<_, crate::projections::projector::ProjectorError>((caller, rows))
     })
     .await
     .map_err(|e| ApiError::Internal(format!("blocking task: {e}")))?
     .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let (caller, mut rows) = rows;
-    if let Some(team) = &team {
-        // Day rows carry no team; restricting them would need a finer read model.
-        if by == UsageBy::Day {
-            return Err(ApiError::field(
-                "by",
-                "day is not available when restricted to one team",
-            ));
-        }
-        rows.retain(|r| r.team.as_ref() == Some(team));
-    }
+    let (caller, rows) = rows;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "tenant": caller.tenant,
         "env": caller.env,
@@ -78,10 +85,51 @@ pub(super) struct ExportQuery {
     until: Option<String>,
 }
 
-/// A `Write` that hands full chunks to the response stream; fails once the client is gone.
+/// The channel's receiving end, shared so that an export that gives up can drop what its
+/// client never took.
+struct Outbox {
+    rx: Mutex<mpsc::Receiver<web::Bytes>>,
+    /// Set when the export ended without its last chunk: the response must be aborted.
+    failed: AtomicBool,
+}
+
+impl Outbox {
+    fn receiver(&self) -> std::sync::MutexGuard<'_, mpsc::Receiver<web::Bytes>> {
+        // A poisoned lock only means a panic elsewhere; the receiver itself is consistent.
+        self.rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Ends the response early: nothing more is accepted, what was buffered is dropped.
+    fn abort(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+        let mut rx = self.receiver();
+        rx.close();
+        while rx.try_recv().is_ok() {}
+    }
+}
+
+/// The response's hold on the outbox. Dropped when the response ends or its client goes away:
+/// then the exporter's next write fails at once, and what it buffered is dropped.
+struct Response(Arc<Outbox>);
+
+impl Drop for Response {
+    fn drop(&mut self) {
+        let mut rx = self.0.receiver();
+        rx.close();
+        while rx.try_recv().is_ok() {}
+    }
+}
+
+/// A `Write` that hands full chunks to the response stream; fails once the client is gone or
+/// has taken nothing for `timeout`.
 struct ChunkWriter {
     tx: mpsc::Sender<web::Bytes>,
     buf: Vec<u8>,
+    timeout: Duration,
+    /// Set when the client ended the export: it went away or stopped reading.
+    ended_by_client: Option<&'static str>,
 }
 
 impl ChunkWriter {
@@ -89,13 +137,40 @@ impl ChunkWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = web::Bytes::from(std::mem::replace(
+        let mut chunk = web::Bytes::from(std::mem::replace(
             &mut self.buf,
             Vec::with_capacity(EXPORT_CHUNK_BYTES),
         ));
-        self.tx
-            .blocking_send(chunk)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+        // Polls rather than blocks: tokio's blocking send has no timeout, and a thread parked on
+        // a client that never reads is exactly what must not happen.
+        let deadline = Instant::now() + self.timeout;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.tx.try_send(chunk) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Closed(_)) => {
+                    self.ended_by_client = Some("the client went away");
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::BrokenPipe,
+                        "client went away",
+                    ));
+                }
+                Err(TrySendError::Full(back)) => chunk = back,
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                self.ended_by_client = Some("the client stopped reading");
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "client took no data for {}",
+                        humantime::format_duration(self.timeout)
+                    ),
+                ));
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(EXPORT_SEND_POLL_MAX);
+        }
     }
 }
 
@@ -114,7 +189,7 @@ impl Write for ChunkWriter {
 }
 
 /// `GET /api/v1/audit/export?format=jsonl|csv&since=&until=`: the tenant's audit trail for the
-/// token's env, streamed (chunked).
+/// token's env (and team, when one applies), streamed (chunked).
 pub(super) async fn audit_export(
     caller: Caller,
     query: web::Query<ExportQuery>,
@@ -133,36 +208,67 @@ pub(super) async fn audit_export(
     };
     let mut opts = ExportOptions::new(caller.tenant.clone(), format);
     opts.env = Some(caller.env.clone());
+    opts.team = read_team(&state, &caller)?;
     opts.since_ms = time("since", &query.since)?;
     opts.until_ms = time("until", &query.until)?;
+    let slot = state.export_slots().acquire(&caller.tenant)?;
     let (tx, rx) = mpsc::channel::<web::Bytes>(EXPORT_CHUNKS_IN_FLIGHT);
+    let outbox = Arc::new(Outbox {
+        rx: Mutex::new(rx),
+        failed: AtomicBool::new(false),
+    });
+    let writer = ChunkWriter {
+        tx,
+        buf: Vec::with_capacity(EXPORT_CHUNK_BYTES),
+        timeout: state.export_slots().write_timeout(),
+        ended_by_client: None,
+    };
     let log = state.runtime().log().clone();
-    let tenant = caller.tenant.clone();
+    let exporter = Arc::clone(&outbox);
     std::thread::Builder::new()
         .name("tenantry-export".into())
-        .spawn(move || {
-            let mut out = ChunkWriter {
-                tx,
-                buf: Vec::with_capacity(EXPORT_CHUNK_BYTES),
-            };
-            // A client that goes away makes the next write fail, which ends the export.
-            let cancel = AtomicBool::new(false);
-            let result = export(&log, &opts, &mut out, &mut |_| {}, &cancel)
-                .map(drop)
-                .map_err(|e| e.to_string());
-            if let Err(e) = result.and_then(|()| out.flush().map_err(|e| e.to_string())) {
-                // The response is already streaming: the missing manifest tells the client the
-                // export is incomplete.
-                tracing::warn!(tenant = %tenant, error = %e, "audit export over HTTP ended early");
-            }
-        })
+        .spawn(move || run_export(&log, &opts, writer, &exporter, slot))
         .map_err(|e| ApiError::Internal(format!("export thread: {e}")))?;
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
+    let stream = futures_util::stream::unfold(Response(outbox), |outbox| async move {
+        let next = std::future::poll_fn(|cx| outbox.0.receiver().poll_recv(cx)).await;
+        match next {
+            Some(chunk) => Some((Ok(chunk), outbox)),
+            // Ending cleanly would pass a truncated export (CSV has no manifest over HTTP) off
+            // as whole: an error makes actix abort the response instead.
+            None if outbox.0.failed.swap(false, Ordering::Relaxed) => Some((
+                Err(std::io::Error::other("audit export ended early")),
+                outbox,
+            )),
+            None => None,
+        }
     });
     Ok(HttpResponse::Ok()
         .content_type(content_type)
         .streaming(stream))
+}
+
+/// The exporting thread: writes the export into `out`; on any early end (client gone or stalled,
+/// a read error) aborts the response. The slot is freed when this returns.
+fn run_export(
+    log: &crate::events::log::EventLog,
+    opts: &ExportOptions,
+    mut out: ChunkWriter,
+    outbox: &Outbox,
+    slot: ExportSlot,
+) {
+    // A client that goes away or stops reading makes the next write fail, which ends the export.
+    let cancel = AtomicBool::new(false);
+    let result = export(log, opts, &mut out, &mut |_| {}, &cancel)
+        .map(drop)
+        .map_err(|e| e.to_string());
+    if let Err(e) = result.and_then(|()| out.flush().map_err(|e| e.to_string())) {
+        outbox.abort();
+        match out.ended_by_client {
+            Some(reason) => tracing::debug!(tenant = %opts.tenant, reason, "audit export ended"),
+            None => {
+                tracing::warn!(tenant = %opts.tenant, error = %e, "audit export over HTTP failed");
+            }
+        }
+    }
+    drop(slot);
 }

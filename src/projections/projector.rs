@@ -312,16 +312,23 @@ impl Projector {
         Ok(())
     }
 
-    /// Usage of the tenant (in `env`, or all envs), grouped `by`.
+    /// Usage of the tenant (in `env`, or all envs; in `team`, or all teams), grouped `by`.
+    /// Rows restricted to a team name it whatever the grouping (a day row of one team is that
+    /// team's day): the counters are kept per env × team × channel × day, so every grouping of
+    /// one team is exact.
     pub fn usage(
         &self,
         tenant: &TenantId,
         env: Option<&EnvId>,
+        team: Option<&TeamId>,
         by: UsageBy,
     ) -> Result<Vec<UsageRow>, ProjectorError> {
         let mut prefix = vec![TAG_USAGE];
         if let Some(env) = env {
             push_part(&mut prefix, env.as_str());
+            if let Some(team) = team {
+                push_part(&mut prefix, team.as_str());
+            }
         }
         let corrupt = |detail: &str| ProjectorError::Corrupt {
             tenant: tenant.clone(),
@@ -340,12 +347,16 @@ impl Projector {
             let (Some(e), Some(t), Some(c)) = (parts.next(), parts.next(), parts.next()) else {
                 return Err(corrupt("usage key"));
             };
+            if team.is_some_and(|team| team.as_str() != t) {
+                continue;
+            }
             let day = u32::from_be_bytes(*day);
             let counters: UsageCounters =
                 decode_limited(&value).map_err(|e| corrupt(&e.to_string()))?;
             let group = match by {
                 UsageBy::Team => (e, t, String::new(), 0),
                 UsageBy::Channel => (e, t, c, 0),
+                UsageBy::Day if team.is_some() => (e, t, String::new(), day),
                 UsageBy::Day => (e, String::new(), String::new(), day),
             };
             rows.entry(group).or_default().add(&counters);

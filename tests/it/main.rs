@@ -13,6 +13,7 @@ mod limits;
 mod nats;
 mod overload;
 mod projections;
+mod reports;
 mod secrets;
 mod serve;
 mod server_crash;

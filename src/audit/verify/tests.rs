@@ -6,6 +6,7 @@ use crate::audit::export::{export_to, ExportFormat, ExportOptions};
 use crate::audit::fixture::{self, id, Fixture};
 use crate::audit::record::encode_base64;
 use crate::events::codec::encode_body;
+use crate::events::schema::EventKind;
 
 fn export_file(fx: &Fixture, opts: &ExportOptions, name: &str) -> PathBuf {
     let path = fx.dir.path().join(name);

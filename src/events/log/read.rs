@@ -276,12 +276,43 @@ impl ScopedReader {
 
     /// Sessions of this scope, ordered by (team, session id).
     pub fn sessions(&self) -> impl Iterator<Item = Result<SessionInfo, ReadError>> {
+        self.sessions_after(None)
+    }
+
+    /// Sessions of this scope that come after `after` (a `(team, session)` cursor, which need
+    /// not exist or be in this scope's team), ordered by (team, session id). The scan seeks to
+    /// the first key past the cursor, so a page costs its own length however deep it is: every
+    /// entry the iterator visits is one it yields.
+    pub fn sessions_after(
+        &self,
+        after: Option<(&TeamId, &SessionId)>,
+    ) -> impl Iterator<Item = Result<SessionInfo, ReadError>> {
         let prefix =
             keys::session_meta_scope(&self.ctx.tenant, &self.ctx.env, self.ctx.team.as_ref());
         let env_prefix_len = keys::session_meta_scope(&self.ctx.tenant, &self.ctx.env, None).len();
+        // The scope prefix ends in a `\0` terminator; the same prefix ending in 1 is the first
+        // key past every key in it.
+        let mut end = prefix.clone();
+        if let Some(last) = end.last_mut() {
+            *last = 1;
+        }
+        // Meta keys are `{scope}{team}\0{session}`, and ids never hold `\0`, so byte order is
+        // (team, session) order and the cursor's key plus a 0 byte is the first key after it.
+        let start = match after {
+            Some((team, session)) => {
+                let cursor = keys::session_meta_key(&self.ctx.tenant, &self.ctx.env, team, session);
+                next_key(&cursor).max(prefix)
+            }
+            None => prefix,
+        };
         let tenant = self.ctx.tenant.clone();
         let env = self.ctx.env.clone();
-        self.tree.scan_prefix(prefix).map(move |entry| {
+        let entries = if start < end {
+            Some(self.tree.range(start..end))
+        } else {
+            None
+        };
+        entries.into_iter().flatten().map(move |entry| {
             let err = |detail: String| ReadError {
                 tenant: tenant.clone(),
                 position: "session index".into(),
@@ -472,3 +503,6 @@ impl Iterator for SessionEvents {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,10 +13,31 @@ where
 
 const DAY: u64 = MS_PER_DAY;
 
-/// Appends one group and returns the session's new last seq.
+/// Appends one group in team `support` and returns the session's new last seq.
 fn append(
     log: &EventLog,
     tenant: &str,
+    channel: &str,
+    session: &str,
+    last: u64,
+    at_ms: u64,
+    kinds: Vec<EventKind>,
+) -> u64 {
+    append_in(
+        log,
+        (tenant, "support"),
+        channel,
+        session,
+        last,
+        at_ms,
+        kinds,
+    )
+}
+
+/// Appends one group in `(tenant, team)` and returns the session's new last seq.
+fn append_in(
+    log: &EventLog,
+    (tenant, team): (&str, &str),
     channel: &str,
     session: &str,
     last: u64,
@@ -33,7 +54,7 @@ fn append(
     }
     all.extend(kinds);
     let group = AppendGroup {
-        ctx: TenantCtx::new(id(tenant), id("prod"), Some(id("support"))),
+        ctx: TenantCtx::new(id(tenant), id("prod"), Some(id(team))),
         channel: id(channel),
         session: id(session),
         expected_seq: last,
@@ -111,7 +132,7 @@ fn usage_matches_a_hand_computed_fixture() {
     assert_eq!(p.catch_up(&log, &id("acme"), &mut |_| {}).unwrap(), 9);
     p.catch_up(&log, &id("acmex"), &mut |_| {}).unwrap();
 
-    let by_channel = p.usage(&id("acme"), None, UsageBy::Channel).unwrap();
+    let by_channel = p.usage(&id("acme"), None, None, UsageBy::Channel).unwrap();
     assert_eq!(by_channel.len(), 2);
     let slack = &by_channel[0];
     assert_eq!(slack.channel.as_ref().map(ChannelId::as_str), Some("slack"));
@@ -143,7 +164,7 @@ fn usage_matches_a_hand_computed_fixture() {
         }
     );
     let by_day = p
-        .usage(&id("acme"), Some(&id("prod")), UsageBy::Day)
+        .usage(&id("acme"), Some(&id("prod")), None, UsageBy::Day)
         .unwrap();
     let days: Vec<_> = by_day
         .iter()
@@ -153,14 +174,14 @@ fn usage_matches_a_hand_computed_fixture() {
         days,
         vec![("2024-10-04".to_owned(), 6), ("2024-10-05".to_owned(), 3)]
     );
-    let by_team = p.usage(&id("acme"), None, UsageBy::Team).unwrap();
+    let by_team = p.usage(&id("acme"), None, None, UsageBy::Team).unwrap();
     assert_eq!(by_team.len(), 1);
     assert_eq!(by_team[0].counters.messages_in, 3);
     assert!(p
-        .usage(&id("acme"), Some(&id("staging")), UsageBy::Team)
+        .usage(&id("acme"), Some(&id("staging")), None, UsageBy::Team)
         .unwrap()
         .is_empty());
-    let other = p.usage(&id("acmex"), None, UsageBy::Team).unwrap();
+    let other = p.usage(&id("acmex"), None, None, UsageBy::Team).unwrap();
     assert_eq!(other[0].counters.bytes_in, 10);
 
     // The session read model equals the session's fold.
@@ -177,6 +198,90 @@ fn usage_matches_a_hand_computed_fixture() {
     assert_eq!(listed, vec!["s1", "s2"]);
     // Nothing new: catching up again folds nothing.
     assert_eq!(p.catch_up(&log, &id("acme"), &mut |_| {}).unwrap(), 0);
+}
+
+#[test]
+fn usage_by_day_of_one_team_counts_only_that_team() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
+    let (day1, day2) = (20_000 * DAY + 5, 20_001 * DAY + 7);
+    // support: 1 + 1 events on day 1 ("hi"), 1 + 2 on day 2; sales: 1 + 3 on day 2 only.
+    append_in(
+        &log,
+        ("acme", "support"),
+        "web",
+        "s1",
+        0,
+        day1,
+        vec![msg("hi")],
+    );
+    append_in(
+        &log,
+        ("acme", "support"),
+        "web",
+        "s2",
+        0,
+        day2,
+        vec![msg("a"), msg("b")],
+    );
+    let sales = vec![msg("x"), msg("y"), msg("z")];
+    append_in(&log, ("acme", "sales"), "slack", "s1", 0, day2, sales);
+    // Another tenant's support team on day 1 must not count.
+    append_in(
+        &log,
+        ("acmex", "support"),
+        "web",
+        "s1",
+        0,
+        day1,
+        vec![msg("q")],
+    );
+    let p = Projector::new(&log).unwrap();
+    p.catch_up(&log, &id("acme"), &mut |_| {}).unwrap();
+    p.catch_up(&log, &id("acmex"), &mut |_| {}).unwrap();
+
+    let days = |env: Option<&EnvId>, team: &str| -> Vec<(String, Option<String>, u64, u64)> {
+        p.usage(&id("acme"), env, Some(&id(team)), UsageBy::Day)
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let team = r.team.map(|t| t.to_string());
+                (
+                    r.day.unwrap(),
+                    team,
+                    r.counters.events,
+                    r.counters.messages_in,
+                )
+            })
+            .collect()
+    };
+    let support = Some("support".to_owned());
+    let expected = vec![
+        ("2024-10-04".to_owned(), support.clone(), 2, 1),
+        ("2024-10-05".to_owned(), support, 3, 2),
+    ];
+    assert_eq!(days(Some(&id("prod")), "support"), expected);
+    assert_eq!(days(None, "support"), expected);
+    assert_eq!(
+        days(Some(&id("prod")), "sales"),
+        vec![("2024-10-05".to_owned(), Some("sales".to_owned()), 4, 3)]
+    );
+    assert!(days(Some(&id("staging")), "sales").is_empty());
+    assert!(days(Some(&id("prod")), "billing").is_empty());
+    // The teams' days add up to the tenant's.
+    let all = p.usage(&id("acme"), None, None, UsageBy::Day).unwrap();
+    let totals: Vec<_> = all
+        .iter()
+        .map(|r| (r.team.clone(), r.counters.events))
+        .collect();
+    assert_eq!(totals, vec![(None, 2), (None, 7)]);
+    // Grouped by team or channel, a team restriction keeps only that team's rows.
+    for by in [UsageBy::Team, UsageBy::Channel] {
+        let rows = p.usage(&id("acme"), None, Some(&id("sales")), by).unwrap();
+        assert_eq!(rows.len(), 1, "{by:?}");
+        assert_eq!(rows[0].team.as_ref().map(TeamId::as_str), Some("sales"));
+        assert_eq!(rows[0].counters.events, 4);
+    }
 }
 
 #[derive(Clone, Debug)]
