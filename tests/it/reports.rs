@@ -28,7 +28,8 @@ fn config(server_extra: &str) -> String {
         )
     };
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"./data\"\n{server_extra}\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
+         data_dir = \"./data\"\n{server_extra}\n\
          [auth]\nissuer = \"tenantry\"\naudience = \"tenantry-api\"\n\
          [tenants.acme]\nenvironments = [\"prod\"]\n{}{}\
          [tenants.bigcorp]\nenvironments = [\"prod\"]\n{}\
@@ -44,6 +45,8 @@ fn config(server_extra: &str) -> String {
 struct Server {
     child: Child,
     addr: String,
+    /// The metrics listener's address (`metrics on` line).
+    metrics: String,
     lines: mpsc::Receiver<String>,
     agent: ureq::Agent,
     dir: tempfile::TempDir,
@@ -63,7 +66,9 @@ impl Server {
                 .env("TENANTRY_SIGNING_KEY", KEY)
                 .env_remove("TENANTRY_TENANT_ID"),
         );
-        let (addr, _) = crate::support::wait_until_serving(&lines, false, Duration::from_secs(20));
+        let (addr, seen) =
+            crate::support::wait_until_serving(&lines, false, Duration::from_secs(20));
+        let metrics = crate::support::metrics_addr(&seen);
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
@@ -72,6 +77,7 @@ impl Server {
         Server {
             child,
             addr,
+            metrics,
             lines,
             agent,
             dir,
@@ -100,6 +106,17 @@ impl Server {
             retry_after,
             body,
         }
+    }
+
+    /// The metrics page, from the metrics listener.
+    fn get_metrics(&self) -> String {
+        let mut response = self
+            .agent
+            .get(format!("http://{}/metrics", self.metrics))
+            .call()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        response.body_mut().read_to_string().unwrap()
     }
 
     fn post_message(&self, tenant: &str, team: &str, user: &str, text: &str) {
@@ -418,7 +435,7 @@ fn exports_past_the_limits_get_429_and_a_stalled_export_frees_its_slot() {
             .any(|l| l.contains("WARN") && l.contains("audit export")),
         "{lines:#?}"
     );
-    let metrics = server.get("/metrics", &[]).body;
+    let metrics = server.get_metrics();
     assert!(
         metrics.contains(r#"tenantry_errors_total{tenant="cedar",code="exports_busy"} 1"#),
         "{metrics}"
@@ -460,7 +477,7 @@ fn refused_requests_with_long_paths_write_a_bounded_log() {
     assert!(failed >= 1, "{lines:#?}");
     assert!(failed < REQUESTS, "{failed} lines: not sampled");
     // Every refusal is still counted.
-    let metrics = server.get("/metrics", &[]).body;
+    let metrics = server.get_metrics();
     let counted =
         format!(r#"tenantry_errors_total{{tenant="unknown",code="missing_token"}} {REQUESTS}"#);
     assert!(metrics.contains(&counted), "{metrics}");
