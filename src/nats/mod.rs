@@ -78,9 +78,31 @@ pub struct NatsMetrics {
         EventLabel,
         prometheus_client::metrics::counter::Counter,
     >,
+    /// Whether the client is connected (set by its connection events), for `/readyz`.
+    connected: NatsConnection,
+}
+
+/// Whether the NATS client is connected right now. Cheap to clone; false until the first
+/// `Connected` event.
+#[derive(Clone, Debug, Default)]
+pub struct NatsConnection(Arc<std::sync::atomic::AtomicBool>);
+
+impl NatsConnection {
+    pub fn is_connected(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn set(&self, connected: bool) {
+        self.0.store(connected, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl NatsMetrics {
+    /// The client's connection state, as its events report it.
+    pub fn connection(&self) -> NatsConnection {
+        self.connected.clone()
+    }
+
     pub fn count(&self, event: NatsEvent) {
         self.events
             .get_or_create(&EventLabel {
@@ -177,9 +199,13 @@ pub async fn connect(
                         );
                     }
                     async_nats::Event::Disconnected => {
+                        metrics.connected.set(false);
                         tracing::warn!("NATS disconnected; reconnecting")
                     }
-                    async_nats::Event::Connected => tracing::info!("NATS connected"),
+                    async_nats::Event::Connected => {
+                        metrics.connected.set(true);
+                        tracing::info!("NATS connected")
+                    }
                     other => tracing::debug!(event = %other, "NATS event"),
                 }
             }

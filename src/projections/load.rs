@@ -40,27 +40,27 @@ pub fn load_session(
         team: &team,
         session,
     };
-    let (mut state, snapshot_seq, mut snapshot_problem) =
-        match snapshots.read::<SessionState>(&key) {
-            Ok(None) => (fresh(), 0, None),
-            Ok(Some(snap)) => {
-                let s = &snap.state;
-                let same = s.tenant == ctx.tenant
-                    && s.env == ctx.env
-                    && s.team == team
-                    && &s.session == session;
-                if same && snap.seq == s.last_seq {
-                    (snap.state, snap.seq, None)
-                } else {
-                    (
-                        fresh(),
-                        0,
-                        Some("snapshot header does not match its state".to_owned()),
-                    )
-                }
+    let (mut state, snapshot_seq, mut snapshot_problem) = match snapshots.read::<SessionState>(&key)
+    {
+        Ok(None) => (fresh(), 0, None),
+        Ok(Some(snap)) => {
+            let s = &snap.state;
+            let same = s.tenant == ctx.tenant
+                && s.env == ctx.env
+                && s.team == team
+                && &s.session == session;
+            if same && snap.seq == s.last_seq {
+                (snap.state, snap.seq, None)
+            } else {
+                (
+                    fresh(),
+                    0,
+                    Some("snapshot header does not match its state".to_owned()),
+                )
             }
-            Err(e) => (fresh(), 0, Some(e.to_string())),
-        };
+        }
+        Err(e) => (fresh(), 0, Some(e.to_string())),
+    };
     let reader = log.scope(ctx);
     if snapshot_seq > 0 {
         if let Some(problem) = snapshot_not_in_log(&reader, &state)? {

@@ -12,6 +12,7 @@ mod http;
 mod nats;
 mod overload;
 mod projections;
+mod readiness;
 mod secrets;
 mod serve;
 mod server_crash;

@@ -149,7 +149,11 @@ fn verify_reports_a_snapshot_ahead_of_the_log() {
         .unwrap()
         .expect("the snapshot ahead of the log is reported");
     assert_eq!(problem.kind, ProblemKind::SnapshotNotInLog);
-    assert!(problem.detail.contains("1 of 1 snapshots"), "{}", problem.detail);
+    assert!(
+        problem.detail.contains("1 of 1 snapshots"),
+        "{}",
+        problem.detail
+    );
     assert!(problem.detail.contains("s1.cbor"), "{}", problem.detail);
     // Another tenant's verification does not see acme's snapshots.
     let other: TenantId = "bigcorp".parse().unwrap();
