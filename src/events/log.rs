@@ -25,6 +25,7 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+pub mod contain;
 mod read;
 mod recover;
 mod store;
@@ -184,6 +185,10 @@ pub enum OpenError {
     /// sled refused to open the files: corrupt, or written by another sled version.
     #[error("cannot open the event log at {path}: {detail}")]
     Storage { path: PathBuf, detail: String },
+    /// sled panicked reading its files (caught): they are damaged. Restore the data dir from a
+    /// backup; retrying will fail the same way.
+    #[error("the event log at {} is damaged: sled failed reading it ({detail}); {}", .path.display(), contain::advice(.path))]
+    Damaged { path: PathBuf, detail: String },
     #[error("cannot start the log writer: {0}")]
     Thread(std::io::Error),
 }
@@ -286,8 +291,15 @@ impl EventLog {
     /// writer. A damaged tenant is reported in [`EventLog::damaged`], not as an error, so the
     /// other tenants stay available.
     pub fn open(dir: &Path, opts: &LogOptions) -> Result<EventLog, OpenError> {
+        set_last_opened_dir(dir);
         let store = open_store(dir, opts)?;
-        let (heads, damaged) = read::recover_heads(&store.tree);
+        let (heads, damaged) =
+            contain::contained(|| read::recover_heads(&store.tree)).map_err(|detail| {
+                OpenError::Damaged {
+                    path: dir.to_owned(),
+                    detail,
+                }
+            })?;
         let shared = Arc::new(store::Shared::new(dir, opts, store));
         shared.reset(&heads, damaged.clone());
         let stager = writer::Stager::new(
@@ -443,13 +455,38 @@ impl EventLog {
 /// after the last handle drops; a lock held by another process still fails after this.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// The directory of the log this process opened last, for the message of a sled panic that
+/// [`contain::install_panic_hook`] turns into an exit.
+static LAST_OPENED_DIR: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+fn set_last_opened_dir(dir: &Path) {
+    let mut last = LAST_OPENED_DIR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *last = Some(dir.to_owned());
+}
+
+fn last_opened_dir() -> Option<PathBuf> {
+    LAST_OPENED_DIR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
 /// How often a failed log tries to reopen its files and recover.
 pub const RECOVERY_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Opens sled, the log's tree and its data file.
 fn open_store(dir: &Path, opts: &LogOptions) -> Result<store::Store, OpenError> {
-    let db = open_db(dir, opts)?;
-    let tree = db.open_tree(TREE_NAME).map_err(|e| open_error(dir, e))?;
+    // sled may panic on damaged files instead of returning an error (see `contain`).
+    let damaged = |detail| OpenError::Damaged {
+        path: dir.to_owned(),
+        detail,
+    };
+    let db = contain::contained(|| open_db(dir, opts)).map_err(damaged)??;
+    let tree = contain::contained(|| db.open_tree(TREE_NAME))
+        .map_err(damaged)?
+        .map_err(|e| open_error(dir, e))?;
     // sled's flush ends in sync_file_range, which does not flush the drive's cache; we
     // fdatasync this file after each flush so that an ack survives a power loss.
     let data_file = File::open(dir.join("db")).map_err(|e| OpenError::Storage {

@@ -10,11 +10,24 @@ use std::collections::{HashMap, VecDeque};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
+use super::contain::contained;
 use super::store::Store;
 use super::{Damage, Head, IdempotencyRecord, ReadError, SessionInfo, SessionMeta, StoredEvent};
 use crate::events::codec::{chain_hash, decode_body, decode_frame, decode_limited};
 use crate::events::keys;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
+
+/// A sled panic caught while reading (see `contain`): the files are damaged.
+fn sled_panicked(tenant: &TenantId, position: &str, panic: &str) -> ReadError {
+    ReadError {
+        tenant: tenant.clone(),
+        position: position.to_owned(),
+        detail: format!(
+            "sled panicked reading its files ({panic}): they are damaged; restore the data dir \
+             from a backup"
+        ),
+    }
+}
 
 pub(super) fn next_key(key: &[u8]) -> Vec<u8> {
     let mut k = key.to_vec();
@@ -166,7 +179,9 @@ impl TenantReader {
         // Frames hold whole groups and the frontier moves by whole groups, so the last frame
         // that starts at or before the frontier also ends there.
         let upto = keys::frame_key(&self.tenant, self.limit);
-        match tree.range(start..=upto).next_back() {
+        let last = contained(|| tree.range(start..=upto).next_back())
+            .map_err(|e| sled_panicked(&self.tenant, "last frame", &e))?;
+        match last {
             None => Ok(None),
             Some(Err(e)) => Err(ReadError {
                 tenant: self.tenant.clone(),
@@ -242,7 +257,15 @@ impl Iterator for TenantEvents {
             if self.done || self.range.is_empty() {
                 return None;
             }
-            let (key, value) = match self.frames.as_mut()?.next()? {
+            let frames = self.frames.as_mut()?;
+            let next = match contained(|| frames.next()) {
+                Ok(next) => next?,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(sled_panicked(&self.tenant, "frame scan", &e)));
+                }
+            };
+            let (key, value) = match next {
                 Ok(kv) => kv,
                 Err(e) => {
                     self.done = true;
@@ -557,7 +580,12 @@ impl SessionEvents {
             position: "session index".into(),
             detail,
         };
-        let (_, v) = match self.index.as_mut()?.next()? {
+        let index = self.index.as_mut()?;
+        let next = match contained(|| index.next()) {
+            Ok(next) => next?,
+            Err(e) => return Some(Err(sled_panicked(&self.tenant, "session index", &e))),
+        };
+        let (_, v) = match next {
             Ok(kv) => kv,
             Err(e) => return Some(Err(err(&self.tenant, e.to_string()))),
         };
@@ -569,7 +597,12 @@ impl SessionEvents {
             return None;
         }
         let key = keys::frame_key(&self.tenant, tenant_seq);
-        match self.tree.as_ref()?.get(&key) {
+        let tree = self.tree.as_ref()?;
+        let frame = match contained(|| tree.get(&key)) {
+            Ok(frame) => frame,
+            Err(e) => return Some(Err(sled_panicked(&self.tenant, "frame", &e))),
+        };
+        match frame {
             Ok(Some(frame)) => Some(decode_frame_events(&self.tenant, &key, &frame)),
             Ok(None) => Some(Err(read_error(
                 &self.tenant,

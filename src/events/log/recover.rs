@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::contain::contained;
 use super::read::recover_heads;
 use super::writer::{flush, Stager};
 use super::{open_store, RECOVERY_RETRY};
@@ -94,7 +95,8 @@ impl Stager {
                 .map_err(|e| format!("undoing unflushed batches: {e}"))?;
             flush(&store).map_err(|e| format!("flushing the undo: {e}"))?;
         }
-        let (heads, damaged) = recover_heads(&store.tree);
+        let (heads, damaged) = contained(|| recover_heads(&store.tree))
+            .map_err(|e| format!("checking the tails: sled panicked: {e}"))?;
         for d in &damaged {
             tracing::error!(tenant = %d.tenant, position = %d.position, detail = %d.detail, "tenant log damaged");
         }
