@@ -815,12 +815,14 @@ fn damaged_sled_snapshot_and_conf_files_never_panic() {
 //
 // sled 0.34 panics (assertions in its page cache) on some damage that only a large `db` shows
 // (PITFALLS.md: ~100 MB, 16 bytes XORed at 60% without its snapshot file, at 99% or 99.9% with
-// it). The large data dir is generated once per test run; each trial damages a copy and runs the
+// it; here at the start of the segment holding that offset, where it reliably hits). The large data dir is generated once per test run; each trial damages a copy and runs the
 // real `verify --tenant` and `serve` on it: neither may panic or hang; each either works or
 // exits with an error naming the damaged file and what to do.
 
 /// The generated database's size, in bytes (at least).
 const LARGE_DB_BYTES: u64 = 100 * 1024 * 1024;
+/// sled 0.34's default segment size, in bytes.
+const SLED_SEGMENT_BYTES: usize = 512 * 1024;
 /// Most a damaged `serve` may take to start serving or exit.
 const LARGE_TRIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
 
@@ -835,8 +837,8 @@ fn large_config(data: &Path) -> String {
     )
 }
 
-/// A data dir whose `log/db` holds at least [`LARGE_DB_BYTES`], built once per run: four
-/// threads append groups of large messages to their own sessions of tenant acme.
+/// A data dir whose `log/db` holds at least [`LARGE_DB_BYTES`], built once per run: groups of
+/// large messages appended in turn to four sessions of tenant acme.
 fn large_data() -> &'static Path {
     static LARGE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     LARGE
@@ -845,39 +847,35 @@ fn large_data() -> &'static Path {
             let data = dir.path().join("data");
             let log = open(&data);
             let started = std::time::Instant::now();
-            std::thread::scope(|s| {
-                for t in 0..4 {
-                    let log = log.clone();
-                    let data = data.clone();
-                    s.spawn(move || {
-                        let session = format!("large-{t}");
-                        let start = vec![EventKind::SessionStarted {
+            // One writer, in turn over four sessions, one group per flush.
+            let db = data.join("log").join("db");
+            let mut seqs = [0u64; 4];
+            let mut n = 0usize;
+            while std::fs::metadata(&db).map_or(0, |m| m.len()) < LARGE_DB_BYTES {
+                let t = n % 4;
+                n += 1;
+                let seq = seqs[t];
+                let kinds: Vec<EventKind> = if seq == 0 {
+                    vec![EventKind::SessionStarted {
+                        user: "u".into(),
+                        flow: "f".into(),
+                        flow_version: "1".into(),
+                    }]
+                } else {
+                    (0..4)
+                        .map(|i| EventKind::MessageReceived {
+                            message_id: format!("m{seq}-{i}"),
                             user: "u".into(),
-                            flow: "f".into(),
-                            flow_version: "1".into(),
-                        }];
-                        appended(log.append_blocking(group("acme", &session, 0, start)));
-                        let mut seq = 1;
-                        let db = data.join("log").join("db");
-                        while std::fs::metadata(&db).map_or(0, |m| m.len()) < LARGE_DB_BYTES {
-                            let kinds: Vec<EventKind> = (0..4)
-                                .map(|i| {
-                                    let text: String = (0..15_000)
-                                        .map(|j| char::from(b'a' + ((seq + i + j) % 26) as u8))
-                                        .collect();
-                                    EventKind::MessageReceived {
-                                        message_id: format!("m{seq}-{i}"),
-                                        user: "u".into(),
-                                        text,
-                                    }
-                                })
-                                .collect();
-                            appended(log.append_blocking(group("acme", &session, seq, kinds)));
-                            seq += 4;
-                        }
-                    });
-                }
-            });
+                            text: (0..15_000)
+                                .map(|j| char::from(b'a' + ((seq + i + j) % 26) as u8))
+                                .collect(),
+                        })
+                        .collect()
+                };
+                seqs[t] += kinds.len() as u64;
+                let session = format!("large-{t}");
+                appended(log.append_blocking(group("acme", &session, seq, kinds)));
+            }
             drop(log);
             let size = std::fs::metadata(data.join("log").join("db"))
                 .unwrap()
@@ -922,7 +920,10 @@ fn large_trial(fraction: f64, keep_snapshot: bool) -> LargeOutcome {
     }
     let db = log_dir.join("db");
     let mut bytes = std::fs::read(&db).unwrap();
-    let at = (bytes.len() as f64 * fraction) as usize;
+    // The start of the sled segment that holds `fraction` of the file: its header, which sled
+    // reads when it recovers (mid-segment damage often lands in superseded data and is
+    // harmless, which varies with sled's flush timing from run to run).
+    let at = (bytes.len() as f64 * fraction) as usize / SLED_SEGMENT_BYTES * SLED_SEGMENT_BYTES;
     for b in &mut bytes[at..at + 16] {
         *b ^= 0xa5;
     }
@@ -986,7 +987,9 @@ fn large_trial(fraction: f64, keep_snapshot: bool) -> LargeOutcome {
 
 #[test]
 fn sled_damage_in_a_large_db_never_panics_and_names_the_file() {
-    for (fraction, keep_snapshot) in [(0.99, true), (0.999, true), (0.6, false), (0.999, false)] {
+    let mut contained = 0;
+    let trials = [(0.99, true), (0.999, true), (0.6, false)];
+    for (fraction, keep_snapshot) in trials {
         let label = format!(
             "16 bytes XORed at {:.1}% of log/db, {} sled's snapshot file",
             fraction * 100.0,
@@ -1030,5 +1033,12 @@ fn sled_damage_in_a_large_db_never_panics_and_names_the_file() {
                 o.serve_stderr
             );
         }
+        contained += usize::from(verify_out.contains("sled failed reading"));
     }
+    // The matrix still reaches sled's panics (a segment header at 60% without the snapshot
+    // file: measured to panic on every run).
+    assert!(
+        contained > 0,
+        "no trial made sled panic: the matrix lost its point"
+    );
 }
