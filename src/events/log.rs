@@ -29,6 +29,7 @@ pub mod contain;
 mod read;
 mod recover;
 mod store;
+mod syncer;
 mod writer;
 
 pub use read::{ScopedReader, SessionEvents, TenantEvents, TenantReader};
@@ -311,7 +312,7 @@ impl EventLog {
                 .collect(),
             opts.batch_groups_max.max(1),
         );
-        let syncer = writer::Syncer {
+        let syncer = syncer::Syncer {
             shared: shared.clone(),
         };
         let (tx, rx) = mpsc::sync_channel(opts.queue_capacity.max(1));

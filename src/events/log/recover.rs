@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use super::contain::contained;
 use super::read::recover_heads;
-use super::writer::{flush, Stager};
+use super::syncer::flush;
+use super::writer::Stager;
 use super::{open_store, RECOVERY_RETRY};
 
 /// Bytes the disk must take (written and synced to a probe file beside sled's files) before a

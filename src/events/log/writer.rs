@@ -1,4 +1,4 @@
-//! The log's write path: one *stager* thread and one *syncer* thread.
+//! The log's write path: one *stager* thread (here) and one *syncer* thread (`syncer.rs`).
 //!
 //! The stager drains up to `batch_groups_max` requests from the bounded queue, validates each
 //! group, assigns ids, seqs and chain hashes, stages all keys of the batch into one `sled::Batch`
@@ -623,123 +623,13 @@ impl Stager {
     }
 }
 
-/// The syncer: makes applied batches durable, moves the frontier and answers their callers.
-pub(super) struct Syncer {
-    pub(super) shared: Arc<Shared>,
-}
-
-impl Syncer {
-    pub(super) fn run(self, rx: Receiver<Applied>) {
-        #[cfg(debug_assertions)]
-        let slow_disk =
-            fault_ack_before_flush(std::env::var_os(FAULT_ACK_BEFORE_FLUSH_VAR).as_deref());
-        let mut waiting = Vec::new();
-        while let Ok(first) = rx.recv() {
-            #[cfg(debug_assertions)]
-            if slow_disk {
-                std::thread::sleep(FAULT_SLOW_DISK);
-            }
-            waiting.push(first);
-            waiting.extend(rx.try_iter());
-            // Every waiting batch went to the same handles: a recovery replaces them only
-            // once the syncer has answered everything.
-            let store = waiting.iter().rev().find_map(|a| match a {
-                Applied::Appends { store, .. } | Applied::Delete { store, .. } => store.clone(),
-            });
-            let synced = match (&store, self.shared.failure()) {
-                (_, Some(e)) => Err(e),
-                (None, None) => Err("the event log files are closed".to_owned()),
-                (Some(store), None) => flush(store),
-            };
-            drop(store);
-            if let Err(e) = &synced {
-                tracing::error!(error = %e, "event log flush failed; refusing appends until recovered");
-                self.shared.fail(e.clone());
-            }
-            for applied in waiting.drain(..) {
-                self.settle(applied, &synced);
-            }
-        }
-    }
-
-    /// Moves the frontier past a durable batch, then answers its callers.
-    fn settle(&self, applied: Applied, synced: &Result<(), String>) {
-        let batch = match &applied {
-            Applied::Appends {
-                batch,
-                tops,
-                failed: false,
-                ..
-            } if synced.is_ok() => {
-                self.shared.advance(tops);
-                self.shared
-                    .durable_batch
-                    .fetch_max(*batch, Ordering::SeqCst);
-                Some(*batch)
-            }
-            Applied::Appends { batch, .. } => Some(*batch),
-            Applied::Delete {
-                tenant,
-                result: Ok(_),
-                ..
-            } if synced.is_ok() => {
-                self.shared.forget(tenant);
-                None
-            }
-            Applied::Delete { .. } => None,
-        };
-        answer(applied, synced);
-        if let Some(batch) = batch {
-            self.shared.batch_answered(batch);
-        }
-    }
-}
-
-/// `Db::flush`, then `fdatasync` of sled's data file: sled's flush ends in sync_file_range,
-/// which leaves the data in a volatile drive cache; fdatasync makes the ack survive a power
-/// loss.
-pub(super) fn flush(store: &Store) -> Result<(), String> {
-    store
-        .db
-        .flush()
-        .map(drop)
-        .map_err(|e| e.to_string())
-        .and_then(|()| store.data_file.sync_data().map_err(|e| e.to_string()))
-}
-
-/// Sends each caller its result, turning successes into failures when the write did not hold.
-fn answer(applied: Applied, synced: &Result<(), String>) {
-    match applied {
-        Applied::Appends {
-            replies, failed, ..
-        } => {
-            for (reply, result) in replies {
-                let result = match (result, synced, failed) {
-                    (Ok(_), Err(e), _) => Err(AppendError::Failed(e.clone())),
-                    (Ok(_), Ok(()), true) => Err(AppendError::Failed("batch apply failed".into())),
-                    (r, _, _) => r,
-                };
-                // A caller that gave up waiting is not an error: its group is durable anyway.
-                let _ = reply.send(result);
-            }
-        }
-        Applied::Delete { reply, result, .. } => {
-            let result = match (result, synced) {
-                (Ok(_), Err(e)) => Err(AppendError::Failed(e.clone())),
-                (r, _) => r,
-            };
-            let _ = reply.send(result);
-        }
-    }
-}
-
 /// The environment variable that turns on the ack-before-flush fault in debug builds.
 #[cfg(any(debug_assertions, test))]
 pub(super) const FAULT_ACK_BEFORE_FLUSH_VAR: &str = "TENANTRY_FAULT_ACK_BEFORE_FLUSH";
 
 /// With the fault on, how long the syncer waits before each flush (a slow disk).
 #[cfg(debug_assertions)]
-const FAULT_SLOW_DISK: std::time::Duration = std::time::Duration::from_millis(50);
+pub(super) const FAULT_SLOW_DISK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Whether the fault variable's value (`1`) turns the fault on.
 #[cfg(debug_assertions)]
@@ -773,7 +663,7 @@ fn ack_now(applied: Applied) -> Applied {
                 batch,
                 tops: Vec::new(),
             };
-            answer(answered, &Ok(()));
+            super::syncer::answer(answered, &Ok(()));
             Applied::Appends {
                 replies: Vec::new(),
                 failed,
