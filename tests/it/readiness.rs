@@ -5,6 +5,9 @@
 //! 200, and no reader (session events, export) shows an event whose post failed. Once space is
 //! freed the server recovers by itself: `/readyz` is 200 again, the session goes on from its
 //! last acknowledged seq, and the failed posts' events never appear.
+//!
+//! With `[nats]`: killing nats-server makes `/readyz` 503 naming NATS (`/healthz` stays 200),
+//! and it is ready again once the client has reconnected to a restarted server.
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -126,17 +129,23 @@ fn events_of(client: &Client, session: &str) -> Vec<Value> {
     body["events"].as_array().cloned().unwrap_or_default()
 }
 
-#[test]
-fn a_full_disk_makes_the_server_not_ready_until_space_is_freed() {
-    let Some(fs) = Tmpfs::mount("8m") else { return };
+/// Starts `serve` for tenant acme with its data in `data` (and `extra` config, e.g. `[nats]`).
+fn serve(
+    data: &Path,
+    extra: &str,
+) -> (
+    tempfile::TempDir,
+    Kill,
+    std::sync::mpsc::Receiver<String>,
+    Client,
+) {
     let dir = crate::support::dir_with_flows();
-    let data = fs.dir.path().join("data");
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
          [auth]\nissuer = \"tenantry\"\naudience = \"tenantry-api\"\n\
          [tenants.acme]\nname = \"ACME\"\nenvironments = [\"prod\"]\n\
          [tenants.acme.teams.support]\nflow = \"flows/acme_support.yaml\"\n\
-         [tenants.acme.teams.support.channels.slack]\nprovider = \"messaging-slack\"\n",
+         [tenants.acme.teams.support.channels.slack]\nprovider = \"messaging-slack\"\n{extra}",
         data.display()
     );
     std::fs::write(dir.path().join("config.toml"), config).unwrap();
@@ -148,8 +157,9 @@ fn a_full_disk_makes_the_server_not_ready_until_space_is_freed() {
             .env("TENANTRY_SIGNING_KEY", KEY)
             .env_remove("TENANTRY_TENANT_ID"),
     );
-    let _server = Kill(child);
-    let (addr, _) = crate::support::wait_until_serving(&lines, false, Duration::from_secs(20));
+    let server = Kill(child);
+    let nats = !extra.is_empty();
+    let (addr, _) = crate::support::wait_until_serving(&lines, nats, Duration::from_secs(20));
     let client = Client {
         agent: ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -159,10 +169,35 @@ fn a_full_disk_makes_the_server_not_ready_until_space_is_freed() {
         base: format!("http://{addr}"),
         bearer: format!("Bearer {}", token()),
     };
-    let ready = |client: &Client| {
-        let (status, body) = client.get("/readyz");
-        (status, serde_json::from_str::<Value>(&body).unwrap())
-    };
+    (dir, server, lines, client)
+}
+
+/// `/readyz`: status and JSON body.
+fn ready(client: &Client) -> (u16, Value) {
+    let (status, body) = client.get("/readyz");
+    (status, serde_json::from_str::<Value>(&body).unwrap())
+}
+
+/// Polls `/readyz` until it answers `status` (at most 30 s); returns the body.
+fn await_ready(client: &Client, status: u16) -> Value {
+    let started = Instant::now();
+    loop {
+        let (got, body) = ready(client);
+        if got == status {
+            return body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "/readyz still {got}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_full_disk_makes_the_server_not_ready_until_space_is_freed() {
+    let Some(fs) = Tmpfs::mount("8m") else { return };
+    let (_dir, _server, lines, client) = serve(&fs.dir.path().join("data"), "");
     assert_eq!(ready(&client), (200, json!({"status": "ready"})));
 
     let msg = |session: Option<&str>, n: u32| {
@@ -232,19 +267,7 @@ fn a_full_disk_makes_the_server_not_ready_until_space_is_freed() {
 
     // Space comes back: the server recovers without a restart.
     std::fs::remove_file(&filler).unwrap();
-    let started = Instant::now();
-    loop {
-        let (status, body) = ready(&client);
-        if status == 200 {
-            assert_eq!(body, json!({"status": "ready"}));
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "still not ready: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert_eq!(await_ready(&client, 200), json!({"status": "ready"}));
     let (status, body) = client.post(&msg(Some(&session), 999));
     assert_eq!(status, 200, "{body}");
     let events = events_of(&client, &session);
@@ -266,4 +289,31 @@ fn a_full_disk_makes_the_server_not_ready_until_space_is_freed() {
     assert!(all.contains("marker-00999-"));
     let recovered = lines.try_iter().any(|l| l.contains("event log recovered"));
     assert!(recovered, "the server says it recovered");
+}
+
+#[test]
+fn a_disconnected_nats_makes_the_server_not_ready_until_it_is_back() {
+    let port = crate::support::free_port();
+    let mut nats = crate::support::Nats::start(port);
+    let data = tempfile::tempdir().unwrap();
+    let extra =
+        format!("[nats]\nurl = \"nats://127.0.0.1:{port}\"\nsubject_prefix = \"greentic\"\n");
+    let (_dir, _server, _lines, client) = serve(&data.path().join("data"), &extra);
+    assert_eq!(await_ready(&client, 200), json!({"status": "ready"}));
+
+    nats.kill();
+    let body = await_ready(&client, 503);
+    assert_eq!(body["status"], "not_ready");
+    let reasons = body["reasons"].as_array().unwrap();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with("nats: ")),
+        "{body}"
+    );
+    let (status, _) = client.get("/healthz");
+    assert_eq!(status, 200, "liveness is not readiness");
+
+    let _nats = crate::support::Nats::start(port);
+    assert_eq!(await_ready(&client, 200), json!({"status": "ready"}));
 }
