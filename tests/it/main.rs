@@ -16,4 +16,5 @@ mod readiness;
 mod secrets;
 mod serve;
 mod server_crash;
+mod snapshots;
 mod support;
