@@ -8,7 +8,9 @@
 //!
 //! Reads do not pass through the writer: they read sled directly, through a [`TenantReader`] or
 //! [`ScopedReader`] obtained from a validated [`TenantId`] / [`TenantCtx`]; every read is a range
-//! scan inside that tenant's prefix.
+//! scan inside that tenant's prefix, and stops at the tenant's durable frontier (`store`): what
+//! a completed flush covered. After a write error the writer recovers by itself (`recover`);
+//! sled panics on damaged files become errors (`contain`).
 //!
 //! Invariants:
 //! - only this module (with `keys` and `codec`) touches sled;
