@@ -7,7 +7,8 @@
 //! last acknowledged seq, and the failed posts' events never appear.
 //!
 //! With `[nats]`: killing nats-server makes `/readyz` 503 naming NATS (`/healthz` stays 200),
-//! and it is ready again once the client has reconnected to a restarted server.
+//! and it is ready again once the client has reconnected to a restarted server. A tenant whose
+//! stored log is damaged makes it 503 too, naming the tenant and the position.
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -316,4 +317,65 @@ fn a_disconnected_nats_makes_the_server_not_ready_until_it_is_back() {
 
     let _nats = crate::support::Nats::start(port);
     assert_eq!(await_ready(&client, 200), json!({"status": "ready"}));
+}
+
+#[test]
+fn a_damaged_tenant_makes_the_server_not_ready_and_names_it() {
+    use tenantry::events::log::{AppendGroup, EventLog, LogOptions};
+    use tenantry::events::schema::EventKind;
+    let data = tempfile::tempdir().unwrap();
+    let log_dir = data.path().join("data").join("log");
+    let log = EventLog::open(&log_dir, &LogOptions::default()).unwrap();
+    let group = AppendGroup {
+        ctx: tenantry::tenancy::TenantCtx::new(
+            "acme".parse().unwrap(),
+            "prod".parse().unwrap(),
+            Some("support".parse().unwrap()),
+        ),
+        channel: "slack".parse().unwrap(),
+        session: tenantry::tenancy::SessionId::parse("s1").unwrap(),
+        expected_seq: 0,
+        at_ms: 1_763_900_000_000,
+        kinds: vec![EventKind::SessionStarted {
+            user: "ada".into(),
+            flow: "f".into(),
+            flow_version: "1".into(),
+        }],
+        idempotency: None,
+    };
+    log.append_blocking(group).unwrap();
+    drop(log);
+    // Below the log API, as a disk would: the tenant's only frame becomes garbage.
+    let started = Instant::now();
+    let db = loop {
+        match sled::open(&log_dir) {
+            Ok(db) => break db,
+            Err(e) => {
+                assert!(started.elapsed() < Duration::from_secs(10), "{e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    let tree = db.open_tree("log").unwrap();
+    let mut key = b"acme\0L".to_vec();
+    key.extend_from_slice(&1u64.to_be_bytes());
+    tree.insert(key, &b"not a frame"[..]).unwrap();
+    db.flush().unwrap();
+    drop(tree);
+    drop(db);
+    std::thread::sleep(Duration::from_millis(200));
+
+    let (_dir, _server, _lines, client) = serve(&data.path().join("data"), "");
+    let (status, body) = ready(&client);
+    assert_eq!(status, 503, "{body}");
+    let reasons = body["reasons"].as_array().unwrap();
+    assert!(
+        reasons.iter().any(|r| {
+            let r = r.as_str().unwrap();
+            r.starts_with("tenant acme: log damaged at frame at tenant_seq 1")
+        }),
+        "{body}"
+    );
+    let (status, _) = client.get("/healthz");
+    assert_eq!(status, 200);
 }
