@@ -27,6 +27,9 @@ use super::{open_store, RECOVERY_RETRY};
 /// recovery closes the files: two of sled's 512 KiB segments.
 pub const PROBE_BYTES: usize = 1024 * 1024;
 
+/// Longest a recovery keeps new readers out while waiting for those in flight to finish.
+const READERS_WAIT: Duration = Duration::from_secs(2);
+
 /// Longest a recovery waits for the syncer to answer the batches it holds.
 const SYNCER_WAIT: Duration = Duration::from_secs(5);
 
@@ -60,10 +63,15 @@ impl Stager {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        // Close, unless a reader still holds the files (sled's lock would stay taken): then
-        // put them back and retry later, so that reads go on meanwhile.
+        // Close: new readers wait (they get an error meanwhile) while those in flight finish,
+        // for at most READERS_WAIT; a reader that holds the files longer (a long export) keeps
+        // sled's lock, so then put them back and retry later, and reads go on meanwhile.
         self.store = None;
         if let Some(old) = self.shared.close() {
+            let deadline = Instant::now() + READERS_WAIT;
+            while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             if Arc::strong_count(&old) > 1 {
                 self.shared.put_back(old.clone());
                 self.store = Some(old);
