@@ -156,6 +156,8 @@ enum TableOrJson {
 
 fn main() -> ExitCode {
     init_tracing();
+    // sled may panic on damaged files in its own threads: exit clearly rather than hang.
+    tenantry::events::log::contain::install_panic_hook();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

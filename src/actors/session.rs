@@ -412,6 +412,10 @@ impl Handler<Deliver> for SessionActor {
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         let span = msg.span.clone();
         let _entered = span.enter();
+        if self.broken.is_some() {
+            // The log may have recovered since (e.g. from a full disk): load again.
+            self.hydrate();
+        }
         if let Some(e) = &self.broken {
             return msg.answer(Err(RuntimeError::Storage(e.clone())));
         }

@@ -13,9 +13,11 @@ use std::process::ExitCode;
 use super::export::{cancel_on_sigint, export_to, sidecar_path, ExportFormat, ExportOptions};
 use super::replay::{replay as replay_events, state_at, ReplayFormat, ReplayOptions, ReplayScope};
 use super::verify::{verify_file, verify_log, Verdict};
+use super::verify_snapshots::verify_snapshots;
 use super::what_if::what_if_with_config;
 use super::{open_log, parse_time, AuditError};
 use crate::config::Config;
+use crate::projections::snapshot::SnapshotStore;
 use crate::tenancy::{EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
 /// `verify`: exit status when everything checked out.
@@ -153,9 +155,17 @@ pub fn export(args: &ExportArgs, config: &Config) -> Result<ExitCode, AuditError
 pub fn verify(args: &VerifyArgs, config: Option<&Config>) -> ExitCode {
     let verdict = match (&args.file, &args.tenant, config) {
         (Some(file), _, _) => verify_file(file, args.manifest.as_deref()),
-        (None, Some(tenant), Some(config)) => {
-            open_log(config).and_then(|log| verify_log(&log, tenant))
-        }
+        (None, Some(tenant), Some(config)) => open_log(config).and_then(|log| {
+            let verdict = verify_log(&log, tenant)?;
+            if !verdict.is_intact() {
+                return Ok(verdict);
+            }
+            let store = SnapshotStore::new(config.server().data_dir.join("sessions"));
+            Ok(match verify_snapshots(&log, &store, tenant)? {
+                Some(problem) => Verdict::Broken(problem),
+                None => verdict,
+            })
+        }),
         _ => Err(AuditError::Usage(
             "give an export FILE, or --tenant T to verify the log".to_owned(),
         )),

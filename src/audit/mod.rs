@@ -25,6 +25,7 @@ pub mod export;
 pub mod record;
 pub mod replay;
 pub mod verify;
+pub mod verify_snapshots;
 pub mod what_if;
 
 #[cfg(test)]

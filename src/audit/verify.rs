@@ -190,6 +190,8 @@ pub enum ProblemKind {
     ManifestMismatch,
     /// The log cannot be read at this position (checksum, decoding).
     Unreadable,
+    /// A session snapshot that the log does not back (ahead of it, or of another history).
+    SnapshotNotInLog,
 }
 
 impl ProblemKind {
@@ -208,11 +210,12 @@ impl ProblemKind {
             ProblemKind::MissingManifest => "missing manifest",
             ProblemKind::ManifestMismatch => "manifest mismatch",
             ProblemKind::Unreadable => "unreadable",
+            ProblemKind::SnapshotNotInLog => "snapshot not in the log",
         }
     }
 }
 
-fn problem(
+pub(super) fn problem(
     line: Option<u64>,
     tenant_seq: Option<u64>,
     kind: ProblemKind,

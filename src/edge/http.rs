@@ -115,6 +115,8 @@ pub struct EdgeState {
     refused_log: LogBudget,
     /// Running audit exports, bounded.
     export_slots: ExportSlots,
+    /// The NATS client's connection state, when NATS is configured (for `/readyz`).
+    nats: Option<crate::nats::NatsConnection>,
 }
 
 impl EdgeState {
@@ -146,6 +148,7 @@ impl EdgeState {
             body_bytes_max: config.server().http_body_bytes_max,
             refused_log: LogBudget::default(),
             export_slots: ExportSlots::new(config.server().exports),
+            nats: nats.map(crate::nats::NatsMetrics::connection),
         }
     }
 
@@ -318,6 +321,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .get(healthz)
             .to(method_not_allowed),
     )
+    .service(web::resource("/readyz").get(readyz).to(method_not_allowed))
     .service(web::scope("/api/v1").configure(api_v1));
 }
 
@@ -400,6 +404,37 @@ fn edge_state(req: &HttpRequest) -> Result<&web::Data<EdgeState>, ApiError> {
 /// `GET /healthz`: the process is up and serving.
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: whether this instance can take traffic now. 503 with the reasons while the
+/// log refuses writes (a write failed and it has not recovered yet), a served tenant's log is
+/// damaged, or a configured NATS is disconnected; else 200. `/healthz` stays liveness only.
+async fn readyz(state: web::Data<EdgeState>) -> HttpResponse {
+    let log = state.runtime.log();
+    let mut reasons = Vec::new();
+    if let Some(e) = log.write_failure() {
+        reasons.push(format!(
+            "log: refusing writes since a write failed ({e}); it reopens its files and recovers \
+             by itself once the cause (e.g. a full disk) is gone"
+        ));
+    }
+    for d in log.damaged() {
+        if state.teams.contains_key(&d.tenant) {
+            reasons.push(format!(
+                "tenant {}: log damaged at {}: {}; restore it from a backup",
+                d.tenant, d.position, d.detail
+            ));
+        }
+    }
+    if state.nats.as_ref().is_some_and(|n| !n.is_connected()) {
+        reasons.push("nats: disconnected; the client is reconnecting".to_owned());
+    }
+    if reasons.is_empty() {
+        HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "not_ready", "reasons": reasons }))
+    }
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

@@ -8,7 +8,9 @@
 //!
 //! Reads do not pass through the writer: they read sled directly, through a [`TenantReader`] or
 //! [`ScopedReader`] obtained from a validated [`TenantId`] / [`TenantCtx`]; every read is a range
-//! scan inside that tenant's prefix.
+//! scan inside that tenant's prefix, and stops at the tenant's durable frontier (`store`): what
+//! a completed flush covered. After a write error the writer recovers by itself (`recover`);
+//! sled panics on damaged files become errors (`contain`).
 //!
 //! Invariants:
 //! - only this module (with `keys` and `codec`) touches sled;
@@ -25,8 +27,12 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+pub mod contain;
 mod purge;
 mod read;
+mod recover;
+mod store;
+mod syncer;
 mod writer;
 
 pub use purge::{PurgeError, PurgeReport};
@@ -182,8 +188,9 @@ pub enum AppendError {
         position: String,
         detail: String,
     },
-    /// Writing failed. The log stops accepting appends (what reached disk is unknown until it is
-    /// reopened and recovered). Map to 5xx; restart the process.
+    /// Writing failed. The log refuses appends until its writer has reopened the files, removed
+    /// what the failed batches left and re-checked the tails, which it retries every
+    /// [`RECOVERY_RETRY`] (it succeeds once the cause, e.g. a full disk, is gone). Map to 503.
     #[error("event log write failed: {0}")]
     Failed(String),
 }
@@ -197,12 +204,16 @@ pub enum OpenError {
     /// sled refused to open the files: corrupt, or written by another sled version.
     #[error("cannot open the event log at {path}: {detail}")]
     Storage { path: PathBuf, detail: String },
+    /// sled panicked reading its files (caught): they are damaged. Restore the data dir from a
+    /// backup; retrying will fail the same way.
+    #[error("the event log at {} is damaged: sled failed reading it ({detail}); {}", .path.display(), contain::advice(.path))]
+    Damaged { path: PathBuf, detail: String },
     #[error("cannot start the log writer: {0}")]
     Thread(std::io::Error),
 }
 
 /// A stored record that cannot be read. Names the tenant and position so the operator can act.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("tenant {tenant}: cannot read {position}: {detail}")]
 pub struct ReadError {
     pub tenant: TenantId,
@@ -277,11 +288,8 @@ struct Inner {
     // (which closes the syncer's queue) and the syncer.
     tx: SyncSender<Request>,
     _threads: WriterThreads,
-    tree: sled::Tree,
-    /// For opening projection trees in the same database.
-    db: sled::Db,
-    dir: PathBuf,
-    damaged: Vec<Damage>,
+    /// The sled handles (replaced by a recovery), the durable frontier and the failure state.
+    shared: Arc<store::Shared>,
 }
 
 struct WriterThreads(Vec<JoinHandle<()>>);
@@ -302,42 +310,28 @@ impl EventLog {
     /// writer. A damaged tenant is reported in [`EventLog::damaged`], not as an error, so the
     /// other tenants stay available.
     pub fn open(dir: &Path, opts: &LogOptions) -> Result<EventLog, OpenError> {
-        // Owner only (the read models live in this database too); sled creates its files inside.
-        let private = |e: std::io::Error| OpenError::Storage {
-            path: dir.to_owned(),
-            detail: format!("making the log directory owner-only (0700): {e}"),
-        };
-        crate::private_fs::create_private_dir(dir).map_err(private)?;
-        let db = open_db(dir, opts)?;
-        crate::private_fs::restrict_tree(dir).map_err(private)?;
-        let tree = db.open_tree(TREE_NAME).map_err(|e| open_error(dir, e))?;
-        // sled's flush ends in sync_file_range, which does not flush the drive's cache; we
-        // fdatasync this file after each flush so that an ack survives a power loss.
-        let data_file = File::open(dir.join("db")).map_err(|e| OpenError::Storage {
-            path: dir.to_owned(),
-            detail: format!("sled data file: {e}"),
-        })?;
-        sync_dir(dir).map_err(|e| OpenError::Storage {
-            path: dir.to_owned(),
-            detail: e.to_string(),
-        })?;
-
-        let (heads, damaged) = read::recover_heads(&tree);
-        let failure = writer::Failure::default();
+        set_last_opened_dir(dir);
+        let store = open_store(dir, opts)?;
+        let (heads, damaged) =
+            contain::contained(|| read::recover_heads(&store.tree)).map_err(|detail| {
+                OpenError::Damaged {
+                    path: dir.to_owned(),
+                    detail,
+                }
+            })?;
+        let shared = Arc::new(store::Shared::new(dir, opts, store));
+        shared.reset(&heads, damaged.clone());
         let stager = writer::Stager::new(
-            tree.clone(),
+            shared.clone(),
             heads,
             damaged
                 .iter()
                 .map(|d| (d.tenant.clone(), d.clone()))
                 .collect(),
-            failure.clone(),
             opts.batch_groups_max.max(1),
         );
-        let syncer = writer::Syncer {
-            db: db.clone(),
-            data_file,
-            failure,
+        let syncer = syncer::Syncer {
+            shared: shared.clone(),
         };
         let (tx, rx) = mpsc::sync_channel(opts.queue_capacity.max(1));
         let (to_syncer, syncer_rx) = mpsc::sync_channel(writer::SYNC_QUEUE_BATCHES);
@@ -356,26 +350,38 @@ impl EventLog {
             inner: Arc::new(Inner {
                 tx,
                 _threads: WriterThreads(vec![stager, syncer]),
-                tree,
-                db,
-                dir: dir.to_owned(),
-                damaged,
+                shared,
             }),
         })
     }
 
-    pub(crate) fn db(&self) -> &sled::Db {
-        &self.inner.db
+    /// The database, for opening projection trees beside the log; `None` while a recovery has
+    /// the files closed.
+    pub(crate) fn db(&self) -> Option<sled::Db> {
+        self.inner.shared.store().map(|s| s.db.clone())
     }
 
     /// The directory the log lives in.
     pub fn dir(&self) -> &Path {
-        &self.inner.dir
+        &self.inner.shared.dir
     }
 
-    /// Tenants whose stored log failed its checks at open.
-    pub fn damaged(&self) -> &[Damage] {
-        &self.inner.damaged
+    /// Tenants whose stored log failed its checks at open (or at the last recovery).
+    pub fn damaged(&self) -> Vec<Damage> {
+        self.inner.shared.damaged()
+    }
+
+    /// Why the log refuses appends right now, if it does: a write failed (a full disk, an I/O
+    /// error) and the writer has not yet reopened the files and re-checked the tails. It
+    /// retries every [`RECOVERY_RETRY`] until the cause is gone.
+    pub fn write_failure(&self) -> Option<String> {
+        self.inner.shared.failure()
+    }
+
+    /// The last `tenant_seq` of `tenant` that a completed flush covered: readers see no
+    /// further.
+    pub fn durable_frontier(&self, tenant: &TenantId) -> u64 {
+        self.inner.shared.limit(tenant)
     }
 
     /// Appends a group; resolves once it is durable. Never waits for queue space: a full queue is
@@ -421,26 +427,35 @@ impl EventLog {
 
     /// Read access to one tenant's whole log.
     pub fn tenant(&self, tenant: &TenantId) -> TenantReader {
+        let parts = self.inner.shared.reader(tenant);
         TenantReader {
-            tree: self.inner.tree.clone(),
+            tree: parts.tree,
+            store: parts.store,
             tenant: tenant.clone(),
+            limit: parts.limit,
         }
     }
 
     /// Read access bounded by a context: its tenant, env and (when set) team.
     pub fn scope(&self, ctx: &TenantCtx) -> ScopedReader {
+        let parts = self.inner.shared.reader(&ctx.tenant);
         ScopedReader {
-            tree: self.inner.tree.clone(),
+            tree: parts.tree,
+            store: parts.store,
             ctx: ctx.clone(),
+            limit: parts.limit,
         }
     }
 
     /// Ids of the tenants that have records. For platform tools (rebuild, admin); it returns
     /// names only, never data.
     pub fn tenants(&self) -> Result<Vec<TenantId>, sled::Error> {
+        let Some(store) = self.inner.shared.store() else {
+            return Err(sled::Error::Io(std::io::Error::other(store::CLOSED)));
+        };
         let mut out = Vec::new();
         let mut cursor: Vec<u8> = Vec::new();
-        while let Some(entry) = self.inner.tree.range(cursor.clone()..).next() {
+        while let Some(entry) = store.tree.range(cursor.clone()..).next() {
             let (key, _) = entry?;
             match keys::key_tenant(&key) {
                 Some(t) => {
@@ -458,6 +473,62 @@ impl EventLog {
 /// deferred garbage and IO-pool jobs of the previous `Db` in this process are gone, a moment
 /// after the last handle drops; a lock held by another process still fails after this.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The directory of the log this process opened last, for the message of a sled panic that
+/// [`contain::install_panic_hook`] turns into an exit.
+static LAST_OPENED_DIR: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+fn set_last_opened_dir(dir: &Path) {
+    let mut last = LAST_OPENED_DIR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *last = Some(dir.to_owned());
+}
+
+fn last_opened_dir() -> Option<PathBuf> {
+    LAST_OPENED_DIR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+/// How often a failed log tries to reopen its files and recover.
+pub const RECOVERY_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Opens sled, the log's tree and its data file.
+fn open_store(dir: &Path, opts: &LogOptions) -> Result<store::Store, OpenError> {
+    // sled may panic on damaged files instead of returning an error (see `contain`).
+    let damaged = |detail| OpenError::Damaged {
+        path: dir.to_owned(),
+        detail,
+    };
+    // Owner only (the read models live in this database too); sled creates its files inside.
+    let private = |e: std::io::Error| OpenError::Storage {
+        path: dir.to_owned(),
+        detail: format!("making the log directory owner-only (0700): {e}"),
+    };
+    crate::private_fs::create_private_dir(dir).map_err(private)?;
+    let db = contain::contained(|| open_db(dir, opts)).map_err(damaged)??;
+    crate::private_fs::restrict_tree(dir).map_err(private)?;
+    let tree = contain::contained(|| db.open_tree(TREE_NAME))
+        .map_err(damaged)?
+        .map_err(|e| open_error(dir, e))?;
+    // sled's flush ends in sync_file_range, which does not flush the drive's cache; we
+    // fdatasync this file after each flush so that an ack survives a power loss.
+    let data_file = File::open(dir.join("db")).map_err(|e| OpenError::Storage {
+        path: dir.to_owned(),
+        detail: format!("sled data file: {e}"),
+    })?;
+    sync_dir(dir).map_err(|e| OpenError::Storage {
+        path: dir.to_owned(),
+        detail: e.to_string(),
+    })?;
+    Ok(store::Store {
+        db,
+        tree,
+        data_file,
+    })
+}
 
 fn open_db(dir: &Path, opts: &LogOptions) -> Result<sled::Db, OpenError> {
     let started = std::time::Instant::now();

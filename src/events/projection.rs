@@ -29,24 +29,23 @@ pub struct ProjectionError {
 /// A raw key/value pair of a projection tree.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
-/// One projection's tree.
+/// One projection's tree. It looks the sled tree up for each operation, so that it never holds
+/// the files open across a recovery of the log (which reopens them).
 #[derive(Clone)]
 pub struct ProjectionTree {
-    tree: sled::Tree,
+    log: EventLog,
     name: &'static str,
 }
 
 impl EventLog {
     /// The projection tree `name` (created empty on first use).
     pub fn projection(&self, name: &'static str) -> Result<ProjectionTree, ProjectionError> {
-        let tree = self
-            .db()
-            .open_tree(format!("projection:{name}"))
-            .map_err(|e| ProjectionError {
-                name,
-                detail: e.to_string(),
-            })?;
-        Ok(ProjectionTree { tree, name })
+        let tree = ProjectionTree {
+            log: self.clone(),
+            name,
+        };
+        tree.tree()?;
+        Ok(tree)
     }
 }
 
@@ -65,10 +64,18 @@ impl ProjectionTree {
         }
     }
 
+    fn tree(&self) -> Result<sled::Tree, ProjectionError> {
+        let db = self.log.db().ok_or_else(|| {
+            self.err("the event log is reopening its files after a write error; retry shortly")
+        })?;
+        db.open_tree(format!("projection:{}", self.name))
+            .map_err(|e| self.err(e))
+    }
+
     /// The last `tenant_seq` folded into this projection for `tenant` (0: nothing yet).
     pub fn checkpoint(&self, tenant: &TenantId) -> Result<u64, ProjectionError> {
         let Some(v) = self
-            .tree
+            .tree()?
             .get(tagged(tenant, TAG_CHECKPOINT, &[]))
             .map_err(|e| self.err(e))?
         else {
@@ -83,7 +90,7 @@ impl ProjectionTree {
 
     pub fn get(&self, tenant: &TenantId, key: &[u8]) -> Result<Option<Vec<u8>>, ProjectionError> {
         let v = self
-            .tree
+            .tree()?
             .get(tagged(tenant, TAG_DATA, key))
             .map_err(|e| self.err(e))?;
         Ok(v.map(|v| v.to_vec()))
@@ -98,10 +105,17 @@ impl ProjectionTree {
     ) -> impl Iterator<Item = Result<Entry, ProjectionError>> + '_ {
         let full = tagged(tenant, TAG_DATA, prefix);
         let skip = full.len() - prefix.len();
-        self.tree.scan_prefix(full).map(move |entry| {
+        let (tree, error) = match self.tree() {
+            Ok(tree) => (Some(tree), None),
+            Err(e) => (None, Some(Err(e))),
+        };
+        let entries = tree
+            .into_iter()
+            .flat_map(move |t| t.scan_prefix(full.clone()));
+        error.into_iter().chain(entries.map(move |entry| {
             let (k, v) = entry.map_err(|e| self.err(e))?;
-            Ok((k[skip..].to_vec(), v.to_vec()))
-        })
+            Ok((k.get(skip..).unwrap_or_default().to_vec(), v.to_vec()))
+        }))
     }
 
     /// Writes `entries` and moves the checkpoint to `checkpoint`, atomically.
@@ -119,7 +133,7 @@ impl ProjectionTree {
             tagged(tenant, TAG_CHECKPOINT, &[]),
             &checkpoint.to_be_bytes()[..],
         );
-        self.tree.apply_batch(batch).map_err(|e| self.err(e))
+        self.tree()?.apply_batch(batch).map_err(|e| self.err(e))
     }
 
     /// Removes everything of `tenant` (data and checkpoint), for a rebuild.
@@ -127,24 +141,25 @@ impl ProjectionTree {
         const CLEAR_BATCH_KEYS: usize = 4096;
         let prefix = keys::tenant_prefix(tenant);
         let mut removed = 0u64;
+        let tree = self.tree()?;
         loop {
             let mut batch = sled::Batch::default();
             let mut n = 0u64;
-            for key in self.tree.scan_prefix(&prefix).keys().take(CLEAR_BATCH_KEYS) {
+            for key in tree.scan_prefix(&prefix).keys().take(CLEAR_BATCH_KEYS) {
                 batch.remove(key.map_err(|e| self.err(e))?);
                 n += 1;
             }
             if n == 0 {
                 return Ok(removed);
             }
-            self.tree.apply_batch(batch).map_err(|e| self.err(e))?;
+            tree.apply_batch(batch).map_err(|e| self.err(e))?;
             removed += n;
         }
     }
 
     /// Every entry of `tenant`, raw: for comparing an incremental projection with a rebuild.
     pub fn dump(&self, tenant: &TenantId) -> Result<Vec<Entry>, ProjectionError> {
-        self.tree
+        self.tree()?
             .scan_prefix(keys::tenant_prefix(tenant))
             .map(|e| {
                 e.map(|(k, v)| (k.to_vec(), v.to_vec()))

@@ -50,8 +50,14 @@ fn report(metrics: &NatsMetrics, event: async_nats::Event) {
                 "NATS slow consumer: the client dropped messages"
             );
         }
-        async_nats::Event::Disconnected => tracing::warn!("NATS disconnected; reconnecting"),
-        async_nats::Event::Connected => tracing::info!("NATS connected"),
+        async_nats::Event::Disconnected => {
+            metrics.connected.set(false);
+            tracing::warn!("NATS disconnected; reconnecting");
+        }
+        async_nats::Event::Connected => {
+            metrics.connected.set(true);
+            tracing::info!("NATS connected");
+        }
         // The server refused our login (a client error, retried with backoff) or a subject:
         // say so where an operator looks.
         async_nats::Event::ServerError(e) => tracing::error!(error = %e, "NATS server error"),

@@ -96,9 +96,31 @@ type CounterFamily<L> =
 pub struct NatsMetrics {
     events: CounterFamily<EventLabel>,
     refused: CounterFamily<TenantCodeLabel>,
+    /// Whether the client is connected (set by its connection events), for `/readyz`.
+    connected: NatsConnection,
+}
+
+/// Whether the NATS client is connected right now. Cheap to clone; false until the first
+/// `Connected` event.
+#[derive(Clone, Debug, Default)]
+pub struct NatsConnection(Arc<std::sync::atomic::AtomicBool>);
+
+impl NatsConnection {
+    pub fn is_connected(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(super) fn set(&self, connected: bool) {
+        self.0.store(connected, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl NatsMetrics {
+    /// The client's connection state, as its events report it.
+    pub fn connection(&self) -> NatsConnection {
+        self.connected.clone()
+    }
+
     pub fn count(&self, event: NatsEvent) {
         self.events
             .get_or_create(&EventLabel {

@@ -4,7 +4,7 @@
 //! Invariant: the result equals folding all of the session's events from seq 1; the snapshot
 //! only saves work. An unusable snapshot is reported, never trusted.
 
-use crate::events::log::{EventLog, ReadError};
+use crate::events::log::{EventLog, ReadError, ScopedReader};
 use crate::projections::session::SessionState;
 use crate::projections::snapshot::{SnapshotKey, SnapshotStore};
 use crate::tenancy::{SessionId, TenantCtx};
@@ -40,7 +40,8 @@ pub fn load_session(
         team: &team,
         session,
     };
-    let (mut state, snapshot_seq, snapshot_problem) = match snapshots.read::<SessionState>(&key) {
+    let (mut state, snapshot_seq, mut snapshot_problem) = match snapshots.read::<SessionState>(&key)
+    {
         Ok(None) => (fresh(), 0, None),
         Ok(Some(snap)) => {
             let s = &snap.state;
@@ -60,16 +61,64 @@ pub fn load_session(
         }
         Err(e) => (fresh(), 0, Some(e.to_string())),
     };
-    for event in log
-        .scope(ctx)
-        .session_events(session, state.last_seq + 1..=u64::MAX)
-    {
+    let reader = log.scope(ctx);
+    if snapshot_seq > 0 {
+        if let Some(problem) = snapshot_not_in_log(&reader, &state)? {
+            state = fresh();
+            snapshot_problem = Some(problem);
+        }
+    }
+    for event in reader.session_events(session, state.last_seq + 1..=u64::MAX) {
         state.apply(&event?.event);
     }
+    let snapshot_seq = if snapshot_problem.is_some() {
+        0
+    } else {
+        snapshot_seq
+    };
     Ok(Loaded {
         state,
         snapshot_seq,
         snapshot_problem,
+    })
+}
+
+/// Whether the log holds the event a snapshot's state ends with: the session's event at
+/// `state.last_seq` must exist and carry the snapshot's `last_tenant_seq` and `last_activity_ms`.
+/// `Some(reason)` when it does not: the snapshot is ahead of the log (an older `log/` restored
+/// beside newer `sessions/`) or from another history, and must not be trusted. The snapshot
+/// format holds no chain hash, so these two fields of the last event are its fingerprint.
+pub fn snapshot_not_in_log(
+    reader: &ScopedReader,
+    state: &SessionState,
+) -> Result<Option<String>, ReadError> {
+    let seq = state.last_seq;
+    let found = reader
+        .session_events(&state.session, seq..=seq)
+        .next()
+        .transpose()?;
+    Ok(match found {
+        None => {
+            let last = reader.session_last_seq(&state.session)?;
+            Some(format!(
+                "snapshot covers seq {seq}, but the log holds this session only up to seq {last} \
+                 (was an older log restored?); rebuilt from the log"
+            ))
+        }
+        Some(stored) => {
+            let e = &stored.event;
+            (e.seq != seq
+                || e.tenant_seq != state.last_tenant_seq
+                || e.at_ms != state.last_activity_ms)
+                .then(|| {
+                    format!(
+                        "snapshot's seq {seq} is tenant_seq {} at {} ms, but the log's is \
+                         tenant_seq {} at {} ms: the snapshot is from another history; rebuilt \
+                         from the log",
+                        state.last_tenant_seq, state.last_activity_ms, e.tenant_seq, e.at_ms
+                    )
+                })
+        }
     })
 }
 
@@ -107,3 +156,6 @@ pub fn rewrite_snapshots(
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests;

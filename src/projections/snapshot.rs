@@ -256,6 +256,38 @@ impl SnapshotStore {
         }
     }
 
+    /// The sessions of `tenant` that have a snapshot file, as `(env, team, session)`, sorted.
+    /// Entries whose names are not valid ids (temp files, stray files) are skipped: no path is
+    /// built from them.
+    pub fn list_tenant(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<(EnvId, TeamId, SessionId)>, SnapshotError> {
+        let mut out = Vec::new();
+        let root = self.root.join(tenant.as_str());
+        for (env, env_dir) in sub_dirs(&root, |n| EnvId::parse(n).ok())? {
+            for (team, team_dir) in sub_dirs(&env_dir, |n| TeamId::parse(n).ok())? {
+                let entries = match fs::read_dir(&team_dir) {
+                    Ok(entries) => entries,
+                    Err(e) => return Err(io_error(&team_dir, e)),
+                };
+                for entry in entries {
+                    let entry = entry.map_err(|e| io_error(&team_dir, e))?;
+                    let name = entry.file_name();
+                    let session = name
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(&format!(".{SNAPSHOT_EXTENSION}")))
+                        .and_then(|n| SessionId::parse(n).ok());
+                    if let Some(session) = session {
+                        out.push((env.clone(), team.clone(), session));
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Deletes every snapshot of `tenant` (for rebuilds and offboarding); other tenants' files are
     /// untouched. A tenant without snapshots is fine. Writes for `tenant` that race with this call
     /// may leave files behind: stop the tenant's writers first.
@@ -543,6 +575,29 @@ fn sync_dir(dir: &Path) -> Result<(), SnapshotError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error(dir, e))
+}
+
+/// The sub-directories of `dir` whose names `parse` accepts; none when `dir` does not exist.
+fn sub_dirs<T>(
+    dir: &Path,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<(T, PathBuf)>, SnapshotError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error(dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if let Some(id) = entry.file_name().to_str().and_then(&parse) {
+            if is_dir {
+                out.push((id, entry.path()));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn io_error(path: &Path, source: io::Error) -> SnapshotError {

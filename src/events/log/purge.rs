@@ -51,10 +51,16 @@ impl EventLog {
         let tenants = self
             .tenants()
             .map_err(|e| PurgeError::Tenants(e.to_string()))?;
+        // Holding the handles makes a recovery wait for the purge instead of closing the files
+        // under it.
+        let store = self
+            .inner
+            .shared
+            .store()
+            .ok_or_else(|| PurgeError::Tenants(super::store::CLOSED.into()))?;
         for tenant in tenants {
             // One tenant's storage error must not keep the others' records for ever.
-            if let Err(e) = purge_tenant(&self.inner.tree, &tenant, now_ms, window_ms, &mut report)
-            {
+            if let Err(e) = purge_tenant(&store.tree, &tenant, now_ms, window_ms, &mut report) {
                 tracing::error!(tenant = %tenant, error = %e, "idempotency purge failed for tenant");
                 report.failed_tenants += 1;
             }

@@ -1,16 +1,33 @@
 //! Reads of the log: tenant ranges, one session's events, session lists, idempotency and
 //! open-session lookups, and the tail check at open.
 //!
-//! Invariant: every scan stays inside one tenant's prefix, and every frame read is checked
-//! (checksum, tenant, consecutive seqs) before its events are returned.
+//! Invariants: every scan stays inside one tenant's prefix, and every frame read is checked
+//! (checksum, tenant, consecutive seqs) before its events are returned; a reader sees nothing
+//! past its tenant's durable frontier as it was when the reader was made (`store`): no event
+//! whose flush has not completed, so none that a failed write may yet take back.
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 
+use super::contain::contained;
+use super::store::Store;
 use super::{Damage, Head, IdempotencyRecord, ReadError, SessionInfo, SessionMeta, StoredEvent};
 use crate::events::codec::{chain_hash, decode_body, decode_frame, decode_limited};
 use crate::events::keys;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
+
+/// A sled panic caught while reading (see `contain`): the files are damaged.
+fn sled_panicked(tenant: &TenantId, position: &str, panic: &str) -> ReadError {
+    ReadError {
+        tenant: tenant.clone(),
+        position: position.to_owned(),
+        detail: format!(
+            "sled panicked reading its files ({panic}): they are damaged; restore the data dir \
+             from a backup"
+        ),
+    }
+}
 
 pub(super) fn next_key(key: &[u8]) -> Vec<u8> {
     let mut k = key.to_vec();
@@ -135,11 +152,16 @@ fn decode_frame_events(
     Ok(out)
 }
 
-/// Read access to one tenant's log.
+/// Read access to one tenant's log, up to its durable frontier.
 #[derive(Clone)]
 pub struct TenantReader {
-    pub(super) tree: sled::Tree,
+    /// `Err` while a recovery has the files closed.
+    pub(super) tree: Result<sled::Tree, ReadError>,
+    /// Keeps the files open while this reader (or an iterator from it) lives.
+    pub(super) store: Option<Arc<Store>>,
     pub(super) tenant: TenantId,
+    /// The last `tenant_seq` this reader may return.
+    pub(super) limit: u64,
 }
 
 impl TenantReader {
@@ -147,10 +169,19 @@ impl TenantReader {
         &self.tenant
     }
 
-    /// The last event's position and hash, or `None` for an empty tenant.
+    /// The last durable event's position and hash, or `None` for an empty tenant.
     pub fn head(&self) -> Result<Option<Head>, ReadError> {
-        let (start, end) = keys::frame_range(&self.tenant);
-        match self.tree.range(start..end).next_back() {
+        let tree = self.tree.as_ref().map_err(Clone::clone)?;
+        if self.limit == 0 {
+            return Ok(None);
+        }
+        let (start, _) = keys::frame_range(&self.tenant);
+        // Frames hold whole groups and the frontier moves by whole groups, so the last frame
+        // that starts at or before the frontier also ends there.
+        let upto = keys::frame_key(&self.tenant, self.limit);
+        let last = contained(|| tree.range(start..=upto).next_back())
+            .map_err(|e| sled_panicked(&self.tenant, "last frame", &e))?;
+        match last {
             None => Ok(None),
             Some(Err(e)) => Err(ReadError {
                 tenant: self.tenant.clone(),
@@ -163,16 +194,34 @@ impl TenantReader {
 
     /// The tenant's events with `tenant_seq` in `range`, in order, one frame in memory at a time.
     /// The iterator ends after the first error.
+    /// Events past the durable frontier are not returned.
     pub fn events(&self, range: RangeInclusive<u64>) -> TenantEvents {
+        let range = *range.start()..=(*range.end()).min(self.limit);
+        let tree = match &self.tree {
+            Ok(tree) => tree,
+            Err(e) => {
+                return TenantEvents {
+                    _store: None,
+                    frames: None,
+                    error: Some(e.clone()),
+                    tenant: self.tenant.clone(),
+                    range,
+                    pending: VecDeque::new(),
+                    done: false,
+                }
+            }
+        };
         let (start, end) = keys::frame_range(&self.tenant);
         let from = keys::frame_key(&self.tenant, *range.start());
         // The frame holding `range.start()` may begin before it.
-        let first = match self.tree.range(start.clone()..=from.clone()).next_back() {
+        let first = match tree.range(start.clone()..=from.clone()).next_back() {
             Some(Ok((k, _))) => k.to_vec(),
             _ => from,
         };
         TenantEvents {
-            frames: self.tree.range(first..end),
+            _store: self.store.clone(),
+            frames: Some(tree.range(first..end)),
+            error: None,
             tenant: self.tenant.clone(),
             range,
             pending: VecDeque::new(),
@@ -183,7 +232,10 @@ impl TenantReader {
 
 /// Iterator over a tenant's events; see [`TenantReader::events`].
 pub struct TenantEvents {
-    frames: sled::Iter,
+    _store: Option<Arc<Store>>,
+    frames: Option<sled::Iter>,
+    /// Returned first (the files were closed when the reader was made).
+    error: Option<ReadError>,
     tenant: TenantId,
     range: RangeInclusive<u64>,
     pending: VecDeque<StoredEvent>,
@@ -198,10 +250,22 @@ impl Iterator for TenantEvents {
             if let Some(e) = self.pending.pop_front() {
                 return Some(Ok(e));
             }
-            if self.done {
+            if let Some(e) = self.error.take() {
+                self.done = true;
+                return Some(Err(e));
+            }
+            if self.done || self.range.is_empty() {
                 return None;
             }
-            let (key, value) = match self.frames.next()? {
+            let frames = self.frames.as_mut()?;
+            let next = match contained(|| frames.next()) {
+                Ok(next) => next?,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(sled_panicked(&self.tenant, "frame scan", &e)));
+                }
+            };
+            let (key, value) = match next {
                 Ok(kv) => kv,
                 Err(e) => {
                     self.done = true;
@@ -232,11 +296,17 @@ impl Iterator for TenantEvents {
     }
 }
 
-/// Read access bounded by a [`TenantCtx`]: sessions of its env (and team, when set).
+/// Read access bounded by a [`TenantCtx`]: sessions of its env (and team, when set), up to the
+/// tenant's durable frontier.
 #[derive(Clone)]
 pub struct ScopedReader {
-    pub(super) tree: sled::Tree,
+    /// `Err` while a recovery has the files closed.
+    pub(super) tree: Result<sled::Tree, ReadError>,
+    /// Keeps the files open while this reader (or an iterator from it) lives.
+    pub(super) store: Option<Arc<Store>>,
     pub(super) ctx: TenantCtx,
+    /// The last `tenant_seq` this reader may return.
+    pub(super) limit: u64,
 }
 
 impl ScopedReader {
@@ -247,10 +317,26 @@ impl ScopedReader {
     /// Events of one session of this scope's team (or `default`), with `seq` in `range`.
     /// A session of another tenant, env or team is simply empty here.
     pub fn session_events(&self, session: &SessionId, range: RangeInclusive<u64>) -> SessionEvents {
+        let tree = match &self.tree {
+            Ok(tree) => tree.clone(),
+            Err(e) => {
+                return SessionEvents {
+                    _store: None,
+                    index: None,
+                    error: Some(e.clone()),
+                    tree: None,
+                    tenant: self.ctx.tenant.clone(),
+                    range,
+                    limit: self.limit,
+                    pending: VecDeque::new(),
+                    done: false,
+                }
+            }
+        };
         let team = self.ctx.team_or_default();
         let prefix = keys::session_index_prefix(&self.ctx.tenant, &self.ctx.env, &team, session);
         let from = keys::session_index_key(&prefix, *range.start());
-        let first = match self.tree.range(prefix.clone()..=from.clone()).next_back() {
+        let first = match tree.range(prefix.clone()..=from.clone()).next_back() {
             Some(Ok((k, _))) => k.to_vec(),
             _ => from,
         };
@@ -259,22 +345,33 @@ impl ScopedReader {
             *last = 1;
         }
         SessionEvents {
-            index: self.tree.range(first..end),
-            tree: self.tree.clone(),
+            _store: self.store.clone(),
+            index: Some(tree.range(first..end)),
+            error: None,
+            tree: Some(tree),
             tenant: self.ctx.tenant.clone(),
             range,
+            limit: self.limit,
             pending: VecDeque::new(),
             done: false,
         }
     }
 
-    /// The last seq of a session in this scope (0 when it does not exist).
+    /// The last durable seq of a session in this scope (0 when it does not exist).
     pub fn session_last_seq(&self, session: &SessionId) -> Result<u64, ReadError> {
+        let tree = self.tree.as_ref().map_err(Clone::clone)?;
         let team = self.ctx.team_or_default();
-        last_seq(&self.tree, &self.ctx.tenant, &self.ctx.env, &team, session)
+        last_seq_upto(
+            tree,
+            &self.ctx.tenant,
+            &self.ctx.env,
+            &team,
+            session,
+            self.limit,
+        )
     }
 
-    /// Sessions of this scope, ordered by (team, session id).
+    /// Sessions of this scope whose start is durable, ordered by (team, session id).
     pub fn sessions(&self) -> impl Iterator<Item = Result<SessionInfo, ReadError>> {
         self.sessions_after(None)
     }
@@ -305,45 +402,29 @@ impl ScopedReader {
             }
             None => prefix,
         };
-        let tenant = self.ctx.tenant.clone();
-        let env = self.ctx.env.clone();
-        let entries = if start < end {
-            Some(self.tree.range(start..end))
-        } else {
-            None
+        let (tree, error) = match &self.tree {
+            Ok(tree) => (Some(tree.clone()), None),
+            Err(e) => (None, Some(Err(e.clone()))),
         };
-        entries.into_iter().flatten().map(move |entry| {
-            let err = |detail: String| ReadError {
-                tenant: tenant.clone(),
-                position: "session index".into(),
-                detail,
-            };
-            let (key, value) = entry.map_err(|e| err(e.to_string()))?;
-            let rest = &key[env_prefix_len..];
-            let split = rest
-                .iter()
-                .position(|&b| b == 0)
-                .ok_or_else(|| err("malformed session key".into()))?;
-            let team = std::str::from_utf8(&rest[..split])
-                .ok()
-                .and_then(|t| TeamId::parse(t).ok());
-            let session = std::str::from_utf8(&rest[split + 1..])
-                .ok()
-                .and_then(|s| SessionId::parse(s).ok());
-            let (Some(team), Some(session)) = (team, session) else {
-                return Err(err("malformed session key".into()));
-            };
-            let meta: SessionMeta =
-                decode_limited(&value).map_err(|e| err(format!("session {session}: {e}")))?;
-            Ok(SessionInfo {
-                env: env.clone(),
-                team,
-                session,
-                channel: meta.channel,
-                user: meta.user,
-                started_at_ms: meta.started_at,
-            })
-        })
+        let scan = tree
+            .as_ref()
+            .filter(|_| start < end)
+            .map(|t| t.range(start..end));
+        let (tenant, env, limit) = (self.ctx.tenant.clone(), self.ctx.env.clone(), self.limit);
+        let store = self.store.clone();
+        let listed = scan.into_iter().flatten().filter_map(move |entry| {
+            let _keep_open = &store;
+            let info = session_info(&tenant, &env, env_prefix_len, entry);
+            // A session whose first group may yet be taken back is not listed.
+            match (&info, &tree) {
+                (Ok(i), Some(tree)) => {
+                    let prefix = keys::session_index_prefix(&tenant, &env, &i.team, &i.session);
+                    durable_at(tree, &prefix, 1, limit).then_some(info)
+                }
+                _ => Some(info),
+            }
+        });
+        error.into_iter().chain(listed)
     }
 
     /// The record of an earlier append of `message_id` on `channel` in this scope's team.
@@ -352,18 +433,27 @@ impl ScopedReader {
         channel: &ChannelId,
         message_id: &str,
     ) -> Result<Option<IdempotencyRecord>, ReadError> {
+        let tree = self.tree.as_ref().map_err(Clone::clone)?;
         let team = self.ctx.team_or_default();
         let key =
             keys::idempotency_key(&self.ctx.tenant, &self.ctx.env, &team, channel, message_id);
-        read_idempotency(&self.tree, &self.ctx.tenant, &key)
+        let Some(rec) = read_idempotency(tree, &self.ctx.tenant, &key)? else {
+            return Ok(None);
+        };
+        // A record of a group that is not durable yet is not an answer to give.
+        let prefix =
+            keys::session_index_prefix(&self.ctx.tenant, &self.ctx.env, &team, &rec.session);
+        Ok(durable_at(tree, &prefix, rec.first_seq, self.limit).then_some(rec))
     }
 
-    /// The user's open (started, not ended) session on `channel` in this scope's team.
+    /// The user's open (started, not ended) session on `channel` in this scope's team. Not
+    /// bounded by the frontier: it only names a session, whose events are.
     pub fn open_session(
         &self,
         channel: &ChannelId,
         user: &str,
     ) -> Result<Option<SessionId>, ReadError> {
+        let tree = self.tree.as_ref().map_err(Clone::clone)?;
         let team = self.ctx.team_or_default();
         let key = keys::open_session_key(&self.ctx.tenant, &self.ctx.env, &team, channel, user);
         let err = |detail: String| ReadError {
@@ -371,7 +461,7 @@ impl ScopedReader {
             position: "open-session index".into(),
             detail,
         };
-        match self.tree.get(key).map_err(|e| err(e.to_string()))? {
+        match tree.get(key).map_err(|e| err(e.to_string()))? {
             None => Ok(None),
             Some(v) => {
                 let raw = std::str::from_utf8(&v).map_err(|e| err(e.to_string()))?;
@@ -380,6 +470,56 @@ impl ScopedReader {
                     .map_err(|e| err(e.to_string()))
             }
         }
+    }
+}
+
+/// Decodes one session meta entry (key under the env's meta prefix, value [`SessionMeta`]).
+fn session_info(
+    tenant: &TenantId,
+    env: &EnvId,
+    env_prefix_len: usize,
+    entry: sled::Result<(sled::IVec, sled::IVec)>,
+) -> Result<SessionInfo, ReadError> {
+    let err = |detail: String| ReadError {
+        tenant: tenant.clone(),
+        position: "session index".into(),
+        detail,
+    };
+    let (key, value) = entry.map_err(|e| err(e.to_string()))?;
+    let rest = key.get(env_prefix_len..).unwrap_or_default();
+    let split = rest
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or_else(|| err("malformed session key".into()))?;
+    let team = std::str::from_utf8(&rest[..split])
+        .ok()
+        .and_then(|t| TeamId::parse(t).ok());
+    let session = std::str::from_utf8(&rest[split + 1..])
+        .ok()
+        .and_then(|s| SessionId::parse(s).ok());
+    let (Some(team), Some(session)) = (team, session) else {
+        return Err(err("malformed session key".into()));
+    };
+    let meta: SessionMeta =
+        decode_limited(&value).map_err(|e| err(format!("session {session}: {e}")))?;
+    Ok(SessionInfo {
+        env: env.clone(),
+        team,
+        session,
+        channel: meta.channel,
+        user: meta.user,
+        started_at_ms: meta.started_at,
+    })
+}
+
+/// Whether the session (index `prefix`) has a group starting at `seq` whose frame is within
+/// `limit`.
+fn durable_at(tree: &sled::Tree, prefix: &[u8], seq: u64, limit: u64) -> bool {
+    match tree.get(keys::session_index_key(prefix, seq)) {
+        Ok(Some(v)) => decode_index_value(&v).is_some_and(|(tenant_seq, _)| tenant_seq <= limit),
+        // An unreadable entry is not hidden: the reads that follow report it.
+        Err(_) => true,
+        Ok(None) => false,
     }
 }
 
@@ -413,31 +553,51 @@ pub(super) fn last_seq(
     team: &TeamId,
     session: &SessionId,
 ) -> Result<u64, ReadError> {
+    last_seq_upto(tree, tenant, env, team, session, u64::MAX)
+}
+
+/// The session's last seq among its groups whose frame is at or before `limit`.
+fn last_seq_upto(
+    tree: &sled::Tree,
+    tenant: &TenantId,
+    env: &EnvId,
+    team: &TeamId,
+    session: &SessionId,
+    limit: u64,
+) -> Result<u64, ReadError> {
     let prefix = keys::session_index_prefix(tenant, env, team, session);
     let err = |detail: String| ReadError {
         tenant: tenant.clone(),
         position: format!("session {session} index"),
         detail,
     };
-    let Some(entry) = tree.scan_prefix(&prefix).next_back() else {
-        return Ok(0);
-    };
-    let (k, v) = entry.map_err(|e| err(e.to_string()))?;
-    let first_seq = k
-        .get(prefix.len()..)
-        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-        .map(u64::from_be_bytes)
-        .ok_or_else(|| err("malformed index key".into()))?;
-    let (_, count) = decode_index_value(&v).ok_or_else(|| err("malformed index value".into()))?;
-    Ok(first_seq + u64::from(count) - 1)
+    for entry in tree.scan_prefix(&prefix).rev() {
+        let (k, v) = entry.map_err(|e| err(e.to_string()))?;
+        let first_seq = k
+            .get(prefix.len()..)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| err("malformed index key".into()))?;
+        let (tenant_seq, count) =
+            decode_index_value(&v).ok_or_else(|| err("malformed index value".into()))?;
+        if tenant_seq <= limit {
+            return Ok(first_seq + u64::from(count) - 1);
+        }
+    }
+    Ok(0)
 }
 
 /// Iterator over one session's events; see [`ScopedReader::session_events`].
 pub struct SessionEvents {
-    index: sled::Iter,
-    tree: sled::Tree,
+    _store: Option<Arc<Store>>,
+    index: Option<sled::Iter>,
+    /// Returned first (the files were closed when the reader was made).
+    error: Option<ReadError>,
+    tree: Option<sled::Tree>,
     tenant: TenantId,
     range: RangeInclusive<u64>,
+    /// The durable frontier: the events stop before the first frame past it.
+    limit: u64,
     pending: VecDeque<StoredEvent>,
     done: bool,
 }
@@ -449,15 +609,29 @@ impl SessionEvents {
             position: "session index".into(),
             detail,
         };
-        let (_, v) = match self.index.next()? {
+        let index = self.index.as_mut()?;
+        let next = match contained(|| index.next()) {
+            Ok(next) => next?,
+            Err(e) => return Some(Err(sled_panicked(&self.tenant, "session index", &e))),
+        };
+        let (_, v) = match next {
             Ok(kv) => kv,
             Err(e) => return Some(Err(err(&self.tenant, e.to_string()))),
         };
         let Some((tenant_seq, _)) = decode_index_value(&v) else {
             return Some(Err(err(&self.tenant, "malformed index value".into())));
         };
+        if tenant_seq > self.limit {
+            // Not durable yet (or taken back by a failed write): the session ends here.
+            return None;
+        }
         let key = keys::frame_key(&self.tenant, tenant_seq);
-        match self.tree.get(&key) {
+        let tree = self.tree.as_ref()?;
+        let frame = match contained(|| tree.get(&key)) {
+            Ok(frame) => frame,
+            Err(e) => return Some(Err(sled_panicked(&self.tenant, "frame", &e))),
+        };
+        match frame {
             Ok(Some(frame)) => Some(decode_frame_events(&self.tenant, &key, &frame)),
             Ok(None) => Some(Err(read_error(
                 &self.tenant,
@@ -476,6 +650,10 @@ impl Iterator for SessionEvents {
         loop {
             if let Some(e) = self.pending.pop_front() {
                 return Some(Ok(e));
+            }
+            if let Some(e) = self.error.take() {
+                self.done = true;
+                return Some(Err(e));
             }
             if self.done {
                 return None;

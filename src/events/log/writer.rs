@@ -1,4 +1,4 @@
-//! The log's write path: one *stager* thread and one *syncer* thread.
+//! The log's write path: one *stager* thread (here) and one *syncer* thread (`syncer.rs`).
 //!
 //! The stager drains up to `batch_groups_max` requests from the bounded queue, validates each
 //! group, assigns ids, seqs and chain hashes, stages all keys of the batch into one `sled::Batch`
@@ -9,9 +9,13 @@
 //!
 //! Invariants:
 //! - only the stager assigns seqs; its caches (tenant heads, session heads) always equal what is
-//!   applied to sled, because a failed apply stops all further appends;
-//! - a reply is sent only after a flush that started after its batch was applied;
-//! - after any write error the log refuses appends: what reached disk is unknown until reopen.
+//!   applied to sled, because a failed apply stops all further appends until a recovery, which
+//!   reloads them from disk;
+//! - a reply is sent only after a flush that started after its batch was applied, and the
+//!   durable frontier (what readers see) moves only then;
+//! - after any write error the log refuses appends until the stager has reopened the files,
+//!   undone every batch not covered by a successful flush (`recover`) and re-checked the tails:
+//!   a group whose caller was told it failed is gone afterwards, whatever reached the disk.
 //!
 //! The one exception is a fault switch for the crash test's negative control
 //! (`TENANTRY_FAULT_ACK_BEFORE_FLUSH=1`): it makes the stager answer right after `apply_batch`,
@@ -22,14 +26,15 @@
 //! It exists only with `debug_assertions`: release builds neither contain it nor read the
 //! variable.
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::{Arc, OnceLock};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
 use super::read::{last_seq, read_idempotency};
+use super::store::{Shared, Store};
 use super::{
     AppendError, AppendGroup, AppendOutcome, Appended, Damage, Head, IdempotencyRecord, ReadError,
     Rejection, Reply, Request, SessionMeta, ACK_BYTES_MAX,
@@ -50,9 +55,6 @@ const SESSION_CACHE_MAX: usize = 1 << 20;
 /// stager waits, requests pile up in the queue and the next batch is simply larger.
 pub(super) const SYNC_QUEUE_BATCHES: usize = 2;
 
-/// Set once, by whichever thread first fails to write; read by both.
-pub(super) type Failure = Arc<OnceLock<String>>;
-
 type AppendResult = Result<AppendOutcome, AppendError>;
 
 /// Work handed from the stager to the syncer.
@@ -60,15 +62,31 @@ pub(super) enum Applied {
     Appends {
         replies: Vec<(Reply, AppendResult)>,
         failed: bool,
+        /// The handles the batch was applied to (`None`: nothing was).
+        store: Option<Arc<Store>>,
+        /// The batch's number, counted by the stager from 1.
+        batch: u64,
+        /// Per tenant, the last `tenant_seq` the batch wrote: the frontier after its flush.
+        tops: Vec<(TenantId, u64)>,
     },
     Delete {
         reply: oneshot::Sender<Result<u64, AppendError>>,
         result: Result<u64, AppendError>,
+        store: Option<Arc<Store>>,
+        tenant: TenantId,
     },
 }
 
+/// How to take back one applied batch that no flush has covered: keys it created (removed) and
+/// open-session keys it changed (restored to their value before the batch).
+#[derive(Default)]
+pub(super) struct Undo {
+    pub(super) created: Vec<Vec<u8>>,
+    pub(super) open: Vec<(Vec<u8>, Option<sled::IVec>)>,
+}
+
 /// What the stager caches about a session it has appended to.
-struct SessionHead {
+pub(super) struct SessionHead {
     last_seq: u64,
     channel: ChannelId,
     user: String,
@@ -76,7 +94,7 @@ struct SessionHead {
 
 /// The session's index prefix (`{t}\0S{env}\0{team}\0{session}\0`): unique per session, and
 /// built for the index key anyway, so the cache costs no extra allocation per group.
-type SessionKey = Vec<u8>;
+pub(super) type SessionKey = Vec<u8>;
 
 /// Keys staged for the current batch that later groups of the same batch must see.
 #[derive(Default)]
@@ -86,6 +104,8 @@ struct Staged {
     /// Open-session keys written by this batch: `Some(session)` set, `None` removed.
     open: HashMap<Vec<u8>, Option<SessionId>>,
     groups: usize,
+    undo: Undo,
+    tops: HashMap<TenantId, u64>,
 }
 
 /// UUID v7 ids without a syscall per event: the millisecond clock plus a counter that starts at
@@ -129,12 +149,19 @@ fn unix_ms() -> u64 {
 
 /// The stager. Owns the in-memory heads; nothing else assigns seqs.
 pub(super) struct Stager {
-    pub(super) tree: sled::Tree,
+    pub(super) shared: Arc<Shared>,
+    /// The handles appends go to; `None` after a recovery failed to reopen the files.
+    pub(super) store: Option<Arc<Store>>,
     pub(super) heads: HashMap<TenantId, Head>,
     pub(super) damaged: HashMap<TenantId, Damage>,
-    pub(super) failure: Failure,
     pub(super) batch_groups_max: usize,
-    sessions: HashMap<SessionKey, SessionHead>,
+    pub(super) sessions: HashMap<SessionKey, SessionHead>,
+    /// The number of the last batch applied (or attempted).
+    pub(super) batch: u64,
+    /// Applied batches not yet known to be durable, oldest first, with how to undo them.
+    pub(super) unconfirmed: VecDeque<(u64, Undo)>,
+    /// When the last recovery was attempted.
+    pub(super) last_recovery: Option<std::time::Instant>,
     ids: IdGen,
     /// Test-only fault: answer callers before the flush (see the module docs).
     #[cfg(debug_assertions)]
@@ -143,10 +170,9 @@ pub(super) struct Stager {
 
 impl Stager {
     pub(super) fn new(
-        tree: sled::Tree,
+        shared: Arc<Shared>,
         heads: HashMap<TenantId, Head>,
         damaged: HashMap<TenantId, Damage>,
-        failure: Failure,
         batch_groups_max: usize,
     ) -> Stager {
         #[cfg(debug_assertions)]
@@ -162,12 +188,15 @@ impl Stager {
             );
         }
         Stager {
-            tree,
+            store: shared.store(),
+            shared,
             heads,
             damaged,
-            failure,
             batch_groups_max,
             sessions: HashMap::new(),
+            batch: 0,
+            unconfirmed: VecDeque::new(),
+            last_recovery: None,
             ids: IdGen::new(),
             #[cfg(debug_assertions)]
             ack_before_flush,
@@ -175,24 +204,51 @@ impl Stager {
     }
 
     pub(super) fn run(mut self, rx: Receiver<Request>, to_syncer: SyncSender<Applied>) {
-        while let Ok(first) = rx.recv() {
+        loop {
+            // A failed log retries its recovery now and then, with or without requests.
+            let first = if self.shared.failure().is_some() {
+                let first = match rx.recv_timeout(super::RECOVERY_RETRY) {
+                    Ok(first) => Some(first),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                };
+                self.recover_if_due();
+                first
+            } else {
+                match rx.recv() {
+                    Ok(first) => Some(first),
+                    Err(_) => return,
+                }
+            };
+            let Some(first) = first else { continue };
+            let tree = self.store.as_ref().map(|s| s.tree.clone());
             let mut staged = Staged::default();
             let mut replies = Vec::new();
             let mut next = Some(first);
             while let Some(req) = next.take() {
                 match req {
                     Request::Append { group, reply } => {
-                        let result = self.stage(group, &mut staged);
+                        let result = match &tree {
+                            Some(tree) => self.stage(tree, group, &mut staged),
+                            None => Err(self.failed()),
+                        };
                         replies.push((reply, result));
                     }
                     Request::DeleteTenant { tenant, reply } => {
                         // Deletion is not batched with appends: apply what is staged first.
                         let applied =
                             self.apply(std::mem::take(&mut staged), std::mem::take(&mut replies));
-                        let result = self.delete_tenant(&tenant);
-                        if to_syncer.send(applied).is_err()
-                            || to_syncer.send(Applied::Delete { reply, result }).is_err()
-                        {
+                        let result = match &tree {
+                            Some(tree) => self.delete_tenant(tree, &tenant),
+                            None => Err(self.failed()),
+                        };
+                        let delete = Applied::Delete {
+                            reply,
+                            result,
+                            store: self.store.clone(),
+                            tenant,
+                        };
+                        if to_syncer.send(applied).is_err() || to_syncer.send(delete).is_err() {
                             return;
                         }
                     }
@@ -214,27 +270,57 @@ impl Stager {
         }
     }
 
-    /// Applies the staged batch to sled (not yet durable).
+    /// The error for appends while the log refuses them.
+    fn failed(&self) -> AppendError {
+        AppendError::Failed(
+            self.shared
+                .failure()
+                .unwrap_or_else(|| "the event log is recovering".into()),
+        )
+    }
+
+    /// Applies the staged batch to sled (not yet durable) and remembers how to undo it until
+    /// the syncer reports it durable.
     fn apply(&mut self, staged: Staged, replies: Vec<(Reply, AppendResult)>) -> Applied {
         let mut failed = false;
+        self.batch += 1;
+        let durable = self.shared.durable_batch.load(Ordering::SeqCst);
+        while self.unconfirmed.front().is_some_and(|(b, _)| *b <= durable) {
+            self.unconfirmed.pop_front();
+        }
         if staged.groups > 0 {
-            if let Err(e) = self.tree.apply_batch(staged.batch) {
-                tracing::error!(error = %e, "event log apply failed; refusing further appends");
-                let _ = self.failure.set(e.to_string());
-                failed = true;
+            if let Some(store) = &self.store {
+                // Recorded before applying: a failed apply may still have reached sled's buffers.
+                self.unconfirmed.push_back((self.batch, staged.undo));
+                if let Err(e) = store.tree.apply_batch(staged.batch) {
+                    tracing::error!(error = %e, "event log apply failed; refusing appends until recovered");
+                    self.shared.fail(e.to_string());
+                    failed = true;
+                }
             }
         }
         // Only here, between batches, is no staged group relying on a cached head.
         if self.sessions.len() >= SESSION_CACHE_MAX {
             self.sessions.clear();
         }
-        Applied::Appends { replies, failed }
+        Applied::Appends {
+            replies,
+            failed,
+            store: self.store.clone(),
+            batch: self.batch,
+            tops: staged.tops.into_iter().collect(),
+        }
     }
 
     /// Validates a group and stages its keys. On `Err` nothing of the group is staged.
-    fn stage(&mut self, group: AppendGroup, staged: &mut Staged) -> AppendResult {
-        if let Some(e) = self.failure.get() {
-            return Err(AppendError::Failed(e.clone()));
+    fn stage(
+        &mut self,
+        tree: &sled::Tree,
+        group: AppendGroup,
+        staged: &mut Staged,
+    ) -> AppendResult {
+        if let Some(e) = self.shared.failure() {
+            return Err(AppendError::Failed(e));
         }
         let tenant = &group.ctx.tenant;
         if let Some(d) = self.damaged.get(tenant) {
@@ -256,9 +342,7 @@ impl Stager {
                 if let Some(rec) = staged.idempotency.get(&key) {
                     return Ok(AppendOutcome::Duplicate(rec.clone()));
                 }
-                if let Some(rec) =
-                    read_idempotency(&self.tree, tenant, &key).map_err(damaged_error)?
-                {
+                if let Some(rec) = read_idempotency(tree, tenant, &key).map_err(damaged_error)? {
                     return Ok(AppendOutcome::Duplicate(rec));
                 }
                 Some(key)
@@ -267,7 +351,7 @@ impl Stager {
 
         let session_key: SessionKey =
             keys::session_index_prefix(tenant, env, &team, &group.session);
-        self.load_session_head(&session_key, tenant, env, &team, &group.session)?;
+        self.load_session_head(tree, &session_key, tenant, env, &team, &group.session)?;
         let existing = self.sessions.get(&session_key);
         let actual = existing.map_or(0, |h| h.last_seq);
         if actual != group.expected_seq {
@@ -351,18 +435,30 @@ impl Stager {
 
         // Everything is valid: stage the keys.
         let b = &mut staged.batch;
-        b.insert(keys::frame_key(tenant, first_tenant_seq), frame);
+        let frame_key = keys::frame_key(tenant, first_tenant_seq);
+        staged.undo.created.push(frame_key.clone());
+        b.insert(frame_key, frame);
         let count_u16 =
             u16::try_from(count).expect("group size is checked against GROUP_EVENTS_MAX");
         let mut index_value = [0u8; 10];
         index_value[..8].copy_from_slice(&first_tenant_seq.to_be_bytes());
         index_value[8..].copy_from_slice(&count_u16.to_be_bytes());
-        b.insert(
-            keys::session_index_key(&session_key, first_seq),
-            &index_value[..],
-        );
+        let index_key = keys::session_index_key(&session_key, first_seq);
+        staged.undo.created.push(index_key.clone());
+        b.insert(index_key, &index_value[..]);
         if let Some(user) = &user {
             let open_key = keys::open_session_key(tenant, env, &team, &group.channel, user);
+            if !staged.open.contains_key(&open_key) {
+                // The first change of this key in the batch: keep its value for an undo.
+                let before = tree
+                    .get(&open_key)
+                    .map_err(|e| AppendError::TenantDamaged {
+                        tenant: tenant.clone(),
+                        position: "open-session index".into(),
+                        detail: e.to_string(),
+                    })?;
+                staged.undo.open.push((open_key.clone(), before));
+            }
             if starts {
                 let meta = SessionMeta {
                     channel: group.channel.clone(),
@@ -371,10 +467,9 @@ impl Stager {
                 };
                 let meta = rmp_serde::to_vec_named(&meta)
                     .expect("MessagePack encoding of plain fields is infallible");
-                b.insert(
-                    keys::session_meta_key(tenant, env, &team, &group.session),
-                    meta,
-                );
+                let meta_key = keys::session_meta_key(tenant, env, &team, &group.session);
+                staged.undo.created.push(meta_key.clone());
+                b.insert(meta_key, meta);
                 b.insert(open_key.clone(), group.session.as_str().as_bytes());
                 staged
                     .open
@@ -384,7 +479,7 @@ impl Stager {
                 // Only clear the user's open session if it is this one.
                 let current = match staged.open.get(&open_key) {
                     Some(staged) => staged.clone(),
-                    None => self.tree.get(&open_key).ok().flatten().and_then(|v| {
+                    None => tree.get(&open_key).ok().flatten().and_then(|v| {
                         std::str::from_utf8(&v)
                             .ok()
                             .and_then(|s| SessionId::parse(s).ok())
@@ -408,9 +503,16 @@ impl Stager {
             let value = rmp_serde::to_vec_named(&rec)
                 .expect("MessagePack encoding of plain fields is infallible");
             b.insert(key.clone(), value);
+            staged.undo.created.push(key.clone());
             staged.idempotency.insert(key, rec);
         }
         staged.groups += 1;
+        match staged.tops.get_mut(tenant) {
+            Some(top) => *top = last_tenant_seq,
+            None => {
+                staged.tops.insert(tenant.clone(), last_tenant_seq);
+            }
+        }
 
         self.heads.insert(
             tenant.clone(),
@@ -447,6 +549,7 @@ impl Stager {
     /// the session does not exist yet.
     fn load_session_head(
         &mut self,
+        tree: &sled::Tree,
         key: &SessionKey,
         tenant: &TenantId,
         env: &EnvId,
@@ -456,7 +559,7 @@ impl Stager {
         if self.sessions.contains_key(key) {
             return Ok(());
         }
-        let last = last_seq(&self.tree, tenant, env, team, session).map_err(damaged_error)?;
+        let last = last_seq(tree, tenant, env, team, session).map_err(damaged_error)?;
         if last == 0 {
             return Ok(());
         }
@@ -466,8 +569,7 @@ impl Stager {
             position: format!("session {session} meta"),
             detail,
         };
-        let value = self
-            .tree
+        let value = tree
             .get(meta_key)
             .map_err(|e| err(e.to_string()))?
             .ok_or_else(|| err("missing".into()))?;
@@ -482,9 +584,9 @@ impl Stager {
     }
 
     /// Removes every key of the tenant in bounded batches (durable once the syncer flushed).
-    fn delete_tenant(&mut self, tenant: &TenantId) -> Result<u64, AppendError> {
-        if let Some(e) = self.failure.get() {
-            return Err(AppendError::Failed(e.clone()));
+    fn delete_tenant(&mut self, tree: &sled::Tree, tenant: &TenantId) -> Result<u64, AppendError> {
+        if let Some(e) = self.shared.failure() {
+            return Err(AppendError::Failed(e));
         }
         const DELETE_BATCH_KEYS: usize = 4096;
         let prefix = keys::tenant_prefix(tenant);
@@ -493,12 +595,7 @@ impl Stager {
             let mut batch = sled::Batch::default();
             let mut n = 0u64;
             let mut scan_error = None;
-            for key in self
-                .tree
-                .scan_prefix(&prefix)
-                .keys()
-                .take(DELETE_BATCH_KEYS)
-            {
+            for key in tree.scan_prefix(&prefix).keys().take(DELETE_BATCH_KEYS) {
                 match key {
                     Ok(key) => {
                         batch.remove(key);
@@ -513,7 +610,7 @@ impl Stager {
             if n == 0 {
                 break Ok(());
             }
-            if let Err(e) = self.tree.apply_batch(batch) {
+            if let Err(e) = tree.apply_batch(batch) {
                 break Err(e);
             }
             removed += n;
@@ -522,74 +619,9 @@ impl Stager {
         self.damaged.remove(tenant);
         self.sessions.retain(|k, _| !k.starts_with(&prefix));
         result.map(|()| removed).map_err(|e| {
-            let _ = self.failure.set(e.to_string());
+            self.shared.fail(e.to_string());
             AppendError::Failed(e.to_string())
         })
-    }
-}
-
-/// The syncer: makes applied batches durable and answers their callers.
-pub(super) struct Syncer {
-    pub(super) db: sled::Db,
-    pub(super) data_file: File,
-    pub(super) failure: Failure,
-}
-
-impl Syncer {
-    pub(super) fn run(self, rx: Receiver<Applied>) {
-        #[cfg(debug_assertions)]
-        let slow_disk =
-            fault_ack_before_flush(std::env::var_os(FAULT_ACK_BEFORE_FLUSH_VAR).as_deref());
-        let mut waiting = Vec::new();
-        while let Ok(first) = rx.recv() {
-            #[cfg(debug_assertions)]
-            if slow_disk {
-                std::thread::sleep(FAULT_SLOW_DISK);
-            }
-            waiting.push(first);
-            waiting.extend(rx.try_iter());
-            let synced = self
-                .db
-                .flush()
-                .map(drop)
-                .map_err(|e| e.to_string())
-                .and_then(|()| {
-                    // sled's flush ends in sync_file_range, which leaves the data in a volatile
-                    // drive cache; fdatasync makes the ack survive a power loss.
-                    self.data_file.sync_data().map_err(|e| e.to_string())
-                });
-            if let Err(e) = &synced {
-                tracing::error!(error = %e, "event log flush failed; refusing further appends");
-                let _ = self.failure.set(e.clone());
-            }
-            for applied in waiting.drain(..) {
-                answer(applied, &synced);
-            }
-        }
-    }
-}
-
-/// Sends each caller its result, turning successes into failures when the write did not hold.
-fn answer(applied: Applied, synced: &Result<(), String>) {
-    match applied {
-        Applied::Appends { replies, failed } => {
-            for (reply, result) in replies {
-                let result = match (result, synced, failed) {
-                    (Ok(_), Err(e), _) => Err(AppendError::Failed(e.clone())),
-                    (Ok(_), Ok(()), true) => Err(AppendError::Failed("batch apply failed".into())),
-                    (r, _, _) => r,
-                };
-                // A caller that gave up waiting is not an error: its group is durable anyway.
-                let _ = reply.send(result);
-            }
-        }
-        Applied::Delete { reply, result } => {
-            let result = match (result, synced) {
-                (Ok(_), Err(e)) => Err(AppendError::Failed(e.clone())),
-                (r, _) => r,
-            };
-            let _ = reply.send(result);
-        }
     }
 }
 
@@ -599,7 +631,7 @@ pub(super) const FAULT_ACK_BEFORE_FLUSH_VAR: &str = "TENANTRY_FAULT_ACK_BEFORE_F
 
 /// With the fault on, how long the syncer waits before each flush (a slow disk).
 #[cfg(debug_assertions)]
-const FAULT_SLOW_DISK: std::time::Duration = std::time::Duration::from_millis(50);
+pub(super) const FAULT_SLOW_DISK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Whether the fault variable's value (`1`) turns the fault on.
 #[cfg(debug_assertions)]
@@ -619,11 +651,27 @@ pub(super) fn fault_ack_before_flush(_value: Option<&std::ffi::OsStr>) -> bool {
 #[cfg(debug_assertions)]
 fn ack_now(applied: Applied) -> Applied {
     match applied {
-        Applied::Appends { replies, failed } => {
-            answer(Applied::Appends { replies, failed }, &Ok(()));
+        Applied::Appends {
+            replies,
+            failed,
+            store,
+            batch,
+            tops,
+        } => {
+            let answered = Applied::Appends {
+                replies,
+                failed,
+                store: None,
+                batch,
+                tops: Vec::new(),
+            };
+            super::syncer::answer(answered, &Ok(()));
             Applied::Appends {
                 replies: Vec::new(),
                 failed,
+                store,
+                batch,
+                tops,
             }
         }
         delete @ Applied::Delete { .. } => delete,

@@ -54,7 +54,8 @@ fn a_v1_record_still_reads_and_expires_one_window_after_the_first_purge() {
     };
     let team = acme.team_or_default();
     let key = keys::idempotency_key(&acme.tenant, &acme.env, &team, &web, "old");
-    log.inner
+    let store = log.inner.shared.store().unwrap();
+    store
         .tree
         .insert(key, rmp_serde::to_vec_named(&v1).unwrap())
         .unwrap();
@@ -89,8 +90,9 @@ fn an_unreadable_record_is_kept_and_counted() {
     let web: ChannelId = "web".parse().unwrap();
     let team = acme.team_or_default();
     let key = keys::idempotency_key(&acme.tenant, &acme.env, &team, &web, "bad");
-    log.inner.tree.insert(key.clone(), &[0xc1u8][..]).unwrap();
+    let store = log.inner.shared.store().unwrap();
+    store.tree.insert(key.clone(), &[0xc1u8][..]).unwrap();
     let report = log.purge_idempotency(u64::MAX, WINDOW).unwrap();
     assert_eq!((report.unreadable, report.removed), (1, 0));
-    assert!(log.inner.tree.get(key).unwrap().is_some());
+    assert!(store.tree.get(key).unwrap().is_some());
 }

@@ -1,0 +1,127 @@
+//! The log's syncer thread: makes the batches the stager applied durable (`Db::flush`, then
+//! `fdatasync` of sled's data file), moves the durable frontier past them, and only then
+//! answers their callers. One flush covers every batch waiting (group commit).
+//!
+//! Invariants: a reply is sent only after a flush that started after its batch was applied;
+//! the frontier moves before the reply, so a caller reads its own acknowledged events; a
+//! failed flush fails every waiting batch and stops appends until the stager recovers.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use super::store::{Shared, Store};
+use super::writer::Applied;
+#[cfg(debug_assertions)]
+use super::writer::{fault_ack_before_flush, FAULT_ACK_BEFORE_FLUSH_VAR, FAULT_SLOW_DISK};
+use super::AppendError;
+
+/// The syncer: makes applied batches durable, moves the frontier and answers their callers.
+pub(super) struct Syncer {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl Syncer {
+    pub(super) fn run(self, rx: Receiver<Applied>) {
+        #[cfg(debug_assertions)]
+        let slow_disk =
+            fault_ack_before_flush(std::env::var_os(FAULT_ACK_BEFORE_FLUSH_VAR).as_deref());
+        let mut waiting = Vec::new();
+        while let Ok(first) = rx.recv() {
+            #[cfg(debug_assertions)]
+            if slow_disk {
+                std::thread::sleep(FAULT_SLOW_DISK);
+            }
+            waiting.push(first);
+            waiting.extend(rx.try_iter());
+            // Every waiting batch went to the same handles: a recovery replaces them only
+            // once the syncer has answered everything.
+            let store = waiting.iter().rev().find_map(|a| match a {
+                Applied::Appends { store, .. } | Applied::Delete { store, .. } => store.clone(),
+            });
+            let synced = match (&store, self.shared.failure()) {
+                (_, Some(e)) => Err(e),
+                (None, None) => Err("the event log files are closed".to_owned()),
+                (Some(store), None) => flush(store),
+            };
+            drop(store);
+            if let Err(e) = &synced {
+                tracing::error!(error = %e, "event log flush failed; refusing appends until recovered");
+                self.shared.fail(e.clone());
+            }
+            for applied in waiting.drain(..) {
+                self.settle(applied, &synced);
+            }
+        }
+    }
+
+    /// Moves the frontier past a durable batch, then answers its callers.
+    fn settle(&self, applied: Applied, synced: &Result<(), String>) {
+        let batch = match &applied {
+            Applied::Appends {
+                batch,
+                tops,
+                failed: false,
+                ..
+            } if synced.is_ok() => {
+                self.shared.advance(tops);
+                self.shared
+                    .durable_batch
+                    .fetch_max(*batch, Ordering::SeqCst);
+                Some(*batch)
+            }
+            Applied::Appends { batch, .. } => Some(*batch),
+            Applied::Delete {
+                tenant,
+                result: Ok(_),
+                ..
+            } if synced.is_ok() => {
+                self.shared.forget(tenant);
+                None
+            }
+            Applied::Delete { .. } => None,
+        };
+        answer(applied, synced);
+        if let Some(batch) = batch {
+            self.shared.batch_answered(batch);
+        }
+    }
+}
+
+/// `Db::flush`, then `fdatasync` of sled's data file: sled's flush ends in sync_file_range,
+/// which leaves the data in a volatile drive cache; fdatasync makes the ack survive a power
+/// loss.
+pub(super) fn flush(store: &Store) -> Result<(), String> {
+    store
+        .db
+        .flush()
+        .map(drop)
+        .map_err(|e| e.to_string())
+        .and_then(|()| store.data_file.sync_data().map_err(|e| e.to_string()))
+}
+
+/// Sends each caller its result, turning successes into failures when the write did not hold.
+pub(super) fn answer(applied: Applied, synced: &Result<(), String>) {
+    match applied {
+        Applied::Appends {
+            replies, failed, ..
+        } => {
+            for (reply, result) in replies {
+                let result = match (result, synced, failed) {
+                    (Ok(_), Err(e), _) => Err(AppendError::Failed(e.clone())),
+                    (Ok(_), Ok(()), true) => Err(AppendError::Failed("batch apply failed".into())),
+                    (r, _, _) => r,
+                };
+                // A caller that gave up waiting is not an error: its group is durable anyway.
+                let _ = reply.send(result);
+            }
+        }
+        Applied::Delete { reply, result, .. } => {
+            let result = match (result, synced) {
+                (Ok(_), Err(e)) => Err(AppendError::Failed(e.clone())),
+                (r, _) => r,
+            };
+            let _ = reply.send(result);
+        }
+    }
+}
