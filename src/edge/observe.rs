@@ -23,6 +23,9 @@ use super::metrics::UNKNOWN_TENANT;
 pub const LOGGED_PATH_BYTES_MAX: usize = 256;
 /// Most log lines about refused requests per second; the rest are only counted.
 pub const REFUSED_LOG_LINES_PER_S: u32 = 20;
+/// Probe routes: their 503 is an answer ("not ready"), not a failed request, so it is neither
+/// counted as an error nor logged above debug (a probe polls every few seconds).
+const PROBE_PATHS: [&str; 2] = ["/healthz", "/readyz"];
 /// The window [`REFUSED_LOG_LINES_PER_S`] counts over.
 const REFUSED_LOG_WINDOW: Duration = Duration::from_secs(1);
 
@@ -99,7 +102,8 @@ impl Default for LogBudget {
 pub(super) fn observe(response: &ServiceResponse, started: Instant) {
     let status = response.status();
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    if !status.is_client_error() && !status.is_server_error() {
+    let probe = PROBE_PATHS.contains(&response.request().path());
+    if probe || (!status.is_client_error() && !status.is_server_error()) {
         tracing::debug!(status = status.as_u16(), elapsed_ms, "request");
         return;
     }

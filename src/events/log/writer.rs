@@ -205,21 +205,18 @@ impl Stager {
 
     pub(super) fn run(mut self, rx: Receiver<Request>, to_syncer: SyncSender<Applied>) {
         loop {
-            // A failed log retries its recovery now and then, with or without requests.
-            let first = if self.shared.failure().is_some() {
-                let first = match rx.recv_timeout(super::RECOVERY_RETRY) {
-                    Ok(first) => Some(first),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => return,
-                };
-                self.recover_if_due();
-                first
-            } else {
-                match rx.recv() {
-                    Ok(first) => Some(first),
-                    Err(_) => return,
-                }
+            // A failed log retries its recovery now and then, with or without requests. The
+            // failure is often the syncer's (a flush), set while this thread waits for
+            // requests, so it never waits without a time-out: it would sleep through the
+            // failure until the next append, which may never come.
+            let first = match rx.recv_timeout(super::RECOVERY_RETRY) {
+                Ok(first) => Some(first),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
             };
+            if self.shared.failure().is_some() {
+                self.recover_if_due();
+            }
             let Some(first) = first else { continue };
             let tree = self.store.as_ref().map(|s| s.tree.clone());
             let mut staged = Staged::default();

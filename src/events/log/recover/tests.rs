@@ -135,16 +135,26 @@ fn text(i: u64) -> String {
     format!("{i:06}:{}", "x".repeat(TEXT_BYTES_MAX / 2))
 }
 
-#[test]
-fn a_full_disk_hides_unflushed_events_and_the_log_recovers_once_space_is_freed() {
-    let Some(fs) = Tmpfs::mount("8m") else { return };
+/// A log on the tmpfs `fs`, appended to until a write fails for want of space.
+struct Filled {
+    log: EventLog,
+    dir: PathBuf,
+    opts: LogOptions,
+    /// What was acked, as [`texts`] shows it.
+    acked: Vec<String>,
+    /// The `expected_seq` of the group whose append failed.
+    failed_seq: u64,
+    /// The file that takes the space; remove it to free the disk.
+    filler: PathBuf,
+}
+
+fn fill_until_a_write_fails(fs: &Tmpfs) -> Filled {
     let dir = fs.path().join("log");
     let opts = LogOptions {
         cache_capacity_bytes: 4 * 1024 * 1024,
         ..LogOptions::default()
     };
     let log = EventLog::open(&dir, &opts).unwrap();
-    let tenant: TenantId = ctx().tenant;
     assert!(matches!(
         log.append_blocking(group(0, "")),
         Ok(AppendOutcome::Appended(_))
@@ -169,6 +179,41 @@ fn a_full_disk_hides_unflushed_events_and_the_log_recovers_once_space_is_freed()
         "acked {} messages, then at expected_seq {failed_seq}: {error}",
         acked.len() - 1
     );
+    Filled {
+        log,
+        dir,
+        opts,
+        acked,
+        failed_seq,
+        filler,
+    }
+}
+
+/// Waits (at most 20 s) until `log` accepts writes again.
+fn await_recovery(log: &EventLog) {
+    let started = Instant::now();
+    while log.write_failure().is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the log did not recover: {:?}",
+            log.write_failure()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_full_disk_hides_unflushed_events_and_the_log_recovers_once_space_is_freed() {
+    let Some(fs) = Tmpfs::mount("8m") else { return };
+    let Filled {
+        log,
+        dir,
+        opts,
+        mut acked,
+        failed_seq,
+        filler,
+    } = fill_until_a_write_fails(&fs);
+    let tenant: TenantId = ctx().tenant;
     let failure = log.write_failure().expect("the log says it refuses writes");
     assert!(!failure.is_empty());
     // sled applied the failed group (it is in sled's tree) but no flush covered it.
@@ -211,15 +256,7 @@ fn a_full_disk_hides_unflushed_events_and_the_log_recovers_once_space_is_freed()
     // files).
     drop(scope);
     std::fs::remove_file(&filler).unwrap();
-    let started = Instant::now();
-    while log.write_failure().is_some() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the log did not recover: {:?}",
-            log.write_failure()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    await_recovery(&log);
     assert_eq!(texts(&log), acked, "what failed is gone after the recovery");
     // The failed message id was never appended: its retry appends now, after the acked ones.
     let retry = log.append_blocking(group(failed_seq, "retried"));
@@ -236,4 +273,17 @@ fn a_full_disk_hides_unflushed_events_and_the_log_recovers_once_space_is_freed()
     assert_eq!(texts(&log), acked);
     let verdict = crate::audit::verify::verify_log(&log, &tenant).unwrap();
     assert!(verdict.is_intact(), "{verdict}");
+}
+
+/// The write error usually surfaces in the syncer's flush, after the writer has gone back to
+/// waiting for requests: it must recover by itself even when no request ever comes (the edges
+/// may fail every message before it reaches the log, e.g. on a session load that cannot read).
+#[test]
+fn a_log_recovers_without_another_append_once_space_is_freed() {
+    let Some(fs) = Tmpfs::mount("8m") else { return };
+    let filled = fill_until_a_write_fails(&fs);
+    assert!(filled.log.write_failure().is_some());
+    std::fs::remove_file(&filled.filler).unwrap();
+    await_recovery(&filled.log);
+    assert_eq!(texts(&filled.log), filled.acked);
 }
