@@ -70,7 +70,7 @@ pub enum RuntimeError {
     /// restarted. 500.
     #[error("the flow failed on this message in session {0}")]
     FlowCrashed(SessionId),
-    /// A queue on the way is full; retry later. 429/503 with Retry-After.
+    /// A queue on the way is full; retry later. 429 with Retry-After.
     #[error("overloaded, retry later")]
     Overloaded,
     /// No room for another live session (`runtime.sessions_max` over all tenants, or the
@@ -81,6 +81,11 @@ pub enum RuntimeError {
     /// The runtime is shutting down. 503.
     #[error("shutting down")]
     ShuttingDown,
+    /// The message was dropped before it was answered: an actor on its way panicked and was
+    /// restarted. Whether it was appended is unknown to the caller; a retry with the same
+    /// `message_id` gets its first answer if it was. 503 with Retry-After.
+    #[error("the message was interrupted before an answer; retry it with the same message_id")]
+    Interrupted,
     /// The log refused or failed the append. 500 (details logged, not shown).
     #[error("storage: {0}")]
     Storage(String),
@@ -102,6 +107,7 @@ impl RuntimeError {
             RuntimeError::Overloaded => "overloaded",
             RuntimeError::SessionsFull { .. } => "sessions_full",
             RuntimeError::ShuttingDown => "shutting_down",
+            RuntimeError::Interrupted => "interrupted",
             RuntimeError::Storage(_) => "internal",
         }
     }
@@ -125,7 +131,8 @@ impl RuntimeError {
             | RuntimeError::FlowCrashed(_)
             | RuntimeError::Overloaded
             | RuntimeError::SessionsFull { .. }
-            | RuntimeError::ShuttingDown => self.to_string(),
+            | RuntimeError::ShuttingDown
+            | RuntimeError::Interrupted => self.to_string(),
         };
         (self.code(), message)
     }

@@ -319,10 +319,19 @@ impl Runtime {
             Err(SendError::Full(_)) => return Err(RuntimeError::Overloaded),
             Err(SendError::Closed(_)) => return Err(RuntimeError::ShuttingDown),
         }
+        let inner = self.inner.clone();
         Ok(async move {
             // Held until the answer arrives (or the caller stops waiting).
             let _permit = permit;
-            answer.await.map_err(|_| RuntimeError::ShuttingDown)?
+            answer.await.map_err(|_| {
+                // Dropped unanswered: by the drain of a shutdown, else by an actor that
+                // panicked and restarted on the message's way.
+                if inner.shutting_down.load(Ordering::Acquire) {
+                    RuntimeError::ShuttingDown
+                } else {
+                    RuntimeError::Interrupted
+                }
+            })?
         })
     }
 

@@ -186,9 +186,9 @@ impl ApiError {
                 RuntimeError::Overloaded | RuntimeError::SessionsFull { .. } => {
                     StatusCode::TOO_MANY_REQUESTS
                 }
-                RuntimeError::Quarantined(_) | RuntimeError::ShuttingDown => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
+                RuntimeError::Quarantined(_)
+                | RuntimeError::ShuttingDown
+                | RuntimeError::Interrupted => StatusCode::SERVICE_UNAVAILABLE,
                 RuntimeError::FlowCrashed(_) | RuntimeError::Storage(_) => {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
@@ -213,7 +213,9 @@ impl ApiError {
     fn retry_after_s(&self) -> Option<u64> {
         match self {
             ApiError::QuotaExceeded { retry_after_s } => Some((*retry_after_s).max(1)),
-            ApiError::Runtime(RuntimeError::Overloaded) => Some(OVERLOADED_RETRY_AFTER_S),
+            ApiError::Runtime(RuntimeError::Overloaded | RuntimeError::Interrupted) => {
+                Some(OVERLOADED_RETRY_AFTER_S)
+            }
             ApiError::Runtime(RuntimeError::SessionsFull { .. }) => {
                 Some(SESSIONS_FULL_RETRY_AFTER_S)
             }

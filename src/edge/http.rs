@@ -418,13 +418,17 @@ async fn readyz(state: web::Data<EdgeState>) -> HttpResponse {
              by itself once the cause (e.g. a full disk) is gone"
         ));
     }
-    for d in log.damaged() {
-        if state.teams.contains_key(&d.tenant) {
-            reasons.push(format!(
-                "tenant {}: log damaged at {}: {}; restore it from a backup",
-                d.tenant, d.position, d.detail
-            ));
-        }
+    // Unauthenticated: say how many served tenants are damaged, not which (the server log and
+    // `tenantry verify --tenant` name them and the position).
+    let damaged = log
+        .damaged()
+        .iter()
+        .filter(|d| state.teams.contains_key(&d.tenant))
+        .count();
+    if damaged > 0 {
+        reasons.push(format!(
+            "log: {damaged} tenant log(s) damaged; the server log names them and where              (or run tenantry verify --tenant T); restore them from a backup"
+        ));
     }
     if state.nats.as_ref().is_some_and(|n| !n.is_connected()) {
         reasons.push("nats: disconnected; the client is reconnecting".to_owned());
