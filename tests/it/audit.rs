@@ -290,6 +290,17 @@ fn assert_fails(out: &Output, needles: &[&str]) {
     }
 }
 
+/// Asserts exit 0 and `needle` in stdout.
+#[track_caller]
+fn assert_succeeds_saying(out: &Output, needle: &str) {
+    assert_eq!(out.status.code(), Some(0), "{}", text(out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(needle),
+        "{}",
+        text(out)
+    );
+}
+
 #[test]
 fn an_export_holds_its_tenant_only() {
     let setup = Setup::new();
@@ -340,12 +351,7 @@ fn exports_verify_round_trip_in_both_formats() {
         assert!(String::from_utf8_lossy(&out.stdout).starts_with("OK: "));
     }
     let out = setup.run(&["verify", "--tenant", "acme"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("3 sessions"),
-        "{}",
-        text(&out)
-    );
+    assert_succeeds_saying(&out, "3 sessions");
 }
 
 #[test]
@@ -538,12 +544,7 @@ fn what_if_with_the_recorded_flow_is_identical() {
         "acmex",
         &["--with-flow", setup.path("flow.yaml").to_str().unwrap()],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("identical"),
-        "{}",
-        text(&out)
-    );
+    assert_succeeds_saying(&out, "identical");
 }
 
 #[test]

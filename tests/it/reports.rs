@@ -17,6 +17,9 @@ use tenantry::tenancy::TenantCtx;
 
 use crate::support::{claims, sign, Reply, Serve, ServeProcess};
 
+/// The export route.
+const EXPORT: &str = "/api/v1/audit/export";
+
 /// Three tenants; acme has two teams.
 fn config() -> String {
     let team = |tenant: &str, team: &str, flow: &str| {
@@ -130,11 +133,7 @@ fn export_and_usage_hold_only_the_callers_team() {
 
     // A team named by X-Team-ID or by the token's claim: that team's events only.
     for (claim, header) in [(None, Some("support")), (Some("support"), None)] {
-        let export = get(
-            &server,
-            "/api/v1/audit/export",
-            &as_tenant("acme", claim, header),
-        );
+        let export = get(&server, EXPORT, &as_tenant("acme", claim, header));
         let lines = jsonl(&export);
         let (manifest, events) = lines.split_last().unwrap();
         assert!(!events.is_empty());
@@ -169,7 +168,7 @@ fn export_and_usage_hold_only_the_callers_team() {
     assert!(!csv.body.contains("SALES-SECRET"));
 
     // An unknown team is 404 on both reports, as on every read.
-    for path in ["/api/v1/audit/export", "/api/v1/usage?by=team"] {
+    for path in [EXPORT, "/api/v1/usage?by=team"] {
         let reply = get(&server, path, &as_tenant("acme", None, Some("nope")));
         assert_eq!(reply.error(404), "unknown_team", "{path}");
     }
@@ -194,22 +193,14 @@ fn export_and_usage_hold_only_the_callers_team() {
     assert_eq!(messages, 2, "{usage}");
 
     // The team-scoped export verifies, and says which team it holds.
-    let export = get(
-        &server,
-        "/api/v1/audit/export",
-        &as_tenant("acme", None, Some("support")),
-    );
+    let export = get(&server, EXPORT, &as_tenant("acme", None, Some("support")));
     let scoped = server.dir.join("support.jsonl");
     std::fs::write(&scoped, &export.body).unwrap();
     let (ok, text) = run_verify(&scoped);
     assert!(ok, "{text}");
     assert!(text.contains("team support"), "{text}");
     // A sales line slipped into it (each line's own hash is intact) is caught.
-    let everything = get(
-        &server,
-        "/api/v1/audit/export",
-        &as_tenant("acme", None, None),
-    );
+    let everything = get(&server, EXPORT, &as_tenant("acme", None, None));
     let all_lines = jsonl(&everything);
     let (_, all_events) = all_lines.split_last().unwrap();
     let manifest = jsonl(&export).pop().unwrap();
@@ -298,19 +289,11 @@ fn exports_past_the_limits_get_429_and_a_stalled_export_frees_its_slot() {
     std::thread::sleep(Duration::from_millis(300));
 
     // acme holds its one slot; acme and bigcorp hold the server's two.
-    let second = get(
-        &server,
-        "/api/v1/audit/export",
-        &as_tenant("acme", None, None),
-    );
+    let second = get(&server, EXPORT, &as_tenant("acme", None, None));
     assert_eq!(second.error(429), "exports_busy");
     assert!(second.body.contains("tenant's limit"), "{}", second.body);
     assert_eq!(second.retry_after.as_deref(), Some("10"));
-    let cedar = get(
-        &server,
-        "/api/v1/audit/export",
-        &as_tenant("cedar", None, None),
-    );
+    let cedar = get(&server, EXPORT, &as_tenant("cedar", None, None));
     assert_eq!(cedar.error(429), "exports_busy");
     assert!(cedar.body.contains("server's limit"), "{}", cedar.body);
     assert!(cedar.retry_after.is_some());
@@ -328,11 +311,7 @@ fn exports_past_the_limits_get_429_and_a_stalled_export_frees_its_slot() {
 
     // The stalled exports are ended after the write timeout, and their slots come back.
     let whole = loop {
-        let reply = get(
-            &server,
-            "/api/v1/audit/export",
-            &as_tenant("acme", None, None),
-        );
+        let reply = get(&server, EXPORT, &as_tenant("acme", None, None));
         if reply.status == 200 {
             break reply;
         }

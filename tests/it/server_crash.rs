@@ -164,7 +164,16 @@ struct Message<'a> {
     message_id: &'a str,
 }
 
-impl Message<'_> {
+impl<'a> Message<'a> {
+    fn new(tenant: &'static str, session: &'a str, user: &'a str, message_id: &'a str) -> Self {
+        Message {
+            tenant,
+            session,
+            user,
+            message_id,
+        }
+    }
+
     fn what(&self) -> String {
         format!(
             "tenant {} session {} message {}",
@@ -349,12 +358,7 @@ fn client_loop(
     for n in 0..CLIENT_MESSAGES_MAX {
         let (session, user) = SESSIONS[(rng.next() % SESSIONS.len() as u64) as usize];
         let message_id = format!("{id_prefix}{n}");
-        let message = Message {
-            tenant,
-            session,
-            user,
-            message_id: &message_id,
-        };
+        let message = Message::new(tenant, session, user, &message_id);
         let what = format!("tenant {tenant} session {session} message {message_id}");
         if shared.take(send(&message, n), &what) {
             return;
@@ -666,12 +670,7 @@ impl Scenario {
             for (i, (session, user)) in SESSIONS.into_iter().enumerate() {
                 for via in ["http", "nats"] {
                     let message_id = format!("r{trial}-after-{via}{i}");
-                    let message = Message {
-                        tenant,
-                        session,
-                        user,
-                        message_id: &message_id,
-                    };
+                    let message = Message::new(tenant, session, user, &message_id);
                     let outcome = match via {
                         "http" => message.send_http(&agent, &server.base(), &bearer),
                         _ => rt.block_on(message.send_nats(&client, i as u64, &alive)),
