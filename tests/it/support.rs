@@ -174,6 +174,7 @@ pub struct Serve {
     dir: ServeDir,
     metrics_listen: String,
     log: String,
+    signing_key: Option<String>,
     env: Vec<(String, String)>,
     umask_022: bool,
     seed: Option<Seed>,
@@ -190,6 +191,7 @@ impl Serve {
             dir: ServeDir::Fresh,
             metrics_listen: "127.0.0.1:0".to_owned(),
             log: "info".to_owned(),
+            signing_key: Some(SIGNING_KEY.to_owned()),
             env: Vec::new(),
             umask_022: false,
             seed: None,
@@ -216,6 +218,12 @@ impl Serve {
     /// `RUST_LOG` of the server.
     pub fn log(mut self, filter: &str) -> Serve {
         filter.clone_into(&mut self.log);
+        self
+    }
+
+    /// `TENANTRY_SIGNING_KEY` of the server (none: unset), for the tests of the key itself.
+    pub fn signing_key(mut self, key: Option<&str>) -> Serve {
+        self.signing_key = key.map(str::to_owned);
         self
     }
 
@@ -255,7 +263,7 @@ impl Serve {
     /// Spawns the server without waiting for anything (for servers that may refuse to start).
     pub fn spawn(self) -> ServeProcess {
         let (mut command, temp, dir, nats) = self.command();
-        let (child, lines) = spawn_with_lines(command.stdout(Stdio::null()));
+        let (child, lines) = spawn_with_lines(command.stdin(Stdio::null()).stdout(Stdio::null()));
         ServeProcess {
             child: Some(child),
             lines,
@@ -320,9 +328,12 @@ impl Serve {
             command.args(args).current_dir(&dir);
             command
         };
+        match &self.signing_key {
+            Some(key) => command.env("TENANTRY_SIGNING_KEY", key),
+            None => command.env_remove("TENANTRY_SIGNING_KEY"),
+        };
         command
             .env("RUST_LOG", &self.log)
-            .env("TENANTRY_SIGNING_KEY", SIGNING_KEY)
             .env_remove("TENANTRY_TENANT_ID")
             .env_remove("TENANTRY_CONFIG")
             .env_remove("TENANTRY_MASTER_KEY")
@@ -431,6 +442,28 @@ impl ServeProcess {
     pub fn take_dir(&mut self) -> tempfile::TempDir {
         let fresh = tempfile::tempdir().unwrap();
         self.temp.replace(fresh).expect("a server in a fresh dir")
+    }
+
+    /// For a server that must refuse to start: its exit status and stderr once it has exited
+    /// within `timeout`, or `None` if it still runs.
+    pub fn exit_within(&mut self, timeout: Duration) -> Option<Output> {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child().try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The pipe closes with the process: the reader thread ends the channel.
+        let stderr: String = self.lines.iter().map(|l| l + "\n").collect();
+        Some(Output {
+            status,
+            stdout: Vec::new(),
+            stderr: stderr.into_bytes(),
+        })
     }
 
     /// Waits (20 s at most between lines) for a line containing `needle`; returns the lines up
