@@ -167,8 +167,9 @@ enum ServeDir {
 /// `config.toml` in its dir (a fresh one with the shipped flows, or [`Serve::in_dir`]), the
 /// API on port 0 and the metrics listener on port 0 (unless [`Serve::metrics_listen`] says
 /// otherwise), `TENANTRY_SIGNING_KEY` = [`SIGNING_KEY`], `RUST_LOG=info`, and no
-/// `TENANTRY_TENANT_ID`, `TENANTRY_CONFIG` or `TENANTRY_MASTER_KEY` from the test's own
-/// environment.
+/// `TENANTRY_TENANT_ID`, `TENANTRY_CONFIG`, `TENANTRY_MASTER_KEY` or fault switch
+/// (`TENANTRY_FAULT_ACK_BEFORE_FLUSH`) from the test's own environment; [`Serve::env`] adds
+/// variables after that.
 pub struct Serve {
     config: String,
     dir: ServeDir,
@@ -337,6 +338,7 @@ impl Serve {
             .env_remove("TENANTRY_TENANT_ID")
             .env_remove("TENANTRY_CONFIG")
             .env_remove("TENANTRY_MASTER_KEY")
+            .env_remove("TENANTRY_FAULT_ACK_BEFORE_FLUSH")
             .envs(self.env);
         (command, temp, dir, nats)
     }
