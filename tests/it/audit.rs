@@ -164,6 +164,23 @@ impl Setup {
         path
     }
 
+    /// `replay` of session prod/support/s1 of `tenant`, with `extra` arguments.
+    fn replay_s1(&self, tenant: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "replay",
+            "--tenant",
+            tenant,
+            "--env",
+            "prod",
+            "--team",
+            "support",
+            "--session",
+            "s1",
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
     fn verify(&self, path: &Path) -> Output {
         self.run(&["verify", path.to_str().unwrap()])
     }
@@ -273,6 +290,17 @@ fn assert_fails(out: &Output, needles: &[&str]) {
     }
 }
 
+/// Asserts exit 0 and `needle` in stdout.
+#[track_caller]
+fn assert_succeeds_saying(out: &Output, needle: &str) {
+    assert_eq!(out.status.code(), Some(0), "{}", text(out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(needle),
+        "{}",
+        text(out)
+    );
+}
+
 #[test]
 fn an_export_holds_its_tenant_only() {
     let setup = Setup::new();
@@ -323,12 +351,7 @@ fn exports_verify_round_trip_in_both_formats() {
         assert!(String::from_utf8_lossy(&out.stdout).starts_with("OK: "));
     }
     let out = setup.run(&["verify", "--tenant", "acme"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("3 sessions"),
-        "{}",
-        text(&out)
-    );
+    assert_succeeds_saying(&out, "3 sessions");
 }
 
 #[test]
@@ -490,19 +513,7 @@ fn a_filtered_export_verifies_as_non_contiguous() {
 fn the_state_at_a_seq_is_the_fold_of_its_prefix() {
     let setup = Setup::new();
     for seq in [1, 5, setup.acme_s1_states.len()] {
-        let out = setup.run(&[
-            "replay",
-            "--tenant",
-            "acme",
-            "--env",
-            "prod",
-            "--team",
-            "support",
-            "--session",
-            "s1",
-            "--at",
-            &seq.to_string(),
-        ]);
+        let out = setup.replay_s1("acme", &["--at", &seq.to_string()]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let state: SessionState = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(state, setup.acme_s1_states[seq - 1], "at seq {seq}");
@@ -512,17 +523,7 @@ fn the_state_at_a_seq_is_the_fold_of_its_prefix() {
 #[test]
 fn the_timeline_is_readable_and_escaped() {
     let setup = Setup::new();
-    let out = setup.run(&[
-        "replay",
-        "--tenant",
-        "acme",
-        "--env",
-        "prod",
-        "--team",
-        "support",
-        "--session",
-        "s1",
-    ]);
+    let out = setup.replay_s1("acme", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.lines().count(), setup.acme_s1_states.len());
@@ -539,25 +540,11 @@ fn the_timeline_is_readable_and_escaped() {
 #[test]
 fn what_if_with_the_recorded_flow_is_identical() {
     let setup = Setup::new();
-    let out = setup.run(&[
-        "replay",
-        "--tenant",
+    let out = setup.replay_s1(
         "acmex",
-        "--env",
-        "prod",
-        "--team",
-        "support",
-        "--session",
-        "s1",
-        "--with-flow",
-        setup.path("flow.yaml").to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("identical"),
-        "{}",
-        text(&out)
+        &["--with-flow", setup.path("flow.yaml").to_str().unwrap()],
     );
+    assert_succeeds_saying(&out, "identical");
 }
 
 #[test]
@@ -565,19 +552,7 @@ fn what_if_with_an_edited_reply_shows_the_divergence() {
     let setup = Setup::new();
     let edited = setup.path("edited.yaml");
     std::fs::write(&edited, FLOW_YAML.replace("Thanks, {{", "Cheers, {{")).unwrap();
-    let out = setup.run(&[
-        "replay",
-        "--tenant",
-        "acmex",
-        "--env",
-        "prod",
-        "--team",
-        "support",
-        "--session",
-        "s1",
-        "--with-flow",
-        edited.to_str().unwrap(),
-    ]);
+    let out = setup.replay_s1("acmex", &["--with-flow", edited.to_str().unwrap()]);
     assert_fails(
         &out,
         &[

@@ -33,6 +33,8 @@ use tenantry::projections::session::SessionState;
 use tenantry::projections::snapshot::{SnapshotKey, SnapshotStore};
 use tenantry::tenancy::{EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
+use crate::support::{acme_config, copy_dir, verify_tenant, Serve};
+
 /// Three tenants that reuse the same session ids.
 const TENANTS: [&str; 3] = ["acme", "bigcorp", "globex"];
 const SESSIONS: [&str; 2] = ["s1", "s2"];
@@ -217,19 +219,6 @@ fn quiet(dir: &Path) -> sled::Db {
         }
     }
     panic!("{}: sled lock never released", dir.display());
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 fn ids(tenant: &str, session: &str) -> (TenantId, EnvId, TeamId, SessionId) {
@@ -463,6 +452,21 @@ fn a_damaged_last_frame_is_named_and_isolated() {
     );
 }
 
+/// Deletes sled's snapshot files (`snap.*`) from `log_dir`, so that it recovers by scanning.
+fn remove_sled_snapshots(log_dir: &Path) {
+    for entry in std::fs::read_dir(log_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("snap.")
+        {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+}
+
 /// The sled data file damaged in its tail: no panic; a clean error, or per tenant a prefix of
 /// what was written whose chain verifies.
 ///
@@ -478,17 +482,7 @@ fn sled_trial(
     let copy = p.copy();
     let data = copy.path().join("data");
     if recovery == Recovery::Scan {
-        for entry in std::fs::read_dir(data.join("log")).unwrap() {
-            let path = entry.unwrap().path();
-            if path
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("snap.")
-            {
-                std::fs::remove_file(path).unwrap();
-            }
-        }
+        remove_sled_snapshots(&data.join("log"));
     }
     let label = format!("{label} ({recovery:?})");
     let label = label.as_str();
@@ -702,7 +696,7 @@ async fn a_bad_snapshot_is_replaced_by_the_session_that_rebuilt_it() {
 
     let dir = crate::support::dir_with_flows();
     let config_path = dir.path().join("config.toml");
-    std::fs::write(&config_path, crate::support::shipped_config_on_port_0()).unwrap();
+    std::fs::write(&config_path, Serve::shipped().config_text()).unwrap();
     let config = Config::load(&config_path, &LoadOptions::default()).unwrap();
     let data = config.server().data_dir.clone();
     let start = || {
@@ -826,17 +820,6 @@ const SLED_SEGMENT_BYTES: usize = 512 * 1024;
 /// Most a damaged `serve` may take to start serving or exit.
 const LARGE_TRIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
 
-fn large_config(data: &Path) -> String {
-    format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
-         [auth]\nissuer = \"tenantry\"\naudience = \"tenantry-api\"\n\
-         [tenants.acme]\nname = \"ACME\"\nenvironments = [\"prod\"]\n\
-         [tenants.acme.teams.support]\nflow = \"flows/acme_support.yaml\"\n\
-         [tenants.acme.teams.support.channels.slack]\nprovider = \"messaging-slack\"\n",
-        data.display()
-    )
-}
-
 /// A data dir whose `log/db` holds at least [`LARGE_DB_BYTES`], built once per run: groups of
 /// large messages appended in turn to four sessions of tenant acme.
 fn large_data() -> &'static Path {
@@ -900,23 +883,12 @@ struct LargeOutcome {
 }
 
 fn large_trial(fraction: f64, keep_snapshot: bool) -> LargeOutcome {
-    use std::process::{Command, Stdio};
     let copy = crate::support::dir_with_flows();
     let data = copy.path().join("data");
     copy_dir(&large_data().join("data"), &data);
     let log_dir = data.join("log");
     if !keep_snapshot {
-        for entry in std::fs::read_dir(&log_dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("snap.")
-            {
-                std::fs::remove_file(path).unwrap();
-            }
-        }
+        remove_sled_snapshots(&log_dir);
     }
     let db = log_dir.join("db");
     let mut bytes = std::fs::read(&db).unwrap();
@@ -928,55 +900,39 @@ fn large_trial(fraction: f64, keep_snapshot: bool) -> LargeOutcome {
         *b ^= 0xa5;
     }
     std::fs::write(&db, bytes).unwrap();
-    let config = copy.path().join("config.toml");
-    std::fs::write(&config, large_config(&data)).unwrap();
-
-    let verify = Command::new(env!("CARGO_BIN_EXE_tenantry"))
-        .args(["verify", "--tenant", "acme", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_tenantry"));
-    serve
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env(
-            "TENANTRY_SIGNING_KEY",
-            "corruption-large-key-0123456789abcdef",
-        )
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null());
-    let (mut child, lines) = crate::support::spawn_with_lines(&mut serve);
+    let serve = Serve::config(&acme_config(&data)).in_dir(copy.path());
+    let verify = verify_tenant(&serve.write_config(), "acme");
+    let mut server = serve.spawn();
     let started = std::time::Instant::now();
     let mut stderr = String::new();
     let code = loop {
-        while let Ok(line) = lines.try_recv() {
+        while let Ok(line) = server.lines.try_recv() {
             stderr.push_str(&line);
             stderr.push('\n');
         }
         if stderr.contains("listening on") {
             // It serves: fine, as long as it does not panic later in the catch-up reads.
             std::thread::sleep(std::time::Duration::from_secs(2));
-            match child.try_wait().unwrap() {
+            match server.child().try_wait().unwrap() {
                 Some(status) => break status.code(),
                 None => {
-                    child.kill().unwrap();
-                    child.wait().unwrap();
+                    server.child().kill().unwrap();
+                    server.child().wait().unwrap();
                     break None;
                 }
             }
         }
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = server.child().try_wait().unwrap() {
             std::thread::sleep(std::time::Duration::from_millis(200));
-            for line in lines.try_iter() {
+            for line in server.lines.try_iter() {
                 stderr.push_str(&line);
                 stderr.push('\n');
             }
             break status.code();
         }
         if started.elapsed() > LARGE_TRIAL_TIMEOUT {
-            child.kill().unwrap();
-            child.wait().unwrap();
+            server.child().kill().unwrap();
+            server.child().wait().unwrap();
             panic!("serve neither served nor exited in {LARGE_TRIAL_TIMEOUT:?}: {stderr}");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));

@@ -5,14 +5,12 @@
 //! carries canary strings that must never appear in any response to acme.
 
 use std::io::Read;
-use std::process::{Child, Command};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-const KEY: &str = "it-http-signing-key-0123456789abcdef";
+use crate::support::{claims, read, sign, token, Reply, Serve, ServeProcess, SIGNING_KEY as KEY};
+
 /// In bigcorp's message text, user and session: must never reach acme.
 const CANARY: &str = "BIGCORP-CANARY";
 /// bigcorp's flow reply, also never shown to acme.
@@ -27,7 +25,7 @@ fn config(acme_extra: &str) -> String {
         )
     };
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = \"./data\"\n\
+        "[server]\ndata_dir = \"./data\"\n\
          [auth]\nissuer = \"tenantry\"\naudience = \"tenantry-api\"\n\
          [tenants.acme]\nname = \"ACME Corporation\"\nenvironments = [\"prod\"]\n{acme_extra}\n\
          {}{}\
@@ -40,88 +38,27 @@ fn config(acme_extra: &str) -> String {
     )
 }
 
-/// A running `tenantry serve`; killed when dropped unless stopped.
-struct Server {
-    child: Option<Child>,
-    base: String,
-    /// `http://ADDR` of the metrics listener.
-    metrics_base: String,
-    lines: mpsc::Receiver<String>,
-    agent: ureq::Agent,
-    _dir: tempfile::TempDir,
+/// A running `tenantry serve` with [`config`]`(acme_extra)`.
+fn start(acme_extra: &str) -> ServeProcess {
+    Serve::config(&config(acme_extra)).start()
 }
 
-impl Server {
-    fn start(acme_extra: &str) -> Server {
-        let dir = crate::support::dir_with_flows();
-        std::fs::write(dir.path().join("config.toml"), config(acme_extra)).unwrap();
-        let (child, lines) = crate::support::spawn_with_lines(
-            Command::new(env!("CARGO_BIN_EXE_tenantry"))
-                .args(["serve", "--config"])
-                .arg(dir.path().join("config.toml"))
-                .env("RUST_LOG", "info")
-                .env("TENANTRY_SIGNING_KEY", KEY)
-                .env_remove("TENANTRY_TENANT_ID"),
-        );
-        let (addr, seen) =
-            crate::support::wait_until_serving(&lines, false, Duration::from_secs(20));
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(20)))
-            .build()
-            .into();
-        Server {
-            child: Some(child),
-            base: format!("http://{addr}"),
-            metrics_base: format!("http://{}", crate::support::metrics_addr(&seen)),
-            lines,
-            agent,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// SIGTERM, then expect a clean exit and the runtime's last log line.
-    fn stop(mut self) {
-        let mut child = self.child.take().unwrap();
-        let kill = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(kill.success());
-        let status = child.wait().unwrap();
-        assert!(status.success(), "{status:?}");
-        let rest: Vec<String> = self.lines.try_iter().collect();
-        let stopping_http = rest.iter().position(|l| l.contains("stopping HTTP"));
-        let draining = rest.iter().position(|l| l.contains("draining queued"));
-        assert!(
-            stopping_http.is_some() && stopping_http < draining,
-            "{rest:#?}"
-        );
-        assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:#?}");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// SIGTERM, then expect a clean exit and the runtime's last log line.
+fn stop(mut server: ServeProcess) {
+    let status = server.stop();
+    assert!(status.success(), "{status:?}");
+    let rest: Vec<String> = server.lines.try_iter().collect();
+    let stopping_http = rest.iter().position(|l| l.contains("stopping HTTP"));
+    let draining = rest.iter().position(|l| l.contains("draining queued"));
+    assert!(
+        stopping_http.is_some() && stopping_http < draining,
+        "{rest:#?}"
+    );
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:#?}");
 }
 
 fn now() -> i64 {
     i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap()
-}
-
-fn claims(tenant: &str) -> Value {
-    json!({"tenant": tenant, "env": "prod", "iss": "tenantry", "aud": "tenantry-api",
-           "sub": "it", "iat": now(), "exp": now() + 300})
 }
 
 fn sign_with(claims: &Value, alg: Algorithm, key: &str) -> String {
@@ -131,14 +68,6 @@ fn sign_with(claims: &Value, alg: Algorithm, key: &str) -> String {
         &EncodingKey::from_secret(key.as_bytes()),
     )
     .unwrap()
-}
-
-fn sign(claims: &Value) -> String {
-    sign_with(claims, Algorithm::HS256, KEY)
-}
-
-fn token(tenant: &str) -> String {
-    sign(&claims(tenant))
 }
 
 fn with(mut claims: Value, key: &str, value: Value) -> Value {
@@ -162,112 +91,11 @@ fn b64(bytes: &[u8]) -> String {
     out
 }
 
-/// A response, read whole.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    retry_after: Option<String>,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?} {}", self.status, self.body))
-    }
-
-    #[track_caller]
-    fn ok(&self) -> Value {
-        assert_eq!(self.status, 200, "{}", self.body);
-        self.json()
-    }
-
-    /// Asserts the status and the error shape; returns the code.
-    #[track_caller]
-    fn error(&self, status: u16) -> String {
-        assert_eq!(self.status, status, "{}", self.body);
-        let body = self.json();
-        let code = body["error"]["code"]
-            .as_str()
-            .expect("error.code")
-            .to_owned();
-        assert!(
-            body["error"]["message"].as_str().is_some(),
-            "error.message: {body}"
-        );
-        code
-    }
-}
-
-fn read(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
-    let mut response = response.unwrap();
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let body = response.body_mut().read_to_string().unwrap();
-    Reply {
-        status,
-        retry_after,
-        body,
-    }
-}
-
 /// One row of the authz matrix: what is wrong, the headers, the expected status and code.
 type Case<'a> = (&'a str, Vec<(String, String)>, u16, &'a str);
 
-/// Request headers: (name, value) pairs, repeated names allowed.
-type Headers<'a> = &'a [(&'a str, &'a str)];
-
 fn auth_headers(token: &str) -> Vec<(String, String)> {
     vec![("Authorization".into(), format!("Bearer {token}"))]
-}
-
-impl Server {
-    /// GET `/metrics` from the metrics listener.
-    fn metrics(&self) -> Reply {
-        read(
-            self.agent
-                .get(format!("{}/metrics", self.metrics_base))
-                .call(),
-        )
-    }
-
-    fn get(&self, path: &str, headers: Headers) -> Reply {
-        let mut request = self.agent.get(self.url(path));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        read(request.call())
-    }
-
-    fn post(&self, path: &str, headers: Headers, body: &str) -> Reply {
-        let mut request = self
-            .agent
-            .post(self.url(path))
-            .header("Content-Type", "application/json");
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        read(request.send(body))
-    }
-
-    /// GET as `tenant` with a valid token and `X-Tenant-ID`.
-    fn get_as(&self, tenant: &str, path: &str) -> Reply {
-        let bearer = format!("Bearer {}", token(tenant));
-        self.get(path, &[("Authorization", &bearer), ("X-Tenant-ID", tenant)])
-    }
-
-    /// POST a message as `tenant` with a valid token and `X-Tenant-ID`.
-    fn post_as(&self, tenant: &str, body: &Value) -> Reply {
-        let bearer = format!("Bearer {}", token(tenant));
-        self.post(
-            "/api/v1/messages",
-            &[("Authorization", &bearer), ("X-Tenant-ID", tenant)],
-            &body.to_string(),
-        )
-    }
 }
 
 /// Asserts that a response to acme holds none of bigcorp's data.
@@ -283,7 +111,7 @@ fn assert_no_bigcorp(reply: &Reply) {
 
 /// bigcorp's canary session, which shares its id with acme's `shared-1`, and a session only
 /// bigcorp has.
-fn seed_bigcorp(server: &Server) {
+fn seed_bigcorp(server: &ServeProcess) {
     for session in ["shared-1", "theirs-only-1"] {
         let ack = server
             .post_as(
@@ -298,7 +126,7 @@ fn seed_bigcorp(server: &Server) {
 
 #[test]
 fn messages_sessions_and_events_happy_path_and_metrics() {
-    let server = Server::start("");
+    let server = start("");
     assert_eq!(server.get("/healthz", &[]).ok(), json!({"status": "ok"}));
     seed_bigcorp(&server);
 
@@ -504,7 +332,7 @@ fn messages_sessions_and_events_happy_path_and_metrics() {
     );
 
     // Metrics: tenant-labelled counters after that traffic.
-    let metrics = server.metrics();
+    let metrics = server.get_metrics();
     assert_eq!(metrics.status, 200);
     let text = &metrics.body;
     for line in [
@@ -517,14 +345,14 @@ fn messages_sessions_and_events_happy_path_and_metrics() {
     ] {
         assert!(text.contains(line), "{line:?} not in\n{text}");
     }
-    server.stop();
+    stop(server);
 }
 
 /// Every route under every kind of bad credential: the right status, the error shape, and
 /// nothing of bigcorp's in the body.
 #[test]
 fn authz_matrix() {
-    let server = Server::start("");
+    let server = start("");
     seed_bigcorp(&server);
     let acme = server
         .post_as(
@@ -735,7 +563,7 @@ fn authz_matrix() {
     assert_eq!(reply.error(404), "unknown_tenant");
 
     // Rejections are counted under the tenant only once its token was valid.
-    let metrics = server.metrics().body;
+    let metrics = server.get_metrics().body;
     for line in [
         r#"tenantry_rejected_requests_total{tenant="unknown",status="401"}"#,
         r#"tenantry_rejected_requests_total{tenant="acme",status="403"}"#,
@@ -765,7 +593,7 @@ impl Read for Chunked {
 
 #[test]
 fn oversized_bodies_are_refused_with_and_without_content_length() {
-    let server = Server::start("");
+    let server = start("");
     let bearer = format!("Bearer {}", token("acme"));
     let headers = [("Authorization", bearer.as_str()), ("X-Tenant-ID", "acme")];
     let big = json!({"team": "support", "channel": "webchat", "user": "a",
@@ -780,7 +608,7 @@ fn oversized_bodies_are_refused_with_and_without_content_length() {
         at: 0,
     };
     let mut request = server
-        .agent
+        .agent()
         .post(server.url("/api/v1/messages"))
         .header("Content-Type", "application/json");
     for (name, value) in headers {
@@ -795,14 +623,14 @@ fn oversized_bodies_are_refused_with_and_without_content_length() {
         body: small.to_string().into_bytes(),
         at: 0,
     };
-    let mut request = server.agent.post(server.url("/api/v1/messages"));
+    let mut request = server.agent().post(server.url("/api/v1/messages"));
     for (name, value) in headers {
         request = request.header(name, value);
     }
     let reply = read(request.send(ureq::SendBody::from_reader(&mut reader)));
     assert_eq!(reply.status, 200, "{}", reply.body);
 
-    let metrics = server.metrics().body;
+    let metrics = server.get_metrics().body;
     let line = r#"tenantry_rejected_requests_total{tenant="acme",status="413"} 2"#;
     assert!(metrics.contains(line), "{line:?} not in\n{metrics}");
 }
@@ -810,7 +638,7 @@ fn oversized_bodies_are_refused_with_and_without_content_length() {
 #[test]
 fn a_tenant_over_quota_gets_429_while_another_is_served() {
     // acme: 5 requests per second; bigcorp keeps the default (1000/s).
-    let server = Server::start("rate_limit_per_s = 5");
+    let server = start("rate_limit_per_s = 5");
     let (mut acme_ok, mut acme_429) = (0, 0);
     for _ in 0..50 {
         let reply = server.get_as("acme", "/api/v1/sessions");
@@ -830,7 +658,7 @@ fn a_tenant_over_quota_gets_429_while_another_is_served() {
     assert!(acme_ok >= 5, "acme got {acme_ok} through");
     assert!(acme_429 >= 25, "acme got only {acme_429} refusals");
 
-    let metrics = server.metrics().body;
+    let metrics = server.get_metrics().body;
     let line = r#"tenantry_rejected_requests_total{tenant="acme",status="429"}"#;
     assert!(metrics.contains(line), "{line:?} not in\n{metrics}");
     assert!(
@@ -841,7 +669,7 @@ fn a_tenant_over_quota_gets_429_while_another_is_served() {
 
 #[test]
 fn usage_and_audit_export_are_the_callers_tenant_only() {
-    let server = Server::start("");
+    let server = start("");
     seed_bigcorp(&server);
     for text in ["one", "two"] {
         server
@@ -907,7 +735,7 @@ fn usage_and_audit_export_are_the_callers_tenant_only() {
 
 #[test]
 fn metrics_are_served_on_their_own_listener_only() {
-    let server = Server::start("");
+    let server = start("");
     server.post_as(
         "acme",
         &json!({"team": "support", "channel": "webchat", "user": "u", "text": "hi"}),
@@ -917,7 +745,7 @@ fn metrics_are_served_on_their_own_listener_only() {
     assert_eq!(on_api.error(404), "not_found");
     assert!(!on_api.body.contains("acme"), "{}", on_api.body);
     // The metrics listener serves them, and nothing of the API.
-    let metrics = server.metrics();
+    let metrics = server.get_metrics();
     assert_eq!(metrics.status, 200);
     assert!(
         metrics
@@ -928,11 +756,11 @@ fn metrics_are_served_on_their_own_listener_only() {
     );
     let api_on_metrics = read(
         server
-            .agent
-            .get(format!("{}/healthz", server.metrics_base))
+            .agent()
+            .get(format!("{}/healthz", server.metrics_base()))
             .call(),
     );
     assert_eq!(api_on_metrics.status, 404);
-    assert_ne!(server.base, server.metrics_base);
-    server.stop();
+    assert_ne!(server.base(), server.metrics_base());
+    stop(server);
 }

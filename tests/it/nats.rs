@@ -1,115 +1,37 @@
 //! The NATS edge against a real `nats-server` on a free loopback port and the real `tenantry
 //! serve` binary.
 
-use std::process::{Child, Command};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use crate::support::{free_port, Nats};
+use crate::support::{free_port, Nats, Serve, ServeProcess};
 use tenantry::events::log::{EventLog, LogOptions};
 use tenantry::events::schema::EventKind;
 use tenantry::tenancy::TenantId;
 
 const PREFIX: &str = "greentic.messaging";
-/// The HS256 key the test servers verify API tokens with.
-const SIGNING_KEY: &str = "nats-test-key-0123456789abcdef0123";
 
-struct Server {
-    child: Child,
-    dir: tempfile::TempDir,
-    lines: mpsc::Receiver<String>,
-    /// The HTTP address from the `listening on` line.
-    http: String,
-    /// The metrics listener's address from the `metrics on` line.
-    metrics: String,
-}
-
-impl Server {
-    fn start(nats_port: u16) -> Server {
-        Server::start_logging(nats_port, "info")
-    }
-
-    fn start_logging(nats_port: u16, level: &str) -> Server {
-        Server::start_as(nats_port, level, "", &[]).0
-    }
-
-    /// With `nats_keys` added to the `[nats]` section and `env` in the server's environment;
-    /// also returns the lines logged while starting.
-    fn start_as(
-        nats_port: u16,
-        level: &str,
-        nats_keys: &str,
-        env: &[(&str, &str)],
-    ) -> (Server, Vec<String>) {
-        let dir = crate::support::dir_with_flows();
-        let config = crate::support::shipped_config_on_port_0()
-            + &format!(
-                "\n[nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\nsubject_prefix = \"{PREFIX}\"\n\
-                 {nats_keys}\n"
-            );
-        let config = fix_nats_section(&config);
-        std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        let (child, lines) = crate::support::spawn_with_lines(
-            Command::new(env!("CARGO_BIN_EXE_tenantry"))
-                .current_dir(dir.path())
-                .arg("serve")
-                .env("RUST_LOG", level)
-                .env("TENANTRY_SIGNING_KEY", SIGNING_KEY)
-                .envs(env.iter().copied())
-                .env_remove("TENANTRY_TENANT_ID"),
-        );
-        let (http, seen) =
-            crate::support::wait_until_serving(&lines, true, Duration::from_secs(20));
-        let server = Server {
-            child,
-            dir,
-            lines,
-            http,
-            metrics: crate::support::metrics_addr(&seen),
-        };
-        (server, seen)
-    }
-
-    /// SIGTERM, wait, and open the log it wrote.
-    fn stop(mut self) -> (EventLog, tempfile::TempDir) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "{status:?}");
-        // Keep the data dir: swap a fresh temp dir in for Drop to clean up instead.
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        let log = EventLog::open(&dir.path().join("data/log"), &LogOptions::default()).unwrap();
-        (log, dir)
-    }
-}
-
-impl Drop for Server {
-    /// A failing test must not leave a server behind.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The shipped config may already carry a commented `[nats]` example; keep exactly one section.
-fn fix_nats_section(config: &str) -> String {
-    let n = config.matches("\n[nats]").count();
-    assert_eq!(
-        n, 1,
-        "the test config must have one [nats] section:\n{config}"
+/// `tenantry serve` with the shipped config and NATS ingress from the nats-server on
+/// `nats_port` (with `nats_keys` added to the `[nats]` section), logging at `level`.
+fn serve(nats_port: u16, level: &str, nats_keys: &str) -> Serve {
+    let nats = format!(
+        "url = \"nats://127.0.0.1:{nats_port}\"\nsubject_prefix = \"{PREFIX}\"\n{nats_keys}"
     );
-    config.to_owned()
+    Serve::shipped().section("nats", &nats).log(level)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+fn start(nats_port: u16) -> ServeProcess {
+    serve(nats_port, "info", "").start()
+}
+
+/// SIGTERM, wait, and open the log it wrote.
+fn stop(mut server: ServeProcess) -> (EventLog, tempfile::TempDir) {
+    let status = server.stop();
+    assert!(status.success(), "{status:?}");
+    let dir = server.take_dir();
+    let log = EventLog::open(&dir.path().join("data/log"), &LogOptions::default()).unwrap();
+    (log, dir)
 }
 
 fn ingress(env: &str, tenant: &str, team: &str, channel: &str) -> String {
@@ -147,8 +69,8 @@ fn received_ids(log: &EventLog, tenant: &str) -> Vec<String> {
 #[test]
 fn ingress_acks_after_append_and_egress_stays_per_tenant() {
     let nats = Nats::start(free_port());
-    let server = Server::start(nats.port);
-    let rt = runtime();
+    let server = start(nats.port);
+    let rt = crate::support::tokio_runtime();
     rt.block_on(async {
         let client = async_nats::connect(format!("nats://127.0.0.1:{}", nats.port))
             .await
@@ -235,7 +157,7 @@ fn ingress_acks_after_append_and_egress_stays_per_tenant() {
         assert_eq!(reply["error"]["code"], "unknown_channel");
 
         // Rejections and acks are counted on /metrics.
-        let mut conn = std::net::TcpStream::connect(&server.metrics).unwrap();
+        let mut conn = std::net::TcpStream::connect(server.metrics.as_deref().unwrap()).unwrap();
         std::io::Write::write_all(
             &mut conn,
             b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -267,7 +189,7 @@ fn ingress_acks_after_append_and_egress_stays_per_tenant() {
         .await;
         assert_eq!(first, again);
     });
-    let (log, _dir) = server.stop();
+    let (log, _dir) = stop(server);
     let acme = received_ids(&log, "acme");
     assert_eq!(
         acme.iter().filter(|id| *id == "dup-7").count(),
@@ -286,8 +208,8 @@ fn ingress_acks_after_append_and_egress_stays_per_tenant() {
 fn a_nats_server_restart_loses_no_acked_message() {
     let port = free_port();
     let mut nats = Nats::start(port);
-    let server = Server::start(port);
-    let rt = runtime();
+    let server = start(port);
+    let rt = crate::support::tokio_runtime();
     let acked: Vec<String> = rt.block_on(async {
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
@@ -338,7 +260,7 @@ fn a_nats_server_restart_loses_no_acked_message() {
         "only {} acks within the deadline",
         acked.len()
     );
-    let (log, _dir) = server.stop();
+    let (log, _dir) = stop(server);
     let stored = received_ids(&log, "acme");
     for id in &acked {
         assert_eq!(
@@ -354,8 +276,8 @@ fn a_nats_server_restart_loses_no_acked_message() {
 fn logs_are_tenant_tagged_and_never_carry_message_text() {
     const TEXT_CANARY: &str = "TEXT-CANARY-7f3a";
     let nats = Nats::start(free_port());
-    let server = Server::start_logging(nats.port, "debug");
-    let rt = runtime();
+    let server = serve(nats.port, "debug", "").start();
+    let rt = crate::support::tokio_runtime();
     rt.block_on(async {
         let client = async_nats::connect(format!("nats://127.0.0.1:{}", nats.port))
             .await
@@ -369,10 +291,7 @@ fn logs_are_tenant_tagged_and_never_carry_message_text() {
         .await;
         assert!(ack["seq"].is_u64(), "{ack}");
     });
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(server.child.id().to_string())
-        .status();
+    server.sigterm();
     let mut lines = Vec::new();
     while let Ok(line) = server.lines.recv_timeout(Duration::from_secs(10)) {
         lines.push(line);
@@ -455,13 +374,15 @@ fn with_per_tenant_nats_users_a_tenant_cannot_publish_into_anothers_subjects() {
 
     let nats = Nats::start_with_config(free_port(), &deploy_conf(), &env);
     // tenantry logs in as its own user, the password read from its environment.
-    let (server, started) = Server::start_as(
+    let server = serve(
         nats.port,
         "debug",
         "user = \"tenantry\"\npassword = { env = \"TENANTRY_NATS_PASSWORD\" }",
-        &[("TENANTRY_NATS_PASSWORD", TENANTRY_PASSWORD)],
-    );
-    let rt = runtime();
+    )
+    .env("TENANTRY_NATS_PASSWORD", TENANTRY_PASSWORD)
+    .start();
+    let started = server.started.clone();
+    let rt = crate::support::tokio_runtime();
     rt.block_on(async {
         // Without credentials nobody gets in.
         let anonymous = async_nats::connect(format!("nats://127.0.0.1:{}", nats.port)).await;
@@ -520,10 +441,7 @@ fn with_per_tenant_nats_users_a_tenant_cannot_publish_into_anothers_subjects() {
         .await;
         assert_eq!(ack["seq"], 2, "bigcorp on its own subject: {ack}");
     });
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(server.child.id().to_string())
-        .status();
+    server.sigterm();
     let mut lines = started;
     while let Ok(line) = server.lines.recv_timeout(Duration::from_secs(10)) {
         lines.push(line);
@@ -536,43 +454,16 @@ fn with_per_tenant_nats_users_a_tenant_cannot_publish_into_anothers_subjects() {
         !lines.iter().any(|l| l.contains("NATS server error")),
         "tenantry's own user was refused something: {lines:#?}"
     );
-    let (log, _dir) = server.stop();
+    let (log, _dir) = stop(server);
     assert_eq!(received_ids(&log, "acme"), vec!["acme-own"]);
     assert_eq!(received_ids(&log, "bigcorp"), vec!["big-own"]);
-}
-
-/// POSTs `body` as tenant acme (env prod) to `/api/v1/messages`; the status and JSON body.
-fn http_post(http: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-    let now = jsonwebtoken::get_current_timestamp();
-    let claims = serde_json::json!({"tenant": "acme", "env": "prod", "iss": "tenantry",
-                                    "aud": "tenantry-api", "iat": now, "exp": now + 600});
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SIGNING_KEY.as_bytes()),
-    )
-    .unwrap();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut response = agent
-        .post(format!("http://{http}/api/v1/messages"))
-        .header("Authorization", &format!("Bearer {token}"))
-        .header("X-Tenant-ID", "acme")
-        .header("Content-Type", "application/json")
-        .send(body.to_string())
-        .unwrap();
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap())
 }
 
 #[test]
 fn a_runtime_error_is_answered_alike_on_nats_and_http() {
     let nats = Nats::start(free_port());
-    let server = Server::start(nats.port);
-    let rt = runtime();
+    let server = start(nats.port);
+    let rt = crate::support::tokio_runtime();
     let cases = [
         // A channel the team does not have.
         (
@@ -597,7 +488,8 @@ fn a_runtime_error_is_answered_alike_on_nats_and_http() {
                 .unwrap();
             request(&client, subject.clone(), nats_body, None).await
         });
-        let (status, over_http) = http_post(&server.http, &http_body);
+        let reply = server.post_as("acme", &http_body);
+        let (status, over_http) = (reply.status, reply.json());
         assert_eq!(status, 400, "{over_http}");
         assert!(
             over_nats["error"]["code"].is_string(),

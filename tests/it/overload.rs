@@ -8,19 +8,17 @@
 //! (How fast refusals come and how much goodput remains are figures of `tenantry bench overload`.)
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-const KEY: &str = "it-overload-signing-key-0123456789abcdef";
+use crate::support::{bearer, read, token, Serve, ServeProcess};
 /// Tenants sharing every id below them (env, team, channel, session and user names).
 const TENANTS: [&str; 3] = ["t1", "t2", "t3"];
 
 fn config(runtime: &str, t1_quota: u32) -> String {
     let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"off\"\ndata_dir = \"./data\"\nrate_limit_per_s = 100000\n\
+        "[server]\ndata_dir = \"./data\"\nrate_limit_per_s = 100000\n\
          [auth]\nissuer = \"tenantry\"\naudience = \"tenantry-api\"\n[runtime]\n{runtime}\n"
     );
     for t in TENANTS {
@@ -34,86 +32,33 @@ fn config(runtime: &str, t1_quota: u32) -> String {
     text
 }
 
-/// A running `tenantry serve`, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
+/// A running `tenantry serve` with `config`.
+fn start(config: &str) -> ServeProcess {
+    Serve::config(config).log("warn,tenantry=info").start()
 }
 
-impl Server {
-    fn start(config: &str) -> Server {
-        Server::start_on(config, None)
-    }
-
-    /// With NATS ingress from the nats-server on `nats_port`.
-    fn start_with_nats(config: &str, nats_port: u16) -> Server {
-        let config = format!("{config}[nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\n");
-        Server::start_on(&config, Some(nats_port))
-    }
-
-    fn start_on(config: &str, nats_port: Option<u16>) -> Server {
-        let dir = crate::support::dir_with_flows();
-        std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        let (child, lines) = crate::support::spawn_with_lines(
-            Command::new(env!("CARGO_BIN_EXE_tenantry"))
-                .args(["serve", "--config"])
-                .arg(dir.path().join("config.toml"))
-                .current_dir(dir.path())
-                .env("RUST_LOG", "warn,tenantry=info")
-                .env("TENANTRY_SIGNING_KEY", KEY)
-                .env_remove("TENANTRY_TENANT_ID"),
-        );
-        let (addr, _) = crate::support::wait_until_serving(
-            &lines,
-            nats_port.is_some(),
-            Duration::from_secs(30),
-        );
-        Server {
-            child,
-            base: format!("http://{addr}"),
-            _dir: dir,
-        }
-    }
-
-    /// The server's resident set, from /proc.
-    fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmRSS in /proc/PID/status");
-        kb * 1024
-    }
+/// With NATS ingress from the nats-server on `nats_port`.
+fn start_with_nats(config: &str, nats_port: u16) -> ServeProcess {
+    Serve::config(config)
+        .section("nats", &format!("url = \"nats://127.0.0.1:{nats_port}\""))
+        .log("warn,tenantry=info")
+        .start()
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn token(tenant: &str) -> String {
-    let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap();
-    let claims = json!({"tenant": tenant, "env": "prod", "iss": "tenantry", "aud": "tenantry-api",
-                        "iat": now, "exp": now + 600});
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(KEY.as_bytes()),
-    )
-    .unwrap()
+/// The server's resident set, from /proc.
+fn rss_bytes(server: &ServeProcess) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kb * 1024
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
+    crate::support::agent(Duration::from_secs(30))
 }
 
 /// What one client saw.
@@ -128,7 +73,7 @@ struct Seen {
 /// Sends `count` messages from one client, back to back, in sessions shared across tenants.
 fn client(base: &str, tenant: &str, c: usize, round: &str, count: usize) -> Seen {
     let agent = agent();
-    let bearer = format!("Bearer {}", token(tenant));
+    let bearer = bearer(tenant);
     let mut seen = Seen::default();
     for n in 0..count {
         // Sessions and users are named alike in every tenant: a mix-up would show.
@@ -136,21 +81,19 @@ fn client(base: &str, tenant: &str, c: usize, round: &str, count: usize) -> Seen
         let message_id = format!("{round}-c{c}-{n}");
         let body = json!({"team": "support", "channel": "webchat", "session": session,
                           "user": format!("u{c}"), "text": "hello", "message_id": message_id});
-        let mut response = agent
-            .post(format!("{base}/api/v1/messages"))
-            .header("Authorization", &bearer)
-            .header("X-Tenant-ID", tenant)
-            .header("Content-Type", "application/json")
-            .send(body.to_string())
-            .unwrap();
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
+        let reply = read(
+            agent
+                .post(format!("{base}/api/v1/messages"))
+                .header("Authorization", &bearer)
+                .header("X-Tenant-ID", tenant)
+                .header("Content-Type", "application/json")
+                .send(body.to_string()),
+        );
+        let retry_after = reply
+            .retry_after
+            .as_deref()
             .and_then(|v| v.parse::<u64>().ok());
-        let body: Value =
-            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        let (status, body) = (reply.status, reply.json());
         match status {
             200 => {
                 assert_eq!(body["session"], session.as_str(), "{body}");
@@ -209,22 +152,22 @@ fn assert_all_acked_are_logged(base: &str, acked: &[(String, String, String, u64
         let mut from_seq = 1;
         loop {
             let url = format!("{base}/api/v1/sessions/{session}/events?from_seq={from_seq}");
-            let mut response = loop {
-                let response = agent
-                    .get(&url)
-                    .header("Authorization", &format!("Bearer {}", token(tenant)))
-                    .header("X-Tenant-ID", tenant)
-                    .call()
-                    .unwrap();
+            let reply = loop {
+                let reply = read(
+                    agent
+                        .get(&url)
+                        .header("Authorization", &bearer(tenant))
+                        .header("X-Tenant-ID", tenant)
+                        .call(),
+                );
                 // Reads count against the quota too: a flooding tenant waits like any client.
-                if response.status().as_u16() != 429 {
-                    break response;
+                if reply.status != 429 {
+                    break reply;
                 }
                 std::thread::sleep(Duration::from_secs(1));
             };
-            assert_eq!(response.status().as_u16(), 200);
-            let page: Value =
-                serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+            assert_eq!(reply.status, 200);
+            let page = reply.json();
             for e in page["events"].as_array().unwrap() {
                 if let Some(id) = e["data"]["message_id"].as_str() {
                     logged
@@ -260,13 +203,13 @@ fn assert_all_acked_are_logged(base: &str, acked: &[(String, String, String, u64
 
 #[test]
 fn past_inflight_max_the_excess_is_refused_memory_stays_flat_and_nothing_acked_is_lost() {
-    let server = Server::start(&config("inflight_max = 8", 100_000));
+    let server = start(&config("inflight_max = 8", 100_000));
     // Warm-up round: the server's caches, pools and connections reach their working size.
-    let warm = flood(&server.base, &TENANTS, 8, "warm", 30);
-    let rss_warm = server.rss_bytes();
+    let warm = flood(&server.base(), &TENANTS, 8, "warm", 30);
+    let rss_warm = rss_bytes(&server);
     // Four times the concurrency, twice the messages each: eight times the offered work.
-    let hot = flood(&server.base, &TENANTS, 32, "hot", 60);
-    let rss_hot = server.rss_bytes();
+    let hot = flood(&server.base(), &TENANTS, 32, "hot", 60);
+    let rss_hot = rss_bytes(&server);
 
     let refused: u64 = hot.refused.values().sum();
     assert!(
@@ -289,13 +232,13 @@ fn past_inflight_max_the_excess_is_refused_memory_stays_flat_and_nothing_acked_i
     );
     let mut acked = warm.acked;
     acked.extend(hot.acked);
-    assert_all_acked_are_logged(&server.base, &acked);
+    assert_all_acked_are_logged(&server.base(), &acked);
 }
 
 #[test]
 fn a_tenant_flooding_past_its_quota_is_refused_while_its_neighbours_see_no_error() {
-    let server = Server::start(&config("", 20));
-    let base = server.base.clone();
+    let server = start(&config("", 20));
+    let base = server.base();
     let started = Instant::now();
     // t1 floods from 8 clients; t2 and t3 talk at their normal pace meanwhile.
     let noisy = {
@@ -370,8 +313,8 @@ fn read_response(stream: &mut std::net::TcpStream) -> Option<(u16, String)> {
 fn a_refused_message_leaves_its_keep_alive_connection_open() {
     use std::io::Write;
     // t1 may send one message per second; the second and third are refused.
-    let server = Server::start(&config("", 1));
-    let addr = server.base.trim_start_matches("http://").to_owned();
+    let server = start(&config("", 1));
+    let addr = server.addr.clone();
     let mut stream = std::net::TcpStream::connect(&addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
@@ -448,19 +391,12 @@ async fn nats_burst(
     (acked, refused)
 }
 
-fn tokio_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn a_tenants_quota_is_charged_by_its_nats_messages_and_shared_with_http() {
     let nats = crate::support::Nats::start(crate::support::free_port());
     // t1 may send 20 messages a second (burst 20), whichever way they come.
-    let server = Server::start_with_nats(&config("", 20), nats.port);
-    let rt = tokio_runtime();
+    let server = start_with_nats(&config("", 20), nats.port);
+    let rt = crate::support::tokio_runtime();
     let started = Instant::now();
     let (t1_acked, t1_refused, t2_acked, t2_refused) = rt.block_on(async {
         let client = async_nats::connect(format!("nats://127.0.0.1:{}", nats.port))
@@ -471,8 +407,8 @@ fn a_tenants_quota_is_charged_by_its_nats_messages_and_shared_with_http() {
         (a1, r1, a2, r2)
     });
     // One quota for both edges: right after the NATS burst, t1's HTTP posts are refused too.
-    let t1_http = client(&server.base, "t1", 0, "http", 40);
-    let t2_http = client(&server.base, "t2", 0, "http", 40);
+    let t1_http = client(&server.base(), "t1", 0, "http", 40);
+    let t2_http = client(&server.base(), "t2", 0, "http", 40);
     let elapsed = started.elapsed().as_secs_f64();
 
     let over = t1_refused.get("quota_exceeded").copied().unwrap_or(0);
@@ -510,12 +446,12 @@ fn a_tenant_flooding_nats_cannot_make_another_tenants_http_posts_get_429() {
     let nats = crate::support::Nats::start(crate::support::free_port());
     // No quota saves the others here: t1 may send 100,000/s. Its share of the 10 in-flight
     // places (half, by default) is what leaves room for t2 and t3.
-    let server = Server::start_with_nats(&config("inflight_max = 10", 100_000), nats.port);
+    let server = start_with_nats(&config("inflight_max = 10", 100_000), nats.port);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let noisy = {
         let (stop, port) = (stop.clone(), nats.port);
         std::thread::spawn(move || {
-            tokio_runtime().block_on(async {
+            crate::support::tokio_runtime().block_on(async {
                 let client = async_nats::connect(format!("nats://127.0.0.1:{port}"))
                     .await
                     .unwrap();
@@ -542,7 +478,7 @@ fn a_tenant_flooding_nats_cannot_make_another_tenants_http_posts_get_429() {
     };
     // Let the flood fill t1's share before the calm tenants start.
     std::thread::sleep(Duration::from_millis(500));
-    let calm = flood(&server.base, &["t2", "t3"], 2, "calm", 60);
+    let calm = flood(&server.base(), &["t2", "t3"], 2, "calm", 60);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (noisy_acked, noisy_refused) = noisy.join().unwrap();
 
@@ -558,5 +494,5 @@ fn a_tenant_flooding_nats_cannot_make_another_tenants_http_posts_get_429() {
         "t1's NATS flood never filled its in-flight share: acked {noisy_acked}, {noisy_refused:?}"
     );
     assert!(noisy_acked > 0, "t1 got nothing through: {noisy_refused:?}");
-    assert_all_acked_are_logged(&server.base, &calm.acked);
+    assert_all_acked_are_logged(&server.base(), &calm.acked);
 }

@@ -11,12 +11,12 @@
 //! stored log is damaged makes it 503 too, naming the tenant and the position.
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const KEY: &str = "it-readiness-signing-key-0123456789ab";
+use crate::support::{Serve, ServeProcess};
 
 /// A tmpfs on a temp dir, unmounted when dropped.
 struct Tmpfs {
@@ -64,58 +64,16 @@ fn free_bytes(dir: &Path) -> u64 {
     text.lines().nth(1).unwrap().trim().parse().unwrap()
 }
 
-fn token() -> String {
-    let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap();
-    let claims = json!({"tenant": "acme", "env": "prod", "iss": "tenantry",
-        "aud": "tenantry-api", "sub": "it", "iat": now, "exp": now + 600});
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
-    )
-    .unwrap()
+/// GET `path` as tenant acme: status and body.
+fn get(server: &ServeProcess, path: &str) -> (u16, String) {
+    let reply = server.get_as("acme", path);
+    (reply.status, reply.body)
 }
 
-struct Client {
-    agent: ureq::Agent,
-    base: String,
-    bearer: String,
-}
-
-impl Client {
-    fn get(&self, path: &str) -> (u16, String) {
-        let response = self
-            .agent
-            .get(format!("{}{path}", self.base))
-            .header("Authorization", &self.bearer)
-            .header("X-Tenant-ID", "acme")
-            .call();
-        let mut response = response.unwrap();
-        let status = response.status().as_u16();
-        (status, response.body_mut().read_to_string().unwrap())
-    }
-
-    fn post(&self, body: &Value) -> (u16, String) {
-        let response = self
-            .agent
-            .post(format!("{}/api/v1/messages", self.base))
-            .header("Authorization", &self.bearer)
-            .header("X-Tenant-ID", "acme")
-            .header("Content-Type", "application/json")
-            .send(body.to_string());
-        let mut response = response.unwrap();
-        let status = response.status().as_u16();
-        (status, response.body_mut().read_to_string().unwrap())
-    }
-}
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// POST a message as tenant acme: status and body.
+fn post(server: &ServeProcess, body: &Value) -> (u16, String) {
+    let reply = server.post_as("acme", body);
+    (reply.status, reply.body)
 }
 
 /// A message text marked `n`, about 8 KiB so that a few dozen fill the disk.
@@ -123,73 +81,38 @@ fn text(n: u32) -> String {
     format!("marker-{n:05}-{}", "y".repeat(8 * 1024))
 }
 
-fn events_of(client: &Client, session: &str) -> Vec<Value> {
-    let (status, body) = client.get(&format!("/api/v1/sessions/{session}/events?team=support"));
+fn events_of(server: &ServeProcess, session: &str) -> Vec<Value> {
+    let (status, body) = get(
+        server,
+        &format!("/api/v1/sessions/{session}/events?team=support"),
+    );
     assert_eq!(status, 200, "{body}");
     let body: Value = serde_json::from_str(&body).unwrap();
     body["events"].as_array().cloned().unwrap_or_default()
 }
 
 /// Starts `serve` for tenant acme with its data in `data` (and `extra` config, e.g. `[nats]`).
-fn serve(
-    data: &Path,
-    extra: &str,
-) -> (
-    tempfile::TempDir,
-    Kill,
-    std::sync::mpsc::Receiver<String>,
-    Client,
-) {
-    let dir = crate::support::dir_with_flows();
-    let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
-         [auth]\nissuer = \"tenantry\"\naudience = \"tenantry-api\"\n\
-         [tenants.acme]\nname = \"ACME\"\nenvironments = [\"prod\"]\n\
-         [tenants.acme.teams.support]\nflow = \"flows/acme_support.yaml\"\n\
-         [tenants.acme.teams.support.channels.slack]\nprovider = \"messaging-slack\"\n{extra}",
-        data.display()
-    );
-    std::fs::write(dir.path().join("config.toml"), config).unwrap();
-    let (child, lines) = crate::support::spawn_with_lines(
-        Command::new(env!("CARGO_BIN_EXE_tenantry"))
-            .args(["serve", "--config"])
-            .arg(dir.path().join("config.toml"))
-            .env("RUST_LOG", "info")
-            .env("TENANTRY_SIGNING_KEY", KEY)
-            .env_remove("TENANTRY_TENANT_ID"),
-    );
-    let server = Kill(child);
-    let nats = !extra.is_empty();
-    let (addr, _) = crate::support::wait_until_serving(&lines, nats, Duration::from_secs(20));
-    let client = Client {
-        agent: ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(20)))
-            .build()
-            .into(),
-        base: format!("http://{addr}"),
-        bearer: format!("Bearer {}", token()),
-    };
-    (dir, server, lines, client)
+fn serve(data: &Path, extra: &str) -> ServeProcess {
+    Serve::config(&(crate::support::acme_config(data) + extra)).start()
 }
 
 /// `/readyz`: status and JSON body.
-fn ready(client: &Client) -> (u16, Value) {
-    let (status, body) = client.get("/readyz");
+fn ready(server: &ServeProcess) -> (u16, Value) {
+    let (status, body) = get(server, "/readyz");
     (status, serde_json::from_str::<Value>(&body).unwrap())
 }
 
 /// Polls `/readyz` until it answers `status` (at most 30 s); returns the body. On time-out the
 /// failure shows what the server logged (its recovery attempts say why they failed).
-fn await_ready(client: &Client, lines: &std::sync::mpsc::Receiver<String>, status: u16) -> Value {
+fn await_ready(server: &ServeProcess, status: u16) -> Value {
     let started = Instant::now();
     loop {
-        let (got, body) = ready(client);
+        let (got, body) = ready(server);
         if got == status {
             return body;
         }
         if started.elapsed() > Duration::from_secs(30) {
-            let logged: Vec<String> = lines.try_iter().collect();
+            let logged: Vec<String> = server.lines.try_iter().collect();
             panic!("/readyz still {got}: {body}\nthe server logged:\n{logged:#?}");
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -199,14 +122,14 @@ fn await_ready(client: &Client, lines: &std::sync::mpsc::Receiver<String>, statu
 #[test]
 fn a_full_disk_makes_the_server_not_ready_until_space_is_freed() {
     let Some(fs) = Tmpfs::mount("8m") else { return };
-    let (_dir, _server, lines, client) = serve(&fs.dir.path().join("data"), "");
-    assert_eq!(ready(&client), (200, json!({"status": "ready"})));
+    let server = serve(&fs.dir.path().join("data"), "");
+    assert_eq!(ready(&server), (200, json!({"status": "ready"})));
 
     let msg = |session: Option<&str>, n: u32| {
         json!({"team": "support", "channel": "slack", "user": "ada", "session": session,
                "text": text(n)})
     };
-    let (status, body) = client.post(&msg(None, 0));
+    let (status, body) = post(&server, &msg(None, 0));
     assert_eq!(status, 200, "{body}");
     let first: Value = serde_json::from_str(&body).unwrap();
     let session = first["session"].as_str().unwrap().to_owned();
@@ -219,7 +142,7 @@ fn a_full_disk_makes_the_server_not_ready_until_space_is_freed() {
     std::fs::write(&filler, vec![0x5au8; usize::try_from(size).unwrap()]).unwrap();
     let mut failed = Vec::new();
     for n in 1..400 {
-        let (status, body) = client.post(&msg(Some(&session), n));
+        let (status, body) = post(&server, &msg(Some(&session), n));
         if status == 200 {
             acked.push(n);
         } else {
@@ -232,7 +155,7 @@ fn a_full_disk_makes_the_server_not_ready_until_space_is_freed() {
     }
     assert_eq!(failed.len(), 3, "the disk never filled up");
 
-    let (status, body) = ready(&client);
+    let (status, body) = ready(&server);
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "not_ready");
     let reasons = body["reasons"].as_array().unwrap();
@@ -242,12 +165,15 @@ fn a_full_disk_makes_the_server_not_ready_until_space_is_freed() {
             .any(|r| r.as_str().unwrap().starts_with("log: ")),
         "{body}"
     );
-    let (status, _) = client.get("/healthz");
+    let (status, _) = get(&server, "/healthz");
     assert_eq!(status, 200, "liveness is not readiness");
 
     // No reader shows an event whose post failed. (sled may refuse reads too while its
     // files are in error: then the answer is an error, never the failed events.)
-    let (status, body) = client.get(&format!("/api/v1/sessions/{session}/events?team=support"));
+    let (status, body) = get(
+        &server,
+        &format!("/api/v1/sessions/{session}/events?team=support"),
+    );
     for n in &failed {
         assert!(!body.contains(&format!("marker-{n:05}-")), "{status}");
     }
@@ -259,7 +185,7 @@ fn a_full_disk_makes_the_server_not_ready_until_space_is_freed() {
             );
         }
     }
-    let (_, export) = client.get("/api/v1/audit/export?format=jsonl");
+    let (_, export) = get(&server, "/api/v1/audit/export?format=jsonl");
     for n in &failed {
         assert!(
             !export.contains(&format!("marker-{n:05}-")),
@@ -269,13 +195,10 @@ fn a_full_disk_makes_the_server_not_ready_until_space_is_freed() {
 
     // Space comes back: the server recovers without a restart.
     std::fs::remove_file(&filler).unwrap();
-    assert_eq!(
-        await_ready(&client, &lines, 200),
-        json!({"status": "ready"})
-    );
-    let (status, body) = client.post(&msg(Some(&session), 999));
+    assert_eq!(await_ready(&server, 200), json!({"status": "ready"}));
+    let (status, body) = post(&server, &msg(Some(&session), 999));
     assert_eq!(status, 200, "{body}");
-    let events = events_of(&client, &session);
+    let events = events_of(&server, &session);
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
     let all = serde_json::to_string(&events).unwrap();
@@ -285,14 +208,14 @@ fn a_full_disk_makes_the_server_not_ready_until_space_is_freed() {
             "acked {n} is missing"
         );
     }
-    let (status, export) = client.get("/api/v1/audit/export?format=jsonl");
+    let (status, export) = get(&server, "/api/v1/audit/export?format=jsonl");
     assert_eq!(status, 200);
     for n in &failed {
         let marker = format!("marker-{n:05}-");
         assert!(!all.contains(&marker) && !export.contains(&marker));
     }
     assert!(all.contains("marker-00999-"));
-    let logged: Vec<String> = lines.try_iter().collect();
+    let logged: Vec<String> = server.lines.try_iter().collect();
     let recovered = logged.iter().any(|l| l.contains("event log recovered"));
     // "Not ready" is the probe's answer, not a failed request: no log line per poll.
     assert!(
@@ -311,14 +234,11 @@ fn a_disconnected_nats_makes_the_server_not_ready_until_it_is_back() {
     let data = tempfile::tempdir().unwrap();
     let extra =
         format!("[nats]\nurl = \"nats://127.0.0.1:{port}\"\nsubject_prefix = \"greentic\"\n");
-    let (_dir, _server, lines, client) = serve(&data.path().join("data"), &extra);
-    assert_eq!(
-        await_ready(&client, &lines, 200),
-        json!({"status": "ready"})
-    );
+    let server = serve(&data.path().join("data"), &extra);
+    assert_eq!(await_ready(&server, 200), json!({"status": "ready"}));
 
     nats.kill();
-    let body = await_ready(&client, &lines, 503);
+    let body = await_ready(&server, 503);
     assert_eq!(body["status"], "not_ready");
     let reasons = body["reasons"].as_array().unwrap();
     assert!(
@@ -327,14 +247,11 @@ fn a_disconnected_nats_makes_the_server_not_ready_until_it_is_back() {
             .any(|r| r.as_str().unwrap().starts_with("nats: ")),
         "{body}"
     );
-    let (status, _) = client.get("/healthz");
+    let (status, _) = get(&server, "/healthz");
     assert_eq!(status, 200, "liveness is not readiness");
 
     let _nats = crate::support::Nats::start(port);
-    assert_eq!(
-        await_ready(&client, &lines, 200),
-        json!({"status": "ready"})
-    );
+    assert_eq!(await_ready(&server, 200), json!({"status": "ready"}));
 }
 
 #[test]
@@ -383,8 +300,8 @@ fn a_damaged_tenant_makes_the_server_not_ready_without_naming_it() {
     drop(db);
     std::thread::sleep(Duration::from_millis(200));
 
-    let (_dir, _server, _lines, client) = serve(&data.path().join("data"), "");
-    let (status, body) = ready(&client);
+    let server = serve(&data.path().join("data"), "");
+    let (status, body) = ready(&server);
     assert_eq!(status, 503, "{body}");
     let reasons = body["reasons"].as_array().unwrap();
     assert!(
@@ -396,6 +313,6 @@ fn a_damaged_tenant_makes_the_server_not_ready_without_naming_it() {
     );
     // The probe is unauthenticated: it names no tenant (the server log does, at open).
     assert!(!body.to_string().contains("acme"), "{body}");
-    let (status, _) = client.get("/healthz");
+    let (status, _) = get(&server, "/healthz");
     assert_eq!(status, 200);
 }

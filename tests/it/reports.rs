@@ -6,21 +6,22 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{json, Value};
 use tenantry::edge::observe::REFUSED_LOG_LINES_PER_S;
 use tenantry::events::log::{AppendGroup, AppendOutcome, EventLog, LogOptions};
 use tenantry::events::schema::EventKind;
 use tenantry::tenancy::TenantCtx;
 
-const KEY: &str = "it-reports-signing-key-0123456789abcdef";
+use crate::support::{claims, sign, Reply, Serve, ServeProcess};
+
+/// The export route.
+const EXPORT: &str = "/api/v1/audit/export";
 
 /// Three tenants; acme has two teams.
-fn config(server_extra: &str) -> String {
+fn config() -> String {
     let team = |tenant: &str, team: &str, flow: &str| {
         format!(
             "[tenants.{tenant}.teams.{team}]\nflow = \"flows/{flow}\"\n\
@@ -28,8 +29,7 @@ fn config(server_extra: &str) -> String {
         )
     };
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
-         data_dir = \"./data\"\n{server_extra}\n\
+        "[server]\ndata_dir = \"./data\"\n\
          [auth]\nissuer = \"tenantry\"\naudience = \"tenantry-api\"\n\
          [tenants.acme]\nenvironments = [\"prod\"]\n{}{}\
          [tenants.bigcorp]\nenvironments = [\"prod\"]\n{}\
@@ -41,147 +41,56 @@ fn config(server_extra: &str) -> String {
     )
 }
 
-/// A running `tenantry serve`; killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-    /// The metrics listener's address (`metrics on` line).
-    metrics: String,
-    lines: mpsc::Receiver<String>,
-    agent: ureq::Agent,
-    dir: tempfile::TempDir,
+/// Writes the config into a fresh dir, lets `seed` write its data dir, then serves it.
+fn start(server_extra: &str, seed: impl FnOnce(&Path) + 'static) -> ServeProcess {
+    Serve::config(&config())
+        .section("server", server_extra)
+        .seed(seed)
+        .start()
 }
 
-impl Server {
-    /// Writes the config into a fresh dir, lets `seed` write its data dir, then serves it.
-    fn start(server_extra: &str, seed: impl FnOnce(&Path)) -> Server {
-        let dir = crate::support::dir_with_flows();
-        std::fs::write(dir.path().join("config.toml"), config(server_extra)).unwrap();
-        seed(&dir.path().join("data"));
-        let (child, lines) = crate::support::spawn_with_lines(
-            Command::new(env!("CARGO_BIN_EXE_tenantry"))
-                .args(["serve", "--config"])
-                .arg(dir.path().join("config.toml"))
-                .env("RUST_LOG", "info")
-                .env("TENANTRY_SIGNING_KEY", KEY)
-                .env_remove("TENANTRY_TENANT_ID"),
-        );
-        let (addr, seen) =
-            crate::support::wait_until_serving(&lines, false, Duration::from_secs(20));
-        let metrics = crate::support::metrics_addr(&seen);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
-        Server {
-            child,
-            addr,
-            metrics,
-            lines,
-            agent,
-            dir,
-        }
-    }
-
-    fn get(&self, path: &str, headers: &[(&str, String)]) -> Reply {
-        let mut request = self.agent.get(format!("http://{}{path}", self.addr));
-        for (name, value) in headers {
-            request = request.header(*name, value);
-        }
-        let mut response = request.call().unwrap();
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(u64::MAX)
-            .read_to_string()
-            .unwrap();
-        Reply {
-            status,
-            retry_after,
-            body,
-        }
-    }
-
-    /// The metrics page, from the metrics listener.
-    fn get_metrics(&self) -> String {
-        let mut response = self
-            .agent
-            .get(format!("http://{}/metrics", self.metrics))
-            .call()
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
-        response.body_mut().read_to_string().unwrap()
-    }
-
-    fn post_message(&self, tenant: &str, team: &str, user: &str, text: &str) {
-        let body = json!({"team": team, "channel": "webchat", "user": user, "text": text});
-        let response = self
-            .agent
-            .post(format!("http://{}/api/v1/messages", self.addr))
-            .header("Authorization", &bearer(tenant, None))
-            .header("X-Tenant-ID", tenant)
-            .header("Content-Type", "application/json")
-            .send(body.to_string())
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
-    }
+/// GET `path` with `headers` (see [`as_tenant`]).
+fn get(server: &ServeProcess, path: &str, headers: &[(&str, String)]) -> Reply {
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    server.get(path, &headers)
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The metrics page, from the metrics listener.
+fn metrics(server: &ServeProcess) -> String {
+    let reply = server.get_metrics();
+    assert_eq!(reply.status, 200);
+    reply.body
 }
 
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    retry_after: Option<String>,
-    body: String,
+fn post_message(server: &ServeProcess, tenant: &str, team: &str, user: &str, text: &str) {
+    let body = json!({"team": team, "channel": "webchat", "user": user, "text": text});
+    let headers = [
+        ("Authorization", bearer(tenant, None)),
+        ("X-Tenant-ID", tenant.to_owned()),
+    ];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let reply = server.post("/api/v1/messages", &headers, &body.to_string());
+    assert_eq!(reply.status, 200);
 }
 
-impl Reply {
-    /// Asserts the status and returns the error code of the JSON body.
-    #[track_caller]
-    fn error(&self, status: u16) -> String {
-        assert_eq!(self.status, status, "{}", self.body);
-        let body: Value = serde_json::from_str(&self.body).unwrap();
-        body["error"]["code"].as_str().unwrap().to_owned()
-    }
-
-    /// The JSONL lines.
-    #[track_caller]
-    fn lines(&self) -> Vec<Value> {
-        assert_eq!(self.status, 200, "{}", self.body);
-        self.body
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
+/// The JSONL lines of a 200 reply.
+#[track_caller]
+fn jsonl(reply: &Reply) -> Vec<Value> {
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// `Bearer <token>` for `tenant` (with a `team` claim when given).
 fn bearer(tenant: &str, team: Option<&str>) -> String {
-    let now = jsonwebtoken::get_current_timestamp();
-    let mut claims = json!({"tenant": tenant, "env": "prod", "iss": "tenantry",
-        "aud": "tenantry-api", "sub": "it", "iat": now, "exp": now + 600});
+    let mut claims = claims(tenant);
     if let Some(team) = team {
         claims["team"] = json!(team);
     }
-    let token = jsonwebtoken::encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(KEY.as_bytes()),
-    )
-    .unwrap();
-    format!("Bearer {token}")
+    format!("Bearer {}", sign(&claims))
 }
 
 /// Headers of a request as `tenant`, with a `team` claim and an `X-Team-ID` when given.
@@ -216,16 +125,16 @@ fn run_verify(file: &Path) -> (bool, String) {
 
 #[test]
 fn export_and_usage_hold_only_the_callers_team() {
-    let server = Server::start("", |_| {});
-    server.post_message("acme", "support", "alice", "support-one");
-    server.post_message("acme", "support", "alice", "support-two");
-    server.post_message("acme", "sales", "bob", "SALES-SECRET");
-    server.post_message("bigcorp", "support", "carol", "BIGCORP-SECRET");
+    let server = start("", |_| {});
+    post_message(&server, "acme", "support", "alice", "support-one");
+    post_message(&server, "acme", "support", "alice", "support-two");
+    post_message(&server, "acme", "sales", "bob", "SALES-SECRET");
+    post_message(&server, "bigcorp", "support", "carol", "BIGCORP-SECRET");
 
     // A team named by X-Team-ID or by the token's claim: that team's events only.
     for (claim, header) in [(None, Some("support")), (Some("support"), None)] {
-        let export = server.get("/api/v1/audit/export", &as_tenant("acme", claim, header));
-        let lines = export.lines();
+        let export = get(&server, EXPORT, &as_tenant("acme", claim, header));
+        let lines = jsonl(&export);
         let (manifest, events) = lines.split_last().unwrap();
         assert!(!events.is_empty());
         assert!(
@@ -241,7 +150,8 @@ fn export_and_usage_hold_only_the_callers_team() {
         assert_eq!(manifest["contiguous"], false, "{manifest}");
         assert_eq!(manifest["count"].as_u64().unwrap() as usize, events.len());
     }
-    let csv = server.get(
+    let csv = get(
+        &server,
         "/api/v1/audit/export?format=csv",
         &as_tenant("acme", None, Some("support")),
     );
@@ -258,13 +168,14 @@ fn export_and_usage_hold_only_the_callers_team() {
     assert!(!csv.body.contains("SALES-SECRET"));
 
     // An unknown team is 404 on both reports, as on every read.
-    for path in ["/api/v1/audit/export", "/api/v1/usage?by=team"] {
-        let reply = server.get(path, &as_tenant("acme", None, Some("nope")));
+    for path in [EXPORT, "/api/v1/usage?by=team"] {
+        let reply = get(&server, path, &as_tenant("acme", None, Some("nope")));
         assert_eq!(reply.error(404), "unknown_team", "{path}");
     }
 
     // Usage by day for one team: that team's counts only.
-    let usage = server.get(
+    let usage = get(
+        &server,
         "/api/v1/usage?by=day",
         &as_tenant("acme", None, Some("support")),
     );
@@ -282,23 +193,20 @@ fn export_and_usage_hold_only_the_callers_team() {
     assert_eq!(messages, 2, "{usage}");
 
     // The team-scoped export verifies, and says which team it holds.
-    let export = server.get(
-        "/api/v1/audit/export",
-        &as_tenant("acme", None, Some("support")),
-    );
-    let scoped = server.dir.path().join("support.jsonl");
+    let export = get(&server, EXPORT, &as_tenant("acme", None, Some("support")));
+    let scoped = server.dir.join("support.jsonl");
     std::fs::write(&scoped, &export.body).unwrap();
     let (ok, text) = run_verify(&scoped);
     assert!(ok, "{text}");
     assert!(text.contains("team support"), "{text}");
     // A sales line slipped into it (each line's own hash is intact) is caught.
-    let everything = server.get("/api/v1/audit/export", &as_tenant("acme", None, None));
-    let all_lines = everything.lines();
+    let everything = get(&server, EXPORT, &as_tenant("acme", None, None));
+    let all_lines = jsonl(&everything);
     let (_, all_events) = all_lines.split_last().unwrap();
-    let manifest = export.lines().pop().unwrap();
+    let manifest = jsonl(&export).pop().unwrap();
     let mut mixed: Vec<String> = all_events.iter().map(Value::to_string).collect();
     mixed.push(manifest.to_string());
-    let mixed_file = server.dir.path().join("mixed.jsonl");
+    let mixed_file = server.dir.join("mixed.jsonl");
     std::fs::write(&mixed_file, mixed.join("\n") + "\n").unwrap();
     let (ok, text) = run_verify(&mixed_file);
     assert!(!ok, "{text}");
@@ -356,7 +264,7 @@ fn seed_big(data: &Path, tenants: &[&str]) {
 }
 
 /// Sends an export request on a raw connection and reads nothing.
-fn stalled_export(server: &Server, tenant: &str) -> TcpStream {
+fn stalled_export(server: &ServeProcess, tenant: &str) -> TcpStream {
     let mut stream = TcpStream::connect(&server.addr).unwrap();
     let request = format!(
         "GET /api/v1/audit/export HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\n\
@@ -371,7 +279,7 @@ fn stalled_export(server: &Server, tenant: &str) -> TcpStream {
 #[test]
 fn exports_past_the_limits_get_429_and_a_stalled_export_frees_its_slot() {
     let timeout = Duration::from_secs(3);
-    let server = Server::start(
+    let server = start(
         "exports_max = 2\nexports_per_tenant_max = 1\nexport_write_timeout = \"3s\"",
         |data| seed_big(data, &["acme", "bigcorp"]),
     );
@@ -381,16 +289,20 @@ fn exports_past_the_limits_get_429_and_a_stalled_export_frees_its_slot() {
     std::thread::sleep(Duration::from_millis(300));
 
     // acme holds its one slot; acme and bigcorp hold the server's two.
-    let second = server.get("/api/v1/audit/export", &as_tenant("acme", None, None));
+    let second = get(&server, EXPORT, &as_tenant("acme", None, None));
     assert_eq!(second.error(429), "exports_busy");
     assert!(second.body.contains("tenant's limit"), "{}", second.body);
     assert_eq!(second.retry_after.as_deref(), Some("10"));
-    let cedar = server.get("/api/v1/audit/export", &as_tenant("cedar", None, None));
+    let cedar = get(&server, EXPORT, &as_tenant("cedar", None, None));
     assert_eq!(cedar.error(429), "exports_busy");
     assert!(cedar.body.contains("server's limit"), "{}", cedar.body);
     assert!(cedar.retry_after.is_some());
     // Other reads are served meanwhile.
-    let sessions = server.get("/api/v1/sessions?limit=5", &as_tenant("cedar", None, None));
+    let sessions = get(
+        &server,
+        "/api/v1/sessions?limit=5",
+        &as_tenant("cedar", None, None),
+    );
     assert_eq!(sessions.status, 200, "{}", sessions.body);
     assert!(
         started.elapsed() < timeout,
@@ -399,7 +311,7 @@ fn exports_past_the_limits_get_429_and_a_stalled_export_frees_its_slot() {
 
     // The stalled exports are ended after the write timeout, and their slots come back.
     let whole = loop {
-        let reply = server.get("/api/v1/audit/export", &as_tenant("acme", None, None));
+        let reply = get(&server, EXPORT, &as_tenant("acme", None, None));
         if reply.status == 200 {
             break reply;
         }
@@ -411,7 +323,7 @@ fn exports_past_the_limits_get_429_and_a_stalled_export_frees_its_slot() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
-    let lines = whole.lines();
+    let lines = jsonl(&whole);
     assert_eq!(lines.last().unwrap()["type"], "manifest");
     assert_eq!(
         lines.len(),
@@ -435,7 +347,7 @@ fn exports_past_the_limits_get_429_and_a_stalled_export_frees_its_slot() {
             .any(|l| l.contains("WARN") && l.contains("audit export")),
         "{lines:#?}"
     );
-    let metrics = server.get_metrics();
+    let metrics = metrics(&server);
     assert!(
         metrics.contains(r#"tenantry_errors_total{tenant="cedar",code="exports_busy"} 1"#),
         "{metrics}"
@@ -446,13 +358,13 @@ fn exports_past_the_limits_get_429_and_a_stalled_export_frees_its_slot() {
 fn refused_requests_with_long_paths_write_a_bounded_log() {
     const REQUESTS: usize = 600;
     const PATH_BYTES: usize = 30_000;
-    let server = Server::start("", |_| {});
+    let server = start("", |_| {});
     while server.lines.try_recv().is_ok() {}
     let started = Instant::now();
     let path = format!("/api/v1/sessions/{}", "p".repeat(PATH_BYTES));
     for _ in 0..REQUESTS {
         // No token: refused before anything is read.
-        let reply = server.get(&path, &[]);
+        let reply = get(&server, &path, &[]);
         assert_eq!(reply.error(401), "missing_token");
     }
     std::thread::sleep(Duration::from_millis(500));
@@ -477,7 +389,7 @@ fn refused_requests_with_long_paths_write_a_bounded_log() {
     assert!(failed >= 1, "{lines:#?}");
     assert!(failed < REQUESTS, "{failed} lines: not sampled");
     // Every refusal is still counted.
-    let metrics = server.get_metrics();
+    let metrics = metrics(&server);
     let counted =
         format!(r#"tenantry_errors_total{{tenant="unknown",code="missing_token"}} {REQUESTS}"#);
     assert!(metrics.contains(&counted), "{metrics}");

@@ -9,8 +9,27 @@ use std::process::{Command, Output, Stdio};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use tenantry::secrets::token::Claims;
 
+use crate::support::Serve;
+
 const CANARY: &str = "canary-secret-5be1d0f2";
 const SIGNING_KEY: &str = "it-signing-key-0123456789abcdef0123";
+
+/// The fixture's config.toml.
+const CONFIG: &str = r#"
+[server]
+data_dir = "data"
+[auth]
+issuer = "it-issuer"
+audience = "it-audience"
+[tenants.acme]
+environments = ["prod", "staging"]
+[tenants.acme.teams.support]
+flow = "flow.yaml"
+[tenants.acme.teams.sales]
+flow = "flow.yaml"
+[tenants.bigcorp.teams.helpdesk]
+flow = "flow.yaml"
+"#;
 
 /// A config dir with tenants acme (envs prod, staging; teams support, sales) and bigcorp
 /// (team helpdesk), and a data dir that does not exist yet.
@@ -27,25 +46,7 @@ impl Fixture {
              message: hi\n",
         )
         .unwrap();
-        std::fs::write(
-            dir.path().join("config.toml"),
-            r#"
-[server]
-data_dir = "data"
-[auth]
-issuer = "it-issuer"
-audience = "it-audience"
-[tenants.acme]
-environments = ["prod", "staging"]
-[tenants.acme.teams.support]
-flow = "flow.yaml"
-[tenants.acme.teams.sales]
-flow = "flow.yaml"
-[tenants.bigcorp.teams.helpdesk]
-flow = "flow.yaml"
-"#,
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("config.toml"), CONFIG).unwrap();
         Fixture { dir }
     }
 
@@ -414,34 +415,14 @@ fn token_refuses_what_the_config_does_not_have() {
 /// Runs `serve` on the fixture, which must refuse to start within a few seconds; a server that
 /// starts anyway is killed and the test fails.
 fn serve_refused(fx: &Fixture, key: Option<&str>) -> Output {
-    let mut cmd = fx.tenantry(&["serve"]);
     // Ports of their own, should the refusal be missing and the server start.
-    let config = std::fs::read_to_string(fx.dir.path().join("config.toml")).unwrap();
-    if !config.contains("metrics_listen") {
-        let config = config.replace(
-            "[server]\n",
-            "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"off\"\n",
-        );
-        std::fs::write(fx.dir.path().join("config.toml"), config).unwrap();
-    }
-    if let Some(key) = key {
-        cmd.env("TENANTRY_SIGNING_KEY", key);
-    }
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("serve started with signing key {key:?} instead of refusing");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    let mut server = Serve::config(CONFIG)
+        .in_dir(fx.dir.path())
+        .signing_key(key)
+        .spawn();
+    server
+        .exit_within(std::time::Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("serve started with signing key {key:?} instead of refusing"))
 }
 
 #[test]

@@ -16,15 +16,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-use crate::support::{crash_seed, crash_trials, free_port, Nats, XorShift};
+use crate::support::{bearer, crash_seed, crash_trials, free_port, Nats, Serve, ServeProcess};
+use crate::support::{tokio_runtime, XorShift};
 use tenantry::audit::verify::verify_log;
 use tenantry::events::log::{EventLog, LogOptions};
 use tenantry::events::schema::EventKind;
@@ -49,7 +49,6 @@ const ENV: &str = "prod";
 const TEAM: &str = "support";
 const CHANNEL: &str = "webchat";
 const PREFIX: &str = "greentic.messaging";
-const KEY: &str = "it-server-crash-signing-key-0123456789";
 const FAULT_VAR: &str = "TENANTRY_FAULT_ACK_BEFORE_FLUSH";
 /// The kill comes this long after the trial's first ack: a random delay in this range (ms)...
 const KILL_AFTER_MS: std::ops::Range<u64> = 200..1500;
@@ -70,7 +69,7 @@ fn text(tenant: &str, message_id: &str) -> String {
 
 fn config(nats_port: u16) -> String {
     let mut config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"off\"\ndata_dir = \"./data\"\n\
+        "[server]\ndata_dir = \"./data\"\n\
          [nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\nsubject_prefix = \"{PREFIX}\"\n\
          [auth]\nissuer = \"tenantry\"\naudience = \"tenantry-api\"\n\
          [runtime]\nsnapshot_every = 7\n"
@@ -85,18 +84,6 @@ fn config(nats_port: u16) -> String {
     config
 }
 
-fn token(tenant: &str) -> String {
-    let now = jsonwebtoken::get_current_timestamp();
-    let claims = json!({"tenant": tenant, "env": ENV, "iss": "tenantry", "aud": "tenantry-api",
-                        "sub": "server-crash", "iat": now, "exp": now + 600});
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(KEY.as_bytes()),
-    )
-    .unwrap()
-}
-
 /// Which log writer the server runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Writer {
@@ -106,69 +93,34 @@ enum Writer {
     AckBeforeFlush,
 }
 
-/// A running `tenantry serve` on the scenario's data dir; killed when dropped.
-struct Server {
-    child: Option<Child>,
-    /// `http://ADDR` from the `listening on` line.
-    base: String,
+/// Starts `tenantry serve` on the scenario's data dir `dir` (which holds the flows) with NATS
+/// ingress from the nats-server on `nats_port`; waits until it serves on both edges.
+fn start(dir: &Path, nats_port: u16, writer: Writer) -> ServeProcess {
+    let mut serve = Serve::config(&config(nats_port))
+        .in_dir(dir)
+        .log("warn,tenantry::edge=info,tenantry::nats=info");
+    if writer == Writer::AckBeforeFlush {
+        serve = serve.env(FAULT_VAR, "1");
+    }
+    let server = serve.start();
+    // Release builds have no fault switch: they ignore the variable and stay silent.
+    let faulty = writer == Writer::AckBeforeFlush && cfg!(debug_assertions);
+    let warned = server
+        .started
+        .iter()
+        .any(|l| l.contains("FAULT INJECTION ACTIVE"));
+    assert_eq!(
+        warned, faulty,
+        "the fault warning must show exactly when the fault is on: {:#?}",
+        server.started
+    );
+    server
 }
 
-impl Server {
-    fn start(dir: &Path, writer: Writer) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tenantry"));
-        command
-            .current_dir(dir)
-            .args(["serve", "--config", "config.toml"])
-            .env("RUST_LOG", "warn,tenantry::edge=info,tenantry::nats=info")
-            .env("TENANTRY_SIGNING_KEY", KEY)
-            .env_remove("TENANTRY_TENANT_ID")
-            .env_remove(FAULT_VAR);
-        if writer == Writer::AckBeforeFlush {
-            command.env(FAULT_VAR, "1");
-        }
-        let (child, lines) = crate::support::spawn_with_lines(&mut command);
-        let (addr, seen) =
-            crate::support::wait_until_serving(&lines, true, Duration::from_secs(30));
-        let base = format!("http://{addr}");
-        // Release builds have no fault switch: they ignore the variable and stay silent.
-        let faulty = writer == Writer::AckBeforeFlush && cfg!(debug_assertions);
-        let warned = seen.iter().any(|l| l.contains("FAULT INJECTION ACTIVE"));
-        assert_eq!(
-            warned, faulty,
-            "the fault warning must show exactly when the fault is on: {seen:#?}"
-        );
-        Server {
-            child: Some(child),
-            base,
-        }
-    }
-
-    /// Hands the process to whoever will kill it.
-    fn into_child(mut self) -> Child {
-        self.child.take().unwrap()
-    }
-
-    /// SIGTERM and a clean exit.
-    fn stop(mut self) {
-        let mut child = self.child.take().unwrap();
-        let term = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(term.success());
-        let status = child.wait().unwrap();
-        assert!(status.success(), "serve exited with {status:?} on SIGTERM");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// SIGTERM and a clean exit.
+fn stop(mut server: ServeProcess) {
+    let status = server.stop();
+    assert!(status.success(), "serve exited with {status:?} on SIGTERM");
 }
 
 /// One ack as a client received it.
@@ -212,7 +164,16 @@ struct Message<'a> {
     message_id: &'a str,
 }
 
-impl Message<'_> {
+impl<'a> Message<'a> {
+    fn new(tenant: &'static str, session: &'a str, user: &'a str, message_id: &'a str) -> Self {
+        Message {
+            tenant,
+            session,
+            user,
+            message_id,
+        }
+    }
+
     fn what(&self) -> String {
         format!(
             "tenant {} session {} message {}",
@@ -333,7 +294,7 @@ impl Drop for Shared {
 }
 
 impl Shared {
-    fn new(server: Server) -> Shared {
+    fn new(server: ServeProcess) -> Shared {
         Shared {
             acks: Mutex::default(),
             acked: Condvar::new(),
@@ -385,61 +346,46 @@ impl Shared {
 /// Messages per client per trial at most: a bound, not a target (the kill comes first).
 const CLIENT_MESSAGES_MAX: u64 = 100_000;
 
-fn http_client(shared: &Shared, base: &str, tenant: &'static str, tag: &str, mut rng: XorShift) {
-    let agent = agent();
-    let bearer = format!("Bearer {}", token(tenant));
+/// One client's messages as `tenant`, each in a random session with the id `{id_prefix}{n}`,
+/// handed to `send` until the outcome says the client should stop.
+fn client_loop(
+    shared: &Shared,
+    tenant: &'static str,
+    id_prefix: &str,
+    mut rng: XorShift,
+    mut send: impl FnMut(&Message, u64) -> Outcome,
+) {
     for n in 0..CLIENT_MESSAGES_MAX {
         let (session, user) = SESSIONS[(rng.next() % SESSIONS.len() as u64) as usize];
-        let message_id = format!("{tag}-h{n}");
-        let message = Message {
-            tenant,
-            session,
-            user,
-            message_id: &message_id,
-        };
+        let message_id = format!("{id_prefix}{n}");
+        let message = Message::new(tenant, session, user, &message_id);
         let what = format!("tenant {tenant} session {session} message {message_id}");
-        if shared.take(message.send_http(&agent, base, &bearer), &what) {
+        if shared.take(send(&message, n), &what) {
             return;
         }
     }
 }
 
-fn nats_client(shared: &Shared, port: u16, tenant: &'static str, tag: &str, mut rng: XorShift) {
-    runtime().block_on(async {
-        let client = async_nats::connect(format!("nats://127.0.0.1:{port}"))
-            .await
-            .unwrap();
-        for n in 0..CLIENT_MESSAGES_MAX {
-            let (session, user) = SESSIONS[(rng.next() % SESSIONS.len() as u64) as usize];
-            let message_id = format!("{tag}-n{n}");
-            let message = Message {
-                tenant,
-                session,
-                user,
-                message_id: &message_id,
-            };
-            let what = format!("tenant {tenant} session {session} message {message_id}");
-            let outcome = message.send_nats(&client, n, &shared.killed).await;
-            if shared.take(outcome, &what) {
-                return;
-            }
-        }
+fn http_client(shared: &Shared, base: &str, tenant: &'static str, tag: &str, rng: XorShift) {
+    let agent = agent();
+    let bearer = bearer(tenant);
+    client_loop(shared, tenant, &format!("{tag}-h"), rng, |message, _| {
+        message.send_http(&agent, base, &bearer)
+    });
+}
+
+fn nats_client(shared: &Shared, port: u16, tenant: &'static str, tag: &str, rng: XorShift) {
+    let rt = tokio_runtime();
+    let client = rt
+        .block_on(async_nats::connect(format!("nats://127.0.0.1:{port}")))
+        .unwrap();
+    client_loop(shared, tenant, &format!("{tag}-n"), rng, |message, n| {
+        rt.block_on(message.send_nats(&client, n, &shared.killed))
     });
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    crate::support::agent(Duration::from_secs(10))
 }
 
 /// What the checker found after a trial.
@@ -600,7 +546,6 @@ impl Scenario {
     fn new(seed: u64, writer: Writer) -> Scenario {
         let nats = Nats::start(free_port());
         let dir = crate::support::dir_with_flows();
-        std::fs::write(dir.path().join("config.toml"), config(nats.port)).unwrap();
         Scenario {
             seed,
             rng: XorShift(seed),
@@ -615,8 +560,8 @@ impl Scenario {
     /// Load, kill -9, maybe restart with more traffic, then check everything so far.
     fn trial(&mut self, trial: usize) -> Report {
         let (seed, writer) = (self.seed, self.writer);
-        let server = Server::start(self.dir.path(), writer);
-        let base = server.base.clone();
+        let server = start(self.dir.path(), self.nats.port, writer);
+        let base = server.base();
         let shared = Arc::new(Shared::new(server));
         let mut clients = Vec::new();
         for (tenant, k) in TENANTS
@@ -711,9 +656,9 @@ impl Scenario {
     fn traffic_after_restart(&mut self, trial: usize) -> Vec<String> {
         let mut problems = Vec::new();
         let alive = AtomicBool::new(false);
-        let server = Server::start(self.dir.path(), self.writer);
+        let server = start(self.dir.path(), self.nats.port, self.writer);
         let agent = agent();
-        let rt = runtime();
+        let rt = tokio_runtime();
         let client = rt
             .block_on(async_nats::connect(format!(
                 "nats://127.0.0.1:{}",
@@ -721,18 +666,13 @@ impl Scenario {
             )))
             .unwrap();
         for tenant in TENANTS {
-            let bearer = format!("Bearer {}", token(tenant));
+            let bearer = bearer(tenant);
             for (i, (session, user)) in SESSIONS.into_iter().enumerate() {
                 for via in ["http", "nats"] {
                     let message_id = format!("r{trial}-after-{via}{i}");
-                    let message = Message {
-                        tenant,
-                        session,
-                        user,
-                        message_id: &message_id,
-                    };
+                    let message = Message::new(tenant, session, user, &message_id);
                     let outcome = match via {
-                        "http" => message.send_http(&agent, &server.base, &bearer),
+                        "http" => message.send_http(&agent, &server.base(), &bearer),
                         _ => rt.block_on(message.send_nats(&client, i as u64, &alive)),
                     };
                     match outcome {
@@ -746,7 +686,7 @@ impl Scenario {
                 }
             }
         }
-        server.stop();
+        stop(server);
         self.restarts += 1;
         problems
     }
@@ -802,7 +742,7 @@ fn the_crash_test_catches_a_writer_that_acks_before_the_flush() {
 }
 
 /// Under `cargo test --release` the same variable must change nothing: no warning at start-up
-/// (checked by `Server::start`) and no loss. A debug `cargo test` cannot check this; it compiles
+/// (checked by `start`) and no loss. A debug `cargo test` cannot check this; it compiles
 /// the switch in.
 #[cfg(not(debug_assertions))]
 #[test]

@@ -2,10 +2,6 @@
 //! through the real binary: `verify --tenant` reports it, and `serve` rebuilds the session from
 //! the log instead of trusting it, so posts to the session succeed.
 
-use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
-
 use serde_json::{json, Value};
 use tenantry::events::log::{AppendGroup, AppendOutcome, EventLog, LogOptions};
 use tenantry::events::schema::EventKind;
@@ -13,7 +9,7 @@ use tenantry::projections::load::load_session;
 use tenantry::projections::snapshot::{SnapshotKey, SnapshotStore};
 use tenantry::tenancy::{SessionId, TenantCtx};
 
-const KEY: &str = "it-snapshots-signing-key-0123456789ab";
+use crate::support::{acme_config, copy_dir, verify_tenant, Serve};
 
 fn ctx() -> TenantCtx {
     TenantCtx::new(
@@ -52,19 +48,6 @@ fn append(log: &EventLog, expected_seq: u64) {
     ));
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn a_snapshot_ahead_of_a_restored_log_is_reported_and_not_trusted() {
     let dir = crate::support::dir_with_flows();
@@ -97,22 +80,8 @@ fn a_snapshot_ahead_of_a_restored_log_is_reported_and_not_trusted() {
     std::fs::remove_dir_all(&log_dir).unwrap();
     copy_dir(&dir.path().join("backup"), &log_dir);
 
-    let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
-         [auth]\nissuer = \"tenantry\"\naudience = \"tenantry-api\"\n\
-         [tenants.acme]\nname = \"ACME\"\nenvironments = [\"prod\"]\n\
-         [tenants.acme.teams.support]\nflow = \"flows/acme_support.yaml\"\n\
-         [tenants.acme.teams.support.channels.slack]\nprovider = \"messaging-slack\"\n",
-        data.display()
-    );
-    let config_path = dir.path().join("config.toml");
-    std::fs::write(&config_path, config).unwrap();
-
-    let verify = Command::new(env!("CARGO_BIN_EXE_tenantry"))
-        .args(["verify", "--tenant", "acme", "--config"])
-        .arg(&config_path)
-        .output()
-        .unwrap();
+    let serve = Serve::config(&acme_config(&data)).in_dir(dir.path());
+    let verify = verify_tenant(&serve.write_config(), "acme");
     let stdout = String::from_utf8_lossy(&verify.stdout);
     assert_eq!(verify.status.code(), Some(1), "{stdout}");
     assert!(
@@ -123,46 +92,11 @@ fn a_snapshot_ahead_of_a_restored_log_is_reported_and_not_trusted() {
     );
 
     // The server rebuilds the session from the log: a post continues at seq 11.
-    let (child, lines) = crate::support::spawn_with_lines(
-        Command::new(env!("CARGO_BIN_EXE_tenantry"))
-            .args(["serve", "--config"])
-            .arg(&config_path)
-            .env("TENANTRY_SIGNING_KEY", KEY)
-            .env_remove("TENANTRY_TENANT_ID"),
-    );
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _server = Kill(child);
-    let (addr, _) = crate::support::wait_until_serving(&lines, false, Duration::from_secs(20));
-    let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap();
-    let claims = json!({"tenant": "acme", "env": "prod", "iss": "tenantry",
-        "aud": "tenantry-api", "sub": "it", "iat": now, "exp": now + 600});
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
-    )
-    .unwrap();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let server = serve.start();
     let body = json!({"team": "support", "channel": "slack", "user": "ada", "session": "s1",
         "text": "after the restore"});
-    let mut response = agent
-        .post(format!("http://{addr}/api/v1/messages"))
-        .header("Authorization", &format!("Bearer {token}"))
-        .header("X-Tenant-ID", "acme")
-        .header("Content-Type", "application/json")
-        .send(body.to_string())
-        .unwrap();
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap();
+    let reply = server.post_as("acme", &body);
+    let (status, text) = (reply.status, reply.body);
     assert_eq!(status, 200, "{text}");
     let reply: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(reply["seq"], 11, "{reply}");

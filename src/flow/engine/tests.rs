@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::events::codec::{encode_body, encode_frame, EVENT_BYTES_MAX, GENESIS_HASH};
 use crate::events::schema::Event;
+use crate::projections::session::fixtures::{acme_s1, next_event};
 use crate::projections::session::SessionStatus;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
 
@@ -23,31 +24,14 @@ fn seed(file: &str) -> PathBuf {
 }
 
 fn new_state() -> SessionState {
-    SessionState::new(
-        TenantId::parse("acme").unwrap(),
-        EnvId::parse("prod").unwrap(),
-        TeamId::parse("support").unwrap(),
-        SessionId::parse("s1").unwrap(),
-    )
+    acme_s1()
 }
 
 /// Wraps `kinds` into the events that follow `state` (consecutive seqs, fake ids and clock) and
 /// folds them, as the session actor does after an append.
 fn fold(state: &mut SessionState, kinds: &[EventKind]) {
     for kind in kinds {
-        let seq = state.last_seq + 1;
-        let event = Event {
-            id: uuid::Uuid::nil(),
-            tenant: state.tenant.clone(),
-            env: state.env.clone(),
-            team: state.team.clone(),
-            channel: ChannelId::parse("web").unwrap(),
-            session: state.session.clone(),
-            seq,
-            tenant_seq: seq,
-            at_ms: seq,
-            kind: kind.clone(),
-        };
+        let event = next_event(state, kind.clone());
         state.apply(&event);
     }
 }

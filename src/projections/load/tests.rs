@@ -1,16 +1,12 @@
 use std::path::Path;
 
 use super::*;
+use crate::events::log::fixtures::{acme_ctx, s1_group};
 use crate::events::log::{AppendGroup, AppendOutcome, LogOptions};
-use crate::events::schema::EventKind;
-use crate::tenancy::{ChannelId, TeamId, TenantId};
+use crate::tenancy::TenantId;
 
 fn ctx() -> TenantCtx {
-    TenantCtx::new(
-        "acme".parse().unwrap(),
-        "prod".parse().unwrap(),
-        Some(TeamId::parse("support").unwrap()),
-    )
+    acme_ctx()
 }
 
 fn sid() -> SessionId {
@@ -18,28 +14,7 @@ fn sid() -> SessionId {
 }
 
 fn group(expected_seq: u64, at_ms: u64, text: &str) -> AppendGroup {
-    let kinds = if expected_seq == 0 {
-        vec![EventKind::SessionStarted {
-            user: "ada".into(),
-            flow: "f".into(),
-            flow_version: "1".into(),
-        }]
-    } else {
-        vec![EventKind::MessageReceived {
-            message_id: format!("m-{text}"),
-            user: "ada".into(),
-            text: text.into(),
-        }]
-    };
-    AppendGroup {
-        ctx: ctx(),
-        channel: ChannelId::parse("slack").unwrap(),
-        session: sid(),
-        expected_seq,
-        at_ms,
-        kinds,
-        idempotency: None,
-    }
+    s1_group(expected_seq, at_ms, &format!("m-{text}"), text)
 }
 
 fn append(log: &EventLog, g: AppendGroup) {

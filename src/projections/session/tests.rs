@@ -2,17 +2,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use proptest::prelude::*;
 
+use super::fixtures::{self, acme_s1};
 use super::*;
 
 // ---- Helpers --------------------------------------------------------------------------------
 
 fn empty() -> SessionState {
-    SessionState::new(
-        TenantId::parse("acme").unwrap(),
-        EnvId::parse("prod").unwrap(),
-        TeamId::parse("support").unwrap(),
-        SessionId::parse("s1").unwrap(),
-    )
+    acme_s1()
 }
 
 /// Wraps `kind` in the envelope of the event that follows `state`: next seq, same ids, channel
@@ -21,16 +17,9 @@ fn empty() -> SessionState {
 fn next_event(state: &SessionState, kind: EventKind) -> Event {
     let seq = state.last_seq + 1;
     Event {
-        id: uuid::Uuid::nil(),
-        tenant: state.tenant.clone(),
-        env: state.env.clone(),
-        team: state.team.clone(),
-        channel: ChannelId::parse("web").unwrap(),
-        session: state.session.clone(),
-        seq,
         tenant_seq: seq * 10,
         at_ms: 1_000 * seq,
-        kind,
+        ..fixtures::next_event(state, kind)
     }
 }
 

@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::events::codec::TEXT_BYTES_MAX;
+use crate::events::log::fixtures::{acme_ctx, s1_group};
 use crate::events::log::{AppendError, AppendGroup, AppendOutcome, EventLog, LogOptions};
 use crate::events::schema::EventKind;
-use crate::tenancy::{SessionId, TenantCtx, TenantId};
+use crate::tenancy::{SessionId, TenantId};
 
 /// A tmpfs mounted on a temp dir; unmounted when dropped.
 pub(crate) struct Tmpfs {
@@ -50,39 +51,14 @@ impl Drop for Tmpfs {
     }
 }
 
-fn ctx() -> TenantCtx {
-    TenantCtx::new(
-        "acme".parse().unwrap(),
-        "prod".parse().unwrap(),
-        Some("support".parse().unwrap()),
-    )
-}
-
 fn group(expected_seq: u64, text: &str) -> AppendGroup {
-    let kinds = if expected_seq == 0 {
-        vec![EventKind::SessionStarted {
-            user: "ada".into(),
-            flow: "f".into(),
-            flow_version: "1".into(),
-        }]
-    } else {
-        vec![EventKind::MessageReceived {
-            message_id: format!("m{expected_seq}"),
-            user: "ada".into(),
-            text: text.into(),
-        }]
-    };
+    let message_id = format!("m{expected_seq}");
     AppendGroup {
-        ctx: ctx(),
-        channel: "slack".parse().unwrap(),
-        session: SessionId::parse("s1").unwrap(),
-        expected_seq,
-        at_ms: 1000 + expected_seq,
-        kinds,
         idempotency: Some(crate::events::log::Idempotency {
-            message_id: format!("m{expected_seq}"),
+            message_id: message_id.clone(),
             ack: Vec::new(),
         }),
+        ..s1_group(expected_seq, 1000 + expected_seq, &message_id, text)
     }
 }
 
@@ -90,7 +66,7 @@ fn group(expected_seq: u64, text: &str) -> AppendGroup {
 /// must agree).
 fn texts(log: &EventLog) -> Vec<String> {
     let from_session: Vec<String> = log
-        .scope(&ctx())
+        .scope(&acme_ctx())
         .session_events(&SessionId::parse("s1").unwrap(), 1..=u64::MAX)
         .map(|e| match e.unwrap().event.kind {
             EventKind::MessageReceived { text, .. } => text,
@@ -98,7 +74,7 @@ fn texts(log: &EventLog) -> Vec<String> {
         })
         .collect();
     let from_tenant = log
-        .tenant(&ctx().tenant)
+        .tenant(&acme_ctx().tenant)
         .events(1..=u64::MAX)
         .collect::<Result<Vec<_>, _>>()
         .unwrap()
@@ -213,7 +189,7 @@ fn a_full_disk_hides_unflushed_events_and_the_log_recovers_once_space_is_freed()
         failed_seq,
         filler,
     } = fill_until_a_write_fails(&fs);
-    let tenant: TenantId = ctx().tenant;
+    let tenant: TenantId = acme_ctx().tenant;
     let failure = log.write_failure().expect("the log says it refuses writes");
     assert!(!failure.is_empty());
     // sled applied the failed group (it is in sled's tree) but no flush covered it.
@@ -230,7 +206,7 @@ fn a_full_disk_hides_unflushed_events_and_the_log_recovers_once_space_is_freed()
     // Readers stop at the durable frontier: exactly what was acked, in every reader.
     assert_eq!(texts(&log), acked);
     assert_eq!(log.durable_frontier(&tenant), acked.len() as u64);
-    let scope = log.scope(&ctx());
+    let scope = log.scope(&acme_ctx());
     assert_eq!(
         scope
             .session_last_seq(&SessionId::parse("s1").unwrap())
