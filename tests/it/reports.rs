@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{json, Value};
-use tenantry::edge::observe::REFUSED_LOG_LINES_PER_S;
+use tenantry::edge::http::observe::REFUSED_LOG_LINES_PER_S;
 use tenantry::events::log::{AppendGroup, AppendOutcome, EventLog, LogOptions};
 use tenantry::events::schema::EventKind;
 use tenantry::tenancy::TenantCtx;

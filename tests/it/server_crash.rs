@@ -119,7 +119,7 @@ impl Server {
         command
             .current_dir(dir)
             .args(["serve", "--config", "config.toml"])
-            .env("RUST_LOG", "warn,tenantry::edge=info,tenantry::nats=info")
+            .env("RUST_LOG", "warn,tenantry::edge=info")
             .env("TENANTRY_SIGNING_KEY", KEY)
             .env_remove("TENANTRY_TENANT_ID")
             .env_remove(FAULT_VAR);

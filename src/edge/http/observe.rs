@@ -16,8 +16,8 @@ use actix_web::dev::ServiceResponse;
 use actix_web::{web, HttpMessage};
 
 use super::error::ErrorCode;
-use super::http::{EdgeState, TenantLabel};
-use super::metrics::UNKNOWN_TENANT;
+use super::state::{EdgeState, TenantLabel};
+use crate::edge::metrics::UNKNOWN_TENANT;
 
 /// Most bytes of a request path written to the log (the request's span carries it).
 pub const LOGGED_PATH_BYTES_MAX: usize = 256;
