@@ -1,5 +1,5 @@
 //! What the API listener and the metrics listener share: connection timeouts, the bind errors,
-//! and a running server's lifecycle ([`Running`]: wait, graceful stop).
+//! and a running server's lifecycle (`Running`: wait, graceful stop).
 
 use std::io;
 use std::net::SocketAddr;

@@ -1,5 +1,5 @@
 //! The HTTP edge's metric families, registered into the edges' one
-//! [`MetricsRegistry`](crate::edge::metrics::MetricsRegistry).
+//! [`MetricsRegistry`].
 //!
 //! Series (counters get the `_total` suffix from the encoder):
 //! `tenantry_messages_total{tenant,env}`, `tenantry_replies_total{tenant,env}`,

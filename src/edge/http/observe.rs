@@ -133,7 +133,7 @@ pub(super) fn observe(response: &ServiceResponse, started: Instant) {
             "request refused"
         );
     } else if failure {
-        // Our fault: always logged (the error itself was logged in `edge::error`).
+        // Our fault: always logged (the error itself was logged in `http::error`).
         tracing::info!(
             status = status.as_u16(),
             code = code.code,

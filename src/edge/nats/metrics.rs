@@ -1,5 +1,5 @@
 //! The NATS edge's counters, registered into the edges' one
-//! [`MetricsRegistry`](crate::edge::metrics::MetricsRegistry), and its connection state (for
+//! [`MetricsRegistry`], and its connection state (for
 //! `/readyz`), handed to the HTTP edge through [`PeerEdge`].
 
 use crate::edge::metrics::MetricsRegistry;
