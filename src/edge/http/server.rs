@@ -79,6 +79,7 @@ impl ApiServer {
         let listen = config.server().listen;
         let body_bytes_max = config.server().http_body_bytes_max;
         let server = actix_web::HttpServer::new(move || {
+            let observed = state.clone();
             App::new()
                 .app_data(state.clone())
                 .app_data(
@@ -96,15 +97,16 @@ impl ApiServer {
                 )
                 .configure(routes)
                 .default_service(web::to(not_found))
-                .wrap_fn(|req, srv| {
+                .wrap_fn(move |req, srv| {
                     let span = tracing::info_span!("http", method = %req.method(),
                         path = ?logged_path(req.path()), tenant = Empty, env = Empty,
                         team = Empty);
                     let started = Instant::now();
                     let response = span.in_scope(|| srv.call(req));
+                    let state = observed.clone();
                     async move {
                         let response = response.await?;
-                        observe(&response, started);
+                        observe(&response, started, state.metrics(), state.refused_log());
                         Ok(response)
                     }
                     .instrument(span)

@@ -11,7 +11,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use super::error::ApiError;
 use super::export_slots::ExportSlots;
 use super::metrics::HttpMetrics;
-use super::observe::LogBudget;
+use super::observe::{LogBudget, TenantLabel};
 use crate::actors::runtime::Runtime;
 use crate::config::Config;
 use crate::edge::auth::{bearer_token, check_headers, Authenticator, Caller};
@@ -126,10 +126,6 @@ impl EdgeState {
         self.teams.get(tenant).into_iter().flatten()
     }
 }
-
-/// The tenant label of a request, set once its token is valid and names a served tenant.
-#[derive(Clone)]
-pub(super) struct TenantLabel(pub(super) TenantId);
 
 impl FromRequest for Caller {
     type Error = ApiError;

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use async_nats::ConnectOptions;
 
+use super::error::NatsError;
 use super::metrics::{NatsEvent, NatsMetrics};
-use super::NatsError;
 use crate::config::{NatsAuth, NatsConfig, SecretSource};
 use crate::secrets::name::Namespace;
 use crate::secrets::store::SecretStore;

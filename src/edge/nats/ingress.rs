@@ -10,8 +10,9 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Semaphore};
 
+use super::error::NatsError;
 use super::metrics::{NatsEvent, NatsMetrics};
-use super::{subject, NatsError};
+use super::subject;
 use crate::actors::messages::{Ack, Inbound, RuntimeError};
 use crate::actors::runtime::Runtime;
 use crate::edge::quota::Quotas;

@@ -16,33 +16,21 @@
 //!   budget is shared out per tenant as well;
 //! - a subject's messages are handed to the runtime in arrival order; at most `IN_FLIGHT_MAX`
 //!   await their ack at once, so a burst cannot grow memory without bound.
-
 //!
 //! Files: `ingress` (subscribe, validate, charge the quota, hand to the runtime, ack),
 //! `egress` (publish the runtime's replies), `subject` (subjects ↔ validated ids), `connect`
-//! (log in with the `[nats]` credentials), `metrics` (the NATS families and connection state).
+//! (log in with the `[nats]` credentials), `metrics` (the NATS families and connection state),
+//! `error` (`NatsError`: why the edge could not start).
 
 mod connect;
 mod egress;
+mod error;
 pub mod ingress;
 pub mod metrics;
 pub mod subject;
 
 pub use self::connect::connect;
 pub use self::egress::{egress_channel, publish_egress, EGRESS_QUEUE};
+pub use self::error::NatsError;
 pub use self::ingress::{Ingress, IN_FLIGHT_MAX, PAYLOAD_BYTES_MAX};
 pub use self::metrics::{NatsEvent, NatsMetrics};
-
-/// The NATS edge could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum NatsError {
-    /// The URL (user info hidden) and why.
-    #[error("cannot connect to NATS at {url}: {detail}")]
-    Connect { url: String, detail: String },
-    /// A credential named in `[nats]` could not be read; `field` names the key, `detail` the
-    /// fix. Never carries the secret.
-    #[error("{field}: {detail}")]
-    Credentials { field: &'static str, detail: String },
-    #[error("cannot subscribe to {subject}: {detail}")]
-    Subscribe { subject: String, detail: String },
-}
