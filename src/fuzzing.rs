@@ -20,9 +20,9 @@ use base64::Engine;
 use crate::config::flow::Flow;
 use crate::config::{AuthConfig, DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_SUBJECT_PREFIX};
 use crate::edge::auth::{bearer_token, Authenticator, SigningKey};
-use crate::edge::dto::MessageBody;
+use crate::edge::http::dto::MessageBody;
+use crate::edge::nats::subject::{parse_ingress, stem, tenant_token};
 use crate::events::codec::{decode_body, decode_frame, encode_body, encode_frame, EVENT_BYTES_MAX};
-use crate::nats::subject::{parse_ingress, stem, tenant_token};
 use crate::projections::session::SessionState;
 use crate::projections::snapshot::{file_with_raw_state, SnapshotKey, SnapshotStore};
 use crate::tenancy::{EnvId, SessionId, TeamId, TenantId};
@@ -136,14 +136,14 @@ pub fn check_ingress_json(bytes: &[u8]) -> bool {
             Err(e) => panic!("a re-encoded HTTP message does not parse: {e}"),
         }
     }
-    let nats = crate::nats::parse_payload_bytes(bytes, None);
+    let nats = crate::edge::nats::ingress::parse_payload_bytes(bytes, None);
     if let Ok(inbound) = &nats {
         let again = serde_json::json!({
             "session": inbound.session.as_ref().map(SessionId::as_str),
             "user": inbound.user, "text": inbound.text, "message_id": inbound.message_id,
         });
         let again = serde_json::to_vec(&again).unwrap_or_default();
-        match crate::nats::parse_payload_bytes(&again, None) {
+        match crate::edge::nats::ingress::parse_payload_bytes(&again, None) {
             Ok(back) => assert_eq!(format!("{back:?}"), format!("{inbound:?}")),
             Err(e) => panic!("a re-encoded NATS payload does not parse: {e}"),
         }

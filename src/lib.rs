@@ -3,7 +3,7 @@
 //! Modules in reading order: `tenancy` (validated ids, `TenantCtx`), `config` (config.toml, seed
 //! YAML, flows), `events` (schema, codec, the sled log, projection storage), `flow` (the flow
 //! engine), `projections` (session state, snapshots, usage and session read models), `actors`
-//! (the runtime), `edge` (HTTP API), `nats` (NATS edge), `secrets` (encrypted secrets, tokens),
+//! (the runtime), `edge` (the HTTP and NATS edges), `secrets` (encrypted secrets, tokens),
 //! `audit` (export, verify, replay), `bench` (measurement drivers), `fuzzing` (entry points
 //! of the fuzz targets and the decoders' property tests), `private_fs` (owner-only modes of
 //! what is stored).
@@ -16,7 +16,6 @@ pub mod edge;
 pub mod events;
 pub mod flow;
 pub mod fuzzing;
-pub mod nats;
 pub mod private_fs;
 pub mod projections;
 pub mod secrets;

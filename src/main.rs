@@ -269,8 +269,10 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let system = actix_rt::System::new();
     system.block_on(async move {
         let mut opts = RuntimeOptions::from_config(&config);
-        let nats_metrics = Arc::new(tenantry::nats::NatsMetrics::default());
-        let egress = config.nats().map(|_| tenantry::nats::egress_channel());
+        let nats_metrics = Arc::new(tenantry::edge::nats::NatsMetrics::default());
+        let egress = config
+            .nats()
+            .map(|_| tenantry::edge::nats::egress_channel());
         if let Some((sink, _)) = &egress {
             opts.egress = Some(sink.clone());
         }
@@ -290,8 +292,9 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         let mut ingress_task = None;
         let mut egress_task = None;
         if let (Some(nats), Some((_, replies))) = (config.nats(), egress) {
-            let client = tenantry::nats::connect(nats, &data_dir, nats_metrics.clone()).await?;
-            let ingress = tenantry::nats::Ingress {
+            let client =
+                tenantry::edge::nats::connect(nats, &data_dir, nats_metrics.clone()).await?;
+            let ingress = tenantry::edge::nats::Ingress {
                 client: client.clone(),
                 prefix: nats.subject_prefix.clone(),
                 runtime: runtime.clone(),
@@ -302,8 +305,13 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
             };
             ingress_task = Some(actix_rt::spawn(ingress.run(stop.clone())));
             let prefix = nats.subject_prefix.clone();
-            let publish =
-                tenantry::nats::publish_egress(client, prefix, replies, stop, nats_metrics.clone());
+            let publish = tenantry::edge::nats::publish_egress(
+                client,
+                prefix,
+                replies,
+                stop,
+                nats_metrics.clone(),
+            );
             egress_task = Some(actix_rt::spawn(publish));
         }
         let mut http = match ApiServer::start(

@@ -76,7 +76,7 @@ impl fmt::Debug for SigningKey {
 }
 
 /// Why a request's credentials or tenancy headers were refused. Statuses are assigned in
-/// `edge::error`; each variant's doc gives it.
+/// `edge::http::error`; each variant's doc gives it.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// No `Authorization: Bearer` header. 401.

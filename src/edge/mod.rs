@@ -1,25 +1,19 @@
-//! The HTTP edge (DESIGN §5): actix-web server, authentication, quotas, error mapping, metrics.
+//! The edges: where requests from outside enter, are authenticated or validated, charged to their
+//! tenant's quota and handed to the runtime.
 //!
-//! Files, one concept each: `http` (server lifecycle, routes, handlers), `auth` (token and
-//! tenancy headers → `Caller`), `error` (`ApiError` → status, code, JSON body: the one place
-//! statuses are decided), `quota` (per-tenant rate limits), `metrics` (Prometheus families),
-//! `dto` (the API's JSON shapes), `observe` (the per-request log line, bounded), `reports`
-//! (usage and the audit export), `export_slots` (how many exports may run at once).
+//! - `http`: the HTTP API (actix-web, JWT), its metrics listener, `/healthz` and `/readyz`.
+//! - `nats`: the NATS ingress and egress (async-nats).
+//! - Shared by both: `auth` (token and tenancy headers → `Caller`; signing-key rules), `quota`
+//!   (per-tenant rate limits, one per tenant whichever edge a message comes by), `metrics` (the
+//!   one registry both edges register their families into), `peer` (what the HTTP edge knows of
+//!   the edge beside it: its families and its connection state, without importing it).
 //!
-//! Invariants:
-//! - Every `/api/v1` handler takes a `Caller`, so no handler runs before the token, the tenancy
-//!   headers and the tenant's quota have been checked, and no body is read before that.
-//! - Every id from a request is parsed into its newtype here; storage is reached only through
-//!   `TenantCtx`-scoped handles built from the caller's token, so another tenant's, env's or
-//!   team's data is unreachable, and absent data looks the same whoever owns it (404).
-//! - Request bodies are counted on the stream (chunked ones too) and bounded before parsing.
+//! Invariants: neither edge imports the other; a runtime error's code and client-safe message
+//! come from `RuntimeError::public` on both.
 
 pub mod auth;
-pub mod dto;
-pub mod error;
-pub mod export_slots;
 pub mod http;
 pub mod metrics;
-pub mod observe;
+pub mod nats;
+pub mod peer;
 pub mod quota;
-mod reports;

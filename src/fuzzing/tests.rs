@@ -120,7 +120,7 @@ fn nasty_ingress_json_is_refused() {
     let err = serde_json::from_slice::<MessageBody>(deep).unwrap_err();
     assert!(err.to_string().contains("missing field"), "{err}");
     // The NATS payload refuses unknown fields before reading their values.
-    let err = crate::nats::parse_payload_bytes(deep, None).unwrap_err();
+    let err = crate::edge::nats::ingress::parse_payload_bytes(deep, None).unwrap_err();
     assert!(err.contains("unknown field"), "{err}");
 }
 

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tenantry::edge::observe::REFUSED_LOG_LINES_PER_S;
+use tenantry::edge::http::observe::REFUSED_LOG_LINES_PER_S;
 use tenantry::events::log::{AppendGroup, AppendOutcome, EventLog, LogOptions};
 use tenantry::events::schema::EventKind;
 use tenantry::tenancy::TenantCtx;

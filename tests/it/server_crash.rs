@@ -98,7 +98,7 @@ enum Writer {
 fn start(dir: &Path, nats_port: u16, writer: Writer) -> ServeProcess {
     let mut serve = Serve::config(&config(nats_port))
         .in_dir(dir)
-        .log("warn,tenantry::edge=info,tenantry::nats=info");
+        .log("warn,tenantry::edge=info");
     if writer == Writer::AckBeforeFlush {
         serve = serve.env(FAULT_VAR, "1");
     }

@@ -16,8 +16,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use super::auth::AuthError;
 use crate::actors::messages::{RuntimeError, INTERNAL_ERROR_MESSAGE};
+use crate::edge::auth::AuthError;
 use crate::events::log::ReadError;
 
 /// `Retry-After` for a runtime that is overloaded (its queues drain within a second or so).

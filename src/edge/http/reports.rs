@@ -24,11 +24,11 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use super::auth::Caller;
 use super::error::ApiError;
 use super::export_slots::ExportSlot;
-use super::http::{read_team, EdgeState};
+use super::state::{blocking, read_team, EdgeState};
 use crate::audit::export::{export, ExportFormat, ExportOptions};
+use crate::edge::auth::Caller;
 use crate::projections::projector::UsageBy;
 
 /// Chunks of an export in flight between the exporting thread and the response.
@@ -38,6 +38,35 @@ const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
 /// Longest pause of an exporting thread waiting for room in the channel (it polls, doubling
 /// from 1 ms), so a client that reads again is served within this.
 const EXPORT_SEND_POLL_MAX: Duration = Duration::from_millis(10);
+
+/// The values of `?by=` (the first is the default) and what each groups usage by.
+const USAGE_BY: &[(&str, UsageBy)] = &[
+    ("team", UsageBy::Team),
+    ("channel", UsageBy::Channel),
+    ("day", UsageBy::Day),
+];
+
+/// The values of `?format=` (the first is the default), each with its content type.
+const EXPORT_FORMATS: &[(&str, (ExportFormat, &str))] = &[
+    ("jsonl", (ExportFormat::Jsonl, "application/x-ndjson")),
+    ("csv", (ExportFormat::Csv, "text/csv; charset=utf-8")),
+];
+
+/// The entry of `table` named by query parameter `field` (`raw`), or the first when it is
+/// absent; any other value is refused with `allowed`.
+fn choice<T: Copy>(
+    field: &'static str,
+    raw: Option<&str>,
+    table: &[(&'static str, T)],
+    allowed: &'static str,
+) -> Result<(&'static str, T), ApiError> {
+    let wanted = raw.or_else(|| table.first().map(|(name, _)| *name));
+    table
+        .iter()
+        .find(|(name, _)| Some(*name) == wanted)
+        .copied()
+        .ok_or_else(|| ApiError::field(field, allowed))
+}
 
 #[derive(Deserialize)]
 pub(super) struct UsageQuery {
@@ -51,25 +80,22 @@ pub(super) async fn usage(
     query: web::Query<UsageQuery>,
     state: web::Data<EdgeState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (by, by_name) = match query.by.as_deref().unwrap_or("team") {
-        "team" => (UsageBy::Team, "team"),
-        "channel" => (UsageBy::Channel, "channel"),
-        "day" => (UsageBy::Day, "day"),
-        _ => return Err(ApiError::field("by", "must be team, channel or day")),
-    };
+    let (by_name, by) = choice(
+        "by",
+        query.by.as_deref(),
+        USAGE_BY,
+        "must be team, channel or day",
+    )?;
     let team = read_team(&state, &caller)?;
-    let state2 = state.clone();
-    let rows = web::block(move || {
-        let projector = state2.projector();
-        let log = state2.runtime().log();
-        projector.catch_up(log, &caller.tenant, &mut |_| {})?;
-        let rows = projector.usage(&caller.tenant, Some(&caller.env), team.as_ref(), by)?;
-        Ok::<_, crate::projections::projector::ProjectorError>((caller, rows))
+    let (caller, rows) = blocking(state.clone(), move |state| {
+        let projector = state.projector();
+        let rows = projector
+            .catch_up(state.runtime().log(), &caller.tenant, &mut |_| {})
+            .and_then(|_| projector.usage(&caller.tenant, Some(&caller.env), team.as_ref(), by))
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok((caller, rows))
     })
-    .await
-    .map_err(|e| ApiError::Internal(format!("blocking task: {e}")))?
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let (caller, rows) = rows;
+    .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "tenant": caller.tenant,
         "env": caller.env,
@@ -195,11 +221,12 @@ pub(super) async fn audit_export(
     query: web::Query<ExportQuery>,
     state: web::Data<EdgeState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (format, content_type) = match query.format.as_deref().unwrap_or("jsonl") {
-        "jsonl" => (ExportFormat::Jsonl, "application/x-ndjson"),
-        "csv" => (ExportFormat::Csv, "text/csv; charset=utf-8"),
-        _ => return Err(ApiError::field("format", "must be jsonl or csv")),
-    };
+    let (_, (format, content_type)) = choice(
+        "format",
+        query.format.as_deref(),
+        EXPORT_FORMATS,
+        "must be jsonl or csv",
+    )?;
     let time = |field: &'static str, raw: &Option<String>| {
         raw.as_deref()
             .map(crate::audit::parse_time)

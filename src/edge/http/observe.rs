@@ -13,11 +13,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::ServiceResponse;
-use actix_web::{web, HttpMessage};
+use actix_web::HttpMessage;
 
 use super::error::ErrorCode;
-use super::http::{EdgeState, TenantLabel};
-use super::metrics::UNKNOWN_TENANT;
+use super::metrics::HttpMetrics;
+use crate::edge::metrics::UNKNOWN_TENANT;
+use crate::tenancy::TenantId;
 
 /// Most bytes of a request path written to the log (the request's span carries it).
 pub const LOGGED_PATH_BYTES_MAX: usize = 256;
@@ -41,6 +42,10 @@ pub fn logged_path(path: &str) -> Cow<'_, str> {
     }
     Cow::Owned(format!("{}…({} bytes)", &path[..cut], path.len()))
 }
+
+/// The tenant label of a request, set once its token is valid and names a served tenant.
+#[derive(Clone)]
+pub(super) struct TenantLabel(pub(super) TenantId);
 
 /// A budget of log lines per window; what it refuses is counted for the next line it allows.
 pub struct LogBudget {
@@ -97,9 +102,14 @@ impl Default for LogBudget {
     }
 }
 
-/// After a request: count an error response and write the request's log line (within the
-/// budget, for refusals).
-pub(super) fn observe(response: &ServiceResponse, started: Instant) {
+/// After a request: count an error response in `metrics` and write the request's log line
+/// (within `refused_log`, for refusals).
+pub(super) fn observe(
+    response: &ServiceResponse,
+    started: Instant,
+    metrics: &HttpMetrics,
+    refused_log: &LogBudget,
+) {
     let status = response.status();
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let probe = PROBE_PATHS.contains(&response.request().path());
@@ -122,12 +132,7 @@ pub(super) fn observe(response: &ServiceResponse, started: Instant) {
         .get::<TenantLabel>()
         .map(|label| label.0.to_string());
     let tenant = tenant.as_deref().unwrap_or(UNKNOWN_TENANT);
-    let Some(state) = response.request().app_data::<web::Data<EdgeState>>() else {
-        return;
-    };
-    state
-        .metrics()
-        .error(tenant, code.code, status.as_u16(), code.rejection);
+    metrics.error(tenant, code.code, status.as_u16(), code.rejection);
     let failure = status.is_server_error() && !code.rejection;
     if status.as_u16() == 429 {
         tracing::debug!(
@@ -137,14 +142,14 @@ pub(super) fn observe(response: &ServiceResponse, started: Instant) {
             "request refused"
         );
     } else if failure {
-        // Our fault: always logged (the error itself was logged in `edge::error`).
+        // Our fault: always logged (the error itself was logged in `http::error`).
         tracing::info!(
             status = status.as_u16(),
             code = code.code,
             elapsed_ms,
             "request failed"
         );
-    } else if let Some(left_out) = state.refused_log().allow(Instant::now()) {
+    } else if let Some(left_out) = refused_log.allow(Instant::now()) {
         tracing::info!(
             status = status.as_u16(),
             code = code.code,
@@ -153,7 +158,7 @@ pub(super) fn observe(response: &ServiceResponse, started: Instant) {
             "request failed"
         );
     } else {
-        state.metrics().log_line_left_out();
+        metrics.log_line_left_out();
     }
 }
 

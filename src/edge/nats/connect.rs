@@ -10,10 +10,14 @@ use std::sync::Arc;
 
 use async_nats::ConnectOptions;
 
-use super::{NatsError, NatsEvent, NatsMetrics, SUBSCRIPTION_CAPACITY};
+use super::error::NatsError;
+use super::metrics::{NatsEvent, NatsMetrics};
 use crate::config::{NatsAuth, NatsConfig, SecretSource};
 use crate::secrets::name::Namespace;
 use crate::secrets::store::SecretStore;
+
+/// Messages the client buffers for our subscription before it reports a slow consumer and drops.
+pub const SUBSCRIPTION_CAPACITY: usize = 16 * 1024;
 
 /// Connects (retrying while the server is down at start) with the credentials of `config`,
 /// reading secrets kept in the store of `data_dir` when the config names one, and reports
@@ -51,11 +55,11 @@ fn report(metrics: &NatsMetrics, event: async_nats::Event) {
             );
         }
         async_nats::Event::Disconnected => {
-            metrics.connected.set(false);
+            metrics.set_connected(false);
             tracing::warn!("NATS disconnected; reconnecting");
         }
         async_nats::Event::Connected => {
-            metrics.connected.set(true);
+            metrics.set_connected(true);
             tracing::info!("NATS connected");
         }
         // The server refused our login (a client error, retried with backoff) or a subject:
@@ -149,3 +153,6 @@ pub(super) fn secret(
     }
     Ok(value)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,181 +1,27 @@
-//! The NATS edge (DESIGN §6): ingress on `{prefix}.ingress.{env}.{tenant}.{team}.{channel}`,
-//! acks on the reply subject after the durable append, replies published on the matching egress
-//! subject.
-//!
-//! Invariants:
-//! - a subject is parsed into validated ids before anything else; a malformed subject or payload
-//!   is counted, logged with whatever is known of its tenant, answered with an error when it has
-//!   a reply subject, and never reaches any tenant;
-//! - a message for a tenant this instance does not serve is ignored without a reply (another
-//!   instance may serve it: hybrid deployments share one NATS);
-//! - an ack (`{"session","seq"}`) is sent only after the message's events are durable; a retry
-//!   with the same `message_id` or `Nats-Msg-Id` appends nothing and gets the first ack;
-//! - a message for a served tenant is charged to that tenant's quota (the one HTTP charges too)
-//!   before its payload is parsed; over quota it is refused with `quota_exceeded` (replied when
-//!   it has a reply subject, counted per tenant) and never reaches the runtime, whose in-flight
-//!   budget is shared out per tenant as well;
-//! - a subject's messages are handed to the runtime in arrival order; at most `IN_FLIGHT_MAX`
-//!   await their ack at once, so a burst cannot grow memory without bound.
-
-mod connect;
-pub mod subject;
-
-pub use self::connect::connect;
+//! NATS ingress: the subscription on `{prefix}.ingress.{env}.{tenant}.{team}.{channel}` and
+//! what happens to each message (see the invariants in `edge::nats`): subject parsed, tenant
+//! served, quota charged, payload parsed, handed to the runtime, acked after the durable
+//! append or answered with an error.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{watch, Semaphore};
 
+use super::error::NatsError;
+use super::metrics::{NatsEvent, NatsMetrics};
+use super::subject;
 use crate::actors::messages::{Ack, Inbound, RuntimeError};
-use crate::actors::runtime::{Egress, EgressSink, Runtime};
+use crate::actors::runtime::Runtime;
 use crate::edge::quota::Quotas;
 use crate::tenancy::{SessionId, TenantCtx, TenantId};
 
 /// Largest ingress payload, in bytes.
 pub const PAYLOAD_BYTES_MAX: usize = 64 * 1024;
-/// Messages the client buffers for our subscription before it reports a slow consumer and drops.
-pub const SUBSCRIPTION_CAPACITY: usize = 16 * 1024;
 /// Ingress messages awaiting their ack at once.
 pub const IN_FLIGHT_MAX: usize = 4096;
-/// Replies queued for publishing.
-pub const EGRESS_QUEUE: usize = 16 * 1024;
-
-/// What happened to NATS traffic; the `event` label of `tenantry_nats_events_total`.
-#[derive(Clone, Copy, Debug)]
-pub enum NatsEvent {
-    Received,
-    Acked,
-    RejectedSubject,
-    RejectedPayload,
-    QuotaExceeded,
-    RuntimeError,
-    NotServed,
-    SlowConsumer,
-    EgressPublished,
-    EgressFailed,
-}
-
-impl NatsEvent {
-    fn label(self) -> &'static str {
-        match self {
-            NatsEvent::Received => "received",
-            NatsEvent::Acked => "acked",
-            NatsEvent::RejectedSubject => "rejected_subject",
-            NatsEvent::RejectedPayload => "rejected_payload",
-            NatsEvent::QuotaExceeded => "quota_exceeded",
-            NatsEvent::RuntimeError => "runtime_error",
-            NatsEvent::NotServed => "not_served",
-            NatsEvent::SlowConsumer => "slow_consumer",
-            NatsEvent::EgressPublished => "egress_published",
-            NatsEvent::EgressFailed => "egress_failed",
-        }
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
-struct EventLabel {
-    event: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
-struct TenantCodeLabel {
-    tenant: String,
-    code: &'static str,
-}
-
-type CounterFamily<L> =
-    prometheus_client::metrics::family::Family<L, prometheus_client::metrics::counter::Counter>;
-
-/// Counters of the NATS edge, exported on `/metrics` as `tenantry_nats_events_total{event}` and
-/// `tenantry_nats_refused_total{tenant,code}` (only served tenants get a label, so the series
-/// are bounded by the config).
-#[derive(Debug, Default)]
-pub struct NatsMetrics {
-    events: CounterFamily<EventLabel>,
-    refused: CounterFamily<TenantCodeLabel>,
-    /// Whether the client is connected (set by its connection events), for `/readyz`.
-    connected: NatsConnection,
-}
-
-/// Whether the NATS client is connected right now. Cheap to clone; false until the first
-/// `Connected` event.
-#[derive(Clone, Debug, Default)]
-pub struct NatsConnection(Arc<std::sync::atomic::AtomicBool>);
-
-impl NatsConnection {
-    pub fn is_connected(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    pub(super) fn set(&self, connected: bool) {
-        self.0.store(connected, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-impl NatsMetrics {
-    /// The client's connection state, as its events report it.
-    pub fn connection(&self) -> NatsConnection {
-        self.connected.clone()
-    }
-
-    pub fn count(&self, event: NatsEvent) {
-        self.events
-            .get_or_create(&EventLabel {
-                event: event.label(),
-            })
-            .inc();
-    }
-
-    /// Counts a message of served `tenant` refused with `code` (quota, runtime refusals).
-    pub fn count_refused(&self, tenant: &TenantId, code: &'static str) {
-        self.refused
-            .get_or_create(&TenantCodeLabel {
-                tenant: tenant.to_string(),
-                code,
-            })
-            .inc();
-    }
-
-    /// How often `event` happened.
-    pub fn get(&self, event: NatsEvent) -> u64 {
-        self.events
-            .get_or_create(&EventLabel {
-                event: event.label(),
-            })
-            .get()
-    }
-
-    /// Adds the NATS series to a registry (the HTTP edge's `/metrics`).
-    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
-        registry.register(
-            "tenantry_nats_events",
-            "NATS edge traffic by what happened to it",
-            self.events.clone(),
-        );
-        registry.register(
-            "tenantry_nats_refused",
-            "NATS ingress messages of a served tenant refused, by tenant and error code",
-            self.refused.clone(),
-        );
-    }
-}
-
-/// The NATS edge could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum NatsError {
-    /// The URL (user info hidden) and why.
-    #[error("cannot connect to NATS at {url}: {detail}")]
-    Connect { url: String, detail: String },
-    /// A credential named in `[nats]` could not be read; `field` names the key, `detail` the
-    /// fix. Never carries the secret.
-    #[error("{field}: {detail}")]
-    Credentials { field: &'static str, detail: String },
-    #[error("cannot subscribe to {subject}: {detail}")]
-    Subscribe { subject: String, detail: String },
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -201,18 +47,6 @@ struct ErrorBody<'a> {
 struct ErrorDetail<'a> {
     code: &'a str,
     message: &'a str,
-}
-
-#[derive(Serialize)]
-struct EgressBody<'a> {
-    session: &'a str,
-    text: &'a str,
-    in_reply_to: Option<&'a str>,
-}
-
-/// A queue for the runtime's replies and the receiving end for [`publish_egress`].
-pub fn egress_channel() -> (EgressSink, mpsc::Receiver<Egress>) {
-    mpsc::channel(EGRESS_QUEUE)
 }
 
 /// Everything ingress needs.
@@ -423,47 +257,6 @@ pub(crate) fn parse_payload_bytes(
         text: p.text,
         message_id: p.message_id.or(header_id),
     })
-}
-
-/// Publishes replies from the runtime on their egress subjects until the queue closes or `stop`
-/// turns true (then what is queued is still published).
-pub async fn publish_egress(
-    client: async_nats::Client,
-    prefix: String,
-    mut replies: mpsc::Receiver<Egress>,
-    mut stop: watch::Receiver<bool>,
-    metrics: Arc<NatsMetrics>,
-) {
-    loop {
-        let out = tokio::select! {
-            out = replies.recv() => match out { Some(o) => o, None => break },
-            _ = stop.changed() => {
-                replies.close();
-                continue;
-            }
-        };
-        let subject = subject::egress(&prefix, &out.env, &out.tenant, &out.team, &out.channel);
-        let body = EgressBody {
-            session: out.session.as_str(),
-            text: &out.text,
-            in_reply_to: out.in_reply_to.as_deref(),
-        };
-        let published = match serde_json::to_vec(&body) {
-            Ok(body) => client
-                .publish(subject, body.into())
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match published {
-            Ok(()) => metrics.count(NatsEvent::EgressPublished),
-            Err(e) => {
-                tracing::warn!(tenant = %out.tenant, error = %e, "egress publish failed");
-                metrics.count(NatsEvent::EgressFailed)
-            }
-        };
-    }
-    let _ = client.flush().await;
 }
 
 #[cfg(test)]

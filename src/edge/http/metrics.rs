@@ -1,0 +1,153 @@
+//! The HTTP edge's metric families, registered into the edges' one
+//! [`MetricsRegistry`].
+//!
+//! Series (counters get the `_total` suffix from the encoder):
+//! `tenantry_messages_total{tenant,env}`, `tenantry_replies_total{tenant,env}`,
+//! `tenantry_errors_total{tenant,code}`, `tenantry_rejected_requests_total{tenant,status}`,
+//! `tenantry_ack_latency_seconds{tenant}` (histogram), `tenantry_log_lines_left_out_total`
+//! (refused requests' log lines over the budget).
+//!
+//! Invariants: label values come from a bounded set, so no client can grow the registry: a
+//! `tenant` label is a tenant this instance serves (else `unknown`), `env` an env a message was
+//! accepted in, `code` one of `ApiError`'s codes, `status` an HTTP status.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+
+use crate::edge::metrics::MetricsRegistry;
+use crate::tenancy::{EnvId, TenantId};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantEnv {
+    tenant: String,
+    env: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantCode {
+    tenant: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantStatus {
+    tenant: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabel {
+    tenant: String,
+}
+
+fn ack_latency_histogram() -> Histogram {
+    // 0.5 ms .. ~4 s: a durable append is ~1 ms; seconds mean a queue is backed up.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+}
+
+/// The HTTP edge's metric families.
+pub struct HttpMetrics {
+    messages: Family<TenantEnv, Counter>,
+    replies: Family<TenantEnv, Counter>,
+    errors: Family<TenantCode, Counter>,
+    rejected: Family<TenantStatus, Counter>,
+    ack_latency: Family<TenantLabel, Histogram, fn() -> Histogram>,
+    log_lines_left_out: Counter,
+}
+
+impl HttpMetrics {
+    /// Every family, empty, registered into `registry`.
+    pub fn new(registry: &mut MetricsRegistry) -> HttpMetrics {
+        let messages = Family::<TenantEnv, Counter>::default();
+        let replies = Family::<TenantEnv, Counter>::default();
+        let errors = Family::<TenantCode, Counter>::default();
+        let rejected = Family::<TenantStatus, Counter>::default();
+        let ack_latency = Family::<TenantLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            ack_latency_histogram,
+        );
+        let log_lines_left_out = Counter::default();
+        registry.register(
+            "tenantry_log_lines_left_out",
+            "Log lines about refused HTTP requests not written (over the per-second budget)",
+            log_lines_left_out.clone(),
+        );
+        registry.register(
+            "tenantry_messages",
+            "Inbound messages accepted and durably appended",
+            messages.clone(),
+        );
+        registry.register(
+            "tenantry_replies",
+            "Bot replies sent in answer to accepted messages",
+            replies.clone(),
+        );
+        registry.register(
+            "tenantry_errors",
+            "HTTP requests answered with an error, by error code",
+            errors.clone(),
+        );
+        registry.register(
+            "tenantry_rejected_requests",
+            "HTTP requests refused at the edge (auth, quota, size limits), by status",
+            rejected.clone(),
+        );
+        registry.register(
+            "tenantry_ack_latency_seconds",
+            "Time from receiving a message to its durable ack",
+            ack_latency.clone(),
+        );
+        HttpMetrics {
+            messages,
+            replies,
+            errors,
+            rejected,
+            ack_latency,
+            log_lines_left_out,
+        }
+    }
+
+    /// Counts an accepted message, its replies and its ack latency.
+    pub fn message_acked(&self, tenant: &TenantId, env: &EnvId, replies: usize, latency: Duration) {
+        let labels = TenantEnv {
+            tenant: tenant.to_string(),
+            env: env.to_string(),
+        };
+        self.messages.get_or_create(&labels).inc();
+        self.replies
+            .get_or_create(&labels)
+            .inc_by(u64::try_from(replies).unwrap_or(u64::MAX));
+        self.ack_latency
+            .get_or_create(&TenantLabel {
+                tenant: tenant.to_string(),
+            })
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Counts an error response; `rejection` also counts it as refused at the edge.
+    /// `tenant` must be a served tenant or [`UNKNOWN_TENANT`](crate::edge::metrics::UNKNOWN_TENANT).
+    pub fn error(&self, tenant: &str, code: &'static str, status: u16, rejection: bool) {
+        self.errors
+            .get_or_create(&TenantCode {
+                tenant: tenant.to_owned(),
+                code: code.to_owned(),
+            })
+            .inc();
+        if rejection {
+            self.rejected
+                .get_or_create(&TenantStatus {
+                    tenant: tenant.to_owned(),
+                    status: status.to_string(),
+                })
+                .inc();
+        }
+    }
+
+    /// Counts a refused request's log line that the log budget left out.
+    pub fn log_line_left_out(&self) {
+        self.log_lines_left_out.inc();
+    }
+}

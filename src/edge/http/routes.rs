@@ -1,0 +1,334 @@
+//! The HTTP route table ([`routes`]) and its handlers: health, readiness, messages and
+//! sessions; the reports (`/usage`, `/audit/export`) are in `reports`.
+//!
+//! Invariants:
+//! - `/api/v1` handlers take a [`Caller`]: the token, the tenancy headers and the tenant's quota
+//!   are checked, in that order, before anything else (the body included) is read.
+//! - Bodies are read through `body::read_body`, which counts bytes on the stream and stops at
+//!   the limit, so a chunked body cannot bypass it; bodies are parsed only after that.
+//! - Reads of the log run on the blocking pool, never on an HTTP worker's event loop.
+//! - Errors leave handlers as [`ApiError`]; statuses are decided in `error` only.
+//! - `/metrics` is not in this table: it is served only on the metrics listener.
+
+use std::time::Instant;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::body::{read_body, refuse};
+use super::dto::{
+    AckBody, EventItem, EventsBody, EventsQuery, MessageBody, SessionItem, SessionStateBody,
+    SessionsBody, SessionsQuery,
+};
+use super::error::ApiError;
+use super::reports;
+use super::state::{blocking, read_team, EdgeState};
+use crate::actors::messages::{Inbound, RuntimeError};
+use crate::edge::auth::Caller;
+use crate::tenancy::{ChannelId, SessionId, TeamId, TenantCtx};
+
+/// Sessions per `GET /api/v1/sessions` response when `limit` is not given.
+pub const SESSIONS_PAGE_DEFAULT: u32 = 100;
+/// Most sessions per `GET /api/v1/sessions` response.
+pub const SESSIONS_PAGE_MAX: u32 = 1000;
+/// Most events per `GET /api/v1/sessions/{id}/events` response.
+pub const EVENTS_PAGE_MAX: usize = 1000;
+
+/// The routes. `/api/v1` handlers take a [`Caller`] first; to add one (e.g. `GET /usage`,
+/// `GET /audit/export`), write `async fn(Caller, web::Data<EdgeState>, ...) -> Result<HttpResponse,
+/// ApiError>` and register it in [`api_v1`].
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/healthz")
+            .get(healthz)
+            .to(method_not_allowed),
+    )
+    .service(web::resource("/readyz").get(readyz).to(method_not_allowed))
+    .service(web::scope("/api/v1").configure(api_v1));
+}
+
+/// The authenticated API.
+fn api_v1(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/messages")
+            .post(post_message)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/sessions")
+            .get(list_sessions)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/sessions/{id}")
+            .get(get_session)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/sessions/{id}/events")
+            .get(session_events)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/usage")
+            .get(reports::usage)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/audit/export")
+            .get(reports::audit_export)
+            .to(method_not_allowed),
+    );
+}
+
+/// `GET /healthz`: the process is up and serving.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: whether this instance can take traffic now. 503 with the reasons while the
+/// log refuses writes (a write failed and it has not recovered yet), a served tenant's log is
+/// damaged, or a configured NATS is disconnected; else 200. `/healthz` stays liveness only.
+async fn readyz(state: web::Data<EdgeState>) -> HttpResponse {
+    let log = state.runtime().log();
+    let mut reasons = Vec::new();
+    if let Some(e) = log.write_failure() {
+        reasons.push(format!(
+            "log: refusing writes since a write failed ({e}); it reopens its files and recovers \
+             by itself once the cause (e.g. a full disk) is gone"
+        ));
+    }
+    // Unauthenticated: say how many served tenants are damaged, not which (the server log and
+    // `tenantry verify --tenant` name them and the position).
+    let damaged = log
+        .damaged()
+        .iter()
+        .filter(|d| state.serves(&d.tenant))
+        .count();
+    if damaged > 0 {
+        reasons.push(format!(
+            "log: {damaged} tenant log(s) damaged; the server log names them and where \
+             (or run tenantry verify --tenant T); restore them from a backup"
+        ));
+    }
+    if let Some((name, _)) = state.peer().filter(|(_, link)| !link.is_connected()) {
+        reasons.push(format!("{name}: disconnected; the client is reconnecting"));
+    }
+    if reasons.is_empty() {
+        HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "not_ready", "reasons": reasons }))
+    }
+}
+
+pub(super) async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::RouteNotFound)
+}
+
+pub(super) async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+/// `POST /api/v1/messages`: hands the message to the runtime; answers after the durable append.
+async fn post_message(
+    caller: Result<Caller, ApiError>,
+    req: HttpRequest,
+    mut payload: web::Payload,
+    state: web::Data<EdgeState>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = match caller {
+        Ok(caller) => caller,
+        Err(e) => return Err(refuse(&req, &mut payload, state.body_bytes_max(), e).await),
+    };
+    // Under overload, refuse before spending anything on parsing the body.
+    if state.runtime().saturated(&caller.tenant) {
+        let e = ApiError::Runtime(RuntimeError::Overloaded);
+        return Err(refuse(&req, &mut payload, state.body_bytes_max(), e).await);
+    }
+    let body = read_body(&req, payload, state.body_bytes_max()).await?;
+    let message: MessageBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    let team = message_team(&caller, message.team.as_deref())?;
+    let channel = ChannelId::parse(&message.channel).map_err(|e| ApiError::field("channel", e))?;
+    let session = message
+        .session
+        .as_deref()
+        .map(SessionId::parse)
+        .transpose()
+        .map_err(|e| ApiError::field("session", e))?;
+    let ctx = caller.ctx(team);
+    tracing::Span::current().record("team", ctx.team_or_default().as_str());
+    let inbound = Inbound {
+        session,
+        user: message.user,
+        text: message.text,
+        message_id: message.message_id,
+    };
+    let started = Instant::now();
+    let ack = state.runtime().send(&ctx, &channel, inbound).await?;
+    if !ack.duplicate {
+        state
+            .metrics()
+            .message_acked(&ctx.tenant, &ctx.env, ack.replies.len(), started.elapsed());
+    }
+    Ok(HttpResponse::Ok().json(AckBody::new(&ack)))
+}
+
+/// The team of a posted message: the body's, which must agree with `X-Team-ID` and the token's
+/// team; else theirs; else `None` (the default team).
+fn message_team(caller: &Caller, body_team: Option<&str>) -> Result<Option<TeamId>, ApiError> {
+    let Some(raw) = body_team else {
+        return Ok(caller.team().cloned());
+    };
+    let team = TeamId::parse(raw).map_err(|e| ApiError::field("team", e))?;
+    if caller.team().is_some_and(|narrowed| narrowed != &team) {
+        return Err(ApiError::TeamMismatch(team.to_string()));
+    }
+    Ok(Some(team))
+}
+
+/// `GET /api/v1/sessions`: the caller's env's sessions, in its team or all teams, paged.
+async fn list_sessions(
+    caller: Caller,
+    query: web::Query<SessionsQuery>,
+    state: web::Data<EdgeState>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let limit = query.limit.unwrap_or(SESSIONS_PAGE_DEFAULT);
+    if !(1..=SESSIONS_PAGE_MAX).contains(&limit) {
+        return Err(ApiError::field(
+            "limit",
+            format!("must be 1..={SESSIONS_PAGE_MAX}"),
+        ));
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let after = query.after.as_deref().map(parse_cursor).transpose()?;
+    let team = read_team(&state, &caller)?;
+    let body = blocking(state.clone(), move |state| {
+        let ctx = caller.ctx(team);
+        let mut sessions = Vec::new();
+        let mut last: Option<(TeamId, SessionId)> = None;
+        let mut next_after = None;
+        let cursor = after.as_ref().map(|(team, session)| (team, session));
+        // Seeks to the cursor: a deep page costs what a first page costs.
+        for info in state.runtime().log().scope(&ctx).sessions_after(cursor) {
+            let info = info?;
+            if sessions.len() == limit {
+                // There is at least one more: point the next page past the last one shown.
+                next_after = last.map(|(team, session)| format!("{team}/{session}"));
+                break;
+            }
+            sessions.push(SessionItem::new(ctx.tenant.as_str(), &info));
+            last = Some((info.team, info.session));
+        }
+        Ok(SessionsBody {
+            sessions,
+            next_after,
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Parses a `team/session` cursor.
+fn parse_cursor(raw: &str) -> Result<(TeamId, SessionId), ApiError> {
+    let bad = |detail: String| ApiError::field("after", detail);
+    let (team, session) = raw
+        .split_once('/')
+        .ok_or_else(|| bad("expected the next_after value of a previous page".to_owned()))?;
+    let team = TeamId::parse(team).map_err(|e| bad(e.to_string()))?;
+    let session = SessionId::parse(session).map_err(|e| bad(e.to_string()))?;
+    Ok((team, session))
+}
+
+/// `GET /api/v1/sessions/{id}`: the session's state projection.
+async fn get_session(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<EdgeState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = SessionId::parse(&path).map_err(|e| ApiError::field("session", e))?;
+    let team = read_team(&state, &caller)?;
+    let body = blocking(state.clone(), move |state| {
+        let ctx = find_session(state, &caller, team, &session)?;
+        let projection = state
+            .runtime()
+            .session_state(&ctx, &session)?
+            .ok_or_else(|| ApiError::SessionNotFound(session.to_string()))?;
+        Ok(SessionStateBody::new(&projection))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// `GET /api/v1/sessions/{id}/events`: the session's events in seq order, at most
+/// [`EVENTS_PAGE_MAX`] per response.
+async fn session_events(
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<EventsQuery>,
+    state: web::Data<EdgeState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = SessionId::parse(&path).map_err(|e| ApiError::field("session", e))?;
+    let from = query.from_seq.unwrap_or(1).max(1);
+    let to = query.to_seq.unwrap_or(u64::MAX);
+    if to < from {
+        return Err(ApiError::field("to_seq", "must not be below from_seq"));
+    }
+    let team = read_team(&state, &caller)?;
+    let body = blocking(state.clone(), move |state| {
+        let ctx = find_session(state, &caller, team, &session)?;
+        let mut events = Vec::new();
+        let mut next_from_seq = None;
+        for stored in state
+            .runtime()
+            .log()
+            .scope(&ctx)
+            .session_events(&session, from..=to)
+        {
+            let stored = stored?;
+            if events.len() == EVENTS_PAGE_MAX {
+                next_from_seq = Some(stored.event.seq);
+                break;
+            }
+            events.push(EventItem::new(&stored));
+        }
+        Ok(EventsBody {
+            events,
+            next_from_seq,
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// The context (with its team) holding `session` in the caller's tenant and env: in `team`, or
+/// in the only team of the tenant that has it. Blocking (reads the log).
+fn find_session(
+    state: &EdgeState,
+    caller: &Caller,
+    team: Option<TeamId>,
+    session: &SessionId,
+) -> Result<TenantCtx, ApiError> {
+    let candidates: Vec<TeamId> = match team {
+        Some(team) => vec![team],
+        None => state.teams_of(&caller.tenant).cloned().collect(),
+    };
+    let mut found = None;
+    for team in candidates {
+        let ctx = caller.ctx(Some(team));
+        if state
+            .runtime()
+            .log()
+            .scope(&ctx)
+            .session_last_seq(session)?
+            > 0
+        {
+            if found.is_some() {
+                return Err(ApiError::AmbiguousSession(session.to_string()));
+            }
+            found = Some(ctx);
+        }
+    }
+    found.ok_or_else(|| ApiError::SessionNotFound(session.to_string()))
+}

@@ -1,0 +1,187 @@
+//! What every HTTP handler shares ([`EdgeState`]) and the [`Caller`] extractor built from it:
+//! the token, the tenancy headers and the tenant's quota, checked in that order, before a
+//! handler runs. The routes and the reports both read it; it imports neither.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+
+use super::error::ApiError;
+use super::export_slots::ExportSlots;
+use super::metrics::HttpMetrics;
+use super::observe::{LogBudget, TenantLabel};
+use crate::actors::runtime::Runtime;
+use crate::config::Config;
+use crate::edge::auth::{bearer_token, check_headers, Authenticator, Caller};
+use crate::edge::metrics::MetricsRegistry;
+use crate::edge::peer::Link;
+use crate::edge::quota::Quotas;
+use crate::projections::projector::Projector;
+use crate::tenancy::{TeamId, TenantId};
+
+/// What every handler shares: the runtime, the checkers, the metrics and the tenants' teams.
+pub struct EdgeState {
+    runtime: Runtime,
+    /// The read models (usage, session index), folded on demand before a report.
+    projector: Arc<Projector>,
+    auth: Authenticator,
+    /// Shared with the NATS edge: both charge a tenant's one quota.
+    quotas: Arc<Quotas>,
+    /// Every edge's families, rendered on the metrics listener.
+    registry: MetricsRegistry,
+    metrics: HttpMetrics,
+    /// The served tenants and their teams (from the config).
+    teams: HashMap<TenantId, BTreeSet<TeamId>>,
+    body_bytes_max: usize,
+    /// Log lines about refused requests left to write this second.
+    refused_log: LogBudget,
+    /// Running audit exports, bounded.
+    export_slots: ExportSlots,
+    /// The name and connection state of the edge served beside HTTP (NATS), when one is
+    /// configured (for `/readyz`).
+    peer: Option<(&'static str, Link)>,
+}
+
+/// The parts of an [`EdgeState`] that are built from more than the config.
+pub(super) struct Parts {
+    pub(super) runtime: Runtime,
+    pub(super) projector: Arc<Projector>,
+    pub(super) auth: Authenticator,
+    pub(super) quotas: Arc<Quotas>,
+    pub(super) registry: MetricsRegistry,
+    pub(super) peer: Option<(&'static str, Link)>,
+}
+
+impl EdgeState {
+    /// State for `config`'s tenants; the HTTP families join `parts.registry`.
+    pub(super) fn new(config: &Config, parts: Parts) -> EdgeState {
+        let Parts {
+            runtime,
+            projector,
+            auth,
+            quotas,
+            mut registry,
+            peer,
+        } = parts;
+        let metrics = HttpMetrics::new(&mut registry);
+        EdgeState {
+            runtime,
+            projector,
+            auth,
+            quotas,
+            registry,
+            metrics,
+            teams: config
+                .tenants()
+                .iter()
+                .map(|(id, t)| (id.clone(), t.teams.keys().cloned().collect()))
+                .collect(),
+            body_bytes_max: config.server().http_body_bytes_max,
+            refused_log: LogBudget::default(),
+            export_slots: ExportSlots::new(config.server().exports),
+            peer,
+        }
+    }
+
+    pub(super) fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    pub(super) fn projector(&self) -> &Projector {
+        &self.projector
+    }
+
+    pub(super) fn metrics(&self) -> &HttpMetrics {
+        &self.metrics
+    }
+
+    pub(super) fn metrics_registry(&self) -> &MetricsRegistry {
+        &self.registry
+    }
+
+    pub(super) fn refused_log(&self) -> &LogBudget {
+        &self.refused_log
+    }
+
+    pub(super) fn export_slots(&self) -> &ExportSlots {
+        &self.export_slots
+    }
+
+    pub(super) fn body_bytes_max(&self) -> usize {
+        self.body_bytes_max
+    }
+
+    /// The peer edge's name and connection state, when one is configured.
+    pub(super) fn peer(&self) -> Option<&(&'static str, Link)> {
+        self.peer.as_ref()
+    }
+
+    pub(super) fn serves(&self, tenant: &TenantId) -> bool {
+        self.teams.contains_key(tenant)
+    }
+
+    pub(super) fn teams_of(&self, tenant: &TenantId) -> impl Iterator<Item = &TeamId> {
+        self.teams.get(tenant).into_iter().flatten()
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Caller, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(admit(req))
+    }
+}
+
+/// Authenticates `req` and charges its tenant's quota.
+fn admit(req: &HttpRequest) -> Result<Caller, ApiError> {
+    let state = edge_state(req)?;
+    let claims = state.auth.verify(bearer_token(req.headers())?)?;
+    let span = tracing::Span::current();
+    if state.serves(&claims.tenant) {
+        span.record("tenant", claims.tenant.as_str());
+        span.record("env", claims.env.as_str());
+        req.extensions_mut()
+            .insert(TenantLabel(claims.tenant.clone()));
+    }
+    let caller = check_headers(req.headers(), claims, |t| state.serves(t))?;
+    if let Some(team) = caller.team() {
+        span.record("team", team.as_str());
+    }
+    state
+        .quotas
+        .check(&caller.tenant)
+        .map_err(|over| ApiError::QuotaExceeded {
+            retry_after_s: over.retry_after_s,
+        })?;
+    Ok(caller)
+}
+
+fn edge_state(req: &HttpRequest) -> Result<&web::Data<EdgeState>, ApiError> {
+    req.app_data::<web::Data<EdgeState>>()
+        .ok_or_else(|| ApiError::Internal("edge state not registered".to_owned()))
+}
+
+/// The team a read is restricted to (`X-Team-ID`, else the token's team), which must be one of
+/// the tenant's teams; `None` means all of them.
+pub(super) fn read_team(state: &EdgeState, caller: &Caller) -> Result<Option<TeamId>, ApiError> {
+    match caller.team() {
+        None => Ok(None),
+        Some(team) if state.teams_of(&caller.tenant).any(|t| t == team) => Ok(Some(team.clone())),
+        Some(team) => Err(ApiError::UnknownTeam(team.to_string())),
+    }
+}
+
+/// Runs `work` on the blocking pool.
+pub(super) async fn blocking<T, F>(state: web::Data<EdgeState>, work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&EdgeState) -> Result<T, ApiError> + Send + 'static,
+{
+    web::block(move || work(&state))
+        .await
+        .map_err(|e| ApiError::Internal(format!("blocking task: {e}")))?
+}

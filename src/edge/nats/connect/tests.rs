@@ -1,0 +1,64 @@
+use super::*;
+
+#[test]
+fn a_secret_is_read_from_where_the_config_says_and_a_missing_one_names_the_fix() {
+    use crate::config::SecretSource;
+    use crate::secrets::name::{Namespace, SecretName};
+    let dir = tempfile::tempdir().unwrap();
+    let inline = SecretSource::Inline("pw".into());
+    assert_eq!(secret("nats.password", &inline, dir.path()).unwrap(), "pw");
+
+    let unset = SecretSource::Env("TENANTRY_TEST_NATS_PASSWORD_NEVER_SET".into());
+    let e = secret("nats.password", &unset, dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("nats.password")
+            && e.contains("TENANTRY_TEST_NATS_PASSWORD_NEVER_SET is not set"),
+        "{e}"
+    );
+
+    let name = SecretName::parse("nats_password").unwrap();
+    let stored = SecretSource::Store(name.clone());
+    let e = secret("nats.password", &stored, dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("tenantry secrets set --global nats_password"),
+        "{e}"
+    );
+    let store = crate::secrets::store::SecretStore::open(dir.path()).unwrap();
+    store
+        .set(&Namespace::Global, &name, b"from-the-store")
+        .unwrap();
+    assert_eq!(
+        secret("nats.password", &stored, dir.path()).unwrap(),
+        "from-the-store"
+    );
+}
+
+#[test]
+fn an_nkey_seed_is_checked_before_connecting() {
+    use crate::config::{NatsAuth, SecretSource};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let check = |seed: String| {
+        let auth = NatsAuth::NkeySeed(SecretSource::Inline(seed));
+        rt.block_on(with_credentials(
+            async_nats::ConnectOptions::new(),
+            &auth,
+            dir.path(),
+        ))
+        .map(drop)
+    };
+    let seed = nkeys::KeyPair::new_user().seed().unwrap();
+    check(seed).unwrap();
+    let e = check("SUNOTASEED-canary".into()).unwrap_err().to_string();
+    assert!(
+        e.contains("nats.nkey_seed") && e.contains("not a valid NKey seed"),
+        "{e}"
+    );
+    assert!(!e.contains("canary"), "the seed leaked: {e}");
+}
