@@ -14,16 +14,17 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::actors::messages::Inbound;
-use crate::actors::runtime::{Runtime, RuntimeOptions};
-use crate::config::{Config, LoadOptions};
-use crate::events::log::{AppendGroup, EventLog, LogOptions};
-use crate::events::schema::EventKind;
-use crate::projections::snapshot::SnapshotStore;
-use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
+use tenantry::actors::messages::Inbound;
+use tenantry::actors::runtime::{Runtime, RuntimeOptions};
+use tenantry::events::log::{AppendGroup, EventLog, LogOptions};
+use tenantry::events::schema::EventKind;
+use tenantry::projections::snapshot::SnapshotStore;
+use tenantry::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
+use crate::harness::{paced_at, percentile, rss_bytes, write_config, ConfigSpec, StopTimer};
+
+/// Tenants the clients are spread over.
 const TENANTS: usize = 8;
-const FLOW: &str = "name: bench_flow\nversion: \"1.0\"\nnodes:\n  - id: greet\n    type: reply\n    config:\n      message: \"Welcome to {{ tenant.name }}! How can I help?\"\n";
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -68,21 +69,6 @@ pub struct RuntimeBenchReport {
     pub idle_memory: Option<IdleMemory>,
 }
 
-fn write_config(dir: &Path) -> Result<Config, String> {
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("flow.yaml"), FLOW).map_err(|e| e.to_string())?;
-    let mut toml = format!("[server]\ndata_dir = \"{}\"\n", dir.join("data").display());
-    for t in 0..TENANTS {
-        toml.push_str(&format!(
-            "[tenants.tenant-{t:02}]\nname = \"Tenant {t}\"\nenvironments = [\"prod\"]\n\
-             [tenants.tenant-{t:02}.teams.support]\nflow = \"flow.yaml\"\n\
-             [tenants.tenant-{t:02}.teams.support.channels.webchat]\nprovider = \"messaging-webchat\"\n"
-        ));
-    }
-    std::fs::write(dir.join("config.toml"), toml).map_err(|e| e.to_string())?;
-    Config::load(&dir.join("config.toml"), &LoadOptions::default()).map_err(|e| e.to_string())
-}
-
 fn ctx_of(i: usize) -> TenantCtx {
     let tenant =
         TenantId::parse(&format!("tenant-{:02}", i % TENANTS)).expect("valid by construction");
@@ -92,25 +78,6 @@ fn ctx_of(i: usize) -> TenantCtx {
         env,
         Some(TeamId::parse("support").expect("valid by construction")),
     )
-}
-
-fn percentile(sorted: &[u64], permille: usize) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[(sorted.len() - 1) * permille.min(1000) / 1000]
-}
-
-/// Resident set size of this process, from /proc (Linux).
-fn rss_bytes() -> u64 {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return 0;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
 
 async fn client_loop(
@@ -130,7 +97,7 @@ async fn client_loop(
     while !stop.load(Ordering::Relaxed) {
         let scheduled = match interval {
             Some(iv) => {
-                let at = t0 + iv.mul_f64(n as f64 + c as f64 / clients as f64);
+                let at = paced_at(t0, iv, n, c, clients);
                 tokio::time::sleep_until(at).await;
                 at.into_std()
             }
@@ -163,15 +130,9 @@ fn run_clients(
         .enable_time()
         .build()
         .map_err(|e| e.to_string())?;
-    let stop = Arc::new(AtomicBool::new(false));
     let interval = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
-    let timer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(duration);
-            stop.store(true, Ordering::Relaxed);
-        })
-    };
+    let timer = StopTimer::start(duration);
+    let stop = timer.stop.clone();
     let started = Instant::now();
     let results = load.block_on(async {
         let tasks: Vec<_> = (0..clients)
@@ -184,7 +145,7 @@ fn run_clients(
         Ok::<_, String>(out)
     })?;
     let seconds = started.elapsed().as_secs_f64();
-    let _ = timer.join();
+    timer.join();
     let mut latencies = Vec::new();
     let mut errors = 0;
     for (l, e) in results {
@@ -231,7 +192,7 @@ fn idle_memory(
         log.append_blocking(group).map_err(|e| e.to_string())?;
     }
     progress(&format!("memory: {n} sessions written through the log"));
-    let before = rss_bytes();
+    let before = rss_bytes("self").unwrap_or(0);
     let load = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -266,7 +227,7 @@ fn idle_memory(
         }
         Ok::<_, String>(())
     })?;
-    let after = rss_bytes();
+    let after = rss_bytes("self").unwrap_or(0);
     let live = rt.metrics().active_sessions.load(Ordering::Relaxed);
     progress(&format!("memory: {live} session actors live"));
     Ok(IdleMemory {
@@ -287,7 +248,11 @@ pub fn run(
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    let config = write_config(&dir)?;
+    let spec = ConfigSpec {
+        tenants: TENANTS,
+        ..ConfigSpec::default()
+    };
+    let config = write_config(&dir, &spec)?;
     let data = config.server().data_dir.clone();
     std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
     let log =
