@@ -449,6 +449,34 @@ fn cold_starts(
     Ok(figure)
 }
 
+/// The figures that have a target, against it.
+fn targets(
+    rebuild: &Throughput,
+    export_largest: &ExportFigure,
+    cold_start: Option<&ColdStart>,
+) -> Vec<TargetCheck> {
+    let mut targets = vec![
+        at_least(
+            "rebuild_events_per_s",
+            rebuild.events_per_s,
+            REBUILD_EVENTS_PER_S_MIN,
+        ),
+        at_least(
+            "export_largest_tenant_mb_per_s",
+            export_largest.mb_per_s,
+            EXPORT_MB_PER_S_MIN,
+        ),
+    ];
+    if let Some(c) = cold_start {
+        targets.push(below(
+            "cold_start_healthz_ms",
+            c.healthz_ms,
+            COLD_START_MS_MAX,
+        ));
+    }
+    targets
+}
+
 /// Generates (or reuses) the history under `work_dir/history` and measures it. `progress`
 /// receives a line per step.
 pub fn run(
@@ -517,25 +545,7 @@ pub fn run(
         Some(exe) => Some(cold_starts(exe, &dir, &log_dir, runs, progress)?),
     };
 
-    let mut targets = vec![
-        at_least(
-            "rebuild_events_per_s",
-            rebuild.events_per_s,
-            REBUILD_EVENTS_PER_S_MIN,
-        ),
-        at_least(
-            "export_largest_tenant_mb_per_s",
-            export_largest.mb_per_s,
-            EXPORT_MB_PER_S_MIN,
-        ),
-    ];
-    if let Some(c) = &cold_start {
-        targets.push(below(
-            "cold_start_healthz_ms",
-            c.healthz_ms,
-            COLD_START_MS_MAX,
-        ));
-    }
+    let targets = targets(&rebuild, &export_largest, cold_start.as_ref());
     Ok(HistoryBenchReport {
         scenario: "history",
         tenants: TENANTS,

@@ -21,7 +21,9 @@ use tenantry::events::schema::EventKind;
 use tenantry::projections::snapshot::SnapshotStore;
 use tenantry::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
-use crate::harness::{paced_at, percentile, rss_bytes, write_config, ConfigSpec, StopTimer};
+use crate::harness::{
+    fresh_dir, paced_at, percentile, rss_bytes, write_config, ConfigSpec, StopTimer,
+};
 
 /// Tenants the clients are spread over.
 const TENANTS: usize = 8;
@@ -238,16 +240,54 @@ fn idle_memory(
     })
 }
 
+/// The client side, on its own thread (as edges would be): the closed-loop passes, the paced
+/// pass at a fraction of the best, then the idle-session memory step.
+fn drive(
+    rt: &Runtime,
+    log: &EventLog,
+    opts: &RuntimeBenchOptions,
+) -> Result<(Vec<RuntimeRun>, Option<IdleMemory>), String> {
+    let mut runs = Vec::new();
+    for &clients in &opts.clients {
+        let run = run_clients(rt, clients, opts.duration, None)?;
+        eprintln!(
+            "bench: {clients:>5} clients: {:.0} msgs/s ({:.0} events/s), ack p50 {} us, p99 {} us, {} errors",
+            run.msgs_per_s, run.events_per_s, run.ack_p50_us, run.ack_p99_us, run.errors
+        );
+        runs.push(run);
+    }
+    let peak = runs
+        .iter()
+        .max_by(|a, b| a.msgs_per_s.total_cmp(&b.msgs_per_s))
+        .cloned();
+    if let Some(peak) = peak.filter(|_| opts.paced_fraction > 0.0) {
+        let rate = peak.msgs_per_s * opts.paced_fraction;
+        let run = run_clients(rt, peak.clients, opts.duration, Some(rate))?;
+        eprintln!(
+            "bench: paced at {:.0}% of peak ({rate:.0} msgs/s offered): {:.0} msgs/s, ack p50 {} us, p99 {} us",
+            opts.paced_fraction * 100.0,
+            run.msgs_per_s,
+            run.ack_p50_us,
+            run.ack_p99_us
+        );
+        runs.push(run);
+    }
+    let idle = if opts.idle_sessions > 0 {
+        let mut say = |l: &str| eprintln!("bench: {l}");
+        Some(idle_memory(rt, log, opts.idle_sessions, &mut say)?)
+    } else {
+        None
+    };
+    Ok((runs, idle))
+}
+
 /// Runs every configuration on one runtime over a fresh data dir under `work_dir`.
 pub fn run(
     work_dir: &Path,
     opts: &RuntimeBenchOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<RuntimeBenchReport, String> {
-    let dir = work_dir.join("runtime");
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
+    let dir = fresh_dir(work_dir, "runtime")?;
     let spec = ConfigSpec {
         tenants: TENANTS,
         ..ConfigSpec::default()
@@ -265,49 +305,21 @@ pub fn run(
         let mut rt_opts = RuntimeOptions::from_config(&config);
         // The memory step keeps every idle session live on purpose: room for all of them (and
         // the clients' sessions), so that no limit passivates them early.
-        rt_opts.sessions_max = rt_opts.sessions_max.max(opts.idle_sessions.saturating_mul(2));
+        rt_opts.sessions_max = rt_opts
+            .sessions_max
+            .max(opts.idle_sessions.saturating_mul(2));
         rt_opts.tenant_sessions_max = rt_opts.sessions_max;
         let rt = Runtime::start(&config, log.clone(), snapshots, rt_opts);
         // The clients run on their own thread, as edges would.
         let bench_rt = rt.clone();
-        let bench = std::thread::spawn(move || -> Result<(Vec<RuntimeRun>, Option<IdleMemory>), String> {
-            let mut runs = Vec::new();
-            let mut lines = Vec::new();
-            for &clients in &opts.clients {
-                let run = run_clients(&bench_rt, clients, opts.duration, None)?;
-                lines.push(format!(
-                    "{clients:>5} clients: {:.0} msgs/s ({:.0} events/s), ack p50 {} us, p99 {} us, {} errors",
-                    run.msgs_per_s, run.events_per_s, run.ack_p50_us, run.ack_p99_us, run.errors
-                ));
-                eprintln!("bench: {}", lines.last().map_or("", String::as_str));
-                runs.push(run);
-            }
-            if let Some(peak) = runs.iter().max_by(|a, b| a.msgs_per_s.total_cmp(&b.msgs_per_s)).cloned() {
-                if opts.paced_fraction > 0.0 {
-                    let rate = peak.msgs_per_s * opts.paced_fraction;
-                    let run = run_clients(&bench_rt, peak.clients, opts.duration, Some(rate))?;
-                    eprintln!(
-                        "bench: paced at {:.0}% of peak ({rate:.0} msgs/s offered): {:.0} msgs/s, ack p50 {} us, p99 {} us",
-                        opts.paced_fraction * 100.0,
-                        run.msgs_per_s,
-                        run.ack_p50_us,
-                        run.ack_p99_us
-                    );
-                    runs.push(run);
-                }
-            }
-            let idle = if opts.idle_sessions > 0 {
-                let mut say = |l: &str| eprintln!("bench: {l}");
-                Some(idle_memory(&bench_rt, &log, opts.idle_sessions, &mut say)?)
-            } else {
-                None
-            };
-            Ok((runs, idle))
-        });
+        let bench = std::thread::spawn(move || drive(&bench_rt, &log, &opts));
         // Keep this (the System's) thread free to drive actors while the clients run.
         let outcome = loop {
             if bench.is_finished() {
-                break bench.join().map_err(|_| "bench thread panicked".to_owned()).and_then(|r| r);
+                break bench
+                    .join()
+                    .map_err(|_| "bench thread panicked".to_owned())
+                    .and_then(|r| r);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
