@@ -96,7 +96,7 @@ pub struct EdgeRun {
     pub load_cpu_s: f64,
 }
 
-/// The report of `bench http` or `bench nats`.
+/// The report of the `http` or `nats` scenario.
 #[derive(Clone, Debug, Serialize)]
 pub struct EdgeBenchReport {
     pub scenario: &'static str,

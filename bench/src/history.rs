@@ -1,17 +1,17 @@
 //! Benchmark of a long history (issue 4): how fast the runtime reads back what it wrote.
 //!
 //! Generates a log of many sessions over `TENANTS` tenants (sessions of `SESSION_MESSAGES`
-//! messages, each message one group of `GROUP_EVENTS` events as in `bench log`, tenants sized by
-//! a Zipf law so that one tenant is much larger than the rest) plus one long session, then
-//! measures, each on the reopened log:
+//! messages, each message one group of `GROUP_EVENTS` events as in the `log` scenario, tenants
+//! sized by a Zipf law so that one tenant is much larger than the rest) plus one long session,
+//! then measures, each on the reopened log:
 //!
 //! - **rebuild**: `Projector::rebuild` of every tenant's read models;
 //! - **export**: `audit::export::export` as JSONL (chain hashes and bodies checked and included)
 //!   of the largest tenant and of every tenant, into a sink that only counts bytes;
 //! - **replay**: folding the long session from the log into a `SessionState`, which is what
 //!   `projections::load::load_session` does when there is no snapshot;
-//! - **cold start**: the real binary's `serve` on this data, from spawn to its `listening on`
-//!   line and to the first `200` from `GET /healthz`, then SIGTERM.
+//! - **cold start**: the real `tenantry serve` (a child process) on this data, from spawn to its
+//!   `listening on` line and to the first `200` from `GET /healthz`, then SIGTERM.
 //!
 //! Generating takes minutes at 10M events, so the log is kept in `{dir}/history` with a marker
 //! file naming its parameters and reused by the next run with the same parameters. The marker is
@@ -146,7 +146,7 @@ pub struct TargetCheck {
     pub met: bool,
 }
 
-/// Everything one `bench history` run measured.
+/// Everything one run of the `history` scenario measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct HistoryBenchReport {
     pub scenario: &'static str,

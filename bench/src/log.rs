@@ -71,7 +71,7 @@ pub struct BaselineRun {
     pub disk_bytes_per_event: f64,
 }
 
-/// Everything one `bench log` run measured.
+/// Everything one run of the `log` scenario measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct LogBenchReport {
     pub scenario: &'static str,
