@@ -4,9 +4,11 @@
 //!
 //! The http, nats, overload and history scenarios start `tenantry serve` as a child. Unless
 //! `--tenantry PATH` names one, the bench builds it first with
-//! `cargo build -p tenantry --bin tenantry` in its own profile (`--release` when the bench is a
-//! release build) into its own target directory, so that the child is the `tenantry` beside
-//! this executable and as new as the sources; cargo makes that a no-op when it is up to date.
+//! `cargo build -p tenantry -p tenantry-bench --bin tenantry` in its own profile (`--release`
+//! when the bench is a release build) into its own target directory, so that the child is the
+//! `tenantry` beside this executable and as new as the sources. Naming both packages gives the
+//! dependencies the features they were just built with for the bench, so cargo compiles nothing
+//! twice (at most it links `tenantry`), and does nothing when it is up to date.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -56,8 +58,8 @@ struct BenchArgs {
     #[arg(long)]
     events: Option<u64>,
     /// The `tenantry` binary the http, nats, overload and history scenarios start; by default
-    /// the bench builds it (`cargo build -p tenantry --bin tenantry`, in the bench's profile)
-    /// and uses the one beside its own executable.
+    /// the bench builds it (`cargo build -p tenantry -p tenantry-bench --bin tenantry`, in the
+    /// bench's profile) and uses the one beside its own executable.
     #[arg(long, value_name = "PATH")]
     tenantry: Option<PathBuf>,
 }
@@ -184,12 +186,21 @@ fn build_tenantry() -> anyhow::Result<PathBuf> {
             "build",
             "-p",
             "tenantry",
+            "-p",
+            "tenantry-bench",
             "--bin",
             "tenantry",
             "--manifest-path",
         ])
         .arg(&manifest)
         .env("CARGO_TARGET_DIR", target_dir);
+    // `cargo run` gives this process its package's variables; build scripts that watch one
+    // (ring watches CARGO_MANIFEST_DIR) would otherwise rebuild for the nested cargo.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_cargo_run_var) {
+            build.env_remove(&name);
+        }
+    }
     if let Some(flag) = profile_flag(&profile_dir) {
         build.arg(flag);
     }
@@ -206,6 +217,16 @@ fn build_tenantry() -> anyhow::Result<PathBuf> {
     Ok(exe)
 }
 
+/// The variables `cargo run` sets for the program it runs (about the bench's package).
+fn is_cargo_run_var(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_MANIFEST_")
+        || matches!(
+            name,
+            "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+        )
+}
+
 /// The cargo flag that builds into `profile_dir` (`target/release`, `target/debug`, or
 /// `target/NAME` of a custom profile).
 fn profile_flag(profile_dir: &Path) -> Option<String> {
@@ -213,5 +234,34 @@ fn profile_flag(profile_dir: &Path) -> Option<String> {
         "debug" => None,
         "release" => Some("--release".to_owned()),
         name => Some(format!("--profile={name}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_profile_comes_from_the_executables_directory() {
+        assert_eq!(profile_flag(Path::new("/w/target/debug")), None);
+        assert_eq!(
+            profile_flag(Path::new("/w/target/release")).as_deref(),
+            Some("--release")
+        );
+        assert_eq!(
+            profile_flag(Path::new("/w/target/x86_64-unknown-linux-gnu/bench")).as_deref(),
+            Some("--profile=bench")
+        );
+    }
+
+    #[test]
+    fn only_the_variables_cargo_run_sets_are_dropped() {
+        assert!(is_cargo_run_var("CARGO_MANIFEST_DIR"));
+        assert!(is_cargo_run_var("CARGO_PKG_VERSION"));
+        assert!(is_cargo_run_var("CARGO_PRIMARY_PACKAGE"));
+        // The user's settings for cargo itself stay.
+        assert!(!is_cargo_run_var("CARGO_HOME"));
+        assert!(!is_cargo_run_var("CARGO_TARGET_DIR"));
+        assert!(!is_cargo_run_var("CARGO_PROFILE_RELEASE_DEBUG"));
     }
 }
