@@ -4,13 +4,12 @@
 //! YAML, flows), `events` (schema, codec, the sled log, projection storage), `flow` (the flow
 //! engine), `projections` (session state, snapshots, usage and session read models), `actors`
 //! (the runtime), `edge` (the HTTP and NATS edges), `secrets` (encrypted secrets, tokens),
-//! `audit` (export, verify, replay), `bench` (measurement drivers), `fuzzing` (entry points
-//! of the fuzz targets and the decoders' property tests), `private_fs` (owner-only modes of
-//! what is stored).
+//! `audit` (export, verify, replay), `fuzzing` (entry points of the fuzz targets and the
+//! decoders' property tests), `private_fs` (owner-only modes of what is stored). The benchmark
+//! driver is its own crate (`bench/`, `tenantry-bench`) over this public API.
 
 pub mod actors;
 pub mod audit;
-pub mod bench;
 pub mod config;
 pub mod edge;
 pub mod events;
@@ -20,3 +19,6 @@ pub mod private_fs;
 pub mod projections;
 pub mod secrets;
 pub mod tenancy;
+
+/// This library's version (the package version), e.g. for reports of tools built on it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

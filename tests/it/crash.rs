@@ -1,6 +1,7 @@
-//! Crash test of the durable log: a child process appends from many threads and prints every
-//! ack; we `kill -9` it at a random moment, reopen the log and check that every acked event is
-//! there, nothing is duplicated, seqs are gapless and every tenant's hash chain verifies.
+//! Crash test of the durable log: a child process (this test binary as the writer of
+//! `crash_writer.rs`) appends from many threads and prints every ack; we `kill -9` it at a
+//! random moment, reopen the log and check that every acked event is there, nothing is
+//! duplicated, seqs are gapless and every tenant's hash chain verifies.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -8,13 +9,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::crash_writer::{DATA_DIR_ENV, RUN_TAG_ENV, TENANTS, TEST_NAME};
 use crate::support::{crash_seed, crash_trials, XorShift};
 use tenantry::events::codec::{chain_hash, encode_body, GENESIS_HASH};
 use tenantry::events::log::{EventLog, LogOptions};
 use tenantry::events::schema::EventKind;
 use tenantry::tenancy::{EnvId, SessionId, TeamId, TenantCtx, TenantId};
-
-const TENANTS: [&str; 3] = ["t1", "t1x", "t2"];
 
 #[derive(Debug)]
 struct Ack {
@@ -27,18 +27,17 @@ struct Ack {
 
 /// Runs one child until killed after `kill_after`; returns its acks.
 fn run_child(dir: &Path, trial: usize, kill_after: Duration) -> Vec<Ack> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+    let this = std::env::current_exe().expect("the test binary's path");
+    let mut child = Command::new(this)
         .args([
-            "crash-writer",
-            "--threads",
-            "6",
-            "--seconds",
-            "20",
-            "--run-tag",
+            "--exact",
+            TEST_NAME,
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
         ])
-        .arg(format!("r{trial}"))
-        .arg("--data-dir")
-        .arg(dir)
+        .env(DATA_DIR_ENV, dir)
+        .env(RUN_TAG_ENV, format!("r{trial}"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -56,7 +55,11 @@ fn run_child(dir: &Path, trial: usize, kill_after: Duration) -> Vec<Ack> {
     child.wait().expect("reap child");
     let lines = reader.join().expect("reader thread");
     let mut acks = Vec::new();
-    for line in lines {
+    // The test harness's own header (`running 1 test`) comes before the writer's lines.
+    for line in lines
+        .into_iter()
+        .skip_while(|l| l.is_empty() || is_harness_header(l))
+    {
         let parts: Vec<&str> = line.split(' ').collect();
         match parts.as_slice() {
             ["ACK", tenant, session, first, last, message_id] => acks.push(Ack {
@@ -71,6 +74,12 @@ fn run_child(dir: &Path, trial: usize, kill_after: Duration) -> Vec<Ack> {
         }
     }
     acks
+}
+
+/// `running 1 test`: what libtest prints before the writer test starts.
+fn is_harness_header(line: &str) -> bool {
+    line.strip_prefix("running ")
+        .is_some_and(|rest| rest == "1 test")
 }
 
 #[test]

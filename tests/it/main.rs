@@ -8,6 +8,7 @@ mod audit;
 mod check_config;
 mod corruption;
 mod crash;
+mod crash_writer;
 mod http;
 mod limits;
 mod nats;

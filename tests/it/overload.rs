@@ -5,7 +5,7 @@
 //! a tenant flooding past its quota is refused while its neighbours see no error at all; over
 //! NATS too: a tenant's quota is charged by its NATS messages, and a tenant flooding NATS holds
 //! at most its share of the in-flight budget, so another tenant's HTTP posts are not refused.
-//! (How fast refusals come and how much goodput remains are figures of `tenantry bench overload`.)
+//! (How fast refusals come and how much goodput remains are figures of `tenantry-bench overload`.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

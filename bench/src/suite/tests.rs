@@ -89,7 +89,7 @@ fn update_markdown_rewrites_the_file_in_place() {
     assert!(text.starts_with("top\n"));
     assert!(text.ends_with(&format!("{TABLE_END}\nbottom\n")));
     assert!(!text.contains("\nold\n"));
-    assert!(text.contains("`tenantry bench --quick` (12 s)"), "{text}");
+    assert!(text.contains("`tenantry-bench --quick` (12 s)"), "{text}");
     assert!(text.contains("| http | HTTP acks | 9,442 req/s | ≥ 20,000 req/s | **missed** |"));
     // A file without markers is left alone.
     let bare = dir.path().join("bare.md");

@@ -1,4 +1,4 @@
-//! Overload and noisy-neighbour figures through the real HTTP edge: `tenantry bench overload`.
+//! Overload and noisy-neighbour figures through the real HTTP edge: `tenantry-bench overload`.
 //!
 //! Three phases on one real server (a child process, as in [`super::edge`]):
 //! 1. **Peak**: closed loop, 64 keep-alive connections, to find what this machine acks per second.
@@ -16,16 +16,20 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::edge::{
-    fresh_dir, http_pass, load_runtime, mint_tokens, percentile, tenant_name, write_config, Edge,
-    Pass, Server, REQUEST_TIMEOUT, TENANTS,
+use crate::edge::{
+    client_tenant, http_pass, load_runtime, server_config, Connection, Pass, REQUEST_TIMEOUT,
+    STARTUP_TIMEOUT, TENANTS,
+};
+use crate::harness::{
+    cpu_ticks, fresh_dir, mint_tokens, paced_at, percentile, rss_bytes, ticks_to_s, ChildServe,
+    Ready,
 };
 
 /// Most connections the open-loop generator opens; past it a due request is counted as not sent.
@@ -109,17 +113,37 @@ pub struct OverloadBenchReport {
     pub neighbour: NeighbourFigure,
 }
 
-/// Runs the three phases under `work_dir/overload`.
+/// Runs the three phases under `work_dir/overload` (and `work_dir/neighbour`), each on a real
+/// server (`exe serve`).
 pub fn run(
+    exe: &Path,
     work_dir: &Path,
     opts: &OverloadBenchOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<OverloadBenchReport, String> {
     let load = load_runtime()?;
+    let overload = overload_phases(exe, work_dir, opts, &load, progress)?;
+    let neighbour = neighbour_phase(exe, work_dir, opts, &load, overload.peak_ok_per_s, progress)?;
+    Ok(OverloadBenchReport {
+        scenario: "overload",
+        tenants: TENANTS,
+        overload,
+        neighbour,
+    })
+}
+
+/// Phases 1 and 2: the closed-loop peak, then `overload_factor` × peak offered open loop.
+fn overload_phases(
+    exe: &Path,
+    work_dir: &Path,
+    opts: &OverloadBenchOptions,
+    load: &tokio::runtime::Runtime,
+    progress: &mut dyn FnMut(&str),
+) -> Result<OverloadFigure, String> {
     let dir = fresh_dir(work_dir, "overload")?;
-    let config = write_config(&dir, None, None)?;
-    let tokens = Arc::new(mint_tokens(&config)?);
-    let mut server = Server::start(&dir, Edge::Http)?;
+    let config = server_config(&dir, None, None)?;
+    let tokens = Arc::new(mint_tokens(&config, TENANTS)?);
+    let mut server = ChildServe::start(exe, &dir, Ready::Listening, STARTUP_TIMEOUT)?;
     let addr = server.addr;
 
     let peak_pass = Pass {
@@ -141,7 +165,7 @@ pub fn run(
     }
 
     let offered = peak * opts.overload_factor;
-    let (server_ticks, load_ticks) = (server.cpu_ticks(), super::edge::cpu_ticks("self"));
+    let (server_ticks, load_ticks) = (server.cpu_ticks(), cpu_ticks("self"));
     let sampler = RssSampler::start(server.pid());
     let all: Vec<usize> = (0..TENANTS).collect();
     let run = load.block_on(open_loop(
@@ -155,9 +179,8 @@ pub fn run(
         },
     ));
     let rss = sampler.finish();
-    let server_cpu = super::edge::ticks_to_s(server.cpu_ticks().saturating_sub(server_ticks));
-    let load_cpu =
-        super::edge::ticks_to_s(super::edge::cpu_ticks("self").saturating_sub(load_ticks));
+    let server_cpu = ticks_to_s(server.cpu_ticks().saturating_sub(server_ticks));
+    let load_cpu = ticks_to_s(cpu_ticks("self").saturating_sub(load_ticks));
     server.check_alive()?;
     let overload = OverloadFigure {
         peak_ok_per_s: peak,
@@ -182,16 +205,26 @@ pub fn run(
         overload.rss.end_bytes >> 20,
         overload.rss.plateau_ratio,
     ));
-    drop(server);
+    Ok(overload)
+}
 
-    // Noisy neighbour: a fresh server where tenant 0 has a small quota.
+/// Phase 3 on a fresh server where tenant 0 has a small quota: the others alone, then the
+/// others while tenant 0 offers 10× its quota.
+fn neighbour_phase(
+    exe: &Path,
+    work_dir: &Path,
+    opts: &OverloadBenchOptions,
+    load: &tokio::runtime::Runtime,
+    peak: f64,
+    progress: &mut dyn FnMut(&str),
+) -> Result<NeighbourFigure, String> {
     // `as` saturates; the quota is a small fraction of a rate that fits a u32 many times over.
     #[allow(clippy::cast_possible_truncation)]
     let quota = ((peak * 0.05) as u32).max(10);
     let dir = fresh_dir(work_dir, "neighbour")?;
-    let config = write_config(&dir, None, Some((0, quota)))?;
-    let tokens = Arc::new(mint_tokens(&config)?);
-    let mut server = Server::start(&dir, Edge::Http)?;
+    let config = server_config(&dir, None, Some((0, quota)))?;
+    let tokens = Arc::new(mint_tokens(&config, TENANTS)?);
+    let mut server = ChildServe::start(exe, &dir, Ready::Listening, STARTUP_TIMEOUT)?;
     let addr = server.addr;
     let others: Vec<usize> = (1..TENANTS).collect();
     let others_rate = peak * 0.3;
@@ -232,19 +265,14 @@ pub fn run(
         others_with_noisy.refused + others_with_noisy.errors.values().sum::<u64>(),
         noisy.refused
     ));
-    Ok(OverloadBenchReport {
-        scenario: "overload",
-        tenants: TENANTS,
-        overload,
-        neighbour: NeighbourFigure {
-            noisy_quota_per_s: quota,
-            noisy_offered_per_s: noisy_rate,
-            others_offered_per_s: others_rate,
-            others_alone,
-            others_with_noisy,
-            noisy,
-            others_p99_ratio: ratio,
-        },
+    Ok(NeighbourFigure {
+        noisy_quota_per_s: quota,
+        noisy_offered_per_s: noisy_rate,
+        others_offered_per_s: others_rate,
+        others_alone,
+        others_with_noisy,
+        noisy,
+        others_p99_ratio: ratio,
     })
 }
 
@@ -268,8 +296,8 @@ struct Record {
 /// Sends requests at `plan.rate` from their schedule, whatever the server's pace.
 async fn open_loop(addr: SocketAddr, tokens: Arc<Vec<String>>, plan: Plan) -> OpenRun {
     let record = Arc::new(Mutex::new(Record::default()));
-    let idle: Arc<Mutex<Vec<super::edge::Connection>>> = Arc::new(Mutex::new(Vec::new()));
-    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let idle: Arc<Mutex<Vec<Connection>>> = Arc::new(Mutex::new(Vec::new()));
+    let opened = Arc::new(AtomicUsize::new(0));
     let interval = Duration::from_secs_f64(1.0 / plan.rate.max(1.0));
     let t0 = Instant::now();
     let deadline = t0 + plan.duration;
@@ -277,7 +305,7 @@ async fn open_loop(addr: SocketAddr, tokens: Arc<Vec<String>>, plan: Plan) -> Op
     let mut tasks = Vec::new();
     let mut n: u64 = 0;
     loop {
-        let at = t0 + interval.mul_f64(n as f64);
+        let at = paced_at(t0, interval, n, 0, 1);
         if at >= deadline {
             break;
         }
@@ -298,48 +326,11 @@ async fn open_loop(addr: SocketAddr, tokens: Arc<Vec<String>>, plan: Plan) -> Op
             opened.fetch_add(1, Ordering::Relaxed);
         }
         let t = plan.tenants[usize::try_from(n).unwrap_or(0) % plan.tenants.len()];
-        let request = request(&addr, &tokens[t], &tenant_name(t), plan.tag, n);
+        let request = request(&addr, &tokens[t], &client_tenant(t), plan.tag, n);
         let (record, idle, opened) = (record.clone(), idle.clone(), opened.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut conn = match conn {
-                Some(c) => c,
-                None => match super::edge::Connection::open(addr).await {
-                    Ok(c) => c,
-                    Err(_) => {
-                        opened.fetch_sub(1, Ordering::Relaxed);
-                        if let Ok(mut r) = record.lock() {
-                            *r.errors.entry("connect".to_owned()).or_default() += 1;
-                        }
-                        return;
-                    }
-                },
-            };
-            let outcome = tokio::time::timeout(REQUEST_TIMEOUT, conn.exchange(&request)).await;
-            let us = u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX);
-            let keep = matches!(&outcome, Ok(Ok(head)) if !head.close);
-            if let Ok(mut r) = record.lock() {
-                match outcome {
-                    Ok(Ok(head)) if head.status == 200 => r.ok_us.push(us),
-                    Ok(Ok(head)) if head.status == 429 || head.status == 503 => {
-                        r.refused_us.push(us)
-                    }
-                    Ok(Ok(head)) => {
-                        *r.errors
-                            .entry(format!("status {}", head.status))
-                            .or_default() += 1
-                    }
-                    Ok(Err(cause)) => *r.errors.entry(cause).or_default() += 1,
-                    Err(_) => *r.errors.entry("timeout".to_owned()).or_default() += 1,
-                }
-            }
-            if keep {
-                if let Ok(mut v) = idle.lock() {
-                    v.push(conn);
-                }
-            } else {
-                opened.fetch_sub(1, Ordering::Relaxed);
-            }
-        }));
+        tasks.push(tokio::spawn(send_one(
+            addr, conn, request, at, record, idle, opened,
+        )));
         n += 1;
         // Reap finished tasks now and then so the list stays small.
         if tasks.len() >= 4096 {
@@ -378,6 +369,55 @@ async fn open_loop(addr: SocketAddr, tokens: Arc<Vec<String>>, plan: Plan) -> Op
     }
 }
 
+/// One request of an open-loop run on an idle connection (`conn`) or a new one, recorded by
+/// its outcome; the connection goes back to `idle` when it stays open.
+async fn send_one(
+    addr: SocketAddr,
+    conn: Option<Connection>,
+    request: Vec<u8>,
+    at: Instant,
+    record: Arc<Mutex<Record>>,
+    idle: Arc<Mutex<Vec<Connection>>>,
+    opened: Arc<AtomicUsize>,
+) {
+    let mut conn = match conn {
+        Some(c) => c,
+        None => match Connection::open(addr).await {
+            Ok(c) => c,
+            Err(_) => {
+                opened.fetch_sub(1, Ordering::Relaxed);
+                if let Ok(mut r) = record.lock() {
+                    *r.errors.entry("connect".to_owned()).or_default() += 1;
+                }
+                return;
+            }
+        },
+    };
+    let outcome = tokio::time::timeout(REQUEST_TIMEOUT, conn.exchange(&request)).await;
+    let us = u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let keep = matches!(&outcome, Ok(Ok(head)) if !head.close);
+    if let Ok(mut r) = record.lock() {
+        match outcome {
+            Ok(Ok(head)) if head.status == 200 => r.ok_us.push(us),
+            Ok(Ok(head)) if head.status == 429 || head.status == 503 => r.refused_us.push(us),
+            Ok(Ok(head)) => {
+                *r.errors
+                    .entry(format!("status {}", head.status))
+                    .or_default() += 1
+            }
+            Ok(Err(cause)) => *r.errors.entry(cause).or_default() += 1,
+            Err(_) => *r.errors.entry("timeout".to_owned()).or_default() += 1,
+        }
+    }
+    if keep {
+        if let Ok(mut v) = idle.lock() {
+            v.push(conn);
+        }
+    } else {
+        opened.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Request `n` of a run: its own message id, one of 1024 sessions of its tenant.
 fn request(host: &SocketAddr, token: &str, tenant: &str, tag: &str, n: u64) -> Vec<u8> {
     let body = format!(
@@ -409,7 +449,7 @@ impl RssSampler {
         let thread = std::thread::spawn(move || {
             let mut samples = Vec::new();
             while !flag.load(Ordering::Relaxed) {
-                if let Some(rss) = rss_bytes(pid) {
+                if let Some(rss) = rss_bytes(&pid.to_string()) {
                     samples.push(rss);
                 }
                 std::thread::sleep(Duration::from_millis(1000 / RSS_SAMPLES_PER_S));
@@ -438,17 +478,4 @@ impl RssSampler {
             },
         }
     }
-}
-
-/// VmRSS of `pid` in bytes, from /proc.
-fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
 }

@@ -1,6 +1,11 @@
 //! The child process of the crash test: appends to a log from many threads and prints one line
 //! per durable ack, until it is killed (or `seconds` pass, so that a lost child cannot linger).
 //!
+//! It is this test binary itself: `crash.rs` re-executes it (`std::env::current_exe()`) with
+//! `--exact crash_writer::writer_child` and [`DATA_DIR_ENV`] set, which makes that test the
+//! writer; in a normal test run the variable is unset and the test returns at once. So the
+//! writer is not part of the shipped binary, and `cargo test` needs nothing else.
+//!
 //! Lines on stdout, each flushed before the next append of that thread:
 //! `ACK {tenant} {session} {first_seq} {last_seq} {message_id}` after an append was acked,
 //! `DUP {tenant} {session} {message_id}` when a deliberate retry was recognised,
@@ -14,17 +19,40 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::events::log::{
+use tenantry::events::log::{
     AppendError, AppendGroup, AppendOutcome, EventLog, Idempotency, LogOptions, OpenError,
 };
-use crate::events::schema::EventKind;
-use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
+use tenantry::events::schema::EventKind;
+use tenantry::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
 /// Tenants written by the crash writer; `t1` and `t1x` share a prefix on purpose.
 pub const TENANTS: [&str; 3] = ["t1", "t1x", "t2"];
+/// The writer's data dir; set only in the environment of the writer child.
+pub const DATA_DIR_ENV: &str = "TENANTRY_CRASH_WRITER_DIR";
+/// Makes the writer's message ids unique per run.
+pub const RUN_TAG_ENV: &str = "TENANTRY_CRASH_WRITER_RUN_TAG";
+/// The test that is the writer, as `--exact` names it.
+pub const TEST_NAME: &str = "crash_writer::writer_child";
+/// Appending threads.
+const THREADS: usize = 6;
+/// The writer stops after this long even if nobody kills it.
+const SECONDS: u64 = 20;
+
+/// The writer child when [`DATA_DIR_ENV`] is set; otherwise nothing.
+#[test]
+fn writer_child() {
+    let Some(dir) = std::env::var_os(DATA_DIR_ENV) else {
+        return;
+    };
+    let run_tag = std::env::var(RUN_TAG_ENV).unwrap_or_else(|_| "r".to_owned());
+    if let Err(e) = run(Path::new(&dir), THREADS, SECONDS, &run_tag) {
+        // The parent fails on any line it does not expect.
+        println!("BUG writer failed: {e}");
+    }
+}
 
 /// Runs until killed or `seconds` pass. `run_tag` makes message ids unique per run.
-pub fn run(data_dir: &Path, threads: usize, seconds: u64, run_tag: &str) -> Result<(), String> {
+fn run(data_dir: &Path, threads: usize, seconds: u64, run_tag: &str) -> Result<(), String> {
     let log = open_retrying(data_dir)?;
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -73,7 +101,7 @@ fn writer_thread(
     run_tag: &str,
     out: &Mutex<std::io::Stdout>,
 ) -> Result<(), String> {
-    let parse_err = |e: crate::tenancy::InvalidId| e.to_string();
+    let parse_err = |e: tenantry::tenancy::InvalidId| e.to_string();
     let tenant = TenantId::parse(TENANTS[t % TENANTS.len()]).map_err(parse_err)?;
     let ctx = TenantCtx::new(
         tenant.clone(),

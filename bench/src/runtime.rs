@@ -14,16 +14,19 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::actors::messages::Inbound;
-use crate::actors::runtime::{Runtime, RuntimeOptions};
-use crate::config::{Config, LoadOptions};
-use crate::events::log::{AppendGroup, EventLog, LogOptions};
-use crate::events::schema::EventKind;
-use crate::projections::snapshot::SnapshotStore;
-use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
+use tenantry::actors::messages::Inbound;
+use tenantry::actors::runtime::{Runtime, RuntimeOptions};
+use tenantry::events::log::{AppendGroup, EventLog, LogOptions};
+use tenantry::events::schema::EventKind;
+use tenantry::projections::snapshot::SnapshotStore;
+use tenantry::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
+use crate::harness::{
+    fresh_dir, paced_at, percentile, rss_bytes, write_config, ConfigSpec, StopTimer,
+};
+
+/// Tenants the clients are spread over.
 const TENANTS: usize = 8;
-const FLOW: &str = "name: bench_flow\nversion: \"1.0\"\nnodes:\n  - id: greet\n    type: reply\n    config:\n      message: \"Welcome to {{ tenant.name }}! How can I help?\"\n";
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -68,21 +71,6 @@ pub struct RuntimeBenchReport {
     pub idle_memory: Option<IdleMemory>,
 }
 
-fn write_config(dir: &Path) -> Result<Config, String> {
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("flow.yaml"), FLOW).map_err(|e| e.to_string())?;
-    let mut toml = format!("[server]\ndata_dir = \"{}\"\n", dir.join("data").display());
-    for t in 0..TENANTS {
-        toml.push_str(&format!(
-            "[tenants.tenant-{t:02}]\nname = \"Tenant {t}\"\nenvironments = [\"prod\"]\n\
-             [tenants.tenant-{t:02}.teams.support]\nflow = \"flow.yaml\"\n\
-             [tenants.tenant-{t:02}.teams.support.channels.webchat]\nprovider = \"messaging-webchat\"\n"
-        ));
-    }
-    std::fs::write(dir.join("config.toml"), toml).map_err(|e| e.to_string())?;
-    Config::load(&dir.join("config.toml"), &LoadOptions::default()).map_err(|e| e.to_string())
-}
-
 fn ctx_of(i: usize) -> TenantCtx {
     let tenant =
         TenantId::parse(&format!("tenant-{:02}", i % TENANTS)).expect("valid by construction");
@@ -92,25 +80,6 @@ fn ctx_of(i: usize) -> TenantCtx {
         env,
         Some(TeamId::parse("support").expect("valid by construction")),
     )
-}
-
-fn percentile(sorted: &[u64], permille: usize) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[(sorted.len() - 1) * permille.min(1000) / 1000]
-}
-
-/// Resident set size of this process, from /proc (Linux).
-fn rss_bytes() -> u64 {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return 0;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
 
 async fn client_loop(
@@ -130,7 +99,7 @@ async fn client_loop(
     while !stop.load(Ordering::Relaxed) {
         let scheduled = match interval {
             Some(iv) => {
-                let at = t0 + iv.mul_f64(n as f64 + c as f64 / clients as f64);
+                let at = paced_at(t0, iv, n, c, clients);
                 tokio::time::sleep_until(at).await;
                 at.into_std()
             }
@@ -163,15 +132,9 @@ fn run_clients(
         .enable_time()
         .build()
         .map_err(|e| e.to_string())?;
-    let stop = Arc::new(AtomicBool::new(false));
     let interval = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
-    let timer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(duration);
-            stop.store(true, Ordering::Relaxed);
-        })
-    };
+    let timer = StopTimer::start(duration);
+    let stop = timer.stop.clone();
     let started = Instant::now();
     let results = load.block_on(async {
         let tasks: Vec<_> = (0..clients)
@@ -184,7 +147,7 @@ fn run_clients(
         Ok::<_, String>(out)
     })?;
     let seconds = started.elapsed().as_secs_f64();
-    let _ = timer.join();
+    timer.join();
     let mut latencies = Vec::new();
     let mut errors = 0;
     for (l, e) in results {
@@ -231,7 +194,7 @@ fn idle_memory(
         log.append_blocking(group).map_err(|e| e.to_string())?;
     }
     progress(&format!("memory: {n} sessions written through the log"));
-    let before = rss_bytes();
+    let before = rss_bytes("self").unwrap_or(0);
     let load = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -266,7 +229,7 @@ fn idle_memory(
         }
         Ok::<_, String>(())
     })?;
-    let after = rss_bytes();
+    let after = rss_bytes("self").unwrap_or(0);
     let live = rt.metrics().active_sessions.load(Ordering::Relaxed);
     progress(&format!("memory: {live} session actors live"));
     Ok(IdleMemory {
@@ -277,17 +240,59 @@ fn idle_memory(
     })
 }
 
+/// The client side, on its own thread (as edges would be): the closed-loop passes, the paced
+/// pass at a fraction of the best, then the idle-session memory step.
+fn drive(
+    rt: &Runtime,
+    log: &EventLog,
+    opts: &RuntimeBenchOptions,
+) -> Result<(Vec<RuntimeRun>, Option<IdleMemory>), String> {
+    let mut runs = Vec::new();
+    for &clients in &opts.clients {
+        let run = run_clients(rt, clients, opts.duration, None)?;
+        eprintln!(
+            "bench: {clients:>5} clients: {:.0} msgs/s ({:.0} events/s), ack p50 {} us, p99 {} us, {} errors",
+            run.msgs_per_s, run.events_per_s, run.ack_p50_us, run.ack_p99_us, run.errors
+        );
+        runs.push(run);
+    }
+    let peak = runs
+        .iter()
+        .max_by(|a, b| a.msgs_per_s.total_cmp(&b.msgs_per_s))
+        .cloned();
+    if let Some(peak) = peak.filter(|_| opts.paced_fraction > 0.0) {
+        let rate = peak.msgs_per_s * opts.paced_fraction;
+        let run = run_clients(rt, peak.clients, opts.duration, Some(rate))?;
+        eprintln!(
+            "bench: paced at {:.0}% of peak ({rate:.0} msgs/s offered): {:.0} msgs/s, ack p50 {} us, p99 {} us",
+            opts.paced_fraction * 100.0,
+            run.msgs_per_s,
+            run.ack_p50_us,
+            run.ack_p99_us
+        );
+        runs.push(run);
+    }
+    let idle = if opts.idle_sessions > 0 {
+        let mut say = |l: &str| eprintln!("bench: {l}");
+        Some(idle_memory(rt, log, opts.idle_sessions, &mut say)?)
+    } else {
+        None
+    };
+    Ok((runs, idle))
+}
+
 /// Runs every configuration on one runtime over a fresh data dir under `work_dir`.
 pub fn run(
     work_dir: &Path,
     opts: &RuntimeBenchOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<RuntimeBenchReport, String> {
-    let dir = work_dir.join("runtime");
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    let config = write_config(&dir)?;
+    let dir = fresh_dir(work_dir, "runtime")?;
+    let spec = ConfigSpec {
+        tenants: TENANTS,
+        ..ConfigSpec::default()
+    };
+    let config = write_config(&dir, &spec)?;
     let data = config.server().data_dir.clone();
     std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
     let log =
@@ -300,49 +305,21 @@ pub fn run(
         let mut rt_opts = RuntimeOptions::from_config(&config);
         // The memory step keeps every idle session live on purpose: room for all of them (and
         // the clients' sessions), so that no limit passivates them early.
-        rt_opts.sessions_max = rt_opts.sessions_max.max(opts.idle_sessions.saturating_mul(2));
+        rt_opts.sessions_max = rt_opts
+            .sessions_max
+            .max(opts.idle_sessions.saturating_mul(2));
         rt_opts.tenant_sessions_max = rt_opts.sessions_max;
         let rt = Runtime::start(&config, log.clone(), snapshots, rt_opts);
         // The clients run on their own thread, as edges would.
         let bench_rt = rt.clone();
-        let bench = std::thread::spawn(move || -> Result<(Vec<RuntimeRun>, Option<IdleMemory>), String> {
-            let mut runs = Vec::new();
-            let mut lines = Vec::new();
-            for &clients in &opts.clients {
-                let run = run_clients(&bench_rt, clients, opts.duration, None)?;
-                lines.push(format!(
-                    "{clients:>5} clients: {:.0} msgs/s ({:.0} events/s), ack p50 {} us, p99 {} us, {} errors",
-                    run.msgs_per_s, run.events_per_s, run.ack_p50_us, run.ack_p99_us, run.errors
-                ));
-                eprintln!("bench: {}", lines.last().map_or("", String::as_str));
-                runs.push(run);
-            }
-            if let Some(peak) = runs.iter().max_by(|a, b| a.msgs_per_s.total_cmp(&b.msgs_per_s)).cloned() {
-                if opts.paced_fraction > 0.0 {
-                    let rate = peak.msgs_per_s * opts.paced_fraction;
-                    let run = run_clients(&bench_rt, peak.clients, opts.duration, Some(rate))?;
-                    eprintln!(
-                        "bench: paced at {:.0}% of peak ({rate:.0} msgs/s offered): {:.0} msgs/s, ack p50 {} us, p99 {} us",
-                        opts.paced_fraction * 100.0,
-                        run.msgs_per_s,
-                        run.ack_p50_us,
-                        run.ack_p99_us
-                    );
-                    runs.push(run);
-                }
-            }
-            let idle = if opts.idle_sessions > 0 {
-                let mut say = |l: &str| eprintln!("bench: {l}");
-                Some(idle_memory(&bench_rt, &log, opts.idle_sessions, &mut say)?)
-            } else {
-                None
-            };
-            Ok((runs, idle))
-        });
+        let bench = std::thread::spawn(move || drive(&bench_rt, &log, &opts));
         // Keep this (the System's) thread free to drive actors while the clients run.
         let outcome = loop {
             if bench.is_finished() {
-                break bench.join().map_err(|_| "bench thread panicked".to_owned()).and_then(|r| r);
+                break bench
+                    .join()
+                    .map_err(|_| "bench thread panicked".to_owned())
+                    .and_then(|r| r);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };

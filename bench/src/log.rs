@@ -17,10 +17,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::events::codec::encode_body;
-use crate::events::log::{AppendGroup, AppendOutcome, EventLog, Idempotency, LogOptions};
-use crate::events::schema::{Event, EventKind};
-use crate::tenancy::{ChannelId, SessionId, TenantCtx, TenantId};
+use tenantry::events::codec::encode_body;
+use tenantry::events::log::{AppendGroup, AppendOutcome, EventLog, Idempotency, LogOptions};
+use tenantry::events::schema::{Event, EventKind};
+use tenantry::tenancy::{ChannelId, SessionId, TenantCtx, TenantId};
+
+use crate::harness::{dir_bytes, fresh_dir, paced_at, percentile, StopTimer};
 
 /// Tenants the appenders are spread over.
 const TENANTS: usize = 8;
@@ -69,7 +71,7 @@ pub struct BaselineRun {
     pub disk_bytes_per_event: f64,
 }
 
-/// Everything one `bench log` run measured.
+/// Everything one run of the `log` scenario measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct LogBenchReport {
     pub scenario: &'static str,
@@ -136,29 +138,6 @@ fn sample_events(count: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
-/// Nearest-rank percentile; `permille` is the percentile times ten (p99 = 990).
-fn percentile(sorted: &[u64], permille: usize) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = (sorted.len() - 1) * permille.min(1000) / 1000;
-    sorted[rank]
-}
-
 /// Raw sled: the same bytes, one key per event, batched, flushed and fdatasynced.
 fn baseline(dir: &Path, duration: Duration) -> Result<BaselineRun, String> {
     let db = sled::Config::new()
@@ -211,16 +190,10 @@ fn append_run(
         .enable_time()
         .build()
         .map_err(|e| e.to_string())?;
-    let stop = Arc::new(AtomicBool::new(false));
     let interval = rate.map(|r| Duration::from_secs_f64(appenders as f64 / r));
     let started = Instant::now();
-    let timer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(duration);
-            stop.store(true, Ordering::Relaxed);
-        })
-    };
+    let timer = StopTimer::start(duration);
+    let stop = timer.stop.clone();
     let per_task = runtime.block_on(async {
         let tasks: Vec<_> = (0..appenders)
             .map(|a| tokio::spawn(appender(log.clone(), a, appenders, stop.clone(), interval)))
@@ -232,7 +205,7 @@ fn append_run(
         Ok::<_, String>(out)
     })?;
     let seconds = started.elapsed().as_secs_f64();
-    let _ = timer.join();
+    timer.join();
     drop(log);
     let mut latencies = Vec::new();
     for task in per_task {
@@ -293,7 +266,7 @@ async fn appender(
             Some(iv) => {
                 // Each task runs at its own phase so that the offered load is smooth, not
                 // every task firing at the same instant.
-                let at = t0 + iv.mul_f64(n as f64 + a as f64 / appenders as f64);
+                let at = paced_at(t0, iv, n, a, appenders);
                 tokio::time::sleep_until(at).await;
                 at.into_std()
             }
@@ -328,14 +301,7 @@ pub fn run(
     opts: &LogBenchOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<LogBenchReport, String> {
-    let fresh = |name: &str| -> Result<std::path::PathBuf, String> {
-        let d = work_dir.join(name);
-        if d.exists() {
-            std::fs::remove_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
-        }
-        std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
-        Ok(d)
-    };
+    let fresh = |name: &str| fresh_dir(work_dir, name);
     let sample = sample_events(64);
     let event_bytes_avg = sample.iter().map(Vec::len).sum::<usize>() as f64 / sample.len() as f64;
 
