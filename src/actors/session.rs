@@ -406,46 +406,68 @@ impl Actor for SessionActor {
     }
 }
 
-impl Handler<Deliver> for SessionActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        let span = msg.span.clone();
-        let _entered = span.enter();
+impl SessionActor {
+    /// Answers (or reroutes) a message this session cannot take: its storage is broken, it is
+    /// quarantined, the message is for another channel, or the session has ended. `Some` hands
+    /// back a message to run.
+    fn admit(&mut self, msg: Deliver) -> Option<Deliver> {
         if self.broken.is_some() {
             // The log may have recovered since (e.g. from a full disk): load again.
             self.hydrate();
         }
         if let Some(e) = &self.broken {
-            return msg.answer(Err(RuntimeError::Storage(e.clone())));
+            msg.answer(Err(RuntimeError::Storage(e.clone())));
+            return None;
         }
         if self.quarantined {
-            return msg.answer(Err(RuntimeError::Quarantined(self.state.session.clone())));
+            msg.answer(Err(RuntimeError::Quarantined(self.state.session.clone())));
+            return None;
         }
         if let Some(channel) = self.state.channel.as_ref().filter(|c| **c != msg.channel) {
             let err = RuntimeError::SessionChannel {
                 session: self.state.session.clone(),
                 channel: channel.clone(),
             };
-            return msg.answer(Err(err));
+            msg.answer(Err(err));
+            return None;
         }
-        if !self.state.is_open() {
-            // A retry of the message that ended the session still gets its first answer. (On an
-            // open session the log's own atomic check answers retries; no lookup here.)
-            if let Some(message_id) = &msg.inbound.message_id {
-                let scope = self.shared.runtime.log.scope(&self.ctx);
-                match scope.idempotency(&msg.channel, message_id) {
-                    Ok(Some(rec)) => return msg.answer(ack_from_record(rec)),
-                    Ok(None) => {}
-                    Err(e) => return msg.answer(Err(e.into())),
+        if self.state.is_open() {
+            return Some(msg);
+        }
+        // A retry of the message that ended the session still gets its first answer. (On an
+        // open session the log's own atomic check answers retries; no lookup here.)
+        if let Some(message_id) = &msg.inbound.message_id {
+            let scope = self.shared.runtime.log.scope(&self.ctx);
+            match scope.idempotency(&msg.channel, message_id) {
+                Ok(Some(rec)) => {
+                    msg.answer(ack_from_record(rec));
+                    return None;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    msg.answer(Err(e.into()));
+                    return None;
                 }
             }
-            if msg.named || msg.rerouted {
-                return msg.answer(Err(RuntimeError::SessionEnded(self.state.session.clone())));
-            }
-            self.env.do_send(Reroute(msg));
-            return;
         }
+        if msg.named || msg.rerouted {
+            msg.answer(Err(RuntimeError::SessionEnded(self.state.session.clone())));
+            return None;
+        }
+        self.env.do_send(Reroute(msg));
+        None
+    }
+}
+
+impl Handler<Deliver> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        let span = msg.span.clone();
+        let _entered = span.enter();
+        let Some(msg) = self.admit(msg) else {
+            return;
+        };
         let message_id = msg
             .inbound
             .message_id
