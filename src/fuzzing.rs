@@ -177,12 +177,12 @@ pub fn check_flow_yaml(text: &str) -> bool {
 
 /// `config.toml` text, checked up to the seed and flow files it names (which are not read).
 pub fn check_config_toml(text: &str) -> bool {
-    crate::config::check_config_text(Path::new("fuzz/config.toml"), text).is_ok()
+    crate::config::load::check_config_text(Path::new("fuzz/config.toml"), text).is_ok()
 }
 
 /// Seed YAML text as a bundle, a tenant file and a team file.
 pub fn check_seed_yaml(text: &str) -> bool {
-    crate::config::check_seed_text(Path::new("fuzz/bundle.yaml"), text)
+    crate::config::load::check_seed_text(Path::new("fuzz/bundle.yaml"), text)
         .iter()
         .any(Result::is_ok)
 }

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::raw::ServerSection;
-use super::{invalid, ConfigError};
+use super::validate::invalid;
+use super::ConfigError;
 
 /// `server.exports_max` when absent: exports running at once over all tenants. Each holds one
 /// thread and up to a megabyte of chunks in flight.

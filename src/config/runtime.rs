@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::error::ConfigError;
-use super::invalid;
 use super::raw::RuntimeSection;
+use super::validate::invalid;
 
 /// `runtime.idempotency_window` when absent: how long a message id is remembered, so that a
 /// retry within it gets the first answer.

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use super::error::ConfigError;
 use super::raw::AuthSection;
-use super::{check_name, invalid, AuthConfig, DEFAULT_AUDIENCE, DEFAULT_ISSUER};
+use super::validate::{check_name, invalid};
+use super::{AuthConfig, DEFAULT_AUDIENCE, DEFAULT_ISSUER};
 
 /// `server.metrics_listen` when absent: loopback only, Prometheus' conventional exporter port.
 pub const DEFAULT_METRICS_LISTEN: SocketAddr =

@@ -1134,7 +1134,7 @@ fn a_tenants_inflight_share_defaults_to_half_or_all_when_alone_and_is_checked() 
     assert_eq!(fixture.load().unwrap().inflight_per_tenant_max(), 3);
     for share in [0, 10] {
         let text = format!("[runtime]\ninflight_max = 9\ninflight_per_tenant_max = {share}\n");
-        let e = super::check_config_text(Path::new("config.toml"), &text)
+        let e = super::load::check_config_text(Path::new("config.toml"), &text)
             .unwrap_err()
             .to_string();
         assert_mentions(&e, &["runtime.inflight_per_tenant_max", "1..=9"]);
