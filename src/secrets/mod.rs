@@ -6,7 +6,7 @@
 //! - `key`: the master key (env `TENANTRY_MASTER_KEY`, else `{data_dir}/master.key`).
 //! - `store`: [`store::SecretStore`], one encrypted file per secret under `{data_dir}/secrets/`.
 //! - `token`: JWT [`token::Claims`] and [`token::mint`].
-//! - `cli`: the `tenantry secrets` and `tenantry token` subcommands.
+//! - (the `tenantry secrets`, `token` and `keygen` subcommands are in `crate::cli::secrets`.)
 //!
 //! Invariants:
 //! - A value is on disk only as XChaCha20-Poly1305 ciphertext whose associated data binds it to
@@ -19,7 +19,6 @@
 // STYLE: every public item is documented; the compiler holds this module to it.
 #![warn(missing_docs)]
 
-pub mod cli;
 pub mod error;
 pub mod key;
 pub mod name;

@@ -4,13 +4,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::cli::{run_secrets, NameArgs, NamespaceArgs, SecretsAction, SecretsArgs};
 use super::error::SecretError;
 use super::key::{KeySources, MASTER_KEY_FILE};
 use super::name::{Namespace, SecretName};
 use super::store::{SecretStore, SECRET_VALUE_BYTES_MAX};
 use super::token::{claims_for, mint, Claims, TokenRequest};
 use super::value::SecretValue;
+use crate::cli::secrets::{run_secrets, NameArgs, NamespaceArgs, SecretsAction, SecretsArgs};
 use crate::config::security::DEFAULT_TOKEN_LIFETIME_MAX as TOKEN_TTL_MAX;
 use crate::config::{Config, LoadOptions};
 use crate::tenancy::{EnvId, TeamId, TenantCtx, TenantId};
