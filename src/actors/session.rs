@@ -18,9 +18,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::env::{Ended, EnvActor, EnvShared, Reroute};
-use super::messages::{Ack, Deliver, RuntimeError};
-use super::runtime::Egress;
+use super::messages::{Ack, Deliver, Ended, Passivate, Reroute, Reset, RuntimeError};
+use super::shared::{Egress, EnvLink, EnvShared};
 use super::slots::SessionSlot;
 use crate::events::codec::decode_limited;
 use crate::events::log::{AppendGroup, AppendOutcome, Idempotency, IdempotencyRecord};
@@ -40,18 +39,6 @@ const RESTART_WINDOW_MS: u64 = 5_000;
 /// Text that makes a test build's flow run panic, to exercise isolation.
 #[cfg(test)]
 pub(crate) const PANIC_PROBE: &str = "\u{1f4a5} panic probe";
-
-/// Snapshot (if behind) and stop, after the messages already queued.
-pub(super) struct Passivate;
-impl Message for Passivate {
-    type Result = ();
-}
-
-/// Lift the quarantine.
-pub(super) struct Reset;
-impl Message for Reset {
-    type Result = ();
-}
 
 /// Most bytes of replies kept in an idempotency record for retries. Past it the record keeps
 /// only a flag, and a retry's answer says that its replies were omitted (they stay in the log).
@@ -106,7 +93,7 @@ impl StoredAck {
 
 pub(super) struct SessionActor {
     shared: Arc<EnvShared>,
-    env: Addr<EnvActor>,
+    env: EnvLink,
     ctx: TenantCtx,
     state: SessionState,
     /// Seq covered by the newest snapshot on disk (or being written).
@@ -126,7 +113,7 @@ pub(super) struct SessionActor {
 impl SessionActor {
     pub(super) fn new(
         shared: Arc<EnvShared>,
-        env: Addr<EnvActor>,
+        env: EnvLink,
         team: TeamId,
         session: SessionId,
         slot: SessionSlot,
@@ -454,7 +441,7 @@ impl SessionActor {
             msg.answer(Err(RuntimeError::SessionEnded(self.state.session.clone())));
             return None;
         }
-        self.env.do_send(Reroute(msg));
+        self.env.reroute.do_send(Reroute(msg));
         None
     }
 }
@@ -511,7 +498,7 @@ impl Handler<Deliver> for SessionActor {
                         .any(|k| matches!(k, EventKind::SessionEnded { .. }));
                     act.apply(kinds, a.first_seq, a.first_tenant_seq, at_ms, &msg);
                     if ends {
-                        act.env.do_send(Ended {
+                        act.env.ended.do_send(Ended {
                             team: act.state.team.clone(),
                             channel: msg.channel.clone(),
                             user: act.state.user.clone(),

@@ -12,15 +12,12 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::env::{EnvActor, EnvShared, Shutdown};
-use super::messages::{Deliver, RuntimeError};
-use super::runtime::Shared;
+use super::env::EnvActor;
+use super::messages::{Deliver, ResetSession, RuntimeError, Shutdown, Sweep};
+use super::shared::{EnvShared, Shared, TENANT_MAILBOX};
 use super::supervise::guard;
 use crate::config::TenantConfig;
 use crate::tenancy::EnvId;
-
-/// Messages waiting for a tenant actor before senders get `Overloaded`.
-pub(super) const TENANT_MAILBOX: usize = 4096;
 
 pub(super) struct TenantActor {
     shared: Arc<Shared>,
@@ -113,10 +110,10 @@ impl Handler<Shutdown> for TenantActor {
 }
 
 /// Forwarded to the env actor that owns the session.
-impl Handler<super::env::ResetSession> for TenantActor {
+impl Handler<ResetSession> for TenantActor {
     type Result = ();
 
-    fn handle(&mut self, msg: super::env::ResetSession, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: ResetSession, _ctx: &mut Self::Context) {
         if let Some(env) = self.envs.get(&msg.env) {
             env.do_send(msg);
         }
@@ -124,15 +121,11 @@ impl Handler<super::env::ResetSession> for TenantActor {
 }
 
 /// Forwarded to every env actor; tests and operators use it to trigger passivation now.
-impl Handler<super::env::Sweep> for TenantActor {
+impl Handler<Sweep> for TenantActor {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _msg: super::env::Sweep, _ctx: &mut Self::Context) -> Self::Result {
-        let pending: Vec<_> = self
-            .envs
-            .values()
-            .map(|env| env.send(super::env::Sweep))
-            .collect();
+    fn handle(&mut self, _msg: Sweep, _ctx: &mut Self::Context) -> Self::Result {
+        let pending: Vec<_> = self.envs.values().map(|env| env.send(Sweep)).collect();
         Box::pin(async move {
             for done in pending {
                 let _ = done.await;
