@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::codec::decode_limited;
 use crate::events::log::{EventLog, ReadError};
 use crate::events::projection::{ProjectionError, ProjectionTree};
+use crate::events::schema::decode_limited;
 use crate::events::schema::{Event, EventKind};
 use crate::projections::session::SessionState;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use super::contain::contained;
 use super::store::Store;
 use super::{Damage, Head, IdempotencyRecord, ReadError, SessionInfo, SessionMeta, StoredEvent};
-use crate::events::codec::{chain_hash, decode_body, decode_frame, decode_limited};
+use crate::events::codec::{chain_hash, decode_body, decode_frame};
 use crate::events::keys;
+use crate::events::schema::decode_limited;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
 /// A sled panic caught while reading (see `contain`): the files are damaged.

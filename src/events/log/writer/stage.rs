@@ -4,8 +4,8 @@
 
 use super::{unix_ms, AppendResult, SessionHead, SessionKey, Staged, Stager};
 use crate::events::codec::{
-    self, chain_hash, decode_limited, EventRef, FRAME_BYTES_MAX, GENESIS_HASH, GROUP_EVENTS_MAX,
-    NAME_BYTES_MAX, TEXT_BYTES_MAX,
+    self, chain_hash, EventRef, FRAME_BYTES_MAX, GENESIS_HASH, GROUP_EVENTS_MAX, NAME_BYTES_MAX,
+    TEXT_BYTES_MAX,
 };
 use crate::events::keys;
 use crate::events::log::read::{last_seq, read_idempotency};
@@ -13,7 +13,7 @@ use crate::events::log::{
     AppendError, AppendGroup, AppendOutcome, Appended, Head, IdempotencyRecord, ReadError,
     Rejection, SessionMeta, ACK_BYTES_MAX, IDEMPOTENCY_RECORD_VERSION,
 };
-use crate::events::schema::EventKind;
+use crate::events::schema::{decode_limited, EventKind};
 use crate::tenancy::{EnvId, SessionId, TeamId, TenantId};
 
 /// How a group moves its session: whether it starts or ends it, and the session's user when the
