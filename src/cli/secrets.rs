@@ -15,10 +15,11 @@ use std::time::SystemTime;
 use clap::{ArgGroup, Args, Subcommand};
 
 use crate::config::Config;
+use crate::secrets::consts::SECRET_VALUE_BYTES_MAX;
 use crate::secrets::error::SecretError;
 use crate::secrets::key::{generate_signing_key, KeySources};
 use crate::secrets::name::{Namespace, SecretName};
-use crate::secrets::store::{check_signing_key, SecretStore, SECRET_VALUE_BYTES_MAX};
+use crate::secrets::store::{check_signing_key, SecretStore};
 use crate::secrets::token::{claims_for, mint, TokenRequest, DEFAULT_SUBJECT};
 use crate::secrets::value::SecretValue;
 use crate::tenancy::{EnvId, TeamId, TenantId};

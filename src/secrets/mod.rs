@@ -1,6 +1,8 @@
 //! Secrets (DESIGN §8): an encrypted-at-rest store with platform, tenant and team namespaces, the
 //! master key that protects it, and the minting of the HS256 JWTs the HTTP edge accepts.
 //!
+//! - `consts`: the env variable names and the value size bound that `error`, `key` and `store`
+//!   share.
 //! - `value`: [`value::SecretValue`], a value that never prints and is wiped on drop.
 //! - `name`: [`name::SecretName`] and [`name::Namespace`], the validated address of a secret.
 //! - `key`: the master key (env `TENANTRY_MASTER_KEY`, else `{data_dir}/master.key`).
@@ -19,6 +21,7 @@
 // STYLE: every public item is documented; the compiler holds this module to it.
 #![warn(missing_docs)]
 
+pub mod consts;
 pub mod error;
 pub mod key;
 pub mod name;

@@ -4,10 +4,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use super::consts::SECRET_VALUE_BYTES_MAX;
 use super::error::SecretError;
 use super::key::{KeySources, MASTER_KEY_FILE};
 use super::name::{Namespace, SecretName};
-use super::store::{SecretStore, SECRET_VALUE_BYTES_MAX};
+use super::store::SecretStore;
 use super::token::{claims_for, mint, Claims, TokenRequest};
 use super::value::SecretValue;
 use crate::cli::secrets::{run_secrets, NameArgs, NamespaceArgs, SecretsAction, SecretsArgs};
