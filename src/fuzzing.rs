@@ -539,10 +539,10 @@ fn jwt_regressions(depth: usize) -> Vec<(&'static str, Vec<u8>)> {
 
 const VALID_CLAIMS: &[u8] = br#"{"tenant":"acme","env":"prod","team":"support","exp":4102444800,"iss":"tenantry","aud":"tenantry-api"}"#;
 
-fn sample_events() -> Vec<crate::events::schema::Event> {
-    use crate::events::schema::{Event, EventKind};
-    let ids = SnapshotIds::new();
-    let kinds = vec![
+/// One event kind of each type, with plausible values: the seeds' events, and the codec tests'.
+pub(crate) fn sample_kinds() -> Vec<crate::events::schema::EventKind> {
+    use crate::events::schema::EventKind;
+    vec![
         EventKind::SessionStarted {
             user: "ada".into(),
             flow: "acme_support_flow".into(),
@@ -575,7 +575,13 @@ fn sample_events() -> Vec<crate::events::schema::Event> {
         EventKind::SessionEnded {
             reason: "done".into(),
         },
-    ];
+    ]
+}
+
+fn sample_events() -> Vec<crate::events::schema::Event> {
+    use crate::events::schema::Event;
+    let ids = SnapshotIds::new();
+    let kinds = sample_kinds();
     kinds
         .into_iter()
         .zip(1u64..)

@@ -172,6 +172,13 @@ pub struct Projector {
     folds: Mutex<HashMap<TenantId, Arc<Mutex<()>>>>,
 }
 
+/// Holds a tenant's fold lock. A poisoned lock only means another fold panicked; the tree
+/// itself is consistent (a fold commits its events and checkpoint in one batch).
+fn one_fold(lock: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+    lock.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Projector {
     pub fn new(log: &EventLog) -> Result<Projector, ProjectorError> {
         Ok(Projector {
@@ -205,10 +212,7 @@ impl Projector {
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, ProjectorError> {
         let lock = self.fold_lock(tenant);
-        // A poisoned lock only means another fold panicked; the tree itself is consistent.
-        let _one_fold = lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one_fold = one_fold(&lock);
         let reader = log.tenant(tenant);
         let from = self.tree.checkpoint(tenant)?;
         let head = reader.head()?.map_or(0, |h| h.tenant_seq);
@@ -270,9 +274,7 @@ impl Projector {
     ) -> Result<u64, ProjectorError> {
         {
             let lock = self.fold_lock(tenant);
-            let _one_fold = lock
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _one_fold = one_fold(&lock);
             self.tree.clear_tenant(tenant)?;
         }
         self.catch_up(log, tenant, progress)

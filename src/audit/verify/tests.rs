@@ -42,6 +42,13 @@ fn broken(verdict: Verdict) -> Problem {
     }
 }
 
+/// The first problem of `lines` written to `path`, asserted to be `kind` at line `line`.
+fn broken_at(path: &Path, lines: &[String], kind: ProblemKind, line: u64) -> Problem {
+    let p = broken(verify_lines(path, lines));
+    assert_eq!((p.kind, p.line), (kind, Some(line)), "{p}");
+    p
+}
+
 fn edit(line: &str, f: impl FnOnce(&mut EventLine)) -> String {
     let mut rec: EventLine = serde_json::from_str(line).unwrap();
     f(&mut rec);
@@ -105,19 +112,13 @@ fn an_edited_visible_field_is_named() {
     lines[i] = edit(&lines[i], |r| {
         r.data["text"] = "Welcome, all is fine".into()
     });
-    let p = broken(verify_lines(&path, &lines));
-    assert_eq!(
-        (p.kind, p.line),
-        (ProblemKind::Edited, Some(i as u64 + 1)),
-        "{p}"
-    );
+    let p = broken_at(&path, &lines, ProblemKind::Edited, i as u64 + 1);
     assert!(p.detail.contains("field data"), "{p}");
     assert_eq!(p.tenant_seq, Some(i as u64 + 1));
 
     let (path, mut lines) = jsonl(&fx);
     lines[2] = edit(&lines[2], |r| r.session = "s9".into());
-    let p = broken(verify_lines(&path, &lines));
-    assert_eq!((p.kind, p.line), (ProblemKind::Edited, Some(3)), "{p}");
+    let p = broken_at(&path, &lines, ProblemKind::Edited, 3);
     assert!(p.detail.contains("field session"), "{p}");
 }
 
@@ -130,8 +131,7 @@ fn an_edited_body_fails_its_hash() {
         let flipped = if body.starts_with('j') { "k" } else { "j" };
         body.replace_range(0..1, flipped);
     });
-    let p = broken(verify_lines(&path, &lines));
-    assert_eq!((p.kind, p.line), (ProblemKind::BadHash, Some(4)), "{p}");
+    broken_at(&path, &lines, ProblemKind::BadHash, 4);
 }
 
 #[test]
@@ -157,12 +157,7 @@ fn a_forged_line_with_a_fresh_hash_breaks_the_chain_at_the_next_line() {
     stored.hash = chain_hash(&stored.prev_hash, &body);
     lines[i] = serde_json::to_string(&EventLine::new(&stored, Some(&body))).unwrap();
     assert!(lines[i].contains(&encode_base64(&body)));
-    let p = broken(verify_lines(&path, &lines));
-    assert_eq!(
-        (p.kind, p.line),
-        (ProblemKind::BrokenChain, Some(i as u64 + 2)),
-        "{p}"
-    );
+    broken_at(&path, &lines, ProblemKind::BrokenChain, i as u64 + 2);
 }
 
 #[test]
@@ -191,8 +186,7 @@ fn deleted_inserted_and_reordered_lines_are_told_apart() {
 
     let mut repeated = lines.clone();
     repeated.insert(3, lines[2].clone());
-    let p = broken(verify_lines(&path, &repeated));
-    assert_eq!((p.kind, p.line), (ProblemKind::Inserted, Some(4)), "{p}");
+    broken_at(&path, &repeated, ProblemKind::Inserted, 4);
 
     let mut swapped = lines.clone();
     swapped.swap(3, 4);
@@ -205,8 +199,7 @@ fn deleted_inserted_and_reordered_lines_are_told_apart() {
 
     let mut first_gone = lines.clone();
     first_gone.remove(0);
-    let p = broken(verify_lines(&path, &first_gone));
-    assert_eq!((p.kind, p.line), (ProblemKind::Deleted, Some(1)), "{p}");
+    broken_at(&path, &first_gone, ProblemKind::Deleted, 1);
 
     let mut last_event_gone = lines.clone();
     last_event_gone.remove(lines.len() - 2);
@@ -230,12 +223,7 @@ fn another_tenants_line_is_foreign() {
         .unwrap()
         .to_owned();
     lines.insert(2, other_line);
-    let p = broken(verify_lines(&path, &lines));
-    assert_eq!(
-        (p.kind, p.line),
-        (ProblemKind::ForeignTenant, Some(3)),
-        "{p}"
-    );
+    broken_at(&path, &lines, ProblemKind::ForeignTenant, 3);
 }
 
 #[test]
@@ -251,12 +239,7 @@ fn a_missing_or_cut_manifest_is_incomplete() {
     );
 
     lines.push(manifest[..manifest.len() / 2].to_owned());
-    let p = broken(verify_lines(&path, &lines));
-    assert_eq!(
-        (p.kind, p.line),
-        (ProblemKind::Malformed, Some(lines.len() as u64)),
-        "{p}"
-    );
+    let p = broken_at(&path, &lines, ProblemKind::Malformed, lines.len() as u64);
     assert!(p.detail.contains("manifest"), "{p}");
 
     std::fs::write(&path, lines.join("\n")).unwrap();
@@ -279,12 +262,7 @@ fn an_edited_manifest_disagrees() {
     let mut m: Manifest = serde_json::from_str(&lines[last]).unwrap();
     m.count += 1;
     lines[last] = serde_json::to_string(&m).unwrap();
-    let p = broken(verify_lines(&path, &lines));
-    assert_eq!(
-        (p.kind, p.line),
-        (ProblemKind::Deleted, Some(last as u64 + 1)),
-        "{p}"
-    );
+    broken_at(&path, &lines, ProblemKind::Deleted, last as u64 + 1);
 }
 
 #[test]
