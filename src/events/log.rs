@@ -568,6 +568,9 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+#[cfg(test)]
+pub(crate) mod fixtures;
+
 /// Finds every tenant's head from its last frame. A frame that fails its checks marks the
 /// tenant damaged; the scan goes on with the next tenant.
 #[cfg(test)]

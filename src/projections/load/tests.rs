@@ -1,45 +1,16 @@
 use std::path::Path;
 
 use super::*;
+use crate::events::log::fixtures::{acme_support as ctx, ada_group};
 use crate::events::log::{AppendGroup, AppendOutcome, LogOptions};
-use crate::events::schema::EventKind;
-use crate::tenancy::{ChannelId, TeamId, TenantId};
-
-fn ctx() -> TenantCtx {
-    TenantCtx::new(
-        "acme".parse().unwrap(),
-        "prod".parse().unwrap(),
-        Some(TeamId::parse("support").unwrap()),
-    )
-}
+use crate::tenancy::TenantId;
 
 fn sid() -> SessionId {
     SessionId::parse("s1").unwrap()
 }
 
 fn group(expected_seq: u64, at_ms: u64, text: &str) -> AppendGroup {
-    let kinds = if expected_seq == 0 {
-        vec![EventKind::SessionStarted {
-            user: "ada".into(),
-            flow: "f".into(),
-            flow_version: "1".into(),
-        }]
-    } else {
-        vec![EventKind::MessageReceived {
-            message_id: format!("m-{text}"),
-            user: "ada".into(),
-            text: text.into(),
-        }]
-    };
-    AppendGroup {
-        ctx: ctx(),
-        channel: ChannelId::parse("slack").unwrap(),
-        session: sid(),
-        expected_seq,
-        at_ms,
-        kinds,
-        idempotency: None,
-    }
+    ada_group(expected_seq, format!("m-{text}"), text, at_ms)
 }
 
 fn append(log: &EventLog, g: AppendGroup) {

@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::events::codec::TEXT_BYTES_MAX;
+use crate::events::log::fixtures::{acme_support as ctx, ada_group};
 use crate::events::log::{AppendError, AppendGroup, AppendOutcome, EventLog, LogOptions};
 use crate::events::schema::EventKind;
-use crate::tenancy::{SessionId, TenantCtx, TenantId};
+use crate::tenancy::{SessionId, TenantId};
 
 /// A tmpfs mounted on a temp dir; unmounted when dropped.
 pub(crate) struct Tmpfs {
@@ -50,39 +51,14 @@ impl Drop for Tmpfs {
     }
 }
 
-fn ctx() -> TenantCtx {
-    TenantCtx::new(
-        "acme".parse().unwrap(),
-        "prod".parse().unwrap(),
-        Some("support".parse().unwrap()),
-    )
-}
-
 fn group(expected_seq: u64, text: &str) -> AppendGroup {
-    let kinds = if expected_seq == 0 {
-        vec![EventKind::SessionStarted {
-            user: "ada".into(),
-            flow: "f".into(),
-            flow_version: "1".into(),
-        }]
-    } else {
-        vec![EventKind::MessageReceived {
-            message_id: format!("m{expected_seq}"),
-            user: "ada".into(),
-            text: text.into(),
-        }]
-    };
+    let message_id = format!("m{expected_seq}");
     AppendGroup {
-        ctx: ctx(),
-        channel: "slack".parse().unwrap(),
-        session: SessionId::parse("s1").unwrap(),
-        expected_seq,
-        at_ms: 1000 + expected_seq,
-        kinds,
         idempotency: Some(crate::events::log::Idempotency {
-            message_id: format!("m{expected_seq}"),
+            message_id: message_id.clone(),
             ack: Vec::new(),
         }),
+        ..ada_group(expected_seq, message_id, text, 1000 + expected_seq)
     }
 }
 
