@@ -211,4 +211,6 @@ impl SessionState {
 }
 
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 mod tests;

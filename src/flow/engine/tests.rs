@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::events::codec::{encode_body, encode_frame, EVENT_BYTES_MAX, GENESIS_HASH};
 use crate::events::schema::Event;
+use crate::projections::session::fixtures::event_after;
 use crate::projections::session::SessionStatus;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
 
@@ -36,19 +37,7 @@ fn new_state() -> SessionState {
 fn fold(state: &mut SessionState, kinds: &[EventKind]) {
     for kind in kinds {
         let seq = state.last_seq + 1;
-        let event = Event {
-            id: uuid::Uuid::nil(),
-            tenant: state.tenant.clone(),
-            env: state.env.clone(),
-            team: state.team.clone(),
-            channel: ChannelId::parse("web").unwrap(),
-            session: state.session.clone(),
-            seq,
-            tenant_seq: seq,
-            at_ms: seq,
-            kind: kind.clone(),
-        };
-        state.apply(&event);
+        state.apply(&event_after(state, kind.clone(), seq, seq));
     }
 }
 

@@ -2,6 +2,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use proptest::prelude::*;
 
+use super::fixtures::event_after;
 use super::*;
 
 // ---- Helpers --------------------------------------------------------------------------------
@@ -20,18 +21,7 @@ fn empty() -> SessionState {
 /// ticking 1000 ms per event.
 fn next_event(state: &SessionState, kind: EventKind) -> Event {
     let seq = state.last_seq + 1;
-    Event {
-        id: uuid::Uuid::nil(),
-        tenant: state.tenant.clone(),
-        env: state.env.clone(),
-        team: state.team.clone(),
-        channel: ChannelId::parse("web").unwrap(),
-        session: state.session.clone(),
-        seq,
-        tenant_seq: seq * 10,
-        at_ms: 1_000 * seq,
-        kind,
-    }
+    event_after(state, kind, seq * 10, 1_000 * seq)
 }
 
 fn fold(state: &mut SessionState, kinds: &[EventKind]) {
