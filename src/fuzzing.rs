@@ -94,17 +94,25 @@ fn decode_snapshot(store: &SnapshotStore, key: &SnapshotKey, bytes: &[u8]) -> bo
     true
 }
 
-struct SnapshotIds {
-    tenant: TenantId,
-    env: EnvId,
-    team: TeamId,
-    session: SessionId,
+/// Owned ids from which a borrowed [`SnapshotKey`] is built: for the snapshot seeds here and
+/// the snapshot store's tests.
+pub(crate) struct SnapshotIds {
+    pub(crate) tenant: TenantId,
+    pub(crate) env: EnvId,
+    pub(crate) team: TeamId,
+    pub(crate) session: SessionId,
 }
 
 impl SnapshotIds {
+    /// The ids of the snapshot seeds ([`SNAPSHOT_IDS`]).
     fn new() -> SnapshotIds {
         let [tenant, env, team, session] = SNAPSHOT_IDS;
-        let valid = "SNAPSHOT_IDS are valid ids";
+        SnapshotIds::of(tenant, env, team, session)
+    }
+
+    /// Parses fixed ids; panics on an invalid one (seeds and tests only).
+    pub(crate) fn of(tenant: &str, env: &str, team: &str, session: &str) -> SnapshotIds {
+        let valid = "fixed ids are valid";
         SnapshotIds {
             tenant: TenantId::parse(tenant).expect(valid),
             env: EnvId::parse(env).expect(valid),
@@ -113,7 +121,7 @@ impl SnapshotIds {
         }
     }
 
-    fn key(&self) -> SnapshotKey<'_> {
+    pub(crate) fn key(&self) -> SnapshotKey<'_> {
         SnapshotKey {
             tenant: &self.tenant,
             env: &self.env,

@@ -27,26 +27,20 @@ impl Config {
     /// Loads and validates the config file at `path` and every file it names.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Config, ConfigError> {
         let text = read_bounded(path, CONFIG_FILE_BYTES_MAX)?;
-        let Sections {
-            server,
-            server_config,
-            nats,
-            auth,
-            runtime,
-            dedicated,
-            mut tree,
-        } = parse_sections(path, &text, opts)?;
-        add_seed_files(&mut tree, path, &server)?;
+        let sections = parse_sections(path, &text, opts)?;
+        let (server, dedicated) = (&sections.server, sections.dedicated);
+        let mut tree = sections.tree;
+        add_seed_files(&mut tree, path, server)?;
         let excluded =
             select_tenants(&mut tree, path, dedicated.as_ref(), &server.exclude_tenants)?;
-        let tenants = load_flows(tree, server_config.rate_limit_per_s)?;
+        let tenants = load_flows(tree, sections.server_config.rate_limit_per_s)?;
 
         Ok(Config {
             source: path.to_owned(),
-            server: server_config,
-            nats,
-            auth,
-            runtime,
+            server: sections.server_config,
+            nats: sections.nats,
+            auth: sections.auth,
+            runtime: sections.runtime,
             dedicated: dedicated.map(|(tenant, _)| tenant),
             excluded,
             tenants,
