@@ -393,16 +393,7 @@ impl Projector {
         env: &EnvId,
         team: Option<&TeamId>,
     ) -> impl Iterator<Item = Result<SessionState, ProjectorError>> + '_ {
-        let tenant = tenant.clone();
-        self.tree
-            .scan(&tenant, &session_scope(env, team))
-            .map(move |entry| {
-                let (_, value) = entry?;
-                decode_limited(&value).map_err(|e| ProjectorError::Corrupt {
-                    tenant: tenant.clone(),
-                    detail: e.to_string(),
-                })
-            })
+        self.session_states(tenant, &session_scope(env, team))
     }
 
     /// The states of all the tenant's sessions, in every env.
@@ -410,8 +401,17 @@ impl Projector {
         &self,
         tenant: &TenantId,
     ) -> impl Iterator<Item = Result<SessionState, ProjectorError>> + '_ {
+        self.session_states(tenant, &[TAG_SESSION])
+    }
+
+    /// The session states stored under `prefix` of the tenant's read models, in key order.
+    fn session_states(
+        &self,
+        tenant: &TenantId,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<SessionState, ProjectorError>> + '_ {
         let tenant = tenant.clone();
-        self.tree.scan(&tenant, &[TAG_SESSION]).map(move |entry| {
+        self.tree.scan(&tenant, prefix).map(move |entry| {
             let (_, value) = entry?;
             decode_limited(&value).map_err(|e| ProjectorError::Corrupt {
                 tenant: tenant.clone(),

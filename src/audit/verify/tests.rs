@@ -42,10 +42,17 @@ fn broken(verdict: Verdict) -> Problem {
     }
 }
 
+/// The first problem of `lines` written to `path`, asserted to be of `kind`.
+fn broken_as(path: &Path, lines: &[String], kind: ProblemKind) -> Problem {
+    let p = broken(verify_lines(path, lines));
+    assert_eq!(p.kind, kind, "{p}");
+    p
+}
+
 /// The first problem of `lines` written to `path`, asserted to be `kind` at line `line`.
 fn broken_at(path: &Path, lines: &[String], kind: ProblemKind, line: u64) -> Problem {
-    let p = broken(verify_lines(path, lines));
-    assert_eq!((p.kind, p.line), (kind, Some(line)), "{p}");
+    let p = broken_as(path, lines, kind);
+    assert_eq!(p.line, Some(line), "{p}");
     p
 }
 
@@ -97,8 +104,7 @@ fn a_filtered_export_verifies_event_by_event() {
         .map(str::to_owned)
         .collect();
     lines.remove(lines.len() - 3);
-    let p = broken(verify_lines(&path, &lines));
-    assert_eq!(p.kind, ProblemKind::Deleted, "{p}");
+    broken_as(&path, &lines, ProblemKind::Deleted);
 }
 
 #[test]
@@ -203,8 +209,7 @@ fn deleted_inserted_and_reordered_lines_are_told_apart() {
 
     let mut last_event_gone = lines.clone();
     last_event_gone.remove(lines.len() - 2);
-    let p = broken(verify_lines(&path, &last_event_gone));
-    assert_eq!(p.kind, ProblemKind::Deleted, "{p}");
+    broken_as(&path, &last_event_gone, ProblemKind::Deleted);
 }
 
 #[test]
@@ -231,8 +236,7 @@ fn a_missing_or_cut_manifest_is_incomplete() {
     let fx = fixture::build();
     let (path, mut lines) = jsonl(&fx);
     let manifest = lines.pop().unwrap();
-    let p = broken(verify_lines(&path, &lines));
-    assert_eq!(p.kind, ProblemKind::MissingManifest, "{p}");
+    let p = broken_as(&path, &lines, ProblemKind::MissingManifest);
     assert!(
         p.detail.contains(&format!("after line {}", lines.len())),
         "{p}"
