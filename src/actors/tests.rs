@@ -110,6 +110,13 @@ impl Harness {
         self.dir.path().join("data")
     }
 
+    /// A harness, its runtime started, and the context of tenant acme's env prod.
+    pub(super) fn started() -> (Harness, Runtime, TenantCtx) {
+        let h = Harness::new();
+        let rt = h.start();
+        (h, rt, ctx("acme", "prod"))
+    }
+
     pub(super) fn start(&self) -> Runtime {
         self.start_with(|_| {})
     }
@@ -168,9 +175,7 @@ fn full_replay(rt: &Runtime, ctx: &TenantCtx, session: &SessionId) -> SessionSta
 
 #[actix_rt::test]
 async fn a_conversation_runs_the_flow_and_acks_after_the_append() {
-    let h = Harness::new();
-    let rt = h.start();
-    let acme = ctx("acme", "prod");
+    let (_h, rt, acme) = Harness::started();
     let first = say(&rt, &acme, msg(None, "ada", "hello")).await;
     assert_eq!(first.replies, vec!["ACME heard: hello"]);
     // SessionStarted is seq 1, so the message is seq 2.
@@ -191,9 +196,7 @@ async fn a_conversation_runs_the_flow_and_acks_after_the_append() {
 
 #[actix_rt::test]
 async fn messages_without_a_session_go_to_the_users_open_session() {
-    let h = Harness::new();
-    let rt = h.start();
-    let acme = ctx("acme", "prod");
+    let (_h, rt, acme) = Harness::started();
     let a1 = say(&rt, &acme, msg(None, "ada", "one")).await;
     let a2 = say(&rt, &acme, msg(None, "ada", "two")).await;
     let b1 = say(&rt, &acme, msg(None, "bob", "one")).await;
@@ -290,9 +293,7 @@ async fn the_same_session_id_in_two_tenants_and_two_envs_are_different_sessions(
 
 #[actix_rt::test]
 async fn passivation_then_rehydration_gives_identical_state() {
-    let h = Harness::new();
-    let rt = h.start();
-    let acme = ctx("acme", "prod");
+    let (h, rt, acme) = Harness::started();
     let first = say(&rt, &acme, msg(None, "ada", "name")).await;
     let s = Some(first.session.as_str());
     say(&rt, &acme, msg(s, "ada", "Ada")).await;
@@ -363,9 +364,7 @@ async fn a_corrupt_snapshot_is_rebuilt_from_the_log() {
 
 #[actix_rt::test]
 async fn a_retried_message_id_is_appended_once_and_gets_the_first_ack() {
-    let h = Harness::new();
-    let rt = h.start();
-    let acme = ctx("acme", "prod");
+    let (_h, rt, acme) = Harness::started();
     let mut m = msg(None, "ada", "hello");
     m.message_id = Some("client-42".into());
     let first = say(&rt, &acme, m.clone()).await;
@@ -382,9 +381,7 @@ async fn a_retried_message_id_is_appended_once_and_gets_the_first_ack() {
 
 #[actix_rt::test]
 async fn a_flow_panic_is_isolated_recorded_and_quarantines_after_repeats() {
-    let h = Harness::new();
-    let rt = h.start();
-    let acme = ctx("acme", "prod");
+    let (_h, rt, acme) = Harness::started();
     let big = ctx("bigcorp", "prod");
     let victim = say(&rt, &acme, msg(None, "ada", "hello")).await.session;
     let v = Some(victim.as_str());
@@ -443,9 +440,7 @@ async fn a_flow_panic_is_isolated_recorded_and_quarantines_after_repeats() {
 
 #[actix_rt::test]
 async fn a_full_mailbox_yields_overloaded_and_loses_nothing_acked() {
-    let h = Harness::new();
-    let rt = h.start();
-    let acme = ctx("acme", "prod");
+    let (_h, rt, acme) = Harness::started();
     let flood: Vec<_> = (0..600)
         .map(|i| {
             let rt = rt.clone();
@@ -593,9 +588,7 @@ async fn a_restarted_runtime_resumes_every_session_where_it_was() {
 
 #[actix_rt::test]
 async fn bad_input_is_refused_before_anything_is_written() {
-    let h = Harness::new();
-    let rt = h.start();
-    let acme = ctx("acme", "prod");
+    let (_h, rt, acme) = Harness::started();
     let cases = [
         (ctx("acme", "dev"), web(), msg(None, "ada", "x")),
         (
