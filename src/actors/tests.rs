@@ -133,6 +133,20 @@ impl Harness {
     }
 }
 
+/// Submits `texts` from `user` to session `s1` on `web`, each admitted; the answers are not
+/// awaited, so each message holds its in-flight place until its future is.
+fn submit_all(
+    rt: &Runtime,
+    at: &TenantCtx,
+    user: &str,
+    texts: &[&str],
+) -> Vec<impl std::future::Future<Output = Result<Ack, RuntimeError>>> {
+    texts
+        .iter()
+        .map(|text| rt.submit(at, &web(), msg(Some("s1"), user, text)).unwrap())
+        .collect()
+}
+
 pub(super) fn ctx(tenant: &str, env: &str) -> TenantCtx {
     TenantCtx::new(
         TenantId::parse(tenant).unwrap(),
@@ -521,13 +535,7 @@ async fn a_tenant_at_its_inflight_share_is_refused_while_another_is_admitted() {
         opts.inflight_per_tenant_max = 2;
     });
     let (acme, big) = (ctx("acme", "prod"), ctx("bigcorp", "prod"));
-    let held: Vec<_> = ["a1", "a2"]
-        .iter()
-        .map(|text| {
-            rt.submit(&acme, &web(), msg(Some("s1"), "ada", text))
-                .unwrap()
-        })
-        .collect();
+    let held = submit_all(&rt, &acme, "ada", &["a1", "a2"]);
     // acme holds its share: its next message is refused though the runtime has room ...
     assert!(rt.saturated(&acme.tenant));
     assert!(!rt.saturated(&big.tenant));
@@ -537,13 +545,7 @@ async fn a_tenant_at_its_inflight_share_is_refused_while_another_is_admitted() {
         Ok(_) => panic!("acme got past its share of the in-flight budget"),
     }
     // ... which is bigcorp's: both of its messages are admitted.
-    let theirs: Vec<_> = ["b1", "b2"]
-        .iter()
-        .map(|text| {
-            rt.submit(&big, &web(), msg(Some("s1"), "bob", text))
-                .unwrap()
-        })
-        .collect();
+    let theirs = submit_all(&rt, &big, "bob", &["b1", "b2"]);
     assert_eq!(rt.metrics().inflight.load(Ordering::Relaxed), 4);
     assert_eq!(rt.metrics().inflight_refused.load(Ordering::Relaxed), 1);
     for pending in held.into_iter().chain(theirs) {

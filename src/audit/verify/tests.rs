@@ -14,6 +14,13 @@ fn export_file(fx: &Fixture, opts: &ExportOptions, name: &str) -> PathBuf {
     path
 }
 
+/// A fresh fixture and its acme JSONL export (without the sidecar), as lines.
+fn acme_jsonl() -> (Fixture, PathBuf, Vec<String>) {
+    let fx = fixture::build();
+    let (path, lines) = jsonl(&fx);
+    (fx, path, lines)
+}
+
 fn jsonl(fx: &Fixture) -> (PathBuf, Vec<String>) {
     let path = export_file(
         fx,
@@ -109,8 +116,7 @@ fn a_filtered_export_verifies_event_by_event() {
 
 #[test]
 fn an_edited_visible_field_is_named() {
-    let fx = fixture::build();
-    let (path, mut lines) = jsonl(&fx);
+    let (fx, path, mut lines) = acme_jsonl();
     let i = lines
         .iter()
         .position(|l| l.contains("\"ReplySent\""))
@@ -130,8 +136,7 @@ fn an_edited_visible_field_is_named() {
 
 #[test]
 fn an_edited_body_fails_its_hash() {
-    let fx = fixture::build();
-    let (path, mut lines) = jsonl(&fx);
+    let (_fx, path, mut lines) = acme_jsonl();
     lines[3] = edit(&lines[3], |r| {
         let body = r.body.as_mut().unwrap();
         let flipped = if body.starts_with('j') { "k" } else { "j" };
@@ -142,8 +147,7 @@ fn an_edited_body_fails_its_hash() {
 
 #[test]
 fn a_forged_line_with_a_fresh_hash_breaks_the_chain_at_the_next_line() {
-    let fx = fixture::build();
-    let (path, mut lines) = jsonl(&fx);
+    let (fx, path, mut lines) = acme_jsonl();
     let i = lines
         .iter()
         .position(|l| l.contains("\"ReplySent\""))
@@ -168,8 +172,7 @@ fn a_forged_line_with_a_fresh_hash_breaks_the_chain_at_the_next_line() {
 
 #[test]
 fn deleted_inserted_and_reordered_lines_are_told_apart() {
-    let fx = fixture::build();
-    let (path, lines) = jsonl(&fx);
+    let (_fx, path, lines) = acme_jsonl();
 
     let mut deleted = lines.clone();
     deleted.remove(4);
@@ -214,8 +217,7 @@ fn deleted_inserted_and_reordered_lines_are_told_apart() {
 
 #[test]
 fn another_tenants_line_is_foreign() {
-    let fx = fixture::build();
-    let (path, mut lines) = jsonl(&fx);
+    let (fx, path, mut lines) = acme_jsonl();
     let other = export_file(
         &fx,
         &ExportOptions::new(id("acmex"), ExportFormat::Jsonl),
@@ -233,8 +235,7 @@ fn another_tenants_line_is_foreign() {
 
 #[test]
 fn a_missing_or_cut_manifest_is_incomplete() {
-    let fx = fixture::build();
-    let (path, mut lines) = jsonl(&fx);
+    let (_fx, path, mut lines) = acme_jsonl();
     let manifest = lines.pop().unwrap();
     let p = broken_as(&path, &lines, ProblemKind::MissingManifest);
     assert!(
@@ -260,8 +261,7 @@ fn a_missing_or_cut_manifest_is_incomplete() {
 
 #[test]
 fn an_edited_manifest_disagrees() {
-    let fx = fixture::build();
-    let (path, mut lines) = jsonl(&fx);
+    let (_fx, path, mut lines) = acme_jsonl();
     let last = lines.len() - 1;
     let mut m: Manifest = serde_json::from_str(&lines[last]).unwrap();
     m.count += 1;
