@@ -147,6 +147,24 @@ fn submit_all(
         .collect()
 }
 
+/// Runs `f` with the harness's snapshot store and the key of `session` in team `support` of `at`.
+fn with_support_snapshot<R>(
+    h: &Harness,
+    at: &TenantCtx,
+    session: &SessionId,
+    f: impl FnOnce(&SnapshotStore, &SnapshotKey<'_>) -> R,
+) -> R {
+    let store = SnapshotStore::new(h.data().join("sessions"));
+    let team = TeamId::parse("support").unwrap();
+    let key = SnapshotKey {
+        tenant: &at.tenant,
+        env: &at.env,
+        team: &team,
+        session,
+    };
+    f(&store, &key)
+}
+
 pub(super) fn ctx(tenant: &str, env: &str) -> TenantCtx {
     TenantCtx::new(
         TenantId::parse(tenant).unwrap(),
@@ -319,18 +337,10 @@ async fn passivation_then_rehydration_gives_identical_state() {
     h.clock.advance_ms(11 * 60 * 1000);
     rt.sweep().await;
     assert_eq!(active(), 0);
-    let store = SnapshotStore::new(h.data().join("sessions"));
-    let team = TeamId::parse("support").unwrap();
-    let key = SnapshotKey {
-        tenant: &acme.tenant,
-        env: &acme.env,
-        team: &team,
-        session: &first.session,
-    };
-    let snap = store
-        .read::<SessionState>(&key)
-        .unwrap()
-        .expect("passivation wrote a snapshot");
+    let snap = with_support_snapshot(&h, &acme, &first.session, |store, key| {
+        store.read::<SessionState>(key).unwrap()
+    })
+    .expect("passivation wrote a snapshot");
     assert_eq!(snap.state, before);
     // The next message rehydrates and continues where the session was.
     let after = say(&rt, &acme, msg(s, "ada", "hello")).await;
@@ -353,15 +363,7 @@ async fn a_corrupt_snapshot_is_rebuilt_from_the_log() {
         session = a.session;
         rt.shutdown().await;
     }
-    let store = SnapshotStore::new(h.data().join("sessions"));
-    let team = TeamId::parse("support").unwrap();
-    let key = SnapshotKey {
-        tenant: &acme.tenant,
-        env: &acme.env,
-        team: &team,
-        session: &session,
-    };
-    let path = store.path(&key);
+    let path = with_support_snapshot(&h, &acme, &session, |store, key| store.path(key));
     let mut bytes = std::fs::read(&path).unwrap();
     let n = bytes.len();
     bytes[n - 3] ^= 0xff;

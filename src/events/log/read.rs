@@ -238,17 +238,28 @@ pub struct TenantEvents {
     done: bool,
 }
 
+/// What an event iterator hands out before it reads on: a buffered event, else the error that
+/// ended it (once, marking it done).
+fn ready(
+    pending: &mut VecDeque<StoredEvent>,
+    error: &mut Option<ReadError>,
+    done: &mut bool,
+) -> Option<Result<StoredEvent, ReadError>> {
+    if let Some(e) = pending.pop_front() {
+        return Some(Ok(e));
+    }
+    let e = error.take()?;
+    *done = true;
+    Some(Err(e))
+}
+
 impl Iterator for TenantEvents {
     type Item = Result<StoredEvent, ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(e) = self.pending.pop_front() {
-                return Some(Ok(e));
-            }
-            if let Some(e) = self.error.take() {
-                self.done = true;
-                return Some(Err(e));
+            if let Some(item) = ready(&mut self.pending, &mut self.error, &mut self.done) {
+                return Some(item);
             }
             if self.done || self.range.is_empty() {
                 return None;
@@ -643,12 +654,8 @@ impl Iterator for SessionEvents {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(e) = self.pending.pop_front() {
-                return Some(Ok(e));
-            }
-            if let Some(e) = self.error.take() {
-                self.done = true;
-                return Some(Err(e));
+            if let Some(item) = ready(&mut self.pending, &mut self.error, &mut self.done) {
+                return Some(item);
             }
             if self.done {
                 return None;
