@@ -66,22 +66,18 @@ pub(super) fn runtime_config(
         Some(raw) => runtime::parse_idle_timeout(path, raw)?,
         None => DEFAULT_SESSION_IDLE_TIMEOUT,
     };
-    let snapshot_every = runtime.snapshot_every.unwrap_or(DEFAULT_SNAPSHOT_EVERY);
-    if snapshot_every == 0 {
-        return Err(invalid(
-            path,
-            "runtime.snapshot_every",
-            "must be at least 1 (events between snapshots)".to_owned(),
-        ));
-    }
-    let inflight_max = runtime.inflight_max.unwrap_or(DEFAULT_INFLIGHT_MAX);
-    if inflight_max == 0 {
-        return Err(invalid(
-            path,
-            "runtime.inflight_max",
-            "must be at least 1 (messages in flight before new ones are refused)".to_owned(),
-        ));
-    }
+    let snapshot_every = at_least_one(
+        path,
+        "runtime.snapshot_every",
+        runtime.snapshot_every.unwrap_or(DEFAULT_SNAPSHOT_EVERY),
+        "events between snapshots",
+    )?;
+    let inflight_max = at_least_one(
+        path,
+        "runtime.inflight_max",
+        runtime.inflight_max.unwrap_or(DEFAULT_INFLIGHT_MAX),
+        "messages in flight before new ones are refused",
+    )?;
     let inflight_per_tenant_max = runtime
         .inflight_per_tenant_max
         .map(|share| {
@@ -157,6 +153,35 @@ pub(super) fn check_rate(path: &Path, field: &str, rate: u32) -> Result<NonZeroU
             path,
             field,
             "must be at least 1 (requests per second; burst the same)".to_owned(),
+        )
+    })
+}
+
+/// A count that must be at least 1; `what` says what it counts.
+pub(super) fn at_least_one<T: Default + PartialEq>(
+    path: &Path,
+    field: &str,
+    value: T,
+    what: &str,
+) -> Result<T, ConfigError> {
+    if value == T::default() {
+        return Err(invalid(path, field, format!("must be at least 1 ({what})")));
+    }
+    Ok(value)
+}
+
+/// A humantime duration (`30s`, `7days`); `example` shows the field's kind of value.
+pub(super) fn parse_duration(
+    path: &Path,
+    field: &str,
+    raw: &str,
+    example: &str,
+) -> Result<std::time::Duration, ConfigError> {
+    humantime::parse_duration(raw).map_err(|err| {
+        invalid(
+            path,
+            field,
+            format!("invalid duration {raw:?} ({err}); write e.g. {example}"),
         )
     })
 }
