@@ -96,16 +96,27 @@ impl TenantActor {
     }
 }
 
-impl Handler<Shutdown> for TenantActor {
-    type Result = ResponseFuture<()>;
-
-    fn handle(&mut self, _msg: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
-        let pending: Vec<_> = self.envs.values().map(|env| env.send(Shutdown)).collect();
+impl TenantActor {
+    /// Sends the message `make` builds to every env actor; resolves once all have handled it.
+    fn to_every_env<M>(&self, make: impl Fn() -> M) -> ResponseFuture<()>
+    where
+        M: Message<Result = ()> + Send + 'static,
+        EnvActor: Handler<M>,
+    {
+        let pending: Vec<_> = self.envs.values().map(|env| env.send(make())).collect();
         Box::pin(async move {
             for done in pending {
                 let _ = done.await;
             }
         })
+    }
+}
+
+impl Handler<Shutdown> for TenantActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _msg: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
+        self.to_every_env(|| Shutdown)
     }
 }
 
@@ -125,11 +136,6 @@ impl Handler<Sweep> for TenantActor {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _msg: Sweep, _ctx: &mut Self::Context) -> Self::Result {
-        let pending: Vec<_> = self.envs.values().map(|env| env.send(Sweep)).collect();
-        Box::pin(async move {
-            for done in pending {
-                let _ = done.await;
-            }
-        })
+        self.to_every_env(|| Sweep)
     }
 }
