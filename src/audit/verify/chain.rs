@@ -313,32 +313,8 @@ impl<'m> Checker<'m> {
         let Some(m) = self.manifest else {
             return Ok(());
         };
-        if m.env
-            .as_deref()
-            .is_some_and(|env| env != event.env.as_str())
-        {
-            return Err((
-                ProblemKind::OutsideFilter,
-                format!(
-                    "env {} in an export of env {}",
-                    event.env,
-                    m.env.as_deref().unwrap_or("")
-                ),
-            ));
-        }
-        if m.team
-            .as_deref()
-            .is_some_and(|team| team != event.team.as_str())
-        {
-            return Err((
-                ProblemKind::OutsideFilter,
-                format!(
-                    "team {} in an export of team {}",
-                    event.team,
-                    m.team.as_deref().unwrap_or("")
-                ),
-            ));
-        }
+        in_filter("env", m.env.as_deref(), event.env.as_str())?;
+        in_filter("team", m.team.as_deref(), event.team.as_str())?;
         if !in_window(event.at_ms, m.since, m.until) || event.tenant_seq < m.from_seq {
             return Err((
                 ProblemKind::OutsideFilter,
@@ -400,6 +376,18 @@ impl<'m> Checker<'m> {
             ));
         }
         Ok(())
+    }
+}
+
+/// An event whose `field` is not the manifest's filter `want` (when it has one) is outside the
+/// export.
+fn in_filter(field: &str, want: Option<&str>, got: &str) -> Result<(), (ProblemKind, String)> {
+    match want {
+        Some(want) if want != got => Err((
+            ProblemKind::OutsideFilter,
+            format!("{field} {got} in an export of {field} {want}"),
+        )),
+        _ => Ok(()),
     }
 }
 
