@@ -9,7 +9,10 @@ use std::time::Duration;
 use super::error::ConfigError;
 use super::flow::{Action, Flow, FlowError, RouteMatcher, NODES_PER_FLOW_MAX};
 use super::{Config, LoadOptions};
-use crate::tenancy::{ChannelId, EnvId, TeamId, TenantId};
+use crate::tenancy::fixtures::channel;
+use crate::tenancy::fixtures::team;
+use crate::tenancy::fixtures::tenant;
+use crate::tenancy::{EnvId, TeamId, TenantId};
 
 fn repo(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
@@ -17,18 +20,6 @@ fn repo(relative: &str) -> PathBuf {
 
 fn seed(name: &str) -> PathBuf {
     repo("tests/data/seed").join(name)
-}
-
-fn tenant(id: &str) -> TenantId {
-    TenantId::parse(id).unwrap()
-}
-
-fn team(id: &str) -> TeamId {
-    TeamId::parse(id).unwrap()
-}
-
-fn channel(id: &str) -> ChannelId {
-    ChannelId::parse(id).unwrap()
 }
 
 /// A TOML basic string holding `path`, so that tests can name absolute seed paths.

@@ -3,10 +3,11 @@ use std::sync::atomic::AtomicBool;
 
 use super::*;
 use crate::audit::export::{export_to, ExportFormat, ExportOptions};
-use crate::audit::fixture::{self, id, Fixture};
+use crate::audit::fixture::{self, Fixture};
 use crate::audit::record::{encode_base64, hash_hex, EventLine, Manifest};
 use crate::events::codec::{chain_hash, encode_body};
 use crate::events::schema::EventKind;
+use crate::tenancy::fixtures::id;
 
 fn export_file(fx: &Fixture, opts: &ExportOptions, name: &str) -> PathBuf {
     let path = fx.dir.path().join(name);

@@ -2,14 +2,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::events::log::{AppendGroup, AppendOutcome, LogOptions};
+use crate::tenancy::fixtures::id;
 use crate::tenancy::TenantCtx;
-
-fn id<T: std::str::FromStr>(s: &str) -> T
-where
-    T::Err: std::fmt::Debug,
-{
-    s.parse().unwrap()
-}
 
 const DAY: u64 = MS_PER_DAY;
 
