@@ -458,16 +458,12 @@ impl Builder<'_> {
                 Action::Reply { message }
             }
             RawAction::Ask(RawAsk { message, key }) => {
-                check_state_key(&key).map_err(|problem| {
-                    self.error(Some(&node.id), format!("{at}.config.key"), problem)
-                })?;
+                self.state_key(node, at, &key)?;
                 self.template(node, &format!("{at}.config.message"), &message)?;
                 Action::Ask { message, key }
             }
             RawAction::Set(RawSet { key, value }) => {
-                check_state_key(&key).map_err(|problem| {
-                    self.error(Some(&node.id), format!("{at}.config.key"), problem)
-                })?;
+                self.state_key(node, at, &key)?;
                 self.template(node, &format!("{at}.config.value"), &value)?;
                 Action::Set { key, value }
             }
@@ -518,6 +514,12 @@ impl Builder<'_> {
             .map(|name| target("config.default", name))
             .transpose()?;
         Ok(Action::Route(RouteAction { routes, default }))
+    }
+
+    /// The node's `config.key`: a valid state key.
+    fn state_key(&self, node: &RawNode, at: &str, key: &str) -> Result<(), FlowError> {
+        check_state_key(key)
+            .map_err(|problem| self.error(Some(&node.id), format!("{at}.config.key"), problem))
     }
 
     /// Reads the node's `type` and `config` through [`RawAction`].

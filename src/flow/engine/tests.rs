@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::events::codec::{encode_body, encode_frame, EVENT_BYTES_MAX, GENESIS_HASH};
 use crate::events::schema::Event;
-use crate::projections::session::fixtures::event_after;
+use crate::projections::session::fixtures::{acme_session, event_after};
 use crate::projections::session::SessionStatus;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
 
@@ -24,12 +24,7 @@ fn seed(file: &str) -> PathBuf {
 }
 
 fn new_state() -> SessionState {
-    SessionState::new(
-        TenantId::parse("acme").unwrap(),
-        EnvId::parse("prod").unwrap(),
-        TeamId::parse("support").unwrap(),
-        SessionId::parse("s1").unwrap(),
-    )
+    acme_session()
 }
 
 /// Wraps `kinds` into the events that follow `state` (consecutive seqs, fake ids and clock) and

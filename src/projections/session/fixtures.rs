@@ -2,7 +2,17 @@
 
 use crate::events::schema::{Event, EventKind};
 use crate::projections::session::SessionState;
-use crate::tenancy::ChannelId;
+use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
+
+/// The empty state of session `s1` of acme/prod/support.
+pub(crate) fn acme_session() -> SessionState {
+    SessionState::new(
+        TenantId::parse("acme").unwrap(),
+        EnvId::parse("prod").unwrap(),
+        TeamId::parse("support").unwrap(),
+        SessionId::parse("s1").unwrap(),
+    )
+}
 
 /// Wraps `kind` in the envelope of the event that follows `state`: next seq, the state's ids, a
 /// nil event id, channel `web`, and the given `tenant_seq` and time.

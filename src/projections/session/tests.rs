@@ -2,18 +2,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use proptest::prelude::*;
 
-use super::fixtures::event_after;
+use super::fixtures::{acme_session, event_after};
 use super::*;
 
 // ---- Helpers --------------------------------------------------------------------------------
 
 fn empty() -> SessionState {
-    SessionState::new(
-        TenantId::parse("acme").unwrap(),
-        EnvId::parse("prod").unwrap(),
-        TeamId::parse("support").unwrap(),
-        SessionId::parse("s1").unwrap(),
-    )
+    acme_session()
 }
 
 /// Wraps `kind` in the envelope of the event that follows `state`: next seq, same ids, channel
