@@ -94,17 +94,25 @@ fn decode_snapshot(store: &SnapshotStore, key: &SnapshotKey, bytes: &[u8]) -> bo
     true
 }
 
-struct SnapshotIds {
-    tenant: TenantId,
-    env: EnvId,
-    team: TeamId,
-    session: SessionId,
+/// Owned ids from which a borrowed [`SnapshotKey`] is built: for the snapshot seeds here and
+/// the snapshot store's tests.
+pub(crate) struct SnapshotIds {
+    pub(crate) tenant: TenantId,
+    pub(crate) env: EnvId,
+    pub(crate) team: TeamId,
+    pub(crate) session: SessionId,
 }
 
 impl SnapshotIds {
+    /// The ids of the snapshot seeds ([`SNAPSHOT_IDS`]).
     fn new() -> SnapshotIds {
         let [tenant, env, team, session] = SNAPSHOT_IDS;
-        let valid = "SNAPSHOT_IDS are valid ids";
+        SnapshotIds::of(tenant, env, team, session)
+    }
+
+    /// Parses fixed ids; panics on an invalid one (seeds and tests only).
+    pub(crate) fn of(tenant: &str, env: &str, team: &str, session: &str) -> SnapshotIds {
+        let valid = "fixed ids are valid";
         SnapshotIds {
             tenant: TenantId::parse(tenant).expect(valid),
             env: EnvId::parse(env).expect(valid),
@@ -113,7 +121,7 @@ impl SnapshotIds {
         }
     }
 
-    fn key(&self) -> SnapshotKey<'_> {
+    pub(crate) fn key(&self) -> SnapshotKey<'_> {
         SnapshotKey {
             tenant: &self.tenant,
             env: &self.env,
@@ -177,12 +185,12 @@ pub fn check_flow_yaml(text: &str) -> bool {
 
 /// `config.toml` text, checked up to the seed and flow files it names (which are not read).
 pub fn check_config_toml(text: &str) -> bool {
-    crate::config::check_config_text(Path::new("fuzz/config.toml"), text).is_ok()
+    crate::config::load::check_config_text(Path::new("fuzz/config.toml"), text).is_ok()
 }
 
 /// Seed YAML text as a bundle, a tenant file and a team file.
 pub fn check_seed_yaml(text: &str) -> bool {
-    crate::config::check_seed_text(Path::new("fuzz/bundle.yaml"), text)
+    crate::config::load::check_seed_text(Path::new("fuzz/bundle.yaml"), text)
         .iter()
         .any(Result::is_ok)
 }
@@ -367,162 +375,182 @@ const SEED_BUNDLE: &str = "tenants:
             config: { workspace_id: T123456 }
 ";
 
-/// `depth` nested one-element arrays: MessagePack `0x91`, CBOR `0x81`, JSON and YAML `[`.
+/// Named nasty inputs for `target`, built around `depth` levels of nesting.
 pub(crate) fn regressions(target: Target, depth: usize) -> Vec<(&'static str, Vec<u8>)> {
-    let nested = |open: &[u8], close: &[u8]| {
-        let mut v = open.repeat(depth);
-        v.extend(close.repeat(depth));
+    match target {
+        Target::EventRecord => event_record_regressions(depth),
+        Target::Snapshot => snapshot_regressions(depth),
+        Target::IngressJson => ingress_json_regressions(depth),
+        Target::NatsSubject => nats_subject_regressions(depth),
+        Target::Config => config_regressions(depth),
+        Target::Jwt => jwt_regressions(depth),
+    }
+}
+
+/// `depth` nested one-element arrays: MessagePack `0x91`, CBOR `0x81`, JSON and YAML `[`.
+fn nested(open: &[u8], close: &[u8], depth: usize) -> Vec<u8> {
+    let mut v = open.repeat(depth);
+    v.extend(close.repeat(depth));
+    v
+}
+
+fn event_record_regressions(depth: usize) -> Vec<(&'static str, Vec<u8>)> {
+    // A frame whose only record declares u32::MAX bytes, with a correct CRC.
+    let mut huge_record = encode_frame(&[0; 32], &[vec![0xc0]]);
+    let at = crate::events::codec::FRAME_HEADER_BYTES;
+    huge_record[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let crc = crc32c::crc32c(&huge_record[5..]);
+    huge_record[1..5].copy_from_slice(&crc.to_le_bytes());
+    let mut deep = vec![0x91; depth];
+    deep.push(0xc0);
+    // The same under an unknown key of the envelope map, which the decoder skips
+    // (recursively) rather than refusing at the first marker.
+    let mut deep_unknown = vec![0x81, 0xa2, b'z', b'z'];
+    deep_unknown.extend_from_slice(&deep);
+    vec![
+        ("frame-record-len-u32-max", huge_record),
+        ("msgpack-str32-4gib", vec![0xdb, 0xff, 0xff, 0xff, 0xff]),
+        ("msgpack-bin32-4gib", vec![0xc6, 0xff, 0xff, 0xff, 0xff]),
+        ("msgpack-array32-4g", vec![0xdd, 0xff, 0xff, 0xff, 0xff]),
+        ("msgpack-map32-4g", vec![0xdf, 0xff, 0xff, 0xff, 0xff]),
+        ("msgpack-nested-arrays", deep),
+        ("msgpack-nested-arrays-unknown-key", deep_unknown),
+    ]
+}
+
+fn snapshot_regressions(depth: usize) -> Vec<(&'static str, Vec<u8>)> {
+    let huge = |head: u8| {
+        let mut v = vec![head];
+        v.extend_from_slice(&u64::MAX.to_be_bytes());
         v
     };
-    match target {
-        Target::EventRecord => {
-            // A frame whose only record declares u32::MAX bytes, with a correct CRC.
-            let mut huge_record = encode_frame(&[0; 32], &[vec![0xc0]]);
-            let at = crate::events::codec::FRAME_HEADER_BYTES;
-            huge_record[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-            let crc = crc32c::crc32c(&huge_record[5..]);
-            huge_record[1..5].copy_from_slice(&crc.to_le_bytes());
-            let mut deep = vec![0x91; depth];
-            deep.push(0xc0);
-            // The same under an unknown key of the envelope map, which the decoder skips
-            // (recursively) rather than refusing at the first marker.
-            let mut deep_unknown = vec![0x81, 0xa2, b'z', b'z'];
-            deep_unknown.extend_from_slice(&deep);
-            vec![
-                ("frame-record-len-u32-max", huge_record),
-                ("msgpack-str32-4gib", vec![0xdb, 0xff, 0xff, 0xff, 0xff]),
-                ("msgpack-bin32-4gib", vec![0xc6, 0xff, 0xff, 0xff, 0xff]),
-                ("msgpack-array32-4g", vec![0xdd, 0xff, 0xff, 0xff, 0xff]),
-                ("msgpack-map32-4g", vec![0xdf, 0xff, 0xff, 0xff, 0xff]),
-                ("msgpack-nested-arrays", deep),
-                ("msgpack-nested-arrays-unknown-key", deep_unknown),
-            ]
-        }
-        Target::Snapshot => {
-            let huge = |head: u8| {
-                let mut v = vec![head];
-                v.extend_from_slice(&u64::MAX.to_be_bytes());
-                v
-            };
-            vec![
-                ("cbor-bytes-2^64", huge(0x5b)),
-                ("cbor-text-2^64", huge(0x7b)),
-                ("cbor-array-2^64", huge(0x9b)),
-                ("cbor-map-2^64", huge(0xbb)),
-                ("cbor-nested-arrays", nested(&[0x81], &[0x00])),
-            ]
-        }
-        Target::IngressJson => vec![
-            ("json-nested-arrays", nested(b"[", b"]")),
-            // Skipped as an unknown field by the HTTP body's decoder, recursively.
-            ("json-nested-arrays-unknown-key", {
-                let mut v = br#"{"x":"#.to_vec();
-                v.extend(nested(b"[", b"]"));
-                v.push(b'}');
-                v
-            }),
-            ("json-nested-objects", {
-                let mut v = br#"{"user":"#.repeat(depth);
-                v.extend(b"1}".repeat(depth));
-                v
-            }),
-            (
-                "json-huge-number",
+    vec![
+        ("cbor-bytes-2^64", huge(0x5b)),
+        ("cbor-text-2^64", huge(0x7b)),
+        ("cbor-array-2^64", huge(0x9b)),
+        ("cbor-map-2^64", huge(0xbb)),
+        ("cbor-nested-arrays", nested(&[0x81], &[0x00], depth)),
+    ]
+}
+
+fn ingress_json_regressions(depth: usize) -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("json-nested-arrays", nested(b"[", b"]", depth)),
+        // Skipped as an unknown field by the HTTP body's decoder, recursively.
+        ("json-nested-arrays-unknown-key", {
+            let mut v = br#"{"x":"#.to_vec();
+            v.extend(nested(b"[", b"]", depth));
+            v.push(b'}');
+            v
+        }),
+        ("json-nested-objects", {
+            let mut v = br#"{"user":"#.repeat(depth);
+            v.extend(b"1}".repeat(depth));
+            v
+        }),
+        (
+            "json-huge-number",
+            format!(
+                r#"{{"user":"u","text":"t","session":1{}}}"#,
+                "0".repeat(depth)
+            )
+            .into_bytes(),
+        ),
+    ]
+}
+
+fn nats_subject_regressions(depth: usize) -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("subject-many-dots", {
+            let mut v = b"greentic.messaging.ingress.".to_vec();
+            v.extend(b".".repeat(depth));
+            v
+        }),
+        ("subject-long-token", {
+            let mut v = b"greentic.messaging.ingress.prod.".to_vec();
+            v.extend(b"a".repeat(depth));
+            v.extend(b".support.slack");
+            v
+        }),
+    ]
+}
+
+fn config_regressions(depth: usize) -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("yaml-nested-sequences", nested(b"[", b"]", depth)),
+        ("yaml-nested-block-mappings", {
+            let mut v = Vec::new();
+            for level in 0..depth.min(150) {
+                v.extend(b" ".repeat(level));
+                v.extend(b"a:\n");
+            }
+            v
+        }),
+        ("yaml-alias-bomb", {
+            let mut v = b"a: &a [x, x, x, x, x, x, x, x, x]\n".to_vec();
+            for (i, name) in (b'b'..=b'k').enumerate() {
+                let prev = char::from(b'a' + u8::try_from(i).unwrap_or(0));
+                let name = char::from(name);
+                v.extend(
+                format!("{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n")
+                    .into_bytes(),
+            );
+            }
+            v
+        }),
+        ("toml-nested-arrays", {
+            let mut v = b"x = ".to_vec();
+            v.extend(nested(b"[", b"]", depth));
+            v
+        }),
+        ("toml-nested-inline-tables", {
+            let mut v = b"x = ".to_vec();
+            v.extend(b"{a=".repeat(depth));
+            v.push(b'1');
+            v.extend(b"}".repeat(depth));
+            v
+        }),
+    ]
+}
+
+fn jwt_regressions(depth: usize) -> Vec<(&'static str, Vec<u8>)> {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut deep_claims = vec![1u8];
+    deep_claims.extend(nested(b"[", b"]", depth));
+    let mut deep_header = vec![0u8];
+    deep_header.extend(b64.encode(nested(b"[", b"]", depth)).into_bytes());
+    deep_header.extend(b".e30.sig");
+    vec![
+        ("jwt-claims-nested-arrays", deep_claims),
+        ("jwt-header-nested-arrays", deep_header),
+        ("jwt-exp-as-string", {
+            let mut v = vec![1u8];
+            v.extend(
+                br#"{"tenant":"acme","env":"prod","exp":"4102444800","iss":"tenantry","aud":"tenantry-api"}"#,
+            );
+            v
+        }),
+        ("jwt-alg-none", {
+            let mut v = vec![0u8];
+            v.extend(
                 format!(
-                    r#"{{"user":"u","text":"t","session":1{}}}"#,
-                    "0".repeat(depth)
+                    "{}.{}.",
+                    b64.encode(br#"{"alg":"none"}"#),
+                    b64.encode(VALID_CLAIMS)
                 )
                 .into_bytes(),
-            ),
-        ],
-        Target::NatsSubject => vec![
-            ("subject-many-dots", {
-                let mut v = b"greentic.messaging.ingress.".to_vec();
-                v.extend(b".".repeat(depth));
-                v
-            }),
-            ("subject-long-token", {
-                let mut v = b"greentic.messaging.ingress.prod.".to_vec();
-                v.extend(b"a".repeat(depth));
-                v.extend(b".support.slack");
-                v
-            }),
-        ],
-        Target::Config => vec![
-            ("yaml-nested-sequences", nested(b"[", b"]")),
-            ("yaml-nested-block-mappings", {
-                let mut v = Vec::new();
-                for level in 0..depth.min(150) {
-                    v.extend(b" ".repeat(level));
-                    v.extend(b"a:\n");
-                }
-                v
-            }),
-            ("yaml-alias-bomb", {
-                let mut v = b"a: &a [x, x, x, x, x, x, x, x, x]\n".to_vec();
-                for (i, name) in (b'b'..=b'k').enumerate() {
-                    let prev = char::from(b'a' + u8::try_from(i).unwrap_or(0));
-                    let name = char::from(name);
-                    v.extend(
-                        format!("{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n")
-                            .into_bytes(),
-                    );
-                }
-                v
-            }),
-            ("toml-nested-arrays", {
-                let mut v = b"x = ".to_vec();
-                v.extend(nested(b"[", b"]"));
-                v
-            }),
-            ("toml-nested-inline-tables", {
-                let mut v = b"x = ".to_vec();
-                v.extend(b"{a=".repeat(depth));
-                v.push(b'1');
-                v.extend(b"}".repeat(depth));
-                v
-            }),
-        ],
-        Target::Jwt => {
-            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-            let mut deep_claims = vec![1u8];
-            deep_claims.extend(nested(b"[", b"]"));
-            let mut deep_header = vec![0u8];
-            deep_header.extend(b64.encode(nested(b"[", b"]")).into_bytes());
-            deep_header.extend(b".e30.sig");
-            vec![
-                ("jwt-claims-nested-arrays", deep_claims),
-                ("jwt-header-nested-arrays", deep_header),
-                ("jwt-exp-as-string", {
-                    let mut v = vec![1u8];
-                    v.extend(
-                        br#"{"tenant":"acme","env":"prod","exp":"4102444800","iss":"tenantry","aud":"tenantry-api"}"#,
-                    );
-                    v
-                }),
-                ("jwt-alg-none", {
-                    let mut v = vec![0u8];
-                    v.extend(
-                        format!(
-                            "{}.{}.",
-                            b64.encode(br#"{"alg":"none"}"#),
-                            b64.encode(VALID_CLAIMS)
-                        )
-                        .into_bytes(),
-                    );
-                    v
-                }),
-            ]
-        }
-    }
+            );
+            v
+        }),
+    ]
 }
 
 const VALID_CLAIMS: &[u8] = br#"{"tenant":"acme","env":"prod","team":"support","exp":4102444800,"iss":"tenantry","aud":"tenantry-api"}"#;
 
-fn sample_events() -> Vec<crate::events::schema::Event> {
-    use crate::events::schema::{Event, EventKind};
-    let ids = SnapshotIds::new();
-    let kinds = vec![
+/// One event kind of each type, with plausible values: the seeds' events, and the codec tests'.
+pub(crate) fn sample_kinds() -> Vec<crate::events::schema::EventKind> {
+    use crate::events::schema::EventKind;
+    vec![
         EventKind::SessionStarted {
             user: "ada".into(),
             flow: "acme_support_flow".into(),
@@ -555,7 +583,13 @@ fn sample_events() -> Vec<crate::events::schema::Event> {
         EventKind::SessionEnded {
             reason: "done".into(),
         },
-    ];
+    ]
+}
+
+fn sample_events() -> Vec<crate::events::schema::Event> {
+    use crate::events::schema::Event;
+    let ids = SnapshotIds::new();
+    let kinds = sample_kinds();
     kinds
         .into_iter()
         .zip(1u64..)

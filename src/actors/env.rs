@@ -20,18 +20,18 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::messages::{Deliver, RuntimeError};
-use super::runtime::Shared;
-use super::session::{Passivate, Reset, SessionActor, SESSION_MAILBOX};
+use super::messages::{
+    Deliver, Ended, Evict, Passivate, Reroute, Reset, ResetSession, RuntimeError, Shutdown, Sweep,
+};
+use super::session::{SessionActor, SESSION_MAILBOX};
+use super::shared::{EnvLink, EnvShared, TENANT_MAILBOX};
 use super::slots::{Full, SessionSlot};
 use super::supervise::guard;
-use crate::config::TenantConfig;
-use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId};
+use crate::tenancy::{ChannelId, SessionId, TeamId};
 
 /// Messages an env actor queues for sessions that are being passivated, over all of them.
 const PENDING_MAX: usize = 1024;
@@ -41,15 +41,6 @@ pub(super) const EVICT_IDLE_MS_MIN: u64 = 1_000;
 /// Idle sessions passivated at once when there is no slot for a new one, so that one scan for
 /// the least recently used serves the next new sessions too.
 const EVICT_BATCH: usize = 64;
-
-/// What every actor of one environment shares (read-only).
-pub(super) struct EnvShared {
-    pub runtime: Arc<Shared>,
-    pub tenant: Arc<TenantConfig>,
-    pub env: EnvId,
-    /// Live session actors of the tenant (all its envs share it).
-    pub tenant_sessions: Arc<AtomicUsize>,
-}
 
 type SessionKey = (TeamId, SessionId);
 
@@ -78,52 +69,6 @@ pub(super) struct EnvActor {
     /// When this env last asked the others to make room (ms): at most once per
     /// [`EVICT_IDLE_MS_MIN`], so a stream of refusals does not become a stream of requests.
     asked_others_ms: Option<u64>,
-}
-
-/// Look for idle sessions now and passivate them; resolves when they have stopped.
-pub(crate) struct Sweep;
-impl Message for Sweep {
-    type Result = ();
-}
-
-/// Passivate the least recently used idle sessions now: another env needs room.
-pub(super) struct Evict;
-impl Message for Evict {
-    type Result = ();
-}
-
-/// Passivate every session and resolve when all have stopped (graceful shutdown).
-pub(crate) struct Shutdown;
-impl Message for Shutdown {
-    type Result = ();
-}
-
-/// A session actor found its session ended under a message that did not name it: route the
-/// message again, to the user's next session.
-pub(super) struct Reroute(pub Deliver);
-impl Message for Reroute {
-    type Result = ();
-}
-
-/// A session ended: its user's next message on that channel opens a new one.
-pub(super) struct Ended {
-    pub team: TeamId,
-    pub channel: ChannelId,
-    pub user: String,
-    pub session: SessionId,
-}
-impl Message for Ended {
-    type Result = ();
-}
-
-/// Lift a session's quarantine.
-pub(crate) struct ResetSession {
-    pub env: EnvId,
-    pub team: TeamId,
-    pub session: SessionId,
-}
-impl Message for ResetSession {
-    type Result = ();
 }
 
 impl EnvActor {
@@ -301,7 +246,7 @@ impl EnvActor {
             let Some(addr) = addr.upgrade().filter(|_| concerned) else {
                 continue;
             };
-            if addr != self.me {
+            if addr != self.me.clone().recipient() {
                 // A full mailbox means that env is busy; it is asked again on the next refusal.
                 let _ = addr.try_send(Evict);
             }
@@ -333,7 +278,10 @@ impl EnvActor {
         key.1.hash(&mut h);
         let index = usize::try_from(h.finish() % arbiters.len().max(1) as u64).unwrap_or(0);
         let shared = self.shared.clone();
-        let env = self.me.clone();
+        let env = EnvLink {
+            reroute: self.me.clone().recipient(),
+            ended: self.me.clone().recipient(),
+        };
         let (team, session) = key.clone();
         let start = move |ctx: &mut Context<SessionActor>| {
             ctx.set_mailbox_capacity(SESSION_MAILBOX);
@@ -404,7 +352,7 @@ impl Actor for EnvActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(super::tenant::TENANT_MAILBOX);
+        ctx.set_mailbox_capacity(TENANT_MAILBOX);
         if !std::mem::replace(&mut self.started_once, true) {
             // First start: be reachable by other envs that need room.
             let mut envs = self
@@ -413,7 +361,8 @@ impl Actor for EnvActor {
                 .envs
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            envs.push((self.shared.tenant.id.clone(), ctx.address().downgrade()));
+            let evict = ctx.address().recipient::<Evict>().downgrade();
+            envs.push((self.shared.tenant.id.clone(), evict));
         } else {
             // A restart dropped the futures that awaited passivations: await them again (a
             // second `Passivate` to an actor that is stopping or gone resolves at once).

@@ -1,5 +1,6 @@
 //! What travels between the runtime's callers and its actors.
 
+use actix::Message;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -182,7 +183,7 @@ pub(crate) struct Deliver {
     pub span: tracing::Span,
 }
 
-impl actix::Message for Deliver {
+impl Message for Deliver {
     type Result = ();
 }
 
@@ -191,4 +192,64 @@ impl Deliver {
     pub fn answer(self, result: Result<Ack, RuntimeError>) {
         let _ = self.reply.send(result);
     }
+}
+
+// ---- Between the actors -------------------------------------------------------------------
+
+/// Look for idle sessions now and passivate them; resolves when they have stopped.
+pub(crate) struct Sweep;
+impl Message for Sweep {
+    type Result = ();
+}
+
+/// Passivate the least recently used idle sessions now: another env needs room.
+pub(super) struct Evict;
+impl Message for Evict {
+    type Result = ();
+}
+
+/// Passivate every session and resolve when all have stopped (graceful shutdown).
+pub(crate) struct Shutdown;
+impl Message for Shutdown {
+    type Result = ();
+}
+
+/// A session actor found its session ended under a message that did not name it: route the
+/// message again, to the user's next session.
+pub(super) struct Reroute(pub Deliver);
+impl Message for Reroute {
+    type Result = ();
+}
+
+/// A session ended: its user's next message on that channel opens a new one.
+pub(super) struct Ended {
+    pub team: TeamId,
+    pub channel: ChannelId,
+    pub user: String,
+    pub session: SessionId,
+}
+impl Message for Ended {
+    type Result = ();
+}
+
+/// Lift a session's quarantine.
+pub(crate) struct ResetSession {
+    pub env: EnvId,
+    pub team: TeamId,
+    pub session: SessionId,
+}
+impl Message for ResetSession {
+    type Result = ();
+}
+
+/// Snapshot (if behind) and stop, after the messages already queued.
+pub(super) struct Passivate;
+impl Message for Passivate {
+    type Result = ();
+}
+
+/// Lift the quarantine.
+pub(super) struct Reset;
+impl Message for Reset {
+    type Result = ();
 }

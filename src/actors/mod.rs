@@ -2,6 +2,10 @@
 //! `SessionActor` per active session, on a few arbiters (threads); and the [`runtime::Runtime`]
 //! handle that the edges (HTTP, NATS) and tests call.
 //!
+//! Imports run one way: `runtime` → `tenant` → `env` → `session`; each of them uses `shared`
+//! (options, metrics, the handles every actor shares) and `messages` (what the actors send each
+//! other and the runtime's callers), which import no actor.
+//!
 //! ```text
 //! Runtime::send ──try_send──▶ TenantActor ──▶ EnvActor ──resolve session──▶ SessionActor
 //!                                                                    │ dedup, run flow,
@@ -23,6 +27,7 @@ mod env;
 pub mod messages;
 pub mod runtime;
 mod session;
+pub mod shared;
 mod slots;
 mod supervise;
 mod tenant;

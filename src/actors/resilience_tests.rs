@@ -11,9 +11,7 @@ use super::tests::{ctx, msg, say, web, Harness};
 
 #[actix_rt::test]
 async fn a_retry_of_a_message_whose_flow_panicked_gets_the_same_error() {
-    let h = Harness::new();
-    let rt = h.start();
-    let acme = ctx("acme", "prod");
+    let (_h, rt, acme) = Harness::started();
     let mut m = msg(None, "ada", PANIC_PROBE);
     m.message_id = Some("boom-1".into());
     let first = rt.send(&acme, &web(), m.clone()).await;
@@ -39,9 +37,7 @@ async fn a_retry_of_a_message_whose_flow_panicked_gets_the_same_error() {
 
 #[actix_rt::test]
 async fn a_retry_whose_replies_were_too_big_to_keep_says_they_were_omitted() {
-    let h = Harness::new();
-    let rt = h.start();
-    let acme = ctx("acme", "prod");
+    let (_h, rt, acme) = Harness::started();
     let long = "x".repeat(STORED_REPLIES_BYTES_MAX + 1);
     let mut m = msg(None, "ada", &long);
     m.message_id = Some("long-1".into());

@@ -5,16 +5,19 @@
 //! resolves with the [`Ack`] once the session actor has made the events durable.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::clock::{Clock, SystemClock};
-use super::env::{ResetSession, Shutdown, Sweep};
-use super::messages::{Ack, Deliver, Inbound, RuntimeError};
+use super::messages::{Ack, Deliver, Inbound, ResetSession, RuntimeError, Shutdown, Sweep};
+use super::shared::Shared;
+// Defined in `shared` (every actor reads them); named here too, where the edges look for them.
+pub use super::shared::{
+    Egress, EgressSink, RuntimeMetrics, RuntimeOptions, IDEMPOTENCY_PURGE_FIRST,
+    IDEMPOTENCY_PURGE_INTERVAL,
+};
 use super::tenant::TenantActor;
 use crate::config::{Config, TenantConfig};
 use crate::events::codec::{NAME_BYTES_MAX, TEXT_BYTES_MAX};
@@ -23,102 +26,6 @@ use crate::projections::load::load_session;
 use crate::projections::session::SessionState;
 use crate::projections::snapshot::SnapshotStore;
 use crate::tenancy::{ChannelId, SessionId, TenantCtx, TenantId};
-
-/// How the runtime behaves; `from_config` maps `config.toml`'s `[runtime]`.
-#[derive(Clone)]
-pub struct RuntimeOptions {
-    /// Events between snapshots of a session.
-    pub snapshot_every: u64,
-    /// A session idle this long is snapshotted and its actor stopped.
-    pub session_idle_timeout_ms: u64,
-    /// How often env actors look for idle sessions (real time).
-    pub sweep_interval: Duration,
-    /// Arbiters (threads) that session actors are spread over.
-    pub workers: usize,
-    /// Live session actors over all tenants, and of one tenant (`runtime.sessions_max`,
-    /// `runtime.tenant_sessions_max`).
-    pub sessions_max: usize,
-    pub tenant_sessions_max: usize,
-    /// How long idempotency records are kept (`runtime.idempotency_window`), in ms.
-    pub idempotency_window_ms: u64,
-    /// How often the background purge of expired idempotency records runs (real time).
-    pub idempotency_purge_every: Duration,
-    pub clock: Arc<dyn Clock>,
-    /// Where every reply goes after its ack (e.g. the NATS egress publisher); `None`: nowhere.
-    pub egress: Option<EgressSink>,
-    /// Messages that may be in flight (submitted, not yet answered) over all tenants. Past this,
-    /// `submit` refuses at once with `Overloaded`: under overload, latency and memory stay
-    /// bounded and the excess is refused in microseconds instead of queueing for seconds.
-    pub inflight_max: usize,
-    /// Messages one tenant may have in flight; `1..=inflight_max`. Past it that tenant's new
-    /// messages are refused with `Overloaded` while the rest of `inflight_max` stays open to
-    /// the others, so one tenant flooding (over HTTP or NATS) cannot make another's messages
-    /// be refused.
-    pub inflight_per_tenant_max: usize,
-}
-
-/// One reply on its way out to the user's channel.
-#[derive(Clone, Debug)]
-pub struct Egress {
-    pub tenant: TenantId,
-    pub env: crate::tenancy::EnvId,
-    pub team: crate::tenancy::TeamId,
-    pub channel: ChannelId,
-    pub session: SessionId,
-    pub text: String,
-    /// The client's message id of the message this answers, when it had one.
-    pub in_reply_to: Option<String>,
-}
-
-/// A bounded queue of replies to publish. When it is full a reply is dropped and counted, never
-/// buffered without bound: the reply is in the log and the ack carries it anyway.
-pub type EgressSink = tokio::sync::mpsc::Sender<Egress>;
-
-impl RuntimeOptions {
-    pub fn from_config(config: &Config) -> RuntimeOptions {
-        let rt = config.runtime();
-        let idle = rt.session_idle_timeout;
-        RuntimeOptions {
-            snapshot_every: rt.snapshot_every,
-            session_idle_timeout_ms: u64::try_from(idle.as_millis()).unwrap_or(u64::MAX),
-            // Check a few times per timeout, but not more than once a second.
-            sweep_interval: (idle / 4).max(Duration::from_secs(1)),
-            workers: std::thread::available_parallelism().map_or(2, usize::from),
-            sessions_max: rt.sessions_max,
-            tenant_sessions_max: rt.tenant_sessions_max,
-            idempotency_window_ms: u64::try_from(rt.idempotency_window.as_millis())
-                .unwrap_or(u64::MAX),
-            idempotency_purge_every: IDEMPOTENCY_PURGE_INTERVAL,
-            clock: Arc::new(SystemClock),
-            egress: None,
-            inflight_max: rt.inflight_max,
-            inflight_per_tenant_max: config.inflight_per_tenant_max(),
-        }
-    }
-}
-
-/// How often the runtime purges idempotency records older than the window (the default of
-/// `RuntimeOptions::idempotency_purge_every`).
-pub const IDEMPOTENCY_PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
-/// When the first purge runs after start: soon, so that a server restarted more often than
-/// hourly still purges, but not during the start itself.
-pub const IDEMPOTENCY_PURGE_FIRST: Duration = Duration::from_secs(60);
-
-/// Counters the runtime keeps about itself (exported by the metrics endpoint later).
-#[derive(Default, Debug)]
-pub struct RuntimeMetrics {
-    /// Snapshots that were unusable and replaced by a rebuild from the log.
-    pub snapshot_fallbacks: AtomicU64,
-    /// Session actors currently running.
-    pub active_sessions: AtomicU64,
-    /// Replies dropped because the egress queue was full.
-    pub egress_dropped: AtomicU64,
-    /// Messages submitted and not yet answered.
-    pub inflight: AtomicUsize,
-    /// Messages refused because `inflight_max` were already in flight, or their tenant's
-    /// `inflight_per_tenant_max`.
-    pub inflight_refused: AtomicU64,
-}
 
 /// One message's place among the in-flight ones, over all tenants and in its tenant's share;
 /// both are given back when dropped (answered, failed, or abandoned by its caller).
@@ -163,19 +70,6 @@ impl Drop for InflightPermit {
         self.metrics.inflight.fetch_sub(1, Ordering::AcqRel);
         self.tenant.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-/// What every actor shares: the log, the snapshot store, options, arbiters.
-pub(super) struct Shared {
-    pub log: EventLog,
-    pub snapshots: SnapshotStore,
-    pub opts: RuntimeOptions,
-    pub arbiters: Vec<ArbiterHandle>,
-    pub metrics: Arc<RuntimeMetrics>,
-    /// Every env actor with its tenant, so that one short of session slots can ask the others
-    /// to passivate idle sessions early. Filled as env actors start; weak, so it keeps none
-    /// alive.
-    pub envs: std::sync::Mutex<Vec<(TenantId, actix::WeakAddr<super::env::EnvActor>)>>,
 }
 
 struct TenantEntry {

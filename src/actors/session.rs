@@ -18,12 +18,11 @@ use std::sync::Arc;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::env::{Ended, EnvActor, EnvShared, Reroute};
-use super::messages::{Ack, Deliver, RuntimeError};
-use super::runtime::Egress;
+use super::messages::{Ack, Deliver, Ended, Passivate, Reroute, Reset, RuntimeError};
+use super::shared::{Egress, EnvLink, EnvShared};
 use super::slots::SessionSlot;
-use crate::events::codec::decode_limited;
 use crate::events::log::{AppendGroup, AppendOutcome, Idempotency, IdempotencyRecord};
+use crate::events::schema::decode_limited;
 use crate::events::schema::{Event, EventKind};
 use crate::flow::engine::{self, Input, TenantInfo};
 use crate::projections::load::load_session;
@@ -40,18 +39,6 @@ const RESTART_WINDOW_MS: u64 = 5_000;
 /// Text that makes a test build's flow run panic, to exercise isolation.
 #[cfg(test)]
 pub(crate) const PANIC_PROBE: &str = "\u{1f4a5} panic probe";
-
-/// Snapshot (if behind) and stop, after the messages already queued.
-pub(super) struct Passivate;
-impl Message for Passivate {
-    type Result = ();
-}
-
-/// Lift the quarantine.
-pub(super) struct Reset;
-impl Message for Reset {
-    type Result = ();
-}
 
 /// Most bytes of replies kept in an idempotency record for retries. Past it the record keeps
 /// only a flag, and a retry's answer says that its replies were omitted (they stay in the log).
@@ -106,7 +93,7 @@ impl StoredAck {
 
 pub(super) struct SessionActor {
     shared: Arc<EnvShared>,
-    env: Addr<EnvActor>,
+    env: EnvLink,
     ctx: TenantCtx,
     state: SessionState,
     /// Seq covered by the newest snapshot on disk (or being written).
@@ -126,7 +113,7 @@ pub(super) struct SessionActor {
 impl SessionActor {
     pub(super) fn new(
         shared: Arc<EnvShared>,
-        env: Addr<EnvActor>,
+        env: EnvLink,
         team: TeamId,
         session: SessionId,
         slot: SessionSlot,
@@ -406,46 +393,68 @@ impl Actor for SessionActor {
     }
 }
 
-impl Handler<Deliver> for SessionActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        let span = msg.span.clone();
-        let _entered = span.enter();
+impl SessionActor {
+    /// Answers (or reroutes) a message this session cannot take: its storage is broken, it is
+    /// quarantined, the message is for another channel, or the session has ended. `Some` hands
+    /// back a message to run.
+    fn admit(&mut self, msg: Deliver) -> Option<Deliver> {
         if self.broken.is_some() {
             // The log may have recovered since (e.g. from a full disk): load again.
             self.hydrate();
         }
         if let Some(e) = &self.broken {
-            return msg.answer(Err(RuntimeError::Storage(e.clone())));
+            msg.answer(Err(RuntimeError::Storage(e.clone())));
+            return None;
         }
         if self.quarantined {
-            return msg.answer(Err(RuntimeError::Quarantined(self.state.session.clone())));
+            msg.answer(Err(RuntimeError::Quarantined(self.state.session.clone())));
+            return None;
         }
         if let Some(channel) = self.state.channel.as_ref().filter(|c| **c != msg.channel) {
             let err = RuntimeError::SessionChannel {
                 session: self.state.session.clone(),
                 channel: channel.clone(),
             };
-            return msg.answer(Err(err));
+            msg.answer(Err(err));
+            return None;
         }
-        if !self.state.is_open() {
-            // A retry of the message that ended the session still gets its first answer. (On an
-            // open session the log's own atomic check answers retries; no lookup here.)
-            if let Some(message_id) = &msg.inbound.message_id {
-                let scope = self.shared.runtime.log.scope(&self.ctx);
-                match scope.idempotency(&msg.channel, message_id) {
-                    Ok(Some(rec)) => return msg.answer(ack_from_record(rec)),
-                    Ok(None) => {}
-                    Err(e) => return msg.answer(Err(e.into())),
+        if self.state.is_open() {
+            return Some(msg);
+        }
+        // A retry of the message that ended the session still gets its first answer. (On an
+        // open session the log's own atomic check answers retries; no lookup here.)
+        if let Some(message_id) = &msg.inbound.message_id {
+            let scope = self.shared.runtime.log.scope(&self.ctx);
+            match scope.idempotency(&msg.channel, message_id) {
+                Ok(Some(rec)) => {
+                    msg.answer(ack_from_record(rec));
+                    return None;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    msg.answer(Err(e.into()));
+                    return None;
                 }
             }
-            if msg.named || msg.rerouted {
-                return msg.answer(Err(RuntimeError::SessionEnded(self.state.session.clone())));
-            }
-            self.env.do_send(Reroute(msg));
-            return;
         }
+        if msg.named || msg.rerouted {
+            msg.answer(Err(RuntimeError::SessionEnded(self.state.session.clone())));
+            return None;
+        }
+        self.env.reroute.do_send(Reroute(msg));
+        None
+    }
+}
+
+impl Handler<Deliver> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        let span = msg.span.clone();
+        let _entered = span.enter();
+        let Some(msg) = self.admit(msg) else {
+            return;
+        };
         let message_id = msg
             .inbound
             .message_id
@@ -489,7 +498,7 @@ impl Handler<Deliver> for SessionActor {
                         .any(|k| matches!(k, EventKind::SessionEnded { .. }));
                     act.apply(kinds, a.first_seq, a.first_tenant_seq, at_ms, &msg);
                     if ends {
-                        act.env.do_send(Ended {
+                        act.env.ended.do_send(Ended {
                             team: act.state.team.clone(),
                             channel: msg.channel.clone(),
                             user: act.state.user.clone(),

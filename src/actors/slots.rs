@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::runtime::RuntimeMetrics;
+use super::shared::RuntimeMetrics;
 
 /// One live session actor's place in the counts; given back when dropped.
 pub(super) struct SessionSlot {

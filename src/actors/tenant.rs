@@ -12,15 +12,12 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::env::{EnvActor, EnvShared, Shutdown};
-use super::messages::{Deliver, RuntimeError};
-use super::runtime::Shared;
+use super::env::EnvActor;
+use super::messages::{Deliver, ResetSession, RuntimeError, Shutdown, Sweep};
+use super::shared::{EnvShared, Shared, TENANT_MAILBOX};
 use super::supervise::guard;
 use crate::config::TenantConfig;
 use crate::tenancy::EnvId;
-
-/// Messages waiting for a tenant actor before senders get `Overloaded`.
-pub(super) const TENANT_MAILBOX: usize = 4096;
 
 pub(super) struct TenantActor {
     shared: Arc<Shared>,
@@ -99,11 +96,14 @@ impl TenantActor {
     }
 }
 
-impl Handler<Shutdown> for TenantActor {
-    type Result = ResponseFuture<()>;
-
-    fn handle(&mut self, _msg: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
-        let pending: Vec<_> = self.envs.values().map(|env| env.send(Shutdown)).collect();
+impl TenantActor {
+    /// Sends the message `make` builds to every env actor; resolves once all have handled it.
+    fn to_every_env<M>(&self, make: impl Fn() -> M) -> ResponseFuture<()>
+    where
+        M: Message<Result = ()> + Send + 'static,
+        EnvActor: Handler<M>,
+    {
+        let pending: Vec<_> = self.envs.values().map(|env| env.send(make())).collect();
         Box::pin(async move {
             for done in pending {
                 let _ = done.await;
@@ -112,11 +112,19 @@ impl Handler<Shutdown> for TenantActor {
     }
 }
 
+impl Handler<Shutdown> for TenantActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _msg: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
+        self.to_every_env(|| Shutdown)
+    }
+}
+
 /// Forwarded to the env actor that owns the session.
-impl Handler<super::env::ResetSession> for TenantActor {
+impl Handler<ResetSession> for TenantActor {
     type Result = ();
 
-    fn handle(&mut self, msg: super::env::ResetSession, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: ResetSession, _ctx: &mut Self::Context) {
         if let Some(env) = self.envs.get(&msg.env) {
             env.do_send(msg);
         }
@@ -124,19 +132,10 @@ impl Handler<super::env::ResetSession> for TenantActor {
 }
 
 /// Forwarded to every env actor; tests and operators use it to trigger passivation now.
-impl Handler<super::env::Sweep> for TenantActor {
+impl Handler<Sweep> for TenantActor {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _msg: super::env::Sweep, _ctx: &mut Self::Context) -> Self::Result {
-        let pending: Vec<_> = self
-            .envs
-            .values()
-            .map(|env| env.send(super::env::Sweep))
-            .collect();
-        Box::pin(async move {
-            for done in pending {
-                let _ = done.await;
-            }
-        })
+    fn handle(&mut self, _msg: Sweep, _ctx: &mut Self::Context) -> Self::Result {
+        self.to_every_env(|| Sweep)
     }
 }

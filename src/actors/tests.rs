@@ -110,6 +110,13 @@ impl Harness {
         self.dir.path().join("data")
     }
 
+    /// A harness, its runtime started, and the context of tenant acme's env prod.
+    pub(super) fn started() -> (Harness, Runtime, TenantCtx) {
+        let h = Harness::new();
+        let rt = h.start();
+        (h, rt, ctx("acme", "prod"))
+    }
+
     pub(super) fn start(&self) -> Runtime {
         self.start_with(|_| {})
     }
@@ -124,6 +131,38 @@ impl Harness {
         tune(&mut opts);
         Runtime::start(&self.config, log, snapshots, opts)
     }
+}
+
+/// Submits `texts` from `user` to session `s1` on `web`, each admitted; the answers are not
+/// awaited, so each message holds its in-flight place until its future is.
+fn submit_all(
+    rt: &Runtime,
+    at: &TenantCtx,
+    user: &str,
+    texts: &[&str],
+) -> Vec<impl std::future::Future<Output = Result<Ack, RuntimeError>>> {
+    texts
+        .iter()
+        .map(|text| rt.submit(at, &web(), msg(Some("s1"), user, text)).unwrap())
+        .collect()
+}
+
+/// Runs `f` with the harness's snapshot store and the key of `session` in team `support` of `at`.
+fn with_support_snapshot<R>(
+    h: &Harness,
+    at: &TenantCtx,
+    session: &SessionId,
+    f: impl FnOnce(&SnapshotStore, &SnapshotKey<'_>) -> R,
+) -> R {
+    let store = SnapshotStore::new(h.data().join("sessions"));
+    let team = TeamId::parse("support").unwrap();
+    let key = SnapshotKey {
+        tenant: &at.tenant,
+        env: &at.env,
+        team: &team,
+        session,
+    };
+    f(&store, &key)
 }
 
 pub(super) fn ctx(tenant: &str, env: &str) -> TenantCtx {
@@ -168,9 +207,7 @@ fn full_replay(rt: &Runtime, ctx: &TenantCtx, session: &SessionId) -> SessionSta
 
 #[actix_rt::test]
 async fn a_conversation_runs_the_flow_and_acks_after_the_append() {
-    let h = Harness::new();
-    let rt = h.start();
-    let acme = ctx("acme", "prod");
+    let (_h, rt, acme) = Harness::started();
     let first = say(&rt, &acme, msg(None, "ada", "hello")).await;
     assert_eq!(first.replies, vec!["ACME heard: hello"]);
     // SessionStarted is seq 1, so the message is seq 2.
@@ -191,9 +228,7 @@ async fn a_conversation_runs_the_flow_and_acks_after_the_append() {
 
 #[actix_rt::test]
 async fn messages_without_a_session_go_to_the_users_open_session() {
-    let h = Harness::new();
-    let rt = h.start();
-    let acme = ctx("acme", "prod");
+    let (_h, rt, acme) = Harness::started();
     let a1 = say(&rt, &acme, msg(None, "ada", "one")).await;
     let a2 = say(&rt, &acme, msg(None, "ada", "two")).await;
     let b1 = say(&rt, &acme, msg(None, "bob", "one")).await;
@@ -290,9 +325,7 @@ async fn the_same_session_id_in_two_tenants_and_two_envs_are_different_sessions(
 
 #[actix_rt::test]
 async fn passivation_then_rehydration_gives_identical_state() {
-    let h = Harness::new();
-    let rt = h.start();
-    let acme = ctx("acme", "prod");
+    let (h, rt, acme) = Harness::started();
     let first = say(&rt, &acme, msg(None, "ada", "name")).await;
     let s = Some(first.session.as_str());
     say(&rt, &acme, msg(s, "ada", "Ada")).await;
@@ -304,18 +337,10 @@ async fn passivation_then_rehydration_gives_identical_state() {
     h.clock.advance_ms(11 * 60 * 1000);
     rt.sweep().await;
     assert_eq!(active(), 0);
-    let store = SnapshotStore::new(h.data().join("sessions"));
-    let team = TeamId::parse("support").unwrap();
-    let key = SnapshotKey {
-        tenant: &acme.tenant,
-        env: &acme.env,
-        team: &team,
-        session: &first.session,
-    };
-    let snap = store
-        .read::<SessionState>(&key)
-        .unwrap()
-        .expect("passivation wrote a snapshot");
+    let snap = with_support_snapshot(&h, &acme, &first.session, |store, key| {
+        store.read::<SessionState>(key).unwrap()
+    })
+    .expect("passivation wrote a snapshot");
     assert_eq!(snap.state, before);
     // The next message rehydrates and continues where the session was.
     let after = say(&rt, &acme, msg(s, "ada", "hello")).await;
@@ -338,15 +363,7 @@ async fn a_corrupt_snapshot_is_rebuilt_from_the_log() {
         session = a.session;
         rt.shutdown().await;
     }
-    let store = SnapshotStore::new(h.data().join("sessions"));
-    let team = TeamId::parse("support").unwrap();
-    let key = SnapshotKey {
-        tenant: &acme.tenant,
-        env: &acme.env,
-        team: &team,
-        session: &session,
-    };
-    let path = store.path(&key);
+    let path = with_support_snapshot(&h, &acme, &session, |store, key| store.path(key));
     let mut bytes = std::fs::read(&path).unwrap();
     let n = bytes.len();
     bytes[n - 3] ^= 0xff;
@@ -363,9 +380,7 @@ async fn a_corrupt_snapshot_is_rebuilt_from_the_log() {
 
 #[actix_rt::test]
 async fn a_retried_message_id_is_appended_once_and_gets_the_first_ack() {
-    let h = Harness::new();
-    let rt = h.start();
-    let acme = ctx("acme", "prod");
+    let (_h, rt, acme) = Harness::started();
     let mut m = msg(None, "ada", "hello");
     m.message_id = Some("client-42".into());
     let first = say(&rt, &acme, m.clone()).await;
@@ -382,9 +397,7 @@ async fn a_retried_message_id_is_appended_once_and_gets_the_first_ack() {
 
 #[actix_rt::test]
 async fn a_flow_panic_is_isolated_recorded_and_quarantines_after_repeats() {
-    let h = Harness::new();
-    let rt = h.start();
-    let acme = ctx("acme", "prod");
+    let (_h, rt, acme) = Harness::started();
     let big = ctx("bigcorp", "prod");
     let victim = say(&rt, &acme, msg(None, "ada", "hello")).await.session;
     let v = Some(victim.as_str());
@@ -443,9 +456,7 @@ async fn a_flow_panic_is_isolated_recorded_and_quarantines_after_repeats() {
 
 #[actix_rt::test]
 async fn a_full_mailbox_yields_overloaded_and_loses_nothing_acked() {
-    let h = Harness::new();
-    let rt = h.start();
-    let acme = ctx("acme", "prod");
+    let (_h, rt, acme) = Harness::started();
     let flood: Vec<_> = (0..600)
         .map(|i| {
             let rt = rt.clone();
@@ -526,13 +537,7 @@ async fn a_tenant_at_its_inflight_share_is_refused_while_another_is_admitted() {
         opts.inflight_per_tenant_max = 2;
     });
     let (acme, big) = (ctx("acme", "prod"), ctx("bigcorp", "prod"));
-    let held: Vec<_> = ["a1", "a2"]
-        .iter()
-        .map(|text| {
-            rt.submit(&acme, &web(), msg(Some("s1"), "ada", text))
-                .unwrap()
-        })
-        .collect();
+    let held = submit_all(&rt, &acme, "ada", &["a1", "a2"]);
     // acme holds its share: its next message is refused though the runtime has room ...
     assert!(rt.saturated(&acme.tenant));
     assert!(!rt.saturated(&big.tenant));
@@ -542,13 +547,7 @@ async fn a_tenant_at_its_inflight_share_is_refused_while_another_is_admitted() {
         Ok(_) => panic!("acme got past its share of the in-flight budget"),
     }
     // ... which is bigcorp's: both of its messages are admitted.
-    let theirs: Vec<_> = ["b1", "b2"]
-        .iter()
-        .map(|text| {
-            rt.submit(&big, &web(), msg(Some("s1"), "bob", text))
-                .unwrap()
-        })
-        .collect();
+    let theirs = submit_all(&rt, &big, "bob", &["b1", "b2"]);
     assert_eq!(rt.metrics().inflight.load(Ordering::Relaxed), 4);
     assert_eq!(rt.metrics().inflight_refused.load(Ordering::Relaxed), 1);
     for pending in held.into_iter().chain(theirs) {
@@ -593,9 +592,7 @@ async fn a_restarted_runtime_resumes_every_session_where_it_was() {
 
 #[actix_rt::test]
 async fn bad_input_is_refused_before_anything_is_written() {
-    let h = Harness::new();
-    let rt = h.start();
-    let acme = ctx("acme", "prod");
+    let (_h, rt, acme) = Harness::started();
     let cases = [
         (ctx("acme", "dev"), web(), msg(None, "ada", "x")),
         (

@@ -3,6 +3,7 @@
 //! (the flow engine decides, one append group per message, the state folds the result), with
 //! hostile text in messages and replies.
 
+use crate::tenancy::fixtures::id;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -53,13 +54,6 @@ nodes:
 pub const FORMULA: &str = "=cmd|' /C calc'!A0";
 /// Quotes, commas, CR/LF, a tab, a terminal escape and non-ASCII.
 pub const HOSTILE: &str = "Ada \"the\", Countess\r\nof Lovelace\t✓ 日本 \u{1b}[31m";
-
-pub fn id<T: std::str::FromStr>(s: &str) -> T
-where
-    T::Err: std::fmt::Debug,
-{
-    s.parse().unwrap()
-}
 
 pub fn flow() -> Flow {
     Flow::parse(Path::new("audit_flow.yaml"), FLOW_YAML).unwrap()

@@ -20,7 +20,6 @@
 //!   not verify.
 //! - Audit commands never write to the log.
 
-pub mod cli;
 pub mod export;
 pub mod record;
 pub mod replay;
@@ -123,7 +122,7 @@ impl AuditError {
         }
     }
 
-    fn io(what: impl Into<String>, error: std::io::Error) -> AuditError {
+    pub(crate) fn io(what: impl Into<String>, error: std::io::Error) -> AuditError {
         AuditError::Io {
             what: what.into(),
             error,

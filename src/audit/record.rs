@@ -28,8 +28,9 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::events::codec::{decode_limited, Hash};
+use crate::events::codec::Hash;
 use crate::events::log::StoredEvent;
+use crate::events::schema::decode_limited;
 use crate::events::schema::SCHEMA_VERSION;
 
 /// The manifest's `format`: names this layout and its version.

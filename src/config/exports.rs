@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::raw::ServerSection;
-use super::{invalid, ConfigError};
+use super::validate::{invalid, parse_duration};
+use super::ConfigError;
 
 /// `server.exports_max` when absent: exports running at once over all tenants. Each holds one
 /// thread and up to a megabyte of chunks in flight.
@@ -75,13 +76,7 @@ pub(super) fn export_limits(
         None => DEFAULT_EXPORT_WRITE_TIMEOUT,
         Some(raw) => {
             const FIELD: &str = "server.export_write_timeout";
-            let timeout = humantime::parse_duration(raw).map_err(|err| {
-                invalid(
-                    path,
-                    FIELD,
-                    format!("invalid duration {raw:?} ({err}); write e.g. \"30s\""),
-                )
-            })?;
+            let timeout = parse_duration(path, FIELD, raw, "\"30s\"")?;
             if !(EXPORT_WRITE_TIMEOUT_MIN..=EXPORT_WRITE_TIMEOUT_MAX).contains(&timeout) {
                 return Err(invalid(
                     path,

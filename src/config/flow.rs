@@ -352,46 +352,8 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn build(&self, raw: RawFlow) -> Result<Flow, FlowError> {
-        check_label(&raw.name).map_err(|problem| self.error(None, "name".to_owned(), problem))?;
-        check_label(&raw.version)
-            .map_err(|problem| self.error(None, "version".to_owned(), problem))?;
-        if raw.nodes.is_empty() {
-            return Err(self.error(
-                None,
-                "nodes".to_owned(),
-                "the flow has no nodes; add at least one (e.g. a `reply`)".to_owned(),
-            ));
-        }
-        if raw.nodes.len() > NODES_PER_FLOW_MAX {
-            return Err(self.error(
-                None,
-                "nodes".to_owned(),
-                format!(
-                    "the flow has {} nodes, more than the limit of {NODES_PER_FLOW_MAX}; split it",
-                    raw.nodes.len()
-                ),
-            ));
-        }
-
-        // Ids first, so that targets can be checked whatever order the nodes come in.
-        let mut index_of: HashMap<&str, usize> = HashMap::with_capacity(raw.nodes.len());
-        for (index, node) in raw.nodes.iter().enumerate() {
-            let at = node_at(index, &node.id);
-            check_node_id(&node.id).map_err(|problem| {
-                self.error(Some(&node.id), format!("nodes[{index}].id"), problem)
-            })?;
-            if let Some(first) = index_of.insert(&node.id, index) {
-                return Err(self.error(
-                    Some(&node.id),
-                    at,
-                    format!(
-                        "duplicate node id {:?}: nodes[{first}] has it too; node ids must be unique",
-                        node.id
-                    ),
-                ));
-            }
-        }
-
+        self.check_header(&raw)?;
+        let index_of = self.index_ids(&raw.nodes)?;
         let mut routes_total = 0usize;
         let mut nodes = Vec::with_capacity(raw.nodes.len());
         for (index, node) in raw.nodes.iter().enumerate() {
@@ -413,65 +375,7 @@ impl Builder<'_> {
                 .as_deref()
                 .map(|name| target("next", name))
                 .transpose()?;
-            let action = match self.action(node, &at)? {
-                RawAction::Reply(RawReply { message }) => {
-                    self.template(node, &format!("{at}.config.message"), &message)?;
-                    Action::Reply { message }
-                }
-                RawAction::Ask(RawAsk { message, key }) => {
-                    check_state_key(&key).map_err(|problem| {
-                        self.error(Some(&node.id), format!("{at}.config.key"), problem)
-                    })?;
-                    self.template(node, &format!("{at}.config.message"), &message)?;
-                    Action::Ask { message, key }
-                }
-                RawAction::Set(RawSet { key, value }) => {
-                    check_state_key(&key).map_err(|problem| {
-                        self.error(Some(&node.id), format!("{at}.config.key"), problem)
-                    })?;
-                    self.template(node, &format!("{at}.config.value"), &value)?;
-                    Action::Set { key, value }
-                }
-                RawAction::End(RawEnd { reason }) => Action::End { reason },
-                RawAction::Route(route) => {
-                    routes_total = routes_total.saturating_add(route.routes.len());
-                    if routes_total > ROUTES_PER_FLOW_MAX {
-                        return Err(self.error(
-                            Some(&node.id),
-                            format!("{at}.config.routes"),
-                            format!(
-                                "the flow has more than {ROUTES_PER_FLOW_MAX} routes in all; \
-                                 split it"
-                            ),
-                        ));
-                    }
-                    if route.routes.is_empty() && route.default.is_none() {
-                        return Err(self.error(
-                            Some(&node.id),
-                            format!("{at}.config.routes"),
-                            "a route node needs at least one route or a `default`".to_owned(),
-                        ));
-                    }
-                    let mut routes = Vec::with_capacity(route.routes.len());
-                    for (route_index, entry) in route.routes.into_iter().enumerate() {
-                        let field = format!("config.routes[{route_index}]");
-                        let matcher = self.matcher(
-                            node,
-                            &format!("{at}.{field}"),
-                            entry.keyword,
-                            entry.regex,
-                        )?;
-                        let next = target(&format!("{field}.next"), &entry.next)?;
-                        routes.push(Route { matcher, next });
-                    }
-                    let default = route
-                        .default
-                        .as_deref()
-                        .map(|name| target("config.default", name))
-                        .transpose()?;
-                    Action::Route(RouteAction { routes, default })
-                }
-            };
+            let action = self.node_action(node, &at, &target, &mut routes_total)?;
             nodes.push(Node {
                 id: node.id.clone(),
                 action,
@@ -485,6 +389,137 @@ impl Builder<'_> {
             source: self.path.to_owned(),
             nodes,
         })
+    }
+
+    /// The flow's name, version and node count.
+    fn check_header(&self, raw: &RawFlow) -> Result<(), FlowError> {
+        check_label(&raw.name).map_err(|problem| self.error(None, "name".to_owned(), problem))?;
+        check_label(&raw.version)
+            .map_err(|problem| self.error(None, "version".to_owned(), problem))?;
+        if raw.nodes.is_empty() {
+            return Err(self.error(
+                None,
+                "nodes".to_owned(),
+                "the flow has no nodes; add at least one (e.g. a `reply`)".to_owned(),
+            ));
+        }
+        if raw.nodes.len() > NODES_PER_FLOW_MAX {
+            return Err(self.error(
+                None,
+                "nodes".to_owned(),
+                format!(
+                    "the flow has {} nodes, more than the limit of {NODES_PER_FLOW_MAX}; split it",
+                    raw.nodes.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every node id checked and unique, with its index: done first, so that targets can be
+    /// checked whatever order the nodes come in.
+    fn index_ids<'n>(
+        &self,
+        raw_nodes: &'n [RawNode],
+    ) -> Result<HashMap<&'n str, usize>, FlowError> {
+        let mut index_of: HashMap<&str, usize> = HashMap::with_capacity(raw_nodes.len());
+        for (index, node) in raw_nodes.iter().enumerate() {
+            let at = node_at(index, &node.id);
+            check_node_id(&node.id).map_err(|problem| {
+                self.error(Some(&node.id), format!("nodes[{index}].id"), problem)
+            })?;
+            if let Some(first) = index_of.insert(&node.id, index) {
+                return Err(self.error(
+                    Some(&node.id),
+                    at,
+                    format!(
+                        "duplicate node id {:?}: nodes[{first}] has it too; node ids must be unique",
+                        node.id
+                    ),
+                ));
+            }
+        }
+
+        Ok(index_of)
+    }
+
+    /// The node's action, its templates, keys, regexes and targets checked; `routes_total`
+    /// counts the flow's routes so far.
+    fn node_action(
+        &self,
+        node: &RawNode,
+        at: &str,
+        target: &dyn Fn(&str, &str) -> Result<usize, FlowError>,
+        routes_total: &mut usize,
+    ) -> Result<Action, FlowError> {
+        let action = match self.action(node, at)? {
+            RawAction::Reply(RawReply { message }) => {
+                self.template(node, &format!("{at}.config.message"), &message)?;
+                Action::Reply { message }
+            }
+            RawAction::Ask(RawAsk { message, key }) => {
+                self.state_key(node, at, &key)?;
+                self.template(node, &format!("{at}.config.message"), &message)?;
+                Action::Ask { message, key }
+            }
+            RawAction::Set(RawSet { key, value }) => {
+                self.state_key(node, at, &key)?;
+                self.template(node, &format!("{at}.config.value"), &value)?;
+                Action::Set { key, value }
+            }
+            RawAction::End(RawEnd { reason }) => Action::End { reason },
+            RawAction::Route(route) => self.route_action(node, at, route, target, routes_total)?,
+        };
+        Ok(action)
+    }
+
+    /// A route node's matchers and targets, within the flow's route budget.
+    fn route_action(
+        &self,
+        node: &RawNode,
+        at: &str,
+        route: RawRoute,
+        target: &dyn Fn(&str, &str) -> Result<usize, FlowError>,
+        routes_total: &mut usize,
+    ) -> Result<Action, FlowError> {
+        *routes_total = routes_total.saturating_add(route.routes.len());
+        if *routes_total > ROUTES_PER_FLOW_MAX {
+            return Err(self.error(
+                Some(&node.id),
+                format!("{at}.config.routes"),
+                format!(
+                    "the flow has more than {ROUTES_PER_FLOW_MAX} routes in all; \
+                     split it"
+                ),
+            ));
+        }
+        if route.routes.is_empty() && route.default.is_none() {
+            return Err(self.error(
+                Some(&node.id),
+                format!("{at}.config.routes"),
+                "a route node needs at least one route or a `default`".to_owned(),
+            ));
+        }
+        let mut routes = Vec::with_capacity(route.routes.len());
+        for (route_index, entry) in route.routes.into_iter().enumerate() {
+            let field = format!("config.routes[{route_index}]");
+            let matcher =
+                self.matcher(node, &format!("{at}.{field}"), entry.keyword, entry.regex)?;
+            let next = target(&format!("{field}.next"), &entry.next)?;
+            routes.push(Route { matcher, next });
+        }
+        let default = route
+            .default
+            .as_deref()
+            .map(|name| target("config.default", name))
+            .transpose()?;
+        Ok(Action::Route(RouteAction { routes, default }))
+    }
+
+    /// The node's `config.key`: a valid state key.
+    fn state_key(&self, node: &RawNode, at: &str, key: &str) -> Result<(), FlowError> {
+        check_state_key(key)
+            .map_err(|problem| self.error(Some(&node.id), format!("{at}.config.key"), problem))
     }
 
     /// Reads the node's `type` and `config` through [`RawAction`].

@@ -20,7 +20,8 @@ use crate::tenancy::{ChannelId, TeamId, TenantId};
 use super::error::ConfigError;
 use super::files::resolve;
 use super::raw::{BundleFile, ChannelSection, TeamFile, TeamSection, TenantFile, TenantSection};
-use super::{check_name, check_path, check_rate, check_value, invalid, ChannelConfig, Environment};
+use super::validate::{check_name, check_path, check_rate, check_value, invalid};
+use super::{ChannelConfig, Environment};
 
 /// Where something was declared: a file and the dotted field inside it.
 #[derive(Clone, Debug)]

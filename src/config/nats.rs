@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::error::ConfigError;
 use super::files::resolve;
 use super::raw::{NatsSection, RawSecret, RawSecretFrom};
-use super::{check_name, invalid};
+use super::validate::{check_name, invalid};
 use crate::secrets::name::SecretName;
 
 /// `nats.subject_prefix` when absent.

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::error::ConfigError;
-use super::invalid;
 use super::raw::RuntimeSection;
+use super::validate::{at_least_one, invalid, parse_duration};
 
 /// `runtime.idempotency_window` when absent: how long a message id is remembered, so that a
 /// retry within it gets the first answer.
@@ -28,14 +28,12 @@ pub(super) fn session_limits(
     path: &Path,
     runtime: &RuntimeSection,
 ) -> Result<(usize, usize), ConfigError> {
-    let total = runtime.sessions_max.unwrap_or(DEFAULT_SESSIONS_MAX);
-    if total == 0 {
-        return Err(invalid(
-            path,
-            "runtime.sessions_max",
-            "must be at least 1 (live session actors over all tenants)".to_owned(),
-        ));
-    }
+    let total = at_least_one(
+        path,
+        "runtime.sessions_max",
+        runtime.sessions_max.unwrap_or(DEFAULT_SESSIONS_MAX),
+        "live session actors over all tenants",
+    )?;
     let share = runtime
         .tenant_sessions_max
         .unwrap_or((total * DEFAULT_TENANT_SESSIONS_SHARE_PERCENT / 100).max(1));
@@ -56,13 +54,7 @@ pub(super) fn idempotency_window(path: &Path, raw: Option<&str>) -> Result<Durat
     let Some(raw) = raw else {
         return Ok(DEFAULT_IDEMPOTENCY_WINDOW);
     };
-    let window = humantime::parse_duration(raw).map_err(|err| {
-        invalid(
-            path,
-            FIELD,
-            format!("invalid duration {raw:?} ({err}); write e.g. \"7days\" or \"48h\""),
-        )
-    })?;
+    let window = parse_duration(path, FIELD, raw, "\"7days\" or \"48h\"")?;
     if !(IDEMPOTENCY_WINDOW_MIN..=IDEMPOTENCY_WINDOW_MAX).contains(&window) {
         return Err(invalid(
             path,
@@ -80,13 +72,7 @@ pub(super) fn idempotency_window(path: &Path, raw: Option<&str>) -> Result<Durat
 /// `runtime.session_idle_timeout`: a humantime duration in `(0, SESSION_IDLE_TIMEOUT_MAX]`.
 pub(super) fn parse_idle_timeout(path: &Path, raw: &str) -> Result<Duration, ConfigError> {
     const FIELD: &str = "runtime.session_idle_timeout";
-    let timeout = humantime::parse_duration(raw).map_err(|err| {
-        invalid(
-            path,
-            FIELD,
-            format!("invalid duration {raw:?} ({err}); write e.g. \"10m\" or \"90s\""),
-        )
-    })?;
+    let timeout = parse_duration(path, FIELD, raw, "\"10m\" or \"90s\"")?;
     if timeout.is_zero() {
         return Err(invalid(
             path,

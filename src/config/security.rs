@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use super::error::ConfigError;
 use super::raw::AuthSection;
-use super::{check_name, invalid, AuthConfig, DEFAULT_AUDIENCE, DEFAULT_ISSUER};
+use super::validate::{check_name, invalid, parse_duration};
+use super::{AuthConfig, DEFAULT_AUDIENCE, DEFAULT_ISSUER};
 
 /// `server.metrics_listen` when absent: loopback only, Prometheus' conventional exporter port.
 pub const DEFAULT_METRICS_LISTEN: SocketAddr =
@@ -40,13 +41,7 @@ pub(super) fn auth_config(path: &Path, auth: AuthSection) -> Result<AuthConfig, 
 
 fn token_lifetime_max(path: &Path, raw: &str) -> Result<Duration, ConfigError> {
     const FIELD: &str = "auth.token_lifetime_max";
-    let lifetime = humantime::parse_duration(raw).map_err(|err| {
-        invalid(
-            path,
-            FIELD,
-            format!("invalid duration {raw:?} ({err}); write e.g. \"30d\" or \"12h\""),
-        )
-    })?;
+    let lifetime = parse_duration(path, FIELD, raw, "\"30d\" or \"12h\"")?;
     if lifetime < Duration::from_secs(1) || lifetime > TOKEN_LIFETIME_MAX_LIMIT {
         return Err(invalid(
             path,

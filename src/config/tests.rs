@@ -9,7 +9,10 @@ use std::time::Duration;
 use super::error::ConfigError;
 use super::flow::{Action, Flow, FlowError, RouteMatcher, NODES_PER_FLOW_MAX};
 use super::{Config, LoadOptions};
-use crate::tenancy::{ChannelId, EnvId, TeamId, TenantId};
+use crate::tenancy::fixtures::channel;
+use crate::tenancy::fixtures::team;
+use crate::tenancy::fixtures::tenant;
+use crate::tenancy::{EnvId, TeamId, TenantId};
 
 fn repo(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
@@ -17,18 +20,6 @@ fn repo(relative: &str) -> PathBuf {
 
 fn seed(name: &str) -> PathBuf {
     repo("tests/data/seed").join(name)
-}
-
-fn tenant(id: &str) -> TenantId {
-    TenantId::parse(id).unwrap()
-}
-
-fn team(id: &str) -> TeamId {
-    TeamId::parse(id).unwrap()
-}
-
-fn channel(id: &str) -> ChannelId {
-    ChannelId::parse(id).unwrap()
 }
 
 /// A TOML basic string holding `path`, so that tests can name absolute seed paths.
@@ -1134,7 +1125,7 @@ fn a_tenants_inflight_share_defaults_to_half_or_all_when_alone_and_is_checked() 
     assert_eq!(fixture.load().unwrap().inflight_per_tenant_max(), 3);
     for share in [0, 10] {
         let text = format!("[runtime]\ninflight_max = 9\ninflight_per_tenant_max = {share}\n");
-        let e = super::check_config_text(Path::new("config.toml"), &text)
+        let e = super::load::check_config_text(Path::new("config.toml"), &text)
             .unwrap_err()
             .to_string();
         assert_mentions(&e, &["runtime.inflight_per_tenant_max", "1..=9"]);

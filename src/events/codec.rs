@@ -22,7 +22,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::events::schema::{Event, EventKind, SchemaError, SCHEMA_VERSION};
+use crate::events::schema::{decode_limited, Event, EventKind, SchemaError, SCHEMA_VERSION};
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
 
 /// Largest encoded event body, in bytes.
@@ -36,8 +36,6 @@ pub const GROUP_EVENTS_MAX: usize = 64;
 /// Largest frame, in bytes. Kept below sled 0.34's blob threshold (segment size / 4 = 128 KiB),
 /// above which sled writes each value to its own file.
 pub const FRAME_BYTES_MAX: usize = 96 * 1024;
-/// Deepest MessagePack nesting accepted when decoding (our shapes need 2).
-pub const DECODE_DEPTH_MAX: usize = 8;
 
 const _: () = assert!(EVENT_BYTES_MAX < FRAME_BYTES_MAX);
 const _: () = assert!(GROUP_EVENTS_MAX <= u16::MAX as usize);
@@ -71,13 +69,6 @@ pub enum CodecError {
     Trailing(usize),
     #[error(transparent)]
     Schema(#[from] SchemaError),
-}
-
-/// Decodes MessagePack with the nesting limit. Callers check the input size first.
-pub(crate) fn decode_limited<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, SchemaError> {
-    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
-    de.set_max_depth(DECODE_DEPTH_MAX);
-    T::deserialize(&mut de).map_err(|e| SchemaError::Malformed(e.to_string()))
 }
 
 /// The envelope as stored. Field names are the on-disk contract.

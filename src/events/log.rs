@@ -427,23 +427,17 @@ impl EventLog {
 
     /// Read access to one tenant's whole log.
     pub fn tenant(&self, tenant: &TenantId) -> TenantReader {
-        let parts = self.inner.shared.reader(tenant);
         TenantReader {
-            tree: parts.tree,
-            store: parts.store,
+            parts: self.inner.shared.reader(tenant),
             tenant: tenant.clone(),
-            limit: parts.limit,
         }
     }
 
     /// Read access bounded by a context: its tenant, env and (when set) team.
     pub fn scope(&self, ctx: &TenantCtx) -> ScopedReader {
-        let parts = self.inner.shared.reader(&ctx.tenant);
         ScopedReader {
-            tree: parts.tree,
-            store: parts.store,
+            parts: self.inner.shared.reader(&ctx.tenant),
             ctx: ctx.clone(),
-            limit: parts.limit,
         }
     }
 

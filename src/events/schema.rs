@@ -15,6 +15,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
 
+/// Deepest MessagePack nesting accepted when decoding (our shapes need 2).
+pub const DECODE_DEPTH_MAX: usize = 8;
+
+/// Decodes MessagePack with the nesting limit. Callers check the input size first.
+pub(crate) fn decode_limited<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, SchemaError> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    de.set_max_depth(DECODE_DEPTH_MAX);
+    T::deserialize(&mut de).map_err(|e| SchemaError::Malformed(e.to_string()))
+}
+
 /// Schema version written by this build.
 ///
 /// History: v1 `MessageReceived` had no `message_id` (records from before idempotent ingest);
@@ -159,13 +169,12 @@ impl EventKind {
         data: &[u8],
         event_id: &uuid::Uuid,
     ) -> Result<EventKind, SchemaError> {
-        use crate::events::codec::decode_limited as de;
         if !(SCHEMA_VERSION_MIN..=SCHEMA_VERSION).contains(&version) {
             return Err(SchemaError::Version(version));
         }
         let kind = match name {
             "SessionStarted" => {
-                let d: SessionStartedData = de(data)?;
+                let d: SessionStartedData = decode_limited(data)?;
                 EventKind::SessionStarted {
                     user: d.user.into_owned(),
                     flow: d.flow.into_owned(),
@@ -173,7 +182,7 @@ impl EventKind {
                 }
             }
             "MessageReceived" if version == 1 => {
-                let d: MessageReceivedV1 = de(data)?;
+                let d: MessageReceivedV1 = decode_limited(data)?;
                 // v1 predates client message ids: the event's own id stands in, which is unique
                 // and stable, so idempotency records built from it never collide.
                 EventKind::MessageReceived {
@@ -183,7 +192,7 @@ impl EventKind {
                 }
             }
             "MessageReceived" => {
-                let d: MessageReceivedData = de(data)?;
+                let d: MessageReceivedData = decode_limited(data)?;
                 EventKind::MessageReceived {
                     message_id: d.message_id.into_owned(),
                     user: d.user.into_owned(),
@@ -191,41 +200,41 @@ impl EventKind {
                 }
             }
             "NodeEntered" => {
-                let d: NodeData = de(data)?;
+                let d: NodeData = decode_limited(data)?;
                 EventKind::NodeEntered {
                     node: d.node.into_owned(),
                 }
             }
             "ReplySent" => {
-                let d: NodeTextData = de(data)?;
+                let d: NodeTextData = decode_limited(data)?;
                 EventKind::ReplySent {
                     node: d.node.into_owned(),
                     text: d.text.into_owned(),
                 }
             }
             "StateSet" => {
-                let d: StateSetData = de(data)?;
+                let d: StateSetData = decode_limited(data)?;
                 EventKind::StateSet {
                     key: d.key.into_owned(),
                     value: d.value.into_owned(),
                 }
             }
             "AwaitingInput" => {
-                let d: AwaitingInputData = de(data)?;
+                let d: AwaitingInputData = decode_limited(data)?;
                 EventKind::AwaitingInput {
                     node: d.node.into_owned(),
                     key: d.key.into_owned(),
                 }
             }
             "FlowFailed" => {
-                let d: FlowFailedData = de(data)?;
+                let d: FlowFailedData = decode_limited(data)?;
                 EventKind::FlowFailed {
                     node: d.node.into_owned(),
                     error: d.error.into_owned(),
                 }
             }
             "SessionEnded" => {
-                let d: SessionEndedData = de(data)?;
+                let d: SessionEndedData = decode_limited(data)?;
                 EventKind::SessionEnded {
                     reason: d.reason.into_owned(),
                 }

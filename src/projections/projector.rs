@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::codec::decode_limited;
 use crate::events::log::{EventLog, ReadError};
 use crate::events::projection::{ProjectionError, ProjectionTree};
+use crate::events::schema::decode_limited;
 use crate::events::schema::{Event, EventKind};
 use crate::projections::session::SessionState;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
@@ -172,6 +172,13 @@ pub struct Projector {
     folds: Mutex<HashMap<TenantId, Arc<Mutex<()>>>>,
 }
 
+/// Holds a tenant's fold lock. A poisoned lock only means another fold panicked; the tree
+/// itself is consistent (a fold commits its events and checkpoint in one batch).
+fn one_fold(lock: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+    lock.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Projector {
     pub fn new(log: &EventLog) -> Result<Projector, ProjectorError> {
         Ok(Projector {
@@ -205,10 +212,7 @@ impl Projector {
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, ProjectorError> {
         let lock = self.fold_lock(tenant);
-        // A poisoned lock only means another fold panicked; the tree itself is consistent.
-        let _one_fold = lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one_fold = one_fold(&lock);
         let reader = log.tenant(tenant);
         let from = self.tree.checkpoint(tenant)?;
         let head = reader.head()?.map_or(0, |h| h.tenant_seq);
@@ -270,9 +274,7 @@ impl Projector {
     ) -> Result<u64, ProjectorError> {
         {
             let lock = self.fold_lock(tenant);
-            let _one_fold = lock
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _one_fold = one_fold(&lock);
             self.tree.clear_tenant(tenant)?;
         }
         self.catch_up(log, tenant, progress)
@@ -391,16 +393,7 @@ impl Projector {
         env: &EnvId,
         team: Option<&TeamId>,
     ) -> impl Iterator<Item = Result<SessionState, ProjectorError>> + '_ {
-        let tenant = tenant.clone();
-        self.tree
-            .scan(&tenant, &session_scope(env, team))
-            .map(move |entry| {
-                let (_, value) = entry?;
-                decode_limited(&value).map_err(|e| ProjectorError::Corrupt {
-                    tenant: tenant.clone(),
-                    detail: e.to_string(),
-                })
-            })
+        self.session_states(tenant, &session_scope(env, team))
     }
 
     /// The states of all the tenant's sessions, in every env.
@@ -408,8 +401,17 @@ impl Projector {
         &self,
         tenant: &TenantId,
     ) -> impl Iterator<Item = Result<SessionState, ProjectorError>> + '_ {
+        self.session_states(tenant, &[TAG_SESSION])
+    }
+
+    /// The session states stored under `prefix` of the tenant's read models, in key order.
+    fn session_states(
+        &self,
+        tenant: &TenantId,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<SessionState, ProjectorError>> + '_ {
         let tenant = tenant.clone();
-        self.tree.scan(&tenant, &[TAG_SESSION]).map(move |entry| {
+        self.tree.scan(&tenant, prefix).map(move |entry| {
             let (_, value) = entry?;
             decode_limited(&value).map_err(|e| ProjectorError::Corrupt {
                 tenant: tenant.clone(),

@@ -7,9 +7,8 @@ use std::path::PathBuf;
 
 use chacha20poly1305::aead::rand_core;
 
-use super::key::{MASTER_KEY_ENV, SIGNING_KEY_ENV};
+use super::consts::{MASTER_KEY_ENV, SECRET_VALUE_BYTES_MAX, SIGNING_KEY_ENV};
 use super::name::{Namespace, SecretName};
-use super::store::SECRET_VALUE_BYTES_MAX;
 use crate::edge::auth::SIGNING_KEY_BYTES_MIN;
 use crate::tenancy::{EnvId, TeamId, TenantId};
 

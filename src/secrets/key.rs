@@ -22,13 +22,10 @@ use chacha20poly1305::aead::OsRng;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use super::consts::{MASTER_KEY_ENV, SIGNING_KEY_ENV};
 use super::error::SecretError;
 use super::value::SecretValue;
 
-/// Env variable holding the master key as 64 hex characters; overrides the key file.
-pub const MASTER_KEY_ENV: &str = "TENANTRY_MASTER_KEY";
-/// Env variable holding the JWT signing key (its UTF-8 bytes); overrides `global/signing_key`.
-pub const SIGNING_KEY_ENV: &str = "TENANTRY_SIGNING_KEY";
 /// The key file's name in the data dir.
 pub const MASTER_KEY_FILE: &str = "master.key";
 /// Master key length: XChaCha20-Poly1305 keys are 256 bits.

@@ -1,12 +1,14 @@
 //! Secrets (DESIGN §8): an encrypted-at-rest store with platform, tenant and team namespaces, the
 //! master key that protects it, and the minting of the HS256 JWTs the HTTP edge accepts.
 //!
+//! - `consts`: the env variable names and the value size bound that `error`, `key` and `store`
+//!   share.
 //! - `value`: [`value::SecretValue`], a value that never prints and is wiped on drop.
 //! - `name`: [`name::SecretName`] and [`name::Namespace`], the validated address of a secret.
 //! - `key`: the master key (env `TENANTRY_MASTER_KEY`, else `{data_dir}/master.key`).
 //! - `store`: [`store::SecretStore`], one encrypted file per secret under `{data_dir}/secrets/`.
 //! - `token`: JWT [`token::Claims`] and [`token::mint`].
-//! - `cli`: the `tenantry secrets` and `tenantry token` subcommands.
+//! - (the `tenantry secrets`, `token` and `keygen` subcommands are in `crate::cli::secrets`.)
 //!
 //! Invariants:
 //! - A value is on disk only as XChaCha20-Poly1305 ciphertext whose associated data binds it to
@@ -19,7 +21,7 @@
 // STYLE: every public item is documented; the compiler holds this module to it.
 #![warn(missing_docs)]
 
-pub mod cli;
+pub mod consts;
 pub mod error;
 pub mod key;
 pub mod name;

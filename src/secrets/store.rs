@@ -35,19 +35,16 @@ use chacha20poly1305::aead::rand_core::RngCore;
 use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, OsRng, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 
+use super::consts::{SECRET_VALUE_BYTES_MAX, SIGNING_KEY_ENV};
 use super::error::SecretError;
 use super::key::{
     random_suffix, sync_dir, write_private_file, KeySources, MasterKey, KEY_ID_BYTES,
-    SIGNING_KEY_ENV,
 };
 use super::name::{Namespace, SecretName};
 use super::value::SecretValue;
 use crate::edge::auth::SIGNING_KEY_BYTES_MIN;
 use crate::tenancy::TenantCtx;
 
-/// Largest secret value, in bytes: room for keys, tokens and certificates, small enough to read
-/// whole.
-pub const SECRET_VALUE_BYTES_MAX: usize = 64 * 1024;
 /// Most secrets one [`SecretStore::list`] returns.
 pub const SECRETS_PER_LIST_MAX: usize = 10_000;
 /// The store's directory in the data dir.

@@ -4,26 +4,21 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::cli::{run_secrets, NameArgs, NamespaceArgs, SecretsAction, SecretsArgs};
+use super::consts::SECRET_VALUE_BYTES_MAX;
 use super::error::SecretError;
 use super::key::{KeySources, MASTER_KEY_FILE};
 use super::name::{Namespace, SecretName};
-use super::store::{SecretStore, SECRET_VALUE_BYTES_MAX};
+use super::store::SecretStore;
 use super::token::{claims_for, mint, Claims, TokenRequest};
 use super::value::SecretValue;
+use crate::cli::secrets::{run_secrets, NameArgs, NamespaceArgs, SecretsAction, SecretsArgs};
 use crate::config::security::DEFAULT_TOKEN_LIFETIME_MAX as TOKEN_TTL_MAX;
 use crate::config::{Config, LoadOptions};
-use crate::tenancy::{EnvId, TeamId, TenantCtx, TenantId};
+use crate::tenancy::fixtures::team;
+use crate::tenancy::fixtures::tenant;
+use crate::tenancy::{EnvId, TenantCtx};
 
 const CANARY: &[u8] = b"canary-7f3a9c1e-do-not-leak";
-
-fn tenant(id: &str) -> TenantId {
-    TenantId::parse(id).unwrap()
-}
-
-fn team(id: &str) -> TeamId {
-    TeamId::parse(id).unwrap()
-}
 
 fn name(raw: &str) -> SecretName {
     SecretName::parse(raw).unwrap()

@@ -213,4 +213,6 @@ impl fmt::Display for TenantCtx {
 }
 
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 mod tests;

@@ -3,6 +3,8 @@
 
 // Test code may panic on unexpected data: that is how a test fails.
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+// A test may be one long scenario; the limit on function length is for the code under test.
+#![allow(clippy::too_many_lines)]
 
 mod audit;
 mod check_config;

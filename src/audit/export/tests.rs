@@ -1,7 +1,8 @@
 use super::*;
-use crate::audit::fixture::{self, id};
+use crate::audit::fixture;
 use crate::audit::record::{hash_hex, Manifest};
 use crate::events::codec::GENESIS_HASH;
+use crate::tenancy::fixtures::id;
 
 fn run(log: &EventLog, opts: &ExportOptions) -> (String, Manifest) {
     let mut out = Vec::new();

@@ -1,11 +1,12 @@
 use super::*;
 use crate::audit::fixture::{self, FORMULA, HOSTILE};
 use crate::events::codec::{chain_hash, encode_body, GENESIS_HASH};
+use crate::tenancy::fixtures::id;
 
 fn stored() -> StoredEvent {
     let fx = fixture::build();
     fx.log
-        .tenant(&fixture::id("acme"))
+        .tenant(&id("acme"))
         .events(1..=1)
         .next()
         .unwrap()

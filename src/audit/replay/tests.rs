@@ -1,5 +1,6 @@
 use super::*;
-use crate::audit::fixture::{self, ctx, id, FORMULA, HOSTILE};
+use crate::audit::fixture::{self, ctx, FORMULA, HOSTILE};
+use crate::tenancy::fixtures::id;
 
 fn text(log: &EventLog, opts: &ReplayOptions) -> String {
     let mut out = Vec::new();

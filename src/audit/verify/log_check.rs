@@ -1,128 +1,48 @@
-//! `verify --tenant`: a tenant's log checked from genesis (see [`super::verify_log`]).
+//! `verify --tenant`: a tenant's log checked from genesis (see [`super::verify_log`]): every
+//! frame readable and of this tenant, `tenant_seq` gapless, the chain linked from the genesis
+//! hash to the tenant's head, and every session's seqs gapless from its `SessionStarted`.
 
 use std::collections::HashMap;
 
 use super::super::record::hash_hex;
 use super::super::AuditError;
-use super::{problem, ProblemKind, Summary, Verdict};
-use crate::events::codec::GENESIS_HASH;
-use crate::events::log::EventLog;
-use crate::events::schema::EventKind;
+use super::{problem, Problem, ProblemKind, Summary, Verdict};
+use crate::events::codec::{Hash, GENESIS_HASH};
+use crate::events::log::{EventLog, Head, StoredEvent};
+use crate::events::schema::{Event, EventKind};
 use crate::tenancy::TenantId;
 
 /// See [`super::verify_log`].
 pub(super) fn verify(log: &EventLog, tenant: &TenantId) -> Result<Verdict, AuditError> {
-    let broken = |seq: Option<u64>, kind, detail: String| -> Result<Verdict, AuditError> {
-        Ok(Verdict::Broken(problem(None, seq, kind, detail)))
-    };
+    Ok(match check(log, tenant) {
+        Ok(summary) => Verdict::Intact(summary),
+        Err(p) => Verdict::Broken(p),
+    })
+}
+
+/// The first problem of the tenant's log, else its summary.
+fn check(log: &EventLog, tenant: &TenantId) -> Result<Summary, Problem> {
     if let Some(d) = log.damaged().iter().find(|d| &d.tenant == tenant) {
-        return broken(
-            None,
-            ProblemKind::Unreadable,
-            format!("{}: {}", d.position, d.detail),
-        );
+        let detail = format!("{}: {}", d.position, d.detail);
+        return Err(broken(None, ProblemKind::Unreadable, detail));
     }
     let reader = log.tenant(tenant);
-    let head = match reader.head() {
-        Ok(head) => head,
-        Err(e) => return broken(None, ProblemKind::Unreadable, e.to_string()),
-    };
+    let head = reader
+        .head()
+        .map_err(|e| broken(None, ProblemKind::Unreadable, e.to_string()))?;
     let last = head.map_or(0, |h| h.tenant_seq);
-    let mut prev_hash = GENESIS_HASH;
-    let mut expected = 1;
-    // Last seq per session: the only state that grows, with the number of sessions.
-    let mut sessions: HashMap<(String, String, String), u64> = HashMap::new();
+    let mut chain = Chain::new(tenant);
     if last > 0 {
         for item in reader.events(1..=last) {
-            let stored = match item {
-                Ok(stored) => stored,
-                Err(e) => {
-                    return broken(
-                        Some(expected),
-                        ProblemKind::Unreadable,
-                        format!("{}: {}", e.position, e.detail),
-                    )
-                }
-            };
-            let e = &stored.event;
-            let seq = Some(e.tenant_seq);
-            if &e.tenant != tenant {
-                return broken(
-                    seq,
-                    ProblemKind::ForeignTenant,
-                    format!("a record of tenant {} in tenant {tenant}'s range", e.tenant),
-                );
-            }
-            if e.tenant_seq != expected {
-                let kind = if e.tenant_seq > expected {
-                    ProblemKind::Deleted
-                } else {
-                    ProblemKind::Inserted
-                };
-                return broken(
-                    seq,
-                    kind,
-                    format!("expected tenant_seq {expected}, found {}", e.tenant_seq),
-                );
-            }
-            if stored.prev_hash != prev_hash {
-                return broken(
-                    seq,
-                    ProblemKind::BrokenChain,
-                    format!(
-                        "prev_hash is not the hash of tenant_seq {} (a frame was rewritten?)",
-                        expected - 1
-                    ),
-                );
-            }
-            let key = (e.env.to_string(), e.team.to_string(), e.session.to_string());
-            let session_last = sessions.get(&key).copied().unwrap_or(0);
-            if e.seq != session_last + 1 {
-                return broken(
-                    seq,
-                    ProblemKind::Deleted,
-                    format!(
-                        "session {}/{}/{}: seq {} follows seq {session_last}",
-                        e.env, e.team, e.session, e.seq
-                    ),
-                );
-            }
-            if (e.seq == 1) != matches!(e.kind, EventKind::SessionStarted { .. }) {
-                return broken(
-                    seq,
-                    ProblemKind::Malformed,
-                    format!(
-                        "session {}/{}/{}: {} at seq {} (SessionStarted must be exactly seq 1)",
-                        e.env,
-                        e.team,
-                        e.session,
-                        e.kind.name(),
-                        e.seq
-                    ),
-                );
-            }
-            sessions.insert(key, e.seq);
-            prev_hash = stored.hash;
-            expected += 1;
+            let stored = item.map_err(|e| {
+                let detail = format!("{}: {}", e.position, e.detail);
+                broken(Some(chain.expected), ProblemKind::Unreadable, detail)
+            })?;
+            chain.follow(&stored)?;
         }
     }
-    if expected != last + 1 {
-        return broken(
-            Some(expected),
-            ProblemKind::Deleted,
-            format!("the log ends before its head at tenant_seq {last}"),
-        );
-    }
-    if let Some(h) = head {
-        if h.hash != prev_hash {
-            return broken(
-                Some(last),
-                ProblemKind::BrokenChain,
-                "the chain does not end at the tenant's head hash".to_owned(),
-            );
-        }
-    }
-    Ok(Verdict::Intact(Summary {
+    chain.finish(last, head)?;
+    Ok(Summary {
         source: format!("log {}", log.dir().display()),
         tenant: tenant.to_string(),
         env: None,
@@ -132,6 +52,102 @@ pub(super) fn verify(log: &EventLog, tenant: &TenantId) -> Result<Verdict, Audit
         last_tenant_seq: (last > 0).then_some(last),
         contiguous: true,
         head_hash: head.map(|h| hash_hex(&h.hash)),
-        sessions: Some(u64::try_from(sessions.len()).unwrap_or(u64::MAX)),
-    }))
+        sessions: Some(u64::try_from(chain.sessions.len()).unwrap_or(u64::MAX)),
+    })
+}
+
+fn broken(seq: Option<u64>, kind: ProblemKind, detail: String) -> Problem {
+    problem(None, seq, kind, detail)
+}
+
+/// The walk along one tenant's chain.
+struct Chain<'t> {
+    tenant: &'t TenantId,
+    prev_hash: Hash,
+    /// The `tenant_seq` the next event must have.
+    expected: u64,
+    /// Last seq per session: the only state that grows, with the number of sessions.
+    sessions: HashMap<(String, String, String), u64>,
+}
+
+impl<'t> Chain<'t> {
+    fn new(tenant: &'t TenantId) -> Chain<'t> {
+        Chain {
+            tenant,
+            prev_hash: GENESIS_HASH,
+            expected: 1,
+            sessions: HashMap::new(),
+        }
+    }
+
+    /// Checks the next stored event's tenant, position and link, then its session's seqs.
+    fn follow(&mut self, stored: &StoredEvent) -> Result<(), Problem> {
+        let e = &stored.event;
+        let seq = Some(e.tenant_seq);
+        let (tenant, expected) = (self.tenant, self.expected);
+        if &e.tenant != tenant {
+            let detail = format!("a record of tenant {} in tenant {tenant}'s range", e.tenant);
+            return Err(broken(seq, ProblemKind::ForeignTenant, detail));
+        }
+        if e.tenant_seq != expected {
+            let kind = if e.tenant_seq > expected {
+                ProblemKind::Deleted
+            } else {
+                ProblemKind::Inserted
+            };
+            let detail = format!("expected tenant_seq {expected}, found {}", e.tenant_seq);
+            return Err(broken(seq, kind, detail));
+        }
+        if stored.prev_hash != self.prev_hash {
+            let detail = format!(
+                "prev_hash is not the hash of tenant_seq {} (a frame was rewritten?)",
+                expected - 1
+            );
+            return Err(broken(seq, ProblemKind::BrokenChain, detail));
+        }
+        self.session(e)?;
+        self.prev_hash = stored.hash;
+        self.expected += 1;
+        Ok(())
+    }
+
+    /// A session's seqs are gapless and start with exactly one `SessionStarted`.
+    fn session(&mut self, e: &Event) -> Result<(), Problem> {
+        let seq = Some(e.tenant_seq);
+        let key = (e.env.to_string(), e.team.to_string(), e.session.to_string());
+        let session_last = self.sessions.get(&key).copied().unwrap_or(0);
+        if e.seq != session_last + 1 {
+            let detail = format!(
+                "session {}/{}/{}: seq {} follows seq {session_last}",
+                e.env, e.team, e.session, e.seq
+            );
+            return Err(broken(seq, ProblemKind::Deleted, detail));
+        }
+        if (e.seq == 1) != matches!(e.kind, EventKind::SessionStarted { .. }) {
+            let detail = format!(
+                "session {}/{}/{}: {} at seq {} (SessionStarted must be exactly seq 1)",
+                e.env,
+                e.team,
+                e.session,
+                e.kind.name(),
+                e.seq
+            );
+            return Err(broken(seq, ProblemKind::Malformed, detail));
+        }
+        self.sessions.insert(key, e.seq);
+        Ok(())
+    }
+
+    /// After the last event: the walk reached the head, and the chain ends at its hash.
+    fn finish(&self, last: u64, head: Option<Head>) -> Result<(), Problem> {
+        if self.expected != last + 1 {
+            let detail = format!("the log ends before its head at tenant_seq {last}");
+            return Err(broken(Some(self.expected), ProblemKind::Deleted, detail));
+        }
+        if head.is_some_and(|h| h.hash != self.prev_hash) {
+            let detail = "the chain does not end at the tenant's head hash".to_owned();
+            return Err(broken(Some(last), ProblemKind::BrokenChain, detail));
+        }
+        Ok(())
+    }
 }

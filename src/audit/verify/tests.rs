@@ -3,15 +3,23 @@ use std::sync::atomic::AtomicBool;
 
 use super::*;
 use crate::audit::export::{export_to, ExportFormat, ExportOptions};
-use crate::audit::fixture::{self, id, Fixture};
-use crate::audit::record::encode_base64;
-use crate::events::codec::encode_body;
+use crate::audit::fixture::{self, Fixture};
+use crate::audit::record::{encode_base64, hash_hex, EventLine, Manifest};
+use crate::events::codec::{chain_hash, encode_body};
 use crate::events::schema::EventKind;
+use crate::tenancy::fixtures::id;
 
 fn export_file(fx: &Fixture, opts: &ExportOptions, name: &str) -> PathBuf {
     let path = fx.dir.path().join(name);
     export_to(&fx.log, opts, Some(&path), &AtomicBool::new(false)).unwrap();
     path
+}
+
+/// A fresh fixture and its acme JSONL export (without the sidecar), as lines.
+fn acme_jsonl() -> (Fixture, PathBuf, Vec<String>) {
+    let fx = fixture::build();
+    let (path, lines) = jsonl(&fx);
+    (fx, path, lines)
 }
 
 fn jsonl(fx: &Fixture) -> (PathBuf, Vec<String>) {
@@ -40,6 +48,20 @@ fn broken(verdict: Verdict) -> Problem {
         Verdict::Broken(p) => p,
         Verdict::Intact(s) => panic!("expected a problem, got intact: {s}"),
     }
+}
+
+/// The first problem of `lines` written to `path`, asserted to be of `kind`.
+fn broken_as(path: &Path, lines: &[String], kind: ProblemKind) -> Problem {
+    let p = broken(verify_lines(path, lines));
+    assert_eq!(p.kind, kind, "{p}");
+    p
+}
+
+/// The first problem of `lines` written to `path`, asserted to be `kind` at line `line`.
+fn broken_at(path: &Path, lines: &[String], kind: ProblemKind, line: u64) -> Problem {
+    let p = broken_as(path, lines, kind);
+    assert_eq!(p.line, Some(line), "{p}");
+    p
 }
 
 fn edit(line: &str, f: impl FnOnce(&mut EventLine)) -> String {
@@ -90,14 +112,12 @@ fn a_filtered_export_verifies_event_by_event() {
         .map(str::to_owned)
         .collect();
     lines.remove(lines.len() - 3);
-    let p = broken(verify_lines(&path, &lines));
-    assert_eq!(p.kind, ProblemKind::Deleted, "{p}");
+    broken_as(&path, &lines, ProblemKind::Deleted);
 }
 
 #[test]
 fn an_edited_visible_field_is_named() {
-    let fx = fixture::build();
-    let (path, mut lines) = jsonl(&fx);
+    let (fx, path, mut lines) = acme_jsonl();
     let i = lines
         .iter()
         .position(|l| l.contains("\"ReplySent\""))
@@ -105,39 +125,30 @@ fn an_edited_visible_field_is_named() {
     lines[i] = edit(&lines[i], |r| {
         r.data["text"] = "Welcome, all is fine".into()
     });
-    let p = broken(verify_lines(&path, &lines));
-    assert_eq!(
-        (p.kind, p.line),
-        (ProblemKind::Edited, Some(i as u64 + 1)),
-        "{p}"
-    );
+    let p = broken_at(&path, &lines, ProblemKind::Edited, i as u64 + 1);
     assert!(p.detail.contains("field data"), "{p}");
     assert_eq!(p.tenant_seq, Some(i as u64 + 1));
 
     let (path, mut lines) = jsonl(&fx);
     lines[2] = edit(&lines[2], |r| r.session = "s9".into());
-    let p = broken(verify_lines(&path, &lines));
-    assert_eq!((p.kind, p.line), (ProblemKind::Edited, Some(3)), "{p}");
+    let p = broken_at(&path, &lines, ProblemKind::Edited, 3);
     assert!(p.detail.contains("field session"), "{p}");
 }
 
 #[test]
 fn an_edited_body_fails_its_hash() {
-    let fx = fixture::build();
-    let (path, mut lines) = jsonl(&fx);
+    let (_fx, path, mut lines) = acme_jsonl();
     lines[3] = edit(&lines[3], |r| {
         let body = r.body.as_mut().unwrap();
         let flipped = if body.starts_with('j') { "k" } else { "j" };
         body.replace_range(0..1, flipped);
     });
-    let p = broken(verify_lines(&path, &lines));
-    assert_eq!((p.kind, p.line), (ProblemKind::BadHash, Some(4)), "{p}");
+    broken_at(&path, &lines, ProblemKind::BadHash, 4);
 }
 
 #[test]
 fn a_forged_line_with_a_fresh_hash_breaks_the_chain_at_the_next_line() {
-    let fx = fixture::build();
-    let (path, mut lines) = jsonl(&fx);
+    let (fx, path, mut lines) = acme_jsonl();
     let i = lines
         .iter()
         .position(|l| l.contains("\"ReplySent\""))
@@ -157,18 +168,12 @@ fn a_forged_line_with_a_fresh_hash_breaks_the_chain_at_the_next_line() {
     stored.hash = chain_hash(&stored.prev_hash, &body);
     lines[i] = serde_json::to_string(&EventLine::new(&stored, Some(&body))).unwrap();
     assert!(lines[i].contains(&encode_base64(&body)));
-    let p = broken(verify_lines(&path, &lines));
-    assert_eq!(
-        (p.kind, p.line),
-        (ProblemKind::BrokenChain, Some(i as u64 + 2)),
-        "{p}"
-    );
+    broken_at(&path, &lines, ProblemKind::BrokenChain, i as u64 + 2);
 }
 
 #[test]
 fn deleted_inserted_and_reordered_lines_are_told_apart() {
-    let fx = fixture::build();
-    let (path, lines) = jsonl(&fx);
+    let (_fx, path, lines) = acme_jsonl();
 
     let mut deleted = lines.clone();
     deleted.remove(4);
@@ -191,8 +196,7 @@ fn deleted_inserted_and_reordered_lines_are_told_apart() {
 
     let mut repeated = lines.clone();
     repeated.insert(3, lines[2].clone());
-    let p = broken(verify_lines(&path, &repeated));
-    assert_eq!((p.kind, p.line), (ProblemKind::Inserted, Some(4)), "{p}");
+    broken_at(&path, &repeated, ProblemKind::Inserted, 4);
 
     let mut swapped = lines.clone();
     swapped.swap(3, 4);
@@ -205,19 +209,16 @@ fn deleted_inserted_and_reordered_lines_are_told_apart() {
 
     let mut first_gone = lines.clone();
     first_gone.remove(0);
-    let p = broken(verify_lines(&path, &first_gone));
-    assert_eq!((p.kind, p.line), (ProblemKind::Deleted, Some(1)), "{p}");
+    broken_at(&path, &first_gone, ProblemKind::Deleted, 1);
 
     let mut last_event_gone = lines.clone();
     last_event_gone.remove(lines.len() - 2);
-    let p = broken(verify_lines(&path, &last_event_gone));
-    assert_eq!(p.kind, ProblemKind::Deleted, "{p}");
+    broken_as(&path, &last_event_gone, ProblemKind::Deleted);
 }
 
 #[test]
 fn another_tenants_line_is_foreign() {
-    let fx = fixture::build();
-    let (path, mut lines) = jsonl(&fx);
+    let (fx, path, mut lines) = acme_jsonl();
     let other = export_file(
         &fx,
         &ExportOptions::new(id("acmex"), ExportFormat::Jsonl),
@@ -230,33 +231,21 @@ fn another_tenants_line_is_foreign() {
         .unwrap()
         .to_owned();
     lines.insert(2, other_line);
-    let p = broken(verify_lines(&path, &lines));
-    assert_eq!(
-        (p.kind, p.line),
-        (ProblemKind::ForeignTenant, Some(3)),
-        "{p}"
-    );
+    broken_at(&path, &lines, ProblemKind::ForeignTenant, 3);
 }
 
 #[test]
 fn a_missing_or_cut_manifest_is_incomplete() {
-    let fx = fixture::build();
-    let (path, mut lines) = jsonl(&fx);
+    let (_fx, path, mut lines) = acme_jsonl();
     let manifest = lines.pop().unwrap();
-    let p = broken(verify_lines(&path, &lines));
-    assert_eq!(p.kind, ProblemKind::MissingManifest, "{p}");
+    let p = broken_as(&path, &lines, ProblemKind::MissingManifest);
     assert!(
         p.detail.contains(&format!("after line {}", lines.len())),
         "{p}"
     );
 
     lines.push(manifest[..manifest.len() / 2].to_owned());
-    let p = broken(verify_lines(&path, &lines));
-    assert_eq!(
-        (p.kind, p.line),
-        (ProblemKind::Malformed, Some(lines.len() as u64)),
-        "{p}"
-    );
+    let p = broken_at(&path, &lines, ProblemKind::Malformed, lines.len() as u64);
     assert!(p.detail.contains("manifest"), "{p}");
 
     std::fs::write(&path, lines.join("\n")).unwrap();
@@ -273,18 +262,12 @@ fn a_missing_or_cut_manifest_is_incomplete() {
 
 #[test]
 fn an_edited_manifest_disagrees() {
-    let fx = fixture::build();
-    let (path, mut lines) = jsonl(&fx);
+    let (_fx, path, mut lines) = acme_jsonl();
     let last = lines.len() - 1;
     let mut m: Manifest = serde_json::from_str(&lines[last]).unwrap();
     m.count += 1;
     lines[last] = serde_json::to_string(&m).unwrap();
-    let p = broken(verify_lines(&path, &lines));
-    assert_eq!(
-        (p.kind, p.line),
-        (ProblemKind::Deleted, Some(last as u64 + 1)),
-        "{p}"
-    );
+    broken_at(&path, &lines, ProblemKind::Deleted, last as u64 + 1);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 use super::*;
-use crate::audit::fixture::{self, ctx, id, FLOW_YAML};
+use crate::audit::fixture::{self, ctx, FLOW_YAML};
+use crate::tenancy::fixtures::id;
 
 fn run(fx: &fixture::Fixture, tenant: &str, session: &str, yaml: &str) -> (WhatIf, String) {
     let flow = Flow::parse(Path::new("what-if.yaml"), yaml).unwrap();

@@ -18,40 +18,7 @@ fn sample(kind: EventKind) -> Event {
 }
 
 fn all_kinds() -> Vec<EventKind> {
-    vec![
-        EventKind::SessionStarted {
-            user: "u".into(),
-            flow: "f".into(),
-            flow_version: "1.0".into(),
-        },
-        EventKind::MessageReceived {
-            message_id: "m1".into(),
-            user: "u".into(),
-            text: "hi \"there\"".into(),
-        },
-        EventKind::NodeEntered {
-            node: "greet".into(),
-        },
-        EventKind::ReplySent {
-            node: "greet".into(),
-            text: "Welcome".into(),
-        },
-        EventKind::AwaitingInput {
-            node: "ask_name".into(),
-            key: "name".into(),
-        },
-        EventKind::StateSet {
-            key: "name".into(),
-            value: "Ada".into(),
-        },
-        EventKind::FlowFailed {
-            node: "n".into(),
-            error: "boom".into(),
-        },
-        EventKind::SessionEnded {
-            reason: "done".into(),
-        },
-    ]
+    crate::fuzzing::sample_kinds()
 }
 
 #[test]

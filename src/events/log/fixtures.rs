@@ -1,22 +1,26 @@
-//! Test fixtures shared by the log's tests and its readers' tests: tenant acme (env prod, team
-//! support), session s1 on channel slack.
+//! Test fixtures shared by the log's tests and the projections' tests that append to a log.
 
 use crate::events::log::AppendGroup;
 use crate::events::schema::EventKind;
-use crate::tenancy::{SessionId, TenantCtx};
+use crate::tenancy::{ChannelId, SessionId, TeamId, TenantCtx};
 
-/// acme / prod / support.
-pub(crate) fn acme_ctx() -> TenantCtx {
+/// Tenant `acme`, env `prod`, team `support`.
+pub(crate) fn acme_support() -> TenantCtx {
     TenantCtx::new(
         "acme".parse().unwrap(),
         "prod".parse().unwrap(),
-        Some("support".parse().unwrap()),
+        Some(TeamId::parse("support").unwrap()),
     )
 }
 
-/// One group of session s1 by user ada at `expected_seq`: the session's start at 0, else the
-/// message `text` with `message_id`; no idempotency record.
-pub(crate) fn s1_group(expected_seq: u64, at_ms: u64, message_id: &str, text: &str) -> AppendGroup {
+/// Ada's append group at `expected_seq` in session `s1` of [`acme_support`] on `slack`: her
+/// `SessionStarted` at 0, else her message `text` with id `message_id`; no idempotency.
+pub(crate) fn ada_group(
+    expected_seq: u64,
+    message_id: String,
+    text: &str,
+    at_ms: u64,
+) -> AppendGroup {
     let kinds = if expected_seq == 0 {
         vec![EventKind::SessionStarted {
             user: "ada".into(),
@@ -25,14 +29,14 @@ pub(crate) fn s1_group(expected_seq: u64, at_ms: u64, message_id: &str, text: &s
         }]
     } else {
         vec![EventKind::MessageReceived {
-            message_id: message_id.into(),
+            message_id,
             user: "ada".into(),
             text: text.into(),
         }]
     };
     AppendGroup {
-        ctx: acme_ctx(),
-        channel: "slack".parse().unwrap(),
+        ctx: acme_support(),
+        channel: ChannelId::parse("slack").unwrap(),
         session: SessionId::parse("s1").unwrap(),
         expected_seq,
         at_ms,

@@ -9,8 +9,8 @@
 //! and reported, never guessed about.
 
 use super::{EventLog, IdempotencyRecord, ReadError, IDEMPOTENCY_RECORD_VERSION};
-use crate::events::codec::decode_limited;
 use crate::events::keys;
+use crate::events::schema::decode_limited;
 use crate::tenancy::TenantId;
 
 /// Why a purge could not run at all. (A tenant whose records cannot be scanned is logged and

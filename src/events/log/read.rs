@@ -11,10 +11,11 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use super::contain::contained;
-use super::store::Store;
+use super::store::{ReaderParts, Store};
 use super::{Damage, Head, IdempotencyRecord, ReadError, SessionInfo, SessionMeta, StoredEvent};
-use crate::events::codec::{chain_hash, decode_body, decode_frame, decode_limited};
+use crate::events::codec::{chain_hash, decode_body, decode_frame};
 use crate::events::keys;
+use crate::events::schema::decode_limited;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
 /// A sled panic caught while reading (see `contain`): the files are damaged.
@@ -155,13 +156,8 @@ fn decode_frame_events(
 /// Read access to one tenant's log, up to its durable frontier.
 #[derive(Clone)]
 pub struct TenantReader {
-    /// `Err` while a recovery has the files closed.
-    pub(super) tree: Result<sled::Tree, ReadError>,
-    /// Keeps the files open while this reader (or an iterator from it) lives.
-    pub(super) store: Option<Arc<Store>>,
+    pub(super) parts: ReaderParts,
     pub(super) tenant: TenantId,
-    /// The last `tenant_seq` this reader may return.
-    pub(super) limit: u64,
 }
 
 impl TenantReader {
@@ -171,14 +167,14 @@ impl TenantReader {
 
     /// The last durable event's position and hash, or `None` for an empty tenant.
     pub fn head(&self) -> Result<Option<Head>, ReadError> {
-        let tree = self.tree.as_ref().map_err(Clone::clone)?;
-        if self.limit == 0 {
+        let tree = self.parts.tree.as_ref().map_err(Clone::clone)?;
+        if self.parts.limit == 0 {
             return Ok(None);
         }
         let (start, _) = keys::frame_range(&self.tenant);
         // Frames hold whole groups and the frontier moves by whole groups, so the last frame
         // that starts at or before the frontier also ends there.
-        let upto = keys::frame_key(&self.tenant, self.limit);
+        let upto = keys::frame_key(&self.tenant, self.parts.limit);
         let last = contained(|| tree.range(start..=upto).next_back())
             .map_err(|e| sled_panicked(&self.tenant, "last frame", &e))?;
         match last {
@@ -196,8 +192,8 @@ impl TenantReader {
     /// The iterator ends after the first error.
     /// Events past the durable frontier are not returned.
     pub fn events(&self, range: RangeInclusive<u64>) -> TenantEvents {
-        let range = *range.start()..=(*range.end()).min(self.limit);
-        let tree = match &self.tree {
+        let range = *range.start()..=(*range.end()).min(self.parts.limit);
+        let tree = match &self.parts.tree {
             Ok(tree) => tree,
             Err(e) => {
                 return TenantEvents {
@@ -219,7 +215,7 @@ impl TenantReader {
             _ => from,
         };
         TenantEvents {
-            _store: self.store.clone(),
+            _store: self.parts.store.clone(),
             frames: Some(tree.range(first..end)),
             error: None,
             tenant: self.tenant.clone(),
@@ -242,17 +238,28 @@ pub struct TenantEvents {
     done: bool,
 }
 
+/// What an event iterator hands out before it reads on: a buffered event, else the error that
+/// ended it (once, marking it done).
+fn ready(
+    pending: &mut VecDeque<StoredEvent>,
+    error: &mut Option<ReadError>,
+    done: &mut bool,
+) -> Option<Result<StoredEvent, ReadError>> {
+    if let Some(e) = pending.pop_front() {
+        return Some(Ok(e));
+    }
+    let e = error.take()?;
+    *done = true;
+    Some(Err(e))
+}
+
 impl Iterator for TenantEvents {
     type Item = Result<StoredEvent, ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(e) = self.pending.pop_front() {
-                return Some(Ok(e));
-            }
-            if let Some(e) = self.error.take() {
-                self.done = true;
-                return Some(Err(e));
+            if let Some(item) = ready(&mut self.pending, &mut self.error, &mut self.done) {
+                return Some(item);
             }
             if self.done || self.range.is_empty() {
                 return None;
@@ -300,13 +307,8 @@ impl Iterator for TenantEvents {
 /// tenant's durable frontier.
 #[derive(Clone)]
 pub struct ScopedReader {
-    /// `Err` while a recovery has the files closed.
-    pub(super) tree: Result<sled::Tree, ReadError>,
-    /// Keeps the files open while this reader (or an iterator from it) lives.
-    pub(super) store: Option<Arc<Store>>,
+    pub(super) parts: ReaderParts,
     pub(super) ctx: TenantCtx,
-    /// The last `tenant_seq` this reader may return.
-    pub(super) limit: u64,
 }
 
 impl ScopedReader {
@@ -317,7 +319,7 @@ impl ScopedReader {
     /// Events of one session of this scope's team (or `default`), with `seq` in `range`.
     /// A session of another tenant, env or team is simply empty here.
     pub fn session_events(&self, session: &SessionId, range: RangeInclusive<u64>) -> SessionEvents {
-        let tree = match &self.tree {
+        let tree = match &self.parts.tree {
             Ok(tree) => tree.clone(),
             Err(e) => {
                 return SessionEvents {
@@ -327,7 +329,7 @@ impl ScopedReader {
                     tree: None,
                     tenant: self.ctx.tenant.clone(),
                     range,
-                    limit: self.limit,
+                    limit: self.parts.limit,
                     pending: VecDeque::new(),
                     done: false,
                 }
@@ -345,13 +347,13 @@ impl ScopedReader {
             *last = 1;
         }
         SessionEvents {
-            _store: self.store.clone(),
+            _store: self.parts.store.clone(),
             index: Some(tree.range(first..end)),
             error: None,
             tree: Some(tree),
             tenant: self.ctx.tenant.clone(),
             range,
-            limit: self.limit,
+            limit: self.parts.limit,
             pending: VecDeque::new(),
             done: false,
         }
@@ -359,7 +361,7 @@ impl ScopedReader {
 
     /// The last durable seq of a session in this scope (0 when it does not exist).
     pub fn session_last_seq(&self, session: &SessionId) -> Result<u64, ReadError> {
-        let tree = self.tree.as_ref().map_err(Clone::clone)?;
+        let tree = self.parts.tree.as_ref().map_err(Clone::clone)?;
         let team = self.ctx.team_or_default();
         last_seq_upto(
             tree,
@@ -367,7 +369,7 @@ impl ScopedReader {
             &self.ctx.env,
             &team,
             session,
-            self.limit,
+            self.parts.limit,
         )
     }
 
@@ -402,7 +404,7 @@ impl ScopedReader {
             }
             None => prefix,
         };
-        let (tree, error) = match &self.tree {
+        let (tree, error) = match &self.parts.tree {
             Ok(tree) => (Some(tree.clone()), None),
             Err(e) => (None, Some(Err(e.clone()))),
         };
@@ -410,8 +412,12 @@ impl ScopedReader {
             .as_ref()
             .filter(|_| start < end)
             .map(|t| t.range(start..end));
-        let (tenant, env, limit) = (self.ctx.tenant.clone(), self.ctx.env.clone(), self.limit);
-        let store = self.store.clone();
+        let (tenant, env, limit) = (
+            self.ctx.tenant.clone(),
+            self.ctx.env.clone(),
+            self.parts.limit,
+        );
+        let store = self.parts.store.clone();
         let listed = scan.into_iter().flatten().filter_map(move |entry| {
             let _keep_open = &store;
             let info = session_info(&tenant, &env, env_prefix_len, entry);
@@ -433,7 +439,7 @@ impl ScopedReader {
         channel: &ChannelId,
         message_id: &str,
     ) -> Result<Option<IdempotencyRecord>, ReadError> {
-        let tree = self.tree.as_ref().map_err(Clone::clone)?;
+        let tree = self.parts.tree.as_ref().map_err(Clone::clone)?;
         let team = self.ctx.team_or_default();
         let key =
             keys::idempotency_key(&self.ctx.tenant, &self.ctx.env, &team, channel, message_id);
@@ -443,7 +449,7 @@ impl ScopedReader {
         // A record of a group that is not durable yet is not an answer to give.
         let prefix =
             keys::session_index_prefix(&self.ctx.tenant, &self.ctx.env, &team, &rec.session);
-        Ok(durable_at(tree, &prefix, rec.first_seq, self.limit).then_some(rec))
+        Ok(durable_at(tree, &prefix, rec.first_seq, self.parts.limit).then_some(rec))
     }
 
     /// The user's open (started, not ended) session on `channel` in this scope's team. Not
@@ -453,7 +459,7 @@ impl ScopedReader {
         channel: &ChannelId,
         user: &str,
     ) -> Result<Option<SessionId>, ReadError> {
-        let tree = self.tree.as_ref().map_err(Clone::clone)?;
+        let tree = self.parts.tree.as_ref().map_err(Clone::clone)?;
         let team = self.ctx.team_or_default();
         let key = keys::open_session_key(&self.ctx.tenant, &self.ctx.env, &team, channel, user);
         let err = |detail: String| ReadError {
@@ -648,12 +654,8 @@ impl Iterator for SessionEvents {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(e) = self.pending.pop_front() {
-                return Some(Ok(e));
-            }
-            if let Some(e) = self.error.take() {
-                self.done = true;
-                return Some(Err(e));
+            if let Some(item) = ready(&mut self.pending, &mut self.error, &mut self.done) {
+                return Some(item);
             }
             if self.done {
                 return None;

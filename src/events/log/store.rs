@@ -51,10 +51,14 @@ pub(super) struct Shared {
     pub(super) answered_batch: AtomicU64,
 }
 
-/// See [`Shared::reader`].
+/// What a reader holds (see [`Shared::reader`]).
+#[derive(Clone)]
 pub(super) struct ReaderParts {
+    /// `Err` while a recovery has the files closed.
     pub(super) tree: Result<sled::Tree, ReadError>,
+    /// Keeps the files open while this reader (or an iterator from it) lives.
     pub(super) store: Option<Arc<Store>>,
+    /// The last `tenant_seq` this reader may return.
     pub(super) limit: u64,
 }
 

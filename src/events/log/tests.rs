@@ -5,13 +5,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::events::codec::{self, chain_hash, GENESIS_HASH, TEXT_BYTES_MAX};
 use crate::events::keys;
-
-fn id<T: std::str::FromStr>(s: &str) -> T
-where
-    T::Err: std::fmt::Debug,
-{
-    s.parse().unwrap()
-}
+use crate::tenancy::fixtures::id;
 
 fn ctx(tenant: &str) -> TenantCtx {
     TenantCtx::new(id(tenant), id("prod"), Some(id("support")))

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::events::codec::{encode_body, encode_frame, EVENT_BYTES_MAX, GENESIS_HASH};
 use crate::events::schema::Event;
-use crate::projections::session::fixtures::{acme_s1, next_event};
+use crate::projections::session::fixtures::{acme_session, event_after};
 use crate::projections::session::SessionStatus;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
 
@@ -24,15 +24,15 @@ fn seed(file: &str) -> PathBuf {
 }
 
 fn new_state() -> SessionState {
-    acme_s1()
+    acme_session()
 }
 
 /// Wraps `kinds` into the events that follow `state` (consecutive seqs, fake ids and clock) and
 /// folds them, as the session actor does after an append.
 fn fold(state: &mut SessionState, kinds: &[EventKind]) {
     for kind in kinds {
-        let event = next_event(state, kind.clone());
-        state.apply(&event);
+        let seq = state.last_seq + 1;
+        state.apply(&event_after(state, kind.clone(), seq, seq));
     }
 }
 

@@ -1,20 +1,16 @@
 use std::path::Path;
 
 use super::*;
-use crate::events::log::fixtures::{acme_ctx, s1_group};
+use crate::events::log::fixtures::{acme_support as ctx, ada_group};
 use crate::events::log::{AppendGroup, AppendOutcome, LogOptions};
 use crate::tenancy::TenantId;
-
-fn ctx() -> TenantCtx {
-    acme_ctx()
-}
 
 fn sid() -> SessionId {
     SessionId::parse("s1").unwrap()
 }
 
 fn group(expected_seq: u64, at_ms: u64, text: &str) -> AppendGroup {
-    s1_group(expected_seq, at_ms, &format!("m-{text}"), text)
+    ada_group(expected_seq, format!("m-{text}"), text, at_ms)
 }
 
 fn append(log: &EventLog, g: AppendGroup) {

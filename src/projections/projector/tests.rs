@@ -2,37 +2,10 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::events::log::{AppendGroup, AppendOutcome, LogOptions};
+use crate::tenancy::fixtures::id;
 use crate::tenancy::TenantCtx;
 
-fn id<T: std::str::FromStr>(s: &str) -> T
-where
-    T::Err: std::fmt::Debug,
-{
-    s.parse().unwrap()
-}
-
 const DAY: u64 = MS_PER_DAY;
-
-/// Appends one group in team `support` and returns the session's new last seq.
-fn append(
-    log: &EventLog,
-    tenant: &str,
-    channel: &str,
-    session: &str,
-    last: u64,
-    at_ms: u64,
-    kinds: Vec<EventKind>,
-) -> u64 {
-    append_in(
-        log,
-        (tenant, "support"),
-        channel,
-        session,
-        last,
-        at_ms,
-        kinds,
-    )
-}
 
 /// Appends one group in `(tenant, team)` and returns the session's new last seq.
 fn append_in(
@@ -90,18 +63,18 @@ fn usage_matches_a_hand_computed_fixture() {
     let day1 = 20_000 * DAY + 5;
     let day2 = 20_001 * DAY + 7;
     // acme, web, day 1: start + "hello"(5) + reply "hi!"(3); then "bye"(3), failure, end.
-    let s = append(
+    let s = append_in(
         &log,
-        "acme",
+        ("acme", "support"),
         "web",
         "s1",
         0,
         day1,
         vec![msg("hello"), reply("hi!")],
     );
-    append(
+    append_in(
         &log,
-        "acme",
+        ("acme", "support"),
         "web",
         "s1",
         s,
@@ -116,9 +89,9 @@ fn usage_matches_a_hand_computed_fixture() {
         ],
     );
     // acme, slack, day 2: start + "ping"(4) + reply "pong!"(5).
-    append(
+    append_in(
         &log,
-        "acme",
+        ("acme", "support"),
         "slack",
         "s2",
         0,
@@ -126,7 +99,15 @@ fn usage_matches_a_hand_computed_fixture() {
         vec![msg("ping"), reply("pong!")],
     );
     // acmex (prefix of nothing, but shares the ids) must not leak into acme.
-    append(&log, "acmex", "web", "s1", 0, day1, vec![msg("zzzzzzzzzz")]);
+    append_in(
+        &log,
+        ("acmex", "support"),
+        "web",
+        "s1",
+        0,
+        day1,
+        vec![msg("zzzzzzzzzz")],
+    );
 
     let p = Projector::new(&log).unwrap();
     assert_eq!(p.catch_up(&log, &id("acme"), &mut |_| {}).unwrap(), 9);
@@ -327,7 +308,7 @@ proptest! {
                     let key = (tenant, session);
                     let (seq, ch) = last.get(&key).copied().unwrap_or((0, channel));
                     let kinds = (0..n).map(|i| if i % 2 == 0 { msg("m") } else { reply("r") }).collect();
-                    let s = append(&log, TENANTS[tenant], CHANNELS[ch], &format!("s{session}"), seq, day * DAY + 1, kinds);
+                    let s = append_in(&log, (TENANTS[tenant], "support"), CHANNELS[ch], &format!("s{session}"), seq, day * DAY + 1, kinds);
                     last.insert(key, (s, ch));
                 }
                 Op::CatchUp { tenant } => {
@@ -367,8 +348,24 @@ fn one_tenants_long_fold_does_not_block_another_tenants_fold() {
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
     let projector = std::sync::Arc::new(Projector::new(&log).unwrap());
-    append(&log, "acme", "web", "s1", 0, DAY, vec![msg("a")]);
-    append(&log, "bigcorp", "web", "s1", 0, DAY, vec![msg("b")]);
+    append_in(
+        &log,
+        ("acme", "support"),
+        "web",
+        "s1",
+        0,
+        DAY,
+        vec![msg("a")],
+    );
+    append_in(
+        &log,
+        ("bigcorp", "support"),
+        "web",
+        "s1",
+        0,
+        DAY,
+        vec![msg("b")],
+    );
     let (slow_in_fold, slow_entered) = std::sync::mpsc::channel();
     let (other_done, other_finished) = std::sync::mpsc::channel::<()>();
     // acme's fold stays inside (its progress callback runs under the fold lock) until bigcorp's

@@ -1,11 +1,11 @@
-//! Test fixtures shared by the tests that fold sessions (this module's and the flow engine's).
+//! Test fixture shared by the session fold's tests and the flow engine's tests.
 
-use super::SessionState;
 use crate::events::schema::{Event, EventKind};
+use crate::projections::session::SessionState;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
 
-/// The empty state of session acme / prod / support / s1.
-pub(crate) fn acme_s1() -> SessionState {
+/// The empty state of session `s1` of acme/prod/support.
+pub(crate) fn acme_session() -> SessionState {
     SessionState::new(
         TenantId::parse("acme").unwrap(),
         EnvId::parse("prod").unwrap(),
@@ -14,11 +14,14 @@ pub(crate) fn acme_s1() -> SessionState {
     )
 }
 
-/// Wraps `kind` in the envelope of the event that follows `state`: next seq, the session's ids,
-/// channel `web`, a nil id, and `tenant_seq` and `at_ms` equal to the seq (callers that need
-/// another tenant order or clock override them).
-pub(crate) fn next_event(state: &SessionState, kind: EventKind) -> Event {
-    let seq = state.last_seq + 1;
+/// Wraps `kind` in the envelope of the event that follows `state`: next seq, the state's ids, a
+/// nil event id, channel `web`, and the given `tenant_seq` and time.
+pub(crate) fn event_after(
+    state: &SessionState,
+    kind: EventKind,
+    tenant_seq: u64,
+    at_ms: u64,
+) -> Event {
     Event {
         id: uuid::Uuid::nil(),
         tenant: state.tenant.clone(),
@@ -26,9 +29,9 @@ pub(crate) fn next_event(state: &SessionState, kind: EventKind) -> Event {
         team: state.team.clone(),
         channel: ChannelId::parse("web").unwrap(),
         session: state.session.clone(),
-        seq,
-        tenant_seq: seq,
-        at_ms: seq,
+        seq: state.last_seq + 1,
+        tenant_seq,
+        at_ms,
         kind,
     }
 }

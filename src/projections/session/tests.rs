@@ -2,13 +2,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use proptest::prelude::*;
 
-use super::fixtures::{self, acme_s1};
+use super::fixtures::{acme_session, event_after};
 use super::*;
 
 // ---- Helpers --------------------------------------------------------------------------------
 
 fn empty() -> SessionState {
-    acme_s1()
+    acme_session()
 }
 
 /// Wraps `kind` in the envelope of the event that follows `state`: next seq, same ids, channel
@@ -16,11 +16,7 @@ fn empty() -> SessionState {
 /// ticking 1000 ms per event.
 fn next_event(state: &SessionState, kind: EventKind) -> Event {
     let seq = state.last_seq + 1;
-    Event {
-        tenant_seq: seq * 10,
-        at_ms: 1_000 * seq,
-        ..fixtures::next_event(state, kind)
-    }
+    event_after(state, kind, seq * 10, 1_000 * seq)
 }
 
 fn fold(state: &mut SessionState, kinds: &[EventKind]) {

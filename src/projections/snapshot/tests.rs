@@ -6,37 +6,10 @@ use ciborium::Value;
 use serde::{Deserialize, Serialize};
 
 use super::*;
-
-/// Owned ids, so tests can build a borrowed [`SnapshotKey`] from them.
-struct Ids {
-    tenant: TenantId,
-    env: EnvId,
-    team: TeamId,
-    session: SessionId,
-}
-
-impl Ids {
-    fn new(tenant: &str, env: &str, team: &str, session: &str) -> Ids {
-        Ids {
-            tenant: TenantId::parse(tenant).unwrap(),
-            env: EnvId::parse(env).unwrap(),
-            team: TeamId::parse(team).unwrap(),
-            session: SessionId::parse(session).unwrap(),
-        }
-    }
-
-    fn key(&self) -> SnapshotKey<'_> {
-        SnapshotKey {
-            tenant: &self.tenant,
-            env: &self.env,
-            team: &self.team,
-            session: &self.session,
-        }
-    }
-}
+use crate::fuzzing::SnapshotIds as Ids;
 
 fn acme() -> Ids {
-    Ids::new("acme", "prod", "default", "sess-1")
+    Ids::of("acme", "prod", "default", "sess-1")
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,7 +138,7 @@ fn round_trip() {
 #[test]
 fn path_layout() {
     let store = SnapshotStore::new(PathBuf::from("/data/sessions"));
-    let ids = Ids::new("acme", "staging", "support", "Sess_9-x");
+    let ids = Ids::of("acme", "staging", "support", "Sess_9-x");
     assert_eq!(
         store.path(&ids.key()),
         Path::new("/data/sessions/acme/staging/support/Sess_9-x.cbor")
@@ -194,10 +167,10 @@ fn file_under_another_key_is_a_mismatch() {
     let bytes = fs::read(store.path(&a.key())).unwrap();
 
     for (other, field) in [
-        (Ids::new("globex", "prod", "default", "sess-1"), "tenant"),
-        (Ids::new("acme", "dev", "default", "sess-1"), "env"),
-        (Ids::new("acme", "prod", "sales", "sess-1"), "team"),
-        (Ids::new("acme", "prod", "default", "sess-2"), "session"),
+        (Ids::of("globex", "prod", "default", "sess-1"), "tenant"),
+        (Ids::of("acme", "dev", "default", "sess-1"), "env"),
+        (Ids::of("acme", "prod", "sales", "sess-1"), "team"),
+        (Ids::of("acme", "prod", "default", "sess-2"), "session"),
     ] {
         put_file(&store.path(&other.key()), &bytes);
         match read_as::<Sample>(&store, &other) {
@@ -392,7 +365,7 @@ fn missing_file_is_none() {
     // Same when only a sibling session has a snapshot.
     store
         .write(
-            &Ids::new("acme", "prod", "default", "other").key(),
+            &Ids::of("acme", "prod", "default", "other").key(),
             1,
             &sample(),
         )
@@ -430,7 +403,7 @@ fn remove_deletes_one_snapshot_and_tolerates_missing() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir);
     let a = acme();
-    let b = Ids::new("acme", "prod", "default", "sess-2");
+    let b = Ids::of("acme", "prod", "default", "sess-2");
     store.write(&a.key(), 1, &sample()).unwrap();
     store.write(&b.key(), 1, &sample()).unwrap();
 
@@ -449,10 +422,10 @@ fn remove_tenant_removes_only_that_tenant() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir);
     let acme_1 = acme();
-    let acme_2 = Ids::new("acme", "dev", "sales", "x");
-    let globex = Ids::new("globex", "prod", "default", "sess-1");
+    let acme_2 = Ids::of("acme", "dev", "sales", "x");
+    let globex = Ids::of("globex", "prod", "default", "sess-1");
     // A tenant whose name starts with the other's must survive too.
-    let acme_corp = Ids::new("acme-corp", "prod", "default", "sess-1");
+    let acme_corp = Ids::of("acme-corp", "prod", "default", "sess-1");
     for ids in [&acme_1, &acme_2, &globex, &acme_corp] {
         store.write(&ids.key(), 1, &sample()).unwrap();
     }

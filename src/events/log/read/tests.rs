@@ -2,14 +2,8 @@
 
 use super::super::{AppendGroup, AppendOutcome, EventLog, LogOptions};
 use crate::events::schema::EventKind;
+use crate::tenancy::fixtures::id;
 use crate::tenancy::{SessionId, TeamId, TenantCtx};
-
-fn id<T: std::str::FromStr>(s: &str) -> T
-where
-    T::Err: std::fmt::Debug,
-{
-    s.parse().unwrap()
-}
 
 fn scope(tenant: &str, team: Option<&str>) -> TenantCtx {
     TenantCtx::new(id(tenant), id("prod"), team.map(id))

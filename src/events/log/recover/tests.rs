@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::events::codec::TEXT_BYTES_MAX;
-use crate::events::log::fixtures::{acme_ctx, s1_group};
+use crate::events::log::fixtures::{acme_support as ctx, ada_group};
 use crate::events::log::{AppendError, AppendGroup, AppendOutcome, EventLog, LogOptions};
 use crate::events::schema::EventKind;
 use crate::tenancy::{SessionId, TenantId};
@@ -58,7 +58,7 @@ fn group(expected_seq: u64, text: &str) -> AppendGroup {
             message_id: message_id.clone(),
             ack: Vec::new(),
         }),
-        ..s1_group(expected_seq, 1000 + expected_seq, &message_id, text)
+        ..ada_group(expected_seq, message_id, text, 1000 + expected_seq)
     }
 }
 
@@ -66,7 +66,7 @@ fn group(expected_seq: u64, text: &str) -> AppendGroup {
 /// must agree).
 fn texts(log: &EventLog) -> Vec<String> {
     let from_session: Vec<String> = log
-        .scope(&acme_ctx())
+        .scope(&ctx())
         .session_events(&SessionId::parse("s1").unwrap(), 1..=u64::MAX)
         .map(|e| match e.unwrap().event.kind {
             EventKind::MessageReceived { text, .. } => text,
@@ -74,7 +74,7 @@ fn texts(log: &EventLog) -> Vec<String> {
         })
         .collect();
     let from_tenant = log
-        .tenant(&acme_ctx().tenant)
+        .tenant(&ctx().tenant)
         .events(1..=u64::MAX)
         .collect::<Result<Vec<_>, _>>()
         .unwrap()
@@ -189,7 +189,7 @@ fn a_full_disk_hides_unflushed_events_and_the_log_recovers_once_space_is_freed()
         failed_seq,
         filler,
     } = fill_until_a_write_fails(&fs);
-    let tenant: TenantId = acme_ctx().tenant;
+    let tenant: TenantId = ctx().tenant;
     let failure = log.write_failure().expect("the log says it refuses writes");
     assert!(!failure.is_empty());
     // sled applied the failed group (it is in sled's tree) but no flush covered it.
@@ -206,7 +206,7 @@ fn a_full_disk_hides_unflushed_events_and_the_log_recovers_once_space_is_freed()
     // Readers stop at the durable frontier: exactly what was acked, in every reader.
     assert_eq!(texts(&log), acked);
     assert_eq!(log.durable_frontier(&tenant), acked.len() as u64);
-    let scope = log.scope(&acme_ctx());
+    let scope = log.scope(&ctx());
     assert_eq!(
         scope
             .session_last_seq(&SessionId::parse("s1").unwrap())

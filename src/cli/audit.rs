@@ -1,6 +1,5 @@
 //! The `replay`, `export` and `verify` subcommands: their arguments (clap), what they print and
-//! how they exit. `main` parses, loads the config and calls these; the work is in the sibling
-//! modules.
+//! how they exit. `cli` parses, loads the config and calls these; the work is in `audit`.
 //!
 //! Exit statuses: 0 success (verify: intact; what-if: identical), 1 failure (verify: a problem
 //! found; what-if: diverged; any other command: an error), 2 verify could not run (unreadable
@@ -10,12 +9,16 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::export::{cancel_on_sigint, export_to, sidecar_path, ExportFormat, ExportOptions};
-use super::replay::{replay as replay_events, state_at, ReplayFormat, ReplayOptions, ReplayScope};
-use super::verify::{verify_file, verify_log, Verdict};
-use super::verify_snapshots::verify_snapshots;
-use super::what_if::what_if_with_config;
-use super::{open_log, parse_time, AuditError};
+use crate::audit::export::{
+    cancel_on_sigint, export_to, sidecar_path, ExportFormat, ExportOptions,
+};
+use crate::audit::replay::{
+    replay as replay_events, state_at, ReplayFormat, ReplayOptions, ReplayScope,
+};
+use crate::audit::verify::{verify_file, verify_log, Verdict};
+use crate::audit::verify_snapshots::verify_snapshots;
+use crate::audit::what_if::what_if_with_config;
+use crate::audit::{open_log, parse_time, AuditError};
 use crate::config::Config;
 use crate::projections::snapshot::SnapshotStore;
 use crate::tenancy::{EnvId, SessionId, TeamId, TenantCtx, TenantId};

@@ -1,5 +1,5 @@
 //! The `tenantry secrets`, `tenantry token` and `tenantry keygen` subcommands: their arguments (clap) and what they
-//! do, so that `main.rs` only dispatches.
+//! do, so that `cli` only dispatches.
 //!
 //! Invariants:
 //! - Ids and names are validated by clap through their `parse` before anything runs.
@@ -14,13 +14,14 @@ use std::time::SystemTime;
 
 use clap::{ArgGroup, Args, Subcommand};
 
-use super::error::SecretError;
-use super::key::{generate_signing_key, KeySources};
-use super::name::{Namespace, SecretName};
-use super::store::{check_signing_key, SecretStore, SECRET_VALUE_BYTES_MAX};
-use super::token::{claims_for, mint, TokenRequest, DEFAULT_SUBJECT};
-use super::value::SecretValue;
 use crate::config::Config;
+use crate::secrets::consts::SECRET_VALUE_BYTES_MAX;
+use crate::secrets::error::SecretError;
+use crate::secrets::key::{generate_signing_key, KeySources};
+use crate::secrets::name::{Namespace, SecretName};
+use crate::secrets::store::{check_signing_key, SecretStore};
+use crate::secrets::token::{claims_for, mint, TokenRequest, DEFAULT_SUBJECT};
+use crate::secrets::value::SecretValue;
 use crate::tenancy::{EnvId, TeamId, TenantId};
 
 /// `tenantry secrets`.

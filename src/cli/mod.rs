@@ -1,0 +1,195 @@
+//! The `tenantry` command line (clap): parse arguments, load config, call into the library. No
+//! logic. `main.rs` only calls [`main`].
+//!
+//! Files: this one (the command tree and its dispatch), `serve` (start and stop the server),
+//! `read_models` (`usage`, `rebuild`), `audit` (`replay`, `export`, `verify`), `secrets`
+//! (`secrets`, `token`, `keygen`). The benchmarks are their own crate (`bench/`,
+//! `tenantry-bench`).
+
+pub mod audit;
+mod read_models;
+pub mod secrets;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, LoadOptions};
+
+/// Multi-tenant, event-sourced conversation runtime.
+#[derive(Parser)]
+#[command(name = "tenantry", version, about, propagate_version = true)]
+struct Cli {
+    /// Path of config.toml.
+    #[arg(
+        long,
+        global = true,
+        env = "TENANTRY_CONFIG",
+        default_value = "config.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the runtime: tenant, env and session actors over the durable log in the data dir.
+    /// Stops gracefully on SIGINT/SIGTERM (drains queued messages, snapshots every session).
+    Serve,
+    /// Validate the configuration and print a summary (tenants, envs, teams, channels, flows).
+    CheckConfig,
+    /// Print a tenant's usage (messages, replies, sessions, errors, bytes, events) from the read
+    /// models, folding the log up to date first. Offline: needs the data dir (no running server).
+    Usage {
+        #[arg(long)]
+        tenant: crate::tenancy::TenantId,
+        /// Only this environment (default: all).
+        #[arg(long)]
+        env: Option<crate::tenancy::EnvId>,
+        /// Group rows by team, channel (within team) or UTC day.
+        #[arg(long, value_enum, default_value_t = UsageGroup::Team)]
+        by: UsageGroup,
+        #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
+        format: TableOrJson,
+    },
+    /// Drop and re-fold the read models (usage, sessions) from the log, with progress; with
+    /// --snapshots also rewrite every session's CBOR snapshot from the log. Offline.
+    Rebuild {
+        /// Only this tenant (default: every tenant in the log).
+        #[arg(long)]
+        tenant: Option<crate::tenancy::TenantId>,
+        /// Also rebuild the CBOR session snapshots.
+        #[arg(long)]
+        snapshots: bool,
+    },
+    /// Manage secrets (encrypted at rest under the data dir): set (value on stdin), get, list,
+    /// delete, in `--global`, `--tenant T` or `--tenant T --team M`.
+    Secrets(secrets::SecretsArgs),
+    /// Mint an HS256 JWT for the HTTP API, signed with env TENANTRY_SIGNING_KEY else the secret
+    /// global/signing_key; prints only the token.
+    Token(secrets::TokenArgs),
+    /// Print a fresh random JWT signing key (256 bits, base64url, 43 characters), e.g.
+    /// `export TENANTRY_SIGNING_KEY=$(tenantry keygen)` or
+    /// `tenantry keygen | tenantry secrets set --global signing_key`.
+    Keygen,
+    /// Print a tenant's or a session's events as a timeline (or JSON), a session's state at a
+    /// seq (--at), or a what-if re-run of a session with another flow file (--with-flow; exits 1
+    /// when it diverges). Offline: needs the data dir (no running server).
+    Replay(audit::ReplayArgs),
+    /// Stream a tenant's audit trail as JSONL or CSV with a manifest (chain hashes and stored
+    /// bodies included, for `verify`). Offline. Ctrl-C stops it and prints how to resume.
+    Export(audit::ExportArgs),
+    /// Check an export file, or a tenant's log (--tenant), against the hash chain. Exit 0
+    /// intact, 1 a problem (the first one is named: line, tenant_seq, what), 2 cannot verify.
+    Verify(audit::VerifyArgs),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum UsageGroup {
+    Team,
+    Channel,
+    Day,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TableOrJson {
+    Table,
+    Json,
+}
+
+/// The `tenantry` binary: parse the arguments, run the command, map an error to exit 1.
+pub fn main() -> ExitCode {
+    init_tracing();
+    // sled may panic on damaged files in its own threads: exit clearly rather than hang.
+    crate::events::log::contain::install_panic_hook();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: log files and collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    let opts = LoadOptions {
+        tenant_override: std::env::var("TENANTRY_TENANT_ID").ok(),
+    };
+    Ok(Config::load(path, &opts)?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve => serve::serve(&cli.config),
+        Command::CheckConfig => {
+            let config = load_config(&cli.config)?;
+            print!("{}", config.summary());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Secrets(args) => {
+            let config = load_config(&cli.config)?;
+            let (mut stdin, mut stdout) = (std::io::stdin().lock(), std::io::stdout().lock());
+            let data_dir = &config.server().data_dir;
+            secrets::secrets(&args, data_dir, &mut stdin, &mut stdout)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay(args) => {
+            let config = load_config(&cli.config)?;
+            Ok(audit::replay(&args, &config)?)
+        }
+        Command::Export(args) => {
+            let config = load_config(&cli.config)?;
+            Ok(audit::export(&args, &config)?)
+        }
+        Command::Verify(args) => {
+            // `verify FILE` needs no config; an unusable config is "cannot verify" (exit 2).
+            let config = if args.needs_config() {
+                match load_config(&cli.config) {
+                    Ok(config) => Some(config),
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        return Ok(ExitCode::from(audit::EXIT_UNUSABLE));
+                    }
+                }
+            } else {
+                None
+            };
+            Ok(audit::verify(&args, config.as_ref()))
+        }
+        Command::Token(args) => {
+            let config = load_config(&cli.config)?;
+            let now = std::time::SystemTime::now();
+            secrets::token(&args, &config, now, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keygen => {
+            secrets::keygen(&mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Usage {
+            tenant,
+            env,
+            by,
+            format,
+        } => read_models::usage(&cli.config, &tenant, env.as_ref(), by, format),
+        Command::Rebuild { tenant, snapshots } => {
+            read_models::rebuild(&cli.config, tenant, snapshots)
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! `tenantry usage` and `tenantry rebuild`: the read models, offline (no running server).
+
+use std::process::ExitCode;
+
+use super::{load_config, TableOrJson, UsageGroup};
+use crate::config::Config;
+use crate::events::log::{EventLog, LogOptions};
+use crate::projections::snapshot::SnapshotStore;
+
+/// Opens the data dir's log for an offline command.
+fn open_offline(config: &Config) -> anyhow::Result<EventLog> {
+    let dir = config.server().data_dir.join("log");
+    if !dir.exists() {
+        anyhow::bail!(
+            "no event log at {} (nothing has been written yet?)",
+            dir.display()
+        );
+    }
+    Ok(EventLog::open(&dir, &LogOptions::default())?)
+}
+
+pub(super) fn usage(
+    config_path: &std::path::Path,
+    tenant: &crate::tenancy::TenantId,
+    env: Option<&crate::tenancy::EnvId>,
+    by: UsageGroup,
+    format: TableOrJson,
+) -> anyhow::Result<ExitCode> {
+    use crate::projections::projector::{usage_table, Projector, UsageBy};
+    let config = load_config(config_path)?;
+    let log = open_offline(&config)?;
+    let projector = Projector::new(&log)?;
+    projector.catch_up(&log, tenant, &mut |_| {})?;
+    let by = match by {
+        UsageGroup::Team => UsageBy::Team,
+        UsageGroup::Channel => UsageBy::Channel,
+        UsageGroup::Day => UsageBy::Day,
+    };
+    let rows = projector.usage(tenant, env, None, by)?;
+    match format {
+        TableOrJson::Table => print!("{}", usage_table(&rows)),
+        TableOrJson::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "tenant": tenant, "usage": rows }))?
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn rebuild(
+    config_path: &std::path::Path,
+    tenant: Option<crate::tenancy::TenantId>,
+    snapshots: bool,
+) -> anyhow::Result<ExitCode> {
+    use crate::projections::projector::Projector;
+    let config = load_config(config_path)?;
+    let log = open_offline(&config)?;
+    let projector = Projector::new(&log)?;
+    let tenants = match tenant {
+        Some(t) => vec![t],
+        None => log.tenants()?,
+    };
+    let store = SnapshotStore::new(config.server().data_dir.join("sessions"));
+    for tenant in tenants {
+        let started = std::time::Instant::now();
+        let mut progress = |n: u64| eprintln!("rebuild {tenant}: {n} events folded");
+        let folded = projector.rebuild(&log, &tenant, &mut progress)?;
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!("rebuild {tenant}: read models done, {folded} events in {secs:.2} s");
+        if snapshots {
+            let written =
+                crate::projections::load::rewrite_snapshots(&log, &projector, &store, &tenant)?;
+            eprintln!("rebuild {tenant}: {written} snapshots rewritten from the log");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

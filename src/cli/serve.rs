@@ -1,0 +1,156 @@
+//! `tenantry serve`: start the runtime, the read models' background fold, NATS and HTTP, and
+//! stop them in reverse on SIGINT/SIGTERM: HTTP, NATS ingress, runtime drain, egress.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::load_config;
+use crate::actors::runtime::{Runtime, RuntimeOptions};
+use crate::config::Config;
+use crate::edge::auth::SigningKey;
+use crate::edge::http::ApiServer;
+use crate::events::log::{EventLog, LogOptions};
+use crate::projections::projector::{Background, Projector};
+use crate::projections::snapshot::SnapshotStore;
+use crate::tenancy::TenantId;
+
+pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let data_dir = config.server().data_dir.clone();
+    // Before anything is created: a server without a usable key leaves no trace on disk.
+    let signing_key = signing_key(&data_dir)?;
+    crate::private_fs::create_private_dir(&data_dir)
+        .with_context(|| format!("creating data dir {} (mode 0700)", data_dir.display()))?;
+    let log = EventLog::open(&data_dir.join("log"), &LogOptions::default())?;
+    let snapshots = SnapshotStore::new(data_dir.join("sessions"));
+    let projector = Arc::new(Projector::new(&log)?);
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let mut opts = RuntimeOptions::from_config(&config);
+        let nats_metrics = Arc::new(crate::edge::nats::NatsMetrics::default());
+        let egress = config.nats().map(|_| crate::edge::nats::egress_channel());
+        if let Some((sink, _)) = &egress {
+            opts.egress = Some(sink.clone());
+        }
+        let runtime = Runtime::start(&config, log.clone(), snapshots, opts);
+        // One quota per tenant, charged by HTTP requests and NATS messages alike.
+        let quotas = Arc::new(crate::edge::quota::Quotas::for_config(&config));
+        let served: Vec<TenantId> = runtime.tenants().cloned().collect();
+        let _read_models = Background::start(
+            log.clone(),
+            projector.clone(),
+            served.clone(),
+            READ_MODEL_INTERVAL,
+        )?;
+        // NATS: ingress stops right after HTTP at shutdown; egress last, so that it publishes
+        // the replies of the drained messages.
+        let (stop_nats, stop) = tokio::sync::watch::channel(false);
+        let mut ingress_task = None;
+        let mut egress_task = None;
+        if let (Some(nats), Some((_, replies))) = (config.nats(), egress) {
+            let client = crate::edge::nats::connect(nats, &data_dir, nats_metrics.clone()).await?;
+            let ingress = crate::edge::nats::Ingress {
+                client: client.clone(),
+                prefix: nats.subject_prefix.clone(),
+                runtime: runtime.clone(),
+                served: served.iter().cloned().collect(),
+                dedicated: config.dedicated().cloned(),
+                quotas: quotas.clone(),
+                metrics: nats_metrics.clone(),
+            };
+            ingress_task = Some(actix_rt::spawn(ingress.run(stop.clone())));
+            let prefix = nats.subject_prefix.clone();
+            let publish = crate::edge::nats::publish_egress(
+                client,
+                prefix,
+                replies,
+                stop,
+                nats_metrics.clone(),
+            );
+            egress_task = Some(actix_rt::spawn(publish));
+        }
+        let mut http = match ApiServer::start(
+            &config,
+            runtime.clone(),
+            projector.clone(),
+            &signing_key,
+            quotas,
+            config.nats().map(|_| nats_metrics.as_ref()),
+        ) {
+            Ok(http) => http,
+            Err(e) => {
+                runtime.shutdown().await;
+                return Err(anyhow::Error::new(e));
+            }
+        };
+        let tenants: Vec<String> = runtime.tenants().map(ToString::to_string).collect();
+        tracing::info!(tenants = ?tenants, data_dir = %data_dir.display(), mode = %mode(&config),
+            "tenantry runtime started");
+        let mut failed = None;
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            result = http.wait() => {
+                failed = Some(anyhow::anyhow!("the HTTP server stopped unexpectedly: {result:?}"));
+            }
+        }
+        // HTTP first: stop accepting, let in-flight requests finish (bounded), so that no
+        // request reaches a runtime that is draining; then drain the runtime.
+        tracing::info!("shutting down: stopping HTTP, finishing in-flight requests");
+        http.stop().await;
+        let _ = stop_nats.send(true);
+        if let Some(task) = ingress_task {
+            match task.await {
+                Ok(Err(e)) => tracing::error!(error = %e, "NATS ingress failed"),
+                Err(e) => tracing::error!(error = %e, "NATS ingress task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+        tracing::info!("shutting down: draining queued messages and snapshotting sessions");
+        runtime.shutdown().await;
+        if let Some(task) = egress_task {
+            let _ = task.await;
+        }
+        tracing::info!("stopped");
+        failed.map_or(Ok(()), Err)
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How often `serve` folds new events into the read models (usage, session index).
+const READ_MODEL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The HS256 key for API tokens: the UTF-8 bytes of env `TENANTRY_SIGNING_KEY`, else the
+/// secret `global/signing_key` from the data dir's encrypted secret store; at least
+/// `SIGNING_KEY_BYTES_MIN` bytes. Creates nothing when there is none.
+fn signing_key(data_dir: &std::path::Path) -> anyhow::Result<SigningKey> {
+    use crate::secrets::{key::KeySources, store::SecretStore};
+    let key = SecretStore::resolve_signing_key(data_dir, KeySources::from_env()?)?;
+    Ok(SigningKey::new(key.expose().to_vec())?)
+}
+
+fn mode(config: &Config) -> String {
+    match config.dedicated() {
+        Some(t) => format!("dedicated to {t}"),
+        None => "shared".to_owned(),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! The stager's per-group step: check a group against the log and the batch staged so far,
+//! encode its events into one frame and stage its keys. Each step is its own function, in the
+//! order `Stager::stage` calls them; nothing of a group is staged before every check passed.
+
+use super::{unix_ms, AppendResult, SessionHead, SessionKey, Staged, Stager};
+use crate::events::codec::{
+    self, chain_hash, EventRef, FRAME_BYTES_MAX, GENESIS_HASH, GROUP_EVENTS_MAX, NAME_BYTES_MAX,
+    TEXT_BYTES_MAX,
+};
+use crate::events::keys;
+use crate::events::log::read::{last_seq, read_idempotency};
+use crate::events::log::{
+    AppendError, AppendGroup, AppendOutcome, Appended, Head, IdempotencyRecord, ReadError,
+    Rejection, SessionMeta, ACK_BYTES_MAX, IDEMPOTENCY_RECORD_VERSION,
+};
+use crate::events::schema::{decode_limited, EventKind};
+use crate::tenancy::{EnvId, SessionId, TeamId, TenantId};
+
+/// How a group moves its session: whether it starts or ends it, and the session's user when the
+/// open-session index needs it (at start and end only).
+struct Shape {
+    starts: bool,
+    ends: bool,
+    user: Option<String>,
+}
+
+/// A group's events encoded and chained, not yet staged.
+struct Encoded {
+    frame: Vec<u8>,
+    appended: Appended,
+}
+
+impl Stager {
+    /// Validates a group and stages its keys. On `Err` nothing of the group is staged.
+    pub(super) fn stage(
+        &mut self,
+        tree: &sled::Tree,
+        mut group: AppendGroup,
+        staged: &mut Staged,
+    ) -> AppendResult {
+        self.check_writable(&group.ctx.tenant)?;
+        validate(&group)?;
+        let team = group.ctx.team_or_default();
+        let idem_key = match new_idempotency_key(tree, &group, &team, staged)? {
+            Ok(key) => key,
+            Err(duplicate) => return Ok(AppendOutcome::Duplicate(duplicate)),
+        };
+        let (tenant, env) = (&group.ctx.tenant, &group.ctx.env);
+        let session_key: SessionKey =
+            keys::session_index_prefix(tenant, env, &team, &group.session);
+        self.load_session_head(tree, &session_key, tenant, env, &team, &group.session)?;
+        let shape = self.check_session(&group, &session_key)?;
+        let encoded = self.encode(&group, &team)?;
+        let appended = stage_keys(tree, &group, &team, &session_key, &shape, encoded, staged)?;
+        if let (Some(key), Some(idem)) = (idem_key, group.idempotency.take()) {
+            let rec = IdempotencyRecord {
+                v: IDEMPOTENCY_RECORD_VERSION,
+                session: group.session.clone(),
+                first_seq: appended.first_seq,
+                last_seq: appended.last_seq,
+                ack: idem.ack,
+                at_ms: group.at_ms,
+            };
+            let value = rmp_serde::to_vec_named(&rec)
+                .expect("MessagePack encoding of plain fields is infallible");
+            staged.batch.insert(key.clone(), value);
+            staged.undo.created.push(key.clone());
+            staged.idempotency.insert(key, rec);
+        }
+        self.advance(&group, session_key, shape.user, &appended, staged);
+        Ok(AppendOutcome::Appended(appended))
+    }
+
+    /// Refuses every append while the log has failed, and a damaged tenant's appends.
+    fn check_writable(&self, tenant: &TenantId) -> Result<(), AppendError> {
+        if let Some(e) = self.shared.failure() {
+            return Err(AppendError::Failed(e));
+        }
+        if let Some(d) = self.damaged.get(tenant) {
+            return Err(AppendError::TenantDamaged {
+                tenant: tenant.clone(),
+                position: d.position.clone(),
+                detail: d.detail.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the group against its session's cached head: the expected seq, a start only
+    /// first in a new session, the session's channel.
+    fn check_session(
+        &self,
+        group: &AppendGroup,
+        session_key: &SessionKey,
+    ) -> Result<Shape, AppendError> {
+        let existing = self.sessions.get(session_key);
+        let actual = existing.map_or(0, |h| h.last_seq);
+        if actual != group.expected_seq {
+            let session = group.session.clone();
+            return Err(Rejection::SeqConflict {
+                session,
+                expected: group.expected_seq,
+                actual,
+            }
+            .into());
+        }
+        let starts = matches!(group.kinds.first(), Some(EventKind::SessionStarted { .. }));
+        let starts_later = group
+            .kinds
+            .iter()
+            .skip(1)
+            .any(|k| matches!(k, EventKind::SessionStarted { .. }));
+        if starts != (group.expected_seq == 0) || starts_later {
+            return Err(Rejection::SessionStartMisplaced.into());
+        }
+        if let Some(head) = existing.filter(|h| h.channel != group.channel) {
+            return Err(Rejection::ChannelMismatch {
+                session: group.session.clone(),
+                owner: head.channel.clone(),
+                got: group.channel.clone(),
+            }
+            .into());
+        }
+        let ends = group
+            .kinds
+            .iter()
+            .any(|k| matches!(k, EventKind::SessionEnded { .. }));
+        // The user is only needed to maintain the open-session index at start and end.
+        let user = match (existing, group.kinds.first()) {
+            (_, Some(EventKind::SessionStarted { user, .. })) => Some(user.clone()),
+            (Some(head), _) if ends => Some(head.user.clone()),
+            _ => None,
+        };
+        Ok(Shape { starts, ends, user })
+    }
+
+    /// Assigns ids, seqs and tenant seqs, encodes each event and chains it onto the tenant's
+    /// head; checks every body and the frame against their limits.
+    fn encode(&mut self, group: &AppendGroup, team: &TeamId) -> Result<Encoded, AppendError> {
+        let tenant = &group.ctx.tenant;
+        let head = self.heads.get(tenant).copied().unwrap_or(Head {
+            tenant_seq: 0,
+            hash: GENESIS_HASH,
+        });
+        let count = group.kinds.len() as u64;
+        let first_seq = group.expected_seq + 1;
+        let first_tenant_seq = head.tenant_seq + 1;
+        let now_ms = unix_ms();
+        let mut bodies = Vec::with_capacity(group.kinds.len());
+        let mut hash = head.hash;
+        for (i, kind) in group.kinds.iter().enumerate() {
+            let body = codec::encode_body_ref(&EventRef {
+                id: self.ids.next(now_ms),
+                tenant,
+                env: &group.ctx.env,
+                team,
+                channel: &group.channel,
+                session: &group.session,
+                seq: first_seq + i as u64,
+                tenant_seq: first_tenant_seq + i as u64,
+                at_ms: group.at_ms,
+                kind,
+            });
+            if body.len() > codec::EVENT_BYTES_MAX {
+                let len = body.len();
+                return Err(Rejection::TooLong {
+                    field: "event",
+                    len,
+                    max: codec::EVENT_BYTES_MAX,
+                }
+                .into());
+            }
+            hash = chain_hash(&hash, &body);
+            bodies.push(body);
+        }
+        let frame = codec::encode_frame(&head.hash, &bodies);
+        if frame.len() > FRAME_BYTES_MAX {
+            return Err(Rejection::GroupTooLarge(frame.len()).into());
+        }
+        Ok(Encoded {
+            frame,
+            appended: Appended {
+                first_seq,
+                last_seq: first_seq + count - 1,
+                first_tenant_seq,
+                last_tenant_seq: first_tenant_seq + count - 1,
+                hash,
+            },
+        })
+    }
+
+    /// After the group is staged: moves the batch's tenant top, the tenant's head and the
+    /// session's cached head past it.
+    fn advance(
+        &mut self,
+        group: &AppendGroup,
+        session_key: SessionKey,
+        user: Option<String>,
+        appended: &Appended,
+        staged: &mut Staged,
+    ) {
+        let tenant = &group.ctx.tenant;
+        let last_tenant_seq = appended.last_tenant_seq;
+        staged.groups += 1;
+        match staged.tops.get_mut(tenant) {
+            Some(top) => *top = last_tenant_seq,
+            None => {
+                staged.tops.insert(tenant.clone(), last_tenant_seq);
+            }
+        }
+        self.heads.insert(
+            tenant.clone(),
+            Head {
+                tenant_seq: last_tenant_seq,
+                hash: appended.hash,
+            },
+        );
+        match self.sessions.get_mut(&session_key) {
+            Some(h) => h.last_seq = appended.last_seq,
+            None => {
+                let user = user.unwrap_or_default();
+                let channel = group.channel.clone();
+                self.sessions.insert(
+                    session_key,
+                    SessionHead {
+                        last_seq: appended.last_seq,
+                        channel,
+                        user,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Puts the session's head into the cache (from the index and meta) unless it is there or
+    /// the session does not exist yet.
+    fn load_session_head(
+        &mut self,
+        tree: &sled::Tree,
+        key: &SessionKey,
+        tenant: &TenantId,
+        env: &EnvId,
+        team: &TeamId,
+        session: &SessionId,
+    ) -> Result<(), AppendError> {
+        if self.sessions.contains_key(key) {
+            return Ok(());
+        }
+        let last = last_seq(tree, tenant, env, team, session).map_err(damaged_error)?;
+        if last == 0 {
+            return Ok(());
+        }
+        let meta_key = keys::session_meta_key(tenant, env, team, session);
+        let err = |detail: String| AppendError::TenantDamaged {
+            tenant: tenant.clone(),
+            position: format!("session {session} meta"),
+            detail,
+        };
+        let value = tree
+            .get(meta_key)
+            .map_err(|e| err(e.to_string()))?
+            .ok_or_else(|| err("missing".into()))?;
+        let meta: SessionMeta = decode_limited(&value).map_err(|e| err(e.to_string()))?;
+        let head = SessionHead {
+            last_seq: last,
+            channel: meta.channel,
+            user: meta.user,
+        };
+        self.sessions.insert(key.clone(), head);
+        Ok(())
+    }
+}
+
+/// The group's idempotency key when it has a message id not seen before (`Ok(None)` without
+/// one), or the first append's record (`Err`) when the id is in this batch or the log already.
+fn new_idempotency_key(
+    tree: &sled::Tree,
+    group: &AppendGroup,
+    team: &TeamId,
+    staged: &Staged,
+) -> Result<Result<Option<Vec<u8>>, IdempotencyRecord>, AppendError> {
+    let Some(idem) = &group.idempotency else {
+        return Ok(Ok(None));
+    };
+    let tenant = &group.ctx.tenant;
+    let key = keys::idempotency_key(
+        tenant,
+        &group.ctx.env,
+        team,
+        &group.channel,
+        &idem.message_id,
+    );
+    if let Some(rec) = staged.idempotency.get(&key) {
+        return Ok(Err(rec.clone()));
+    }
+    if let Some(rec) = read_idempotency(tree, tenant, &key).map_err(damaged_error)? {
+        return Ok(Err(rec));
+    }
+    Ok(Ok(Some(key)))
+}
+
+/// Stages the group's frame, its session index entry and, at a session's start or end, its
+/// meta and open-session keys, recording in `staged.undo` how to take each back.
+fn stage_keys(
+    tree: &sled::Tree,
+    group: &AppendGroup,
+    team: &TeamId,
+    session_key: &SessionKey,
+    shape: &Shape,
+    encoded: Encoded,
+    staged: &mut Staged,
+) -> Result<Appended, AppendError> {
+    let (tenant, env) = (&group.ctx.tenant, &group.ctx.env);
+    let Encoded { frame, appended } = encoded;
+    let count = appended.last_seq - appended.first_seq + 1;
+    let b = &mut staged.batch;
+    let frame_key = keys::frame_key(tenant, appended.first_tenant_seq);
+    staged.undo.created.push(frame_key.clone());
+    b.insert(frame_key, frame);
+    let count_u16 = u16::try_from(count).expect("group size is checked against GROUP_EVENTS_MAX");
+    let mut index_value = [0u8; 10];
+    index_value[..8].copy_from_slice(&appended.first_tenant_seq.to_be_bytes());
+    index_value[8..].copy_from_slice(&count_u16.to_be_bytes());
+    let index_key = keys::session_index_key(session_key, appended.first_seq);
+    staged.undo.created.push(index_key.clone());
+    b.insert(index_key, &index_value[..]);
+    let Some(user) = &shape.user else {
+        return Ok(appended);
+    };
+    let open_key = keys::open_session_key(tenant, env, team, &group.channel, user);
+    if !staged.open.contains_key(&open_key) {
+        // The first change of this key in the batch: keep its value for an undo.
+        let before = tree
+            .get(&open_key)
+            .map_err(|e| AppendError::TenantDamaged {
+                tenant: tenant.clone(),
+                position: "open-session index".into(),
+                detail: e.to_string(),
+            })?;
+        staged.undo.open.push((open_key.clone(), before));
+    }
+    if shape.starts {
+        let meta = SessionMeta {
+            channel: group.channel.clone(),
+            user: user.clone(),
+            started_at: group.at_ms,
+        };
+        let meta = rmp_serde::to_vec_named(&meta)
+            .expect("MessagePack encoding of plain fields is infallible");
+        let meta_key = keys::session_meta_key(tenant, env, team, &group.session);
+        staged.undo.created.push(meta_key.clone());
+        staged.batch.insert(meta_key, meta);
+        staged
+            .batch
+            .insert(open_key.clone(), group.session.as_str().as_bytes());
+        staged
+            .open
+            .insert(open_key.clone(), Some(group.session.clone()));
+    }
+    if shape.ends {
+        // Only clear the user's open session if it is this one.
+        let current = match staged.open.get(&open_key) {
+            Some(staged) => staged.clone(),
+            None => tree.get(&open_key).ok().flatten().and_then(|v| {
+                std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(|s| SessionId::parse(s).ok())
+            }),
+        };
+        if current.as_ref() == Some(&group.session) {
+            staged.batch.remove(open_key.clone());
+            staged.open.insert(open_key, None);
+        }
+    }
+    Ok(appended)
+}
+
+fn damaged_error(e: ReadError) -> AppendError {
+    AppendError::TenantDamaged {
+        tenant: e.tenant,
+        position: e.position,
+        detail: e.detail,
+    }
+}
+
+fn check_len(field: &'static str, value: &str, max: usize) -> Result<(), Rejection> {
+    if value.len() > max {
+        return Err(Rejection::TooLong {
+            field,
+            len: value.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// Checks the caller-supplied sizes before anything is encoded.
+fn validate(group: &AppendGroup) -> Result<(), Rejection> {
+    if !(1..=GROUP_EVENTS_MAX).contains(&group.kinds.len()) {
+        return Err(Rejection::GroupSize(group.kinds.len()));
+    }
+    if let Some(idem) = &group.idempotency {
+        if idem.message_id.is_empty() {
+            return Err(Rejection::EmptyMessageId);
+        }
+        check_len("message_id", &idem.message_id, NAME_BYTES_MAX)?;
+        if idem.ack.len() > ACK_BYTES_MAX {
+            return Err(Rejection::TooLong {
+                field: "ack",
+                len: idem.ack.len(),
+                max: ACK_BYTES_MAX,
+            });
+        }
+    }
+    for kind in &group.kinds {
+        match kind {
+            EventKind::SessionStarted {
+                user,
+                flow,
+                flow_version,
+            } => {
+                check_len("user", user, NAME_BYTES_MAX)?;
+                check_len("flow", flow, NAME_BYTES_MAX)?;
+                check_len("flow_version", flow_version, NAME_BYTES_MAX)?;
+            }
+            EventKind::MessageReceived {
+                message_id,
+                user,
+                text,
+            } => {
+                check_len("message_id", message_id, NAME_BYTES_MAX)?;
+                check_len("user", user, NAME_BYTES_MAX)?;
+                check_len("text", text, TEXT_BYTES_MAX)?;
+            }
+            EventKind::NodeEntered { node } => check_len("node", node, NAME_BYTES_MAX)?,
+            EventKind::ReplySent { node, text } => {
+                check_len("node", node, NAME_BYTES_MAX)?;
+                check_len("text", text, TEXT_BYTES_MAX)?;
+            }
+            EventKind::AwaitingInput { node, key } => {
+                check_len("node", node, NAME_BYTES_MAX)?;
+                check_len("key", key, NAME_BYTES_MAX)?;
+            }
+            EventKind::StateSet { key, value } => {
+                check_len("key", key, NAME_BYTES_MAX)?;
+                check_len("value", value, TEXT_BYTES_MAX)?;
+            }
+            EventKind::FlowFailed { node, error } => {
+                check_len("node", node, NAME_BYTES_MAX)?;
+                check_len("error", error, TEXT_BYTES_MAX)?;
+            }
+            EventKind::SessionEnded { reason } => check_len("reason", reason, NAME_BYTES_MAX)?,
+        }
+    }
+    Ok(())
+}
