@@ -1,7 +1,7 @@
 //! `EnvActor`: one per (tenant, environment). Resolves which session a message belongs to,
 //! starts session actors on first message, routes to them, and passivates idle ones.
 //!
-//! Session resolution (DESIGN §4): a message that names a session goes to it (created on first
+//! Session resolution (docs/events.md): a message that names a session goes to it (created on first
 //! use); one that names none goes to the sender's open session on that (team, channel, user) —
 //! remembered here, and in the log's open-session index across restarts — or to a new one.
 //!

@@ -1,4 +1,4 @@
-//! Audit tools over the event log (DESIGN §4, §7, §9): export a tenant's audit trail, verify an
+//! Audit tools over the event log (docs/audit.md, docs/events.md): export a tenant's audit trail, verify an
 //! export or the log itself against the hash chain, and replay history (a timeline, a session's
 //! state at a seq, a what-if re-run of a session against another flow file).
 //!
@@ -7,7 +7,7 @@
 //! the readable fields, so a verifier checks the chain on the bytes themselves, decodes the body
 //! and then checks that every readable field says what the hashed body says. It never needs to
 //! re-encode an event, which keeps exports verifiable once payloads are encrypted per session
-//! (crypto-shredding, DESIGN §9).
+//! (crypto-shredding, a planned data-lifecycle feature).
 //!
 //! Invariants:
 //! - Every read goes through [`EventLog::tenant`] or [`EventLog::scope`]: an export or replay of

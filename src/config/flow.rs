@@ -1,4 +1,4 @@
-//! Flows: the YAML programs that answer a team's messages (DESIGN §3), parsed and validated once.
+//! Flows: the YAML programs that answer a team's messages (docs/config.md#flow-files), parsed and validated once.
 //!
 //! A flow file has a `name`, a `version` (a string) and a list of `nodes`, each
 //! `{id, type, config, next?}`. Node types: `reply`, `ask`, `route`, `set`, `end`.

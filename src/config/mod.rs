@@ -1,4 +1,4 @@
-//! `config.toml` and the seed files it names -> one validated [`Config`] (DESIGN §2, §3).
+//! `config.toml` and the seed files it names -> one validated [`Config`] (docs/config.md).
 //!
 //! Loading reads `config.toml`, merges the tenants of the seed bundle, tenant files and team
 //! files into its `[tenants]` (see `merge` for precedence), applies dedicated mode and

@@ -212,7 +212,7 @@ fn secret_source(path: &Path, field: &str, raw: RawSecret) -> Result<SecretSourc
 }
 
 /// NATS subject prefix: dot-separated tokens, each non-empty and free of wildcards and
-/// whitespace, so that subjects built from it have exactly the tokens DESIGN §6 says.
+/// whitespace, so that subjects built from it have exactly the tokens docs/nats.md says.
 fn check_subject_prefix(path: &Path, prefix: String) -> Result<String, ConfigError> {
     let prefix = check_name(path, "nats.subject_prefix", prefix)?;
     let tokens_ok = prefix.split('.').all(|token| {

@@ -1,5 +1,5 @@
 //! Who is calling: the bearer token (HS256 JWT) and the `X-Tenant-ID` / `X-Team-ID` headers,
-//! checked against each other into a [`Caller`] (DESIGN §5).
+//! checked against each other into a [`Caller`] (docs/http.md).
 //!
 //! Invariants:
 //! - Only HS256 is accepted, with a key of at least [`SIGNING_KEY_BYTES_MIN`] bytes; `exp`, `iss`

@@ -1,5 +1,5 @@
 //! The flow engine: runs one inbound message through a session's flow and returns the events to
-//! append (DESIGN §3). It decides; [`SessionState::apply`] applies.
+//! append (docs/config.md#flow-files). It decides; [`SessionState::apply`] applies.
 //!
 //! A message starts where the session's [`Cursor`] says: at the first node, or, after an `ask`,
 //! by storing the message under the asked key and continuing after the `ask` node. Nodes then run

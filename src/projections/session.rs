@@ -1,4 +1,4 @@
-//! Session state: the read model of one session, folded from its events (DESIGN §4).
+//! Session state: the read model of one session, folded from its events (docs/events.md).
 //!
 //! The flow engine reads it to know where the next message starts ([`Cursor`]), which state keys
 //! are set and whether the session is still open; snapshots store it so a session restarts from

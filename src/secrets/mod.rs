@@ -1,4 +1,4 @@
-//! Secrets (DESIGN §8): an encrypted-at-rest store with platform, tenant and team namespaces, the
+//! Secrets (docs/secrets.md): an encrypted-at-rest store with platform, tenant and team namespaces, the
 //! master key that protects it, and the minting of the HS256 JWTs the HTTP edge accepts.
 //!
 //! - `consts`: the env variable names and the value size bound that `error`, `key` and `store`

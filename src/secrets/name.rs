@@ -51,7 +51,7 @@ impl SecretName {
         }
     }
 
-    /// The JWT signing key's name in `global/` (DESIGN §2).
+    /// The JWT signing key's name in `global/` (docs/secrets.md#signing-key).
     pub fn signing_key() -> SecretName {
         SecretName(SIGNING_KEY_NAME.to_owned())
     }
@@ -123,7 +123,7 @@ impl Namespace {
     }
 }
 
-/// As DESIGN §8 writes namespaces: `global/`, `acme/`, `acme/teams/support/`.
+/// As docs/secrets.md writes namespaces: `global/`, `acme/`, `acme/teams/support/`.
 impl fmt::Display for Namespace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -1,4 +1,4 @@
-//! Minting the HS256 JWTs the HTTP API accepts (DESIGN §5): [`Claims`], [`claims_for`] and
+//! Minting the HS256 JWTs the HTTP API accepts (docs/http.md): [`Claims`], [`claims_for`] and
 //! [`mint`]. Validation lives with the HTTP edge; both sides share the claim names of [`Claims`].
 //!
 //! Invariants:

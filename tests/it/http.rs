@@ -1,4 +1,4 @@
-//! The HTTP API (DESIGN §5) as clients see it: the real `tenantry serve` binary on a free port,
+//! The HTTP API (docs/http.md) as clients see it: the real `tenantry serve` binary on a free port,
 //! real HTTP (ureq), tokens minted with jsonwebtoken and the shared key.
 //!
 //! Two tenants share every id they can (envs, teams, channels, a session id); bigcorp's data

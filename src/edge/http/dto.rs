@@ -1,4 +1,4 @@
-//! The JSON shapes of the HTTP API (DESIGN §5): request bodies and query strings as clients send
+//! The JSON shapes of the HTTP API (docs/http.md): request bodies and query strings as clients send
 //! them, and responses built from the runtime's types.
 //!
 //! Invariants: these are the only `Serialize`/`Deserialize` types of the edge; domain types are

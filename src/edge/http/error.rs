@@ -1,5 +1,5 @@
 //! [`ApiError`]: every way an HTTP request can fail, and the one place that maps each to an HTTP
-//! status, a stable snake_case `code` and the JSON body `{"error":{"code","message"}}` (DESIGN §5).
+//! status, a stable snake_case `code` and the JSON body `{"error":{"code","message"}}` (docs/http.md).
 //!
 //! Invariants:
 //! - Status codes are decided only in [`ApiError::status`]; [`RuntimeError`] and [`AuthError`]

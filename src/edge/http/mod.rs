@@ -1,4 +1,4 @@
-//! The HTTP edge (DESIGN §5): the actix-web API server and its metrics listener.
+//! The HTTP edge (docs/http.md): the actix-web API server and its metrics listener.
 //!
 //! Files, one concept each: `server` (lifecycle: start, wait, stop, and the per-request
 //! middleware), `routes` (the route table and the message and session handlers), `reports`

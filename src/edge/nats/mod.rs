@@ -1,4 +1,4 @@
-//! The NATS edge (DESIGN §6): ingress on `{prefix}.ingress.{env}.{tenant}.{team}.{channel}`,
+//! The NATS edge (docs/nats.md): ingress on `{prefix}.ingress.{env}.{tenant}.{team}.{channel}`,
 //! acks on the reply subject after the durable append, replies published on the matching egress
 //! subject.
 //!

@@ -1,4 +1,4 @@
-//! NATS subjects of the messaging edge (DESIGN §6):
+//! NATS subjects of the messaging edge (docs/nats.md):
 //! `{prefix}.ingress.{env}.{tenant}.{team}.{channel}` and the same with `egress`.
 //!
 //! Invariant: every token taken from a subject is validated into an id newtype before use; a
