@@ -216,6 +216,11 @@ impl Pass {
     pub fn scheduled(&self, t0: Instant, c: usize, n: u64) -> Option<Instant> {
         Some(paced_at(t0, self.interval()?, n, c, self.clients))
     }
+
+    /// Waits until client `c`'s `n`th request is due (at once in a closed loop); returns when.
+    pub async fn wait_turn(&self, t0: Instant, c: usize, n: u64) -> Instant {
+        crate::harness::wait_turn(t0, self.interval(), n, c, self.clients).await
+    }
 }
 
 /// What one client task measured.
@@ -439,13 +444,7 @@ async fn nats_client(client: async_nats::Client, p: Pass, c: usize, t0: Instant)
     };
     let mut n: u64 = 0;
     loop {
-        let sent = match p.scheduled(t0, c, n) {
-            Some(at) => {
-                tokio::time::sleep_until(at).await;
-                at
-            }
-            None => Instant::now(),
-        };
+        let sent = p.wait_turn(t0, c, n).await;
         if sent >= deadline {
             break;
         }

@@ -142,6 +142,25 @@ pub fn paced_at(
     t0 + interval.mul_f64(n as f64 + phase as f64 / senders.max(1) as f64)
 }
 
+/// Waits until a paced sender's `n`th item is due ([`paced_at`]) and returns that moment; with
+/// no `interval` (a closed loop) returns now at once.
+pub async fn wait_turn(
+    t0: tokio::time::Instant,
+    interval: Option<Duration>,
+    n: u64,
+    phase: usize,
+    senders: usize,
+) -> tokio::time::Instant {
+    match interval {
+        Some(interval) => {
+            let at = paced_at(t0, interval, n, phase, senders);
+            tokio::time::sleep_until(at).await;
+            at
+        }
+        None => tokio::time::Instant::now(),
+    }
+}
+
 /// A flag that a thread sets after `duration`: closed-loop workers run until it is set.
 pub struct StopTimer {
     pub stop: Arc<AtomicBool>,

@@ -22,7 +22,7 @@ use tenantry::events::log::{AppendGroup, AppendOutcome, EventLog, Idempotency, L
 use tenantry::events::schema::{Event, EventKind};
 use tenantry::tenancy::{ChannelId, SessionId, TenantCtx, TenantId};
 
-use crate::harness::{dir_bytes, fresh_dir, paced_at, percentile, StopTimer};
+use crate::harness::{dir_bytes, fresh_dir, percentile, wait_turn, StopTimer};
 
 /// Tenants the appenders are spread over.
 const TENANTS: usize = 8;
@@ -262,16 +262,8 @@ async fn appender(
     let t0 = tokio::time::Instant::now();
     let mut n: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
-        let scheduled = match interval {
-            Some(iv) => {
-                // Each task runs at its own phase so that the offered load is smooth, not
-                // every task firing at the same instant.
-                let at = paced_at(t0, iv, n, a, appenders);
-                tokio::time::sleep_until(at).await;
-                at.into_std()
-            }
-            None => Instant::now(),
-        };
+        // Each task runs at its own phase, so the offered load is smooth.
+        let scheduled = wait_turn(t0, interval, n, a, appenders).await.into_std();
         let group = AppendGroup {
             ctx: ctx.clone(),
             channel: channel.clone(),

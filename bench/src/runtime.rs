@@ -22,7 +22,7 @@ use tenantry::projections::snapshot::SnapshotStore;
 use tenantry::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
 use crate::harness::{
-    fresh_dir, paced_at, percentile, rss_bytes, write_config, ConfigSpec, StopTimer,
+    fresh_dir, percentile, rss_bytes, wait_turn, write_config, ConfigSpec, StopTimer,
 };
 
 /// Tenants the clients are spread over.
@@ -97,14 +97,7 @@ async fn client_loop(
     let t0 = tokio::time::Instant::now();
     let mut n: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
-        let scheduled = match interval {
-            Some(iv) => {
-                let at = paced_at(t0, iv, n, c, clients);
-                tokio::time::sleep_until(at).await;
-                at.into_std()
-            }
-            None => Instant::now(),
-        };
+        let scheduled = wait_turn(t0, interval, n, c, clients).await.into_std();
         let inbound = Inbound {
             session: Some(session.clone()),
             user: format!("user-{c}"),

@@ -220,13 +220,7 @@ async fn http_client(
     let mut request = Vec::with_capacity(1024);
     let mut n: u64 = 0;
     loop {
-        let sent = match p.scheduled(t0, c, n) {
-            Some(at) => {
-                tokio::time::sleep_until(at).await;
-                at
-            }
-            None => Instant::now(),
-        };
+        let sent = p.wait_turn(t0, c, n).await;
         if sent >= deadline {
             break;
         }

@@ -8,6 +8,20 @@ use crate::tenancy::TenantCtx;
 const DAY: u64 = MS_PER_DAY;
 
 /// Appends one group in `(tenant, team)` and returns the session's new last seq.
+/// A message in tenant acmex, which shares acme's team, channel and session ids (and starts with
+/// acme's name): what must never leak into acme's read models.
+fn append_acmex(log: &EventLog, at_ms: u64, text: &str) {
+    append_in(
+        log,
+        ("acmex", "support"),
+        "web",
+        "s1",
+        0,
+        at_ms,
+        vec![msg(text)],
+    );
+}
+
 fn append_in(
     log: &EventLog,
     (tenant, team): (&str, &str),
@@ -99,15 +113,7 @@ fn usage_matches_a_hand_computed_fixture() {
         vec![msg("ping"), reply("pong!")],
     );
     // acmex (prefix of nothing, but shares the ids) must not leak into acme.
-    append_in(
-        &log,
-        ("acmex", "support"),
-        "web",
-        "s1",
-        0,
-        day1,
-        vec![msg("zzzzzzzzzz")],
-    );
+    append_acmex(&log, day1, "zzzzzzzzzz");
 
     let p = Projector::new(&log).unwrap();
     assert_eq!(p.catch_up(&log, &id("acme"), &mut |_| {}).unwrap(), 9);
@@ -208,15 +214,7 @@ fn usage_by_day_of_one_team_counts_only_that_team() {
     let sales = vec![msg("x"), msg("y"), msg("z")];
     append_in(&log, ("acme", "sales"), "slack", "s1", 0, day2, sales);
     // Another tenant's support team on day 1 must not count.
-    append_in(
-        &log,
-        ("acmex", "support"),
-        "web",
-        "s1",
-        0,
-        day1,
-        vec![msg("q")],
-    );
+    append_acmex(&log, day1, "q");
     let p = Projector::new(&log).unwrap();
     p.catch_up(&log, &id("acme"), &mut |_| {}).unwrap();
     p.catch_up(&log, &id("acmex"), &mut |_| {}).unwrap();
