@@ -9,7 +9,8 @@
 //! `apply_batch` of `BASELINE_BATCH` events, `flush`, and `fdatasync`: what sled itself can make
 //! durable per second on this machine, with none of the log's work.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -61,7 +62,7 @@ pub struct AppendRun {
     pub disk_bytes_per_event: f64,
 }
 
-/// The raw-sled baseline.
+/// A baseline: the raw-sled one, or the disk's fdatasync floor.
 #[derive(Clone, Debug, Serialize)]
 pub struct BaselineRun {
     pub events: u64,
@@ -79,11 +80,16 @@ pub struct LogBenchReport {
     pub group_events: usize,
     pub tenants: usize,
     pub baseline: BaselineRun,
+    /// The disk's floor for group commit: the same bytes appended to a plain file, one
+    /// `fdatasync` per batch. No log can ack durably faster on this disk.
+    pub floor: BaselineRun,
     pub runs: Vec<AppendRun>,
     /// Most groups per commit batch in this run.
     pub batch_groups_max: usize,
     /// Best closed-loop events/s divided by the baseline's events/s.
     pub ratio_to_baseline: f64,
+    /// Best closed-loop events/s divided by the floor's events/s.
+    pub ratio_to_floor: f64,
 }
 
 fn id<T: std::str::FromStr>(raw: &str) -> T
@@ -170,6 +176,39 @@ fn baseline(dir: &Path, duration: Duration) -> Result<BaselineRun, String> {
         seconds,
         events_per_s: n as f64 / seconds,
         batch_events: BASELINE_BATCH,
+        disk_bytes_per_event: dir_bytes(dir) as f64 / n.max(1) as f64,
+    })
+}
+
+/// The fdatasync floor: the baseline's bytes, length-prefixed, appended to one plain file with
+/// one `fdatasync` per batch of [`BASELINE_BATCH`] events (group commit with no index at all).
+fn fdatasync_floor(dir: &Path, duration: Duration) -> Result<BaselineRun, String> {
+    let path = dir.join("floor.bin");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let bodies = sample_events(BASELINE_BATCH / GROUP_EVENTS);
+    let mut batch = Vec::new();
+    for body in &bodies {
+        let len = u32::try_from(body.len()).map_err(|e| e.to_string())?;
+        batch.extend_from_slice(&len.to_le_bytes());
+        batch.extend_from_slice(body);
+    }
+    let start = Instant::now();
+    let mut n: u64 = 0;
+    while start.elapsed() < duration {
+        file.write_all(&batch).map_err(|e| e.to_string())?;
+        file.sync_data().map_err(|e| e.to_string())?;
+        n += bodies.len() as u64;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(BaselineRun {
+        events: n,
+        seconds,
+        events_per_s: n as f64 / seconds,
+        batch_events: bodies.len(),
         disk_bytes_per_event: dir_bytes(dir) as f64 / n.max(1) as f64,
     })
 }
@@ -302,6 +341,11 @@ pub fn run(
         "raw sled baseline: {:.0} events/s",
         baseline.events_per_s
     ));
+    let floor = fdatasync_floor(&fresh("fdatasync-floor")?, opts.duration)?;
+    progress(&format!(
+        "fdatasync floor: {:.0} events/s",
+        floor.events_per_s
+    ));
     let mut runs = Vec::new();
     for &appenders in &opts.appenders {
         let run = append_run(
@@ -351,8 +395,10 @@ pub fn run(
         group_events: GROUP_EVENTS,
         tenants: TENANTS,
         ratio_to_baseline: best / baseline.events_per_s.max(f64::MIN_POSITIVE),
+        ratio_to_floor: best / floor.events_per_s.max(f64::MIN_POSITIVE),
         batch_groups_max: opts.log.batch_groups_max,
         baseline,
+        floor,
         runs,
     })
 }

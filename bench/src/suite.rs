@@ -340,6 +340,16 @@ fn log_rows(r: &log::LogBenchReport) -> Vec<Row> {
         "",
         None,
     )];
+    rows.push(row(
+        "log",
+        format!(
+            "fdatasync floor ({} events/batch, plain file)",
+            r.floor.batch_events
+        ),
+        format!("{} events/s", count(r.floor.events_per_s)),
+        "",
+        None,
+    ));
     let closed = r.runs.iter().filter(|x| x.paced_groups_per_s.is_none());
     if let Some(best) = closed
         .clone()
@@ -372,6 +382,13 @@ fn log_rows(r: &log::LogBenchReport) -> Vec<Row> {
         format!("{:.2}×", r.ratio_to_baseline),
         "≥ 0.5×",
         Some(r.ratio_to_baseline >= 0.5),
+    ));
+    rows.push(row(
+        "log",
+        "best / fdatasync floor (same run)",
+        format!("{:.2}×", r.ratio_to_floor),
+        "",
+        None,
     ));
     if let Some(paced) = r.runs.iter().find(|x| x.paced_groups_per_s.is_some()) {
         rows.push(row(

@@ -97,3 +97,36 @@ fn update_markdown_rewrites_the_file_in_place() {
     assert!(update_markdown(&bare, &report).is_err());
     assert_eq!(std::fs::read_to_string(&bare).unwrap(), "nothing here\n");
 }
+
+#[test]
+fn the_log_scenario_reports_the_fdatasync_floor_beside_raw_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = log::LogBenchOptions {
+        appenders: vec![1],
+        log: tenantry::events::log::LogOptions::default(),
+        duration: std::time::Duration::from_millis(100),
+        paced_fraction: 0.0,
+    };
+    let report = log::run(dir.path(), &opts, &mut |_| {}).unwrap();
+    // The floor wrote every event's bytes (and a length each) to its file, fdatasynced.
+    assert!(report.floor.events > 0, "{:?}", report.floor);
+    assert!(
+        report.floor.disk_bytes_per_event >= report.event_bytes_avg,
+        "{:?} vs {} bytes/event",
+        report.floor,
+        report.event_bytes_avg
+    );
+    assert!(report.ratio_to_floor > 0.0);
+    let rows = log_rows(&report);
+    let figures: Vec<&str> = rows.iter().map(|r| r.figure.as_str()).collect();
+    assert!(
+        figures
+            .iter()
+            .any(|f| f.starts_with("fdatasync floor (") && f.ends_with("events/batch, plain file)")),
+        "{figures:?}"
+    );
+    assert!(
+        figures.contains(&"best / fdatasync floor (same run)"),
+        "{figures:?}"
+    );
+}
