@@ -234,23 +234,33 @@ impl SecretStore {
             Some(key) => (key, format!("env {SIGNING_KEY_ENV}")),
             None => {
                 let name = SecretName::signing_key();
-                let path = Namespace::Global
-                    .dir(&data_dir.join(SECRETS_DIR))
-                    .join(file_name(&name));
-                let stored = path
-                    .try_exists()
-                    .map_err(SecretError::io("inspect", &path))?;
-                if !stored {
-                    return Err(SecretError::NoSigningKey);
-                }
-                let key = SecretStore::open_with(data_dir, sources)?
-                    .get(&Namespace::Global, &name)?
+                let key = SecretStore::stored_global(data_dir, &name, sources)?
                     .ok_or(SecretError::NoSigningKey)?;
                 (key, format!("secret global/{name}"))
             }
         };
         check_signing_key(&key, source_name)?;
         Ok(key)
+    }
+
+    /// The global secret `name`, or `None` when it is not stored. The store (and so the master
+    /// key, which it would create) is opened only when the secret's file exists: looking up a
+    /// missing secret leaves the data dir as it was.
+    pub fn stored_global(
+        data_dir: &Path,
+        name: &SecretName,
+        sources: KeySources,
+    ) -> Result<Option<SecretValue>, SecretError> {
+        let path = Namespace::Global
+            .dir(&data_dir.join(SECRETS_DIR))
+            .join(file_name(name));
+        if !path
+            .try_exists()
+            .map_err(SecretError::io("inspect", &path))?
+        {
+            return Ok(None);
+        }
+        SecretStore::open_with(data_dir, sources)?.get(&Namespace::Global, name)
     }
 
     /// The data dir this store belongs to.

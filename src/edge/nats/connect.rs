@@ -13,7 +13,7 @@ use async_nats::ConnectOptions;
 use super::error::NatsError;
 use super::metrics::{NatsEvent, NatsMetrics};
 use crate::config::{NatsAuth, NatsConfig, SecretSource};
-use crate::secrets::name::Namespace;
+use crate::secrets::key::KeySources;
 use crate::secrets::store::SecretStore;
 
 /// Messages the client buffers for our subscription before it reports a slow consumer and drops.
@@ -129,10 +129,10 @@ pub(super) fn secret(
             }
         },
         SecretSource::Store(name) => {
-            let store = SecretStore::open(data_dir)
-                .map_err(|e| fail(format!("opening the secret store: {e}")))?;
-            let value = store
-                .get(&Namespace::Global, name)
+            // Opens the store only if the secret exists: a missing one creates no master key.
+            let sources =
+                KeySources::from_env().map_err(|e| fail(format!("the master key: {e}")))?;
+            let value = SecretStore::stored_global(data_dir, name, sources)
                 .map_err(|e| fail(format!("reading secret global/{}: {e}", name.as_str())))?
                 .ok_or_else(|| {
                     fail(format!(

@@ -27,6 +27,8 @@ fn a_secret_is_read_from_where_the_config_says_and_a_missing_one_names_the_fix()
         e.contains("tenantry secrets set --global nats_password"),
         "{e}"
     );
+    // Looking up a missing secret created nothing: no master key, no secrets dir.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     let store = crate::secrets::store::SecretStore::open(dir.path()).unwrap();
     store
         .set(&Namespace::Global, &name, b"from-the-store")
