@@ -192,6 +192,14 @@ impl Shared {
             .clone()
     }
 
+    /// Whether a write error is recorded (no copy of its text: the writer asks once per batch).
+    pub(super) fn has_failure(&self) -> bool {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
     /// Records the first write error; appends are refused until [`Shared::recovered`].
     pub(super) fn fail(&self, error: String) {
         let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);

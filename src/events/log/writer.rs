@@ -207,7 +207,7 @@ impl Stager {
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
-            if self.shared.failure().is_some() {
+            if self.shared.has_failure() {
                 self.recover_if_due();
             }
             let Some(first) = first else { continue };
