@@ -38,6 +38,24 @@ pub fn restrict_tree(dir: &Path) -> io::Result<()> {
     restrict_level(dir, 0)
 }
 
+/// Writes a new small file with [`FILE_MODE`] and syncs it and its directory, so that it
+/// survives a crash once this returns.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 fn restrict_level(dir: &Path, depth: usize) -> io::Result<()> {
     restrict(dir, DIR_MODE)?;
     if depth == RESTRICT_DEPTH_MAX {

@@ -27,16 +27,19 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+mod backend;
 pub mod contain;
 mod purge;
 mod read;
 mod recover;
+pub mod replica;
 mod store;
 mod syncer;
 mod writer;
 
 pub use purge::{PurgeError, PurgeReport};
 pub use read::{ScopedReader, SessionEvents, TenantEvents, TenantReader};
+pub use replica::{Replica, ReplicaError, ReplicaOptions};
 
 use crate::events::codec::{Hash, FRAME_BYTES_MAX, GROUP_EVENTS_MAX};
 use crate::events::keys;
@@ -210,6 +213,12 @@ pub enum OpenError {
     Damaged { path: PathBuf, detail: String },
     #[error("cannot start the log writer: {0}")]
     Thread(std::io::Error),
+    /// The data dir was written by the other backend (or for another stream).
+    #[error("the log at {}: {detail}", .path.display())]
+    Backend { path: PathBuf, detail: String },
+    /// The JetStream stream could not be reached or read.
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
 }
 
 /// A stored record that cannot be read. Names the tenant and position so the operator can act.
@@ -310,16 +319,52 @@ impl EventLog {
     /// writer. A damaged tenant is reported in [`EventLog::damaged`], not as an error, so the
     /// other tenants stay available.
     pub fn open(dir: &Path, opts: &LogOptions) -> Result<EventLog, OpenError> {
+        EventLog::open_inner(dir, opts, None)
+    }
+
+    /// Opens the log with the JetStream backend: `dir` holds this node's cache of the stream,
+    /// brought to the stream's records first (`replica::reconcile`); appends are acknowledged
+    /// once the stream acked them.
+    pub fn open_replicated(
+        dir: &Path,
+        opts: &LogOptions,
+        replica: Replica,
+    ) -> Result<EventLog, OpenError> {
+        EventLog::open_inner(dir, opts, Some(Arc::new(replica)))
+    }
+
+    fn open_inner(
+        dir: &Path,
+        opts: &LogOptions,
+        replica: Option<Arc<Replica>>,
+    ) -> Result<EventLog, OpenError> {
         set_last_opened_dir(dir);
         let store = open_store(dir, opts)?;
-        let (heads, damaged) =
-            contain::contained(|| read::recover_heads(&store.tree)).map_err(|detail| {
-                OpenError::Damaged {
-                    path: dir.to_owned(),
-                    detail,
-                }
+        backend::check(dir, &store.tree, replica.as_deref())?;
+        let (mut heads, mut damaged) = contain::contained(|| read::recover_heads(&store.tree))
+            .map_err(|detail| OpenError::Damaged {
+                path: dir.to_owned(),
+                detail,
             })?;
-        let shared = Arc::new(store::Shared::new(dir, opts, store));
+        if let Some(replica) = &replica {
+            let broken = damaged.iter().map(|d| d.tenant.clone()).collect();
+            let done = replica::reconcile(replica, &store.tree, &heads, &broken)?;
+            tracing::info!(
+                stream = replica.stream_name(),
+                kept = done.kept,
+                rebuilt = done.rebuilt.len(),
+                removed = done.removed.len(),
+                "log cache reconciled with the stream"
+            );
+            (heads, damaged) =
+                contain::contained(|| read::recover_heads(&store.tree)).map_err(|detail| {
+                    OpenError::Damaged {
+                        path: dir.to_owned(),
+                        detail,
+                    }
+                })?;
+        }
+        let shared = Arc::new(store::Shared::new(dir, opts, store, replica));
         shared.reset(&heads, damaged.clone());
         let stager = writer::Stager::new(
             shared.clone(),

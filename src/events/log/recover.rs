@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::contain::contained;
 use super::read::recover_heads;
+use super::replica::reconcile;
 use super::syncer::flush;
 use super::writer::Stager;
 use super::{open_store, RECOVERY_RETRY};
@@ -104,8 +105,19 @@ impl Stager {
                 .map_err(|e| format!("undoing unflushed batches: {e}"))?;
             flush(&store).map_err(|e| format!("flushing the undo: {e}"))?;
         }
-        let (heads, damaged) = contained(|| recover_heads(&store.tree))
-            .map_err(|e| format!("checking the tails: sled panicked: {e}"))?;
+        let check = || {
+            contained(|| recover_heads(&store.tree))
+                .map_err(|e| format!("checking the tails: sled panicked: {e}"))
+        };
+        let (mut heads, mut damaged) = check()?;
+        if let Some(replica) = &self.shared.replica {
+            // What failed may have reached the stream (an ack lost on the way), and another
+            // node may have appended: the stream decides.
+            let broken = damaged.iter().map(|d| d.tenant.clone()).collect();
+            reconcile(replica, &store.tree, &heads, &broken)
+                .map_err(|e| format!("bringing the cache to the stream: {e}"))?;
+            (heads, damaged) = check()?;
+        }
         for d in &damaged {
             tracing::error!(tenant = %d.tenant, position = %d.position, detail = %d.detail, "tenant log damaged");
         }

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use super::replica::Replica;
 use super::{Damage, Head, LogOptions, ReadError};
 use crate::tenancy::TenantId;
 
@@ -49,6 +50,8 @@ pub(super) struct Shared {
     pub(super) durable_batch: AtomicU64,
     /// The last batch number whose callers the syncer has answered.
     pub(super) answered_batch: AtomicU64,
+    /// The JetStream backend's stream (`None`: the sled backend, durable by flushing).
+    pub(super) replica: Option<Arc<Replica>>,
 }
 
 /// What a reader holds (see [`Shared::reader`]).
@@ -67,7 +70,12 @@ pub(super) const CLOSED: &str =
     "the event log is reopening its files after a write error; retry shortly";
 
 impl Shared {
-    pub(super) fn new(dir: &Path, opts: &LogOptions, store: Store) -> Shared {
+    pub(super) fn new(
+        dir: &Path,
+        opts: &LogOptions,
+        store: Store,
+        replica: Option<Arc<Replica>>,
+    ) -> Shared {
         Shared {
             dir: dir.to_owned(),
             opts: opts.clone(),
@@ -77,6 +85,7 @@ impl Shared {
             damaged: RwLock::new(Vec::new()),
             durable_batch: AtomicU64::new(0),
             answered_batch: AtomicU64::new(0),
+            replica,
         }
     }
 

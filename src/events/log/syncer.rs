@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
+use super::replica::Replica;
 use super::store::{Shared, Store};
 use super::writer::Applied;
 #[cfg(debug_assertions)]
@@ -42,7 +43,10 @@ impl Syncer {
             let synced = match (&store, self.shared.failure()) {
                 (_, Some(e)) => Err(e),
                 (None, None) => Err("the event log files are closed".to_owned()),
-                (Some(store), None) => flush(store),
+                (Some(store), None) => match &self.shared.replica {
+                    None => flush(store),
+                    Some(replica) => replicate(replica, &mut waiting),
+                },
             };
             drop(store);
             if let Err(e) = &synced {
@@ -86,6 +90,36 @@ impl Syncer {
             self.shared.batch_answered(batch);
         }
     }
+}
+
+/// The JetStream backend's "flush": publishes the waiting batches' groups and waits for the
+/// stream's acks; a deleted tenant's records are purged in turn. The local files are not
+/// flushed: they are a cache, which `replica::reconcile` brings back to the stream after a
+/// crash.
+fn replicate(replica: &Replica, waiting: &mut [Applied]) -> Result<(), String> {
+    let mut units = Vec::new();
+    for applied in waiting.iter_mut() {
+        match applied {
+            Applied::Appends {
+                units: batch,
+                failed: false,
+                ..
+            } => units.append(batch),
+            Applied::Appends { .. } => {}
+            Applied::Delete {
+                tenant,
+                result: Ok(_),
+                ..
+            } => {
+                replica
+                    .commit(std::mem::take(&mut units))
+                    .map_err(|e| e.to_string())?;
+                replica.purge(tenant).map_err(|e| e.to_string())?;
+            }
+            Applied::Delete { .. } => {}
+        }
+    }
+    replica.commit(units).map_err(|e| e.to_string())
 }
 
 /// `Db::flush`, then `fdatasync` of sled's data file: sled's flush ends in sync_file_range,

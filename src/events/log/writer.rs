@@ -35,6 +35,9 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
+use serde_bytes::ByteBuf;
+
+use super::replica::{Op, Unit};
 use super::store::{Shared, Store};
 use super::{AppendError, AppendOutcome, Damage, Head, IdempotencyRecord, Reply, Request};
 use crate::events::keys;
@@ -61,6 +64,8 @@ pub(super) enum Applied {
         batch: u64,
         /// Per tenant, the last `tenant_seq` the batch wrote: the frontier after its flush.
         tops: Vec<(TenantId, u64)>,
+        /// With the JetStream backend: the batch's groups, for the stream.
+        units: Vec<Unit>,
     },
     Delete {
         reply: oneshot::Sender<Result<u64, AppendError>>,
@@ -99,6 +104,52 @@ struct Staged {
     groups: usize,
     undo: Undo,
     tops: HashMap<TenantId, u64>,
+    /// Whether the groups' writes go to a stream (the JetStream backend) too.
+    replicate: bool,
+    /// With `replicate`: the writes of each group staged so far, in order.
+    units: Vec<Unit>,
+    /// With `replicate`: the writes of the group being staged.
+    unit_ops: Vec<Op>,
+}
+
+impl Staged {
+    fn new(replicate: bool) -> Staged {
+        Staged {
+            replicate,
+            ..Staged::default()
+        }
+    }
+
+    /// Stages a write (and records it for the stream).
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        if self.replicate {
+            self.unit_ops.push((
+                ByteBuf::from(key.clone()),
+                Some(ByteBuf::from(value.clone())),
+            ));
+        }
+        self.batch.insert(key, value);
+    }
+
+    /// Stages a removal (and records it for the stream).
+    fn remove(&mut self, key: Vec<u8>) {
+        if self.replicate {
+            self.unit_ops.push((ByteBuf::from(key.clone()), None));
+        }
+        self.batch.remove(key);
+    }
+
+    /// After a group is staged: its writes become one unit for the stream.
+    fn end_unit(&mut self, tenant: &TenantId, head: Head) {
+        if self.replicate {
+            let ops = std::mem::take(&mut self.unit_ops);
+            self.units.push(Unit {
+                tenant: tenant.clone(),
+                head,
+                ops,
+            });
+        }
+    }
 }
 
 /// UUID v7 ids without a syscall per event: the millisecond clock plus a counter that starts at
@@ -212,7 +263,8 @@ impl Stager {
             }
             let Some(first) = first else { continue };
             let tree = self.store.as_ref().map(|s| s.tree.clone());
-            let mut staged = Staged::default();
+            let replicate = self.shared.replica.is_some();
+            let mut staged = Staged::new(replicate);
             let mut replies = Vec::new();
             let mut next = Some(first);
             while let Some(req) = next.take() {
@@ -226,8 +278,10 @@ impl Stager {
                     }
                     Request::DeleteTenant { tenant, reply } => {
                         // Deletion is not batched with appends: apply what is staged first.
-                        let applied =
-                            self.apply(std::mem::take(&mut staged), std::mem::take(&mut replies));
+                        let applied = self.apply(
+                            std::mem::replace(&mut staged, Staged::new(replicate)),
+                            std::mem::take(&mut replies),
+                        );
                         let result = match &tree {
                             Some(tree) => self.delete_tenant(tree, &tenant),
                             None => Err(self.failed()),
@@ -299,6 +353,7 @@ impl Stager {
             store: self.store.clone(),
             batch: self.batch,
             tops: staged.tops.into_iter().collect(),
+            units: staged.units,
         }
     }
 
@@ -376,6 +431,7 @@ fn ack_now(applied: Applied) -> Applied {
             store,
             batch,
             tops,
+            units,
         } => {
             let answered = Applied::Appends {
                 replies,
@@ -383,6 +439,7 @@ fn ack_now(applied: Applied) -> Applied {
                 store: None,
                 batch,
                 tops: Vec::new(),
+                units: Vec::new(),
             };
             super::syncer::answer(answered, &Ok(()));
             Applied::Appends {
@@ -391,6 +448,7 @@ fn ack_now(applied: Applied) -> Applied {
                 store,
                 batch,
                 tops,
+                units,
             }
         }
         delete @ Applied::Delete { .. } => delete,

@@ -40,6 +40,7 @@ impl Stager {
     ) -> AppendResult {
         self.check_writable(&group.ctx.tenant)?;
         validate(&group)?;
+        staged.unit_ops.clear();
         let team = group.ctx.team_or_default();
         let idem_key = match new_idempotency_key(tree, &group, &team, staged)? {
             Ok(key) => key,
@@ -63,11 +64,16 @@ impl Stager {
             };
             let value = rmp_serde::to_vec_named(&rec)
                 .expect("MessagePack encoding of plain fields is infallible");
-            staged.batch.insert(key.clone(), value);
+            staged.put(key.clone(), value);
             staged.undo.created.push(key.clone());
             staged.idempotency.insert(key, rec);
         }
         self.advance(&group, session_key, shape.user, &appended, staged);
+        let head = Head {
+            tenant_seq: appended.last_tenant_seq,
+            hash: appended.hash,
+        };
+        staged.end_unit(&group.ctx.tenant, head);
         Ok(AppendOutcome::Appended(appended))
     }
 
@@ -313,17 +319,16 @@ fn stage_keys(
     let (tenant, env) = (&group.ctx.tenant, &group.ctx.env);
     let Encoded { frame, appended } = encoded;
     let count = appended.last_seq - appended.first_seq + 1;
-    let b = &mut staged.batch;
     let frame_key = keys::frame_key(tenant, appended.first_tenant_seq);
     staged.undo.created.push(frame_key.clone());
-    b.insert(frame_key, frame);
+    staged.put(frame_key, frame);
     let count_u16 = u16::try_from(count).expect("group size is checked against GROUP_EVENTS_MAX");
     let mut index_value = [0u8; 10];
     index_value[..8].copy_from_slice(&appended.first_tenant_seq.to_be_bytes());
     index_value[8..].copy_from_slice(&count_u16.to_be_bytes());
     let index_key = keys::session_index_key(session_key, appended.first_seq);
     staged.undo.created.push(index_key.clone());
-    b.insert(index_key, &index_value[..]);
+    staged.put(index_key, index_value.to_vec());
     let Some(user) = &shape.user else {
         return Ok(appended);
     };
@@ -349,10 +354,8 @@ fn stage_keys(
             .expect("MessagePack encoding of plain fields is infallible");
         let meta_key = keys::session_meta_key(tenant, env, team, &group.session);
         staged.undo.created.push(meta_key.clone());
-        staged.batch.insert(meta_key, meta);
-        staged
-            .batch
-            .insert(open_key.clone(), group.session.as_str().as_bytes());
+        staged.put(meta_key, meta);
+        staged.put(open_key.clone(), group.session.as_str().as_bytes().to_vec());
         staged
             .open
             .insert(open_key.clone(), Some(group.session.clone()));
@@ -368,7 +371,7 @@ fn stage_keys(
             }),
         };
         if current.as_ref() == Some(&group.session) {
-            staged.batch.remove(open_key.clone());
+            staged.remove(open_key.clone());
             staged.open.insert(open_key, None);
         }
     }

@@ -1,0 +1,386 @@
+//! The JetStream backend of the log: the replicated record of every append, with this node's sled
+//! files as its cache.
+//!
+//! Each tenant has one subject in the stream, `{stream}.{tenant}`. A *record* on it holds the
+//! sled writes (key, value or removal) of one or more whole append groups of that tenant, in
+//! order, and the tenant's head (`tenant_seq`, chain hash) after them. The stager stages groups
+//! exactly as with the sled backend (same frames, keys, seqs, chain); where the sled backend's
+//! syncer flushes and `fdatasync`s, this backend's syncer publishes the waiting batches' records
+//! (per tenant one record at a time, every tenant at once) and answers callers only after
+//! JetStream acked each one. With `sync_interval: always` on the servers (see
+//! `deploy/nats-jetstream.conf`) an ack means the stream's quorum has the record on stable media.
+//!
+//! Fencing: every record is published with `Nats-Expected-Last-Subject-Sequence` set to the
+//! stream sequence of the tenant's last record as this node knows it. A writer that has not seen
+//! the tenant's latest record (another node appended since) is refused by the stream itself, so
+//! two writers can never both extend a tenant's chain, whatever their leases say.
+//!
+//! The local files are a cache (`reconcile`): at open and after any failed publish, a tenant
+//! whose local head differs from the head in its last record is rebuilt from the stream (its
+//! local keys removed, its records applied in order), and a tenant with no records is removed.
+//!
+//! Invariants:
+//! - a caller is answered `Ok` only after every record holding its group was acked;
+//! - records of a tenant are applied in stream order and hold only keys of that tenant (checked
+//!   when applied: a record with another tenant's key is refused as damaged);
+//! - idempotency records travel inside the records, so a retry is recognised on any node and for
+//!   as long as the record is kept, not only within JetStream's duplicate window.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage, stream};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use super::Head;
+use crate::events::codec::Hash;
+use crate::tenancy::TenantId;
+
+mod apply;
+#[cfg(test)]
+mod tests;
+
+pub(super) use apply::reconcile;
+
+/// The stream a node writes to, as `[log]` and `[cluster]` configure it.
+#[derive(Clone, Debug)]
+pub struct ReplicaOptions {
+    /// The stream's name (`[log] stream`).
+    pub stream: String,
+    /// Its replicas (`[log] replicas`): 1, or 3 for a cluster that survives a lost server.
+    pub replicas: usize,
+    /// This node's name (`[cluster] node`), written into every record it publishes.
+    pub node: String,
+}
+
+/// Longest wait for one JetStream answer (a publish ack, a read).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long opening waits for the stream to be reachable (servers starting, a leader election).
+pub const OPEN_WAIT: Duration = Duration::from_secs(30);
+
+/// Largest record payload: under nats-server's default `max_payload` (1 MiB) with room for
+/// headers. A group is at most a frame (96 KiB) plus its stored acknowledgement (64 KiB).
+pub const RECORD_BYTES_MAX: usize = 768 * 1024;
+
+/// Version of [`Record`] written now.
+pub const RECORD_VERSION: u8 = 1;
+
+/// Why the stream could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("JetStream stream {stream}: {detail}")]
+    Stream { stream: String, detail: String },
+    #[error(
+        "tenant {tenant}: the stream has records this node has not seen (it expected the last at \
+         stream sequence {expected}): another node appended, so this node's append is refused"
+    )]
+    Fenced { tenant: TenantId, expected: u64 },
+    #[error("tenant {tenant}: publishing to JetStream failed: {detail}")]
+    Publish { tenant: TenantId, detail: String },
+    #[error("tenant {tenant}: the record at stream sequence {seq} is invalid: {detail}")]
+    Record {
+        tenant: TenantId,
+        seq: u64,
+        detail: String,
+    },
+    #[error("tenant {tenant}: reading the stream failed: {detail}")]
+    Read { tenant: TenantId, detail: String },
+    #[error("the local cache: {0}")]
+    Cache(String),
+    #[error("cannot start the JetStream client's runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// One sled write: the key and its new value, `None` for a removal.
+pub(super) type Op = (ByteBuf, Option<ByteBuf>);
+
+/// What one stream message holds (MessagePack).
+#[derive(Serialize, Deserialize)]
+pub(super) struct Record {
+    pub(super) v: u8,
+    /// The node that published it.
+    pub(super) node: String,
+    /// The tenant's head after the record.
+    pub(super) head_seq: u64,
+    #[serde(with = "serde_bytes")]
+    pub(super) head_hash: Vec<u8>,
+    pub(super) ops: Vec<Op>,
+}
+
+impl Record {
+    pub(super) fn head(&self) -> Option<Head> {
+        let hash: Hash = self.head_hash.as_slice().try_into().ok()?;
+        Some(Head {
+            tenant_seq: self.head_seq,
+            hash,
+        })
+    }
+}
+
+/// The writes of one append group, on their way to the stream.
+pub(super) struct Unit {
+    pub(super) tenant: TenantId,
+    /// The tenant's head after the group.
+    pub(super) head: Head,
+    pub(super) ops: Vec<Op>,
+}
+
+impl Unit {
+    fn bytes(&self) -> usize {
+        const OP_OVERHEAD_BYTES: usize = 8;
+        self.ops
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()) + OP_OVERHEAD_BYTES)
+            .sum()
+    }
+}
+
+/// A connection to the stream, with the tenants' last stream sequences as this node knows them.
+pub struct Replica {
+    rt: tokio::runtime::Runtime,
+    stream: stream::Stream,
+    js: jetstream::Context,
+    name: String,
+    node: String,
+    /// Per tenant, the stream sequence of its last record (absent: none).
+    last: Mutex<HashMap<TenantId, u64>>,
+}
+
+impl Replica {
+    /// Connects with `connect` (run on the replica's own runtime, which keeps the connection
+    /// alive) and creates the stream unless it exists, waiting up to [`OPEN_WAIT`] for the
+    /// servers. An existing stream with other replicas or subjects is an error naming both.
+    pub fn connect<F, Fut>(opts: &ReplicaOptions, connect: F) -> Result<Replica, ReplicaError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<async_nats::Client, String>>,
+    {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("tenantry-log-nats")
+            .enable_all()
+            .build()
+            .map_err(ReplicaError::Runtime)?;
+        let (js, stream) = rt.block_on(async {
+            let client = connect().await.map_err(|detail| ReplicaError::Stream {
+                stream: opts.stream.clone(),
+                detail: format!("connecting: {detail}"),
+            })?;
+            let js = jetstream::ContextBuilder::new()
+                .timeout(REQUEST_TIMEOUT)
+                .build(client);
+            let stream = ensure_stream(&js, opts).await?;
+            Ok::<_, ReplicaError>((js, stream))
+        })?;
+        Ok(Replica {
+            rt,
+            stream,
+            js,
+            name: opts.stream.clone(),
+            node: opts.node.clone(),
+            last: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The stream's name.
+    pub fn stream_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The subject of a tenant's records.
+    pub(super) fn subject(&self, tenant: &TenantId) -> String {
+        format!("{}.{tenant}", self.name)
+    }
+
+    fn last_map(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, u64>> {
+        self.last.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Publishes the units (whole groups, in staging order) and waits for every ack: per
+    /// tenant its records one after another, each fenced on the one before; all tenants at
+    /// once. The first error is returned; what was acked meanwhile stays in the stream (a
+    /// reconcile brings the cache to it).
+    pub(super) fn commit(&self, units: Vec<Unit>) -> Result<(), ReplicaError> {
+        let per_tenant = self.records(units);
+        if per_tenant.is_empty() {
+            return Ok(());
+        }
+        let chains: Vec<_> = {
+            let last = self.last_map();
+            per_tenant
+                .into_iter()
+                .map(|(tenant, records)| {
+                    let expected = last.get(&tenant).copied().unwrap_or(0);
+                    let subject = self.subject(&tenant);
+                    publish_chain(&self.js, tenant, subject, expected, records)
+                })
+                .collect()
+        };
+        let results = self.rt.block_on(futures_util::future::join_all(chains));
+        let mut first_error = None;
+        let mut last = self.last_map();
+        for (tenant, result) in results {
+            match result {
+                Ok(seq) => {
+                    last.insert(tenant, seq);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Groups the units by tenant (keeping their order) into records of at most
+    /// [`RECORD_BYTES_MAX`] (a single larger group still gets a record of its own).
+    fn records(&self, units: Vec<Unit>) -> Vec<(TenantId, Vec<Vec<u8>>)> {
+        let mut order: Vec<TenantId> = Vec::new();
+        let mut pending: HashMap<TenantId, (Vec<Vec<u8>>, Record, usize)> = HashMap::new();
+        for unit in units {
+            let bytes = unit.bytes();
+            let entry = pending.entry(unit.tenant.clone()).or_insert_with(|| {
+                order.push(unit.tenant.clone());
+                (Vec::new(), self.empty_record(), 0)
+            });
+            let (done, record, size) = entry;
+            if *size > 0 && *size + bytes > RECORD_BYTES_MAX {
+                let full = std::mem::replace(record, self.empty_record());
+                done.push(encode(&full));
+                *size = 0;
+            }
+            record.head_seq = unit.head.tenant_seq;
+            record.head_hash = unit.head.hash.to_vec();
+            record.ops.extend(unit.ops);
+            *size += bytes;
+        }
+        order
+            .into_iter()
+            .filter_map(|tenant| {
+                let (mut done, record, size) = pending.remove(&tenant)?;
+                if size > 0 {
+                    done.push(encode(&record));
+                }
+                Some((tenant, done))
+            })
+            .collect()
+    }
+
+    fn empty_record(&self) -> Record {
+        Record {
+            v: RECORD_VERSION,
+            node: self.node.clone(),
+            head_seq: 0,
+            head_hash: Vec::new(),
+            ops: Vec::new(),
+        }
+    }
+
+    /// Removes every record of the tenant from the stream (offboarding).
+    pub(super) fn purge(&self, tenant: &TenantId) -> Result<(), ReplicaError> {
+        let subject = self.subject(tenant);
+        let purged = self
+            .rt
+            .block_on(async { self.stream.purge().filter(subject).await });
+        purged.map_err(|e| ReplicaError::Publish {
+            tenant: tenant.clone(),
+            detail: format!("purging its records: {e}"),
+        })?;
+        self.last_map().remove(tenant);
+        Ok(())
+    }
+}
+
+fn encode(record: &Record) -> Vec<u8> {
+    rmp_serde::to_vec_named(record).expect("MessagePack encoding of plain fields is infallible")
+}
+
+/// Publishes a tenant's records in order, each expecting the one before as the subject's last;
+/// returns the stream sequence of the last.
+async fn publish_chain(
+    js: &jetstream::Context,
+    tenant: TenantId,
+    subject: String,
+    mut expected: u64,
+    records: Vec<Vec<u8>>,
+) -> (TenantId, Result<u64, ReplicaError>) {
+    for payload in records {
+        let message = PublishMessage::build()
+            .payload(payload.into())
+            .expected_last_subject_sequence(expected);
+        let acked = match js.send_publish(subject.clone(), message).await {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        match acked {
+            Ok(ack) => expected = ack.sequence,
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                return (
+                    tenant.clone(),
+                    Err(ReplicaError::Fenced { tenant, expected }),
+                );
+            }
+            Err(e) => {
+                let detail = e.to_string();
+                return (
+                    tenant.clone(),
+                    Err(ReplicaError::Publish { tenant, detail }),
+                );
+            }
+        }
+    }
+    (tenant, Ok(expected))
+}
+
+/// The stream's configuration for `opts`: file storage, one subject per tenant, no deletion of
+/// single records (the chain needs every one; a tenant's records go together by purge).
+fn stream_config(opts: &ReplicaOptions) -> stream::Config {
+    stream::Config {
+        name: opts.stream.clone(),
+        subjects: vec![format!("{}.*", opts.stream)],
+        storage: stream::StorageType::File,
+        num_replicas: opts.replicas,
+        deny_delete: true,
+        ..Default::default()
+    }
+}
+
+async fn ensure_stream(
+    js: &jetstream::Context,
+    opts: &ReplicaOptions,
+) -> Result<stream::Stream, ReplicaError> {
+    let config = stream_config(opts);
+    let error = |detail: String| ReplicaError::Stream {
+        stream: opts.stream.clone(),
+        detail,
+    };
+    let deadline = Instant::now() + OPEN_WAIT;
+    let stream = loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => break stream,
+            Err(e) if Instant::now() < deadline => {
+                tracing::warn!(stream = %opts.stream, error = %e, "JetStream not ready; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                return Err(error(format!(
+                    "cannot create or open it within {OPEN_WAIT:?}: {e} (is JetStream enabled on \
+                     the servers of [nats] url?)"
+                )))
+            }
+        }
+    };
+    let found = &stream.cached_info().config;
+    if found.num_replicas != opts.replicas || found.subjects != config.subjects {
+        return Err(error(format!(
+            "exists with {} replicas and subjects {:?}, but the config wants {} replicas and \
+             {:?}; change [log] replicas, or edit the stream (`nats stream edit`)",
+            found.num_replicas, found.subjects, opts.replicas, config.subjects
+        )));
+    }
+    Ok(stream)
+}

