@@ -41,7 +41,7 @@ use crate::tenancy::TenantId;
 
 mod apply;
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
 
 pub(super) use apply::reconcile;
 

@@ -452,6 +452,36 @@ proptest! {
 
     #[test]
     fn reads_equal_the_model_across_restarts(ops in proptest::collection::vec(op(), 1..40)) {
+        check_against_model(ops, &open)?;
+    }
+}
+
+proptest! {
+    // Each case starts its own nats-server: fewer cases than for sled.
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    /// The same model, with the JetStream backend; a restart opens a new, empty cache dir, so
+    /// every read after it comes from the stream.
+    #[test]
+    fn reads_equal_the_model_across_restarts_on_jetstream(ops in proptest::collection::vec(op(), 1..40)) {
+        let server = super::replica::tests::JetStreamServer::start();
+        let caches = std::cell::RefCell::new(Vec::new());
+        check_against_model(ops, &|_: &Path| {
+            let dir = tempfile::tempdir().unwrap();
+            let log = server.open(dir.path(), "MODEL", "n1").unwrap();
+            caches.borrow_mut().push(dir);
+            log
+        })?;
+    }
+}
+
+/// Runs `ops` against a log opened (and reopened at each `Restart`) by `open`, and checks every
+/// tenant's and session's reads against the model.
+fn check_against_model(
+    ops: Vec<Op>,
+    open: &dyn Fn(&Path) -> EventLog,
+) -> Result<(), TestCaseError> {
+    {
         let dir = tempfile::tempdir().unwrap();
         let mut log = open(dir.path());
         let mut model = Model::default();
@@ -461,21 +491,40 @@ proptest! {
                     drop(log);
                     log = open(dir.path());
                 }
-                Op::Append { tenant, session, events, message_id, end } => {
+                Op::Append {
+                    tenant,
+                    session,
+                    events,
+                    message_id,
+                    end,
+                } => {
                     let c = ctx(TENANTS[tenant]);
                     let generation = *model.generation.get(&(tenant, session)).unwrap_or(&0);
                     // The same session ids are reused in every tenant.
                     let sid = format!("s{session}g{generation}");
-                    let (last, _) = model.sessions.get(&(tenant, session)).map(|s| (s.1, s.2)).unwrap_or((0, false));
+                    let (last, _) = model
+                        .sessions
+                        .get(&(tenant, session))
+                        .map(|s| (s.1, s.2))
+                        .unwrap_or((0, false));
                     let mut kinds = Vec::new();
                     if last == 0 {
-                        kinds.push(EventKind::SessionStarted { user: format!("u{session}"), flow: "f".into(), flow_version: "1".into() });
+                        kinds.push(EventKind::SessionStarted {
+                            user: format!("u{session}"),
+                            flow: "f".into(),
+                            flow_version: "1".into(),
+                        });
                     }
                     for i in 0..events {
-                        kinds.push(EventKind::ReplySent { node: "n".into(), text: format!("{tenant}/{sid}/{last}/{i}") });
+                        kinds.push(EventKind::ReplySent {
+                            node: "n".into(),
+                            text: format!("{tenant}/{sid}/{last}/{i}"),
+                        });
                     }
                     if end {
-                        kinds.push(EventKind::SessionEnded { reason: "done".into() });
+                        kinds.push(EventKind::SessionEnded {
+                            reason: "done".into(),
+                        });
                     }
                     let group = AppendGroup {
                         ctx: c,
@@ -484,10 +533,14 @@ proptest! {
                         expected_seq: last,
                         at_ms: 7,
                         kinds: kinds.clone(),
-                        idempotency: message_id.map(|m| Idempotency { message_id: format!("m{m}"), ack: vec![m] }),
+                        idempotency: message_id.map(|m| Idempotency {
+                            message_id: format!("m{m}"),
+                            ack: vec![m],
+                        }),
                     };
                     let outcome = log.append_blocking(group).unwrap();
-                    let duplicate = message_id.is_some_and(|m| model.seen_ids.contains_key(&(tenant, m)));
+                    let duplicate =
+                        message_id.is_some_and(|m| model.seen_ids.contains_key(&(tenant, m)));
                     prop_assert_eq!(matches!(outcome, AppendOutcome::Duplicate(_)), duplicate);
                     if duplicate {
                         continue;
@@ -497,14 +550,20 @@ proptest! {
                     }
                     let evs = model.events.entry(tenant).or_default();
                     for (i, kind) in kinds.into_iter().enumerate() {
-                        evs.push(Summary { session: sid.clone(), seq: last + 1 + i as u64, kind });
+                        evs.push(Summary {
+                            session: sid.clone(),
+                            seq: last + 1 + i as u64,
+                            kind,
+                        });
                     }
                     let new_last = last + events as u64 + u64::from(last == 0) + u64::from(end);
                     if end {
                         model.sessions.remove(&(tenant, session));
                         *model.generation.entry((tenant, session)).or_default() += 1;
                     } else {
-                        model.sessions.insert((tenant, session), (sid, new_last, false));
+                        model
+                            .sessions
+                            .insert((tenant, session), (sid, new_last, false));
                     }
                 }
             }
@@ -520,7 +579,14 @@ proptest! {
                 prop_assert_eq!(e.hash, chain_hash(&prev, &codec::encode_body(&e.event)));
                 prev = e.hash;
             }
-            let got: Vec<Summary> = read.iter().map(|e| Summary { session: e.event.session.to_string(), seq: e.event.seq, kind: e.event.kind.clone() }).collect();
+            let got: Vec<Summary> = read
+                .iter()
+                .map(|e| Summary {
+                    session: e.event.session.to_string(),
+                    seq: e.event.seq,
+                    kind: e.event.kind.clone(),
+                })
+                .collect();
             let want = model.events.get(&t).cloned().unwrap_or_default();
             prop_assert_eq!(&got, &want);
             // Each session read alone equals the model's events of that session, seq gapless.
@@ -529,14 +595,27 @@ proptest! {
                 by_session.entry(s.session.clone()).or_default().push(s);
             }
             for (sid, evs) in by_session {
-                let read: Vec<Summary> = log.scope(&ctx(name)).session_events(&id(&sid), 1..=u64::MAX)
-                    .map(|e| { let e = e.unwrap().event; Summary { session: e.session.to_string(), seq: e.seq, kind: e.kind } })
+                let read: Vec<Summary> = log
+                    .scope(&ctx(name))
+                    .session_events(&id(&sid), 1..=u64::MAX)
+                    .map(|e| {
+                        let e = e.unwrap().event;
+                        Summary {
+                            session: e.session.to_string(),
+                            seq: e.seq,
+                            kind: e.kind,
+                        }
+                    })
                     .collect();
-                prop_assert_eq!(read.iter().map(|s| s.seq).collect::<Vec<_>>(), (1..=evs.len() as u64).collect::<Vec<_>>());
+                prop_assert_eq!(
+                    read.iter().map(|s| s.seq).collect::<Vec<_>>(),
+                    (1..=evs.len() as u64).collect::<Vec<_>>()
+                );
                 prop_assert_eq!(read, evs);
             }
         }
     }
+    Ok(())
 }
 
 /// The crash test's negative control needs a writer that acks before the flush. That fault must
