@@ -609,11 +609,11 @@ fn value_rules_are_errors_naming_the_field() {
             "runtime.session_idle_timeout",
         ),
         (
-            "[nats]\nurl = \"nats://x\"\nsubject_prefix = \"a.*\"\n",
+            "[nats]\nurl = \"nats://x:4222\"\nsubject_prefix = \"a.*\"\n",
             "nats.subject_prefix",
         ),
         (
-            "[nats]\nurl = \"nats://x\"\nsubject_prefix = \"a..b\"\n",
+            "[nats]\nurl = \"nats://x:4222\"\nsubject_prefix = \"a..b\"\n",
             "nats.subject_prefix",
         ),
         ("[nats]\nurl = \"\"\n", "nats.url"),
