@@ -37,7 +37,8 @@ pub const LOG_REPLICAS_MAX: usize = 5;
 pub const CLUSTER_NODE_CHARS_MAX: usize = 64;
 /// `cluster.lease_ttl` when absent: how long a node owns its tenants without renewing.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
-/// Shortest `cluster.lease_ttl`: below it a busy node's renewals would race its own lease.
+/// Shortest `cluster.lease_ttl`: a node must renew its lease well within it, which a
+/// sub-second lease would turn into a race against its own scheduling.
 pub const LEASE_TTL_MIN: Duration = Duration::from_secs(1);
 /// Longest `cluster.lease_ttl`: a dead node's tenants wait this long for a new owner.
 pub const LEASE_TTL_MAX: Duration = Duration::from_secs(5 * 60);

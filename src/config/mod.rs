@@ -12,6 +12,7 @@
 //! - Every team has a flow (its own, else its tenant's), validated per `flow`; a flow file named
 //!   several times is loaded once and shared.
 //! - Every file read was bounded by a byte limit before parsing.
+//! - With `log.backend = "jetstream"` it has `[nats]` and `[cluster]` (so a node name).
 //! - Any rule broken is a [`ConfigError`] naming the file, the field and the fix; nothing is
 //!   silently ignored (unknown fields are errors).
 //!
@@ -249,7 +250,7 @@ impl Config {
         &self.log
     }
 
-    /// `[cluster]`, when configured (always with `log.backend = "jetstream"`).
+    /// `[cluster]`, when configured; always present with `log.backend = "jetstream"`.
     pub fn cluster(&self) -> Option<&ClusterConfig> {
         self.cluster.as_ref()
     }
