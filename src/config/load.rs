@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+use super::cluster::{log_and_cluster, ClusterConfig, LogConfig};
 use super::error::ConfigError;
 use super::files::{read_bounded, resolve, CONFIG_FILE_BYTES_MAX};
 use super::flow::Flow;
@@ -41,6 +42,8 @@ impl Config {
             nats: sections.nats,
             auth: sections.auth,
             runtime: sections.runtime,
+            log: sections.log,
+            cluster: sections.cluster,
             dedicated: dedicated.map(|(tenant, _)| tenant),
             excluded,
             tenants,
@@ -55,6 +58,8 @@ struct Sections {
     nats: Option<NatsConfig>,
     auth: AuthConfig,
     runtime: RuntimeConfig,
+    log: LogConfig,
+    cluster: Option<ClusterConfig>,
     dedicated: Option<(TenantId, &'static str)>,
     tree: Tree,
 }
@@ -71,12 +76,15 @@ fn parse_sections(path: &Path, text: &str, opts: &LoadOptions) -> Result<Section
         nats,
         auth,
         runtime,
+        log,
+        cluster,
         tenants,
     } = file;
     let server_config = server_config(path, &server)?;
     let nats = nats.map(|nats| nats_config(path, nats)).transpose()?;
     let auth = security::auth_config(path, auth)?;
     let runtime = runtime_config(path, runtime)?;
+    let (log, cluster) = log_and_cluster(path, log, cluster, nats.as_ref())?;
     let dedicated = dedicated_tenant(opts, &server)?;
     let mut tree = Tree::default();
     tree.add_config_tenants(path, tenants)?;
@@ -86,6 +94,8 @@ fn parse_sections(path: &Path, text: &str, opts: &LoadOptions) -> Result<Section
         nats,
         auth,
         runtime,
+        log,
+        cluster,
         dedicated,
         tree,
     })

@@ -12,15 +12,17 @@
 //! - Every team has a flow (its own, else its tenant's), validated per `flow`; a flow file named
 //!   several times is loaded once and shared.
 //! - Every file read was bounded by a byte limit before parsing.
+//! - With `log.backend = "jetstream"` it has `[nats]` and `[cluster]` (so a node name).
 //! - Any rule broken is a [`ConfigError`] naming the file, the field and the fix; nothing is
 //!   silently ignored (unknown fields are errors).
 //!
 //! Files: this one (the model: [`Config`] and its parts, defaults and limits), `load` (reading
 //! the files and putting a `Config` together), `validate` (checks of single values), `raw` (the
 //! files' shapes as parsed), `merge` (the seed files' precedence), one file per section with
-//! rules of its own (`nats`, `runtime`, `security`, `exports`), `flow` (flow files), `summary`
-//! (`check-config`'s output).
+//! rules of its own (`nats`, `runtime`, `security`, `exports`; `cluster` for `[log]` and
+//! `[cluster]`), `flow` (flow files), `summary` (`check-config`'s output).
 
+pub mod cluster;
 pub mod error;
 pub mod exports;
 pub mod files;
@@ -47,6 +49,8 @@ use crate::tenancy::{ChannelId, EnvId, TeamId, TenantId};
 
 use self::error::ConfigError;
 use self::flow::Flow;
+// The `[log]` and `[cluster]` types live in their own file; they are part of this module's API.
+pub use self::cluster::{ClusterConfig, LogBackend, LogConfig};
 // The `[nats]` types live in their own file; they are part of this module's API.
 pub use self::nats::{NatsAuth, NatsConfig, SecretSource, DEFAULT_SUBJECT_PREFIX};
 
@@ -103,6 +107,8 @@ pub struct Config {
     nats: Option<NatsConfig>,
     auth: AuthConfig,
     runtime: RuntimeConfig,
+    log: LogConfig,
+    cluster: Option<ClusterConfig>,
     dedicated: Option<TenantId>,
     excluded: Vec<TenantId>,
     tenants: BTreeMap<TenantId, TenantConfig>,
@@ -237,6 +243,16 @@ impl Config {
     /// `[runtime]`, with defaults applied.
     pub fn runtime(&self) -> &RuntimeConfig {
         &self.runtime
+    }
+
+    /// `[log]`, with defaults applied: which backend holds the event log.
+    pub fn log(&self) -> &LogConfig {
+        &self.log
+    }
+
+    /// `[cluster]`, when configured; always present with `log.backend = "jetstream"`.
+    pub fn cluster(&self) -> Option<&ClusterConfig> {
+        self.cluster.as_ref()
     }
 
     /// Messages one tenant may have in flight: `runtime.inflight_per_tenant_max`, else half of

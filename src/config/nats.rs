@@ -4,24 +4,32 @@
 //! seed) is either inline or named by where to read it (an environment variable or the global
 //! secret store) when connecting, so `config.toml` need not hold it; no secret value is ever
 //! printed (`Debug` of [`SecretSource`] redacts it, and a URL's user info is hidden by
-//! [`NatsConfig::url_for_display`]).
+//! [`NatsConfig::url_for_display`] and in errors); `url` is one server or a comma-separated list
+//! of at most [`NATS_URLS_MAX`], each a `nats://` or `tls://` URL with a host and a port.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use async_nats::ServerAddr;
 
 use super::error::ConfigError;
 use super::files::resolve;
 use super::raw::{NatsSection, RawSecret, RawSecretFrom};
 use super::validate::{check_name, invalid};
+use super::NAME_BYTES_MAX;
 use crate::secrets::name::SecretName;
 
 /// `nats.subject_prefix` when absent.
 pub const DEFAULT_SUBJECT_PREFIX: &str = "greentic.messaging";
+/// Most servers `nats.url` may list (the client finds the rest of a cluster by itself).
+pub const NATS_URLS_MAX: usize = 16;
 
 /// `[nats]`; without it there is no NATS ingress.
 #[derive(Clone, Debug)]
 pub struct NatsConfig {
-    /// Server URL, e.g. `nats://127.0.0.1:4222`.
+    /// `nats.url` as written: one server URL, e.g. `nats://127.0.0.1:4222`, or a
+    /// comma-separated list of them; [`NatsConfig::urls`] splits it.
     pub url: String,
     /// First tokens of every subject: dot-separated, each token non-empty, no `*`, `>` or
     /// whitespace.
@@ -84,10 +92,25 @@ impl fmt::Display for SecretSource {
 }
 
 impl NatsConfig {
-    /// The URL with any user info (`user:password@`) replaced by `***@`, for logs and errors.
-    pub fn url_for_display(&self) -> String {
-        redact_url(&self.url)
+    /// The servers of `nats.url`, in the order written, each trimmed; each is a `nats://` or
+    /// `tls://` URL with a host and a port (checked at load), at least one.
+    pub fn urls(&self) -> Vec<String> {
+        split_urls(&self.url).map(str::to_owned).collect()
     }
+
+    /// The servers with any user info (`user:password@`) replaced by `***@`, comma-separated,
+    /// for logs and errors.
+    pub fn url_for_display(&self) -> String {
+        split_urls(&self.url)
+            .map(redact_url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// The entries of a `nats.url` value, trimmed (empty ones included, for the check to name).
+fn split_urls(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split(',').map(str::trim)
 }
 
 impl fmt::Display for NatsAuth {
@@ -118,7 +141,7 @@ pub(crate) fn redact_url(url: &str) -> String {
 }
 
 pub(super) fn nats_config(path: &Path, nats: NatsSection) -> Result<NatsConfig, ConfigError> {
-    let url = check_name(path, "nats.url", nats.url)?;
+    let url = check_urls(path, nats.url)?;
     let prefix = nats
         .subject_prefix
         .unwrap_or_else(|| DEFAULT_SUBJECT_PREFIX.into());
@@ -164,6 +187,75 @@ pub(super) fn nats_config(path: &Path, nats: NatsSection) -> Result<NatsConfig, 
         subject_prefix,
         auth,
     })
+}
+
+/// `nats.url`: one server or a comma-separated list of at most [`NATS_URLS_MAX`], each a
+/// `nats://` or `tls://` URL with a host and a port, parsed as the NATS client parses it.
+fn check_urls(path: &Path, raw: String) -> Result<String, ConfigError> {
+    const FIELD: &str = "nats.url";
+    if raw.trim().is_empty() {
+        return Err(invalid(
+            path,
+            FIELD,
+            "must not be empty: give a server such as \"nats://127.0.0.1:4222\", or a \
+             comma-separated list"
+                .to_owned(),
+        ));
+    }
+    let count = split_urls(&raw).count();
+    if count > NATS_URLS_MAX {
+        return Err(invalid(
+            path,
+            FIELD,
+            format!(
+                "lists {count} servers, more than {NATS_URLS_MAX}: list a few of the cluster's \
+                 servers (the client learns the others from them)"
+            ),
+        ));
+    }
+    for (index, entry) in split_urls(&raw).enumerate() {
+        check_url(entry).map_err(|problem| {
+            invalid(
+                path,
+                FIELD,
+                format!(
+                    "entry {} {:?} {problem}; write each server as nats://host:port or \
+                     tls://host:port, separated by commas",
+                    index + 1,
+                    redact_url(entry)
+                ),
+            )
+        })?;
+    }
+    Ok(raw)
+}
+
+/// Why one server entry of `nats.url` is unusable, if it is.
+fn check_url(entry: &str) -> Result<(), String> {
+    if entry.is_empty() {
+        return Err("is empty (a stray comma?)".to_owned());
+    }
+    if entry.len() > NAME_BYTES_MAX {
+        return Err(format!("is longer than {NAME_BYTES_MAX} bytes"));
+    }
+    let Some((scheme, _)) = entry.split_once("://") else {
+        return Err("has no scheme".to_owned());
+    };
+    if !matches!(scheme, "nats" | "tls") {
+        return Err(format!("has the scheme {scheme:?}, not nats or tls"));
+    }
+    // The client's own parser: what passes here is what `connect` will use.
+    let url = ServerAddr::from_str(entry)
+        .map_err(|e| format!("is not a URL ({e})"))?
+        .into_inner();
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("has no host".to_owned());
+    }
+    match url.port() {
+        Some(port) if port > 0 => Ok(()),
+        Some(_) => Err("has port 0".to_owned()),
+        None => Err("has no port".to_owned()),
+    }
 }
 
 fn missing(path: &Path, field: &str, because: &str) -> ConfigError {

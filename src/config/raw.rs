@@ -27,6 +27,10 @@ pub(super) struct ConfigFile {
     #[serde(default)]
     pub runtime: RuntimeSection,
     #[serde(default)]
+    pub log: LogSection,
+    #[serde(default)]
+    pub cluster: Option<ClusterSection>,
+    #[serde(default)]
     pub tenants: BTreeMap<TenantId, TenantSection>,
 }
 
@@ -147,6 +151,33 @@ pub(super) struct RuntimeSection {
     /// A humantime duration such as `7days`.
     #[serde(default)]
     pub idempotency_window: Option<String>,
+}
+
+/// `[log]`: which event log backend, and the JetStream stream's shape. Values are checked in
+/// `config::cluster`, so that each error names its field.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LogSection {
+    /// `"sled"` or `"jetstream"`.
+    #[serde(default)]
+    pub backend: Option<String>,
+    #[serde(default)]
+    pub stream: Option<String>,
+    /// Any TOML integer, so that a negative or huge value gets our error naming the field.
+    #[serde(default)]
+    pub replicas: Option<i64>,
+}
+
+/// `[cluster]`: this node's identity among the nodes sharing one JetStream log.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClusterSection {
+    /// Required; optional here so that its absence is our error naming `cluster.node`.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// A humantime duration such as `5s`.
+    #[serde(default)]
+    pub lease_ttl: Option<String>,
 }
 
 /// `[tenants.<id>]` in `config.toml`, and `tenants: <id>:` in the bundle.

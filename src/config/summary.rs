@@ -8,11 +8,11 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::flow::Flow;
-use super::{Config, TenantConfig};
+use super::{Config, LogBackend, TenantConfig};
 
 impl Config {
-    /// A multi-line summary: mode, listen address, data dir, NATS, auth, runtime, counts, then
-    /// each tenant with its envs and each team with its flow and channels.
+    /// A multi-line summary: mode, listen address, data dir, NATS, auth, runtime, log and
+    /// cluster, counts, then each tenant with its envs and each team with its flow and channels.
     pub fn summary(&self) -> String {
         let mut out = String::new();
         // Writing into a `String` cannot fail, so the results of `writeln!` are ignored.
@@ -63,11 +63,33 @@ impl Config {
             self.runtime.tenant_sessions_max,
             humantime::format_duration(self.runtime.idempotency_window)
         );
+        let _ = writeln!(out, "{}", self.log_line());
         let _ = writeln!(out, "{}", self.counts_line());
         for tenant in self.tenants.values() {
             write_tenant(&mut out, tenant);
         }
         out
+    }
+
+    /// "log: sled", or "log: jetstream (stream S, N replicas), cluster node N, lease ttl T".
+    fn log_line(&self) -> String {
+        let mut line = format!("log: {}", self.log.backend);
+        if self.log.backend == LogBackend::JetStream {
+            let _ = write!(
+                line,
+                " (stream {}, {} replicas)",
+                self.log.stream, self.log.replicas
+            );
+        }
+        if let Some(cluster) = &self.cluster {
+            let _ = write!(
+                line,
+                ", cluster node {}, lease ttl {}",
+                cluster.node,
+                humantime::format_duration(cluster.lease_ttl)
+            );
+        }
+        line
     }
 
     /// "N tenants, N envs, N teams, N channels, N flows"; flows counts distinct flow files.

@@ -115,6 +115,8 @@ fn shipped_config_loads_with_the_expected_tenants_teams_and_flows() {
     assert!(config.nats().is_none());
     assert_eq!(config.auth().issuer, "tenantry");
     assert_eq!(config.auth().audience, "tenantry-api");
+    assert_eq!(*config.log(), super::LogConfig::default());
+    assert!(config.cluster().is_none());
     assert_eq!(
         config.runtime().session_idle_timeout,
         Duration::from_secs(600)
@@ -215,6 +217,7 @@ fn summary_of_shipped_config_lists_mode_counts_tenants_teams_and_flows() {
             "mode: shared",
             "listen: 127.0.0.1:8080",
             "nats: off",
+            "log: sled\n",
             "2 tenants, 4 envs, 3 teams, 4 channels, 2 flows",
             "tenant acme: \"ACME Corporation\"",
             "envs: prod, staging",
@@ -555,6 +558,8 @@ fn misspelled_fields_are_errors_naming_the_file_and_field() {
             "provder",
         ),
         ("[nat]\nurl = \"nats://x\"\n", "nat"),
+        ("[log]\nbackendd = \"sled\"\n", "backendd"),
+        ("[cluster]\nnod = \"n1\"\n", "nod"),
     ] {
         let err = Fixture::new(&[("config.toml", config)]).error();
         assert_mentions(&err, &["config.toml", typo, "line"]);
@@ -609,11 +614,11 @@ fn value_rules_are_errors_naming_the_field() {
             "runtime.session_idle_timeout",
         ),
         (
-            "[nats]\nurl = \"nats://x\"\nsubject_prefix = \"a.*\"\n",
+            "[nats]\nurl = \"nats://x:4222\"\nsubject_prefix = \"a.*\"\n",
             "nats.subject_prefix",
         ),
         (
-            "[nats]\nurl = \"nats://x\"\nsubject_prefix = \"a..b\"\n",
+            "[nats]\nurl = \"nats://x:4222\"\nsubject_prefix = \"a..b\"\n",
             "nats.subject_prefix",
         ),
         ("[nats]\nurl = \"\"\n", "nats.url"),
@@ -1187,4 +1192,50 @@ fn session_limits_and_idempotency_window_are_checked_and_default() {
     let rt = set.runtime();
     assert_eq!((rt.sessions_max, rt.tenant_sessions_max), (10, 10));
     assert_eq!(rt.idempotency_window, Duration::from_secs(48 * 3600));
+}
+
+// ---- [log] and [cluster] (rules: config/cluster/tests.rs) ----------------------------------
+
+#[test]
+fn a_jetstream_node_config_loads_and_its_summary_shows_log_cluster_and_every_server() {
+    let config = "[nats]\nurl = \"nats://ops:pw-canary@127.0.0.1:4222,nats://127.0.0.1:4223\"\n\
+                  [log]\nbackend = \"jetstream\"\nstream = \"TENANTRY_LOG\"\nreplicas = 3\n\
+                  [cluster]\nnode = \"n1\"\nlease_ttl = \"5s\"\n\
+                  [tenants.acme.teams.s]\nflow = \"f.yaml\"\n";
+    let fixture = Fixture::new(&[("config.toml", config), ("f.yaml", REPLY_FLOW)]);
+    let loaded = fixture.load().unwrap();
+    let log = loaded.log();
+    assert_eq!(log.backend, super::LogBackend::JetStream);
+    assert_eq!((log.stream.as_str(), log.replicas), ("TENANTRY_LOG", 3));
+    let cluster = loaded.cluster().unwrap();
+    assert_eq!(cluster.node, "n1");
+    assert_eq!(cluster.lease_ttl, Duration::from_secs(5));
+    assert_eq!(
+        loaded.nats().unwrap().urls(),
+        [
+            "nats://ops:pw-canary@127.0.0.1:4222",
+            "nats://127.0.0.1:4223"
+        ]
+    );
+    let summary = loaded.summary();
+    assert_mentions(
+        &summary,
+        &[
+            "nats: on (nats://***@127.0.0.1:4222,nats://127.0.0.1:4223,",
+            "log: jetstream (stream TENANTRY_LOG, 3 replicas), cluster node n1, lease ttl 5s\n",
+        ],
+    );
+    assert!(!summary.contains("pw-canary"), "{summary}");
+
+    // The same node without [nats]: refused at load, naming the file and the field.
+    let without_nats = config
+        .lines()
+        .filter(|l| !l.starts_with("[nats]") && !l.starts_with("url"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let fixture = Fixture::new(&[("config.toml", &without_nats), ("f.yaml", REPLY_FLOW)]);
+    assert_mentions(
+        &fixture.error(),
+        &["config.toml: log.backend: ", "needs a [nats] section"],
+    );
 }

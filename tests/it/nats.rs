@@ -498,3 +498,48 @@ fn a_runtime_error_is_answered_alike_on_nats_and_http() {
         assert_eq!(over_nats["error"], over_http["error"], "{subject}");
     }
 }
+
+/// `nats.url` may list several servers (comma-separated): with the first one dead and the second
+/// live, `serve` connects to the live one and its NATS edge acks.
+#[test]
+fn a_url_list_connects_past_a_dead_server_to_a_live_one() {
+    let nats = Nats::start(free_port());
+    let dead = free_port();
+    let keys = format!(
+        "url = \"nats://127.0.0.1:{dead}, nats://127.0.0.1:{}\"\nsubject_prefix = \"{PREFIX}\"\n",
+        nats.port
+    );
+    let server = Serve::shipped().section("nats", &keys).log("info").start();
+    let rt = crate::support::tokio_runtime();
+    let ack = rt.block_on(async {
+        let client = async_nats::connect(format!("nats://127.0.0.1:{}", nats.port))
+            .await
+            .unwrap();
+        // Until the edge has connected and subscribed, a request finds no responder.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let request = async_nats::Request::new()
+                .payload(
+                    serde_json::json!({"user": "ada", "text": "hi", "message_id": "list-1"})
+                        .to_string()
+                        .into(),
+                )
+                .timeout(Some(Duration::from_secs(2)));
+            match client
+                .send_request(ingress("prod", "acme", "support", "slack"), request)
+                .await
+            {
+                Ok(reply) => break serde_json::from_slice::<serde_json::Value>(&reply.payload),
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "no ack from the edge: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        .unwrap()
+    });
+    assert_eq!(ack["seq"], 2, "{ack}");
+    let (log, _dir) = stop(server);
+    assert_eq!(received_ids(&log, "acme"), ["list-1"]);
+    drop(nats);
+}

@@ -95,3 +95,69 @@ fn bad_credentials_config_is_an_error_naming_the_field_and_the_fix() {
     let e = error("password = 42\nuser = \"u\"");
     assert!(e.contains("password") && e.contains("env ="), "{e}");
 }
+
+fn load_url(url: &str) -> Result<NatsConfig, ConfigError> {
+    let text = format!("[nats]\nurl = {}\n", toml::Value::String(url.to_owned()));
+    let file: ConfigFile = toml::from_str(&text).unwrap();
+    nats_config(Path::new(PATH), file.nats.unwrap())
+}
+
+#[test]
+fn a_url_list_is_split_in_order_trimmed_and_shown_with_every_user_info_hidden() {
+    let one = load_url("nats://127.0.0.1:4222").unwrap();
+    assert_eq!(one.urls(), ["nats://127.0.0.1:4222"]);
+    let list = load_url(
+        " nats://a:pw-one@n1.internal:4222 ,tls://n2.internal:4223, nats://ops:pw-two@[::1]:4224",
+    )
+    .unwrap();
+    assert_eq!(
+        list.urls(),
+        [
+            "nats://a:pw-one@n1.internal:4222",
+            "tls://n2.internal:4223",
+            "nats://ops:pw-two@[::1]:4224"
+        ]
+    );
+    assert_eq!(
+        list.url_for_display(),
+        "nats://***@n1.internal:4222,tls://n2.internal:4223,nats://***@[::1]:4224"
+    );
+}
+
+#[test]
+fn a_bad_url_entry_is_refused_naming_nats_url_the_entry_and_the_fix() {
+    let many = vec!["nats://h:4222"; NATS_URLS_MAX + 1].join(",");
+    for (url, problem) in [
+        ("", "must not be empty"),
+        (" , ", "entry 1 \"\" is empty"),
+        ("nats://a:4222,", "entry 2 \"\" is empty"),
+        ("nats://a:4222,,nats://b:4222", "entry 2 \"\" is empty"),
+        ("nats://a", "entry 1 \"nats://a\" has no port"),
+        (
+            "nats://a:4222,127.0.0.1:4223",
+            "entry 2 \"127.0.0.1:4223\" has no scheme",
+        ),
+        ("http://a:4222", "scheme \"http\", not nats or tls"),
+        ("ws://a:4222", "scheme \"ws\", not nats or tls"),
+        ("nats://a:0", "has port 0"),
+        ("nats://a:99999", "is not a URL"),
+        ("nats://:4222", "entry 1 \"nats://:4222\""),
+        ("nats://a b:4222", "is not a URL"),
+        (many.as_str(), "more than 16"),
+    ] {
+        let e = load_url(url).unwrap_err().to_string();
+        assert!(
+            e.contains("nats.url") && e.contains(problem),
+            "{url:?}: {e}"
+        );
+        if url.contains("://") && url.len() < 100 {
+            assert!(e.contains("nats://host:port"), "{url:?}: the fix: {e}");
+        }
+    }
+    // The entry is named with its user info hidden.
+    let e = load_url("nats://h:4222,nats://ops:pw-canary@h")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("entry 2 \"nats://***@h\" has no port"), "{e}");
+    assert!(!e.contains("pw-canary"), "the password leaked: {e}");
+}

@@ -3,12 +3,14 @@
 //! an environment variable, the global secret store) at connect time.
 //!
 //! Invariants: a secret is never logged or put in an error (errors name the config key and
-//! where the secret was to come from); a URL is shown with its user info hidden.
+//! where the secret was to come from); a URL is shown with its user info hidden. Every server of
+//! `nats.url` is given to the client, which connects to any live one and fails over among them.
 
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::Arc;
 
-use async_nats::ConnectOptions;
+use async_nats::{ConnectOptions, ServerAddr};
 
 use super::error::NatsError;
 use super::metrics::{NatsEvent, NatsMetrics};
@@ -37,11 +39,26 @@ pub async fn connect(
         });
     let options = with_credentials(options, &config.auth, data_dir).await?;
     options
-        .connect(config.url.as_str())
+        .connect(server_addrs(config)?)
         .await
         .map_err(|e| NatsError::Connect {
             url: config.url_for_display(),
             detail: e.to_string(),
+        })
+}
+
+/// The servers of `nats.url`, each parsed as the client parses one address: the client takes a
+/// list of addresses, and would read a comma-joined string as one (invalid) URL.
+pub(super) fn server_addrs(config: &NatsConfig) -> Result<Vec<ServerAddr>, NatsError> {
+    config
+        .urls()
+        .iter()
+        .map(|url| ServerAddr::from_str(url))
+        .collect::<Result<_, _>>()
+        // Checked at load, so this is a config built some other way; say which.
+        .map_err(|e| NatsError::Connect {
+            url: config.url_for_display(),
+            detail: format!("nats.url: {e}"),
         })
 }
 

@@ -64,3 +64,32 @@ fn an_nkey_seed_is_checked_before_connecting() {
     );
     assert!(!e.contains("canary"), "the seed leaked: {e}");
 }
+
+#[test]
+fn every_server_of_the_url_list_is_given_to_the_client_in_order() {
+    use crate::config::{NatsAuth, NatsConfig};
+    let config = NatsConfig {
+        url: "nats://127.0.0.1:4222, tls://ops:pw@n2.internal:4223".into(),
+        subject_prefix: "p".into(),
+        auth: NatsAuth::None,
+    };
+    let addrs = server_addrs(&config).unwrap();
+    let shown: Vec<(&str, &str, u16)> = addrs
+        .iter()
+        .map(|addr| (addr.scheme(), addr.host(), addr.port()))
+        .collect();
+    assert_eq!(
+        shown,
+        [("nats", "127.0.0.1", 4222), ("tls", "n2.internal", 4223)]
+    );
+    assert!(addrs[1].has_user_pass());
+
+    // A config built past the load's checks is an error naming the key, never a panic.
+    let bad = NatsConfig {
+        url: "nats://ops:pw-canary@h:4222,nats://h:bad".into(),
+        ..config
+    };
+    let e = server_addrs(&bad).unwrap_err().to_string();
+    assert!(e.contains("nats.url"), "{e}");
+    assert!(!e.contains("pw-canary"), "the password leaked: {e}");
+}
