@@ -4,7 +4,7 @@
 //! YAML, flows), `events` (schema, codec, the sled log, projection storage), `flow` (the flow
 //! engine), `projections` (session state, snapshots, usage and session read models), `actors`
 //! (the runtime), `edge` (the HTTP and NATS edges), `secrets` (encrypted secrets, tokens),
-//! `audit` (export, verify, replay), `cli` (the command line), `fuzzing` (entry points of the fuzz targets and the
+//! `audit` (export, verify, replay), `cluster` (which log backend, and opening it), `cli` (the command line), `fuzzing` (entry points of the fuzz targets and the
 //! decoders' property tests), `private_fs` (owner-only modes of what is stored). The benchmark
 //! driver is its own crate (`bench/`, `tenantry-bench`) over this public API.
 
@@ -14,6 +14,7 @@
 pub mod actors;
 pub mod audit;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod edge;
 pub mod events;

@@ -30,12 +30,12 @@ pub mod what_if;
 #[cfg(test)]
 mod fixture;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::config::flow::FlowError;
 use crate::config::Config;
-use crate::events::log::{EventLog, LogOptions, OpenError, ReadError};
+use crate::events::log::{EventLog, OpenError, ReadError};
 
 /// Why an audit command could not do its work. Problems found *in* the audited data (tampering,
 /// gaps) are not errors: they are a [`verify::Verdict`].
@@ -141,17 +141,17 @@ impl From<csv::Error> for AuditError {
 /// A missing log is [`AuditError::NoLog`] rather than a new empty log: a typo in `data_dir` must
 /// not look like a tenant with no events. A log held by a server is [`AuditError::InUse`] (after
 /// the log's own short wait for the lock).
+///
+/// With the JetStream backend the log is the stream: its cache `{data_dir}/log-offline` is made
+/// when missing (see [`crate::cluster`]).
 pub fn open_log(config: &Config) -> Result<EventLog, AuditError> {
     let data_dir = &config.server().data_dir;
-    let path = data_dir.join("log");
-    if !path.is_dir() {
+    let path = crate::cluster::log_dir(config, crate::cluster::Opener::Offline);
+    let replicated = config.log().backend == crate::config::LogBackend::JetStream;
+    if !replicated && !path.is_dir() {
         return Err(AuditError::NoLog(path));
     }
-    open_log_at(data_dir, &path)
-}
-
-fn open_log_at(data_dir: &Path, path: &Path) -> Result<EventLog, AuditError> {
-    EventLog::open(path, &LogOptions::default()).map_err(|e| match e {
+    crate::cluster::open_log(config, &path).map_err(|e| match e {
         OpenError::InUse(_) => AuditError::InUse(data_dir.to_owned()),
         other => AuditError::Open(other),
     })

@@ -4,19 +4,12 @@ use std::process::ExitCode;
 
 use super::{load_config, TableOrJson, UsageGroup};
 use crate::config::Config;
-use crate::events::log::{EventLog, LogOptions};
+use crate::events::log::EventLog;
 use crate::projections::snapshot::SnapshotStore;
 
 /// Opens the data dir's log for an offline command.
 fn open_offline(config: &Config) -> anyhow::Result<EventLog> {
-    let dir = config.server().data_dir.join("log");
-    if !dir.exists() {
-        anyhow::bail!(
-            "no event log at {} (nothing has been written yet?)",
-            dir.display()
-        );
-    }
-    Ok(EventLog::open(&dir, &LogOptions::default())?)
+    Ok(crate::audit::open_log(config)?)
 }
 
 pub(super) fn usage(

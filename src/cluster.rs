@@ -1,0 +1,74 @@
+//! Opening the event log that `[log]` names: sled in a directory of this machine, or this node's
+//! cache of the JetStream stream on the servers of `[nats]`.
+//!
+//! Both `serve` and the offline commands (export, verify, replay, usage, rebuild) open the log
+//! here, so they agree on the backend. With JetStream, `serve` keeps its cache in
+//! `{data_dir}/log`; an offline command keeps its own in `{data_dir}/log-offline`, so it runs
+//! while the server holds `{data_dir}/log`, and reads what the stream holds when it starts
+//! (the cache is brought to the stream at open; a second run reuses what still matches).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::{Config, LogBackend};
+use crate::edge::nats::NatsMetrics;
+use crate::events::log::{EventLog, LogOptions, OpenError, Replica, ReplicaError, ReplicaOptions};
+
+/// Who opens the log: the server, or an offline command beside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opener {
+    Server,
+    Offline,
+}
+
+/// The directory of the log (sled) or of the cache (JetStream) that `opener` uses.
+pub fn log_dir(config: &Config, opener: Opener) -> PathBuf {
+    let data_dir = &config.server().data_dir;
+    match (config.log().backend, opener) {
+        (LogBackend::JetStream, Opener::Offline) => data_dir.join("log-offline"),
+        _ => data_dir.join("log"),
+    }
+}
+
+/// The replica options of a JetStream config (`None` for sled).
+pub fn replica_options(config: &Config) -> Option<ReplicaOptions> {
+    match config.log().backend {
+        LogBackend::Sled => None,
+        LogBackend::JetStream => Some(ReplicaOptions {
+            stream: config.log().stream.clone(),
+            replicas: config.log().replicas,
+            node: config
+                .cluster()
+                .map_or_else(|| "offline".to_owned(), |c| c.node.clone()),
+        }),
+    }
+}
+
+/// Connects to the stream of a JetStream config with the credentials of `[nats]`.
+pub fn connect_replica(config: &Config, opts: &ReplicaOptions) -> Result<Replica, ReplicaError> {
+    let data_dir = &config.server().data_dir;
+    let Some(nats) = config.nats() else {
+        return Err(ReplicaError::Stream {
+            stream: opts.stream.clone(),
+            detail: "log.backend = \"jetstream\" needs a [nats] section with url".into(),
+        });
+    };
+    let metrics = Arc::new(NatsMetrics::default());
+    Replica::connect(opts, || async move {
+        crate::edge::nats::connect(nats, data_dir, metrics)
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Opens the log of `config` in `dir` (see [`log_dir`]).
+pub fn open_log(config: &Config, dir: &Path) -> Result<EventLog, OpenError> {
+    let opts = LogOptions::default();
+    match replica_options(config) {
+        None => EventLog::open(dir, &opts),
+        Some(replica) => {
+            let replica = connect_replica(config, &replica)?;
+            EventLog::open_replicated(dir, &opts, replica)
+        }
+    }
+}
