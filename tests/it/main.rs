@@ -12,6 +12,7 @@ mod corruption;
 mod crash;
 mod crash_writer;
 mod http;
+mod jetstream;
 mod limits;
 mod nats;
 mod overload;
