@@ -30,7 +30,7 @@ pub mod what_if;
 #[cfg(test)]
 mod fixture;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::config::flow::FlowError;
@@ -151,10 +151,23 @@ pub fn open_log(config: &Config) -> Result<EventLog, AuditError> {
     if !replicated && !path.is_dir() {
         return Err(AuditError::NoLog(path));
     }
-    crate::cluster::open_log(config, &path).map_err(|e| match e {
+    let opened = crate::cluster::open_log(config, &path);
+    opened.map_err(|e| offline_open_error(data_dir, e))
+}
+
+/// Opens a sled log at `path` of `data_dir` for an offline command.
+#[cfg(test)]
+fn open_log_at(data_dir: &Path, path: &Path) -> Result<EventLog, AuditError> {
+    let opened = EventLog::open(path, &crate::events::log::LogOptions::default());
+    opened.map_err(|e| offline_open_error(data_dir, e))
+}
+
+/// A log held by a server is [`AuditError::InUse`], naming the data dir.
+fn offline_open_error(data_dir: &Path, e: OpenError) -> AuditError {
+    match e {
         OpenError::InUse(_) => AuditError::InUse(data_dir.to_owned()),
         other => AuditError::Open(other),
-    })
+    }
 }
 
 /// A `--since`/`--until` value that is neither RFC 3339 nor unix milliseconds.

@@ -9,10 +9,10 @@ use anyhow::Context;
 
 use super::load_config;
 use crate::actors::runtime::{Runtime, RuntimeOptions};
+use crate::cluster::{log_dir, Opener};
 use crate::config::Config;
 use crate::edge::auth::SigningKey;
 use crate::edge::http::ApiServer;
-use crate::cluster::{log_dir, Opener};
 use crate::projections::projector::{Background, Projector};
 use crate::projections::snapshot::SnapshotStore;
 use crate::tenancy::TenantId;

@@ -13,7 +13,6 @@
 //! `TENANTRY_CRASH_TRIALS=N` sets the number of trials (default 20); `TENANTRY_CRASH_SEED=S`
 //! replays a printed seed (kill delays and message choices; thread timing still varies).
 
-use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 use std::process::Child;
@@ -23,13 +22,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{bearer, crash_seed, crash_trials, free_port, Nats, Serve, ServeProcess};
+use crate::support::{bearer, cluster_trials, crash_seed, crash_trials, free_port};
 use crate::support::{tokio_runtime, XorShift};
-use tenantry::audit::verify::verify_log;
-use tenantry::events::log::{EventLog, LogOptions};
-use tenantry::events::schema::EventKind;
-use tenantry::projections::projector::Projector;
-use tenantry::tenancy::TenantId;
+
+mod check;
+use crate::support::{JetStream, Nats, Serve, ServeProcess};
+use check::{check, Report};
 
 /// Tenants whose names are prefixes of each other's, so a prefix-scan mistake would show.
 const TENANTS: [&str; 3] = ["t1", "t1x", "t2"];
@@ -67,7 +65,10 @@ fn text(tenant: &str, message_id: &str) -> String {
     format!("{tenant}|{message_id}")
 }
 
-fn config(nats_port: u16) -> String {
+/// The stream of the JetStream runs.
+const STREAM: &str = "CRASH";
+
+fn config(nats_port: u16, backend: Backend) -> String {
     let mut config = format!(
         "[server]\ndata_dir = \"./data\"\n\
          [nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\nsubject_prefix = \"{PREFIX}\"\n\
@@ -81,7 +82,48 @@ fn config(nats_port: u16) -> String {
              [tenants.{t}.teams.{TEAM}.channels.{CHANNEL}]\nprovider = \"messaging-webchat\"\n"
         );
     }
+    if backend == Backend::JetStream {
+        config += &format!(
+            "[log]\nbackend = \"jetstream\"\nstream = \"{STREAM}\"\n[cluster]\nnode = \"n1\"\n"
+        );
+    }
     config
+}
+
+/// Which log backend the server runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    /// sled in the data dir: acks after flush and fdatasync.
+    Sled,
+    /// A JetStream stream on nats-server 2.15 (`sync_interval: always`), which also carries the
+    /// NATS ingress: acks after the stream's ack.
+    JetStream,
+}
+
+/// The NATS server of a scenario: Debian's 2.9 for the sled runs, 2.15 with JetStream else.
+enum Broker {
+    Nats(Nats),
+    JetStream(JetStream),
+}
+
+impl Broker {
+    fn start(backend: Backend) -> Broker {
+        match backend {
+            Backend::Sled => Broker::Nats(Nats::start(free_port())),
+            Backend::JetStream => Broker::JetStream(JetStream::single()),
+        }
+    }
+
+    fn port(&self) -> u16 {
+        match self {
+            Broker::Nats(nats) => nats.port,
+            Broker::JetStream(js) => {
+                let url = js.url(0);
+                let port = url.rsplit(':').next().and_then(|p| p.parse().ok());
+                port.unwrap_or_else(|| panic!("no port in {url}"))
+            }
+        }
+    }
 }
 
 /// Which log writer the server runs.
@@ -95,8 +137,8 @@ enum Writer {
 
 /// Starts `tenantry serve` on the scenario's data dir `dir` (which holds the flows) with NATS
 /// ingress from the nats-server on `nats_port`; waits until it serves on both edges.
-fn start(dir: &Path, nats_port: u16, writer: Writer) -> ServeProcess {
-    let mut serve = Serve::config(&config(nats_port))
+fn start(dir: &Path, nats_port: u16, writer: Writer, backend: Backend) -> ServeProcess {
+    let mut serve = Serve::config(&config(nats_port, backend))
         .in_dir(dir)
         .log("warn,tenantry::edge=info");
     if writer == Writer::AckBeforeFlush {
@@ -389,138 +431,6 @@ fn agent() -> ureq::Agent {
 }
 
 /// What the checker found after a trial.
-#[derive(Default)]
-struct Report {
-    /// Acked messages that are not in the log.
-    lost: Vec<String>,
-    /// Every other broken promise: duplicates, gaps, chain, isolation, projections.
-    problems: Vec<String>,
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{} acked messages lost, {} other problems",
-            self.lost.len(),
-            self.problems.len()
-        )?;
-        for line in self.lost.iter().chain(&self.problems).take(20) {
-            writeln!(f, "  {line}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Checks the (stopped) server's data dir against every ack recorded so far.
-fn check(data: &Path, acks: &[Ack]) -> Report {
-    let mut report = Report::default();
-    let log = EventLog::open(&data.join("log"), &LogOptions::default()).unwrap();
-    for d in log.damaged() {
-        report.problems.push(format!(
-            "tenant {} damaged at {}: {}",
-            d.tenant, d.position, d.detail
-        ));
-    }
-    let projector = Projector::new(&log).unwrap();
-    for tenant in TENANTS {
-        let t = TenantId::parse(tenant).unwrap();
-        let verdict = verify_log(&log, &t).unwrap();
-        if !verdict.is_intact() {
-            report
-                .problems
-                .push(format!("tenant {tenant}: verify: {verdict}"));
-        }
-        // message id -> (session, seq) of its MessageReceived.
-        let mut stored: HashMap<String, (String, u64)> = HashMap::new();
-        let mut session_last: BTreeMap<String, u64> = BTreeMap::new();
-        let mut tenant_seq = 0;
-        for e in log.tenant(&t).events(1..=u64::MAX) {
-            let e = match e {
-                Ok(e) => e.event,
-                Err(err) => {
-                    report.problems.push(format!(
-                        "tenant {tenant}: unreadable after {tenant_seq}: {err}"
-                    ));
-                    break;
-                }
-            };
-            let at = format!(
-                "tenant {tenant} session {} seq {} tenant_seq {}",
-                e.session, e.seq, e.tenant_seq
-            );
-            if e.tenant != t {
-                report
-                    .problems
-                    .push(format!("{at}: holds an event of tenant {}", e.tenant));
-            }
-            if e.tenant_seq != tenant_seq + 1 {
-                report
-                    .problems
-                    .push(format!("{at}: tenant_seq gap after {tenant_seq}"));
-            }
-            tenant_seq = e.tenant_seq;
-            let key = format!("{}/{}/{}", e.env, e.team, e.session);
-            let last = session_last.entry(key).or_insert(0);
-            if e.seq != *last + 1 {
-                report
-                    .problems
-                    .push(format!("{at}: session seq gap after {last}"));
-            }
-            *last = e.seq;
-            if let EventKind::MessageReceived {
-                message_id,
-                text: body,
-                ..
-            } = &e.kind
-            {
-                if body != &text(tenant, message_id) {
-                    report.problems.push(format!(
-                        "{at}: message {message_id} carries another tenant's text {body:?}"
-                    ));
-                }
-                let here = (e.session.to_string(), e.seq);
-                if let Some(first) = stored.insert(message_id.clone(), here) {
-                    report.problems.push(format!(
-                        "{at}: message {message_id} stored twice (first at session {} seq {})",
-                        first.0, first.1
-                    ));
-                }
-            }
-        }
-        for ack in acks.iter().filter(|a| a.tenant == tenant) {
-            match stored.get(&ack.message_id) {
-                None => report.lost.push(format!("acked, not in the log: {ack}")),
-                Some((session, seq)) if (session, *seq) != (&ack.session, ack.seq) => {
-                    report.problems.push(format!(
-                        "acked {ack}, stored at session {session} seq {seq}"
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
-        // The read models the server folded (and what it left at the kill) must equal a rebuild.
-        projector.catch_up(&log, &t, &mut |_| {}).unwrap();
-        let folded = projector.dump(&t).unwrap();
-        projector.rebuild(&log, &t, &mut |_| {}).unwrap();
-        let rebuilt = projector.dump(&t).unwrap();
-        if folded != rebuilt {
-            let first = folded
-                .iter()
-                .zip(&rebuilt)
-                .find(|(a, b)| a != b)
-                .map(|(a, _)| String::from_utf8_lossy(&a.0).into_owned());
-            report.problems.push(format!(
-                "tenant {tenant}: read models ({} entries) differ from a rebuild ({} entries), \
-                 first at key {first:?}",
-                folded.len(),
-                rebuilt.len()
-            ));
-        }
-    }
-    report
-}
-
 struct KillOnDrop(Arc<Shared>);
 
 impl Drop for KillOnDrop {
@@ -536,20 +446,22 @@ struct Scenario {
     seed: u64,
     rng: XorShift,
     writer: Writer,
-    nats: Nats,
+    backend: Backend,
+    nats: Broker,
     dir: tempfile::TempDir,
     acks: Vec<Ack>,
     restarts: usize,
 }
 
 impl Scenario {
-    fn new(seed: u64, writer: Writer) -> Scenario {
-        let nats = Nats::start(free_port());
+    fn new(seed: u64, writer: Writer, backend: Backend) -> Scenario {
+        let nats = Broker::start(backend);
         let dir = crate::support::dir_with_flows();
         Scenario {
             seed,
             rng: XorShift(seed),
             writer,
+            backend,
             nats,
             dir,
             acks: Vec::new(),
@@ -559,8 +471,9 @@ impl Scenario {
 
     /// Load, kill -9, maybe restart with more traffic, then check everything so far.
     fn trial(&mut self, trial: usize) -> Report {
-        let (seed, writer) = (self.seed, self.writer);
-        let server = start(self.dir.path(), self.nats.port, writer);
+        let (seed, writer, backend) = (self.seed, self.writer, self.backend);
+        let nats_port = self.nats.port();
+        let server = start(self.dir.path(), nats_port, writer, backend);
         let base = server.base();
         let shared = Arc::new(Shared::new(server));
         let mut clients = Vec::new();
@@ -581,7 +494,7 @@ impl Scenario {
             }));
             let (s, port, t, rng) = (
                 shared.clone(),
-                self.nats.port,
+                nats_port,
                 tag.clone(),
                 XorShift(self.rng.next() | 1),
             );
@@ -630,19 +543,21 @@ impl Scenario {
         }
         let acked = std::mem::take(&mut *shared.acks.lock().unwrap());
         eprintln!(
-            "trial {trial} seed {seed} ({writer:?}): {} acks, kill {kill_after} ms after the first",
+            "trial {trial} seed {seed} ({writer:?}, {backend:?}): {} acks, kill {kill_after} ms \
+             after the first",
             acked.len()
         );
         self.acks.extend(acked);
         let refused = std::mem::take(&mut *shared.problems.lock().unwrap());
 
         // What recovery finds right after the kill...
-        let mut report = check(&self.dir.path().join("data"), &self.acks);
+        let data = self.dir.path().join("data");
+        let mut report = check(&data, &self.acks, backend, nats_port);
         report.problems.extend(refused);
         // ...and, every few trials, after more traffic on the recovered log.
         if trial % RESTART_EVERY == RESTART_EVERY - 1 && report.lost.is_empty() {
             let refused = self.traffic_after_restart(trial);
-            let after = check(&self.dir.path().join("data"), &self.acks);
+            let after = check(&data, &self.acks, backend, nats_port);
             report.lost.extend(after.lost);
             report
                 .problems
@@ -656,14 +571,12 @@ impl Scenario {
     fn traffic_after_restart(&mut self, trial: usize) -> Vec<String> {
         let mut problems = Vec::new();
         let alive = AtomicBool::new(false);
-        let server = start(self.dir.path(), self.nats.port, self.writer);
+        let nats_port = self.nats.port();
+        let server = start(self.dir.path(), nats_port, self.writer, self.backend);
         let agent = agent();
         let rt = tokio_runtime();
         let client = rt
-            .block_on(async_nats::connect(format!(
-                "nats://127.0.0.1:{}",
-                self.nats.port
-            )))
+            .block_on(async_nats::connect(format!("nats://127.0.0.1:{nats_port}")))
             .unwrap();
         for tenant in TENANTS {
             let bearer = bearer(tenant);
@@ -694,10 +607,23 @@ impl Scenario {
 
 #[test]
 fn kill_9_of_the_server_loses_no_acked_message() {
+    durable_trials(Backend::Sled, crash_trials());
+}
+
+/// The same trials with the log on JetStream: what the stream acked survives the node, the
+/// node's cache is brought back to the stream at restart. `TENANTRY_CLUSTER_TRIALS=N` for long
+/// runs.
+#[test]
+fn kill_9_of_a_jetstream_node_loses_no_acked_message() {
+    durable_trials(Backend::JetStream, cluster_trials());
+}
+
+fn durable_trials(backend: Backend, trials: usize) {
     let seed = crash_seed();
-    eprintln!("server crash test seed {seed} (TENANTRY_CRASH_SEED={seed} replays it)");
-    let trials = crash_trials();
-    let mut scenario = Scenario::new(seed, Writer::Durable);
+    eprintln!(
+        "server crash test ({backend:?}) seed {seed} (TENANTRY_CRASH_SEED={seed} replays it)"
+    );
+    let mut scenario = Scenario::new(seed, Writer::Durable, backend);
     for trial in 0..trials {
         let report = scenario.trial(trial);
         assert!(
@@ -718,13 +644,25 @@ fn kill_9_of_the_server_loses_no_acked_message() {
 #[cfg(debug_assertions)]
 #[test]
 fn the_crash_test_catches_a_writer_that_acks_before_the_flush() {
+    negative_control(Backend::Sled);
+}
+
+/// The same on JetStream: the fault answers before the syncer publishes.
+#[cfg(debug_assertions)]
+#[test]
+fn the_jetstream_crash_test_catches_a_writer_that_acks_before_the_stream() {
+    negative_control(Backend::JetStream);
+}
+
+#[cfg(debug_assertions)]
+fn negative_control(backend: Backend) {
     /// Trials the checker may take to see a loss. The fault also delays each flush by 50 ms (a
     /// slow disk), and the kill follows an ack, so nearly every trial kills with acked but
     /// unflushed groups in memory. A catch ends the test.
     const FAULT_TRIALS_MAX: usize = 10;
     let seed = crash_seed();
-    eprintln!("negative control seed {seed} (TENANTRY_CRASH_SEED={seed} replays it)");
-    let mut scenario = Scenario::new(seed, Writer::AckBeforeFlush);
+    eprintln!("negative control ({backend:?}) seed {seed} (TENANTRY_CRASH_SEED={seed} replays it)");
+    let mut scenario = Scenario::new(seed, Writer::AckBeforeFlush, backend);
     for trial in 0..FAULT_TRIALS_MAX {
         let report = scenario.trial(trial);
         if !report.lost.is_empty() {
@@ -736,8 +674,8 @@ fn the_crash_test_catches_a_writer_that_acks_before_the_flush() {
         }
     }
     panic!(
-        "seed {seed}: {FAULT_TRIALS_MAX} kill -9 trials against a writer that acks before the \
-         flush, and the checker reported no lost ack"
+        "seed {seed} ({backend:?}): {FAULT_TRIALS_MAX} kill -9 trials against a writer that acks \
+         before the flush, and the checker reported no lost ack"
     );
 }
 
@@ -749,7 +687,7 @@ fn the_crash_test_catches_a_writer_that_acks_before_the_flush() {
 fn a_release_build_ignores_the_fault_switch() {
     let seed = crash_seed();
     eprintln!("release fault-switch check seed {seed}");
-    let mut scenario = Scenario::new(seed, Writer::AckBeforeFlush);
+    let mut scenario = Scenario::new(seed, Writer::AckBeforeFlush, Backend::Sled);
     for trial in 0..3 {
         let report = scenario.trial(trial);
         assert!(

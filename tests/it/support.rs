@@ -976,6 +976,15 @@ pub fn crash_trials() -> usize {
         .unwrap_or(20)
 }
 
+/// Trials of the JetStream (cluster) crash tests: `TENANTRY_CLUSTER_TRIALS`, default 4 (one of
+/// them restarts the node: see the crash test's `RESTART_EVERY`).
+pub fn cluster_trials() -> usize {
+    std::env::var("TENANTRY_CLUSTER_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4)
+}
+
 /// A crash test's seed: `TENANTRY_CRASH_SEED` to replay a printed one, else from the clock.
 /// Never zero, which would stall [`XorShift`].
 pub fn crash_seed() -> u64 {

@@ -141,7 +141,7 @@ impl Unit {
 
 /// A connection to the stream, with the tenants' last stream sequences as this node knows them.
 pub struct Replica {
-    rt: tokio::runtime::Runtime,
+    rt: ClientRuntime,
     stream: stream::Stream,
     js: jetstream::Context,
     name: String,
@@ -177,7 +177,7 @@ impl Replica {
             Ok::<_, ReplicaError>((js, stream))
         })?;
         Ok(Replica {
-            rt,
+            rt: ClientRuntime(Some(rt)),
             stream,
             js,
             name: opts.stream.clone(),
@@ -292,6 +292,28 @@ impl Replica {
         })?;
         self.last_map().remove(tenant);
         Ok(())
+    }
+}
+
+/// The runtime that drives the NATS connection. Dropped without waiting for its tasks
+/// (`shutdown_background`): the last log handle may go away inside another async runtime (the
+/// server's), where a plain drop of a runtime panics.
+struct ClientRuntime(Option<tokio::runtime::Runtime>);
+
+impl ClientRuntime {
+    fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.0
+            .as_ref()
+            .expect("the runtime is taken only by drop")
+            .block_on(future)
+    }
+}
+
+impl Drop for ClientRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
     }
 }
 

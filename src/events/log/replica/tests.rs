@@ -323,3 +323,17 @@ fn records_split_at_group_boundaries_and_keep_the_last_head() {
 
 use super::apply::decode_record;
 use crate::events::keys;
+
+/// `serve` drops its last log handle inside its own async runtime: dropping the client's
+/// runtime there must not panic (a plain drop of a tokio runtime does).
+#[test]
+fn the_last_handle_may_be_dropped_inside_an_async_runtime() {
+    let server = JetStreamServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = server.open(dir.path(), "LOG", "n1").unwrap();
+    log.append_blocking(group("acme", "s1", 0, "m1")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async move { drop(log) });
+}
