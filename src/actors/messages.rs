@@ -152,6 +152,8 @@ impl From<AppendError> for RuntimeError {
         match e {
             AppendError::Overloaded => RuntimeError::Overloaded,
             AppendError::Closed => RuntimeError::ShuttingDown,
+            // The tenant moved to another node on the message's way: nothing was written.
+            AppendError::NotOwner(_) => RuntimeError::Interrupted,
             other => RuntimeError::Storage(other.to_string()),
         }
     }

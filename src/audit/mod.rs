@@ -151,7 +151,7 @@ pub fn open_log(config: &Config) -> Result<EventLog, AuditError> {
     if !replicated && !path.is_dir() {
         return Err(AuditError::NoLog(path));
     }
-    let opened = crate::cluster::open_log(config, &path);
+    let opened = crate::cluster::open_log(config, crate::cluster::Opener::Offline);
     opened.map_err(|e| offline_open_error(data_dir, e))
 }
 

@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use super::load_config;
 use crate::actors::runtime::{Runtime, RuntimeOptions};
-use crate::cluster::{log_dir, Opener};
+use crate::cluster::Opener;
 use crate::config::Config;
 use crate::edge::auth::SigningKey;
 use crate::edge::http::ApiServer;
@@ -24,7 +24,7 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let signing_key = signing_key(&data_dir)?;
     crate::private_fs::create_private_dir(&data_dir)
         .with_context(|| format!("creating data dir {} (mode 0700)", data_dir.display()))?;
-    let log = crate::cluster::open_log(&config, &log_dir(&config, Opener::Server))?;
+    let log = crate::cluster::open_log(&config, Opener::Server)?;
     let snapshots = SnapshotStore::new(data_dir.join("sessions"));
     let projector = Arc::new(Projector::new(&log)?);
     let system = actix_rt::System::new();

@@ -9,7 +9,7 @@
 
 pub mod placement;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::{Config, LogBackend};
@@ -32,8 +32,9 @@ pub fn log_dir(config: &Config, opener: Opener) -> PathBuf {
     }
 }
 
-/// The replica options of a JetStream config (`None` for sled).
-pub fn replica_options(config: &Config) -> Option<ReplicaOptions> {
+/// The replica options of a JetStream config (`None` for sled). The server of a `[cluster]`
+/// node appends only for the tenants it adopts; an offline command appends nothing.
+pub fn replica_options(config: &Config, opener: Opener) -> Option<ReplicaOptions> {
     match config.log().backend {
         LogBackend::Sled => None,
         LogBackend::JetStream => Some(ReplicaOptions {
@@ -42,6 +43,7 @@ pub fn replica_options(config: &Config) -> Option<ReplicaOptions> {
             node: config
                 .cluster()
                 .map_or_else(|| "offline".to_owned(), |c| c.node.clone()),
+            cluster: opener == Opener::Server && config.cluster().is_some(),
         }),
     }
 }
@@ -63,10 +65,11 @@ pub fn connect_replica(config: &Config, opts: &ReplicaOptions) -> Result<Replica
     })
 }
 
-/// Opens the log of `config` in `dir` (see [`log_dir`]).
-pub fn open_log(config: &Config, dir: &Path) -> Result<EventLog, OpenError> {
+/// Opens the log of `config` for `opener`, in [`log_dir`].
+pub fn open_log(config: &Config, opener: Opener) -> Result<EventLog, OpenError> {
     let opts = LogOptions::default();
-    match replica_options(config) {
+    let dir = &log_dir(config, opener);
+    match replica_options(config, opener) {
         None => EventLog::open(dir, &opts),
         Some(replica) => {
             let replica = connect_replica(config, &replica)?;

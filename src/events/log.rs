@@ -29,6 +29,7 @@ use tokio::sync::oneshot;
 
 mod backend;
 pub mod contain;
+pub mod follow;
 mod purge;
 mod read;
 mod recover;
@@ -191,6 +192,10 @@ pub enum AppendError {
         position: String,
         detail: String,
     },
+    /// In a cluster: this node does not own the tenant (any more). Nothing was written; the
+    /// owner takes the message (retry it with the same message id).
+    #[error("tenant {0} is owned by another node")]
+    NotOwner(TenantId),
     /// Writing failed. The log refuses appends until its writer has reopened the files, removed
     /// what the failed batches left and re-checked the tails, which it retries every
     /// [`RECOVERY_RETRY`] (it succeeds once the cause, e.g. a full disk, is gone). Map to 503.
@@ -283,6 +288,10 @@ enum Request {
     DeleteTenant {
         tenant: TenantId,
         reply: oneshot::Sender<Result<u64, AppendError>>,
+    },
+    Adopt {
+        tenant: TenantId,
+        reply: oneshot::Sender<Result<(), String>>,
     },
 }
 
@@ -391,6 +400,9 @@ impl EventLog {
         for d in &damaged {
             tracing::error!(tenant = %d.tenant, position = %d.position, detail = %d.detail, "tenant log damaged");
         }
+        if shared.owned.is_some() {
+            follow::start(Arc::downgrade(&shared)).map_err(OpenError::Thread)?;
+        }
         Ok(EventLog {
             inner: Arc::new(Inner {
                 tx,
@@ -468,6 +480,42 @@ impl EventLog {
         };
         self.inner.tx.send(req).map_err(|_| AppendError::Closed)?;
         rx.blocking_recv().map_err(|_| AppendError::Closed)?
+    }
+
+    /// In a cluster: makes this node the tenant's writer. Brings the tenant's cache to the
+    /// stream, then publishes a takeover record that fences any earlier writer (a previous
+    /// owner that was paused or cut off cannot append after it), and only then accepts appends
+    /// for it. Call it once the tenant's lease is this node's.
+    pub fn adopt_blocking(&self, tenant: &TenantId) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        let req = Request::Adopt {
+            tenant: tenant.clone(),
+            reply,
+        };
+        let closed = || AppendError::Closed.to_string();
+        self.inner.tx.send(req).map_err(|_| closed())?;
+        rx.blocking_recv().map_err(|_| closed())?
+    }
+
+    /// In a cluster: stops appending for the tenant (its lease is lost); its cache goes on
+    /// following the stream.
+    pub fn release(&self, tenant: &TenantId) {
+        if let Some(owned) = &self.inner.shared.owned {
+            owned
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(tenant);
+        }
+    }
+
+    /// Whether this node may append for the tenant (always, outside a cluster).
+    pub fn owns(&self, tenant: &TenantId) -> bool {
+        self.inner.shared.owns(tenant)
+    }
+
+    /// The stream of the JetStream backend (`None` for sled).
+    pub fn replica(&self) -> Option<&Arc<Replica>> {
+        self.inner.shared.replica.as_ref()
     }
 
     /// Read access to one tenant's whole log.

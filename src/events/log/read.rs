@@ -78,6 +78,22 @@ pub(super) fn recover_heads(tree: &sled::Tree) -> (HashMap<TenantId, Head>, Vec<
     (heads, damaged)
 }
 
+/// The tenant's head from its last frame in `tree` (`None`: no frames).
+pub(super) fn tenant_head(tree: &sled::Tree, tenant: &TenantId) -> Result<Option<Head>, ReadError> {
+    let (start, end) = keys::frame_range(tenant);
+    let last = contained(|| tree.range(start..end).next_back())
+        .map_err(|e| sled_panicked(tenant, "last frame", &e))?;
+    match last {
+        None => Ok(None),
+        Some(Err(e)) => Err(ReadError {
+            tenant: tenant.clone(),
+            position: "last frame".into(),
+            detail: e.to_string(),
+        }),
+        Some(Ok((k, v))) => check_frame(tenant, &k, &v).map(Some),
+    }
+}
+
 /// Decodes and cross-checks a frame; returns the head after it.
 fn check_frame(tenant: &TenantId, key: &[u8], value: &[u8]) -> Result<Head, ReadError> {
     let events = decode_frame_events(tenant, key, value)?;

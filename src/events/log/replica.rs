@@ -40,6 +40,7 @@ use crate::events::codec::Hash;
 use crate::tenancy::TenantId;
 
 mod apply;
+mod owner;
 #[cfg(test)]
 pub(super) mod tests;
 
@@ -54,6 +55,11 @@ pub struct ReplicaOptions {
     pub replicas: usize,
     /// This node's name (`[cluster] node`), written into every record it publishes.
     pub node: String,
+    /// A cluster node: it appends only for the tenants it adopted
+    /// ([`EventLog::adopt_blocking`](super::EventLog::adopt_blocking)) and follows the others
+    /// from the stream. Without it (a single writer, the offline commands) it appends for any
+    /// tenant.
+    pub cluster: bool,
 }
 
 /// Longest wait for one JetStream answer (a publish ack, a read).
@@ -146,6 +152,7 @@ pub struct Replica {
     js: jetstream::Context,
     name: String,
     node: String,
+    cluster: bool,
     /// Per tenant, the stream sequence of its last record (absent: none).
     last: Mutex<HashMap<TenantId, u64>>,
 }
@@ -182,6 +189,7 @@ impl Replica {
             js,
             name: opts.stream.clone(),
             node: opts.node.clone(),
+            cluster: opts.cluster,
             last: Mutex::new(HashMap::new()),
         })
     }
@@ -189,6 +197,26 @@ impl Replica {
     /// The stream's name.
     pub fn stream_name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether this is a cluster node (see [`ReplicaOptions::cluster`]).
+    pub fn cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The JetStream context of the connection (for the cluster's lease bucket).
+    pub fn jetstream(&self) -> jetstream::Context {
+        self.js.clone()
+    }
+
+    /// Runs `future` on the connection's runtime, from a thread outside any async runtime.
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.rt.block_on(future)
     }
 
     /// The subject of a tenant's records.

@@ -16,7 +16,7 @@
 //! - a tenant damaged at open reads up to its damage (its frontier is unbounded; it takes no
 //!   appends).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +52,12 @@ pub(super) struct Shared {
     pub(super) answered_batch: AtomicU64,
     /// The JetStream backend's stream (`None`: the sled backend, durable by flushing).
     pub(super) replica: Option<Arc<Replica>>,
+    /// In a cluster: the tenants this node may append for, each adopted from the stream
+    /// (`None`: every tenant).
+    pub(super) owned: Option<RwLock<HashSet<TenantId>>>,
+    /// Held while one tenant's cache is brought to the stream (by the follower, or by an
+    /// adoption), so the two never apply the same tenant's records at once.
+    pub(super) sync: Mutex<()>,
 }
 
 /// What a reader holds (see [`Shared::reader`]).
@@ -85,7 +91,12 @@ impl Shared {
             damaged: RwLock::new(Vec::new()),
             durable_batch: AtomicU64::new(0),
             answered_batch: AtomicU64::new(0),
+            owned: replica
+                .as_ref()
+                .filter(|r| r.cluster())
+                .map(|_| RwLock::new(HashSet::new())),
             replica,
+            sync: Mutex::new(()),
         }
     }
 
@@ -159,6 +170,25 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Whether this node may append for `tenant` (always, outside a cluster).
+    pub(super) fn owns(&self, tenant: &TenantId) -> bool {
+        self.owned.as_ref().is_none_or(|owned| {
+            owned
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(tenant)
+        })
+    }
+
+    /// After a tenant's cache was brought to the stream: readers see up to `tenant_seq`.
+    pub(super) fn set_frontier(&self, tenant: &TenantId, tenant_seq: u64) {
+        let mut frontier = self
+            .frontier
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        frontier.insert(tenant.clone(), tenant_seq);
     }
 
     /// After a tenant's deletion was flushed: nothing of it is left.

@@ -26,6 +26,7 @@
 //! It exists only with `debug_assertions`: release builds neither contain it nor read the
 //! variable.
 
+mod adopt;
 mod stage;
 
 use std::collections::{HashMap, VecDeque};
@@ -275,6 +276,9 @@ impl Stager {
                             None => Err(self.failed()),
                         };
                         replies.push((reply, result));
+                    }
+                    Request::Adopt { tenant, reply } => {
+                        let _ = reply.send(self.adopt(&tenant));
                     }
                     Request::DeleteTenant { tenant, reply } => {
                         // Deletion is not batched with appends: apply what is staged first.

@@ -23,6 +23,7 @@ fn open_log(data: &Path, backend: Backend, nats_port: u16) -> EventLog {
                 stream: STREAM.into(),
                 replicas: 1,
                 node: "check".into(),
+                cluster: false,
             };
             let url = format!("nats://127.0.0.1:{nats_port}");
             let replica = Replica::connect(&opts, || async move {

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use futures_util::TryStreamExt;
 
 use super::{Record, Replica, ReplicaError, RECORD_VERSION};
@@ -38,14 +39,18 @@ pub(in crate::events::log) fn reconcile(
     let mut done = Reconciled::default();
     let mut last = HashMap::new();
     for tenant in &in_stream {
-        let (seq, record) = replica.rt.block_on(replica.last_record(tenant))?;
-        let head = record.head();
-        if head.is_some() && head.as_ref() == local.get(tenant) && !damaged.contains(tenant) {
+        // Listed a moment ago, purged since: nothing to keep.
+        let Some((seq, record)) = replica.rt.block_on(replica.last_record(tenant))? else {
+            continue;
+        };
+        if same_head(&record, local.get(tenant)) && !damaged.contains(tenant) {
             done.kept += 1;
         } else {
             tracing::info!(tenant = %tenant, "rebuilding the tenant's log cache from the stream");
             clear(tree, tenant)?;
-            replica.rt.block_on(replica.apply_all(tree, tenant, seq))?;
+            replica
+                .rt
+                .block_on(replica.apply_range(tree, tenant, 1, seq))?;
             done.rebuilt.push(tenant.clone());
         }
         last.insert(tenant.clone(), seq);
@@ -62,8 +67,17 @@ pub(in crate::events::log) fn reconcile(
     Ok(done)
 }
 
+/// Whether the record's head is the local head (a head at `tenant_seq` 0 is an empty tenant).
+pub(super) fn same_head(record: &Record, local: Option<&Head>) -> bool {
+    match (record.head(), local) {
+        (Some(head), None) => head.tenant_seq == 0,
+        (Some(head), Some(local)) => head == *local,
+        (None, _) => false,
+    }
+}
+
 /// Removes every local key of the tenant.
-fn clear(tree: &sled::Tree, tenant: &TenantId) -> Result<(), ReplicaError> {
+pub(super) fn clear(tree: &sled::Tree, tenant: &TenantId) -> Result<(), ReplicaError> {
     let prefix = keys::tenant_prefix(tenant);
     loop {
         let mut batch = sled::Batch::default();
@@ -113,7 +127,7 @@ pub(super) fn decode_record(
 
 impl Replica {
     /// The tenants with records in the stream.
-    async fn tenants(&self) -> Result<Vec<TenantId>, ReplicaError> {
+    pub(super) async fn tenants(&self) -> Result<Vec<TenantId>, ReplicaError> {
         let error = |detail: String| ReplicaError::Stream {
             stream: self.name.clone(),
             detail,
@@ -144,29 +158,39 @@ impl Replica {
         Ok(tenants)
     }
 
-    /// The tenant's last record and its stream sequence.
-    async fn last_record(&self, tenant: &TenantId) -> Result<(u64, Record), ReplicaError> {
-        let message = self
+    /// The tenant's last record and its stream sequence; `None` when it has none.
+    pub(super) async fn last_record(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<(u64, Record)>, ReplicaError> {
+        let message = match self
             .stream
             .get_last_raw_message_by_subject(&self.subject(tenant))
             .await
-            .map_err(|e| ReplicaError::Read {
-                tenant: tenant.clone(),
-                detail: e.to_string(),
-            })?;
+        {
+            Ok(message) => message,
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+            Err(e) => {
+                return Err(ReplicaError::Read {
+                    tenant: tenant.clone(),
+                    detail: e.to_string(),
+                })
+            }
+        };
         let record = decode_record(tenant, message.sequence, &message.payload)?;
-        Ok((message.sequence, record))
+        Ok(Some((message.sequence, record)))
     }
 
-    /// Applies the tenant's records up to stream sequence `until`, in order.
-    async fn apply_all(
+    /// Applies the tenant's records with stream sequences in `from..=until`, in order.
+    pub(super) async fn apply_range(
         &self,
         tree: &sled::Tree,
         tenant: &TenantId,
+        from: u64,
         until: u64,
     ) -> Result<(), ReplicaError> {
         let subject = self.subject(tenant);
-        let mut next = 1;
+        let mut next = from;
         while next <= until {
             let message = self
                 .stream

@@ -79,6 +79,7 @@ impl JetStreamServer {
             stream: stream.into(),
             replicas: 1,
             node: node.into(),
+            cluster: false,
         };
         let url = self.url.clone();
         let replica = Replica::connect(&opts, || async move {
@@ -263,6 +264,7 @@ fn an_existing_stream_with_other_replicas_is_named_in_the_error() {
         stream: "LOG".into(),
         replicas: 3,
         node: "n1".into(),
+        cluster: false,
     };
     let url = server.url.clone();
     let refused = Replica::connect(&opts, || async move {
@@ -336,4 +338,82 @@ fn the_last_handle_may_be_dropped_inside_an_async_runtime() {
         .build()
         .unwrap();
     rt.block_on(async move { drop(log) });
+}
+
+impl JetStreamServer {
+    /// Opens a cluster node's log: appends only for adopted tenants, follows the others.
+    fn open_node(&self, dir: &Path, node: &str) -> EventLog {
+        let opts = ReplicaOptions {
+            stream: "LOG".into(),
+            replicas: 1,
+            node: node.into(),
+            cluster: true,
+        };
+        let url = self.url.clone();
+        let replica = Replica::connect(&opts, || async move {
+            async_nats::connect(url).await.map_err(|e| e.to_string())
+        })
+        .unwrap();
+        EventLog::open_replicated(dir, &LogOptions::default(), replica).unwrap()
+    }
+}
+
+/// Polls `read` until it returns `want` (the follower applies records every 200 ms).
+fn eventually<T: PartialEq + std::fmt::Debug>(want: T, read: impl Fn() -> T) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = read();
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still {got:?}, want {want:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_cluster_node_appends_only_for_adopted_tenants_and_a_takeover_fences_the_old_owner() {
+    let server = JetStreamServer::start();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let node_a = server.open_node(a.path(), "a");
+    let node_b = server.open_node(b.path(), "b");
+    let refused = node_a.append_blocking(group("acme", "s1", 0, "m1"));
+    assert!(
+        matches!(&refused, Err(AppendError::NotOwner(t)) if t.as_str() == "acme"),
+        "{refused:?}"
+    );
+    node_a.adopt_blocking(&id("acme")).unwrap();
+    assert!(node_a.owns(&id("acme")) && !node_b.owns(&id("acme")));
+    node_a
+        .append_blocking(group("acme", "s1", 0, "m1"))
+        .unwrap();
+    // B follows: A's events show up in B's cache, and B reads them as A does.
+    let written = events(&node_a, "acme");
+    eventually(written.clone(), || events(&node_b, "acme"));
+
+    // B takes over (A was, say, paused past its lease): A's next append is refused by the stream.
+    node_b.adopt_blocking(&id("acme")).unwrap();
+    let fenced = node_a.append_blocking(group("acme", "s1", 2, "m2"));
+    assert!(
+        matches!(&fenced, Err(AppendError::Failed(d)) if d.contains("another node appended")),
+        "{fenced:?}"
+    );
+    // B goes on after A's events; the refused message can be sent again, to B.
+    let appended = match node_b
+        .append_blocking(group("acme", "s1", 2, "m2"))
+        .unwrap()
+    {
+        AppendOutcome::Appended(a) => a,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(appended.first_tenant_seq, 3);
+    // A lets go once it learns of the lost lease; it still reads B's events.
+    node_a.release(&id("acme"));
+    let refused = node_a.append_blocking(group("acme", "s1", 3, "m3"));
+    assert!(
+        matches!(refused, Err(AppendError::NotOwner(_))),
+        "{refused:?}"
+    );
+    eventually(3, || events(&node_a, "acme").len());
+    assert_eq!(events(&node_a, "acme"), events(&node_b, "acme"));
 }

@@ -82,6 +82,9 @@ impl Stager {
         if let Some(e) = self.shared.failure() {
             return Err(AppendError::Failed(e));
         }
+        if !self.shared.owns(tenant) {
+            return Err(AppendError::NotOwner(tenant.clone()));
+        }
         if let Some(d) = self.damaged.get(tenant) {
             return Err(AppendError::TenantDamaged {
                 tenant: tenant.clone(),

@@ -1,0 +1,91 @@
+//! One tenant at a time: bringing its cache to the stream (a node that follows a tenant another
+//! node owns, or one about to own it), and the takeover record that fences the previous owner.
+
+use super::apply::{clear, same_head};
+use super::{encode, publish_chain, Record, Replica, ReplicaError, RECORD_VERSION};
+use crate::events::codec::GENESIS_HASH;
+use crate::events::log::Head;
+use crate::tenancy::TenantId;
+
+impl Replica {
+    /// Brings `tenant`'s cache in `tree` to its last record: applies the records after the last
+    /// one this node knows, or, when it knows none or the local head does not match the
+    /// stream's, clears the tenant's cache and applies every record. `local` is the tenant's
+    /// head in `tree`. Returns the last record's stream sequence and head (`None`: no records).
+    pub(in crate::events::log) fn catch_up(
+        &self,
+        tree: &sled::Tree,
+        tenant: &TenantId,
+        local: Option<Head>,
+    ) -> Result<Option<(u64, Head)>, ReplicaError> {
+        let Some((seq, record)) = self.rt.block_on(self.last_record(tenant))? else {
+            clear(tree, tenant)?;
+            self.last_map().remove(tenant);
+            return Ok(None);
+        };
+        let head = record.head().unwrap_or(Head {
+            tenant_seq: 0,
+            hash: GENESIS_HASH,
+        });
+        let known = self.last_map().get(tenant).copied();
+        match known {
+            Some(known) if known == seq && same_head(&record, local.as_ref()) => {}
+            Some(known) if known < seq => {
+                self.rt
+                    .block_on(self.apply_range(tree, tenant, known + 1, seq))?;
+            }
+            _ if same_head(&record, local.as_ref()) => {}
+            _ => {
+                clear(tree, tenant)?;
+                self.rt.block_on(self.apply_range(tree, tenant, 1, seq))?;
+            }
+        }
+        self.last_map().insert(tenant.clone(), seq);
+        Ok(Some((seq, head)))
+    }
+
+    /// Publishes a record with no writes and the tenant's current head, expecting the last
+    /// record at `expected` (0: none): from then on, a node that appended before it (a previous
+    /// owner, paused or cut off) is refused. Returns the record's stream sequence.
+    pub(in crate::events::log) fn takeover(
+        &self,
+        tenant: &TenantId,
+        expected: u64,
+        head: Head,
+    ) -> Result<u64, ReplicaError> {
+        let record = Record {
+            v: RECORD_VERSION,
+            node: self.node.clone(),
+            head_seq: head.tenant_seq,
+            head_hash: head.hash.to_vec(),
+            ops: Vec::new(),
+        };
+        let subject = self.subject(tenant);
+        let chain = publish_chain(
+            &self.js,
+            tenant.clone(),
+            subject,
+            expected,
+            vec![encode(&record)],
+        );
+        let (_, published) = self.rt.block_on(chain);
+        let seq = published?;
+        self.last_map().insert(tenant.clone(), seq);
+        Ok(seq)
+    }
+
+    /// The stream's last sequence over all tenants: unchanged means nothing new to follow.
+    pub(in crate::events::log) fn stream_last_seq(&self) -> Result<u64, ReplicaError> {
+        let info = self.rt.block_on(self.stream.get_info());
+        info.map(|i| i.state.last_sequence)
+            .map_err(|e| ReplicaError::Stream {
+                stream: self.name.clone(),
+                detail: format!("reading its state: {e}"),
+            })
+    }
+
+    /// The tenants with records in the stream.
+    pub(in crate::events::log) fn stream_tenants(&self) -> Result<Vec<TenantId>, ReplicaError> {
+        self.rt.block_on(self.tenants())
+    }
+}
