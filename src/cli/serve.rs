@@ -25,6 +25,9 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     crate::private_fs::create_private_dir(&data_dir)
         .with_context(|| format!("creating data dir {} (mode 0700)", data_dir.display()))?;
     let log = crate::cluster::open_log(&config, Opener::Server)?;
+    // A cluster node appends only for the tenants whose leases it holds (taken here, before
+    // the edges open, and renewed in the background).
+    let leases = crate::cluster::start_leases(&config, &log)?;
     let snapshots = SnapshotStore::new(data_dir.join("sessions"));
     let projector = Arc::new(Projector::new(&log)?);
     let system = actix_rt::System::new();
@@ -116,6 +119,10 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         tracing::info!("stopped");
         failed.map_or(Ok(()), Err)
     })?;
+    if let Some(leases) = &leases {
+        // After the drain: the other nodes take the tenants now, not a lease later.
+        leases.stop();
+    }
     Ok(ExitCode::SUCCESS)
 }
 

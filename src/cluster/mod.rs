@@ -7,6 +7,7 @@
 //! while the server holds `{data_dir}/log`, and reads what the stream holds when it starts
 //! (the cache is brought to the stream at open; a second run reuses what still matches).
 
+pub mod lease;
 pub mod placement;
 
 use std::path::PathBuf;
@@ -63,6 +64,19 @@ pub fn connect_replica(config: &Config, opts: &ReplicaOptions) -> Result<Replica
             .await
             .map_err(|e| e.to_string())
     })
+}
+
+/// Starts taking and renewing tenant leases when `config` has `[cluster]` with the JetStream
+/// backend (`None` otherwise: the node appends for every tenant).
+pub fn start_leases(
+    config: &Config,
+    log: &EventLog,
+) -> Result<Option<Arc<lease::Leases>>, lease::LeaseError> {
+    let (Some(cluster), LogBackend::JetStream) = (config.cluster(), config.log().backend) else {
+        return Ok(None);
+    };
+    let tenants = config.tenants().keys().cloned().collect();
+    lease::Leases::start(log.clone(), tenants, cluster.lease_ttl).map(Some)
 }
 
 /// Opens the log of `config` for `opener`, in [`log_dir`].

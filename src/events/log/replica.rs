@@ -42,7 +42,7 @@ use crate::tenancy::TenantId;
 mod apply;
 mod owner;
 #[cfg(test)]
-pub(super) mod tests;
+pub(crate) mod tests;
 
 pub(super) use apply::reconcile;
 
@@ -152,6 +152,7 @@ pub struct Replica {
     js: jetstream::Context,
     name: String,
     node: String,
+    replicas: usize,
     cluster: bool,
     /// Per tenant, the stream sequence of its last record (absent: none).
     last: Mutex<HashMap<TenantId, u64>>,
@@ -189,6 +190,7 @@ impl Replica {
             js,
             name: opts.stream.clone(),
             node: opts.node.clone(),
+            replicas: opts.replicas,
             cluster: opts.cluster,
             last: Mutex::new(HashMap::new()),
         })
@@ -202,6 +204,11 @@ impl Replica {
     /// Whether this is a cluster node (see [`ReplicaOptions::cluster`]).
     pub fn cluster(&self) -> bool {
         self.cluster
+    }
+
+    /// The stream's replicas.
+    pub fn replicas(&self) -> usize {
+        self.replicas
     }
 
     /// This node's name.

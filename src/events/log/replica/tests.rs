@@ -100,7 +100,12 @@ fn ctx(tenant: &str) -> TenantCtx {
     TenantCtx::new(id(tenant), id("prod"), Some(id("support")))
 }
 
-fn group(tenant: &str, session: &str, expected_seq: u64, message_id: &str) -> AppendGroup {
+pub(crate) fn group(
+    tenant: &str,
+    session: &str,
+    expected_seq: u64,
+    message_id: &str,
+) -> AppendGroup {
     let mut kinds = Vec::new();
     if expected_seq == 0 {
         kinds.push(EventKind::SessionStarted {
@@ -128,7 +133,7 @@ fn group(tenant: &str, session: &str, expected_seq: u64, message_id: &str) -> Ap
     }
 }
 
-fn events(log: &EventLog, tenant: &str) -> Vec<crate::events::log::StoredEvent> {
+pub(crate) fn events(log: &EventLog, tenant: &str) -> Vec<crate::events::log::StoredEvent> {
     log.tenant(&id(tenant))
         .events(1..=u64::MAX)
         .collect::<Result<_, _>>()
@@ -342,7 +347,7 @@ fn the_last_handle_may_be_dropped_inside_an_async_runtime() {
 
 impl JetStreamServer {
     /// Opens a cluster node's log: appends only for adopted tenants, follows the others.
-    fn open_node(&self, dir: &Path, node: &str) -> EventLog {
+    pub(crate) fn open_node(&self, dir: &Path, node: &str) -> EventLog {
         let opts = ReplicaOptions {
             stream: "LOG".into(),
             replicas: 1,
