@@ -7,6 +7,7 @@
 //! `tenantry-bench`).
 
 pub mod audit;
+mod cluster;
 mod read_models;
 pub mod secrets;
 mod serve;
@@ -85,6 +86,9 @@ enum Command {
     /// Check an export file, or a tenant's log (--tenant), against the hash chain. Exit 0
     /// intact, 1 a problem (the first one is named: line, tenant_seq, what), 2 cannot verify.
     Verify(audit::VerifyArgs),
+    /// The cluster (JetStream log backend): `status` lists the stream, the live nodes and each
+    /// tenant's owner. Works while the cluster runs.
+    Cluster(cluster::ClusterArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -178,6 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             secrets::token(&args, &config, now, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Cluster(args) => cluster::run(&cli.config, &args),
         Command::Keygen => {
             secrets::keygen(&mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)

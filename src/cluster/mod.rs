@@ -9,6 +9,7 @@
 
 pub mod lease;
 pub mod placement;
+pub mod status;
 
 use std::path::PathBuf;
 use std::sync::Arc;
