@@ -63,6 +63,11 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
                 dedicated: config.dedicated().cloned(),
                 quotas: quotas.clone(),
                 metrics: nats_metrics.clone(),
+                // Every node of a cluster takes a share of the ingress; the runtime hands each
+                // message to its tenant's owner.
+                queue: config
+                    .cluster()
+                    .map(|_| crate::edge::nats::INGRESS_QUEUE_GROUP.to_owned()),
             };
             ingress_task = Some(actix_rt::spawn(ingress.run(stop.clone())));
             let prefix = nats.subject_prefix.clone();

@@ -61,20 +61,27 @@ pub struct Ingress {
     /// The tenants' quotas, shared with the HTTP edge.
     pub quotas: Arc<Quotas>,
     pub metrics: Arc<NatsMetrics>,
+    /// In a cluster, the queue group every node joins, so each message reaches one node
+    /// (which hands it to the tenant's owner); `None` outside a cluster.
+    pub queue: Option<String>,
 }
 
 impl Ingress {
     /// Subscribes and handles messages until `stop` turns true; then waits for in-flight acks.
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), NatsError> {
         let filter = subject::ingress_filter(&self.prefix, self.dedicated.as_ref());
-        let mut sub =
-            self.client
-                .subscribe(filter.clone())
-                .await
-                .map_err(|e| NatsError::Subscribe {
-                    subject: filter.clone(),
-                    detail: e.to_string(),
-                })?;
+        let subscribed = match &self.queue {
+            Some(group) => {
+                self.client
+                    .queue_subscribe(filter.clone(), group.clone())
+                    .await
+            }
+            None => self.client.subscribe(filter.clone()).await,
+        };
+        let mut sub = subscribed.map_err(|e| NatsError::Subscribe {
+            subject: filter.clone(),
+            detail: e.to_string(),
+        })?;
         // The subscription counts as made once the server has it: a flush round-trips.
         if let Err(e) = self.client.flush().await {
             tracing::warn!(error = %e, "NATS flush after subscribing failed; the client retries");

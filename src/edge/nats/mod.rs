@@ -30,6 +30,9 @@ pub mod metrics;
 pub mod subject;
 
 pub use self::connect::connect;
+
+/// The queue group of the NATS ingress in a cluster: each message reaches one node.
+pub const INGRESS_QUEUE_GROUP: &str = "tenantry-ingress";
 pub use self::egress::{egress_channel, publish_egress, EGRESS_QUEUE};
 pub use self::error::NatsError;
 pub use self::ingress::{Ingress, IN_FLIGHT_MAX, PAYLOAD_BYTES_MAX};
