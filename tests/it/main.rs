@@ -8,6 +8,7 @@
 
 mod audit;
 mod check_config;
+mod cluster;
 mod corruption;
 mod crash;
 mod crash_writer;

@@ -25,15 +25,15 @@ use serde_json::{json, Value};
 use crate::support::{bearer, cluster_trials, crash_seed, crash_trials, free_port};
 use crate::support::{tokio_runtime, XorShift};
 
-mod check;
+pub(crate) mod check;
 use crate::support::{JetStream, Nats, Serve, ServeProcess};
-use check::{check, Report};
+use check::{check, LogSpec, Report};
 
 /// Tenants whose names are prefixes of each other's, so a prefix-scan mistake would show.
-const TENANTS: [&str; 3] = ["t1", "t1x", "t2"];
+pub(crate) const TENANTS: [&str; 3] = ["t1", "t1x", "t2"];
 /// (session, user): the same ids in every tenant, written over both transports at once. Eight
 /// sessions per tenant let that many appends per tenant wait for one flush.
-const SESSIONS: [(&str, &str); 8] = [
+pub(crate) const SESSIONS: [(&str, &str); 8] = [
     ("s-a", "ada"),
     ("s-b", "bob"),
     ("s-c", "cy"),
@@ -43,10 +43,10 @@ const SESSIONS: [(&str, &str); 8] = [
     ("s-g", "gus"),
     ("s-h", "hal"),
 ];
-const ENV: &str = "prod";
-const TEAM: &str = "support";
-const CHANNEL: &str = "webchat";
-const PREFIX: &str = "greentic.messaging";
+pub(crate) const ENV: &str = "prod";
+pub(crate) const TEAM: &str = "support";
+pub(crate) const CHANNEL: &str = "webchat";
+pub(crate) const PREFIX: &str = "greentic.messaging";
 const FAULT_VAR: &str = "TENANTRY_FAULT_ACK_BEFORE_FLUSH";
 /// The kill comes this long after the trial's first ack: a random delay in this range (ms)...
 const KILL_AFTER_MS: std::ops::Range<u64> = 200..1500;
@@ -61,7 +61,7 @@ const CLIENTS_PER_TRANSPORT: usize = 1;
 const RESTART_EVERY: usize = 4;
 
 /// The text of a message: names its tenant, so an event stored under another tenant shows.
-fn text(tenant: &str, message_id: &str) -> String {
+pub(crate) fn text(tenant: &str, message_id: &str) -> String {
     format!("{tenant}|{message_id}")
 }
 
@@ -92,7 +92,7 @@ fn config(nats_port: u16, backend: Backend) -> String {
 
 /// Which log backend the server runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Backend {
+pub(crate) enum Backend {
     /// sled in the data dir: acks after flush and fdatasync.
     Sled,
     /// A JetStream stream on nats-server 2.15 (`sync_interval: always`), which also carries the
@@ -167,14 +167,14 @@ fn stop(mut server: ServeProcess) {
 
 /// One ack as a client received it.
 #[derive(Clone, Debug)]
-struct Ack {
-    tenant: &'static str,
+pub(crate) struct Ack {
+    pub(crate) tenant: &'static str,
     /// From the ack body.
-    session: String,
+    pub(crate) session: String,
     /// From the ack body: the seq of the message's `MessageReceived`.
-    seq: u64,
-    message_id: String,
-    via: &'static str,
+    pub(crate) seq: u64,
+    pub(crate) message_id: String,
+    pub(crate) via: &'static str,
 }
 
 impl fmt::Display for Ack {
@@ -188,7 +188,7 @@ impl fmt::Display for Ack {
 }
 
 /// What one send came to.
-enum Outcome {
+pub(crate) enum Outcome {
     Acked(Ack),
     /// Overloaded or over quota: not acked, try the next message.
     Busy,
@@ -199,7 +199,7 @@ enum Outcome {
 }
 
 /// One message: which tenant, session and id it is.
-struct Message<'a> {
+pub(crate) struct Message<'a> {
     tenant: &'static str,
     session: &'a str,
     user: &'a str,
@@ -207,7 +207,12 @@ struct Message<'a> {
 }
 
 impl<'a> Message<'a> {
-    fn new(tenant: &'static str, session: &'a str, user: &'a str, message_id: &'a str) -> Self {
+    pub(crate) fn new(
+        tenant: &'static str,
+        session: &'a str,
+        user: &'a str,
+        message_id: &'a str,
+    ) -> Self {
         Message {
             tenant,
             session,
@@ -216,7 +221,7 @@ impl<'a> Message<'a> {
         }
     }
 
-    fn what(&self) -> String {
+    pub(crate) fn what(&self) -> String {
         format!(
             "tenant {} session {} message {}",
             self.tenant, self.session, self.message_id
@@ -245,7 +250,7 @@ impl<'a> Message<'a> {
         })
     }
 
-    fn send_http(&self, agent: &ureq::Agent, base: &str, bearer: &str) -> Outcome {
+    pub(crate) fn send_http(&self, agent: &ureq::Agent, base: &str, bearer: &str) -> Outcome {
         let body = json!({"team": TEAM, "channel": CHANNEL, "session": self.session,
                           "user": self.user, "text": text(self.tenant, self.message_id),
                           "message_id": self.message_id});
@@ -273,7 +278,12 @@ impl<'a> Message<'a> {
 
     /// Even `n` carries the id in the `Nats-Msg-Id` header, odd `n` in the body. A request the
     /// killed server never answers is abandoned shortly after `killed` is set.
-    async fn send_nats(&self, client: &async_nats::Client, n: u64, killed: &AtomicBool) -> Outcome {
+    pub(crate) async fn send_nats(
+        &self,
+        client: &async_nats::Client,
+        n: u64,
+        killed: &AtomicBool,
+    ) -> Outcome {
         let mut body = json!({"session": self.session, "user": self.user,
                               "text": text(self.tenant, self.message_id)});
         let mut headers = async_nats::HeaderMap::new();
@@ -552,12 +562,12 @@ impl Scenario {
 
         // What recovery finds right after the kill...
         let data = self.dir.path().join("data");
-        let mut report = check(&data, &self.acks, backend, nats_port);
+        let mut report = check(&data, &self.acks, &LogSpec::single(backend, nats_port));
         report.problems.extend(refused);
         // ...and, every few trials, after more traffic on the recovered log.
         if trial % RESTART_EVERY == RESTART_EVERY - 1 && report.lost.is_empty() {
             let refused = self.traffic_after_restart(trial);
-            let after = check(&data, &self.acks, backend, nats_port);
+            let after = check(&data, &self.acks, &LogSpec::single(backend, nats_port));
             report.lost.extend(after.lost);
             report
                 .problems

@@ -12,22 +12,51 @@ use tenantry::tenancy::TenantId;
 
 use super::{text, Ack, Backend, STREAM, TENANTS};
 
-/// Opens the (stopped) server's log: the sled files, or its cache of the stream, which opening
-/// brings to what the stream holds.
-fn open_log(data: &Path, backend: Backend, nats_port: u16) -> EventLog {
-    let dir = data.join("log");
-    match backend {
-        Backend::Sled => EventLog::open(&dir, &LogOptions::default()).unwrap(),
-        Backend::JetStream => {
-            let opts = ReplicaOptions {
-                stream: STREAM.into(),
+/// Where the log to check is: the sled files of a data dir, or a JetStream stream (read into
+/// the cache under the data dir, which opening brings to what the stream holds).
+pub(crate) enum LogSpec {
+    Sled,
+    JetStream {
+        url: String,
+        stream: &'static str,
+        replicas: usize,
+    },
+}
+
+impl LogSpec {
+    /// The log of the crash test's single server on `backend`.
+    pub(crate) fn single(backend: Backend, nats_port: u16) -> LogSpec {
+        match backend {
+            Backend::Sled => LogSpec::Sled,
+            Backend::JetStream => LogSpec::JetStream {
+                url: format!("nats://127.0.0.1:{nats_port}"),
+                stream: STREAM,
                 replicas: 1,
+            },
+        }
+    }
+}
+
+fn open_log(data: &Path, spec: &LogSpec) -> EventLog {
+    let dir = data.join("log");
+    match spec {
+        LogSpec::Sled => EventLog::open(&dir, &LogOptions::default()).unwrap(),
+        LogSpec::JetStream {
+            url,
+            stream,
+            replicas,
+        } => {
+            let opts = ReplicaOptions {
+                stream: (*stream).into(),
+                replicas: *replicas,
                 node: "check".into(),
                 cluster: false,
             };
-            let url = format!("nats://127.0.0.1:{nats_port}");
+            let url = url.clone();
             let replica = Replica::connect(&opts, || async move {
-                async_nats::connect(url).await.map_err(|e| e.to_string())
+                let urls: Vec<async_nats::ServerAddr> =
+                    url.split(',').map(|u| u.parse().unwrap()).collect();
+                async_nats::connect(urls).await.map_err(|e| e.to_string())
             })
             .unwrap();
             EventLog::open_replicated(&dir, &LogOptions::default(), replica).unwrap()
@@ -36,11 +65,11 @@ fn open_log(data: &Path, backend: Backend, nats_port: u16) -> EventLog {
 }
 
 #[derive(Default)]
-pub(super) struct Report {
+pub(crate) struct Report {
     /// Acked messages that are not in the log.
-    pub(super) lost: Vec<String>,
+    pub(crate) lost: Vec<String>,
     /// Every other broken promise: duplicates, gaps, chain, isolation, projections.
-    pub(super) problems: Vec<String>,
+    pub(crate) problems: Vec<String>,
 }
 
 impl fmt::Display for Report {
@@ -59,9 +88,9 @@ impl fmt::Display for Report {
 }
 
 /// Checks the (stopped) server's data dir against every ack recorded so far.
-pub(super) fn check(data: &Path, acks: &[Ack], backend: Backend, nats_port: u16) -> Report {
+pub(crate) fn check(data: &Path, acks: &[Ack], spec: &LogSpec) -> Report {
     let mut report = Report::default();
-    let log = open_log(data, backend, nats_port);
+    let log = open_log(data, spec);
     for d in log.damaged() {
         report.problems.push(format!(
             "tenant {} damaged at {}: {}",
