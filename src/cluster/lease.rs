@@ -76,7 +76,13 @@ impl Placement for Leases {
     fn route(&self, tenant: &TenantId) -> Route {
         let view = self.view.read().unwrap_or_else(PoisonError::into_inner);
         if view.mine.contains_key(tenant) {
-            Route::Local
+            // The stream may have refused this node's records since the last renewal (another
+            // node took the tenant): then wait for the next tick to learn the new owner.
+            if self.log.owns(tenant) {
+                Route::Local
+            } else {
+                Route::Unowned
+            }
         } else if let Some(owner) = view.owners.get(tenant) {
             Route::Remote(owner.clone())
         } else {
@@ -320,6 +326,13 @@ impl Leases {
         };
         let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
         match renewed {
+            Some(revision) if !self.log.owns(tenant) => {
+                // Still our lease, but the stream refused our records (a writer that should
+                // not have written did): fence it again by adopting anew.
+                view.mine.remove(tenant);
+                drop(view);
+                self.take(tenant, key, revision);
+            }
             Some(revision) => {
                 view.mine.insert(tenant.clone(), revision);
             }

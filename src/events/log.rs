@@ -500,12 +500,7 @@ impl EventLog {
     /// In a cluster: stops appending for the tenant (its lease is lost); its cache goes on
     /// following the stream.
     pub fn release(&self, tenant: &TenantId) {
-        if let Some(owned) = &self.inner.shared.owned {
-            owned
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(tenant);
-        }
+        self.inner.shared.disown(tenant);
     }
 
     /// Whether this node may append for the tenant (always, outside a cluster).

@@ -156,6 +156,8 @@ pub struct Replica {
     cluster: bool,
     /// Per tenant, the stream sequence of its last record (absent: none).
     last: Mutex<HashMap<TenantId, u64>>,
+    /// Tenants whose records the stream refused since the last [`Replica::take_fenced`].
+    fenced: Mutex<Vec<TenantId>>,
 }
 
 impl Replica {
@@ -193,6 +195,7 @@ impl Replica {
             replicas: opts.replicas,
             cluster: opts.cluster,
             last: Mutex::new(HashMap::new()),
+            fenced: Mutex::new(Vec::new()),
         })
     }
 
@@ -264,11 +267,23 @@ impl Replica {
                     last.insert(tenant, seq);
                 }
                 Err(e) => {
+                    if let ReplicaError::Fenced { tenant, .. } = &e {
+                        self.fenced
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(tenant.clone());
+                    }
                     first_error.get_or_insert(e);
                 }
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// The tenants whose records the stream refused (another node took them over) since the
+    /// last call.
+    pub(super) fn take_fenced(&self) -> Vec<TenantId> {
+        std::mem::take(&mut *self.fenced.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Groups the units by tenant (keeping their order) into records of at most

@@ -182,6 +182,16 @@ impl Shared {
         })
     }
 
+    /// In a cluster: this node may no longer append for `tenant`.
+    pub(super) fn disown(&self, tenant: &TenantId) {
+        if let Some(owned) = &self.owned {
+            owned
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(tenant);
+        }
+    }
+
     /// After a tenant's cache was brought to the stream: readers see up to `tenant_seq`.
     pub(super) fn set_frontier(&self, tenant: &TenantId, tenant_seq: u64) {
         let mut frontier = self

@@ -45,7 +45,16 @@ impl Syncer {
                 (None, None) => Err("the event log files are closed".to_owned()),
                 (Some(store), None) => match &self.shared.replica {
                     None => flush(store),
-                    Some(replica) => replicate(replica, &mut waiting),
+                    Some(replica) => {
+                        let replicated = replicate(replica, &mut waiting);
+                        // Another node took these tenants over: no more appends for them here,
+                        // whatever the leases say, until this node adopts them again.
+                        for tenant in replica.take_fenced() {
+                            tracing::warn!(tenant = %tenant, "the stream refused this node's records: another node owns the tenant now");
+                            self.shared.disown(&tenant);
+                        }
+                        replicated
+                    }
                 },
             };
             drop(store);

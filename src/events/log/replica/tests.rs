@@ -403,6 +403,13 @@ fn a_cluster_node_appends_only_for_adopted_tenants_and_a_takeover_fences_the_old
         matches!(&fenced, Err(AppendError::Failed(d)) if d.contains("another node appended")),
         "{fenced:?}"
     );
+    // A stops appending for acme at once, whatever its leases say.
+    assert!(!node_a.owns(&id("acme")));
+    let refused = node_a.append_blocking(group("acme", "s1", 2, "m2"));
+    assert!(
+        matches!(&refused, Err(AppendError::NotOwner(_) | AppendError::Failed(_))),
+        "{refused:?}"
+    );
     // B goes on after A's events; the refused message can be sent again, to B.
     let appended = match node_b
         .append_blocking(group("acme", "s1", 2, "m2"))
