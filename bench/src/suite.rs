@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::{edge, history, log, overload, runtime};
+use crate::{cluster, edge, history, log, overload, runtime};
 use tenantry::events::log::LogOptions;
 
 /// The marker lines between which `--markdown` rewrites the table.
@@ -37,6 +37,9 @@ pub enum Size {
 pub enum Scenario {
     /// Durable log append throughput and ack latency vs raw sled.
     Log,
+    /// The log on sled, JetStream 1 node and JetStream 3 nodes R3 (nats-server 2.15 children);
+    /// the R3 stream's leader killed mid-run.
+    Cluster,
     /// In process end to end: clients → actors → flow → durable log → ack; memory per session.
     Runtime,
     /// The real server as a child process, driven over HTTP keep-alive connections.
@@ -50,8 +53,9 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Log,
+        Scenario::Cluster,
         Scenario::Runtime,
         Scenario::Http,
         Scenario::Nats,
@@ -62,6 +66,7 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Log => "log",
+            Scenario::Cluster => "cluster",
             Scenario::Runtime => "runtime",
             Scenario::Http => "http",
             Scenario::Nats => "nats",
@@ -174,6 +179,10 @@ pub fn run(
                 baseline_events_per_s = Some(r.baseline.events_per_s);
                 (to_value(&r)?, log_rows(&r))
             }
+            Scenario::Cluster => {
+                let r = run_cluster(opts, progress)?;
+                (to_value(&r)?, cluster_rows(&r))
+            }
             Scenario::Runtime => {
                 let r = run_runtime(opts, progress)?;
                 (to_value(&r)?, runtime_rows(&r, baseline_events_per_s))
@@ -228,24 +237,49 @@ fn pick<T>(size: Size, quick: T, default: T, full: T) -> T {
     }
 }
 
-fn run_log(
-    opts: &SuiteOptions,
-    progress: &mut dyn FnMut(&str),
-) -> Result<log::LogBenchReport, String> {
+/// The log's tuning under test (`--batch-groups`).
+fn log_options(opts: &SuiteOptions) -> LogOptions {
     let mut log_opts = LogOptions::default();
     if let Some(n) = opts.batch_groups {
         log_opts.batch_groups_max = n;
     }
+    log_opts
+}
+
+/// The log and cluster scenarios' appender counts.
+fn appenders(opts: &SuiteOptions) -> Vec<usize> {
+    opts.appenders
+        .clone()
+        .unwrap_or_else(|| vec![1, 8, 64, 512])
+}
+
+fn run_log(
+    opts: &SuiteOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<log::LogBenchReport, String> {
     let o = log::LogBenchOptions {
-        appenders: opts
-            .appenders
-            .clone()
-            .unwrap_or_else(|| vec![1, 8, 64, 512]),
-        log: log_opts,
+        appenders: appenders(opts),
+        log: log_options(opts),
         duration: Duration::from_secs(pick(opts.size, 1, 3, 10)),
         paced_fraction: 0.5,
     };
     log::run(&opts.dir, &o, progress)
+}
+
+/// Appenders of the cluster scenario's failover run.
+const FAILOVER_APPENDERS: usize = 64;
+
+fn run_cluster(
+    opts: &SuiteOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<cluster::ClusterBenchReport, String> {
+    let o = cluster::ClusterBenchOptions {
+        appenders: appenders(opts),
+        log: log_options(opts),
+        duration: Duration::from_secs(pick(opts.size, 1, 3, 10)),
+        failover_appenders: Some(FAILOVER_APPENDERS),
+    };
+    cluster::run(&opts.dir, &o, progress)
 }
 
 fn run_runtime(
@@ -397,6 +431,74 @@ fn log_rows(r: &log::LogBenchReport) -> Vec<Row> {
             format!("{} (p50 {})", ms(paced.ack_p99_us), ms(paced.ack_p50_us)),
             "≤ 2 ms",
             Some(paced.ack_p99_us <= 2_000),
+        ));
+    }
+    rows
+}
+
+/// Failover target of issue #12: a killed node's tenants ack again within this.
+const FAILOVER_TARGET_MS: f64 = 10_000.0;
+
+fn cluster_rows(r: &cluster::ClusterBenchReport) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for b in &r.backends {
+        let (what, anchor) = match b.servers {
+            0 => ("sled backend".to_owned(), None),
+            1 => (
+                "JetStream, 1 node".to_owned(),
+                Some(cluster::ANCHOR_ONE_NODE),
+            ),
+            n => (
+                format!("JetStream, {n} nodes R{}", b.replicas),
+                Some(cluster::ANCHOR_R3),
+            ),
+        };
+        let figure = match anchor {
+            None => format!("{what}, best ({} appenders)", b.best_appenders),
+            Some(anchor) => format!(
+                "{what}, best ({} appenders; peers {anchor})",
+                b.best_appenders
+            ),
+        };
+        let events = format!(
+            "{} events/s, ack p99 {}",
+            count(b.best_events_per_s),
+            ms(b.best_ack_p99_us)
+        );
+        let (measured, target, met) = match anchor {
+            None => (events, String::new(), None),
+            Some(_) => (
+                format!("{:.2}× sled: {events}", b.ratio_to_sled),
+                "≥ 1.00× sled".to_owned(),
+                Some(b.ratio_to_sled >= 1.0),
+            ),
+        };
+        rows.push(row("cluster", figure, measured, target, met));
+    }
+    if let Some(f) = &r.failover {
+        let measured = match f.kill_to_ack_ms {
+            Some(ms) => format!(
+                "{:.2} s ({} → {}, {} retries)",
+                ms / 1000.0,
+                f.killed,
+                f.new_leader.as_deref().unwrap_or("?"),
+                f.retries
+            ),
+            None => format!(
+                "no ack within {} s of killing {}",
+                cluster::FAILOVER_WAIT_MAX.as_secs(),
+                f.killed
+            ),
+        };
+        rows.push(row(
+            "cluster",
+            format!(
+                "failover: R3 leader killed → next ack ({} appenders)",
+                f.appenders
+            ),
+            measured,
+            "≤ 10 s",
+            Some(f.kill_to_ack_ms.is_some_and(|ms| ms <= FAILOVER_TARGET_MS)),
         ));
     }
     rows
