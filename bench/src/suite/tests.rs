@@ -1,3 +1,4 @@
+use super::rows::{count, row};
 use super::*;
 
 fn sample_rows() -> Vec<Row> {
