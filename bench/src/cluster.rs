@@ -8,7 +8,8 @@
 //! Failover: on the 3-node cluster, appenders append to a fresh R3 stream; the stream's leader
 //! nats-server is killed (SIGKILL) mid-run, appends that fail meanwhile are retried (same group,
 //! same message id), and the figure is the time from the kill to the ack of the first append
-//! attempted after it ([`AckWatch`]).
+//! attempted after it ([`AckWatch`]). Each further trial first restarts the server killed by the
+//! one before (the next R3 stream needs three servers), then kills the new stream's leader.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -42,10 +43,12 @@ pub struct ClusterBenchOptions {
     /// Closed-loop passes per backend, as in the log scenario.
     pub appenders: Vec<usize>,
     pub log: LogOptions,
-    /// Measured time per pass; also the failover run's time before the kill.
+    /// Measured time per pass; also each failover trial's time before the kill.
     pub duration: Duration,
-    /// Appenders of the failover run; `None` skips it.
-    pub failover_appenders: Option<usize>,
+    /// Appenders of the failover trials.
+    pub failover_appenders: usize,
+    /// Failover trials (0 skips them).
+    pub failover_trials: usize,
 }
 
 /// One backend's passes.
@@ -67,7 +70,7 @@ pub struct BackendRuns {
     pub ratio_to_sled: f64,
 }
 
-/// The failover run.
+/// One failover trial.
 #[derive(Clone, Debug, Serialize)]
 pub struct FailoverRun {
     pub appenders: usize,
@@ -96,7 +99,8 @@ pub struct ClusterBenchReport {
     pub tenants: usize,
     /// sled, JetStream 1 node, JetStream 3 nodes R3, in that order.
     pub backends: Vec<BackendRuns>,
-    pub failover: Option<FailoverRun>,
+    /// The failover trials, in order.
+    pub failover: Vec<FailoverRun>,
 }
 
 /// Runs every backend's passes (and the failover run) in directories under `work_dir`.
@@ -118,7 +122,7 @@ pub fn run(
     }
     backends.push(backend("sled", 0, 0, runs));
 
-    let mut failover = None;
+    let mut failover = Vec::new();
     for (label, servers, replicas) in [("jetstream-1", 1, 1), ("jetstream-r3", 3, 3)] {
         let mut cluster = JetStreamCluster::start(&fresh_dir(work_dir, label)?, servers)?;
         let urls = cluster.urls();
@@ -135,16 +139,8 @@ pub fn run(
             runs.push(run?);
         }
         backends.push(backend(label, servers, replicas, runs));
-        if let (3, Some(appenders)) = (replicas, opts.failover_appenders) {
-            let run = failover_run(work_dir, &mut cluster, appenders, opts)?;
-            progress(&format!(
-                "failover: {} killed, kill to first ack {}, {} retries",
-                run.killed,
-                run.kill_to_ack_ms
-                    .map_or_else(|| "never".to_owned(), |ms| format!("{ms:.0} ms")),
-                run.retries
-            ));
-            failover = Some(run);
+        if replicas == 3 {
+            failover = failover_trials(work_dir, &mut cluster, opts, progress)?;
         }
     }
     let sled = backends[0].best_events_per_s.max(f64::MIN_POSITIVE);
@@ -225,17 +221,45 @@ fn open_jetstream(
     EventLog::open_replicated(dir, log_opts, replica).map_err(|e| e.to_string())
 }
 
+/// `opts.failover_trials` failover trials on the 3-node `cluster`, each after restarting the
+/// server the one before killed.
+fn failover_trials(
+    work_dir: &std::path::Path,
+    cluster: &mut JetStreamCluster,
+    opts: &ClusterBenchOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<FailoverRun>, String> {
+    let mut trials: Vec<FailoverRun> = Vec::new();
+    for trial in 1..=opts.failover_trials {
+        if let Some(before) = trials.last() {
+            cluster.restart(&before.killed)?;
+        }
+        let run = failover_run(work_dir, cluster, trial, opts)?;
+        progress(&format!(
+            "failover {trial}/{}: {} killed, kill to first ack {}, {} retries",
+            opts.failover_trials,
+            run.killed,
+            run.kill_to_ack_ms
+                .map_or_else(|| "never".to_owned(), |ms| format!("{ms:.0} ms")),
+            run.retries
+        ));
+        trials.push(run);
+    }
+    Ok(trials)
+}
+
 /// Appends to a fresh R3 stream, kills its leader after `opts.duration`, and times the way
 /// back to an ack (see the module docs).
 fn failover_run(
     work_dir: &std::path::Path,
     cluster: &mut JetStreamCluster,
-    appenders: usize,
+    trial: usize,
     opts: &ClusterBenchOptions,
 ) -> Result<FailoverRun, String> {
-    let stream = "BENCH_FAILOVER";
+    let appenders = opts.failover_appenders;
+    let stream = &format!("BENCH_FAILOVER_{trial}");
     let urls = cluster.urls();
-    let dir = fresh_dir(work_dir, "cluster-failover")?;
+    let dir = fresh_dir(work_dir, &format!("cluster-failover-{trial}"))?;
     let log = open_jetstream(&dir, &urls, stream, 3, &opts.log)?;
     let killed = stream_leader(&urls, stream, None)?
         .ok_or_else(|| format!("stream {stream} has no leader within {LEADER_WAIT:?}"))?;

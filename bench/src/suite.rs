@@ -269,7 +269,7 @@ fn run_log(
     log::run(&opts.dir, &o, progress)
 }
 
-/// Appenders of the cluster scenario's failover run.
+/// Appenders of the cluster scenario's failover trials.
 const FAILOVER_APPENDERS: usize = 64;
 
 fn run_cluster(
@@ -280,7 +280,8 @@ fn run_cluster(
         appenders: appenders(opts),
         log: log_options(opts),
         duration: Duration::from_secs(pick(opts.size, 1, 3, 10)),
-        failover_appenders: Some(FAILOVER_APPENDERS),
+        failover_appenders: FAILOVER_APPENDERS,
+        failover_trials: pick(opts.size, 2, 3, 5),
     };
     cluster::run(&opts.dir, &o, progress)
 }

@@ -9,7 +9,7 @@
 //!
 //! Invariant: every server is owned by a guard that kills and reaps it on drop.
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,6 +22,8 @@ pub const JS_SERVER_VAR: &str = "TENANTRY_NATS_SERVER_JS";
 const NATS_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The cluster name of a JetStream cluster's servers.
 const CLUSTER_NAME: &str = "tenantry-bench";
+/// The config file of each JetStream server, in its directory.
+const SERVER_CONFIG: &str = "nats.conf";
 /// The log file each JetStream server writes (its stderr) in its directory.
 const SERVER_LOG: &str = "nats.log";
 /// Lines of a server's log quoted when it fails to start.
@@ -141,6 +143,9 @@ impl NatsServer {
 /// alone, or several joined by cluster routes (every server routes to every other).
 pub struct JetStreamCluster {
     pub servers: Vec<NatsServer>,
+    binary: PathBuf,
+    /// Holds each server's directory, named as the server.
+    dir: PathBuf,
 }
 
 impl JetStreamCluster {
@@ -176,17 +181,29 @@ impl JetStreamCluster {
                     .as_ref()
                     .map(|(own, others)| (*own, others.as_slice())),
             );
-            let config = node_dir.join("nats.conf");
+            let config = node_dir.join(SERVER_CONFIG);
             std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
-            let log = node_dir.join(SERVER_LOG);
-            let log_file = File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-            let mut command = Command::new(&binary);
-            command.arg("-c").arg(&config).stderr(log_file);
-            let server = NatsServer::spawn(command, port, name, Some(log))
-                .map_err(|e| format!("{} ({}): {e}", binary.display(), node_dir.display()))?;
-            servers.push(server);
+            servers.push(spawn_node(&binary, &node_dir, name, port)?);
         }
-        Ok(JetStreamCluster { servers })
+        Ok(JetStreamCluster {
+            servers,
+            binary,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Starts the killed server `name` again on its port, config and store (its log goes
+    /// on). It rejoins the cluster and catches up on its own after this returns.
+    pub fn restart(&mut self, name: &str) -> Result<(), String> {
+        let (binary, node_dir) = (self.binary.clone(), self.dir.join(name));
+        let server = self
+            .server_mut(name)
+            .ok_or_else(|| format!("no nats-server named {name:?}"))?;
+        if !server.child.exited {
+            return Err(format!("nats-server {name} is running"));
+        }
+        *server = spawn_node(&binary, &node_dir, name.to_owned(), server.port)?;
+        Ok(())
     }
 
     /// Every server's client URL (a client given them all reconnects to a survivor).
@@ -207,6 +224,28 @@ impl JetStreamCluster {
     pub fn server_mut(&mut self, name: &str) -> Option<&mut NatsServer> {
         self.servers.iter_mut().find(|s| s.name == name)
     }
+}
+
+/// Spawns the JetStream server `name` on `node_dir`'s config, appending to its log there.
+fn spawn_node(
+    binary: &Path,
+    node_dir: &Path,
+    name: String,
+    port: u16,
+) -> Result<NatsServer, String> {
+    let log = node_dir.join(SERVER_LOG);
+    let log_file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    let mut command = Command::new(binary);
+    command
+        .arg("-c")
+        .arg(node_dir.join(SERVER_CONFIG))
+        .stderr(log_file);
+    NatsServer::spawn(command, port, name, Some(log))
+        .map_err(|e| format!("{} ({}): {e}", binary.display(), node_dir.display()))
 }
 
 /// The nats-server 2.15 binary: [`JS_SERVER_VAR`], else `nats-js-venv/bin/nats-server` in the

@@ -153,30 +153,45 @@ pub(super) fn cluster_rows(r: &cluster::ClusterBenchReport) -> Vec<Row> {
         };
         rows.push(row("cluster", figure, measured, target, met));
     }
-    if let Some(f) = &r.failover {
-        let measured = match f.kill_to_ack_ms {
-            Some(ms) => format!(
-                "{:.2} s ({} → {}, {} retries)",
-                ms / 1000.0,
-                f.killed,
-                f.new_leader.as_deref().unwrap_or("?"),
-                f.retries
-            ),
-            None => format!(
-                "no ack within {} s of killing {}",
-                cluster::FAILOVER_WAIT_MAX.as_secs(),
-                f.killed
-            ),
+    if let Some(first) = r.failover.first() {
+        // A trial with no ack in time counts as the worst.
+        let worst = r
+            .failover
+            .iter()
+            .map(|f| f.kill_to_ack_ms.unwrap_or(f64::INFINITY))
+            .fold(0.0, f64::max);
+        let trials: Vec<String> = r
+            .failover
+            .iter()
+            .map(|f| match f.kill_to_ack_ms {
+                Some(ms) => format!(
+                    "{:.2} s {}→{}",
+                    ms / 1000.0,
+                    f.killed,
+                    f.new_leader.as_deref().unwrap_or("?")
+                ),
+                None => format!(
+                    "none in {} s after {}",
+                    cluster::FAILOVER_WAIT_MAX.as_secs(),
+                    f.killed
+                ),
+            })
+            .collect();
+        let measured = if worst.is_finite() {
+            format!("worst {:.2} s: {}", worst / 1000.0, trials.join(", "))
+        } else {
+            format!("no ack: {}", trials.join(", "))
         };
         rows.push(row(
             "cluster",
             format!(
-                "failover: R3 leader killed → next ack ({} appenders)",
-                f.appenders
+                "failover: R3 leader killed → next ack ({} appenders, {} trials)",
+                first.appenders,
+                r.failover.len()
             ),
             measured,
             "≤ 10 s",
-            Some(f.kill_to_ack_ms.is_some_and(|ms| ms <= FAILOVER_TARGET_MS)),
+            Some(worst <= FAILOVER_TARGET_MS),
         ));
     }
     rows
