@@ -28,9 +28,9 @@ use crate::log::{self, AckWatch, AppendRun, GROUP_EVENTS, TENANTS};
 pub const ANCHOR_ONE_NODE: &str = "1.8k/3.9k msgs/s, 142k framed ev/s";
 /// The same for three nodes, R3.
 pub const ANCHOR_R3: &str = "0.6k/33.6k msgs/s, 275k framed ev/s";
-/// Longest wait, after the leader's kill, for the first ack before the failover run gives up.
+/// Longest wait, after the leader's kill, for the first ack before a failover trial gives up.
 pub const FAILOVER_WAIT_MAX: Duration = Duration::from_secs(30);
-/// The failover run goes on this long after the first ack, to see appends flow again.
+/// A failover trial goes on this long after the first ack, to see appends flow again.
 const FAILOVER_TAIL: Duration = Duration::from_millis(500);
 /// How long to wait for a stream to have a leader.
 const LEADER_WAIT: Duration = Duration::from_secs(30);
@@ -103,7 +103,7 @@ pub struct ClusterBenchReport {
     pub failover: Vec<FailoverRun>,
 }
 
-/// Runs every backend's passes (and the failover run) in directories under `work_dir`.
+/// Runs every backend's passes (and the failover trials) in directories under `work_dir`.
 /// `progress` receives one line per finished step.
 pub fn run(
     work_dir: &std::path::Path,
@@ -271,24 +271,29 @@ fn failover_run(
         std::thread::spawn(move || log::drive_until(log, appenders, &stop, None, Some(&watch)))
     };
     std::thread::sleep(opts.duration);
-    let server = cluster
-        .server_mut(&killed)
-        .ok_or_else(|| format!("the stream's leader {killed:?} is none of the bench's servers"))?;
-    let kill_at = Instant::now();
-    let outcome = server.kill();
+    let killing = match cluster.server_mut(&killed) {
+        Some(server) => {
+            let at = Instant::now();
+            server.kill().map(|()| at)
+        }
+        None => Err(format!(
+            "the stream's leader {killed:?} is none of the bench's servers"
+        )),
+    };
     watch.mark();
-    if outcome.is_ok() {
+    if let Ok(kill_at) = killing {
         while watch.first_ack().is_none() && kill_at.elapsed() < FAILOVER_WAIT_MAX {
             std::thread::sleep(Duration::from_millis(5));
         }
         std::thread::sleep(FAILOVER_TAIL);
     }
+    // Stopped whatever happened: the appenders must not outlive the trial.
     stop.store(true, Ordering::Relaxed);
     let latencies = driver
         .join()
         .map_err(|_| "the failover run's appenders panicked".to_owned())?;
     let seconds = started.elapsed().as_secs_f64();
-    outcome?;
+    let kill_at = killing?;
     let mut latencies = latencies?;
     latencies.sort_unstable();
     let survivors = cluster.urls_alive();
