@@ -1,6 +1,7 @@
 //! The one harness of every scenario: the bench's flow and config files, the child `serve`
-//! launcher, the `nats-server` launcher, the percentile, the pacing schedule, and the /proc
-//! readings (CPU time, resident set, directory sizes).
+//! launcher, the `nats-server` launcher (submodule `nats`: a plain server, or JetStream servers
+//! alone or clustered), the percentile, the pacing schedule, and the /proc readings (CPU time,
+//! resident set, directory sizes).
 //!
 //! Invariants:
 //! - Child processes are owned by guards that kill (SIGKILL) and reap them on drop, so an error
@@ -22,6 +23,9 @@ use tenantry::secrets::token::{claims_for, mint, TokenRequest};
 use tenantry::secrets::value::SecretValue;
 use tenantry::tenancy::{EnvId, TenantId};
 
+mod nats;
+pub use nats::{jetstream_binary, server_version, JetStreamCluster, NatsServer, JS_SERVER_VAR};
+
 /// The flow of every bench tenant: one reply node (three events per message).
 pub const FLOW: &str = "name: bench_flow\nversion: \"1.0\"\nnodes:\n  - id: greet\n    type: reply\n    config:\n      message: \"Welcome to {{ tenant.name }}! How can I help?\"\n";
 /// HS256 key every child server is given; the bench's tokens are minted with it.
@@ -30,8 +34,6 @@ pub const SIGNING_KEY: &str = "tenantry-bench-signing-key-0123456789abcdef";
 pub const SUBJECT_PREFIX: &str = "greentic.messaging";
 /// The config file [`write_config`] writes into a scenario's directory.
 pub const CONFIG_FILE: &str = "config.toml";
-/// Time `nats-server` gets to listen.
-const NATS_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Server stderr lines kept for error messages.
 const STDERR_TAIL_LINES: usize = 40;
 /// Startup lines queued for the launcher; later ones only reach the tail.
@@ -259,66 +261,6 @@ impl Drop for Guard {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-    }
-}
-
-/// `nats-server` on a free loopback port.
-pub struct NatsServer {
-    child: Guard,
-    pub port: u16,
-}
-
-impl NatsServer {
-    pub fn start() -> Result<NatsServer, String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("finding a free port: {e}"))?
-            .port();
-        // Debian installs it in /usr/sbin, which is not on every user's PATH.
-        let binary = if Path::new("/usr/sbin/nats-server").exists() {
-            "/usr/sbin/nats-server"
-        } else {
-            "nats-server"
-        };
-        let child = Command::new(binary)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                format!(
-                    "cannot start nats-server ({e}): install it (Debian: apt-get install \
-                     nats-server) or put it on PATH"
-                )
-            })?;
-        let mut nats = NatsServer {
-            child: Guard {
-                child,
-                exited: false,
-            },
-            port,
-        };
-        let deadline = Instant::now() + NATS_STARTUP_TIMEOUT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = nats.child.child.try_wait() {
-                nats.child.exited = true;
-                return Err(format!("nats-server exited at start: {status}"));
-            }
-            if Instant::now() > deadline {
-                return Err(format!("nats-server did not listen on port {port} in time"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(nats)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.child.id()
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
     }
 }
 

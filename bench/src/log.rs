@@ -12,25 +12,27 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use tenantry::events::codec::encode_body;
-use tenantry::events::log::{AppendGroup, AppendOutcome, EventLog, Idempotency, LogOptions};
+use tenantry::events::log::{
+    AppendError, AppendGroup, AppendOutcome, EventLog, Idempotency, LogOptions,
+};
 use tenantry::events::schema::{Event, EventKind};
 use tenantry::tenancy::{ChannelId, SessionId, TenantCtx, TenantId};
 
 use crate::harness::{dir_bytes, fresh_dir, percentile, wait_turn, StopTimer};
 
 /// Tenants the appenders are spread over.
-const TENANTS: usize = 8;
+pub const TENANTS: usize = 8;
 /// Events per sled batch in the raw baseline (the order of the log's group-commit batches).
 const BASELINE_BATCH: usize = 512;
 /// Events per append group.
-const GROUP_EVENTS: usize = 4;
+pub const GROUP_EVENTS: usize = 4;
 
 /// How long and how wide to measure.
 #[derive(Clone, Debug)]
@@ -213,10 +215,7 @@ fn fdatasync_floor(dir: &Path, duration: Duration) -> Result<BaselineRun, String
     })
 }
 
-/// `appenders` async tasks (how the runtime's session actors call the log) on one
-/// current-thread runtime, appending to a fresh log for `duration`. Paced when `rate` is set
-/// (groups/s over all appenders), with latency measured from each append's scheduled time so a
-/// stall is not hidden by the appender waiting (coordinated omission).
+/// Opens a fresh sled-backed log in `dir` and measures it with [`drive`].
 fn append_run(
     dir: &Path,
     log_opts: &LogOptions,
@@ -225,31 +224,27 @@ fn append_run(
     rate: Option<f64>,
 ) -> Result<AppendRun, String> {
     let log = EventLog::open(dir, log_opts).map_err(|e| e.to_string())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let interval = rate.map(|r| Duration::from_secs_f64(appenders as f64 / r));
+    drive(dir, log, appenders, duration, rate)
+}
+
+/// The log scenario's driver, for any backend: `appenders` async tasks (how the runtime's
+/// session actors call the log) on one current-thread runtime, appending to `log` (fresh, its
+/// files in `dir`) for `duration`. Paced when `rate` is set (groups/s over all appenders), with
+/// latency measured from each append's scheduled time so a stall is not hidden by the appender
+/// waiting (coordinated omission). Any failed append fails the run.
+pub fn drive(
+    dir: &Path,
+    log: EventLog,
+    appenders: usize,
+    duration: Duration,
+    rate: Option<f64>,
+) -> Result<AppendRun, String> {
     let started = Instant::now();
     let timer = StopTimer::start(duration);
-    let stop = timer.stop.clone();
-    let per_task = runtime.block_on(async {
-        let tasks: Vec<_> = (0..appenders)
-            .map(|a| tokio::spawn(appender(log.clone(), a, appenders, stop.clone(), interval)))
-            .collect();
-        let mut out = Vec::with_capacity(tasks.len());
-        for t in tasks {
-            out.push(t.await.map_err(|e| e.to_string())?);
-        }
-        Ok::<_, String>(out)
-    })?;
+    let latencies = drive_until(log, appenders, &timer.stop, rate, None);
     let seconds = started.elapsed().as_secs_f64();
     timer.join();
-    drop(log);
-    let mut latencies = Vec::new();
-    for task in per_task {
-        latencies.extend(task?);
-    }
+    let mut latencies = latencies?;
     latencies.sort_unstable();
     let groups = latencies.len() as u64;
     let events = groups * GROUP_EVENTS as u64;
@@ -268,61 +263,204 @@ fn append_run(
     })
 }
 
+/// Runs the appenders on `log` until `stop` is set and returns every append's latency (µs),
+/// unsorted; the log is closed when it returns. With a `watch`, failed appends are retried
+/// (see [`AckWatch`]) instead of failing the run.
+pub fn drive_until(
+    log: EventLog,
+    appenders: usize,
+    stop: &Arc<AtomicBool>,
+    rate: Option<f64>,
+    watch: Option<&Arc<AckWatch>>,
+) -> Result<Vec<u64>, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let interval = rate.map(|r| Duration::from_secs_f64(appenders as f64 / r));
+    let per_task = runtime.block_on(async {
+        let tasks: Vec<_> = (0..appenders)
+            .map(|a| {
+                let appender = Appender {
+                    log: log.clone(),
+                    a,
+                    appenders,
+                    stop: stop.clone(),
+                    interval,
+                    watch: watch.cloned(),
+                };
+                tokio::spawn(appender.run())
+            })
+            .collect();
+        let mut out = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            out.push(t.await.map_err(|e| e.to_string())?);
+        }
+        Ok::<_, String>(out)
+    })?;
+    drop(log);
+    let mut latencies = Vec::new();
+    for task in per_task {
+        latencies.extend(task?);
+    }
+    Ok(latencies)
+}
+
+/// Pause before an appender retries a failed append (with an [`AckWatch`] only).
+const RETRY_PAUSE: Duration = Duration::from_millis(10);
+
+/// Watches a run through a failure (a server killed mid-run): appends that fail with a
+/// retryable error (`Failed`: the log is recovering, `Overloaded`) are retried with the same
+/// group and message id until they are acked, and the watch records when the first append
+/// *attempt started after [`AckWatch::mark`]* is acked. Counting only attempts started after
+/// the mark keeps acks of appends already in flight out of the figure.
+pub struct AckWatch {
+    origin: Instant,
+    /// Nanoseconds after `origin` of the mark, plus one; 0 while unmarked.
+    mark_ns: AtomicU64,
+    /// Nanoseconds after `origin` of the first qualifying ack; `u64::MAX` while none.
+    first_ack_ns: AtomicU64,
+    retries: AtomicU64,
+}
+
+impl Default for AckWatch {
+    fn default() -> AckWatch {
+        AckWatch {
+            origin: Instant::now(),
+            mark_ns: AtomicU64::new(0),
+            first_ack_ns: AtomicU64::new(u64::MAX),
+            retries: AtomicU64::new(0),
+        }
+    }
+}
+
+impl AckWatch {
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// From now on, acked attempts count.
+    pub fn mark(&self) {
+        self.mark_ns.store(self.now_ns() + 1, Ordering::SeqCst);
+    }
+
+    /// When the first attempt started after the mark was acked.
+    pub fn first_ack(&self) -> Option<Instant> {
+        match self.first_ack_ns.load(Ordering::SeqCst) {
+            u64::MAX => None,
+            ns => Some(self.origin + Duration::from_nanos(ns)),
+        }
+    }
+
+    /// Appends retried after a failure.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// An attempt started at `started_ns` was acked now.
+    fn acked(&self, started_ns: u64) {
+        let mark = self.mark_ns.load(Ordering::SeqCst);
+        if mark != 0 && started_ns + 1 >= mark {
+            self.first_ack_ns.fetch_min(self.now_ns(), Ordering::SeqCst);
+        }
+    }
+}
+
 /// One appender: starts its session, then appends message-shaped groups until `stop`.
-async fn appender(
+struct Appender {
     log: EventLog,
     a: usize,
     appenders: usize,
     stop: Arc<AtomicBool>,
     interval: Option<Duration>,
-) -> Result<Vec<u64>, String> {
-    let tenant: TenantId = id(&format!("tenant-{:02}", a % TENANTS));
-    let ctx = TenantCtx::new(tenant, id("prod"), Some(id("support")));
-    let session: SessionId = id(&format!("session-{:06}", a / TENANTS));
-    let channel: ChannelId = id("webchat");
-    let start = AppendGroup {
-        ctx: ctx.clone(),
-        channel: channel.clone(),
-        session: session.clone(),
-        expected_seq: 0,
-        at_ms: 1,
-        kinds: vec![EventKind::SessionStarted {
-            user: "user-0001".into(),
-            flow: "acme_support_flow".into(),
-            flow_version: "1.0".into(),
-        }],
-        idempotency: None,
-    };
-    let mut last = match log.append(start).await.map_err(|e| e.to_string())? {
-        AppendOutcome::Appended(a) => a.last_seq,
-        AppendOutcome::Duplicate(_) => return Err("unexpected duplicate".into()),
-    };
-    let mut latencies = Vec::with_capacity(1 << 14);
-    let t0 = tokio::time::Instant::now();
-    let mut n: u64 = 0;
-    while !stop.load(Ordering::Relaxed) {
-        // Each task runs at its own phase, so the offered load is smooth.
-        let scheduled = wait_turn(t0, interval, n, a, appenders).await.into_std();
-        let group = AppendGroup {
+    watch: Option<Arc<AckWatch>>,
+}
+
+impl Appender {
+    async fn run(self) -> Result<Vec<u64>, String> {
+        let a = self.a;
+        let tenant: TenantId = id(&format!("tenant-{:02}", a % TENANTS));
+        let ctx = TenantCtx::new(tenant, id("prod"), Some(id("support")));
+        let session: SessionId = id(&format!("session-{:06}", a / TENANTS));
+        let channel: ChannelId = id("webchat");
+        let start = AppendGroup {
             ctx: ctx.clone(),
             channel: channel.clone(),
             session: session.clone(),
-            expected_seq: last,
-            at_ms: 2,
-            kinds: kinds(n),
-            idempotency: Some(Idempotency {
-                message_id: format!("a{a}-m{n}"),
-                ack: Vec::new(),
-            }),
+            expected_seq: 0,
+            at_ms: 1,
+            kinds: vec![EventKind::SessionStarted {
+                user: "user-0001".into(),
+                flow: "acme_support_flow".into(),
+                flow_version: "1.0".into(),
+            }],
+            idempotency: None,
         };
-        match log.append(group).await.map_err(|e| e.to_string())? {
-            AppendOutcome::Appended(ok) => last = ok.last_seq,
-            AppendOutcome::Duplicate(_) => return Err("unexpected duplicate".into()),
+        let mut latencies = Vec::with_capacity(1 << 14);
+        let Some(mut last) = self.append(start).await? else {
+            return Ok(latencies);
+        };
+        let t0 = tokio::time::Instant::now();
+        let mut n: u64 = 0;
+        while !self.stop.load(Ordering::Relaxed) {
+            // Each task runs at its own phase, so the offered load is smooth.
+            let scheduled = wait_turn(t0, self.interval, n, a, self.appenders)
+                .await
+                .into_std();
+            let group = AppendGroup {
+                ctx: ctx.clone(),
+                channel: channel.clone(),
+                session: session.clone(),
+                expected_seq: last,
+                at_ms: 2,
+                kinds: kinds(n),
+                idempotency: Some(Idempotency {
+                    message_id: format!("a{a}-m{n}"),
+                    ack: Vec::new(),
+                }),
+            };
+            let Some(acked) = self.append(group).await? else {
+                break;
+            };
+            last = acked;
+            latencies.push(u64::try_from(scheduled.elapsed().as_micros()).unwrap_or(u64::MAX));
+            n += 1;
         }
-        latencies.push(u64::try_from(scheduled.elapsed().as_micros()).unwrap_or(u64::MAX));
-        n += 1;
+        Ok(latencies)
     }
-    Ok(latencies)
+
+    /// Appends `group` and returns the session's last seq after it. With a watch, retries it
+    /// while the log fails (a retry of a group that did reach the stream is a duplicate, which
+    /// hands back the same seqs), and gives up with `None` once `stop` is set.
+    async fn append(&self, group: AppendGroup) -> Result<Option<u64>, String> {
+        loop {
+            let started = self.watch.as_ref().map(|w| w.now_ns());
+            let error = match self.log.append(group.clone()).await {
+                Ok(AppendOutcome::Appended(ok)) => break self.acked(started, ok.last_seq),
+                Ok(AppendOutcome::Duplicate(rec)) if self.watch.is_some() => {
+                    break self.acked(started, rec.last_seq)
+                }
+                Ok(AppendOutcome::Duplicate(_)) => "unexpected duplicate".to_owned(),
+                Err(e @ (AppendError::Failed(_) | AppendError::Overloaded)) => e.to_string(),
+                Err(e) => return Err(e.to_string()),
+            };
+            match &self.watch {
+                Some(_) if self.stop.load(Ordering::Relaxed) => return Ok(None),
+                Some(watch) => {
+                    watch.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                None => return Err(error),
+            }
+        }
+    }
+
+    fn acked(&self, started_ns: Option<u64>, last_seq: u64) -> Result<Option<u64>, String> {
+        if let (Some(watch), Some(started)) = (&self.watch, started_ns) {
+            watch.acked(started);
+        }
+        Ok(Some(last_seq))
+    }
 }
 
 /// Runs the baseline and every appender count in fresh directories under `work_dir`.
@@ -401,4 +539,82 @@ pub fn run(
         floor,
         runs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watch_counts_only_attempts_started_after_the_mark() {
+        let watch = AckWatch::default();
+        let before = watch.now_ns();
+        watch.acked(before);
+        assert_eq!(watch.first_ack(), None, "nothing counts before the mark");
+        std::thread::sleep(Duration::from_millis(2));
+        watch.mark();
+        // An attempt in flight across the mark (acked by the server about to die) is not the
+        // way back.
+        watch.acked(before);
+        assert_eq!(watch.first_ack(), None);
+        watch.acked(watch.now_ns());
+        let first = watch
+            .first_ack()
+            .expect("an attempt started after the mark");
+        std::thread::sleep(Duration::from_millis(2));
+        watch.acked(watch.now_ns());
+        assert_eq!(
+            watch.first_ack(),
+            Some(first),
+            "the first ack stays the first"
+        );
+    }
+
+    /// Sessions started and other events in the log, over every appender's tenant.
+    fn stored_events(dir: &Path) -> (usize, usize) {
+        let log = EventLog::open(dir, &LogOptions::default()).unwrap();
+        let (mut starts, mut others) = (0, 0);
+        for t in 0..TENANTS {
+            let tenant: TenantId = id(&format!("tenant-{t:02}"));
+            for stored in log.tenant(&tenant).events(1..=u64::MAX) {
+                match stored.unwrap().event.kind {
+                    EventKind::SessionStarted { .. } => starts += 1,
+                    _ => others += 1,
+                }
+            }
+        }
+        (starts, others)
+    }
+
+    #[test]
+    fn with_a_watch_refused_appends_are_retried_and_without_one_they_fail_the_run() {
+        // A queue of one: most of 512 appenders are refused (`Overloaded`) at once.
+        let opts = LogOptions {
+            queue_capacity: 1,
+            ..LogOptions::default()
+        };
+        let appenders = 512;
+        let run = Duration::from_millis(300);
+        let plain = tempfile::tempdir().unwrap();
+        let log = EventLog::open(plain.path(), &opts).unwrap();
+        let err = drive(plain.path(), log, appenders, run, None).unwrap_err();
+        assert!(err.contains("overloaded"), "{err}");
+
+        let watched = tempfile::tempdir().unwrap();
+        let log = EventLog::open(watched.path(), &opts).unwrap();
+        let watch = Arc::new(AckWatch::default());
+        watch.mark();
+        let timer = StopTimer::start(run);
+        let latencies = drive_until(log, appenders, &timer.stop, None, Some(&watch)).unwrap();
+        timer.join();
+        assert!(watch.retries() > 0, "no append was refused");
+        assert!(watch.first_ack().is_some());
+        // Every acked group is stored once: nothing retried was lost or doubled.
+        let (starts, others) = stored_events(watched.path());
+        assert_eq!(others, latencies.len() * GROUP_EVENTS);
+        assert!(
+            starts > 0 && starts <= appenders,
+            "{starts} sessions started"
+        );
+    }
 }

@@ -41,7 +41,8 @@ struct BenchArgs {
     /// kept and reused by the next run of the same size).
     #[arg(long, default_value = "bench-out")]
     dir: PathBuf,
-    /// Concurrent appenders for the log scenario, comma-separated (default 1,8,64,512).
+    /// Concurrent appenders for the log and cluster scenarios, comma-separated (default
+    /// 1,8,64,512).
     #[arg(long, value_delimiter = ',')]
     appenders: Option<Vec<usize>>,
     /// Concurrent clients for the runtime (default 64,512), http and nats (default 64)

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::{edge, history, log, overload, runtime};
+use crate::{cluster, edge, history, log, overload, runtime};
+
+mod rows;
+use rows::{cluster_rows, edge_rows, history_rows, log_rows, overload_rows, runtime_rows};
 use tenantry::events::log::LogOptions;
 
 /// The marker lines between which `--markdown` rewrites the table.
@@ -37,6 +40,9 @@ pub enum Size {
 pub enum Scenario {
     /// Durable log append throughput and ack latency vs raw sled.
     Log,
+    /// The log on sled, JetStream 1 node and JetStream 3 nodes R3 (nats-server 2.15 children);
+    /// the R3 stream's leader killed mid-run.
+    Cluster,
     /// In process end to end: clients → actors → flow → durable log → ack; memory per session.
     Runtime,
     /// The real server as a child process, driven over HTTP keep-alive connections.
@@ -50,8 +56,9 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Log,
+        Scenario::Cluster,
         Scenario::Runtime,
         Scenario::Http,
         Scenario::Nats,
@@ -62,6 +69,7 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Log => "log",
+            Scenario::Cluster => "cluster",
             Scenario::Runtime => "runtime",
             Scenario::Http => "http",
             Scenario::Nats => "nats",
@@ -174,6 +182,10 @@ pub fn run(
                 baseline_events_per_s = Some(r.baseline.events_per_s);
                 (to_value(&r)?, log_rows(&r))
             }
+            Scenario::Cluster => {
+                let r = run_cluster(opts, progress)?;
+                (to_value(&r)?, cluster_rows(&r))
+            }
             Scenario::Runtime => {
                 let r = run_runtime(opts, progress)?;
                 (to_value(&r)?, runtime_rows(&r, baseline_events_per_s))
@@ -228,24 +240,50 @@ fn pick<T>(size: Size, quick: T, default: T, full: T) -> T {
     }
 }
 
-fn run_log(
-    opts: &SuiteOptions,
-    progress: &mut dyn FnMut(&str),
-) -> Result<log::LogBenchReport, String> {
+/// The log's tuning under test (`--batch-groups`).
+fn log_options(opts: &SuiteOptions) -> LogOptions {
     let mut log_opts = LogOptions::default();
     if let Some(n) = opts.batch_groups {
         log_opts.batch_groups_max = n;
     }
+    log_opts
+}
+
+/// The log and cluster scenarios' appender counts.
+fn appenders(opts: &SuiteOptions) -> Vec<usize> {
+    opts.appenders
+        .clone()
+        .unwrap_or_else(|| vec![1, 8, 64, 512])
+}
+
+fn run_log(
+    opts: &SuiteOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<log::LogBenchReport, String> {
     let o = log::LogBenchOptions {
-        appenders: opts
-            .appenders
-            .clone()
-            .unwrap_or_else(|| vec![1, 8, 64, 512]),
-        log: log_opts,
+        appenders: appenders(opts),
+        log: log_options(opts),
         duration: Duration::from_secs(pick(opts.size, 1, 3, 10)),
         paced_fraction: 0.5,
     };
     log::run(&opts.dir, &o, progress)
+}
+
+/// Appenders of the cluster scenario's failover trials.
+const FAILOVER_APPENDERS: usize = 64;
+
+fn run_cluster(
+    opts: &SuiteOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<cluster::ClusterBenchReport, String> {
+    let o = cluster::ClusterBenchOptions {
+        appenders: appenders(opts),
+        log: log_options(opts),
+        duration: Duration::from_secs(pick(opts.size, 1, 3, 10)),
+        failover_appenders: FAILOVER_APPENDERS,
+        failover_trials: pick(opts.size, 2, 3, 5),
+    };
+    cluster::run(&opts.dir, &o, progress)
 }
 
 fn run_runtime(
@@ -290,305 +328,6 @@ fn run_history(
         serve_exe: opts.serve_exe.clone(),
     };
     history::run(&opts.dir, &o, progress)
-}
-
-fn row(
-    scenario: &'static str,
-    figure: impl Into<String>,
-    measured: impl Into<String>,
-    target: impl Into<String>,
-    met: Option<bool>,
-) -> Row {
-    Row {
-        scenario,
-        figure: figure.into(),
-        measured: measured.into(),
-        target: target.into(),
-        verdict: match met {
-            Some(true) => Verdict::Hit,
-            Some(false) => Verdict::Missed,
-            None => Verdict::Info,
-        },
-    }
-}
-
-/// `12,345` style: figures are read by people.
-fn count(n: f64) -> String {
-    let digits = format!("{:.0}", n.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn ms(us: u64) -> String {
-    format!("{:.2} ms", us as f64 / 1000.0)
-}
-
-fn log_rows(r: &log::LogBenchReport) -> Vec<Row> {
-    let mut rows = vec![row(
-        "log",
-        format!(
-            "raw sled baseline ({} events/batch)",
-            r.baseline.batch_events
-        ),
-        format!("{} events/s", count(r.baseline.events_per_s)),
-        "",
-        None,
-    )];
-    rows.push(row(
-        "log",
-        format!(
-            "fdatasync floor ({} events/batch, plain file)",
-            r.floor.batch_events
-        ),
-        format!("{} events/s", count(r.floor.events_per_s)),
-        "",
-        None,
-    ));
-    let closed = r.runs.iter().filter(|x| x.paced_groups_per_s.is_none());
-    if let Some(best) = closed
-        .clone()
-        .max_by(|a, b| a.events_per_s.total_cmp(&b.events_per_s))
-    {
-        rows.push(row(
-            "log",
-            format!("best durable append ({} appenders)", best.appenders),
-            format!(
-                "{} events/s, ack p99 {}",
-                count(best.events_per_s),
-                ms(best.ack_p99_us)
-            ),
-            "",
-            None,
-        ));
-    }
-    if let Some(at512) = closed.clone().find(|x| x.appenders == 512) {
-        rows.push(row(
-            "log",
-            "durable append, 512 appenders",
-            format!("{} events/s", count(at512.events_per_s)),
-            "≥ 150,000 events/s",
-            Some(at512.events_per_s >= 150_000.0),
-        ));
-    }
-    rows.push(row(
-        "log",
-        "best / raw sled (same run)",
-        format!("{:.2}×", r.ratio_to_baseline),
-        "≥ 0.5×",
-        Some(r.ratio_to_baseline >= 0.5),
-    ));
-    rows.push(row(
-        "log",
-        "best / fdatasync floor (same run)",
-        format!("{:.2}×", r.ratio_to_floor),
-        "",
-        None,
-    ));
-    if let Some(paced) = r.runs.iter().find(|x| x.paced_groups_per_s.is_some()) {
-        rows.push(row(
-            "log",
-            "ack p99 at half of peak",
-            format!("{} (p50 {})", ms(paced.ack_p99_us), ms(paced.ack_p50_us)),
-            "≤ 2 ms",
-            Some(paced.ack_p99_us <= 2_000),
-        ));
-    }
-    rows
-}
-
-fn runtime_rows(r: &runtime::RuntimeBenchReport, baseline: Option<f64>) -> Vec<Row> {
-    let mut rows = Vec::new();
-    let closed = r.runs.iter().filter(|x| x.paced_msgs_per_s.is_none());
-    if let Some(best) = closed.max_by(|a, b| a.msgs_per_s.total_cmp(&b.msgs_per_s)) {
-        rows.push(row(
-            "runtime",
-            format!("in-process end to end ({} clients)", best.clients),
-            format!(
-                "{} msgs/s ({} events/s)",
-                count(best.msgs_per_s),
-                count(best.events_per_s)
-            ),
-            "≥ 50,000 msgs/s",
-            Some(best.msgs_per_s >= 50_000.0),
-        ));
-        if let Some(base) = baseline.filter(|b| *b > 0.0) {
-            let ratio = best.events_per_s / base;
-            rows.push(row(
-                "runtime",
-                "events/s / raw sled (same run)",
-                format!("{ratio:.2}×"),
-                "≥ 0.5×",
-                Some(ratio >= 0.5),
-            ));
-        }
-    }
-    if let Some(paced) = r.runs.iter().find(|x| x.paced_msgs_per_s.is_some()) {
-        rows.push(row(
-            "runtime",
-            "ack p99 at half of peak",
-            format!("{} (p50 {})", ms(paced.ack_p99_us), ms(paced.ack_p50_us)),
-            "≤ 2 ms",
-            Some(paced.ack_p99_us <= 2_000),
-        ));
-    }
-    if let Some(idle) = &r.idle_memory {
-        rows.push(row(
-            "runtime",
-            format!(
-                "memory per live idle session ({})",
-                count(idle.sessions as f64)
-            ),
-            format!("{} bytes", count(idle.bytes_per_session)),
-            "≤ 1,536 bytes",
-            Some(idle.bytes_per_session <= 1536.0),
-        ));
-    }
-    rows
-}
-
-fn edge_rows(scenario: &'static str, r: &edge::EdgeBenchReport) -> Vec<Row> {
-    let unit = if scenario == "http" {
-        "req/s"
-    } else {
-        "msgs/s"
-    };
-    let mut rows = vec![row(
-        scenario,
-        format!("{} acks, closed loop", scenario.to_uppercase()),
-        format!("{} {unit}", count(r.verdict.peak_ok_per_s)),
-        format!("≥ {} {unit}", count(r.targets.ok_per_s_min)),
-        Some(r.verdict.throughput_met),
-    )];
-    if let Some(p99) = r.verdict.paced_p99_us {
-        rows.push(row(
-            scenario,
-            format!("{} p99 at half load", scenario.to_uppercase()),
-            ms(p99),
-            r.targets
-                .paced_p99_us_max
-                .map_or(String::new(), |max| format!("≤ {}", ms(max))),
-            r.verdict.paced_p99_met,
-        ));
-    }
-    rows
-}
-
-fn history_rows(r: &history::HistoryBenchReport) -> Vec<Row> {
-    let mut rows = vec![
-        row(
-            "history",
-            format!(
-                "read-model rebuild ({} events)",
-                count(r.rebuild.events as f64)
-            ),
-            format!("{} events/s", count(r.rebuild.events_per_s)),
-            "≥ 2,000,000 events/s",
-            Some(r.rebuild.events_per_s >= 2_000_000.0),
-        ),
-        row(
-            "history",
-            "audit export (JSONL + chain), largest tenant",
-            format!("{:.1} MB/s", r.export_largest_tenant.mb_per_s),
-            "≥ 150 MB/s",
-            Some(r.export_largest_tenant.mb_per_s >= 150.0),
-        ),
-        row(
-            "history",
-            format!(
-                "replay of a {}-event session",
-                count(r.replay_long_session.events as f64)
-            ),
-            format!("{} events/s", count(r.replay_long_session.events_per_s)),
-            "",
-            None,
-        ),
-    ];
-    if let Some(cold) = &r.cold_start {
-        rows.push(row(
-            "history",
-            "`serve` cold start to /healthz (median)",
-            format!("{:.0} ms", cold.healthz_ms),
-            "< 2 s",
-            Some(cold.healthz_ms < 2_000.0),
-        ));
-    }
-    rows
-}
-
-fn overload_rows(r: &overload::OverloadBenchReport) -> Vec<Row> {
-    let o = &r.overload;
-    let n = &r.neighbour;
-    let others_errors =
-        n.others_with_noisy.refused + n.others_with_noisy.errors.values().sum::<u64>();
-    vec![
-        row(
-            "overload",
-            format!(
-                "goodput at {:.0}× capacity ({} offered/s)",
-                o.run.offered_per_s / o.peak_ok_per_s.max(1.0),
-                count(o.run.offered_per_s)
-            ),
-            format!(
-                "{} acks/s = {:.0}% of peak {}",
-                count(o.run.ok_per_s),
-                o.goodput_ratio * 100.0,
-                count(o.peak_ok_per_s)
-            ),
-            "≥ 90% of peak",
-            Some(o.goodput_ratio >= 0.9),
-        ),
-        row(
-            "overload",
-            "refusals (429/503): p99 time to answer",
-            format!(
-                "{} ({} refused/s)",
-                ms(o.run.refused_p99_us),
-                count(o.run.refused_per_s)
-            ),
-            "≤ 50 ms",
-            Some(o.run.refused > 0 && o.run.refused_p99_us <= 50_000),
-        ),
-        row(
-            "overload",
-            "server RSS over the overload (2nd half max / 1st half max)",
-            format!(
-                "{:.2} ({} → {} MiB)",
-                o.rss.plateau_ratio,
-                o.rss.start_bytes >> 20,
-                o.rss.end_bytes >> 20
-            ),
-            "plateaus (≤ 1.10)",
-            Some(o.rss.plateau_ratio > 0.0 && o.rss.plateau_ratio <= 1.10),
-        ),
-        row(
-            "overload",
-            "neighbours' p99 with one tenant at 10× quota / alone",
-            format!(
-                "{:.2}× ({} vs {})",
-                n.others_p99_ratio,
-                ms(n.others_with_noisy.ok_p99_us),
-                ms(n.others_alone.ok_p99_us)
-            ),
-            "≤ 1.20×",
-            Some(n.others_p99_ratio <= 1.2),
-        ),
-        row(
-            "overload",
-            "neighbours' errors while one tenant floods",
-            format!(
-                "{others_errors} (noisy tenant refused {})",
-                count(n.noisy.refused as f64)
-            ),
-            "0",
-            Some(others_errors == 0),
-        ),
-    ]
 }
 
 /// The rows as a Markdown table.

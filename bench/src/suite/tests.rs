@@ -1,3 +1,4 @@
+use super::rows::{count, row};
 use super::*;
 
 fn sample_rows() -> Vec<Row> {
@@ -129,4 +130,156 @@ fn the_log_scenario_reports_the_fdatasync_floor_beside_raw_sled() {
         figures.contains(&"best / fdatasync floor (same run)"),
         "{figures:?}"
     );
+}
+
+fn backend_runs(
+    backend: &'static str,
+    servers: usize,
+    events_per_s: f64,
+    ratio: f64,
+) -> cluster::BackendRuns {
+    cluster::BackendRuns {
+        backend,
+        servers,
+        replicas: servers,
+        runs: Vec::new(),
+        best_appenders: 512,
+        best_events_per_s: events_per_s,
+        best_ack_p99_us: 4_000,
+        ratio_to_sled: ratio,
+    }
+}
+
+fn failover(killed: &str, kill_to_ack_ms: Option<f64>) -> cluster::FailoverRun {
+    cluster::FailoverRun {
+        appenders: 64,
+        killed: killed.to_owned(),
+        new_leader: Some("n1".to_owned()),
+        kill_to_ack_ms,
+        retries: 3,
+        groups: 100,
+        seconds: 5.0,
+        ack_p99_us: 1_000,
+        ack_max_us: 4_000_000,
+    }
+}
+
+#[test]
+fn cluster_rows_judge_jetstream_against_sled_of_the_same_run_and_the_failover_time() {
+    let report = cluster::ClusterBenchReport {
+        scenario: "cluster_log_append",
+        nats_server: "nats-server: v2.15.1".to_owned(),
+        group_events: 4,
+        tenants: 8,
+        backends: vec![
+            backend_runs("sled", 0, 50_000.0, 1.0),
+            backend_runs("jetstream-1", 1, 40_000.0, 0.8),
+            backend_runs("jetstream-r3", 3, 55_000.0, 1.1),
+        ],
+        failover: vec![failover("n2", Some(4_160.0)), failover("n3", Some(2_500.0))],
+    };
+    let rows = cluster_rows(&report);
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert!(rows.iter().all(|r| r.scenario == "cluster"));
+    // The sled row is the reference: a figure, no target.
+    assert_eq!(rows[0].verdict, Verdict::Info);
+    assert!(
+        rows[0].figure.starts_with("sled backend"),
+        "{}",
+        rows[0].figure
+    );
+    assert_eq!(rows[0].measured, "50,000 events/s, ack p99 4.00 ms");
+    // Each JetStream row: its ratio to sled, the target, the peers' figures as anchor.
+    assert_eq!(rows[1].verdict, Verdict::Missed);
+    assert!(rows[1].measured.starts_with("0.80× sled: 40,000 events/s"));
+    assert!(
+        rows[1].figure.contains(cluster::ANCHOR_ONE_NODE),
+        "{}",
+        rows[1].figure
+    );
+    assert_eq!(rows[2].verdict, Verdict::Hit);
+    assert!(rows[2].figure.starts_with("JetStream, 3 nodes R3"));
+    assert!(
+        rows[2].figure.contains(cluster::ANCHOR_R3),
+        "{}",
+        rows[2].figure
+    );
+    assert_eq!(rows[2].target, "≥ 1.00× sled");
+    // The failover row judges the worst trial and lists them all.
+    assert_eq!(rows[3].verdict, Verdict::Hit);
+    assert!(rows[3].figure.contains("2 trials"), "{}", rows[3].figure);
+    assert_eq!(rows[3].measured, "worst 4.16 s: 4.16 s n2→n1, 2.50 s n3→n1");
+
+    // One trial slower than 10 s, or one with no ack at all: missed.
+    for (ms, text) in [
+        (Some(10_500.0), "worst 10.50 s: 4.16 s n2→n1, 10.50 s n3→n1"),
+        (None, "no ack: 4.16 s n2→n1, none in 30 s after n3"),
+    ] {
+        let rows = cluster_rows(&cluster::ClusterBenchReport {
+            failover: vec![failover("n2", Some(4_160.0)), failover("n3", ms)],
+            ..report.clone()
+        });
+        assert_eq!(rows[3].verdict, Verdict::Missed);
+        assert_eq!(rows[3].measured, text);
+    }
+    // No trials, no row.
+    let rows = cluster_rows(&cluster::ClusterBenchReport {
+        failover: Vec::new(),
+        ..report.clone()
+    });
+    assert_eq!(rows.len(), 3);
+}
+
+/// Against real nats-server 2.15 children: every backend is measured, the R3 stream's leader
+/// is killed and another server leads it, and appends are acked again.
+#[test]
+fn the_cluster_scenario_measures_three_backends_and_survives_a_killed_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = cluster::ClusterBenchOptions {
+        appenders: vec![8],
+        log: tenantry::events::log::LogOptions::default(),
+        duration: std::time::Duration::from_millis(300),
+        failover_appenders: 8,
+        failover_trials: 2,
+    };
+    let report = cluster::run(dir.path(), &opts, &mut |_| {}).unwrap();
+    assert!(report.nats_server.contains("v2."), "{}", report.nats_server);
+    let shape: Vec<_> = report
+        .backends
+        .iter()
+        .map(|b| (b.backend, b.servers, b.replicas))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("sled", 0, 0),
+            ("jetstream-1", 1, 1),
+            ("jetstream-r3", 3, 3)
+        ]
+    );
+    for b in &report.backends {
+        assert_eq!(b.runs.len(), 1);
+        assert!(b.runs[0].events > 0, "{b:?}");
+        assert!(b.ratio_to_sled > 0.0, "{b:?}");
+    }
+    assert!((report.backends[0].ratio_to_sled - 1.0).abs() < 1e-9);
+    // Two trials: the second ran after the first's killed server was restarted (an R3 stream
+    // needs three servers).
+    assert_eq!(report.failover.len(), 2);
+    for f in &report.failover {
+        assert!(["n1", "n2", "n3"].contains(&f.killed.as_str()), "{f:?}");
+        let new_leader = f.new_leader.as_deref().expect("a new leader");
+        assert_ne!(new_leader, f.killed);
+        let ms = f.kill_to_ack_ms.expect("an ack after the kill");
+        assert!(ms > 0.0 && ms < cluster::FAILOVER_WAIT_MAX.as_secs_f64() * 1000.0);
+        assert!(f.groups > 0);
+    }
+    // Each JetStream server kept its store under the bench's directory.
+    for node in [
+        "jetstream-1/n1/js",
+        "jetstream-r3/n1/js",
+        "jetstream-r3/n3/js",
+    ] {
+        assert!(dir.path().join(node).is_dir(), "{node}");
+    }
 }

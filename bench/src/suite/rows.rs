@@ -1,0 +1,387 @@
+//! The table's rows of each scenario's report: the figure, the measured value, the target of
+//! the issue that asked for it, and whether it was met.
+
+use super::{Row, Verdict};
+use crate::{cluster, edge, history, log, overload, runtime};
+
+pub(super) fn row(
+    scenario: &'static str,
+    figure: impl Into<String>,
+    measured: impl Into<String>,
+    target: impl Into<String>,
+    met: Option<bool>,
+) -> Row {
+    Row {
+        scenario,
+        figure: figure.into(),
+        measured: measured.into(),
+        target: target.into(),
+        verdict: match met {
+            Some(true) => Verdict::Hit,
+            Some(false) => Verdict::Missed,
+            None => Verdict::Info,
+        },
+    }
+}
+
+/// `12,345` style: figures are read by people.
+pub(super) fn count(n: f64) -> String {
+    let digits = format!("{:.0}", n.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub(super) fn ms(us: u64) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
+}
+
+pub(super) fn log_rows(r: &log::LogBenchReport) -> Vec<Row> {
+    let mut rows = vec![row(
+        "log",
+        format!(
+            "raw sled baseline ({} events/batch)",
+            r.baseline.batch_events
+        ),
+        format!("{} events/s", count(r.baseline.events_per_s)),
+        "",
+        None,
+    )];
+    rows.push(row(
+        "log",
+        format!(
+            "fdatasync floor ({} events/batch, plain file)",
+            r.floor.batch_events
+        ),
+        format!("{} events/s", count(r.floor.events_per_s)),
+        "",
+        None,
+    ));
+    let closed = r.runs.iter().filter(|x| x.paced_groups_per_s.is_none());
+    if let Some(best) = closed
+        .clone()
+        .max_by(|a, b| a.events_per_s.total_cmp(&b.events_per_s))
+    {
+        rows.push(row(
+            "log",
+            format!("best durable append ({} appenders)", best.appenders),
+            format!(
+                "{} events/s, ack p99 {}",
+                count(best.events_per_s),
+                ms(best.ack_p99_us)
+            ),
+            "",
+            None,
+        ));
+    }
+    if let Some(at512) = closed.clone().find(|x| x.appenders == 512) {
+        rows.push(row(
+            "log",
+            "durable append, 512 appenders",
+            format!("{} events/s", count(at512.events_per_s)),
+            "≥ 150,000 events/s",
+            Some(at512.events_per_s >= 150_000.0),
+        ));
+    }
+    rows.push(row(
+        "log",
+        "best / raw sled (same run)",
+        format!("{:.2}×", r.ratio_to_baseline),
+        "≥ 0.5×",
+        Some(r.ratio_to_baseline >= 0.5),
+    ));
+    rows.push(row(
+        "log",
+        "best / fdatasync floor (same run)",
+        format!("{:.2}×", r.ratio_to_floor),
+        "",
+        None,
+    ));
+    if let Some(paced) = r.runs.iter().find(|x| x.paced_groups_per_s.is_some()) {
+        rows.push(row(
+            "log",
+            "ack p99 at half of peak",
+            format!("{} (p50 {})", ms(paced.ack_p99_us), ms(paced.ack_p50_us)),
+            "≤ 2 ms",
+            Some(paced.ack_p99_us <= 2_000),
+        ));
+    }
+    rows
+}
+
+/// Failover target of issue #12: a killed node's tenants ack again within this.
+const FAILOVER_TARGET_MS: f64 = 10_000.0;
+
+pub(super) fn cluster_rows(r: &cluster::ClusterBenchReport) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for b in &r.backends {
+        let (what, anchor) = match b.servers {
+            0 => ("sled backend".to_owned(), None),
+            1 => (
+                "JetStream, 1 node".to_owned(),
+                Some(cluster::ANCHOR_ONE_NODE),
+            ),
+            n => (
+                format!("JetStream, {n} nodes R{}", b.replicas),
+                Some(cluster::ANCHOR_R3),
+            ),
+        };
+        let figure = match anchor {
+            None => format!("{what}, best ({} appenders)", b.best_appenders),
+            Some(anchor) => format!(
+                "{what}, best ({} appenders; peers {anchor})",
+                b.best_appenders
+            ),
+        };
+        let events = format!(
+            "{} events/s, ack p99 {}",
+            count(b.best_events_per_s),
+            ms(b.best_ack_p99_us)
+        );
+        let (measured, target, met) = match anchor {
+            None => (events, String::new(), None),
+            Some(_) => (
+                format!("{:.2}× sled: {events}", b.ratio_to_sled),
+                "≥ 1.00× sled".to_owned(),
+                Some(b.ratio_to_sled >= 1.0),
+            ),
+        };
+        rows.push(row("cluster", figure, measured, target, met));
+    }
+    if let Some(first) = r.failover.first() {
+        // A trial with no ack in time counts as the worst.
+        let worst = r
+            .failover
+            .iter()
+            .map(|f| f.kill_to_ack_ms.unwrap_or(f64::INFINITY))
+            .fold(0.0, f64::max);
+        let trials: Vec<String> = r
+            .failover
+            .iter()
+            .map(|f| match f.kill_to_ack_ms {
+                Some(ms) => format!(
+                    "{:.2} s {}→{}",
+                    ms / 1000.0,
+                    f.killed,
+                    f.new_leader.as_deref().unwrap_or("?")
+                ),
+                None => format!(
+                    "none in {} s after {}",
+                    cluster::FAILOVER_WAIT_MAX.as_secs(),
+                    f.killed
+                ),
+            })
+            .collect();
+        let measured = if worst.is_finite() {
+            format!("worst {:.2} s: {}", worst / 1000.0, trials.join(", "))
+        } else {
+            format!("no ack: {}", trials.join(", "))
+        };
+        rows.push(row(
+            "cluster",
+            format!(
+                "failover: R3 leader killed → next ack ({} appenders, {} trials)",
+                first.appenders,
+                r.failover.len()
+            ),
+            measured,
+            "≤ 10 s",
+            Some(worst <= FAILOVER_TARGET_MS),
+        ));
+    }
+    rows
+}
+
+pub(super) fn runtime_rows(r: &runtime::RuntimeBenchReport, baseline: Option<f64>) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let closed = r.runs.iter().filter(|x| x.paced_msgs_per_s.is_none());
+    if let Some(best) = closed.max_by(|a, b| a.msgs_per_s.total_cmp(&b.msgs_per_s)) {
+        rows.push(row(
+            "runtime",
+            format!("in-process end to end ({} clients)", best.clients),
+            format!(
+                "{} msgs/s ({} events/s)",
+                count(best.msgs_per_s),
+                count(best.events_per_s)
+            ),
+            "≥ 50,000 msgs/s",
+            Some(best.msgs_per_s >= 50_000.0),
+        ));
+        if let Some(base) = baseline.filter(|b| *b > 0.0) {
+            let ratio = best.events_per_s / base;
+            rows.push(row(
+                "runtime",
+                "events/s / raw sled (same run)",
+                format!("{ratio:.2}×"),
+                "≥ 0.5×",
+                Some(ratio >= 0.5),
+            ));
+        }
+    }
+    if let Some(paced) = r.runs.iter().find(|x| x.paced_msgs_per_s.is_some()) {
+        rows.push(row(
+            "runtime",
+            "ack p99 at half of peak",
+            format!("{} (p50 {})", ms(paced.ack_p99_us), ms(paced.ack_p50_us)),
+            "≤ 2 ms",
+            Some(paced.ack_p99_us <= 2_000),
+        ));
+    }
+    if let Some(idle) = &r.idle_memory {
+        rows.push(row(
+            "runtime",
+            format!(
+                "memory per live idle session ({})",
+                count(idle.sessions as f64)
+            ),
+            format!("{} bytes", count(idle.bytes_per_session)),
+            "≤ 1,536 bytes",
+            Some(idle.bytes_per_session <= 1536.0),
+        ));
+    }
+    rows
+}
+
+pub(super) fn edge_rows(scenario: &'static str, r: &edge::EdgeBenchReport) -> Vec<Row> {
+    let unit = if scenario == "http" {
+        "req/s"
+    } else {
+        "msgs/s"
+    };
+    let mut rows = vec![row(
+        scenario,
+        format!("{} acks, closed loop", scenario.to_uppercase()),
+        format!("{} {unit}", count(r.verdict.peak_ok_per_s)),
+        format!("≥ {} {unit}", count(r.targets.ok_per_s_min)),
+        Some(r.verdict.throughput_met),
+    )];
+    if let Some(p99) = r.verdict.paced_p99_us {
+        rows.push(row(
+            scenario,
+            format!("{} p99 at half load", scenario.to_uppercase()),
+            ms(p99),
+            r.targets
+                .paced_p99_us_max
+                .map_or(String::new(), |max| format!("≤ {}", ms(max))),
+            r.verdict.paced_p99_met,
+        ));
+    }
+    rows
+}
+
+pub(super) fn history_rows(r: &history::HistoryBenchReport) -> Vec<Row> {
+    let mut rows = vec![
+        row(
+            "history",
+            format!(
+                "read-model rebuild ({} events)",
+                count(r.rebuild.events as f64)
+            ),
+            format!("{} events/s", count(r.rebuild.events_per_s)),
+            "≥ 2,000,000 events/s",
+            Some(r.rebuild.events_per_s >= 2_000_000.0),
+        ),
+        row(
+            "history",
+            "audit export (JSONL + chain), largest tenant",
+            format!("{:.1} MB/s", r.export_largest_tenant.mb_per_s),
+            "≥ 150 MB/s",
+            Some(r.export_largest_tenant.mb_per_s >= 150.0),
+        ),
+        row(
+            "history",
+            format!(
+                "replay of a {}-event session",
+                count(r.replay_long_session.events as f64)
+            ),
+            format!("{} events/s", count(r.replay_long_session.events_per_s)),
+            "",
+            None,
+        ),
+    ];
+    if let Some(cold) = &r.cold_start {
+        rows.push(row(
+            "history",
+            "`serve` cold start to /healthz (median)",
+            format!("{:.0} ms", cold.healthz_ms),
+            "< 2 s",
+            Some(cold.healthz_ms < 2_000.0),
+        ));
+    }
+    rows
+}
+
+pub(super) fn overload_rows(r: &overload::OverloadBenchReport) -> Vec<Row> {
+    let o = &r.overload;
+    let n = &r.neighbour;
+    let others_errors =
+        n.others_with_noisy.refused + n.others_with_noisy.errors.values().sum::<u64>();
+    vec![
+        row(
+            "overload",
+            format!(
+                "goodput at {:.0}× capacity ({} offered/s)",
+                o.run.offered_per_s / o.peak_ok_per_s.max(1.0),
+                count(o.run.offered_per_s)
+            ),
+            format!(
+                "{} acks/s = {:.0}% of peak {}",
+                count(o.run.ok_per_s),
+                o.goodput_ratio * 100.0,
+                count(o.peak_ok_per_s)
+            ),
+            "≥ 90% of peak",
+            Some(o.goodput_ratio >= 0.9),
+        ),
+        row(
+            "overload",
+            "refusals (429/503): p99 time to answer",
+            format!(
+                "{} ({} refused/s)",
+                ms(o.run.refused_p99_us),
+                count(o.run.refused_per_s)
+            ),
+            "≤ 50 ms",
+            Some(o.run.refused > 0 && o.run.refused_p99_us <= 50_000),
+        ),
+        row(
+            "overload",
+            "server RSS over the overload (2nd half max / 1st half max)",
+            format!(
+                "{:.2} ({} → {} MiB)",
+                o.rss.plateau_ratio,
+                o.rss.start_bytes >> 20,
+                o.rss.end_bytes >> 20
+            ),
+            "plateaus (≤ 1.10)",
+            Some(o.rss.plateau_ratio > 0.0 && o.rss.plateau_ratio <= 1.10),
+        ),
+        row(
+            "overload",
+            "neighbours' p99 with one tenant at 10× quota / alone",
+            format!(
+                "{:.2}× ({} vs {})",
+                n.others_p99_ratio,
+                ms(n.others_with_noisy.ok_p99_us),
+                ms(n.others_alone.ok_p99_us)
+            ),
+            "≤ 1.20×",
+            Some(n.others_p99_ratio <= 1.2),
+        ),
+        row(
+            "overload",
+            "neighbours' errors while one tenant floods",
+            format!(
+                "{others_errors} (noisy tenant refused {})",
+                count(n.noisy.refused as f64)
+            ),
+            "0",
+            Some(others_errors == 0),
+        ),
+    ]
+}
