@@ -209,6 +209,8 @@ fn open_jetstream(
         stream: stream.to_owned(),
         replicas,
         node: NODE.to_owned(),
+        // A single writer: appends for every tenant, no leases.
+        cluster: false,
     };
     let urls = urls.to_vec();
     let replica = Replica::connect(&replica_opts, || async move {
