@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use super::load_config;
 use crate::actors::runtime::{Runtime, RuntimeOptions};
-use crate::cluster::forward::{self, LocalPlacement};
+use crate::cluster::forward::{self, StaticPlacement};
 use crate::cluster::placement::Placement;
 use crate::cluster::{log_dir, Opener};
 use crate::config::Config;
@@ -128,8 +128,9 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
 /// Who handles each tenant in a cluster, and (with `[cluster]` and `[nats]`) the runtime's
 /// forwarding of a tenant's messages to its owner's listener.
 ///
-/// TEMPORARY: the placement says every tenant is handled here until the lease-based placement
-/// replaces it (forwarding itself is in place and takes any `Placement`).
+/// TEMPORARY: the placement is static (every tenant handled here; a debug build's tests may
+/// set `TENANTRY_STATIC_PLACEMENT`) until the lease-based placement replaces it; forwarding
+/// itself is in place and takes any `Placement`.
 async fn cluster_forwarding(
     config: &Config,
     client: Option<&async_nats::Client>,
@@ -138,7 +139,7 @@ async fn cluster_forwarding(
     let node = config
         .cluster()
         .map_or_else(|| "local".to_owned(), |c| c.node.clone());
-    let placement: Arc<dyn Placement> = Arc::new(LocalPlacement { node });
+    let placement: Arc<dyn Placement> = Arc::new(StaticPlacement::for_node(&node)?);
     if let Some(client) = client {
         opts.forwarding = forward::forwarding(config, client, placement.clone()).await?;
     } else if config.cluster().is_some() {

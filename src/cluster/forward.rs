@@ -35,6 +35,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use super::placement::{Placement, Route};
 use crate::actors::messages::{Ack, Inbound, RuntimeError, INTERNAL_ERROR_MESSAGE};
 use crate::actors::runtime::Runtime;
+use crate::config::cluster::CLUSTER_NODE_CHARS_MAX;
 use crate::config::Config;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
@@ -62,6 +63,9 @@ pub enum ForwardError {
     /// The subscription (the listener's, or the forwarder's reply inbox) was refused.
     #[error("cannot subscribe to {subject}: {detail}")]
     Subscribe { subject: String, detail: String },
+    /// The static placement given is not `tenant=node,...`; `detail` names the pair and the fix.
+    #[error("{detail}")]
+    Placement { detail: String },
 }
 
 // ---- Wire format ---------------------------------------------------------------------------
@@ -569,15 +573,71 @@ fn answer_of(result: Result<Ack, RuntimeError>) -> ForwardReply {
 
 // ---- Starting it in `serve` ----------------------------------------------------------------
 
-/// A placement that says every tenant is handled here. TEMPORARY: `serve` uses it until the
-/// lease-based placement exists, so that a `[cluster]` node keeps working alone.
-pub struct LocalPlacement {
-    pub node: String,
+/// The environment variable that gives a debug build's `serve` a [`StaticPlacement`]:
+/// `tenant=node` pairs separated by commas (`node` = `unowned` for no owner), e.g.
+/// `acme=n1,globex=unowned`. For tests of forwarding between real servers; release builds
+/// ignore it.
+pub const STATIC_PLACEMENT_VAR: &str = "TENANTRY_STATIC_PLACEMENT";
+
+/// A fixed placement: the tenants it names go to their node (or have none), every other tenant
+/// is handled here. TEMPORARY: `serve` uses it (all local, or [`STATIC_PLACEMENT_VAR`] in a
+/// debug build) until the lease-based placement exists, so that a `[cluster]` node keeps
+/// working alone.
+pub struct StaticPlacement {
+    node: String,
+    routes: HashMap<TenantId, Route>,
 }
 
-impl Placement for LocalPlacement {
-    fn route(&self, _tenant: &TenantId) -> Route {
-        Route::Local
+impl StaticPlacement {
+    /// Every tenant handled here, by `node`.
+    pub fn local(node: &str) -> StaticPlacement {
+        StaticPlacement {
+            node: node.to_owned(),
+            routes: HashMap::new(),
+        }
+    }
+
+    /// [`StaticPlacement::local`], or in a debug build what [`STATIC_PLACEMENT_VAR`] says.
+    pub fn for_node(node: &str) -> Result<StaticPlacement, ForwardError> {
+        match std::env::var(STATIC_PLACEMENT_VAR) {
+            Ok(spec) if cfg!(debug_assertions) => StaticPlacement::parse(node, &spec),
+            _ => Ok(StaticPlacement::local(node)),
+        }
+    }
+
+    /// `tenant=node` pairs, as in [`STATIC_PLACEMENT_VAR`]; a pair naming `node` itself is
+    /// `Local`.
+    pub fn parse(node: &str, spec: &str) -> Result<StaticPlacement, ForwardError> {
+        let mut placement = StaticPlacement::local(node);
+        for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let invalid = |why: &str| ForwardError::Placement {
+                detail: format!("{STATIC_PLACEMENT_VAR}: {pair:?} {why}; write tenant=node,..."),
+            };
+            let (tenant, owner) = pair.split_once('=').ok_or_else(|| invalid("has no `=`"))?;
+            let tenant = TenantId::parse(tenant.trim()).map_err(|e| invalid(&e.to_string()))?;
+            let route = match owner.trim() {
+                "unowned" => Route::Unowned,
+                owner if owner == node => Route::Local,
+                owner if is_node_name(owner) => Route::Remote(owner.to_owned()),
+                _ => return Err(invalid("names no valid node")),
+            };
+            placement.routes.insert(tenant, route);
+        }
+        Ok(placement)
+    }
+}
+
+/// `cluster.node`'s rule: 1..=`CLUSTER_NODE_CHARS_MAX` characters of `[A-Za-z0-9_-]`.
+fn is_node_name(name: &str) -> bool {
+    (1..=CLUSTER_NODE_CHARS_MAX).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl Placement for StaticPlacement {
+    fn route(&self, tenant: &TenantId) -> Route {
+        self.routes.get(tenant).cloned().unwrap_or(Route::Local)
     }
 
     fn node(&self) -> &str {

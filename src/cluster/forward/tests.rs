@@ -346,7 +346,13 @@ async fn a_burst_for_one_session_through_a_non_owner_keeps_its_order() {
     let nats = NatsServer::start();
     let (a, b) = pair(&nats).await;
     let at = ctx("acme");
-    const BURST: usize = 60;
+    // The session's actor runs before the burst: a starting actor's mailbox holds only actix's
+    // default 16 until its start sets SESSION_MAILBOX (64), whatever the route.
+    b.runtime
+        .send(&at, &web(), msg("s1", "warm", None))
+        .await
+        .unwrap();
+    const BURST: usize = 48;
     let pending: Vec<_> = (0..BURST)
         .map(|i| {
             let m = msg("s1", &format!("n{i}"), Some(&format!("m{i}")));
@@ -607,4 +613,29 @@ async fn an_unowned_tenant_waits_for_an_owner_then_gives_the_retryable_error() {
         .await
         .unwrap();
     assert!(a.last_seq(&at, &id("s1")) >= ack.seq);
+}
+
+#[test]
+fn a_static_placement_reads_tenant_node_pairs_and_refuses_anything_else() {
+    let p = StaticPlacement::parse("b", "acme=a, globex=unowned,initech=b").unwrap();
+    assert_eq!(p.route(&id("acme")), Route::Remote("a".into()));
+    assert_eq!(p.route(&id("globex")), Route::Unowned);
+    assert_eq!(
+        p.route(&id("initech")),
+        Route::Local,
+        "its own name is Local"
+    );
+    assert_eq!(
+        p.route(&id("hooli")),
+        Route::Local,
+        "unnamed tenants are Local"
+    );
+    assert_eq!(p.node(), "b");
+    for bad in ["acme", "Acme!=a", "acme=a.b", "acme="] {
+        let e = StaticPlacement::parse("b", bad).err().unwrap().to_string();
+        assert!(
+            e.contains(STATIC_PLACEMENT_VAR) && e.contains("tenant=node"),
+            "{bad}: {e}"
+        );
+    }
 }
