@@ -196,6 +196,17 @@ impl Runtime {
         ))
     }
 
+    /// Whether this node handles `tenant`'s messages itself: always without a cluster; in one,
+    /// when its placement says `Local` (else `submit` forwards them, or waits for an owner).
+    pub fn handles_here(&self, tenant: &TenantId) -> bool {
+        self.inner
+            .shared
+            .opts
+            .forwarding
+            .as_ref()
+            .is_none_or(|f| f.route(tenant) == Route::Local)
+    }
+
     /// [`submit`](Self::submit) without asking the placement: the message is handled here.
     /// For messages forwarded to this node, whose listener has checked the route itself (so a
     /// message is never forwarded twice).

@@ -8,6 +8,7 @@
 
 mod audit;
 mod check_config;
+mod cluster_forward;
 mod corruption;
 mod crash;
 mod crash_writer;

@@ -125,7 +125,9 @@ impl Ingress {
                 return None;
             }
         };
-        if !self.served.contains(&address.tenant) {
+        // In a cluster every node receives every ingress message; only the tenant's owner
+        // handles it (one path, so a subject's order holds), the others ignore it as not served.
+        if !self.served.contains(&address.tenant) || !self.runtime.handles_here(&address.tenant) {
             m.count(NatsEvent::NotServed);
             tracing::debug!(tenant = %address.tenant, "NATS message for a tenant not served here ignored");
             return None;
