@@ -91,8 +91,10 @@ pub enum RuntimeError {
     #[error("shutting down")]
     ShuttingDown,
     /// The message was dropped before it was answered: an actor on its way panicked and was
-    /// restarted. Whether it was appended is unknown to the caller; a retry with the same
-    /// `message_id` gets its first answer if it was. 503 with Retry-After.
+    /// restarted, or (in a cluster) the tenant's owner node did not answer a forwarded message,
+    /// or no node owned the tenant in time (`cluster::forward`). Whether it was appended is
+    /// unknown to the caller; a retry with the same `message_id` gets its first answer if it
+    /// was. 503 with Retry-After.
     #[error("the message was interrupted before an answer; retry it with the same message_id")]
     Interrupted,
     /// The log refused or failed the append. 500 (details logged, not shown).

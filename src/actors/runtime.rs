@@ -2,7 +2,9 @@
 //!
 //! `Runtime::send` checks the message against the tenant's config (env, team, channel, sizes),
 //! tags a span with the tenancy ids, and hands it to the tenant's actor with `try_send`; it
-//! resolves with the [`Ack`] once the session actor has made the events durable.
+//! resolves with the [`Ack`] once the session actor has made the events durable. In a cluster
+//! (`RuntimeOptions::forwarding`), a checked message of a tenant another node owns goes to that
+//! node instead (`cluster::forward`), and resolves with its ack.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
