@@ -38,7 +38,12 @@ pub struct Ack {
 }
 
 /// Why a message was not handled. Rejections are the caller's doing (4xx); the rest are ours.
-#[derive(Debug, thiserror::Error)]
+///
+/// (De)serialisable so that a node forwarding a message to its tenant's owner
+/// (`cluster::forward`) answers with the very error the owner gave: the wire tag of each variant
+/// is its [`code`](Self::code) (a test holds them equal), its ids are validated when read back.
+#[derive(Debug, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "code", content = "fields", rename_all = "snake_case")]
 pub enum RuntimeError {
     /// The tenant is not served by this instance. 404 at the edges.
     #[error("tenant {0} is not served here")]
@@ -54,6 +59,7 @@ pub enum RuntimeError {
     UnknownChannel { team: TeamId, channel: ChannelId },
     /// Bad input (sizes, empty fields). 400.
     #[error("invalid message: {0}")]
+    #[serde(rename = "invalid_message")]
     Invalid(String),
     /// The named session has ended; send without a session to open a new one. 409.
     #[error("session {0} has ended")]
@@ -66,10 +72,12 @@ pub enum RuntimeError {
     },
     /// The session failed repeatedly and is parked until an operator resets it. 503.
     #[error("session {0} is quarantined after repeated failures; reset it to continue")]
+    #[serde(rename = "session_quarantined")]
     Quarantined(SessionId),
     /// The flow crashed on this message; a `FlowFailed` event records it and the session was
     /// restarted. 500.
     #[error("the flow failed on this message in session {0}")]
+    #[serde(rename = "flow_failed")]
     FlowCrashed(SessionId),
     /// A queue on the way is full; retry later. 429 with Retry-After.
     #[error("overloaded, retry later")]
@@ -83,12 +91,15 @@ pub enum RuntimeError {
     #[error("shutting down")]
     ShuttingDown,
     /// The message was dropped before it was answered: an actor on its way panicked and was
-    /// restarted. Whether it was appended is unknown to the caller; a retry with the same
-    /// `message_id` gets its first answer if it was. 503 with Retry-After.
+    /// restarted, or (in a cluster) the tenant's owner node did not answer a forwarded message,
+    /// or no node owned the tenant in time (`cluster::forward`). Whether it was appended is
+    /// unknown to the caller; a retry with the same `message_id` gets its first answer if it
+    /// was. 503 with Retry-After.
     #[error("the message was interrupted before an answer; retry it with the same message_id")]
     Interrupted,
     /// The log refused or failed the append. 500 (details logged, not shown).
     #[error("storage: {0}")]
+    #[serde(rename = "internal")]
     Storage(String),
 }
 

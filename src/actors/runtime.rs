@@ -2,13 +2,16 @@
 //!
 //! `Runtime::send` checks the message against the tenant's config (env, team, channel, sizes),
 //! tags a span with the tenancy ids, and hands it to the tenant's actor with `try_send`; it
-//! resolves with the [`Ack`] once the session actor has made the events durable.
+//! resolves with the [`Ack`] once the session actor has made the events durable. In a cluster
+//! (`RuntimeOptions::forwarding`), a checked message of a tenant another node owns goes to that
+//! node instead (`cluster::forward`), and resolves with its ack.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
+use futures_util::future::Either;
 use tokio::sync::oneshot;
 
 use super::messages::{Ack, Deliver, Inbound, ResetSession, RuntimeError, Shutdown, Sweep};
@@ -19,6 +22,7 @@ pub use super::shared::{
     IDEMPOTENCY_PURGE_INTERVAL,
 };
 use super::tenant::TenantActor;
+use crate::cluster::placement::Route;
 use crate::config::{Config, TenantConfig};
 use crate::events::codec::{NAME_BYTES_MAX, TEXT_BYTES_MAX};
 use crate::events::log::{EventLog, PurgeError, PurgeReport};
@@ -166,6 +170,11 @@ impl Runtime {
     /// Checks and enqueues a message now and returns a future of its ack. Messages submitted
     /// one after another from one thread reach their session in that order, however their acks
     /// are awaited (NATS ingress relies on this to keep a subject's order).
+    ///
+    /// In a cluster (`RuntimeOptions::forwarding`), a message that passes the checks here and
+    /// whose tenant is owned by another node is forwarded to it (queued now, in call order, so
+    /// the order holds there too) and holds its in-flight place here until answered; a tenant
+    /// without an owner waits for one (see `cluster::forward`).
     pub fn submit(
         &self,
         ctx: &TenantCtx,
@@ -175,6 +184,54 @@ impl Runtime {
         impl std::future::Future<Output = Result<Ack, RuntimeError>> + Send + 'static,
         RuntimeError,
     > {
+        let (entry, permit) = self.admit(ctx, channel, &inbound)?;
+        if let Some(forwarding) = &self.inner.shared.opts.forwarding {
+            let route = forwarding.route(&ctx.tenant);
+            if route != Route::Local {
+                let pending =
+                    forwarding.remote(self.clone(), route, ctx, channel, inbound, permit)?;
+                return Ok(Either::Right(pending));
+            }
+        }
+        Ok(Either::Left(
+            self.deliver(entry, ctx, channel, inbound, permit)?,
+        ))
+    }
+
+    /// Whether this node handles `tenant`'s messages itself: always without a cluster; in one,
+    /// when its placement says `Local` (else `submit` forwards them, or waits for an owner).
+    pub fn handles_here(&self, tenant: &TenantId) -> bool {
+        self.inner
+            .shared
+            .opts
+            .forwarding
+            .as_ref()
+            .is_none_or(|f| f.route(tenant) == Route::Local)
+    }
+
+    /// [`submit`](Self::submit) without asking the placement: the message is handled here.
+    /// For messages forwarded to this node, whose listener has checked the route itself (so a
+    /// message is never forwarded twice).
+    pub fn submit_here(
+        &self,
+        ctx: &TenantCtx,
+        channel: &ChannelId,
+        inbound: Inbound,
+    ) -> Result<
+        impl std::future::Future<Output = Result<Ack, RuntimeError>> + Send + 'static,
+        RuntimeError,
+    > {
+        let (entry, permit) = self.admit(ctx, channel, &inbound)?;
+        self.deliver(entry, ctx, channel, inbound, permit)
+    }
+
+    /// The checks every message passes on the node that receives it, and its in-flight place.
+    fn admit(
+        &self,
+        ctx: &TenantCtx,
+        channel: &ChannelId,
+        inbound: &Inbound,
+    ) -> Result<(&TenantEntry, InflightPermit), RuntimeError> {
         if self.inner.shutting_down.load(Ordering::Acquire) {
             return Err(RuntimeError::ShuttingDown);
         }
@@ -183,14 +240,29 @@ impl Runtime {
             .tenants
             .get(&ctx.tenant)
             .ok_or_else(|| RuntimeError::UnknownTenant(ctx.tenant.clone()))?;
-        let team = ctx.team_or_default();
-        check(&entry.config, ctx, channel, &inbound)?;
+        check(&entry.config, ctx, channel, inbound)?;
         let permit = InflightPermit::try_acquire(
             &self.inner.metrics,
             &entry.inflight,
             &self.inner.shared.opts,
         )
         .ok_or(RuntimeError::Overloaded)?;
+        Ok((entry, permit))
+    }
+
+    /// Hands an admitted message to its tenant's actor now; the future resolves with its ack.
+    fn deliver(
+        &self,
+        entry: &TenantEntry,
+        ctx: &TenantCtx,
+        channel: &ChannelId,
+        inbound: Inbound,
+        permit: InflightPermit,
+    ) -> Result<
+        impl std::future::Future<Output = Result<Ack, RuntimeError>> + Send + 'static,
+        RuntimeError,
+    > {
+        let team = ctx.team_or_default();
         let named = inbound.session.is_some();
         let span = tracing::info_span!("message", tenant = %ctx.tenant, env = %ctx.env, team = %team,
             channel = %channel, session = tracing::field::Empty);

@@ -11,6 +11,7 @@ use actix::prelude::*;
 
 use super::clock::{Clock, SystemClock};
 use super::messages::{Ended, Evict, Reroute};
+use crate::cluster::forward::Forwarding;
 use crate::config::{Config, TenantConfig};
 use crate::events::log::EventLog;
 use crate::projections::snapshot::SnapshotStore;
@@ -50,6 +51,9 @@ pub struct RuntimeOptions {
     /// the others, so one tenant flooding (over HTTP or NATS) cannot make another's messages
     /// be refused.
     pub inflight_per_tenant_max: usize,
+    /// In a cluster: where each tenant's messages go, and how they reach another node
+    /// (`cluster::forward`); `None`: every message is handled here.
+    pub forwarding: Option<Forwarding>,
 }
 
 /// One reply on its way out to the user's channel.
@@ -88,6 +92,7 @@ impl RuntimeOptions {
             egress: None,
             inflight_max: rt.inflight_max,
             inflight_per_tenant_max: config.inflight_per_tenant_max(),
+            forwarding: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `tenantry serve`: start the runtime, the read models' background fold, NATS and HTTP, and
-//! stop them in reverse on SIGINT/SIGTERM: HTTP, NATS ingress, runtime drain, egress.
+//! stop them in reverse on SIGINT/SIGTERM: HTTP, NATS ingress and the cluster forwarding
+//! listener, runtime drain, egress.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,10 +10,13 @@ use anyhow::Context;
 
 use super::load_config;
 use crate::actors::runtime::{Runtime, RuntimeOptions};
+use crate::cluster::forward::{self, StaticPlacement};
+use crate::cluster::placement::Placement;
 use crate::cluster::Opener;
 use crate::config::Config;
 use crate::edge::auth::SigningKey;
 use crate::edge::http::ApiServer;
+use crate::edge::nats::connect;
 use crate::projections::projector::{Background, Projector};
 use crate::projections::snapshot::SnapshotStore;
 use crate::tenancy::TenantId;
@@ -28,6 +32,7 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     // A cluster node appends only for the tenants whose leases it holds (taken here, before
     // the edges open, and renewed in the background).
     let leases = crate::cluster::start_leases(&config, &log)?;
+    let leases_for_runtime = leases.clone();
     let snapshots = SnapshotStore::new(data_dir.join("sessions"));
     let projector = Arc::new(Projector::new(&log)?);
     let system = actix_rt::System::new();
@@ -38,6 +43,12 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         if let Some((sink, _)) = &egress {
             opts.egress = Some(sink.clone());
         }
+        let client = match config.nats() {
+            Some(nats) => Some(connect(nats, &data_dir, nats_metrics.clone()).await?),
+            None => None,
+        };
+        let placement =
+            cluster_forwarding(&config, client.as_ref(), &mut opts, leases_for_runtime).await?;
         let runtime = Runtime::start(&config, log.clone(), snapshots, opts);
         // One quota per tenant, charged by HTTP requests and NATS messages alike.
         let quotas = Arc::new(crate::edge::quota::Quotas::for_config(&config));
@@ -53,8 +64,10 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         let (stop_nats, stop) = tokio::sync::watch::channel(false);
         let mut ingress_task = None;
         let mut egress_task = None;
-        if let (Some(nats), Some((_, replies))) = (config.nats(), egress) {
-            let client = crate::edge::nats::connect(nats, &data_dir, nats_metrics.clone()).await?;
+        let forward_task = client
+            .clone()
+            .and_then(|c| forward::start(&config, c, runtime.clone(), placement, stop.clone()));
+        if let (Some(nats), Some((_, replies)), Some(client)) = (config.nats(), egress, client) {
             let ingress = crate::edge::nats::Ingress {
                 client: client.clone(),
                 prefix: nats.subject_prefix.clone(),
@@ -63,11 +76,6 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
                 dedicated: config.dedicated().cloned(),
                 quotas: quotas.clone(),
                 metrics: nats_metrics.clone(),
-                // Every node of a cluster takes a share of the ingress; the runtime hands each
-                // message to its tenant's owner.
-                queue: config
-                    .cluster()
-                    .map(|_| crate::edge::nats::INGRESS_QUEUE_GROUP.to_owned()),
             };
             ingress_task = Some(actix_rt::spawn(ingress.run(stop.clone())));
             let prefix = nats.subject_prefix.clone();
@@ -109,13 +117,8 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         tracing::info!("shutting down: stopping HTTP, finishing in-flight requests");
         http.stop().await;
         let _ = stop_nats.send(true);
-        if let Some(task) = ingress_task {
-            match task.await {
-                Ok(Err(e)) => tracing::error!(error = %e, "NATS ingress failed"),
-                Err(e) => tracing::error!(error = %e, "NATS ingress task failed"),
-                Ok(Ok(())) => {}
-            }
-        }
+        join_stopped(ingress_task, "NATS ingress").await;
+        join_stopped(forward_task, "cluster forwarding listener").await;
         tracing::info!("shutting down: draining queued messages and snapshotting sessions");
         runtime.shutdown().await;
         if let Some(task) = egress_task {
@@ -129,6 +132,46 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         leases.stop();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Who handles each tenant in a cluster, and (with `[cluster]` and `[nats]`) the runtime's
+/// forwarding of a tenant's messages to its owner's listener.
+///
+/// The placement is the node's leases (a `[cluster]` node on the JetStream log); otherwise a
+/// static one: every tenant handled here (a debug build's tests may set
+/// `TENANTRY_STATIC_PLACEMENT` to run nodes without leases).
+async fn cluster_forwarding(
+    config: &Config,
+    client: Option<&async_nats::Client>,
+    opts: &mut RuntimeOptions,
+    leases: Option<Arc<crate::cluster::lease::Leases>>,
+) -> anyhow::Result<Arc<dyn Placement>> {
+    let node = config
+        .cluster()
+        .map_or_else(|| "local".to_owned(), |c| c.node.clone());
+    let placement: Arc<dyn Placement> = match leases {
+        Some(leases) => leases,
+        None => Arc::new(StaticPlacement::for_node(&node)?),
+    };
+    if let Some(client) = client {
+        opts.forwarding = forward::forwarding(config, client, placement.clone()).await?;
+    } else if config.cluster().is_some() {
+        tracing::warn!("[cluster] without [nats]: messages are not forwarded between nodes");
+    }
+    Ok(placement)
+}
+
+/// Waits for a stopped task of `what` and logs how it failed, if it did.
+async fn join_stopped<E: std::fmt::Display>(
+    task: Option<tokio::task::JoinHandle<Result<(), E>>>,
+    what: &str,
+) {
+    let Some(task) = task else { return };
+    match task.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "{what} failed"),
+        Err(e) => tracing::error!(error = %e, "{what} task failed"),
+        Ok(Ok(())) => {}
+    }
 }
 
 /// How often `serve` folds new events into the read models (usage, session index).

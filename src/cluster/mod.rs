@@ -7,6 +7,7 @@
 //! while the server holds `{data_dir}/log`, and reads what the stream holds when it starts
 //! (the cache is brought to the stream at open; a second run reuses what still matches).
 
+pub mod forward;
 pub mod lease;
 pub mod placement;
 pub mod status;

@@ -3,7 +3,7 @@
 //! reuse every id. Each trial breaks one thing while the load runs: (a) kill -9 of a tenantry
 //! node (restarted on its data dir), (b) kill of a nats-server (restarted), (c) SIGSTOP of a
 //! tenant's owner past its lease, then SIGCONT. Clients send each message until it is acked,
-//! always with the same message id, to any live node (HTTP) or the ingress queue group (NATS).
+//! always with the same message id, to any live node (HTTP) or over NATS (the owner answers).
 //! After each trial the stream is read into a fresh cache and checked against every ack: no acked
 //! message missing, none stored twice, seqs gapless, every tenant's chain verifies. After (c),
 //! no record of the paused node follows the new owner's takeover: its appends were refused.
@@ -84,7 +84,7 @@ impl Cluster {
         let config = node_config(&self.js.urls(), &self.nodes[i].name);
         let process = Serve::config(&config)
             .in_dir(self.nodes[i].dir.path())
-            .log("warn,tenantry::cluster=info")
+            .log("warn,tenantry::edge=info,tenantry::cluster=info")
             .start();
         self.bases.write().unwrap()[i] = Some(process.base());
         self.nodes[i].process = Some(process);
@@ -133,7 +133,7 @@ impl Cluster {
 }
 
 /// The load: per tenant one HTTP client (a random live node each attempt) and one NATS client
-/// (the ingress queue group), each sending every message until it is acked.
+/// (the owner answers), each sending every message until it is acked.
 struct Load {
     stop: Arc<AtomicBool>,
     acks: Arc<Mutex<Vec<Ack>>>,

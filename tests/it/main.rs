@@ -9,6 +9,7 @@
 mod audit;
 mod check_config;
 mod cluster;
+mod cluster_forward;
 mod corruption;
 mod crash;
 mod crash_writer;

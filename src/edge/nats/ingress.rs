@@ -61,27 +61,20 @@ pub struct Ingress {
     /// The tenants' quotas, shared with the HTTP edge.
     pub quotas: Arc<Quotas>,
     pub metrics: Arc<NatsMetrics>,
-    /// In a cluster, the queue group every node joins, so each message reaches one node
-    /// (which hands it to the tenant's owner); `None` outside a cluster.
-    pub queue: Option<String>,
 }
 
 impl Ingress {
     /// Subscribes and handles messages until `stop` turns true; then waits for in-flight acks.
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), NatsError> {
         let filter = subject::ingress_filter(&self.prefix, self.dedicated.as_ref());
-        let subscribed = match &self.queue {
-            Some(group) => {
-                self.client
-                    .queue_subscribe(filter.clone(), group.clone())
-                    .await
-            }
-            None => self.client.subscribe(filter.clone()).await,
-        };
-        let mut sub = subscribed.map_err(|e| NatsError::Subscribe {
-            subject: filter.clone(),
-            detail: e.to_string(),
-        })?;
+        let mut sub =
+            self.client
+                .subscribe(filter.clone())
+                .await
+                .map_err(|e| NatsError::Subscribe {
+                    subject: filter.clone(),
+                    detail: e.to_string(),
+                })?;
         // The subscription counts as made once the server has it: a flush round-trips.
         if let Err(e) = self.client.flush().await {
             tracing::warn!(error = %e, "NATS flush after subscribing failed; the client retries");
@@ -132,7 +125,9 @@ impl Ingress {
                 return None;
             }
         };
-        if !self.served.contains(&address.tenant) {
+        // In a cluster every node receives every ingress message; only the tenant's owner
+        // handles it (one path, so a subject's order holds), the others ignore it as not served.
+        if !self.served.contains(&address.tenant) || !self.runtime.handles_here(&address.tenant) {
             m.count(NatsEvent::NotServed);
             tracing::debug!(tenant = %address.tenant, "NATS message for a tenant not served here ignored");
             return None;

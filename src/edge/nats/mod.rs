@@ -7,7 +7,9 @@
 //!   is counted, logged with whatever is known of its tenant, answered with an error when it has
 //!   a reply subject, and never reaches any tenant;
 //! - a message for a tenant this instance does not serve is ignored without a reply (another
-//!   instance may serve it: hybrid deployments share one NATS);
+//!   instance may serve it: hybrid deployments share one NATS), and so is one, in a cluster, for
+//!   a tenant another node owns or no node owns yet (`Runtime::handles_here`): every node
+//!   receives it, the owner alone answers;
 //! - an ack (`{"session","seq"}`) is sent only after the message's events are durable; a retry
 //!   with the same `message_id` or `Nats-Msg-Id` appends nothing and gets the first ack;
 //! - a message for a served tenant is charged to that tenant's quota (the one HTTP charges too)
@@ -31,8 +33,6 @@ pub mod subject;
 
 pub use self::connect::connect;
 
-/// The queue group of the NATS ingress in a cluster: each message reaches one node.
-pub const INGRESS_QUEUE_GROUP: &str = "tenantry-ingress";
 pub use self::egress::{egress_channel, publish_egress, EGRESS_QUEUE};
 pub use self::error::NatsError;
 pub use self::ingress::{Ingress, IN_FLIGHT_MAX, PAYLOAD_BYTES_MAX};

@@ -398,7 +398,12 @@ async fn publish_chain(
         };
         let acked = match acked {
             Ok(acked) => acked,
-            Err(detail) => return (tenant.clone(), Err(ReplicaError::Publish { tenant, detail })),
+            Err(detail) => {
+                return (
+                    tenant.clone(),
+                    Err(ReplicaError::Publish { tenant, detail }),
+                )
+            }
         };
         match acked {
             Ok(ack) => expected = ack.sequence,

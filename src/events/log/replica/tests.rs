@@ -407,7 +407,10 @@ fn a_cluster_node_appends_only_for_adopted_tenants_and_a_takeover_fences_the_old
     assert!(!node_a.owns(&id("acme")));
     let refused = node_a.append_blocking(group("acme", "s1", 2, "m2"));
     assert!(
-        matches!(&refused, Err(AppendError::NotOwner(_) | AppendError::Failed(_))),
+        matches!(
+            &refused,
+            Err(AppendError::NotOwner(_) | AppendError::Failed(_))
+        ),
         "{refused:?}"
     );
     // B goes on after A's events; the refused message can be sent again, to B.
