@@ -240,9 +240,10 @@ impl Client {
                         self.acked.fetch_add(1, Ordering::SeqCst);
                         break;
                     }
-                    // A failure of ours (5xx: a node or server lost mid-request) is retried
-                    // like an unreachable node; a 4xx is a broken promise.
-                    Outcome::Refused(p) if !p.contains("HTTP 5") => {
+                    // A failure of ours (HTTP 5xx, NATS `internal`/`interrupted`: a node or
+                    // server lost mid-request) is retried like an unreachable node, with the
+                    // same id; anything else is a broken promise.
+                    Outcome::Refused(p) if !retryable(&p) => {
                         self.problems.lock().unwrap().push(p);
                         break;
                     }
@@ -261,6 +262,14 @@ impl Client {
         }
         Some(live[(self.rng.next() % live.len() as u64) as usize].clone())
     }
+}
+
+/// Whether a refusal is one a client retries with the same message id.
+fn retryable(refusal: &str) -> bool {
+    refusal.contains("HTTP 5")
+        || ["internal", "interrupted", "shutting_down"]
+            .iter()
+            .any(|code| refusal.contains(&format!("\"code\":\"{code}\"")))
 }
 
 /// The nodes of the records of `tenant`'s subject published at or after `since`, in order.
@@ -408,7 +417,7 @@ fn a_cluster_loses_no_acked_message_when_a_node_a_server_or_an_owner_fails() {
                 && report.problems.is_empty()
                 && problems.is_empty()
                 && side.is_empty(),
-            "trial {trial} seed {seed}: {report}; clients: {problems:?}; {side:?}"
+            "trial {trial} seed {seed}: {report}; clients: {problems:#?}; {side:?}"
         );
     }
     reads_agree(&cluster, &all_acks);
@@ -417,7 +426,10 @@ fn a_cluster_loses_no_acked_message_when_a_node_a_server_or_an_owner_fails() {
 /// A session's events read on every node are the same (the followers apply the stream).
 fn reads_agree(cluster: &Cluster, acks: &[Ack]) {
     let ack = acks.last().expect("acks");
-    let path = format!("/api/v1/sessions/{}/events", ack.session);
+    let path = format!(
+        "/api/v1/sessions/{}/events?from_seq={}",
+        ack.session, ack.seq
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let bodies: Vec<Value> = cluster
@@ -426,16 +438,30 @@ fn reads_agree(cluster: &Cluster, acks: &[Ack]) {
             .map(|n| n.process.as_ref().unwrap().get_as(ack.tenant, &path).json())
             .collect();
         if bodies.windows(2).all(|w| w[0] == w[1]) {
-            assert!(
-                bodies[0].to_string().contains(&ack.message_id),
-                "{}",
-                bodies[0]
+            let first = &bodies[0]["events"][0];
+            assert_eq!(
+                first["data"]["message_id"],
+                ack.message_id.as_str(),
+                "{first}"
             );
             return;
         }
+        let summary: Vec<String> = bodies
+            .iter()
+            .map(|b| match b["events"].as_array() {
+                Some(events) => format!(
+                    "{} events, last seq {}, next_from_seq {}",
+                    events.len(),
+                    events.last().map_or(Value::Null, |e| e["seq"].clone()),
+                    b["next_from_seq"]
+                ),
+                None => b.to_string(),
+            })
+            .collect();
         assert!(
             Instant::now() < deadline,
-            "nodes disagree on {path}: {bodies:#?}"
+            "nodes disagree on {path} of {}: {summary:#?}",
+            ack.tenant
         );
         std::thread::sleep(Duration::from_millis(200));
     }
