@@ -11,12 +11,14 @@ use anyhow::Context;
 use super::load_config;
 use crate::actors::runtime::{Runtime, RuntimeOptions};
 use crate::cluster::forward::{self, StaticPlacement};
+use crate::cluster::lease::Leases;
 use crate::cluster::placement::Placement;
 use crate::cluster::Opener;
 use crate::config::Config;
 use crate::edge::auth::SigningKey;
 use crate::edge::http::ApiServer;
 use crate::edge::nats::connect;
+use crate::events::log::EventLog;
 use crate::projections::projector::{Background, Projector};
 use crate::projections::snapshot::SnapshotStore;
 use crate::tenancy::TenantId;
@@ -28,10 +30,7 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let signing_key = signing_key(&data_dir)?;
     crate::private_fs::create_private_dir(&data_dir)
         .with_context(|| format!("creating data dir {} (mode 0700)", data_dir.display()))?;
-    let log = crate::cluster::open_log(&config, Opener::Server)?;
-    // A cluster node appends only for the tenants whose leases it holds (taken here, before
-    // the edges open, and renewed in the background).
-    let leases = crate::cluster::start_leases(&config, &log)?;
+    let (log, leases) = open_log(&config)?;
     let leases_for_runtime = leases.clone();
     let snapshots = SnapshotStore::new(data_dir.join("sessions"));
     let projector = Arc::new(Projector::new(&log)?);
@@ -134,6 +133,15 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Opens the log `[log]` names and, on a cluster node, takes its tenant leases: it appends only
+/// for the tenants whose leases it holds (taken here, before the edges open, and renewed in the
+/// background).
+fn open_log(config: &Config) -> anyhow::Result<(EventLog, Option<Arc<Leases>>)> {
+    let log = crate::cluster::open_log(config, Opener::Server)?;
+    let leases = crate::cluster::start_leases(config, &log)?;
+    Ok((log, leases))
+}
+
 /// Who handles each tenant in a cluster, and (with `[cluster]` and `[nats]`) the runtime's
 /// forwarding of a tenant's messages to its owner's listener.
 ///
@@ -144,7 +152,7 @@ async fn cluster_forwarding(
     config: &Config,
     client: Option<&async_nats::Client>,
     opts: &mut RuntimeOptions,
-    leases: Option<Arc<crate::cluster::lease::Leases>>,
+    leases: Option<Arc<Leases>>,
 ) -> anyhow::Result<Arc<dyn Placement>> {
     let node = config
         .cluster()
