@@ -421,6 +421,16 @@ fn a_cluster_loses_no_acked_message_when_a_node_a_server_or_an_owner_fails() {
         );
     }
     reads_agree(&cluster, &all_acks);
+    // The offline commands read the stream while the cluster runs.
+    for tenant in TENANTS {
+        let verified = crate::support::verify_tenant(&cluster.config_path(), tenant);
+        assert!(
+            verified.status.success(),
+            "verify --tenant {tenant} beside the running cluster: {}{}",
+            String::from_utf8_lossy(&verified.stdout),
+            String::from_utf8_lossy(&verified.stderr)
+        );
+    }
 }
 
 /// A session's events read on every node are the same (the followers apply the stream).
