@@ -158,15 +158,7 @@ impl Leases {
     /// Stops renewing and gives this node's leases back (so other nodes take them at once,
     /// not a lease later). Call after the runtime drained.
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(thread) = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            let _ = thread.join();
-        }
+        self.stop_renewing();
         let mine: Vec<(TenantId, u64)> = {
             let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
             view.mine.drain().collect()
@@ -185,6 +177,11 @@ impl Leases {
     /// Stops renewing without giving anything back: what a crashed node leaves (tests).
     #[cfg(test)]
     fn abandon(&self) {
+        self.stop_renewing();
+    }
+
+    /// Ends the renewing thread (after its current tick).
+    fn stop_renewing(&self) {
         self.stop.store(true, Ordering::Release);
         if let Some(thread) = self
             .thread

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::events::log::replica::tests::{events, group, JetStreamServer};
+use crate::events::log::replica::tests::{events, group, wait_until, JetStreamServer};
 use crate::events::log::{AppendError, AppendOutcome};
 use crate::tenancy::fixtures::id;
 
@@ -14,14 +14,6 @@ fn tenants() -> Vec<TenantId> {
         .iter()
         .map(|t| id(t))
         .collect()
-}
-
-fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -75,11 +75,26 @@ impl JetStreamServer {
 
     /// Opens a replicated log in `dir` on `stream` as `node`.
     pub(crate) fn open(&self, dir: &Path, stream: &str, node: &str) -> Result<EventLog, OpenError> {
+        self.open_with(dir, stream, node, false)
+    }
+
+    /// Opens a cluster node's log: appends only for adopted tenants, follows the others.
+    pub(crate) fn open_node(&self, dir: &Path, node: &str) -> EventLog {
+        self.open_with(dir, "LOG", node, true).unwrap()
+    }
+
+    fn open_with(
+        &self,
+        dir: &Path,
+        stream: &str,
+        node: &str,
+        cluster: bool,
+    ) -> Result<EventLog, OpenError> {
         let opts = ReplicaOptions {
             stream: stream.into(),
             replicas: 1,
             node: node.into(),
-            cluster: false,
+            cluster,
         };
         let url = self.url.clone();
         let replica = Replica::connect(&opts, || async move {
@@ -345,33 +360,16 @@ fn the_last_handle_may_be_dropped_inside_an_async_runtime() {
     rt.block_on(async move { drop(log) });
 }
 
-impl JetStreamServer {
-    /// Opens a cluster node's log: appends only for adopted tenants, follows the others.
-    pub(crate) fn open_node(&self, dir: &Path, node: &str) -> EventLog {
-        let opts = ReplicaOptions {
-            stream: "LOG".into(),
-            replicas: 1,
-            node: node.into(),
-            cluster: true,
-        };
-        let url = self.url.clone();
-        let replica = Replica::connect(&opts, || async move {
-            async_nats::connect(url).await.map_err(|e| e.to_string())
-        })
-        .unwrap();
-        EventLog::open_replicated(dir, &LogOptions::default(), replica).unwrap()
-    }
-}
-
 /// Polls `read` until it returns `want` (the follower applies records every 200 ms).
 fn eventually<T: PartialEq + std::fmt::Debug>(want: T, read: impl Fn() -> T) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = read();
-        if got == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "still {got:?}, want {want:?}");
+    wait_until(&format!("it reads {want:?}"), || read() == want);
+}
+
+/// Polls `done` every 50 ms for up to 15 s.
+pub(crate) fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
