@@ -40,6 +40,7 @@ use crate::events::codec::Hash;
 use crate::tenancy::TenantId;
 
 mod apply;
+pub mod migrate;
 #[cfg(test)]
 pub(super) mod tests;
 
