@@ -195,28 +195,18 @@ pub fn migrate(
     let mut expected = Vec::with_capacity(tenants.len());
     for tenant in tenants {
         match migrate_tenant(log, &replica, &tenant, progress) {
-            Ok((outcome, events)) => {
-                if let Outcome::Copied(copy) = &outcome {
-                    report.events += events;
-                    report.records += copy.records;
-                    report.bytes += copy.bytes;
-                    progress(
-                        &tenant,
-                        Step::Copied {
-                            events,
-                            records: copy.records,
-                        },
-                    );
-                    report.copied.push(tenant.clone());
-                } else {
-                    report.skipped.push(tenant.clone());
-                }
-                let head = log.tenant(&tenant).head().map_err(|e| source(&tenant, e))?;
-                expected.push(Expected {
-                    tenant,
-                    events,
-                    head,
-                });
+            Ok((Outcome::Copied(sent), want)) => {
+                report.events += want.events;
+                report.records += sent.records;
+                report.bytes += sent.bytes;
+                let (events, records) = (want.events, sent.records);
+                progress(&tenant, Step::Copied { events, records });
+                report.copied.push(tenant);
+                expected.push(want);
+            }
+            Ok((Outcome::Skipped, want)) => {
+                report.skipped.push(tenant);
+                expected.push(want);
             }
             Err(e) if e.refused_tenant().is_some() => {
                 progress(&tenant, Step::Refused(&e));
@@ -250,14 +240,14 @@ fn source(tenant: &TenantId, e: impl std::fmt::Display) -> MigrateError {
     }
 }
 
-/// Verifies, compares with the stream and copies one tenant; returns what was done and the
-/// tenant's number of events.
+/// Verifies, compares with the stream and copies one tenant; returns what was done and what
+/// the read-back is to find.
 fn migrate_tenant(
     log: &EventLog,
     replica: &Replica,
     tenant: &TenantId,
     progress: &mut dyn FnMut(&TenantId, Step<'_>),
-) -> Result<(Outcome, u64), MigrateError> {
+) -> Result<(Outcome, Expected), MigrateError> {
     let events = match verify_log(log, tenant).map_err(|e| source(tenant, e))? {
         Verdict::Intact(summary) => summary.count,
         Verdict::Broken(problem) => {
@@ -269,13 +259,18 @@ fn migrate_tenant(
     };
     progress(tenant, Step::Verified { events });
     let head = log.tenant(tenant).head().map_err(|e| source(tenant, e))?;
+    let want = Expected {
+        tenant: tenant.clone(),
+        events,
+        head,
+    };
     let last = replica.rt.block_on(replica.last_record_if_any(tenant))?;
-    let expected = match (last, head) {
-        (None, None) => return Ok((Outcome::Skipped, 0)),
+    let copy_from = match (last, head) {
+        (None, None) => return Ok((Outcome::Skipped, want)),
         (None, Some(head)) => (0, head),
         (Some((_, stream_head)), head) if Some(stream_head) == head => {
             progress(tenant, Step::AlreadyCopied);
-            return Ok((Outcome::Skipped, events));
+            return Ok((Outcome::Skipped, want));
         }
         (Some((_, stream_head)), head) => {
             let sled_seq = head.map_or(0, |h| h.tenant_seq);
@@ -283,13 +278,13 @@ fn migrate_tenant(
             replica.purge(tenant)?;
             progress(tenant, Step::Purged);
             let Some(head) = head else {
-                return Ok((Outcome::Skipped, 0));
+                return Ok((Outcome::Skipped, want));
             };
             (0, head)
         }
     };
-    let copy = copy_tenant(log, replica, tenant, expected, progress)?;
-    Ok((Outcome::Copied(copy), events))
+    let sent = copy_tenant(log, replica, tenant, copy_from, progress)?;
+    Ok((Outcome::Copied(sent), want))
 }
 
 /// Whether the stream's records of the tenant, ending at `stream_head`, are a partial or older
