@@ -16,6 +16,7 @@ mod crash_writer;
 mod http;
 mod jetstream;
 mod limits;
+mod migrate;
 mod nats;
 mod overload;
 mod projections;

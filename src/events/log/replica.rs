@@ -40,6 +40,7 @@ use crate::events::codec::Hash;
 use crate::tenancy::TenantId;
 
 mod apply;
+pub mod migrate;
 mod owner;
 #[cfg(test)]
 pub(crate) mod tests;
