@@ -352,8 +352,24 @@ fn messages_sessions_and_events_happy_path_and_metrics() {
 /// nothing of bigcorp's in the body.
 #[test]
 fn authz_matrix() {
-    let server = start("");
-    seed_bigcorp(&server);
+    authz_matrix_on(&start(""));
+}
+
+/// The same matrix on a cluster node whose log is a JetStream stream: isolation does not depend
+/// on the backend.
+#[test]
+fn authz_matrix_on_jetstream() {
+    let js = crate::support::JetStream::single();
+    let jetstream = format!(
+        "{}[nats]\nurl = \"{}\"\n[log]\nbackend = \"jetstream\"\n[cluster]\nnode = \"n1\"\n",
+        config(""),
+        js.url(0)
+    );
+    authz_matrix_on(&Serve::config(&jetstream).start());
+}
+
+fn authz_matrix_on(server: &ServeProcess) {
+    seed_bigcorp(server);
     let acme = server
         .post_as(
             "acme",
