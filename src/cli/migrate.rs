@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::config::cluster::{CLUSTER_NODE_CHARS_MAX, LOG_REPLICAS_MAX, LOG_STREAM_CHARS_MAX};
 use crate::config::{Config, NatsAuth, NatsConfig, DEFAULT_SUBJECT_PREFIX};
 use crate::edge::nats::NatsMetrics;
 use crate::events::log::replica::migrate::{migrate as copy_log, MigrateReport, Step};
@@ -38,18 +39,57 @@ pub struct MigrateArgs {
     #[arg(long, value_enum)]
     pub to: Target,
     /// The stream's name (default: `[log] stream`).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_stream)]
     pub stream: Option<String>,
     /// The stream's replicas when it is created; an existing stream must have as many
     /// (default: `[log] replicas`).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_replicas)]
     pub replicas: Option<usize>,
     /// The NATS server, instead of `[nats] url` (credentials still come from `[nats]`).
     #[arg(long, value_name = "URL")]
     pub nats: Option<String>,
-    /// The node name written into the records.
-    #[arg(long, default_value = "migrate")]
-    pub node: String,
+    /// The node name written into the records (default: `[cluster] node`, else `migrate`).
+    #[arg(long, value_parser = parse_node)]
+    pub node: Option<String>,
+}
+
+/// The node name written into the records when neither `--node` nor `[cluster] node` gives one.
+pub const DEFAULT_NODE: &str = "migrate";
+
+/// A `--stream` value: what `[log] stream` accepts.
+fn parse_stream(raw: &str) -> Result<String, String> {
+    token(raw, LOG_STREAM_CHARS_MAX, "[log] stream")
+}
+
+/// A `--node` value: what `[cluster] node` accepts.
+fn parse_node(raw: &str) -> Result<String, String> {
+    token(raw, CLUSTER_NODE_CHARS_MAX, "[cluster] node")
+}
+
+/// One NATS subject token of at most `chars_max` characters of `[A-Za-z0-9_-]`.
+fn token(raw: &str, chars_max: usize, like: &str) -> Result<String, String> {
+    let ok = (1..=chars_max).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!(
+            "expected 1 to {chars_max} characters of A-Z, a-z, 0-9, _ and - (one NATS subject \
+             token, as {like} takes)"
+        ))
+    }
+}
+
+/// A `--replicas` value: what `[log] replicas` accepts.
+fn parse_replicas(raw: &str) -> Result<usize, String> {
+    match raw.parse::<usize>() {
+        Ok(n) if (1..=LOG_REPLICAS_MAX).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a number of replicas from 1 to {LOG_REPLICAS_MAX} (JetStream's limit)"
+        )),
+    }
 }
 
 /// Runs `migrate`: 0 when every tenant is in the stream, 1 when one was refused.
@@ -63,7 +103,11 @@ pub fn migrate(args: &MigrateArgs, config: &Config) -> anyhow::Result<ExitCode> 
             .clone()
             .unwrap_or_else(|| config.log().stream.clone()),
         replicas: args.replicas.unwrap_or(config.log().replicas),
-        node: args.node.clone(),
+        node: args
+            .node
+            .clone()
+            .or_else(|| config.cluster().map(|c| c.node.clone()))
+            .unwrap_or_else(|| DEFAULT_NODE.to_owned()),
         // One writer, copying: no leases.
         cluster: false,
     };

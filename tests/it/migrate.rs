@@ -86,3 +86,112 @@ fn a_sled_data_dir_moves_into_the_stream_and_a_cluster_node_serves_it() {
         "{third} after {second}"
     );
 }
+
+/// `tenantry migrate --to jetstream` with the stream named by the config only (no flags), run to
+/// its exit.
+fn migrate_by_config(dir: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args(["migrate", "--to", "jetstream", "--config"])
+        .arg(dir.join("config.toml"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_older_copy_of_a_migrated_sled_log_is_refused_with_exit_1_and_changes_nothing() {
+    let js = JetStream::single();
+    let dir = dir_with_flows();
+    let data = dir.path().join("data");
+    // The stream and the servers come from the config: [nats] url, [log] stream.
+    let config = format!(
+        "{}[nats]\nurl = \"{}\"\n[log]\nstream = \"MIGRATED\"\n",
+        acme_config(std::path::Path::new("./data")),
+        js.url(0)
+    );
+    let message = |id: &str| {
+        json!({"team": "support", "channel": "slack", "session": "s-1", "user": "ada",
+               "text": "hello", "message_id": id})
+    };
+    let mut sled = Serve::config(&config).in_dir(dir.path()).start();
+    sled.post_as("acme", &message("m1")).ok();
+    // A backup of the data dir taken before the last message.
+    crate::support::copy_dir(&data.join("log"), &dir.path().join("log-backup"));
+    sled.post_as("acme", &message("m2")).ok();
+    assert!(sled.stop().success());
+    let newer = crate::support::verify_tenant(&dir.path().join("config.toml"), "acme");
+    let newer = String::from_utf8_lossy(&newer.stdout).into_owned();
+    assert!(newer.starts_with("OK: "), "{newer}");
+
+    let copied = migrate_by_config(dir.path());
+    let out = String::from_utf8_lossy(&copied.stdout);
+    assert!(
+        copied.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    assert!(
+        out.contains("into stream MIGRATED: 1 tenants copied"),
+        "{out}"
+    );
+
+    // The backup is behind what the stream now holds: refused, named, nothing purged.
+    std::fs::remove_dir_all(data.join("log")).unwrap();
+    std::fs::rename(dir.path().join("log-backup"), data.join("log")).unwrap();
+    let stale = migrate_by_config(dir.path());
+    let out = String::from_utf8_lossy(&stale.stdout);
+    assert_eq!(stale.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("refused: tenant acme: the stream already holds its events up to")
+            && out.contains("purge subject MIGRATED.acme")
+            && out.contains("0 tenants copied"),
+        "{out}"
+    );
+    // Nothing changed: the stream still holds the newer log, chain and head.
+    let node_config = dir.path().join("node.toml");
+    let jetstream = config.replace("[log]\n", "[log]\nbackend = \"jetstream\"\n");
+    std::fs::write(&node_config, jetstream + "[cluster]\nnode = \"check\"\n").unwrap();
+    let in_stream = crate::support::verify_tenant(&node_config, "acme");
+    let in_stream = String::from_utf8_lossy(&in_stream.stdout).into_owned();
+    assert_eq!(verdict(&in_stream), verdict(&newer), "{in_stream}\n{newer}");
+}
+
+/// A `verify --tenant` verdict without its source: from the tenant on (count, seqs, head).
+fn verdict(stdout: &str) -> &str {
+    let at = stdout.find(": tenant acme").expect("a verdict naming acme");
+    &stdout[at..]
+}
+
+#[test]
+fn migrate_without_a_sled_log_names_the_missing_directory() {
+    let dir = dir_with_flows();
+    let config = format!(
+        "{}[nats]\nurl = \"nats://127.0.0.1:1\"\n",
+        acme_config(&dir.path().join("data"))
+    );
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    let out = migrate_by_config(dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no event log at") && stderr.contains("data/log"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_stream_or_node_flag_that_is_no_subject_token_is_refused_before_anything_opens() {
+    for (flag, value, like) in [
+        ("--stream", "LOG.acme", "[log] stream"),
+        ("--node", "n 1", "[cluster] node"),
+        ("--replicas", "9", "1 to 5"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+            .args(["migrate", "--to", "jetstream", flag, value])
+            .args(["--config", "/nonexistent/config.toml"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(stderr.contains(flag) && stderr.contains(like), "{stderr}");
+    }
+}
