@@ -43,6 +43,11 @@ pub(in crate::events::log) fn reconcile(
         let Some((seq, record)) = replica.rt.block_on(replica.last_record(tenant))? else {
             continue;
         };
+        if unfinished_migration(&record) {
+            tracing::error!(tenant = %tenant, "the tenant's last record is part of an unfinished migration: \
+                its cache is left as it is; finish it with `tenantry migrate --to jetstream`");
+            continue;
+        }
         if same_head(&record, local.get(tenant)) && !damaged.contains(tenant) {
             done.kept += 1;
         } else {
@@ -65,6 +70,13 @@ pub(in crate::events::log) fn reconcile(
     }
     *replica.last_map() = last;
     Ok(done)
+}
+
+/// A record with writes but head 0: all but the last record of a migration carry that, so that
+/// an interrupted copy never looks complete. As a tenant's last record it means the copy did not
+/// finish; nothing may append after it.
+pub(super) fn unfinished_migration(record: &Record) -> bool {
+    record.head_seq == 0 && !record.ops.is_empty()
 }
 
 /// Whether the record's head is the local head (a head at `tenant_seq` 0 is an empty tenant).

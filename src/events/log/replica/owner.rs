@@ -1,7 +1,7 @@
 //! One tenant at a time: bringing its cache to the stream (a node that follows a tenant another
 //! node owns, or one about to own it), and the takeover record that fences the previous owner.
 
-use super::apply::{clear, same_head};
+use super::apply::{clear, same_head, unfinished_migration};
 use super::{encode, publish_chain, Record, Replica, ReplicaError, RECORD_VERSION};
 use crate::events::codec::GENESIS_HASH;
 use crate::events::log::Head;
@@ -23,6 +23,15 @@ impl Replica {
             self.last_map().remove(tenant);
             return Ok(None);
         };
+        if unfinished_migration(&record) {
+            return Err(ReplicaError::Record {
+                tenant: tenant.clone(),
+                seq,
+                detail: "it is part of an unfinished migration; finish it with `tenantry migrate \
+                         --to jetstream` before a node takes the tenant"
+                    .into(),
+            });
+        }
         let head = record.head().unwrap_or(Head {
             tenant_seq: 0,
             hash: GENESIS_HASH,

@@ -80,7 +80,12 @@ impl JetStreamServer {
 
     /// Opens a cluster node's log: appends only for adopted tenants, follows the others.
     pub(crate) fn open_node(&self, dir: &Path, node: &str) -> EventLog {
-        self.open_with(dir, "LOG", node, true).unwrap()
+        self.open_node_on(dir, "LOG", node)
+    }
+
+    /// [`JetStreamServer::open_node`] on another stream.
+    pub(crate) fn open_node_on(&self, dir: &Path, stream: &str, node: &str) -> EventLog {
+        self.open_with(dir, stream, node, true).unwrap()
     }
 
     fn open_with(

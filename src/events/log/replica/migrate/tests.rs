@@ -174,20 +174,17 @@ fn a_second_run_copies_nothing() {
     assert_eq!(after, before, "nothing was published");
 }
 
-#[test]
-fn an_interrupted_copy_is_purged_and_done_again() {
-    let server = JetStreamServer::start();
-    let (data, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let log = sled_log(&data.path().join("log"));
-    // What a copy stopped after its first record leaves: a record with head (0, zero hash),
-    // here holding a message id the sled log does not have, so that its survival would show.
+/// What a copy stopped after its first record leaves: a record of acme with head (0, zero
+/// hash), here holding a message id the sled log does not have, so that its survival would
+/// show. Returns its stream sequence.
+fn publish_partial(server: &JetStreamServer) -> u64 {
     let ghost = keys::idempotency_key(&id("acme"), &id("prod"), &id("support"), &id("web"), "m9");
     let mut builder = RecordBuilder::new("migrate");
     assert!(builder
         .push((ByteBuf::from(ghost), Some(ByteBuf::from(vec![1, 2, 3]))))
         .is_none());
     let partial = encode(&builder.record);
-    let replica = replica(&server);
+    let replica = replica(server);
     let chain = publish_chain(
         &replica.js,
         id("acme"),
@@ -195,8 +192,28 @@ fn an_interrupted_copy_is_purged_and_done_again() {
         0,
         vec![partial],
     );
-    let partial_seq = replica.rt.block_on(chain).1.unwrap();
-    drop(replica);
+    replica.rt.block_on(chain).1.unwrap()
+}
+
+/// A node must not take a tenant whose copy did not finish: its appends would follow a partial
+/// history.
+#[test]
+fn a_node_refuses_to_adopt_a_tenant_whose_migration_did_not_finish() {
+    let server = JetStreamServer::start();
+    let cache = tempfile::tempdir().unwrap();
+    publish_partial(&server);
+    let node = server.open_node_on(cache.path(), STREAM, "n1");
+    let refused = node.adopt_blocking(&id("acme")).unwrap_err();
+    assert!(refused.contains("unfinished migration"), "{refused}");
+    assert!(!node.owns(&id("acme")));
+}
+
+#[test]
+fn an_interrupted_copy_is_purged_and_done_again() {
+    let server = JetStreamServer::start();
+    let (data, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let log = sled_log(&data.path().join("log"));
+    let partial_seq = publish_partial(&server);
     assert_eq!(
         last_record(&server, "acme"),
         Some((partial_seq, PARTIAL_HEAD))
