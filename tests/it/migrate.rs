@@ -8,9 +8,17 @@ use serde_json::json;
 
 use crate::support::{acme_config, dir_with_flows, JetStream, Serve};
 
+/// `tenantry migrate --to jetstream` with the servers of `--nats url`, run to its exit.
 fn migrate(dir: &std::path::Path, url: &str) -> Output {
+    migrate_with(dir, &["--nats", url])
+}
+
+/// `tenantry migrate --to jetstream [flags] --config {dir}/config.toml`, run to its exit.
+fn migrate_with(dir: &std::path::Path, flags: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tenantry"))
-        .args(["migrate", "--to", "jetstream", "--nats", url, "--config"])
+        .args(["migrate", "--to", "jetstream"])
+        .args(flags)
+        .arg("--config")
         .arg(dir.join("config.toml"))
         .output()
         .unwrap()
@@ -90,11 +98,7 @@ fn a_sled_data_dir_moves_into_the_stream_and_a_cluster_node_serves_it() {
 /// `tenantry migrate --to jetstream` with the stream named by the config only (no flags), run to
 /// its exit.
 fn migrate_by_config(dir: &std::path::Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tenantry"))
-        .args(["migrate", "--to", "jetstream", "--config"])
-        .arg(dir.join("config.toml"))
-        .output()
-        .unwrap()
+    migrate_with(dir, &[])
 }
 
 #[test]

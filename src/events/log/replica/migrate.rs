@@ -30,7 +30,6 @@ use std::path::Path;
 
 use serde_bytes::ByteBuf;
 
-use super::apply::decode_record;
 use super::RECORD_BYTES_MAX;
 use super::{encode, publish_chain, Op, Record, Replica, ReplicaError, RECORD_VERSION};
 use crate::audit::verify::{verify_log, Verdict};
@@ -511,29 +510,9 @@ impl Replica {
         &self,
         tenant: &TenantId,
     ) -> Result<Option<(u64, Head)>, ReplicaError> {
-        use async_nats::jetstream::stream::LastRawMessageErrorKind;
-        // The context's requests time out after `REQUEST_TIMEOUT`.
-        let read = self
-            .stream
-            .get_last_raw_message_by_subject(&self.subject(tenant))
-            .await;
-        let message = match read {
-            Ok(message) => message,
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
-            Err(e) => {
-                return Err(ReplicaError::Read {
-                    tenant: tenant.clone(),
-                    detail: e.to_string(),
-                })
-            }
-        };
-        let record = decode_record(tenant, message.sequence, &message.payload)?;
-        let head = record.head().ok_or_else(|| ReplicaError::Record {
-            tenant: tenant.clone(),
-            seq: message.sequence,
-            detail: "its head hash is not 32 bytes".into(),
-        })?;
-        Ok(Some((message.sequence, head)))
+        // `decode_record` has checked the head.
+        let last = self.last_record(tenant).await?;
+        Ok(last.and_then(|(seq, record)| record.head().map(|head| (seq, head))))
     }
 }
 
