@@ -4,6 +4,7 @@ use std::path::Path;
 
 use super::super::tests::JetStreamServer;
 use super::*;
+use crate::events::log::replica::apply::decode_record;
 use crate::events::log::{
     AppendGroup, AppendOutcome, Idempotency, ReplicaOptions, StoredEvent, TREE_NAME,
 };
