@@ -283,13 +283,15 @@ impl EnvActor {
             ended: self.me.clone().recipient(),
         };
         let (team, session) = key.clone();
-        let start = move |ctx: &mut Context<SessionActor>| {
-            ctx.set_mailbox_capacity(SESSION_MAILBOX);
+        let start = move |_ctx: &mut Context<SessionActor>| {
             SessionActor::new(shared, env, team, session, slot)
         };
         match arbiters.get(index) {
-            Some(arbiter) => SessionActor::start_in_arbiter(arbiter, start),
-            None => SessionActor::create(start),
+            Some(arbiter) => start_with_mailbox(arbiter, start),
+            None => SessionActor::create(|ctx| {
+                ctx.set_mailbox_capacity(SESSION_MAILBOX);
+                start(ctx)
+            }),
         }
     }
 
@@ -500,4 +502,21 @@ impl Handler<ResetSession> for EnvActor {
             entry.addr.do_send(Reset);
         }
     }
+}
+
+/// Starts a session actor on `arbiter` with a mailbox of [`SESSION_MAILBOX`] from the first
+/// message on. `start_in_arbiter` makes the mailbox with actix's default (16) and the actor can
+/// only raise it once the arbiter has run its start, so a burst to a new session sent meanwhile
+/// was refused past 16 messages.
+fn start_with_mailbox(
+    arbiter: &actix_rt::ArbiterHandle,
+    start: impl FnOnce(&mut Context<SessionActor>) -> SessionActor + Send + 'static,
+) -> Addr<SessionActor> {
+    let (tx, rx) = actix::dev::channel::channel(SESSION_MAILBOX);
+    arbiter.spawn_fn(move || {
+        let mut ctx = Context::with_receiver(rx);
+        let actor = start(&mut ctx);
+        actix_rt::spawn(ctx.into_future(actor));
+    });
+    Addr::new(tx)
 }

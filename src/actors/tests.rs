@@ -640,3 +640,31 @@ async fn bad_input_is_refused_before_anything_is_written() {
     );
     rt.shutdown().await;
 }
+
+/// A burst to a session that does not exist yet: the session actor's mailbox has its full size
+/// from the first message on, not actix's default of 16 until the actor has started.
+#[actix_rt::test]
+async fn a_cold_burst_within_the_session_mailbox_is_all_accepted() {
+    let (_h, rt, acme) = Harness::started();
+    // The tenant and env actors are up (their mailboxes are another matter).
+    rt.send(&acme, &web(), msg(Some("warm"), "bob", "hi"))
+        .await
+        .unwrap();
+    let burst = crate::actors::session::SESSION_MAILBOX - 16;
+    let pending: Vec<_> = (0..burst)
+        .map(|i| {
+            rt.submit(&acme, &web(), msg(Some("cold"), "ada", &format!("m{i}")))
+                .unwrap()
+        })
+        .collect();
+    let mut refused = 0;
+    for answer in pending {
+        match answer.await {
+            Ok(_) => {}
+            Err(RuntimeError::Overloaded) => refused += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(refused, 0, "{refused} of {burst} refused as overloaded");
+    rt.shutdown().await;
+}
