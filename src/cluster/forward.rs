@@ -580,9 +580,8 @@ fn answer_of(result: Result<Ack, RuntimeError>) -> ForwardReply {
 pub const STATIC_PLACEMENT_VAR: &str = "TENANTRY_STATIC_PLACEMENT";
 
 /// A fixed placement: the tenants it names go to their node (or have none), every other tenant
-/// is handled here. TEMPORARY: `serve` uses it (all local, or [`STATIC_PLACEMENT_VAR`] in a
-/// debug build) until the lease-based placement exists, so that a `[cluster]` node keeps
-/// working alone.
+/// is handled here. `serve` uses it when the node has no leases (no `[cluster]` on the
+/// JetStream log): every tenant local, or what [`STATIC_PLACEMENT_VAR`] says in a debug build.
 pub struct StaticPlacement {
     node: String,
     routes: HashMap<TenantId, Route>,
