@@ -124,20 +124,23 @@ impl Staged {
     /// Stages a write (and records it for the stream).
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
         if self.replicate {
-            self.unit_ops.push((
-                ByteBuf::from(key.clone()),
-                Some(ByteBuf::from(value.clone())),
-            ));
+            // sled copies what it is given; the stream's copy keeps the originals.
+            self.batch.insert(key.as_slice(), value.as_slice());
+            self.unit_ops
+                .push((ByteBuf::from(key), Some(ByteBuf::from(value))));
+        } else {
+            self.batch.insert(key, value);
         }
-        self.batch.insert(key, value);
     }
 
     /// Stages a removal (and records it for the stream).
     fn remove(&mut self, key: Vec<u8>) {
         if self.replicate {
-            self.unit_ops.push((ByteBuf::from(key.clone()), None));
+            self.batch.remove(key.as_slice());
+            self.unit_ops.push((ByteBuf::from(key), None));
+        } else {
+            self.batch.remove(key);
         }
-        self.batch.remove(key);
     }
 
     /// After a group is staged: its writes become one unit for the stream.
