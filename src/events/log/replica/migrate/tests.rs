@@ -5,12 +5,8 @@ use std::path::Path;
 use super::super::tests::JetStreamServer;
 use super::*;
 use crate::events::log::replica::apply::decode_record;
-use crate::events::log::{
-    AppendGroup, AppendOutcome, Idempotency, ReplicaOptions, StoredEvent, TREE_NAME,
-};
-use crate::events::schema::EventKind;
+use crate::events::log::{AppendGroup, AppendOutcome, ReplicaOptions, StoredEvent, TREE_NAME};
 use crate::tenancy::fixtures::id;
-use crate::tenancy::TenantCtx;
 
 const STREAM: &str = "LOG";
 
@@ -30,31 +26,7 @@ fn replica(server: &JetStreamServer) -> Replica {
 
 /// Ada's group in session `s1` of `tenant`: her start at 0, then her message `message_id`.
 fn group(tenant: &str, expected_seq: u64, message_id: &str) -> AppendGroup {
-    let mut kinds = Vec::new();
-    if expected_seq == 0 {
-        kinds.push(EventKind::SessionStarted {
-            user: "ada".into(),
-            flow: "f".into(),
-            flow_version: "1".into(),
-        });
-    }
-    kinds.push(EventKind::MessageReceived {
-        message_id: message_id.into(),
-        user: "ada".into(),
-        text: format!("{message_id} for {tenant}"),
-    });
-    AppendGroup {
-        ctx: TenantCtx::new(id(tenant), id("prod"), Some(id("support"))),
-        channel: id("web"),
-        session: id("s1"),
-        expected_seq,
-        at_ms: 5,
-        kinds,
-        idempotency: Some(Idempotency {
-            message_id: message_id.into(),
-            ack: message_id.as_bytes().to_vec(),
-        }),
-    }
+    super::super::tests::group(tenant, "s1", expected_seq, message_id)
 }
 
 fn events(log: &EventLog, tenant: &str) -> Vec<StoredEvent> {
