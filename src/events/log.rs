@@ -259,6 +259,14 @@ pub struct Head {
     pub hash: Hash,
 }
 
+impl Head {
+    /// The head of a tenant with no events: before `tenant_seq` 1, at the genesis hash.
+    pub const EMPTY: Head = Head {
+        tenant_seq: 0,
+        hash: crate::events::codec::GENESIS_HASH,
+    };
+}
+
 /// A session as listed by [`ScopedReader::sessions`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionInfo {

@@ -51,11 +51,7 @@ pub(in crate::events::log) fn reconcile(
         if same_head(&record, local.get(tenant)) && !damaged.contains(tenant) {
             done.kept += 1;
         } else {
-            tracing::info!(tenant = %tenant, "rebuilding the tenant's log cache from the stream");
-            clear(tree, tenant)?;
-            replica
-                .rt
-                .block_on(replica.apply_range(tree, tenant, 1, seq))?;
+            replica.rebuild(tree, tenant, seq)?;
             done.rebuilt.push(tenant.clone());
         }
         last.insert(tenant.clone(), seq);
@@ -191,6 +187,18 @@ impl Replica {
         };
         let record = decode_record(tenant, message.sequence, &message.payload)?;
         Ok(Some((message.sequence, record)))
+    }
+
+    /// Replaces the tenant's cache with its records up to stream sequence `until`.
+    pub(super) fn rebuild(
+        &self,
+        tree: &sled::Tree,
+        tenant: &TenantId,
+        until: u64,
+    ) -> Result<(), ReplicaError> {
+        tracing::info!(tenant = %tenant, "rebuilding the tenant's log cache from the stream");
+        clear(tree, tenant)?;
+        self.rt.block_on(self.apply_range(tree, tenant, 1, until))
     }
 
     /// Applies the tenant's records with stream sequences in `from..=until`, in order.

@@ -3,7 +3,6 @@
 
 use super::apply::{clear, same_head, unfinished_migration};
 use super::{encode, publish_chain, Record, Replica, ReplicaError, RECORD_VERSION};
-use crate::events::codec::GENESIS_HASH;
 use crate::events::log::Head;
 use crate::tenancy::TenantId;
 
@@ -32,10 +31,7 @@ impl Replica {
                     .into(),
             });
         }
-        let head = record.head().unwrap_or(Head {
-            tenant_seq: 0,
-            hash: GENESIS_HASH,
-        });
+        let head = record.head().unwrap_or(Head::EMPTY);
         let known = self.last_map().get(tenant).copied();
         match known {
             Some(known) if known == seq && same_head(&record, local.as_ref()) => {}
@@ -44,10 +40,7 @@ impl Replica {
                     .block_on(self.apply_range(tree, tenant, known + 1, seq))?;
             }
             _ if same_head(&record, local.as_ref()) => {}
-            _ => {
-                clear(tree, tenant)?;
-                self.rt.block_on(self.apply_range(tree, tenant, 1, seq))?;
-            }
+            _ => self.rebuild(tree, tenant, seq)?,
         }
         self.last_map().insert(tenant.clone(), seq);
         Ok(Some((seq, head)))

@@ -3,7 +3,6 @@
 use std::sync::PoisonError;
 
 use super::Stager;
-use crate::events::codec::GENESIS_HASH;
 use crate::events::keys;
 use crate::events::log::read::tenant_head;
 use crate::events::log::{Head, ReplicaError};
@@ -34,13 +33,7 @@ impl Stager {
             let caught = replica
                 .catch_up(&store.tree, tenant, local)
                 .map_err(|e| e.to_string())?;
-            let (expected, head) = caught.unwrap_or((
-                0,
-                Head {
-                    tenant_seq: 0,
-                    hash: GENESIS_HASH,
-                },
-            ));
+            let (expected, head) = caught.unwrap_or((0, Head::EMPTY));
             match replica.takeover(tenant, expected, head) {
                 Ok(_) => break head,
                 Err(ReplicaError::Fenced { .. }) if attempt < ADOPT_ATTEMPTS => attempt += 1,

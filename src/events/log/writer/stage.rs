@@ -4,8 +4,7 @@
 
 use super::{unix_ms, AppendResult, SessionHead, SessionKey, Staged, Stager};
 use crate::events::codec::{
-    self, chain_hash, EventRef, FRAME_BYTES_MAX, GENESIS_HASH, GROUP_EVENTS_MAX, NAME_BYTES_MAX,
-    TEXT_BYTES_MAX,
+    self, chain_hash, EventRef, FRAME_BYTES_MAX, GROUP_EVENTS_MAX, NAME_BYTES_MAX, TEXT_BYTES_MAX,
 };
 use crate::events::keys;
 use crate::events::log::read::{last_seq, read_idempotency};
@@ -147,10 +146,7 @@ impl Stager {
     /// head; checks every body and the frame against their limits.
     fn encode(&mut self, group: &AppendGroup, team: &TeamId) -> Result<Encoded, AppendError> {
         let tenant = &group.ctx.tenant;
-        let head = self.heads.get(tenant).copied().unwrap_or(Head {
-            tenant_seq: 0,
-            hash: GENESIS_HASH,
-        });
+        let head = self.heads.get(tenant).copied().unwrap_or(Head::EMPTY);
         let count = group.kinds.len() as u64;
         let first_seq = group.expected_seq + 1;
         let first_tenant_seq = head.tenant_seq + 1;
