@@ -130,6 +130,22 @@ fn the_log_scenario_reports_the_fdatasync_floor_beside_raw_sled() {
         figures.contains(&"best / fdatasync floor (same run)"),
         "{figures:?}"
     );
+    // Issue #13's log targets, and the disk bytes per event against the encoded event.
+    let disk = rows
+        .iter()
+        .find(|r| r.figure.starts_with("disk bytes per event ("))
+        .expect("a disk bytes row");
+    assert_eq!(disk.target, "≤ 2×");
+    assert!(
+        disk.measured.contains("× the encoded event ("),
+        "{}",
+        disk.measured
+    );
+    let ratio = rows
+        .iter()
+        .find(|r| r.figure == "best / raw sled (same run)")
+        .expect("a ratio row");
+    assert_eq!(ratio.target, "≥ 2×");
 }
 
 fn backend_runs(
