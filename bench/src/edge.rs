@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::harness::{
-    cpu_ticks, fresh_dir, mint_tokens, paced_at, percentile, tenant_name, ticks_to_s, write_config,
-    ChildServe, ConfigSpec, NatsServer, Ready, SUBJECT_PREFIX,
+    context_switches, cpu_ticks, fresh_dir, mint_tokens, paced_at, percentile, tenant_name,
+    ticks_to_s, write_config, ChildServe, ConfigSpec, NatsServer, Ready, SUBJECT_PREFIX,
 };
 
 pub mod http;
@@ -94,6 +94,16 @@ pub struct EdgeRun {
     pub server_cpu_s: f64,
     /// CPU seconds this process (the load generator) used during the pass.
     pub load_cpu_s: f64,
+    /// Context switches of the server's threads during the pass, per ok: the thread hops a
+    /// request costs inside the server.
+    pub server_switches_per_ok: f64,
+}
+
+/// What the server and the load generator spent on a pass.
+struct Spent {
+    server_cpu_s: f64,
+    load_cpu_s: f64,
+    server_switches: u64,
 }
 
 /// The report of the `http` or `nats` scenario.
@@ -252,14 +262,19 @@ fn measure(
     let name = edge.name();
     let mut runs = Vec::new();
     let mut one = |p: Pass, server: &mut ChildServe| -> Result<EdgeRun, String> {
+        let pid = server.pid().to_string();
         let (server_ticks, load_ticks) = (server.cpu_ticks(), cpu_ticks("self"));
+        let switches = context_switches(&pid);
         let started = Instant::now();
         let tallies = pass(p)?;
         let seconds = started.elapsed().as_secs_f64();
-        let server_cpu = ticks_to_s(server.cpu_ticks().saturating_sub(server_ticks));
-        let load_cpu = ticks_to_s(cpu_ticks("self").saturating_sub(load_ticks));
+        let spent = Spent {
+            server_cpu_s: ticks_to_s(server.cpu_ticks().saturating_sub(server_ticks)),
+            load_cpu_s: ticks_to_s(cpu_ticks("self").saturating_sub(load_ticks)),
+            server_switches: context_switches(&pid).saturating_sub(switches),
+        };
         server.check_alive()?;
-        Ok(summarize(p, seconds, tallies, server_cpu, load_cpu))
+        Ok(summarize(p, seconds, tallies, &spent))
     };
     for (index, &clients) in opts.clients.iter().enumerate() {
         let p = Pass {
@@ -297,7 +312,7 @@ fn measure(
 
 fn line(run: &EdgeRun) -> String {
     format!(
-        "{:>5} clients: {:.0} ok/s, p50 {} us, p99 {} us, max {} us, errors {:?}, cpu server {:.2} s / load {:.2} s",
+        "{:>5} clients: {:.0} ok/s, p50 {} us, p99 {} us, max {} us, errors {:?}, cpu server {:.2} s / load {:.2} s, {:.1} server switches/ok",
         run.clients,
         run.ok_per_s,
         run.latency_p50_us,
@@ -305,17 +320,12 @@ fn line(run: &EdgeRun) -> String {
         run.latency_max_us,
         run.errors,
         run.server_cpu_s,
-        run.load_cpu_s
+        run.load_cpu_s,
+        run.server_switches_per_ok
     )
 }
 
-fn summarize(
-    p: Pass,
-    seconds: f64,
-    tallies: Vec<Tally>,
-    server_cpu: f64,
-    load_cpu: f64,
-) -> EdgeRun {
+fn summarize(p: Pass, seconds: f64, tallies: Vec<Tally>, spent: &Spent) -> EdgeRun {
     let mut latencies = Vec::new();
     let mut errors = BTreeMap::new();
     for t in tallies {
@@ -336,8 +346,9 @@ fn summarize(
         latency_p99_us: percentile(&latencies, 990),
         latency_max_us: latencies.last().copied().unwrap_or(0),
         errors,
-        server_cpu_s: server_cpu,
-        load_cpu_s: load_cpu,
+        server_cpu_s: spent.server_cpu_s,
+        load_cpu_s: spent.load_cpu_s,
+        server_switches_per_ok: spent.server_switches as f64 / ok.max(1) as f64,
     }
 }
 

@@ -236,6 +236,31 @@ pub fn cpu_ticks(pid: &str) -> u64 {
     ticks(11) + ticks(12)
 }
 
+/// Context switches (voluntary + involuntary) of every thread of process `pid` ("self" for
+/// this one) so far, from `/proc/{pid}/task/*/status`; 0 if unknown. A message handed from one
+/// thread to a sleeping other wakes it: switches per message count the thread hops a message
+/// costs (and the wake-ups of batching threads, shared by the messages of a batch). Threads that
+/// exited between two samples take their counts with them.
+pub fn context_switches(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .map(|status| {
+            status
+                .lines()
+                .filter_map(|l| {
+                    l.strip_prefix("voluntary_ctxt_switches:")
+                        .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                })
+                .filter_map(|n| n.trim().parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
 /// Resident set (VmRSS) of process `pid` ("self" for this one) in bytes, from /proc.
 pub fn rss_bytes(pid: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -484,6 +509,17 @@ fn tail_text(tail: &Mutex<VecDeque<String>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn context_switches_grow_when_a_thread_sleeps_and_wakes() {
+        let before = context_switches("self");
+        assert!(before > 0, "a running process has switched at least once");
+        for _ in 0..20 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(context_switches("self") >= before + 20);
+        assert_eq!(context_switches("no-such-process"), 0);
+    }
 
     #[test]
     fn percentile_is_nearest_rank() {

@@ -22,7 +22,8 @@ use tenantry::projections::snapshot::SnapshotStore;
 use tenantry::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
 use crate::harness::{
-    fresh_dir, percentile, rss_bytes, wait_turn, write_config, ConfigSpec, StopTimer,
+    context_switches, fresh_dir, percentile, rss_bytes, wait_turn, write_config, ConfigSpec,
+    StopTimer,
 };
 
 /// Tenants the clients are spread over.
@@ -50,6 +51,9 @@ pub struct RuntimeRun {
     pub ack_p50_us: u64,
     pub ack_p99_us: u64,
     pub errors: u64,
+    /// Context switches of every thread of this process (runtime, log and client threads)
+    /// during the pass, per acked message: the thread hops a message costs.
+    pub switches_per_msg: f64,
 }
 
 /// Memory of live idle sessions.
@@ -128,6 +132,7 @@ fn run_clients(
     let interval = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
     let timer = StopTimer::start(duration);
     let stop = timer.stop.clone();
+    let switches = context_switches("self");
     let started = Instant::now();
     let results = load.block_on(async {
         let tasks: Vec<_> = (0..clients)
@@ -140,6 +145,7 @@ fn run_clients(
         Ok::<_, String>(out)
     })?;
     let seconds = started.elapsed().as_secs_f64();
+    let switches = context_switches("self").saturating_sub(switches);
     timer.join();
     let mut latencies = Vec::new();
     let mut errors = 0;
@@ -159,6 +165,7 @@ fn run_clients(
         ack_p50_us: percentile(&latencies, 500),
         ack_p99_us: percentile(&latencies, 990),
         errors,
+        switches_per_msg: switches as f64 / messages.max(1) as f64,
     })
 }
 
@@ -244,8 +251,8 @@ fn drive(
     for &clients in &opts.clients {
         let run = run_clients(rt, clients, opts.duration, None)?;
         eprintln!(
-            "bench: {clients:>5} clients: {:.0} msgs/s ({:.0} events/s), ack p50 {} us, p99 {} us, {} errors",
-            run.msgs_per_s, run.events_per_s, run.ack_p50_us, run.ack_p99_us, run.errors
+            "bench: {clients:>5} clients: {:.0} msgs/s ({:.0} events/s), ack p50 {} us, p99 {} us, {} errors, {:.1} switches/msg",
+            run.msgs_per_s, run.events_per_s, run.ack_p50_us, run.ack_p99_us, run.errors, run.switches_per_msg
         );
         runs.push(run);
     }

@@ -251,6 +251,13 @@ pub(super) fn runtime_rows(r: &runtime::RuntimeBenchReport, baseline: Option<f64
             "≤ 2 ms",
             Some(paced.ack_p99_us <= 2_000),
         ));
+        rows.push(row(
+            "runtime",
+            "thread switches per message at half of peak (all threads)",
+            format!("{:.1}", paced.switches_per_msg),
+            "",
+            None,
+        ));
     }
     if let Some(idle) = &r.idle_memory {
         rows.push(row(
@@ -289,6 +296,15 @@ pub(super) fn edge_rows(scenario: &'static str, r: &edge::EdgeBenchReport) -> Ve
                 .paced_p99_us_max
                 .map_or(String::new(), |max| format!("≤ {}", ms(max))),
             r.verdict.paced_p99_met,
+        ));
+    }
+    if let Some(paced) = r.runs.iter().find(|x| x.paced_per_s.is_some()) {
+        rows.push(row(
+            scenario,
+            "server thread switches per ack at half load",
+            format!("{:.1}", paced.server_switches_per_ok),
+            "",
+            None,
         ));
     }
     rows

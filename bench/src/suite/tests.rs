@@ -299,3 +299,30 @@ fn the_cluster_scenario_measures_three_backends_and_survives_a_killed_leader() {
         assert!(dir.path().join(node).is_dir(), "{node}");
     }
 }
+
+#[test]
+fn the_runtime_scenario_counts_thread_switches_per_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = runtime::RuntimeBenchOptions {
+        clients: vec![2],
+        duration: std::time::Duration::from_millis(300),
+        paced_fraction: 0.5,
+        idle_sessions: 0,
+    };
+    let report = runtime::run(dir.path(), &opts, &mut |_| {}).unwrap();
+    let paced = report
+        .runs
+        .iter()
+        .find(|r| r.paced_msgs_per_s.is_some())
+        .expect("a paced pass");
+    assert!(paced.messages > 0, "{paced:?}");
+    // Every acked message woke at least the client thread waiting for it.
+    assert!(paced.switches_per_msg >= 1.0, "{paced:?}");
+    let rows = runtime_rows(&report, None);
+    assert!(
+        rows.iter().any(|r| r
+            .figure
+            .starts_with("thread switches per message at half of peak")),
+        "{rows:?}"
+    );
+}
