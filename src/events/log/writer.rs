@@ -11,6 +11,8 @@
 //! - only the stager assigns seqs; its caches (tenant heads, session heads) always equal what is
 //!   applied to sled, because a failed apply stops all further appends until a recovery, which
 //!   reloads them from disk;
+//! - a complete idempotency filter (`seen`) holds every idempotency key of its tenant in sled
+//!   (a filter may hold more, never less), so an id it calls absent was never appended;
 //! - a reply is sent only after a flush that started after its batch was applied, and the
 //!   durable frontier (what readers see) moves only then;
 //! - after any write error the log refuses appends until the stager has reopened the files,
