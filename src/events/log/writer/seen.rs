@@ -17,10 +17,12 @@
 //! way, sized for twice its keys, and goes on answering meanwhile (fuller: more false
 //! positives, never a false negative).
 //!
-//! Memory: [`BITS_PER_KEY`] bits per key of capacity, and a filter is sized for one to two
-//! times the keys it holds: 10 to 20 bits (1.25 to 2.5 bytes) per idempotency record, at least
-//! [`KEYS_MIN`] keys' worth (1.25 KiB) per tenant that appends with message ids; twice that
-//! while a rebuild runs. The purge bounds the records, and a rebuild drops purged keys.
+//! Memory: [`BITS_PER_KEY`] bits per key of capacity. A scan sizes its filter for twice the
+//! keys it expects, starts again twice as large when more turn up, and a completed filter for
+//! over four times the keys it found is scanned again at the right size: 10 to 40 bits (1.25
+//! to 5 bytes) per idempotency record, at least [`KEYS_MIN`] keys' worth (1.25 KiB) per tenant
+//! that appends with message ids, twice that while a rebuild runs. The purge bounds the
+//! records; keys it removed stay in a filter until its next rebuild.
 //!
 //! Invariant: a complete filter holds the key of every idempotency record of its tenant in the
 //! tree. For a tenant this node appends for, the stager is the only writer of its keys, except
@@ -265,7 +267,18 @@ impl Seen {
                         *scan = Scan::new(&tenant, capacity);
                         self.scanning.push_back(tenant);
                     } else if done {
-                        seen.complete = seen.scan.take().map(|s| s.bloom);
+                        let bloom = std::mem::replace(&mut scan.bloom, Bloom::with_capacity(1));
+                        // Far too large (the purge removed most keys since it was sized):
+                        // complete all the same, and scanned again into one of the right size.
+                        let capacity = bloom.len.saturating_mul(2).max(self.keys_min);
+                        if bloom.len.saturating_mul(4) < bloom.capacity && capacity < bloom.capacity
+                        {
+                            *scan = Scan::new(&tenant, capacity);
+                            self.scanning.push_back(tenant);
+                        } else {
+                            seen.scan = None;
+                        }
+                        seen.complete = Some(bloom);
                     } else {
                         self.scanning.push_back(tenant);
                     }

@@ -139,6 +139,43 @@ fn a_full_filter_goes_on_answering_while_it_is_rebuilt_larger() {
 }
 
 #[test]
+fn a_filter_left_far_too_large_by_the_purge_is_rebuilt_smaller() {
+    let tree = temporary_tree();
+    let acme = id("acme");
+    for n in 0..4_000 {
+        tree.insert(key(n), b"r").unwrap();
+    }
+    let mut seen = Seen::with_limits(64, 500);
+    assert!(seen.may_contain(&acme, &key(0)));
+    step_until_complete(&mut seen, &tree, &acme);
+    while seen.scanning() {
+        seen.step(&tree);
+    }
+    let before = seen.bytes();
+    // The purge removes most records; the stager appends until the filter counts as full.
+    for n in 0..3_800 {
+        tree.remove(key(n)).unwrap();
+    }
+    let mut n = 10_000;
+    while !seen.scanning() {
+        tree.insert(key(n), b"r").unwrap();
+        seen.insert(&acme, &key(n));
+        n += 1;
+    }
+    while seen.scanning() {
+        assert!(seen.is_complete(&acme));
+        seen.step(&tree);
+    }
+    // Sized for twice the records left, not for the rebuild's guess (twice all ever put in).
+    let left = (200 + n - 10_000) as u64;
+    let sized = (2 * left * BITS_PER_KEY).div_ceil(BLOCK_BITS) * BLOCK_BITS / 8;
+    assert_eq!(seen.bytes() as u64, sized, "{before} bytes before");
+    assert!((3_800..4_000)
+        .chain(10_000..n)
+        .all(|m| seen.may_contain(&acme, &key(m))));
+}
+
+#[test]
 fn a_forgotten_tenant_reads_sled_until_a_new_scan_has_seen_what_others_wrote() {
     let tree = temporary_tree();
     let acme = id("acme");
