@@ -1,6 +1,6 @@
 //! The stager's memory of the idempotency keys in the log: per tenant, a Bloom filter over the
 //! keys of its idempotency records, so that a message id never seen before (nearly every one)
-//! is told apart without a sled read on the stager thread, the log's bottleneck.
+//! is told apart without a sled read on the stager thread, the log's busiest.
 //!
 //! A filter says "absent" or "maybe", never "present". sled stays the source of truth: a
 //! "maybe" is answered by reading the record (a false positive, about 1 % of new ids at
@@ -13,14 +13,14 @@
 //! tenant with millions of records never stalls the stager. Until the scan reaches the end of
 //! the tenant's records, every check of the tenant reads sled, as before. Every key the stager
 //! stages is added at once, to the filter and to a scan in progress. A scan whose filter fills
-//! up starts again with one twice as large; a complete filter that fills up is rebuilt the same
-//! way, sized for twice its keys, and goes on answering meanwhile (fuller: more false
-//! positives, never a false negative).
+//! up starts again with one sized for twice the keys seen so far; a complete filter that fills
+//! up is rebuilt the same way, sized for twice its keys, and goes on answering meanwhile
+//! (fuller: more false positives, never a false negative).
 //!
-//! Memory: [`BITS_PER_KEY`] bits per key of capacity. A scan sizes its filter for twice the
-//! keys it expects, starts again twice as large when more turn up, and a completed filter for
-//! over four times the keys it found is scanned again at the right size: 10 to 40 bits (1.25
-//! to 5 bytes) per idempotency record, at least [`KEYS_MIN`] keys' worth (1.25 KiB) per tenant
+//! Memory: [`BITS_PER_KEY`] bits per key of capacity. A filter is sized for twice the keys
+//! known when its scan starts (or starts again), and a completed filter sized for over four
+//! times the keys it found is scanned again at the right size: 10 to 40 bits (1.25 to 5 bytes)
+//! per idempotency record, at least [`KEYS_MIN`] keys' worth (1.25 KiB) per tenant
 //! that appends with message ids, twice that while a rebuild runs. The purge bounds the
 //! records; keys it removed stay in a filter until its next rebuild.
 //!
