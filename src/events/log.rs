@@ -12,6 +12,13 @@
 //! a completed flush covered. After a write error the writer recovers by itself (`recover`);
 //! sled panics on damaged files become errors (`contain`).
 //!
+//! A message id is checked against the batch staged so far, then against a per-tenant Bloom
+//! filter of the tenant's idempotency keys that the stager keeps (`writer/seen.rs`: 10 bits
+//! per key of capacity, about 1 % false positives), and only on its "maybe" against sled, the
+//! source of truth. A filter says "absent" only once built from the tree and kept true on every
+//! path that writes keys (the stager adds what it stages; adoption, recovery and a tenant's
+//! deletion forget it), so a retry is never appended twice.
+//!
 //! Invariants:
 //! - only this module (with `keys` and `codec`) touches sled;
 //! - per tenant, `tenant_seq` is gapless from 1 and the chain links every event to the previous;

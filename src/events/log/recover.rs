@@ -127,6 +127,8 @@ impl Stager {
             .collect();
         self.heads = heads;
         self.sessions.clear();
+        // Batches were undone and the stream may have brought other nodes' message ids.
+        self.seen.clear();
         self.unconfirmed.clear();
         self.shared.reset(&self.heads, damaged);
         self.store = Some(self.shared.install(store));

@@ -11,6 +11,8 @@
 //! - only the stager assigns seqs; its caches (tenant heads, session heads) always equal what is
 //!   applied to sled, because a failed apply stops all further appends until a recovery, which
 //!   reloads them from disk;
+//! - a complete idempotency filter (`seen`) holds every idempotency key of its tenant in sled
+//!   (a filter may hold more, never less), so an id it calls absent was never appended;
 //! - a reply is sent only after a flush that started after its batch was applied, and the
 //!   durable frontier (what readers see) moves only then;
 //! - after any write error the log refuses appends until the stager has reopened the files,
@@ -27,6 +29,7 @@
 //! variable.
 
 mod adopt;
+mod seen;
 mod stage;
 
 use std::collections::{HashMap, VecDeque};
@@ -204,6 +207,8 @@ pub(super) struct Stager {
     pub(super) damaged: HashMap<TenantId, Damage>,
     pub(super) batch_groups_max: usize,
     pub(super) sessions: HashMap<SessionKey, SessionHead>,
+    /// Per tenant, a filter of its idempotency keys: most new message ids need no sled read.
+    pub(super) seen: seen::Seen,
     /// The number of the last batch applied (or attempted).
     pub(super) batch: u64,
     /// Applied batches not yet known to be durable, oldest first, with how to undo them.
@@ -242,6 +247,7 @@ impl Stager {
             damaged,
             batch_groups_max,
             sessions: HashMap::new(),
+            seen: seen::Seen::new(),
             batch: 0,
             unconfirmed: VecDeque::new(),
             last_recovery: None,
@@ -265,7 +271,10 @@ impl Stager {
             if self.shared.has_failure() {
                 self.recover_if_due();
             }
-            let Some(first) = first else { continue };
+            let Some(first) = first else {
+                self.step_filters();
+                continue;
+            };
             let tree = self.store.as_ref().map(|s| s.tree.clone());
             let replicate = self.shared.replica.is_some();
             let mut staged = Staged::new(replicate);
@@ -318,6 +327,18 @@ impl Stager {
             if to_syncer.send(applied).is_err() {
                 return;
             }
+            // While the syncer flushes: the idempotency filters being built take a step.
+            self.step_filters();
+        }
+    }
+
+    /// Scans a bounded number of idempotency keys into the filters being built (`seen`).
+    fn step_filters(&mut self) {
+        if !self.seen.scanning() || self.shared.has_failure() {
+            return;
+        }
+        if let Some(store) = &self.store {
+            self.seen.step(&store.tree);
         }
     }
 
@@ -399,6 +420,7 @@ impl Stager {
         self.heads.remove(tenant);
         self.damaged.remove(tenant);
         self.sessions.retain(|k, _| !k.starts_with(&prefix));
+        self.seen.forget(tenant);
         result.map(|()| removed).map_err(|e| {
             self.shared.fail(e.to_string());
             AppendError::Failed(e.to_string())

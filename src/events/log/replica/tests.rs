@@ -435,3 +435,81 @@ fn a_cluster_node_appends_only_for_adopted_tenants_and_a_takeover_fences_the_old
     eventually(3, || events(&node_a, "acme").len());
     assert_eq!(events(&node_a, "acme"), events(&node_b, "acme"));
 }
+
+/// A node that appended for a tenant, lost it to another node and adopts it back answers a
+/// retry of a message the other node appended with that node's first ack: the other node's
+/// message ids reach this node's cache from the stream, not through its stager, so adoption
+/// forgets the stager's idempotency filter of the tenant.
+#[test]
+fn a_retry_after_adopting_a_tenant_back_gets_the_other_owners_first_ack() {
+    let server = JetStreamServer::start();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let node_a = server.open_node(a.path(), "a");
+    let node_b = server.open_node(b.path(), "b");
+    node_a.adopt_blocking(&id("acme")).unwrap();
+    node_a
+        .append_blocking(group("acme", "s1", 0, "m1"))
+        .unwrap();
+    // By now A's filter of acme is complete: it answers m2 alone.
+    node_a
+        .append_blocking(group("acme", "s1", 2, "m2"))
+        .unwrap();
+    node_b.adopt_blocking(&id("acme")).unwrap();
+    node_a.release(&id("acme"));
+    let appended = node_b
+        .append_blocking(group("acme", "s1", 3, "m3"))
+        .unwrap();
+    assert!(
+        matches!(appended, AppendOutcome::Appended(_)),
+        "{appended:?}"
+    );
+    // B fails over back to A; the client, unanswered, retries m3 there.
+    node_a.adopt_blocking(&id("acme")).unwrap();
+    node_b.release(&id("acme"));
+    let retry = node_a
+        .append_blocking(group("acme", "s1", 3, "m3"))
+        .unwrap();
+    assert!(
+        matches!(&retry, AppendOutcome::Duplicate(rec) if rec.ack == b"m3" && rec.first_seq == 4),
+        "{retry:?}"
+    );
+    assert_eq!(events(&node_a, "acme").len(), 4);
+}
+
+/// A writer whose cache missed another node's record is refused by the stream and recovers by
+/// reconciling with it; the message ids the reconcile brought in must be known to its stager,
+/// so recovery forgets every idempotency filter: the retry gets the other node's first ack.
+#[test]
+fn a_retry_on_a_writer_that_missed_another_nodes_record_gets_that_nodes_first_ack() {
+    let server = JetStreamServer::start();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let stale = server.open(b.path(), "LOG", "n2").unwrap();
+    stale.append_blocking(group("acme", "s1", 0, "m1")).unwrap();
+    // By now the stale node's filter of acme is complete: it answers m2 alone.
+    stale.append_blocking(group("acme", "s1", 2, "m2")).unwrap();
+    let first = server.open(a.path(), "LOG", "n1").unwrap();
+    let appended = first.append_blocking(group("acme", "s1", 3, "m3")).unwrap();
+    assert!(
+        matches!(appended, AppendOutcome::Appended(_)),
+        "{appended:?}"
+    );
+    // The stale node's next append (another message) is refused by the stream, and the node
+    // recovers: its cache now holds m3.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match stale.append_blocking(group("acme", "s2", 0, "m9")) {
+            Ok(AppendOutcome::Appended(_)) => break,
+            Err(AppendError::Failed(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => panic!("expected the recovered node to append, got {other:?}"),
+        }
+    }
+    // The client of m3 retries on the stale node: the first ack, not a second append.
+    let retry = stale.append_blocking(group("acme", "s1", 4, "m3")).unwrap();
+    assert!(
+        matches!(&retry, AppendOutcome::Duplicate(rec) if rec.ack == b"m3" && rec.first_seq == 4),
+        "{retry:?}"
+    );
+    assert_eq!(events(&stale, "acme").len(), 6);
+}

@@ -22,6 +22,9 @@ impl Stager {
         let Some(store) = self.store.clone() else {
             return Err(self.failed().to_string());
         };
+        // The catch-up below applies another owner's records, message ids included: the
+        // tenant's filter is built again from the tree at its next check.
+        self.seen.forget(tenant);
         let _sync = self
             .shared
             .sync

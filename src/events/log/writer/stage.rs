@@ -41,7 +41,7 @@ impl Stager {
         validate(&group)?;
         staged.unit_ops.clear();
         let team = group.ctx.team_or_default();
-        let idem_key = match new_idempotency_key(tree, &group, &team, staged)? {
+        let idem_key = match self.new_idempotency_key(tree, &group, &team, staged)? {
             Ok(key) => key,
             Err(duplicate) => return Ok(AppendOutcome::Duplicate(duplicate)),
         };
@@ -63,6 +63,7 @@ impl Stager {
             };
             let value = rmp_serde::to_vec_named(&rec)
                 .expect("MessagePack encoding of plain fields is infallible");
+            self.seen.insert(&group.ctx.tenant, &key);
             staged.put(key.clone(), value);
             staged.undo.created.push(key.clone());
             staged.idempotency.insert(key, rec);
@@ -274,34 +275,38 @@ impl Stager {
         self.sessions.insert(key.clone(), head);
         Ok(())
     }
-}
 
-/// The group's idempotency key when it has a message id not seen before (`Ok(None)` without
-/// one), or the first append's record (`Err`) when the id is in this batch or the log already.
-fn new_idempotency_key(
-    tree: &sled::Tree,
-    group: &AppendGroup,
-    team: &TeamId,
-    staged: &Staged,
-) -> Result<Result<Option<Vec<u8>>, IdempotencyRecord>, AppendError> {
-    let Some(idem) = &group.idempotency else {
-        return Ok(Ok(None));
-    };
-    let tenant = &group.ctx.tenant;
-    let key = keys::idempotency_key(
-        tenant,
-        &group.ctx.env,
-        team,
-        &group.channel,
-        &idem.message_id,
-    );
-    if let Some(rec) = staged.idempotency.get(&key) {
-        return Ok(Err(rec.clone()));
+    /// The group's idempotency key when it has a message id not seen before (`Ok(None)`
+    /// without one), or the first append's record (`Err`) when the id is in this batch or the
+    /// log already. The tenant's filter (`seen`) answers most new ids without reading sled.
+    fn new_idempotency_key(
+        &mut self,
+        tree: &sled::Tree,
+        group: &AppendGroup,
+        team: &TeamId,
+        staged: &Staged,
+    ) -> Result<Result<Option<Vec<u8>>, IdempotencyRecord>, AppendError> {
+        let Some(idem) = &group.idempotency else {
+            return Ok(Ok(None));
+        };
+        let tenant = &group.ctx.tenant;
+        let key = keys::idempotency_key(
+            tenant,
+            &group.ctx.env,
+            team,
+            &group.channel,
+            &idem.message_id,
+        );
+        if let Some(rec) = staged.idempotency.get(&key) {
+            return Ok(Err(rec.clone()));
+        }
+        if self.seen.may_contain(tenant, &key) {
+            if let Some(rec) = read_idempotency(tree, tenant, &key).map_err(damaged_error)? {
+                return Ok(Err(rec));
+            }
+        }
+        Ok(Ok(Some(key)))
     }
-    if let Some(rec) = read_idempotency(tree, tenant, &key).map_err(damaged_error)? {
-        return Ok(Err(rec));
-    }
-    Ok(Ok(Some(key)))
 }
 
 /// Stages the group's frame, its session index entry and, at a session's start or end, its

@@ -121,6 +121,15 @@ fn tenants_sharing_ids_are_copied_and_a_fresh_cache_reads_the_same_events_and_me
         events(&node, "acme")[3].prev_hash,
         events(&log, "acme")[2].hash
     );
+    // Once the node's idempotency filter of acme is built (after that append), the copied ids
+    // are still known: the filter was built from the copied records, not only from new ones.
+    for message_id in ["m1", "m2"] {
+        let retry = node.append_blocking(group("acme", 4, message_id)).unwrap();
+        assert!(
+            matches!(&retry, AppendOutcome::Duplicate(rec) if rec.ack == message_id.as_bytes()),
+            "{message_id}: {retry:?}"
+        );
+    }
 }
 
 #[test]
