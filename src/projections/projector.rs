@@ -6,8 +6,9 @@
 //!   the session-state read model (keyed by the state key's parts) and the session index.
 //!
 //! `catch_up` folds from the checkpoint to the tenant's head in batches of `FOLD_BATCH_EVENTS`,
-//! committing data and checkpoint together; `rebuild` clears a tenant and folds from 1, holding
-//! what it folded in memory up to `REBUILD_ENTRIES_MAX` entries per commit. Both run the same
+//! committing data and checkpoint together; `rebuild` folds from 1 in place of a tenant's read
+//! models (its first commit replaces them in one batch), holding what it folded in memory up to
+//! `REBUILD_ENTRIES_MAX` entries per commit. Both run the same
 //! fold (`fold.rs`) over the log's borrowed event views, only their batches differ. Values are
 //! MessagePack of plain structs and ordered maps, so an incremental projection and a rebuild are
 //! byte-identical.
@@ -27,7 +28,7 @@ use crate::events::schema::decode_limited;
 use crate::events::schema::KindView;
 use crate::projections::session::SessionState;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
-use fold::CommitWhen;
+use fold::{CommitWhen, Start};
 
 mod fold;
 
@@ -221,13 +222,21 @@ impl Projector {
     ) -> Result<u64, ProjectorError> {
         let lock = self.fold_lock(tenant);
         let _one_fold = one_fold(&lock);
-        self.fold(log, tenant, CommitWhen::CATCH_UP, progress)
+        self.fold(
+            log,
+            tenant,
+            (Start::AtCheckpoint, CommitWhen::CATCH_UP),
+            progress,
+        )
     }
 
-    /// Drops the tenant's read models and folds its whole log again, committing only when it
-    /// holds [`REBUILD_ENTRIES_MAX`] entries (and at the end). `progress` gets the running count
-    /// at least every [`FOLD_BATCH_EVENTS`]. A crash part-way leaves the read models at the last
-    /// commit's checkpoint, which the next catch-up (or rebuild) continues from.
+    /// Folds the tenant's whole log again, in place of its read models, holding what it folds
+    /// in memory until [`REBUILD_ENTRIES_MAX`] entries (or the end): the first commit replaces
+    /// the old read models in one batch, so until then readers see the old ones, and a rebuild
+    /// that fits in memory switches from old to new at once. `progress` gets the running count
+    /// at least every [`FOLD_BATCH_EVENTS`]. A crash part-way leaves either the old read models
+    /// or a prefix of the new ones, each with its own checkpoint, which the next catch-up (or
+    /// rebuild) continues from.
     pub fn rebuild(
         &self,
         log: &EventLog,
@@ -236,8 +245,12 @@ impl Projector {
     ) -> Result<u64, ProjectorError> {
         let lock = self.fold_lock(tenant);
         let _one_fold = one_fold(&lock);
-        self.tree.clear_tenant(tenant)?;
-        self.fold(log, tenant, CommitWhen::REBUILD, progress)
+        self.fold(
+            log,
+            tenant,
+            (Start::FromScratch, CommitWhen::REBUILD),
+            progress,
+        )
     }
 
     fn load<T: serde::de::DeserializeOwned>(

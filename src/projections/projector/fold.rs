@@ -6,12 +6,17 @@
 //! usage counters once per run of events with the same channel and day; keys are built in one
 //! reused buffer, so a lookup that hits allocates nothing.
 //!
-//! When it commits is the only difference between the two callers ([`CommitWhen`]): a catch-up
-//! every [`FOLD_BATCH_EVENTS`] events (it runs beside live traffic: small batches, little work
-//! lost to a crash); a rebuild only when it holds [`REBUILD_ENTRIES_MAX`] entries, so that a
+//! Where it starts and when it commits are the differences between the two callers. A catch-up
+//! starts at the checkpoint, loads an entry from the tree the first time it touches it, and
+//! commits every [`FOLD_BATCH_EVENTS`] events (it runs beside live traffic: small batches,
+//! little work lost to a crash). A rebuild ([`Start::FromScratch`]) starts at 1 with the tree's
+//! entries ignored, and commits only when it holds [`REBUILD_ENTRIES_MAX`] entries, so that a
 //! session whose events are spread over the whole log is encoded and written once, not once per
-//! batch. Either way a commit writes data and checkpoint together, at a frame boundary, so a
-//! crash leaves a consistent prefix that the next catch-up continues from.
+//! batch. Its first commit replaces the tenant's whole read model in one batch
+//! ([`crate::events::projection::ProjectionTree::replace_tenant`]): until then readers see the
+//! old one, after it a prefix of the new one, and a crash at any point leaves one of the two
+//! with its own checkpoint. Every commit writes data and checkpoint together, at a frame
+//! boundary, so the next catch-up continues from what a crash left.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +28,16 @@ use crate::events::log::EventLog;
 use crate::events::schema::EventView;
 use crate::projections::session::SessionState;
 use crate::tenancy::{EnvId, SessionId, TeamId, TenantId};
+
+/// Where a fold starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Start {
+    /// After the checkpoint, from the entries in the tree (a catch-up).
+    AtCheckpoint,
+    /// At the tenant's first event, as if the tree held nothing; the first commit replaces
+    /// whatever it holds (a rebuild).
+    FromScratch,
+}
 
 /// When a fold commits what it holds.
 #[derive(Clone, Copy, Debug)]
@@ -54,6 +69,9 @@ struct Held {
     sessions: BTreeMap<Vec<u8>, SessionState>,
     /// Events folded since the last commit.
     events: usize,
+    /// Until the first commit of a rebuild: the tree's entries are not this fold's, so they
+    /// are neither loaded nor kept.
+    replacing: bool,
     /// The key being looked up (reused, so a hit allocates nothing).
     key: Vec<u8>,
 }
@@ -74,23 +92,34 @@ fn day_of(at_ms: u64) -> u32 {
 }
 
 impl Projector {
-    /// Folds `tenant`'s events after its checkpoint, committing as `when` says and once at the
-    /// end; returns how many were folded. The caller holds the tenant's fold lock. `progress`
-    /// gets the running count after each commit, and at least every [`FOLD_BATCH_EVENTS`].
+    /// Folds `tenant`'s events from `start`, committing as `when` says and once at the end;
+    /// returns how many were folded. The caller holds the tenant's fold lock. `progress` gets
+    /// the running count after each commit, and at least every [`FOLD_BATCH_EVENTS`].
     pub(super) fn fold(
         &self,
         log: &EventLog,
         tenant: &TenantId,
-        when: CommitWhen,
+        (start, when): (Start, CommitWhen),
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, ProjectorError> {
         let reader = log.tenant(tenant);
-        let from = self.tree.checkpoint(tenant)?;
+        let from = match start {
+            Start::AtCheckpoint => self.tree.checkpoint(tenant)?,
+            Start::FromScratch => 0,
+        };
         let head = reader.head()?.map_or(0, |h| h.tenant_seq);
+        let mut held = Held {
+            replacing: start == Start::FromScratch,
+            ..Held::default()
+        };
         if head <= from {
+            if held.replacing {
+                // Nothing to fold: the tenant's read model is no read model, as a catch-up of
+                // an empty log leaves it (no checkpoint either).
+                self.tree.clear_tenant(tenant)?;
+            }
             return Ok(0);
         }
-        let mut held = Held::default();
         let mut folded = 0u64;
         let mut reported = 0u64;
         let mut last = from;
@@ -139,9 +168,12 @@ impl Projector {
             match held.usage.get_mut(held.key.as_slice()) {
                 Some(counters) => counters.add(&delta),
                 None => {
-                    let mut counters = self
-                        .load::<UsageCounters>(tenant, &held.key)?
-                        .unwrap_or_default();
+                    let mut counters = if held.replacing {
+                        UsageCounters::default()
+                    } else {
+                        self.load::<UsageCounters>(tenant, &held.key)?
+                            .unwrap_or_default()
+                    };
                     counters.add(&delta);
                     held.usage.insert(held.key.clone(), counters);
                 }
@@ -150,7 +182,12 @@ impl Projector {
         }
         session_key_into(&mut held.key, first.env, first.team, first.session);
         if !held.sessions.contains_key(held.key.as_slice()) {
-            let state = match self.load::<SessionState>(tenant, &held.key)? {
+            let stored = if held.replacing {
+                None
+            } else {
+                self.load::<SessionState>(tenant, &held.key)?
+            };
+            let state = match stored {
                 Some(state) => state,
                 None => new_state(tenant, first)?,
             };
@@ -164,7 +201,8 @@ impl Projector {
         Ok(())
     }
 
-    /// Writes the held entries and the checkpoint `checkpoint` in one batch, and lets them go.
+    /// Writes the held entries and the checkpoint `checkpoint` in one batch (the first commit of
+    /// a rebuild: in place of everything the tenant had), and lets them go.
     fn commit(
         &self,
         tenant: &TenantId,
@@ -179,7 +217,11 @@ impl Projector {
             entries.insert(k, encode(&v));
         }
         held.events = 0;
-        self.tree.commit(tenant, &entries, checkpoint)?;
+        if std::mem::take(&mut held.replacing) {
+            self.tree.replace_tenant(tenant, &entries, checkpoint)?;
+        } else {
+            self.tree.commit(tenant, &entries, checkpoint)?;
+        }
         Ok(())
     }
 }

@@ -435,12 +435,14 @@ fn a_rebuild_writes_its_entries_once_when_they_fit_in_memory() {
     let p = Projector::new(&log).unwrap();
     p.catch_up(&log, &id("acme"), &mut |_| {}).unwrap();
     let incremental = p.dump(&id("acme")).unwrap();
-    // While it folds, the rebuild commits nothing (3 entries are far below its bound): the
-    // checkpoint stays cleared until the one commit at the end, and progress still comes.
+    // While it folds, the rebuild commits nothing (3 entries are far below its bound): readers
+    // see the old read models, whole, until the one commit at the end replaces them; progress
+    // still comes.
     let mut seen = Vec::new();
     let folded = p
         .rebuild(&log, &id("acme"), &mut |n| {
-            seen.push((n, p.checkpoint(&id("acme")).unwrap()));
+            let whole = p.dump(&id("acme")).unwrap() == incremental;
+            seen.push((n, p.checkpoint(&id("acme")).unwrap(), whole));
         })
         .unwrap();
     assert_eq!(folded, head);
@@ -450,10 +452,12 @@ fn a_rebuild_writes_its_entries_once_when_they_fit_in_memory() {
         "progress every batch of events: {seen:?}"
     );
     assert!(
-        during.iter().all(|&(_, checkpoint)| checkpoint == 0),
+        during
+            .iter()
+            .all(|&(_, checkpoint, whole)| checkpoint == head && whole),
         "{seen:?}"
     );
-    assert_eq!(*last, (head, head));
+    assert_eq!(*last, (head, head, true));
     assert_eq!(p.dump(&id("acme")).unwrap(), incremental);
 }
 
@@ -468,15 +472,21 @@ fn a_fold_cut_short_between_commits_is_finished_by_the_next_catch_up() {
     let incremental = p.dump(&id("acme")).unwrap();
     // A rebuild whose memory bound is 2 entries commits after every frame; it dies at its
     // second commit's progress report, as a crash would cut it.
-    p.tree.clear_tenant(&id("acme")).unwrap();
     let mut reports = 0;
     let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        p.fold(&log, &id("acme"), CommitWhen::EntriesHeld(2), &mut |_| {
-            reports += 1;
-            assert!(reports < 2, "cut");
-        })
+        p.fold(
+            &log,
+            &id("acme"),
+            (Start::FromScratch, CommitWhen::EntriesHeld(2)),
+            &mut |_| {
+                reports += 1;
+                assert!(reports < 2, "cut");
+            },
+        )
     }));
     assert!(cut.is_err());
+    // Its first commit replaced the old read models: what is there is a prefix of the new.
+    assert_ne!(p.dump(&id("acme")).unwrap(), incremental);
     let checkpoint = p.checkpoint(&id("acme")).unwrap();
     assert!(
         0 < checkpoint && checkpoint < head,
@@ -487,4 +497,34 @@ fn a_fold_cut_short_between_commits_is_finished_by_the_next_catch_up() {
         head - checkpoint
     );
     assert_eq!(p.dump(&id("acme")).unwrap(), incremental);
+}
+
+#[test]
+fn a_rebuild_drops_entries_the_log_does_not_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
+    let head = two_long_sessions(&log, 2);
+    append_acmex(&log, DAY, "acmex keeps its own");
+    let p = Projector::new(&log).unwrap();
+    p.catch_up(&log, &id("acme"), &mut |_| {}).unwrap();
+    p.catch_up(&log, &id("acmex"), &mut |_| {}).unwrap();
+    let (acme, acmex) = (p.dump(&id("acme")).unwrap(), p.dump(&id("acmex")).unwrap());
+    for when in [CommitWhen::REBUILD, CommitWhen::EntriesHeld(2)] {
+        // A stale session and a stale usage row (a newer read model beside an older log, say).
+        let stale: BTreeMap<Vec<u8>, Vec<u8>> = [
+            (b"Sprod\0support\0gone".to_vec(), b"stale".to_vec()),
+            (
+                b"Uprod\0support\0web\0\0\0\0\x01".to_vec(),
+                b"stale".to_vec(),
+            ),
+        ]
+        .into();
+        p.tree.commit(&id("acme"), &stale, head).unwrap();
+        let lock = p.fold_lock(&id("acme"));
+        let _one_fold = one_fold(&lock);
+        p.fold(&log, &id("acme"), (Start::FromScratch, when), &mut |_| {})
+            .unwrap();
+        assert_eq!(p.dump(&id("acme")).unwrap(), acme, "{when:?}");
+        assert_eq!(p.dump(&id("acmex")).unwrap(), acmex, "{when:?}");
+    }
 }
