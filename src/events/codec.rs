@@ -195,7 +195,9 @@ struct BodyView<'a> {
 
 /// Decodes what a fold needs of one event's body ([`EventView`]), borrowing its strings, for any
 /// schema version [`decode_body`] reads. The ids are not validated here: the caller checks them
-/// (see the log's fold reads), once per frame rather than once per event.
+/// (see the log's fold reads), once per frame rather than once per event. It reads what
+/// [`decode_body`] reads in every form a writer produces; it refuses a `data` that is not a
+/// MessagePack byte string (an array of integers), which [`decode_body`] would copy into one.
 pub fn decode_body_view(bytes: &[u8]) -> Result<EventView<'_>, CodecError> {
     if bytes.len() > EVENT_BYTES_MAX {
         return Err(CodecError::RecordLength {

@@ -227,3 +227,27 @@ proptest::proptest! {
         let _ = decode_frame(&bytes);
     }
 }
+
+#[test]
+fn the_fold_view_refuses_data_as_an_array_which_no_writer_writes() {
+    // The full decoder copies an array of integers into the data bytes; the view borrows them,
+    // so it refuses with a typed error rather than read something else.
+    let event = sample(EventKind::NodeEntered { node: "x".into() });
+    let body = encode_body(&event);
+    let mut value = rmpv::decode::read_value(&mut &body[..]).unwrap();
+    if let rmpv::Value::Map(entries) = &mut value {
+        for (k, v) in entries.iter_mut() {
+            if k.as_str() == Some("data") {
+                let bytes = v.as_slice().unwrap().to_vec();
+                *v = rmpv::Value::Array(bytes.into_iter().map(rmpv::Value::from).collect());
+            }
+        }
+    }
+    let mut patched = Vec::new();
+    rmpv::encode::write_value(&mut patched, &value).unwrap();
+    assert_eq!(decode_body(&patched).unwrap(), event);
+    assert!(matches!(
+        decode_body_view(&patched),
+        Err(CodecError::Schema(SchemaError::Malformed(_)))
+    ));
+}
