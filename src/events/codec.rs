@@ -205,7 +205,11 @@ pub fn decode_body_view(bytes: &[u8]) -> Result<EventView<'_>, CodecError> {
             len: bytes.len(),
         });
     }
-    let body: BodyView = decode_limited(bytes)?;
+    // The writer's layout is read directly; any other form the serde way.
+    let body: BodyView = match envelope::read(bytes) {
+        Some(body) => body,
+        None => decode_limited(bytes)?,
+    };
     let kind = KindView::decode(body.kind, body.v, body.data)?;
     Ok(EventView {
         tenant: body.tenant,
@@ -320,6 +324,8 @@ pub fn decode_frame(bytes: &[u8]) -> Result<FrameView<'_>, CodecError> {
     }
     Ok(FrameView { prev_hash, bodies })
 }
+
+mod envelope;
 
 #[cfg(test)]
 mod tests;

@@ -251,3 +251,41 @@ fn the_fold_view_refuses_data_as_an_array_which_no_writer_writes() {
         Err(CodecError::Schema(SchemaError::Malformed(_)))
     ));
 }
+
+#[test]
+fn the_writers_envelope_layout_is_read_directly_and_any_other_form_as_serde_reads_it() {
+    for kind in all_kinds() {
+        let mut event = sample(kind);
+        // Every width of the integers and strings the writer may use.
+        for (seq, len) in [(1, 1), (300, 40), (70_000, 128)] {
+            let session = "s".repeat(len);
+            event.seq = seq;
+            event.tenant_seq = u64::from(u32::MAX) + seq;
+            event.session = SessionId::parse(&session).unwrap();
+            let body = encode_body(&event);
+            assert!(envelope::read(&body).is_some(), "the writer's layout");
+            assert_eq!(decode_body_view(&body).unwrap(), EventView::from(&event));
+        }
+    }
+    // The same event as an array (a form serde reads, not the writer's) and with its keys in
+    // another order: not the fast path, read all the same.
+    let event = sample(EventKind::NodeEntered { node: "x".into() });
+    let body = encode_body(&event);
+    let value = rmpv::decode::read_value(&mut &body[..]).unwrap();
+    let rmpv::Value::Map(entries) = value else {
+        panic!("a body is a map")
+    };
+    let mut reversed = entries.clone();
+    reversed.reverse();
+    let array = rmpv::Value::Array(entries.into_iter().map(|(_, v)| v).collect());
+    for other in [array, rmpv::Value::Map(reversed)] {
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &other).unwrap();
+        assert!(envelope::read(&bytes).is_none());
+        assert_eq!(decode_body_view(&bytes).unwrap(), EventView::from(&event));
+    }
+    // Cut anywhere, the fast path reads nothing (and nothing panics).
+    for cut in 0..body.len() {
+        assert!(envelope::read(&body[..cut]).is_none(), "cut at {cut}");
+    }
+}
