@@ -212,30 +212,6 @@ impl EventLine {
     }
 }
 
-/// [`EventLine`] by reference, with the same fields in the same order, so a JSONL line is
-/// written straight from the stored event: no owned copy of each field, no JSON value tree.
-#[derive(Serialize)]
-struct EventLineRef<'a> {
-    #[serde(rename = "type")]
-    record_type: &'static str,
-    tenant: &'a str,
-    env: &'a str,
-    team: &'a str,
-    channel: &'a str,
-    session: &'a str,
-    seq: u64,
-    tenant_seq: u64,
-    id: &'a str,
-    at: u64,
-    at_iso: &'a str,
-    kind: &'static str,
-    data: DataRef<'a>,
-    v: u16,
-    body: &'a str,
-    prev_hash: &'a str,
-    hash: &'a str,
-}
-
 /// [`EventKind::data_json`] without building it: the same keys, in the order its JSON object
 /// writes them (serde_json's map is sorted by key).
 struct DataRef<'a>(&'a EventKind);
@@ -291,41 +267,58 @@ pub struct LineBuffers {
 /// The JSONL line (with its `\n`) of `stored`, whose stored body is `body` with schema version
 /// `v`: byte for byte the serialization of `EventLine::new(stored, Some(body))`. The returned
 /// bytes live in `buffers` until the next call.
+///
+/// Only `data` (the kind's fields: user text) goes through serde_json. Every other value is
+/// written between quotes as it is: ids (their rules allow `[A-Za-z0-9_-]` only), the UUID, the
+/// RFC 3339 time, the kind's name, base64 and hex never hold a character JSON escapes, and
+/// checking that again for each of them was most of the cost of a line.
 pub fn write_jsonl_line<'b>(
     buffers: &'b mut LineBuffers,
     stored: &StoredEvent,
     body: &[u8],
     v: u16,
 ) -> Result<&'b [u8], serde_json::Error> {
+    use std::io::Write;
     let e = &stored.event;
     let mut id = uuid::Uuid::encode_buffer();
     let (mut prev_hash, mut hash) = ([0; 64], [0; 64]);
     buffers.base64.clear();
     base64::engine::general_purpose::STANDARD.encode_string(body, &mut buffers.base64);
-    let at_iso = super::format_time(e.at_ms);
-    let line = EventLineRef {
-        record_type: TYPE_EVENT,
-        tenant: e.tenant.as_str(),
-        env: e.env.as_str(),
-        team: e.team.as_str(),
-        channel: e.channel.as_str(),
-        session: e.session.as_str(),
-        seq: e.seq,
-        tenant_seq: e.tenant_seq,
-        id: e.id.hyphenated().encode_lower(&mut id),
-        at: e.at_ms,
-        at_iso: &at_iso,
-        kind: e.kind.name(),
-        data: DataRef(&e.kind),
-        v,
-        body: &buffers.base64,
-        prev_hash: hex_into(&stored.prev_hash, &mut prev_hash),
-        hash: hex_into(&stored.hash, &mut hash),
+    let out = &mut buffers.line;
+    out.clear();
+    let text = |out: &mut Vec<u8>, key: &str, value: &str| {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":\"");
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
     };
-    buffers.line.clear();
-    serde_json::to_writer(&mut buffers.line, &line)?;
-    buffers.line.push(b'\n');
-    Ok(&buffers.line)
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(TYPE_EVENT.as_bytes());
+    out.push(b'"');
+    text(out, "tenant", e.tenant.as_str());
+    text(out, "env", e.env.as_str());
+    text(out, "team", e.team.as_str());
+    text(out, "channel", e.channel.as_str());
+    text(out, "session", e.session.as_str());
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, ",\"seq\":{},\"tenant_seq\":{}", e.seq, e.tenant_seq);
+    text(out, "id", e.id.hyphenated().encode_lower(&mut id));
+    let _ = write!(out, ",\"at\":{}", e.at_ms);
+    text(out, "at_iso", &super::format_time(e.at_ms));
+    text(out, "kind", e.kind.name());
+    out.extend_from_slice(b",\"data\":");
+    serde_json::to_writer(&mut *out, &DataRef(&e.kind))?;
+    let _ = write!(out, ",\"v\":{v}");
+    text(out, "body", &buffers.base64);
+    text(
+        out,
+        "prev_hash",
+        hex_into(&stored.prev_hash, &mut prev_hash),
+    );
+    text(out, "hash", hex_into(&stored.hash, &mut hash));
+    out.extend_from_slice(b"}\n");
+    Ok(out)
 }
 
 /// Lowercase hex of `hash` in `buf`.
