@@ -22,7 +22,10 @@ use crate::config::{AuthConfig, DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_SUBJEC
 use crate::edge::auth::{bearer_token, Authenticator, SigningKey};
 use crate::edge::http::dto::MessageBody;
 use crate::edge::nats::subject::{parse_ingress, stem, tenant_token};
-use crate::events::codec::{decode_body, decode_frame, encode_body, encode_frame, EVENT_BYTES_MAX};
+use crate::events::codec::{
+    decode_body, decode_body_view, decode_frame, encode_body, encode_frame, EVENT_BYTES_MAX,
+};
+use crate::events::schema::EventView;
 use crate::projections::session::SessionState;
 use crate::projections::snapshot::{file_with_raw_state, SnapshotKey, SnapshotStore};
 use crate::tenancy::{EnvId, SessionId, TeamId, TenantId};
@@ -54,9 +57,21 @@ pub fn check_event_frame(bytes: &[u8]) -> bool {
 
 /// One event body (MessagePack envelope plus the kind's data).
 pub fn check_event_body(bytes: &[u8]) -> bool {
+    // The fold's decoder of the same bytes: never panics, and reads every body the full decoder
+    // accepts, as the full decoder reads it (it may accept more: it skips fields it does not
+    // read, and leaves the ids to the log's fold read).
+    let view = decode_body_view(bytes);
     let Ok(event) = decode_body(bytes) else {
         return false;
     };
+    match view {
+        Ok(view) => assert_eq!(
+            view,
+            EventView::from(&event),
+            "the fold must read the event"
+        ),
+        Err(e) => panic!("the fold refuses a body the full decoder accepts: {e}"),
+    }
     let again = encode_body(&event);
     // An accepted body may use a shorter MessagePack form than ours (a struct as an array), so
     // its re-encoding can be longer; only one within the limit must decode.

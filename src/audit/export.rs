@@ -8,28 +8,34 @@
 //! progress on a terminal, SIGINT.
 //!
 //! Invariants:
-//! - Bounded memory: events come from [`crate::events::log::TenantReader::events`] one frame at a
-//!   time and leave as one line each; nothing is collected.
+//! - Bounded memory: events come from [`crate::events::log::TenantReader::stored_frames`], read
+//!   on a thread of its own at most [`EXPORT_BATCHES_IN_FLIGHT`] batches of about
+//!   [`EXPORT_BATCH_BYTES`] of frames ahead of the writer, and leave as one line each; nothing
+//!   else is collected.
 //! - The export covers the tenant's log up to its head *when the export starts*, so an export
 //!   of a live log ends.
 //! - The manifest is written only after the last event, so an interrupted or failed export has
 //!   none and verifies as incomplete; the error names the `--from-seq` that resumes it.
-//! - Every exported body is re-encoded from the decoded event and checked to chain to the hash
-//!   the log computed over the stored bytes (see the module docs of [`super`]).
+//! - Every exported body is re-encoded from the decoded event and checked to be the bytes the
+//!   log stored and hashed, so it chains to the log's hash (see the module docs of [`super`]).
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::record::{EventLine, Manifest, CSV_COLUMNS, FORMAT, TYPE_MANIFEST};
+use super::record::{
+    hash_hex, write_jsonl_line, EventLine, LineBuffers, Manifest, CSV_COLUMNS, FORMAT,
+    TYPE_MANIFEST,
+};
 use super::{in_window, AuditError};
-use crate::events::codec::{chain_hash, encode_body};
-use crate::events::log::{EventLog, StoredEvent};
-use crate::events::schema::Event;
+use crate::events::codec::{encode_body, Hash};
+use crate::events::log::{EventLog, ReadError, StoredEvent, StoredFrame, TenantReader};
+use crate::events::schema::{Event, SCHEMA_VERSION};
 use crate::tenancy::{EnvId, TeamId, TenantId};
 
 /// Shortest time between two progress reports.
@@ -128,6 +134,10 @@ pub struct ExportProgress {
 /// line, and returns the manifest. For CSV the caller stores the manifest (sidecar file, HTTP
 /// trailer...).
 ///
+/// The log is read (and its chain hashed) on a thread of its own, [`EXPORT_BATCHES_IN_FLIGHT`]
+/// batches of about [`EXPORT_BATCH_BYTES`] ahead of this thread, which checks each event and
+/// writes its line to `out`: reading and writing overlap.
+///
 /// `progress` is called at most once per [`PROGRESS_INTERVAL`]. Setting `cancel` stops the export
 /// before the next event with [`AuditError::Interrupted`]; an error part-way is
 /// [`AuditError::Partial`]. Both leave the output without a manifest. `out` should be buffered:
@@ -142,40 +152,26 @@ pub fn export(
     let reader = log.tenant(&opts.tenant);
     let from = opts.from_seq.max(1);
     let head = reader.head()?;
-    let mut sink = Sink::new(opts.format, out)?;
-    let mut manifest = ManifestBuilder::new(opts, from);
-    let mut next = from;
-    let mut last_report = Instant::now();
+    let mut writer = Writer {
+        opts,
+        sink: Sink::new(opts.format, out)?,
+        manifest: ManifestBuilder::new(opts, from),
+        next: from,
+        last_report: Instant::now(),
+        progress,
+        cancel,
+        buffers: LineBuffers::default(),
+    };
     let last = head.map_or(0, |h| h.tenant_seq);
     if last >= from {
-        for item in reader.events(from..=last) {
-            if cancel.load(Ordering::Relaxed) {
-                sink.flush_partial();
-                return Err(AuditError::Interrupted {
-                    next_tenant_seq: next,
-                });
-            }
-            let partial = |e: AuditError| AuditError::Partial {
-                next_tenant_seq: next,
-                cause: Box::new(e),
-            };
-            let stored = item.map_err(|e| partial(e.into()))?;
-            debug_assert_eq!(stored.event.tenant, opts.tenant, "reads stay in the tenant");
-            if opts.selects(&stored.event) {
-                let line = checked_line(&stored).map_err(partial)?;
-                sink.write(&line).map_err(partial)?;
-                manifest.add(&line);
-            }
-            next = stored.event.tenant_seq + 1;
-            if last_report.elapsed() >= PROGRESS_INTERVAL {
-                progress(&ExportProgress {
-                    exported: manifest.count,
-                    tenant_seq: stored.event.tenant_seq,
-                });
-                last_report = Instant::now();
-            }
-        }
+        read_ahead(reader, from..=last, &mut |batch| writer.batch(batch))?;
     }
+    let Writer {
+        sink,
+        manifest,
+        next,
+        ..
+    } = writer;
     let manifest = manifest.finish();
     sink.finish(&manifest).map_err(|e| AuditError::Partial {
         next_tenant_seq: next,
@@ -184,23 +180,154 @@ pub fn export(
     Ok(manifest)
 }
 
-/// The export line of `stored`, with its body re-encoded and checked against the stored hash.
-fn checked_line(stored: &StoredEvent) -> Result<EventLine, AuditError> {
-    let body = encode_body(&stored.event);
-    // The log hashed the bytes it read; if our encoding differs (an older schema version), the
-    // line would not verify, and exporting it anyway would accuse an intact log of tampering.
-    if chain_hash(&stored.prev_hash, &body) != stored.hash {
-        return Err(AuditError::Reencode {
-            tenant_seq: stored.event.tenant_seq,
-        });
+/// Frames read ahead, in batches, while the writer works.
+pub const EXPORT_BATCHES_IN_FLIGHT: usize = 4;
+/// Stored bytes of the frames in one batch (a batch ends with the frame that reaches it).
+pub const EXPORT_BATCH_BYTES: usize = 256 * 1024;
+
+/// What the reading thread hands over: a batch of frames, or the error that ended the read.
+type Batch = Result<Vec<StoredFrame>, ReadError>;
+
+/// Reads `range` of `reader`'s log on a thread of its own and hands it to `write`, batch by
+/// batch, on this one. Ends at `write`'s first error (dropping the channel stops the reader).
+/// A reader that ends early without an error (it panicked) is reported to `write` as a read
+/// error, so an export never mistakes a cut-short read for the end of the log.
+fn read_ahead(
+    reader: TenantReader,
+    range: RangeInclusive<u64>,
+    write: &mut dyn FnMut(Batch) -> Result<(), AuditError>,
+) -> Result<(), AuditError> {
+    let tenant = reader.tenant().clone();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(EXPORT_BATCHES_IN_FLIGHT);
+    std::thread::scope(|scope| {
+        let read = std::thread::Builder::new()
+            .name("tenantry-export-read".into())
+            .spawn_scoped(scope, move || {
+                let mut batch = Vec::new();
+                let mut bytes = 0;
+                for item in reader.stored_frames(range) {
+                    let frame = match item {
+                        Ok(frame) => frame,
+                        Err(e) => {
+                            // The frames before the error are written first: the error then
+                            // names the exact event to resume from.
+                            let _ = tx.send(Ok(batch));
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    bytes += frame.stored_bytes();
+                    batch.push(frame);
+                    if bytes >= EXPORT_BATCH_BYTES {
+                        if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+                            return;
+                        }
+                        bytes = 0;
+                    }
+                }
+                let _ = tx.send(Ok(batch));
+            })
+            .map_err(|e| AuditError::io("starting the export's reading thread", e))?;
+        let written = rx.iter().try_for_each(&mut *write);
+        drop(rx);
+        let read = read.join();
+        written?;
+        if read.is_err() {
+            write(Err(ReadError {
+                tenant,
+                position: "export read".into(),
+                detail: "the reading thread panicked".into(),
+            }))?;
+        }
+        Ok(())
+    })
+}
+
+/// The writing side of an export: checks each event, writes its line, keeps the manifest.
+struct Writer<'a, 'o> {
+    opts: &'a ExportOptions,
+    sink: Sink<'o>,
+    manifest: ManifestBuilder,
+    /// The `tenant_seq` an export resumed from here would start at.
+    next: u64,
+    last_report: Instant,
+    progress: &'a mut dyn FnMut(&ExportProgress),
+    cancel: &'a AtomicBool,
+    buffers: LineBuffers,
+}
+
+impl Writer<'_, '_> {
+    fn partial(&self, e: AuditError) -> AuditError {
+        AuditError::Partial {
+            next_tenant_seq: self.next,
+            cause: Box::new(e),
+        }
     }
-    Ok(EventLine::new(stored, Some(&body)))
+
+    fn batch(&mut self, batch: Batch) -> Result<(), AuditError> {
+        let frames = batch.map_err(|e| self.partial(e.into()))?;
+        for frame in &frames {
+            for (stored, body) in frame.events() {
+                if self.cancel.load(Ordering::Relaxed) {
+                    self.sink.flush_partial();
+                    return Err(AuditError::Interrupted {
+                        next_tenant_seq: self.next,
+                    });
+                }
+                debug_assert_eq!(
+                    stored.event.tenant, self.opts.tenant,
+                    "reads stay in the tenant"
+                );
+                if self.opts.selects(&stored.event) {
+                    self.event(stored, body).map_err(|e| self.partial(e))?;
+                }
+                self.next = stored.event.tenant_seq + 1;
+            }
+            if self.last_report.elapsed() >= PROGRESS_INTERVAL {
+                (self.progress)(&ExportProgress {
+                    exported: self.manifest.count,
+                    tenant_seq: self.next - 1,
+                });
+                self.last_report = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks one event and writes its line.
+    fn event(&mut self, stored: &StoredEvent, body: &[u8]) -> Result<(), AuditError> {
+        // The log hashed the bytes it read. If our encoding differs (an older schema version),
+        // the line would not verify, and exporting it anyway would accuse an intact log of
+        // tampering. Equal bytes chain to the log's hash, so comparing them is the hash check.
+        if encode_body(&stored.event) != body {
+            return Err(AuditError::Reencode {
+                tenant_seq: stored.event.tenant_seq,
+            });
+        }
+        // The re-encoding is this build's, so the body's version is this build's.
+        let v = SCHEMA_VERSION;
+        match &mut self.sink {
+            Sink::Jsonl(out) => {
+                let line = write_jsonl_line(&mut self.buffers, stored, body, v)
+                    .map_err(|e| AuditError::io("writing the export", e.into()))?;
+                out.write_all(line)
+                    .map_err(|e| AuditError::io("writing the export", e))?;
+            }
+            Sink::Csv(writer) => {
+                writer.write_record(EventLine::new(stored, Some(body)).to_csv_row())?;
+            }
+        }
+        self.manifest.add(stored);
+        Ok(())
+    }
 }
 
 /// Collects the manifest's fields while lines are written.
 struct ManifestBuilder {
     manifest: Manifest,
     count: u64,
+    /// The last line's `hash`, turned into hex once at the end.
+    head_hash: Option<Hash>,
 }
 
 impl ManifestBuilder {
@@ -224,22 +351,24 @@ impl ManifestBuilder {
                 team: opts.team.as_ref().map(ToString::to_string),
             },
             count: 0,
+            head_hash: None,
         }
     }
 
-    fn add(&mut self, line: &EventLine) {
+    fn add(&mut self, stored: &StoredEvent) {
         let m = &mut self.manifest;
         if m.first_tenant_seq.is_none() {
-            m.first_tenant_seq = Some(line.tenant_seq);
-            m.first_prev_hash = Some(line.prev_hash.clone());
+            m.first_tenant_seq = Some(stored.event.tenant_seq);
+            m.first_prev_hash = Some(hash_hex(&stored.prev_hash));
         }
-        m.last_tenant_seq = Some(line.tenant_seq);
-        m.head_hash = Some(line.hash.clone());
+        m.last_tenant_seq = Some(stored.event.tenant_seq);
+        self.head_hash = Some(stored.hash);
         self.count += 1;
     }
 
     fn finish(mut self) -> Manifest {
         self.manifest.count = self.count;
+        self.manifest.head_hash = self.head_hash.as_ref().map(hash_hex);
         self.manifest
     }
 }
@@ -262,13 +391,6 @@ impl<'a> Sink<'a> {
                 writer.write_record(CSV_COLUMNS)?;
                 Ok(Sink::Csv(Box::new(writer)))
             }
-        }
-    }
-
-    fn write(&mut self, line: &EventLine) -> Result<(), AuditError> {
-        match self {
-            Sink::Jsonl(out) => write_json_line(*out, line),
-            Sink::Csv(writer) => Ok(writer.write_record(line.to_csv_row())?),
         }
     }
 

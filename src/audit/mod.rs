@@ -12,10 +12,11 @@
 //! Invariants:
 //! - Every read goes through [`EventLog::tenant`] or [`EventLog::scope`]: an export or replay of
 //!   one tenant never sees another tenant's records, whatever their ids.
-//! - Memory is bounded by one log frame or one export line (plus, for a log verification, one
+//! - Memory is bounded by one log frame or one export line (an export: the few batches of frames
+//!   its reading thread is ahead, `export::EXPORT_BATCHES_IN_FLIGHT`; a log verification: one
 //!   counter per session), never by the size of a tenant.
 //! - Nothing is exported without a check: the body written for an event is re-encoded from the
-//!   decoded event and must chain to the hash the log computed over the stored bytes; otherwise
+//!   decoded event and must be the bytes the log stored and hashed (so it chains); otherwise
 //!   the export stops with an error naming the `tenant_seq`, rather than write a line that would
 //!   not verify.
 //! - Audit commands never write to the log.

@@ -31,7 +31,7 @@ use serde_json::Value;
 use crate::events::codec::Hash;
 use crate::events::log::StoredEvent;
 use crate::events::schema::decode_limited;
-use crate::events::schema::SCHEMA_VERSION;
+use crate::events::schema::{EventKind, SCHEMA_VERSION};
 
 /// The manifest's `format`: names this layout and its version.
 pub const FORMAT: &str = "tenantry-audit/1";
@@ -212,6 +212,122 @@ impl EventLine {
     }
 }
 
+/// [`EventKind::data_json`] without building it: the same keys, in the order its JSON object
+/// writes them (serde_json's map is sorted by key).
+struct DataRef<'a>(&'a EventKind);
+
+impl Serialize for DataRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        fn map<S: serde::Serializer>(s: S, entries: &[(&str, &str)]) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut m = s.serialize_map(Some(entries.len()))?;
+            for (k, v) in entries {
+                m.serialize_entry(k, v)?;
+            }
+            m.end()
+        }
+        match self.0 {
+            EventKind::SessionStarted {
+                user,
+                flow,
+                flow_version,
+            } => map(
+                s,
+                &[
+                    ("flow", flow),
+                    ("flow_version", flow_version),
+                    ("user", user),
+                ],
+            ),
+            EventKind::MessageReceived {
+                message_id,
+                user,
+                text,
+            } => map(
+                s,
+                &[("message_id", message_id), ("text", text), ("user", user)],
+            ),
+            EventKind::NodeEntered { node } => map(s, &[("node", node)]),
+            EventKind::ReplySent { node, text } => map(s, &[("node", node), ("text", text)]),
+            EventKind::StateSet { key, value } => map(s, &[("key", key), ("value", value)]),
+            EventKind::AwaitingInput { node, key } => map(s, &[("key", key), ("node", node)]),
+            EventKind::FlowFailed { node, error } => map(s, &[("error", error), ("node", node)]),
+            EventKind::SessionEnded { reason } => map(s, &[("reason", reason)]),
+        }
+    }
+}
+
+/// Reused buffers for [`write_jsonl_line`], so that a line costs no allocation but its time.
+#[derive(Default)]
+pub struct LineBuffers {
+    line: Vec<u8>,
+    base64: String,
+}
+
+/// The JSONL line (with its `\n`) of `stored`, whose stored body is `body` with schema version
+/// `v`: byte for byte the serialization of `EventLine::new(stored, Some(body))`. The returned
+/// bytes live in `buffers` until the next call.
+///
+/// Only `data` (the kind's fields: user text) goes through serde_json. Every other value is
+/// written between quotes as it is: ids (their rules allow `[A-Za-z0-9_-]` only), the UUID, the
+/// RFC 3339 time, the kind's name, base64 and hex never hold a character JSON escapes, and
+/// checking that again for each of them was most of the cost of a line.
+pub fn write_jsonl_line<'b>(
+    buffers: &'b mut LineBuffers,
+    stored: &StoredEvent,
+    body: &[u8],
+    v: u16,
+) -> Result<&'b [u8], serde_json::Error> {
+    use std::io::Write;
+    let e = &stored.event;
+    let mut id = uuid::Uuid::encode_buffer();
+    let (mut prev_hash, mut hash) = ([0; 64], [0; 64]);
+    buffers.base64.clear();
+    base64::engine::general_purpose::STANDARD.encode_string(body, &mut buffers.base64);
+    let out = &mut buffers.line;
+    out.clear();
+    let text = |out: &mut Vec<u8>, key: &str, value: &str| {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":\"");
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+    };
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(TYPE_EVENT.as_bytes());
+    out.push(b'"');
+    text(out, "tenant", e.tenant.as_str());
+    text(out, "env", e.env.as_str());
+    text(out, "team", e.team.as_str());
+    text(out, "channel", e.channel.as_str());
+    text(out, "session", e.session.as_str());
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, ",\"seq\":{},\"tenant_seq\":{}", e.seq, e.tenant_seq);
+    text(out, "id", e.id.hyphenated().encode_lower(&mut id));
+    let _ = write!(out, ",\"at\":{}", e.at_ms);
+    text(out, "at_iso", &super::format_time(e.at_ms));
+    text(out, "kind", e.kind.name());
+    out.extend_from_slice(b",\"data\":");
+    serde_json::to_writer(&mut *out, &DataRef(&e.kind))?;
+    let _ = write!(out, ",\"v\":{v}");
+    text(out, "body", &buffers.base64);
+    text(
+        out,
+        "prev_hash",
+        hex_into(&stored.prev_hash, &mut prev_hash),
+    );
+    text(out, "hash", hex_into(&stored.hash, &mut hash));
+    out.extend_from_slice(b"}\n");
+    Ok(out)
+}
+
+/// Lowercase hex of `hash` in `buf`.
+fn hex_into<'b>(hash: &Hash, buf: &'b mut [u8; 64]) -> &'b str {
+    // Both cannot fail: 32 bytes fill 64 hex digits exactly, and hex digits are ASCII.
+    let _ = hex::encode_to_slice(hash, buf);
+    std::str::from_utf8(buf).unwrap_or_default()
+}
+
 /// What an export holds; the last JSONL line, or the CSV sidecar `FILE.manifest.json`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -265,7 +381,7 @@ pub fn body_version(body: &[u8]) -> Option<u16> {
 
 /// Lowercase hex of a chain hash.
 pub fn hash_hex(hash: &Hash) -> String {
-    hex::encode(hash)
+    hex_into(hash, &mut [0; 64]).to_owned()
 }
 
 /// Parses a chain hash written by [`hash_hex`]: exactly 64 lowercase hex digits.

@@ -19,10 +19,13 @@
 
 use std::borrow::Cow;
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::events::schema::{decode_limited, Event, EventKind, SchemaError, SCHEMA_VERSION};
+use crate::events::schema::{
+    decode_limited, Event, EventKind, EventView, KindView, SchemaError, SCHEMA_VERSION,
+};
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
 
 /// Largest encoded event body, in bytes.
@@ -170,6 +173,57 @@ pub fn decode_body(bytes: &[u8]) -> Result<Event, CodecError> {
     })
 }
 
+/// The envelope as a fold reads it: the same fields, strings and data borrowed from the body,
+/// the event id skipped unread.
+#[derive(Deserialize)]
+struct BodyView<'a> {
+    v: u16,
+    #[serde(rename = "id")]
+    _id: IgnoredAny,
+    tenant: &'a str,
+    env: &'a str,
+    team: &'a str,
+    channel: &'a str,
+    session: &'a str,
+    seq: u64,
+    tenant_seq: u64,
+    at: u64,
+    kind: &'a str,
+    #[serde(with = "serde_bytes")]
+    data: &'a [u8],
+}
+
+/// Decodes what a fold needs of one event's body ([`EventView`]), borrowing its strings, for any
+/// schema version [`decode_body`] reads. The ids are not validated here: the caller checks them
+/// (see the log's fold reads), once per frame rather than once per event. It reads what
+/// [`decode_body`] reads in every form a writer produces; it refuses a `data` that is not a
+/// MessagePack byte string (an array of integers), which [`decode_body`] would copy into one.
+pub fn decode_body_view(bytes: &[u8]) -> Result<EventView<'_>, CodecError> {
+    if bytes.len() > EVENT_BYTES_MAX {
+        return Err(CodecError::RecordLength {
+            index: 0,
+            len: bytes.len(),
+        });
+    }
+    // The writer's layout is read directly; any other form the serde way.
+    let body: BodyView = match envelope::read(bytes) {
+        Some(body) => body,
+        None => decode_limited(bytes)?,
+    };
+    let kind = KindView::decode(body.kind, body.v, body.data)?;
+    Ok(EventView {
+        tenant: body.tenant,
+        env: body.env,
+        team: body.team,
+        channel: body.channel,
+        session: body.session,
+        seq: body.seq,
+        tenant_seq: body.tenant_seq,
+        at_ms: body.at,
+        kind,
+    })
+}
+
 /// `SHA-256(prev || body)`.
 pub fn chain_hash(prev: &Hash, body: &[u8]) -> Hash {
     let mut h = Sha256::new();
@@ -270,6 +324,8 @@ pub fn decode_frame(bytes: &[u8]) -> Result<FrameView<'_>, CodecError> {
     }
     Ok(FrameView { prev_hash, bodies })
 }
+
+mod envelope;
 
 #[cfg(test)]
 mod tests;

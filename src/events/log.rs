@@ -46,7 +46,9 @@ mod syncer;
 mod writer;
 
 pub use purge::{PurgeError, PurgeReport};
-pub use read::{ScopedReader, SessionEvents, TenantEvents, TenantReader};
+pub use read::{
+    ScopedReader, SessionEvents, StoredFrame, StoredFrames, TenantEvents, TenantReader,
+};
 pub use replica::{Replica, ReplicaError, ReplicaOptions};
 
 use crate::events::codec::{Hash, FRAME_BYTES_MAX, GROUP_EVENTS_MAX};

@@ -136,6 +136,35 @@ impl ProjectionTree {
         self.tree()?.apply_batch(batch).map_err(|e| self.err(e))
     }
 
+    /// Replaces everything of `tenant` with `entries` and the checkpoint `checkpoint`, in one
+    /// atomic batch: a reader sees the old projection or the new one, never a mix, and a crash
+    /// leaves one of the two. The batch removes every old key `entries` does not overwrite (the
+    /// keys are scanned first; their count bounds the batch's memory).
+    pub fn replace_tenant(
+        &self,
+        tenant: &TenantId,
+        entries: &BTreeMap<Vec<u8>, Vec<u8>>,
+        checkpoint: u64,
+    ) -> Result<(), ProjectionError> {
+        let tree = self.tree()?;
+        let data = tagged(tenant, TAG_DATA, &[]);
+        let mut batch = sled::Batch::default();
+        for key in tree.scan_prefix(&data).keys() {
+            let key = key.map_err(|e| self.err(e))?;
+            if !entries.contains_key(key.get(data.len()..).unwrap_or_default()) {
+                batch.remove(key);
+            }
+        }
+        for (k, v) in entries {
+            batch.insert(tagged(tenant, TAG_DATA, k), v.as_slice());
+        }
+        batch.insert(
+            tagged(tenant, TAG_CHECKPOINT, &[]),
+            &checkpoint.to_be_bytes()[..],
+        );
+        tree.apply_batch(batch).map_err(|e| self.err(e))
+    }
+
     /// Removes everything of `tenant` (data and checkpoint), for a rebuild.
     pub fn clear_tenant(&self, tenant: &TenantId) -> Result<u64, ProjectionError> {
         const CLEAR_BATCH_KEYS: usize = 4096;

@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
@@ -245,6 +246,174 @@ impl EventKind {
     }
 }
 
+/// An event's fields as a fold needs them, borrowed from the stored body (or from an [`Event`]):
+/// no event id, and of the free texts a fold only counts (message and reply text) just their
+/// length. [`crate::projections`] folds these, so a fold over the log allocates nothing per
+/// event, and a fold over decoded [`Event`]s runs the very same code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventView<'a> {
+    pub tenant: &'a str,
+    pub env: &'a str,
+    pub team: &'a str,
+    pub channel: &'a str,
+    pub session: &'a str,
+    /// Position in the session, gapless from 1.
+    pub seq: u64,
+    /// Position in the tenant's log, gapless from 1.
+    pub tenant_seq: u64,
+    /// Unix time in milliseconds.
+    pub at_ms: u64,
+    pub kind: KindView<'a>,
+}
+
+/// [`EventKind`] as a fold sees it (see [`EventView`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KindView<'a> {
+    SessionStarted {
+        user: &'a str,
+        flow: &'a str,
+        flow_version: &'a str,
+    },
+    MessageReceived {
+        /// Bytes of the message text.
+        text_bytes: usize,
+    },
+    NodeEntered {
+        node: &'a str,
+    },
+    ReplySent {
+        /// Bytes of the reply text.
+        text_bytes: usize,
+    },
+    StateSet {
+        key: &'a str,
+        value: &'a str,
+    },
+    AwaitingInput {
+        node: &'a str,
+        key: &'a str,
+    },
+    FlowFailed,
+    SessionEnded {
+        reason: &'a str,
+    },
+}
+
+impl<'a> From<&'a EventKind> for KindView<'a> {
+    fn from(kind: &'a EventKind) -> KindView<'a> {
+        match kind {
+            EventKind::SessionStarted {
+                user,
+                flow,
+                flow_version,
+            } => KindView::SessionStarted {
+                user,
+                flow,
+                flow_version,
+            },
+            EventKind::MessageReceived { text, .. } => KindView::MessageReceived {
+                text_bytes: text.len(),
+            },
+            EventKind::NodeEntered { node } => KindView::NodeEntered { node },
+            EventKind::ReplySent { text, .. } => KindView::ReplySent {
+                text_bytes: text.len(),
+            },
+            EventKind::StateSet { key, value } => KindView::StateSet { key, value },
+            EventKind::AwaitingInput { node, key } => KindView::AwaitingInput { node, key },
+            EventKind::FlowFailed { .. } => KindView::FlowFailed,
+            EventKind::SessionEnded { reason } => KindView::SessionEnded { reason },
+        }
+    }
+}
+
+impl<'a> From<&'a Event> for EventView<'a> {
+    fn from(e: &'a Event) -> EventView<'a> {
+        EventView {
+            tenant: e.tenant.as_str(),
+            env: e.env.as_str(),
+            team: e.team.as_str(),
+            channel: e.channel.as_str(),
+            session: e.session.as_str(),
+            seq: e.seq,
+            tenant_seq: e.tenant_seq,
+            at_ms: e.at_ms,
+            kind: KindView::from(&e.kind),
+        }
+    }
+}
+
+impl<'a> KindView<'a> {
+    /// Decodes the fields a fold needs from a kind's name, schema version and data bytes,
+    /// borrowing its strings from `data`. Every schema version that [`EventKind::decode_data`]
+    /// reads decodes here (the fields a view takes are in all of them); fields the view does not
+    /// take are skipped unread.
+    pub(crate) fn decode(
+        name: &str,
+        version: u16,
+        data: &'a [u8],
+    ) -> Result<KindView<'a>, SchemaError> {
+        if !(SCHEMA_VERSION_MIN..=SCHEMA_VERSION).contains(&version) {
+            return Err(SchemaError::Version(version));
+        }
+        let kind = match name {
+            "SessionStarted" => {
+                let d: SessionStartedView = decode_limited(data)?;
+                KindView::SessionStarted {
+                    user: d.user,
+                    flow: d.flow,
+                    flow_version: d.flow_version,
+                }
+            }
+            "MessageReceived" if version == 1 => {
+                let d: MessageReceivedV1View = decode_limited(data)?;
+                KindView::MessageReceived {
+                    text_bytes: d.text.len(),
+                }
+            }
+            "MessageReceived" => {
+                let d: MessageReceivedView = decode_limited(data)?;
+                KindView::MessageReceived {
+                    text_bytes: d.text.len(),
+                }
+            }
+            "NodeEntered" => {
+                let d: NodeView = decode_limited(data)?;
+                KindView::NodeEntered { node: d.node }
+            }
+            "ReplySent" => {
+                let d: ReplySentView = decode_limited(data)?;
+                KindView::ReplySent {
+                    text_bytes: d.text.len(),
+                }
+            }
+            "StateSet" => {
+                let d: StateSetView = decode_limited(data)?;
+                KindView::StateSet {
+                    key: d.key,
+                    value: d.value,
+                }
+            }
+            "AwaitingInput" => {
+                let d: AwaitingInputView = decode_limited(data)?;
+                KindView::AwaitingInput {
+                    node: d.node,
+                    key: d.key,
+                }
+            }
+            "FlowFailed" => {
+                let _: FlowFailedView = decode_limited(data)?;
+                KindView::FlowFailed
+            }
+            "SessionEnded" => {
+                let d: SessionEndedView = decode_limited(data)?;
+                KindView::SessionEnded { reason: d.reason }
+            }
+            other => return Err(SchemaError::UnknownKind(other.chars().take(64).collect())),
+        };
+        Ok(kind)
+    }
+}
+
 /// A record that this build cannot interpret. Data on disk or from a peer is wrong or newer.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -319,4 +488,59 @@ pub struct Event {
     /// Unix time in milliseconds, from the caller's clock.
     pub at_ms: u64,
     pub kind: EventKind,
+}
+
+// Borrowed views of the payload shapes, for [`KindView::decode`]: the same field names. A field
+// a fold does not read is `IgnoredAny`: it must be there, as [`EventKind::decode_data`] requires,
+// but its value is skipped unread.
+#[derive(Deserialize)]
+struct SessionStartedView<'a> {
+    user: &'a str,
+    flow: &'a str,
+    flow_version: &'a str,
+}
+#[derive(Deserialize)]
+struct MessageReceivedView<'a> {
+    #[serde(rename = "message_id")]
+    _message_id: IgnoredAny,
+    #[serde(rename = "user")]
+    _user: IgnoredAny,
+    text: &'a str,
+}
+#[derive(Deserialize)]
+struct MessageReceivedV1View<'a> {
+    #[serde(rename = "user")]
+    _user: IgnoredAny,
+    text: &'a str,
+}
+#[derive(Deserialize)]
+struct ReplySentView<'a> {
+    #[serde(rename = "node")]
+    _node: IgnoredAny,
+    text: &'a str,
+}
+#[derive(Deserialize)]
+struct NodeView<'a> {
+    node: &'a str,
+}
+#[derive(Deserialize)]
+struct StateSetView<'a> {
+    key: &'a str,
+    value: &'a str,
+}
+#[derive(Deserialize)]
+struct AwaitingInputView<'a> {
+    node: &'a str,
+    key: &'a str,
+}
+#[derive(Deserialize)]
+struct FlowFailedView {
+    #[serde(rename = "node")]
+    _node: IgnoredAny,
+    #[serde(rename = "error")]
+    _error: IgnoredAny,
+}
+#[derive(Deserialize)]
+struct SessionEndedView<'a> {
+    reason: &'a str,
 }

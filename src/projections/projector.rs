@@ -6,7 +6,10 @@
 //!   the session-state read model (keyed by the state key's parts) and the session index.
 //!
 //! `catch_up` folds from the checkpoint to the tenant's head in batches of `FOLD_BATCH_EVENTS`,
-//! committing data and checkpoint together; `rebuild` clears a tenant and folds from 1. Values are
+//! committing data and checkpoint together; `rebuild` folds from 1 in place of a tenant's read
+//! models (its first commit replaces them in one batch), holding what it folded in memory up to
+//! `REBUILD_ENTRIES_MAX` entries per commit. Both run the same
+//! fold (`fold.rs`) over the log's borrowed event views, only their batches differ. Values are
 //! MessagePack of plain structs and ordered maps, so an incremental projection and a rebuild are
 //! byte-identical.
 //!
@@ -22,14 +25,21 @@ use serde::{Deserialize, Serialize};
 use crate::events::log::{EventLog, ReadError};
 use crate::events::projection::{ProjectionError, ProjectionTree};
 use crate::events::schema::decode_limited;
-use crate::events::schema::{Event, EventKind};
+use crate::events::schema::KindView;
 use crate::projections::session::SessionState;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
+use fold::{CommitWhen, Start};
+
+mod fold;
 
 /// Name of the projection tree.
 pub const READ_MODELS: &str = "read_models";
-/// Events folded between two commits (bounds memory and work lost to a crash).
+/// Events a catch-up folds between two commits (bounds memory and work lost to a crash).
 pub const FOLD_BATCH_EVENTS: usize = 4096;
+/// Entries (session states and usage counters) a rebuild holds in memory before it commits them.
+/// A session state is a few hundred bytes plus its vars, so this is tens of MiB; a rebuild of a
+/// tenant with fewer sessions writes each entry exactly once.
+pub const REBUILD_ENTRIES_MAX: usize = 65_536;
 const MS_PER_DAY: u64 = 86_400_000;
 const TAG_USAGE: u8 = b'U';
 const TAG_SESSION: u8 = b'S';
@@ -65,23 +75,23 @@ pub struct UsageCounters {
 }
 
 impl UsageCounters {
-    fn count(&mut self, kind: &EventKind) {
+    fn count(&mut self, kind: &KindView<'_>) {
         self.events += 1;
-        match kind {
-            EventKind::MessageReceived { text, .. } => {
+        match *kind {
+            KindView::MessageReceived { text_bytes } => {
                 self.messages_in += 1;
-                self.bytes_in += text.len() as u64;
+                self.bytes_in += text_bytes as u64;
             }
-            EventKind::ReplySent { text, .. } => {
+            KindView::ReplySent { text_bytes } => {
                 self.replies_out += 1;
-                self.bytes_out += text.len() as u64;
+                self.bytes_out += text_bytes as u64;
             }
-            EventKind::SessionStarted { .. } => self.sessions_started += 1,
-            EventKind::SessionEnded { .. } => self.sessions_ended += 1,
-            EventKind::FlowFailed { .. } => self.flow_errors += 1,
-            EventKind::NodeEntered { .. }
-            | EventKind::StateSet { .. }
-            | EventKind::AwaitingInput { .. } => {}
+            KindView::SessionStarted { .. } => self.sessions_started += 1,
+            KindView::SessionEnded { .. } => self.sessions_ended += 1,
+            KindView::FlowFailed => self.flow_errors += 1,
+            KindView::NodeEntered { .. }
+            | KindView::StateSet { .. }
+            | KindView::AwaitingInput { .. } => {}
         }
     }
 
@@ -125,20 +135,19 @@ fn push_part(k: &mut Vec<u8>, part: &str) {
     k.push(0);
 }
 
-fn usage_key(e: &Event) -> Vec<u8> {
-    let mut k = vec![TAG_USAGE];
-    push_part(&mut k, e.env.as_str());
-    push_part(&mut k, e.team.as_str());
-    push_part(&mut k, e.channel.as_str());
-    let day = u32::try_from(e.at_ms / MS_PER_DAY).unwrap_or(u32::MAX);
-    k.extend_from_slice(&day.to_be_bytes());
+fn session_key(env: &EnvId, team: &TeamId, session: &SessionId) -> Vec<u8> {
+    let mut k = Vec::new();
+    session_key_into(&mut k, env.as_str(), team.as_str(), session.as_str());
     k
 }
 
-fn session_key(env: &EnvId, team: &TeamId, session: &SessionId) -> Vec<u8> {
-    let mut k = session_scope(env, Some(team));
-    k.extend_from_slice(session.as_str().as_bytes());
-    k
+/// The session key `S{env}\0{team}\0{session}`, into `k`.
+fn session_key_into(k: &mut Vec<u8>, env: &str, team: &str, session: &str) {
+    k.clear();
+    k.push(TAG_SESSION);
+    push_part(k, env);
+    push_part(k, team);
+    k.extend_from_slice(session.as_bytes());
 }
 
 fn session_scope(env: &EnvId, team: Option<&TeamId>) -> Vec<u8> {
@@ -204,7 +213,7 @@ impl Projector {
     }
 
     /// Folds the tenant's events after the checkpoint; returns how many were folded.
-    /// `progress` gets the running count after each commit.
+    /// `progress` gets the running count after each commit (every [`FOLD_BATCH_EVENTS`]).
     pub fn catch_up(
         &self,
         log: &EventLog,
@@ -213,71 +222,35 @@ impl Projector {
     ) -> Result<u64, ProjectorError> {
         let lock = self.fold_lock(tenant);
         let _one_fold = one_fold(&lock);
-        let reader = log.tenant(tenant);
-        let from = self.tree.checkpoint(tenant)?;
-        let head = reader.head()?.map_or(0, |h| h.tenant_seq);
-        if head <= from {
-            return Ok(0);
-        }
-        let mut usage: BTreeMap<Vec<u8>, UsageCounters> = BTreeMap::new();
-        let mut sessions: BTreeMap<Vec<u8>, SessionState> = BTreeMap::new();
-        let mut folded = 0u64;
-        let mut in_batch = 0usize;
-        let mut last = from;
-        for stored in reader.events(from + 1..=head) {
-            let event = stored?.event;
-            let key = usage_key(&event);
-            if !usage.contains_key(&key) {
-                let existing = self
-                    .load::<UsageCounters>(tenant, &key)?
-                    .unwrap_or_default();
-                usage.insert(key.clone(), existing);
-            }
-            if let Some(counters) = usage.get_mut(&key) {
-                counters.count(&event.kind);
-            }
-            let key = session_key(&event.env, &event.team, &event.session);
-            if !sessions.contains_key(&key) {
-                let existing = self.load::<SessionState>(tenant, &key)?.unwrap_or_else(|| {
-                    SessionState::new(
-                        event.tenant.clone(),
-                        event.env.clone(),
-                        event.team.clone(),
-                        event.session.clone(),
-                    )
-                });
-                sessions.insert(key.clone(), existing);
-            }
-            if let Some(state) = sessions.get_mut(&key) {
-                state.apply(&event);
-            }
-            last = event.tenant_seq;
-            folded += 1;
-            in_batch += 1;
-            if in_batch == FOLD_BATCH_EVENTS {
-                self.commit(tenant, &mut usage, &mut sessions, last)?;
-                in_batch = 0;
-                progress(folded);
-            }
-        }
-        self.commit(tenant, &mut usage, &mut sessions, last)?;
-        progress(folded);
-        Ok(folded)
+        self.fold(
+            log,
+            tenant,
+            (Start::AtCheckpoint, CommitWhen::CATCH_UP),
+            progress,
+        )
     }
 
-    /// Drops the tenant's read models and folds its whole log again.
+    /// Folds the tenant's whole log again, in place of its read models, holding what it folds
+    /// in memory until [`REBUILD_ENTRIES_MAX`] entries (or the end): the first commit replaces
+    /// the old read models in one batch, so until then readers see the old ones, and a rebuild
+    /// that fits in memory switches from old to new at once. `progress` gets the running count
+    /// at least every [`FOLD_BATCH_EVENTS`]. A crash part-way leaves either the old read models
+    /// or a prefix of the new ones, each with its own checkpoint, which the next catch-up (or
+    /// rebuild) continues from.
     pub fn rebuild(
         &self,
         log: &EventLog,
         tenant: &TenantId,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, ProjectorError> {
-        {
-            let lock = self.fold_lock(tenant);
-            let _one_fold = one_fold(&lock);
-            self.tree.clear_tenant(tenant)?;
-        }
-        self.catch_up(log, tenant, progress)
+        let lock = self.fold_lock(tenant);
+        let _one_fold = one_fold(&lock);
+        self.fold(
+            log,
+            tenant,
+            (Start::FromScratch, CommitWhen::REBUILD),
+            progress,
+        )
     }
 
     fn load<T: serde::de::DeserializeOwned>(
@@ -294,24 +267,6 @@ impl Projector {
                     detail: e.to_string(),
                 }),
         }
-    }
-
-    fn commit(
-        &self,
-        tenant: &TenantId,
-        usage: &mut BTreeMap<Vec<u8>, UsageCounters>,
-        sessions: &mut BTreeMap<Vec<u8>, SessionState>,
-        checkpoint: u64,
-    ) -> Result<(), ProjectorError> {
-        let mut entries: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        for (k, v) in std::mem::take(usage) {
-            entries.insert(k, encode(&v));
-        }
-        for (k, v) in std::mem::take(sessions) {
-            entries.insert(k, encode(&v));
-        }
-        self.tree.commit(tenant, &entries, checkpoint)?;
-        Ok(())
     }
 
     /// Usage of the tenant (in `env`, or all envs; in `team`, or all teams), grouped `by`.

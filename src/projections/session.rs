@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::schema::{Event, EventKind};
+use crate::events::schema::{Event, EventView, KindView};
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
 
 /// Whether a session still accepts messages.
@@ -119,12 +119,23 @@ impl SessionState {
     ///
     /// # Panics
     ///
+    /// When `event` is not the session's next event (see [`SessionState::apply_view`]).
+    pub fn apply(&mut self, event: &Event) {
+        self.apply_view(&EventView::from(event));
+    }
+
+    /// Folds one event, as a fold reads it from the log, into the state: what
+    /// [`SessionState::apply`] does, without the event having been decoded whole. Strings are
+    /// copied into the state's own buffers, which are reused where the state already has one.
+    ///
+    /// # Panics
+    ///
     /// When `event` is not the session's next event: `event.seq != last_seq + 1`, or its tenant,
     /// env, team or session differs. Either means the caller skipped, repeated or mixed up events,
     /// which would silently corrupt the state (and every snapshot taken from it), so it is a bug
     /// to stop at rather than bad input to tolerate. The check is two integer and four short
     /// string comparisons, cheap enough to keep in release builds.
-    pub fn apply(&mut self, event: &Event) {
+    pub fn apply_view(&mut self, event: &EventView<'_>) {
         assert_eq!(
             event.seq,
             self.last_seq + 1,
@@ -132,10 +143,10 @@ impl SessionState {
             self.session
         );
         assert!(
-            event.tenant == self.tenant
-                && event.env == self.env
-                && event.team == self.team
-                && event.session == self.session,
+            event.tenant == self.tenant.as_str()
+                && event.env == self.env.as_str()
+                && event.team == self.team.as_str()
+                && event.session == self.session.as_str(),
             "event of {}/{}/{}/{} applied to session {}",
             event.tenant,
             event.env,
@@ -144,8 +155,8 @@ impl SessionState {
             self.state_key()
         );
 
-        match &event.kind {
-            EventKind::SessionStarted {
+        match event.kind {
+            KindView::SessionStarted {
                 user,
                 flow,
                 flow_version,
@@ -157,32 +168,40 @@ impl SessionState {
             }
             // The cursor stays as it is: the engine reads it before the message's other events,
             // and the `StateSet` that stores the answer is what consumes the wait.
-            EventKind::MessageReceived { .. } => self.messages_in += 1,
-            EventKind::NodeEntered { node } => {
-                self.current_node = Some(node.clone());
+            KindView::MessageReceived { .. } => self.messages_in += 1,
+            KindView::NodeEntered { node } => {
+                match &mut self.current_node {
+                    Some(current) => node.clone_into(current),
+                    None => self.current_node = Some(node.to_owned()),
+                }
                 self.cursor = Cursor::Start;
             }
-            EventKind::ReplySent { .. } => self.replies_out += 1,
-            EventKind::StateSet { key, value } => {
-                self.vars.insert(key.clone(), value.clone());
+            KindView::ReplySent { .. } => self.replies_out += 1,
+            KindView::StateSet { key, value } => {
+                match self.vars.get_mut(key) {
+                    Some(current) => value.clone_into(current),
+                    None => {
+                        self.vars.insert(key.to_owned(), value.to_owned());
+                    }
+                }
                 // While awaiting, the only `StateSet` the engine writes is the stored answer,
                 // which resumes the flow. If nothing else follows (the `ask` node was the last),
                 // the next message starts at the first node.
                 self.cursor = Cursor::Start;
             }
-            EventKind::AwaitingInput { node, key } => {
+            KindView::AwaitingInput { node, key } => {
                 self.cursor = Cursor::Awaiting {
-                    node: node.clone(),
-                    key: key.clone(),
+                    node: node.to_owned(),
+                    key: key.to_owned(),
                 };
             }
-            EventKind::FlowFailed { .. } => {
+            KindView::FlowFailed => {
                 self.flow_errors += 1;
                 self.cursor = Cursor::Start;
             }
-            EventKind::SessionEnded { reason } => {
+            KindView::SessionEnded { reason } => {
                 self.status = SessionStatus::Ended {
-                    reason: reason.clone(),
+                    reason: reason.to_owned(),
                 };
                 self.cursor = Cursor::Start;
             }
@@ -192,7 +211,9 @@ impl SessionState {
         self.last_tenant_seq = event.tenant_seq;
         self.last_activity_ms = event.at_ms;
         if self.channel.is_none() {
-            self.channel = Some(event.channel.clone());
+            // Always a valid id: an `Event`'s channel is a `ChannelId`, and the log's fold read
+            // checks the ids of every frame it hands out.
+            self.channel = ChannelId::parse(event.channel).ok();
         }
     }
 

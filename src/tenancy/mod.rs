@@ -101,6 +101,12 @@ macro_rules! id_newtype {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// Whether `raw` is a valid id of this kind, checked without building one (for
+            /// reads that borrow ids from stored bytes).
+            pub fn is_valid(raw: &str) -> bool {
+                $rule(raw)
+            }
         }
 
         impl fmt::Display for $name {

@@ -211,3 +211,111 @@ fn formats_parse_from_their_names() {
     assert_eq!("csv".parse::<ExportFormat>().unwrap(), ExportFormat::Csv);
     assert!("xml".parse::<ExportFormat>().is_err());
 }
+
+/// acme with two sessions of 40 groups of 63 events each, long texts: over 1 MB of frames,
+/// so an export's reading thread hands it over in many batches.
+fn big_log(dir: &std::path::Path) -> (EventLog, u64) {
+    use crate::events::log::{AppendGroup, AppendOutcome, LogOptions};
+    use crate::events::schema::EventKind;
+    let log = EventLog::open(dir, &LogOptions::default()).unwrap();
+    let mut last = [0u64; 2];
+    for g in 0..40 {
+        for (s, seq) in last.iter_mut().enumerate() {
+            let mut kinds: Vec<EventKind> = (0..63)
+                .map(|i| EventKind::ReplySent {
+                    node: format!("n{i}"),
+                    text: format!("{g} {i} {}", fixture::HOSTILE.repeat(4)),
+                })
+                .collect();
+            if *seq == 0 {
+                kinds[0] = EventKind::SessionStarted {
+                    user: "u".into(),
+                    flow: "f".into(),
+                    flow_version: "1".into(),
+                };
+            }
+            let group = AppendGroup {
+                ctx: fixture::ctx("acme", "prod"),
+                channel: id("web"),
+                session: id(&format!("s{s}")),
+                expected_seq: *seq,
+                at_ms: 1_700_000_000_000 + g,
+                kinds,
+                idempotency: None,
+            };
+            match log.append_blocking(group).unwrap() {
+                AppendOutcome::Appended(a) => *seq = a.last_seq,
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    let head = log.tenant(&id("acme")).head().unwrap().unwrap().tenant_seq;
+    (log, head)
+}
+
+#[test]
+fn an_export_read_ahead_in_many_batches_verifies_and_holds_every_event_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, head) = big_log(dir.path());
+    let opts = ExportOptions::new(id("acme"), ExportFormat::Jsonl);
+    let (text, manifest) = run(&log, &opts);
+    assert!(text.len() > 4 * EXPORT_BATCH_BYTES * EXPORT_BATCHES_IN_FLIGHT);
+    // Line for line what the event read gives, with the stored bodies.
+    let expected: Vec<EventLine> = log
+        .tenant(&id("acme"))
+        .events(1..=head)
+        .map(|e| {
+            let e = e.unwrap();
+            let body = encode_body(&e.event);
+            EventLine::new(&e, Some(&body))
+        })
+        .collect();
+    assert_eq!(events(&text), expected);
+    assert_eq!(manifest.count, head);
+    let path = dir.path().join("out.jsonl");
+    std::fs::write(&path, &text).unwrap();
+    let verdict = crate::audit::verify::verify_file(&path, None).unwrap();
+    assert!(verdict.is_intact(), "{verdict:?}");
+}
+
+#[test]
+fn a_corrupt_frame_part_way_ends_the_export_right_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, head) = big_log(dir.path());
+    drop(log);
+    // Flip a byte of the frame holding tenant_seq 4000 (a later batch), below the log API.
+    let corrupt_at = {
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree(b"log").unwrap();
+        let (start, _) = crate::events::keys::frame_range(&id("acme"));
+        let (key, value) = tree
+            .range(start..=crate::events::keys::frame_key(&id("acme"), 4000))
+            .next_back()
+            .unwrap()
+            .unwrap();
+        let mut value = value.to_vec();
+        let last = value.len() - 1;
+        value[last] ^= 0x40;
+        tree.insert(&key, value).unwrap();
+        db.flush().unwrap();
+        crate::events::keys::frame_key_seq(&key, &id("acme")).unwrap()
+    };
+    assert!(1 < corrupt_at && corrupt_at < head);
+    let log = EventLog::open(dir.path(), &crate::events::log::LogOptions::default()).unwrap();
+    let mut out = Vec::new();
+    let opts = ExportOptions::new(id("acme"), ExportFormat::Jsonl);
+    let err = export(&log, &opts, &mut out, &mut |_| {}, &AtomicBool::new(false)).unwrap_err();
+    assert_eq!(err.resume_from_seq(), Some(corrupt_at), "{err}");
+    assert!(matches!(err, AuditError::Partial { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("tenant_seq {corrupt_at}")),
+        "{err}"
+    );
+    // Every line before it was written, and no manifest.
+    let text = String::from_utf8(out).unwrap();
+    let lines = events(&text);
+    assert_eq!(lines.len() as u64, corrupt_at - 1);
+    assert_eq!(lines.last().unwrap().tenant_seq, corrupt_at - 1);
+    assert!(!text.contains("\"type\":\"manifest\""));
+}

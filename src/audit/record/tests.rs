@@ -103,3 +103,30 @@ fn shortened_values_escape_control_characters() {
     );
     assert!(shorten(&"x".repeat(200)).chars().count() < 90);
 }
+
+#[test]
+fn a_jsonl_line_written_in_place_is_the_event_lines_json_byte_for_byte() {
+    // Every kind, with hostile text (quotes, control characters, formula starts, non-ASCII) in
+    // every string the data object holds, at times in and past the ISO range.
+    let mut kinds = crate::fuzzing::sample_kinds();
+    kinds.push(EventKind::ReplySent {
+        node: HOSTILE.into(),
+        text: format!("{FORMULA}\"\\\u{1}\n\u{2028}ü"),
+    });
+    let mut buffers = LineBuffers::default();
+    for (i, kind) in kinds.into_iter().enumerate() {
+        let mut stored = stored();
+        stored.event.kind = kind;
+        stored.event.at_ms = [0, 1_700_000_000_123, u64::MAX][i % 3];
+        stored.prev_hash = [u8::try_from(i).unwrap(); 32];
+        let body = encode_body(&stored.event);
+        stored.hash = chain_hash(&stored.prev_hash, &body);
+        let mut expected = serde_json::to_vec(&EventLine::new(&stored, Some(&body))).unwrap();
+        expected.push(b'\n');
+        let line = write_jsonl_line(&mut buffers, &stored, &body, SCHEMA_VERSION).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(line),
+            String::from_utf8_lossy(&expected)
+        );
+    }
+}

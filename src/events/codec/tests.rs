@@ -1,5 +1,5 @@
 use super::*;
-use crate::events::schema::{Event, EventKind};
+use crate::events::schema::{Event, EventKind, EventView};
 use crate::tenancy::*;
 
 fn sample(kind: EventKind) -> Event {
@@ -124,6 +124,54 @@ fn v1_message_received_is_upcast() {
         }
     );
     assert_eq!(event.seq, 2);
+    // The fold's view reads v1 bodies too.
+    let view = decode_body_view(&body).unwrap();
+    assert_eq!(view, EventView::from(&event));
+}
+
+#[test]
+fn the_fold_view_of_every_kind_is_the_view_of_its_full_decode() {
+    for kind in all_kinds() {
+        let event = sample(kind);
+        let body = encode_body(&event);
+        let view = decode_body_view(&body).unwrap();
+        assert_eq!(view, EventView::from(&event));
+        // Every string of the view points into the body: nothing was copied.
+        let inside = body.as_ptr_range();
+        for part in [view.tenant, view.env, view.team, view.channel, view.session] {
+            assert!(inside.contains(&part.as_ptr()), "{part} was copied");
+        }
+    }
+}
+
+#[test]
+fn the_fold_view_refuses_a_payload_missing_a_field_the_full_decode_requires() {
+    // A ReplySent whose data lacks `node`: the view does not read it, but it must be there.
+    #[derive(serde::Serialize)]
+    struct TextOnly<'a> {
+        text: &'a str,
+    }
+    let event = sample(EventKind::ReplySent {
+        node: "n".into(),
+        text: "hi".into(),
+    });
+    let body = encode_body(&event);
+    let mut value = rmpv::decode::read_value(&mut &body[..]).unwrap();
+    let data = rmp_serde::to_vec_named(&TextOnly { text: "hi" }).unwrap();
+    if let rmpv::Value::Map(entries) = &mut value {
+        for (k, v) in entries.iter_mut() {
+            if k.as_str() == Some("data") {
+                *v = rmpv::Value::Binary(data.clone());
+            }
+        }
+    }
+    let mut patched = Vec::new();
+    rmpv::encode::write_value(&mut patched, &value).unwrap();
+    assert!(decode_body(&patched).is_err());
+    assert!(matches!(
+        decode_body_view(&patched),
+        Err(CodecError::Schema(SchemaError::Malformed(_)))
+    ));
 }
 
 #[test]
@@ -145,6 +193,10 @@ fn unknown_versions_and_kinds_are_typed_errors() {
         decode_body(&patched),
         Err(CodecError::Schema(SchemaError::Version(99)))
     ));
+    assert!(matches!(
+        decode_body_view(&patched),
+        Err(CodecError::Schema(SchemaError::Version(99)))
+    ));
 }
 
 #[test]
@@ -153,6 +205,7 @@ fn deep_nesting_and_huge_lengths_do_not_panic() {
     let mut deep = vec![0x91u8; 100_000];
     deep.push(0xc0);
     assert!(decode_body(&deep).is_err());
+    assert!(decode_body_view(&deep).is_err());
     // A map declaring u32::MAX entries, and a str declaring 4 GiB, with no bytes behind them.
     assert!(decode_body(&[0xdf, 0xff, 0xff, 0xff, 0xff]).is_err());
     assert!(decode_body(&[0xdb, 0xff, 0xff, 0xff, 0xff]).is_err());
@@ -172,5 +225,67 @@ proptest::proptest! {
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
         let _ = decode_body(&bytes);
         let _ = decode_frame(&bytes);
+    }
+}
+
+#[test]
+fn the_fold_view_refuses_data_as_an_array_which_no_writer_writes() {
+    // The full decoder copies an array of integers into the data bytes; the view borrows them,
+    // so it refuses with a typed error rather than read something else.
+    let event = sample(EventKind::NodeEntered { node: "x".into() });
+    let body = encode_body(&event);
+    let mut value = rmpv::decode::read_value(&mut &body[..]).unwrap();
+    if let rmpv::Value::Map(entries) = &mut value {
+        for (k, v) in entries.iter_mut() {
+            if k.as_str() == Some("data") {
+                let bytes = v.as_slice().unwrap().to_vec();
+                *v = rmpv::Value::Array(bytes.into_iter().map(rmpv::Value::from).collect());
+            }
+        }
+    }
+    let mut patched = Vec::new();
+    rmpv::encode::write_value(&mut patched, &value).unwrap();
+    assert_eq!(decode_body(&patched).unwrap(), event);
+    assert!(matches!(
+        decode_body_view(&patched),
+        Err(CodecError::Schema(SchemaError::Malformed(_)))
+    ));
+}
+
+#[test]
+fn the_writers_envelope_layout_is_read_directly_and_any_other_form_as_serde_reads_it() {
+    for kind in all_kinds() {
+        let mut event = sample(kind);
+        // Every width of the integers and strings the writer may use.
+        for (seq, len) in [(1, 1), (300, 40), (70_000, 128)] {
+            let session = "s".repeat(len);
+            event.seq = seq;
+            event.tenant_seq = u64::from(u32::MAX) + seq;
+            event.session = SessionId::parse(&session).unwrap();
+            let body = encode_body(&event);
+            assert!(envelope::read(&body).is_some(), "the writer's layout");
+            assert_eq!(decode_body_view(&body).unwrap(), EventView::from(&event));
+        }
+    }
+    // The same event as an array (a form serde reads, not the writer's) and with its keys in
+    // another order: not the fast path, read all the same.
+    let event = sample(EventKind::NodeEntered { node: "x".into() });
+    let body = encode_body(&event);
+    let value = rmpv::decode::read_value(&mut &body[..]).unwrap();
+    let rmpv::Value::Map(entries) = value else {
+        panic!("a body is a map")
+    };
+    let mut reversed = entries.clone();
+    reversed.reverse();
+    let array = rmpv::Value::Array(entries.into_iter().map(|(_, v)| v).collect());
+    for other in [array, rmpv::Value::Map(reversed)] {
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &other).unwrap();
+        assert!(envelope::read(&bytes).is_none());
+        assert_eq!(decode_body_view(&bytes).unwrap(), EventView::from(&event));
+    }
+    // Cut anywhere, the fast path reads nothing (and nothing panics).
+    for cut in 0..body.len() {
+        assert!(envelope::read(&body[..cut]).is_none(), "cut at {cut}");
     }
 }

@@ -18,6 +18,11 @@ use crate::events::keys;
 use crate::events::schema::decode_limited;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
+mod fold;
+mod frames;
+
+pub use frames::{StoredFrame, StoredFrames};
+
 /// A sled panic caught while reading (see `contain`): the files are damaged.
 fn sled_panicked(tenant: &TenantId, position: &str, panic: &str) -> ReadError {
     ReadError {

@@ -1,10 +1,12 @@
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 
 use proptest::prelude::*;
 
 use super::*;
 use crate::events::codec::{self, chain_hash, GENESIS_HASH, TEXT_BYTES_MAX};
 use crate::events::keys;
+use crate::events::schema::EventView;
 use crate::tenancy::fixtures::id;
 
 fn ctx(tenant: &str) -> TenantCtx {
@@ -404,6 +406,141 @@ fn reads_by_tenant_seq_range_start_inside_a_frame() {
         .map(|e| e.unwrap().event.tenant_seq)
         .collect();
     assert_eq!(seqs, vec![4, 5, 6]);
+}
+
+// ---- The fold's and the export's reads: the same events as `events`, checked the same way. ----
+
+/// acme: s1 (2 events), a 6-event group, s2 (2 events); and acmex with the same ids.
+fn log_for_fast_reads(dir: &Path) -> EventLog {
+    let log = open(dir);
+    for tenant in ["acme", "acmex"] {
+        let a = ctx(tenant);
+        appended(log.append_blocking(start(&a, "s1", "u")));
+        let mut g = message(&a, "s1", 2, "x");
+        g.kinds.extend((0..5).map(|i| EventKind::StateSet {
+            key: format!("k{i}"),
+            value: "v".into(),
+        }));
+        appended(log.append_blocking(g));
+        appended(log.append_blocking(start(&a, "s2", "w")));
+    }
+    log
+}
+
+/// The fold read's events of `range`, frame by frame, as the views of decoded events.
+fn folded(log: &EventLog, tenant: &str, range: RangeInclusive<u64>) -> Vec<Vec<String>> {
+    let mut frames = Vec::new();
+    log.tenant(&id(tenant))
+        .fold_frames(range, &mut |views| {
+            frames.push(views.iter().map(|v| format!("{v:?}")).collect());
+            Ok::<(), ReadError>(())
+        })
+        .unwrap();
+    frames
+}
+
+#[test]
+fn the_fold_read_hands_out_each_frame_as_the_event_read_decodes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_for_fast_reads(dir.path());
+    let frames_of = |range: RangeInclusive<u64>| -> Vec<Vec<u64>> {
+        let mut frames = Vec::new();
+        log.tenant(&id("acme"))
+            .fold_frames(range, &mut |views| {
+                frames.push(views.iter().map(|v| v.tenant_seq).collect());
+                Ok::<(), ReadError>(())
+            })
+            .unwrap();
+        frames
+    };
+    // One call per frame (s1's start, its 6-event group, s2's start), cut to the range.
+    assert_eq!(
+        frames_of(1..=u64::MAX),
+        vec![vec![1, 2], (3..=8).collect(), vec![9, 10]]
+    );
+    assert_eq!(frames_of(4..=6), vec![vec![4, 5, 6]]);
+    assert_eq!(frames_of(2..=3), vec![vec![2], vec![3]]);
+    assert!(frames_of(11..=20).is_empty());
+    for range in [1..=u64::MAX, 4..=6, 2..=3, 9..=10] {
+        let expected: Vec<String> = log
+            .tenant(&id("acme"))
+            .events(range.clone())
+            .map(|e| format!("{:?}", EventView::from(&e.unwrap().event)))
+            .collect();
+        let views: Vec<String> = folded(&log, "acme", range.clone()).concat();
+        assert_eq!(views, expected, "range {range:?}");
+    }
+    assert!(folded(&log, "acme", 1..=u64::MAX)
+        .concat()
+        .iter()
+        .all(|v| v.contains("tenant: \"acme\"")));
+}
+
+#[test]
+fn the_export_read_carries_each_events_stored_body_which_chains() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_for_fast_reads(dir.path());
+    for range in [1..=u64::MAX, 4..=6, 9..=10, 11..=20] {
+        let events: Vec<StoredEvent> = log
+            .tenant(&id("acme"))
+            .events(range.clone())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let frames: Vec<StoredFrame> = log
+            .tenant(&id("acme"))
+            .stored_frames(range.clone())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut read = Vec::new();
+        for frame in &frames {
+            assert!(!frame.is_empty() && frame.len() <= frame.events().count());
+            for (stored, body) in frame.events() {
+                assert_eq!(chain_hash(&stored.prev_hash, body), stored.hash);
+                assert_eq!(codec::decode_body(body).unwrap(), stored.event);
+                read.push(stored.clone());
+            }
+        }
+        assert_eq!(read, events, "range {range:?}");
+    }
+}
+
+#[test]
+fn the_fold_and_export_reads_stop_at_a_corrupt_frame_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(log_for_fast_reads(dir.path()));
+    {
+        // Flip a byte inside acme's 6-event frame (tenant_seq 3..=8), below the log API.
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree(TREE_NAME).unwrap();
+        let key = keys::frame_key(&id("acme"), 3);
+        let mut value = tree.get(&key).unwrap().unwrap().to_vec();
+        let last = value.len() - 1;
+        value[last] ^= 0x40;
+        tree.insert(key, value).unwrap();
+        db.flush().unwrap();
+    }
+    let log = open(dir.path());
+    let reader = log.tenant(&id("acme"));
+    let mut seen = Vec::new();
+    let err = reader
+        .fold_frames(1..=u64::MAX, &mut |views| {
+            seen.extend(views.iter().map(|v| v.tenant_seq));
+            Ok::<(), ReadError>(())
+        })
+        .unwrap_err();
+    assert_eq!(seen, vec![1, 2]);
+    assert!(err.to_string().contains("tenant_seq 3"), "{err}");
+    let frames: Vec<_> = reader.stored_frames(1..=u64::MAX).collect();
+    assert_eq!(
+        frames.len(),
+        2,
+        "the valid frame, then the error, then nothing"
+    );
+    assert!(frames[0].is_ok());
+    let err = frames[1].as_ref().err().unwrap();
+    assert!(err.to_string().contains("tenant_seq 3"), "{err}");
+    // The other tenant, with the same ids, reads whole.
+    assert_eq!(folded(&log, "acmex", 1..=u64::MAX).len(), 3);
 }
 
 // ---- Model-based property test: random appends and restarts over 3 tenants sharing ids. ----

@@ -2,6 +2,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::events::log::{AppendGroup, AppendOutcome, LogOptions};
+use crate::events::schema::EventKind;
 use crate::tenancy::fixtures::id;
 use crate::tenancy::TenantCtx;
 
@@ -401,4 +402,129 @@ fn one_tenants_long_fold_does_not_block_another_tenants_fold() {
         projector.catch_up(&log, &id("acme"), &mut |_| {}).unwrap(),
         0
     );
+}
+
+/// acme with two sessions of `groups` groups each (a start, then 63 events a group), interleaved.
+fn two_long_sessions(log: &EventLog, groups: usize) -> u64 {
+    let mut last = [0u64; 2];
+    for _ in 0..groups {
+        for (s, seq) in last.iter_mut().enumerate() {
+            let kinds = (0..63)
+                .map(|i| if i % 2 == 0 { msg("m") } else { reply("r") })
+                .collect();
+            *seq = append_in(
+                log,
+                ("acme", "support"),
+                "web",
+                &format!("s{s}"),
+                *seq,
+                DAY,
+                kinds,
+            );
+        }
+    }
+    log.tenant(&id("acme")).head().unwrap().unwrap().tenant_seq
+}
+
+#[test]
+fn a_rebuild_writes_its_entries_once_when_they_fit_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
+    let head = two_long_sessions(&log, 70);
+    assert!(head > 2 * FOLD_BATCH_EVENTS as u64);
+    let p = Projector::new(&log).unwrap();
+    p.catch_up(&log, &id("acme"), &mut |_| {}).unwrap();
+    let incremental = p.dump(&id("acme")).unwrap();
+    // While it folds, the rebuild commits nothing (3 entries are far below its bound): readers
+    // see the old read models, whole, until the one commit at the end replaces them; progress
+    // still comes.
+    let mut seen = Vec::new();
+    let folded = p
+        .rebuild(&log, &id("acme"), &mut |n| {
+            let whole = p.dump(&id("acme")).unwrap() == incremental;
+            seen.push((n, p.checkpoint(&id("acme")).unwrap(), whole));
+        })
+        .unwrap();
+    assert_eq!(folded, head);
+    let (last, during) = seen.split_last().unwrap();
+    assert!(
+        during.len() >= 2,
+        "progress every batch of events: {seen:?}"
+    );
+    assert!(
+        during
+            .iter()
+            .all(|&(_, checkpoint, whole)| checkpoint == head && whole),
+        "{seen:?}"
+    );
+    assert_eq!(*last, (head, head, true));
+    assert_eq!(p.dump(&id("acme")).unwrap(), incremental);
+}
+
+#[test]
+fn a_fold_cut_short_between_commits_is_finished_by_the_next_catch_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
+    let head = two_long_sessions(&log, 3);
+    append_acmex(&log, DAY, "never in acme");
+    let p = Projector::new(&log).unwrap();
+    p.catch_up(&log, &id("acme"), &mut |_| {}).unwrap();
+    let incremental = p.dump(&id("acme")).unwrap();
+    // A rebuild whose memory bound is 2 entries commits after every frame; it dies at its
+    // second commit's progress report, as a crash would cut it.
+    let mut reports = 0;
+    let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        p.fold(
+            &log,
+            &id("acme"),
+            (Start::FromScratch, CommitWhen::EntriesHeld(2)),
+            &mut |_| {
+                reports += 1;
+                assert!(reports < 2, "cut");
+            },
+        )
+    }));
+    assert!(cut.is_err());
+    // Its first commit replaced the old read models: what is there is a prefix of the new.
+    assert_ne!(p.dump(&id("acme")).unwrap(), incremental);
+    let checkpoint = p.checkpoint(&id("acme")).unwrap();
+    assert!(
+        0 < checkpoint && checkpoint < head,
+        "{checkpoint} of {head}"
+    );
+    assert_eq!(
+        p.catch_up(&log, &id("acme"), &mut |_| {}).unwrap(),
+        head - checkpoint
+    );
+    assert_eq!(p.dump(&id("acme")).unwrap(), incremental);
+}
+
+#[test]
+fn a_rebuild_drops_entries_the_log_does_not_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
+    let head = two_long_sessions(&log, 2);
+    append_acmex(&log, DAY, "acmex keeps its own");
+    let p = Projector::new(&log).unwrap();
+    p.catch_up(&log, &id("acme"), &mut |_| {}).unwrap();
+    p.catch_up(&log, &id("acmex"), &mut |_| {}).unwrap();
+    let (acme, acmex) = (p.dump(&id("acme")).unwrap(), p.dump(&id("acmex")).unwrap());
+    for when in [CommitWhen::REBUILD, CommitWhen::EntriesHeld(2)] {
+        // A stale session and a stale usage row (a newer read model beside an older log, say).
+        let stale: BTreeMap<Vec<u8>, Vec<u8>> = [
+            (b"Sprod\0support\0gone".to_vec(), b"stale".to_vec()),
+            (
+                b"Uprod\0support\0web\0\0\0\0\x01".to_vec(),
+                b"stale".to_vec(),
+            ),
+        ]
+        .into();
+        p.tree.commit(&id("acme"), &stale, head).unwrap();
+        let lock = p.fold_lock(&id("acme"));
+        let _one_fold = one_fold(&lock);
+        p.fold(&log, &id("acme"), (Start::FromScratch, when), &mut |_| {})
+            .unwrap();
+        assert_eq!(p.dump(&id("acme")).unwrap(), acme, "{when:?}");
+        assert_eq!(p.dump(&id("acmex")).unwrap(), acmex, "{when:?}");
+    }
 }

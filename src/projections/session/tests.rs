@@ -4,6 +4,7 @@ use proptest::prelude::*;
 
 use super::fixtures::{acme_session, event_after};
 use super::*;
+use crate::events::schema::EventKind;
 
 // ---- Helpers --------------------------------------------------------------------------------
 

@@ -1,0 +1,154 @@
+//! The fold's fast read of an event's envelope, in exactly the layout this build's writer
+//! produces (`rmp_serde::to_vec_named` of `Body`): a map of 12 entries whose keys come in the
+//! struct's order, as the shortest MessagePack forms of their values.
+//!
+//! rmp-serde's generic path matches every key by name after checking it is UTF-8 and dispatches
+//! every value through serde; for the layout we write, the keys are known bytes at known places.
+//! Anything else (another order, a struct as an array, an unexpected marker, a version out of
+//! `u16`) gives `None` and the caller decodes with serde, so this reader accepts a subset of what
+//! serde accepts and reads it the same way (the fuzz check of `check_event_body` compares both
+//! with the full decoder). Every length is checked against the bytes left before it is used.
+
+use serde::de::IgnoredAny;
+
+use super::BodyView;
+
+/// The keys of `Body`, in its field order.
+const KEYS: [&str; 12] = [
+    "v",
+    "id",
+    "tenant",
+    "env",
+    "team",
+    "channel",
+    "session",
+    "seq",
+    "tenant_seq",
+    "at",
+    "kind",
+    "data",
+];
+
+/// MessagePack markers of the forms the writer uses.
+const FIXMAP_12: u8 = 0x80 | 12;
+const FIXSTR: u8 = 0xa0;
+const FIXSTR_LEN_MASK: u8 = 0x1f;
+
+/// Reads the envelope of `bytes` if it is in the writer's layout.
+pub(super) fn read(bytes: &[u8]) -> Option<BodyView<'_>> {
+    let mut c = Reader { rest: bytes };
+    if c.byte()? != FIXMAP_12 {
+        return None;
+    }
+    c.key(KEYS[0])?;
+    let v = u16::try_from(c.uint()?).ok()?;
+    c.key(KEYS[1])?;
+    c.bin()?;
+    c.key(KEYS[2])?;
+    let tenant = c.str()?;
+    c.key(KEYS[3])?;
+    let env = c.str()?;
+    c.key(KEYS[4])?;
+    let team = c.str()?;
+    c.key(KEYS[5])?;
+    let channel = c.str()?;
+    c.key(KEYS[6])?;
+    let session = c.str()?;
+    c.key(KEYS[7])?;
+    let seq = c.uint()?;
+    c.key(KEYS[8])?;
+    let tenant_seq = c.uint()?;
+    c.key(KEYS[9])?;
+    let at = c.uint()?;
+    c.key(KEYS[10])?;
+    let kind = c.str()?;
+    c.key(KEYS[11])?;
+    let data = c.bin()?;
+    Some(BodyView {
+        v,
+        _id: IgnoredAny,
+        tenant,
+        env,
+        team,
+        channel,
+        session,
+        seq,
+        tenant_seq,
+        at,
+        kind,
+        data,
+    })
+}
+
+/// A cursor over MessagePack bytes; every read is bounds-checked and `None` past the end.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.rest.split_first()?;
+        self.rest = rest;
+        Some(b)
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.rest.len() {
+            return None;
+        }
+        let (taken, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Some(taken)
+    }
+
+    /// A big-endian unsigned integer of `n` bytes (n <= 8).
+    fn be(&mut self, n: usize) -> Option<u64> {
+        let bytes = self.take(n)?;
+        Some(bytes.iter().fold(0, |acc, &b| (acc << 8) | u64::from(b)))
+    }
+
+    fn len(&mut self, n: usize) -> Option<usize> {
+        usize::try_from(self.be(n)?).ok()
+    }
+
+    /// A non-negative integer in any of MessagePack's unsigned forms.
+    fn uint(&mut self) -> Option<u64> {
+        match self.byte()? {
+            b @ 0x00..=0x7f => Some(u64::from(b)),
+            0xcc => self.be(1),
+            0xcd => self.be(2),
+            0xce => self.be(4),
+            0xcf => self.be(8),
+            _ => None,
+        }
+    }
+
+    /// A string in any of MessagePack's str forms, checked to be UTF-8.
+    fn str(&mut self) -> Option<&'a str> {
+        let len = match self.byte()? {
+            b if b & !FIXSTR_LEN_MASK == FIXSTR => usize::from(b & FIXSTR_LEN_MASK),
+            0xd9 => self.len(1)?,
+            0xda => self.len(2)?,
+            0xdb => self.len(4)?,
+            _ => return None,
+        };
+        std::str::from_utf8(self.take(len)?).ok()
+    }
+
+    /// A byte string in any of MessagePack's bin forms.
+    fn bin(&mut self) -> Option<&'a [u8]> {
+        let len = match self.byte()? {
+            0xc4 => self.len(1)?,
+            0xc5 => self.len(2)?,
+            0xc6 => self.len(4)?,
+            _ => return None,
+        };
+        self.take(len)
+    }
+
+    /// The key `name` as a fixstr (every key of `Body` is shorter than 32 bytes).
+    fn key(&mut self, name: &str) -> Option<()> {
+        let marker = FIXSTR | u8::try_from(name.len()).ok()?;
+        (self.byte()? == marker && self.take(name.len())? == name.as_bytes()).then_some(())
+    }
+}

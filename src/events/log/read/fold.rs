@@ -1,0 +1,131 @@
+//! The fold's read of a tenant's log: frames as [`EventView`]s, for the projector.
+//!
+//! A fold needs neither the chain hashes nor owned copies of the ids and texts, which are most
+//! of what [`TenantReader::events`] costs per event. This path hands out each frame's events
+//! borrowed from the frame's bytes, decoded only as far as a fold reads them
+//! ([`decode_body_view`]), and computes no hash.
+//!
+//! Invariants (those of [`super`]): the scan stays inside the tenant's prefix and stops at the
+//! durable frontier the reader was made with; every frame is checked before its events are
+//! handed out: checksum, tenant, consecutive `tenant_seq`s from the key's, one session with
+//! consecutive seqs, and valid ids (checked once per frame, and again only for a channel that
+//! differs from the frame's first).
+
+use std::ops::RangeInclusive;
+
+use super::{read_error, sled_panicked, TenantReader};
+use crate::events::codec::{decode_body_view, decode_frame};
+use crate::events::keys;
+use crate::events::log::contain::contained;
+use crate::events::log::ReadError;
+use crate::events::schema::EventView;
+use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
+
+impl TenantReader {
+    /// Calls `fold` with the events of each frame (one append group: one session, consecutive
+    /// seqs) with `tenant_seq` in `range`, in log order, as [`EventView`]s borrowed from the
+    /// frame. Events past the durable frontier are not read. Stops at the first error, the
+    /// log's (as `E`) or `fold`'s.
+    pub fn fold_frames<E: From<ReadError>>(
+        &self,
+        range: RangeInclusive<u64>,
+        fold: &mut dyn FnMut(&[EventView<'_>]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let range = *range.start()..=(*range.end()).min(self.parts.limit);
+        if range.is_empty() {
+            return Ok(());
+        }
+        let tree = self.parts.tree.as_ref().map_err(|e| E::from(e.clone()))?;
+        let tenant = &self.tenant;
+        let (start, end) = keys::frame_range(tenant);
+        let from = keys::frame_key(tenant, *range.start());
+        // The frame holding `range.start()` may begin before it.
+        let before = contained(|| tree.range(start..=from.clone()).next_back())
+            .map_err(|e| sled_panicked(tenant, "frame scan", &e))?;
+        let first = match before {
+            Some(Ok((k, _))) => k.to_vec(),
+            _ => from,
+        };
+        let mut frames = tree.range(first..end);
+        loop {
+            let next =
+                contained(|| frames.next()).map_err(|e| sled_panicked(tenant, "frame scan", &e))?;
+            let Some(next) = next else {
+                return Ok(());
+            };
+            let (key, value) = next.map_err(|e| ReadError {
+                tenant: tenant.clone(),
+                position: "frame scan".into(),
+                detail: e.to_string(),
+            })?;
+            if keys::frame_key_seq(&key, tenant).is_some_and(|s| s > *range.end()) {
+                return Ok(());
+            }
+            let mut views = frame_views(tenant, &key, &value)?;
+            views.retain(|v| range.contains(&v.tenant_seq));
+            if !views.is_empty() {
+                fold(&views)?;
+            }
+        }
+    }
+}
+
+/// Decodes a frame into [`EventView`]s with the checks of `decode_frame_events` (this tenant,
+/// consecutive tenant_seqs from the key's, one session with consecutive seqs) plus the ids'
+/// rules, which the full decode checks by parsing each id.
+fn frame_views<'a>(
+    tenant: &TenantId,
+    key: &[u8],
+    value: &'a [u8],
+) -> Result<Vec<EventView<'a>>, ReadError> {
+    let first_seq = keys::frame_key_seq(key, tenant)
+        .ok_or_else(|| read_error(tenant, key, "malformed frame key"))?;
+    let frame = decode_frame(value).map_err(|e| read_error(tenant, key, e))?;
+    let mut out: Vec<EventView<'a>> = Vec::with_capacity(frame.bodies.len());
+    for (i, body) in frame.bodies.iter().enumerate() {
+        let view = decode_body_view(body)
+            .map_err(|e| read_error(tenant, key, format!("record {i}: {e}")))?;
+        let expected_tenant_seq = first_seq + i as u64;
+        if view.tenant != tenant.as_str() || view.tenant_seq != expected_tenant_seq {
+            return Err(read_error(
+                tenant,
+                key,
+                format!(
+                    "record {i} claims tenant {} tenant_seq {}, expected {tenant} {expected_tenant_seq}",
+                    view.tenant, view.tenant_seq
+                ),
+            ));
+        }
+        let ids_ok = match out.first() {
+            None => {
+                EnvId::is_valid(view.env)
+                    && TeamId::is_valid(view.team)
+                    && SessionId::is_valid(view.session)
+                    && ChannelId::is_valid(view.channel)
+            }
+            Some(first) => {
+                let same_session = first.session == view.session
+                    && first.env == view.env
+                    && first.team == view.team
+                    && view.seq == first.seq + i as u64;
+                if !same_session {
+                    return Err(read_error(
+                        tenant,
+                        key,
+                        format!("record {i} breaks the group's session or seq"),
+                    ));
+                }
+                first.channel == view.channel || ChannelId::is_valid(view.channel)
+            }
+        };
+        if !ids_ok {
+            return Err(read_error(
+                tenant,
+                key,
+                format!("record {i} holds an invalid env, team, channel or session id"),
+            ));
+        }
+        out.push(view);
+    }
+    Ok(out)
+}
