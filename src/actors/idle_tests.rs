@@ -10,7 +10,8 @@ use actix::Context;
 use super::env::{SessionEntry, SessionKey};
 use super::messages::Inbound;
 use super::session::SessionActor;
-use super::tests::{ctx, web, Harness};
+use super::tests::{ctx, msg, say, web, with_support_snapshot, Harness};
+use crate::projections::session::SessionState;
 use crate::tenancy::SessionId;
 
 /// What tokio 1.x adds to a spawned future in its task allocation (header, scheduler, id, stage
@@ -99,6 +100,40 @@ async fn live_sessions_share_their_scope_ids_and_keep_one_copy_of_their_own() {
                 .load(std::sync::atomic::Ordering::Relaxed),
             0
         );
+    }
+    rt.shutdown().await;
+}
+
+/// The snapshot lane exists only while a write is in flight (made for it, dropped after it):
+/// across a periodic write and the passivation's final one, what is left on disk is the newest
+/// state. (A regression guard for the lane's lifecycle; whether the two writes overlap depends
+/// on timing, so it does not prove their order on its own.)
+#[actix_rt::test]
+async fn after_snapshot_writes_come_and_go_the_passivation_leaves_the_newest_state() {
+    let h = Harness::new();
+    let rt = h.start();
+    let acme = ctx("acme", "prod");
+    let names: Vec<String> = (0..16).map(|i| format!("lane-{i}")).collect();
+    for name in &names {
+        // The first message's events pass `snapshot_every` (5): a write starts; the second
+        // message's events make the state newer while it may still be in flight.
+        say(&rt, &acme, msg(Some(name), "ada", "hello")).await;
+        say(&rt, &acme, msg(Some(name), "ada", "again")).await;
+    }
+    h.clock.advance_ms(11 * 60 * 1000);
+    rt.sweep().await;
+    for name in &names {
+        let session = SessionId::parse(name).unwrap();
+        let snap = with_support_snapshot(&h, &acme, &session, |store, key| {
+            store.read::<SessionState>(key).unwrap()
+        })
+        .expect("passivation wrote a snapshot");
+        let newest = rt.session_state(&acme, &session).unwrap().unwrap();
+        assert_eq!(
+            snap.seq, newest.last_seq,
+            "{name}: an older snapshot landed last"
+        );
+        assert_eq!(snap.state, newest);
     }
     rt.shutdown().await;
 }
