@@ -63,6 +63,11 @@ pub struct IdleMemory {
     pub rss_before_bytes: u64,
     pub rss_after_bytes: u64,
     pub bytes_per_session: f64,
+    /// RSS growth per session over the first and the second half of the sessions woken: the
+    /// first half also pays what the wake step costs once (heap arenas, the log's cache filling
+    /// up to its capacity with the wake messages' events), the second half mostly the sessions.
+    pub first_half_bytes_per_session: f64,
+    pub second_half_bytes_per_session: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -199,45 +204,66 @@ fn idle_memory(
         .enable_time()
         .build()
         .map_err(|e| e.to_string())?;
-    load.block_on(async {
-        const WINDOW: usize = 256;
-        let mut pending = Vec::with_capacity(WINDOW);
-        for i in 0..n {
-            let rt = rt.clone();
-            let channel = channel.clone();
-            pending.push(tokio::spawn(async move {
-                let inbound = Inbound {
-                    session: SessionId::parse(&format!("idle-{i}")).ok(),
-                    user: format!("user-{i}"),
-                    text: "hi".into(),
-                    message_id: None,
-                };
-                rt.send(&ctx_of(i), &channel, inbound).await
-            }));
-            if pending.len() == WINDOW {
-                for p in pending.drain(..) {
-                    p.await
-                        .map_err(|e| e.to_string())?
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-        }
-        for p in pending {
-            p.await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-        }
-        Ok::<_, String>(())
-    })?;
+    let half = n / 2;
+    load.block_on(wake(rt, &channel, 0..half))?;
+    let middle = rss_bytes("self").unwrap_or(0);
+    load.block_on(wake(rt, &channel, half..n))?;
     let after = rss_bytes("self").unwrap_or(0);
     let live = rt.metrics().active_sessions.load(Ordering::Relaxed);
     progress(&format!("memory: {live} session actors live"));
-    Ok(IdleMemory {
+    let per = |from: u64, to: u64, sessions: usize| {
+        to.saturating_sub(from) as f64 / sessions.max(1) as f64
+    };
+    let memory = IdleMemory {
         sessions: n,
         rss_before_bytes: before,
         rss_after_bytes: after,
-        bytes_per_session: after.saturating_sub(before) as f64 / n.max(1) as f64,
-    })
+        bytes_per_session: per(before, after, n),
+        first_half_bytes_per_session: per(before, middle, half),
+        second_half_bytes_per_session: per(middle, after, n - half),
+    };
+    progress(&format!(
+        "memory: {:.0} bytes per session over the first half, {:.0} over the second",
+        memory.first_half_bytes_per_session, memory.second_half_bytes_per_session
+    ));
+    Ok(memory)
+}
+
+/// Sends one message to each of the sessions `idle-{i}` for `i` in `range` (256 in flight),
+/// which wakes an actor for each and leaves it idle.
+async fn wake(
+    rt: &Runtime,
+    channel: &ChannelId,
+    range: std::ops::Range<usize>,
+) -> Result<(), String> {
+    const WINDOW: usize = 256;
+    let mut pending = Vec::with_capacity(WINDOW);
+    for i in range {
+        let rt = rt.clone();
+        let channel = channel.clone();
+        pending.push(tokio::spawn(async move {
+            let inbound = Inbound {
+                session: SessionId::parse(&format!("idle-{i}")).ok(),
+                user: format!("user-{i}"),
+                text: "hi".into(),
+                message_id: None,
+            };
+            rt.send(&ctx_of(i), &channel, inbound).await
+        }));
+        if pending.len() == WINDOW {
+            for p in pending.drain(..) {
+                p.await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    for p in pending {
+        p.await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// The client side, on its own thread (as edges would be): the closed-loop passes, the paced

@@ -42,13 +42,15 @@ pub(super) const EVICT_IDLE_MS_MIN: u64 = 1_000;
 /// the least recently used serves the next new sessions too.
 const EVICT_BATCH: usize = 64;
 
-type SessionKey = (TeamId, SessionId);
+pub(super) type SessionKey = (TeamId, SessionId);
 
-struct SessionEntry {
+/// A live session in [`EnvActor::sessions`]; one per live session, so kept small (72 bytes).
+pub(super) struct SessionEntry {
     addr: Addr<SessionActor>,
     last_seen_ms: u64,
-    /// The (channel, user) it was resolved for, when it was resolved rather than named.
-    owner: Option<(ChannelId, String)>,
+    /// The (channel, user) it was resolved for, when it was resolved rather than named (boxed:
+    /// named sessions, which have none, pay one pointer).
+    owner: Option<Box<(ChannelId, String)>>,
 }
 
 /// A session whose actor is stopping, and the messages that wait for it to be gone.
@@ -60,6 +62,8 @@ struct Stopping {
 pub(super) struct EnvActor {
     shared: Arc<EnvShared>,
     me: Addr<EnvActor>,
+    /// What this env's session actors share (`shared` and the way back here), given to each.
+    link: Arc<EnvLink>,
     sessions: HashMap<SessionKey, SessionEntry>,
     open_by_user: HashMap<(TeamId, ChannelId, String), SessionId>,
     passivating: HashMap<SessionKey, Stopping>,
@@ -73,9 +77,16 @@ pub(super) struct EnvActor {
 
 impl EnvActor {
     pub(super) fn new(shared: Arc<EnvShared>, ctx: &mut Context<EnvActor>) -> EnvActor {
+        let me = ctx.address();
+        let link = Arc::new(EnvLink {
+            shared: shared.clone(),
+            reroute: me.clone().recipient(),
+            ended: me.clone().recipient(),
+        });
         EnvActor {
             shared,
-            me: ctx.address(),
+            me,
+            link,
             sessions: HashMap::new(),
             open_by_user: HashMap::new(),
             passivating: HashMap::new(),
@@ -104,12 +115,15 @@ impl EnvActor {
         };
         msg.span.record("session", session.as_str());
         msg.inbound.session = Some(session.clone());
-        let key = (msg.team.clone(), session);
+        let key = (self.configured_team(&msg.team), session);
         if self.passivating.contains_key(&key) {
             return self.wait_for(&key, msg);
         }
         let now = self.now_ms();
-        let owner = (!msg.named).then(|| (msg.channel.clone(), msg.inbound.user.clone()));
+        let owner = (!msg.named).then(|| {
+            let channel = self.configured_channel(&msg.team, &msg.channel);
+            Box::new((channel, msg.inbound.user.clone()))
+        });
         let live = self
             .sessions
             .get(&key)
@@ -268,8 +282,35 @@ impl EnvActor {
             Some(s) => s,
             None => SessionId::generate(),
         };
+        // Kept while the session is open: with the configured copies of its ids.
+        let (team, channel, user) = user_key;
+        let user_key = (
+            self.configured_team(&team),
+            self.configured_channel(&team, &channel),
+            user,
+        );
         self.open_by_user.insert(user_key, session.clone());
         Ok(session)
+    }
+
+    /// The configured copy of `team` (shared by all its sessions), or `team` itself when the
+    /// tenant has no such team (the runtime checks that first; the session then refuses).
+    fn configured_team(&self, team: &TeamId) -> TeamId {
+        self.shared
+            .tenant
+            .teams
+            .get_key_value(team)
+            .map_or_else(|| team.clone(), |(id, _)| id.clone())
+    }
+
+    /// The configured copy of `team`'s `channel`, or `channel` itself when there is none.
+    fn configured_channel(&self, team: &TeamId, channel: &ChannelId) -> ChannelId {
+        self.shared
+            .tenant
+            .teams
+            .get(team)
+            .and_then(|t| t.channels.get_key_value(channel))
+            .map_or_else(|| channel.clone(), |(id, _)| id.clone())
     }
 
     fn spawn(&self, key: &SessionKey, slot: SessionSlot) -> Addr<SessionActor> {
@@ -277,15 +318,10 @@ impl EnvActor {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         key.1.hash(&mut h);
         let index = usize::try_from(h.finish() % arbiters.len().max(1) as u64).unwrap_or(0);
-        let shared = self.shared.clone();
-        let env = EnvLink {
-            reroute: self.me.clone().recipient(),
-            ended: self.me.clone().recipient(),
-        };
+        let env = self.link.clone();
         let (team, session) = key.clone();
-        let start = move |_ctx: &mut Context<SessionActor>| {
-            SessionActor::new(shared, env, team, session, slot)
-        };
+        let start =
+            move |_ctx: &mut Context<SessionActor>| SessionActor::new(env, team, session, slot);
         match arbiters.get(index) {
             Some(arbiter) => start_with_mailbox(arbiter, start),
             None => SessionActor::create(|ctx| {
@@ -300,7 +336,8 @@ impl EnvActor {
         let mut stopping = Vec::new();
         for key in keys {
             if let Some(entry) = self.sessions.remove(&key) {
-                if let Some((channel, user)) = entry.owner {
+                if let Some(owner) = entry.owner {
+                    let (channel, user) = *owner;
                     let user_key = (key.0.clone(), channel, user);
                     if self.open_by_user.get(&user_key) == Some(&key.1) {
                         self.open_by_user.remove(&user_key);

@@ -33,6 +33,8 @@ mod supervise;
 mod tenant;
 
 #[cfg(test)]
+mod idle_tests;
+#[cfg(test)]
 mod resilience_tests;
 #[cfg(test)]
 mod tests;

@@ -19,7 +19,7 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::messages::{Ack, Deliver, Ended, Passivate, Reroute, Reset, RuntimeError};
-use super::shared::{Egress, EnvLink, EnvShared};
+use super::shared::{Egress, EnvLink};
 use super::slots::SessionSlot;
 use crate::events::log::{AppendGroup, AppendOutcome, Idempotency, IdempotencyRecord};
 use crate::events::schema::decode_limited;
@@ -28,7 +28,7 @@ use crate::flow::engine::{self, Input, TenantInfo};
 use crate::projections::load::load_session;
 use crate::projections::session::SessionState;
 use crate::projections::snapshot::SnapshotKey;
-use crate::tenancy::{SessionId, TeamId, TenantCtx};
+use crate::tenancy::{ChannelId, SessionId, TeamId, TenantCtx};
 
 /// Messages waiting for one session before senders get `Overloaded`.
 pub(super) const SESSION_MAILBOX: usize = 64;
@@ -91,52 +91,114 @@ impl StoredAck {
     }
 }
 
+/// A live session. Most live sessions are idle, so what one holds is kept small: the actor is
+/// stored inside its tokio task, whose allocation is rounded up to 128 bytes, so the big and
+/// the rarely used parts are behind pointers (the state boxed; the snapshot lane and the
+/// failure record only while in use), and its ids share their text with its env's (see
+/// [`SessionActor::adopt_ids`]). `idle_tests` holds the sizes to their budget.
 pub(super) struct SessionActor {
-    shared: Arc<EnvShared>,
-    env: EnvLink,
-    ctx: TenantCtx,
-    state: SessionState,
+    /// The env's shared part and the way up to its env actor: one per env, not per session.
+    env: Arc<EnvLink>,
+    state: Box<SessionState>,
     /// Seq covered by the newest snapshot on disk (or being written).
     snapshot_seq: u64,
     snapshot_in_flight: bool,
-    /// Serialises this session's snapshot writes.
-    snapshot_lane: Arc<tokio::sync::Mutex<()>>,
-    /// Why the session cannot be served (its stored data could not be read).
-    broken: Option<String>,
-    failures_ms: VecDeque<u64>,
-    quarantined: bool,
+    /// Serialises this session's snapshot writes while any is in flight; `None` when none is.
+    snapshot_lane: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// Why the session cannot be served, and its recent flow failures; `None` when it has none.
+    trouble: Option<Box<Trouble>>,
     /// This actor's place among the live sessions (and in the active-sessions gauge); given
     /// back once, when it stops.
     slot: Option<SessionSlot>,
 }
 
+/// What goes wrong with a session, rarely: kept apart so a healthy session holds none of it.
+#[derive(Default)]
+struct Trouble {
+    /// Why the session cannot be served (its stored data could not be read).
+    broken: Option<String>,
+    /// When its flow failed (ms), within the last [`RESTART_WINDOW_MS`].
+    failures_ms: VecDeque<u64>,
+    quarantined: bool,
+}
+
+impl Trouble {
+    fn is_clear(&self) -> bool {
+        self.broken.is_none() && self.failures_ms.is_empty() && !self.quarantined
+    }
+}
+
 impl SessionActor {
+    /// A session of `team` (its env's copy of the id, so that they share it).
     pub(super) fn new(
-        shared: Arc<EnvShared>,
-        env: EnvLink,
+        env: Arc<EnvLink>,
         team: TeamId,
         session: SessionId,
         slot: SessionSlot,
     ) -> SessionActor {
-        let ctx = TenantCtx::new(
-            shared.tenant.id.clone(),
-            shared.env.clone(),
-            Some(team.clone()),
+        let state = SessionState::new(
+            env.shared.tenant.id.clone(),
+            env.shared.env.clone(),
+            team,
+            session,
         );
-        let state = SessionState::new(ctx.tenant.clone(), ctx.env.clone(), team, session);
         SessionActor {
-            shared,
             env,
-            ctx,
-            state,
+            state: Box::new(state),
             snapshot_seq: 0,
             snapshot_in_flight: false,
-            snapshot_lane: Arc::default(),
-            broken: None,
-            failures_ms: VecDeque::new(),
-            quarantined: false,
+            snapshot_lane: None,
+            trouble: None,
             slot: Some(slot),
         }
+    }
+
+    /// The scope this session reads and writes in.
+    fn tenant_ctx(&self) -> TenantCtx {
+        TenantCtx::new(
+            self.state.tenant.clone(),
+            self.state.env.clone(),
+            Some(self.state.team.clone()),
+        )
+    }
+
+    /// The configured copy of `channel` (shared by every session of the team), or `channel`
+    /// itself when the team has no such channel.
+    fn shared_channel(&self, channel: &ChannelId) -> ChannelId {
+        self.env
+            .shared
+            .tenant
+            .teams
+            .get(&self.state.team)
+            .and_then(|team| team.channels.get_key_value(channel))
+            .map_or_else(|| channel.clone(), |(id, _)| id.clone())
+    }
+
+    /// Points a loaded state's ids at the copies this actor already holds: the text is the
+    /// same (`load_session` checks it), but ids decoded from a snapshot or the log are copies
+    /// of their own, which an idle session would otherwise keep.
+    fn adopt_ids(&self, loaded: &mut SessionState) {
+        debug_assert!(
+            loaded.tenant == self.state.tenant
+                && loaded.env == self.state.env
+                && loaded.team == self.state.team
+                && loaded.session == self.state.session
+        );
+        loaded.tenant = self.state.tenant.clone();
+        loaded.env = self.state.env.clone();
+        loaded.team = self.state.team.clone();
+        loaded.session = self.state.session.clone();
+        if let Some(channel) = &loaded.channel {
+            loaded.channel = Some(self.shared_channel(channel));
+        }
+    }
+
+    fn broken(&self) -> Option<&str> {
+        self.trouble.as_ref().and_then(|t| t.broken.as_deref())
+    }
+
+    fn quarantined(&self) -> bool {
+        self.trouble.as_ref().is_some_and(|t| t.quarantined)
     }
 
     /// Gives back this actor's slot (the live-session counts), once.
@@ -147,9 +209,14 @@ impl SessionActor {
     /// Loads state from the snapshot (if usable) plus every later event in the log. A missing
     /// snapshot is normal; an unusable one is logged and counted, and the log rebuilds the state.
     fn hydrate(&mut self) {
-        let rt = &self.shared.runtime;
-        match load_session(&rt.log, &rt.snapshots, &self.ctx, &self.state.session) {
-            Ok(loaded) => {
+        let rt = &self.env.shared.runtime;
+        match load_session(
+            &rt.log,
+            &rt.snapshots,
+            &self.tenant_ctx(),
+            &self.state.session,
+        ) {
+            Ok(mut loaded) => {
                 if let Some(problem) = &loaded.snapshot_problem {
                     let s = &loaded.state;
                     rt.metrics
@@ -158,30 +225,35 @@ impl SessionActor {
                     tracing::warn!(tenant = %s.tenant, env = %s.env, team = %s.team, session = %s.session,
                         error = %problem, "snapshot unusable; rebuilt from the log");
                 }
-                self.state = loaded.state;
+                self.adopt_ids(&mut loaded.state);
+                *self.state = loaded.state;
                 self.snapshot_seq = loaded.snapshot_seq;
-                self.broken = None;
+                if let Some(trouble) = &mut self.trouble {
+                    trouble.broken = None;
+                }
+                self.trouble.take_if(|t| t.is_clear());
             }
             Err(e) => {
-                tracing::error!(tenant = %self.ctx.tenant, session = %self.state.session, error = %e, "cannot load session");
-                self.broken = Some(e.to_string());
+                tracing::error!(tenant = %self.state.tenant, session = %self.state.session, error = %e, "cannot load session");
+                self.trouble.get_or_insert_default().broken = Some(e.to_string());
             }
         }
     }
 
     /// Records a failed flow run; quarantines the session past the budget.
     fn record_failure(&mut self) {
-        let now = self.shared.runtime.opts.clock.now_ms();
-        self.failures_ms.push_back(now);
-        while self
+        let now = self.env.shared.runtime.opts.clock.now_ms();
+        let trouble = self.trouble.get_or_insert_default();
+        trouble.failures_ms.push_back(now);
+        while trouble
             .failures_ms
             .front()
             .is_some_and(|&t| now.saturating_sub(t) > RESTART_WINDOW_MS)
         {
-            self.failures_ms.pop_front();
+            trouble.failures_ms.pop_front();
         }
-        if self.failures_ms.len() > RESTARTS_MAX {
-            self.quarantined = true;
+        if trouble.failures_ms.len() > RESTARTS_MAX {
+            trouble.quarantined = true;
             tracing::error!(tenant = %self.state.tenant, env = %self.state.env, team = %self.state.team,
                 session = %self.state.session, "session quarantined after repeated flow failures");
         }
@@ -191,7 +263,7 @@ impl SessionActor {
 
     /// Runs the flow for one message; a panic becomes a `FlowFailed` event and `true`.
     fn decide(&mut self, msg: &Deliver, message_id: &str) -> (Vec<EventKind>, bool) {
-        let tenant = &self.shared.tenant;
+        let tenant = &self.env.shared.tenant;
         let Some(team) = tenant.teams.get(&self.state.team) else {
             // The runtime handle checks the team before routing; this is defence in depth.
             let kinds = vec![
@@ -268,6 +340,7 @@ impl SessionActor {
         at_ms: u64,
         msg: &Deliver,
     ) {
+        let channel = self.shared_channel(&msg.channel);
         for (i, kind) in kinds.into_iter().enumerate() {
             let event = Event {
                 // The state does not keep event ids; the log assigned them.
@@ -275,7 +348,7 @@ impl SessionActor {
                 tenant: self.state.tenant.clone(),
                 env: self.state.env.clone(),
                 team: self.state.team.clone(),
-                channel: msg.channel.clone(),
+                channel: channel.clone(),
                 session: self.state.session.clone(),
                 seq: first_seq + i as u64,
                 tenant_seq: first_tenant_seq + i as u64,
@@ -288,7 +361,7 @@ impl SessionActor {
 
     /// Writes a snapshot off the actor's thread when enough events have accumulated.
     fn maybe_snapshot(&mut self, ctx: &mut Context<Self>) {
-        let every = self.shared.runtime.opts.snapshot_every;
+        let every = self.env.shared.runtime.opts.snapshot_every;
         if self.snapshot_in_flight || self.state.last_seq < self.snapshot_seq + every {
             return;
         }
@@ -300,16 +373,25 @@ impl SessionActor {
             if written {
                 act.snapshot_seq = act.snapshot_seq.max(seq);
             }
+            act.release_idle_lane();
         }));
+    }
+
+    /// Drops the snapshot lane when no write holds it: every write in flight holds a clone until
+    /// its file is written, so a lane held here alone orders nothing, and the next write starts
+    /// a new one.
+    fn release_idle_lane(&mut self) {
+        self.snapshot_lane
+            .take_if(|lane| Arc::strong_count(lane) == 1);
     }
 
     /// Writes the current state as a snapshot on the blocking pool. Writes of one session go
     /// through its lane one at a time, in order, so an older snapshot can never land after (and
     /// over) a newer one.
-    fn write_snapshot(&self) -> impl std::future::Future<Output = bool> + 'static {
-        let lane = self.snapshot_lane.clone();
-        let state = self.state.clone();
-        let runtime = self.shared.runtime.clone();
+    fn write_snapshot(&mut self) -> impl std::future::Future<Output = bool> + 'static {
+        let lane = self.snapshot_lane.get_or_insert_default().clone();
+        let state = (*self.state).clone();
+        let runtime = self.env.shared.runtime.clone();
         async move {
             let turn = lane.lock_owned().await;
             let written = actix_rt::task::spawn_blocking(move || {
@@ -330,16 +412,17 @@ impl SessionActor {
 impl SessionActor {
     /// Hands the replies to the egress sink, if any (best effort, after the durable append).
     fn publish(&self, msg: &Deliver, replies: &[String]) {
-        let runtime = &self.shared.runtime;
+        let runtime = &self.env.shared.runtime;
         let Some(sink) = &runtime.opts.egress else {
             return;
         };
+        let channel = self.state.channel.as_ref().unwrap_or(&msg.channel);
         for text in replies {
             let out = Egress {
                 tenant: self.state.tenant.clone(),
                 env: self.state.env.clone(),
                 team: self.state.team.clone(),
-                channel: msg.channel.clone(),
+                channel: channel.clone(),
                 session: self.state.session.clone(),
                 text: text.clone(),
                 in_reply_to: msg.inbound.message_id.clone(),
@@ -398,15 +481,15 @@ impl SessionActor {
     /// quarantined, the message is for another channel, or the session has ended. `Some` hands
     /// back a message to run.
     fn admit(&mut self, msg: Deliver) -> Option<Deliver> {
-        if self.broken.is_some() {
+        if self.broken().is_some() {
             // The log may have recovered since (e.g. from a full disk): load again.
             self.hydrate();
         }
-        if let Some(e) = &self.broken {
-            msg.answer(Err(RuntimeError::Storage(e.clone())));
+        if let Some(e) = self.broken() {
+            msg.answer(Err(RuntimeError::Storage(e.to_owned())));
             return None;
         }
-        if self.quarantined {
+        if self.quarantined() {
             msg.answer(Err(RuntimeError::Quarantined(self.state.session.clone())));
             return None;
         }
@@ -424,7 +507,7 @@ impl SessionActor {
         // A retry of the message that ended the session still gets its first answer. (On an
         // open session the log's own atomic check answers retries; no lookup here.)
         if let Some(message_id) = &msg.inbound.message_id {
-            let scope = self.shared.runtime.log.scope(&self.ctx);
+            let scope = self.env.shared.runtime.log.scope(&self.tenant_ctx());
             match scope.idempotency(&msg.channel, message_id) {
                 Ok(Some(rec)) => {
                     msg.answer(ack_from_record(rec));
@@ -476,17 +559,18 @@ impl Handler<Deliver> for SessionActor {
             ))
             .expect("MessagePack encoding of plain fields is infallible"),
         });
-        let at_ms = self.shared.runtime.opts.clock.now_ms();
+        let at_ms = self.env.shared.runtime.opts.clock.now_ms();
         let group = AppendGroup {
-            ctx: self.ctx.clone(),
-            channel: msg.channel.clone(),
+            ctx: self.tenant_ctx(),
+            // The log's writer keeps the channel of the sessions it has seen: the shared copy.
+            channel: self.shared_channel(&msg.channel),
             session: self.state.session.clone(),
             expected_seq: self.state.last_seq,
             at_ms,
             kinds: kinds.clone(),
             idempotency,
         };
-        let log = self.shared.runtime.log.clone();
+        let log = self.env.shared.runtime.log.clone();
         let append = async move { log.append(group).await };
         // `wait` holds this actor's mailbox until the append is durable: one message at a time.
         ctx.wait(append.into_actor(self).map(move |result, act, ctx| {
@@ -540,7 +624,7 @@ impl Handler<Passivate> for SessionActor {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _msg: Passivate, _ctx: &mut Self::Context) -> Self::Result {
-        let behind = self.broken.is_none() && self.state.last_seq > self.snapshot_seq;
+        let behind = self.broken().is_none() && self.state.last_seq > self.snapshot_seq;
         let write = behind.then(|| self.write_snapshot());
         Box::pin(
             async move {
@@ -563,8 +647,7 @@ impl Handler<Reset> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, _msg: Reset, _ctx: &mut Self::Context) {
-        self.quarantined = false;
-        self.failures_ms.clear();
+        self.trouble = None;
         self.hydrate();
     }
 }

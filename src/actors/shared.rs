@@ -142,8 +142,12 @@ pub(super) struct EnvShared {
     pub tenant_sessions: Arc<AtomicUsize>,
 }
 
-/// How a session actor reaches its env actor: the two messages it sends up.
+/// What the session actors of one environment share: its [`EnvShared`] and the way up to its
+/// env actor (the two messages they send it). Built once by the env actor; each of its sessions
+/// holds one pointer to it (a `Recipient` per session would cost each idle session two boxed
+/// senders with their own allocations).
 pub(super) struct EnvLink {
+    pub shared: Arc<EnvShared>,
     pub reroute: Recipient<Reroute>,
     pub ended: Recipient<Ended>,
 }

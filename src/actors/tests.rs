@@ -148,7 +148,7 @@ fn submit_all(
 }
 
 /// Runs `f` with the harness's snapshot store and the key of `session` in team `support` of `at`.
-fn with_support_snapshot<R>(
+pub(super) fn with_support_snapshot<R>(
     h: &Harness,
     at: &TenantCtx,
     session: &SessionId,

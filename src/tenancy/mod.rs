@@ -6,8 +6,14 @@
 //! no `.`, `*`, `>`, `/`, whitespace, NUL, `..` or non-ASCII can get in.
 //!
 //! Invariant: there is no way to build an id without passing its validation rule.
+//!
+//! An id holds its text in an `Arc<str>`: a clone shares it instead of copying it, so the many
+//! holders of one tenant's, env's or team's id (every live session actor, every event in
+//! flight) cost a pointer each, and a session keeps one copy of its own id however many places
+//! hold it. Serialized, an id is its plain string, as before.
 
 use std::fmt;
+use std::sync::{Arc, LazyLock};
 
 /// Which id failed validation; named in every [`InvalidId`] so the caller knows which field to fix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,13 +92,13 @@ macro_rules! id_newtype {
     ($(#[$doc:meta])* $name:ident, $field:expr, $rule:ident) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Validates `raw`; the only way to obtain this id.
             pub fn parse(raw: &str) -> Result<$name, InvalidId> {
                 if $rule(raw) {
-                    Ok($name(raw.to_owned()))
+                    Ok($name(Arc::from(raw)))
                 } else {
                     Err(InvalidId::new($field, raw))
                 }
@@ -159,17 +165,20 @@ id_newtype!(
     SessionId, IdField::Session, is_session_id
 );
 
+/// The text of [`DEFAULT_SCOPE`] ids, allocated once: every default env and team shares it.
+static DEFAULT_SCOPE_TEXT: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(DEFAULT_SCOPE));
+
 impl EnvId {
     /// The environment used when none is given.
     pub fn default_env() -> EnvId {
-        EnvId(DEFAULT_SCOPE.to_owned())
+        EnvId(DEFAULT_SCOPE_TEXT.clone())
     }
 }
 
 impl TeamId {
     /// The team used when none is given.
     pub fn default_team() -> TeamId {
-        TeamId(DEFAULT_SCOPE.to_owned())
+        TeamId(DEFAULT_SCOPE_TEXT.clone())
     }
 }
 
@@ -179,7 +188,10 @@ impl SessionId {
 
     /// A fresh session id (UUID v7, hyphenated), for messages that name no session.
     pub fn generate() -> SessionId {
-        SessionId(uuid::Uuid::now_v7().to_string())
+        let mut text = uuid::Uuid::encode_buffer();
+        SessionId(Arc::from(
+            &*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text),
+        ))
     }
 }
 

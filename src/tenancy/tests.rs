@@ -156,3 +156,22 @@ proptest! {
         prop_assert_eq!(id.as_str(), raw.as_str());
     }
 }
+
+#[test]
+fn a_clone_shares_the_text_and_the_wire_form_is_the_plain_string() {
+    let tenant = TenantId::parse("acme").unwrap();
+    let session = SessionId::parse("s-1").unwrap();
+    assert_eq!(tenant.clone().as_str().as_ptr(), tenant.as_str().as_ptr());
+    assert_eq!(session.clone().as_str().as_ptr(), session.as_str().as_ptr());
+    assert_eq!(
+        TeamId::default_team().as_str().as_ptr(),
+        TeamId::default_team().as_str().as_ptr()
+    );
+    // A pointer and a length, so that every holder of an id pays 16 bytes.
+    assert_eq!(std::mem::size_of::<SessionId>(), 16);
+    assert_eq!(serde_json::to_string(&tenant).unwrap(), "\"acme\"");
+    assert_eq!(
+        rmp_serde::to_vec(&session).unwrap(),
+        rmp_serde::to_vec("s-1").unwrap()
+    );
+}

@@ -266,7 +266,13 @@ pub(super) fn runtime_rows(r: &runtime::RuntimeBenchReport, baseline: Option<f64
                 "memory per live idle session ({})",
                 count(idle.sessions as f64)
             ),
-            format!("{} bytes", count(idle.bytes_per_session)),
+            // The halves tell the sessions' own cost (second) from the step's one-off costs.
+            format!(
+                "{} bytes (first half {}, second {})",
+                count(idle.bytes_per_session),
+                count(idle.first_half_bytes_per_session),
+                count(idle.second_half_bytes_per_session)
+            ),
             "≤ 1,536 bytes",
             Some(idle.bytes_per_session <= 1536.0),
         ));
