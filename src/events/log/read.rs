@@ -446,7 +446,15 @@ impl ScopedReader {
             match (&info, &tree) {
                 (Ok(i), Some(tree)) => {
                     let prefix = keys::session_index_prefix(&tenant, &env, &i.team, &i.session);
-                    durable_at(tree, &prefix, 1, limit).then_some(info)
+                    match durable_at(tree, &prefix, 1, limit) {
+                        Ok(true) => Some(info),
+                        Ok(false) => None,
+                        Err(detail) => Some(Err(ReadError {
+                            tenant: tenant.clone(),
+                            position: format!("session {} index", i.session),
+                            detail,
+                        })),
+                    }
                 }
                 _ => Some(info),
             }
@@ -470,7 +478,14 @@ impl ScopedReader {
         // A record of a group that is not durable yet is not an answer to give.
         let prefix =
             keys::session_index_prefix(&self.ctx.tenant, &self.ctx.env, &team, &rec.session);
-        Ok(durable_at(tree, &prefix, rec.first_seq, self.parts.limit).then_some(rec))
+        match durable_at(tree, &prefix, rec.first_seq, self.parts.limit) {
+            Ok(durable) => Ok(durable.then_some(rec)),
+            Err(detail) => Err(ReadError {
+                tenant: self.ctx.tenant.clone(),
+                position: format!("session {} index", rec.session),
+                detail,
+            }),
+        }
     }
 
     /// The user's open (started, not ended) session on `channel` in this scope's team. Not
@@ -540,13 +555,16 @@ fn session_info(
 }
 
 /// Whether the session (index `prefix`) has a group starting at `seq` whose frame is within
-/// `limit`.
-fn durable_at(tree: &sled::Tree, prefix: &[u8], seq: u64, limit: u64) -> bool {
+/// `limit`. An entry that cannot be read is an error, never a "yes": while sled keeps a write
+/// error (a full disk) its reads may fail, and the group may be one whose caller was told it
+/// failed.
+fn durable_at(tree: &sled::Tree, prefix: &[u8], seq: u64, limit: u64) -> Result<bool, String> {
     match tree.get(keys::session_index_key(prefix, seq)) {
-        Ok(Some(v)) => decode_index_value(&v).is_some_and(|(tenant_seq, _)| tenant_seq <= limit),
-        // An unreadable entry is not hidden: the reads that follow report it.
-        Err(_) => true,
-        Ok(None) => false,
+        Ok(Some(v)) => {
+            Ok(decode_index_value(&v).is_some_and(|(tenant_seq, _)| tenant_seq <= limit))
+        }
+        Err(e) => Err(e.to_string()),
+        Ok(None) => Ok(false),
     }
 }
 
