@@ -121,7 +121,13 @@ impl SessionState {
     ///
     /// When `event` is not the session's next event (see [`SessionState::apply_view`]).
     pub fn apply(&mut self, event: &Event) {
+        let had_channel = self.channel.is_some();
         self.apply_view(&EventView::from(event));
+        if !had_channel {
+            // The event's id, not a parsed copy of its text: a live session shares its
+            // channel id with the config (and every other session of the channel).
+            self.channel = Some(event.channel.clone());
+        }
     }
 
     /// Folds one event, as a fold reads it from the log, into the state: what
