@@ -48,12 +48,26 @@ async fn request(
     if let Some(id) = msg_id {
         headers.insert("Nats-Msg-Id", id);
     }
-    let request = async_nats::Request::new()
-        .payload(body.to_string().into())
-        .headers(headers)
-        .timeout(Some(Duration::from_secs(5)));
-    let reply = client.send_request(subject, request).await.unwrap();
-    serde_json::from_slice(&reply.payload).unwrap()
+    // The edge flushes its subscription before it says it is subscribed, yet under a loaded
+    // full test run a first request has once found no responder; such a request reached no
+    // server, so asking again (for a few seconds) changes nothing the tests assert.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let request = async_nats::Request::new()
+            .payload(body.to_string().into())
+            .headers(headers.clone())
+            .timeout(Some(Duration::from_secs(5)));
+        match client.send_request(subject.clone(), request).await {
+            Ok(reply) => return serde_json::from_slice(&reply.payload).unwrap(),
+            Err(e)
+                if e.kind() == async_nats::RequestErrorKind::NoResponders
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("request on {subject}: {e:?}"),
+        }
+    }
 }
 
 fn received_ids(log: &EventLog, tenant: &str) -> Vec<String> {
