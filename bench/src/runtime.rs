@@ -266,13 +266,23 @@ async fn wake(
     Ok(())
 }
 
-/// The client side, on its own thread (as edges would be): the closed-loop passes, the paced
-/// pass at a fraction of the best, then the idle-session memory step.
+/// The client side, on its own thread (as edges would be): the idle-session memory step, then
+/// the closed-loop passes and the paced pass at a fraction of the best (the idle sessions stay
+/// live meanwhile).
 fn drive(
     rt: &Runtime,
     log: &EventLog,
     opts: &RuntimeBenchOptions,
 ) -> Result<(Vec<RuntimeRun>, Option<IdleMemory>), String> {
+    // Memory first, on a heap the clients' passes have not grown yet: RSS counts pages the
+    // process takes from the system, so sessions woken after the passes were partly housed in
+    // heap those passes had freed (a `--full` run measured 190 bytes per session that way).
+    let idle = if opts.idle_sessions > 0 {
+        let mut say = |l: &str| eprintln!("bench: {l}");
+        Some(idle_memory(rt, log, opts.idle_sessions, &mut say)?)
+    } else {
+        None
+    };
     let mut runs = Vec::new();
     for &clients in &opts.clients {
         let run = run_clients(rt, clients, opts.duration, None)?;
@@ -298,12 +308,6 @@ fn drive(
         );
         runs.push(run);
     }
-    let idle = if opts.idle_sessions > 0 {
-        let mut say = |l: &str| eprintln!("bench: {l}");
-        Some(idle_memory(rt, log, opts.idle_sessions, &mut say)?)
-    } else {
-        None
-    };
     Ok((runs, idle))
 }
 
