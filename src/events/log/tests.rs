@@ -356,17 +356,8 @@ fn a_corrupt_frame_damages_only_its_tenant() {
         appended(log.append_blocking(message(&ctx("acme"), "s1", 2, "tail")));
         appended(log.append_blocking(start(&ctx("bigcorp"), "s1", "u")));
     }
-    {
-        // Flip a byte inside acme's last frame, below the log API, as disk corruption would.
-        let db = sled::open(dir.path()).unwrap();
-        let tree = db.open_tree(TREE_NAME).unwrap();
-        let key = keys::frame_key(&id("acme"), 3);
-        let mut value = tree.get(&key).unwrap().unwrap().to_vec();
-        let last = value.len() - 1;
-        value[last] ^= 0x40;
-        tree.insert(key, value).unwrap();
-        db.flush().unwrap();
-    }
+    // Acme's last frame.
+    flip_last_byte_of_frame(dir.path(), "acme", 3);
     let log = open(dir.path());
     assert_eq!(log.damaged().len(), 1);
     let damage = &log.damaged()[0];
@@ -508,17 +499,8 @@ fn the_export_read_carries_each_events_stored_body_which_chains() {
 fn the_fold_and_export_reads_stop_at_a_corrupt_frame_with_its_position() {
     let dir = tempfile::tempdir().unwrap();
     drop(log_for_fast_reads(dir.path()));
-    {
-        // Flip a byte inside acme's 6-event frame (tenant_seq 3..=8), below the log API.
-        let db = sled::open(dir.path()).unwrap();
-        let tree = db.open_tree(TREE_NAME).unwrap();
-        let key = keys::frame_key(&id("acme"), 3);
-        let mut value = tree.get(&key).unwrap().unwrap().to_vec();
-        let last = value.len() - 1;
-        value[last] ^= 0x40;
-        tree.insert(key, value).unwrap();
-        db.flush().unwrap();
-    }
+    // Acme's 6-event frame (tenant_seq 3..=8).
+    flip_last_byte_of_frame(dir.path(), "acme", 3);
     let log = open(dir.path());
     let reader = log.tenant(&id("acme"));
     let mut seen = Vec::new();
@@ -777,4 +759,17 @@ fn the_ack_before_flush_fault_exists_only_with_debug_assertions() {
     ] {
         assert!(!writer::fault_ack_before_flush(off), "{off:?}");
     }
+}
+
+/// Flips a bit in the last byte of `tenant`'s frame at `tenant_seq`, below the log API, as disk
+/// corruption would.
+fn flip_last_byte_of_frame(dir: &std::path::Path, tenant: &str, tenant_seq: u64) {
+    let db = sled::open(dir).unwrap();
+    let tree = db.open_tree(TREE_NAME).unwrap();
+    let key = keys::frame_key(&id(tenant), tenant_seq);
+    let mut value = tree.get(&key).unwrap().unwrap().to_vec();
+    let last = value.len() - 1;
+    value[last] ^= 0x40;
+    tree.insert(key, value).unwrap();
+    db.flush().unwrap();
 }
