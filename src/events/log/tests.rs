@@ -385,12 +385,7 @@ fn reads_by_tenant_seq_range_start_inside_a_frame() {
     let log = open(dir.path());
     let a = ctx("acme");
     appended(log.append_blocking(start(&a, "s1", "u")));
-    let mut g = message(&a, "s1", 2, "x");
-    g.kinds.extend((0..5).map(|i| EventKind::StateSet {
-        key: format!("k{i}"),
-        value: "v".into(),
-    }));
-    appended(log.append_blocking(g));
+    appended(log.append_blocking(six_event_group(&a, "s1")));
     let seqs: Vec<u64> = log
         .tenant(&id("acme"))
         .events(4..=6)
@@ -407,12 +402,7 @@ fn log_for_fast_reads(dir: &Path) -> EventLog {
     for tenant in ["acme", "acmex"] {
         let a = ctx(tenant);
         appended(log.append_blocking(start(&a, "s1", "u")));
-        let mut g = message(&a, "s1", 2, "x");
-        g.kinds.extend((0..5).map(|i| EventKind::StateSet {
-            key: format!("k{i}"),
-            value: "v".into(),
-        }));
-        appended(log.append_blocking(g));
+        appended(log.append_blocking(six_event_group(&a, "s1")));
         appended(log.append_blocking(start(&a, "s2", "w")));
     }
     log
@@ -772,4 +762,14 @@ fn flip_last_byte_of_frame(dir: &std::path::Path, tenant: &str, tenant_seq: u64)
     value[last] ^= 0x40;
     tree.insert(key, value).unwrap();
     db.flush().unwrap();
+}
+
+/// A 6-event group at seq 2 of `session`: a message and five `StateSet`s.
+fn six_event_group(ctx: &TenantCtx, session: &str) -> AppendGroup {
+    let mut g = message(ctx, session, 2, "x");
+    g.kinds.extend((0..5).map(|i| EventKind::StateSet {
+        key: format!("k{i}"),
+        value: "v".into(),
+    }));
+    g
 }
