@@ -15,6 +15,7 @@ use std::time::Instant;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::body::{read_body, refuse};
+use super::debug;
 use super::dto::{
     AckBody, EventItem, EventsBody, EventsQuery, MessageBody, SessionItem, SessionStateBody,
     SessionsBody, SessionsQuery,
@@ -66,6 +67,11 @@ fn api_v1(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/sessions/{id}/events")
             .get(session_events)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/sessions/{id}/state")
+            .get(debug::state_at_seq)
             .to(method_not_allowed),
     )
     .service(
@@ -304,7 +310,7 @@ async fn session_events(
 
 /// The context (with its team) holding `session` in the caller's tenant and env: in `team`, or
 /// in the only team of the tenant that has it. Blocking (reads the log).
-fn find_session(
+pub(super) fn find_session(
     state: &EdgeState,
     caller: &Caller,
     team: Option<TeamId>,

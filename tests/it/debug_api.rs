@@ -1,0 +1,200 @@
+//! The online debugging API (issue #14) against the real `tenantry serve` over real HTTP: a
+//! session's state at a seq, close and reset, what-if, usage between dates and the streamed
+//! verification of the tenant's chain; each with its authz matrix (another tenant's session,
+//! another env's or team's token: 404/403 and never data; no or a bad token: 401) and its bad
+//! parameters (400 naming the field).
+
+use serde_json::{json, Value};
+
+use crate::support::{claims, sign, Reply, Serve, ServeProcess};
+
+/// A header list as the support helpers take it.
+type Owned = Vec<(&'static str, String)>;
+
+/// Headers of a request as `tenant` in `env`, with a `team` claim and `X-Team-ID` when given.
+fn headers(tenant: &str, env: &str, claim: Option<&str>, header: Option<&str>) -> Owned {
+    let mut claims = claims(tenant);
+    claims["env"] = json!(env);
+    if let Some(team) = claim {
+        claims["team"] = json!(team);
+    }
+    let mut headers = vec![
+        ("Authorization", format!("Bearer {}", sign(&claims))),
+        ("X-Tenant-ID", tenant.to_owned()),
+    ];
+    if let Some(team) = header {
+        headers.push(("X-Team-ID", team.to_owned()));
+    }
+    headers
+}
+
+/// acme in prod, all teams.
+fn acme() -> Owned {
+    headers("acme", "prod", None, None)
+}
+
+/// Sends `method` `path` with `headers` (and `body` for a POST).
+fn call(server: &ServeProcess, method: &str, path: &str, headers: &Owned, body: &str) -> Reply {
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    match method {
+        "GET" => server.get(path, &headers),
+        "POST" => server.post(path, &headers, body),
+        other => panic!("no helper for {other}"),
+    }
+}
+
+/// Posts a message to acme's `session` in `team` on `channel`; the ack.
+fn say(server: &ServeProcess, team: &str, channel: &str, session: &str, text: &str) -> Value {
+    let body = json!({"team": team, "channel": channel, "session": session, "user": "ada",
+                      "text": text});
+    call(
+        server,
+        "POST",
+        "/api/v1/messages",
+        &acme(),
+        &body.to_string(),
+    )
+    .ok()
+}
+
+/// The shipped config (acme: envs prod and staging, teams support and sales; bigcorp), served.
+fn start() -> ServeProcess {
+    Serve::shipped().start()
+}
+
+/// Asserts the status and the error code of `reply`, and that it carries none of `secrets`.
+#[track_caller]
+fn refused(reply: &Reply, status: u16, code: &str, secrets: &[&str]) {
+    assert_eq!(reply.error(status), code, "{}", reply.body);
+    for secret in secrets {
+        assert!(
+            !reply.body.contains(secret),
+            "leaked {secret}: {}",
+            reply.body
+        );
+    }
+}
+
+/// The authz matrix of a route on acme's session `path` (in team support, env prod): a
+/// missing or bad token is 401; bigcorp's token, a staging token, a sales team claim or
+/// `X-Team-ID: sales` answer like a missing session (404), a team header against the claim is
+/// 403; none carries the session's data (`secrets`).
+fn session_matrix(server: &ServeProcess, method: &str, path: &str, body: &str, secrets: &[&str]) {
+    let cases: Vec<(&str, Owned, u16, &str)> = vec![
+        (
+            "no token",
+            vec![("X-Tenant-ID", "acme".to_owned())],
+            401,
+            "missing_token",
+        ),
+        (
+            "bad token",
+            vec![
+                ("Authorization", "Bearer not.a.token".to_owned()),
+                ("X-Tenant-ID", "acme".to_owned()),
+            ],
+            401,
+            "invalid_token",
+        ),
+        (
+            "another tenant",
+            headers("bigcorp", "prod", None, None),
+            404,
+            "session_not_found",
+        ),
+        (
+            "another env",
+            headers("acme", "staging", None, None),
+            404,
+            "session_not_found",
+        ),
+        (
+            "another team (claim)",
+            headers("acme", "prod", Some("sales"), None),
+            404,
+            "session_not_found",
+        ),
+        (
+            "another team (X-Team-ID)",
+            headers("acme", "prod", None, Some("sales")),
+            404,
+            "session_not_found",
+        ),
+        (
+            "X-Team-ID against the claim",
+            headers("acme", "prod", Some("sales"), Some("support")),
+            403,
+            "team_mismatch",
+        ),
+    ];
+    for (what, headers, status, code) in cases {
+        let reply = call(server, method, path, &headers, body);
+        assert_eq!(
+            reply.status, status,
+            "{method} {path} as {what}: {}",
+            reply.body
+        );
+        refused(&reply, status, code, secrets);
+    }
+}
+
+#[test]
+fn debug_api_state_at_a_seq_folds_the_events_up_to_it() {
+    let server = start();
+    let first = say(&server, "support", "slack", "dbg-state", "first words");
+    assert_eq!(first["seq"], 2);
+    let second = say(&server, "support", "slack", "dbg-state", "second words");
+    let path = "/api/v1/sessions/dbg-state/state";
+
+    // Without at_seq: the latest state, exactly GET /sessions/{id}'s body plus the two seqs.
+    let latest = call(&server, "GET", path, &acme(), "").ok();
+    let mut plain = call(&server, "GET", "/api/v1/sessions/dbg-state", &acme(), "").ok();
+    let last = plain["last_seq"].as_u64().unwrap();
+    assert!(last > second["seq"].as_u64().unwrap(), "{plain}");
+    plain["at_seq"] = json!(last);
+    plain["session_last_seq"] = json!(last);
+    assert_eq!(latest, plain);
+
+    // At seq 2 (the first message): one message in, none of the second's effects.
+    let early = call(&server, "GET", &format!("{path}?at_seq=2"), &acme(), "").ok();
+    assert_eq!(early["at_seq"], 2);
+    assert_eq!(early["session_last_seq"], last);
+    assert_eq!(early["last_seq"], 2);
+    assert_eq!(early["messages_in"], 1);
+    assert_eq!(early["replies_out"], 0);
+    assert_eq!(early["status"], "open");
+    let at_second = call(
+        &server,
+        "GET",
+        &format!("{path}?at_seq={}", second["seq"]),
+        &acme(),
+        "",
+    )
+    .ok();
+    assert_eq!(at_second["messages_in"], 2);
+    assert_eq!(at_second["replies_out"], 1);
+
+    // Out of range or not a number: 400 naming at_seq and the range.
+    for bad in ["0", &(last + 1).to_string(), "-1", "two"] {
+        let reply = call(&server, "GET", &format!("{path}?at_seq={bad}"), &acme(), "");
+        refused(&reply, 400, "invalid_parameter", &[]);
+        assert!(reply.body.contains("at_seq"), "{}", reply.body);
+    }
+    let reply = call(&server, "GET", &format!("{path}?at_seq=0"), &acme(), "");
+    assert!(
+        reply.body.contains(&format!("1..={last}")),
+        "{}",
+        reply.body
+    );
+
+    // Missing session, then the matrix (never the session's words).
+    let missing = call(&server, "GET", "/api/v1/sessions/nope/state", &acme(), "");
+    refused(&missing, 404, "session_not_found", &[]);
+    session_matrix(
+        &server,
+        "GET",
+        &format!("{path}?at_seq=2"),
+        "",
+        &["first words"],
+    );
+}
