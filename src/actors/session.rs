@@ -18,8 +18,10 @@ use std::sync::Arc;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::messages::{Ack, Deliver, Ended, Passivate, Reroute, Reset, RuntimeError};
-use super::shared::{Egress, EnvLink};
+use super::messages::{
+    Ack, Deliver, Ended, Op, Passivate, Reroute, Reset, RuntimeError, CLOSED_BY_OPERATOR,
+};
+use super::shared::{Egress, EnvLink, QuarantineKey};
 use super::slots::SessionSlot;
 use crate::events::log::{AppendGroup, AppendOutcome, Idempotency, IdempotencyRecord};
 use crate::events::schema::decode_limited;
@@ -201,6 +203,33 @@ impl SessionActor {
         self.trouble.as_ref().is_some_and(|t| t.quarantined)
     }
 
+    /// This session's key among the runtime's quarantined sessions.
+    fn quarantine_key(&self) -> QuarantineKey {
+        let s = &self.state;
+        (
+            s.tenant.clone(),
+            s.env.clone(),
+            s.team.clone(),
+            s.session.clone(),
+        )
+    }
+
+    /// Adds (`true`) or removes this session from the runtime's quarantined sessions.
+    fn list_quarantine(&self, quarantined: bool) {
+        let mut listed = self
+            .env
+            .shared
+            .runtime
+            .quarantined
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if quarantined {
+            listed.insert(self.quarantine_key());
+        } else {
+            listed.remove(&self.quarantine_key());
+        }
+    }
+
     /// Gives back this actor's slot (the live-session counts), once.
     fn uncount(&mut self) {
         self.slot = None;
@@ -254,6 +283,7 @@ impl SessionActor {
         }
         if trouble.failures_ms.len() > RESTARTS_MAX {
             trouble.quarantined = true;
+            self.list_quarantine(true);
             tracing::error!(tenant = %self.state.tenant, env = %self.state.env, team = %self.state.team,
                 session = %self.state.session, "session quarantined after repeated flow failures");
         }
@@ -472,6 +502,9 @@ impl Actor for SessionActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if self.quarantined() {
+            self.list_quarantine(false);
+        }
         self.uncount();
     }
 }
@@ -489,7 +522,8 @@ impl SessionActor {
             msg.answer(Err(RuntimeError::Storage(e.to_owned())));
             return None;
         }
-        if self.quarantined() {
+        // An operator may close a quarantined session: closing runs no flow.
+        if self.quarantined() && msg.op == Op::Message {
             msg.answer(Err(RuntimeError::Quarantined(self.state.session.clone())));
             return None;
         }
@@ -538,6 +572,9 @@ impl Handler<Deliver> for SessionActor {
         let Some(msg) = self.admit(msg) else {
             return;
         };
+        if msg.op == Op::Close {
+            return self.close(msg, ctx);
+        }
         let message_id = msg
             .inbound
             .message_id
@@ -559,11 +596,70 @@ impl Handler<Deliver> for SessionActor {
             ))
             .expect("MessagePack encoding of plain fields is infallible"),
         });
+        let outcome = Outcome {
+            kinds,
+            seq,
+            replies,
+            panicked,
+        };
+        self.commit(msg, outcome, idempotency, ctx);
+    }
+}
+
+/// What one delivery decided to append, and how to answer once it is durable.
+struct Outcome {
+    kinds: Vec<EventKind>,
+    /// The seq the ack names.
+    seq: u64,
+    replies: Vec<String>,
+    /// The flow panicked: answer `FlowCrashed` after the append.
+    panicked: bool,
+}
+
+impl SessionActor {
+    /// An operator's close of an open session: `SessionEnded` alone, through the same durable
+    /// append as a message; the ack names its seq.
+    fn close(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
+        if self.state.last_seq == 0 {
+            // The edge looks the session up first; an actor for no session appends nothing.
+            let e = RuntimeError::Invalid(format!("no session {}", self.state.session));
+            return msg.answer(Err(e));
+        }
+        let outcome = Outcome {
+            kinds: vec![EventKind::SessionEnded {
+                reason: CLOSED_BY_OPERATOR.to_owned(),
+            }],
+            seq: self.state.last_seq + 1,
+            replies: Vec::new(),
+            panicked: false,
+        };
+        self.commit(msg, outcome, None, ctx);
+    }
+
+    /// Appends `outcome` as one durable group, folds it and answers `msg` after the ack.
+    fn commit(
+        &mut self,
+        msg: Deliver,
+        outcome: Outcome,
+        idempotency: Option<Idempotency>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Outcome {
+            kinds,
+            seq,
+            replies,
+            panicked,
+        } = outcome;
         let at_ms = self.env.shared.runtime.opts.clock.now_ms();
+        // The log's writer keeps the channel of the sessions it has seen: the shared copy (the
+        // session's own for a close, which names none).
+        let channel = match (&self.state.channel, msg.op) {
+            (Some(own), Op::Close) => own.clone(),
+            _ => self.shared_channel(&msg.channel),
+        };
         let group = AppendGroup {
             ctx: self.tenant_ctx(),
-            // The log's writer keeps the channel of the sessions it has seen: the shared copy.
-            channel: self.shared_channel(&msg.channel),
+            channel,
             session: self.state.session.clone(),
             expected_seq: self.state.last_seq,
             at_ms,
@@ -646,9 +742,13 @@ impl Handler<Passivate> for SessionActor {
 impl Handler<Reset> for SessionActor {
     type Result = ();
 
-    fn handle(&mut self, _msg: Reset, _ctx: &mut Self::Context) {
+    fn handle(&mut self, Reset(msg): Reset, _ctx: &mut Self::Context) {
+        if self.quarantined() {
+            self.list_quarantine(false);
+        }
         self.trouble = None;
         self.hydrate();
+        msg.answer(Ok(()));
     }
 }
 

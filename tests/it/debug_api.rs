@@ -198,3 +198,72 @@ fn debug_api_state_at_a_seq_folds_the_events_up_to_it() {
         &["first words"],
     );
 }
+
+#[test]
+fn debug_api_close_ends_a_session_durably_and_reset_answers_not_quarantined() {
+    let server = start();
+    say(&server, "support", "slack", "dbg-close", "secret words");
+    let close = "/api/v1/sessions/dbg-close/close";
+    let reset = "/api/v1/sessions/dbg-close/reset";
+    let get = "/api/v1/sessions/dbg-close";
+
+    // Nobody else can close or reset it; it stays open and untouched.
+    let before = call(&server, "GET", get, &acme(), "").ok();
+    session_matrix(&server, "POST", close, "", &["secret words"]);
+    session_matrix(&server, "POST", reset, "", &["secret words"]);
+    assert_eq!(call(&server, "GET", get, &acme(), "").ok(), before);
+
+    // Reset of a session that is not quarantined: the same answer as a lifted quarantine.
+    let reply = call(&server, "POST", reset, &acme(), "").ok();
+    assert_eq!(reply, json!({"session": "dbg-close", "quarantined": false}));
+
+    // Close: SessionEnded "closed by operator" is the last event, at the seq answered.
+    let last = before["last_seq"].as_u64().unwrap();
+    let closed = call(&server, "POST", close, &acme(), "").ok();
+    assert_eq!(
+        closed,
+        json!({"session": "dbg-close", "seq": last + 1, "status": "ended"})
+    );
+    let after = call(&server, "GET", get, &acme(), "").ok();
+    assert_eq!(after["status"], "ended");
+    assert_eq!(after["ended_reason"], "closed by operator");
+    assert_eq!(after["last_seq"], last + 1);
+    let events = call(
+        &server,
+        "GET",
+        &format!("{get}/events?from_seq={}", last + 1),
+        &acme(),
+        "",
+    )
+    .ok();
+    assert_eq!(events["events"][0]["kind"], "SessionEnded");
+    assert_eq!(events["events"][0]["data"]["reason"], "closed by operator");
+
+    // Closing again, or writing to it, is refused and appends nothing.
+    refused(
+        &call(&server, "POST", close, &acme(), ""),
+        409,
+        "session_ended",
+        &[],
+    );
+    let body = json!({"team": "support", "channel": "slack", "session": "dbg-close",
+                      "user": "ada", "text": "still there?"});
+    let reply = call(
+        &server,
+        "POST",
+        "/api/v1/messages",
+        &acme(),
+        &body.to_string(),
+    );
+    refused(&reply, 409, "session_ended", &[]);
+    assert_eq!(
+        call(&server, "GET", get, &acme(), "").ok()["last_seq"],
+        last + 1
+    );
+
+    // Bad ids are 400 naming the session; unknown sessions 404.
+    let reply = call(&server, "POST", "/api/v1/sessions/a%20b/close", &acme(), "");
+    refused(&reply, 400, "invalid_session", &[]);
+    let reply = call(&server, "POST", "/api/v1/sessions/nope/reset", &acme(), "");
+    refused(&reply, 404, "session_not_found", &[]);
+}

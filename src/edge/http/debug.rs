@@ -1,11 +1,13 @@
 //! The online debugging routes of the HTTP API (docs/http.md): a session's state at a seq
-//! (`GET /sessions/{id}/state?at_seq=N`).
+//! (`GET /sessions/{id}/state?at_seq=N`), an operator's close and reset of a session
+//! (`POST /sessions/{id}/close`, `POST /sessions/{id}/reset`).
 //!
 //! Like every `/api/v1` route they act in the caller's tenant and the env of its token, within
 //! its team when one applies (`read_team`, `find_session`): another tenant's, env's or team's
 //! session answers exactly like a missing one (404 `session_not_found`).
 //!
-//! Invariants: log reads run on the blocking pool; nothing here appends to the log.
+//! Invariants: log reads run on the blocking pool; only a close appends, and only through the
+//! runtime (the session's actor, one durable group, answered after the ack).
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -14,6 +16,7 @@ use super::dto::SessionStateBody;
 use super::error::ApiError;
 use super::routes::find_session;
 use super::state::{blocking, read_team, EdgeState};
+use crate::actors::messages::RuntimeError;
 use crate::audit::replay::state_at;
 use crate::audit::AuditError;
 use crate::edge::auth::Caller;
@@ -78,4 +81,60 @@ pub(super) async fn state_at_seq(
     })
     .await?;
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// `POST /api/v1/sessions/{id}/close`: ends an open session through its actor (which appends
+/// `SessionEnded { reason: "closed by operator" }` durably); answers after the ack. Already
+/// ended: 409 `session_ended`.
+pub(super) async fn close(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<EdgeState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = session_of(&path)?;
+    let team = read_team(&state, &caller)?;
+    let (ctx, channel, session) = blocking(state.clone(), move |state| {
+        let ctx = find_session(state, &caller, team, &session)?;
+        let current = state
+            .runtime()
+            .session_state(&ctx, &session)?
+            .ok_or_else(|| ApiError::SessionNotFound(session.to_string()))?;
+        if !current.is_open() {
+            return Err(RuntimeError::SessionEnded(session).into());
+        }
+        let channel = current
+            .channel
+            .ok_or_else(|| ApiError::Internal(format!("session {session} has no channel")))?;
+        Ok((ctx, channel, session))
+    })
+    .await?;
+    let ack = state
+        .runtime()
+        .close_session(&ctx, &channel, &session)
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "session": ack.session,
+        "seq": ack.seq,
+        "status": "ended",
+    })))
+}
+
+/// `POST /api/v1/sessions/{id}/reset`: lifts the session's quarantine (a session that is not
+/// quarantined gets the same answer); answers once its actor has.
+pub(super) async fn reset(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<EdgeState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = session_of(&path)?;
+    let team = read_team(&state, &caller)?;
+    let (ctx, session) = blocking(state.clone(), move |state| {
+        Ok((find_session(state, &caller, team, &session)?, session))
+    })
+    .await?;
+    state.runtime().reset_session(&ctx, &session).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "session": session,
+        "quarantined": false,
+    })))
 }

@@ -75,6 +75,16 @@ fn api_v1(cfg: &mut web::ServiceConfig) {
             .to(method_not_allowed),
     )
     .service(
+        web::resource("/sessions/{id}/close")
+            .post(debug::close)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/sessions/{id}/reset")
+            .post(debug::reset)
+            .to(method_not_allowed),
+    )
+    .service(
         web::resource("/usage")
             .get(reports::usage)
             .to(method_not_allowed),
