@@ -267,3 +267,89 @@ fn debug_api_close_ends_a_session_durably_and_reset_answers_not_quarantined() {
     let reply = call(&server, "POST", "/api/v1/sessions/nope/reset", &acme(), "");
     refused(&reply, 404, "session_not_found", &[]);
 }
+
+/// acme's support flow as shipped.
+fn shipped_flow() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/flows/acme_support.yaml"
+    ))
+    .unwrap()
+}
+
+#[test]
+fn debug_api_what_if_compares_each_message_and_appends_nothing() {
+    let server = start();
+    say(&server, "support", "slack", "dbg-what", "secret one");
+    say(&server, "support", "slack", "dbg-what", "secret two");
+    let path = "/api/v1/sessions/dbg-what/what-if";
+    let get = "/api/v1/sessions/dbg-what";
+    // The only session of acme: its last tenant_seq is the tenant's head.
+    let before = call(&server, "GET", get, &acme(), "").ok();
+
+    // The flow it ran: identical, message by message.
+    let same = call(&server, "POST", path, &acme(), &shipped_flow()).ok();
+    assert_eq!(same["session"], "dbg-what");
+    assert_eq!(same["flow"], "acme_support_flow");
+    assert_eq!(same["flow_version"], "1.0");
+    assert_eq!(
+        (same["messages"].as_u64(), same["diverged"].as_u64()),
+        (Some(2), Some(0))
+    );
+    assert_eq!(same["identical"], true);
+    let results = same["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["seq"], 2);
+    assert_eq!(results[0]["text"], "secret one");
+    assert_eq!(results[0]["diverged"], false);
+    assert_eq!(results[0]["recorded"], results[0]["what_if"]);
+    assert_eq!(
+        results[0]["recorded"],
+        json!({"replies": ["Welcome to ACME Support! How can I help?"], "vars": {},
+               "ended": null, "failed": null})
+    );
+
+    // Another reply and a var: every message diverges, both sides shown.
+    let edited = shipped_flow().replace("Welcome to ACME Support!", "Hi from the new flow!")
+        + "  - id: mark\n    type: set\n    config:\n      key: seen\n      value: \"yes\"\n";
+    let diff = call(&server, "POST", path, &acme(), &edited).ok();
+    assert_eq!(
+        (diff["messages"].as_u64(), diff["diverged"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(diff["identical"], false);
+    let second = &diff["results"][1];
+    assert_eq!(second["diverged"], true);
+    assert_eq!(
+        second["what_if"]["replies"],
+        json!(["Hi from the new flow! How can I help?"])
+    );
+    assert_eq!(second["what_if"]["vars"], json!({"seen": "yes"}));
+    assert_eq!(second["recorded"]["vars"], json!({}));
+
+    // Flows that do not load: 400 invalid_flow with the loader's message.
+    let reply = call(&server, "POST", path, &acme(), "name: [unclosed");
+    refused(&reply, 400, "invalid_flow", &[]);
+    assert!(reply.body.contains("line"), "{}", reply.body);
+    let dangling = shipped_flow() + "    next: nowhere\n";
+    let reply = call(&server, "POST", path, &acme(), &dangling);
+    refused(&reply, 400, "invalid_flow", &[]);
+    assert!(reply.body.contains("nowhere"), "{}", reply.body);
+    let huge = format!("{}# {}\n", shipped_flow(), "x".repeat(256 * 1024));
+    refused(
+        &call(&server, "POST", path, &acme(), &huge),
+        413,
+        "payload_too_large",
+        &[],
+    );
+
+    // Nobody else sees it; and nothing was appended by any of this.
+    session_matrix(
+        &server,
+        "POST",
+        path,
+        &shipped_flow(),
+        &["secret one", "secret two"],
+    );
+    assert_eq!(call(&server, "GET", get, &acme(), "").ok(), before);
+}

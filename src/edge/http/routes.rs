@@ -75,6 +75,11 @@ fn api_v1(cfg: &mut web::ServiceConfig) {
             .to(method_not_allowed),
     )
     .service(
+        web::resource("/sessions/{id}/what-if")
+            .post(debug::what_if)
+            .to(method_not_allowed),
+    )
+    .service(
         web::resource("/sessions/{id}/close")
             .post(debug::close)
             .to(method_not_allowed),
