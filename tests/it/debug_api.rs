@@ -353,3 +353,81 @@ fn debug_api_what_if_compares_each_message_and_appends_nothing() {
     );
     assert_eq!(call(&server, "GET", get, &acme(), "").ok(), before);
 }
+
+/// The UTC date `days` after today, `YYYY-MM-DD`.
+fn utc_date(days: i64) -> String {
+    let now = std::time::SystemTime::now();
+    let shift = std::time::Duration::from_secs(days.unsigned_abs() * 86_400);
+    let at = if days < 0 { now - shift } else { now + shift };
+    humantime::format_rfc3339(at).to_string()[..10].to_owned()
+}
+
+#[test]
+fn debug_api_usage_between_dates_counts_those_days_only() {
+    let server = start();
+    say(&server, "support", "slack", "dbg-use-1", "one");
+    say(&server, "sales", "teams", "dbg-use-2", "two");
+    let (yesterday, today, tomorrow) = (utc_date(-1), utc_date(0), utc_date(1));
+    let usage = |query: &str, headers: &Owned| {
+        call(
+            &server,
+            "GET",
+            &format!("/api/v1/usage?{query}"),
+            headers,
+            "",
+        )
+    };
+
+    // Today, by day: both messages; echoed dates.
+    let body = usage(&format!("by=day&since={today}&until={today}"), &acme()).ok();
+    assert_eq!(body["since"], today.as_str());
+    assert_eq!(body["until"], today.as_str());
+    assert_eq!(body["usage"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["usage"][0]["day"], today.as_str());
+    assert_eq!(body["usage"][0]["messages_in"], 2);
+    // Open ends; no dates at all echo null.
+    let body = usage(&format!("by=team&since={yesterday}"), &acme()).ok();
+    assert_eq!(
+        (body["since"].as_str(), body["until"].as_str()),
+        (Some(&*yesterday), None)
+    );
+    assert_eq!(body["usage"].as_array().unwrap().len(), 2, "{body}");
+    let body = usage("by=team", &acme()).ok();
+    assert_eq!(
+        (body["since"].clone(), body["until"].clone()),
+        (Value::Null, Value::Null)
+    );
+    // Days without traffic: no rows.
+    for query in [format!("since={tomorrow}"), format!("until={yesterday}")] {
+        let body = usage(&query, &acme()).ok();
+        assert_eq!(body["usage"], json!([]), "{query}: {body}");
+    }
+
+    // Bad dates and a reversed range: 400 naming the field.
+    for (query, field) in [
+        ("since=2026-13-01", "since"),
+        ("until=30.11.2026", "until"),
+        ("since=2026-11-30T00:00:00Z", "since"),
+        (&*format!("since={tomorrow}&until={today}"), "since"),
+    ] {
+        let reply = usage(query, &acme());
+        refused(&reply, 400, "invalid_parameter", &[]);
+        assert!(reply.body.contains(field), "{query}: {}", reply.body);
+    }
+
+    // Scope: a team sees its rows only, another env or tenant none of acme's, no token 401.
+    let window = format!("by=channel&since={today}&until={today}");
+    let sales = usage(&window, &headers("acme", "prod", Some("sales"), None)).ok();
+    assert_eq!(sales["usage"].as_array().unwrap().len(), 1, "{sales}");
+    assert_eq!(sales["usage"][0]["team"], "sales");
+    let sales = usage(&window, &headers("acme", "prod", None, Some("sales"))).ok();
+    assert_eq!(sales["usage"][0]["channel"], "teams");
+    assert_eq!(sales["usage"].as_array().unwrap().len(), 1, "{sales}");
+    let staging = usage(&window, &headers("acme", "staging", None, None)).ok();
+    assert_eq!(staging["usage"], json!([]));
+    let bigcorp = usage(&window, &headers("bigcorp", "prod", None, None)).ok();
+    assert_eq!(bigcorp["usage"], json!([]));
+    assert_eq!(bigcorp["tenant"], "bigcorp");
+    let anonymous = usage(&window, &vec![("X-Tenant-ID", "acme".to_owned())]);
+    refused(&anonymous, 401, "missing_token", &[]);
+}
