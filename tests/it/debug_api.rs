@@ -431,3 +431,121 @@ fn debug_api_usage_between_dates_counts_those_days_only() {
     let anonymous = usage(&window, &vec![("X-Tenant-ID", "acme".to_owned())]);
     refused(&anonymous, 401, "missing_token", &[]);
 }
+
+/// The NDJSON lines of a verification as `headers`; asserts 200 and the content type.
+#[track_caller]
+fn verify(server: &ServeProcess, headers: &Owned) -> Vec<Value> {
+    let reply = call(server, "GET", "/api/v1/audit/verify", headers, "");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let lines: Vec<Value> = reply
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Progress first (at least one), then exactly one result, last.
+    let (result, progress) = lines.split_last().unwrap();
+    assert!(result.get("result").is_some(), "{lines:?}");
+    assert!(!progress.is_empty(), "{lines:?}");
+    for p in progress {
+        assert!(p["progress"]["events"].is_u64(), "{p}");
+    }
+    lines
+}
+
+#[test]
+fn debug_api_verify_streams_progress_then_the_chain_head() {
+    let server = start();
+    say(&server, "support", "slack", "dbg-ver", "secret words");
+    say(&server, "sales", "teams", "dbg-ver-2", "more secret words");
+    let bigcorp = headers("bigcorp", "prod", None, None);
+    let body = json!({"team": "helpdesk", "channel": "webchat", "user": "bo", "text": "hi"});
+    call(
+        &server,
+        "POST",
+        "/api/v1/messages",
+        &bigcorp,
+        &body.to_string(),
+    )
+    .ok();
+
+    // The head is the last event of the newest session (acme's only events are these two).
+    let events = call(
+        &server,
+        "GET",
+        "/api/v1/sessions/dbg-ver-2/events",
+        &acme(),
+        "",
+    )
+    .ok();
+    let last = events["events"].as_array().unwrap().last().unwrap().clone();
+    let lines = verify(&server, &acme());
+    let result = &lines.last().unwrap()["result"];
+    assert_eq!(result["ok"], true, "{lines:?}");
+    assert_eq!(result["events"], last["tenant_seq"]);
+    assert_eq!(result["head"]["tenant_seq"], last["tenant_seq"]);
+    assert_eq!(result["head"]["hash"], last["hash"]);
+    let progress = &lines[lines.len() - 2]["progress"];
+    assert_eq!(progress["events"], last["tenant_seq"]);
+    let text = serde_json::to_string(&lines).unwrap();
+    assert!(!text.contains("secret"), "{text}");
+
+    // bigcorp's token verifies bigcorp's chain only.
+    let theirs = verify(&server, &bigcorp);
+    let theirs = &theirs.last().unwrap()["result"];
+    assert_eq!(theirs["ok"], true);
+    assert_ne!(theirs["events"], result["events"]);
+    assert_ne!(theirs["head"]["hash"], result["head"]["hash"]);
+    // The chain spans every env: another env's token of the tenant gets the same counts and
+    // hash, never an event (documented).
+    let staging = verify(&server, &headers("acme", "staging", None, None));
+    assert_eq!(staging.last().unwrap()["result"], *result);
+
+    // Team-scoped callers are refused: the chain spans every team. No or a bad token: 401.
+    for team_scoped in [
+        headers("acme", "prod", Some("support"), None),
+        headers("acme", "prod", None, Some("support")),
+    ] {
+        let reply = call(&server, "GET", "/api/v1/audit/verify", &team_scoped, "");
+        refused(&reply, 403, "team_scoped", &["secret"]);
+        assert!(reply.body.contains("without a team"), "{}", reply.body);
+    }
+    let anonymous = vec![("X-Tenant-ID", "acme".to_owned())];
+    let reply = call(&server, "GET", "/api/v1/audit/verify", &anonymous, "");
+    refused(&reply, 401, "missing_token", &[]);
+    let bad = vec![
+        ("Authorization", "Bearer x.y.z".to_owned()),
+        ("X-Tenant-ID", "acme".to_owned()),
+    ];
+    let reply = call(&server, "GET", "/api/v1/audit/verify", &bad, "");
+    refused(&reply, 401, "invalid_token", &[]);
+}
+
+#[test]
+fn debug_api_verify_names_the_first_bad_position() {
+    let mut first = start();
+    for text in ["one", "two", "three"] {
+        say(&first, "support", "slack", "dbg-bad", text);
+    }
+    assert!(first.stop().success());
+    let dir = first.take_dir();
+    // Below the log API, as a disk would: the second message's frame (tenant_seq 5..) is
+    // garbage.
+    {
+        let db = sled::open(dir.path().join("data").join("log")).unwrap();
+        let tree = db.open_tree("log").unwrap();
+        let mut key = b"acme\0L".to_vec();
+        key.extend_from_slice(&5u64.to_be_bytes());
+        assert!(tree.insert(key, &b"not a frame"[..]).unwrap().is_some());
+        db.flush().unwrap();
+    }
+    let server = Serve::shipped().in_dir(dir.path()).start();
+    let lines = verify(&server, &acme());
+    let result = &lines.last().unwrap()["result"];
+    assert_eq!(result["ok"], false, "{lines:?}");
+    assert_eq!(result["first_bad"]["tenant_seq"], 5, "{lines:?}");
+    assert_eq!(result["first_bad"]["reason"], "unreadable", "{lines:?}");
+    assert_eq!(result["events"], 4, "{lines:?}");
+    // Another tenant's chain is untouched.
+    let theirs = verify(&server, &headers("bigcorp", "prod", None, None));
+    assert_eq!(theirs.last().unwrap()["result"]["ok"], true);
+}

@@ -1,7 +1,14 @@
 //! The online debugging routes of the HTTP API (docs/http.md): a session's state at a seq
 //! (`GET /sessions/{id}/state?at_seq=N`), an operator's close and reset of a session
 //! (`POST /sessions/{id}/close`, `POST /sessions/{id}/reset`), and a what-if re-run of a
-//! session's recorded messages against a flow sent in the body (`POST /sessions/{id}/what-if`).
+//! session's recorded messages against a flow sent in the body (`POST /sessions/{id}/what-if`),
+//! and the tenant's hash chain verified from genesis, streamed (`GET /audit/verify`).
+//!
+//! The chain is tenant-wide (one chain over every env and team), so `/audit/verify` refuses a
+//! team-scoped caller (403 `team_scoped`) and tells any caller of the tenant only counts,
+//! positions, the head hash and the kind of the first problem: never an event's content or the
+//! ids (env, team, session) a problem's detail may name (`tenantry verify --tenant` shows them).
+//! It runs on a thread of its own, like an export, and takes one of the export slots.
 //!
 //! Like every `/api/v1` route they act in the caller's tenant and the env of its token, within
 //! its team when one applies (`read_team`, `find_session`): another tenant's, env's or team's
@@ -10,7 +17,9 @@
 //! Invariants: log reads run on the blocking pool; only a close appends, and only through the
 //! runtime (the session's actor, one durable group, answered after the ack).
 
+use std::ops::ControlFlow;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -23,6 +32,7 @@ use super::routes::find_session;
 use super::state::{blocking, read_team, EdgeState};
 use crate::actors::messages::RuntimeError;
 use crate::audit::replay::state_at;
+use crate::audit::verify::{verify_log_with_progress, Progress, Verdict};
 use crate::audit::what_if::{what_if_each, MessageResult, Side};
 use crate::audit::AuditError;
 use crate::config::flow::Flow;
@@ -35,6 +45,14 @@ pub const WHAT_IF_FLOW_BYTES_MAX: usize = 256 * 1024;
 /// Most per-message results in a what-if answer; past it the totals still count every message
 /// and `results_truncated` is `true`.
 pub const WHAT_IF_RESULTS_MAX: usize = 10_000;
+/// Lines of a verification in flight between its thread and the response.
+const VERIFY_LINES_IN_FLIGHT: usize = 16;
+/// A progress line at least every this many events...
+const VERIFY_PROGRESS_EVENTS: u64 = 100_000;
+/// ...or this often, whichever comes first.
+const VERIFY_PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest pause of a verifying thread waiting for room for its result line (it polls).
+const VERIFY_SEND_POLL: Duration = Duration::from_millis(10);
 /// How a what-if flow is named in the loader's messages.
 const WHAT_IF_FLOW_NAME: &str = "the request body";
 
@@ -231,4 +249,125 @@ fn message_json(message: &MessageResult) -> Value {
         "what_if": side(&message.what_if),
         "differences": message.differences,
     })
+}
+
+/// One line of the verification stream, or the error that aborts the response.
+type VerifyLine = Result<web::Bytes, std::io::Error>;
+
+/// `GET /api/v1/audit/verify`: the caller's tenant's log verified from genesis (the hash chain,
+/// gapless `tenant_seq`, every session's seqs), streamed as NDJSON: progress lines
+/// `{"progress":{"events","tenant_seq"}}` at least every [`VERIFY_PROGRESS_EVENTS`] events or
+/// [`VERIFY_PROGRESS_INTERVAL`] and once before the end, then one `{"result":…}` line. A
+/// team-scoped caller is refused (403): the chain spans every team.
+pub(super) async fn audit_verify(
+    caller: Caller,
+    state: web::Data<EdgeState>,
+) -> Result<HttpResponse, ApiError> {
+    if caller.team().is_some() {
+        return Err(ApiError::TeamScoped("GET /api/v1/audit/verify"));
+    }
+    let slot = state.export_slots().acquire(&caller.tenant)?;
+    let timeout = state.export_slots().write_timeout();
+    let (tx, rx) = tokio::sync::mpsc::channel::<VerifyLine>(VERIFY_LINES_IN_FLIGHT);
+    let log = state.runtime().log().clone();
+    let tenant = caller.tenant.clone();
+    std::thread::Builder::new()
+        .name("tenantry-verify".into())
+        .spawn(move || {
+            run_verify(&log, &tenant, &tx, timeout);
+            drop(slot);
+        })
+        .map_err(|e| ApiError::Internal(format!("verify thread: {e}")))?;
+    // Dropped with the response (client gone): the thread's next look at the channel stops it.
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|line| (line, rx))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .streaming(stream))
+}
+
+/// One NDJSON line.
+fn ndjson(value: &Value) -> web::Bytes {
+    let mut line = value.to_string().into_bytes();
+    line.push(b'\n');
+    web::Bytes::from(line)
+}
+
+fn progress_line(p: Progress) -> web::Bytes {
+    ndjson(&json!({"progress": {"events": p.events, "tenant_seq": p.tenant_seq}}))
+}
+
+/// The verifying thread: walks the tenant's chain, sends progress without ever waiting for the
+/// client (a full channel skips a line), then the result; stops when the client is gone.
+fn run_verify(
+    log: &crate::events::log::EventLog,
+    tenant: &crate::tenancy::TenantId,
+    tx: &tokio::sync::mpsc::Sender<VerifyLine>,
+    timeout: Duration,
+) {
+    let mut last = Progress {
+        events: 0,
+        tenant_seq: 0,
+    };
+    let mut shown = (Instant::now(), 0u64);
+    let verdict = verify_log_with_progress(log, tenant, &mut |p| {
+        last = p;
+        if p.events - shown.1 >= VERIFY_PROGRESS_EVENTS
+            || shown.0.elapsed() >= VERIFY_PROGRESS_INTERVAL
+        {
+            shown = (Instant::now(), p.events);
+            // Progress is advisory: a client that does not read loses lines, not the thread.
+            let _ = tx.try_send(Ok(progress_line(p)));
+        }
+        if tx.is_closed() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    let result = match verdict {
+        Ok(Verdict::Intact(summary)) => json!({"result": {
+            "ok": true,
+            "events": summary.count,
+            "head": {
+                "tenant_seq": summary.last_tenant_seq.unwrap_or(0),
+                // An empty tenant's chain is its genesis: 32 zero bytes.
+                "hash": summary.head_hash.unwrap_or_else(|| "0".repeat(64)),
+            },
+        }}),
+        // The kind only: a problem's detail may name another env's or team's ids.
+        Ok(Verdict::Broken(problem)) => json!({"result": {
+            "ok": false,
+            "events": last.events,
+            "first_bad": {"tenant_seq": problem.tenant_seq, "reason": problem.kind.name()},
+        }}),
+        Err(e) => {
+            if !tx.is_closed() {
+                tracing::warn!(tenant = %tenant, error = %e, "audit verify over HTTP failed");
+                let _ = tx.try_send(Err(std::io::Error::other("audit verify failed")));
+            }
+            return;
+        }
+    };
+    let _ = tx.try_send(Ok(progress_line(last)));
+    send_within(tx, Ok(ndjson(&result)), timeout);
+}
+
+/// Sends `line`, polling for room for at most `timeout`; gives up when the client is gone.
+fn send_within(tx: &tokio::sync::mpsc::Sender<VerifyLine>, line: VerifyLine, timeout: Duration) {
+    use tokio::sync::mpsc::error::TrySendError;
+    let deadline = Instant::now() + timeout;
+    let mut line = line;
+    loop {
+        match tx.try_send(line) {
+            Ok(()) | Err(TrySendError::Closed(_)) => return,
+            Err(TrySendError::Full(back)) => line = back,
+        }
+        if Instant::now() >= deadline {
+            tracing::debug!("audit verify ended: the client stopped reading");
+            return;
+        }
+        std::thread::sleep(VERIFY_SEND_POLL);
+    }
 }

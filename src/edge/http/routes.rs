@@ -98,6 +98,11 @@ fn api_v1(cfg: &mut web::ServiceConfig) {
         web::resource("/audit/export")
             .get(reports::audit_export)
             .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/audit/verify")
+            .get(debug::audit_verify)
+            .to(method_not_allowed),
     );
 }
 
