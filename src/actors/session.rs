@@ -684,6 +684,14 @@ impl SessionActor {
                             user: act.state.user.clone(),
                             session: act.state.session.clone(),
                         });
+                        // An operator closed a quarantined session: it runs nothing any more.
+                        if act.quarantined() {
+                            act.list_quarantine(false);
+                            act.trouble.take_if(|t| {
+                                t.quarantined = false;
+                                t.is_clear()
+                            });
+                        }
                     }
                     let session = act.state.session.clone();
                     act.publish(&msg, &replies);

@@ -527,6 +527,24 @@ async fn an_operator_close_appends_session_ended_durably_and_only_once() {
 }
 
 #[actix_rt::test]
+async fn an_operator_can_close_a_quarantined_session_which_leaves_the_list() {
+    let (_h, rt, acme) = Harness::started();
+    let victim = say(&rt, &acme, msg(None, "ada", "hello")).await.session;
+    let v = Some(victim.as_str());
+    for _ in 0..4 {
+        let r = rt.send(&acme, &web(), msg(v, "ada", PANIC_PROBE)).await;
+        assert!(matches!(r, Err(RuntimeError::FlowCrashed(_))), "{r:?}");
+    }
+    assert_eq!(rt.quarantined_sessions(&acme).len(), 1);
+    let ack = rt.close_session(&acme, &web(), &victim).await.unwrap();
+    assert!(ack.seq > 2);
+    assert!(rt.quarantined_sessions(&acme).is_empty());
+    let state = rt.session_state(&acme, &victim).unwrap().unwrap();
+    assert!(!state.is_open());
+    rt.shutdown().await;
+}
+
+#[actix_rt::test]
 async fn a_full_mailbox_yields_overloaded_and_loses_nothing_acked() {
     let (_h, rt, acme) = Harness::started();
     let flood: Vec<_> = (0..600)
