@@ -1,6 +1,8 @@
 //! `SessionActor`: one per active session. Hydrates from its CBOR snapshot plus the log tail,
 //! then for each message: dedup by message id → run the flow (decide) → append through the
 //! log's group commit → fold the events into its state (apply) → answer → maybe snapshot.
+//! An operator's close (`Op::Close`) takes the same path without a flow run: `SessionEnded`
+//! ("closed by operator") alone, answered after the durable append.
 //!
 //! Invariants:
 //! - handles one message at a time (`ctx.wait` holds the mailbox during the append), so the
@@ -18,10 +20,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::messages::{
-    Ack, Deliver, Ended, Op, Passivate, Reroute, Reset, RuntimeError, CLOSED_BY_OPERATOR,
-};
-use super::shared::{Egress, EnvLink, QuarantineKey};
+use super::messages::{Ack, Deliver, Ended, Op, Passivate, Reroute, Reset, RuntimeError};
+use super::shared::{Egress, EnvLink};
 use super::slots::SessionSlot;
 use crate::events::log::{AppendGroup, AppendOutcome, Idempotency, IdempotencyRecord};
 use crate::events::schema::decode_limited;
@@ -203,33 +203,6 @@ impl SessionActor {
         self.trouble.as_ref().is_some_and(|t| t.quarantined)
     }
 
-    /// This session's key among the runtime's quarantined sessions.
-    fn quarantine_key(&self) -> QuarantineKey {
-        let s = &self.state;
-        (
-            s.tenant.clone(),
-            s.env.clone(),
-            s.team.clone(),
-            s.session.clone(),
-        )
-    }
-
-    /// Adds (`true`) or removes this session from the runtime's quarantined sessions.
-    fn list_quarantine(&self, quarantined: bool) {
-        let mut listed = self
-            .env
-            .shared
-            .runtime
-            .quarantined
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if quarantined {
-            listed.insert(self.quarantine_key());
-        } else {
-            listed.remove(&self.quarantine_key());
-        }
-    }
-
     /// Gives back this actor's slot (the live-session counts), once.
     fn uncount(&mut self) {
         self.slot = None;
@@ -283,7 +256,7 @@ impl SessionActor {
         }
         if trouble.failures_ms.len() > RESTARTS_MAX {
             trouble.quarantined = true;
-            self.list_quarantine(true);
+            self.list_quarantined();
             tracing::error!(tenant = %self.state.tenant, env = %self.state.env, team = %self.state.team,
                 session = %self.state.session, "session quarantined after repeated flow failures");
         }
@@ -503,7 +476,7 @@ impl Actor for SessionActor {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         if self.quarantined() {
-            self.list_quarantine(false);
+            self.unlist_quarantined();
         }
         self.uncount();
     }
@@ -617,25 +590,6 @@ struct Outcome {
 }
 
 impl SessionActor {
-    /// An operator's close of an open session: `SessionEnded` alone, through the same durable
-    /// append as a message; the ack names its seq.
-    fn close(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        if self.state.last_seq == 0 {
-            // The edge looks the session up first; an actor for no session appends nothing.
-            let e = RuntimeError::Invalid(format!("no session {}", self.state.session));
-            return msg.answer(Err(e));
-        }
-        let outcome = Outcome {
-            kinds: vec![EventKind::SessionEnded {
-                reason: CLOSED_BY_OPERATOR.to_owned(),
-            }],
-            seq: self.state.last_seq + 1,
-            replies: Vec::new(),
-            panicked: false,
-        };
-        self.commit(msg, outcome, None, ctx);
-    }
-
     /// Appends `outcome` as one durable group, folds it and answers `msg` after the ack.
     fn commit(
         &mut self,
@@ -651,8 +605,8 @@ impl SessionActor {
             panicked,
         } = outcome;
         let at_ms = self.env.shared.runtime.opts.clock.now_ms();
-        // The log's writer keeps the channel of the sessions it has seen: the shared copy (the
-        // session's own for a close, which names none).
+        // The log's writer keeps the channel of the sessions it has seen: the shared copy (for
+        // a close, the session's own).
         let channel = match (&self.state.channel, msg.op) {
             (Some(own), Op::Close) => own.clone(),
             _ => self.shared_channel(&msg.channel),
@@ -686,7 +640,7 @@ impl SessionActor {
                         });
                         // An operator closed a quarantined session: it runs nothing any more.
                         if act.quarantined() {
-                            act.list_quarantine(false);
+                            act.unlist_quarantined();
                             act.trouble.take_if(|t| {
                                 t.quarantined = false;
                                 t.is_clear()
@@ -752,7 +706,7 @@ impl Handler<Reset> for SessionActor {
 
     fn handle(&mut self, Reset(msg): Reset, _ctx: &mut Self::Context) {
         if self.quarantined() {
-            self.list_quarantine(false);
+            self.unlist_quarantined();
         }
         self.trouble = None;
         self.hydrate();
@@ -760,5 +714,6 @@ impl Handler<Reset> for SessionActor {
     }
 }
 
+mod operator;
 #[cfg(test)]
 mod tests;
