@@ -1,8 +1,8 @@
 //! The online debugging routes of the HTTP API (docs/http.md): a session's state at a seq
 //! (`GET /sessions/{id}/state?at_seq=N`), an operator's close and reset of a session
-//! (`POST /sessions/{id}/close`, `POST /sessions/{id}/reset`), and a what-if re-run of a
-//! session's recorded messages against a flow sent in the body (`POST /sessions/{id}/what-if`),
-//! and the tenant's hash chain verified from genesis, streamed (`GET /audit/verify`).
+//! (`POST /sessions/{id}/close`, `POST /sessions/{id}/reset`), a what-if re-run of a session's
+//! recorded messages against a flow sent in the body (`POST /sessions/{id}/what-if`), and the
+//! tenant's hash chain verified from genesis, streamed (`GET /audit/verify`).
 //!
 //! The chain is tenant-wide (one chain over every env and team), so `/audit/verify` refuses a
 //! team-scoped caller (403 `team_scoped`) and tells any caller of the tenant only counts,
