@@ -1,5 +1,6 @@
 //! The HTTP route table ([`routes`]) and its handlers: health, readiness, messages and
-//! sessions; the reports (`/usage`, `/audit/export`) are in `reports`.
+//! sessions; the reports (`/usage`, `/audit/export`) are in `reports`, the debugging routes
+//! (state at a seq, what-if, close, reset, `/audit/verify`) in `debug`.
 //!
 //! Invariants:
 //! - `/api/v1` handlers take a [`Caller`]: the token, the tenancy headers and the tenant's quota
