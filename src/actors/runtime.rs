@@ -325,12 +325,16 @@ impl Runtime {
 
     /// Lifts the quarantine of a session of `ctx` (team `default` when `None`); resolves once
     /// its actor has (a session that is not live has no quarantine: nothing to do). A full
-    /// mailbox on the way is `Overloaded`.
+    /// mailbox on the way is `Overloaded`. In a cluster only the tenant's owner node holds its
+    /// sessions' actors (elsewhere `Interrupted`).
     pub async fn reset_session(
         &self,
         ctx: &TenantCtx,
         session: &SessionId,
     ) -> Result<(), RuntimeError> {
+        if !self.handles_here(&ctx.tenant) {
+            return Err(RuntimeError::Interrupted);
+        }
         let entry = self
             .inner
             .tenants
@@ -353,7 +357,8 @@ impl Runtime {
 
     /// The quarantined sessions of `ctx`'s tenant and env, in its team or (team `None`) in all
     /// teams, as (team, session) in that order. A quarantine lives as long as the session's
-    /// actor: one passivated or restarted is not listed (its next message runs again).
+    /// actor: one passivated or restarted is not listed (its next message runs again). In a
+    /// cluster, a node lists the sessions of the tenants it owns only.
     pub fn quarantined_sessions(&self, ctx: &TenantCtx) -> Vec<(TeamId, SessionId)> {
         let listed = self
             .inner
