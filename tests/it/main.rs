@@ -13,6 +13,7 @@ mod cluster_forward;
 mod corruption;
 mod crash;
 mod crash_writer;
+mod debug_api;
 mod http;
 mod jetstream;
 mod limits;

@@ -7,7 +7,8 @@
 //! listeners share), `metrics_listener` (`/metrics` on its own address), `metrics` (the HTTP
 //! metric families), `error` (`ApiError` → status, code, JSON body: the one place statuses are
 //! decided), `dto` (the API's JSON shapes), `observe` (the per-request log line, bounded),
-//! `export_slots` (how many exports may run at once).
+//! `export_slots` (how many exports may run at once), `debug` (the online debugging routes:
+//! point-in-time state, what-if, close/reset, verify).
 //!
 //! Invariants:
 //! - Every `/api/v1` handler takes a `Caller`, so no handler runs before the token, the tenancy
@@ -18,6 +19,7 @@
 //! - Request bodies are counted on the stream (chunked ones too) and bounded before parsing.
 
 mod body;
+mod debug;
 pub mod dto;
 pub mod error;
 pub mod export_slots;

@@ -1,5 +1,6 @@
 //! The HTTP route table ([`routes`]) and its handlers: health, readiness, messages and
-//! sessions; the reports (`/usage`, `/audit/export`) are in `reports`.
+//! sessions; the reports (`/usage`, `/audit/export`) are in `reports`, the debugging routes
+//! (state at a seq, what-if, close, reset, `/audit/verify`) in `debug`.
 //!
 //! Invariants:
 //! - `/api/v1` handlers take a [`Caller`]: the token, the tenancy headers and the tenant's quota
@@ -15,6 +16,7 @@ use std::time::Instant;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::body::{read_body, refuse};
+use super::debug;
 use super::dto::{
     AckBody, EventItem, EventsBody, EventsQuery, MessageBody, SessionItem, SessionStateBody,
     SessionsBody, SessionsQuery,
@@ -69,6 +71,26 @@ fn api_v1(cfg: &mut web::ServiceConfig) {
             .to(method_not_allowed),
     )
     .service(
+        web::resource("/sessions/{id}/state")
+            .get(debug::state_at_seq)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/sessions/{id}/what-if")
+            .post(debug::what_if)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/sessions/{id}/close")
+            .post(debug::close)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/sessions/{id}/reset")
+            .post(debug::reset)
+            .to(method_not_allowed),
+    )
+    .service(
         web::resource("/usage")
             .get(reports::usage)
             .to(method_not_allowed),
@@ -76,6 +98,11 @@ fn api_v1(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/audit/export")
             .get(reports::audit_export)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/audit/verify")
+            .get(debug::audit_verify)
             .to(method_not_allowed),
     );
 }
@@ -304,7 +331,7 @@ async fn session_events(
 
 /// The context (with its team) holding `session` in the caller's tenant and env: in `team`, or
 /// in the only team of the tenant that has it. Blocking (reads the log).
-fn find_session(
+pub(super) fn find_session(
     state: &EdgeState,
     caller: &Caller,
     team: Option<TeamId>,
