@@ -26,4 +26,5 @@ mod secrets;
 mod serve;
 mod server_crash;
 mod snapshots;
+mod streams;
 mod support;

@@ -22,6 +22,7 @@ use super::dto::{
 use super::error::ApiError;
 use super::reports;
 use super::state::{blocking, read_team, EdgeState};
+use super::stream;
 use crate::actors::messages::{Inbound, RuntimeError};
 use crate::edge::auth::Caller;
 use crate::tenancy::{ChannelId, SessionId, TeamId, TenantCtx};
@@ -76,6 +77,16 @@ fn api_v1(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/audit/export")
             .get(reports::audit_export)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/events/stream")
+            .get(stream::tenant_stream)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/sessions/{id}/events/stream")
+            .get(stream::session_stream)
             .to(method_not_allowed),
     );
 }
@@ -304,7 +315,7 @@ async fn session_events(
 
 /// The context (with its team) holding `session` in the caller's tenant and env: in `team`, or
 /// in the only team of the tenant that has it. Blocking (reads the log).
-fn find_session(
+pub(super) fn find_session(
     state: &EdgeState,
     caller: &Caller,
     team: Option<TeamId>,
