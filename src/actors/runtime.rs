@@ -29,7 +29,7 @@ use crate::events::log::{EventLog, PurgeError, PurgeReport};
 use crate::projections::load::load_session;
 use crate::projections::session::SessionState;
 use crate::projections::snapshot::SnapshotStore;
-use crate::tenancy::{ChannelId, SessionId, TenantCtx, TenantId};
+use crate::tenancy::{ChannelId, SessionId, TeamId, TenantCtx, TenantId};
 
 /// One message's place among the in-flight ones, over all tenants and in its tenant's share;
 /// both are given back when dropped (answered, failed, or abandoned by its caller).
@@ -115,6 +115,7 @@ impl Runtime {
             arbiters: arbiters.iter().map(Arbiter::handle).collect(),
             metrics: metrics.clone(),
             envs: std::sync::Mutex::default(),
+            quarantined: std::sync::Mutex::default(),
         });
         start_purge(&shared);
         let mut tenants = HashMap::new();
@@ -330,6 +331,26 @@ impl Runtime {
             session: session.clone(),
         });
         Ok(())
+    }
+
+    /// The sessions of `ctx`'s tenant and env (and team, when set) that are quarantined now, as
+    /// (team, session). Quarantine is in memory only: a restart lifts it.
+    pub fn quarantined_sessions(&self, ctx: &TenantCtx) -> Vec<(TeamId, SessionId)> {
+        let quarantined = self
+            .inner
+            .shared
+            .quarantined
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        quarantined
+            .iter()
+            .filter(|(tenant, env, team, _)| {
+                *tenant == ctx.tenant
+                    && *env == ctx.env
+                    && ctx.team.as_ref().is_none_or(|t| t == team)
+            })
+            .map(|(_, _, team, session)| (team.clone(), session.clone()))
+            .collect()
     }
 
     /// Passivates idle sessions now (the env actors also do this on a timer).

@@ -201,6 +201,30 @@ impl SessionActor {
         self.trouble.as_ref().is_some_and(|t| t.quarantined)
     }
 
+    /// Adds this session to (or removes it from) the runtime's quarantined set
+    /// (`Runtime::quarantined_sessions`).
+    fn listed_as_quarantined(&self, on: bool) {
+        let s = &self.state;
+        let key = (
+            s.tenant.clone(),
+            s.env.clone(),
+            s.team.clone(),
+            s.session.clone(),
+        );
+        let mut set = self
+            .env
+            .shared
+            .runtime
+            .quarantined
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if on {
+            set.insert(key);
+        } else {
+            set.remove(&key);
+        }
+    }
+
     /// Gives back this actor's slot (the live-session counts), once.
     fn uncount(&mut self) {
         self.slot = None;
@@ -254,6 +278,7 @@ impl SessionActor {
         }
         if trouble.failures_ms.len() > RESTARTS_MAX {
             trouble.quarantined = true;
+            self.listed_as_quarantined(true);
             tracing::error!(tenant = %self.state.tenant, env = %self.state.env, team = %self.state.team,
                 session = %self.state.session, "session quarantined after repeated flow failures");
         }
@@ -473,6 +498,9 @@ impl Actor for SessionActor {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.uncount();
+        if self.quarantined() {
+            self.listed_as_quarantined(false);
+        }
     }
 }
 
@@ -648,6 +676,7 @@ impl Handler<Reset> for SessionActor {
 
     fn handle(&mut self, _msg: Reset, _ctx: &mut Self::Context) {
         self.trouble = None;
+        self.listed_as_quarantined(false);
         self.hydrate();
     }
 }

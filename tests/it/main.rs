@@ -25,6 +25,7 @@ mod reports;
 mod secrets;
 mod serve;
 mod server_crash;
+mod sessions_list;
 mod snapshots;
 mod streams;
 mod support;

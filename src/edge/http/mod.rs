@@ -7,7 +7,7 @@
 //! listeners share), `metrics_listener` (`/metrics` on its own address), `metrics` (the HTTP
 //! metric families), `error` (`ApiError` → status, code, JSON body: the one place statuses are
 //! decided), `dto` (the API's JSON shapes), `observe` (the per-request log line, bounded),
-//! `export_slots` (how many exports may run at once), `stream` (the live event streams, SSE).
+//! `export_slots` (how many exports may run at once), `stream` (the live event streams, SSE), `sessions` (the sessions list: filters, order, cursor).
 //!
 //! Invariants:
 //! - Every `/api/v1` handler takes a `Caller`, so no handler runs before the token, the tenancy
@@ -28,6 +28,7 @@ pub mod observe;
 mod reports;
 mod routes;
 pub mod server;
+mod sessions;
 mod state;
 mod stream;
 
