@@ -121,8 +121,9 @@ pub enum UsageBy {
     Day,
 }
 
-/// One row of a usage query. Fields that are not part of the grouping are `None`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// One row of a usage query. Fields that are not part of the grouping are `None`. Read back
+/// (`Deserialize`) by `tenantry usage --server`, from the server's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRow {
     pub env: EnvId,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -8,6 +8,7 @@
 
 mod audit;
 mod check_config;
+mod cli_server;
 mod cluster;
 mod cluster_forward;
 mod corruption;
