@@ -193,17 +193,17 @@ fn new_events_arrive_live_with_their_tenant_seq_and_resume_after_last_event_id()
         live.head
     );
 
-    let posted = Instant::now();
     let ack = post(&server, "acme", "prod", "support", "slack", "hello");
+    let acked = Instant::now();
     let session = ack["session"].as_str().unwrap().to_owned();
     let first = live
         .next(Instant::now() + Duration::from_secs(5))
         .expect("an event");
-    // The contract says 0.5 s after the ack; the bound here leaves room for a loaded machine.
+    // Within 0.5 s of the ack (the contract); woken by the log, it takes a few ms here.
     assert!(
-        posted.elapsed() < Duration::from_secs(2),
+        acked.elapsed() < Duration::from_millis(500),
         "{:?}",
-        posted.elapsed()
+        acked.elapsed()
     );
     let mut events = vec![first];
     events.extend(live.drain(Duration::from_millis(800)));
