@@ -342,7 +342,7 @@ fn the_frontier_watch_of_a_tenant_changes_when_its_frontier_moves_and_only_then(
     let log = open(dir.path());
     let (acme, bigcorp) = (ctx("acme"), ctx("bigcorp"));
     let mut acme_watch = log.watch_frontier(&acme.tenant);
-    let mut bigcorp_watch = log.watch_frontier(&bigcorp.tenant);
+    let bigcorp_watch = log.watch_frontier(&bigcorp.tenant);
     assert!(!acme_watch.has_changed().unwrap());
     appended(log.append_blocking(start(&acme, "s1", "ada")));
     // Acked means durable means the watch has moved: a stream woken now reads the event.
