@@ -552,3 +552,57 @@ fn a_node_that_follows_a_tenant_streams_what_its_owner_appends() {
         "{events:#?}"
     );
 }
+
+#[test]
+fn the_heartbeat_comes_every_15_s_even_while_other_envs_are_busy() {
+    let server = Serve::shipped().start();
+    let mut quiet = Sse::open(&server, "acme", "prod", "/api/v1/events/stream", &[]);
+    let opened = Instant::now();
+    // Staging is busy all along: every message wakes the prod stream, which sends nothing.
+    let url = server.url("/api/v1/messages");
+    let bearer = format!("Bearer {}", token_in("acme", "staging"));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let busy = std::thread::scope(|scope| {
+        let poster = scope.spawn(|| {
+            let agent = crate::support::agent(Duration::from_secs(10));
+            let mut posted = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let body = json!({"team": "support", "channel": "slack", "user": "busy",
+                                  "text": format!("busy {posted}")});
+                let sent = agent
+                    .post(&url)
+                    .header("Authorization", &bearer)
+                    .header("X-Tenant-ID", "acme")
+                    .send(body.to_string());
+                assert_eq!(crate::support::read(sent).status, 200);
+                posted += 1;
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            posted
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        while let Ok(line) = quiet.line(deadline) {
+            if line == ": ping" {
+                break;
+            }
+            seen.push(line);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // `: open`, and the chunked encoding's size lines; no event, no earlier heartbeat.
+        assert!(seen.contains(&": open".to_owned()), "{seen:?}");
+        assert!(
+            !seen
+                .iter()
+                .any(|l| l.starts_with("data:") || l.starts_with(':') && l != ": open"),
+            "{seen:?}"
+        );
+        poster.join().unwrap()
+    });
+    let waited = opened.elapsed();
+    assert!(busy > 10, "staging got {busy} messages");
+    assert!(
+        waited >= Duration::from_secs(14) && waited < Duration::from_secs(18),
+        "the ping came after {waited:?}"
+    );
+}

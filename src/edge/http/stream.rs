@@ -21,7 +21,7 @@
 //!   the connection of a stream is closed when the stream ends;
 //! - an event is sent only once durable (reads stop at the durable frontier).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -44,8 +44,8 @@ pub const STREAMS_PER_TENANT_MAX: usize = 16;
 /// `Retry-After` when a tenant has [`STREAMS_PER_TENANT_MAX`] streams open: a console tab
 /// that closed frees its stream at its next heartbeat at the latest.
 pub const STREAMS_BUSY_RETRY_AFTER_S: u64 = 15;
-/// A comment line (`: ping`) is sent after this long without an event, so proxies keep the
-/// connection and a client that went away is noticed.
+/// A comment line (`: ping`) is sent after this long in which nothing was sent, so proxies keep
+/// the connection and a client that went away is noticed.
 pub const STREAM_PING_INTERVAL: Duration = Duration::from_secs(15);
 /// A second, empty comment line follows each heartbeat after this long. actix notices a client
 /// that went away only when a write to it fails, and the first write after the client closed
@@ -168,6 +168,9 @@ struct Live {
     shutdown: watch::Receiver<bool>,
     /// A heartbeat went out; its probe is due next.
     probe_due: bool,
+    /// When the next heartbeat (or probe) is due, unless something is sent before: moved only
+    /// by what is sent, so wake-ups for other envs' or teams' events do not put it off.
+    beat_at: tokio::time::Instant,
     _slot: StreamSlot,
 }
 
@@ -235,21 +238,18 @@ fn open(
         read_upto: sent_upto.min(head),
         frontier,
         probe_due: false,
+        beat_at: tokio::time::Instant::now() + STREAM_PING_INTERVAL,
         _slot: slot,
     };
     // The first chunk goes out at once, so a client knows the stream is open.
     let first = web::Bytes::from_static(b": open\n\n");
-    let body = futures_util::stream::unfold(
-        (Some(first), VecDeque::new(), Some(live)),
-        |(first, mut queue, live)| async move {
-            if let Some(chunk) = first {
-                return Some((Ok::<_, Infallible>(chunk), (None, queue, live)));
-            }
-            let mut live = live?;
-            let chunk = live.next_chunk(&mut queue).await;
-            chunk.map(|c| (Ok(c), (None, queue, Some(live))))
-        },
-    );
+    let body = futures_util::stream::unfold((Some(first), live), |(first, mut live)| async move {
+        if let Some(chunk) = first {
+            return Some((Ok::<_, Infallible>(chunk), (None, live)));
+        }
+        let chunk = live.next_chunk().await?;
+        Some((Ok(chunk), (None, live)))
+    });
     let mut response = HttpResponse::Ok();
     response
         .content_type("text/event-stream")
@@ -264,13 +264,10 @@ fn open(
 impl Live {
     /// The next chunk: new events, a heartbeat, or `None` once the stream is over (the server
     /// stops, or a read failed).
-    async fn next_chunk(&mut self, queue: &mut VecDeque<web::Bytes>) -> Option<web::Bytes> {
+    async fn next_chunk(&mut self) -> Option<web::Bytes> {
         loop {
             if *self.shutdown.borrow() {
                 return None;
-            }
-            if let Some(chunk) = queue.pop_front() {
-                return Some(chunk);
             }
             let head = self
                 .state
@@ -279,7 +276,7 @@ impl Live {
                 .durable_frontier(self.source.tenant());
             if head > self.read_upto {
                 match self.read(head).await {
-                    Ok(Some(chunk)) => return Some(chunk),
+                    Ok(Some(chunk)) => return Some(self.sent(chunk, false)),
                     Ok(None) => continue,
                     Err(e) => {
                         tracing::warn!(tenant = %self.source.tenant(), error = %e,
@@ -288,11 +285,6 @@ impl Live {
                     }
                 }
             }
-            let quiet = if self.probe_due {
-                STREAM_PROBE_AFTER_PING
-            } else {
-                STREAM_PING_INTERVAL
-            };
             tokio::select! {
                 changed = self.frontier.changed() => {
                     if changed.is_err() {
@@ -301,16 +293,30 @@ impl Live {
                     }
                 }
                 _ = self.shutdown.changed() => {}
-                () = tokio::time::sleep(quiet) => {
-                    self.probe_due = !self.probe_due;
-                    return Some(if self.probe_due {
-                        web::Bytes::from_static(b": ping\n\n")
-                    } else {
+                () = tokio::time::sleep_until(self.beat_at) => {
+                    let chunk = if self.probe_due {
                         web::Bytes::from_static(b":\n\n")
-                    });
+                    } else {
+                        web::Bytes::from_static(b": ping\n\n")
+                    };
+                    let probe_next = !self.probe_due;
+                    return Some(self.sent(chunk, probe_next));
                 }
             }
         }
+    }
+
+    /// `chunk`, once the next heartbeat is set: its probe when `probe_next` (after a ping),
+    /// else a ping after the full interval.
+    fn sent(&mut self, chunk: web::Bytes, probe_next: bool) -> web::Bytes {
+        self.probe_due = probe_next;
+        let quiet = if probe_next {
+            STREAM_PROBE_AFTER_PING
+        } else {
+            STREAM_PING_INTERVAL
+        };
+        self.beat_at = tokio::time::Instant::now() + quiet;
+        chunk
     }
 
     /// Reads past `read_upto` (up to `head`, at most [`STREAM_READ_EVENTS_MAX`] events) on the
