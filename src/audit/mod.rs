@@ -21,6 +21,7 @@
 //!   not verify.
 //! - Audit commands never write to the log.
 
+pub mod anchor;
 pub mod export;
 pub mod record;
 pub mod replay;
@@ -106,6 +107,9 @@ pub enum AuditError {
     /// seq past a session's end). The caller's to fix.
     #[error("{0}")]
     Usage(String),
+    /// A signed chain head could not be read, or the chain head key used.
+    #[error(transparent)]
+    Anchor(#[from] anchor::AnchorError),
     /// The what-if flow file cannot be used.
     #[error(transparent)]
     Flow(#[from] FlowError),

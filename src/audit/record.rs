@@ -368,6 +368,11 @@ pub struct Manifest {
     /// refuses a team-scoped one instead of calling it the whole tenant's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
+    /// Signed chain heads within the export's range (the newest
+    /// [`super::anchor::MANIFEST_HEADS_MAX`], ascending), for `verify --pubkey`; absent when
+    /// there are none, so a manifest without heads is unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub heads: Vec<super::anchor::ManifestHead>,
 }
 
 /// The schema version `v` recorded in a stored body, if the body has one.

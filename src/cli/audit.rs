@@ -9,13 +9,14 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::audit::anchor::{read_public_key, HeadSigner};
 use crate::audit::export::{
     cancel_on_sigint, export_to, sidecar_path, ExportFormat, ExportOptions,
 };
 use crate::audit::replay::{
     replay as replay_events, state_at, ReplayFormat, ReplayOptions, ReplayScope,
 };
-use crate::audit::verify::{verify_file, verify_log, Verdict};
+use crate::audit::verify::{verify_file_with_key, verify_log, Verdict};
 use crate::audit::verify_snapshots::verify_snapshots;
 use crate::audit::what_if::what_if_with_config;
 use crate::audit::{open_log, parse_time, AuditError};
@@ -72,6 +73,11 @@ pub struct VerifyArgs {
     /// The manifest of a CSV export, when it is not beside it as FILE.manifest.json.
     #[arg(long, value_name = "FILE", requires = "file")]
     pub manifest: Option<PathBuf>,
+    /// Also check the manifest's signed chain heads with this public key (64 hex digits, as
+    /// `tenantry keys export-pubkey` writes it): signatures, the events they name, and that
+    /// the tail was not cut off.
+    #[arg(long, value_name = "KEYFILE", requires = "file")]
+    pub pubkey: Option<PathBuf>,
 }
 
 impl VerifyArgs {
@@ -137,6 +143,7 @@ pub fn export(args: &ExportArgs, config: &Config) -> Result<ExitCode, AuditError
         until_ms: args.until,
         from_seq: args.from_seq,
         format: args.format,
+        signer: export_signer(config),
     };
     let cancel = cancel_on_sigint();
     let manifest = export_to(&log, &opts, args.out.as_deref(), &cancel)?;
@@ -152,12 +159,34 @@ pub fn export(args: &ExportArgs, config: &Config) -> Result<ExitCode, AuditError
     Ok(ExitCode::SUCCESS)
 }
 
+/// The chain head key for an export, when the data dir's secret store has one; else (none, or
+/// the store cannot be opened) the export carries only the stored heads, and says so.
+fn export_signer(config: &Config) -> Option<std::sync::Arc<HeadSigner>> {
+    match HeadSigner::load(&config.server().data_dir) {
+        Ok(Some(signer)) => Some(std::sync::Arc::new(signer)),
+        Ok(None) => {
+            eprintln!(
+                "note: no chain head key (global/chain_head_key): the export's tail is not \
+                 signed; tenantry serve makes the key"
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("note: the export's tail is not signed: {e}");
+            None
+        }
+    }
+}
+
 /// Runs `tenantry verify`: prints the verdict on stdout (errors on stderr) and returns
 /// [`EXIT_INTACT`], [`EXIT_BROKEN`] or [`EXIT_UNUSABLE`]. `config` is needed only when
 /// [`VerifyArgs::needs_config`].
 pub fn verify(args: &VerifyArgs, config: Option<&Config>) -> ExitCode {
     let verdict = match (&args.file, &args.tenant, config) {
-        (Some(file), _, _) => verify_file(file, args.manifest.as_deref()),
+        (Some(file), _, _) => match args.pubkey.as_deref().map(read_public_key).transpose() {
+            Ok(key) => verify_file_with_key(file, args.manifest.as_deref(), key.as_ref()),
+            Err(e) => Err(e.into()),
+        },
         (None, Some(tenant), Some(config)) => open_log(config).and_then(|log| {
             let verdict = verify_log(&log, tenant)?;
             if !verdict.is_intact() {

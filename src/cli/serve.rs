@@ -10,6 +10,8 @@ use anyhow::Context;
 
 use super::load_config;
 use crate::actors::runtime::{Runtime, RuntimeOptions};
+use crate::audit::anchor::schedule::HeadSigning;
+use crate::audit::anchor::{public_key_hex, HeadSigner};
 use crate::cluster::forward::{self, StaticPlacement};
 use crate::cluster::lease::Leases;
 use crate::cluster::placement::Placement;
@@ -31,6 +33,7 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     crate::private_fs::create_private_dir(&data_dir)
         .with_context(|| format!("creating data dir {} (mode 0700)", data_dir.display()))?;
     let (log, leases) = open_log(&config)?;
+    let head_signer = chain_head_signer(&data_dir)?;
     let leases_for_runtime = leases.clone();
     let snapshots = SnapshotStore::new(data_dir.join("sessions"));
     let projector = Arc::new(Projector::new(&log)?);
@@ -52,6 +55,7 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         // One quota per tenant, charged by HTTP requests and NATS messages alike.
         let quotas = Arc::new(crate::edge::quota::Quotas::for_config(&config));
         let served: Vec<TenantId> = runtime.tenants().cloned().collect();
+        let mut head_signing = start_head_signing(&config, &log, head_signer, &served)?;
         let _read_models = Background::start(
             log.clone(),
             projector.clone(),
@@ -120,6 +124,10 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         join_stopped(forward_task, "cluster forwarding listener").await;
         tracing::info!("shutting down: draining queued messages and snapshotting sessions");
         runtime.shutdown().await;
+        if let Some(signing) = &mut head_signing {
+            // After the drain: the final heads cover every message answered.
+            signing.stop();
+        }
         if let Some(task) = egress_task {
             let _ = task.await;
         }
@@ -131,6 +139,39 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         leases.stop();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The chain head signing key, the secret `global/chain_head_key`; made (and logged) at the
+/// first start, so every deployment anchors its chains without a setup step.
+fn chain_head_signer(data_dir: &std::path::Path) -> anyhow::Result<Arc<HeadSigner>> {
+    let (signer, generated) = HeadSigner::load_or_generate(data_dir)
+        .context("loading the chain head signing key (secret global/chain_head_key)")?;
+    if generated {
+        tracing::info!(
+            public_key = %public_key_hex(&signer.public_key()),
+            "generated the chain head signing key global/chain_head_key; give its public key \
+             (tenantry keys export-pubkey) to whoever verifies exports"
+        );
+    }
+    Ok(Arc::new(signer))
+}
+
+/// Signs the served tenants' chain heads every `audit.head_sign_every_events` events or
+/// `audit.head_sign_interval`, on the sled log. A JetStream node does not: its log directory is
+/// a cache rebuilt from the stream, which would drop them (exports still sign their tail).
+fn start_head_signing(
+    config: &Config,
+    log: &EventLog,
+    signer: Arc<HeadSigner>,
+    served: &[TenantId],
+) -> anyhow::Result<Option<HeadSigning>> {
+    if log.replica().is_some() {
+        tracing::info!("chain heads are not stored on the JetStream log; exports sign their tail");
+        return Ok(None);
+    }
+    let signing = HeadSigning::start(log.clone(), signer, served.to_vec(), *config.audit())
+        .context("starting the chain head signing thread")?;
+    Ok(Some(signing))
 }
 
 /// Opens the log `[log]` names and, on a cluster node, takes its tenant leases: it appends only
