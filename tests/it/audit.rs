@@ -476,6 +476,56 @@ fn csv_cells_are_safe_for_spreadsheets_and_round_trip_hostile_text() {
 }
 
 #[test]
+fn csv_has_plain_user_and_text_columns_a_reviewer_can_read() {
+    let setup = Setup::new();
+    let path = setup.export(&["--format", "csv"], "plain.csv");
+    let mut reader = csv::Reader::from_path(&path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (kind, user, text) = (column("kind"), column("user"), column("text"));
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let said: Vec<(String, String)> = rows
+        .iter()
+        .filter(|r| &r[kind] == "MessageReceived")
+        .map(|r| {
+            (
+                unneutralise(&r[user]).to_owned(),
+                unneutralise(&r[text]).to_owned(),
+            )
+        })
+        .collect();
+    for expected in [FORMULA, HOSTILE, "+SUM(1,2)"] {
+        assert!(
+            said.contains(&("ada".to_owned(), expected.to_owned())),
+            "{expected:?} not said by ada in {said:#?}"
+        );
+    }
+    // The formula is plain text in its own cell, neutralised: one leading quote.
+    assert!(rows.iter().any(|r| r[text] == format!("'{FORMULA}")));
+    let replies = rows.iter().filter(|r| &r[kind] == "ReplySent");
+    assert!(replies.into_iter().any(|r| r[text]
+        == format!("Hello from ACME <Corp>! You said: {FORMULA}")
+        && r[user].is_empty()));
+    assert_eq!(setup.verify(&path).status.code(), Some(0));
+
+    // A text cell edited to say something else than the hashed data is caught.
+    let original = std::fs::read_to_string(&path).unwrap();
+    // The last occurrence: a plain text cell (data comes before it on each row).
+    let at = original.rfind("+SUM(1,2)").unwrap();
+    let edited = format!("{}+SUM(9,9){}", &original[..at], &original[at + 9..]);
+    assert_ne!(edited, original);
+    let edited_path = path.with_file_name("edited.csv");
+    std::fs::write(&edited_path, edited).unwrap();
+    std::fs::copy(
+        path.with_file_name("plain.csv.manifest.json"),
+        path.with_file_name("edited.csv.manifest.json"),
+    )
+    .unwrap();
+    let out = setup.verify(&edited_path);
+    assert_fails(&out, &["edited", "text cell"]);
+}
+
+#[test]
 fn a_filtered_export_verifies_as_non_contiguous() {
     let setup = Setup::new();
     let path = setup.export(&["--env", "staging"], "staging.jsonl");

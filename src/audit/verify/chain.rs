@@ -59,6 +59,14 @@ pub(super) fn check(
                     detail,
                 )))
             }
+            Entry::Edited { tenant_seq, detail } => {
+                return Ok(Verdict::Broken(problem(
+                    Some(line),
+                    Some(tenant_seq),
+                    ProblemKind::Edited,
+                    detail,
+                )))
+            }
             Entry::Manifest(m) => {
                 if trailer != Trailer::Expected {
                     return Ok(Verdict::Broken(problem(
