@@ -14,7 +14,7 @@ use crate::audit::export::{
     cancel_on_sigint, export_to, sidecar_path, ExportFormat, ExportOptions,
 };
 use crate::audit::replay::{
-    replay as replay_events, state_at, ReplayFormat, ReplayOptions, ReplayScope,
+    find_session, replay as replay_events, state_at, ReplayFormat, ReplayOptions, ReplayScope,
 };
 use crate::audit::verify::{verify_file_with_key, verify_log, Verdict};
 use crate::audit::verify_snapshots::verify_snapshots;
@@ -93,14 +93,16 @@ pub struct ReplayArgs {
     /// The tenant.
     #[arg(long)]
     pub tenant: TenantId,
-    /// Only this environment (required with --session).
+    /// Only this environment. With --session and no --env, every env of the tenant (the
+    /// config's and the log's) is searched, and an id found in several is listed.
     #[arg(long)]
     pub env: Option<EnvId>,
-    /// Only this team (with --session: the session's team, default `default`).
+    /// Only this team (with --session and --env: the session's team, default `default`; with
+    /// --session alone: searched in every team unless given).
     #[arg(long)]
     pub team: Option<TeamId>,
     /// One session's events, in seq order, instead of the tenant's in tenant_seq order.
-    #[arg(long, requires = "env")]
+    #[arg(long)]
     pub session: Option<SessionId>,
     /// First position: seq with --session, else tenant_seq.
     #[arg(long, value_name = "N")]
@@ -223,14 +225,24 @@ pub fn replay(args: &ReplayArgs, config: &Config) -> Result<ExitCode, AuditError
     let log = open_log(config)?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let session_ctx = || {
-        // `--env` is required with `--session` (clap checks it); default keeps this total.
-        let env = args.env.clone().unwrap_or_else(EnvId::default_env);
-        TenantCtx::new(args.tenant.clone(), env, args.team.clone())
+    let session_ctx = || match (&args.env, &args.session) {
+        (Some(env), _) => Ok(TenantCtx::new(
+            args.tenant.clone(),
+            env.clone(),
+            args.team.clone(),
+        )),
+        (None, Some(session)) => {
+            let envs: Vec<EnvId> = config
+                .tenant(&args.tenant)
+                .map(|t| t.environments.iter().map(|e| e.id.clone()).collect())
+                .unwrap_or_default();
+            find_session(&log, &args.tenant, &envs, args.team.as_ref(), session)
+        }
+        (None, None) => Err(AuditError::Usage("--session is needed here".to_owned())),
     };
     let write_error = |e| AuditError::io("writing stdout", e);
     if let (Some(session), Some(seq)) = (&args.session, args.at) {
-        let state = state_at(&log, &session_ctx(), session, seq)?;
+        let state = state_at(&log, &session_ctx()?, session, seq)?;
         let text = serde_json::to_string_pretty(&state)
             .map_err(|e| AuditError::io("encoding the state", e.into()))?;
         writeln!(out, "{text}").map_err(write_error)?;
@@ -238,7 +250,8 @@ pub fn replay(args: &ReplayArgs, config: &Config) -> Result<ExitCode, AuditError
         return Ok(ExitCode::SUCCESS);
     }
     if let (Some(session), Some(flow)) = (&args.session, &args.with_flow) {
-        let result = what_if_with_config(&log, config, &session_ctx(), session, flow, &mut out)?;
+        let ctx = session_ctx()?;
+        let result = what_if_with_config(&log, config, &ctx, session, flow, &mut out)?;
         out.flush().map_err(write_error)?;
         return Ok(if result.identical() {
             ExitCode::SUCCESS
@@ -248,7 +261,7 @@ pub fn replay(args: &ReplayArgs, config: &Config) -> Result<ExitCode, AuditError
     }
     let scope = match &args.session {
         Some(session) => ReplayScope::Session {
-            ctx: session_ctx(),
+            ctx: session_ctx()?,
             session: session.clone(),
         },
         None => ReplayScope::Tenant {

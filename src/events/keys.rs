@@ -118,6 +118,14 @@ pub(crate) fn session_meta_scope(tenant: &TenantId, env: &EnvId, team: Option<&T
     k
 }
 
+/// `[start, end)` of the tenant's session metas, all envs.
+pub(crate) fn session_meta_range(tenant: &TenantId) -> (Vec<u8>, Vec<u8>) {
+    (
+        family(tenant, TAG_SESSION_META, 0),
+        family(tenant, TAG_SESSION_META + 1, 0),
+    )
+}
+
 pub(crate) fn idempotency_key(
     tenant: &TenantId,
     env: &EnvId,

@@ -588,6 +588,45 @@ fn the_timeline_is_readable_and_escaped() {
 }
 
 #[test]
+fn replay_without_env_finds_the_session_in_any_env_of_the_tenant() {
+    let setup = Setup::new();
+    // s2 lives only in acme's prod env: found without --env (or --team).
+    let out = setup.run(&["replay", "--tenant", "acme", "--session", "s2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("prod/support/s2 seq 1  SessionStarted"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().all(|l| l.contains("prod/support/s2")),
+        "{stdout}"
+    );
+    // So does --at.
+    let out = setup.run(&["replay", "--tenant", "acme", "--session", "s2", "--at", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // s1 is in acme's prod and staging envs: both are listed, not acmex's s1.
+    let out = setup.run(&["replay", "--tenant", "acme", "--session", "s1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("prod/support/s1, staging/support/s1") && said.contains("--env"),
+        "{said}"
+    );
+    assert!(!said.contains("acmex"), "{said}");
+    // In acmex, s1 is one session (its prod env).
+    let out = setup.run(&["replay", "--tenant", "acmex", "--session", "s1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Another tenant's session is not found, nor an unknown one.
+    for (tenant, session) in [("acmex", "s2"), ("acme", "nope")] {
+        let out = setup.run(&["replay", "--tenant", tenant, "--session", session]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains("not found"), "{}", text(&out));
+    }
+}
+
+#[test]
 fn what_if_with_the_recorded_flow_is_identical() {
     let setup = Setup::new();
     let out = setup.replay_s1(
