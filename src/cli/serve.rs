@@ -32,8 +32,8 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let signing_key = signing_key(&data_dir)?;
     crate::private_fs::create_private_dir(&data_dir)
         .with_context(|| format!("creating data dir {} (mode 0700)", data_dir.display()))?;
-    let (log, leases) = open_log(&config)?;
-    let head_signer = chain_head_signer(&data_dir)?;
+    // The head signing is dropped last, after the drain: its final heads cover every answer.
+    let (log, leases, _head_signing) = open_log(&config)?;
     let leases_for_runtime = leases.clone();
     let snapshots = SnapshotStore::new(data_dir.join("sessions"));
     let projector = Arc::new(Projector::new(&log)?);
@@ -55,7 +55,6 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         // One quota per tenant, charged by HTTP requests and NATS messages alike.
         let quotas = Arc::new(crate::edge::quota::Quotas::for_config(&config));
         let served: Vec<TenantId> = runtime.tenants().cloned().collect();
-        let mut head_signing = start_head_signing(&config, &log, head_signer, &served)?;
         let _read_models = Background::start(
             log.clone(),
             projector.clone(),
@@ -124,10 +123,6 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         join_stopped(forward_task, "cluster forwarding listener").await;
         tracing::info!("shutting down: draining queued messages and snapshotting sessions");
         runtime.shutdown().await;
-        if let Some(signing) = &mut head_signing {
-            // After the drain: the final heads cover every message answered.
-            signing.stop();
-        }
         if let Some(task) = egress_task {
             let _ = task.await;
         }
@@ -156,15 +151,16 @@ fn chain_head_signer(data_dir: &std::path::Path) -> anyhow::Result<Arc<HeadSigne
     Ok(Arc::new(signer))
 }
 
-/// Signs the served tenants' chain heads every `audit.head_sign_every_events` events or
-/// `audit.head_sign_interval`, on the sled log. A JetStream node does not: its log directory is
-/// a cache rebuilt from the stream, which would drop them (exports still sign their tail).
+/// Loads (or makes) the chain head key, then signs the served tenants' chain heads every
+/// `audit.head_sign_every_events` events or `audit.head_sign_interval`, on the sled log. A
+/// JetStream node does not: its log directory is a cache rebuilt from the stream, which would
+/// drop them (exports still sign their tail).
 fn start_head_signing(
     config: &Config,
     log: &EventLog,
-    signer: Arc<HeadSigner>,
     served: &[TenantId],
 ) -> anyhow::Result<Option<HeadSigning>> {
+    let signer = chain_head_signer(&config.server().data_dir)?;
     if log.replica().is_some() {
         tracing::info!("chain heads are not stored on the JetStream log; exports sign their tail");
         return Ok(None);
@@ -174,13 +170,18 @@ fn start_head_signing(
     Ok(Some(signing))
 }
 
+/// What [`open_log`] started: the log, a cluster node's leases, the chain head signing.
+type Opened = (EventLog, Option<Arc<Leases>>, Option<HeadSigning>);
+
 /// Opens the log `[log]` names and, on a cluster node, takes its tenant leases: it appends only
 /// for the tenants whose leases it holds (taken here, before the edges open, and renewed in the
-/// background).
-fn open_log(config: &Config) -> anyhow::Result<(EventLog, Option<Arc<Leases>>)> {
+/// background). Then starts signing the served tenants' chain heads.
+fn open_log(config: &Config) -> anyhow::Result<Opened> {
     let log = crate::cluster::open_log(config, Opener::Server)?;
     let leases = crate::cluster::start_leases(config, &log)?;
-    Ok((log, leases))
+    let served: Vec<TenantId> = config.tenants().keys().cloned().collect();
+    let signing = start_head_signing(config, &log, &served)?;
+    Ok((log, leases, signing))
 }
 
 /// Who handles each tenant in a cluster, and (with `[cluster]` and `[nats]`) the runtime's

@@ -124,6 +124,16 @@ pub(super) fn check(
             detail,
         )));
     };
+    Ok(conclude(&checker, manifest, manifest_line, source))
+}
+
+/// The verdict once every line was read: the manifest's agreement, then its signed heads.
+fn conclude(
+    checker: &Checker<'_>,
+    manifest: &Manifest,
+    manifest_line: Option<u64>,
+    source: String,
+) -> Verdict {
     let finished = checker.finish(manifest, manifest_line).and_then(|()| {
         let last = checker.prev.as_ref().map(|p| p.tenant_seq);
         match &checker.anchors {
@@ -135,7 +145,7 @@ pub(super) fn check(
             )),
         }
     });
-    Ok(match finished {
+    match finished {
         Ok(anchoring) => Verdict::Intact(Summary {
             source,
             tenant: manifest.tenant.clone(),
@@ -150,7 +160,7 @@ pub(super) fn check(
             anchoring: Some(anchoring),
         }),
         Err(p) => Verdict::Broken(p),
-    })
+    }
 }
 
 /// A line that skipped ahead in a contiguous export: `expected` is missing here. If it comes
