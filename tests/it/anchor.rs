@@ -269,3 +269,44 @@ fn a_wrong_or_unreadable_public_key_fails_clearly() {
         text(&out)
     );
 }
+
+#[test]
+fn migrate_carries_the_signed_heads_into_the_stream() {
+    let x = exported();
+    let js = crate::support::JetStream::single();
+    let url = js.url(0);
+    let out = tenantry(
+        x.dir.path(),
+        &["migrate", "--to", "jetstream", "--nats", &url],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let node = format!(
+        "{}[nats]\nurl = \"{url}\"\n[log]\nbackend = \"jetstream\"\n[cluster]\nnode = \"n1\"\n",
+        acme_config(Path::new("./data-node"))
+    );
+    std::fs::write(x.path("node.toml"), node).unwrap();
+    // Exported from the stream (through the offline cache of a data dir without the key):
+    // the stored heads came along, and still anchor the whole chain.
+    let out = tenantry(
+        x.dir.path(),
+        &[
+            "export",
+            "--tenant",
+            "acme",
+            "--out",
+            "js.jsonl",
+            "--config",
+            "node.toml",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("not signed"), "{}", text(&out));
+    let js_lines: Vec<Value> = std::fs::read_to_string(x.path("js.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(js_lines.last().unwrap()["heads"], x.manifest()["heads"]);
+    let out = tenantry(x.dir.path(), &["verify", "js.jsonl", "--pubkey", "key.pub"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
