@@ -129,3 +129,55 @@ fn an_export_carries_the_stored_heads_and_signs_its_tail() {
     opts.from_seq = stored.tenant_seq + 1;
     assert_eq!(run(&opts).heads.len(), 1);
 }
+
+#[test]
+fn verify_with_the_key_checks_a_filtered_export_without_the_tail_rules() {
+    use crate::audit::verify::{verify_file_with_key, Verdict};
+    let fx = fixture::build();
+    let s = Arc::new(signer(5));
+    let acme = id("acme");
+    sign_and_store(&fx.log, &s, &acme, 5).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, opts: &ExportOptions| {
+        let path = dir.path().join(name);
+        let mut out = Vec::new();
+        export(
+            &fx.log,
+            opts,
+            &mut out,
+            &mut |_| {},
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        std::fs::write(&path, out).unwrap();
+        path
+    };
+    let mut opts = ExportOptions::new(acme.clone(), ExportFormat::Jsonl);
+    opts.env = Some(id("staging"));
+    let filtered = write("staging.jsonl", &opts);
+    let key = s.public_key();
+    let verdict = verify_file_with_key(&filtered, None, Some(&key)).unwrap();
+    assert!(verdict.is_intact(), "{verdict}");
+    // Another key is refused there too.
+    let other = signer(6).public_key();
+    let Verdict::Broken(p) = verify_file_with_key(&filtered, None, Some(&other)).unwrap() else {
+        panic!("another key verified");
+    };
+    assert_eq!(p.kind.name(), "bad head signature");
+    // A whole export made without the key, after more events, has an unanchored tail.
+    fixture::converse(
+        &fx.log,
+        &fixture::ctx("acme", "prod"),
+        "late",
+        9_000_000,
+        &["hi"],
+    );
+    let whole = write(
+        "whole.jsonl",
+        &ExportOptions::new(acme, ExportFormat::Jsonl),
+    );
+    let Verdict::Broken(p) = verify_file_with_key(&whole, None, Some(&key)).unwrap() else {
+        panic!("an unanchored tail verified");
+    };
+    assert_eq!(p.kind.name(), "unanchored");
+}
