@@ -39,6 +39,22 @@ fn a_signed_head_verifies_only_for_its_key_tenant_and_values() {
 }
 
 #[test]
+fn the_key_is_made_once_and_read_back_from_the_secret_store() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(secret_name().unwrap().as_str(), CHAIN_HEAD_KEY_SECRET);
+    assert!(HeadSigner::load(dir.path()).unwrap().is_none());
+    assert!(
+        !dir.path().join("master.key").exists(),
+        "a lookup creates nothing"
+    );
+    let (made, generated) = HeadSigner::load_or_generate(dir.path()).unwrap();
+    assert!(generated);
+    let (again, generated) = HeadSigner::load_or_generate(dir.path()).unwrap();
+    assert!(!generated);
+    assert_eq!(again.public_key(), made.public_key());
+}
+
+#[test]
 fn the_signed_message_is_the_documented_byte_string() {
     let m = signed_message("acme", 258, &[0xab; 32], 3);
     let mut want = b"tenantry-head/1\0acme\0".to_vec();
