@@ -19,7 +19,8 @@
 //!   decoded event and must be the bytes the log stored and hashed (so it chains); otherwise
 //!   the export stops with an error naming the `tenant_seq`, rather than write a line that would
 //!   not verify.
-//! - Audit commands never write to the log.
+//! - Audit commands never write to the log (an export signs its tail into its manifest only;
+//!   the signed heads stored in the log are `serve`'s, through [`anchor::sign_and_store`]).
 
 pub mod anchor;
 pub mod export;
