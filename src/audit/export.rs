@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::anchor::{stored_heads, HeadSigner, ManifestHead, SignedHead, MANIFEST_HEADS_MAX};
 use super::record::{
     hash_hex, write_jsonl_line, EventLine, LineBuffers, Manifest, CSV_COLUMNS, FORMAT,
     TYPE_MANIFEST,
@@ -89,6 +90,9 @@ pub struct ExportOptions {
     pub from_seq: u64,
     /// JSONL or CSV.
     pub format: ExportFormat,
+    /// The chain head key, when the exporter has it: the export's last event gets a head
+    /// signed now unless a stored one is already there, so its tail is anchored.
+    pub signer: Option<Arc<HeadSigner>>,
 }
 
 impl ExportOptions {
@@ -102,6 +106,7 @@ impl ExportOptions {
             until_ms: None,
             from_seq: 1,
             format,
+            signer: None,
         }
     }
 
@@ -163,7 +168,8 @@ pub fn export(
         buffers: LineBuffers::default(),
     };
     let last = head.map_or(0, |h| h.tenant_seq);
-    if last >= from {
+    if let Some(head) = head.filter(|_| last >= from) {
+        writer.manifest.manifest.heads = heads_for(log, opts, from, &head)?;
         read_ahead(reader, from..=last, &mut |batch| writer.batch(batch))?;
     }
     let Writer {
@@ -178,6 +184,37 @@ pub fn export(
         cause: Box::new(e),
     })?;
     Ok(manifest)
+}
+
+/// The signed heads an export of `from..=head` carries: the newest stored ones in that range,
+/// and, with `opts.signer`, one signed now at `head` when none is stored there.
+fn heads_for(
+    log: &EventLog,
+    opts: &ExportOptions,
+    from: u64,
+    head: &crate::events::log::Head,
+) -> Result<Vec<ManifestHead>, AuditError> {
+    let stored = stored_heads(log, &opts.tenant, head.tenant_seq, MANIFEST_HEADS_MAX)?;
+    let mut heads: Vec<SignedHead> = stored
+        .into_iter()
+        .filter(|h| h.tenant_seq >= from)
+        .collect();
+    if let Some(signer) = &opts.signer {
+        if heads.last().is_none_or(|h| h.tenant_seq < head.tenant_seq) {
+            if heads.len() == MANIFEST_HEADS_MAX {
+                heads.remove(0);
+            }
+            heads.push(signer.sign(&opts.tenant, head, now_ms()));
+        }
+    }
+    Ok(heads.iter().map(SignedHead::to_manifest).collect())
+}
+
+fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Frames read ahead, in batches, while the writer works.
@@ -349,6 +386,7 @@ impl ManifestBuilder {
                 until: opts.until_ms,
                 from_seq: from,
                 team: opts.team.as_ref().map(ToString::to_string),
+                heads: Vec::new(),
             },
             count: 0,
             head_hash: None,

@@ -19,8 +19,10 @@
 //!   decoded event and must be the bytes the log stored and hashed (so it chains); otherwise
 //!   the export stops with an error naming the `tenant_seq`, rather than write a line that would
 //!   not verify.
-//! - Audit commands never write to the log.
+//! - Audit commands never write to the log (an export signs its tail into its manifest only;
+//!   the signed heads stored in the log are `serve`'s, through [`anchor::sign_and_store`]).
 
+pub mod anchor;
 pub mod export;
 pub mod record;
 pub mod replay;
@@ -106,6 +108,9 @@ pub enum AuditError {
     /// seq past a session's end). The caller's to fix.
     #[error("{0}")]
     Usage(String),
+    /// A signed chain head could not be read, or the chain head key used.
+    #[error(transparent)]
+    Anchor(#[from] anchor::AnchorError),
     /// The what-if flow file cannot be used.
     #[error(transparent)]
     Flow(#[from] FlowError),

@@ -40,8 +40,9 @@ pub const TYPE_EVENT: &str = "event";
 /// `type` of the manifest.
 pub const TYPE_MANIFEST: &str = "manifest";
 
-/// CSV columns, in order: the fields of [`EventLine`].
-pub const CSV_COLUMNS: [&str; 17] = [
+/// CSV columns, in order: the fields of [`EventLine`], then the plain `user` and `text` of the
+/// event's data ([`plain_cells`]) for a reader without a JSON parser.
+pub const CSV_COLUMNS: [&str; 19] = [
     "type",
     "tenant",
     "env",
@@ -59,12 +60,18 @@ pub const CSV_COLUMNS: [&str; 17] = [
     "body",
     "prev_hash",
     "hash",
+    "user",
+    "text",
 ];
+
+/// Columns of a CSV export written before `user` and `text` were added (still verified).
+pub const CSV_COLUMNS_WITHOUT_PLAIN: usize = 17;
 
 /// Columns of [`CSV_COLUMNS`] that hold free text and are neutralised against formula
 /// injection. The others are numbers or verifiable encodings and are written as they are.
-const CSV_TEXT_COLUMNS: [&str; 10] = [
-    "type", "tenant", "env", "team", "channel", "session", "id", "at_iso", "kind", "data",
+const CSV_TEXT_COLUMNS: [&str; 12] = [
+    "type", "tenant", "env", "team", "channel", "session", "id", "at_iso", "kind", "data", "user",
+    "text",
 ];
 
 /// First characters that make a spreadsheet evaluate a cell.
@@ -139,6 +146,7 @@ impl EventLine {
 
     /// The record as CSV cells, in [`CSV_COLUMNS`] order, text cells neutralised.
     pub fn to_csv_row(&self) -> Vec<String> {
+        let (user, text) = plain_cells(&self.data);
         let cells = [
             self.record_type.clone(),
             self.tenant.clone(),
@@ -157,6 +165,8 @@ impl EventLine {
             self.body.clone().unwrap_or_default(),
             self.prev_hash.clone(),
             self.hash.clone(),
+            user,
+            text,
         ];
         CSV_COLUMNS
             .iter()
@@ -171,9 +181,10 @@ impl EventLine {
             .collect()
     }
 
-    /// Reads a CSV row written by [`EventLine::to_csv_row`]. The error says which cell is wrong.
+    /// Reads a CSV row written by [`EventLine::to_csv_row`] (or by a build before the `user`
+    /// and `text` columns). The error says which cell is wrong.
     pub fn from_csv_row(row: &csv::StringRecord) -> Result<EventLine, String> {
-        if row.len() != CSV_COLUMNS.len() {
+        if row.len() != CSV_COLUMNS.len() && row.len() != CSV_COLUMNS_WITHOUT_PLAIN {
             return Err(format!(
                 "expected {} cells, found {}",
                 CSV_COLUMNS.len(),
@@ -210,6 +221,37 @@ impl EventLine {
             hash: row.get(16).unwrap_or_default().to_owned(),
         })
     }
+}
+
+/// The plain `user` and `text` cells of an event whose data is `data`: its `user` field
+/// (`SessionStarted`, `MessageReceived`) and its `text` field (`MessageReceived`, `ReplySent`),
+/// each empty when the kind has none.
+pub fn plain_cells(data: &Value) -> (String, String) {
+    let field = |name: &str| {
+        data.get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (field("user"), field("text"))
+}
+
+/// For a CSV row with the `user` and `text` columns, which of them (if any) differs from what
+/// `line`'s data says: `Some((column, cell, data's value))`.
+pub fn plain_cell_mismatch(
+    row: &csv::StringRecord,
+    line: &EventLine,
+) -> Option<(&'static str, String, String)> {
+    if row.len() != CSV_COLUMNS.len() {
+        return None;
+    }
+    let (user, text) = plain_cells(&line.data);
+    [("user", 17, user), ("text", 18, text)]
+        .into_iter()
+        .find_map(|(column, i, want)| {
+            let cell = unneutralise(row.get(i).unwrap_or_default());
+            (cell != want).then(|| (column, cell.to_owned(), want))
+        })
 }
 
 /// [`EventKind::data_json`] without building it: the same keys, in the order its JSON object
@@ -368,6 +410,11 @@ pub struct Manifest {
     /// refuses a team-scoped one instead of calling it the whole tenant's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
+    /// Signed chain heads within the export's range (the newest
+    /// [`super::anchor::MANIFEST_HEADS_MAX`], ascending), for `verify --pubkey`; absent when
+    /// there are none, so a manifest without heads is unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub heads: Vec<super::anchor::ManifestHead>,
 }
 
 /// The schema version `v` recorded in a stored body, if the body has one.

@@ -261,5 +261,52 @@ fn ident(text: &str) -> String {
     }
 }
 
+/// Where a session lives when its env is not given: every env of `config_envs` and every env
+/// the tenant's log has sessions in is searched, in the team `team` when given, else in every
+/// team. One match is its scope; none is "not found"; several are an error listing each
+/// `env/team/session`, so the caller can pick with `--env` (and `--team`).
+pub fn find_session(
+    log: &EventLog,
+    tenant: &TenantId,
+    config_envs: &[EnvId],
+    team: Option<&TeamId>,
+    session: &SessionId,
+) -> Result<TenantCtx, AuditError> {
+    let mut envs: Vec<EnvId> = config_envs.to_vec();
+    envs.extend(log.tenant(tenant).session_envs()?);
+    envs.sort();
+    envs.dedup();
+    let mut found = Vec::new();
+    for env in &envs {
+        let scope = log.scope(&TenantCtx::new(tenant.clone(), env.clone(), team.cloned()));
+        for info in scope.sessions() {
+            let info = info?;
+            if &info.session == session {
+                found.push(TenantCtx::new(tenant.clone(), env.clone(), Some(info.team)));
+            }
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(AuditError::Usage(format!(
+            "session {session} not found in tenant {tenant}{} (searched envs: {})",
+            team.map_or_else(String::new, |t| format!(", team {t}")),
+            envs.iter()
+                .map(EnvId::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        _ => Err(AuditError::Usage(format!(
+            "session {session} is in more than one env or team of tenant {tenant}: {}; give \
+             --env (and --team) to pick one",
+            found
+                .iter()
+                .map(|c| format!("{}/{}/{session}", c.env, c.team_or_default()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests;

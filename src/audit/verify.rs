@@ -35,6 +35,8 @@ use std::io::BufReader;
 use std::ops::ControlFlow;
 use std::path::Path;
 
+use ed25519_dalek::VerifyingKey;
+
 use super::export::sidecar_path;
 use super::AuditError;
 use crate::events::log::EventLog;
@@ -97,6 +99,8 @@ pub struct Summary {
     pub head_hash: Option<String>,
     /// Sessions seen (log verification only).
     pub sessions: Option<u64>,
+    /// What was found of the export's signed chain heads (exports only).
+    pub anchoring: Option<String>,
 }
 
 impl fmt::Display for Summary {
@@ -127,6 +131,9 @@ impl fmt::Display for Summary {
         }
         if let Some(head) = &self.head_hash {
             write!(f, ", head {head}")?;
+        }
+        if let Some(anchoring) = &self.anchoring {
+            write!(f, "; {anchoring}")?;
         }
         Ok(())
     }
@@ -188,6 +195,14 @@ pub enum ProblemKind {
     Unreadable,
     /// A session snapshot that the log does not back (ahead of it, or of another history).
     SnapshotNotInLog,
+    /// A signed chain head of the manifest does not verify with the public key.
+    BadHeadSignature,
+    /// The event at a signed head's `tenant_seq` has another hash: the chain was rewritten.
+    HeadMismatch,
+    /// A signed head lies past the export's last event: its tail was cut off.
+    TruncatedTail,
+    /// The export's last event is not covered by a signed head (with `--pubkey`).
+    Unanchored,
 }
 
 impl ProblemKind {
@@ -207,6 +222,10 @@ impl ProblemKind {
             ProblemKind::ManifestMismatch => "manifest mismatch",
             ProblemKind::Unreadable => "unreadable",
             ProblemKind::SnapshotNotInLog => "snapshot not in the log",
+            ProblemKind::BadHeadSignature => "bad head signature",
+            ProblemKind::HeadMismatch => "head mismatch",
+            ProblemKind::TruncatedTail => "truncated tail",
+            ProblemKind::Unanchored => "unanchored",
         }
     }
 }
@@ -234,6 +253,17 @@ pub(super) fn problem(
 /// `Err` only when a file cannot be read (missing, unreadable); everything wrong in a readable
 /// file is a [`Verdict::Broken`].
 pub fn verify_file(path: &Path, manifest: Option<&Path>) -> Result<Verdict, AuditError> {
+    verify_file_with_key(path, manifest, None)
+}
+
+/// [`verify_file`], and with `pubkey` the manifest's signed chain heads too (`anchor`): their
+/// signatures, the events they name, and the tail. Without it the summary says that heads were
+/// not checked.
+pub fn verify_file_with_key(
+    path: &Path,
+    manifest: Option<&Path>,
+    pubkey: Option<&VerifyingKey>,
+) -> Result<Verdict, AuditError> {
     let read_err = |e| AuditError::io(format!("reading {}", path.display()), e);
     let jsonl = is_jsonl(path).map_err(read_err)?;
     let sidecar_file = match manifest {
@@ -278,11 +308,12 @@ pub fn verify_file(path: &Path, manifest: Option<&Path>) -> Result<Verdict, Audi
             upfront.as_ref(),
             Trailer::Expected,
             format!("{name} (jsonl export)"),
+            pubkey,
         )
     } else {
         let items = CsvItems::new(file);
         let source = format!("{name} (csv export)");
-        check(items, sidecar.as_ref(), Trailer::Sidecar, source)
+        check(items, sidecar.as_ref(), Trailer::Sidecar, source, pubkey)
     }
 }
 
@@ -315,6 +346,7 @@ pub fn verify_log_with_progress(
     log_check::verify(log, tenant, progress)
 }
 
+mod anchor;
 mod chain;
 mod log_check;
 mod read;

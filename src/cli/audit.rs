@@ -10,14 +10,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::remote::{read_jsonl, stored_event, write_export, Remote, ServerArgs};
+use crate::audit::anchor::{read_public_key, HeadSigner};
 use crate::audit::export::{
     cancel_on_sigint, export_to, sidecar_path, ExportFormat, ExportOptions,
 };
 use crate::audit::replay::write_event;
 use crate::audit::replay::{
-    replay as replay_events, state_at, ReplayFormat, ReplayOptions, ReplayScope,
+    find_session, replay as replay_events, state_at, ReplayFormat, ReplayOptions, ReplayScope,
 };
-use crate::audit::verify::{verify_file, verify_log, Verdict};
+use crate::audit::verify::{verify_file_with_key, verify_log, Verdict};
 use crate::audit::verify_snapshots::verify_snapshots;
 use crate::audit::what_if::what_if_with_config;
 use crate::audit::{open_log, parse_time, AuditError};
@@ -76,6 +77,11 @@ pub struct VerifyArgs {
     /// The manifest of a CSV export, when it is not beside it as FILE.manifest.json.
     #[arg(long, value_name = "FILE", requires = "file")]
     pub manifest: Option<PathBuf>,
+    /// Also check the manifest's signed chain heads with this public key (64 hex digits, as
+    /// `tenantry keys export-pubkey` writes it): signatures, the events they name, and that
+    /// the tail was not cut off.
+    #[arg(long, value_name = "KEYFILE", requires = "file")]
+    pub pubkey: Option<PathBuf>,
 }
 
 impl VerifyArgs {
@@ -91,14 +97,16 @@ pub struct ReplayArgs {
     /// The tenant.
     #[arg(long)]
     pub tenant: TenantId,
-    /// Only this environment (required with --session).
+    /// Only this environment. With --session and no --env, every env of the tenant (the
+    /// config's and the log's) is searched, and an id found in several is listed.
     #[arg(long)]
     pub env: Option<EnvId>,
-    /// Only this team (with --session: the session's team, default `default`).
+    /// Only this team (with --session and --env: the session's team, default `default`; with
+    /// --session alone: searched in every team unless given).
     #[arg(long)]
     pub team: Option<TeamId>,
     /// One session's events, in seq order, instead of the tenant's in tenant_seq order.
-    #[arg(long, requires = "env")]
+    #[arg(long)]
     pub session: Option<SessionId>,
     /// First position: seq with --session, else tenant_seq.
     #[arg(long, value_name = "N")]
@@ -143,6 +151,7 @@ pub fn export(args: &ExportArgs, config: &Config) -> Result<ExitCode, AuditError
         until_ms: args.until,
         from_seq: args.from_seq,
         format: args.format,
+        signer: export_signer(config),
     };
     let cancel = cancel_on_sigint();
     let manifest = export_to(&log, &opts, args.out.as_deref(), &cancel)?;
@@ -158,12 +167,34 @@ pub fn export(args: &ExportArgs, config: &Config) -> Result<ExitCode, AuditError
     Ok(ExitCode::SUCCESS)
 }
 
+/// The chain head key for an export, when the data dir's secret store has one; else (none, or
+/// the store cannot be opened) the export carries only the stored heads, and says so.
+fn export_signer(config: &Config) -> Option<std::sync::Arc<HeadSigner>> {
+    match HeadSigner::load(&config.server().data_dir) {
+        Ok(Some(signer)) => Some(std::sync::Arc::new(signer)),
+        Ok(None) => {
+            eprintln!(
+                "note: no chain head key (global/chain_head_key): the export's tail is not \
+                 signed; tenantry serve makes the key"
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("note: the export's tail is not signed: {e}");
+            None
+        }
+    }
+}
+
 /// Runs `tenantry verify`: prints the verdict on stdout (errors on stderr) and returns
 /// [`EXIT_INTACT`], [`EXIT_BROKEN`] or [`EXIT_UNUSABLE`]. `config` is needed only when
 /// [`VerifyArgs::needs_config`].
 pub fn verify(args: &VerifyArgs, config: Option<&Config>) -> ExitCode {
     let verdict = match (&args.file, &args.tenant, config) {
-        (Some(file), _, _) => verify_file(file, args.manifest.as_deref()),
+        (Some(file), _, _) => match args.pubkey.as_deref().map(read_public_key).transpose() {
+            Ok(key) => verify_file_with_key(file, args.manifest.as_deref(), key.as_ref()),
+            Err(e) => Err(e.into()),
+        },
         (None, Some(tenant), Some(config)) => open_log(config).and_then(|log| {
             let verdict = verify_log(&log, tenant)?;
             if !verdict.is_intact() {
@@ -208,14 +239,24 @@ pub fn replay(args: &ReplayArgs, config: &Config) -> Result<ExitCode, AuditError
     let log = open_log(config)?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let session_ctx = || {
-        // `--env` is required with `--session` (clap checks it); default keeps this total.
-        let env = args.env.clone().unwrap_or_else(EnvId::default_env);
-        TenantCtx::new(args.tenant.clone(), env, args.team.clone())
+    let session_ctx = || match (&args.env, &args.session) {
+        (Some(env), _) => Ok(TenantCtx::new(
+            args.tenant.clone(),
+            env.clone(),
+            args.team.clone(),
+        )),
+        (None, Some(session)) => {
+            let envs: Vec<EnvId> = config
+                .tenant(&args.tenant)
+                .map(|t| t.environments.iter().map(|e| e.id.clone()).collect())
+                .unwrap_or_default();
+            find_session(&log, &args.tenant, &envs, args.team.as_ref(), session)
+        }
+        (None, None) => Err(AuditError::Usage("--session is needed here".to_owned())),
     };
     let write_error = |e| AuditError::io("writing stdout", e);
     if let (Some(session), Some(seq)) = (&args.session, args.at) {
-        let state = state_at(&log, &session_ctx(), session, seq)?;
+        let state = state_at(&log, &session_ctx()?, session, seq)?;
         let text = serde_json::to_string_pretty(&state)
             .map_err(|e| AuditError::io("encoding the state", e.into()))?;
         writeln!(out, "{text}").map_err(write_error)?;
@@ -223,7 +264,8 @@ pub fn replay(args: &ReplayArgs, config: &Config) -> Result<ExitCode, AuditError
         return Ok(ExitCode::SUCCESS);
     }
     if let (Some(session), Some(flow)) = (&args.session, &args.with_flow) {
-        let result = what_if_with_config(&log, config, &session_ctx(), session, flow, &mut out)?;
+        let ctx = session_ctx()?;
+        let result = what_if_with_config(&log, config, &ctx, session, flow, &mut out)?;
         out.flush().map_err(write_error)?;
         return Ok(if result.identical() {
             ExitCode::SUCCESS
@@ -233,7 +275,7 @@ pub fn replay(args: &ReplayArgs, config: &Config) -> Result<ExitCode, AuditError
     }
     let scope = match &args.session {
         Some(session) => ReplayScope::Session {
-            ctx: session_ctx(),
+            ctx: session_ctx()?,
             session: session.clone(),
         },
         None => ReplayScope::Tenant {

@@ -4,11 +4,13 @@
 //! Files: this one (the command tree and its dispatch), `serve` (start and stop the server),
 //! `read_models` (`usage`, `rebuild`), `audit` (`replay`, `export`, `verify`), `remote`
 //! (`--server URL`: those commands through a running server's HTTP API), `secrets`
-//! (`secrets`, `token`, `keygen`). The benchmarks are their own crate (`bench/`,
+//! (`secrets`, `token`, `keygen`), `keys` (`keys export-pubkey`). The benchmarks are their own
+//! crate (`bench/`,
 //! `tenantry-bench`).
 
 pub mod audit;
 mod cluster;
+pub mod keys;
 pub mod migrate;
 mod read_models;
 pub mod remote;
@@ -82,6 +84,9 @@ enum Command {
     /// `export TENANTRY_SIGNING_KEY=$(tenantry keygen)` or
     /// `tenantry keygen | tenantry secrets set --global signing_key`.
     Keygen,
+    /// The chain head signing key (made by `serve` as the secret global/chain_head_key):
+    /// `export-pubkey` prints its public key for `verify --pubkey`.
+    Keys(keys::KeysArgs),
     /// Print a tenant's or a session's events as a timeline (or JSON), a session's state at a
     /// seq (--at), or a what-if re-run of a session with another flow file (--with-flow; exits 1
     /// when it diverges). Reads the data dir (no running server), or goes through a running
@@ -225,6 +230,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cluster(args) => cluster::run(&cli.config, &args),
         Command::Keygen => {
             secrets::keygen(&mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(args) => {
+            keys::keys(&args, &load_config(&cli.config)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Usage {

@@ -10,6 +10,8 @@ use anyhow::Context;
 
 use super::load_config;
 use crate::actors::runtime::{Runtime, RuntimeOptions};
+use crate::audit::anchor::schedule::HeadSigning;
+use crate::audit::anchor::{public_key_hex, HeadSigner};
 use crate::cluster::forward::{self, StaticPlacement};
 use crate::cluster::lease::Leases;
 use crate::cluster::placement::Placement;
@@ -30,7 +32,8 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let signing_key = signing_key(&data_dir)?;
     crate::private_fs::create_private_dir(&data_dir)
         .with_context(|| format!("creating data dir {} (mode 0700)", data_dir.display()))?;
-    let (log, leases) = open_log(&config)?;
+    // The head signing is dropped last, after the drain: its final heads cover every answer.
+    let (log, leases, _head_signing) = open_log(&config)?;
     let leases_for_runtime = leases.clone();
     let snapshots = SnapshotStore::new(data_dir.join("sessions"));
     let projector = Arc::new(Projector::new(&log)?);
@@ -133,13 +136,52 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The chain head signing key, the secret `global/chain_head_key`; made (and logged) at the
+/// first start, so every deployment anchors its chains without a setup step.
+fn chain_head_signer(data_dir: &std::path::Path) -> anyhow::Result<Arc<HeadSigner>> {
+    let (signer, generated) = HeadSigner::load_or_generate(data_dir)
+        .context("loading the chain head signing key (secret global/chain_head_key)")?;
+    if generated {
+        tracing::info!(
+            public_key = %public_key_hex(&signer.public_key()),
+            "generated the chain head signing key global/chain_head_key; give its public key \
+             (tenantry keys export-pubkey) to whoever verifies exports"
+        );
+    }
+    Ok(Arc::new(signer))
+}
+
+/// Loads (or makes) the chain head key, then signs the served tenants' chain heads every
+/// `audit.head_sign_every_events` events or `audit.head_sign_interval`, on the sled log. A
+/// JetStream node does not: its log directory is a cache rebuilt from the stream, which would
+/// drop them (exports still sign their tail).
+fn start_head_signing(
+    config: &Config,
+    log: &EventLog,
+    served: &[TenantId],
+) -> anyhow::Result<Option<HeadSigning>> {
+    let signer = chain_head_signer(&config.server().data_dir)?;
+    if log.replica().is_some() {
+        tracing::info!("chain heads are not stored on the JetStream log; exports sign their tail");
+        return Ok(None);
+    }
+    let signing = HeadSigning::start(log.clone(), signer, served.to_vec(), *config.audit())
+        .context("starting the chain head signing thread")?;
+    Ok(Some(signing))
+}
+
+/// What [`open_log`] started: the log, a cluster node's leases, the chain head signing.
+type Opened = (EventLog, Option<Arc<Leases>>, Option<HeadSigning>);
+
 /// Opens the log `[log]` names and, on a cluster node, takes its tenant leases: it appends only
 /// for the tenants whose leases it holds (taken here, before the edges open, and renewed in the
-/// background).
-fn open_log(config: &Config) -> anyhow::Result<(EventLog, Option<Arc<Leases>>)> {
+/// background). Then starts signing the served tenants' chain heads.
+fn open_log(config: &Config) -> anyhow::Result<Opened> {
     let log = crate::cluster::open_log(config, Opener::Server)?;
     let leases = crate::cluster::start_leases(config, &log)?;
-    Ok((log, leases))
+    let served: Vec<TenantId> = config.tenants().keys().cloned().collect();
+    let signing = start_head_signing(config, &log, &served)?;
+    Ok((log, leases, signing))
 }
 
 /// Who handles each tenant in a cluster, and (with `[cluster]` and `[nats]`) the runtime's

@@ -44,6 +44,7 @@ impl Config {
             runtime: sections.runtime,
             log: sections.log,
             cluster: sections.cluster,
+            audit: sections.audit,
             dedicated: dedicated.map(|(tenant, _)| tenant),
             excluded,
             tenants,
@@ -60,6 +61,7 @@ struct Sections {
     runtime: RuntimeConfig,
     log: LogConfig,
     cluster: Option<ClusterConfig>,
+    audit: super::audit::AuditConfig,
     dedicated: Option<(TenantId, &'static str)>,
     tree: Tree,
 }
@@ -79,12 +81,14 @@ fn parse_sections(path: &Path, text: &str, opts: &LoadOptions) -> Result<Section
         log,
         cluster,
         tenants,
+        audit,
     } = file;
     let server_config = server_config(path, &server)?;
     let nats = nats.map(|nats| nats_config(path, nats)).transpose()?;
     let auth = security::auth_config(path, auth)?;
     let runtime = runtime_config(path, runtime)?;
     let (log, cluster) = log_and_cluster(path, log, cluster, nats.as_ref())?;
+    let audit = super::audit::audit_config(path, audit)?;
     let dedicated = dedicated_tenant(opts, &server)?;
     let mut tree = Tree::default();
     tree.add_config_tenants(path, tenants)?;
@@ -96,6 +100,7 @@ fn parse_sections(path: &Path, text: &str, opts: &LoadOptions) -> Result<Section
         runtime,
         log,
         cluster,
+        audit,
         dedicated,
         tree,
     })

@@ -19,9 +19,10 @@
 //! Files: this one (the model: [`Config`] and its parts, defaults and limits), `load` (reading
 //! the files and putting a `Config` together), `validate` (checks of single values), `raw` (the
 //! files' shapes as parsed), `merge` (the seed files' precedence), one file per section with
-//! rules of its own (`nats`, `runtime`, `security`, `exports`; `cluster` for `[log]` and
+//! rules of its own (`nats`, `runtime`, `security`, `exports`, `audit`; `cluster` for `[log]` and
 //! `[cluster]`), `flow` (flow files), `summary` (`check-config`'s output).
 
+pub mod audit;
 pub mod cluster;
 pub mod error;
 pub mod exports;
@@ -109,6 +110,7 @@ pub struct Config {
     runtime: RuntimeConfig,
     log: LogConfig,
     cluster: Option<ClusterConfig>,
+    audit: audit::AuditConfig,
     dedicated: Option<TenantId>,
     excluded: Vec<TenantId>,
     tenants: BTreeMap<TenantId, TenantConfig>,
@@ -248,6 +250,11 @@ impl Config {
     /// `[log]`, with defaults applied: which backend holds the event log.
     pub fn log(&self) -> &LogConfig {
         &self.log
+    }
+
+    /// `[audit]`, with defaults applied: how often `serve` signs chain heads.
+    pub fn audit(&self) -> &audit::AuditConfig {
+        &self.audit
     }
 
     /// `[cluster]`, when configured; always present with `log.backend = "jetstream"`.

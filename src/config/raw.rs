@@ -32,6 +32,8 @@ pub(super) struct ConfigFile {
     pub cluster: Option<ClusterSection>,
     #[serde(default)]
     pub tenants: BTreeMap<TenantId, TenantSection>,
+    #[serde(default)]
+    pub audit: super::audit::AuditSection,
 }
 
 /// `[server]`.

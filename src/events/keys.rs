@@ -11,6 +11,7 @@
 //! {t}\0 M {env}\0{team}\0{session}                    -> session meta (MessagePack)
 //! {t}\0 I {env}\0{team}\0{channel}\0 {message_id}     -> idempotency record (MessagePack)
 //! {t}\0 O {env}\0{team}\0{channel}\0 {user}           -> open session id of that user
+//! {t}\0 H {tenant_seq:be64}                          -> signed chain head (audit::anchor)
 //! ```
 //!
 //! Big-endian numbers make sled's byte order equal numeric order.
@@ -22,6 +23,7 @@ pub(crate) const TAG_SESSION_INDEX: u8 = b'S';
 pub(crate) const TAG_SESSION_META: u8 = b'M';
 pub(crate) const TAG_IDEMPOTENCY: u8 = b'I';
 pub(crate) const TAG_OPEN_SESSION: u8 = b'O';
+pub(crate) const TAG_SIGNED_HEAD: u8 = b'H';
 
 /// `{tenant}\0`: the prefix of every key of the tenant.
 pub(crate) fn tenant_prefix(tenant: &TenantId) -> Vec<u8> {
@@ -116,6 +118,14 @@ pub(crate) fn session_meta_scope(tenant: &TenantId, env: &EnvId, team: Option<&T
     k
 }
 
+/// `[start, end)` of the tenant's session metas, all envs.
+pub(crate) fn session_meta_range(tenant: &TenantId) -> (Vec<u8>, Vec<u8>) {
+    (
+        family(tenant, TAG_SESSION_META, 0),
+        family(tenant, TAG_SESSION_META + 1, 0),
+    )
+}
+
 pub(crate) fn idempotency_key(
     tenant: &TenantId,
     env: &EnvId,
@@ -152,6 +162,21 @@ pub(crate) fn open_session_key(
     push_part(&mut k, channel.as_str());
     k.extend_from_slice(user.as_bytes());
     k
+}
+
+/// The signed chain head of `tenant` at `tenant_seq`.
+pub(crate) fn signed_head_key(tenant: &TenantId, tenant_seq: u64) -> Vec<u8> {
+    let mut k = family(tenant, TAG_SIGNED_HEAD, 8);
+    k.extend_from_slice(&tenant_seq.to_be_bytes());
+    k
+}
+
+/// `[start, end)` of the tenant's signed heads.
+pub(crate) fn signed_head_range(tenant: &TenantId) -> (Vec<u8>, Vec<u8>) {
+    (
+        family(tenant, TAG_SIGNED_HEAD, 0),
+        family(tenant, TAG_SIGNED_HEAD + 1, 0),
+    )
 }
 
 /// The tenant id at the start of any log key.

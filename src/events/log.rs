@@ -37,6 +37,7 @@ use tokio::sync::oneshot;
 mod backend;
 pub mod contain;
 pub mod follow;
+mod heads;
 mod purge;
 mod read;
 mod recover;

@@ -476,6 +476,56 @@ fn csv_cells_are_safe_for_spreadsheets_and_round_trip_hostile_text() {
 }
 
 #[test]
+fn csv_has_plain_user_and_text_columns_a_reviewer_can_read() {
+    let setup = Setup::new();
+    let path = setup.export(&["--format", "csv"], "plain.csv");
+    let mut reader = csv::Reader::from_path(&path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (kind, user, text) = (column("kind"), column("user"), column("text"));
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let said: Vec<(String, String)> = rows
+        .iter()
+        .filter(|r| &r[kind] == "MessageReceived")
+        .map(|r| {
+            (
+                unneutralise(&r[user]).to_owned(),
+                unneutralise(&r[text]).to_owned(),
+            )
+        })
+        .collect();
+    for expected in [FORMULA, HOSTILE, "+SUM(1,2)"] {
+        assert!(
+            said.contains(&("ada".to_owned(), expected.to_owned())),
+            "{expected:?} not said by ada in {said:#?}"
+        );
+    }
+    // The formula is plain text in its own cell, neutralised: one leading quote.
+    assert!(rows.iter().any(|r| r[text] == format!("'{FORMULA}")));
+    let replies = rows.iter().filter(|r| &r[kind] == "ReplySent");
+    assert!(replies.into_iter().any(|r| r[text]
+        == format!("Hello from ACME <Corp>! You said: {FORMULA}")
+        && r[user].is_empty()));
+    assert_eq!(setup.verify(&path).status.code(), Some(0));
+
+    // A text cell edited to say something else than the hashed data is caught.
+    let original = std::fs::read_to_string(&path).unwrap();
+    // The last occurrence: a plain text cell (data comes before it on each row).
+    let at = original.rfind("+SUM(1,2)").unwrap();
+    let edited = format!("{}+SUM(9,9){}", &original[..at], &original[at + 9..]);
+    assert_ne!(edited, original);
+    let edited_path = path.with_file_name("edited.csv");
+    std::fs::write(&edited_path, edited).unwrap();
+    std::fs::copy(
+        path.with_file_name("plain.csv.manifest.json"),
+        path.with_file_name("edited.csv.manifest.json"),
+    )
+    .unwrap();
+    let out = setup.verify(&edited_path);
+    assert_fails(&out, &["edited", "text cell"]);
+}
+
+#[test]
 fn a_filtered_export_verifies_as_non_contiguous() {
     let setup = Setup::new();
     let path = setup.export(&["--env", "staging"], "staging.jsonl");
@@ -535,6 +585,45 @@ fn the_timeline_is_readable_and_escaped() {
         "{stdout}"
     );
     assert!(!stdout.contains('\r'));
+}
+
+#[test]
+fn replay_without_env_finds_the_session_in_any_env_of_the_tenant() {
+    let setup = Setup::new();
+    // s2 lives only in acme's prod env: found without --env (or --team).
+    let out = setup.run(&["replay", "--tenant", "acme", "--session", "s2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("prod/support/s2 seq 1  SessionStarted"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().all(|l| l.contains("prod/support/s2")),
+        "{stdout}"
+    );
+    // So does --at.
+    let out = setup.run(&["replay", "--tenant", "acme", "--session", "s2", "--at", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // s1 is in acme's prod and staging envs: both are listed, not acmex's s1.
+    let out = setup.run(&["replay", "--tenant", "acme", "--session", "s1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("prod/support/s1, staging/support/s1") && said.contains("--env"),
+        "{said}"
+    );
+    assert!(!said.contains("acmex"), "{said}");
+    // In acmex, s1 is one session (its prod env).
+    let out = setup.run(&["replay", "--tenant", "acmex", "--session", "s1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Another tenant's session is not found, nor an unknown one.
+    for (tenant, session) in [("acmex", "s2"), ("acme", "nope")] {
+        let out = setup.run(&["replay", "--tenant", tenant, "--session", session]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains("not found"), "{}", text(&out));
+    }
 }
 
 #[test]

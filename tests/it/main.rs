@@ -6,6 +6,7 @@
 // A test may be one long scenario; the limit on function length is for the code under test.
 #![allow(clippy::too_many_lines)]
 
+mod anchor;
 mod audit;
 mod check_config;
 mod cli_server;

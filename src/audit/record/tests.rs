@@ -49,7 +49,8 @@ fn a_line_carries_the_stored_body_and_its_chain_position() {
     );
     assert_eq!(line.data["flow"], "audit_flow");
     let json = serde_json::to_string(&line).unwrap();
-    let keys: Vec<&str> = CSV_COLUMNS.to_vec();
+    // The JSON record has the fields; `user` and `text` are CSV's plain copies of data's.
+    let keys: Vec<&str> = CSV_COLUMNS[..CSV_COLUMNS_WITHOUT_PLAIN].to_vec();
     let mut last = 0;
     for key in keys {
         let at = json.find(&format!("\"{key}\":")).unwrap();
@@ -73,6 +74,37 @@ fn csv_rows_round_trip_hostile_text() {
     let row = r.records().next().unwrap().unwrap();
     assert_eq!(&row[11], &format!("'{FORMULA}"));
     assert_eq!(EventLine::from_csv_row(&row).unwrap(), line);
+}
+
+#[test]
+fn csv_rows_carry_the_plain_user_and_text_neutralised() {
+    let mut line = EventLine::new(&stored(), Some(b"\x8cbody"));
+    line.kind = "MessageReceived".to_owned();
+    line.data = serde_json::json!({ "message_id": "m", "user": "@ada", "text": FORMULA });
+    let row = line.to_csv_row();
+    assert_eq!(row.len(), CSV_COLUMNS.len());
+    assert_eq!((CSV_COLUMNS[17], CSV_COLUMNS[18]), ("user", "text"));
+    assert_eq!(row[17], "'@ada");
+    assert_eq!(row[18], format!("'{FORMULA}"));
+    let record = csv::StringRecord::from(row.clone());
+    assert_eq!(EventLine::from_csv_row(&record).unwrap(), line);
+    assert_eq!(plain_cell_mismatch(&record, &line), None);
+    // A text cell that says something else than data is named.
+    let mut edited = row.clone();
+    edited[18] = "pay 900".to_owned();
+    let (column, cell, data) =
+        plain_cell_mismatch(&csv::StringRecord::from(edited), &line).unwrap();
+    assert_eq!(
+        (column, cell.as_str(), data.as_str()),
+        ("text", "pay 900", FORMULA)
+    );
+    // Kinds without a user or text leave the cells empty; an export from before the columns
+    // (17 cells) still reads.
+    line.data = serde_json::json!({ "node": "greet" });
+    let row = line.to_csv_row();
+    assert_eq!((row[17].as_str(), row[18].as_str()), ("", ""));
+    let old = csv::StringRecord::from(row[..CSV_COLUMNS_WITHOUT_PLAIN].to_vec());
+    assert_eq!(EventLine::from_csv_row(&old).unwrap(), line);
 }
 
 #[test]

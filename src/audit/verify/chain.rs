@@ -7,6 +7,7 @@ use super::super::record::{
     TYPE_MANIFEST,
 };
 use super::super::{in_window, AuditError};
+use super::anchor::Anchors;
 use super::read::Entry;
 use super::{problem, Problem, ProblemKind, Summary, Verdict};
 use crate::events::codec::{chain_hash, decode_body, Hash, GENESIS_HASH};
@@ -27,8 +28,15 @@ pub(super) fn check(
     upfront: Option<&Manifest>,
     trailer: Trailer,
     source: String,
+    pubkey: Option<&ed25519_dalek::VerifyingKey>,
 ) -> Result<Verdict, AuditError> {
     let mut checker = Checker::new(upfront);
+    if let (Some(key), Some(manifest)) = (pubkey, upfront) {
+        match Anchors::new(key, manifest) {
+            Ok(anchors) => checker.anchors = Some(anchors),
+            Err(p) => return Ok(Verdict::Broken(p)),
+        }
+    }
     let mut found_trailer: Option<(u64, Manifest)> = None;
     let mut last_line = 0;
     while let Some((line, entry)) = items.next() {
@@ -48,6 +56,14 @@ pub(super) fn check(
                     Some(line),
                     None,
                     ProblemKind::Malformed,
+                    detail,
+                )))
+            }
+            Entry::Edited { tenant_seq, detail } => {
+                return Ok(Verdict::Broken(problem(
+                    Some(line),
+                    Some(tenant_seq),
+                    ProblemKind::Edited,
                     detail,
                 )))
             }
@@ -108,8 +124,29 @@ pub(super) fn check(
             detail,
         )));
     };
-    Ok(match checker.finish(manifest, manifest_line) {
-        Ok(()) => Verdict::Intact(Summary {
+    Ok(conclude(&checker, manifest, manifest_line, source))
+}
+
+/// The verdict once every line was read: the manifest's agreement, then its signed heads.
+fn conclude(
+    checker: &Checker<'_>,
+    manifest: &Manifest,
+    manifest_line: Option<u64>,
+    source: String,
+) -> Verdict {
+    let finished = checker.finish(manifest, manifest_line).and_then(|()| {
+        let last = checker.prev.as_ref().map(|p| p.tenant_seq);
+        match &checker.anchors {
+            Some(anchors) => anchors.finish(manifest, last),
+            None if manifest.heads.is_empty() => Ok("no signed heads".to_owned()),
+            None => Ok(format!(
+                "{} signed heads not checked (give --pubkey)",
+                manifest.heads.len()
+            )),
+        }
+    });
+    match finished {
+        Ok(anchoring) => Verdict::Intact(Summary {
             source,
             tenant: manifest.tenant.clone(),
             env: manifest.env.clone(),
@@ -120,9 +157,10 @@ pub(super) fn check(
             contiguous: manifest.contiguous,
             head_hash: manifest.head_hash.clone(),
             sessions: None,
+            anchoring: Some(anchoring),
         }),
         Err(p) => Verdict::Broken(p),
-    })
+    }
 }
 
 /// A line that skipped ahead in a contiguous export: `expected` is missing here. If it comes
@@ -186,6 +224,8 @@ struct Checker<'m> {
     first_tenant: Option<String>,
     prev: Option<Prev>,
     count: u64,
+    /// With `--pubkey`: the manifest's signed heads.
+    anchors: Option<Anchors>,
 }
 
 impl<'m> Checker<'m> {
@@ -195,6 +235,7 @@ impl<'m> Checker<'m> {
             first_tenant: None,
             prev: None,
             count: 0,
+            anchors: None,
         }
     }
 
@@ -210,6 +251,9 @@ impl<'m> Checker<'m> {
         match &self.prev {
             None => self.check_first(line, seq, &prev_hash)?,
             Some(prev) => self.check_next(prev, line, seq, &prev_hash)?,
+        }
+        if let Some(anchors) = &mut self.anchors {
+            anchors.event(line, seq, &hash)?;
         }
         self.prev = Some(Prev {
             line,

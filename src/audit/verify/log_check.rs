@@ -89,6 +89,7 @@ fn check(
         contiguous: true,
         head_hash: head.map(|h| hash_hex(&h.hash)),
         sessions: Some(u64::try_from(chain.sessions.len()).unwrap_or(u64::MAX)),
+        anchoring: None,
     })
 }
 

@@ -8,7 +8,10 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::super::record::{shorten, EventLine, Manifest, CSV_COLUMNS, TYPE_EVENT, TYPE_MANIFEST};
+use super::super::record::{
+    plain_cell_mismatch, shorten, EventLine, Manifest, CSV_COLUMNS, CSV_COLUMNS_WITHOUT_PLAIN,
+    TYPE_EVENT, TYPE_MANIFEST,
+};
 use super::super::AuditError;
 use super::{LINE_BYTES_MAX, MANIFEST_BYTES_MAX};
 
@@ -79,6 +82,13 @@ pub(super) enum Entry {
     Manifest(Box<Manifest>),
     /// Not a record of the format; the text says why.
     Bad(String),
+    /// A CSV row whose plain `user` or `text` cell differs from its `data`.
+    Edited {
+        /// The row's `tenant_seq` as written.
+        tenant_seq: u64,
+        /// Which cell, and what it and `data` say.
+        detail: String,
+    },
     /// The file could not be read further.
     Unreadable(std::io::Error),
 }
@@ -259,7 +269,12 @@ impl Iterator for CsvItems {
             }
             if !self.header_checked {
                 self.header_checked = true;
-                if self.record.iter().ne(CSV_COLUMNS) {
+                let current = self.record.iter().eq(CSV_COLUMNS);
+                let before_plain = self
+                    .record
+                    .iter()
+                    .eq(CSV_COLUMNS[..CSV_COLUMNS_WITHOUT_PLAIN].iter().copied());
+                if !current && !before_plain {
                     self.done = true;
                     return Some((
                         line,
@@ -272,7 +287,17 @@ impl Iterator for CsvItems {
                 continue;
             }
             let entry = match EventLine::from_csv_row(&self.record) {
-                Ok(event) => Entry::Event(Box::new(event)),
+                Ok(event) => match plain_cell_mismatch(&self.record, &event) {
+                    None => Entry::Event(Box::new(event)),
+                    Some((column, cell, data)) => Entry::Edited {
+                        tenant_seq: event.tenant_seq,
+                        detail: format!(
+                            "the {column} cell is {} but data says {}",
+                            shorten(&cell),
+                            shorten(&data)
+                        ),
+                    },
+                },
                 Err(e) => Entry::Bad(e),
             };
             return Some((line, entry));

@@ -18,6 +18,7 @@ use crate::events::keys;
 use crate::events::schema::decode_limited;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
+mod envs;
 mod fold;
 mod frames;
 

@@ -1,0 +1,80 @@
+//! Signed chain heads kept beside a tenant's frames (`{t}\0 H {tenant_seq:be64}`,
+//! [`crate::events::keys`]). The log stores them as opaque bytes: what they hold and how they
+//! are signed and checked is `audit::anchor`'s.
+//!
+//! A head is written beside the writer, not through it: it names a `tenant_seq` at or below the
+//! durable frontier, which no recovery takes back, so it never points at an event that could
+//! vanish. It is flushed before [`EventLog::put_signed_head`] returns; one lost in a crash is
+//! signed again at the next interval. Deleting a tenant removes its heads with its other keys
+//! (one prefix).
+
+use super::contain::contained;
+use super::{store, EventLog, ReadError};
+use crate::events::keys;
+use crate::tenancy::TenantId;
+
+impl EventLog {
+    /// Stores `value` as the signed head of `tenant` at `tenant_seq` and flushes it.
+    pub fn put_signed_head(
+        &self,
+        tenant: &TenantId,
+        tenant_seq: u64,
+        value: &[u8],
+    ) -> Result<(), ReadError> {
+        let err = |detail: String| ReadError {
+            tenant: tenant.clone(),
+            position: format!("signed head at tenant_seq {tenant_seq}"),
+            detail,
+        };
+        let store = self
+            .inner
+            .shared
+            .store()
+            .ok_or_else(|| err(store::CLOSED.into()))?;
+        let key = keys::signed_head_key(tenant, tenant_seq);
+        contained(|| {
+            store.tree.insert(key, value)?;
+            store.db.flush().map(drop)
+        })
+        .map_err(err)?
+        .map_err(|e| err(e.to_string()))
+    }
+
+    /// The signed heads of `tenant` at or below `upto`, the newest `max` of them, in ascending
+    /// `tenant_seq` order, as `(tenant_seq, value)`.
+    pub fn signed_heads(
+        &self,
+        tenant: &TenantId,
+        upto: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, ReadError> {
+        let err = |detail: String| ReadError {
+            tenant: tenant.clone(),
+            position: "signed heads".into(),
+            detail,
+        };
+        let store = self
+            .inner
+            .shared
+            .store()
+            .ok_or_else(|| err(store::CLOSED.into()))?;
+        let (start, _) = keys::signed_head_range(tenant);
+        let end = keys::signed_head_key(tenant, upto);
+        let mut out = Vec::new();
+        let mut range = store.tree.range(start.clone()..=end);
+        while out.len() < max {
+            let Some(item) = contained(|| range.next_back()).map_err(err)? else {
+                break;
+            };
+            let (key, value) = item.map_err(|e| err(e.to_string()))?;
+            let seq = key
+                .get(start.len()..)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| err("malformed signed head key".into()))?;
+            out.push((seq, value.to_vec()));
+        }
+        out.reverse();
+        Ok(out)
+    }
+}
