@@ -10,6 +10,7 @@ mod audit;
 mod check_config;
 mod cluster;
 mod cluster_forward;
+mod console;
 mod corruption;
 mod crash;
 mod crash_writer;

@@ -7,7 +7,8 @@
 //! listeners share), `metrics_listener` (`/metrics` on its own address), `metrics` (the HTTP
 //! metric families), `error` (`ApiError` → status, code, JSON body: the one place statuses are
 //! decided), `dto` (the API's JSON shapes), `observe` (the per-request log line, bounded),
-//! `export_slots` (how many exports may run at once).
+//! `export_slots` (how many exports may run at once), `console` (the operator console's embedded
+//! files under `/console/` and the OpenAPI document, served without auth).
 //!
 //! Invariants:
 //! - Every `/api/v1` handler takes a `Caller`, so no handler runs before the token, the tenancy
@@ -18,6 +19,7 @@
 //! - Request bodies are counted on the stream (chunked ones too) and bounded before parsing.
 
 mod body;
+pub mod console;
 pub mod dto;
 pub mod error;
 pub mod export_slots;
@@ -31,4 +33,5 @@ pub mod server;
 mod state;
 
 pub use self::listener::HttpError;
+pub use self::routes::ROUTES;
 pub use self::server::ApiServer;

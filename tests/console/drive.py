@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""Drives the tenantry console (/console/) in headless Chromium against a running `serve`.
+
+Run by tests/it/console.rs, which starts the server, posts a session in each of two envs and
+passes everything in the environment:
+
+  CONSOLE_BASE        http://127.0.0.1:PORT
+  CONSOLE_TOKEN_A     token of acme / prod;     CONSOLE_SESSION_A: a session of it
+  CONSOLE_TOKEN_B     token of acme / staging;  CONSOLE_SESSION_B: a session of it
+  CONSOLE_CHROMIUM    the browser binary (Debian's chromium)
+  CONSOLE_ARTIFACTS   where the screenshots go
+
+Fails (exit 1) on any failed check, any console error or warning, any uncaught page error and any
+HTTP answer >= 400 the page did not expect. A feature whose API route this server does not have
+yet (the page lists the server's routes) is checked to be shown as unavailable, and reported on
+a `PENDING:` line.
+"""
+import json
+import os
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import expect, sync_playwright
+
+BASE = os.environ["CONSOLE_BASE"]
+TOKEN_A = os.environ["CONSOLE_TOKEN_A"]
+TOKEN_B = os.environ["CONSOLE_TOKEN_B"]
+SESSION_A = os.environ["CONSOLE_SESSION_A"]
+SESSION_B = os.environ["CONSOLE_SESSION_B"]
+CHROMIUM = os.environ.get("CONSOLE_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ["CONSOLE_ARTIFACTS"])
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# A new message must show in the open timeline within this (issue #14).
+LIVE_WITHIN_S = 2.0
+# What the what-if check runs: the shipped acme flow with another greeting.
+WHAT_IF_FLOW = """name: acme_support_flow
+version: "2.0-whatif"
+nodes:
+  - id: greet
+    type: reply
+    config:
+      message: "Hello from the edited flow"
+"""
+
+problems = []
+pending = []
+
+
+def step(text):
+    print(f"step: {text}", flush=True)
+
+
+def shot(page, name):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
+
+
+def post_message(token, session, text):
+    """POST /api/v1/messages from outside the browser (as another client would)."""
+    body = json.dumps({"team": "support", "channel": "slack", "user": "ada", "text": text,
+                       "session": session}).encode()
+    request = urllib.request.Request(
+        f"{BASE}/api/v1/messages", data=body, method="POST",
+        headers={"Authorization": f"Bearer {token}", "X-Tenant-ID": "acme",
+                 "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200, response.status
+        return json.loads(response.read())
+
+
+def routes(page):
+    content = page.locator('meta[name="tenantry-routes"]').get_attribute("content")
+    return set(filter(None, content.split(";")))
+
+
+def need(available, route, what):
+    """True when the server has `route`; else notes `what` as pending and returns False."""
+    if route in available:
+        return True
+    pending.append(f"{what} (needs {route})")
+    print(f"PENDING: {what}: this server has no {route}; checked that the console shows it "
+          "as unavailable", flush=True)
+    return False
+
+
+def run(page):
+    tid = page.get_by_test_id
+    error = tid("error")
+
+    step("open the console; nothing logged in")
+    response = page.goto(f"{BASE}/console/")
+    assert response.status == 200, response.status
+    csp = response.headers.get("content-security-policy", "")
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp, csp
+    available = routes(page)
+    assert "GET /api/v1/sessions" in available, available
+    expect(tid("login-token")).to_be_visible()
+    expect(error).to_be_hidden()
+    shot(page, "01-login")
+
+    step("a malformed token shows the error element, with the reason, and keeps nothing")
+    tid("login-token").fill("not-a-token")
+    tid("login-submit").click()
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("not a JWT")
+    assert page.evaluate("sessionStorage.length") == 0
+
+    step("log in with acme/prod's token: the session posted through the API is listed")
+    tid("login-token").fill(TOKEN_A)
+    tid("login-submit").click()
+    expect(error).to_be_hidden()
+    row_a = tid("session-row").filter(has_text=SESSION_A)
+    expect(row_a).to_have_count(1)
+    expect(tid("env-select").locator("option")).to_have_text(["acme / prod"])
+    stored = page.evaluate("sessionStorage.getItem('tenantry.console.tokens')")
+    assert TOKEN_A in stored, "the token is kept in session storage"
+
+    step("open the session's timeline with the keyboard")
+    row_a.get_by_role("button").first.focus()
+    page.keyboard.press("Enter")
+    events = tid("timeline-event")
+    expect(events.first).to_contain_text("SessionStarted")
+    expect(tid("timeline")).to_contain_text("MessageReceived")
+    expect(tid("timeline")).to_contain_text("ReplySent")
+    before = events.count()
+
+    step("a message posted through the API appears in the open timeline within 2 s")
+    nonce = f"are you there {time.time_ns()}"
+    posted = post_message(TOKEN_A, SESSION_A, nonce)
+    started = time.monotonic()
+    expect(tid("timeline")).to_contain_text(nonce, timeout=LIVE_WITHIN_S * 1000)
+    took = time.monotonic() - started
+    print(f"live: the new message showed after {took:.2f} s", flush=True)
+    assert took <= LIVE_WITHIN_S, took
+    expect(page.locator(f'[data-testid=timeline-event][data-seq="{posted["seq"]}"]')).to_contain_text(
+        "MessageReceived")
+    # The reply events follow the message within the same append: wait for the bot's answer.
+    expect(events).not_to_have_count(before)
+    expect(events.last).to_contain_text("ReplySent")
+    last_seq = events.count()
+    assert last_seq > posted["seq"], (last_seq, posted)
+    shot(page, "02-timeline")
+
+    step("replay: the slider moves through the seqs and the state follows")
+    slider = tid("replay-slider")
+    replay = tid("replay-state")
+    if need(available, "GET /api/v1/sessions/{id}/state", "replay slider"):
+        expect(slider).to_be_enabled()
+        expect(slider).to_have_attribute("max", str(last_seq))
+        expect(replay.locator("dl")).to_have_attribute("data-at-seq", str(last_seq))
+        latest = replay.inner_text()
+        slider.focus()
+        page.keyboard.press("Home")
+        expect(replay.locator("dl")).to_have_attribute("data-at-seq", "1")
+        first = replay.inner_text()
+        assert first != latest, (first, latest)
+        assert "messages in\n0" in first.replace("\t", "\n"), first
+        page.keyboard.press("ArrowRight")
+        expect(replay.locator("dl")).to_have_attribute("data-at-seq", "2")
+        page.keyboard.press("End")
+        expect(replay.locator("dl")).to_have_attribute("data-at-seq", str(last_seq))
+        shot(page, "03-replay")
+    else:
+        expect(slider).to_be_disabled()
+        expect(replay).to_contain_text("not available")
+
+    step("what-if: the session's messages against an edited flow, side by side")
+    if need(available, "POST /api/v1/sessions/{id}/what-if", "what-if"):
+        page.get_by_label("Flow (YAML)", exact=False).fill(WHAT_IF_FLOW)
+        page.get_by_role("button", name="Run what-if").click()
+        table = page.locator("#whatif-results table")
+        expect(table).to_contain_text("Hello from the edited flow")
+        expect(table).to_contain_text("Welcome to ACME Support")
+        expect(page.locator("#whatif-summary")).to_contain_text("diverge")
+    else:
+        expect(page.get_by_role("button", name="Run what-if")).to_be_disabled()
+
+    step("usage charts: messages per day, per team, per channel, drawn as SVG bars")
+    chart = tid("usage-chart")
+    for by in ["day", "team", "channel"]:
+        page.get_by_label("Messages per", exact=True).select_option(by)
+        expect(chart.locator("title").first).to_have_text(f"Messages per {by}")
+        expect(chart.locator("rect.bar-rect").first).to_be_visible()
+        height = float(chart.locator("rect.bar-rect").first.get_attribute("height"))
+        assert height > 0, f"by {by}: an empty bar"
+    page.get_by_label("Messages per", exact=True).select_option("team")
+    expect(chart.locator("rect.bar-rect[data-group=support]")).to_have_count(1)
+    chart.scroll_into_view_if_needed()
+    shot(page, "04-usage")
+
+    step("export: the audit trail downloads through fetch + blob, the token in no URL")
+    with page.expect_download() as download:
+        tid("export-button").click()
+    path = download.value.path()
+    lines = Path(path).read_text().splitlines()
+    assert len(lines) >= last_seq + 1, len(lines)
+    manifest = json.loads(lines[-1])
+    assert manifest["type"] == "manifest" and manifest["env"] == "prod", manifest
+    expect(page.locator("#audit-status")).to_contain_text("exported")
+
+    step("verify: the chain is checked, progress then the result")
+    verify = page.get_by_role("button", name="Verify hash chain")
+    if need(available, "GET /api/v1/audit/verify", "verify"):
+        verify.click()
+        expect(page.locator("#audit-status")).to_contain_text("chain OK")
+    else:
+        expect(verify).to_be_disabled()
+
+    step("close the session: SessionEnded arrives in the open timeline")
+    close = page.get_by_role("button", name="Close session")
+    if need(available, "POST /api/v1/sessions/{id}/close", "close"):
+        close.click()
+        expect(tid("timeline")).to_contain_text("SessionEnded", timeout=LIVE_WITHIN_S * 1000)
+        expect(close).to_be_disabled()
+    else:
+        expect(close).to_be_disabled()
+    need(available, "GET /api/v1/sessions/{id}/events/stream",
+         "live timeline through the SSE stream (polling /events meanwhile)")
+    shot(page, "05-session")
+
+    step("add acme/staging's token: env-select switches and the list changes")
+    page.get_by_role("button", name="Add token").click()
+    tid("login-token").fill(TOKEN_B)
+    tid("login-submit").click()
+    env = tid("env-select")
+    expect(env.locator("option")).to_have_text(["acme / prod", "acme / staging"])
+    expect(env).to_have_value("1")
+    expect(tid("session-row").filter(has_text=SESSION_B)).to_have_count(1)
+    expect(tid("session-row").filter(has_text=SESSION_A)).to_have_count(0)
+    expect(page.locator("#session")).to_be_hidden()
+    shot(page, "06-staging")
+    env.select_option(label="acme / prod")
+    expect(tid("session-row").filter(has_text=SESSION_A)).to_have_count(1)
+    expect(tid("session-row").filter(has_text=SESSION_B)).to_have_count(0)
+
+    step("reload: the tokens survive in this tab's session storage")
+    page.reload()
+    expect(env.locator("option")).to_have_count(2)
+    expect(tid("session-row").filter(has_text=SESSION_A)).to_have_count(1)
+    expect(error).to_be_hidden()
+    tid("session-row").filter(has_text=SESSION_A).get_by_role("button").first.click()
+    expect(tid("timeline")).to_contain_text(nonce)
+    shot(page, "console")
+
+
+def main():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1366, "height": 768},
+                                      accept_downloads=True)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                if m.type in ("error", "warning", "assert") else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.request.method} {r.url}")
+                if r.status >= 400 else None)
+        page.on("request", lambda r: problems.append(f"token in a URL: {r.url[:80]}")
+                if TOKEN_A in r.url or TOKEN_B in r.url else None)
+        try:
+            run(page)
+        except Exception:
+            shot(page, "failure")
+            raise
+        finally:
+            for p in problems:
+                print(f"PROBLEM: {p}", flush=True)
+            context.close()
+            browser.close()
+    if problems:
+        print(f"FAILED: {len(problems)} browser problem(s)", flush=True)
+        return 1
+    print(f"OK ({len(pending)} pending)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
