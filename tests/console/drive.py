@@ -53,6 +53,15 @@ nodes:
 
 problems = []
 pending = []
+# Refusals a step provokes on purpose: (status, URL part) → how many are still expected. Each
+# also makes Chromium log one "Failed to load resource" console error: status → how many.
+expected_refusals = {}
+expected_console = {}
+
+
+def expect_refusal(status, part):
+    expected_refusals[(status, part)] = expected_refusals.get((status, part), 0) + 1
+    expected_console[status] = expected_console.get(status, 0) + 1
 
 
 def step(text):
@@ -113,6 +122,18 @@ def run(page):
     expect(error).to_be_visible()
     expect(error).to_contain_text("not a JWT")
     assert page.evaluate("sessionStorage.length") == 0
+
+    step("a token the server refuses shows the server's message and keeps nothing")
+    head, payload, signature = TOKEN_A.split(".")
+    # Another first character: a well-formed signature that does not match.
+    forged = f"{head}.{payload}.{'B' if signature[0] != 'B' else 'C'}{signature[1:]}"
+    expect_refusal(401, "/api/v1/sessions")
+    tid("login-token").fill(forged)
+    tid("login-submit").click()
+    expect(error).to_contain_text("invalid_token")
+    expect(error).to_contain_text("bad signature")
+    assert page.evaluate("sessionStorage.length") == 0
+    assert expected_refusals[(401, "/api/v1/sessions")] == 0, "the refusal was seen"
 
     step("log in with acme/prod's token: the session posted through the API is listed")
     tid("login-token").fill(TOKEN_A)
@@ -252,6 +273,26 @@ def run(page):
     shot(page, "console")
 
 
+def on_response(response):
+    if response.status < 400:
+        return
+    for (status, part), left in expected_refusals.items():
+        if status == response.status and part in response.url and left > 0:
+            expected_refusals[(status, part)] = left - 1
+            return
+    problems.append(f"HTTP {response.status}: {response.request.method} {response.url}")
+
+
+def on_console(message):
+    if message.type not in ("error", "warning", "assert"):
+        return
+    for status, left in expected_console.items():
+        if left > 0 and f"status of {status} " in message.text:
+            expected_console[status] = left - 1
+            return
+    problems.append(f"console {message.type}: {message.text}")
+
+
 def main():
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -259,15 +300,17 @@ def main():
                                       accept_downloads=True)
         page = context.new_page()
         page.set_default_timeout(10_000)
-        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-                if m.type in ("error", "warning", "assert") else None)
+        page.on("console", on_console)
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.request.method} {r.url}")
-                if r.status >= 400 else None)
+        page.on("response", on_response)
         page.on("request", lambda r: problems.append(f"token in a URL: {r.url[:80]}")
                 if TOKEN_A in r.url or TOKEN_B in r.url else None)
         try:
             run(page)
+            page.wait_for_timeout(200)  # lets late console lines arrive
+            unseen = {k: v for k, v in expected_console.items() if v}
+            if unseen:
+                problems.append(f"expected console lines of refusals not seen: {unseen}")
         except Exception:
             shot(page, "failure")
             raise
