@@ -5,7 +5,8 @@ Run by tests/it/console.rs, which starts the server, posts a session in each of 
 passes everything in the environment:
 
   CONSOLE_BASE        http://127.0.0.1:PORT
-  CONSOLE_TOKEN_A     token of acme / prod;     CONSOLE_SESSION_A: a session of it
+  CONSOLE_TOKEN_A     token of acme / prod;     CONSOLE_SESSION_A: a session of it (of
+                      CONSOLE_PROD_SESSIONS there, more than a page of the list)
   CONSOLE_TOKEN_B     token of acme / staging;  CONSOLE_SESSION_B: a session of it
   CONSOLE_CHROMIUM    the browser binary (Debian's chromium)
   CONSOLE_ARTIFACTS   where the screenshots go
@@ -39,6 +40,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+# Sessions the Rust test made in acme/prod (SESSION_A among them), and the console's page size.
+PROD_SESSIONS = int(os.environ["CONSOLE_PROD_SESSIONS"])
+SESSIONS_PAGE = 50
 # A new message must show in the open timeline within this (issue #14).
 LIVE_WITHIN_S = 2.0
 # What the what-if check runs: the shipped acme flow with another greeting.
@@ -83,6 +87,13 @@ def post_message(token, session, text):
                  "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200, response.status
+        return json.loads(response.read())
+
+
+def api_get(token, path):
+    request = urllib.request.Request(
+        f"{BASE}{path}", headers={"Authorization": f"Bearer {token}", "X-Tenant-ID": "acme"})
+    with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
 
@@ -135,15 +146,50 @@ def run(page):
     assert page.evaluate("sessionStorage.length") == 0
     assert expected_refusals[(401, "/api/v1/sessions")] == 0, "the refusal was seen"
 
-    step("log in with acme/prod's token: the session posted through the API is listed")
+    step("log in with acme/prod's token: a first page of sessions, then the rest by 'Load more'")
     tid("login-token").fill(TOKEN_A)
     tid("login-submit").click()
     expect(error).to_be_hidden()
-    row_a = tid("session-row").filter(has_text=SESSION_A)
+    rows = tid("session-row")
+    expect(rows).to_have_count(SESSIONS_PAGE)
+    more = page.get_by_role("button", name="Load more")
+    more.click()
+    expect(rows).to_have_count(PROD_SESSIONS)
+    expect(more).to_be_hidden()
+    ids = [r.get_attribute("data-session") for r in page.locator("#session-list button[data-session]").all()]
+    assert len(set(ids)) == PROD_SESSIONS, "no session twice"
+    row_a = rows.filter(has_text=SESSION_A)
     expect(row_a).to_have_count(1)
     expect(tid("env-select").locator("option")).to_have_text(["acme / prod"])
     stored = page.evaluate("sessionStorage.getItem('tenantry.console.tokens')")
     assert TOKEN_A in stored, "the token is kept in session storage"
+
+    step("filters: user or last message, status, active since")
+    sample = api_get(TOKEN_A, "/api/v1/sessions?limit=1")["sessions"][0]
+    if "status" in sample and "last_activity" in sample:
+        page.get_by_label("User or last message").fill("ADA")
+        page.get_by_role("button", name="Apply filters").click()
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text(SESSION_A)
+        page.get_by_label("User or last message").fill("")
+        page.get_by_label("Status").select_option("ended")
+        page.get_by_role("button", name="Apply filters").click()
+        expect(rows).to_have_count(0)
+        expect(page.locator("#sessions-empty")).to_be_visible()
+        page.get_by_label("Status").select_option("open")
+        page.get_by_label("Active since").fill("2000-01-01")
+        page.get_by_role("button", name="Apply filters").click()
+        expect(rows).to_have_count(SESSIONS_PAGE)
+        page.get_by_label("Status").select_option("")
+        page.get_by_label("Active since").fill("")
+        page.get_by_role("button", name="Apply filters").click()
+        expect(rows).to_have_count(SESSIONS_PAGE)
+        more.click()
+        expect(rows).to_have_count(PROD_SESSIONS)
+    else:
+        pending.append("session filters (needs the sessions list of the live branch)")
+        print("PENDING: session filters: GET /api/v1/sessions has no status/last_activity yet "
+              "(q, status and since are sent and ignored)", flush=True)
 
     step("open the session's timeline with the keyboard")
     row_a.get_by_role("button").first.focus()

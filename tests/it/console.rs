@@ -18,6 +18,9 @@ use crate::support::{agent, claims, read, sign, Reply, Serve, ServeProcess};
 /// A well-formed session id that no server has.
 const ABSENT_SESSION: &str = "0192f3a4-5b6c-7d8e-9f00-112233445566";
 
+/// Sessions the browser test makes in acme/prod: more than the console's page of 50.
+const PROD_SESSIONS: usize = 56;
+
 /// The browser the console is tested in (Debian's package `chromium`).
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// The venv with playwright-python, under the workspace (made by `scripts/test.sh`).
@@ -224,10 +227,18 @@ fn console_in_headless_chromium() {
     // The shipped config: acme has envs prod and staging.
     let server = Serve::shipped().start();
     let session_a = new_session(&server, "prod", "ada");
+    // More than a page of the console's list (50), so that "Load more" is exercised.
+    for i in 0..PROD_SESSIONS - 1 {
+        new_session(&server, "prod", &format!("user-{i}"));
+    }
     let session_b = new_session(&server, "staging", "grace");
-    // The prod token sees only prod's session (the browser checks the same through the page).
+    // The prod token sees only prod's sessions (the browser checks the same through the page).
     let listed = server.get_as("acme", "/api/v1/sessions").ok();
-    assert_eq!(listed["sessions"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(
+        listed["sessions"].as_array().unwrap().len(),
+        PROD_SESSIONS,
+        "{listed}"
+    );
 
     let artifacts = root().join("target/console-artifacts");
     let output = Command::new(&python)
@@ -237,6 +248,7 @@ fn console_in_headless_chromium() {
         .env("CONSOLE_TOKEN_B", token_in("staging"))
         .env("CONSOLE_SESSION_A", &session_a)
         .env("CONSOLE_SESSION_B", &session_b)
+        .env("CONSOLE_PROD_SESSIONS", PROD_SESSIONS.to_string())
         .env("CONSOLE_CHROMIUM", CHROMIUM)
         .env("CONSOLE_ARTIFACTS", &artifacts)
         .output()
