@@ -164,6 +164,19 @@ def run(page):
     stored = page.evaluate("sessionStorage.getItem('tenantry.console.tokens')")
     assert TOKEN_A in stored, "the token is kept in session storage"
 
+    step("accessible: every control has a label or name and can take the keyboard focus")
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea, button')]
+        .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                     && !(e.tagName === 'BUTTON' && e.textContent.trim()))
+        .map(e => e.outerHTML.slice(0, 80))""")
+    assert not unlabelled, unlabelled
+    unfocusable = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea, button')]
+        .filter(e => e.tabIndex < 0).map(e => e.id)""")
+    assert not unfocusable, unfocusable
+    tid("env-select").focus()
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none", "a visible focus ring"
+
     step("filters: user or last message, status, active since")
     sample = api_get(TOKEN_A, "/api/v1/sessions?limit=1")["sessions"][0]
     if "status" in sample and "last_activity" in sample:
