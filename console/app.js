@@ -31,7 +31,7 @@ const state = {
   tokens: [], // [{token, tenant, env, team}]
   current: -1,
   sessionsAfter: null,
-  session: null, // {id, lastSeq, lastTenantSeq}
+  session: null, // {id, lastSeq, lastTenantSeq, replayReady}
   live: null, // AbortController of the live timeline
   replayTimer: null,
   replaySeq: 0, // the seq whose state is wanted (latest request wins)
@@ -407,6 +407,8 @@ function addEvent(e) {
   slider.max = String(s.lastSeq);
   if (atEnd) slider.value = String(s.lastSeq);
   $("replay-at").textContent = `${slider.value} of ${slider.max}`;
+  // Following the latest state: show the new one.
+  if (atEnd && s.replayReady && !slider.disabled) onReplayInput();
 }
 
 function setLive(text, live) {
@@ -488,6 +490,7 @@ function setupReplay() {
   slider.max = String(Math.max(1, state.session.lastSeq));
   slider.value = slider.max;
   $("replay-at").textContent = `${slider.value} of ${slider.max}`;
+  state.session.replayReady = true;
   if (!available) {
     $("replay-state").textContent = "Replay is not available: this server has no GET /api/v1/sessions/{id}/state.";
     return;

@@ -535,8 +535,16 @@ impl Handler<ResetSession> for EnvActor {
     type Result = ();
 
     fn handle(&mut self, msg: ResetSession, _ctx: &mut Self::Context) {
-        if let Some(entry) = self.sessions.get(&(msg.team, msg.session)) {
-            entry.addr.do_send(Reset);
+        let key = (msg.team.clone(), msg.session.clone());
+        let Some(entry) = self.sessions.get(&key) else {
+            // Not live: a quarantine lives as long as its actor, so there is none to lift.
+            return msg.answer(Ok(()));
+        };
+        match entry.addr.try_send(Reset(msg)) {
+            Ok(()) => {}
+            Err(SendError::Full(Reset(msg))) => msg.answer(Err(RuntimeError::Overloaded)),
+            // Stopped meanwhile, and its quarantine with it.
+            Err(SendError::Closed(Reset(msg))) => msg.answer(Ok(())),
         }
     }
 }

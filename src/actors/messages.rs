@@ -178,8 +178,23 @@ impl From<ReadError> for RuntimeError {
 
 pub(crate) type Responder = oneshot::Sender<Result<Ack, RuntimeError>>;
 
+/// The `SessionEnded` reason of a session an operator closed (`Runtime::close_session`).
+pub const CLOSED_BY_OPERATOR: &str = "closed by operator";
+
+/// What a [`Deliver`] asks of its session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// Run the flow on the inbound message and append what it decides.
+    Message,
+    /// End the session for an operator: append `SessionEnded` with [`CLOSED_BY_OPERATOR`] alone
+    /// (no flow run, no message recorded); the ack's `seq` is that event's.
+    Close,
+}
+
 /// One message on its way to its session actor.
 pub(crate) struct Deliver {
+    /// A message to run, or an operator's close.
+    pub op: Op,
     /// Tenant, env and concrete team (never `None` past the runtime handle).
     pub ctx: TenantCtx,
     pub team: TeamId,
@@ -245,14 +260,23 @@ impl Message for Ended {
     type Result = ();
 }
 
-/// Lift a session's quarantine.
+/// Lift a session's quarantine; `reply` is answered once the session has (or there is no live
+/// session to reset), or with `Overloaded` when a mailbox on the way is full.
 pub(crate) struct ResetSession {
     pub env: EnvId,
     pub team: TeamId,
     pub session: SessionId,
+    pub reply: oneshot::Sender<Result<(), RuntimeError>>,
 }
 impl Message for ResetSession {
     type Result = ();
+}
+
+impl ResetSession {
+    /// Answers the caller; a caller that went away is not an error.
+    pub fn answer(self, result: Result<(), RuntimeError>) {
+        let _ = self.reply.send(result);
+    }
 }
 
 /// Snapshot (if behind) and stop, after the messages already queued.
@@ -261,8 +285,8 @@ impl Message for Passivate {
     type Result = ();
 }
 
-/// Lift the quarantine.
-pub(super) struct Reset;
+/// Lift the quarantine, then answer `reply`.
+pub(super) struct Reset(pub ResetSession);
 impl Message for Reset {
     type Result = ();
 }

@@ -14,7 +14,7 @@ use actix::prelude::*;
 use futures_util::future::Either;
 use tokio::sync::oneshot;
 
-use super::messages::{Ack, Deliver, Inbound, ResetSession, RuntimeError, Shutdown, Sweep};
+use super::messages::{Ack, Deliver, Inbound, Op, ResetSession, RuntimeError, Shutdown, Sweep};
 use super::shared::Shared;
 // Defined in `shared` (every actor reads them); named here too, where the edges look for them.
 pub use super::shared::{
@@ -29,7 +29,7 @@ use crate::events::log::{EventLog, PurgeError, PurgeReport};
 use crate::projections::load::load_session;
 use crate::projections::session::SessionState;
 use crate::projections::snapshot::SnapshotStore;
-use crate::tenancy::{ChannelId, SessionId, TenantCtx, TenantId};
+use crate::tenancy::{ChannelId, SessionId, TeamId, TenantCtx, TenantId};
 
 /// One message's place among the in-flight ones, over all tenants and in its tenant's share;
 /// both are given back when dropped (answered, failed, or abandoned by its caller).
@@ -115,6 +115,7 @@ impl Runtime {
             arbiters: arbiters.iter().map(Arbiter::handle).collect(),
             metrics: metrics.clone(),
             envs: std::sync::Mutex::default(),
+            quarantined: std::sync::Mutex::default(),
         });
         start_purge(&shared);
         let mut tenants = HashMap::new();
@@ -193,9 +194,13 @@ impl Runtime {
                 return Ok(Either::Right(pending));
             }
         }
-        Ok(Either::Left(
-            self.deliver(entry, ctx, channel, inbound, permit)?,
-        ))
+        Ok(Either::Left(self.deliver(
+            entry,
+            ctx,
+            channel,
+            (Op::Message, inbound),
+            permit,
+        )?))
     }
 
     /// Whether this node handles `tenant`'s messages itself: always without a cluster; in one,
@@ -222,7 +227,7 @@ impl Runtime {
         RuntimeError,
     > {
         let (entry, permit) = self.admit(ctx, channel, &inbound)?;
-        self.deliver(entry, ctx, channel, inbound, permit)
+        self.deliver(entry, ctx, channel, (Op::Message, inbound), permit)
     }
 
     /// The checks every message passes on the node that receives it, and its in-flight place.
@@ -256,7 +261,7 @@ impl Runtime {
         entry: &TenantEntry,
         ctx: &TenantCtx,
         channel: &ChannelId,
-        inbound: Inbound,
+        (op, inbound): (Op, Inbound),
         permit: InflightPermit,
     ) -> Result<
         impl std::future::Future<Output = Result<Ack, RuntimeError>> + Send + 'static,
@@ -271,6 +276,7 @@ impl Runtime {
         }
         let (reply, answer) = oneshot::channel();
         let deliver = Deliver {
+            op,
             ctx: TenantCtx::new(ctx.tenant.clone(), ctx.env.clone(), Some(team.clone())),
             team,
             channel: channel.clone(),
@@ -317,19 +323,116 @@ impl Runtime {
         Ok((loaded.state.last_seq > 0).then_some(loaded.state))
     }
 
-    /// Lifts the quarantine of a session.
-    pub fn reset_session(&self, ctx: &TenantCtx, session: &SessionId) -> Result<(), RuntimeError> {
+    /// Lifts the quarantine of a session of `ctx` (team `default` when `None`); resolves once
+    /// its actor has (a session that is not live has no quarantine: nothing to do). A full
+    /// mailbox on the way is `Overloaded`. In a cluster only the tenant's owner node holds its
+    /// sessions' actors (elsewhere `Interrupted`).
+    pub async fn reset_session(
+        &self,
+        ctx: &TenantCtx,
+        session: &SessionId,
+    ) -> Result<(), RuntimeError> {
+        if !self.handles_here(&ctx.tenant) {
+            return Err(RuntimeError::Interrupted);
+        }
         let entry = self
             .inner
             .tenants
             .get(&ctx.tenant)
             .ok_or_else(|| RuntimeError::UnknownTenant(ctx.tenant.clone()))?;
-        entry.addr.do_send(ResetSession {
+        let (reply, answer) = oneshot::channel();
+        let reset = ResetSession {
             env: ctx.env.clone(),
             team: ctx.team_or_default(),
             session: session.clone(),
-        });
-        Ok(())
+            reply,
+        };
+        match entry.addr.try_send(reset) {
+            Ok(()) => {}
+            Err(SendError::Full(_)) => return Err(RuntimeError::Overloaded),
+            Err(SendError::Closed(_)) => return Err(RuntimeError::ShuttingDown),
+        }
+        answer.await.map_err(|_| RuntimeError::Interrupted)?
+    }
+
+    /// The quarantined sessions of `ctx`'s tenant and env, in its team or (team `None`) in all
+    /// teams, as (team, session) in that order. A quarantine lives as long as the session's
+    /// actor: one passivated or restarted is not listed (its next message runs again). In a
+    /// cluster, a node lists the sessions of the tenants it owns only.
+    pub fn quarantined_sessions(&self, ctx: &TenantCtx) -> Vec<(TeamId, SessionId)> {
+        let listed = self
+            .inner
+            .shared
+            .quarantined
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        listed
+            .iter()
+            .filter(|(tenant, env, team, _)| {
+                *tenant == ctx.tenant
+                    && *env == ctx.env
+                    && ctx.team.as_ref().is_none_or(|t| t == team)
+            })
+            .map(|(_, _, team, session)| (team.clone(), session.clone()))
+            .collect()
+    }
+
+    /// Ends an open session of `ctx` (team `default` when `None`) for an operator: its actor
+    /// appends `SessionEnded { reason: "closed by operator" }` as one durable group; resolves
+    /// after the ack with the seq of that event. `channel` must be the session's own (its
+    /// state's `channel`). An ended session is `SessionEnded`; the rest as for a message. In a
+    /// cluster only the tenant's owner node closes its sessions (elsewhere `Interrupted`).
+    pub async fn close_session(
+        &self,
+        ctx: &TenantCtx,
+        channel: &ChannelId,
+        session: &SessionId,
+    ) -> Result<Ack, RuntimeError> {
+        if !self.handles_here(&ctx.tenant) {
+            return Err(RuntimeError::Interrupted);
+        }
+        let inbound = Inbound {
+            session: Some(session.clone()),
+            user: String::new(),
+            text: String::new(),
+            message_id: None,
+        };
+        let (entry, permit) = self.admit_close(ctx)?;
+        self.deliver(entry, ctx, channel, (Op::Close, inbound), permit)?
+            .await
+    }
+
+    /// The checks of a close (a served tenant, its env and team) and its in-flight place.
+    fn admit_close(&self, ctx: &TenantCtx) -> Result<(&TenantEntry, InflightPermit), RuntimeError> {
+        if self.inner.shutting_down.load(Ordering::Acquire) {
+            return Err(RuntimeError::ShuttingDown);
+        }
+        let entry = self
+            .inner
+            .tenants
+            .get(&ctx.tenant)
+            .ok_or_else(|| RuntimeError::UnknownTenant(ctx.tenant.clone()))?;
+        if entry.config.env(&ctx.env).is_none() {
+            let (tenant, env) = (ctx.tenant.clone(), ctx.env.clone());
+            return Err(RuntimeError::UnknownEnv { tenant, env });
+        }
+        let team = ctx.team_or_default();
+        if !entry.config.teams.contains_key(&team) {
+            let tenant = ctx.tenant.clone();
+            return Err(RuntimeError::UnknownTeam { tenant, team });
+        }
+        let permit = InflightPermit::try_acquire(
+            &self.inner.metrics,
+            &entry.inflight,
+            &self.inner.shared.opts,
+        )
+        .ok_or(RuntimeError::Overloaded)?;
+        Ok((entry, permit))
+    }
+
+    /// The config of a served tenant (what its flows' templates see: name, settings).
+    pub fn tenant_config(&self, tenant: &TenantId) -> Option<&TenantConfig> {
+        self.inner.tenants.get(tenant).map(|entry| &*entry.config)
     }
 
     /// Passivates idle sessions now (the env actors also do this on a timer).

@@ -1,6 +1,8 @@
 //! `SessionActor`: one per active session. Hydrates from its CBOR snapshot plus the log tail,
 //! then for each message: dedup by message id → run the flow (decide) → append through the
 //! log's group commit → fold the events into its state (apply) → answer → maybe snapshot.
+//! An operator's close (`Op::Close`) takes the same path without a flow run: `SessionEnded`
+//! ("closed by operator") alone, answered after the durable append.
 //!
 //! Invariants:
 //! - handles one message at a time (`ctx.wait` holds the mailbox during the append), so the
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::messages::{Ack, Deliver, Ended, Passivate, Reroute, Reset, RuntimeError};
+use super::messages::{Ack, Deliver, Ended, Op, Passivate, Reroute, Reset, RuntimeError};
 use super::shared::{Egress, EnvLink};
 use super::slots::SessionSlot;
 use crate::events::log::{AppendGroup, AppendOutcome, Idempotency, IdempotencyRecord};
@@ -254,6 +256,7 @@ impl SessionActor {
         }
         if trouble.failures_ms.len() > RESTARTS_MAX {
             trouble.quarantined = true;
+            self.list_quarantined();
             tracing::error!(tenant = %self.state.tenant, env = %self.state.env, team = %self.state.team,
                 session = %self.state.session, "session quarantined after repeated flow failures");
         }
@@ -472,6 +475,9 @@ impl Actor for SessionActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if self.quarantined() {
+            self.unlist_quarantined();
+        }
         self.uncount();
     }
 }
@@ -489,7 +495,8 @@ impl SessionActor {
             msg.answer(Err(RuntimeError::Storage(e.to_owned())));
             return None;
         }
-        if self.quarantined() {
+        // An operator may close a quarantined session: closing runs no flow.
+        if self.quarantined() && msg.op == Op::Message {
             msg.answer(Err(RuntimeError::Quarantined(self.state.session.clone())));
             return None;
         }
@@ -538,6 +545,9 @@ impl Handler<Deliver> for SessionActor {
         let Some(msg) = self.admit(msg) else {
             return;
         };
+        if msg.op == Op::Close {
+            return self.close(msg, ctx);
+        }
         let message_id = msg
             .inbound
             .message_id
@@ -559,11 +569,51 @@ impl Handler<Deliver> for SessionActor {
             ))
             .expect("MessagePack encoding of plain fields is infallible"),
         });
+        let outcome = Outcome {
+            kinds,
+            seq,
+            replies,
+            panicked,
+        };
+        self.commit(msg, outcome, idempotency, ctx);
+    }
+}
+
+/// What one delivery decided to append, and how to answer once it is durable.
+struct Outcome {
+    kinds: Vec<EventKind>,
+    /// The seq the ack names.
+    seq: u64,
+    replies: Vec<String>,
+    /// The flow panicked: answer `FlowCrashed` after the append.
+    panicked: bool,
+}
+
+impl SessionActor {
+    /// Appends `outcome` as one durable group, folds it and answers `msg` after the ack.
+    fn commit(
+        &mut self,
+        msg: Deliver,
+        outcome: Outcome,
+        idempotency: Option<Idempotency>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Outcome {
+            kinds,
+            seq,
+            replies,
+            panicked,
+        } = outcome;
         let at_ms = self.env.shared.runtime.opts.clock.now_ms();
+        // The log's writer keeps the channel of the sessions it has seen: the shared copy (for
+        // a close, the session's own).
+        let channel = match (&self.state.channel, msg.op) {
+            (Some(own), Op::Close) => own.clone(),
+            _ => self.shared_channel(&msg.channel),
+        };
         let group = AppendGroup {
             ctx: self.tenant_ctx(),
-            // The log's writer keeps the channel of the sessions it has seen: the shared copy.
-            channel: self.shared_channel(&msg.channel),
+            channel,
             session: self.state.session.clone(),
             expected_seq: self.state.last_seq,
             at_ms,
@@ -588,6 +638,14 @@ impl Handler<Deliver> for SessionActor {
                             user: act.state.user.clone(),
                             session: act.state.session.clone(),
                         });
+                        // An operator closed a quarantined session: it runs nothing any more.
+                        if act.quarantined() {
+                            act.unlist_quarantined();
+                            act.trouble.take_if(|t| {
+                                t.quarantined = false;
+                                t.is_clear()
+                            });
+                        }
                     }
                     let session = act.state.session.clone();
                     act.publish(&msg, &replies);
@@ -646,11 +704,16 @@ impl Handler<Passivate> for SessionActor {
 impl Handler<Reset> for SessionActor {
     type Result = ();
 
-    fn handle(&mut self, _msg: Reset, _ctx: &mut Self::Context) {
+    fn handle(&mut self, Reset(msg): Reset, _ctx: &mut Self::Context) {
+        if self.quarantined() {
+            self.unlist_quarantined();
+        }
         self.trouble = None;
         self.hydrate();
+        msg.answer(Ok(()));
     }
 }
 
+mod operator;
 #[cfg(test)]
 mod tests;

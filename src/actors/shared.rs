@@ -3,6 +3,7 @@
 //! mailbox bounds. Imports run one way: `runtime` → `tenant` → `env` → `session`, and each of
 //! them → `shared`, `messages`; nothing here imports an actor.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use crate::cluster::forward::Forwarding;
 use crate::config::{Config, TenantConfig};
 use crate::events::log::EventLog;
 use crate::projections::snapshot::SnapshotStore;
-use crate::tenancy::{ChannelId, EnvId, SessionId, TenantId};
+use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
 
 /// Messages waiting for a tenant actor before senders get `Overloaded`.
 pub(super) const TENANT_MAILBOX: usize = 4096;
@@ -131,7 +132,14 @@ pub(super) struct Shared {
     /// to passivate idle sessions early. Filled as env actors start; weak, so it keeps none
     /// alive.
     pub envs: std::sync::Mutex<Vec<(TenantId, actix::WeakRecipient<Evict>)>>,
+    /// The quarantined sessions, for `Runtime::quarantined_sessions`: a session actor adds its
+    /// key when it quarantines itself and removes it when reset or stopped (a quarantine lives
+    /// as long as its actor), so this holds at most one key per live session.
+    pub quarantined: std::sync::Mutex<BTreeSet<QuarantineKey>>,
 }
+
+/// A quarantined session: tenant, env, team, session.
+pub(super) type QuarantineKey = (TenantId, EnvId, TeamId, SessionId);
 
 /// What every actor of one environment shares (read-only).
 pub(super) struct EnvShared {

@@ -125,8 +125,14 @@ impl Handler<ResetSession> for TenantActor {
     type Result = ();
 
     fn handle(&mut self, msg: ResetSession, _ctx: &mut Self::Context) {
-        if let Some(env) = self.envs.get(&msg.env) {
-            env.do_send(msg);
+        let Some(env) = self.envs.get(&msg.env) else {
+            // No such env: no such session, so nothing is quarantined.
+            return msg.answer(Ok(()));
+        };
+        match env.try_send(msg) {
+            Ok(()) => {}
+            Err(SendError::Full(msg)) => msg.answer(Err(RuntimeError::Overloaded)),
+            Err(SendError::Closed(msg)) => msg.answer(Err(RuntimeError::ShuttingDown)),
         }
     }
 }

@@ -448,9 +448,99 @@ async fn a_flow_panic_is_isolated_recorded_and_quarantines_after_repeats() {
     );
     // Other sessions of the same tenant are not affected.
     say(&rt, &acme, msg(None, "eve", "hi")).await;
-    rt.reset_session(&acme, &victim).unwrap();
+    // The runtime lists the quarantined session in its tenant, env and team only.
+    let team_ctx = |team: &str| {
+        let team = TeamId::parse(team).unwrap();
+        TenantCtx::new(acme.tenant.clone(), acme.env.clone(), Some(team))
+    };
+    let support = team_ctx("support");
+    let listed = vec![(TeamId::parse("support").unwrap(), victim.clone())];
+    let all_teams = TenantCtx::new(acme.tenant.clone(), acme.env.clone(), None);
+    assert_eq!(rt.quarantined_sessions(&all_teams), listed);
+    assert_eq!(rt.quarantined_sessions(&support), listed);
+    assert!(rt.quarantined_sessions(&team_ctx("sales")).is_empty());
+    assert!(rt.quarantined_sessions(&ctx("acme", "staging")).is_empty());
+    assert!(rt.quarantined_sessions(&big).is_empty());
+    // A reset resolves once lifted: the list is empty at once.
+    rt.reset_session(&acme, &victim).await.unwrap();
+    assert!(rt.quarantined_sessions(&acme).is_empty());
     let back = say(&rt, &acme, msg(v, "ada", "back")).await;
     assert_eq!(back.replies, vec!["ACME heard: back"]);
+    rt.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn an_operator_close_appends_session_ended_durably_and_only_once() {
+    let (h, rt, acme) = Harness::started();
+    let first = say(&rt, &acme, msg(None, "ada", "hello")).await;
+    let session = first.session.clone();
+    let web = web();
+    let ack = rt.close_session(&acme, &web, &session).await.unwrap();
+    // The close is the session's last event, alone in its group, and durable at the ack.
+    let events: Vec<_> = rt
+        .log()
+        .scope(&acme)
+        .session_events(&session, 1..=u64::MAX)
+        .map(|e| e.unwrap().event)
+        .collect();
+    let last = events.last().unwrap();
+    assert_eq!(ack.seq, last.seq);
+    assert_eq!(ack.replies, Vec::<String>::new());
+    assert_eq!(
+        last.kind,
+        EventKind::SessionEnded {
+            reason: "closed by operator".into()
+        }
+    );
+    let state = rt.session_state(&acme, &session).unwrap().unwrap();
+    assert_eq!(
+        state.status,
+        SessionStatus::Ended {
+            reason: "closed by operator".into()
+        }
+    );
+    // Closing again, or writing to it by name, is refused and appends nothing.
+    let again = rt.close_session(&acme, &web, &session).await;
+    assert!(
+        matches!(again, Err(RuntimeError::SessionEnded(_))),
+        "{again:?}"
+    );
+    let named = rt
+        .send(&acme, &web, msg(Some(session.as_str()), "ada", "hi"))
+        .await;
+    assert!(
+        matches!(named, Err(RuntimeError::SessionEnded(_))),
+        "{named:?}"
+    );
+    let count = rt.log().scope(&acme).session_last_seq(&session).unwrap();
+    assert_eq!(count, last.seq);
+    // The user's next message opens a new session.
+    let next = say(&rt, &acme, msg(None, "ada", "hello again")).await;
+    assert_ne!(next.session, session);
+    rt.shutdown().await;
+    drop(rt);
+    // After a restart the close is still there (it was acked after the durable append).
+    let rt = h.start();
+    let state = rt.session_state(&acme, &session).unwrap().unwrap();
+    assert!(!state.is_open());
+    rt.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn an_operator_can_close_a_quarantined_session_which_leaves_the_list() {
+    let (_h, rt, acme) = Harness::started();
+    let victim = say(&rt, &acme, msg(None, "ada", "hello")).await.session;
+    let v = Some(victim.as_str());
+    for _ in 0..4 {
+        let r = rt.send(&acme, &web(), msg(v, "ada", PANIC_PROBE)).await;
+        assert!(matches!(r, Err(RuntimeError::FlowCrashed(_))), "{r:?}");
+    }
+    assert_eq!(rt.quarantined_sessions(&acme).len(), 1);
+    let ack = rt.close_session(&acme, &web(), &victim).await.unwrap();
+    assert!(ack.seq > 2);
+    assert!(rt.quarantined_sessions(&acme).is_empty());
+    let state = rt.session_state(&acme, &victim).unwrap().unwrap();
+    assert!(!state.is_open());
     rt.shutdown().await;
 }
 

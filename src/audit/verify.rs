@@ -32,6 +32,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::BufReader;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use super::export::sidecar_path;
@@ -292,7 +293,26 @@ pub fn verify_file(path: &Path, manifest: Option<&Path>) -> Result<Verdict, Audi
 /// `hash` (across frames too, which reading alone does not check), each session's `seq` is
 /// gapless from 1 and starts with `SessionStarted`, and the chain ends at the tenant's head.
 pub fn verify_log(log: &EventLog, tenant: &TenantId) -> Result<Verdict, AuditError> {
-    log_check::verify(log, tenant)
+    log_check::verify(log, tenant, &mut |_| ControlFlow::Continue(()))
+}
+
+/// How far a log verification has got: every event up to `tenant_seq` found good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Events checked and found good.
+    pub events: u64,
+    /// The last of them.
+    pub tenant_seq: u64,
+}
+
+/// [`verify_log`], telling `progress` of every event found good, in order; when it answers
+/// `Break` the walk stops and this is [`AuditError::Usage`] (nothing was judged).
+pub fn verify_log_with_progress(
+    log: &EventLog,
+    tenant: &TenantId,
+    progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<Verdict, AuditError> {
+    log_check::verify(log, tenant, progress)
 }
 
 mod chain;

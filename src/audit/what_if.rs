@@ -9,9 +9,15 @@
 //! `NodeEntered` is not compared: node ids are the flow's own business. Once the what-if session
 //! ends, the remaining recorded messages are reported as diverging (they were never run).
 //!
+//! Each message's result is structured ([`MessageResult`]: both sides' replies, the vars after
+//! it, the end reason and the flow failure, and the differences as text lines), handed to the
+//! caller one message at a time ([`what_if_each`]); the CLI's text report ([`what_if`]) and the
+//! HTTP API's JSON are both rendered from it.
+//!
 //! Invariants: the engine is deterministic, so the same flow file on the same session reports
 //! every message the same; a flow panic is recorded as the runtime records it (`FlowFailed`,
-//! "internal error while running the flow"); memory holds one message's recorded events.
+//! "internal error while running the flow"); memory holds one message's recorded events and
+//! the two sessions' states; nothing is written to the log.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -26,7 +32,7 @@ use crate::events::codec::GROUP_EVENTS_MAX;
 use crate::events::log::EventLog;
 use crate::events::schema::{Event, EventKind};
 use crate::flow::engine::{self, Input, TenantInfo};
-use crate::projections::session::SessionState;
+use crate::projections::session::{SessionState, SessionStatus};
 use crate::tenancy::{ChannelId, SessionId, TenantCtx};
 
 /// Most recorded events kept for one message. The runtime appends one message's events as one
@@ -46,6 +52,43 @@ impl WhatIf {
     /// Whether every message came out the same.
     pub fn identical(&self) -> bool {
         self.diverged == 0
+    }
+}
+
+/// What one side (the recorded session, or the what-if one) did on one message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Side {
+    /// The reply texts, in order.
+    pub replies: Vec<String>,
+    /// The session's vars after the message.
+    pub vars: BTreeMap<String, String>,
+    /// The session's end reason, once it has ended.
+    pub ended: Option<String>,
+    /// The flow failure's message, when the run on this message failed.
+    pub failed: Option<String>,
+}
+
+/// One recorded message re-run through the what-if flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageResult {
+    /// 1-based among the session's messages.
+    pub index: u64,
+    /// The seq of its `MessageReceived`.
+    pub seq: u64,
+    /// The message's text.
+    pub text: String,
+    /// What was recorded.
+    pub recorded: Side,
+    /// What the what-if flow did (nothing, once the what-if session has ended).
+    pub what_if: Side,
+    /// How they differ, one readable line each (the CLI prints them); empty when the same.
+    pub differences: Vec<String>,
+}
+
+impl MessageResult {
+    /// Whether the what-if outcome differs from the recorded one (or was not run).
+    pub fn diverged(&self) -> bool {
+        !self.differences.is_empty()
     }
 }
 
@@ -94,8 +137,7 @@ pub fn what_if(
     tenant: &TenantInfo<'_>,
     out: &mut dyn Write,
 ) -> Result<WhatIf, AuditError> {
-    let scope = log.scope(ctx);
-    require_session(scope.session_last_seq(session)?, ctx, session)?;
+    require_session(log.scope(ctx).session_last_seq(session)?, ctx, session)?;
     writeln!(
         out,
         "what-if replay of session {ctx}/{session} with flow {} {} ({})",
@@ -104,7 +146,54 @@ pub fn what_if(
         flow.source().display()
     )
     .map_err(write_error)?;
+    let result = what_if_each(log, ctx, session, flow, tenant, &mut |message| {
+        let label = format!("message {} (seq {})", message.index, message.seq);
+        if message.diverged() {
+            writeln!(out, "{label}: differs").map_err(write_error)?;
+            for difference in &message.differences {
+                writeln!(out, "  {difference}").map_err(write_error)?;
+            }
+        } else {
+            writeln!(out, "{label}: same").map_err(write_error)?;
+        }
+        Ok(())
+    })?;
+    if result.identical() {
+        writeln!(out, "result: identical ({} messages)", result.messages)
+    } else {
+        writeln!(
+            out,
+            "result: diverges in {} of {} messages",
+            result.diverged, result.messages
+        )
+    }
+    .map_err(write_error)?;
+    Ok(result)
+}
+
+/// Re-runs the session's recorded messages through `flow`, handing each message's result to
+/// `each` in seq order; returns the totals. Appends nothing. An unknown session is
+/// [`AuditError::Usage`]; an error from `each` stops the run and is returned.
+pub fn what_if_each(
+    log: &EventLog,
+    ctx: &TenantCtx,
+    session: &SessionId,
+    flow: &Flow,
+    tenant: &TenantInfo<'_>,
+    each: &mut dyn FnMut(MessageResult) -> Result<(), AuditError>,
+) -> Result<WhatIf, AuditError> {
+    let scope = log.scope(ctx);
+    require_session(scope.session_last_seq(session)?, ctx, session)?;
+    let fresh = || {
+        SessionState::new(
+            ctx.tenant.clone(),
+            ctx.env.clone(),
+            ctx.team_or_default(),
+            session.clone(),
+        )
+    };
     let mut run = Rerun {
+        recorded: fresh(),
         flow,
         tenant,
         state: SessionState::new(
@@ -122,6 +211,13 @@ pub fn what_if(
     let mut pending: Option<Recorded> = None;
     for item in scope.session_events(session, 1..=u64::MAX) {
         let event = item?.event;
+        if matches!(event.kind, EventKind::MessageReceived { .. }) {
+            // The recorded state after the previous message's events: its side.
+            if let Some(done) = pending.take() {
+                run.message(done, each)?;
+            }
+        }
+        apply_checked(&mut run.recorded, &event)?;
         match event.kind {
             EventKind::SessionStarted { .. } => {
                 if run.state.last_seq == 0 {
@@ -129,9 +225,6 @@ pub fn what_if(
                 }
             }
             EventKind::MessageReceived { .. } => {
-                if let Some(done) = pending.take() {
-                    run.message(done, out)?;
-                }
                 pending = Some(Recorded {
                     index: run.result.messages + 1,
                     message: event,
@@ -155,20 +248,9 @@ pub fn what_if(
         }
     }
     if let Some(done) = pending.take() {
-        run.message(done, out)?;
+        run.message(done, each)?;
     }
-    let result = run.result;
-    if result.identical() {
-        writeln!(out, "result: identical ({} messages)", result.messages)
-    } else {
-        writeln!(
-            out,
-            "result: diverges in {} of {} messages",
-            result.diverged, result.messages
-        )
-    }
-    .map_err(write_error)?;
-    Ok(result)
+    Ok(run.result)
 }
 
 fn write_error(e: std::io::Error) -> AuditError {
@@ -189,6 +271,9 @@ struct Recorded {
 struct Rerun<'a> {
     flow: &'a Flow,
     tenant: &'a TenantInfo<'a>,
+    /// The recorded session, folded from its events.
+    recorded: SessionState,
+    /// The what-if session.
     state: SessionState,
     /// The message after which the what-if session ended.
     ended_at: Option<u64>,
@@ -196,18 +281,12 @@ struct Rerun<'a> {
 }
 
 impl Rerun<'_> {
-    fn message(&mut self, recorded: Recorded, out: &mut dyn Write) -> Result<(), AuditError> {
+    fn message(
+        &mut self,
+        recorded: Recorded,
+        each: &mut dyn FnMut(MessageResult) -> Result<(), AuditError>,
+    ) -> Result<(), AuditError> {
         self.result.messages += 1;
-        let label = format!("message {} (seq {})", recorded.index, recorded.message.seq);
-        if let Some(ended) = self.ended_at {
-            self.result.diverged += 1;
-            writeln!(
-                out,
-                "{label}: differs\n  not run: the what-if session ended at message {ended}"
-            )
-            .map_err(write_error)?;
-            return Ok(());
-        }
         let EventKind::MessageReceived {
             message_id,
             user,
@@ -216,6 +295,22 @@ impl Rerun<'_> {
         else {
             return Ok(());
         };
+        let recorded_outcomes = outcomes(&recorded.events);
+        let mut result = MessageResult {
+            index: recorded.index,
+            seq: recorded.message.seq,
+            text: text.clone(),
+            recorded: side(&self.recorded, &recorded_outcomes),
+            what_if: side(&self.state, &[]),
+            differences: Vec::new(),
+        };
+        if let Some(ended) = self.ended_at {
+            self.result.diverged += 1;
+            result.differences = vec![format!(
+                "not run: the what-if session ended at message {ended}"
+            )];
+            return each(result);
+        }
         let input = Input {
             message_id,
             user,
@@ -236,21 +331,17 @@ impl Rerun<'_> {
                 },
             ]
         });
-        let differences = compare(&outcomes(&recorded.events), &outcomes(&produced));
-        if differences.is_empty() {
-            writeln!(out, "{label}: same").map_err(write_error)?;
-        } else {
+        let produced_outcomes = outcomes(&produced);
+        result.differences = compare(&recorded_outcomes, &produced_outcomes);
+        if result.diverged() {
             self.result.diverged += 1;
-            writeln!(out, "{label}: differs").map_err(write_error)?;
-            for difference in differences {
-                writeln!(out, "  {difference}").map_err(write_error)?;
-            }
         }
         self.fold(produced, &recorded.message.channel, &recorded.message)?;
         if !self.state.is_open() {
             self.ended_at = Some(recorded.index);
         }
-        Ok(())
+        result.what_if = side(&self.state, &produced_outcomes);
+        each(result)
     }
 
     /// Applies the what-if events, numbered after the what-if state's last seq.
@@ -278,6 +369,29 @@ impl Rerun<'_> {
         }
         Ok(())
     }
+}
+
+/// One side of a message's result: its replies and failure from `outcomes`, its vars and end
+/// from `state` (after the message).
+fn side(state: &SessionState, outcomes: &[Outcome]) -> Side {
+    let mut side = Side {
+        vars: state.vars.clone(),
+        ended: match &state.status {
+            SessionStatus::Ended { reason } => Some(reason.clone()),
+            SessionStatus::Open => None,
+        },
+        ..Side::default()
+    };
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Reply(text) => side.replies.push(text.clone()),
+            Outcome::Failed { error, .. } => {
+                side.failed.get_or_insert_with(|| error.clone());
+            }
+            Outcome::State { .. } | Outcome::Awaiting { .. } | Outcome::Ended(_) => {}
+        }
+    }
+    side
 }
 
 /// What a message's run did that the comparison looks at.

@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -159,6 +160,26 @@ fn session_scope(env: &EnvId, team: Option<&TeamId>) -> Vec<u8> {
     k
 }
 
+/// The day number since the Unix epoch of a UTC date `YYYY-MM-DD` (exactly that shape), as the
+/// usage counters key their days; `Err` says what is wrong.
+pub fn day_number(date: &str) -> Result<u32, String> {
+    let shape = date.len() == 10
+        && date.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    if !shape {
+        return Err("expected a UTC date YYYY-MM-DD (e.g. 2026-11-30)".to_owned());
+    }
+    let at = humantime::parse_rfc3339(&format!("{date}T00:00:00Z"))
+        .map_err(|e| format!("not a date: {e}"))?;
+    let secs = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| "before 1970-01-01".to_owned())?
+        .as_secs();
+    u32::try_from(secs / 86_400).map_err(|e| e.to_string())
+}
+
 /// `YYYY-MM-DD` of a day number since the Unix epoch.
 fn day_string(day: u32) -> String {
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::from(day) * 86_400);
@@ -280,6 +301,19 @@ impl Projector {
         team: Option<&TeamId>,
         by: UsageBy,
     ) -> Result<Vec<UsageRow>, ProjectorError> {
+        self.usage_days(tenant, env, team, by, &(0..=u32::MAX))
+    }
+
+    /// [`usage`](Self::usage) of the UTC days in `days` only (day numbers since the Unix epoch,
+    /// both ends inclusive; see [`day_number`]).
+    pub fn usage_days(
+        &self,
+        tenant: &TenantId,
+        env: Option<&EnvId>,
+        team: Option<&TeamId>,
+        by: UsageBy,
+        days: &RangeInclusive<u32>,
+    ) -> Result<Vec<UsageRow>, ProjectorError> {
         let mut prefix = vec![TAG_USAGE];
         if let Some(env) = env {
             push_part(&mut prefix, env.as_str());
@@ -308,6 +342,9 @@ impl Projector {
                 continue;
             }
             let day = u32::from_be_bytes(*day);
+            if !days.contains(&day) {
+                continue;
+            }
             let counters: UsageCounters =
                 decode_limited(&value).map_err(|e| corrupt(&e.to_string()))?;
             let group = match by {

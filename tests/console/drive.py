@@ -301,6 +301,12 @@ def run(page):
         close.click()
         expect(tid("timeline")).to_contain_text("SessionEnded", timeout=LIVE_WITHIN_S * 1000)
         expect(close).to_be_disabled()
+        if "GET /api/v1/sessions/{id}/state" in available:
+            # The slider was at the end: it follows the new event, and the state shows it.
+            ended_seq = str(events.count())
+            expect(slider).to_have_value(ended_seq)
+            expect(replay.locator("dl")).to_have_attribute("data-at-seq", ended_seq)
+            expect(replay).to_contain_text("closed by operator")
     else:
         expect(close).to_be_disabled()
     need(available, "GET /api/v1/sessions/{id}/events/stream",

@@ -14,6 +14,7 @@ mod console;
 mod corruption;
 mod crash;
 mod crash_writer;
+mod debug_api;
 mod http;
 mod jetstream;
 mod limits;

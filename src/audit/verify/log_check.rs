@@ -3,28 +3,55 @@
 //! hash to the tenant's head, and every session's seqs gapless from its `SessionStarted`.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
 use super::super::record::hash_hex;
 use super::super::AuditError;
-use super::{problem, Problem, ProblemKind, Summary, Verdict};
+use super::{problem, Problem, ProblemKind, Progress, Summary, Verdict};
 use crate::events::codec::{Hash, GENESIS_HASH};
 use crate::events::log::{EventLog, Head, StoredEvent};
 use crate::events::schema::{Event, EventKind};
 use crate::tenancy::TenantId;
 
-/// See [`super::verify_log`].
-pub(super) fn verify(log: &EventLog, tenant: &TenantId) -> Result<Verdict, AuditError> {
-    Ok(match check(log, tenant) {
-        Ok(summary) => Verdict::Intact(summary),
-        Err(p) => Verdict::Broken(p),
-    })
+/// See [`super::verify_log_with_progress`].
+pub(super) fn verify(
+    log: &EventLog,
+    tenant: &TenantId,
+    progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<Verdict, AuditError> {
+    match check(log, tenant, progress) {
+        Ok(summary) => Ok(Verdict::Intact(summary)),
+        Err(Halt::Broken(p)) => Ok(Verdict::Broken(p)),
+        Err(Halt::Stopped { checked }) => Err(AuditError::Usage(format!(
+            "verification stopped by its caller after {checked} events"
+        ))),
+    }
 }
 
-/// The first problem of the tenant's log, else its summary.
-fn check(log: &EventLog, tenant: &TenantId) -> Result<Summary, Problem> {
+/// Why a walk ended before the summary.
+enum Halt {
+    /// The first problem found.
+    Broken(Problem),
+    /// The progress callback asked to stop, after `checked` good events.
+    Stopped { checked: u64 },
+}
+
+impl From<Problem> for Halt {
+    fn from(p: Problem) -> Halt {
+        Halt::Broken(p)
+    }
+}
+
+/// The first problem of the tenant's log, else its summary; `progress` hears of every event
+/// found good.
+fn check(
+    log: &EventLog,
+    tenant: &TenantId,
+    progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<Summary, Halt> {
     if let Some(d) = log.damaged().iter().find(|d| &d.tenant == tenant) {
         let detail = format!("{}: {}", d.position, d.detail);
-        return Err(broken(None, ProblemKind::Unreadable, detail));
+        return Err(broken(None, ProblemKind::Unreadable, detail).into());
     }
     let reader = log.tenant(tenant);
     let head = reader
@@ -39,6 +66,15 @@ fn check(log: &EventLog, tenant: &TenantId) -> Result<Summary, Problem> {
                 broken(Some(chain.expected), ProblemKind::Unreadable, detail)
             })?;
             chain.follow(&stored)?;
+            let good = Progress {
+                events: chain.expected - 1,
+                tenant_seq: stored.event.tenant_seq,
+            };
+            if progress(good).is_break() {
+                return Err(Halt::Stopped {
+                    checked: good.events,
+                });
+            }
         }
     }
     chain.finish(last, head)?;

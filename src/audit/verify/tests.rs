@@ -335,3 +335,33 @@ fn the_log_verifies_from_genesis() {
         ))
     );
 }
+
+#[test]
+fn log_verification_reports_progress_per_event_and_stops_when_asked() {
+    let fx = fixture::build();
+    let mut seen = Vec::new();
+    let verdict = verify_log_with_progress(&fx.log, &id("acme"), &mut |p| {
+        seen.push(p);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    let Verdict::Intact(summary) = verdict else {
+        panic!("{verdict}")
+    };
+    assert_eq!(seen.len() as u64, summary.count);
+    for (i, p) in seen.iter().enumerate() {
+        assert_eq!((p.events, p.tenant_seq), (i as u64 + 1, i as u64 + 1));
+    }
+    // Asked to stop after the second event: no verdict.
+    let mut calls = 0;
+    let stopped = verify_log_with_progress(&fx.log, &id("acme"), &mut |_| {
+        calls += 1;
+        if calls == 2 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    assert!(matches!(stopped, Err(AuditError::Usage(_))), "{stopped:?}");
+    assert_eq!(calls, 2);
+}

@@ -342,6 +342,33 @@ async fn a_message_sent_to_a_non_owner_is_handled_by_the_owner_and_answered_as_i
 }
 
 #[actix_rt::test]
+async fn an_operator_close_or_reset_on_a_non_owner_is_refused_and_appends_nothing() {
+    let nats = NatsServer::start();
+    let (a, b) = pair(&nats).await;
+    let at = ctx("acme");
+    let s1: SessionId = id("s1");
+    a.runtime
+        .send(&at, &web(), msg("s1", "hello", None))
+        .await
+        .unwrap();
+    let before = a.last_seq(&at, &s1);
+    // b holds none of acme's session actors: neither a close nor a reset can act there.
+    let closed = b.runtime.close_session(&at, &web(), &s1).await;
+    assert!(
+        matches!(closed, Err(RuntimeError::Interrupted)),
+        "{closed:?}"
+    );
+    let reset = b.runtime.reset_session(&at, &s1).await;
+    assert!(matches!(reset, Err(RuntimeError::Interrupted)), "{reset:?}");
+    assert_eq!(a.last_seq(&at, &s1), before);
+    assert_eq!(b.last_seq(&at, &s1), 0);
+    // On the owner both act.
+    a.runtime.reset_session(&at, &s1).await.unwrap();
+    let ack = a.runtime.close_session(&at, &web(), &s1).await.unwrap();
+    assert_eq!(ack.seq, before + 1);
+}
+
+#[actix_rt::test]
 async fn a_burst_for_one_session_through_a_non_owner_keeps_its_order() {
     let nats = NatsServer::start();
     let (a, b) = pair(&nats).await;

@@ -90,6 +90,17 @@ pub enum ApiError {
         /// Which limit: `the tenant's limit` or `the server's limit`.
         limit: &'static str,
     },
+    /// A what-if flow (the request body) cannot be used; the loader's message names the line or
+    /// the field. 400.
+    #[error("{0}")]
+    InvalidFlow(String),
+    /// The route covers the whole tenant (e.g. its hash chain), which a team-scoped caller
+    /// (team claim or `X-Team-ID`) may not see. 403.
+    #[error(
+        "{0} covers the whole tenant, not one team: use a token without a team claim and no \
+         X-Team-ID header"
+    )]
+    TeamScoped(&'static str),
     /// Ours: a stored record cannot be read. 500, detail logged.
     #[error("reading the log: {0}")]
     Read(#[from] ReadError),
@@ -158,6 +169,8 @@ impl ApiError {
             ApiError::BodyTimeout => ("body_timeout", true),
             ApiError::QuotaExceeded { .. } => ("quota_exceeded", true),
             ApiError::ExportsBusy { .. } => ("exports_busy", true),
+            ApiError::InvalidFlow(_) => ("invalid_flow", false),
+            ApiError::TeamScoped(_) => ("team_scoped", false),
             ApiError::Read(_) | ApiError::Internal(_) => ("internal", false),
         };
         ErrorCode { code, rejection }
@@ -193,8 +206,10 @@ impl ApiError {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
             },
-            ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
-            ApiError::TeamMismatch(_) => StatusCode::FORBIDDEN,
+            ApiError::InvalidJson(_) | ApiError::InvalidField { .. } | ApiError::InvalidFlow(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::TeamMismatch(_) | ApiError::TeamScoped(_) => StatusCode::FORBIDDEN,
             ApiError::UnknownTeam(_) | ApiError::SessionNotFound(_) | ApiError::RouteNotFound => {
                 StatusCode::NOT_FOUND
             }

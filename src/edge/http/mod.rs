@@ -7,7 +7,8 @@
 //! listeners share), `metrics_listener` (`/metrics` on its own address), `metrics` (the HTTP
 //! metric families), `error` (`ApiError` → status, code, JSON body: the one place statuses are
 //! decided), `dto` (the API's JSON shapes), `observe` (the per-request log line, bounded),
-//! `export_slots` (how many exports may run at once), `console` (the operator console's embedded
+//! `export_slots` (how many exports may run at once), `debug` (the online debugging routes:
+//! point-in-time state, what-if, close/reset, verify), `console` (the operator console's embedded
 //! files under `/console/` and the OpenAPI document, served without auth).
 //!
 //! Invariants:
@@ -20,6 +21,7 @@
 
 mod body;
 pub mod console;
+mod debug;
 pub mod dto;
 pub mod error;
 pub mod export_slots;

@@ -29,7 +29,7 @@ use super::export_slots::ExportSlot;
 use super::state::{blocking, read_team, EdgeState};
 use crate::audit::export::{export, ExportFormat, ExportOptions};
 use crate::edge::auth::Caller;
-use crate::projections::projector::UsageBy;
+use crate::projections::projector::{day_number, UsageBy};
 
 /// Chunks of an export in flight between the exporting thread and the response.
 const EXPORT_CHUNKS_IN_FLIGHT: usize = 16;
@@ -71,10 +71,29 @@ fn choice<T: Copy>(
 #[derive(Deserialize)]
 pub(super) struct UsageQuery {
     by: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
 }
 
-/// `GET /api/v1/usage?by=team|channel|day`: the tenant's usage in the token's env (and team,
-/// when one applies: its rows only, by day too).
+/// The days of `?since=&until=` (UTC dates, both inclusive; an absent end does not limit).
+fn usage_days(query: &UsageQuery) -> Result<std::ops::RangeInclusive<u32>, ApiError> {
+    let day = |field: &'static str, raw: &Option<String>| {
+        raw.as_deref()
+            .map(day_number)
+            .transpose()
+            .map_err(|e| ApiError::field(field, e))
+    };
+    let since = day("since", &query.since)?.unwrap_or(0);
+    let until = day("until", &query.until)?.unwrap_or(u32::MAX);
+    if since > until {
+        return Err(ApiError::field("since", "must not be after until"));
+    }
+    Ok(since..=until)
+}
+
+/// `GET /api/v1/usage?by=team|channel|day&since=YYYY-MM-DD&until=YYYY-MM-DD`: the tenant's
+/// usage in the token's env (and team, when one applies: its rows only, by day too), on the UTC
+/// days from `since` to `until` (both inclusive) when given.
 pub(super) async fn usage(
     caller: Caller,
     query: web::Query<UsageQuery>,
@@ -86,12 +105,14 @@ pub(super) async fn usage(
         USAGE_BY,
         "must be team, channel or day",
     )?;
+    let days = usage_days(&query)?;
     let team = read_team(&state, &caller)?;
     let (caller, rows) = blocking(state.clone(), move |state| {
         let projector = state.projector();
+        let (tenant, env) = (&caller.tenant, Some(&caller.env));
         let rows = projector
-            .catch_up(state.runtime().log(), &caller.tenant, &mut |_| {})
-            .and_then(|_| projector.usage(&caller.tenant, Some(&caller.env), team.as_ref(), by))
+            .catch_up(state.runtime().log(), tenant, &mut |_| {})
+            .and_then(|_| projector.usage_days(tenant, env, team.as_ref(), by, &days))
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok((caller, rows))
     })
@@ -100,6 +121,8 @@ pub(super) async fn usage(
         "tenant": caller.tenant,
         "env": caller.env,
         "by": by_name,
+        "since": query.since,
+        "until": query.until,
         "usage": rows,
     })))
 }

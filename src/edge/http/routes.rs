@@ -1,6 +1,7 @@
 //! The HTTP route table ([`routes`], listed in [`ROUTES`]) and its handlers: health, readiness,
-//! messages and sessions; the reports (`/usage`, `/audit/export`) are in `reports`, the console
-//! and the OpenAPI document in `console`.
+//! messages and sessions; the reports (`/usage`, `/audit/export`) are in `reports`, the debugging
+//! routes (state at a seq, what-if, close, reset, `/audit/verify`) in `debug`, the console and
+//! the OpenAPI document in `console`.
 //!
 //! Invariants:
 //! - `/api/v1` handlers take a [`Caller`]: the token, the tenancy headers and the tenant's quota
@@ -17,6 +18,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::body::{read_body, refuse};
 use super::console;
+use super::debug;
 use super::dto::{
     AckBody, EventItem, EventsBody, EventsQuery, MessageBody, SessionItem, SessionStateBody,
     SessionsBody, SessionsQuery,
@@ -51,8 +53,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/sessions"),
     ("GET", "/api/v1/sessions/{id}"),
     ("GET", "/api/v1/sessions/{id}/events"),
+    ("GET", "/api/v1/sessions/{id}/state"),
+    ("POST", "/api/v1/sessions/{id}/what-if"),
+    ("POST", "/api/v1/sessions/{id}/close"),
+    ("POST", "/api/v1/sessions/{id}/reset"),
     ("GET", "/api/v1/usage"),
     ("GET", "/api/v1/audit/export"),
+    ("GET", "/api/v1/audit/verify"),
 ];
 
 /// The routes. `/api/v1` handlers take a [`Caller`] first; to add one (e.g. `GET /usage`,
@@ -116,6 +123,26 @@ fn api_v1(cfg: &mut web::ServiceConfig) {
             .to(method_not_allowed),
     )
     .service(
+        web::resource("/sessions/{id}/state")
+            .get(debug::state_at_seq)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/sessions/{id}/what-if")
+            .post(debug::what_if)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/sessions/{id}/close")
+            .post(debug::close)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/sessions/{id}/reset")
+            .post(debug::reset)
+            .to(method_not_allowed),
+    )
+    .service(
         web::resource("/usage")
             .get(reports::usage)
             .to(method_not_allowed),
@@ -123,6 +150,11 @@ fn api_v1(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/audit/export")
             .get(reports::audit_export)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/audit/verify")
+            .get(debug::audit_verify)
             .to(method_not_allowed),
     );
 }
@@ -351,7 +383,7 @@ async fn session_events(
 
 /// The context (with its team) holding `session` in the caller's tenant and env: in `team`, or
 /// in the only team of the tenant that has it. Blocking (reads the log).
-fn find_session(
+pub(super) fn find_session(
     state: &EdgeState,
     caller: &Caller,
     team: Option<TeamId>,

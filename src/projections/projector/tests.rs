@@ -162,6 +162,25 @@ fn usage_matches_a_hand_computed_fixture() {
         days,
         vec![("2024-10-04".to_owned(), 6), ("2024-10-05".to_owned(), 3)]
     );
+    // Between dates (both inclusive): one day, or none.
+    let day = |date: &str| day_number(date).unwrap();
+    let prod = Some(&id("prod"));
+    let only = |from: &str, to: &str| {
+        let rows = p.usage_days(
+            &id("acme"),
+            prod,
+            None,
+            UsageBy::Day,
+            &(day(from)..=day(to)),
+        );
+        let rows = rows.unwrap();
+        rows.iter()
+            .map(|r| r.day.clone().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(only("2024-10-05", "2024-10-05"), vec!["2024-10-05"]);
+    assert_eq!(only("2024-10-01", "2024-10-04"), vec!["2024-10-04"]);
+    assert!(only("2024-10-06", "2030-01-01").is_empty());
     let by_team = p.usage(&id("acme"), None, None, UsageBy::Team).unwrap();
     assert_eq!(by_team.len(), 1);
     assert_eq!(by_team[0].counters.messages_in, 3);
@@ -526,5 +545,23 @@ fn a_rebuild_drops_entries_the_log_does_not_make() {
             .unwrap();
         assert_eq!(p.dump(&id("acme")).unwrap(), acme, "{when:?}");
         assert_eq!(p.dump(&id("acmex")).unwrap(), acmex, "{when:?}");
+    }
+}
+
+#[test]
+fn day_numbers_are_utc_dates_in_exactly_one_shape() {
+    assert_eq!(day_number("1970-01-01"), Ok(0));
+    assert_eq!(day_number("1970-01-02"), Ok(1));
+    let n = day_number("2026-11-30").unwrap();
+    assert_eq!(day_string(n), "2026-11-30");
+    for bad in [
+        "2026-11-3",
+        "2026/11/30",
+        "2026-11-30T00:00:00Z",
+        "2026-13-01",
+        "2026-02-30",
+        "",
+    ] {
+        assert!(day_number(bad).is_err(), "{bad}");
     }
 }

@@ -1,0 +1,67 @@
+//! What an operator does to a session, apart from the message path: close it (`Op::Close`:
+//! `SessionEnded` "closed by operator" alone, through the same durable append as a message) and
+//! keep the runtime's list of quarantined sessions (`Runtime::quarantined_sessions`) true.
+
+use std::collections::BTreeSet;
+
+use actix::prelude::*;
+
+use super::{Outcome, SessionActor};
+use crate::actors::messages::{Deliver, RuntimeError, CLOSED_BY_OPERATOR};
+use crate::actors::shared::QuarantineKey;
+use crate::events::schema::EventKind;
+
+impl SessionActor {
+    /// This session's key among the runtime's quarantined sessions.
+    fn quarantine_key(&self) -> QuarantineKey {
+        let s = &self.state;
+        (
+            s.tenant.clone(),
+            s.env.clone(),
+            s.team.clone(),
+            s.session.clone(),
+        )
+    }
+
+    /// The runtime's set of quarantined sessions (a poisoned lock only means a panic
+    /// elsewhere; the set itself is consistent).
+    fn quarantine_list(&self) -> std::sync::MutexGuard<'_, BTreeSet<QuarantineKey>> {
+        self.env
+            .shared
+            .runtime
+            .quarantined
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds this session to the runtime's quarantined sessions.
+    pub(super) fn list_quarantined(&self) {
+        let key = self.quarantine_key();
+        self.quarantine_list().insert(key);
+    }
+
+    /// Removes this session from the runtime's quarantined sessions.
+    pub(super) fn unlist_quarantined(&self) {
+        let key = self.quarantine_key();
+        self.quarantine_list().remove(&key);
+    }
+
+    /// An operator's close of an open session: `SessionEnded` alone, through the same durable
+    /// append as a message; the ack names its seq.
+    pub(super) fn close(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
+        if self.state.last_seq == 0 {
+            // The edge looks the session up first; an actor for no session appends nothing.
+            let e = RuntimeError::Invalid(format!("no session {}", self.state.session));
+            return msg.answer(Err(e));
+        }
+        let outcome = Outcome {
+            kinds: vec![EventKind::SessionEnded {
+                reason: CLOSED_BY_OPERATOR.to_owned(),
+            }],
+            seq: self.state.last_seq + 1,
+            replies: Vec::new(),
+            panicked: false,
+        };
+        self.commit(msg, outcome, None, ctx);
+    }
+}
