@@ -64,10 +64,11 @@ function guarded(fn) {
 }
 
 class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, retryAfterS) {
     super(code ? `${message} (${code}, HTTP ${status})` : `HTTP ${status}: ${message}`);
     this.status = status;
     this.code = code;
+    this.retryAfterS = retryAfterS;
   }
 }
 
@@ -149,7 +150,8 @@ async function failure(response) {
   } catch (_) {
     /* not JSON: keep the status text */
   }
-  return new ApiError(response.status, code, message);
+  const retryAfter = Number(response.headers.get("Retry-After"));
+  return new ApiError(response.status, code, message, Number.isFinite(retryAfter) ? retryAfter : 0);
 }
 
 /** A fetch of `API + path` as the current token; throws ApiError on a non-2xx answer. */
@@ -306,7 +308,9 @@ async function loadSessions(more) {
   if (more && state.sessionsAfter) params.after = state.sessionsAfter;
   const body = await getJson(`/sessions${query(params)}`);
   const list = $("session-list");
-  const rows = body.sessions.map(sessionRow);
+  // A session active again between two pages moves to the front and may come again: once only.
+  const shown = new Set(more ? [...list.querySelectorAll("button[data-session]")].map((b) => b.dataset.session) : []);
+  const rows = body.sessions.filter((s) => !shown.has(s.session)).map(sessionRow);
   if (more) list.append(...rows);
   else list.replaceChildren(...rows);
   state.sessionsAfter = body.next_after || null;
@@ -423,6 +427,7 @@ async function followLive(live) {
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const stream = has("GET", "/sessions/{id}/events/stream");
   while (!live.signal.aborted) {
+    let wait = RECONNECT_MS;
     try {
       if (stream) {
         await readStream(id, live);
@@ -440,10 +445,12 @@ async function followLive(live) {
         showError(e.message);
         return;
       }
+      // Busy (429) or unavailable: wait as long as the server asks.
+      if (e instanceof ApiError && e.retryAfterS > 0) wait = Math.max(wait, e.retryAfterS * 1000);
     }
     if (live.signal.aborted) return;
     setLive("reconnecting", false);
-    await sleep(RECONNECT_MS);
+    await sleep(wait);
   }
 }
 

@@ -545,6 +545,50 @@ async fn an_operator_can_close_a_quarantined_session_which_leaves_the_list() {
 }
 
 #[actix_rt::test]
+async fn quarantined_sessions_lists_a_parked_session_in_its_scope_only_until_reset() {
+    let (_h, rt, acme) = Harness::started();
+    let victim = say(&rt, &acme, msg(None, "ada", "hello")).await.session;
+    let healthy = say(&rt, &acme, msg(None, "eve", "hi")).await.session;
+    assert!(rt.quarantined_sessions(&acme).is_empty());
+    for _ in 0..4 {
+        let r = rt
+            .send(
+                &acme,
+                &web(),
+                msg(Some(victim.as_str()), "ada", PANIC_PROBE),
+            )
+            .await;
+        assert!(matches!(r, Err(RuntimeError::FlowCrashed(_))), "{r:?}");
+    }
+    let support = TeamId::parse("support").unwrap();
+    assert_eq!(
+        rt.quarantined_sessions(&acme),
+        vec![(support.clone(), victim.clone())]
+    );
+    assert!(!rt
+        .quarantined_sessions(&acme)
+        .iter()
+        .any(|(_, s)| *s == healthy));
+    // All teams of the env see it; another env, tenant or team does not.
+    let all_teams = TenantCtx::new(acme.tenant.clone(), acme.env.clone(), None);
+    assert_eq!(rt.quarantined_sessions(&all_teams).len(), 1);
+    assert!(rt.quarantined_sessions(&ctx("acme", "staging")).is_empty());
+    assert!(rt.quarantined_sessions(&ctx("bigcorp", "prod")).is_empty());
+    let sales = TenantCtx::new(
+        acme.tenant.clone(),
+        acme.env.clone(),
+        Some(TeamId::parse("sales").unwrap()),
+    );
+    assert!(rt.quarantined_sessions(&sales).is_empty());
+    rt.reset_session(&acme, &victim).await.unwrap();
+    // The reset is delivered through the actors: the next message is served after it.
+    let back = say(&rt, &acme, msg(Some(victim.as_str()), "ada", "back")).await;
+    assert_eq!(back.replies, vec!["ACME heard: back"]);
+    assert!(rt.quarantined_sessions(&acme).is_empty());
+    rt.shutdown().await;
+}
+
+#[actix_rt::test]
 async fn a_full_mailbox_yields_overloaded_and_loses_nothing_acked() {
     let (_h, rt, acme) = Harness::started();
     let flood: Vec<_> = (0..600)

@@ -175,7 +175,8 @@ pub(super) fn require_session(
     Ok(())
 }
 
-fn write_event(
+/// Writes one event as `replay` prints it (a timeline line, or a JSON line).
+pub fn write_event(
     out: &mut dyn Write,
     stored: &StoredEvent,
     format: ReplayFormat,

@@ -9,9 +9,11 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::remote::{read_jsonl, stored_event, write_export, Remote, ServerArgs};
 use crate::audit::export::{
     cancel_on_sigint, export_to, sidecar_path, ExportFormat, ExportOptions,
 };
+use crate::audit::replay::write_event;
 use crate::audit::replay::{
     replay as replay_events, state_at, ReplayFormat, ReplayOptions, ReplayScope,
 };
@@ -58,6 +60,8 @@ pub struct ExportArgs {
     /// Write to FILE, and the manifest to FILE.manifest.json, instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub through: ServerArgs,
 }
 
 /// `tenantry verify`.
@@ -123,6 +127,8 @@ pub struct ReplayArgs {
     /// what was recorded. Exits 1 when they diverge.
     #[arg(long, value_name = "FILE", requires = "session")]
     pub with_flow: Option<PathBuf>,
+    #[command(flatten)]
+    pub through: ServerArgs,
 }
 
 /// Runs `tenantry export`: streams to `--out` or stdout. On an error or SIGINT part-way the
@@ -183,6 +189,14 @@ pub fn verify(args: &VerifyArgs, config: Option<&Config>) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: {e}");
+            if let (AuditError::InUse(_), Some(config), Some(tenant)) = (&e, config, &args.tenant) {
+                let url = super::remote::server_url(config);
+                eprintln!(
+                    "while the server runs, verify an export made through it: tenantry export \
+                     --server {url} --tenant {tenant} --out FILE (token from --token or \
+                     TENANTRY_TOKEN), then tenantry verify FILE"
+                );
+            }
             ExitCode::from(EXIT_UNUSABLE)
         }
     }
@@ -237,5 +251,98 @@ pub fn replay(args: &ReplayArgs, config: &Config) -> Result<ExitCode, AuditError
         format: args.format,
     };
     replay_events(&log, &opts, &mut out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tenantry export --server URL`: the server's export of the token's env (and `--team`),
+/// written as offline (`--out` FILE gets its manifest sidecar too, for JSONL).
+pub fn export_through(args: &ExportArgs, remote: &Remote) -> anyhow::Result<ExitCode> {
+    if args.from_seq != 1 {
+        anyhow::bail!(
+            "--from-seq is not available through the server (its export starts at the first \
+             event); leave it out, or stop the server to resume offline"
+        );
+    }
+    if let Some(env) = &args.env {
+        remote.require_env(env)?;
+    }
+    let body = remote.export(args.format, args.since, args.until, args.team.as_ref())?;
+    let manifest = write_export(body, args.format, args.out.as_deref())?;
+    match (&args.out, &manifest) {
+        (Some(path), Some(manifest)) => eprintln!(
+            "exported {} events of tenant {} to {} (manifest {})",
+            manifest.count,
+            manifest.tenant,
+            path.display(),
+            sidecar_path(path).display()
+        ),
+        (_, None) => eprintln!(
+            "note: the server's CSV export carries no manifest (export --format jsonl for one)"
+        ),
+        (None, Some(_)) => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tenantry replay --server URL`: the events of the server's export (token's env; `--team`),
+/// selected and printed exactly as offline.
+pub fn replay_through(args: &ReplayArgs, remote: &Remote) -> anyhow::Result<ExitCode> {
+    if args.at.is_some() || args.with_flow.is_some() {
+        anyhow::bail!(
+            "--at and --with-flow are not available through the server: they read the data dir \
+             (stop the server to use them)"
+        );
+    }
+    if let Some(env) = &args.env {
+        remote.require_env(env)?;
+    }
+    let range = args.from_seq.unwrap_or(1)..=args.to_seq.unwrap_or(u64::MAX);
+    // A session is looked up in one team (`default` without --team), as offline; the tenant's
+    // events are narrowed to --team by the server.
+    let session_team = args.team.clone().unwrap_or_else(TeamId::default_team);
+    let header_team = args
+        .session
+        .is_none()
+        .then_some(args.team.as_ref())
+        .flatten();
+    // For a session the time window applies here only, so that a session outside it is told
+    // apart from a missing one (as offline).
+    let (since, until) = match args.session {
+        Some(_) => (None, None),
+        None => (args.since, args.until),
+    };
+    let in_window = |at: u64| {
+        args.since.is_none_or(|since| at >= since) && args.until.is_none_or(|until| at < until)
+    };
+    let body = remote.export(ExportFormat::Jsonl, since, until, header_team)?;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut session_seen = false;
+    read_jsonl(body, &mut |line| {
+        let position = match &args.session {
+            Some(session) => {
+                if line.session != session.as_str() || line.team != session_team.as_str() {
+                    return Ok(());
+                }
+                session_seen = true;
+                line.seq
+            }
+            None => line.tenant_seq,
+        };
+        if range.contains(&position) && in_window(line.at) {
+            write_event(&mut out, &stored_event(line)?, args.format)?;
+        }
+        Ok(())
+    })?;
+    out.flush()
+        .map_err(|e| AuditError::io("writing stdout", e))?;
+    if let (Some(session), false) = (&args.session, session_seen) {
+        let env = args.env.as_ref().map_or("the token's env", EnvId::as_str);
+        anyhow::bail!(
+            "no session {session} in {}/{env}/{session_team} through the server (check --env \
+             and --team)",
+            args.tenant
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,7 +2,8 @@
 //! logic. `main.rs` only calls [`main`].
 //!
 //! Files: this one (the command tree and its dispatch), `serve` (start and stop the server),
-//! `read_models` (`usage`, `rebuild`), `audit` (`replay`, `export`, `verify`), `secrets`
+//! `read_models` (`usage`, `rebuild`), `audit` (`replay`, `export`, `verify`), `remote`
+//! (`--server URL`: those commands through a running server's HTTP API), `secrets`
 //! (`secrets`, `token`, `keygen`). The benchmarks are their own crate (`bench/`,
 //! `tenantry-bench`).
 
@@ -10,6 +11,7 @@ pub mod audit;
 mod cluster;
 pub mod migrate;
 mod read_models;
+pub mod remote;
 pub mod secrets;
 mod serve;
 
@@ -44,7 +46,8 @@ enum Command {
     /// Validate the configuration and print a summary (tenants, envs, teams, channels, flows).
     CheckConfig,
     /// Print a tenant's usage (messages, replies, sessions, errors, bytes, events) from the read
-    /// models, folding the log up to date first. Offline: needs the data dir (no running server).
+    /// models, folding the log up to date first. Reads the data dir (no running server), or
+    /// goes through a running server with --server URL.
     Usage {
         #[arg(long)]
         tenant: crate::tenancy::TenantId,
@@ -56,6 +59,8 @@ enum Command {
         by: UsageGroup,
         #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
         format: TableOrJson,
+        #[command(flatten)]
+        through: remote::ServerArgs,
     },
     /// Drop and re-fold the read models (usage, sessions) from the log, with progress; with
     /// --snapshots also rewrite every session's CBOR snapshot from the log. Offline.
@@ -79,10 +84,12 @@ enum Command {
     Keygen,
     /// Print a tenant's or a session's events as a timeline (or JSON), a session's state at a
     /// seq (--at), or a what-if re-run of a session with another flow file (--with-flow; exits 1
-    /// when it diverges). Offline: needs the data dir (no running server).
+    /// when it diverges). Reads the data dir (no running server), or goes through a running
+    /// server with --server URL (not --at, --with-flow).
     Replay(audit::ReplayArgs),
     /// Stream a tenant's audit trail as JSONL or CSV with a manifest (chain hashes and stored
-    /// bodies included, for `verify`). Offline. Ctrl-C stops it and prints how to resume.
+    /// bodies included, for `verify`). Offline, or through a running server with --server URL.
+    /// Ctrl-C stops it and prints how to resume.
     Export(audit::ExportArgs),
     /// Check an export file, or a tenant's log (--tenant), against the hash chain. Exit 0
     /// intact, 1 a problem (the first one is named: line, tenant_seq, what), 2 cannot verify.
@@ -143,6 +150,25 @@ fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(Config::load(path, &opts)?)
 }
 
+/// When `result` failed because a running server holds the data dir, says how to go through
+/// it instead (`--server URL`).
+fn with_in_use_hint(
+    result: anyhow::Result<ExitCode>,
+    config: &Config,
+    command: &str,
+) -> anyhow::Result<ExitCode> {
+    result.map_err(|e| {
+        let in_use = e
+            .chain()
+            .any(|c| matches!(c.downcast_ref(), Some(crate::audit::AuditError::InUse(_))));
+        if in_use {
+            anyhow::anyhow!("{e:#}; {}", remote::in_use_hint(config, command))
+        } else {
+            e
+        }
+    })
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => serve::serve(&cli.config),
@@ -159,12 +185,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay(args) => {
+            if let Some(remote) = remote::Remote::from_args(&args.through, &args.tenant)? {
+                return audit::replay_through(&args, &remote);
+            }
             let config = load_config(&cli.config)?;
-            Ok(audit::replay(&args, &config)?)
+            let replayed = audit::replay(&args, &config).map_err(anyhow::Error::new);
+            with_in_use_hint(replayed, &config, "replay")
         }
         Command::Export(args) => {
+            if let Some(remote) = remote::Remote::from_args(&args.through, &args.tenant)? {
+                return audit::export_through(&args, &remote);
+            }
             let config = load_config(&cli.config)?;
-            Ok(audit::export(&args, &config)?)
+            let exported = audit::export(&args, &config).map_err(anyhow::Error::new);
+            with_in_use_hint(exported, &config, "export")
         }
         Command::Verify(args) => {
             // `verify FILE` needs no config; an unusable config is "cannot verify" (exit 2).
@@ -198,7 +232,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             env,
             by,
             format,
-        } => read_models::usage(&cli.config, &tenant, env.as_ref(), by, format),
+            through,
+        } => {
+            if let Some(remote) = remote::Remote::from_args(&through, &tenant)? {
+                return read_models::usage_through(&remote, &tenant, env.as_ref(), by, format);
+            }
+            let config = load_config(&cli.config)?;
+            let usage = read_models::usage(&config, &tenant, env.as_ref(), by, format);
+            with_in_use_hint(usage, &config, "usage")
+        }
         Command::Rebuild { tenant, snapshots } => {
             read_models::rebuild(&cli.config, tenant, snapshots)
         }

@@ -1,10 +1,13 @@
-//! `tenantry usage` and `tenantry rebuild`: the read models, offline (no running server).
+//! `tenantry usage` and `tenantry rebuild`: the read models, offline (no running server);
+//! `usage --server URL` through a running server's API.
 
 use std::process::ExitCode;
 
+use super::remote::Remote;
 use super::{load_config, TableOrJson, UsageGroup};
 use crate::config::Config;
 use crate::events::log::EventLog;
+use crate::projections::projector::UsageRow;
 use crate::projections::snapshot::SnapshotStore;
 
 /// Opens the data dir's log for an offline command.
@@ -13,15 +16,14 @@ fn open_offline(config: &Config) -> anyhow::Result<EventLog> {
 }
 
 pub(super) fn usage(
-    config_path: &std::path::Path,
+    config: &Config,
     tenant: &crate::tenancy::TenantId,
     env: Option<&crate::tenancy::EnvId>,
     by: UsageGroup,
     format: TableOrJson,
 ) -> anyhow::Result<ExitCode> {
-    use crate::projections::projector::{usage_table, Projector, UsageBy};
-    let config = load_config(config_path)?;
-    let log = open_offline(&config)?;
+    use crate::projections::projector::{Projector, UsageBy};
+    let log = open_offline(config)?;
     let projector = Projector::new(&log)?;
     projector.catch_up(&log, tenant, &mut |_| {})?;
     let by = match by {
@@ -30,8 +32,39 @@ pub(super) fn usage(
         UsageGroup::Day => UsageBy::Day,
     };
     let rows = projector.usage(tenant, env, None, by)?;
+    print_usage(tenant, &rows, format)
+}
+
+/// `tenantry usage --server URL`: the server's usage of the token's env, printed as offline.
+pub(super) fn usage_through(
+    remote: &Remote,
+    tenant: &crate::tenancy::TenantId,
+    env: Option<&crate::tenancy::EnvId>,
+    by: UsageGroup,
+    format: TableOrJson,
+) -> anyhow::Result<ExitCode> {
+    let by = match by {
+        UsageGroup::Team => "team",
+        UsageGroup::Channel => "channel",
+        UsageGroup::Day => "day",
+    };
+    if let Some(env) = env {
+        remote.require_env(env)?;
+    }
+    let answer = remote.usage(by)?;
+    let rows: Vec<UsageRow> = serde_json::from_value(answer["usage"].clone())
+        .map_err(|e| anyhow::anyhow!("the server's usage rows: {e}"))?;
+    print_usage(tenant, &rows, format)
+}
+
+fn print_usage(
+    tenant: &crate::tenancy::TenantId,
+    rows: &[UsageRow],
+    format: TableOrJson,
+) -> anyhow::Result<ExitCode> {
+    use crate::projections::projector::usage_table;
     match format {
-        TableOrJson::Table => print!("{}", usage_table(&rows)),
+        TableOrJson::Table => print!("{}", usage_table(rows)),
         TableOrJson::Json => println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "tenant": tenant, "usage": rows }))?

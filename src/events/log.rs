@@ -458,6 +458,14 @@ impl EventLog {
         self.inner.shared.limit(tenant)
     }
 
+    /// Changes whenever `tenant`'s durable frontier does (a flush, a followed record on a
+    /// cluster node that does not own the tenant, a recovery, a deletion); the value is a
+    /// counter: read [`EventLog::durable_frontier`] after a change. Subscribe before reading the
+    /// frontier, so that nothing between the read and the wait is missed.
+    pub fn watch_frontier(&self, tenant: &TenantId) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.shared.watch_frontier(tenant)
+    }
+
     /// Appends a group; resolves once it is durable. Never waits for queue space: a full queue is
     /// [`AppendError::Overloaded`] at once, so overload turns into refusals, not memory.
     pub async fn append(&self, group: AppendGroup) -> Result<AppendOutcome, AppendError> {

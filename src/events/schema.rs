@@ -275,8 +275,8 @@ pub enum KindView<'a> {
         flow_version: &'a str,
     },
     MessageReceived {
-        /// Bytes of the message text.
-        text_bytes: usize,
+        /// The message text.
+        text: &'a str,
     },
     NodeEntered {
         node: &'a str,
@@ -311,9 +311,7 @@ impl<'a> From<&'a EventKind> for KindView<'a> {
                 flow,
                 flow_version,
             },
-            EventKind::MessageReceived { text, .. } => KindView::MessageReceived {
-                text_bytes: text.len(),
-            },
+            EventKind::MessageReceived { text, .. } => KindView::MessageReceived { text },
             EventKind::NodeEntered { node } => KindView::NodeEntered { node },
             EventKind::ReplySent { text, .. } => KindView::ReplySent {
                 text_bytes: text.len(),
@@ -366,15 +364,11 @@ impl<'a> KindView<'a> {
             }
             "MessageReceived" if version == 1 => {
                 let d: MessageReceivedV1View = decode_limited(data)?;
-                KindView::MessageReceived {
-                    text_bytes: d.text.len(),
-                }
+                KindView::MessageReceived { text: d.text }
             }
             "MessageReceived" => {
                 let d: MessageReceivedView = decode_limited(data)?;
-                KindView::MessageReceived {
-                    text_bytes: d.text.len(),
-                }
+                KindView::MessageReceived { text: d.text }
             }
             "NodeEntered" => {
                 let d: NodeView = decode_limited(data)?;

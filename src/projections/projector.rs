@@ -3,7 +3,10 @@
 //!
 //! - **usage**: counters per env × team × channel × UTC day (`U{env}\0{team}\0{channel}\0{day}`);
 //! - **sessions**: every session's [`SessionState`] (`S{env}\0{team}\0{session}`), which is both
-//!   the session-state read model (keyed by the state key's parts) and the session index.
+//!   the session-state read model (keyed by the state key's parts) and the session index;
+//!   beside it the text of each session's last `MessageReceived`, cut at
+//!   [`LAST_MESSAGE_CHARS_MAX`] chars (`M{env}\0{team}\0{session}`, MessagePack string), for the
+//!   sessions list's `q` filter and `last_message`.
 //!
 //! `catch_up` folds from the checkpoint to the tenant's head in batches of `FOLD_BATCH_EVENTS`,
 //! committing data and checkpoint together; `rebuild` folds from 1 in place of a tenant's read
@@ -44,6 +47,9 @@ pub const REBUILD_ENTRIES_MAX: usize = 65_536;
 const MS_PER_DAY: u64 = 86_400_000;
 const TAG_USAGE: u8 = b'U';
 const TAG_SESSION: u8 = b'S';
+const TAG_LAST_MESSAGE: u8 = b'M';
+/// Chars of a session's last message kept in the read models (and shown by the sessions list).
+pub const LAST_MESSAGE_CHARS_MAX: usize = 200;
 
 /// Why a projection could not be read or updated.
 #[derive(Debug, thiserror::Error)]
@@ -79,9 +85,9 @@ impl UsageCounters {
     fn count(&mut self, kind: &KindView<'_>) {
         self.events += 1;
         match *kind {
-            KindView::MessageReceived { text_bytes } => {
+            KindView::MessageReceived { text } => {
                 self.messages_in += 1;
-                self.bytes_in += text_bytes as u64;
+                self.bytes_in += text.len() as u64;
             }
             KindView::ReplySent { text_bytes } => {
                 self.replies_out += 1;
@@ -116,8 +122,9 @@ pub enum UsageBy {
     Day,
 }
 
-/// One row of a usage query. Fields that are not part of the grouping are `None`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// One row of a usage query. Fields that are not part of the grouping are `None`. Read back
+/// (`Deserialize`) by `tenantry usage --server`, from the server's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRow {
     pub env: EnvId,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -409,6 +416,54 @@ impl Projector {
                 tenant: tenant.clone(),
                 detail: e.to_string(),
             })
+        })
+    }
+
+    /// The states of the tenant's sessions in `env` (and `team`, when given), by (team, id),
+    /// each with the text of its last `MessageReceived` (cut at [`LAST_MESSAGE_CHARS_MAX`]
+    /// chars), if any. The two key families are walked side by side (same order), so memory
+    /// stays flat.
+    pub fn sessions_with_last_message(
+        &self,
+        tenant: &TenantId,
+        env: &EnvId,
+        team: Option<&TeamId>,
+    ) -> impl Iterator<Item = Result<(SessionState, Option<String>), ProjectorError>> + '_ {
+        let states_prefix = session_scope(env, team);
+        let mut messages_prefix = states_prefix.clone();
+        if let Some(tag) = messages_prefix.first_mut() {
+            *tag = TAG_LAST_MESSAGE;
+        }
+        let owner = tenant.clone();
+        let corrupt = move |detail: String| ProjectorError::Corrupt {
+            tenant: owner.clone(),
+            detail,
+        };
+        let mut messages = self.tree.scan(tenant, &messages_prefix).peekable();
+        self.tree.scan(tenant, &states_prefix).map(move |entry| {
+            let (key, value) = entry?;
+            let state: SessionState = decode_limited(&value).map_err(|e| corrupt(e.to_string()))?;
+            let id = key.get(1..).unwrap_or_default();
+            // Both families are sorted by the same key after their tag: messages of sessions
+            // before this one (none, unless the tree is damaged) are skipped.
+            while messages
+                .next_if(|m| {
+                    m.as_ref()
+                        .is_ok_and(|(k, _)| k.get(1..).unwrap_or_default() < id)
+                })
+                .is_some()
+            {}
+            let text = match messages.next_if(|m| {
+                m.as_ref()
+                    .map_or(true, |(k, _)| k.get(1..).unwrap_or_default() == id)
+            }) {
+                Some(m) => {
+                    let (_, v) = m?;
+                    Some(decode_limited::<String>(&v).map_err(|e| corrupt(e.to_string()))?)
+                }
+                None => None,
+            };
+            Ok((state, text))
         })
     }
 

@@ -213,6 +213,10 @@ def run(page):
     expect(tid("timeline")).to_contain_text("ReplySent")
     before = events.count()
 
+    if "GET /api/v1/sessions/{id}/events/stream" in available:
+        # Followed through the SSE stream (fetch streaming), not by polling.
+        expect(page.locator("#live-status")).to_have_text("live")
+
     step("a message posted through the API appears in the open timeline within 2 s")
     nonce = f"are you there {time.time_ns()}"
     posted = post_message(TOKEN_A, SESSION_A, nonce)

@@ -8,6 +8,7 @@
 
 mod audit;
 mod check_config;
+mod cli_server;
 mod cluster;
 mod cluster_forward;
 mod console;
@@ -27,5 +28,7 @@ mod reports;
 mod secrets;
 mod serve;
 mod server_crash;
+mod sessions_list;
 mod snapshots;
+mod streams;
 mod support;

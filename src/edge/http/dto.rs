@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::actors::messages::Ack;
-use crate::events::log::{SessionInfo, StoredEvent};
+use crate::events::log::StoredEvent;
 use crate::projections::session::{Cursor, SessionState, SessionStatus};
 
 /// `POST /api/v1/messages`. Ids arrive as text and are validated by the handler, so that an
@@ -62,15 +62,24 @@ impl<'a> AckBody<'a> {
     }
 }
 
-/// `?limit=&after=` of `GET /api/v1/sessions`.
+/// `?limit=&after=&q=&status=&since=` of `GET /api/v1/sessions`.
 #[derive(Debug, Deserialize)]
 pub struct SessionsQuery {
     /// Most sessions to return.
     #[serde(default)]
     pub limit: Option<u32>,
-    /// Return sessions after this cursor (`next_after` of the previous page: `team/session`).
+    /// Return sessions after this opaque cursor (`next_after` of the previous page).
     #[serde(default)]
     pub after: Option<String>,
+    /// Case-insensitive substring of the session's user or of its last message's text.
+    #[serde(default)]
+    pub q: Option<String>,
+    /// `open`, `ended` or `quarantined`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Unix ms, or an RFC 3339 date or date-time: sessions active at or after it.
+    #[serde(default)]
+    pub since: Option<String>,
 }
 
 /// `?from_seq=&to_seq=` of `GET /api/v1/sessions/{id}/events`.
@@ -94,19 +103,36 @@ pub struct SessionItem {
     user: String,
     started_at: u64,
     state_key: String,
+    /// Unix ms of the session's last event.
+    last_activity: u64,
+    /// `open`, `ended` or `quarantined`.
+    status: &'static str,
+    /// The text of the last `MessageReceived` (cut at 200 chars), or null.
+    last_message: Option<String>,
 }
 
 impl SessionItem {
-    /// The JSON view of `info` in `tenant`.
-    pub fn new(tenant: &str, info: &SessionInfo) -> SessionItem {
+    /// The JSON view of a session's read-model `state`, with its `status` and `last_message`.
+    pub fn new(
+        state: &SessionState,
+        status: &'static str,
+        last_message: Option<String>,
+    ) -> SessionItem {
         SessionItem {
-            session: info.session.to_string(),
-            env: info.env.to_string(),
-            team: info.team.to_string(),
-            channel: info.channel.to_string(),
-            user: info.user.clone(),
-            started_at: info.started_at_ms,
-            state_key: format!("state:{tenant}:{}:{}:{}", info.env, info.team, info.session),
+            session: state.session.to_string(),
+            env: state.env.to_string(),
+            team: state.team.to_string(),
+            channel: state
+                .channel
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            user: state.user.clone(),
+            started_at: state.started_at_ms,
+            state_key: state.state_key(),
+            last_activity: state.last_activity_ms,
+            status,
+            last_message,
         }
     }
 }
@@ -114,7 +140,7 @@ impl SessionItem {
 /// The answer to `GET /api/v1/sessions`.
 #[derive(Debug, Serialize)]
 pub struct SessionsBody {
-    /// The page, ordered by (team, session).
+    /// The page, latest activity first (ties: team, session).
     pub sessions: Vec<SessionItem>,
     /// Pass as `?after=` to get the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -101,6 +101,14 @@ pub enum ApiError {
          X-Team-ID header"
     )]
     TeamScoped(&'static str),
+    /// The tenant has as many event streams open as allowed. 429 with `Retry-After`.
+    #[error(
+        "{max} event streams of this tenant are open (the most allowed); close one or retry later"
+    )]
+    StreamsBusy {
+        /// The limit per tenant.
+        max: usize,
+    },
     /// Ours: a stored record cannot be read. 500, detail logged.
     #[error("reading the log: {0}")]
     Read(#[from] ReadError),
@@ -171,6 +179,7 @@ impl ApiError {
             ApiError::ExportsBusy { .. } => ("exports_busy", true),
             ApiError::InvalidFlow(_) => ("invalid_flow", false),
             ApiError::TeamScoped(_) => ("team_scoped", false),
+            ApiError::StreamsBusy { .. } => ("streams_busy", true),
             ApiError::Read(_) | ApiError::Internal(_) => ("internal", false),
         };
         ErrorCode { code, rejection }
@@ -217,9 +226,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::QuotaExceeded { .. } | ApiError::ExportsBusy { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::QuotaExceeded { .. }
+            | ApiError::ExportsBusy { .. }
+            | ApiError::StreamsBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Read(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -235,6 +244,7 @@ impl ApiError {
                 Some(SESSIONS_FULL_RETRY_AFTER_S)
             }
             ApiError::ExportsBusy { .. } => Some(EXPORTS_BUSY_RETRY_AFTER_S),
+            ApiError::StreamsBusy { .. } => Some(super::stream::STREAMS_BUSY_RETRY_AFTER_S),
             _ => None,
         }
     }

@@ -8,8 +8,9 @@
 //! metric families), `error` (`ApiError` → status, code, JSON body: the one place statuses are
 //! decided), `dto` (the API's JSON shapes), `observe` (the per-request log line, bounded),
 //! `export_slots` (how many exports may run at once), `debug` (the online debugging routes:
-//! point-in-time state, what-if, close/reset, verify), `console` (the operator console's embedded
-//! files under `/console/` and the OpenAPI document, served without auth).
+//! point-in-time state, what-if, close/reset, verify), `stream` (the live event streams, SSE),
+//! `sessions` (the sessions list: filters, order, cursor), `console` (the operator console's
+//! embedded files under `/console/` and the OpenAPI document, served without auth).
 //!
 //! Invariants:
 //! - Every `/api/v1` handler takes a `Caller`, so no handler runs before the token, the tenancy
@@ -32,7 +33,9 @@ pub mod observe;
 mod reports;
 mod routes;
 pub mod server;
+mod sessions;
 mod state;
+mod stream;
 
 pub use self::listener::HttpError;
 pub use self::routes::ROUTES;

@@ -1,7 +1,8 @@
 //! The HTTP route table ([`routes`], listed in [`ROUTES`]) and its handlers: health, readiness,
-//! messages and sessions; the reports (`/usage`, `/audit/export`) are in `reports`, the debugging
-//! routes (state at a seq, what-if, close, reset, `/audit/verify`) in `debug`, the console and
-//! the OpenAPI document in `console`.
+//! messages and sessions; the sessions list is in `sessions`, the reports (`/usage`,
+//! `/audit/export`) in `reports`, the debugging routes (state at a seq, what-if, close, reset,
+//! `/audit/verify`) in `debug`, the live event streams in `stream`, the console and the OpenAPI
+//! document in `console`.
 //!
 //! Invariants:
 //! - `/api/v1` handlers take a [`Caller`]: the token, the tenancy headers and the tenant's quota
@@ -19,13 +20,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::body::{read_body, refuse};
 use super::console;
 use super::debug;
-use super::dto::{
-    AckBody, EventItem, EventsBody, EventsQuery, MessageBody, SessionItem, SessionStateBody,
-    SessionsBody, SessionsQuery,
-};
+use super::dto::{AckBody, EventItem, EventsBody, EventsQuery, MessageBody, SessionStateBody};
 use super::error::ApiError;
 use super::reports;
 use super::state::{blocking, read_team, EdgeState};
+use super::{sessions, stream};
 use crate::actors::messages::{Inbound, RuntimeError};
 use crate::edge::auth::Caller;
 use crate::tenancy::{ChannelId, SessionId, TeamId, TenantCtx};
@@ -60,6 +59,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/usage"),
     ("GET", "/api/v1/audit/export"),
     ("GET", "/api/v1/audit/verify"),
+    ("GET", "/api/v1/events/stream"),
+    ("GET", "/api/v1/sessions/{id}/events/stream"),
 ];
 
 /// The routes. `/api/v1` handlers take a [`Caller`] first; to add one (e.g. `GET /usage`,
@@ -109,7 +110,7 @@ fn api_v1(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/sessions")
-            .get(list_sessions)
+            .get(sessions::list)
             .to(method_not_allowed),
     )
     .service(
@@ -155,6 +156,16 @@ fn api_v1(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/audit/verify")
             .get(debug::audit_verify)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/events/stream")
+            .get(stream::tenant_stream)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/sessions/{id}/events/stream")
+            .get(stream::session_stream)
             .to(method_not_allowed),
     );
 }
@@ -264,60 +275,6 @@ fn message_team(caller: &Caller, body_team: Option<&str>) -> Result<Option<TeamI
         return Err(ApiError::TeamMismatch(team.to_string()));
     }
     Ok(Some(team))
-}
-
-/// `GET /api/v1/sessions`: the caller's env's sessions, in its team or all teams, paged.
-async fn list_sessions(
-    caller: Caller,
-    query: web::Query<SessionsQuery>,
-    state: web::Data<EdgeState>,
-) -> Result<HttpResponse, ApiError> {
-    let query = query.into_inner();
-    let limit = query.limit.unwrap_or(SESSIONS_PAGE_DEFAULT);
-    if !(1..=SESSIONS_PAGE_MAX).contains(&limit) {
-        return Err(ApiError::field(
-            "limit",
-            format!("must be 1..={SESSIONS_PAGE_MAX}"),
-        ));
-    }
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let after = query.after.as_deref().map(parse_cursor).transpose()?;
-    let team = read_team(&state, &caller)?;
-    let body = blocking(state.clone(), move |state| {
-        let ctx = caller.ctx(team);
-        let mut sessions = Vec::new();
-        let mut last: Option<(TeamId, SessionId)> = None;
-        let mut next_after = None;
-        let cursor = after.as_ref().map(|(team, session)| (team, session));
-        // Seeks to the cursor: a deep page costs what a first page costs.
-        for info in state.runtime().log().scope(&ctx).sessions_after(cursor) {
-            let info = info?;
-            if sessions.len() == limit {
-                // There is at least one more: point the next page past the last one shown.
-                next_after = last.map(|(team, session)| format!("{team}/{session}"));
-                break;
-            }
-            sessions.push(SessionItem::new(ctx.tenant.as_str(), &info));
-            last = Some((info.team, info.session));
-        }
-        Ok(SessionsBody {
-            sessions,
-            next_after,
-        })
-    })
-    .await?;
-    Ok(HttpResponse::Ok().json(body))
-}
-
-/// Parses a `team/session` cursor.
-fn parse_cursor(raw: &str) -> Result<(TeamId, SessionId), ApiError> {
-    let bad = |detail: String| ApiError::field("after", detail);
-    let (team, session) = raw
-        .split_once('/')
-        .ok_or_else(|| bad("expected the next_after value of a previous page".to_owned()))?;
-    let team = TeamId::parse(team).map_err(|e| bad(e.to_string()))?;
-    let session = SessionId::parse(session).map_err(|e| bad(e.to_string()))?;
-    Ok((team, session))
 }
 
 /// `GET /api/v1/sessions/{id}`: the session's state projection.

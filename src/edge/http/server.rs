@@ -43,6 +43,8 @@ pub const BLOCKING_THREADS_PER_WORKER: usize = 8;
 /// The running HTTP server.
 pub struct ApiServer {
     api: Running,
+    /// Kept to end the event streams when the server stops.
+    state: web::Data<EdgeState>,
     /// The metrics listener, unless `server.metrics_listen` is off.
     metrics: Option<Running>,
 }
@@ -76,6 +78,7 @@ impl ApiServer {
         };
         let state = web::Data::new(EdgeState::new(config, parts));
         let metrics_state = state.clone();
+        let kept_state = state.clone();
         let listen = config.server().listen;
         let body_bytes_max = config.server().http_body_bytes_max;
         let server = actix_web::HttpServer::new(move || {
@@ -130,7 +133,11 @@ impl ApiServer {
         for addr in &api.addrs {
             tracing::info!("listening on {addr}");
         }
-        Ok(ApiServer { api, metrics })
+        Ok(ApiServer {
+            api,
+            state: kept_state,
+            metrics,
+        })
     }
 
     /// The bound addresses (with the real port when `listen` had port 0).
@@ -148,9 +155,11 @@ impl ApiServer {
         self.api.wait().await
     }
 
-    /// Graceful stop: stop accepting connections, let in-flight requests finish (at most
-    /// [`SHUTDOWN_TIMEOUT_S`](super::listener::SHUTDOWN_TIMEOUT_S)), then return.
+    /// Graceful stop: end the event streams, stop accepting connections, let in-flight
+    /// requests finish (at most [`SHUTDOWN_TIMEOUT_S`](super::listener::SHUTDOWN_TIMEOUT_S)),
+    /// then return. Streams end first: they would otherwise hold the stop for its whole timeout.
     pub async fn stop(self) {
+        self.state.begin_shutdown();
         self.api.stop("HTTP server").await;
         if let Some(metrics) = self.metrics {
             metrics.stop("metrics listener").await;

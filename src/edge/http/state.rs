@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::export_slots::ExportSlots;
 use super::metrics::HttpMetrics;
 use super::observe::{LogBudget, TenantLabel};
+use super::stream::StreamSlots;
 use crate::actors::runtime::Runtime;
 use crate::config::Config;
 use crate::edge::auth::{bearer_token, check_headers, Authenticator, Caller};
@@ -39,6 +40,10 @@ pub struct EdgeState {
     refused_log: LogBudget,
     /// Running audit exports, bounded.
     export_slots: ExportSlots,
+    /// Open event streams, bounded per tenant.
+    streams: StreamSlots,
+    /// Set once the server stops: every event stream ends.
+    shutdown: tokio::sync::watch::Sender<bool>,
     /// The name and connection state of the edge served beside HTTP (NATS), when one is
     /// configured (for `/readyz`).
     peer: Option<(&'static str, Link)>,
@@ -81,6 +86,8 @@ impl EdgeState {
             body_bytes_max: config.server().http_body_bytes_max,
             refused_log: LogBudget::default(),
             export_slots: ExportSlots::new(config.server().exports),
+            streams: StreamSlots::default(),
+            shutdown: tokio::sync::watch::channel(false).0,
             peer,
         }
     }
@@ -107,6 +114,20 @@ impl EdgeState {
 
     pub(super) fn export_slots(&self) -> &ExportSlots {
         &self.export_slots
+    }
+
+    pub(super) fn streams(&self) -> &StreamSlots {
+        &self.streams
+    }
+
+    /// Becomes `true` when the server stops.
+    pub(super) fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Tells every event stream to end (the server is stopping).
+    pub(super) fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
     }
 
     pub(super) fn body_bytes_max(&self) -> usize {

@@ -10,6 +10,10 @@
 //! (and `fdatasync`). Readers stop there: a group that sled has applied but not yet made durable,
 //! or whose flush failed, is never visible, so nothing a caller was told had failed is ever read.
 //!
+//! Every change of a tenant's frontier (a flush, a followed record in a cluster, a recovery, a
+//! deletion) bumps that tenant's [`FrontierWatch`], so a live reader (the HTTP event streams)
+//! waits on it instead of polling the log.
+//!
 //! Invariants:
 //! - the frontier only moves forward, by whole batches, after their flush; it is reset only by
 //!   a recovery (to the recovered heads) or a tenant's deletion;
@@ -21,6 +25,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use tokio::sync::watch;
 
 use super::replica::Replica;
 use super::{Damage, Head, LogOptions, ReadError};
@@ -42,6 +48,9 @@ pub(super) struct Shared {
     store: RwLock<Option<Arc<Store>>>,
     /// Per tenant, the last durable `tenant_seq`. A tenant absent here has nothing durable.
     frontier: RwLock<HashMap<TenantId, u64>>,
+    /// Per watched tenant, a counter bumped whenever its frontier changes (after the frontier's
+    /// lock is released, so a watcher never waits on it). Never locked before `frontier`.
+    watchers: Mutex<HashMap<TenantId, watch::Sender<u64>>>,
     /// Why the log refuses appends (a write failed and recovery has not succeeded yet).
     failure: Mutex<Option<String>>,
     /// Tenants whose tail failed its checks at the last open or recovery.
@@ -87,6 +96,7 @@ impl Shared {
             opts: opts.clone(),
             store: RwLock::new(Some(Arc::new(store))),
             frontier: RwLock::new(HashMap::new()),
+            watchers: Mutex::new(HashMap::new()),
             failure: Mutex::new(None),
             damaged: RwLock::new(Vec::new()),
             durable_batch: AtomicU64::new(0),
@@ -170,6 +180,43 @@ impl Shared {
                 }
             }
         }
+        drop(frontier);
+        self.notify(tops.iter().map(|(tenant, _)| tenant));
+    }
+
+    /// A receiver that changes whenever `tenant`'s frontier does (its value is a counter, not
+    /// the frontier: read [`Shared::limit`] after a change). Subscribe before reading, so that
+    /// no change between the read and the wait is missed.
+    pub(super) fn watch_frontier(&self, tenant: &TenantId) -> watch::Receiver<u64> {
+        let mut watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        // Tenants nobody watches any more are dropped here, so the map stays as small as the
+        // set of watched tenants.
+        watchers.retain(|_, tx| tx.receiver_count() > 0);
+        watchers
+            .entry(tenant.clone())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// Wakes the watchers of `tenants`.
+    fn notify<'a>(&self, tenants: impl Iterator<Item = &'a TenantId>) {
+        let watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        if watchers.is_empty() {
+            return;
+        }
+        for tenant in tenants {
+            if let Some(tx) = watchers.get(tenant) {
+                tx.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+    }
+
+    /// Wakes every watcher (after a recovery reset every frontier).
+    fn notify_all(&self) {
+        let watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        for tx in watchers.values() {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 
     /// Whether this node may append for `tenant` (always, outside a cluster).
@@ -199,6 +246,8 @@ impl Shared {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         frontier.insert(tenant.clone(), tenant_seq);
+        drop(frontier);
+        self.notify(std::iter::once(tenant));
     }
 
     /// After a tenant's deletion was flushed: nothing of it is left.
@@ -208,6 +257,8 @@ impl Shared {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         frontier.remove(tenant);
+        drop(frontier);
+        self.notify(std::iter::once(tenant));
     }
 
     /// At open and after a recovery: everything on disk is durable; damaged tenants read up to
@@ -225,6 +276,7 @@ impl Shared {
             .write()
             .unwrap_or_else(PoisonError::into_inner) = frontier;
         *self.damaged.write().unwrap_or_else(PoisonError::into_inner) = damaged;
+        self.notify_all();
     }
 
     pub(super) fn damaged(&self) -> Vec<Damage> {

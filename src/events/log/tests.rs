@@ -337,6 +337,28 @@ fn open_sessions_follow_start_and_end() {
 }
 
 #[test]
+fn the_frontier_watch_of_a_tenant_changes_when_its_frontier_moves_and_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let (acme, bigcorp) = (ctx("acme"), ctx("bigcorp"));
+    let mut acme_watch = log.watch_frontier(&acme.tenant);
+    let bigcorp_watch = log.watch_frontier(&bigcorp.tenant);
+    assert!(!acme_watch.has_changed().unwrap());
+    appended(log.append_blocking(start(&acme, "s1", "ada")));
+    // Acked means durable means the watch has moved: a stream woken now reads the event.
+    assert!(acme_watch.has_changed().unwrap());
+    assert!(
+        !bigcorp_watch.has_changed().unwrap(),
+        "another tenant's watch stays still"
+    );
+    acme_watch.mark_unchanged();
+    assert!(log.durable_frontier(&acme.tenant) > 0);
+    appended(log.append_blocking(start(&bigcorp, "s1", "bob")));
+    assert!(bigcorp_watch.has_changed().unwrap());
+    assert!(!acme_watch.has_changed().unwrap());
+}
+
+#[test]
 fn a_second_open_of_the_same_dir_is_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let _log = open(dir.path());

@@ -22,10 +22,11 @@ use std::collections::BTreeMap;
 
 use super::{
     encode, push_part, session_key_into, Projector, ProjectorError, UsageCounters,
-    FOLD_BATCH_EVENTS, MS_PER_DAY, REBUILD_ENTRIES_MAX, TAG_USAGE,
+    FOLD_BATCH_EVENTS, LAST_MESSAGE_CHARS_MAX, MS_PER_DAY, REBUILD_ENTRIES_MAX, TAG_LAST_MESSAGE,
+    TAG_USAGE,
 };
 use crate::events::log::EventLog;
-use crate::events::schema::EventView;
+use crate::events::schema::{EventView, KindView};
 use crate::projections::session::SessionState;
 use crate::tenancy::{EnvId, SessionId, TeamId, TenantId};
 
@@ -57,7 +58,9 @@ impl CommitWhen {
     fn due(self, held: &Held) -> bool {
         match self {
             CommitWhen::EventsFolded(n) => held.events >= n,
-            CommitWhen::EntriesHeld(n) => held.usage.len() + held.sessions.len() >= n,
+            CommitWhen::EntriesHeld(n) => {
+                held.usage.len() + held.sessions.len() + held.last_messages.len() >= n
+            }
         }
     }
 }
@@ -67,6 +70,8 @@ impl CommitWhen {
 struct Held {
     usage: BTreeMap<Vec<u8>, UsageCounters>,
     sessions: BTreeMap<Vec<u8>, SessionState>,
+    /// Each session's last message text (cut), by its `M` key.
+    last_messages: BTreeMap<Vec<u8>, String>,
     /// Events folded since the last commit.
     events: usize,
     /// Until the first commit of a rebuild: the tree's entries are not this fold's, so they
@@ -198,6 +203,18 @@ impl Projector {
                 state.apply_view(e);
             }
         }
+        let last_text = events.iter().rev().find_map(|e| match e.kind {
+            KindView::MessageReceived { text } => Some(text),
+            _ => None,
+        });
+        if let Some(text) = last_text {
+            // The same key after another tag: no lookup needed, the newest text wins.
+            if let Some(tag) = held.key.first_mut() {
+                *tag = TAG_LAST_MESSAGE;
+            }
+            let cut = text.chars().take(LAST_MESSAGE_CHARS_MAX).collect();
+            held.last_messages.insert(held.key.clone(), cut);
+        }
         Ok(())
     }
 
@@ -214,6 +231,9 @@ impl Projector {
             entries.insert(k, encode(&v));
         }
         for (k, v) in std::mem::take(&mut held.sessions) {
+            entries.insert(k, encode(&v));
+        }
+        for (k, v) in std::mem::take(&mut held.last_messages) {
             entries.insert(k, encode(&v));
         }
         held.events = 0;

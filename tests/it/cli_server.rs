@@ -1,0 +1,300 @@
+//! `tenantry usage | replay | export --server URL` against a real running `serve`: each prints
+//! exactly what the same command prints offline (run after the server stopped, with `--env` set
+//! to the token's env, the only one the server shows), says on stderr that it went through the
+//! server, and a bad token or a data dir held by the server get clear errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::json;
+
+use crate::support::{token, Serve, ServeProcess};
+
+/// The `tenantry` binary in `dir` with `args`, without the test's own tenancy variables.
+fn tenantry(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("TENANTRY_TENANT_ID")
+        .env_remove("TENANTRY_CONFIG")
+        .env_remove("TENANTRY_TOKEN")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Succeeded; its stdout.
+#[track_caller]
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn post(server: &ServeProcess, tenant: &str, env: &str, body: serde_json::Value) -> String {
+    let mut claims = crate::support::claims(tenant);
+    claims["env"] = json!(env);
+    let bearer = format!("Bearer {}", crate::support::sign(&claims));
+    let reply = server.post(
+        "/api/v1/messages",
+        &[("Authorization", &bearer), ("X-Tenant-ID", tenant)],
+        &body.to_string(),
+    );
+    reply.ok()["session"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn usage_replay_and_export_through_the_server_print_what_they_print_offline() {
+    let mut server = Serve::shipped().start();
+    let dir = server.dir.clone();
+    let session = post(
+        &server,
+        "acme",
+        "prod",
+        json!({"team": "support", "channel": "slack", "user": "ada", "text": "hello"}),
+    );
+    post(
+        &server,
+        "acme",
+        "prod",
+        json!({"team": "support", "channel": "slack", "session": session, "user": "ada", "text": "again"}),
+    );
+    post(
+        &server,
+        "acme",
+        "prod",
+        json!({"team": "sales", "channel": "teams", "user": "bob", "text": "quote?"}),
+    );
+    // Another env and another tenant: never in the token's view.
+    post(
+        &server,
+        "acme",
+        "staging",
+        json!({"team": "support", "channel": "slack", "user": "cy", "text": "staging"}),
+    );
+    post(
+        &server,
+        "bigcorp",
+        "prod",
+        json!({"team": "helpdesk", "channel": "webchat", "user": "dee", "text": "BIGCORP"}),
+    );
+
+    let url = server.base();
+    let acme = token("acme");
+    let through = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--server", &url, "--token", &acme]);
+        tenantry(&dir, &all, &[])
+    };
+    let out_file = dir.join("through.jsonl");
+    let out_file_arg = out_file.to_str().unwrap().to_owned();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["usage", "--tenant", "acme"],
+        vec![
+            "usage", "--tenant", "acme", "--by", "day", "--format", "json",
+        ],
+        vec!["replay", "--tenant", "acme"],
+        vec![
+            "replay", "--tenant", "acme", "--team", "support", "--format", "json",
+        ],
+        vec![
+            "replay",
+            "--tenant",
+            "acme",
+            "--env",
+            "prod",
+            "--team",
+            "support",
+            "--session",
+            &session,
+            "--from-seq",
+            "2",
+        ],
+        vec!["export", "--tenant", "acme"],
+        vec![
+            "export", "--tenant", "acme", "--team", "sales", "--format", "csv",
+        ],
+    ];
+    let mut remote = Vec::new();
+    for args in &commands {
+        let out = through(args);
+        let stdout = ok(&out);
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!("note: reading through the server at {url}")),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !stdout.contains("bigcorp")
+                && !stdout.contains("BIGCORP")
+                && !stdout.contains("staging"),
+            "{args:?}: {stdout}"
+        );
+        remote.push(stdout);
+    }
+    assert!(remote[2].contains("\"again\""), "{}", remote[2]);
+    assert!(
+        remote[0].contains("support") && remote[0].contains("sales"),
+        "{}",
+        remote[0]
+    );
+    assert!(
+        remote[5].lines().count() > 5 && remote[5].contains("\"manifest\""),
+        "{}",
+        remote[5]
+    );
+    assert!(
+        remote[6].contains("quote?") && !remote[6].contains("hello"),
+        "{}",
+        remote[6]
+    );
+    assert_eq!(
+        remote[4].lines().count(),
+        6,
+        "seqs 2..=7 of a session of two messages: {}",
+        remote[4]
+    );
+    // --out writes the file and its manifest sidecar, as offline.
+    let to_file = through(&["export", "--tenant", "acme", "--out", &out_file_arg]);
+    ok(&to_file);
+    assert!(
+        text(&to_file.stderr).contains("exported"),
+        "{}",
+        text(&to_file.stderr)
+    );
+    let through_file = std::fs::read_to_string(&out_file).unwrap();
+    let through_sidecar = std::fs::read_to_string(dir.join("through.jsonl.manifest.json")).unwrap();
+    // The token may come from TENANTRY_TOKEN.
+    let by_env = tenantry(
+        &dir,
+        &["usage", "--tenant", "acme", "--server", &url],
+        &[("TENANTRY_TOKEN", &acme)],
+    );
+    assert_eq!(ok(&by_env), remote[0]);
+
+    // Bad tokens and wrong envs are clear errors.
+    let bad = tenantry(
+        &dir,
+        &[
+            "usage",
+            "--tenant",
+            "acme",
+            "--server",
+            &url,
+            "--token",
+            "not-a-token",
+        ],
+        &[],
+    );
+    assert!(!bad.status.success());
+    let stderr = text(&bad.stderr);
+    assert!(
+        stderr.contains("401 invalid_token") && stderr.contains("--token"),
+        "{stderr}"
+    );
+    let other = tenantry(
+        &dir,
+        &[
+            "usage", "--tenant", "bigcorp", "--server", &url, "--token", &acme,
+        ],
+        &[],
+    );
+    assert!(
+        text(&other.stderr).contains("tenant_mismatch"),
+        "{}",
+        text(&other.stderr)
+    );
+    let staging = through(&["replay", "--tenant", "acme", "--env", "staging"]);
+    assert!(!staging.status.success());
+    assert!(
+        text(&staging.stderr).contains("token's env only, which is prod"),
+        "{}",
+        text(&staging.stderr)
+    );
+    let no_token = tenantry(&dir, &["export", "--tenant", "acme", "--server", &url], &[]);
+    assert!(
+        text(&no_token.stderr).contains("TENANTRY_TOKEN"),
+        "{}",
+        text(&no_token.stderr)
+    );
+    // Offline while the server holds the data dir: it says how to go through the server.
+    let held = tenantry(&dir, &["usage", "--tenant", "acme"], &[]);
+    assert!(!held.status.success());
+    let stderr = text(&held.stderr);
+    assert!(
+        stderr.contains("in use") && stderr.contains("tenantry usage --server"),
+        "{stderr}"
+    );
+    let held = tenantry(&dir, &["verify", "--tenant", "acme"], &[]);
+    let stderr = text(&held.stderr);
+    assert!(
+        stderr.contains("tenantry export --server") && stderr.contains("tenantry verify FILE"),
+        "{stderr}"
+    );
+
+    let status = server.stop();
+    assert!(status.success(), "{status:?}");
+    // The same commands offline, in the token's env.
+    let offline: Vec<Vec<&str>> = vec![
+        vec!["usage", "--tenant", "acme", "--env", "prod"],
+        vec![
+            "usage", "--tenant", "acme", "--env", "prod", "--by", "day", "--format", "json",
+        ],
+        vec!["replay", "--tenant", "acme", "--env", "prod"],
+        vec![
+            "replay", "--tenant", "acme", "--env", "prod", "--team", "support", "--format", "json",
+        ],
+        vec![
+            "replay",
+            "--tenant",
+            "acme",
+            "--env",
+            "prod",
+            "--team",
+            "support",
+            "--session",
+            &session,
+            "--from-seq",
+            "2",
+        ],
+        vec!["export", "--tenant", "acme", "--env", "prod"],
+        vec![
+            "export", "--tenant", "acme", "--env", "prod", "--team", "sales", "--format", "csv",
+        ],
+    ];
+    for (args, through) in offline.iter().zip(&remote) {
+        let out = tenantry(&dir, args, &[]);
+        assert!(!text(&out.stderr).contains("reading through the server"));
+        assert_eq!(&ok(&out), through, "{args:?}");
+    }
+    let offline_file = dir.join("offline.jsonl");
+    ok(&tenantry(
+        &dir,
+        &[
+            "export",
+            "--tenant",
+            "acme",
+            "--env",
+            "prod",
+            "--out",
+            offline_file.to_str().unwrap(),
+        ],
+        &[],
+    ));
+    assert_eq!(
+        std::fs::read_to_string(&offline_file).unwrap(),
+        through_file
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("offline.jsonl.manifest.json")).unwrap(),
+        through_sidecar
+    );
+}
