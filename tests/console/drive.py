@@ -77,9 +77,9 @@ def shot(page, name):
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
 
 
-def post_message(token, session, text):
+def post_message(token, session, text, user="ada"):
     """POST /api/v1/messages from outside the browser (as another client would)."""
-    body = json.dumps({"team": "support", "channel": "slack", "user": "ada", "text": text,
+    body = json.dumps({"team": "support", "channel": "slack", "user": user, "text": text,
                        "session": session}).encode()
     request = urllib.request.Request(
         f"{BASE}/api/v1/messages", data=body, method="POST",
@@ -340,6 +340,34 @@ def run(page):
     tid("session-row").filter(has_text=SESSION_A).get_by_role("button").first.click()
     expect(tid("timeline")).to_contain_text(nonce)
     shot(page, "console")
+
+    if "GET /api/v1/sessions/{id}/events/stream" in available:
+        step("a dropped live stream reconnects with Last-Event-ID and goes on")
+        env.select_option(label="acme / staging")
+        streams = []
+        page.on("request", lambda r: streams.append(r.headers.get("last-event-id"))
+                if r.url.endswith("/events/stream") else None)
+
+        def drop_first(route):
+            # The first stream ends at once, as a connection cut by a proxy would.
+            if len(streams) <= 1:
+                route.fulfill(status=200, headers={"Content-Type": "text/event-stream"},
+                              body=": cut\n\n")
+            else:
+                route.continue_()
+
+        page.route("**/events/stream", drop_first)
+        tid("session-row").filter(has_text=SESSION_B).get_by_role("button").first.click()
+        expect(tid("timeline-event").last).to_contain_text("ReplySent")
+        b_events = api_get(TOKEN_B, f"/api/v1/sessions/{SESSION_B}/events")["events"]
+        last_tenant_seq = b_events[-1]["tenant_seq"]
+        expect(page.locator("#live-status")).to_have_text("live", timeout=5000)
+        assert len(streams) >= 2, streams
+        assert streams[1] == str(last_tenant_seq), (streams, last_tenant_seq)
+        later = f"after the cut {time.time_ns()}"
+        post_message(TOKEN_B, SESSION_B, later, user="grace")
+        expect(tid("timeline")).to_contain_text(later, timeout=LIVE_WITHIN_S * 1000)
+        page.unroute("**/events/stream")
 
 
 def on_response(response):
