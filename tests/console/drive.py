@@ -278,6 +278,14 @@ def run(page):
         assert height > 0, f"by {by}: an empty bar"
     page.get_by_label("Messages per", exact=True).select_option("team")
     expect(chart.locator("rect.bar-rect[data-group=support]")).to_have_count(1)
+    # Dates bound the rows (inclusive UTC days): none after today.
+    page.get_by_label("From").fill("2999-01-01")
+    page.get_by_role("button", name="Show").click()
+    expect(chart.locator("rect.bar-rect")).to_have_count(0)
+    expect(chart).to_contain_text("no messages")
+    page.get_by_label("From").fill("")
+    page.get_by_role("button", name="Show").click()
+    expect(chart.locator("rect.bar-rect[data-group=support]")).to_have_count(1)
     chart.scroll_into_view_if_needed()
     shot(page, "04-usage")
 
