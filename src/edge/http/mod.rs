@@ -9,7 +9,8 @@
 //! decided), `dto` (the API's JSON shapes), `observe` (the per-request log line, bounded),
 //! `export_slots` (how many exports may run at once), `debug` (the online debugging routes:
 //! point-in-time state, what-if, close/reset, verify), `stream` (the live event streams, SSE),
-//! `sessions` (the sessions list: filters, order, cursor).
+//! `sessions` (the sessions list: filters, order, cursor), `console` (the operator console's
+//! embedded files under `/console/` and the OpenAPI document, served without auth).
 //!
 //! Invariants:
 //! - Every `/api/v1` handler takes a `Caller`, so no handler runs before the token, the tenancy
@@ -20,6 +21,7 @@
 //! - Request bodies are counted on the stream (chunked ones too) and bounded before parsing.
 
 mod body;
+pub mod console;
 mod debug;
 pub mod dto;
 pub mod error;
@@ -36,4 +38,5 @@ mod state;
 mod stream;
 
 pub use self::listener::HttpError;
+pub use self::routes::ROUTES;
 pub use self::server::ApiServer;

@@ -1,7 +1,8 @@
-//! The HTTP route table ([`routes`]) and its handlers: health, readiness, messages and
-//! sessions; the sessions list is in `sessions`, the reports (`/usage`, `/audit/export`) in
-//! `reports`, the debugging routes (state at a seq, what-if, close, reset, `/audit/verify`) in
-//! `debug`, the live event streams in `stream`.
+//! The HTTP route table ([`routes`], listed in [`ROUTES`]) and its handlers: health, readiness,
+//! messages and sessions; the sessions list is in `sessions`, the reports (`/usage`,
+//! `/audit/export`) in `reports`, the debugging routes (state at a seq, what-if, close, reset,
+//! `/audit/verify`) in `debug`, the live event streams in `stream`, the console and the OpenAPI
+//! document in `console`.
 //!
 //! Invariants:
 //! - `/api/v1` handlers take a [`Caller`]: the token, the tenancy headers and the tenant's quota
@@ -17,6 +18,7 @@ use std::time::Instant;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::body::{read_body, refuse};
+use super::console;
 use super::debug;
 use super::dto::{AckBody, EventItem, EventsBody, EventsQuery, MessageBody, SessionStateBody};
 use super::error::ApiError;
@@ -34,6 +36,33 @@ pub const SESSIONS_PAGE_MAX: u32 = 1000;
 /// Most events per `GET /api/v1/sessions/{id}/events` response.
 pub const EVENTS_PAGE_MAX: usize = 1000;
 
+/// Every route registered in [`routes`]: (method, path as an OpenAPI path template). A test
+/// holds it equal to the paths and methods of `docs/openapi.json` (served at
+/// `/api/v1/openapi.json`), and another that each answers over HTTP; add a line here with each
+/// route.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/console"),
+    ("GET", "/console/"),
+    ("GET", "/console/app.js"),
+    ("GET", "/console/app.css"),
+    ("GET", "/api/v1/openapi.json"),
+    ("POST", "/api/v1/messages"),
+    ("GET", "/api/v1/sessions"),
+    ("GET", "/api/v1/sessions/{id}"),
+    ("GET", "/api/v1/sessions/{id}/events"),
+    ("GET", "/api/v1/sessions/{id}/state"),
+    ("POST", "/api/v1/sessions/{id}/what-if"),
+    ("POST", "/api/v1/sessions/{id}/close"),
+    ("POST", "/api/v1/sessions/{id}/reset"),
+    ("GET", "/api/v1/usage"),
+    ("GET", "/api/v1/audit/export"),
+    ("GET", "/api/v1/audit/verify"),
+    ("GET", "/api/v1/events/stream"),
+    ("GET", "/api/v1/sessions/{id}/events/stream"),
+];
+
 /// The routes. `/api/v1` handlers take a [`Caller`] first; to add one (e.g. `GET /usage`,
 /// `GET /audit/export`), write `async fn(Caller, web::Data<EdgeState>, ...) -> Result<HttpResponse,
 /// ApiError>` and register it in [`api_v1`].
@@ -44,12 +73,37 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             .to(method_not_allowed),
     )
     .service(web::resource("/readyz").get(readyz).to(method_not_allowed))
+    .service(
+        web::resource("/console")
+            .get(console::redirect)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/console/")
+            .get(console::index)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/console/app.js")
+            .get(console::script)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/console/app.css")
+            .get(console::style)
+            .to(method_not_allowed),
+    )
     .service(web::scope("/api/v1").configure(api_v1));
 }
 
-/// The authenticated API.
+/// The authenticated API (and its public description, `/openapi.json`).
 fn api_v1(cfg: &mut web::ServiceConfig) {
     cfg.service(
+        web::resource("/openapi.json")
+            .get(console::openapi)
+            .to(method_not_allowed),
+    )
+    .service(
         web::resource("/messages")
             .post(post_message)
             .to(method_not_allowed),
