@@ -9,6 +9,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::remote::verify::RemoteVerdict;
 use super::remote::{read_jsonl, stored_event, write_export, Remote, ServerArgs};
 use crate::audit::anchor::{read_public_key, HeadSigner};
 use crate::audit::export::{
@@ -70,8 +71,10 @@ pub struct ExportArgs {
 #[command(group(clap::ArgGroup::new("target").required(true).args(["file", "tenant"])))]
 pub struct VerifyArgs {
     /// An export file: `.jsonl` or `.csv` (otherwise JSONL when it starts with `{`).
+    #[arg(conflicts_with = "server")]
     pub file: Option<PathBuf>,
-    /// Verify this tenant's log in the data dir from genesis, instead of a file.
+    /// Verify this tenant's log from genesis (in the data dir, or by the server with --server),
+    /// instead of a file.
     #[arg(long, conflicts_with = "file")]
     pub tenant: Option<TenantId>,
     /// The manifest of a CSV export, when it is not beside it as FILE.manifest.json.
@@ -82,12 +85,14 @@ pub struct VerifyArgs {
     /// the tail was not cut off.
     #[arg(long, value_name = "KEYFILE", requires = "file")]
     pub pubkey: Option<PathBuf>,
+    #[command(flatten)]
+    pub through: ServerArgs,
 }
 
 impl VerifyArgs {
     /// Whether this verification reads the data dir (and so needs the config).
     pub fn needs_config(&self) -> bool {
-        self.tenant.is_some()
+        self.tenant.is_some() && self.through.server.is_none()
     }
 }
 
@@ -221,12 +226,8 @@ pub fn verify(args: &VerifyArgs, config: Option<&Config>) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             if let (AuditError::InUse(_), Some(config), Some(tenant)) = (&e, config, &args.tenant) {
-                let url = super::remote::server_url(config);
-                eprintln!(
-                    "while the server runs, verify an export made through it: tenantry export \
-                     --server {url} --tenant {tenant} --out FILE (token from --token or \
-                     TENANTRY_TOKEN), then tenantry verify FILE"
-                );
+                let command = format!("verify --tenant {tenant}");
+                eprintln!("{}", super::remote::in_use_hint(config, &command));
             }
             ExitCode::from(EXIT_UNUSABLE)
         }
@@ -294,6 +295,34 @@ pub fn replay(args: &ReplayArgs, config: &Config) -> Result<ExitCode, AuditError
     };
     replay_events(&log, &opts, &mut out)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tenantry verify --tenant T --server URL`: the server verifies the tenant's chain; its
+/// progress goes to stderr, the verdict to stdout as offline (saying what the server does not
+/// tell), with [`verify`]'s exit statuses.
+pub fn verify_through(remote: &Remote) -> ExitCode {
+    let tenant = remote.tenant().clone();
+    let mut progress = |events: u64, tenant_seq: u64| {
+        eprintln!("verify {tenant}: {events} events good, up to tenant_seq {tenant_seq}");
+    };
+    match remote.verify(&mut progress) {
+        Ok(verdict) => {
+            println!("{verdict}");
+            eprintln!(
+                "note: through the server: no session count, session snapshots not checked, a \
+                 problem's kind only; `tenantry verify --tenant {tenant}` on the host, with the \
+                 server stopped, checks and names everything"
+            );
+            ExitCode::from(match verdict {
+                RemoteVerdict::Intact(_) => EXIT_INTACT,
+                RemoteVerdict::Broken { .. } => EXIT_BROKEN,
+            })
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_UNUSABLE)
+        }
+    }
 }
 
 /// `tenantry export --server URL`: the server's export of the token's env (and `--team`),

@@ -98,6 +98,7 @@ enum Command {
     Export(audit::ExportArgs),
     /// Check an export file, or a tenant's log (--tenant), against the hash chain. Exit 0
     /// intact, 1 a problem (the first one is named: line, tenant_seq, what), 2 cannot verify.
+    /// --tenant goes through a running server with --server URL.
     Verify(audit::VerifyArgs),
     /// The cluster (JetStream log backend): `status` lists the stream, the live nodes and each
     /// tenant's owner. Works while the cluster runs.
@@ -206,6 +207,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             with_in_use_hint(exported, &config, "export")
         }
         Command::Verify(args) => {
+            if let Some(tenant) = &args.tenant {
+                match remote::Remote::from_args(&args.through, tenant) {
+                    Ok(Some(remote)) => return Ok(audit::verify_through(&remote)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        return Ok(ExitCode::from(audit::EXIT_UNUSABLE));
+                    }
+                }
+            }
             // `verify FILE` needs no config; an unusable config is "cannot verify" (exit 2).
             let config = if args.needs_config() {
                 match load_config(&cli.config) {

@@ -1,7 +1,7 @@
-//! `--server URL`: `replay`, `usage` and `export` through a running server's HTTP API instead of
-//! the data dir (which a running server holds), with a token from `--token` or
-//! `TENANTRY_TOKEN`, printing what they print offline. Also the hint an offline command gives
-//! when a server holds the data dir.
+//! `--server URL`: `replay`, `usage`, `export` and `verify --tenant` through a running server's
+//! HTTP API instead of the data dir (which a running server holds), with a token from `--token`
+//! or `TENANTRY_TOKEN`, printing what they print offline (`verify`: as much as the server tells,
+//! [`verify`]). Also the hint an offline command gives when a server holds the data dir.
 //!
 //! Through the server a command sees what the token may see: the token's env only (an `--env`
 //! that differs is refused), and its team when the token is team-bound. `replay` reads the
@@ -94,6 +94,11 @@ impl Remote {
         }))
     }
 
+    /// The tenant this goes through the server for.
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
     /// GET `path` (with its query) as the tenant, with `X-Team-ID: team` when given; the
     /// response when it is 200, else an error saying what the server answered.
     fn get(
@@ -146,6 +151,10 @@ impl Remote {
             (403, "tenant_mismatch") => {
                 format!("; the token is not for tenant {}", self.tenant)
             }
+            (403, "team_scoped") => format!(
+                "; make a token without a team (`tenantry token --tenant {} --env ENV`)",
+                self.tenant
+            ),
             (404, "unknown_tenant") => "; this server does not serve the tenant".to_owned(),
             (404, "not_found") => "; is this URL a tenantry server of this version?".to_owned(),
             _ => String::new(),
@@ -357,6 +366,8 @@ pub fn in_use_hint(config: &Config, command: &str) -> String {
         server_url(config)
     )
 }
+
+pub mod verify;
 
 #[cfg(test)]
 mod tests;

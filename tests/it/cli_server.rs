@@ -1,14 +1,15 @@
-//! `tenantry usage | replay | export --server URL` against a real running `serve`: each prints
-//! exactly what the same command prints offline (run after the server stopped, with `--env` set
-//! to the token's env, the only one the server shows), says on stderr that it went through the
-//! server, and a bad token or a data dir held by the server get clear errors.
+//! `tenantry usage | replay | export | verify --server URL` against a real running `serve`: each
+//! prints what the same command prints offline (run after the server stopped, with `--env` set
+//! to the token's env, the only one the server shows; `verify`: less the details the server does
+//! not tell), says on stderr that it went through the server, and a bad token or a data dir held
+//! by the server get clear errors.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::json;
 
-use crate::support::{token, Serve, ServeProcess};
+use crate::support::{claims, free_port, sign, token, Serve, ServeProcess};
 
 /// The `tenantry` binary in `dir` with `args`, without the test's own tenancy variables.
 fn tenantry(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -236,7 +237,8 @@ fn usage_replay_and_export_through_the_server_print_what_they_print_offline() {
     let held = tenantry(&dir, &["verify", "--tenant", "acme"], &[]);
     let stderr = text(&held.stderr);
     assert!(
-        stderr.contains("tenantry export --server") && stderr.contains("tenantry verify FILE"),
+        stderr.contains("tenantry verify --tenant acme --server http://")
+            && stderr.contains("TENANTRY_TOKEN"),
         "{stderr}"
     );
 
@@ -296,5 +298,164 @@ fn usage_replay_and_export_through_the_server_print_what_they_print_offline() {
     assert_eq!(
         std::fs::read_to_string(dir.join("offline.jsonl.manifest.json")).unwrap(),
         through_sidecar
+    );
+}
+
+/// `verify --tenant acme --server URL` with `token`.
+fn verify_through(dir: &Path, url: &str, tenant: &str, token: &str) -> Output {
+    tenantry(
+        dir,
+        &[
+            "verify", "--tenant", tenant, "--server", url, "--token", token,
+        ],
+        &[],
+    )
+}
+
+/// The offline verdict of a log without what the server does not tell: its source (the log's
+/// path) becomes the server's, and the session count goes.
+fn as_through_the_server(offline: &str, url: &str) -> String {
+    let (_, rest) = offline
+        .split_once(": tenant ")
+        .unwrap_or_else(|| panic!("{offline}"));
+    let rest = match rest.split_once(" sessions, ") {
+        Some((before, after)) => {
+            let (before, _count) = before.rsplit_once(", ").unwrap();
+            format!("{before}, {after}")
+        }
+        None => rest.to_owned(),
+    };
+    format!("OK: log through the server at {url}: tenant {rest}")
+}
+
+#[test]
+fn verify_through_the_server_gives_the_offline_verdict_and_names_the_first_bad_position() {
+    let mut server = Serve::shipped().start();
+    let dir = server.dir.clone();
+    let session = post(
+        &server,
+        "acme",
+        "prod",
+        json!({"team": "support", "channel": "slack", "user": "ada", "text": "one"}),
+    );
+    for text in ["two", "three"] {
+        post(
+            &server,
+            "acme",
+            "prod",
+            json!({"team": "support", "channel": "slack", "session": session, "user": "ada", "text": text}),
+        );
+    }
+    post(
+        &server,
+        "acme",
+        "staging",
+        json!({"team": "sales", "channel": "teams", "user": "cy", "text": "STAGING-CANARY"}),
+    );
+    post(
+        &server,
+        "bigcorp",
+        "prod",
+        json!({"team": "helpdesk", "channel": "webchat", "user": "dee", "text": "BIGCORP"}),
+    );
+    let url = server.base();
+    let acme = token("acme");
+
+    let out = verify_through(&dir, &url, "acme", &acme);
+    let through = ok(&out);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("note: reading through the server at {url}"))
+            && stderr.contains("verify acme: ")
+            && stderr.contains("events good, up to tenant_seq")
+            && stderr.contains("no session count, session snapshots not checked"),
+        "{stderr}"
+    );
+    assert!(through.starts_with("OK: "), "{through}");
+    assert!(
+        !through.contains("STAGING") && !through.contains("BIGCORP"),
+        "{through}"
+    );
+
+    // Refusals: clear errors, exit 2 (cannot verify), as offline.
+    let support = sign(&{
+        let mut c = claims("acme");
+        c["team"] = json!("support");
+        c
+    });
+    let refusals = [
+        (
+            verify_through(&dir, &url, "acme", &support),
+            vec!["403 team_scoped", "without a team"],
+        ),
+        (
+            verify_through(&dir, &url, "acme", "not-a-token"),
+            vec!["401 invalid_token", "--token"],
+        ),
+        (
+            verify_through(&dir, &url, "bigcorp", &acme),
+            vec!["403 tenant_mismatch", "not for tenant bigcorp"],
+        ),
+        (
+            verify_through(
+                &dir,
+                &format!("http://127.0.0.1:{}", free_port()),
+                "acme",
+                &acme,
+            ),
+            vec!["cannot reach the server"],
+        ),
+        (
+            tenantry(&dir, &["verify", "--tenant", "acme", "--server", &url], &[]),
+            vec!["TENANTRY_TOKEN"],
+        ),
+    ];
+    for (out, needles) in &refusals {
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+        for needle in needles {
+            assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+        }
+    }
+
+    // After the server stops: the same verdict offline, with what the server does not tell.
+    assert!(server.stop().success());
+    let offline = ok(&tenantry(&dir, &["verify", "--tenant", "acme"], &[]));
+    assert!(offline.contains(" sessions, "), "{offline}");
+    assert_eq!(through, as_through_the_server(&offline, &url));
+
+    // A damaged frame, below the log API as a disk would: the second message's (tenant_seq 5..).
+    let data = server.take_dir();
+    {
+        let db = sled::open(dir.join("data").join("log")).unwrap();
+        let tree = db.open_tree("log").unwrap();
+        let mut key = b"acme\0L".to_vec();
+        key.extend_from_slice(&5u64.to_be_bytes());
+        assert!(tree.insert(key, &b"not a frame"[..]).unwrap().is_some());
+        db.flush().unwrap();
+    }
+    let mut server = Serve::shipped().in_dir(data.path()).start();
+    let url = server.base();
+    let out = verify_through(&dir, &url, "acme", &acme);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let through = text(&out.stdout);
+    assert!(
+        through.starts_with("FAILED: tenant_seq 5: unreadable: (the server tells the kind only"),
+        "{through}"
+    );
+    // bigcorp's chain is intact, and says nothing of acme's.
+    let theirs = ok(&verify_through(&dir, &url, "bigcorp", &token("bigcorp")));
+    assert!(
+        theirs.contains("tenant bigcorp") && !theirs.contains("acme"),
+        "{theirs}"
+    );
+    assert!(server.stop().success());
+    let out = tenantry(&dir, &["verify", "--tenant", "acme"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let offline = text(&out.stdout);
+    assert!(
+        offline.starts_with("FAILED: tenant_seq 5: unreadable: "),
+        "{offline}"
     );
 }
