@@ -237,22 +237,30 @@ impl Runtime {
         channel: &ChannelId,
         inbound: &Inbound,
     ) -> Result<(&TenantEntry, InflightPermit), RuntimeError> {
+        let entry = self.served(ctx)?;
+        check(&entry.config, ctx, channel, inbound)?;
+        Ok((entry, self.inflight_place(entry)?))
+    }
+
+    /// The entry of `ctx`'s tenant, when served here and not shutting down.
+    fn served(&self, ctx: &TenantCtx) -> Result<&TenantEntry, RuntimeError> {
         if self.inner.shutting_down.load(Ordering::Acquire) {
             return Err(RuntimeError::ShuttingDown);
         }
-        let entry = self
-            .inner
+        self.inner
             .tenants
             .get(&ctx.tenant)
-            .ok_or_else(|| RuntimeError::UnknownTenant(ctx.tenant.clone()))?;
-        check(&entry.config, ctx, channel, inbound)?;
-        let permit = InflightPermit::try_acquire(
+            .ok_or_else(|| RuntimeError::UnknownTenant(ctx.tenant.clone()))
+    }
+
+    /// A place among the messages in flight, overall and in `entry`'s tenant's share.
+    fn inflight_place(&self, entry: &TenantEntry) -> Result<InflightPermit, RuntimeError> {
+        InflightPermit::try_acquire(
             &self.inner.metrics,
             &entry.inflight,
             &self.inner.shared.opts,
         )
-        .ok_or(RuntimeError::Overloaded)?;
-        Ok((entry, permit))
+        .ok_or(RuntimeError::Overloaded)
     }
 
     /// Hands an admitted message to its tenant's actor now; the future resolves with its ack.
@@ -404,14 +412,7 @@ impl Runtime {
 
     /// The checks of a close (a served tenant, its env and team) and its in-flight place.
     fn admit_close(&self, ctx: &TenantCtx) -> Result<(&TenantEntry, InflightPermit), RuntimeError> {
-        if self.inner.shutting_down.load(Ordering::Acquire) {
-            return Err(RuntimeError::ShuttingDown);
-        }
-        let entry = self
-            .inner
-            .tenants
-            .get(&ctx.tenant)
-            .ok_or_else(|| RuntimeError::UnknownTenant(ctx.tenant.clone()))?;
+        let entry = self.served(ctx)?;
         if entry.config.env(&ctx.env).is_none() {
             let (tenant, env) = (ctx.tenant.clone(), ctx.env.clone());
             return Err(RuntimeError::UnknownEnv { tenant, env });
@@ -421,13 +422,7 @@ impl Runtime {
             let tenant = ctx.tenant.clone();
             return Err(RuntimeError::UnknownTeam { tenant, team });
         }
-        let permit = InflightPermit::try_acquire(
-            &self.inner.metrics,
-            &entry.inflight,
-            &self.inner.shared.opts,
-        )
-        .ok_or(RuntimeError::Overloaded)?;
-        Ok((entry, permit))
+        Ok((entry, self.inflight_place(entry)?))
     }
 
     /// The config of a served tenant (what its flows' templates see: name, settings).
