@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 mod backend;
+mod census;
 pub mod contain;
 pub mod follow;
 mod heads;
@@ -50,6 +51,7 @@ pub use purge::{PurgeError, PurgeReport};
 pub use read::{
     ScopedReader, SessionEvents, StoredFrame, StoredFrames, TenantEvents, TenantReader,
 };
+pub use census::LogCensus;
 pub use replica::{Replica, ReplicaError, ReplicaOptions};
 
 use crate::events::codec::{Hash, FRAME_BYTES_MAX, GROUP_EVENTS_MAX};

@@ -179,6 +179,7 @@ fn acme(team: Option<&str>) -> Claims {
         tenant: TenantId::parse("acme").unwrap(),
         env: EnvId::parse("prod").unwrap(),
         team: team.map(|t| TeamId::parse(t).unwrap()),
+        scope: Scopes::DEFAULT,
     }
 }
 
