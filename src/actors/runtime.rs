@@ -31,6 +31,21 @@ use crate::projections::session::SessionState;
 use crate::projections::snapshot::SnapshotStore;
 use crate::tenancy::{ChannelId, SessionId, TeamId, TenantCtx, TenantId};
 
+/// Longest [`Runtime::pause_tenant`] waits for the tenant's messages in flight to be answered.
+pub const PAUSE_DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often it looks.
+const PAUSE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// A tenant stopped by [`Runtime::pause_tenant`]; dropping it lets its messages in again.
+#[must_use = "the tenant is served again as soon as the pause is dropped"]
+pub struct TenantPause(Arc<AtomicBool>);
+
+impl Drop for TenantPause {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 /// One message's place among the in-flight ones, over all tenants and in its tenant's share;
 /// both are given back when dropped (answered, failed, or abandoned by its caller).
 struct InflightPermit {
@@ -81,6 +96,8 @@ struct TenantEntry {
     config: Arc<TenantConfig>,
     /// The tenant's messages in flight (its share of `inflight_max`).
     inflight: Arc<AtomicUsize>,
+    /// Set while the tenant's data is being deleted: its messages are refused.
+    deleting: Arc<AtomicBool>,
 }
 
 /// Handle to the running runtime. Cheap to clone, `Send + Sync`.
@@ -131,6 +148,7 @@ impl Runtime {
                     addr,
                     config: tenant,
                     inflight: Arc::default(),
+                    deleting: Arc::default(),
                 },
             );
         }
@@ -252,6 +270,13 @@ impl Runtime {
             &self.inner.shared.opts,
         )
         .ok_or(RuntimeError::Overloaded)?;
+        // Checked after taking the in-flight place (both SeqCst): `pause_tenant` sets the flag
+        // and then waits for the places to drain, so either it waits for this message or this
+        // message sees the flag.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if entry.deleting.load(Ordering::SeqCst) {
+            return Err(RuntimeError::TenantDeleting(ctx.tenant.clone()));
+        }
         Ok((entry, permit))
     }
 
@@ -459,6 +484,39 @@ impl Runtime {
         for arbiter in &self.inner.arbiters {
             arbiter.stop();
         }
+    }
+
+    /// Stops `tenant` for the deletion of its data (offboarding): from now on its messages are
+    /// refused ([`RuntimeError::TenantDeleting`], 503); the messages in flight are awaited (at
+    /// most [`PAUSE_DRAIN_MAX`]), then every live session of the tenant is snapshotted and its
+    /// actor stopped, so nothing writes for the tenant until the returned [`TenantPause`] is
+    /// dropped. Then the tenant is served again: its env actors stay, and new sessions start
+    /// from whatever the log holds (nothing, after a deletion). One pause per tenant at a time:
+    /// a second is refused with `TenantDeleting`.
+    pub async fn pause_tenant(&self, tenant: &TenantId) -> Result<TenantPause, RuntimeError> {
+        let entry = self
+            .inner
+            .tenants
+            .get(tenant)
+            .ok_or_else(|| RuntimeError::UnknownTenant(tenant.clone()))?;
+        if entry.deleting.swap(true, Ordering::SeqCst) {
+            return Err(RuntimeError::TenantDeleting(tenant.clone()));
+        }
+        let pause = TenantPause(entry.deleting.clone());
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let started = std::time::Instant::now();
+        while entry.inflight.load(Ordering::SeqCst) > 0 {
+            if started.elapsed() > PAUSE_DRAIN_MAX {
+                return Err(RuntimeError::Overloaded);
+            }
+            actix_rt::time::sleep(PAUSE_POLL).await;
+        }
+        entry
+            .addr
+            .send(Shutdown)
+            .await
+            .map_err(|_| RuntimeError::ShuttingDown)?;
+        Ok(pause)
     }
 
     /// The tenants this instance serves.

@@ -35,6 +35,10 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     // The head signing is dropped last, after the drain: its final heads cover every answer.
     let (log, leases, _head_signing) = open_log(&config)?;
     let leases_for_runtime = leases.clone();
+    for tenant in crate::offboard::interrupted(&data_dir) {
+        tracing::warn!(tenant = %tenant, "an interrupted deletion of this tenant's data is \
+            unfinished; finish it with DELETE /api/v1/tenants/{tenant} or `tenantry tenant delete`");
+    }
     let snapshots = SnapshotStore::new(data_dir.join("sessions"));
     let projector = Arc::new(Projector::new(&log)?);
     let system = actix_rt::System::new();

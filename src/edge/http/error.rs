@@ -221,6 +221,7 @@ impl ApiError {
                     StatusCode::TOO_MANY_REQUESTS
                 }
                 RuntimeError::Quarantined(_)
+                | RuntimeError::TenantDeleting(_)
                 | RuntimeError::ShuttingDown
                 | RuntimeError::Interrupted => StatusCode::SERVICE_UNAVAILABLE,
                 RuntimeError::FlowCrashed(_) | RuntimeError::Storage(_) => {
@@ -252,7 +253,11 @@ impl ApiError {
     fn retry_after_s(&self) -> Option<u64> {
         match self {
             ApiError::QuotaExceeded { retry_after_s } => Some((*retry_after_s).max(1)),
-            ApiError::Runtime(RuntimeError::Overloaded | RuntimeError::Interrupted) => {
+            ApiError::Runtime(
+                RuntimeError::Overloaded
+                | RuntimeError::Interrupted
+                | RuntimeError::TenantDeleting(_),
+            ) => {
                 Some(OVERLOADED_RETRY_AFTER_S)
             }
             ApiError::Runtime(RuntimeError::SessionsFull { .. }) => {

@@ -47,6 +47,8 @@ pub struct EdgeState {
     /// The name and connection state of the edge served beside HTTP (NATS), when one is
     /// configured (for `/readyz`).
     peer: Option<(&'static str, Link)>,
+    /// `server.data_dir` (snapshots and secrets, for deleting a tenant).
+    data_dir: std::path::PathBuf,
 }
 
 /// The parts of an [`EdgeState`] that are built from more than the config.
@@ -89,6 +91,7 @@ impl EdgeState {
             streams: StreamSlots::default(),
             shutdown: tokio::sync::watch::channel(false).0,
             peer,
+            data_dir: config.server().data_dir.clone(),
         }
     }
 
@@ -98,6 +101,10 @@ impl EdgeState {
 
     pub(super) fn projector(&self) -> &Projector {
         &self.projector
+    }
+
+    pub(super) fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
     }
 
     pub(super) fn metrics(&self) -> &HttpMetrics {
