@@ -79,7 +79,10 @@ fn delete(args: &DeleteArgs, config: &Config) -> anyhow::Result<ExitCode> {
         TableOrJson::Json => println!("{}", serde_json::to_string_pretty(&freed)?),
     }
     if freed.is_empty() {
-        eprintln!("tenant {tenant}: nothing to free (no data of it in {})", data_dir.display());
+        eprintln!(
+            "tenant {tenant}: nothing to free (no data of it in {})",
+            data_dir.display()
+        );
     }
     if freed.resumed {
         eprintln!("tenant {tenant}: an interrupted deletion was finished");

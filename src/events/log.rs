@@ -47,11 +47,11 @@ mod store;
 mod syncer;
 mod writer;
 
+pub use census::LogCensus;
 pub use purge::{PurgeError, PurgeReport};
 pub use read::{
     ScopedReader, SessionEvents, StoredFrame, StoredFrames, TenantEvents, TenantReader,
 };
-pub use census::LogCensus;
 pub use replica::{Replica, ReplicaError, ReplicaOptions};
 
 use crate::events::codec::{Hash, FRAME_BYTES_MAX, GROUP_EVENTS_MAX};

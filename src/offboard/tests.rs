@@ -40,7 +40,10 @@ fn deleting_a_tenant_frees_its_parts_only_and_again_frees_nothing() {
         projector.catch_up(&log, t, &mut |_| {}).unwrap();
         put(data.path(), &format!("sessions/{t}/prod/support/s1.cbor"));
         put(data.path(), &format!("secrets/tenants/{t}/api_key.sec"));
-        put(data.path(), &format!("secrets/tenants/{t}/teams/support/hook.sec"));
+        put(
+            data.path(),
+            &format!("secrets/tenants/{t}/teams/support/hook.sec"),
+        );
     }
     put(data.path(), "secrets/global/signing_key.sec");
     let zeta_before = (log.census(&zeta).unwrap(), projector.dump(&zeta).unwrap());
@@ -57,15 +60,27 @@ fn deleting_a_tenant_frees_its_parts_only_and_again_frees_nothing() {
     assert_eq!((freed.secrets, freed.secret_bytes), (2, 20));
     assert!(!freed.resumed);
 
-    assert_eq!(log.census(&acme).unwrap(), crate::events::log::LogCensus::default());
+    assert_eq!(
+        log.census(&acme).unwrap(),
+        crate::events::log::LogCensus::default()
+    );
     assert!(projector.dump(&acme).unwrap().is_empty());
     assert!(!data.path().join("sessions/acme").exists());
     assert!(!data.path().join("secrets/tenants/acme").exists());
     assert!(interrupted(data.path()).is_empty());
     // The other tenant and the global secrets are untouched.
-    assert_eq!((log.census(&zeta).unwrap(), projector.dump(&zeta).unwrap()), zeta_before);
-    assert!(data.path().join("sessions/zeta/prod/support/s1.cbor").is_file());
-    assert!(data.path().join("secrets/tenants/zeta/teams/support/hook.sec").is_file());
+    assert_eq!(
+        (log.census(&zeta).unwrap(), projector.dump(&zeta).unwrap()),
+        zeta_before
+    );
+    assert!(data
+        .path()
+        .join("sessions/zeta/prod/support/s1.cbor")
+        .is_file());
+    assert!(data
+        .path()
+        .join("secrets/tenants/zeta/teams/support/hook.sec")
+        .is_file());
     assert!(data.path().join("secrets/global/signing_key.sec").is_file());
     // A head signed from before the deletion cannot come back.
     assert!(log.put_signed_head(&acme, 2, b"late").is_err());

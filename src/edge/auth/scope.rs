@@ -142,9 +142,6 @@ mod tests {
         );
         assert!(Scopes::parse("Admin").is_err(), "words are case-sensitive");
         assert_eq!(Scopes::parse("  "), Err(ScopeError::Empty));
-        assert_eq!(
-            Scopes::parse(&"read ".repeat(60)),
-            Err(ScopeError::TooLong)
-        );
+        assert_eq!(Scopes::parse(&"read ".repeat(60)), Err(ScopeError::TooLong));
     }
 }

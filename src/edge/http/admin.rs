@@ -55,11 +55,11 @@ pub(super) async fn delete_tenant(
     })
     .await;
     let mut freed = freed?;
-    let envs = state
+    let envs: Vec<crate::tenancy::EnvId> = state
         .runtime()
         .tenant_config(&tenant)
         .map(|t| t.environments.iter().map(|e| e.id.clone()).collect())
-        .unwrap_or_else(Vec::new);
+        .unwrap_or_default();
     freed.metrics_series = state.metrics().forget_tenant(&tenant, &envs);
     drop(pause);
     tracing::warn!(tenant = %tenant, events = freed.events, "tenant data deleted (offboarding)");

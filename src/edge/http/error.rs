@@ -257,9 +257,7 @@ impl ApiError {
                 RuntimeError::Overloaded
                 | RuntimeError::Interrupted
                 | RuntimeError::TenantDeleting(_),
-            ) => {
-                Some(OVERLOADED_RETRY_AFTER_S)
-            }
+            ) => Some(OVERLOADED_RETRY_AFTER_S),
             ApiError::Runtime(RuntimeError::SessionsFull { .. }) => {
                 Some(SESSIONS_FULL_RETRY_AFTER_S)
             }
