@@ -60,7 +60,8 @@ pub(super) async fn delete_tenant(
         .tenant_config(&tenant)
         .map(|t| t.environments.iter().map(|e| e.id.clone()).collect())
         .unwrap_or_default();
-    freed.metrics_series = state.metrics().forget_tenant(&tenant, &envs);
+    freed.metrics_series =
+        state.metrics().forget_tenant(&tenant, &envs) + state.forget_peer_series(&tenant);
     drop(pause);
     tracing::warn!(tenant = %tenant, events = freed.events, "tenant data deleted (offboarding)");
     Ok(HttpResponse::Ok().json(freed))

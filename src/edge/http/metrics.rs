@@ -198,3 +198,28 @@ impl HttpMetrics {
         self.log_lines_left_out.inc();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::runtime::RuntimeMetrics;
+
+    #[test]
+    fn a_forgotten_tenant_loses_every_series_and_no_other_tenant_does() {
+        let mut registry = MetricsRegistry::new();
+        let metrics = HttpMetrics::new(&mut registry);
+        let (acme, zeta): (TenantId, TenantId) = ("acme".parse().unwrap(), "zeta".parse().unwrap());
+        let prod: EnvId = "prod".parse().unwrap();
+        for t in [&acme, &zeta] {
+            metrics.message_acked(t, &prod, 1, Duration::from_millis(1));
+            metrics.error(t.as_str(), "quota_exceeded", 429, true);
+            metrics.error(t.as_str(), "session_not_found", 404, false);
+        }
+        // messages, replies, ack latency, two error codes, one rejection status.
+        assert_eq!(metrics.forget_tenant(&acme, [&prod]), 6);
+        assert_eq!(metrics.forget_tenant(&acme, [&prod]), 0);
+        let text = registry.render(&RuntimeMetrics::default()).unwrap();
+        assert!(!text.contains(r#"tenant="acme""#), "{text}");
+        assert!(text.matches(r#"tenant="zeta""#).count() >= 6, "{text}");
+    }
+}
