@@ -18,6 +18,7 @@ fn tenantry(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
         .current_dir(dir)
+        .env("TENANTRY_SIGNING_KEY", crate::support::SIGNING_KEY)
         .args(args)
         .env_remove("TENANTRY_TENANT_ID")
         .env_remove("TENANTRY_CONFIG")
@@ -298,8 +299,17 @@ fn deleting_a_tenant_over_http_frees_its_data_once_and_leaves_the_other_tenant_i
         "a refused delete changed acme"
     );
 
-    // acme's admin, from another env: the whole tenant goes.
-    let admin = bearer("acme", "staging", &[("scope", "admin")]);
+    // acme's admin (a token `tenantry token --scope` minted), from another env: the whole
+    // tenant goes.
+    let minted = tenantry(
+        dir.path(),
+        &[
+            "token", "--tenant", "acme", "--env", "staging", "--scope", "admin",
+        ],
+        b"",
+    );
+    assert!(minted.status.success(), "{}", text(&minted.stderr));
+    let admin = format!("Bearer {}", text(&minted.stdout).trim());
     let as_admin = [("Authorization", admin.as_str()), ("X-Tenant-ID", "acme")];
     let freed = delete(&server, path, &as_admin).ok();
     assert_eq!(freed["tenant"], "acme", "{freed}");
@@ -403,6 +413,23 @@ fn tenant_delete_offline_refuses_while_served_and_without_yes_then_frees_once() 
     let bigcorp_before = views(&server, "bigcorp");
     let acme_events = chain_events(&views(&server, "acme").0);
     assert!(server.stop().success());
+
+    let bad_scope = [
+        "token",
+        "--tenant",
+        "acme",
+        "--env",
+        "prod",
+        "--scope",
+        "admin root",
+    ];
+    let bad_scope = tenantry(dir.path(), &bad_scope, b"");
+    assert!(!bad_scope.status.success() && bad_scope.stdout.is_empty());
+    assert!(
+        text(&bad_scope.stderr).contains("\"root\""),
+        "{}",
+        text(&bad_scope.stderr)
+    );
 
     let unconfirmed = tenantry(dir.path(), &["tenant", "delete", "acme"], b"acme\n");
     assert!(!unconfirmed.status.success());
