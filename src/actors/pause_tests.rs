@@ -36,6 +36,13 @@ async fn a_paused_tenant_refuses_messages_with_its_sessions_stopped_and_serves_a
         matches!(refused, Err(RuntimeError::TenantDeleting(_))),
         "{refused:?}"
     );
+    let close = rt
+        .close_session(&acme, &web(), &"a1".parse().unwrap())
+        .await;
+    assert!(
+        matches!(close, Err(RuntimeError::TenantDeleting(_))),
+        "{close:?}"
+    );
     let second = rt.pause_tenant(&acme.tenant).await;
     assert!(matches!(second, Err(RuntimeError::TenantDeleting(_))));
     rt.send(&bigcorp, &web(), msg(Some("b1"), "bob", "still here"))

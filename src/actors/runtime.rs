@@ -100,6 +100,19 @@ struct TenantEntry {
     deleting: Arc<AtomicBool>,
 }
 
+impl TenantEntry {
+    /// Refuses while the tenant's data is being deleted. Call it after taking the in-flight
+    /// place (both SeqCst): `pause_tenant` sets the flag and then waits for the places to
+    /// drain, so either it waits for this message or this message sees the flag.
+    fn refuse_while_deleting(&self, tenant: &TenantId) -> Result<(), RuntimeError> {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.deleting.load(Ordering::SeqCst) {
+            return Err(RuntimeError::TenantDeleting(tenant.clone()));
+        }
+        Ok(())
+    }
+}
+
 /// Handle to the running runtime. Cheap to clone, `Send + Sync`.
 #[derive(Clone)]
 pub struct Runtime {
@@ -270,13 +283,7 @@ impl Runtime {
             &self.inner.shared.opts,
         )
         .ok_or(RuntimeError::Overloaded)?;
-        // Checked after taking the in-flight place (both SeqCst): `pause_tenant` sets the flag
-        // and then waits for the places to drain, so either it waits for this message or this
-        // message sees the flag.
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if entry.deleting.load(Ordering::SeqCst) {
-            return Err(RuntimeError::TenantDeleting(ctx.tenant.clone()));
-        }
+        entry.refuse_while_deleting(&ctx.tenant)?;
         Ok((entry, permit))
     }
 
@@ -452,6 +459,7 @@ impl Runtime {
             &self.inner.shared.opts,
         )
         .ok_or(RuntimeError::Overloaded)?;
+        entry.refuse_while_deleting(&ctx.tenant)?;
         Ok((entry, permit))
     }
 

@@ -46,23 +46,26 @@ pub(super) async fn delete_tenant(
     }
     let pause = state.runtime().pause_tenant(&tenant).await?;
     let deleting = tenant.clone();
+    // The pause moves into the blocking task: a client that goes away drops this handler, not
+    // the deletion, and the tenant stays paused until the deletion ended.
     let freed = blocking(state.clone(), move |state| {
         let log = state.runtime().log();
-        offboard_tenant(log, state.projector(), state.data_dir(), &deleting).map_err(|e| match e {
-            OffboardError::Replicated => ApiError::NotSupported(REPLICATED),
-            other => ApiError::Internal(other.to_string()),
-        })
+        let mut freed = offboard_tenant(log, state.projector(), state.data_dir(), &deleting)
+            .map_err(|e| match e {
+                OffboardError::Replicated => ApiError::NotSupported(REPLICATED),
+                other => ApiError::Internal(other.to_string()),
+            })?;
+        let envs: Vec<crate::tenancy::EnvId> = state
+            .runtime()
+            .tenant_config(&deleting)
+            .map(|t| t.environments.iter().map(|e| e.id.clone()).collect())
+            .unwrap_or_default();
+        freed.metrics_series =
+            state.metrics().forget_tenant(&deleting, &envs) + state.forget_peer_series(&deleting);
+        drop(pause);
+        Ok(freed)
     })
-    .await;
-    let mut freed = freed?;
-    let envs: Vec<crate::tenancy::EnvId> = state
-        .runtime()
-        .tenant_config(&tenant)
-        .map(|t| t.environments.iter().map(|e| e.id.clone()).collect())
-        .unwrap_or_default();
-    freed.metrics_series =
-        state.metrics().forget_tenant(&tenant, &envs) + state.forget_peer_series(&tenant);
-    drop(pause);
+    .await?;
     tracing::warn!(tenant = %tenant, events = freed.events, "tenant data deleted (offboarding)");
     Ok(HttpResponse::Ok().json(freed))
 }
