@@ -102,3 +102,41 @@ fn an_interrupted_deletion_is_listed_and_finished_by_the_next_run() {
     assert!(freed.resumed && freed.events == 2, "{freed:?}");
     assert!(interrupted(data.path()).is_empty());
 }
+
+#[test]
+fn a_damaged_tenant_is_deleted_and_then_writable_again() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("log");
+    {
+        let log = EventLog::open(&dir, &LogOptions::default()).unwrap();
+        two_groups(&log, "acme");
+        two_groups(&log, "zeta");
+    }
+    {
+        // Damage acme's last frame (tenant_seq 2) behind the log's back.
+        let db = sled::open(&dir).unwrap();
+        let tree = db.open_tree(b"log").unwrap();
+        let key = crate::events::keys::frame_key(&id("acme"), 2);
+        let mut value = tree.get(&key).unwrap().unwrap().to_vec();
+        let last = value.len() - 1;
+        value[last] ^= 0x40;
+        tree.insert(key, value).unwrap();
+        db.flush().unwrap();
+    }
+    let log = EventLog::open(&dir, &LogOptions::default()).unwrap();
+    let projector = Projector::new(&log).unwrap();
+    assert_eq!(log.damaged().len(), 1);
+    let acme: TenantId = id("acme");
+    let freed = offboard_tenant(&log, &projector, data.path(), &acme).unwrap();
+    assert_eq!(
+        freed.events, 2,
+        "the damaged frame's first tenant_seq: {freed:?}"
+    );
+    assert!(
+        log.damaged().is_empty(),
+        "nothing of acme is left to be damaged"
+    );
+    two_groups(&log, "acme");
+    assert_eq!(log.census(&acme).unwrap().events, 2);
+    assert_eq!(log.census(&id("zeta")).unwrap().events, 2);
+}
