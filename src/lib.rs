@@ -4,7 +4,7 @@
 //! YAML, flows), `events` (schema, codec, the sled log, projection storage), `flow` (the flow
 //! engine), `projections` (session state, snapshots, usage and session read models), `actors`
 //! (the runtime), `edge` (the HTTP and NATS edges), `secrets` (encrypted secrets, tokens),
-//! `audit` (export, verify, replay), `cluster` (which log backend, and opening it), `cli` (the command line), `fuzzing` (entry points of the fuzz targets and the
+//! `audit` (export, verify, replay), `cluster` (which log backend, and opening it), `offboard` (deleting a tenant's data), `cli` (the command line), `fuzzing` (entry points of the fuzz targets and the
 //! decoders' property tests), `private_fs` (owner-only modes of what is stored). The benchmark
 //! driver is its own crate (`bench/`, `tenantry-bench`) over this public API.
 
@@ -20,6 +20,7 @@ pub mod edge;
 pub mod events;
 pub mod flow;
 pub mod fuzzing;
+pub mod offboard;
 pub mod private_fs;
 pub mod projections;
 pub mod secrets;

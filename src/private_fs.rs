@@ -84,3 +84,33 @@ fn restrict(path: &Path, mode: u32) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests;
+
+/// How deep [`tree_usage`] descends below the directory it is given (a tenant's snapshots and
+/// secrets are three levels deep).
+pub const USAGE_DEPTH_MAX: usize = 4;
+
+/// The regular files under `dir` whose name ends with `suffix`, [`USAGE_DEPTH_MAX`] levels
+/// deep: how many and their bytes. A missing `dir` is (0, 0); symbolic links are not followed.
+pub fn tree_usage(dir: &Path, suffix: &str) -> io::Result<(u64, u64)> {
+    fn walk(dir: &Path, suffix: &str, depth: usize, total: &mut (u64, u64)) -> io::Result<()> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let meta = entry.path().symlink_metadata()?;
+            if meta.is_dir() && depth < USAGE_DEPTH_MAX {
+                walk(&entry.path(), suffix, depth + 1, total)?;
+            } else if meta.is_file() && entry.file_name().to_string_lossy().ends_with(suffix) {
+                total.0 += 1;
+                total.1 += meta.len();
+            }
+        }
+        Ok(())
+    }
+    let mut total = (0, 0);
+    walk(dir, suffix, 0, &mut total)?;
+    Ok(total)
+}

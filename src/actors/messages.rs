@@ -90,6 +90,10 @@ pub enum RuntimeError {
     /// The runtime is shutting down. 503.
     #[error("shutting down")]
     ShuttingDown,
+    /// The tenant's data is being deleted (offboarding); retry once the deletion answered.
+    /// 503 with Retry-After.
+    #[error("tenant {0} is being deleted; retry later")]
+    TenantDeleting(TenantId),
     /// The message was dropped before it was answered: an actor on its way panicked and was
     /// restarted, or (in a cluster) the tenant's owner node did not answer a forwarded message,
     /// or no node owned the tenant in time (`cluster::forward`). Whether it was appended is
@@ -119,6 +123,7 @@ impl RuntimeError {
             RuntimeError::Overloaded => "overloaded",
             RuntimeError::SessionsFull { .. } => "sessions_full",
             RuntimeError::ShuttingDown => "shutting_down",
+            RuntimeError::TenantDeleting(_) => "tenant_deleting",
             RuntimeError::Interrupted => "interrupted",
             RuntimeError::Storage(_) => "internal",
         }
@@ -144,6 +149,7 @@ impl RuntimeError {
             | RuntimeError::Overloaded
             | RuntimeError::SessionsFull { .. }
             | RuntimeError::ShuttingDown
+            | RuntimeError::TenantDeleting(_)
             | RuntimeError::Interrupted => self.to_string(),
         };
         (self.code(), message)

@@ -35,6 +35,8 @@ mod tenant;
 #[cfg(test)]
 mod idle_tests;
 #[cfg(test)]
+mod pause_tests;
+#[cfg(test)]
 mod resilience_tests;
 #[cfg(test)]
 mod tests;

@@ -31,6 +31,21 @@ use crate::projections::session::SessionState;
 use crate::projections::snapshot::SnapshotStore;
 use crate::tenancy::{ChannelId, SessionId, TeamId, TenantCtx, TenantId};
 
+/// Longest [`Runtime::pause_tenant`] waits for the tenant's messages in flight to be answered.
+pub const PAUSE_DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often it looks.
+const PAUSE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// A tenant stopped by [`Runtime::pause_tenant`]; dropping it lets its messages in again.
+#[must_use = "the tenant is served again as soon as the pause is dropped"]
+pub struct TenantPause(Arc<AtomicBool>);
+
+impl Drop for TenantPause {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 /// One message's place among the in-flight ones, over all tenants and in its tenant's share;
 /// both are given back when dropped (answered, failed, or abandoned by its caller).
 struct InflightPermit {
@@ -81,6 +96,21 @@ struct TenantEntry {
     config: Arc<TenantConfig>,
     /// The tenant's messages in flight (its share of `inflight_max`).
     inflight: Arc<AtomicUsize>,
+    /// Set while the tenant's data is being deleted: its messages are refused.
+    deleting: Arc<AtomicBool>,
+}
+
+impl TenantEntry {
+    /// Refuses while the tenant's data is being deleted. Call it after taking the in-flight
+    /// place (both SeqCst): `pause_tenant` sets the flag and then waits for the places to
+    /// drain, so either it waits for this message or this message sees the flag.
+    fn refuse_while_deleting(&self, tenant: &TenantId) -> Result<(), RuntimeError> {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.deleting.load(Ordering::SeqCst) {
+            return Err(RuntimeError::TenantDeleting(tenant.clone()));
+        }
+        Ok(())
+    }
 }
 
 /// Handle to the running runtime. Cheap to clone, `Send + Sync`.
@@ -131,6 +161,7 @@ impl Runtime {
                     addr,
                     config: tenant,
                     inflight: Arc::default(),
+                    deleting: Arc::default(),
                 },
             );
         }
@@ -239,7 +270,7 @@ impl Runtime {
     ) -> Result<(&TenantEntry, InflightPermit), RuntimeError> {
         let entry = self.served(ctx)?;
         check(&entry.config, ctx, channel, inbound)?;
-        Ok((entry, self.inflight_place(entry)?))
+        Ok((entry, self.inflight_place(ctx, entry)?))
     }
 
     /// The entry of `ctx`'s tenant, when served here and not shutting down.
@@ -253,14 +284,22 @@ impl Runtime {
             .ok_or_else(|| RuntimeError::UnknownTenant(ctx.tenant.clone()))
     }
 
-    /// A place among the messages in flight, overall and in `entry`'s tenant's share.
-    fn inflight_place(&self, entry: &TenantEntry) -> Result<InflightPermit, RuntimeError> {
-        InflightPermit::try_acquire(
+    /// A place among the messages in flight, overall and in `entry`'s tenant's share; refused
+    /// while the tenant's data is being deleted (checked after the place is taken, see
+    /// [`TenantEntry::refuse_while_deleting`]).
+    fn inflight_place(
+        &self,
+        ctx: &TenantCtx,
+        entry: &TenantEntry,
+    ) -> Result<InflightPermit, RuntimeError> {
+        let permit = InflightPermit::try_acquire(
             &self.inner.metrics,
             &entry.inflight,
             &self.inner.shared.opts,
         )
-        .ok_or(RuntimeError::Overloaded)
+        .ok_or(RuntimeError::Overloaded)?;
+        entry.refuse_while_deleting(&ctx.tenant)?;
+        Ok(permit)
     }
 
     /// Hands an admitted message to its tenant's actor now; the future resolves with its ack.
@@ -422,7 +461,7 @@ impl Runtime {
             let tenant = ctx.tenant.clone();
             return Err(RuntimeError::UnknownTeam { tenant, team });
         }
-        Ok((entry, self.inflight_place(entry)?))
+        Ok((entry, self.inflight_place(ctx, entry)?))
     }
 
     /// The config of a served tenant (what its flows' templates see: name, settings).
@@ -454,6 +493,39 @@ impl Runtime {
         for arbiter in &self.inner.arbiters {
             arbiter.stop();
         }
+    }
+
+    /// Stops `tenant` for the deletion of its data (offboarding): from now on its messages are
+    /// refused ([`RuntimeError::TenantDeleting`], 503); the messages in flight are awaited (at
+    /// most [`PAUSE_DRAIN_MAX`]), then every live session of the tenant is snapshotted and its
+    /// actor stopped, so nothing writes for the tenant until the returned [`TenantPause`] is
+    /// dropped. Then the tenant is served again: its env actors stay, and new sessions start
+    /// from whatever the log holds (nothing, after a deletion). One pause per tenant at a time:
+    /// a second is refused with `TenantDeleting`.
+    pub async fn pause_tenant(&self, tenant: &TenantId) -> Result<TenantPause, RuntimeError> {
+        let entry = self
+            .inner
+            .tenants
+            .get(tenant)
+            .ok_or_else(|| RuntimeError::UnknownTenant(tenant.clone()))?;
+        if entry.deleting.swap(true, Ordering::SeqCst) {
+            return Err(RuntimeError::TenantDeleting(tenant.clone()));
+        }
+        let pause = TenantPause(entry.deleting.clone());
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let started = std::time::Instant::now();
+        while entry.inflight.load(Ordering::SeqCst) > 0 {
+            if started.elapsed() > PAUSE_DRAIN_MAX {
+                return Err(RuntimeError::Overloaded);
+            }
+            actix_rt::time::sleep(PAUSE_POLL).await;
+        }
+        entry
+            .addr
+            .send(Shutdown)
+            .await
+            .map_err(|_| RuntimeError::ShuttingDown)?;
+        Ok(pause)
     }
 
     /// The tenants this instance serves.

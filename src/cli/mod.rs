@@ -4,7 +4,7 @@
 //! Files: this one (the command tree and its dispatch), `serve` (start and stop the server),
 //! `read_models` (`usage`, `rebuild`), `audit` (`replay`, `export`, `verify`), `remote`
 //! (`--server URL`: those commands through a running server's HTTP API), `secrets`
-//! (`secrets`, `token`, `keygen`), `keys` (`keys export-pubkey`). The benchmarks are their own
+//! (`secrets`, `token`, `keygen`), `keys` (`keys export-pubkey`), `tenant` (`tenant delete`). The benchmarks are their own
 //! crate (`bench/`,
 //! `tenantry-bench`).
 
@@ -16,6 +16,7 @@ mod read_models;
 pub mod remote;
 pub mod secrets;
 mod serve;
+pub mod tenant;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -107,6 +108,9 @@ enum Command {
     /// tenant's chain verified first, the copy read back after; resumable. Offline. Exit 0 every
     /// tenant is in the stream, 1 one was refused (named) or the copy stopped.
     Migrate(migrate::MigrateArgs),
+    /// Tenants' data: `delete T` removes every event, session, idempotency record, read model,
+    /// snapshot and secret of tenant T (offboarding) and prints what it freed. Offline.
+    Tenant(tenant::TenantArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -232,6 +236,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(audit::verify(&args, config.as_ref()))
         }
         Command::Migrate(args) => migrate::migrate(&args, &load_config(&cli.config)?),
+        Command::Tenant(args) => tenant::run(&args, &load_config(&cli.config)?),
         Command::Token(args) => {
             let config = load_config(&cli.config)?;
             let now = std::time::SystemTime::now();

@@ -100,6 +100,11 @@ pub struct TokenArgs {
     /// The `sub` claim.
     #[arg(long, default_value = DEFAULT_SUBJECT)]
     pub sub: String,
+    /// The `scope` claim: space-separated words of messages, read, audit, connectors, admin
+    /// (e.g. `--scope admin` for DELETE /api/v1/tenants/{tenant}). Without it the token has
+    /// the default rights, which exclude the admin routes.
+    #[arg(long)]
+    pub scope: Option<String>,
 }
 
 /// Runs `tenantry secrets` on the store in `data_dir`, with keys from the environment.
@@ -176,7 +181,11 @@ pub fn token(
         subject: args.sub.clone(),
     };
     // Checked before the key is read, so a bad request never opens (or creates) the store.
-    let claims = claims_for(config, &request, now)?;
+    let mut claims = claims_for(config, &request, now)?;
+    if let Some(scope) = &args.scope {
+        let scopes = crate::edge::auth::Scopes::parse(scope).map_err(SecretError::InvalidScope)?;
+        claims.scope = scopes.claim();
+    }
     // The env key needs no store, and a missing key creates none: no master key file is
     // created just to be ignored.
     let key = SecretStore::resolve_signing_key(&config.server().data_dir, KeySources::from_env()?)?;

@@ -178,6 +178,10 @@ type Opened = (EventLog, Option<Arc<Leases>>, Option<HeadSigning>);
 /// background). Then starts signing the served tenants' chain heads.
 fn open_log(config: &Config) -> anyhow::Result<Opened> {
     let log = crate::cluster::open_log(config, Opener::Server)?;
+    for tenant in crate::offboard::interrupted(&config.server().data_dir) {
+        tracing::warn!(tenant = %tenant, "an interrupted deletion of this tenant's data is \
+            unfinished; finish it with DELETE /api/v1/tenants/{tenant} or `tenantry tenant delete`");
+    }
     let leases = crate::cluster::start_leases(config, &log)?;
     let served: Vec<TenantId> = config.tenants().keys().cloned().collect();
     let signing = start_head_signing(config, &log, &served)?;

@@ -15,6 +15,8 @@
 //! - Every id is parsed into its newtype here; a claim that is not a valid id makes the token
 //!   invalid (401).
 //! - Neither the token nor the signing key is ever logged or put in an error message.
+//! - The optional `scope` claim is parsed into [`Scopes`] (`scope.rs`); an unknown word makes
+//!   the token invalid (401, naming the word); a token without one has no admin rights.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -25,6 +27,9 @@ use serde::Deserialize;
 
 use crate::config::AuthConfig;
 use crate::tenancy::{EnvId, TeamId, TenantCtx, TenantId};
+
+pub mod scope;
+pub use scope::{Scope, ScopeError, Scopes};
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
 pub const LEEWAY_S: u64 = 5;
@@ -87,6 +92,10 @@ pub enum AuthError {
     /// never contains the token.
     #[error("invalid token: {0}")]
     InvalidToken(&'static str),
+    /// The `scope` claim names an unknown word, is empty or too long. 401 `invalid_token`;
+    /// the message names the word.
+    #[error("invalid token: {0}")]
+    InvalidScope(ScopeError),
     /// No `X-Tenant-ID` header. 400.
     #[error("missing X-Tenant-ID header")]
     MissingTenantHeader,
@@ -124,6 +133,8 @@ struct RawClaims {
     exp: u64,
     #[serde(default)]
     iat: Option<u64>,
+    #[serde(default)]
+    scope: Option<String>,
 }
 
 /// The validated claims of a token.
@@ -135,6 +146,8 @@ pub struct Claims {
     pub env: EnvId,
     /// When set, the token may only act in this team.
     pub team: Option<TeamId>,
+    /// The `scope` claim ([`Scopes::DEFAULT`] without one).
+    pub scope: Scopes,
 }
 
 /// Checks tokens: HS256 with the shared key, `[auth]` issuer, audience and lifetime bound.
@@ -197,7 +210,16 @@ impl Authenticator {
             .map(|t| TeamId::parse(&t))
             .transpose()
             .map_err(|_| AuthError::InvalidToken("invalid team"))?;
-        Ok(Claims { tenant, env, team })
+        let scope = match raw.scope {
+            None => Scopes::DEFAULT,
+            Some(claim) => Scopes::parse(&claim).map_err(AuthError::InvalidScope)?,
+        };
+        Ok(Claims {
+            tenant,
+            env,
+            team,
+            scope,
+        })
     }
 }
 
@@ -235,6 +257,8 @@ pub struct Caller {
     pub claim_team: Option<TeamId>,
     /// `X-Team-ID`, if sent (equal to `claim_team` when both are set).
     pub header_team: Option<TeamId>,
+    /// The token's scopes.
+    pub scope: Scopes,
 }
 
 impl Caller {
@@ -290,6 +314,7 @@ pub fn check_headers(
         env: claims.env,
         claim_team: claims.team,
         header_team,
+        scope: claims.scope,
     })
 }
 

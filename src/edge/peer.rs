@@ -6,6 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::metrics::MetricsRegistry;
+use crate::tenancy::TenantId;
+
+/// Removes every metrics series of a tenant from an edge's families (offboarding); returns how
+/// many were removed.
+pub type ForgetTenant = Arc<dyn Fn(&TenantId) -> u64 + Send + Sync>;
 
 /// An edge served beside the HTTP API.
 pub trait PeerEdge {
@@ -17,6 +22,9 @@ pub trait PeerEdge {
 
     /// The edge's connection state, as its client reports it.
     fn link(&self) -> Link;
+
+    /// What removes a tenant's series from the edge's families.
+    fn forget_tenant(&self) -> ForgetTenant;
 }
 
 /// Whether an edge's client is connected to its broker right now. Cheap to clone; false until

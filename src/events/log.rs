@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 mod backend;
+mod census;
 pub mod contain;
 pub mod follow;
 mod heads;
@@ -46,6 +47,7 @@ mod store;
 mod syncer;
 mod writer;
 
+pub use census::LogCensus;
 pub use purge::{PurgeError, PurgeReport};
 pub use read::{
     ScopedReader, SessionEvents, StoredFrame, StoredFrames, TenantEvents, TenantReader,

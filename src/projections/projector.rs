@@ -258,6 +258,16 @@ impl Projector {
         )
     }
 
+    /// Removes every read-model entry of `tenant` (usage rows, session states, last messages,
+    /// checkpoint), for offboarding; returns how many. Holds the tenant's fold lock, so a fold
+    /// running meanwhile commits before the removal, never after it: call it once the
+    /// tenant's log range is gone, and the next fold finds nothing to fold.
+    pub fn forget_tenant(&self, tenant: &TenantId) -> Result<u64, ProjectorError> {
+        let lock = self.fold_lock(tenant);
+        let _one_fold = one_fold(&lock);
+        Ok(self.tree.clear_tenant(tenant)?)
+    }
+
     /// Folds the tenant's whole log again, in place of its read models, holding what it folds
     /// in memory until [`REBUILD_ENTRIES_MAX`] entries (or the end): the first commit replaces
     /// the old read models in one batch, so until then readers see the old ones, and a rebuild

@@ -288,6 +288,16 @@ impl SnapshotStore {
         Ok(out)
     }
 
+    /// Like [`SnapshotStore::remove_tenant`], and says what it removed: the tenant's snapshot
+    /// files and their bytes (temp files of interrupted writes are removed too, not counted).
+    pub fn remove_tenant_counted(&self, tenant: &TenantId) -> Result<(u64, u64), SnapshotError> {
+        let dir = self.root.join(tenant.as_str());
+        let suffix = format!(".{SNAPSHOT_EXTENSION}");
+        let usage = crate::private_fs::tree_usage(&dir, &suffix).map_err(|e| io_error(&dir, e))?;
+        self.remove_tenant(tenant)?;
+        Ok(usage)
+    }
+
     /// Deletes every snapshot of `tenant` (for rebuilds and offboarding); other tenants' files are
     /// untouched. A tenant without snapshots is fine. Writes for `tenant` that race with this call
     /// may leave files behind: stop the tenant's writers first.

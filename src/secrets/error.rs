@@ -15,6 +15,10 @@ use crate::tenancy::{EnvId, TeamId, TenantId};
 /// A secret-store or token failure. Each variant says who is at fault and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
+    /// `tenantry token --scope` names an unknown word (or nothing). Caller's fault: use the
+    /// words listed.
+    #[error("invalid --scope: {0}")]
+    InvalidScope(crate::edge::auth::ScopeError),
     /// Env `TENANTRY_MASTER_KEY` is set but is not a key. Operator's fault: fix or unset the
     /// variable; retrying will not help.
     #[error(

@@ -70,6 +70,28 @@ const DIR_MODE: u32 = 0o700;
 /// Domain separation for the associated data.
 const AD_LABEL: &[u8] = b"tenantry secret\0";
 
+/// Removes every secret of `tenant` (its namespace and its teams': the directory
+/// `secrets/tenants/{tenant}/`), for offboarding, durably; returns how many secret files and
+/// bytes were removed. Needs no master key: nothing is decrypted. A tenant without secrets is
+/// (0, 0); `global/` and other tenants are untouched.
+pub fn remove_tenant_secrets(
+    data_dir: &Path,
+    tenant: &crate::tenancy::TenantId,
+) -> Result<(u64, u64), SecretError> {
+    let dir = Namespace::Tenant(tenant.clone()).dir(&data_dir.join(SECRETS_DIR));
+    let usage =
+        crate::private_fs::tree_usage(&dir, FILE_SUFFIX).map_err(SecretError::io("list", &dir))?;
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(err) => return Err(SecretError::io("delete", &dir)(err)),
+    }
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(usage)
+}
+
 /// The secret store of one data dir. Cheap to share by reference; every method reads or writes
 /// disk directly.
 pub struct SecretStore {

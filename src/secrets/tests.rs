@@ -708,6 +708,7 @@ fn claims_come_from_the_request_and_auth_config() {
             iss: "iss-test".to_owned(),
             aud: "aud-test".to_owned(),
             sub: "tester".to_owned(),
+            scope: None,
         }
     );
     // A tenant without environments has `default`; a tenant-wide token has no `team` claim.

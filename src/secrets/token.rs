@@ -48,6 +48,9 @@ pub struct Claims {
     pub aud: String,
     /// Subject: who the token is for.
     pub sub: String,
+    /// Scopes, space-separated (`admin`, ...); absent for a token with the default rights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// What a token is asked for, with ids already validated at the boundary.
@@ -111,6 +114,7 @@ pub fn claims_for(
         iss: auth.issuer.clone(),
         aud: auth.audience.clone(),
         sub: request.subject.clone(),
+        scope: None,
     })
 }
 

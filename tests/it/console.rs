@@ -29,6 +29,7 @@ const CONSOLE_VENV: &str = "target/console-venv";
 /// `path` (an OpenAPI template) with its parameters filled in.
 fn concrete(path: &str) -> String {
     path.replace("{id}", ABSENT_SESSION)
+        .replace("{tenant}", "acme")
 }
 
 /// `method path` without credentials, redirects not followed.
@@ -43,6 +44,7 @@ fn call(server: &ServeProcess, method: &str, path: &str) -> Reply {
     match method {
         "GET" => read(agent.get(&url).call()),
         "POST" => read(agent.post(&url).send_empty()),
+        "DELETE" => read(agent.delete(&url).call()),
         other => panic!("no client for method {other}"),
     }
 }

@@ -22,6 +22,7 @@ mod jetstream;
 mod limits;
 mod migrate;
 mod nats;
+mod offboard;
 mod overload;
 mod projections;
 mod readiness;

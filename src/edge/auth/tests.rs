@@ -179,6 +179,7 @@ fn acme(team: Option<&str>) -> Claims {
         tenant: TenantId::parse("acme").unwrap(),
         env: EnvId::parse("prod").unwrap(),
         team: team.map(|t| TeamId::parse(t).unwrap()),
+        scope: Scopes::DEFAULT,
     }
 }
 
@@ -341,4 +342,39 @@ fn only_a_single_bearer_header_is_read() {
     }
     let twice = headers(&[("Authorization", "Bearer a"), ("Authorization", "Bearer b")]);
     assert!(bearer_token(&twice).is_err());
+}
+
+#[test]
+fn the_scope_claim_is_parsed_and_an_unknown_word_refuses_the_token() {
+    let verify = |scope: Value| {
+        authenticator().verify(&sign(
+            Algorithm::HS256,
+            KEY,
+            &with(claims(), "scope", scope),
+        ))
+    };
+    let plain = authenticator()
+        .verify(&sign(Algorithm::HS256, KEY, &claims()))
+        .unwrap();
+    assert_eq!(plain.scope, Scopes::DEFAULT);
+    assert!(
+        !plain.scope.allows(Scope::Admin),
+        "no scope claim: no admin"
+    );
+    let admin = verify(json!("read admin")).unwrap();
+    assert!(admin.scope.allows(Scope::Admin));
+    match verify(json!("admin superuser")) {
+        Err(e @ AuthError::InvalidScope(_)) => {
+            assert!(e.to_string().contains("\"superuser\""), "{e}")
+        }
+        other => panic!("expected an unknown scope, got {other:?}"),
+    }
+    assert!(matches!(
+        verify(json!("")),
+        Err(AuthError::InvalidScope(ScopeError::Empty))
+    ));
+    assert!(matches!(
+        verify(json!(["admin"])),
+        Err(AuthError::InvalidToken(_))
+    ));
 }

@@ -101,6 +101,14 @@ pub enum ApiError {
          X-Team-ID header"
     )]
     TeamScoped(&'static str),
+    /// The route needs a scope the token's `scope` claim does not grant (a token without the
+    /// claim has no `admin`). 403 `scope_required`.
+    #[error("this route needs a token with the {0} scope (claim `scope` naming {0})")]
+    ScopeRequired(crate::edge::auth::Scope),
+    /// The operation is not available on this deployment (e.g. deleting a tenant on the
+    /// JetStream log backend). 501 `not_supported`.
+    #[error("{0}")]
+    NotSupported(&'static str),
     /// The tenant has as many event streams open as allowed. 429 with `Retry-After`.
     #[error(
         "{max} event streams of this tenant are open (the most allowed); close one or retry later"
@@ -153,7 +161,7 @@ impl ApiError {
             ApiError::Auth(e) => (
                 match e {
                     AuthError::MissingToken => "missing_token",
-                    AuthError::InvalidToken(_) => "invalid_token",
+                    AuthError::InvalidToken(_) | AuthError::InvalidScope(_) => "invalid_token",
                     AuthError::MissingTenantHeader => "missing_tenant_header",
                     AuthError::AmbiguousHeader(_) => "ambiguous_header",
                     AuthError::InvalidHeader { .. } => "invalid_header",
@@ -179,6 +187,8 @@ impl ApiError {
             ApiError::ExportsBusy { .. } => ("exports_busy", true),
             ApiError::InvalidFlow(_) => ("invalid_flow", false),
             ApiError::TeamScoped(_) => ("team_scoped", false),
+            ApiError::ScopeRequired(_) => ("scope_required", true),
+            ApiError::NotSupported(_) => ("not_supported", false),
             ApiError::StreamsBusy { .. } => ("streams_busy", true),
             ApiError::Read(_) | ApiError::Internal(_) => ("internal", false),
         };
@@ -189,7 +199,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Auth(e) => match e {
-                AuthError::MissingToken | AuthError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+                AuthError::MissingToken
+                | AuthError::InvalidToken(_)
+                | AuthError::InvalidScope(_) => StatusCode::UNAUTHORIZED,
                 AuthError::MissingTenantHeader
                 | AuthError::AmbiguousHeader(_)
                 | AuthError::InvalidHeader { .. } => StatusCode::BAD_REQUEST,
@@ -209,6 +221,7 @@ impl ApiError {
                     StatusCode::TOO_MANY_REQUESTS
                 }
                 RuntimeError::Quarantined(_)
+                | RuntimeError::TenantDeleting(_)
                 | RuntimeError::ShuttingDown
                 | RuntimeError::Interrupted => StatusCode::SERVICE_UNAVAILABLE,
                 RuntimeError::FlowCrashed(_) | RuntimeError::Storage(_) => {
@@ -218,7 +231,10 @@ impl ApiError {
             ApiError::InvalidJson(_) | ApiError::InvalidField { .. } | ApiError::InvalidFlow(_) => {
                 StatusCode::BAD_REQUEST
             }
-            ApiError::TeamMismatch(_) | ApiError::TeamScoped(_) => StatusCode::FORBIDDEN,
+            ApiError::TeamMismatch(_) | ApiError::TeamScoped(_) | ApiError::ScopeRequired(_) => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::UnknownTeam(_) | ApiError::SessionNotFound(_) | ApiError::RouteNotFound => {
                 StatusCode::NOT_FOUND
             }
@@ -237,9 +253,11 @@ impl ApiError {
     fn retry_after_s(&self) -> Option<u64> {
         match self {
             ApiError::QuotaExceeded { retry_after_s } => Some((*retry_after_s).max(1)),
-            ApiError::Runtime(RuntimeError::Overloaded | RuntimeError::Interrupted) => {
-                Some(OVERLOADED_RETRY_AFTER_S)
-            }
+            ApiError::Runtime(
+                RuntimeError::Overloaded
+                | RuntimeError::Interrupted
+                | RuntimeError::TenantDeleting(_),
+            ) => Some(OVERLOADED_RETRY_AFTER_S),
             ApiError::Runtime(RuntimeError::SessionsFull { .. }) => {
                 Some(SESSIONS_FULL_RETRY_AFTER_S)
             }
@@ -254,6 +272,8 @@ impl ApiError {
     fn public_message(&self, status: StatusCode) -> String {
         match self {
             ApiError::Runtime(e) => e.public().1,
+            // Not a failure: the deployment lacks the feature, and the client must know why.
+            ApiError::NotSupported(why) => (*why).to_owned(),
             _ if status.is_server_error() => INTERNAL_ERROR_MESSAGE.to_owned(),
             other => other.to_string(),
         }

@@ -11,6 +11,8 @@
 //! `tenant` label is a tenant this instance serves (else `unknown`), `env` an env a message was
 //! accepted in, `code` one of `ApiError`'s codes, `status` an HTTP status.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -57,6 +59,10 @@ pub struct HttpMetrics {
     rejected: Family<TenantStatus, Counter>,
     ack_latency: Family<TenantLabel, Histogram, fn() -> Histogram>,
     log_lines_left_out: Counter,
+    /// The label sets of `errors` and `rejected` created so far (prometheus-client cannot list
+    /// a family's label sets), so that a deleted tenant's series can be removed. Bounded like
+    /// the families: served tenants × codes / statuses.
+    error_labels: Mutex<HashSet<(TenantCode, Option<TenantStatus>)>>,
 }
 
 impl HttpMetrics {
@@ -107,7 +113,46 @@ impl HttpMetrics {
             rejected,
             ack_latency,
             log_lines_left_out,
+            error_labels: Mutex::default(),
         }
+    }
+
+    /// Removes every series of `tenant` (its messages and replies in `envs`, its ack latency,
+    /// its errors and rejections), for offboarding; returns how many were removed. Its
+    /// counters start again from zero if the tenant is served again.
+    pub fn forget_tenant<'a>(
+        &self,
+        tenant: &TenantId,
+        envs: impl IntoIterator<Item = &'a EnvId>,
+    ) -> u64 {
+        let mut removed = 0u64;
+        let mut count = |gone: bool| removed += u64::from(gone);
+        for env in envs {
+            let labels = TenantEnv {
+                tenant: tenant.to_string(),
+                env: env.to_string(),
+            };
+            count(self.messages.remove(&labels));
+            count(self.replies.remove(&labels));
+        }
+        count(self.ack_latency.remove(&TenantLabel {
+            tenant: tenant.to_string(),
+        }));
+        let mut seen = self
+            .error_labels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.retain(|(code, status)| {
+            if code.tenant != tenant.as_str() {
+                return true;
+            }
+            count(self.errors.remove(code));
+            if let Some(status) = status {
+                count(self.rejected.remove(status));
+            }
+            false
+        });
+        removed
     }
 
     /// Counts an accepted message, its replies and its ack latency.
@@ -130,24 +175,51 @@ impl HttpMetrics {
     /// Counts an error response; `rejection` also counts it as refused at the edge.
     /// `tenant` must be a served tenant or [`UNKNOWN_TENANT`](crate::edge::metrics::UNKNOWN_TENANT).
     pub fn error(&self, tenant: &str, code: &'static str, status: u16, rejection: bool) {
-        self.errors
-            .get_or_create(&TenantCode {
-                tenant: tenant.to_owned(),
-                code: code.to_owned(),
-            })
-            .inc();
-        if rejection {
-            self.rejected
-                .get_or_create(&TenantStatus {
-                    tenant: tenant.to_owned(),
-                    status: status.to_string(),
-                })
-                .inc();
+        let code = TenantCode {
+            tenant: tenant.to_owned(),
+            code: code.to_owned(),
+        };
+        self.errors.get_or_create(&code).inc();
+        let status = rejection.then(|| TenantStatus {
+            tenant: tenant.to_owned(),
+            status: status.to_string(),
+        });
+        if let Some(status) = &status {
+            self.rejected.get_or_create(status).inc();
         }
+        self.error_labels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((code, status));
     }
 
     /// Counts a refused request's log line that the log budget left out.
     pub fn log_line_left_out(&self) {
         self.log_lines_left_out.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::runtime::RuntimeMetrics;
+
+    #[test]
+    fn a_forgotten_tenant_loses_every_series_and_no_other_tenant_does() {
+        let mut registry = MetricsRegistry::new();
+        let metrics = HttpMetrics::new(&mut registry);
+        let (acme, zeta): (TenantId, TenantId) = ("acme".parse().unwrap(), "zeta".parse().unwrap());
+        let prod: EnvId = "prod".parse().unwrap();
+        for t in [&acme, &zeta] {
+            metrics.message_acked(t, &prod, 1, Duration::from_millis(1));
+            metrics.error(t.as_str(), "quota_exceeded", 429, true);
+            metrics.error(t.as_str(), "session_not_found", 404, false);
+        }
+        // messages, replies, ack latency, two error codes, one rejection status.
+        assert_eq!(metrics.forget_tenant(&acme, [&prod]), 6);
+        assert_eq!(metrics.forget_tenant(&acme, [&prod]), 0);
+        let text = registry.render(&RuntimeMetrics::default()).unwrap();
+        assert!(!text.contains(r#"tenant="acme""#), "{text}");
+        assert!(text.matches(r#"tenant="zeta""#).count() >= 6, "{text}");
     }
 }

@@ -10,7 +10,8 @@
 //! `export_slots` (how many exports may run at once), `debug` (the online debugging routes:
 //! point-in-time state, what-if, close/reset, verify), `stream` (the live event streams, SSE),
 //! `sessions` (the sessions list: filters, order, cursor), `console` (the operator console's
-//! embedded files under `/console/` and the OpenAPI document, served without auth).
+//! embedded files under `/console/` and the OpenAPI document, served without auth), `admin`
+//! (the admin routes: deleting the caller's tenant).
 //!
 //! Invariants:
 //! - Every `/api/v1` handler takes a `Caller`, so no handler runs before the token, the tenancy
@@ -20,6 +21,7 @@
 //!   team's data is unreachable, and absent data looks the same whoever owns it (404).
 //! - Request bodies are counted on the stream (chunked ones too) and bounded before parsing.
 
+mod admin;
 mod body;
 pub mod console;
 mod debug;

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::admin;
 use super::body::{read_body, refuse};
 use super::console;
 use super::debug;
@@ -61,6 +62,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/audit/verify"),
     ("GET", "/api/v1/events/stream"),
     ("GET", "/api/v1/sessions/{id}/events/stream"),
+    ("DELETE", "/api/v1/tenants/{tenant}"),
 ];
 
 /// The routes. `/api/v1` handlers take a [`Caller`] first; to add one (e.g. `GET /usage`,
@@ -166,6 +168,11 @@ fn api_v1(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/sessions/{id}/events/stream")
             .get(stream::session_stream)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/tenants/{tenant}")
+            .delete(admin::delete_tenant)
             .to(method_not_allowed),
     );
 }

@@ -75,6 +75,7 @@ impl ApiServer {
             quotas,
             registry,
             peer: peer.map(|p| (P::NAME, p.link())),
+            forget_peer: peer.map(PeerEdge::forget_tenant),
         };
         let state = web::Data::new(EdgeState::new(config, parts));
         let metrics_state = state.clone();

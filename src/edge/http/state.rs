@@ -17,7 +17,7 @@ use crate::actors::runtime::Runtime;
 use crate::config::Config;
 use crate::edge::auth::{bearer_token, check_headers, Authenticator, Caller};
 use crate::edge::metrics::MetricsRegistry;
-use crate::edge::peer::Link;
+use crate::edge::peer::{ForgetTenant, Link};
 use crate::edge::quota::Quotas;
 use crate::projections::projector::Projector;
 use crate::tenancy::{TeamId, TenantId};
@@ -47,6 +47,10 @@ pub struct EdgeState {
     /// The name and connection state of the edge served beside HTTP (NATS), when one is
     /// configured (for `/readyz`).
     peer: Option<(&'static str, Link)>,
+    /// `server.data_dir` (snapshots and secrets, for deleting a tenant).
+    data_dir: std::path::PathBuf,
+    /// Removes a tenant's series from the peer edge's families.
+    forget_peer: Option<ForgetTenant>,
 }
 
 /// The parts of an [`EdgeState`] that are built from more than the config.
@@ -57,6 +61,8 @@ pub(super) struct Parts {
     pub(super) quotas: Arc<Quotas>,
     pub(super) registry: MetricsRegistry,
     pub(super) peer: Option<(&'static str, Link)>,
+    /// Removes a tenant's series from the peer edge's families.
+    pub(super) forget_peer: Option<ForgetTenant>,
 }
 
 impl EdgeState {
@@ -69,6 +75,7 @@ impl EdgeState {
             quotas,
             mut registry,
             peer,
+            forget_peer,
         } = parts;
         let metrics = HttpMetrics::new(&mut registry);
         EdgeState {
@@ -89,6 +96,8 @@ impl EdgeState {
             streams: StreamSlots::default(),
             shutdown: tokio::sync::watch::channel(false).0,
             peer,
+            data_dir: config.server().data_dir.clone(),
+            forget_peer,
         }
     }
 
@@ -98,6 +107,15 @@ impl EdgeState {
 
     pub(super) fn projector(&self) -> &Projector {
         &self.projector
+    }
+
+    pub(super) fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
+    /// Removes `tenant`'s series from the peer edge's families; how many.
+    pub(super) fn forget_peer_series(&self, tenant: &TenantId) -> u64 {
+        self.forget_peer.as_ref().map_or(0, |forget| forget(tenant))
     }
 
     pub(super) fn metrics(&self) -> &HttpMetrics {

@@ -3,7 +3,7 @@
 //! `/readyz`), handed to the HTTP edge through [`PeerEdge`].
 
 use crate::edge::metrics::MetricsRegistry;
-use crate::edge::peer::{Link, PeerEdge};
+use crate::edge::peer::{ForgetTenant, Link, PeerEdge};
 use crate::tenancy::TenantId;
 
 /// What happened to NATS traffic; the `event` label of `tenantry_nats_events_total`.
@@ -59,6 +59,9 @@ type CounterFamily<L> =
 pub struct NatsMetrics {
     events: CounterFamily<EventLabel>,
     refused: CounterFamily<TenantCodeLabel>,
+    /// The label sets of `refused` created so far (a family cannot list them), so that a
+    /// deleted tenant's series can be removed; bounded like the family.
+    refused_labels: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<TenantCodeLabel>>>,
     /// Whether the client is connected (set by its connection events), for `/readyz`.
     connected: Link,
 }
@@ -79,12 +82,15 @@ impl NatsMetrics {
 
     /// Counts a message of served `tenant` refused with `code` (quota, runtime refusals).
     pub fn count_refused(&self, tenant: &TenantId, code: &'static str) {
-        self.refused
-            .get_or_create(&TenantCodeLabel {
-                tenant: tenant.to_string(),
-                code,
-            })
-            .inc();
+        let label = TenantCodeLabel {
+            tenant: tenant.to_string(),
+            code,
+        };
+        self.refused.get_or_create(&label).inc();
+        self.refused_labels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(label);
     }
 
     /// How often `event` happened.
@@ -120,6 +126,24 @@ impl PeerEdge for NatsMetrics {
 
     fn link(&self) -> Link {
         self.connected.clone()
+    }
+
+    fn forget_tenant(&self) -> ForgetTenant {
+        let (refused, labels) = (self.refused.clone(), self.refused_labels.clone());
+        std::sync::Arc::new(move |tenant: &TenantId| {
+            let mut labels = labels
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut removed = 0;
+            labels.retain(|label| {
+                if label.tenant != tenant.as_str() {
+                    return true;
+                }
+                removed += u64::from(refused.remove(label));
+                false
+            });
+            removed
+        })
     }
 }
 

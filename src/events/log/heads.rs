@@ -14,7 +14,11 @@ use crate::events::keys;
 use crate::tenancy::TenantId;
 
 impl EventLog {
-    /// Stores `value` as the signed head of `tenant` at `tenant_seq` and flushes it.
+    /// Stores `value` as the signed head of `tenant` at `tenant_seq` and flushes it. Refused
+    /// when `tenant_seq` is past the tenant's durable frontier: its log was deleted (offboarding)
+    /// after the head was read, and a head must never outlive the events it names. (A deletion
+    /// landing between this check and the insert can still leave one; a second deletion run
+    /// removes it.)
     pub fn put_signed_head(
         &self,
         tenant: &TenantId,
@@ -31,6 +35,11 @@ impl EventLog {
             .shared
             .store()
             .ok_or_else(|| err(store::CLOSED.into()))?;
+        if tenant_seq > self.durable_frontier(tenant) {
+            return Err(err(
+                "past the durable frontier (the tenant's log was deleted meanwhile)".into(),
+            ));
+        }
         let key = keys::signed_head_key(tenant, tenant_seq);
         contained(|| {
             store.tree.insert(key, value)?;

@@ -101,7 +101,7 @@ pub(super) fn tenant_head(tree: &sled::Tree, tenant: &TenantId) -> Result<Option
 }
 
 /// Decodes and cross-checks a frame; returns the head after it.
-fn check_frame(tenant: &TenantId, key: &[u8], value: &[u8]) -> Result<Head, ReadError> {
+pub(super) fn check_frame(tenant: &TenantId, key: &[u8], value: &[u8]) -> Result<Head, ReadError> {
     let events = decode_frame_events(tenant, key, value)?;
     let last = events
         .last()

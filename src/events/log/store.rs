@@ -250,7 +250,7 @@ impl Shared {
         self.notify(std::iter::once(tenant));
     }
 
-    /// After a tenant's deletion was flushed: nothing of it is left.
+    /// After a tenant's deletion was flushed: nothing of it is left, its damage included.
     pub(super) fn forget(&self, tenant: &TenantId) {
         let mut frontier = self
             .frontier
@@ -258,6 +258,10 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner);
         frontier.remove(tenant);
         drop(frontier);
+        self.damaged
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|d| d.tenant != *tenant);
         self.notify(std::iter::once(tenant));
     }
 

@@ -1,0 +1,147 @@
+//! The optional `scope` claim of a token: space-separated words naming what the token may do
+//! beyond (or instead of) today's rights (docs/http.md#scopes).
+//!
+//! - No `scope` claim: the token keeps the rights every token had before scopes existed
+//!   (messages, reads, audit); it has no admin rights.
+//! - `admin` is required for the admin routes (`DELETE /api/v1/tenants/{tenant}`); else 403
+//!   `scope_required`.
+//! - The other words (`messages`, `read`, `audit`, `connectors`) are accepted and carried, but
+//!   not yet enforced on the existing routes: a token with any scope keeps today's rights too.
+//! - An unknown word, an empty claim or a claim over [`SCOPE_BYTES_MAX`] makes the token
+//!   invalid (401 `invalid_token`, naming the word).
+
+use std::fmt;
+
+/// Longest `scope` claim accepted, in bytes (five words fit many times over).
+pub const SCOPE_BYTES_MAX: usize = 256;
+
+/// One scope word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    /// `POST /api/v1/messages`.
+    Messages,
+    /// The session and usage reads.
+    Read,
+    /// Audit export and verification.
+    Audit,
+    /// Connector management (reserved).
+    Connectors,
+    /// The admin routes (tenant deletion).
+    Admin,
+}
+
+impl Scope {
+    /// Every word, in the order documented.
+    pub const ALL: [Scope; 5] = [
+        Scope::Messages,
+        Scope::Read,
+        Scope::Audit,
+        Scope::Connectors,
+        Scope::Admin,
+    ];
+
+    /// The word as it appears in the claim.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Messages => "messages",
+            Scope::Read => "read",
+            Scope::Audit => "audit",
+            Scope::Connectors => "connectors",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a `scope` claim is refused; the message names the word and the accepted ones.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    /// A word that is not one of [`Scope::ALL`].
+    #[error("unknown scope {0:?} (accepted: messages, read, audit, connectors, admin)")]
+    Unknown(String),
+    /// The claim is empty or only spaces.
+    #[error("the scope claim is empty (omit it for a token with default rights)")]
+    Empty,
+    /// The claim is longer than [`SCOPE_BYTES_MAX`].
+    #[error("the scope claim is longer than {SCOPE_BYTES_MAX} bytes")]
+    TooLong,
+}
+
+/// The scopes of a token: `None` for a token without a `scope` claim.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scopes(Option<Vec<Scope>>);
+
+impl Scopes {
+    /// A token without a `scope` claim: today's rights, no admin.
+    pub const DEFAULT: Scopes = Scopes(None);
+
+    /// Parses a `scope` claim (space-separated words; repeats are harmless).
+    pub fn parse(claim: &str) -> Result<Scopes, ScopeError> {
+        if claim.len() > SCOPE_BYTES_MAX {
+            return Err(ScopeError::TooLong);
+        }
+        let mut words = Vec::new();
+        for word in claim.split(' ').filter(|w| !w.is_empty()) {
+            let scope = Scope::ALL
+                .into_iter()
+                .find(|s| s.as_str() == word)
+                .ok_or_else(|| ScopeError::Unknown(word.to_owned()))?;
+            if !words.contains(&scope) {
+                words.push(scope);
+            }
+        }
+        if words.is_empty() {
+            return Err(ScopeError::Empty);
+        }
+        words.sort();
+        Ok(Scopes(Some(words)))
+    }
+
+    /// Whether the token may use a route that requires `scope`. Only [`Scope::Admin`] is
+    /// enforced so far, and only a token whose claim names `admin` has it.
+    pub fn allows(&self, scope: Scope) -> bool {
+        match &self.0 {
+            Some(words) => words.contains(&scope) || words.contains(&Scope::Admin),
+            None => scope != Scope::Admin,
+        }
+    }
+
+    /// The claim as minted (words in canonical order), `None` without one.
+    pub fn claim(&self) -> Option<String> {
+        self.0.as_ref().map(|words| {
+            words
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_parse_and_admin_is_only_for_admin_tokens() {
+        let none = Scopes::DEFAULT;
+        assert!(none.allows(Scope::Messages) && !none.allows(Scope::Admin));
+        let admin = Scopes::parse("admin").unwrap();
+        assert!(admin.allows(Scope::Admin) && admin.allows(Scope::Read));
+        let read = Scopes::parse(" read  messages read").unwrap();
+        assert!(!read.allows(Scope::Admin));
+        assert_eq!(read.claim().as_deref(), Some("messages read"));
+        assert_eq!(
+            Scopes::parse("read root"),
+            Err(ScopeError::Unknown("root".to_owned()))
+        );
+        assert!(Scopes::parse("Admin").is_err(), "words are case-sensitive");
+        assert_eq!(Scopes::parse("  "), Err(ScopeError::Empty));
+        assert_eq!(Scopes::parse(&"read ".repeat(60)), Err(ScopeError::TooLong));
+    }
+}

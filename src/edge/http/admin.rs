@@ -1,0 +1,71 @@
+//! The admin routes, for a token with the `admin` scope (docs/http.md#admin):
+//! `DELETE /api/v1/tenants/{tenant}` deletes the caller's own tenant's data (offboarding).
+//!
+//! Invariants:
+//! - Only the tenant's own admin: the path's tenant must be the token's (another tenant's admin
+//!   gets 403 `tenant_mismatch` and nothing is touched), the token must carry `admin` (else 403
+//!   `scope_required`) and cover the whole tenant (a team claim or `X-Team-ID`: 403
+//!   `team_scoped`). The env of the token does not matter: the whole tenant is deleted.
+//! - Nothing writes for the tenant while its data is removed: the runtime refuses its messages
+//!   and stops its sessions first (`Runtime::pause_tenant`), and serves it again, empty,
+//!   once the deletion answered.
+//! - Only on the sled log backend (JetStream: 501 `not_supported`).
+
+use actix_web::{web, HttpResponse};
+
+use super::error::ApiError;
+use super::state::{blocking, EdgeState};
+use crate::edge::auth::{AuthError, Caller, Scope};
+use crate::offboard::{offboard_tenant, OffboardError};
+use crate::tenancy::TenantId;
+
+/// The refusal on the JetStream backend.
+const REPLICATED: &str = "deleting a tenant is supported on the sled log backend only: with \
+     the JetStream backend the stream is shared by every node; see docs/http.md#admin";
+
+/// `DELETE /api/v1/tenants/{tenant}`: deletes the tenant's log range (events, sessions,
+/// idempotency records, signed heads), read models, snapshots, secrets and metrics series;
+/// answers 200 with what was freed (all zero when there was nothing left).
+pub(super) async fn delete_tenant(
+    caller: Caller,
+    state: web::Data<EdgeState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    if !caller.scope.allows(Scope::Admin) {
+        return Err(ApiError::ScopeRequired(Scope::Admin));
+    }
+    if caller.team().is_some() {
+        return Err(ApiError::TeamScoped("deleting a tenant"));
+    }
+    let tenant = TenantId::parse(&path).map_err(|e| ApiError::field("tenant", e))?;
+    if tenant != caller.tenant {
+        return Err(AuthError::TenantMismatch.into());
+    }
+    if state.runtime().log().replica().is_some() {
+        return Err(ApiError::NotSupported(REPLICATED));
+    }
+    let pause = state.runtime().pause_tenant(&tenant).await?;
+    let deleting = tenant.clone();
+    // The pause moves into the blocking task: a client that goes away drops this handler, not
+    // the deletion, and the tenant stays paused until the deletion ended.
+    let freed = blocking(state.clone(), move |state| {
+        let log = state.runtime().log();
+        let mut freed = offboard_tenant(log, state.projector(), state.data_dir(), &deleting)
+            .map_err(|e| match e {
+                OffboardError::Replicated => ApiError::NotSupported(REPLICATED),
+                other => ApiError::Internal(other.to_string()),
+            })?;
+        let envs: Vec<crate::tenancy::EnvId> = state
+            .runtime()
+            .tenant_config(&deleting)
+            .map(|t| t.environments.iter().map(|e| e.id.clone()).collect())
+            .unwrap_or_default();
+        freed.metrics_series =
+            state.metrics().forget_tenant(&deleting, &envs) + state.forget_peer_series(&deleting);
+        drop(pause);
+        Ok(freed)
+    })
+    .await?;
+    tracing::warn!(tenant = %tenant, events = freed.events, "tenant data deleted (offboarding)");
+    Ok(HttpResponse::Ok().json(freed))
+}

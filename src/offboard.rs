@@ -1,0 +1,213 @@
+//! Tenant offboarding: [`offboard_tenant`] removes everything a tenant left in a data dir
+//! (its log key range with its idempotency records and signed heads, its read models, its
+//! snapshot files, its secrets) and reports what it freed ([`Freed`]). Other tenants' keys,
+//! files, chains and usage are untouched: every part is removed by its tenant prefix or
+//! directory. `tenantry tenant delete` (offline) and `DELETE /api/v1/tenants/{tenant}` (the
+//! running server, which also stops the tenant's sessions first and drops its metrics series)
+//! both call it.
+//!
+//! **Order and crashes.** A marker file `{data_dir}/offboarding/{tenant}` is written (and
+//! fsynced) first and removed last, so an interrupted deletion is visible (`serve` warns about
+//! it at start) and running the deletion again finishes it; a run after a completed one frees
+//! nothing and succeeds. Between the marker's two ends: (1) the log range, durably (the point of
+//! no return: the tenant's history is gone; a snapshot left behind no longer matches the log and
+//! is never used); (2) the read models, under the tenant's fold lock, after the log so that no
+//! fold can bring them back; (3) the snapshot files; (4) the secrets.
+//!
+//! Only the sled backend: with JetStream the stream is shared by every node and another node
+//! may own the tenant, so deleting there is refused ([`OffboardError::Replicated`]).
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::events::log::{AppendError, EventLog, ReadError};
+use crate::projections::projector::{Projector, ProjectorError};
+use crate::projections::snapshot::{SnapshotError, SnapshotStore};
+use crate::secrets::error::SecretError;
+use crate::tenancy::TenantId;
+
+/// Directory of the data dir holding one marker file per tenant being deleted.
+pub const OFFBOARDING_DIR: &str = "offboarding";
+/// Directory of the data dir holding the session snapshots.
+const SESSIONS_DIR: &str = "sessions";
+
+/// What deleting a tenant removed. All zero (see [`Freed::is_empty`]) when there was nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Freed {
+    /// The tenant.
+    pub tenant: String,
+    /// Events of its log (its last `tenant_seq`).
+    pub events: u64,
+    /// Sessions (one meta key each).
+    pub sessions: u64,
+    /// Idempotency records.
+    pub idempotency_records: u64,
+    /// Signed chain heads.
+    pub signed_heads: u64,
+    /// Every key of its log range (frames, session index and meta, idempotency, open
+    /// sessions, signed heads).
+    pub log_keys: u64,
+    /// Bytes of those keys and values.
+    pub log_bytes: u64,
+    /// Read-model entries (usage rows, session states, last messages, the checkpoint).
+    pub read_model_rows: u64,
+    /// Snapshot files (`sessions/{tenant}/…/*.cbor`).
+    pub snapshot_files: u64,
+    /// Their bytes.
+    pub snapshot_bytes: u64,
+    /// Secret files (the tenant's namespace and its teams').
+    pub secrets: u64,
+    /// Their bytes (encrypted).
+    pub secret_bytes: u64,
+    /// Metrics series dropped (the running server's; 0 offline).
+    pub metrics_series: u64,
+    /// True when an earlier, interrupted deletion of this tenant was finished by this one.
+    pub resumed: bool,
+}
+
+impl Freed {
+    /// True when nothing was freed (a tenant already deleted, or that never had data).
+    pub fn is_empty(&self) -> bool {
+        self.log_keys
+            + self.read_model_rows
+            + self.snapshot_files
+            + self.secrets
+            + self.metrics_series
+            == 0
+    }
+
+    /// The report as a two-column table (what, how many).
+    pub fn table(&self) -> String {
+        let rows = [
+            ("events", self.events),
+            ("sessions", self.sessions),
+            ("idempotency records", self.idempotency_records),
+            ("signed chain heads", self.signed_heads),
+            ("log keys", self.log_keys),
+            ("log bytes", self.log_bytes),
+            ("read-model rows", self.read_model_rows),
+            ("snapshot files", self.snapshot_files),
+            ("snapshot bytes", self.snapshot_bytes),
+            ("secrets", self.secrets),
+            ("secret bytes", self.secret_bytes),
+            ("metrics series", self.metrics_series),
+        ];
+        let mut out = format!("tenant {}\n", self.tenant);
+        for (what, n) in rows {
+            out.push_str(&format!("{what:<20} {n:>12}\n"));
+        }
+        out
+    }
+}
+
+/// Why a tenant could not be (wholly) deleted. Whatever was removed before the error stays
+/// removed; the marker stays, and running the deletion again finishes it.
+#[derive(Debug, thiserror::Error)]
+pub enum OffboardError {
+    /// The log is the JetStream backend's.
+    #[error(
+        "deleting a tenant is supported on the sled log backend only; with [log] backend = \
+         \"jetstream\" the stream is shared by every node (see docs/cli.md#tenant-delete)"
+    )]
+    Replicated,
+    /// The marker file could not be written or removed.
+    #[error("offboarding marker {path}: {source}")]
+    Marker {
+        /// The marker's path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Counting the tenant's log range failed.
+    #[error("reading the tenant's log: {0}")]
+    Read(#[from] ReadError),
+    /// Removing the tenant's log range failed.
+    #[error("deleting the tenant's log range: {0}")]
+    Log(#[from] AppendError),
+    /// Removing the read models failed.
+    #[error("deleting the tenant's read models: {0}")]
+    ReadModels(#[from] ProjectorError),
+    /// Removing the snapshot files failed.
+    #[error("deleting the tenant's snapshots: {0}")]
+    Snapshots(#[from] SnapshotError),
+    /// Removing the secrets failed.
+    #[error("deleting the tenant's secrets: {0}")]
+    Secrets(#[from] SecretError),
+}
+
+/// The marker of `tenant`'s deletion in `data_dir`.
+fn marker(data_dir: &Path, tenant: &TenantId) -> PathBuf {
+    data_dir.join(OFFBOARDING_DIR).join(tenant.as_str())
+}
+
+/// The tenants whose deletion was started in `data_dir` and not finished (a crash or an
+/// error part-way). Names that are not tenant ids are skipped.
+pub fn interrupted(data_dir: &Path) -> Vec<TenantId> {
+    let Ok(entries) = std::fs::read_dir(data_dir.join(OFFBOARDING_DIR)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<TenantId> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| TenantId::parse(e.file_name().to_str()?).ok())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Deletes `tenant`'s data from `log` (sled), `projector`'s read models and `data_dir`'s
+/// snapshots and secrets, in the order the module doc gives. The caller makes sure nothing
+/// writes for `tenant` meanwhile (offline: the data dir's lock; `serve`: the runtime's
+/// [`pause_tenant`](crate::actors::runtime::Runtime::pause_tenant)).
+pub fn offboard_tenant(
+    log: &EventLog,
+    projector: &Projector,
+    data_dir: &Path,
+    tenant: &TenantId,
+) -> Result<Freed, OffboardError> {
+    if log.replica().is_some() {
+        return Err(OffboardError::Replicated);
+    }
+    let marker = marker(data_dir, tenant);
+    let marker_err = |source| OffboardError::Marker {
+        path: marker.clone(),
+        source,
+    };
+    let resumed = marker.exists();
+    if !resumed {
+        crate::private_fs::create_private_dir(&data_dir.join(OFFBOARDING_DIR))
+            .map_err(marker_err)?;
+        crate::private_fs::write_private(&marker, b"").map_err(marker_err)?;
+    }
+    let census = log.census(tenant)?;
+    log.delete_tenant_blocking(tenant)?;
+    let read_model_rows = projector.forget_tenant(tenant)?;
+    let snapshots = SnapshotStore::new(data_dir.join(SESSIONS_DIR));
+    let (snapshot_files, snapshot_bytes) = snapshots.remove_tenant_counted(tenant)?;
+    let (secrets, secret_bytes) = crate::secrets::store::remove_tenant_secrets(data_dir, tenant)?;
+    std::fs::remove_file(&marker).map_err(marker_err)?;
+    if let Some(dir) = marker.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(marker_err)?;
+    }
+    Ok(Freed {
+        tenant: tenant.to_string(),
+        events: census.events,
+        sessions: census.sessions,
+        idempotency_records: census.idempotency_records,
+        signed_heads: census.signed_heads,
+        log_keys: census.keys,
+        log_bytes: census.bytes,
+        read_model_rows,
+        snapshot_files,
+        snapshot_bytes,
+        secrets,
+        secret_bytes,
+        metrics_series: 0,
+        resumed,
+    })
+}
+
+#[cfg(test)]
+mod tests;
