@@ -126,7 +126,7 @@ fn read_error(tenant: &TenantId, key: &[u8], detail: impl ToString) -> ReadError
 
 /// Decodes a frame into its events and checks that they belong where the key says: this tenant,
 /// consecutive tenant_seqs from the key's, one session with consecutive seqs.
-fn decode_frame_events(
+pub(super) fn decode_frame_events(
     tenant: &TenantId,
     key: &[u8],
     value: &[u8],
