@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use super::anchor::{stored_heads, HeadSigner, ManifestHead, SignedHead, MANIFEST_HEADS_MAX};
 use super::record::{
-    hash_hex, write_jsonl_line, EventLine, LineBuffers, Manifest, CSV_COLUMNS, FORMAT,
-    TYPE_MANIFEST,
+    hash_hex, write_jsonl_line, EventLine, LineBuffers, Manifest, ManifestRetention, CSV_COLUMNS,
+    FORMAT, TYPE_MANIFEST,
 };
 use super::{in_window, AuditError};
 use crate::events::codec::{encode_body, Hash};
@@ -156,6 +156,8 @@ pub fn export(
 ) -> Result<Manifest, AuditError> {
     let reader = log.tenant(&opts.tenant);
     let from = opts.from_seq.max(1);
+    // Read before the frames: a trim meanwhile can only make the export start later.
+    let anchor = log.retention_anchor(&opts.tenant)?;
     let head = reader.head()?;
     let mut writer = Writer {
         opts,
@@ -170,6 +172,7 @@ pub fn export(
     let last = head.map_or(0, |h| h.tenant_seq);
     if let Some(head) = head.filter(|_| last >= from) {
         writer.manifest.manifest.heads = heads_for(log, opts, from, &head)?;
+        writer.manifest.manifest.retention = anchor.as_ref().map(ManifestRetention::of);
         read_ahead(reader, from..=last, &mut |batch| writer.batch(batch))?;
     }
     let Writer {
@@ -387,6 +390,7 @@ impl ManifestBuilder {
                 from_seq: from,
                 team: opts.team.as_ref().map(ToString::to_string),
                 heads: Vec::new(),
+                retention: None,
             },
             count: 0,
             head_hash: None,

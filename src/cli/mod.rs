@@ -14,6 +14,7 @@ pub mod keys;
 pub mod migrate;
 mod read_models;
 pub mod remote;
+mod retention;
 pub mod secrets;
 mod serve;
 
@@ -107,6 +108,10 @@ enum Command {
     /// tenant's chain verified first, the copy read back after; resumable. Offline. Exit 0 every
     /// tenant is in the stream, 1 one was refused (named) or the copy stopped.
     Migrate(migrate::MigrateArgs),
+    /// Trim the tenants that have a `retention` (all, or --tenant T) as `serve` does hourly:
+    /// their frames older than now (or --as-of TIME) minus the retention, re-anchoring the
+    /// chain. Offline. Exit 1 when a tenant's trim failed.
+    Trim(retention::TrimArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -260,6 +265,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(&cli.config)?;
             let usage = read_models::usage(&config, &tenant, env.as_ref(), by, format);
             with_in_use_hint(usage, &config, "usage")
+        }
+        Command::Trim(args) => {
+            let config = load_config(&cli.config)?;
+            retention::trim(&args, &config).map_err(|e| {
+                let in_use = e
+                    .chain()
+                    .any(|c| matches!(c.downcast_ref(), Some(crate::audit::AuditError::InUse(_))));
+                if in_use {
+                    anyhow::anyhow!("{e:#}; the running server trims on its own (hourly)")
+                } else {
+                    e
+                }
+            })
         }
         Command::Rebuild { tenant, snapshots } => {
             read_models::rebuild(&cli.config, tenant, snapshots)

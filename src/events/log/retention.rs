@@ -169,6 +169,13 @@ impl EventLog {
     }
 }
 
+impl super::ScopedReader {
+    /// The retention anchor of this scope's tenant (`None`: never trimmed).
+    pub fn retention_anchor(&self) -> Result<Option<RetentionAnchor>, ReadError> {
+        read_anchor(&self.parts.tree.clone()?, &self.ctx.tenant)
+    }
+}
+
 /// One batch of a trim.
 struct Step {
     events: u64,
