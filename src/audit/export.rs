@@ -171,7 +171,9 @@ pub fn export(
     };
     let last = head.map_or(0, |h| h.tenant_seq);
     if let Some(head) = head.filter(|_| last >= from) {
-        writer.manifest.manifest.heads = heads_for(log, opts, from, &head)?;
+        // A head signed below the anchor while a trim ran names a trimmed event: left out.
+        let heads_from = from.max(anchor.map_or(1, |a| a.first_tenant_seq));
+        writer.manifest.manifest.heads = heads_for(log, opts, heads_from, &head)?;
         writer.manifest.manifest.retention = anchor.as_ref().map(ManifestRetention::of);
         read_ahead(reader, from..=last, &mut |batch| writer.batch(batch))?;
     }

@@ -30,6 +30,9 @@ fn a_trim_removes_old_frames_and_anchors_the_first_kept_event() {
     let tenant = acme_support().tenant;
     let before = all_events(&log);
     assert_eq!(log.retention_anchor(&tenant).unwrap(), None);
+    for seq in [2, 4, 5] {
+        log.put_signed_head(&tenant, seq, &[seq as u8]).unwrap();
+    }
 
     // Events at 100..=400 are older than 450: tenant_seqs 1..=4 go.
     let report = log.trim(&tenant, 450, 9_000).unwrap();
@@ -48,6 +51,9 @@ fn a_trim_removes_old_frames_and_anchors_the_first_kept_event() {
     let after = all_events(&log);
     assert_eq!(after, before[4..].to_vec());
     assert_eq!(after[0].prev_hash, anchor.prev_hash);
+    // Signed heads of trimmed events went in the same batch; the one at a kept event stays.
+    let heads = log.signed_heads(&tenant, u64::MAX, 10).unwrap();
+    assert_eq!(heads, vec![(5, vec![5])]);
     // The session index entries of the trimmed frames went with them.
     let scope = log.scope(&acme_support());
     let s1 = "s1".parse().unwrap();
@@ -163,4 +169,122 @@ fn the_anchor_record_round_trips_and_a_malformed_one_is_an_error() {
     bad[0] = 2;
     assert_eq!(RetentionAnchor::decode(&bad), None);
     assert_eq!(RetentionAnchor::decode(&a.encode()[..10]), None);
+}
+
+#[test]
+fn verify_of_a_trimmed_log_passes_from_the_anchor_and_fails_on_a_forged_one() {
+    use crate::audit::verify::{verify_log, Verdict};
+    let dir = tempfile::tempdir().unwrap();
+    let log = ada_log(dir.path(), 5);
+    let tenant = acme_support().tenant;
+    log.trim(&tenant, 450, 9_000).unwrap();
+    let Verdict::Intact(summary) = verify_log(&log, &tenant).unwrap() else {
+        panic!("a trimmed log verifies")
+    };
+    assert_eq!(
+        (
+            summary.count,
+            summary.first_tenant_seq,
+            summary.last_tenant_seq
+        ),
+        (2, Some(5), Some(6))
+    );
+    let said = summary.to_string();
+    assert!(
+        said.contains("anchored: 4 trimmed up to 1970-01-01T00:00:00.400Z"),
+        "{said}"
+    );
+
+    // An anchor whose hash is not the first kept event's prev_hash: the chain is broken there.
+    let tree = log.inner.shared.store().unwrap().tree.clone();
+    let mut forged = log.retention_anchor(&tenant).unwrap().unwrap();
+    forged.prev_hash = [9; 32];
+    tree.insert(keys::retention_anchor_key(&tenant), forged.encode())
+        .unwrap();
+    let Verdict::Broken(problem) = verify_log(&log, &tenant).unwrap() else {
+        panic!("a forged anchor is found")
+    };
+    assert_eq!(problem.tenant_seq, Some(5), "{problem}");
+    // An anchor that claims fewer trimmed events than are missing: the gap is found.
+    forged = log.retention_anchor(&tenant).unwrap().unwrap();
+    forged.first_tenant_seq = 3;
+    tree.insert(keys::retention_anchor_key(&tenant), forged.encode())
+        .unwrap();
+    let Verdict::Broken(problem) = verify_log(&log, &tenant).unwrap() else {
+        panic!("frames missing after the anchor are found")
+    };
+    assert!(
+        problem.to_string().contains("expected tenant_seq 3"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn a_session_whose_start_was_trimmed_loads_and_folds_from_what_remains() {
+    use crate::projections::load::load_session;
+    use crate::projections::snapshot::SnapshotStore;
+    let dir = tempfile::tempdir().unwrap();
+    let log = ada_log(dir.path(), 5);
+    let tenant = acme_support().tenant;
+    log.trim(&tenant, 450, 9_000).unwrap();
+    let snapshots = SnapshotStore::new(dir.path().join("sessions"));
+    let loaded = load_session(&log, &snapshots, &acme_support(), &"s1".parse().unwrap()).unwrap();
+    let state = loaded.state;
+    assert_eq!(
+        (state.trimmed_before_seq, state.last_seq, state.messages_in),
+        (5, 6, 2)
+    );
+    assert_eq!(state.user, "", "the start, with its user, was trimmed");
+    assert_eq!(loaded.snapshot_seq, 0);
+}
+
+#[test]
+fn a_snapshot_whose_last_event_was_trimmed_is_used_when_the_kept_events_continue_it() {
+    use crate::projections::load::load_session;
+    use crate::projections::session::SessionState;
+    use crate::projections::snapshot::{SnapshotKey, SnapshotStore};
+    let ctx = acme_support();
+    let (team, s1) = (ctx.team_or_default(), "s1".parse().unwrap());
+    let key = SnapshotKey {
+        tenant: &ctx.tenant,
+        env: &ctx.env,
+        team: &team,
+        session: &s1,
+    };
+    // The state after seqs 1..=upto, folded before the trim.
+    let state_upto = |log: &EventLog, upto: u64| {
+        let mut state = SessionState::new(
+            ctx.tenant.clone(),
+            ctx.env.clone(),
+            team.clone(),
+            s1.clone(),
+        );
+        for e in log.scope(&ctx).session_events(&s1, 1..=upto) {
+            state.apply(&e.unwrap().event);
+        }
+        state
+    };
+    for (snapshot_at, used) in [(4, true), (3, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ada_log(dir.path(), 5);
+        let snapshots = SnapshotStore::new(dir.path().join("sessions"));
+        snapshots
+            .write(&key, snapshot_at, &state_upto(&log, snapshot_at))
+            .unwrap();
+        // tenant_seqs (= seqs) 1..=4 go; the kept ones are 5 and 6.
+        log.trim(&ctx.tenant, 450, 9_000).unwrap();
+        let loaded = load_session(&log, &snapshots, &ctx, &s1).unwrap();
+        assert_eq!(loaded.snapshot_problem, None, "snapshot at {snapshot_at}");
+        let state = loaded.state;
+        assert_eq!(state.last_seq, 6);
+        if used {
+            // Seq 5 follows the snapshot: the whole history is known.
+            assert_eq!((loaded.snapshot_seq, state.trimmed_before_seq), (4, 0));
+            assert_eq!((state.user.as_str(), state.messages_in), ("ada", 5));
+        } else {
+            // Seq 4 is gone: the snapshot cannot be continued; folded from what remains.
+            assert_eq!((loaded.snapshot_seq, state.trimmed_before_seq), (0, 5));
+            assert_eq!(state.messages_in, 2);
+        }
+    }
 }
