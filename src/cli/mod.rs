@@ -266,19 +266,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let usage = read_models::usage(&config, &tenant, env.as_ref(), by, format);
             with_in_use_hint(usage, &config, "usage")
         }
-        Command::Trim(args) => {
-            let config = load_config(&cli.config)?;
-            retention::trim(&args, &config).map_err(|e| {
-                let in_use = e
-                    .chain()
-                    .any(|c| matches!(c.downcast_ref(), Some(crate::audit::AuditError::InUse(_))));
-                if in_use {
-                    anyhow::anyhow!("{e:#}; the running server trims on its own (hourly)")
-                } else {
-                    e
-                }
-            })
-        }
+        Command::Trim(args) => retention::trim(&args, &load_config(&cli.config)?),
         Command::Rebuild { tenant, snapshots } => {
             read_models::rebuild(&cli.config, tenant, snapshots)
         }

@@ -44,7 +44,12 @@ pub(super) fn trim(args: &TrimArgs, config: &Config) -> anyhow::Result<ExitCode>
             anyhow::bail!("tenant {only} is not configured");
         }
     }
-    let log = crate::audit::open_log(config)?;
+    let log = crate::audit::open_log(config).map_err(|e| match e {
+        crate::audit::AuditError::InUse(_) => {
+            anyhow::anyhow!("{e}; the running server trims on its own (hourly)")
+        }
+        e => anyhow::Error::new(e),
+    })?;
     let now = args.as_of.unwrap_or_else(|| Clock::now_ms(&SystemClock));
     let mut failed = false;
     for ((tenant, result), (_, keep)) in trim_all(&log, &policies, now).into_iter().zip(&policies) {

@@ -253,6 +253,9 @@ fn sled_err(tenant: &TenantId, position: &str, e: &sled::Error) -> ReadError {
     }
 }
 
+/// A frame's key and its events.
+type KeyedFrame = (Vec<u8>, Vec<StoredEvent>);
+
 /// The oldest frames (at most [`TRIM_BATCH_FRAMES`]) whose every event is before `cutoff_ms`,
 /// never the last frame at or before the frontier `limit`.
 fn trimmable(
@@ -260,7 +263,7 @@ fn trimmable(
     tenant: &TenantId,
     limit: u64,
     cutoff_ms: u64,
-) -> Result<Vec<(Vec<u8>, Vec<StoredEvent>)>, ReadError> {
+) -> Result<Vec<KeyedFrame>, ReadError> {
     let mut out = Vec::new();
     if limit == 0 {
         return Ok(out);
@@ -268,7 +271,7 @@ fn trimmable(
     let (start, _) = keys::frame_range(tenant);
     let upto = keys::frame_key(tenant, limit);
     // A frame is taken once a later durable frame is seen: the last one always stays.
-    let mut pending: Option<(Vec<u8>, Vec<StoredEvent>)> = None;
+    let mut pending: Option<KeyedFrame> = None;
     for entry in tree.range(start..=upto) {
         let (key, value) = entry.map_err(|e| sled_err(tenant, "frame scan", &e))?;
         if let Some(prev) = pending.take() {

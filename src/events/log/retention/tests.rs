@@ -30,8 +30,9 @@ fn a_trim_removes_old_frames_and_anchors_the_first_kept_event() {
     let tenant = acme_support().tenant;
     let before = all_events(&log);
     assert_eq!(log.retention_anchor(&tenant).unwrap(), None);
-    for seq in [2, 4, 5] {
-        log.put_signed_head(&tenant, seq, &[seq as u8]).unwrap();
+    for seq in [2u8, 4, 5] {
+        log.put_signed_head(&tenant, u64::from(seq), &[seq])
+            .unwrap();
     }
 
     // Events at 100..=400 are older than 450: tenant_seqs 1..=4 go.
