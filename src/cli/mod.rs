@@ -4,7 +4,7 @@
 //! Files: this one (the command tree and its dispatch), `serve` (start and stop the server),
 //! `read_models` (`usage`, `rebuild`), `audit` (`replay`, `export`, `verify`), `remote`
 //! (`--server URL`: those commands through a running server's HTTP API), `secrets`
-//! (`secrets`, `token`, `keygen`), `keys` (`keys export-pubkey`). The benchmarks are their own
+//! (`secrets`, `token`, `keygen`), `keys` (`keys export-pubkey`), `retention` (`trim`). The benchmarks are their own
 //! crate (`bench/`,
 //! `tenantry-bench`).
 
