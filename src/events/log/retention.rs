@@ -97,6 +97,15 @@ pub(super) fn read_anchor(
         .transpose()
 }
 
+/// Whether the frame at `tenant_seq` lies before the tenant's retention anchor (was trimmed).
+/// An unreadable anchor counts as not trimmed, so the caller reports the missing frame.
+pub(super) fn trimmed(tree: &sled::Tree, tenant: &TenantId, tenant_seq: u64) -> bool {
+    read_anchor(tree, tenant)
+        .ok()
+        .flatten()
+        .is_some_and(|a| tenant_seq < a.first_tenant_seq)
+}
+
 /// Why a trim could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum TrimError {

@@ -289,3 +289,45 @@ fn a_snapshot_whose_last_event_was_trimmed_is_used_when_the_kept_events_continue
         }
     }
 }
+
+#[test]
+fn a_session_read_overtaken_by_a_trim_before_its_first_event_starts_at_the_kept_events() {
+    // What a reader sees if a trim's batch lands between its index read and its frame read:
+    // index entries whose frames are gone. Made here by removing frames alone.
+    let dir = tempfile::tempdir().unwrap();
+    let log = ada_log(dir.path(), 3); // frames at tenant_seqs 1..=4, one event each
+    let ctx = acme_support();
+    let before = all_events(&log);
+    let tree = log.inner.shared.store().unwrap().tree.clone();
+    tree.remove(keys::frame_key(&ctx.tenant, 1)).unwrap();
+    let s1 = "s1".parse().unwrap();
+    let read = || -> Result<Vec<u64>, ReadError> {
+        log.scope(&ctx)
+            .session_events(&s1, 1..=u64::MAX)
+            .map(|e| e.map(|e| e.event.seq))
+            .collect()
+    };
+    let anchor_at = |first: u64| {
+        let a = RetentionAnchor {
+            first_tenant_seq: first,
+            prev_hash: before[usize::try_from(first).unwrap() - 2].hash,
+            trimmed: first - 1,
+            last_trimmed_at_ms: 100,
+            trimmed_at_ms: 1,
+        };
+        tree.insert(keys::retention_anchor_key(&ctx.tenant), a.encode())
+            .unwrap();
+    };
+    // No anchor: a missing frame is damage.
+    let err = read().unwrap_err();
+    assert!(err.detail.contains("indexed frame is missing"), "{err}");
+    // Trimmed: the session starts at its first kept event.
+    anchor_at(2);
+    assert_eq!(read().unwrap(), vec![2, 3, 4]);
+    // A frame missing after events were returned would be a gap: an error, never skipped.
+    tree.remove(keys::frame_key(&ctx.tenant, 3)).unwrap();
+    anchor_at(4);
+    let err = read().unwrap_err();
+    assert!(err.detail.contains("indexed frame is missing"), "{err}");
+    assert!(err.position.contains("tenant_seq 3"), "{err}");
+}
