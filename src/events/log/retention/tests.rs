@@ -331,3 +331,33 @@ fn a_session_read_overtaken_by_a_trim_before_its_first_event_starts_at_the_kept_
     assert!(err.detail.contains("indexed frame is missing"), "{err}");
     assert!(err.position.contains("tenant_seq 3"), "{err}");
 }
+
+#[test]
+fn a_fold_whose_checkpoint_a_trim_overtook_restarts_the_session_from_what_was_kept() {
+    use crate::projections::projector::Projector;
+    let dir = tempfile::tempdir().unwrap();
+    let log = ada_log(dir.path(), 5); // seqs 1..=6 at 100..=600
+    let tenant = acme_support().tenant;
+    let projector = Projector::new(&log).unwrap();
+    projector.catch_up(&log, &tenant, &mut |_| {}).unwrap();
+    for (seq, at) in [(6, 700), (7, 800), (8, 5_000)] {
+        log.append_blocking(ada_group(seq, format!("m{seq}"), "hi", at))
+            .unwrap();
+    }
+    // Seqs 7 and 8 go before the fold reads them; seq 9 is kept.
+    log.trim(&tenant, 950, 6_000).unwrap();
+    projector.catch_up(&log, &tenant, &mut |_| {}).unwrap();
+    let states: Vec<_> = projector
+        .all_sessions(&tenant)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(states.len(), 1);
+    assert_eq!(
+        (
+            states[0].last_seq,
+            states[0].trimmed_before_seq,
+            states[0].messages_in
+        ),
+        (9, 9, 1)
+    );
+}
