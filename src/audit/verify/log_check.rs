@@ -61,17 +61,39 @@ fn check(
         .head()
         .map_err(|e| broken(None, ProblemKind::Unreadable, e.to_string()))?;
     let last = head.map_or(0, |h| h.tenant_seq);
-    let anchor = log
-        .retention_anchor(tenant)
-        .map_err(|e| broken(None, ProblemKind::Unreadable, e.to_string()))?;
+    let read_anchor = || {
+        log.retention_anchor(tenant)
+            .map_err(|e| broken(None, ProblemKind::Unreadable, e.to_string()))
+    };
+    let mut anchor = read_anchor()?;
     let mut chain = Chain::new(tenant, anchor.as_ref());
-    let first = chain.expected;
+    let mut first = chain.expected;
     if last > 0 {
         for item in reader.events(first..=last) {
             let stored = item.map_err(|e| {
                 let detail = format!("{}: {}", e.position, e.detail);
                 broken(Some(chain.expected), ProblemKind::Unreadable, detail)
             })?;
+            let seq = stored.event.tenant_seq;
+            if seq > chain.expected {
+                // Frames trimmed by retention while this walk ran: start again from the new
+                // anchor if nothing was checked yet, else say so (not a deletion).
+                match read_anchor()? {
+                    Some(now) if now.first_tenant_seq == seq && chain.expected == first => {
+                        chain = Chain::new(tenant, Some(&now));
+                        (first, anchor) = (seq, Some(now));
+                    }
+                    Some(now) if now.first_tenant_seq > chain.expected => {
+                        let detail = "trimmed by the tenant's retention while verifying; verify \
+                                      again"
+                            .to_owned();
+                        return Err(
+                            broken(Some(chain.expected), ProblemKind::Unreadable, detail).into(),
+                        );
+                    }
+                    _ => {}
+                }
+            }
             chain.follow(&stored)?;
             let good = Progress {
                 events: chain.expected - first,

@@ -361,3 +361,60 @@ fn a_fold_whose_checkpoint_a_trim_overtook_restarts_the_session_from_what_was_ke
         (9, 9, 1)
     );
 }
+
+#[test]
+fn verify_and_export_racing_trims_never_report_a_deletion() {
+    use crate::audit::export::{export, ExportFormat, ExportOptions};
+    use crate::audit::verify::{verify_file, verify_log, Verdict};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let frames = 3 * TRIM_BATCH_FRAMES as u64;
+    let log = ada_log(dir.path(), frames); // seq i at 100 + 100 i
+    let tenant = acme_support().tenant;
+    let out = dir.path().join("x.jsonl");
+    let stop = AtomicBool::new(false);
+    let overtaken = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Trims 10 frames at a time, oldest first, while the reads below run.
+            for step in 1..=frames / 10 {
+                log.trim(&tenant, 100 + 100 * 10 * step, 1).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            stop.store(true, Ordering::Release);
+        });
+        while !stop.load(Ordering::Acquire) {
+            match verify_log(&log, &tenant).unwrap() {
+                Verdict::Intact(_) => {}
+                Verdict::Broken(p) => {
+                    assert!(
+                        p.detail
+                            .contains("trimmed by the tenant's retention while verifying"),
+                        "{p}"
+                    );
+                    overtaken.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let mut file = std::fs::File::create(&out).unwrap();
+            let opts = ExportOptions::new(tenant.clone(), ExportFormat::Jsonl);
+            match export(&log, &opts, &mut file, &mut |_| {}, &AtomicBool::new(false)) {
+                Ok(_) => {
+                    drop(file);
+                    let verdict = verify_file(&out, None).unwrap();
+                    assert!(matches!(verdict, Verdict::Intact(_)), "{verdict:?}");
+                }
+                Err(e) => {
+                    assert!(
+                        format!("{e:#}").contains("trimmed by the tenant's retention while the"),
+                        "{e:#}"
+                    );
+                    overtaken.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    eprintln!(
+        "reads overtaken by a trim: {}",
+        overtaken.load(Ordering::Relaxed)
+    );
+}
