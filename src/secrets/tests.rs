@@ -775,7 +775,7 @@ fn minted_tokens_verify_with_the_same_key_and_not_another() {
     let now = SystemTime::now();
     let claims = claims_for(&config, &request("acme", "staging", Some("support")), now).unwrap();
     let key = SecretValue::new(b"0123456789abcdef0123456789abcdef".to_vec());
-    let token = mint(&key, &claims).unwrap();
+    let token = mint(&key, &claims, None).unwrap();
 
     assert_eq!(decode_header(&token).unwrap().alg, Algorithm::HS256);
     let mut validation = Validation::new(Algorithm::HS256);
@@ -790,7 +790,7 @@ fn minted_tokens_verify_with_the_same_key_and_not_another() {
     assert!(decode::<Claims>(&token, &wrong, &validation).is_err());
 
     for len in [0, 1, 31] {
-        let err = mint(&SecretValue::new(vec![b'k'; len]), &claims).unwrap_err();
+        let err = mint(&SecretValue::new(vec![b'k'; len]), &claims, None).unwrap_err();
         assert!(
             matches!(err, SecretError::WeakSigningKey { bytes, .. } if bytes == len),
             "{err}"

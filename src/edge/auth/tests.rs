@@ -13,8 +13,13 @@ fn authenticator() -> Authenticator {
         issuer: "tenantry".to_owned(),
         audience: "tenantry-api".to_owned(),
         token_lifetime_max: Duration::from_secs(LIFETIME_MAX_S),
+        jwks: None,
     };
-    Authenticator::new(&SigningKey::new(KEY.to_vec()).unwrap(), &auth)
+    Authenticator::new(
+        HsKeys::single(SigningKey::new(KEY.to_vec()).unwrap()),
+        None,
+        &auth,
+    )
 }
 
 fn now() -> i64 {
