@@ -906,3 +906,16 @@ fn cli_set_strips_one_trailing_newline_and_get_prints_the_value() {
         Some(&b"x"[..])
     );
 }
+
+#[test]
+fn a_kid_names_its_key_secret_or_is_refused() {
+    use crate::secrets::kids::{kid_of, kid_secret_name};
+    let name = kid_secret_name("2026-11").unwrap();
+    assert_eq!(name.as_str(), "signing_key.2026-11");
+    assert_eq!(kid_of(&name), Some("2026-11"));
+    assert_eq!(kid_of(&SecretName::signing_key()), None);
+    for bad in ["", "UPPER", "a/b", "../x", "sp ace"] {
+        let err = kid_secret_name(bad).unwrap_err().to_string();
+        assert!(err.contains("cannot name an HS256 key"), "{bad}: {err}");
+    }
+}

@@ -119,7 +119,10 @@ fn jwks_tokens_of_each_algorithm_and_the_refusals() {
         &sessions(&server, &tokens["hs256_rsa_pem"]),
         "bad signature",
     );
-    refused(&sessions(&server, &tokens["none_rsa_kid"]), "");
+    refused(
+        &sessions(&server, &tokens["none_rsa_kid"]),
+        "malformed token",
+    );
     refused(
         &sessions(&server, &tokens["rs256_wrong_issuer"]),
         "wrong issuer",

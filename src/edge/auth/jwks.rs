@@ -67,6 +67,12 @@ pub struct PublicKey {
     pub key: DecodingKey,
 }
 
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PublicKey({:?})", self.algorithm)
+    }
+}
+
 /// The keys of a JWKS file by `kid`.
 pub type KeysByKid = HashMap<String, PublicKey>;
 
