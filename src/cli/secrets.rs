@@ -5,7 +5,7 @@
 //! - Ids and names are validated by clap through their `parse` before anything runs.
 //! - Only `secrets get`, `token` and `keygen` write a secret or secret-derived value, and only
 //!   to stdout; every error names the namespace and the secret, never the value.
-//! - `secrets set --global signing_key` and `token` refuse a signing key shorter than
+//! - `secrets set --global signing_key` (or `signing_key.{kid}`) and `token` refuse a signing key shorter than
 //!   `edge::auth::SIGNING_KEY_BYTES_MIN`, as `serve` does.
 
 use std::io::{Read, Write};
@@ -173,7 +173,8 @@ pub fn run_secrets(
 }
 
 /// Runs `tenantry token`: checks the request against `config`, signs with the key from env
-/// `TENANTRY_SIGNING_KEY` else `global/signing_key`, and prints only the token.
+/// `TENANTRY_SIGNING_KEY` else `global/signing_key` (with `--kid K`: `global/signing_key.K`, and
+/// `kid: K` in the header), and prints only the token.
 pub fn token(
     args: &TokenArgs,
     config: &Config,
@@ -203,8 +204,7 @@ pub fn token(
             None,
         )?,
         Some(kid) => {
-            // The kid is checked before the store is opened.
-            crate::secrets::kids::kid_secret_name(kid)?;
+            // kid_key checks the kid before the store is opened.
             let key = crate::secrets::kids::kid_key(data_dir, kid, KeySources::from_env()?)?;
             mint(&key, &claims, Some(kid))?
         }
