@@ -2,8 +2,9 @@
 //! parsed with jsonwebtoken's own [`JwkSet`] and [`DecodingKey::from_jwk`] (docs/http.md).
 //!
 //! Invariants:
-//! - Every key of a loaded set has a unique `kid` and is RSA (RS256), EC P-256 (ES256) or OKP
-//!   Ed25519 (EdDSA); its `alg`, when given, is the one its type implies. A key's type alone
+//! - Every key of a loaded set has a unique `kid` and is RSA of at least
+//!   [`RSA_MODULUS_BITS_MIN`] bits (RS256), EC P-256 (ES256) or OKP Ed25519 (EdDSA); its `alg`,
+//!   when given, is the one its type implies, its `use`, when given, is `sig`. A key's type alone
 //!   decides the one algorithm a token verified with it may use.
 //! - The file is looked at at most once every [`JWKS_CHECK_INTERVAL`], on the request path; it
 //!   is read again only when its modification time or size changed, and replaces the set only
@@ -15,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
+};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use sha2::{Digest, Sha256};
 
@@ -23,6 +26,8 @@ use sha2::{Digest, Sha256};
 pub const JWKS_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 /// Largest JWKS file read, in bytes; a set of a few dozen keys is far smaller.
 pub const JWKS_FILE_BYTES_MAX: u64 = 1024 * 1024;
+/// Smallest RSA modulus accepted, in bits (NIST SP 800-131A: 2048 bits and up).
+pub const RSA_MODULUS_BITS_MIN: usize = 2048;
 
 /// Why a JWKS file cannot be used. Each message names the file and, for one key, its index and
 /// `kid`, and how to fix it.
@@ -159,8 +164,21 @@ fn public_key(jwk: &Jwk) -> Result<(String, PublicKey), String> {
         Some(kid) if !kid.is_empty() => kid.to_owned(),
         _ => return Err("no kid; give every key a unique \"kid\"".to_owned()),
     };
+    if matches!(
+        jwk.common.public_key_use,
+        Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_))
+    ) {
+        return Err(
+            "\"use\" is not \"sig\": only signature keys verify tokens; drop the key \
+                    or set \"use\": \"sig\""
+                .to_owned(),
+        );
+    }
     let (algorithm, implied) = match &jwk.algorithm {
-        AlgorithmParameters::RSA(_) => (Algorithm::RS256, KeyAlgorithm::RS256),
+        AlgorithmParameters::RSA(p) => {
+            check_modulus(&p.n)?;
+            (Algorithm::RS256, KeyAlgorithm::RS256)
+        }
         AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
             (Algorithm::ES256, KeyAlgorithm::ES256)
         }
@@ -192,6 +210,23 @@ fn public_key(jwk: &Jwk) -> Result<(String, PublicKey), String> {
     let key = DecodingKey::from_jwk(jwk)
         .map_err(|e| format!("the key material is invalid ({e}); export the key again"))?;
     Ok((kid, PublicKey { algorithm, key }))
+}
+
+/// Refuses an RSA modulus (`n`, unpadded base64url) under [`RSA_MODULUS_BITS_MIN`] bits.
+fn check_modulus(n: &str) -> Result<(), String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(n.trim_end_matches('='))
+        .map_err(|_| "n is not base64url; export the key again".to_owned())?;
+    let leading_zeros = bytes.iter().take_while(|b| **b == 0).count();
+    let bits = (bytes.len() - leading_zeros) * 8;
+    if bits < RSA_MODULUS_BITS_MIN {
+        return Err(format!(
+            "the RSA modulus has about {bits} bits; at least {RSA_MODULUS_BITS_MIN} are \
+             needed (RSA_MODULUS_BITS_MIN); use a larger key"
+        ));
+    }
+    Ok(())
 }
 
 /// A JWKS file and its last good set, reloaded when the file changes.

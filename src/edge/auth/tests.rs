@@ -540,6 +540,14 @@ fn a_jwks_file_is_checked_key_by_key() {
             "keys[0] (kid \"p\"): unsupported curve",
         ),
         (
+            json!({"keys": [{"kty": "RSA", "kid": "r", "n": b64(&[0xC5; 128]), "e": "AQAB"}]}),
+            "keys[0] (kid \"r\"): the RSA modulus has about 1024 bits",
+        ),
+        (
+            json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "u", "use": "enc", "x": x}]}),
+            "keys[0] (kid \"u\"): \"use\" is not \"sig\"",
+        ),
+        (
             json!({"keys": [{"kty": "XYZ", "kid": "z"}]}),
             "keys[0] (kid \"z\"): not a supported JWK",
         ),
