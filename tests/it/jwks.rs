@@ -190,8 +190,20 @@ fn a_bad_jwks_file_stops_the_load_naming_the_key() {
     }
 }
 
-/// `tenantry` with the config of `dir` and no key from the caller's environment.
+/// `tenantry` with the config of `dir` and no key from the caller's environment; asserts
+/// success.
 fn tenantry(dir: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+    let out = tenantry_output(dir, args, stdin);
+    assert!(
+        out.status.success(),
+        "tenantry {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `tenantry` with the config of `dir` and no key from the caller's environment.
+fn tenantry_output(dir: &Path, args: &[&str], stdin: &str) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
         .arg("--config")
         .arg(dir.join("config.toml"))
@@ -211,13 +223,7 @@ fn tenantry(dir: &Path, args: &[&str], stdin: &str) -> std::process::Output {
         .unwrap()
         .write_all(stdin.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "tenantry {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    child.wait_with_output().unwrap()
 }
 
 #[test]
@@ -292,5 +298,58 @@ fn hs256_keys_rotate_by_kid() {
             .unwrap()),
         ),
         "unknown key id (kid) \"2025-gone\"",
+    );
+}
+
+#[test]
+fn short_kid_keys_and_a_kid_in_both_places_are_refused() {
+    let dir = dir_with_flows();
+    mint(dir.path(), &json!({}));
+    let serve = Serve::shipped()
+        .section("auth", "jwks = \"jwks.json\"")
+        .in_dir(dir.path());
+    serve.write_config();
+    let short = tenantry_output(
+        dir.path(),
+        &["secrets", "set", "--global", "signing_key.2026-short"],
+        "too-short",
+    );
+    let stderr = String::from_utf8_lossy(&short.stderr);
+    assert!(!short.status.success());
+    assert!(
+        stderr.contains("secret global/signing_key.2026-short is 9 bytes"),
+        "{stderr}"
+    );
+    let missing = tenantry_output(
+        dir.path(),
+        &[
+            "token",
+            "--tenant",
+            "acme",
+            "--env",
+            "prod",
+            "--kid",
+            "2026-none",
+        ],
+        "",
+    );
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success());
+    assert!(
+        stderr.contains("secrets set --global signing_key.2026-none"),
+        "{stderr}"
+    );
+    // "ec-1" is a key of the JWKS file too: the server refuses to start.
+    tenantry(
+        dir.path(),
+        &["secrets", "set", "--global", "signing_key.ec-1"],
+        "an-hs256-key-0123456789abcdef0123456789",
+    );
+    let out = serve.spawn().exit_within(Duration::from_secs(30)).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("kid \"ec-1\" names both an HS256 key"),
+        "{stderr}"
     );
 }
