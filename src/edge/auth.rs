@@ -1,14 +1,15 @@
-//! Who is calling: the bearer token (a JWT: HS256, or RS256/ES256/EdDSA from a JWKS file) and the `X-Tenant-ID` / `X-Team-ID` headers,
-//! checked against each other into a [`Caller`] (docs/http.md).
+//! Who is calling: the bearer token (a JWT: HS256, or RS256/ES256/EdDSA with a key of the
+//! `[auth] jwks` file) and the `X-Tenant-ID` / `X-Team-ID` headers, checked against each other
+//! into a [`Caller`] (docs/http.md). The NATS edge verifies no JWT.
 //!
 //! Invariants:
 //! - The token header's `kid` picks the key and the key picks the one algorithm accepted: no
 //!   kid → HS256 with the default key; a kid of [`HsKeys::by_kid`] → HS256 with that key; a kid
 //!   of the `[auth] jwks` file → RS256, ES256 or EdDSA by the key's type (`jwks.rs`); any other
 //!   kid is refused, naming it. HS256 keys have at least [`SIGNING_KEY_BYTES_MIN`] bytes. An
-//!   asymmetric key is never used as an HMAC secret. `exp`, `iss`
-//!   and `aud` are required and checked (issuer and audience from `[auth]`), `nbf` is checked
-//!   when present, leeway is [`LEEWAY_S`]. A string `exp`/`nbf`/`iat` is refused (jsonwebtoken
+//!   asymmetric key is never used as an HMAC secret. `exp`, `iss` and `aud` are required and
+//!   checked (issuer and audience from `[auth]`), `nbf` is checked when present, leeway is
+//!   [`LEEWAY_S`]. Every check below applies to every key. A string `exp`/`nbf`/`iat` is refused (jsonwebtoken
 //!   >= 10.3).
 //! - A token may live at most `[auth] token_lifetime_max`, counted from its `iat` (or from now
 //!   without one); an `iat` more than [`LEEWAY_S`] in the future and any `crit` header (we
