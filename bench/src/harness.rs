@@ -118,7 +118,7 @@ pub fn mint_tokens(config: &Config, tenants: usize) -> Result<Vec<String>, Strin
             };
             let claims =
                 claims_for(config, &request, SystemTime::now()).map_err(|e| e.to_string())?;
-            mint(&key, &claims).map_err(|e| e.to_string())
+            mint(&key, &claims, None).map_err(|e| e.to_string())
         })
         .collect()
 }

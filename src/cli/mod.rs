@@ -79,7 +79,7 @@ enum Command {
     /// delete, in `--global`, `--tenant T` or `--tenant T --team M`.
     Secrets(secrets::SecretsArgs),
     /// Mint an HS256 JWT for the HTTP API, signed with env TENANTRY_SIGNING_KEY else the secret
-    /// global/signing_key; prints only the token.
+    /// global/signing_key (with --kid K: the secret global/signing_key.K); prints only the token.
     Token(secrets::TokenArgs),
     /// Print a fresh random JWT signing key (256 bits, base64url, 43 characters), e.g.
     /// `export TENANTRY_SIGNING_KEY=$(tenantry keygen)` or

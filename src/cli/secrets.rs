@@ -5,7 +5,7 @@
 //! - Ids and names are validated by clap through their `parse` before anything runs.
 //! - Only `secrets get`, `token` and `keygen` write a secret or secret-derived value, and only
 //!   to stdout; every error names the namespace and the secret, never the value.
-//! - `secrets set --global signing_key` and `token` refuse a signing key shorter than
+//! - `secrets set --global signing_key` (or `signing_key.{kid}`) and `token` refuse a signing key shorter than
 //!   `edge::auth::SIGNING_KEY_BYTES_MIN`, as `serve` does.
 
 use std::io::{Read, Write};
@@ -105,6 +105,10 @@ pub struct TokenArgs {
     /// the default rights, which exclude the admin routes.
     #[arg(long)]
     pub scope: Option<String>,
+    /// Sign with the HS256 key of this kid (the secret global/signing_key.KID) and put the kid
+    /// in the token's header; without it the default key signs and the header has no kid.
+    #[arg(long)]
+    pub kid: Option<String>,
 }
 
 /// Runs `tenantry secrets` on the store in `data_dir`, with keys from the environment.
@@ -129,7 +133,10 @@ pub fn run_secrets(
         SecretsAction::Set(args) => {
             let ns = args.namespace.namespace();
             let value = read_value(stdin, &ns, &args.name)?;
-            if ns == Namespace::Global && args.name == SecretName::signing_key() {
+            if ns == Namespace::Global
+                && (args.name == SecretName::signing_key()
+                    || crate::secrets::kids::kid_of(&args.name).is_some())
+            {
                 check_signing_key(&value, format!("secret global/{}", args.name))?;
             }
             store.set(&ns, &args.name, value.expose())
@@ -166,7 +173,8 @@ pub fn run_secrets(
 }
 
 /// Runs `tenantry token`: checks the request against `config`, signs with the key from env
-/// `TENANTRY_SIGNING_KEY` else `global/signing_key`, and prints only the token.
+/// `TENANTRY_SIGNING_KEY` else `global/signing_key` (with `--kid K`: `global/signing_key.K`, and
+/// `kid: K` in the header), and prints only the token.
 pub fn token(
     args: &TokenArgs,
     config: &Config,
@@ -188,8 +196,19 @@ pub fn token(
     }
     // The env key needs no store, and a missing key creates none: no master key file is
     // created just to be ignored.
-    let key = SecretStore::resolve_signing_key(&config.server().data_dir, KeySources::from_env()?)?;
-    let jwt = mint(&key, &claims)?;
+    let data_dir = &config.server().data_dir;
+    let jwt = match &args.kid {
+        None => mint(
+            &SecretStore::resolve_signing_key(data_dir, KeySources::from_env()?)?,
+            &claims,
+            None,
+        )?,
+        Some(kid) => {
+            // kid_key checks the kid before the store is opened.
+            let key = crate::secrets::kids::kid_key(data_dir, kid, KeySources::from_env()?)?;
+            mint(&key, &claims, Some(kid))?
+        }
+    };
     write_out(stdout, jwt.as_bytes())?;
     write_out(stdout, b"\n")
 }

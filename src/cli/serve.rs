@@ -17,7 +17,7 @@ use crate::cluster::lease::Leases;
 use crate::cluster::placement::Placement;
 use crate::cluster::Opener;
 use crate::config::Config;
-use crate::edge::auth::SigningKey;
+use crate::edge::auth::{Authenticator, HsKeys, JwksFile, SigningKey};
 use crate::edge::http::ApiServer;
 use crate::edge::nats::connect;
 use crate::events::log::EventLog;
@@ -29,7 +29,7 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path)?;
     let data_dir = config.server().data_dir.clone();
     // Before anything is created: a server without a usable key leaves no trace on disk.
-    let signing_key = signing_key(&data_dir)?;
+    let authenticator = authenticator(&config, &data_dir)?;
     crate::private_fs::create_private_dir(&data_dir)
         .with_context(|| format!("creating data dir {} (mode 0700)", data_dir.display()))?;
     // The head signing is dropped last, after the drain: its final heads cover every answer.
@@ -94,7 +94,7 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
             &config,
             runtime.clone(),
             projector.clone(),
-            &signing_key,
+            authenticator,
             quotas,
             config.nats().map(|_| nats_metrics.as_ref()),
         ) {
@@ -231,13 +231,40 @@ async fn join_stopped<E: std::fmt::Display>(
 /// How often `serve` folds new events into the read models (usage, session index).
 const READ_MODEL_INTERVAL: Duration = Duration::from_millis(250);
 
-/// The HS256 key for API tokens: the UTF-8 bytes of env `TENANTRY_SIGNING_KEY`, else the
-/// secret `global/signing_key` from the data dir's encrypted secret store; at least
-/// `SIGNING_KEY_BYTES_MIN` bytes. Creates nothing when there is none.
-fn signing_key(data_dir: &std::path::Path) -> anyhow::Result<SigningKey> {
-    use crate::secrets::{key::KeySources, store::SecretStore};
+/// The token checker: the default HS256 key (the UTF-8 bytes of env `TENANTRY_SIGNING_KEY`,
+/// else the secret `global/signing_key`), the HS256 keys named by kid (secrets
+/// `global/signing_key.{kid}`), each at least `SIGNING_KEY_BYTES_MIN` bytes, and the `[auth]
+/// jwks` file. Creates nothing when there is no key.
+fn authenticator(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<Authenticator> {
+    use crate::secrets::{key::KeySources, kids::named_signing_keys, store::SecretStore};
     let key = SecretStore::resolve_signing_key(data_dir, KeySources::from_env()?)?;
-    Ok(SigningKey::new(key.expose().to_vec())?)
+    let mut keys = HsKeys::single(SigningKey::new(key.expose().to_vec())?);
+    for (kid, key) in named_signing_keys(data_dir, KeySources::from_env()?)? {
+        keys.by_kid
+            .insert(kid, SigningKey::new(key.expose().to_vec())?);
+    }
+    let jwks = match &config.auth().jwks {
+        None => None,
+        Some(path) => Some(JwksFile::open(path)?),
+    };
+    if let Some(jwks) = &jwks {
+        if let Some(kid) = keys
+            .by_kid
+            .keys()
+            .find(|kid| jwks.keys().contains_key(*kid))
+        {
+            anyhow::bail!(
+                "kid {kid:?} names both an HS256 key (secret global/signing_key.{kid}) and a key \
+                 of the JWKS file {}; rename one of them",
+                config
+                    .auth()
+                    .jwks
+                    .as_deref()
+                    .map_or_else(String::new, |p| p.display().to_string())
+            );
+        }
+    }
+    Ok(Authenticator::new(keys, jwks, config.auth()))
 }
 
 fn mode(config: &Config) -> String {

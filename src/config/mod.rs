@@ -145,6 +145,9 @@ pub struct AuthConfig {
     pub audience: String,
     /// Longest token lifetime accepted (`exp` − `iat`) and minted.
     pub token_lifetime_max: Duration,
+    /// `auth.jwks`: the JWK Set file of an outside identity provider, resolved against the
+    /// config file's directory; checked at load (`edge::auth::jwks`).
+    pub jwks: Option<std::path::PathBuf>,
 }
 
 /// `[runtime]`.

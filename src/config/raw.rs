@@ -130,6 +130,9 @@ pub(super) struct AuthSection {
     /// A humantime duration such as `30d`; parsed in `Config::load` to name the field on error.
     #[serde(default)]
     pub token_lifetime_max: Option<String>,
+    /// Path of a JWK Set file, relative to the config file.
+    #[serde(default)]
+    pub jwks: Option<String>,
 }
 
 /// `[runtime]`.

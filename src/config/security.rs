@@ -32,11 +32,32 @@ pub(super) fn auth_config(path: &Path, auth: AuthSection) -> Result<AuthConfig, 
         None => DEFAULT_TOKEN_LIFETIME_MAX,
         Some(raw) => token_lifetime_max(path, raw)?,
     };
+    let jwks = match auth.jwks.as_deref() {
+        None => None,
+        Some(raw) => Some(jwks_file(path, raw)?),
+    };
     Ok(AuthConfig {
         issuer: check_name(path, "auth.issuer", issuer)?,
         audience: check_name(path, "auth.audience", audience)?,
         token_lifetime_max,
+        jwks,
     })
+}
+
+/// `auth.jwks`: resolved against the config file and loaded once, so that a bad file stops the
+/// load with the message of [`crate::edge::auth::JwksError`] (file, key index and kid, fix).
+fn jwks_file(path: &Path, raw: &str) -> Result<std::path::PathBuf, ConfigError> {
+    const FIELD: &str = "auth.jwks";
+    if raw.trim().is_empty() {
+        return Err(invalid(
+            path,
+            FIELD,
+            "is empty: give the path of a JWK Set file, or leave auth.jwks out".to_owned(),
+        ));
+    }
+    let file = super::files::resolve(path, Path::new(raw));
+    crate::edge::auth::jwks::load(&file).map_err(|e| invalid(path, FIELD, e.to_string()))?;
+    Ok(file)
 }
 
 fn token_lifetime_max(path: &Path, raw: &str) -> Result<Duration, ConfigError> {

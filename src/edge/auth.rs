@@ -1,10 +1,15 @@
-//! Who is calling: the bearer token (HS256 JWT) and the `X-Tenant-ID` / `X-Team-ID` headers,
-//! checked against each other into a [`Caller`] (docs/http.md).
+//! Who is calling: the bearer token (a JWT: HS256, or RS256/ES256/EdDSA with a key of the
+//! `[auth] jwks` file) and the `X-Tenant-ID` / `X-Team-ID` headers, checked against each other
+//! into a [`Caller`] (docs/http.md). The NATS edge verifies no JWT.
 //!
 //! Invariants:
-//! - Only HS256 is accepted, with a key of at least [`SIGNING_KEY_BYTES_MIN`] bytes; `exp`, `iss`
-//!   and `aud` are required and checked (issuer and audience from `[auth]`), `nbf` is checked
-//!   when present, leeway is [`LEEWAY_S`]. A string `exp`/`nbf`/`iat` is refused (jsonwebtoken
+//! - The token header's `kid` picks the key and the key picks the one algorithm accepted: no
+//!   kid → HS256 with the default key; a kid of [`HsKeys::by_kid`] → HS256 with that key; a kid
+//!   of the `[auth] jwks` file → RS256, ES256 or EdDSA by the key's type (`jwks.rs`); any other
+//!   kid is refused, naming it. HS256 keys have at least [`SIGNING_KEY_BYTES_MIN`] bytes. An
+//!   asymmetric key is never used as an HMAC secret. `exp`, `iss` and `aud` are required and
+//!   checked (issuer and audience from `[auth]`), `nbf` is checked when present, leeway is
+//!   [`LEEWAY_S`]. Every check below applies to every key. A string `exp`/`nbf`/`iat` is refused (jsonwebtoken
 //!   >= 10.3).
 //! - A token may live at most `[auth] token_lifetime_max`, counted from its `iat` (or from now
 //!   without one); an `iat` more than [`LEEWAY_S`] in the future and any `crit` header (we
@@ -28,7 +33,9 @@ use serde::Deserialize;
 use crate::config::AuthConfig;
 use crate::tenancy::{EnvId, TeamId, TenantCtx, TenantId};
 
+pub mod jwks;
 pub mod scope;
+pub use jwks::{JwksError, JwksFile};
 pub use scope::{Scope, ScopeError, Scopes};
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
@@ -47,6 +54,29 @@ pub const TEAM_HEADER: &str = "x-team-id";
 /// The HS256 key shared with token issuers. Its bytes never appear in `Debug` output or logs.
 #[derive(Clone)]
 pub struct SigningKey(Vec<u8>);
+
+/// The HS256 keys: the default one (tokens without `kid`) and named ones (tokens whose `kid`
+/// names them; secrets `global/signing_key.{kid}`), so keys rotate with old and new valid.
+#[derive(Clone, Debug)]
+pub struct HsKeys {
+    /// The key of tokens without `kid`.
+    pub default: SigningKey,
+    /// The keys of tokens with a `kid`, by kid.
+    pub by_kid: std::collections::BTreeMap<String, SigningKey>,
+}
+
+impl HsKeys {
+    /// Only the default key.
+    pub fn single(key: SigningKey) -> HsKeys {
+        HsKeys {
+            default: key,
+            by_kid: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// Longest `kid` quoted back in an error message, in characters.
+pub const KID_QUOTED_CHARS_MAX: usize = 64;
 
 /// Why a signing key cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +126,10 @@ pub enum AuthError {
     /// the message names the word.
     #[error("invalid token: {0}")]
     InvalidScope(ScopeError),
+    /// The token's `kid` names no HS256 key and no key of the JWKS file. 401 `invalid_token`;
+    /// the message quotes the kid (at most [`KID_QUOTED_CHARS_MAX`] characters).
+    #[error("invalid token: unknown key id (kid) {0:?}")]
+    UnknownKid(String),
     /// No `X-Tenant-ID` header. 400.
     #[error("missing X-Tenant-ID header")]
     MissingTenantHeader,
@@ -150,18 +184,20 @@ pub struct Claims {
     pub scope: Scopes,
 }
 
-/// Checks tokens: HS256 with the shared key, `[auth]` issuer, audience and lifetime bound.
+/// Checks tokens: HS256 with the default or the `kid`-named key, or RS256/ES256/EdDSA with the
+/// JWKS key named by `kid`; `[auth]` issuer, audience and lifetime bound.
 pub struct Authenticator {
-    key: DecodingKey,
+    hs: HsKeys,
+    jwks: Option<JwksFile>,
     validation: Validation,
     lifetime_max: Duration,
 }
 
 impl Authenticator {
-    /// A checker for tokens signed with `key` and naming `auth.issuer` / `auth.audience`.
-    pub fn new(key: &SigningKey, auth: &AuthConfig) -> Authenticator {
+    /// A checker for tokens signed with `keys` or a key of `jwks` (the caller opens
+    /// `auth.jwks`), naming `auth.issuer` / `auth.audience`.
+    pub fn new(keys: HsKeys, jwks: Option<JwksFile>, auth: &AuthConfig) -> Authenticator {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.algorithms = vec![Algorithm::HS256];
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.set_issuer(&[auth.issuer.as_str()]);
         validation.set_audience(&[auth.audience.as_str()]);
@@ -169,32 +205,65 @@ impl Authenticator {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         Authenticator {
-            key: DecodingKey::from_secret(&key.0),
+            hs: keys,
+            jwks,
             validation,
             lifetime_max: auth.token_lifetime_max,
         }
     }
 
+    /// The key for the token's `kid` and the one algorithm it allows: no kid → the default
+    /// HS256 key; a kid of an HS256 key → that key, HS256; else the JWKS key of that kid, with
+    /// the algorithm its type implies.
+    fn key_for(&self, kid: Option<&str>) -> Result<(Algorithm, DecodingKey), AuthError> {
+        let Some(kid) = kid else {
+            return Ok((
+                Algorithm::HS256,
+                DecodingKey::from_secret(&self.hs.default.0),
+            ));
+        };
+        if let Some(key) = self.hs.by_kid.get(kid) {
+            return Ok((Algorithm::HS256, DecodingKey::from_secret(&key.0)));
+        }
+        if let Some(jwks) = &self.jwks {
+            if let Some(key) = jwks.keys().get(kid) {
+                return Ok((key.algorithm, key.key.clone()));
+            }
+        }
+        Err(AuthError::UnknownKid(
+            kid.chars().take(KID_QUOTED_CHARS_MAX).collect(),
+        ))
+    }
+
     /// Validates `token` and parses its tenancy claims.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
-        let data =
-            jsonwebtoken::decode::<RawClaims>(token, &self.key, &self.validation).map_err(|e| {
-                AuthError::InvalidToken(match e.kind() {
-                    ErrorKind::InvalidSignature => "bad signature",
-                    ErrorKind::ExpiredSignature => "expired",
-                    ErrorKind::ImmatureSignature => "not valid yet (nbf)",
-                    ErrorKind::InvalidIssuer => "wrong issuer",
-                    ErrorKind::InvalidAudience => "wrong audience",
-                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                        "algorithm not allowed (HS256 only)"
-                    }
-                    ErrorKind::MissingRequiredClaim(_) => "a required claim is missing",
-                    ErrorKind::InvalidClaimFormat(_) => "a claim has the wrong type",
-                    ErrorKind::Json(_) => "claims are not the expected JSON (tenant, env)",
-                    _ => "malformed token",
-                })
-            })?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| AuthError::InvalidToken("malformed token"))?;
+        let (algorithm, key) = self.key_for(header.kid.as_deref())?;
+        if header.alg != algorithm {
+            return Err(AuthError::InvalidToken(
+                "algorithm not allowed (the key named by kid, or HS256 without kid, decides it)",
+            ));
+        }
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![algorithm];
+        let data = jsonwebtoken::decode::<RawClaims>(token, &key, &validation).map_err(|e| {
+            AuthError::InvalidToken(match e.kind() {
+                ErrorKind::InvalidSignature => "bad signature",
+                ErrorKind::ExpiredSignature => "expired",
+                ErrorKind::ImmatureSignature => "not valid yet (nbf)",
+                ErrorKind::InvalidIssuer => "wrong issuer",
+                ErrorKind::InvalidAudience => "wrong audience",
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    "algorithm not allowed (the key named by kid, or HS256 without kid, decides it)"
+                }
+                ErrorKind::MissingRequiredClaim(_) => "a required claim is missing",
+                ErrorKind::InvalidClaimFormat(_) => "a claim has the wrong type",
+                ErrorKind::Json(_) => "claims are not the expected JSON (tenant, env)",
+                _ => "malformed token",
+            })
+        })?;
         if data.header.crit.is_some() {
             return Err(AuthError::InvalidToken(
                 "critical header extensions (crit) are not supported",

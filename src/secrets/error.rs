@@ -153,6 +153,23 @@ pub enum SecretError {
         /// The key's length.
         bytes: usize,
     },
+    /// A `kid` that cannot name a key secret (`signing_key.{kid}`). Caller's fault.
+    #[error(
+        "kid {kid:?} cannot name an HS256 key: a kid is 1 to 116 characters of a-z, 0-9, `_`,          `.`, `-` (the key is the secret global/signing_key.{{kid}})"
+    )]
+    InvalidKid {
+        /// The kid as given (at most 64 characters).
+        kid: String,
+    },
+    /// No key is stored for this `kid`. Operator's fault: store one.
+    #[error(
+        "no HS256 key for kid {kid:?}: store one with `tenantry keygen | tenantry secrets set \
+         --global signing_key.{kid}`"
+    )]
+    NoKidKey {
+        /// The kid asked for.
+        kid: String,
+    },
     /// A token was asked for a tenant this config does not serve. Caller's fault.
     #[error("tenant `{tenant}` is not configured (configured: {configured})")]
     UnknownTenant {

@@ -7,6 +7,7 @@
 //! - `name`: [`name::SecretName`] and [`name::Namespace`], the validated address of a secret.
 //! - `key`: the master key (env `TENANTRY_MASTER_KEY`, else `{data_dir}/master.key`).
 //! - `store`: [`store::SecretStore`], one encrypted file per secret under `{data_dir}/secrets/`.
+//! - `kids`: the HS256 keys named by a `kid` (`global/signing_key.{kid}`), for rotation.
 //! - `token`: JWT [`token::Claims`] and [`token::mint`].
 //! - (the `tenantry secrets`, `token` and `keygen` subcommands are in `crate::cli::secrets`.)
 //!
@@ -24,6 +25,7 @@
 pub mod consts;
 pub mod error;
 pub mod key;
+pub mod kids;
 pub mod name;
 pub mod store;
 pub mod token;

@@ -775,7 +775,7 @@ fn minted_tokens_verify_with_the_same_key_and_not_another() {
     let now = SystemTime::now();
     let claims = claims_for(&config, &request("acme", "staging", Some("support")), now).unwrap();
     let key = SecretValue::new(b"0123456789abcdef0123456789abcdef".to_vec());
-    let token = mint(&key, &claims).unwrap();
+    let token = mint(&key, &claims, None).unwrap();
 
     assert_eq!(decode_header(&token).unwrap().alg, Algorithm::HS256);
     let mut validation = Validation::new(Algorithm::HS256);
@@ -790,7 +790,7 @@ fn minted_tokens_verify_with_the_same_key_and_not_another() {
     assert!(decode::<Claims>(&token, &wrong, &validation).is_err());
 
     for len in [0, 1, 31] {
-        let err = mint(&SecretValue::new(vec![b'k'; len]), &claims).unwrap_err();
+        let err = mint(&SecretValue::new(vec![b'k'; len]), &claims, None).unwrap_err();
         assert!(
             matches!(err, SecretError::WeakSigningKey { bytes, .. } if bytes == len),
             "{err}"
@@ -905,4 +905,17 @@ fn cli_set_strips_one_trailing_newline_and_get_prints_the_value() {
         value(&store, &Namespace::Global, "g").as_deref(),
         Some(&b"x"[..])
     );
+}
+
+#[test]
+fn a_kid_names_its_key_secret_or_is_refused() {
+    use crate::secrets::kids::{kid_of, kid_secret_name};
+    let name = kid_secret_name("2026-11").unwrap();
+    assert_eq!(name.as_str(), "signing_key.2026-11");
+    assert_eq!(kid_of(&name), Some("2026-11"));
+    assert_eq!(kid_of(&SecretName::signing_key()), None);
+    for bad in ["", "UPPER", "a/b", "../x", "sp ace"] {
+        let err = kid_secret_name(bad).unwrap_err().to_string();
+        assert!(err.contains("cannot name an HS256 key"), "{bad}: {err}");
+    }
 }

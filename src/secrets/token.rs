@@ -118,16 +118,17 @@ pub fn claims_for(
     })
 }
 
-/// Signs `claims` with HS256 under `key`; returns the compact JWT. Refuses a key shorter than
-/// [`SIGNING_KEY_BYTES_MIN`].
-pub fn mint(key: &SecretValue, claims: &Claims) -> Result<String, SecretError> {
+/// Signs `claims` with HS256 under `key`, with `kid` in the header when given; returns the
+/// compact JWT. Refuses a key shorter than [`SIGNING_KEY_BYTES_MIN`].
+pub fn mint(key: &SecretValue, claims: &Claims, kid: Option<&str>) -> Result<String, SecretError> {
     if key.len() < SIGNING_KEY_BYTES_MIN {
         return Err(SecretError::WeakSigningKey {
             source_name: "the signing key".to_owned(),
             bytes: key.len(),
         });
     }
-    let header = Header::new(Algorithm::HS256);
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = kid.map(str::to_owned);
     jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(key.expose()))
         .map_err(SecretError::Mint)
 }

@@ -19,6 +19,7 @@ mod crash_writer;
 mod debug_api;
 mod http;
 mod jetstream;
+mod jwks;
 mod limits;
 mod migrate;
 mod nats;

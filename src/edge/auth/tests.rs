@@ -13,8 +13,13 @@ fn authenticator() -> Authenticator {
         issuer: "tenantry".to_owned(),
         audience: "tenantry-api".to_owned(),
         token_lifetime_max: Duration::from_secs(LIFETIME_MAX_S),
+        jwks: None,
     };
-    Authenticator::new(&SigningKey::new(KEY.to_vec()).unwrap(), &auth)
+    Authenticator::new(
+        HsKeys::single(SigningKey::new(KEY.to_vec()).unwrap()),
+        None,
+        &auth,
+    )
 }
 
 fn now() -> i64 {
@@ -377,4 +382,182 @@ fn the_scope_claim_is_parsed_and_an_unknown_word_refuses_the_token() {
         verify(json!(["admin"])),
         Err(AuthError::InvalidToken(_))
     ));
+}
+
+// --- keys by kid: HS256 rotation and the JWKS file ---
+
+const OLD: &[u8] = b"old-unit-test-key-0123456789abcdef";
+const NEW: &[u8] = b"new-unit-test-key-0123456789abcdef";
+/// A fixed Ed25519 seed for the JWKS unit tests.
+const ED_SEED: [u8; 32] = [7; 32];
+
+fn auth_config() -> AuthConfig {
+    AuthConfig {
+        issuer: "tenantry".to_owned(),
+        audience: "tenantry-api".to_owned(),
+        token_lifetime_max: Duration::from_secs(LIFETIME_MAX_S),
+        jwks: None,
+    }
+}
+
+fn ed_public_x() -> String {
+    b64(ed25519_dalek::SigningKey::from_bytes(&ED_SEED)
+        .verifying_key()
+        .as_bytes())
+}
+
+/// A JWKS file holding the Ed25519 key `ed-1`; the dir keeps it alive.
+fn jwks_file() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    let set = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "ed-1", "alg": "EdDSA",
+                               "x": ed_public_x()}]});
+    std::fs::write(&path, set.to_string()).unwrap();
+    (dir, path)
+}
+
+fn rotating_authenticator(jwks: Option<&std::path::Path>) -> Authenticator {
+    let mut keys = HsKeys::single(SigningKey::new(KEY.to_vec()).unwrap());
+    keys.by_kid
+        .insert("old".to_owned(), SigningKey::new(OLD.to_vec()).unwrap());
+    keys.by_kid
+        .insert("new".to_owned(), SigningKey::new(NEW.to_vec()).unwrap());
+    let jwks = jwks.map(|p| JwksFile::open(p).unwrap());
+    Authenticator::new(keys, jwks, &auth_config())
+}
+
+fn sign_kid(alg: Algorithm, kid: &str, key: &[u8], claims: &Value) -> String {
+    let header = Header {
+        kid: Some(kid.to_owned()),
+        ..Header::new(alg)
+    };
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(key)).unwrap()
+}
+
+/// A token with this header, signed by the Ed25519 key `ED_SEED` (crafted by hand, so the
+/// header may lie about the algorithm).
+fn ed_signed(header: &Value, claims: &Value) -> String {
+    use ed25519_dalek::Signer;
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let signature = ed25519_dalek::SigningKey::from_bytes(&ED_SEED).sign(input.as_bytes());
+    format!("{input}.{}", b64(&signature.to_bytes()))
+}
+
+fn reason(result: Result<Claims, AuthError>) -> String {
+    result.unwrap_err().to_string()
+}
+
+#[test]
+fn an_hs256_kid_is_checked_with_its_key_only() {
+    let auth = rotating_authenticator(None);
+    for (kid, key) in [("old", OLD), ("new", NEW)] {
+        let token = sign_kid(Algorithm::HS256, kid, key, &claims());
+        assert_eq!(auth.verify(&token).unwrap().tenant.as_str(), "acme");
+    }
+    assert!(auth.verify(&sign(Algorithm::HS256, KEY, &claims())).is_ok());
+    let crossed = sign_kid(Algorithm::HS256, "new", OLD, &claims());
+    assert!(reason(auth.verify(&crossed)).contains("bad signature"));
+    let default_as_kid = sign_kid(Algorithm::HS256, "old", KEY, &claims());
+    assert!(reason(auth.verify(&default_as_kid)).contains("bad signature"));
+    let kid_key_without_kid = sign(Algorithm::HS256, NEW, &claims());
+    assert!(reason(auth.verify(&kid_key_without_kid)).contains("bad signature"));
+    let unknown = sign_kid(Algorithm::HS256, "gone", OLD, &claims());
+    assert_eq!(
+        reason(auth.verify(&unknown)),
+        "invalid token: unknown key id (kid) \"gone\""
+    );
+    let long = "k".repeat(500);
+    let quoted = reason(auth.verify(&sign_kid(Algorithm::HS256, &long, OLD, &claims())));
+    assert!(quoted.len() < KID_QUOTED_CHARS_MAX + 60, "{quoted}");
+}
+
+#[test]
+fn a_jwks_kid_accepts_only_its_key_types_algorithm() {
+    let (_dir, path) = jwks_file();
+    let auth = rotating_authenticator(Some(&path));
+    let good = ed_signed(&json!({"alg": "EdDSA", "kid": "ed-1"}), &claims());
+    assert_eq!(auth.verify(&good).unwrap().env.as_str(), "prod");
+    // The same claims checks apply to a JWKS token.
+    let other_issuer = ed_signed(
+        &json!({"alg": "EdDSA", "kid": "ed-1"}),
+        &with(claims(), "iss", json!("other")),
+    );
+    assert!(reason(auth.verify(&other_issuer)).contains("wrong issuer"));
+    let bad_scope = ed_signed(
+        &json!({"alg": "EdDSA", "kid": "ed-1"}),
+        &with(claims(), "scope", json!("root")),
+    );
+    assert!(reason(auth.verify(&bad_scope)).contains("root"));
+    // A header naming another algorithm than the key's type: refused before any check.
+    let none = ed_signed(&json!({"alg": "none", "kid": "ed-1"}), &claims());
+    assert!(reason(auth.verify(&none)).contains("malformed token"));
+    for alg in ["ES256", "RS256", "HS256"] {
+        let lying = ed_signed(&json!({"alg": alg, "kid": "ed-1"}), &claims());
+        assert!(
+            reason(auth.verify(&lying)).contains("algorithm not allowed"),
+            "{alg}"
+        );
+    }
+    // HS256 keyed with the public key's own bytes, naming its kid.
+    let x = ed_public_x();
+    let confused = sign_kid(Algorithm::HS256, "ed-1", x.as_bytes(), &claims());
+    assert!(reason(auth.verify(&confused)).contains("algorithm not allowed"));
+    // An HS256 kid never reaches the JWKS, and a JWKS kid never an HS256 key.
+    let ed_as_hs = ed_signed(&json!({"alg": "EdDSA", "kid": "old"}), &claims());
+    assert!(reason(auth.verify(&ed_as_hs)).contains("algorithm not allowed"));
+}
+
+#[test]
+fn a_jwks_file_is_checked_key_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idp.json");
+    let x = ed_public_x();
+    let ed = json!({"kty": "OKP", "crv": "Ed25519", "kid": "ed-1", "x": x});
+    let cases = [
+        (json!([1, 2]), "not a JWK Set"),
+        (
+            json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x}]}),
+            "keys[0] (kid none): no kid",
+        ),
+        (
+            json!({"keys": [ed, ed]}),
+            "keys[1] (kid \"ed-1\"): another key has the same kid",
+        ),
+        (
+            json!({"keys": [ed, {"kty": "oct", "kid": "s", "k": "c2VjcmV0"}]}),
+            "keys[1] (kid \"s\"): symmetric keys",
+        ),
+        (
+            json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "e", "alg": "ES256", "x": x}]}),
+            "alg ES256 does not fit the key type, which implies EdDSA",
+        ),
+        (
+            json!({"keys": [{"kty": "EC", "crv": "P-384", "kid": "p", "x": x, "y": x}]}),
+            "keys[0] (kid \"p\"): unsupported curve",
+        ),
+        (
+            json!({"keys": [{"kty": "RSA", "kid": "r", "n": b64(&[0xC5; 128]), "e": "AQAB"}]}),
+            "keys[0] (kid \"r\"): the RSA modulus has about 1024 bits",
+        ),
+        (
+            json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "u", "use": "enc", "x": x}]}),
+            "keys[0] (kid \"u\"): \"use\" is not \"sig\"",
+        ),
+        (
+            json!({"keys": [{"kty": "XYZ", "kid": "z"}]}),
+            "keys[0] (kid \"z\"): not a supported JWK",
+        ),
+    ];
+    for (set, needle) in cases {
+        std::fs::write(&path, set.to_string()).unwrap();
+        let err = jwks::load(&path).unwrap_err().to_string();
+        assert!(err.contains("idp.json"), "{err}");
+        assert!(err.contains(needle), "{needle:?} not in {err:?}");
+    }
+    std::fs::write(&path, json!({"keys": [ed]}).to_string()).unwrap();
+    assert_eq!(jwks::load(&path).unwrap().0.len(), 1);
 }

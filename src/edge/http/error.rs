@@ -161,7 +161,9 @@ impl ApiError {
             ApiError::Auth(e) => (
                 match e {
                     AuthError::MissingToken => "missing_token",
-                    AuthError::InvalidToken(_) | AuthError::InvalidScope(_) => "invalid_token",
+                    AuthError::InvalidToken(_)
+                    | AuthError::InvalidScope(_)
+                    | AuthError::UnknownKid(_) => "invalid_token",
                     AuthError::MissingTenantHeader => "missing_tenant_header",
                     AuthError::AmbiguousHeader(_) => "ambiguous_header",
                     AuthError::InvalidHeader { .. } => "invalid_header",
@@ -201,7 +203,8 @@ impl ApiError {
             ApiError::Auth(e) => match e {
                 AuthError::MissingToken
                 | AuthError::InvalidToken(_)
-                | AuthError::InvalidScope(_) => StatusCode::UNAUTHORIZED,
+                | AuthError::InvalidScope(_)
+                | AuthError::UnknownKid(_) => StatusCode::UNAUTHORIZED,
                 AuthError::MissingTenantHeader
                 | AuthError::AmbiguousHeader(_)
                 | AuthError::InvalidHeader { .. } => StatusCode::BAD_REQUEST,

@@ -29,7 +29,7 @@ use super::routes::{not_found, routes};
 use super::state::{EdgeState, Parts};
 use crate::actors::runtime::Runtime;
 use crate::config::Config;
-use crate::edge::auth::{Authenticator, SigningKey};
+use crate::edge::auth::Authenticator;
 use crate::edge::metrics::MetricsRegistry;
 use crate::edge::peer::PeerEdge;
 use crate::edge::quota::Quotas;
@@ -60,7 +60,7 @@ impl ApiServer {
         config: &Config,
         runtime: Runtime,
         projector: Arc<Projector>,
-        key: &SigningKey,
+        auth: Authenticator,
         quotas: Arc<Quotas>,
         peer: Option<&P>,
     ) -> Result<ApiServer, HttpError> {
@@ -71,7 +71,7 @@ impl ApiServer {
         let parts = Parts {
             runtime,
             projector,
-            auth: Authenticator::new(key, config.auth()),
+            auth,
             quotas,
             registry,
             peer: peer.map(|p| (P::NAME, p.link())),
