@@ -36,6 +36,8 @@ mod tenant;
 #[cfg(test)]
 mod idle_tests;
 #[cfg(test)]
+mod operator_tests;
+#[cfg(test)]
 mod pause_tests;
 #[cfg(test)]
 mod resilience_tests;
