@@ -100,11 +100,15 @@ pub struct TokenArgs {
     /// The `sub` claim.
     #[arg(long, default_value = DEFAULT_SUBJECT)]
     pub sub: String,
-    /// The `scope` claim: space-separated words of messages, read, audit, connectors, admin
-    /// (e.g. `--scope admin` for DELETE /api/v1/tenants/{tenant}). Without it the token has
+    /// The `scope` claim: space-separated words of messages, read, audit, connectors, admin,
+    /// or connector alone (with --connector and --team) (e.g. `--scope admin` for DELETE /api/v1/tenants/{tenant}). Without it the token has
     /// the default rights, which exclude the admin routes.
     #[arg(long)]
     pub scope: Option<String>,
+    /// The `connector` claim of a connector token (with `--scope connector` and `--team`): the
+    /// token may then only post messages of that team (docs/http.md#connector-tokens).
+    #[arg(long, value_parser = crate::tenancy::ConnectorId::parse)]
+    pub connector: Option<crate::tenancy::ConnectorId>,
     /// Sign with the HS256 key of this kid (the secret global/signing_key.KID) and put the kid
     /// in the token's header; without it the default key signs and the header has no kid.
     #[arg(long)]
@@ -190,9 +194,23 @@ pub fn token(
     };
     // Checked before the key is read, so a bad request never opens (or creates) the store.
     let mut claims = claims_for(config, &request, now)?;
+    let mut connector_scope = false;
     if let Some(scope) = &args.scope {
         let scopes = crate::edge::auth::Scopes::parse(scope).map_err(SecretError::InvalidScope)?;
+        connector_scope = scopes.is_connector();
         claims.scope = scopes.claim();
+    }
+    match (connector_scope, &args.connector) {
+        (true, None) => return Err(SecretError::ConnectorToken("--connector is missing")),
+        (false, Some(_)) => {
+            return Err(SecretError::ConnectorToken(
+                "--connector is only for --scope connector",
+            ))
+        }
+        (true, Some(_)) if args.team.is_none() => {
+            return Err(SecretError::ConnectorToken("--team is missing"))
+        }
+        _ => claims.connector = args.connector.as_ref().map(ToString::to_string),
     }
     // The env key needs no store, and a missing key creates none: no master key file is
     // created just to be ignored.

@@ -22,6 +22,9 @@
 //! - Neither the token nor the signing key is ever logged or put in an error message.
 //! - The optional `scope` claim is parsed into [`Scopes`] (`scope.rs`); an unknown word makes
 //!   the token invalid (401, naming the word); a token without one has no admin rights.
+//! - A connector token (`scope: "connector"`) carries a `team` and a `connector` claim (the
+//!   connector's id); without either it is invalid (401), and a `connector` claim on any other
+//!   token is invalid too. The edge restricts such a caller ([`Caller::connector`]).
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -31,7 +34,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use crate::config::AuthConfig;
-use crate::tenancy::{EnvId, TeamId, TenantCtx, TenantId};
+use crate::tenancy::{ConnectorId, EnvId, TeamId, TenantCtx, TenantId};
 
 pub mod jwks;
 pub mod scope;
@@ -169,6 +172,8 @@ struct RawClaims {
     iat: Option<u64>,
     #[serde(default)]
     scope: Option<String>,
+    #[serde(default)]
+    connector: Option<String>,
 }
 
 /// The validated claims of a token.
@@ -182,6 +187,8 @@ pub struct Claims {
     pub team: Option<TeamId>,
     /// The `scope` claim ([`Scopes::DEFAULT`] without one).
     pub scope: Scopes,
+    /// The `connector` claim: set exactly when `scope` is `connector` (a connector token).
+    pub connector: Option<ConnectorId>,
 }
 
 /// Checks tokens: HS256 with the default or the `kid`-named key, or RS256/ES256/EdDSA with the
@@ -283,12 +290,35 @@ impl Authenticator {
             None => Scopes::DEFAULT,
             Some(claim) => Scopes::parse(&claim).map_err(AuthError::InvalidScope)?,
         };
+        let connector = connector_claim(&scope, raw.connector, team.as_ref())?;
         Ok(Claims {
             tenant,
             env,
             team,
             scope,
+            connector,
         })
+    }
+}
+
+/// The `connector` claim, parsed: required (with a `team` claim) on a connector token, refused
+/// on any other.
+fn connector_claim(
+    scope: &Scopes,
+    raw: Option<String>,
+    team: Option<&TeamId>,
+) -> Result<Option<ConnectorId>, AuthError> {
+    match (scope.is_connector(), raw) {
+        (true, Some(raw)) if team.is_some() => ConnectorId::parse(&raw)
+            .map(Some)
+            .map_err(|_| AuthError::InvalidToken("invalid connector")),
+        (true, _) => Err(AuthError::InvalidToken(
+            "a connector token (scope connector) needs the connector and team claims",
+        )),
+        (false, Some(_)) => Err(AuthError::InvalidToken(
+            "the connector claim is only valid with scope connector",
+        )),
+        (false, None) => Ok(None),
     }
 }
 
@@ -328,6 +358,9 @@ pub struct Caller {
     pub header_team: Option<TeamId>,
     /// The token's scopes.
     pub scope: Scopes,
+    /// A connector token's connector (its `team` claim is then set): such a caller may only post
+    /// messages of that team (docs/http.md#connector-tokens).
+    pub connector: Option<ConnectorId>,
 }
 
 impl Caller {
@@ -384,6 +417,7 @@ pub fn check_headers(
         claim_team: claims.team,
         header_team,
         scope: claims.scope,
+        connector: claims.connector,
     })
 }
 

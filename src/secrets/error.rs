@@ -19,6 +19,13 @@ pub enum SecretError {
     /// words listed.
     #[error("invalid --scope: {0}")]
     InvalidScope(crate::edge::auth::ScopeError),
+    /// `tenantry token --scope connector` without `--connector` and `--team`, or `--connector`
+    /// with another scope. Caller's fault: a connector token names its connector and team.
+    #[error(
+        "a connector token needs --scope connector, --connector ID and --team TEAM together \
+         ({0})"
+    )]
+    ConnectorToken(&'static str),
     /// Env `TENANTRY_MASTER_KEY` is set but is not a key. Operator's fault: fix or unset the
     /// variable; retrying will not help.
     #[error(

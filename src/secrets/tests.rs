@@ -709,6 +709,7 @@ fn claims_come_from_the_request_and_auth_config() {
             aud: "aud-test".to_owned(),
             sub: "tester".to_owned(),
             scope: None,
+            connector: None,
         }
     );
     // A tenant without environments has `default`; a tenant-wide token has no `team` claim.

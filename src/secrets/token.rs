@@ -51,6 +51,10 @@ pub struct Claims {
     /// Scopes, space-separated (`admin`, ...); absent for a token with the default rights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// A connector token's connector id (with `scope` `connector` and a `team`); absent on
+    /// every other token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connector: Option<String>,
 }
 
 /// What a token is asked for, with ids already validated at the boundary.
@@ -115,6 +119,7 @@ pub fn claims_for(
         aud: auth.audience.clone(),
         sub: request.subject.clone(),
         scope: None,
+        connector: None,
     })
 }
 

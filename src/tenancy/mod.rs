@@ -23,6 +23,7 @@ pub enum IdField {
     Team,
     Channel,
     Session,
+    Connector,
 }
 
 impl IdField {
@@ -34,6 +35,7 @@ impl IdField {
             IdField::Team => "team",
             IdField::Channel => "channel",
             IdField::Session => "session",
+            IdField::Connector => "connector",
         }
     }
 
@@ -65,7 +67,7 @@ impl InvalidId {
     }
 }
 
-/// Rule for tenant, env, team and channel ids: `^[a-z0-9][a-z0-9_-]{0,62}$`.
+/// Rule for tenant, env, team, channel and connector ids: `^[a-z0-9][a-z0-9_-]{0,62}$`.
 fn is_scope_id(raw: &str) -> bool {
     let bytes = raw.as_bytes();
     (1..=SCOPE_ID_LEN_MAX).contains(&bytes.len())
@@ -159,6 +161,11 @@ id_newtype!(
 id_newtype!(
     /// A messaging provider instance of a team (`slack`, `webchat`, ...). Same rule as [`TenantId`].
     ChannelId, IdField::Channel, is_scope_id
+);
+id_newtype!(
+    /// A connector (the process bridging a channel's provider to the runtime), named in a
+    /// connector token's `connector` claim. Same rule as [`TenantId`].
+    ConnectorId, IdField::Connector, is_scope_id
 );
 id_newtype!(
     /// One user conversation. Invariant: matches `[A-Za-z0-9][A-Za-z0-9_-]{0,127}`.

@@ -12,6 +12,7 @@ mod check_config;
 mod cli_server;
 mod cluster;
 mod cluster_forward;
+mod connectors;
 mod console;
 mod corruption;
 mod crash;

@@ -533,3 +533,53 @@ fn token_ttl_is_capped_by_the_configured_lifetime_max() {
     let out = fx.run(&["token", "--tenant", "acme", "--env", "prod", "--ttl", "2h"]);
     assert_ok(&out);
 }
+
+#[test]
+fn token_mints_a_connector_token_only_with_its_connector_and_team() {
+    let fx = Fixture::new();
+    fx.set(&["--global"], "signing_key", SIGNING_KEY);
+    let base = ["token", "--tenant", "acme", "--env", "prod"];
+    let with = |extra: &[&str]| fx.run(&[&base[..], extra].concat());
+    let out = with(&[
+        "--team",
+        "support",
+        "--scope",
+        "connector",
+        "--connector",
+        "slack-1",
+    ]);
+    assert_ok(&out);
+    let claims = decode_token(text(&out.stdout).trim_end(), SIGNING_KEY.as_bytes());
+    assert_eq!(claims.scope.as_deref(), Some("connector"));
+    assert_eq!(claims.connector.as_deref(), Some("slack-1"));
+    assert_eq!(claims.team.as_deref(), Some("support"));
+
+    let plain = with(&[]);
+    assert_ok(&plain);
+    let claims = decode_token(text(&plain.stdout).trim_end(), SIGNING_KEY.as_bytes());
+    assert_eq!((claims.scope, claims.connector), (None, None));
+
+    assert_failed_with(
+        &with(&["--team", "support", "--scope", "connector"]),
+        "--connector is missing",
+    );
+    assert_failed_with(
+        &with(&["--scope", "connector", "--connector", "slack-1"]),
+        "--team is missing",
+    );
+    assert_failed_with(
+        &with(&["--team", "support", "--connector", "slack-1"]),
+        "only for --scope connector",
+    );
+    assert_failed_with(
+        &with(&["--scope", "admin connector", "--connector", "slack-1"]),
+        "connector scope stands alone",
+    );
+    let bad_id = with(&["--scope", "connector", "--connector", "Bad.Id"]);
+    assert!(!bad_id.status.success());
+    assert!(
+        text(&bad_id.stderr).contains("invalid connector id"),
+        "{}",
+        text(&bad_id.stderr)
+    );
+}

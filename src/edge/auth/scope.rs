@@ -7,6 +7,9 @@
 //!   `scope_required`.
 //! - The other words (`messages`, `read`, `audit`, `connectors`) are accepted and carried, but
 //!   not yet enforced on the existing routes: a token with any scope keeps today's rights too.
+//! - `connector` is the scope of a connector token: it stands alone (with any other word the
+//!   token is invalid), grants no other word, and the edge lets such a token post messages of its
+//!   own team only (`Caller::connector`, docs/http.md#connector-tokens).
 //! - An unknown word, an empty claim or a claim over [`SCOPE_BYTES_MAX`] makes the token
 //!   invalid (401 `invalid_token`, naming the word).
 
@@ -28,16 +31,19 @@ pub enum Scope {
     Connectors,
     /// The admin routes (tenant deletion).
     Admin,
+    /// A connector token: posting messages of its own team, nothing else. Never combined.
+    Connector,
 }
 
 impl Scope {
     /// Every word, in the order documented.
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::Messages,
         Scope::Read,
         Scope::Audit,
         Scope::Connectors,
         Scope::Admin,
+        Scope::Connector,
     ];
 
     /// The word as it appears in the claim.
@@ -48,6 +54,7 @@ impl Scope {
             Scope::Audit => "audit",
             Scope::Connectors => "connectors",
             Scope::Admin => "admin",
+            Scope::Connector => "connector",
         }
     }
 }
@@ -62,8 +69,14 @@ impl fmt::Display for Scope {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {
     /// A word that is not one of [`Scope::ALL`].
-    #[error("unknown scope {0:?} (accepted: messages, read, audit, connectors, admin)")]
+    #[error(
+        "unknown scope {0:?} (accepted: messages, read, audit, connectors, admin, or connector \
+         alone)"
+    )]
     Unknown(String),
+    /// `connector` together with another word: a connector token has that one scope only.
+    #[error("the connector scope stands alone (a connector token has no other scope)")]
+    ConnectorNotAlone,
     /// The claim is empty or only spaces.
     #[error("the scope claim is empty (omit it for a token with default rights)")]
     Empty,
@@ -98,17 +111,30 @@ impl Scopes {
         if words.is_empty() {
             return Err(ScopeError::Empty);
         }
+        if words.len() > 1 && words.contains(&Scope::Connector) {
+            return Err(ScopeError::ConnectorNotAlone);
+        }
         words.sort();
         Ok(Scopes(Some(words)))
     }
 
     /// Whether the token may use a route that requires `scope`. Only [`Scope::Admin`] is
-    /// enforced so far, and only a token whose claim names `admin` has it.
+    /// enforced so far, and only a token whose claim names `admin` has it. `admin` does not
+    /// imply [`Scope::Connector`] (that is what a connector token is, not a right).
     pub fn allows(&self, scope: Scope) -> bool {
         match &self.0 {
-            Some(words) => words.contains(&scope) || words.contains(&Scope::Admin),
-            None => scope != Scope::Admin,
+            Some(words) if self.is_connector() => scope == Scope::Connector && words.len() == 1,
+            Some(words) => {
+                words.contains(&scope)
+                    || (words.contains(&Scope::Admin) && scope != Scope::Connector)
+            }
+            None => scope != Scope::Admin && scope != Scope::Connector,
         }
+    }
+
+    /// Whether this is a connector token's scope (`connector`, alone).
+    pub fn is_connector(&self) -> bool {
+        self.0.as_deref() == Some(&[Scope::Connector])
     }
 
     /// The claim as minted (words in canonical order), `None` without one.
@@ -143,5 +169,32 @@ mod tests {
         assert!(Scopes::parse("Admin").is_err(), "words are case-sensitive");
         assert_eq!(Scopes::parse("  "), Err(ScopeError::Empty));
         assert_eq!(Scopes::parse(&"read ".repeat(60)), Err(ScopeError::TooLong));
+    }
+
+    #[test]
+    fn connector_stands_alone_and_grants_nothing_else() {
+        let connector = Scopes::parse("connector").unwrap();
+        assert!(connector.is_connector());
+        for scope in Scope::ALL {
+            assert_eq!(
+                connector.allows(scope),
+                scope == Scope::Connector,
+                "{scope}"
+            );
+        }
+        assert!(!Scopes::parse("admin").unwrap().allows(Scope::Connector));
+        assert!(!Scopes::DEFAULT.allows(Scope::Connector) && !Scopes::DEFAULT.is_connector());
+        for mixed in [
+            "connector admin",
+            "messages connector",
+            "connector connectors",
+        ] {
+            assert_eq!(
+                Scopes::parse(mixed),
+                Err(ScopeError::ConnectorNotAlone),
+                "{mixed}"
+            );
+        }
+        assert!(Scopes::parse("connector connector").unwrap().is_connector());
     }
 }

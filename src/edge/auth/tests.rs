@@ -185,6 +185,7 @@ fn acme(team: Option<&str>) -> Claims {
         env: EnvId::parse("prod").unwrap(),
         team: team.map(|t| TeamId::parse(t).unwrap()),
         scope: Scopes::DEFAULT,
+        connector: None,
     }
 }
 
@@ -381,6 +382,41 @@ fn the_scope_claim_is_parsed_and_an_unknown_word_refuses_the_token() {
     assert!(matches!(
         verify(json!(["admin"])),
         Err(AuthError::InvalidToken(_))
+    ));
+}
+
+#[test]
+fn a_connector_token_needs_its_connector_and_team_claims_and_no_other_token_has_one() {
+    let verify = |claims: Value| authenticator().verify(&sign(Algorithm::HS256, KEY, &claims));
+    let connector = with(
+        with(
+            with(claims(), "scope", json!("connector")),
+            "team",
+            json!("support"),
+        ),
+        "connector",
+        json!("slack-1"),
+    );
+    let ok = verify(connector.clone()).unwrap();
+    assert!(ok.scope.is_connector());
+    assert_eq!(ok.connector.unwrap().as_str(), "slack-1");
+    let reason = |r: Result<Claims, AuthError>| match r {
+        Err(AuthError::InvalidToken(why)) => why,
+        other => panic!("expected an invalid token, got {other:?}"),
+    };
+    let mut no_team = connector.clone();
+    no_team.as_object_mut().unwrap().remove("team");
+    assert!(reason(verify(no_team)).contains("connector and team claims"));
+    let mut no_id = connector.clone();
+    no_id.as_object_mut().unwrap().remove("connector");
+    assert!(reason(verify(no_id)).contains("connector and team claims"));
+    assert!(reason(verify(with(connector, "connector", json!("Bad.Id")))).contains("connector"));
+    let stray = with(claims(), "connector", json!("slack-1"));
+    assert!(reason(verify(stray.clone())).contains("only valid with scope connector"));
+    assert!(reason(verify(with(stray, "scope", json!("admin")))).contains("scope connector"));
+    assert!(matches!(
+        verify(with(claims(), "scope", json!("connector admin"))),
+        Err(AuthError::InvalidScope(ScopeError::ConnectorNotAlone))
     ));
 }
 

@@ -105,6 +105,13 @@ pub enum ApiError {
     /// claim has no `admin`). 403 `scope_required`.
     #[error("this route needs a token with the {0} scope (claim `scope` naming {0})")]
     ScopeRequired(crate::edge::auth::Scope),
+    /// A connector token (`scope: "connector"`) called a route other than `POST
+    /// /api/v1/messages`. 403 `connector_token_restricted`.
+    #[error(
+        "a connector token may only post messages of its own team (POST /api/v1/messages); \
+         use a tenant token for {0}"
+    )]
+    ConnectorTokenRestricted(String),
     /// The operation is not available on this deployment (e.g. deleting a tenant on the
     /// JetStream log backend). 501 `not_supported`.
     #[error("{0}")]
@@ -190,6 +197,7 @@ impl ApiError {
             ApiError::InvalidFlow(_) => ("invalid_flow", false),
             ApiError::TeamScoped(_) => ("team_scoped", false),
             ApiError::ScopeRequired(_) => ("scope_required", true),
+            ApiError::ConnectorTokenRestricted(_) => ("connector_token_restricted", true),
             ApiError::NotSupported(_) => ("not_supported", false),
             ApiError::StreamsBusy { .. } => ("streams_busy", true),
             ApiError::Read(_) | ApiError::Internal(_) => ("internal", false),
@@ -234,9 +242,10 @@ impl ApiError {
             ApiError::InvalidJson(_) | ApiError::InvalidField { .. } | ApiError::InvalidFlow(_) => {
                 StatusCode::BAD_REQUEST
             }
-            ApiError::TeamMismatch(_) | ApiError::TeamScoped(_) | ApiError::ScopeRequired(_) => {
-                StatusCode::FORBIDDEN
-            }
+            ApiError::TeamMismatch(_)
+            | ApiError::TeamScoped(_)
+            | ApiError::ScopeRequired(_)
+            | ApiError::ConnectorTokenRestricted(_) => StatusCode::FORBIDDEN,
             ApiError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::UnknownTeam(_) | ApiError::SessionNotFound(_) | ApiError::RouteNotFound => {
                 StatusCode::NOT_FOUND

@@ -1,6 +1,7 @@
 //! What every HTTP handler shares ([`EdgeState`]) and the [`Caller`] extractor built from it:
 //! the token, the tenancy headers and the tenant's quota, checked in that order, before a
-//! handler runs. The routes and the reports both read it; it imports neither.
+//! handler runs. The routes and the reports both read it; it imports neither. A connector token
+//! gets past the extractor on `POST /api/v1/messages` only (403 `connector_token_restricted`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -187,6 +188,13 @@ fn admit(req: &HttpRequest) -> Result<Caller, ApiError> {
             .insert(TenantLabel(claims.tenant.clone()));
     }
     let caller = check_headers(req.headers(), claims, |t| state.serves(t))?;
+    if caller.connector.is_some() && !connector_route(req) {
+        return Err(ApiError::ConnectorTokenRestricted(format!(
+            "{} {}",
+            req.method(),
+            req.path()
+        )));
+    }
     if let Some(team) = caller.team() {
         span.record("team", team.as_str());
     }
@@ -198,6 +206,16 @@ fn admit(req: &HttpRequest) -> Result<Caller, ApiError> {
         })?;
     Ok(caller)
 }
+
+/// The one route a connector token may call: `POST /api/v1/messages` (its team is then held to
+/// the token's by the handler, as for any team token). Fail closed: any other method or path is
+/// refused.
+fn connector_route(req: &HttpRequest) -> bool {
+    req.method() == actix_web::http::Method::POST && req.path() == CONNECTOR_ROUTE
+}
+
+/// The path of the one route open to a connector token.
+const CONNECTOR_ROUTE: &str = "/api/v1/messages";
 
 fn edge_state(req: &HttpRequest) -> Result<&web::Data<EdgeState>, ApiError> {
     req.app_data::<web::Data<EdgeState>>()
