@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::contain::contained;
-use super::{store, EventLog, ReadError};
+use super::{EventLog, ReadError};
 use crate::events::keys;
 use crate::tenancy::TenantId;
 
@@ -38,16 +38,14 @@ impl EventLog {
             position: "key range".into(),
             detail,
         };
-        let store = self
-            .inner
-            .shared
-            .store()
-            .ok_or_else(|| err(store::CLOSED.into()))?;
+        // The reader's parts keep the store open while the range is read.
+        let parts = self.inner.shared.reader(tenant);
+        let tree = parts.tree.clone()?;
         let prefix = keys::tenant_prefix(tenant);
         let mut census = LogCensus::default();
         let mut last_frame = None;
         contained(|| -> Result<(), sled::Error> {
-            for entry in store.tree.scan_prefix(&prefix) {
+            for entry in tree.scan_prefix(&prefix) {
                 let (key, value) = entry?;
                 census.keys += 1;
                 census.bytes += (key.len() + value.len()) as u64;

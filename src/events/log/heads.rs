@@ -62,15 +62,13 @@ impl EventLog {
             position: "signed heads".into(),
             detail,
         };
-        let store = self
-            .inner
-            .shared
-            .store()
-            .ok_or_else(|| err(store::CLOSED.into()))?;
+        // The reader's parts keep the store open while the range is read.
+        let parts = self.inner.shared.reader(tenant);
+        let tree = parts.tree.clone()?;
         let (start, _) = keys::signed_head_range(tenant);
         let end = keys::signed_head_key(tenant, upto);
         let mut out = Vec::new();
-        let mut range = store.tree.range(start.clone()..=end);
+        let mut range = tree.range(start.clone()..=end);
         while out.len() < max {
             let Some(item) = contained(|| range.next_back()).map_err(err)? else {
                 break;
