@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use super::body::read_body;
 use super::dto::SessionStateBody;
 use super::error::ApiError;
-use super::routes::find_session;
+use super::routes::{find_session, session_of};
 use super::state::{blocking, read_team, EdgeState};
 use crate::actors::messages::RuntimeError;
 use crate::audit::replay::state_at;
@@ -38,7 +38,6 @@ use crate::audit::AuditError;
 use crate::config::flow::Flow;
 use crate::edge::auth::Caller;
 use crate::flow::engine::TenantInfo;
-use crate::tenancy::SessionId;
 
 /// Largest what-if flow (the request body), in bytes.
 pub const WHAT_IF_FLOW_BYTES_MAX: usize = 256 * 1024;
@@ -60,11 +59,6 @@ const WHAT_IF_FLOW_NAME: &str = "the request body";
 #[derive(Deserialize)]
 pub(super) struct StateQuery {
     at_seq: Option<String>,
-}
-
-/// The session id of a path, parsed.
-fn session_of(path: &str) -> Result<SessionId, ApiError> {
-    SessionId::parse(path).map_err(|e| ApiError::field("session", e))
 }
 
 /// An audit error met while reading for a request: a damaged record is a read error (500,

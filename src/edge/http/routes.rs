@@ -290,7 +290,7 @@ async fn get_session(
     path: web::Path<String>,
     state: web::Data<EdgeState>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = SessionId::parse(&path).map_err(|e| ApiError::field("session", e))?;
+    let session = session_of(&path)?;
     let team = read_team(&state, &caller)?;
     let body = blocking(state.clone(), move |state| {
         let ctx = find_session(state, &caller, team, &session)?;
@@ -312,7 +312,7 @@ async fn session_events(
     query: web::Query<EventsQuery>,
     state: web::Data<EdgeState>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = SessionId::parse(&path).map_err(|e| ApiError::field("session", e))?;
+    let session = session_of(&path)?;
     let from = query.from_seq.unwrap_or(1).max(1);
     let to = query.to_seq.unwrap_or(u64::MAX);
     if to < from {
@@ -343,6 +343,11 @@ async fn session_events(
     })
     .await?;
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// The session id of a request path, parsed (400 naming `session` when it is not one).
+pub(super) fn session_of(path: &str) -> Result<SessionId, ApiError> {
+    SessionId::parse(path).map_err(|e| ApiError::field("session", e))
 }
 
 /// The context (with its team) holding `session` in the caller's tenant and env: in `team`, or

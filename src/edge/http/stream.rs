@@ -33,7 +33,7 @@ use tokio::sync::watch;
 
 use super::dto::EventItem;
 use super::error::ApiError;
-use super::routes::find_session;
+use super::routes::{find_session, session_of};
 use super::state::{blocking, read_team, EdgeState};
 use crate::edge::auth::Caller;
 use crate::events::log::StoredEvent;
@@ -201,7 +201,7 @@ pub(super) async fn session_stream(
     query: web::Query<StreamQuery>,
     state: web::Data<EdgeState>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = SessionId::parse(&path).map_err(|e| ApiError::field("session", e))?;
+    let session = session_of(&path)?;
     let after = resume_after(&req, &query)?;
     let team = read_team(&state, &caller)?;
     let found = session.clone();
