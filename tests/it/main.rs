@@ -29,7 +29,6 @@ mod overload;
 mod projections;
 mod readiness;
 mod reports;
-mod retention;
 mod secrets;
 mod serve;
 mod server_crash;
