@@ -62,6 +62,9 @@ pub(super) async fn delete_tenant(
             .unwrap_or_default();
         freed.metrics_series =
             state.metrics().forget_tenant(&deleting, &envs) + state.forget_peer_series(&deleting);
+        // Its connectors' system sessions went with the log: they heal by heartbeat if any
+        // still runs (with a token of the tenant's signing key).
+        state.connectors().forget_tenant(&deleting);
         drop(pause);
         Ok(freed)
     })

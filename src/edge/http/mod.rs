@@ -23,6 +23,7 @@
 
 mod admin;
 mod body;
+mod connectors;
 pub mod console;
 mod debug;
 pub mod dto;
