@@ -442,3 +442,31 @@ fn a_heartbeat_heals_a_connector_the_registry_lost_in_a_restore() {
     assert_eq!(beat["healed"], false);
     assert_verifies(&server);
 }
+
+/// The registry on the JetStream log: registration, heartbeat and a restart that rebuilds it
+/// from the stream; its events are in the export and the chain verifies.
+#[test]
+fn the_registry_works_on_a_jetstream_log() {
+    let js = crate::support::JetStream::single();
+    let config = format!(
+        "{CONFIG}[nats]\nurl = \"{}\"\n[log]\nbackend = \"jetstream\"\n[cluster]\nnode = \"n1\"\n",
+        js.url(0)
+    );
+    let dir = dir_with_flows();
+    let mut server = Serve::config(&config).in_dir(dir.path()).start();
+    let connector = register(&server, &slack_1(), 201)["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let beat = heartbeat(&server, &connector, "slack-1", &json!({"env": "prod"})).ok();
+    assert_eq!(beat["healed"], false);
+    let message = json!({"channel": "slack", "user": "alice", "text": "hi"});
+    post(&server, &connector, "/api/v1/messages", &message).ok();
+    server.stop();
+    let server = Serve::config(&config).in_dir(dir.path()).start();
+    assert_eq!(state_of(&server, "slack-1"), "live");
+    let events = registry_events(&server);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].0, "ConnectorRegistered");
+    assert_verifies(&server);
+}
