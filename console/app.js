@@ -385,6 +385,9 @@ function eventText(e) {
     case "AwaitingInput": return `awaiting ${d.key} at ${d.node}`;
     case "FlowFailed": return `failed at ${d.node}: ${d.error}`;
     case "SessionEnded": return `ended: ${d.reason}`;
+    case "ConnectorRegistered":
+      return `connector ${d.connector} registered: ${d.provider} ${d.version}${d.healed ? " (healed)" : ""}`;
+    case "ConnectorStateChanged": return `connector ${d.connector}: ${d.from} -> ${d.to}`;
     default: return JSON.stringify(d);
   }
 }

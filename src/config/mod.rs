@@ -19,8 +19,8 @@
 //! Files: this one (the model: [`Config`] and its parts, defaults and limits), `load` (reading
 //! the files and putting a `Config` together), `validate` (checks of single values), `raw` (the
 //! files' shapes as parsed), `merge` (the seed files' precedence), one file per section with
-//! rules of its own (`nats`, `runtime`, `security`, `exports`, `audit`, `connectors`; `cluster` for `[log]` and
-//! `[cluster]`), `flow` (flow files), `summary` (`check-config`'s output).
+//! rules of its own (`nats`, `runtime`, `security`, `exports`, `audit`, `connectors`; `cluster`
+//! for `[log]` and `[cluster]`), `flow` (flow files), `summary` (`check-config`'s output).
 
 pub mod audit;
 pub mod cluster;
