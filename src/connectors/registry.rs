@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{system_session, ConnectorError, ConnectorState};
+use super::{system_session, ConnectorError, ConnectorState, SYSTEM_SESSION_PREFIX};
 use crate::actors::runtime::Runtime;
 use crate::events::log::ReadError;
 use crate::events::schema::EventKind;
-use crate::tenancy::{ChannelId, ConnectorId, EnvId, TeamId, TenantCtx, TenantId};
+use crate::tenancy::{ChannelId, ConnectorId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
 type Key = (TenantId, EnvId, ConnectorId);
 
@@ -146,17 +146,24 @@ impl Registry {
         let Some(config) = self.runtime.tenant_config(tenant) else {
             return Ok(());
         };
+        // Sessions are listed in (team, id) order: a team's system sessions are one run, found
+        // by seeking past the id that sorts just before every `sys-connector-…`, so the rebuild
+        // reads the connectors' sessions only, however many conversations there are.
+        let before = SessionId::parse(SYSTEM_SESSION_PREFIX.trim_end_matches('-'))
+            .expect("the prefix without its dash is a valid session id");
         let mut mine = HashMap::new();
         for env in &config.environments {
-            let scope = log.scope(&TenantCtx::new(tenant.clone(), env.id.clone(), None));
-            for info in scope.sessions() {
-                let info = info?;
-                if !super::is_system_session(info.session.as_str()) {
-                    continue;
-                }
-                let ctx = TenantCtx::new(tenant.clone(), env.id.clone(), Some(info.team));
-                for stored in log.scope(&ctx).session_events(&info.session, 1..=u64::MAX) {
-                    fold(&mut mine, tenant, &stored?.event);
+            for team in config.teams.keys() {
+                let ctx = TenantCtx::new(tenant.clone(), env.id.clone(), Some(team.clone()));
+                let scope = log.scope(&ctx);
+                for info in scope.sessions_after(Some((team, &before))) {
+                    let info = info?;
+                    if !super::is_system_session(info.session.as_str()) {
+                        break;
+                    }
+                    for stored in scope.session_events(&info.session, 1..=u64::MAX) {
+                        fold(&mut mine, tenant, &stored?.event);
+                    }
                 }
             }
         }

@@ -205,8 +205,10 @@ fn a_registration_mints_a_connector_token_held_to_its_team_and_channel() {
         assert!(reply.body.contains(field), "{field}: {}", reply.body);
     }
 
-    // The token heartbeats and posts its own team and channel's messages.
-    let beat = heartbeat(&server, &connector, "slack-1", &json!({"env": "prod"})).ok();
+    // The token heartbeats (fields the registry does not keep are ignored) and posts its own
+    // team and channel's messages.
+    let body = json!({"env": "prod", "uptime_s": 12});
+    let beat = heartbeat(&server, &connector, "slack-1", &body).ok();
     assert_eq!(beat["state"], "live");
     assert_eq!(beat["healed"], false);
     let message = json!({"team": "support", "channel": "slack", "user": "alice", "text": "hi"});

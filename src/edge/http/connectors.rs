@@ -44,8 +44,8 @@ struct RegisterBody {
 
 /// `POST /api/v1/connectors/{id}/heartbeat`'s body: `env` always; the rest is what a
 /// connector the registry lost is registered again with (`channel` and `provider` then needed).
+/// Other fields are ignored (a connector may report more than the registry keeps).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct HeartbeatBody {
     env: String,
     #[serde(default)]
