@@ -450,9 +450,10 @@ impl Runtime {
             .await
     }
 
-    /// Appends connector registry events `kinds` to the connector's system session `session`
-    /// (`crate::connectors::system_session`) of `ctx` (its team) on `channel`, through the
-    /// session's actor like a message (one writer per session), without a flow run; resolves
+    /// Appends connector registry events `kinds` (`ConnectorRegistered`,
+    /// `ConnectorStateChanged`; any other kind is `Invalid`) to the connector's system session
+    /// `session` (`crate::connectors::system_session`) of `ctx` (its team) on `channel`, through
+    /// the session's actor like a message (one writer per session), without a flow run; resolves
     /// after the durable append. In a cluster only the tenant's owner node records (elsewhere
     /// `Interrupted`).
     pub async fn record(
@@ -469,6 +470,18 @@ impl Runtime {
             return Err(RuntimeError::Invalid(format!(
                 "session {session} is not a connector's system session"
             )));
+        }
+        use crate::events::schema::EventKind;
+        let registry_kind = |k: &EventKind| {
+            matches!(
+                k,
+                EventKind::ConnectorRegistered { .. } | EventKind::ConnectorStateChanged { .. }
+            )
+        };
+        if !kinds.iter().all(registry_kind) {
+            return Err(RuntimeError::Invalid(
+                "a system session records connector registry events only".to_owned(),
+            ));
         }
         let (entry, permit) = self.admit_close(ctx)?;
         let team = ctx.team_or_default();
