@@ -54,6 +54,11 @@ impl Connector {
         ConnectorState::by_age(self.last_beat.elapsed(), interval).max(self.recorded)
     }
 
+    /// Time since its last heartbeat or registration (at a restart: since the rebuild).
+    pub fn heartbeat_age(&self) -> Duration {
+        self.last_beat.elapsed()
+    }
+
     fn from_registration(r: &Registration) -> Connector {
         Connector {
             id: r.id.clone(),
@@ -268,6 +273,14 @@ impl Registry {
     pub fn get(&self, tenant: &TenantId, env: &EnvId, id: &ConnectorId) -> Option<Connector> {
         let key = (tenant.clone(), env.clone(), id.clone());
         self.entries().get(&key).cloned()
+    }
+
+    /// Every connector of every tenant, with its tenant (for the metrics listener).
+    pub fn all(&self) -> Vec<(TenantId, Connector)> {
+        self.entries()
+            .iter()
+            .map(|((tenant, _, _), c)| (tenant.clone(), c.clone()))
+            .collect()
     }
 
     /// The connectors of `tenant`/`env` (of `team` only, when given), by id.

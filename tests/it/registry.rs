@@ -211,6 +211,21 @@ fn a_registration_mints_a_connector_token_held_to_its_team_and_channel() {
     let beat = heartbeat(&server, &connector, "slack-1", &body).ok();
     assert_eq!(beat["state"], "live");
     assert_eq!(beat["healed"], false);
+    // The metrics listener counts it and shows the states at the scrape.
+    let metrics = server.get_metrics();
+    assert_eq!(metrics.status, 200);
+    for series in [
+        r#"tenantry_connector_heartbeats_total{tenant="acme",env="prod",connector="slack-1"} 1"#,
+        r#"tenantry_connectors{tenant="acme",env="prod",state="live"} 1"#,
+        r#"tenantry_connectors{tenant="acme",env="default",state="live"} 1"#,
+        r#"tenantry_connector_heartbeat_age_seconds{tenant="acme",env="prod",connector="slack-1"}"#,
+    ] {
+        assert!(
+            metrics.body.contains(series),
+            "{series} in {}",
+            metrics.body
+        );
+    }
     let message = json!({"team": "support", "channel": "slack", "user": "alice", "text": "hi"});
     post(&server, &connector, "/api/v1/messages", &message).ok();
 
@@ -471,4 +486,36 @@ fn the_registry_works_on_a_jetstream_log() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].0, "ConnectorRegistered");
     assert_verifies(&server);
+}
+
+/// Deleting a tenant's data (offboarding) forgets its connectors and their metric series; its
+/// connector token then posts nothing until a heartbeat heals it into the empty log.
+#[test]
+fn deleting_a_tenant_forgets_its_connectors() {
+    let server = Serve::config(CONFIG).start();
+    let connector = register(&server, &slack_1(), 201)["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    heartbeat(&server, &connector, "slack-1", &json!({"env": "prod"})).ok();
+    let series =
+        r#"tenantry_connector_heartbeats_total{tenant="acme",env="prod",connector="slack-1"}"#;
+    assert!(server.get_metrics().body.contains(series));
+    let bearer = format!("Bearer {}", token("acme", "prod", Some("admin"), None));
+    let deleted = crate::support::read(
+        server
+            .agent()
+            .delete(&server.url("/api/v1/tenants/acme"))
+            .header("Authorization", &bearer)
+            .header("X-Tenant-ID", "acme")
+            .call(),
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    let listed = get(&server, &admin(), "/api/v1/connectors").ok();
+    assert_eq!(listed["connectors"], json!([]), "{listed}");
+    let metrics = server.get_metrics().body;
+    assert!(!metrics.contains(r#"connector="slack-1""#), "{metrics}");
+    let message = json!({"channel": "slack", "user": "alice", "text": "hi"});
+    let reply = post(&server, &connector, "/api/v1/messages", &message);
+    assert_eq!(reply.error(403), "connector_not_registered");
 }

@@ -273,6 +273,9 @@ pub(super) async fn heartbeat(
     };
     let key = (&caller.tenant, &caller.env, &id);
     let (connector, healed) = state.connectors().heartbeat(key, &team, heal).await?;
+    state
+        .metrics()
+        .heartbeat(&caller.tenant, &connector.env, &connector.id);
     let interval = state.connectors().interval();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "id": connector.id.as_str(),
