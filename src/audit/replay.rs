@@ -246,14 +246,17 @@ pub fn details(kind: &EventKind) -> String {
             version,
             capabilities,
             healed,
-        } => format!(
-            "connector {} provider {} version {} capabilities {}{}",
-            ident(connector),
-            quote(provider),
-            quote(version),
-            quote(&capabilities.join(",")),
-            if *healed { " (healed)" } else { "" }
-        ),
+        } => {
+            let capabilities: Vec<String> = capabilities.iter().map(|c| quote(c)).collect();
+            format!(
+                "connector {} provider {} version {} capabilities [{}]{}",
+                ident(connector),
+                quote(provider),
+                quote(version),
+                capabilities.join(", "),
+                if *healed { " (healed)" } else { "" }
+            )
+        }
         EventKind::ConnectorStateChanged {
             connector,
             from,
