@@ -206,7 +206,10 @@ async function login(event) {
   const raw = $("login-token").value.trim();
   if (!raw) throw new Error("paste a token first");
   const claims = claimsOf(raw);
-  const entry = { token: raw, tenant: claims.tenant, env: claims.env, team: claims.team || null };
+  const entry = {
+    token: raw, tenant: claims.tenant, env: claims.env, team: claims.team || null,
+    scope: typeof claims.scope === "string" ? claims.scope : "",
+  };
   const same = state.tokens.findIndex((t) => t.tenant === entry.tenant && t.env === entry.env && t.team === entry.team);
   // Check the token against the server before keeping it.
   const previous = state.current;
@@ -232,7 +235,7 @@ async function enterApp() {
   $("env-area").hidden = false;
   renderEnvSelect();
   closeSession();
-  await Promise.all([loadSessions(false), loadUsage()]);
+  await Promise.all([loadSessions(false), loadUsage(), loadConnectors()]);
 }
 
 function logout() {
@@ -250,7 +253,7 @@ async function switchEnv() {
   state.current = Number($("env-select").value);
   saveTokens();
   closeSession();
-  await Promise.all([loadSessions(false), loadUsage()]);
+  await Promise.all([loadSessions(false), loadUsage(), loadConnectors()]);
 }
 
 // ---------------------------------------------------------------- sessions list
@@ -385,6 +388,9 @@ function eventText(e) {
     case "AwaitingInput": return `awaiting ${d.key} at ${d.node}`;
     case "FlowFailed": return `failed at ${d.node}: ${d.error}`;
     case "SessionEnded": return `ended: ${d.reason}`;
+    case "ConnectorRegistered":
+      return `connector ${d.connector} registered: ${d.provider} ${d.version}${d.healed ? " (healed)" : ""}`;
+    case "ConnectorStateChanged": return `connector ${d.connector}: ${d.from} -> ${d.to}`;
     default: return JSON.stringify(d);
   }
 }
@@ -662,6 +668,51 @@ async function loadUsage(event) {
   );
 }
 
+// ---------------------------------------------------------------- connectors
+
+/** The env's connectors with their state; a token without the connectors (or admin) scope
+ * gets a hint instead of an error: the rest of the console works without it. */
+async function loadConnectors() {
+  const body = $("connectors-table").tBodies[0];
+  const status = $("connectors-status");
+  if (!has("GET", "/connectors")) {
+    body.replaceChildren();
+    status.textContent = `this server has no GET ${API}/connectors`;
+    return;
+  }
+  const words = (token().scope || "").split(" ");
+  if (!words.includes("connectors") && !words.includes("admin")) {
+    body.replaceChildren();
+    status.textContent = "listing connectors needs a token whose scope names connectors or admin";
+    return;
+  }
+  let listed;
+  try {
+    listed = await getJson("/connectors");
+  } catch (e) {
+    body.replaceChildren();
+    if (e instanceof ApiError && e.code === "scope_required") {
+      status.textContent = "listing connectors needs a token whose scope names connectors or admin";
+      return;
+    }
+    throw e;
+  }
+  body.replaceChildren(
+    ...listed.connectors.map((c) =>
+      el(
+        "tr",
+        { "data-testid": "connector-row", "data-connector": c.id },
+        el("th", { scope: "row", text: c.id }),
+        el("td", { text: `${c.team} / ${c.channel}` }),
+        el("td", { text: c.provider }),
+        el("td", { text: c.version }),
+        el("td", {}, el("span", { class: `badge ${c.state}`, "data-testid": "connector-state", text: c.state })),
+      ),
+    ),
+  );
+  status.textContent = `${listed.connectors.length} connector(s), heartbeat every ${listed.heartbeat_interval_s} s`;
+}
+
 // ---------------------------------------------------------------- audit
 
 async function exportAudit() {
@@ -740,6 +791,7 @@ function init() {
   }));
   $("usage-form").addEventListener("submit", guarded(loadUsage));
   $("usage-by").addEventListener("change", guarded(() => loadUsage()));
+  $("connectors-refresh").addEventListener("click", guarded(loadConnectors));
   $("export-button").addEventListener("click", guarded(exportAudit));
   $("verify-button").addEventListener("click", guarded(verifyAudit));
   unavailable("verify-button", "GET", "/audit/verify");

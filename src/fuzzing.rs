@@ -600,6 +600,18 @@ pub(crate) fn sample_kinds() -> Vec<crate::events::schema::EventKind> {
         EventKind::SessionEnded {
             reason: "done".into(),
         },
+        EventKind::ConnectorRegistered {
+            connector: "slack-1".into(),
+            provider: "messaging-slack".into(),
+            version: "1.2.0".into(),
+            capabilities: vec!["text".into(), "files".into()],
+            healed: false,
+        },
+        EventKind::ConnectorStateChanged {
+            connector: "slack-1".into(),
+            from: "live".into(),
+            to: "stale".into(),
+        },
     ]
 }
 

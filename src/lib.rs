@@ -16,6 +16,7 @@ pub mod audit;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod connectors;
 pub mod edge;
 pub mod events;
 pub mod flow;

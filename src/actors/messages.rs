@@ -188,13 +188,16 @@ pub(crate) type Responder = oneshot::Sender<Result<Ack, RuntimeError>>;
 pub const CLOSED_BY_OPERATOR: &str = "closed by operator";
 
 /// What a [`Deliver`] asks of its session.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Op {
     /// Run the flow on the inbound message and append what it decides.
     Message,
     /// End the session for an operator: append `SessionEnded` with [`CLOSED_BY_OPERATOR`] alone
     /// (no flow run, no message recorded); the ack's `seq` is that event's.
     Close,
+    /// Append these connector registry events to a connector's system session (no flow run;
+    /// `SessionStarted` first when the session is new); the ack's `seq` is the first one's.
+    Record(Vec<crate::events::schema::EventKind>),
 }
 
 /// One message on its way to its session actor.

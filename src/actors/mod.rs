@@ -39,6 +39,8 @@ mod operator_tests;
 #[cfg(test)]
 mod pause_tests;
 #[cfg(test)]
+mod record_tests;
+#[cfg(test)]
 mod resilience_tests;
 #[cfg(test)]
 mod tests;

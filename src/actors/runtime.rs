@@ -438,6 +438,7 @@ impl Runtime {
         if !self.handles_here(&ctx.tenant) {
             return Err(RuntimeError::Interrupted);
         }
+        refuse_system_session(session)?;
         let inbound = Inbound {
             session: Some(session.clone()),
             user: String::new(),
@@ -446,6 +447,60 @@ impl Runtime {
         };
         let (entry, permit) = self.admit_close(ctx)?;
         self.deliver(entry, ctx, channel, (Op::Close, inbound), permit)?
+            .await
+    }
+
+    /// Appends connector registry events `kinds` (`ConnectorRegistered`,
+    /// `ConnectorStateChanged`; any other kind is `Invalid`) to the connector's system session
+    /// `session` (`crate::connectors::system_session`) of `ctx` (its team) on `channel`, through
+    /// the session's actor like a message (one writer per session), without a flow run; resolves
+    /// after the durable append. In a cluster only the tenant's owner node records (elsewhere
+    /// `Interrupted`).
+    pub async fn record(
+        &self,
+        ctx: &TenantCtx,
+        channel: &ChannelId,
+        session: &SessionId,
+        kinds: Vec<crate::events::schema::EventKind>,
+    ) -> Result<Ack, RuntimeError> {
+        if !self.handles_here(&ctx.tenant) {
+            return Err(RuntimeError::Interrupted);
+        }
+        if !crate::connectors::is_system_session(session.as_str()) {
+            return Err(RuntimeError::Invalid(format!(
+                "session {session} is not a connector's system session"
+            )));
+        }
+        use crate::events::schema::EventKind;
+        let registry_kind = |k: &EventKind| {
+            matches!(
+                k,
+                EventKind::ConnectorRegistered { .. } | EventKind::ConnectorStateChanged { .. }
+            )
+        };
+        if !kinds.iter().all(registry_kind) {
+            return Err(RuntimeError::Invalid(
+                "a system session records connector registry events only".to_owned(),
+            ));
+        }
+        let (entry, permit) = self.admit_close(ctx)?;
+        let team = ctx.team_or_default();
+        let known = entry
+            .config
+            .teams
+            .get(&team)
+            .is_some_and(|t| t.channels.contains_key(channel));
+        if !known {
+            let channel = channel.clone();
+            return Err(RuntimeError::UnknownChannel { team, channel });
+        }
+        let inbound = Inbound {
+            session: Some(session.clone()),
+            user: String::new(),
+            text: String::new(),
+            message_id: None,
+        };
+        self.deliver(entry, ctx, channel, (Op::Record(kinds), inbound), permit)?
             .await
     }
 
@@ -613,6 +668,9 @@ fn check(
             channel: channel.clone(),
         });
     }
+    if let Some(session) = &inbound.session {
+        refuse_system_session(session)?;
+    }
     if inbound.user.is_empty() || inbound.user.len() > NAME_BYTES_MAX {
         return Err(RuntimeError::Invalid(format!(
             "user must be 1..={NAME_BYTES_MAX} bytes"
@@ -629,6 +687,18 @@ fn check(
                 "message_id must be 1..={NAME_BYTES_MAX} bytes"
             )));
         }
+    }
+    Ok(())
+}
+
+/// Refuses a message or close naming a connector's system session: only the registry appends
+/// there, and no flow ever runs in one.
+fn refuse_system_session(session: &SessionId) -> Result<(), RuntimeError> {
+    if crate::connectors::is_system_session(session.as_str()) {
+        return Err(RuntimeError::Invalid(format!(
+            "session ids starting with {} are reserved for the connector registry",
+            crate::connectors::SYSTEM_SESSION_PREFIX
+        )));
     }
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! then for each message: dedup by message id → run the flow (decide) → append through the
 //! log's group commit → fold the events into its state (apply) → answer → maybe snapshot.
 //! An operator's close (`Op::Close`) takes the same path without a flow run: `SessionEnded`
-//! ("closed by operator") alone, answered after the durable append.
+//! ("closed by operator") alone, answered after the durable append; so does a connector
+//! registry record (`Op::Record`, in a connector's system session).
 //!
 //! Invariants:
 //! - handles one message at a time (`ctx.wait` holds the mailbox during the append), so the
@@ -542,11 +543,15 @@ impl Handler<Deliver> for SessionActor {
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         let span = msg.span.clone();
         let _entered = span.enter();
-        let Some(msg) = self.admit(msg) else {
+        let Some(mut msg) = self.admit(msg) else {
             return;
         };
         if msg.op == Op::Close {
             return self.close(msg, ctx);
+        }
+        if let Op::Record(kinds) = &mut msg.op {
+            let kinds = std::mem::take(kinds);
+            return self.record(msg, kinds, ctx);
         }
         let message_id = msg
             .inbound
@@ -607,7 +612,7 @@ impl SessionActor {
         let at_ms = self.env.shared.runtime.opts.clock.now_ms();
         // The log's writer keeps the channel of the sessions it has seen: the shared copy (for
         // a close, the session's own).
-        let channel = match (&self.state.channel, msg.op) {
+        let channel = match (&self.state.channel, &msg.op) {
             (Some(own), Op::Close) => own.clone(),
             _ => self.shared_channel(&msg.channel),
         };

@@ -295,6 +295,10 @@ impl Serialize for DataRef<'_> {
             EventKind::AwaitingInput { node, key } => map(s, &[("key", key), ("node", node)]),
             EventKind::FlowFailed { node, error } => map(s, &[("error", error), ("node", node)]),
             EventKind::SessionEnded { reason } => map(s, &[("reason", reason)]),
+            // Not all strings: the JSON object itself (its keys are sorted the same way).
+            EventKind::ConnectorRegistered { .. } | EventKind::ConnectorStateChanged { .. } => {
+                self.0.data_json().serialize(s)
+            }
         }
     }
 }

@@ -240,6 +240,33 @@ pub fn details(kind: &EventKind) -> String {
             format!("node {}: error {}", ident(node), quote(error))
         }
         EventKind::SessionEnded { reason } => format!("reason {}", quote(reason)),
+        EventKind::ConnectorRegistered {
+            connector,
+            provider,
+            version,
+            capabilities,
+            healed,
+        } => {
+            let capabilities: Vec<String> = capabilities.iter().map(|c| quote(c)).collect();
+            format!(
+                "connector {} provider {} version {} capabilities [{}]{}",
+                ident(connector),
+                quote(provider),
+                quote(version),
+                capabilities.join(", "),
+                if *healed { " (healed)" } else { "" }
+            )
+        }
+        EventKind::ConnectorStateChanged {
+            connector,
+            from,
+            to,
+        } => format!(
+            "connector {} {} -> {}",
+            ident(connector),
+            ident(from),
+            ident(to)
+        ),
     }
 }
 

@@ -448,7 +448,9 @@ fn outcomes(kinds: &[EventKind]) -> Vec<Outcome> {
             EventKind::SessionEnded { reason } => Some(Outcome::Ended(reason.clone())),
             EventKind::SessionStarted { .. }
             | EventKind::MessageReceived { .. }
-            | EventKind::NodeEntered { .. } => None,
+            | EventKind::NodeEntered { .. }
+            | EventKind::ConnectorRegistered { .. }
+            | EventKind::ConnectorStateChanged { .. } => None,
         })
         .collect()
 }

@@ -106,7 +106,8 @@ pub struct TokenArgs {
     #[arg(long)]
     pub scope: Option<String>,
     /// The `connector` claim of a connector token (with `--scope connector` and `--team`): the
-    /// token may then only post messages of that team (docs/http.md#connector-tokens).
+    /// token may then only post messages of that team and its registered connector's channel, and
+    /// heartbeat (docs/http.md#connector-tokens); `POST /api/v1/connectors` mints the same.
     #[arg(long, value_parser = crate::tenancy::ConnectorId::parse)]
     pub connector: Option<crate::tenancy::ConnectorId>,
     /// Sign with the HS256 key of this kid (the secret global/signing_key.KID) and put the kid

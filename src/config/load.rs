@@ -45,6 +45,7 @@ impl Config {
             log: sections.log,
             cluster: sections.cluster,
             audit: sections.audit,
+            connectors: sections.connectors,
             dedicated: dedicated.map(|(tenant, _)| tenant),
             excluded,
             tenants,
@@ -62,6 +63,7 @@ struct Sections {
     log: LogConfig,
     cluster: Option<ClusterConfig>,
     audit: super::audit::AuditConfig,
+    connectors: super::connectors::ConnectorsConfig,
     dedicated: Option<(TenantId, &'static str)>,
     tree: Tree,
 }
@@ -82,6 +84,7 @@ fn parse_sections(path: &Path, text: &str, opts: &LoadOptions) -> Result<Section
         cluster,
         tenants,
         audit,
+        connectors,
     } = file;
     let server_config = server_config(path, &server)?;
     let nats = nats.map(|nats| nats_config(path, nats)).transpose()?;
@@ -89,6 +92,7 @@ fn parse_sections(path: &Path, text: &str, opts: &LoadOptions) -> Result<Section
     let runtime = runtime_config(path, runtime)?;
     let (log, cluster) = log_and_cluster(path, log, cluster, nats.as_ref())?;
     let audit = super::audit::audit_config(path, audit)?;
+    let connectors = super::connectors::connectors_config(path, connectors)?;
     let dedicated = dedicated_tenant(opts, &server)?;
     let mut tree = Tree::default();
     tree.add_config_tenants(path, tenants)?;
@@ -101,6 +105,7 @@ fn parse_sections(path: &Path, text: &str, opts: &LoadOptions) -> Result<Section
         log,
         cluster,
         audit,
+        connectors,
         dedicated,
         tree,
     })

@@ -19,11 +19,12 @@
 //! Files: this one (the model: [`Config`] and its parts, defaults and limits), `load` (reading
 //! the files and putting a `Config` together), `validate` (checks of single values), `raw` (the
 //! files' shapes as parsed), `merge` (the seed files' precedence), one file per section with
-//! rules of its own (`nats`, `runtime`, `security`, `exports`, `audit`; `cluster` for `[log]` and
-//! `[cluster]`), `flow` (flow files), `summary` (`check-config`'s output).
+//! rules of its own (`nats`, `runtime`, `security`, `exports`, `audit`, `connectors`; `cluster`
+//! for `[log]` and `[cluster]`), `flow` (flow files), `summary` (`check-config`'s output).
 
 pub mod audit;
 pub mod cluster;
+pub mod connectors;
 pub mod error;
 pub mod exports;
 pub mod files;
@@ -111,6 +112,7 @@ pub struct Config {
     log: LogConfig,
     cluster: Option<ClusterConfig>,
     audit: audit::AuditConfig,
+    connectors: connectors::ConnectorsConfig,
     dedicated: Option<TenantId>,
     excluded: Vec<TenantId>,
     tenants: BTreeMap<TenantId, TenantConfig>,
@@ -258,6 +260,11 @@ impl Config {
     /// `[audit]`, with defaults applied: how often `serve` signs chain heads.
     pub fn audit(&self) -> &audit::AuditConfig {
         &self.audit
+    }
+
+    /// `[connectors]`, with defaults applied: the connector registry's heartbeat interval.
+    pub fn connectors(&self) -> &connectors::ConnectorsConfig {
+        &self.connectors
     }
 
     /// `[cluster]`, when configured; always present with `log.backend = "jetstream"`.

@@ -34,6 +34,8 @@ pub(super) struct ConfigFile {
     pub tenants: BTreeMap<TenantId, TenantSection>,
     #[serde(default)]
     pub audit: super::audit::AuditSection,
+    #[serde(default)]
+    pub connectors: super::connectors::ConnectorsSection,
 }
 
 /// `[server]`.

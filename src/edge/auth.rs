@@ -219,6 +219,12 @@ impl Authenticator {
         }
     }
 
+    /// The default HS256 key (tokens without `kid`), for the tokens the server mints itself
+    /// (connector tokens, `POST /api/v1/connectors`).
+    pub fn default_key(&self) -> crate::secrets::value::SecretValue {
+        crate::secrets::value::SecretValue::new(self.hs.default.0.clone())
+    }
+
     /// The key for the token's `kid` and the one algorithm it allows: no kid → the default
     /// HS256 key; a kid of an HS256 key → that key, HS256; else the JWKS key of that kid, with
     /// the algorithm its type implies.

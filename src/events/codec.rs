@@ -34,6 +34,8 @@ pub const EVENT_BYTES_MAX: usize = 64 * 1024;
 pub const TEXT_BYTES_MAX: usize = 16 * 1024;
 /// Largest user id or message id, in bytes.
 pub const NAME_BYTES_MAX: usize = 256;
+/// Most entries in a `ConnectorRegistered` event's `capabilities`.
+pub const CAPABILITIES_MAX: usize = 32;
 /// Most events in one append group.
 pub const GROUP_EVENTS_MAX: usize = 64;
 /// Largest frame, in bytes. Kept below sled 0.34's blob threshold (segment size / 4 = 128 KiB),

@@ -63,6 +63,21 @@ pub enum EventKind {
     FlowFailed { node: String, error: String },
     /// Last event of a session; later messages open a new one.
     SessionEnded { reason: String },
+    /// A connector was registered (or re-registered from its heartbeat after the registry lost
+    /// it: `healed`), in its system session (`crate::connectors`). Not a user message.
+    ConnectorRegistered {
+        connector: String,
+        provider: String,
+        version: String,
+        capabilities: Vec<String>,
+        healed: bool,
+    },
+    /// A connector's heartbeat state changed (`live`, `stale`, `dead`), in its system session.
+    ConnectorStateChanged {
+        connector: String,
+        from: String,
+        to: String,
+    },
 }
 
 /// `MessageReceived` as written by schema v1.
@@ -84,6 +99,8 @@ impl EventKind {
             EventKind::AwaitingInput { .. } => "AwaitingInput",
             EventKind::FlowFailed { .. } => "FlowFailed",
             EventKind::SessionEnded { .. } => "SessionEnded",
+            EventKind::ConnectorRegistered { .. } => "ConnectorRegistered",
+            EventKind::ConnectorStateChanged { .. } => "ConnectorStateChanged",
         }
     }
 
@@ -111,6 +128,24 @@ impl EventKind {
             EventKind::AwaitingInput { node, key } => json!({ "node": node, "key": key }),
             EventKind::FlowFailed { node, error } => json!({ "node": node, "error": error }),
             EventKind::SessionEnded { reason } => json!({ "reason": reason }),
+            EventKind::ConnectorRegistered {
+                connector,
+                provider,
+                version,
+                capabilities,
+                healed,
+            } => json!({
+                "connector": connector,
+                "provider": provider,
+                "version": version,
+                "capabilities": capabilities,
+                "healed": healed,
+            }),
+            EventKind::ConnectorStateChanged {
+                connector,
+                from,
+                to,
+            } => json!({ "connector": connector, "from": from, "to": to }),
         }
     }
 
@@ -159,6 +194,28 @@ impl EventKind {
             EventKind::SessionEnded { reason } => {
                 rmp_serde::to_vec_named(&SessionEndedData { reason: b(reason) })
             }
+            EventKind::ConnectorRegistered {
+                connector,
+                provider,
+                version,
+                capabilities,
+                healed,
+            } => rmp_serde::to_vec_named(&ConnectorRegisteredData {
+                connector: b(connector),
+                provider: b(provider),
+                version: b(version),
+                capabilities: capabilities.iter().map(|c| b(c)).collect(),
+                healed: *healed,
+            }),
+            EventKind::ConnectorStateChanged {
+                connector,
+                from,
+                to,
+            } => rmp_serde::to_vec_named(&ConnectorStateChangedData {
+                connector: b(connector),
+                from: b(from),
+                to: b(to),
+            }),
         };
         encoded.expect("MessagePack encoding of strings is infallible")
     }
@@ -240,6 +297,24 @@ impl EventKind {
                     reason: d.reason.into_owned(),
                 }
             }
+            "ConnectorRegistered" => {
+                let d: ConnectorRegisteredData = decode_limited(data)?;
+                EventKind::ConnectorRegistered {
+                    connector: d.connector.into_owned(),
+                    provider: d.provider.into_owned(),
+                    version: d.version.into_owned(),
+                    capabilities: d.capabilities.into_iter().map(Cow::into_owned).collect(),
+                    healed: d.healed,
+                }
+            }
+            "ConnectorStateChanged" => {
+                let d: ConnectorStateChangedData = decode_limited(data)?;
+                EventKind::ConnectorStateChanged {
+                    connector: d.connector.into_owned(),
+                    from: d.from.into_owned(),
+                    to: d.to.into_owned(),
+                }
+            }
             other => return Err(SchemaError::UnknownKind(other.chars().take(64).collect())),
         };
         Ok(kind)
@@ -297,6 +372,9 @@ pub enum KindView<'a> {
     SessionEnded {
         reason: &'a str,
     },
+    /// A connector registry event (`ConnectorRegistered`, `ConnectorStateChanged`): folds only
+    /// note that the session is a system session's.
+    Connector,
 }
 
 impl<'a> From<&'a EventKind> for KindView<'a> {
@@ -320,6 +398,9 @@ impl<'a> From<&'a EventKind> for KindView<'a> {
             EventKind::AwaitingInput { node, key } => KindView::AwaitingInput { node, key },
             EventKind::FlowFailed { .. } => KindView::FlowFailed,
             EventKind::SessionEnded { reason } => KindView::SessionEnded { reason },
+            EventKind::ConnectorRegistered { .. } | EventKind::ConnectorStateChanged { .. } => {
+                KindView::Connector
+            }
         }
     }
 }
@@ -402,6 +483,14 @@ impl<'a> KindView<'a> {
                 let d: SessionEndedView = decode_limited(data)?;
                 KindView::SessionEnded { reason: d.reason }
             }
+            "ConnectorRegistered" => {
+                let _: ConnectorRegisteredData = decode_limited(data)?;
+                KindView::Connector
+            }
+            "ConnectorStateChanged" => {
+                let _: ConnectorStateChangedData = decode_limited(data)?;
+                KindView::Connector
+            }
             other => return Err(SchemaError::UnknownKind(other.chars().take(64).collect())),
         };
         Ok(kind)
@@ -463,6 +552,20 @@ struct FlowFailedData<'a> {
 #[derive(Serialize, Deserialize)]
 struct SessionEndedData<'a> {
     reason: Cow<'a, str>,
+}
+#[derive(Serialize, Deserialize)]
+struct ConnectorRegisteredData<'a> {
+    connector: Cow<'a, str>,
+    provider: Cow<'a, str>,
+    version: Cow<'a, str>,
+    capabilities: Vec<Cow<'a, str>>,
+    healed: bool,
+}
+#[derive(Serialize, Deserialize)]
+struct ConnectorStateChangedData<'a> {
+    connector: Cow<'a, str>,
+    from: Cow<'a, str>,
+    to: Cow<'a, str>,
 }
 
 /// One event with its full envelope, as appended and as read back.

@@ -98,7 +98,8 @@ impl UsageCounters {
             KindView::FlowFailed => self.flow_errors += 1,
             KindView::NodeEntered { .. }
             | KindView::StateSet { .. }
-            | KindView::AwaitingInput { .. } => {}
+            | KindView::AwaitingInput { .. }
+            | KindView::Connector => {}
         }
     }
 

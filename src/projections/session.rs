@@ -211,6 +211,8 @@ impl SessionState {
                 };
                 self.cursor = Cursor::Start;
             }
+            // A connector's system session runs no flow: nothing to fold but its seq.
+            KindView::Connector => {}
         }
 
         self.last_seq = event.seq;

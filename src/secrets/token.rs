@@ -123,6 +123,24 @@ pub fn claims_for(
     })
 }
 
+/// The claims of a connector token for `connector` of `request`'s tenant, env and team (which
+/// must be set): `scope: "connector"` and the `connector` claim besides [`claims_for`]'s, the
+/// same claims `tenantry token --scope connector --connector ID --team T` mints.
+pub fn connector_claims(
+    config: &Config,
+    request: &TokenRequest,
+    connector: &crate::tenancy::ConnectorId,
+    now: SystemTime,
+) -> Result<Claims, SecretError> {
+    if request.team.is_none() {
+        return Err(SecretError::ConnectorToken("--team is missing"));
+    }
+    let mut claims = claims_for(config, request, now)?;
+    claims.scope = Some(crate::edge::auth::Scope::Connector.as_str().to_owned());
+    claims.connector = Some(connector.to_string());
+    Ok(claims)
+}
+
 /// Signs `claims` with HS256 under `key`, with `kid` in the header when given; returns the
 /// compact JWT. Refuses a key shorter than [`SIGNING_KEY_BYTES_MIN`].
 pub fn mint(key: &SecretValue, claims: &Claims, kid: Option<&str>) -> Result<String, SecretError> {

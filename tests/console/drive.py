@@ -5,7 +5,8 @@ Run by tests/it/console.rs, which starts the server, posts a session in each of 
 passes everything in the environment:
 
   CONSOLE_BASE        http://127.0.0.1:PORT
-  CONSOLE_TOKEN_A     token of acme / prod;     CONSOLE_SESSION_A: a session of it (of
+  CONSOLE_TOKEN_A     token of acme / prod (scope connectors; acme/prod has the connector
+                      slack-1);  CONSOLE_SESSION_A: a session of it (of
                       CONSOLE_PROD_SESSIONS there, more than a page of the list)
   CONSOLE_TOKEN_B     token of acme / staging;  CONSOLE_SESSION_B: a session of it
   CONSOLE_CHROMIUM    the browser binary (Debian's chromium)
@@ -163,6 +164,13 @@ def run(page):
     expect(tid("env-select").locator("option")).to_have_text(["acme / prod"])
     stored = page.evaluate("sessionStorage.getItem('tenantry.console.tokens')")
     assert TOKEN_A in stored, "the token is kept in session storage"
+
+    step("connectors: the env's registered connector is listed with its state")
+    connector = tid("connector-row")
+    expect(connector).to_have_count(1)
+    expect(connector).to_have_attribute("data-connector", "slack-1")
+    expect(connector).to_contain_text("support / slack")
+    expect(connector.get_by_test_id("connector-state")).to_have_text("live")
 
     step("accessible: every control has a label or name and can take the keyboard focus")
     unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea, button')]
@@ -335,6 +343,9 @@ def run(page):
     expect(tid("session-row").filter(has_text=SESSION_B)).to_have_count(1)
     expect(tid("session-row").filter(has_text=SESSION_A)).to_have_count(0)
     expect(page.locator("#session")).to_be_hidden()
+    # staging has no connector, and its token no connectors scope: a hint, no call, no rows.
+    expect(tid("connector-row")).to_have_count(0)
+    expect(page.locator("#connectors-status")).to_contain_text("connectors or admin")
     shot(page, "06-staging")
     env.select_option(label="acme / prod")
     expect(tid("session-row").filter(has_text=SESSION_A)).to_have_count(1)

@@ -1,5 +1,7 @@
 //! Connector tokens (`scope: "connector"` with `team` and `connector` claims) against the real
-//! server: they may post messages of their own team and nothing else (docs/http.md#connector-tokens).
+//! server: they may post messages of their own team and registered channel, and call nothing
+//! else but their own heartbeat (docs/http.md#connector-tokens). The registry itself is
+//! `registry.rs`.
 
 use serde_json::{json, Value};
 
@@ -39,9 +41,20 @@ fn restricted(reply: &crate::support::Reply) {
     assert!(message.contains("POST /api/v1/messages"), "{message}");
 }
 
+/// Registers acme/prod's connector `slack-1` (team support, channel slack) with an admin token.
+fn register_slack_1(server: &ServeProcess) {
+    let mut admin = claims("acme");
+    admin["scope"] = json!("admin");
+    let body = json!({"id": "slack-1", "env": "prod", "team": "support", "channel": "slack",
+                      "provider": "messaging-slack"});
+    let reply = post(server, &sign(&admin), "/api/v1/connectors", &body);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+}
+
 #[test]
 fn a_connector_token_posts_its_teams_messages_and_nothing_else() {
     let server = Serve::shipped().start();
+    register_slack_1(&server);
     let token = sign(&connector_claims());
     let bearer = format!("Bearer {token}");
     let headers = [("Authorization", bearer.as_str()), ("X-Tenant-ID", "acme")];

@@ -195,6 +195,15 @@ fn token_in(env: &str) -> String {
     sign(&claims)
 }
 
+/// The console's token of acme/prod: with the `connectors` scope, so that its connectors are
+/// listed (a scope word that takes none of a plain token's rights away).
+fn console_token_a() -> String {
+    let mut claims = claims("acme");
+    claims["env"] = json!("prod");
+    claims["scope"] = json!("connectors");
+    sign(&claims)
+}
+
 /// Posts a first message in `env` as `user`; the new session's id.
 fn new_session(server: &ServeProcess, env: &str, user: &str) -> String {
     let bearer = format!("Bearer {}", token_in(env));
@@ -242,11 +251,24 @@ fn console_in_headless_chromium() {
         "{listed}"
     );
 
+    // A connector of acme/prod, which the prod token (scope connectors) lists with its state.
+    let mut admin = claims("acme");
+    admin["scope"] = json!("admin");
+    let bearer = format!("Bearer {}", sign(&admin));
+    let registration = json!({"id": "slack-1", "env": "prod", "team": "support",
+                              "channel": "slack", "provider": "messaging-slack"});
+    let reply = server.post(
+        "/api/v1/connectors",
+        &[("Authorization", &bearer), ("X-Tenant-ID", "acme")],
+        &registration.to_string(),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+
     let artifacts = root().join("target/console-artifacts");
     let output = Command::new(&python)
         .arg(root().join("tests/console/drive.py"))
         .env("CONSOLE_BASE", server.base())
-        .env("CONSOLE_TOKEN_A", token_in("prod"))
+        .env("CONSOLE_TOKEN_A", console_token_a())
         .env("CONSOLE_TOKEN_B", token_in("staging"))
         .env("CONSOLE_SESSION_A", &session_a)
         .env("CONSOLE_SESSION_B", &session_b)

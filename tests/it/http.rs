@@ -507,6 +507,9 @@ fn authz_matrix_on(server: &ServeProcess) {
         ("GET", "/api/v1/sessions/theirs-only-1"),
         ("GET", "/api/v1/usage"),
         ("GET", "/api/v1/audit/export"),
+        ("GET", "/api/v1/connectors"),
+        ("POST", "/api/v1/connectors"),
+        ("POST", "/api/v1/connectors/slack-1/heartbeat"),
     ];
     for (method, path) in routes {
         for (what, headers, status, code) in &cases {

@@ -28,6 +28,7 @@ mod offboard;
 mod overload;
 mod projections;
 mod readiness;
+mod registry;
 mod reports;
 mod secrets;
 mod serve;

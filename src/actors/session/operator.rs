@@ -1,4 +1,6 @@
-//! What an operator does to a session, apart from the message path: close it (`Op::Close`:
+//! What is appended to a session apart from the message path: a connector registry record
+//! (`Op::Record`, in a connector's system session, see `crate::connectors`), and what an
+//! operator does to a session: close it (`Op::Close`:
 //! `SessionEnded` "closed by operator" alone, through the same durable append as a message) and
 //! keep the runtime's list of quarantined sessions (`Runtime::quarantined_sessions`) true.
 
@@ -9,6 +11,7 @@ use actix::prelude::*;
 use super::{Outcome, SessionActor};
 use crate::actors::messages::{Deliver, RuntimeError, CLOSED_BY_OPERATOR};
 use crate::actors::shared::QuarantineKey;
+use crate::connectors::{REGISTRY_FLOW, REGISTRY_FLOW_VERSION};
 use crate::events::schema::EventKind;
 
 impl SessionActor {
@@ -59,6 +62,39 @@ impl SessionActor {
                 reason: CLOSED_BY_OPERATOR.to_owned(),
             }],
             seq: self.state.last_seq + 1,
+            replies: Vec::new(),
+            panicked: false,
+        };
+        self.commit(msg, outcome, None, ctx);
+    }
+
+    /// Appends connector registry events (no flow run) as one durable group, with
+    /// `SessionStarted` (no user: no message can resolve to this session) first when the system
+    /// session is new; the ack names the first recorded event's seq.
+    pub(super) fn record(
+        &mut self,
+        msg: Deliver,
+        mut kinds: Vec<EventKind>,
+        ctx: &mut Context<Self>,
+    ) {
+        if kinds.is_empty() {
+            return msg.answer(Err(RuntimeError::Invalid("nothing to record".to_owned())));
+        }
+        let mut seq = self.state.last_seq + 1;
+        if self.state.last_seq == 0 {
+            kinds.insert(
+                0,
+                EventKind::SessionStarted {
+                    user: String::new(),
+                    flow: REGISTRY_FLOW.to_owned(),
+                    flow_version: REGISTRY_FLOW_VERSION.to_owned(),
+                },
+            );
+            seq += 1;
+        }
+        let outcome = Outcome {
+            kinds,
+            seq,
             replies: Vec::new(),
             panicked: false,
         };

@@ -135,3 +135,24 @@ fn the_state_at_a_seq_is_the_fold_of_the_prefix() {
         assert!(err.to_string().contains(&format!("1..={last}")), "{err}");
     }
 }
+
+#[test]
+fn registry_events_read_plainly_and_unambiguously() {
+    let registered = EventKind::ConnectorRegistered {
+        connector: "slack-1".into(),
+        provider: "messaging-slack".into(),
+        version: "1.2".into(),
+        capabilities: vec!["a,b".into(), "c\"d".into()],
+        healed: true,
+    };
+    assert_eq!(
+        details(&registered),
+        r#"connector slack-1 provider "messaging-slack" version "1.2" capabilities ["a,b", "c\"d"] (healed)"#
+    );
+    let changed = EventKind::ConnectorStateChanged {
+        connector: "slack-1".into(),
+        from: "live".into(),
+        to: "stale".into(),
+    };
+    assert_eq!(details(&changed), "connector slack-1 live -> stale");
+}

@@ -5,11 +5,14 @@
 //!   (messages, reads, audit); it has no admin rights.
 //! - `admin` is required for the admin routes (`DELETE /api/v1/tenants/{tenant}`); else 403
 //!   `scope_required`.
-//! - The other words (`messages`, `read`, `audit`, `connectors`) are accepted and carried, but
-//!   not yet enforced on the existing routes: a token with any scope keeps today's rights too.
+//! - `connectors` (or `admin`) is required by the connector registry's register and list routes;
+//!   a token without a `scope` claim does not have it.
+//! - The other words (`messages`, `read`, `audit`) are accepted and carried, but not yet
+//!   enforced on the existing routes: a token with any scope keeps today's rights too.
 //! - `connector` is the scope of a connector token: it stands alone (with any other word the
 //!   token is invalid), grants no other word, and the edge lets such a token post messages of its
-//!   own team only (`Caller::connector`, docs/http.md#connector-tokens).
+//!   own team and channel and call its own heartbeat only (`Caller::connector`,
+//!   docs/http.md#connector-tokens).
 //! - An unknown word, an empty claim or a claim over [`SCOPE_BYTES_MAX`] makes the token
 //!   invalid (401 `invalid_token`, naming the word).
 
@@ -27,11 +30,12 @@ pub enum Scope {
     Read,
     /// Audit export and verification.
     Audit,
-    /// Connector management (reserved).
+    /// The connector registry: registering and listing connectors.
     Connectors,
     /// The admin routes (tenant deletion).
     Admin,
-    /// A connector token: posting messages of its own team, nothing else. Never combined.
+    /// A connector token: posting messages of its own team and channel, and its own heartbeat;
+    /// nothing else. Never combined.
     Connector,
 }
 
@@ -118,9 +122,10 @@ impl Scopes {
         Ok(Scopes(Some(words)))
     }
 
-    /// Whether the token may use a route that requires `scope`. Only [`Scope::Admin`] is
-    /// enforced so far, and only a token whose claim names `admin` has it. `admin` does not
-    /// imply [`Scope::Connector`] (that is what a connector token is, not a right).
+    /// Whether the token may use a route that requires `scope`. Enforced so far: [`Scope::Admin`]
+    /// (only a token whose claim names `admin` has it) and [`Scope::Connectors`] (the registry's
+    /// routes also require a `scope` claim, so a token without one is refused there). `admin`
+    /// does not imply [`Scope::Connector`] (that is what a connector token is, not a right).
     pub fn allows(&self, scope: Scope) -> bool {
         match &self.0 {
             Some(words) if self.is_connector() => scope == Scope::Connector && words.len() == 1,

@@ -60,8 +60,14 @@ pub(super) async fn delete_tenant(
             .tenant_config(&deleting)
             .map(|t| t.environments.iter().map(|e| e.id.clone()).collect())
             .unwrap_or_default();
-        freed.metrics_series =
-            state.metrics().forget_tenant(&deleting, &envs) + state.forget_peer_series(&deleting);
+        // Its connectors' system sessions went with the log: they heal by heartbeat if any
+        // still runs (with a token of the tenant's signing key).
+        let connectors: Vec<_> = (state.connectors().all().into_iter())
+            .filter(|(t, _)| *t == deleting)
+            .collect();
+        state.connectors().forget_tenant(&deleting);
+        freed.metrics_series = state.metrics().forget_tenant(&deleting, &envs, &connectors)
+            + state.forget_peer_series(&deleting);
         drop(pause);
         Ok(freed)
     })

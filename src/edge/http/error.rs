@@ -17,6 +17,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::actors::messages::{RuntimeError, INTERNAL_ERROR_MESSAGE};
+use crate::connectors::ConnectorError;
 use crate::edge::auth::AuthError;
 use crate::events::log::ReadError;
 
@@ -106,12 +107,16 @@ pub enum ApiError {
     #[error("this route needs a token with the {0} scope (claim `scope` naming {0})")]
     ScopeRequired(crate::edge::auth::Scope),
     /// A connector token (`scope: "connector"`) called a route other than `POST
-    /// /api/v1/messages`. 403 `connector_token_restricted`.
+    /// /api/v1/messages` and its own heartbeat. 403 `connector_token_restricted`.
     #[error(
-        "a connector token may only post messages of its own team (POST /api/v1/messages); \
+        "a connector token may only post messages of its own team and channel (POST \
+         /api/v1/messages) and its own heartbeat (POST /api/v1/connectors/{{id}}/heartbeat); \
          use a tenant token for {0}"
     )]
     ConnectorTokenRestricted(String),
+    /// A connector registry refusal; see [`ApiError::status`] for each variant.
+    #[error(transparent)]
+    Connector(crate::connectors::ConnectorError),
     /// The operation is not available on this deployment (e.g. deleting a tenant on the
     /// JetStream log backend). 501 `not_supported`.
     #[error("{0}")]
@@ -198,6 +203,18 @@ impl ApiError {
             ApiError::TeamScoped(_) => ("team_scoped", false),
             ApiError::ScopeRequired(_) => ("scope_required", true),
             ApiError::ConnectorTokenRestricted(_) => ("connector_token_restricted", true),
+            ApiError::Connector(e) => (
+                match e {
+                    ConnectorError::EnvMismatch { .. } => "env_mismatch",
+                    ConnectorError::Conflict { .. } => "connector_conflict",
+                    ConnectorError::TeamMismatch { .. } => "connector_team_mismatch",
+                    ConnectorError::NotRegistered(_) => "connector_not_registered",
+                    ConnectorError::ChannelMismatch { .. } => "connector_channel_mismatch",
+                    ConnectorError::Runtime(e) => e.code(),
+                    ConnectorError::Invalid { field, .. } => invalid_field_code(field),
+                },
+                false,
+            ),
             ApiError::NotSupported(_) => ("not_supported", false),
             ApiError::StreamsBusy { .. } => ("streams_busy", true),
             ApiError::Read(_) | ApiError::Internal(_) => ("internal", false),
@@ -246,6 +263,16 @@ impl ApiError {
             | ApiError::TeamScoped(_)
             | ApiError::ScopeRequired(_)
             | ApiError::ConnectorTokenRestricted(_) => StatusCode::FORBIDDEN,
+            ApiError::Connector(e) => match e {
+                ConnectorError::EnvMismatch { .. }
+                | ConnectorError::TeamMismatch { .. }
+                | ConnectorError::NotRegistered(_)
+                | ConnectorError::ChannelMismatch { .. } => StatusCode::FORBIDDEN,
+                ConnectorError::Conflict { .. } => StatusCode::CONFLICT,
+                ConnectorError::Invalid { .. } => StatusCode::BAD_REQUEST,
+                // Converted to `ApiError::Runtime` by `From`; never built with this variant.
+                ConnectorError::Runtime(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             ApiError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::UnknownTeam(_) | ApiError::SessionNotFound(_) | ApiError::RouteNotFound => {
                 StatusCode::NOT_FOUND
@@ -288,6 +315,17 @@ impl ApiError {
             ApiError::NotSupported(why) => (*why).to_owned(),
             _ if status.is_server_error() => INTERNAL_ERROR_MESSAGE.to_owned(),
             other => other.to_string(),
+        }
+    }
+}
+
+impl From<ConnectorError> for ApiError {
+    /// A runtime error keeps its own status and code, as for a message.
+    fn from(e: ConnectorError) -> ApiError {
+        match e {
+            ConnectorError::Runtime(e) => ApiError::Runtime(e),
+            ConnectorError::Invalid { field, message } => ApiError::InvalidField { field, message },
+            other => ApiError::Connector(other),
         }
     }
 }

@@ -5,23 +5,30 @@
 //! `tenantry_messages_total{tenant,env}`, `tenantry_replies_total{tenant,env}`,
 //! `tenantry_errors_total{tenant,code}`, `tenantry_rejected_requests_total{tenant,status}`,
 //! `tenantry_ack_latency_seconds{tenant}` (histogram), `tenantry_log_lines_left_out_total`
-//! (refused requests' log lines over the budget).
+//! (refused requests' log lines over the budget); the connector registry's
+//! `tenantry_connector_heartbeats_total{tenant,env,connector}` and, computed at each scrape from
+//! the registry, `tenantry_connectors{tenant,env,state}` and
+//! `tenantry_connector_heartbeat_age_seconds{tenant,env,connector}`.
 //!
 //! Invariants: label values come from a bounded set, so no client can grow the registry: a
 //! `tenant` label is a tenant this instance serves (else `unknown`), `env` an env a message was
-//! accepted in, `code` one of `ApiError`'s codes, `status` an HTTP status.
+//! accepted in, `code` one of `ApiError`'s codes, `status` an HTTP status, `connector` a
+//! connector the registry holds (registered or healed with a token of the server's key).
 
 use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
+use crate::connectors::Registry;
 use crate::edge::metrics::MetricsRegistry;
-use crate::tenancy::{EnvId, TenantId};
+use crate::tenancy::{ConnectorId, EnvId, TenantId};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TenantEnv {
@@ -46,6 +53,20 @@ struct TenantLabel {
     tenant: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectorLabels {
+    tenant: String,
+    env: String,
+    connector: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    tenant: String,
+    env: String,
+    state: String,
+}
+
 fn ack_latency_histogram() -> Histogram {
     // 0.5 ms .. ~4 s: a durable append is ~1 ms; seconds mean a queue is backed up.
     Histogram::new(exponential_buckets(0.0005, 2.0, 14))
@@ -59,6 +80,9 @@ pub struct HttpMetrics {
     rejected: Family<TenantStatus, Counter>,
     ack_latency: Family<TenantLabel, Histogram, fn() -> Histogram>,
     log_lines_left_out: Counter,
+    heartbeats: Family<ConnectorLabels, Counter>,
+    connectors: Family<StateLabels, Gauge>,
+    heartbeat_age: Family<ConnectorLabels, Gauge<f64, AtomicU64>>,
     /// The label sets of `errors` and `rejected` created so far (prometheus-client cannot list
     /// a family's label sets), so that a deleted tenant's series can be removed. Bounded like
     /// the families: served tenants × codes / statuses.
@@ -106,6 +130,24 @@ impl HttpMetrics {
             "Time from receiving a message to its durable ack",
             ack_latency.clone(),
         );
+        let heartbeats = Family::<ConnectorLabels, Counter>::default();
+        let connectors = Family::<StateLabels, Gauge>::default();
+        let heartbeat_age = Family::<ConnectorLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "tenantry_connector_heartbeats",
+            "Heartbeats received from a connector",
+            heartbeats.clone(),
+        );
+        registry.register(
+            "tenantry_connectors",
+            "Registered connectors by state (live, stale, dead), at the scrape",
+            connectors.clone(),
+        );
+        registry.register(
+            "tenantry_connector_heartbeat_age_seconds",
+            "Time since a connector's last heartbeat or registration, at the scrape",
+            heartbeat_age.clone(),
+        );
         HttpMetrics {
             messages,
             replies,
@@ -113,17 +155,56 @@ impl HttpMetrics {
             rejected,
             ack_latency,
             log_lines_left_out,
+            heartbeats,
+            connectors,
+            heartbeat_age,
             error_labels: Mutex::default(),
         }
     }
 
+    /// Counts a heartbeat of `connector`.
+    pub fn heartbeat(&self, tenant: &TenantId, env: &EnvId, connector: &ConnectorId) {
+        self.heartbeats
+            .get_or_create(&ConnectorLabels {
+                tenant: tenant.to_string(),
+                env: env.to_string(),
+                connector: connector.to_string(),
+            })
+            .inc();
+    }
+
+    /// Sets the registry's gauges to `registry`'s connectors now (before a scrape): by state,
+    /// and each one's heartbeat age. Connectors gone since (a deleted tenant) lose their series.
+    pub fn refresh_connectors(&self, registry: &Registry) {
+        self.connectors.clear();
+        self.heartbeat_age.clear();
+        let interval = registry.interval();
+        for (tenant, c) in registry.all() {
+            let state = StateLabels {
+                tenant: tenant.to_string(),
+                env: c.env.to_string(),
+                state: c.state(interval).as_str().to_owned(),
+            };
+            self.connectors.get_or_create(&state).inc();
+            let labels = ConnectorLabels {
+                tenant: tenant.to_string(),
+                env: c.env.to_string(),
+                connector: c.id.to_string(),
+            };
+            self.heartbeat_age
+                .get_or_create(&labels)
+                .set(c.heartbeat_age().as_secs_f64());
+        }
+    }
+
     /// Removes every series of `tenant` (its messages and replies in `envs`, its ack latency,
-    /// its errors and rejections), for offboarding; returns how many were removed. Its
+    /// its errors and rejections, the heartbeats of its `connectors`), for offboarding; returns how many were removed. Its
     /// counters start again from zero if the tenant is served again.
     pub fn forget_tenant<'a>(
         &self,
         tenant: &TenantId,
         envs: impl IntoIterator<Item = &'a EnvId>,
+        connectors: &[(TenantId, crate::connectors::Connector)],
     ) -> u64 {
         let mut removed = 0u64;
         let mut count = |gone: bool| removed += u64::from(gone);
@@ -138,6 +219,13 @@ impl HttpMetrics {
         count(self.ack_latency.remove(&TenantLabel {
             tenant: tenant.to_string(),
         }));
+        for (_, c) in connectors {
+            count(self.heartbeats.remove(&ConnectorLabels {
+                tenant: tenant.to_string(),
+                env: c.env.to_string(),
+                connector: c.id.to_string(),
+            }));
+        }
         let mut seen = self
             .error_labels
             .lock()
@@ -216,8 +304,8 @@ mod tests {
             metrics.error(t.as_str(), "session_not_found", 404, false);
         }
         // messages, replies, ack latency, two error codes, one rejection status.
-        assert_eq!(metrics.forget_tenant(&acme, [&prod]), 6);
-        assert_eq!(metrics.forget_tenant(&acme, [&prod]), 0);
+        assert_eq!(metrics.forget_tenant(&acme, [&prod], &[]), 6);
+        assert_eq!(metrics.forget_tenant(&acme, [&prod], &[]), 0);
         let text = registry.render(&RuntimeMetrics::default()).unwrap();
         assert!(!text.contains(r#"tenant="acme""#), "{text}");
         assert!(text.matches(r#"tenant="zeta""#).count() >= 6, "{text}");

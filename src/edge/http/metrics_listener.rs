@@ -43,6 +43,7 @@ pub(super) fn start(state: web::Data<EdgeState>, addr: SocketAddr) -> Result<Run
 
 /// `GET /metrics` (on the metrics listener only): Prometheus/OpenMetrics text.
 async fn metrics(state: web::Data<EdgeState>) -> Result<HttpResponse, ApiError> {
+    state.metrics().refresh_connectors(state.connectors());
     let text = state
         .metrics_registry()
         .render(state.runtime().metrics())

@@ -11,7 +11,8 @@
 //! point-in-time state, what-if, close/reset, verify), `stream` (the live event streams, SSE),
 //! `sessions` (the sessions list: filters, order, cursor), `console` (the operator console's
 //! embedded files under `/console/` and the OpenAPI document, served without auth), `admin`
-//! (the admin routes: deleting the caller's tenant).
+//! (the admin routes: deleting the caller's tenant), `connectors` (the connector registry's
+//! routes, and the check holding a connector token's messages to its channel).
 //!
 //! Invariants:
 //! - Every `/api/v1` handler takes a `Caller`, so no handler runs before the token, the tenancy
@@ -23,6 +24,7 @@
 
 mod admin;
 mod body;
+mod connectors;
 pub mod console;
 mod debug;
 pub mod dto;

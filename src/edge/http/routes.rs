@@ -2,7 +2,7 @@
 //! messages and sessions; the sessions list is in `sessions`, the reports (`/usage`,
 //! `/audit/export`) in `reports`, the debugging routes (state at a seq, what-if, close, reset,
 //! `/audit/verify`) in `debug`, the live event streams in `stream`, the console and the OpenAPI
-//! document in `console`.
+//! document in `console`, the connector registry in `connectors`.
 //!
 //! Invariants:
 //! - `/api/v1` handlers take a [`Caller`]: the token, the tenancy headers and the tenant's quota
@@ -19,6 +19,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::admin;
 use super::body::{read_body, refuse};
+use super::connectors;
 use super::console;
 use super::debug;
 use super::dto::{AckBody, EventItem, EventsBody, EventsQuery, MessageBody, SessionStateBody};
@@ -63,6 +64,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/events/stream"),
     ("GET", "/api/v1/sessions/{id}/events/stream"),
     ("DELETE", "/api/v1/tenants/{tenant}"),
+    ("GET", "/api/v1/connectors"),
+    ("POST", "/api/v1/connectors"),
+    ("POST", "/api/v1/connectors/{id}/heartbeat"),
 ];
 
 /// The routes. `/api/v1` handlers take a [`Caller`] first; to add one (e.g. `GET /usage`,
@@ -174,6 +178,17 @@ fn api_v1(cfg: &mut web::ServiceConfig) {
         web::resource("/tenants/{tenant}")
             .delete(admin::delete_tenant)
             .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/connectors")
+            .get(connectors::list)
+            .post(connectors::register)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/connectors/{id}/heartbeat")
+            .post(connectors::heartbeat)
+            .to(method_not_allowed),
     );
 }
 
@@ -253,6 +268,7 @@ async fn post_message(
         .map(SessionId::parse)
         .transpose()
         .map_err(|e| ApiError::field("session", e))?;
+    connectors::check_post(&state, &caller, &channel)?;
     let ctx = caller.ctx(team);
     tracing::Span::current().record("team", ctx.team_or_default().as_str());
     let inbound = Inbound {

@@ -29,6 +29,7 @@ use super::routes::{not_found, routes};
 use super::state::{EdgeState, Parts};
 use crate::actors::runtime::Runtime;
 use crate::config::Config;
+use crate::connectors::Registry;
 use crate::edge::auth::Authenticator;
 use crate::edge::metrics::MetricsRegistry;
 use crate::edge::peer::PeerEdge;
@@ -68,7 +69,18 @@ impl ApiServer {
         if let Some(peer) = peer {
             peer.register(&mut registry);
         }
+        let connectors = Arc::new(Registry::new(
+            runtime.clone(),
+            config.connectors().heartbeat_interval,
+        ));
+        // Before the first request: the registry is what the log says.
+        let found = connectors.rebuild();
+        tracing::debug!(
+            connectors = found,
+            "connector registry rebuilt from the log"
+        );
         let parts = Parts {
+            connectors: connectors.clone(),
             runtime,
             projector,
             auth,
@@ -78,6 +90,7 @@ impl ApiServer {
             forget_peer: peer.map(PeerEdge::forget_tenant),
         };
         let state = web::Data::new(EdgeState::new(config, parts));
+        actix_rt::spawn(sweep_connectors(connectors, state.shutdown_signal()));
         let metrics_state = state.clone();
         let kept_state = state.clone();
         let listen = config.server().listen;
@@ -164,6 +177,22 @@ impl ApiServer {
         self.api.stop("HTTP server").await;
         if let Some(metrics) = self.metrics {
             metrics.stop("metrics listener").await;
+        }
+    }
+}
+
+/// Records the connectors' decayed states every heartbeat interval, until the server stops.
+async fn sweep_connectors(
+    registry: Arc<Registry>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut every = actix_rt::time::interval(registry.interval());
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                registry.sweep().await;
+            }
+            _ = shutdown.changed() => return,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `GET /api/v1/sessions`: the caller's env's sessions (its team's, or every team's), filtered
-//! (`q`, `status`, `since`), latest activity first, in pages with an opaque cursor.
+//! (`q`, `status`, `since`), latest activity first, in pages with an opaque cursor. Connectors'
+//! system sessions (`crate::connectors`) are not conversations and are never listed.
 //!
 //! The list is read from the read models (`Projector::sessions_with_last_message`), brought up
 //! to date first, as `/usage` is: every session's state with the text of its last message.
@@ -202,6 +203,9 @@ pub(super) fn page<E>(
     let mut heap: BinaryHeap<Candidate> = BinaryHeap::with_capacity(limit + 1);
     for entry in sessions {
         let (state, last_message) = entry?;
+        if crate::connectors::is_system_session(state.session.as_str()) {
+            continue;
+        }
         let at = Position::of(&state);
         if after.is_some_and(|after| at <= *after) {
             continue;

@@ -1,7 +1,8 @@
 //! What every HTTP handler shares ([`EdgeState`]) and the [`Caller`] extractor built from it:
 //! the token, the tenancy headers and the tenant's quota, checked in that order, before a
 //! handler runs. The routes and the reports both read it; it imports neither. A connector token
-//! gets past the extractor on `POST /api/v1/messages` only (403 `connector_token_restricted`).
+//! gets past the extractor on `POST /api/v1/messages` and its own heartbeat route only (403
+//! `connector_token_restricted`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use super::observe::{LogBudget, TenantLabel};
 use super::stream::StreamSlots;
 use crate::actors::runtime::Runtime;
 use crate::config::Config;
+use crate::connectors::Registry;
 use crate::edge::auth::{bearer_token, check_headers, Authenticator, Caller};
 use crate::edge::metrics::MetricsRegistry;
 use crate::edge::peer::{ForgetTenant, Link};
@@ -52,6 +54,10 @@ pub struct EdgeState {
     data_dir: std::path::PathBuf,
     /// Removes a tenant's series from the peer edge's families.
     forget_peer: Option<ForgetTenant>,
+    /// The connector registry.
+    connectors: Arc<Registry>,
+    /// The config (tenants' teams and channels, `[auth]`) for the tokens the server mints.
+    config: Arc<Config>,
 }
 
 /// The parts of an [`EdgeState`] that are built from more than the config.
@@ -64,6 +70,7 @@ pub(super) struct Parts {
     pub(super) peer: Option<(&'static str, Link)>,
     /// Removes a tenant's series from the peer edge's families.
     pub(super) forget_peer: Option<ForgetTenant>,
+    pub(super) connectors: Arc<Registry>,
 }
 
 impl EdgeState {
@@ -77,6 +84,7 @@ impl EdgeState {
             mut registry,
             peer,
             forget_peer,
+            connectors,
         } = parts;
         let metrics = HttpMetrics::new(&mut registry);
         EdgeState {
@@ -99,7 +107,22 @@ impl EdgeState {
             peer,
             data_dir: config.server().data_dir.clone(),
             forget_peer,
+            connectors,
+            config: Arc::new(config.clone()),
         }
+    }
+
+    pub(super) fn connectors(&self) -> &Registry {
+        &self.connectors
+    }
+
+    pub(super) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The key the server signs the tokens it mints with (the default HS256 key).
+    pub(super) fn signing_key(&self) -> crate::secrets::value::SecretValue {
+        self.auth.default_key()
     }
 
     pub(super) fn runtime(&self) -> &Runtime {
@@ -188,7 +211,11 @@ fn admit(req: &HttpRequest) -> Result<Caller, ApiError> {
             .insert(TenantLabel(claims.tenant.clone()));
     }
     let caller = check_headers(req.headers(), claims, |t| state.serves(t))?;
-    if caller.connector.is_some() && !connector_route(req) {
+    if caller
+        .connector
+        .as_ref()
+        .is_some_and(|id| !connector_route(req, id))
+    {
         return Err(ApiError::ConnectorTokenRestricted(format!(
             "{} {}",
             req.method(),
@@ -207,15 +234,26 @@ fn admit(req: &HttpRequest) -> Result<Caller, ApiError> {
     Ok(caller)
 }
 
-/// The one route a connector token may call: `POST /api/v1/messages` (its team is then held to
-/// the token's by the handler, as for any team token). Fail closed: any other method or path is
-/// refused.
-fn connector_route(req: &HttpRequest) -> bool {
-    req.method() == actix_web::http::Method::POST && req.path() == CONNECTOR_ROUTE
+/// The routes a connector token may call: `POST /api/v1/messages` (its team and channel are
+/// then held to its connector's by the handler) and `POST /api/v1/connectors/{id}/heartbeat`
+/// of its own connector `id`. Fail closed: any other method or path is refused.
+fn connector_route(req: &HttpRequest, id: &crate::tenancy::ConnectorId) -> bool {
+    if req.method() != actix_web::http::Method::POST {
+        return false;
+    }
+    let path = req.path();
+    path == CONNECTOR_MESSAGES_ROUTE
+        || path
+            .strip_prefix(CONNECTOR_HEARTBEAT_PREFIX)
+            .and_then(|rest| rest.strip_suffix(CONNECTOR_HEARTBEAT_SUFFIX))
+            .is_some_and(|own| own == id.as_str())
 }
 
-/// The path of the one route open to a connector token.
-const CONNECTOR_ROUTE: &str = "/api/v1/messages";
+/// The messages route, open to a connector token.
+const CONNECTOR_MESSAGES_ROUTE: &str = "/api/v1/messages";
+/// `POST /api/v1/connectors/{id}/heartbeat`, open to the connector token of `id`.
+const CONNECTOR_HEARTBEAT_PREFIX: &str = "/api/v1/connectors/";
+const CONNECTOR_HEARTBEAT_SUFFIX: &str = "/heartbeat";
 
 fn edge_state(req: &HttpRequest) -> Result<&web::Data<EdgeState>, ApiError> {
     req.app_data::<web::Data<EdgeState>>()

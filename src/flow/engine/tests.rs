@@ -113,6 +113,7 @@ fn show(kind: &EventKind) -> String {
         EventKind::AwaitingInput { node, key } => format!("await {node} -> {key}"),
         EventKind::FlowFailed { node, error } => format!("fail {node}: {error}"),
         EventKind::SessionEnded { reason } => format!("end {reason}"),
+        other => format!("{} (not a flow's)", other.name()),
     }
 }
 

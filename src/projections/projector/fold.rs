@@ -159,7 +159,12 @@ impl Projector {
         let Some(first) = events.first() else {
             return Ok(());
         };
-        let mut rest = events;
+        // A connector's system session is registry bookkeeping, not usage (docs/events.md).
+        let mut rest = if crate::connectors::is_system_session(first.session) {
+            &[]
+        } else {
+            events
+        };
         while let Some(head) = rest.first() {
             let run = rest
                 .iter()

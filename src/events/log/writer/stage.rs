@@ -4,7 +4,8 @@
 
 use super::{unix_ms, AppendResult, SessionHead, SessionKey, Staged, Stager};
 use crate::events::codec::{
-    self, chain_hash, EventRef, FRAME_BYTES_MAX, GROUP_EVENTS_MAX, NAME_BYTES_MAX, TEXT_BYTES_MAX,
+    self, chain_hash, EventRef, CAPABILITIES_MAX, FRAME_BYTES_MAX, GROUP_EVENTS_MAX,
+    NAME_BYTES_MAX, TEXT_BYTES_MAX,
 };
 use crate::events::keys;
 use crate::events::log::read::{last_seq, read_idempotency};
@@ -457,6 +458,36 @@ fn validate(group: &AppendGroup) -> Result<(), Rejection> {
                 check_len("error", error, TEXT_BYTES_MAX)?;
             }
             EventKind::SessionEnded { reason } => check_len("reason", reason, NAME_BYTES_MAX)?,
+            EventKind::ConnectorRegistered {
+                connector,
+                provider,
+                version,
+                capabilities,
+                healed: _,
+            } => {
+                check_len("connector", connector, NAME_BYTES_MAX)?;
+                check_len("provider", provider, NAME_BYTES_MAX)?;
+                check_len("version", version, NAME_BYTES_MAX)?;
+                if capabilities.len() > CAPABILITIES_MAX {
+                    return Err(Rejection::TooLong {
+                        field: "capabilities",
+                        len: capabilities.len(),
+                        max: CAPABILITIES_MAX,
+                    });
+                }
+                for capability in capabilities {
+                    check_len("capabilities", capability, NAME_BYTES_MAX)?;
+                }
+            }
+            EventKind::ConnectorStateChanged {
+                connector,
+                from,
+                to,
+            } => {
+                check_len("connector", connector, NAME_BYTES_MAX)?;
+                check_len("from", from, NAME_BYTES_MAX)?;
+                check_len("to", to, NAME_BYTES_MAX)?;
+            }
         }
     }
     Ok(())
