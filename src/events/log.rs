@@ -43,6 +43,7 @@ mod purge;
 mod read;
 mod recover;
 pub mod replica;
+mod retention;
 mod store;
 mod syncer;
 mod writer;
@@ -53,6 +54,7 @@ pub use read::{
     ScopedReader, SessionEvents, StoredFrame, StoredFrames, TenantEvents, TenantReader,
 };
 pub use replica::{Replica, ReplicaError, ReplicaOptions};
+pub use retention::{RetentionAnchor, TrimError, TrimReport, TRIM_BATCH_FRAMES};
 
 use crate::events::codec::{Hash, FRAME_BYTES_MAX, GROUP_EVENTS_MAX};
 use crate::events::keys;

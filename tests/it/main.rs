@@ -29,6 +29,7 @@ mod overload;
 mod projections;
 mod readiness;
 mod reports;
+mod retention;
 mod secrets;
 mod serve;
 mod server_crash;
