@@ -373,49 +373,18 @@ fn serve_trims_at_start_and_a_trimmed_session_takes_new_messages() {
 
 /// `kill -9` of `tenantry trim` at a random moment: the log afterwards is the old one or a
 /// trimmed one with its anchor, never frames gone without it (one sled batch per step): it
-/// verifies, every session's index entries point at frames, and a trim run to its end gives
-/// the anchor an uninterrupted trim gives.
+/// opens, verifies, every session's index entries point at frames, and a trim run to its end
+/// gives the anchor an uninterrupted trim gives. A failing trial keeps its data dir and names it.
+///
+/// Most of a 60 ms trim is sled's open, which writes a snapshot; a kill inside that write left
+/// a partial `snap.*.generating` that failed every later open (about 1 kill in 300: see
+/// `events::log::sled_files`). That window is too narrow to hit on purpose, so every fourth trial
+/// also starts from what such a kill leaves (an empty `.generating` file): the trim's own open,
+/// or the check's after an early kill, must cope with it.
 #[test]
 fn a_trim_killed_at_any_moment_leaves_a_log_that_verifies() {
     use crate::support::{copy_dir, crash_seed, crash_trials, XorShift};
-    use tenantry::audit::verify::{verify_log, Verdict};
-    // 1,500 old frames (three batches, 1,800 events) in 300 sessions, then two new ones.
-    let seeded = tempfile::tempdir().unwrap();
-    std::fs::write(
-        seeded.path().join("config.toml"),
-        config("retention = \"30d\""),
-    )
-    .unwrap();
-    crate::support::copy_dir(
-        &dir_with_flows().path().join("flows"),
-        &seeded.path().join("flows"),
-    );
-    {
-        let log = EventLog::open(&seeded.path().join("data/log"), &LogOptions::default()).unwrap();
-        for s in 0..300u64 {
-            let session = format!("s{s}");
-            group(
-                &log,
-                "acme",
-                &session,
-                0,
-                T0 + s,
-                start(&format!("u{s}"), "hi"),
-            );
-            for m in 0..4u64 {
-                group(
-                    &log,
-                    "acme",
-                    &session,
-                    2 + m,
-                    T0 + s,
-                    said(&format!("u{s}"), &format!("m{m}")),
-                );
-            }
-        }
-        group(&log, "acme", "s0", 6, T0 + 10 * DAY, said("u0", "late"));
-        group(&log, "acme", "s1", 6, T0 + 10 * DAY, said("u1", "late"));
-    }
+    let seeded = crash_seeded();
     let as_of = (T0 + 35 * DAY).to_string();
     let trim = |dir: &Path| {
         Command::new(env!("CARGO_BIN_EXE_tenantry"))
@@ -433,62 +402,135 @@ fn a_trim_killed_at_any_moment_leaves_a_log_that_verifies() {
     let started = std::time::Instant::now();
     assert!(trim(full.path()).wait().unwrap().success());
     let took = started.elapsed().as_millis() as u64 + 1;
-    let tenant = "acme".parse().unwrap();
     let end = EventLog::open(&full.path().join("data/log"), &LogOptions::default())
         .unwrap()
-        .retention_anchor(&tenant)
+        .retention_anchor(&"acme".parse().unwrap())
         .unwrap()
         .unwrap();
     assert_eq!((end.first_tenant_seq, end.trimmed), (1_801, 1_800));
 
     let seed = crash_seed();
     let mut rng = XorShift(seed);
-    for trial in 0..crash_trials() {
+    let (mut unfinished, trials) = (0, crash_trials());
+    for trial in 0..trials {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(seeded.path(), dir.path());
+        let log_dir = dir.path().join("data/log");
+        let planted = trial % 4 == 3;
+        if planted {
+            std::fs::write(log_dir.join("snap.00000000FFFFFFFF.generating"), b"").unwrap();
+        }
         let mut child = trim(dir.path());
         std::thread::sleep(std::time::Duration::from_millis(rng.next() % took));
         let _ = child.kill();
         let _ = child.wait();
-        let context = format!("seed {seed} trial {trial}");
-        let log = EventLog::open(&dir.path().join("data/log"), &LogOptions::default()).unwrap();
-        let anchor = log.retention_anchor(&tenant).unwrap();
-        eprintln!(
-            "{context}: killed with {} of {} events trimmed",
-            anchor.map_or(0, |a| a.trimmed),
-            end.trimmed
-        );
-        let first = log
-            .tenant(&tenant)
-            .events(1..=u64::MAX)
-            .next()
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            first.event.tenant_seq,
-            anchor.map_or(1, |a| a.first_tenant_seq),
-            "{context}"
-        );
-        let Verdict::Intact(_) = verify_log(&log, &tenant).unwrap() else {
-            panic!("{context}: the log verifies")
-        };
-        {
-            let scope = log.scope(&ctx("acme"));
-            for info in scope.sessions() {
-                let info = info.unwrap();
-                for e in scope.session_events(&info.session, 1..=u64::MAX) {
-                    e.unwrap_or_else(|e| panic!("{context}: {e}"));
-                }
+        unfinished += usize::from(!planted && unfinished_snapshot(&log_dir));
+        let context = format!(
+            "seed {seed} trial {trial}{}",
+            if planted {
+                " (unfinished snapshot planted)"
+            } else {
+                ""
             }
-        }
-        drop(log);
-        assert!(trim(dir.path()).wait().unwrap().success(), "{context}");
-        let log = EventLog::open(&dir.path().join("data/log"), &LogOptions::default()).unwrap();
-        let done = log.retention_anchor(&tenant).unwrap().unwrap();
-        assert_eq!(
-            (done.first_tenant_seq, done.trimmed, done.prev_hash),
-            (end.first_tenant_seq, end.trimmed, end.prev_hash),
-            "{context}"
         );
+        let checked = check_killed_trim(&log_dir, &end, &context).and_then(|()| {
+            let resumed = trim(dir.path()).wait().map_err(|e| e.to_string())?;
+            if !resumed.success() {
+                return Err(format!("the resumed trim failed: {resumed}"));
+            }
+            let log =
+                EventLog::open(&log_dir, &LogOptions::default()).map_err(|e| e.to_string())?;
+            let done = log.retention_anchor(&"acme".parse().unwrap());
+            match done.map_err(|e| e.to_string())? {
+                Some(d)
+                    if (d.first_tenant_seq, d.trimmed, d.prev_hash)
+                        == (end.first_tenant_seq, end.trimmed, end.prev_hash) =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("the resumed trim ended at {other:?}, not {end:?}")),
+            }
+        });
+        if let Err(problem) = checked {
+            let kept = dir.keep();
+            panic!("{context}: {problem} (data dir kept at {})", kept.display());
+        }
     }
+    eprintln!("{trials} kills; {unfinished} left sled's snapshot unfinished (the open removed it)");
+}
+
+/// The crash test's data dir: 1,500 old frames (three batches, 1,800 events) of acme in 300
+/// sessions, then two new ones.
+fn crash_seeded() -> tempfile::TempDir {
+    let seeded = tempfile::tempdir().unwrap();
+    std::fs::write(
+        seeded.path().join("config.toml"),
+        config("retention = \"30d\""),
+    )
+    .unwrap();
+    crate::support::copy_dir(
+        &dir_with_flows().path().join("flows"),
+        &seeded.path().join("flows"),
+    );
+    let log = EventLog::open(&seeded.path().join("data/log"), &LogOptions::default()).unwrap();
+    for s in 0..300u64 {
+        let (session, user) = (format!("s{s}"), format!("u{s}"));
+        group(&log, "acme", &session, 0, T0 + s, start(&user, "hi"));
+        for m in 0..4u64 {
+            let text = format!("m{m}");
+            group(&log, "acme", &session, 2 + m, T0 + s, said(&user, &text));
+        }
+    }
+    group(&log, "acme", "s0", 6, T0 + 10 * DAY, said("u0", "late"));
+    group(&log, "acme", "s1", 6, T0 + 10 * DAY, said("u1", "late"));
+    seeded
+}
+
+/// Whether sled's snapshot write was cut short in `log_dir` (a `snap.*.generating` file).
+fn unfinished_snapshot(log_dir: &Path) -> bool {
+    std::fs::read_dir(log_dir).unwrap().any(|e| {
+        let name = e.unwrap().file_name();
+        let name = name.to_string_lossy();
+        name.starts_with("snap.") && name.ends_with(".generating")
+    })
+}
+
+/// The log a killed trim left: it opens, starts at its anchor (or at 1), verifies, and every
+/// session's events read.
+fn check_killed_trim(
+    log_dir: &Path,
+    end: &tenantry::events::log::RetentionAnchor,
+    context: &str,
+) -> Result<(), String> {
+    use tenantry::audit::verify::{verify_log, Verdict};
+    let tenant = "acme".parse().unwrap();
+    let log = EventLog::open(log_dir, &LogOptions::default())
+        .map_err(|e| format!("the log does not open: {e}"))?;
+    let anchor = log.retention_anchor(&tenant).map_err(|e| e.to_string())?;
+    eprintln!(
+        "{context}: killed with {} of {} events trimmed",
+        anchor.map_or(0, |a| a.trimmed),
+        end.trimmed
+    );
+    let first = log.tenant(&tenant).events(1..=u64::MAX).next();
+    let first = first.ok_or("no event left")?.map_err(|e| e.to_string())?;
+    let starts = anchor.map_or(1, |a| a.first_tenant_seq);
+    if first.event.tenant_seq != starts {
+        return Err(format!(
+            "the log starts at tenant_seq {}, its anchor at {starts}",
+            first.event.tenant_seq
+        ));
+    }
+    match verify_log(&log, &tenant).map_err(|e| e.to_string())? {
+        Verdict::Intact(_) => {}
+        broken => return Err(broken.to_string()),
+    }
+    let scope = log.scope(&ctx("acme"));
+    for info in scope.sessions() {
+        let info = info.map_err(|e| e.to_string())?;
+        for e in scope.session_events(&info.session, 1..=u64::MAX) {
+            e.map_err(|e| format!("session {}: {e}", info.session))?;
+        }
+    }
+    Ok(())
 }
