@@ -37,3 +37,4 @@ mod sessions_list;
 mod snapshots;
 mod streams;
 mod support;
+mod webhook;

@@ -38,6 +38,7 @@ pub mod server;
 mod sessions;
 mod state;
 mod stream;
+mod webhook;
 
 pub use self::listener::HttpError;
 pub use self::routes::ROUTES;
