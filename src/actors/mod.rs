@@ -25,6 +25,7 @@
 pub mod clock;
 mod env;
 pub mod messages;
+pub mod retention;
 pub mod runtime;
 mod session;
 pub mod shared;

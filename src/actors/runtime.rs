@@ -148,6 +148,7 @@ impl Runtime {
             quarantined: std::sync::Mutex::default(),
         });
         start_purge(&shared);
+        super::retention::start(&shared, retention_policies(config));
         let mut tenants = HashMap::new();
         for (i, (id, tenant)) in config.tenants().iter().enumerate() {
             let tenant = Arc::new(tenant.clone());
@@ -596,6 +597,15 @@ impl Runtime {
     pub fn metrics(&self) -> &RuntimeMetrics {
         &self.inner.metrics
     }
+}
+
+/// The served tenants that have a `retention`.
+fn retention_policies(config: &Config) -> Vec<super::retention::Policy> {
+    config
+        .tenants()
+        .values()
+        .filter_map(|t| t.retention.map(|keep| (t.id.clone(), keep)))
+        .collect()
 }
 
 fn purge(shared: &Shared) -> Result<PurgeReport, PurgeError> {

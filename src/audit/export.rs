@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use super::anchor::{stored_heads, HeadSigner, ManifestHead, SignedHead, MANIFEST_HEADS_MAX};
 use super::record::{
-    hash_hex, write_jsonl_line, EventLine, LineBuffers, Manifest, CSV_COLUMNS, FORMAT,
-    TYPE_MANIFEST,
+    hash_hex, write_jsonl_line, EventLine, LineBuffers, Manifest, ManifestRetention, CSV_COLUMNS,
+    FORMAT, TYPE_MANIFEST,
 };
 use super::{in_window, AuditError};
 use crate::events::codec::{encode_body, Hash};
@@ -156,6 +156,8 @@ pub fn export(
 ) -> Result<Manifest, AuditError> {
     let reader = log.tenant(&opts.tenant);
     let from = opts.from_seq.max(1);
+    // Read before the frames: a trim meanwhile can only make the export start later.
+    let anchor = log.retention_anchor(&opts.tenant)?;
     let head = reader.head()?;
     let mut writer = Writer {
         opts,
@@ -166,10 +168,15 @@ pub fn export(
         progress,
         cancel,
         buffers: LineBuffers::default(),
+        log,
+        started: false,
     };
     let last = head.map_or(0, |h| h.tenant_seq);
     if let Some(head) = head.filter(|_| last >= from) {
-        writer.manifest.manifest.heads = heads_for(log, opts, from, &head)?;
+        // A head signed below the anchor while a trim ran names a trimmed event: left out.
+        let heads_from = from.max(anchor.map_or(1, |a| a.first_tenant_seq));
+        writer.manifest.manifest.heads = heads_for(log, opts, heads_from, &head)?;
+        writer.manifest.manifest.retention = anchor.as_ref().map(ManifestRetention::of);
         read_ahead(reader, from..=last, &mut |batch| writer.batch(batch))?;
     }
     let Writer {
@@ -291,6 +298,10 @@ struct Writer<'a, 'o> {
     progress: &'a mut dyn FnMut(&ExportProgress),
     cancel: &'a AtomicBool,
     buffers: LineBuffers,
+    /// For the retention anchor, when events vanish under the export.
+    log: &'a EventLog,
+    /// An event was read: from here on `tenant_seq`s must follow one another.
+    started: bool,
 }
 
 impl Writer<'_, '_> {
@@ -298,6 +309,24 @@ impl Writer<'_, '_> {
         AuditError::Partial {
             next_tenant_seq: self.next,
             cause: Box::new(e),
+        }
+    }
+
+    /// At a gap in the log after `next`: an error when the tenant's retention trimmed `next`
+    /// while the export ran (the file would not verify); other gaps are exported as they are,
+    /// for verify to name.
+    fn trimmed_meanwhile(&self) -> Result<(), AuditError> {
+        match self.log.retention_anchor(&self.opts.tenant)? {
+            Some(a) if a.first_tenant_seq > self.next => Err(AuditError::Read(ReadError {
+                tenant: self.opts.tenant.clone(),
+                position: format!("tenant_seq {}", self.next),
+                detail: format!(
+                    "trimmed by the tenant's retention while the export ran; export again (the \
+                     log now starts at tenant_seq {})",
+                    a.first_tenant_seq
+                ),
+            })),
+            _ => Ok(()),
         }
     }
 
@@ -315,10 +344,14 @@ impl Writer<'_, '_> {
                     stored.event.tenant, self.opts.tenant,
                     "reads stay in the tenant"
                 );
+                if self.started && stored.event.tenant_seq > self.next {
+                    self.trimmed_meanwhile().map_err(|e| self.partial(e))?;
+                }
                 if self.opts.selects(&stored.event) {
                     self.event(stored, body).map_err(|e| self.partial(e))?;
                 }
                 self.next = stored.event.tenant_seq + 1;
+                self.started = true;
             }
             if self.last_report.elapsed() >= PROGRESS_INTERVAL {
                 (self.progress)(&ExportProgress {
@@ -387,6 +420,7 @@ impl ManifestBuilder {
                 from_seq: from,
                 team: opts.team.as_ref().map(ToString::to_string),
                 heads: Vec::new(),
+                retention: None,
             },
             count: 0,
             head_hash: None,

@@ -419,6 +419,44 @@ pub struct Manifest {
     /// there are none, so a manifest without heads is unchanged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub heads: Vec<super::anchor::ManifestHead>,
+    /// Where the tenant's log started when it was exported, after a trim by its retention;
+    /// absent (not `null`) for a log never trimmed, so such a manifest is unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<ManifestRetention>,
+}
+
+/// The retention anchor of the exported tenant (docs/audit.md#retention).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestRetention {
+    /// The first `tenant_seq` the log kept.
+    pub first_tenant_seq: u64,
+    /// Events trimmed before it (`1..first_tenant_seq`).
+    pub trimmed: u64,
+    /// `at` of the last trimmed event, RFC 3339 UTC.
+    pub trimmed_up_to: String,
+    /// `hash` of the last trimmed event: the first kept event's `prev_hash`, lowercase hex.
+    pub prev_hash: String,
+}
+
+impl ManifestRetention {
+    /// The manifest's form of a stored anchor.
+    pub fn of(a: &crate::events::log::RetentionAnchor) -> ManifestRetention {
+        ManifestRetention {
+            first_tenant_seq: a.first_tenant_seq,
+            trimmed: a.trimmed,
+            trimmed_up_to: super::format_time(a.last_trimmed_at_ms),
+            prev_hash: hash_hex(&a.prev_hash),
+        }
+    }
+
+    /// `anchored: N trimmed up to …, prev hash …`, as verify prints it.
+    pub fn text(&self) -> String {
+        format!(
+            "anchored: {} trimmed up to {}, prev hash {}",
+            self.trimmed, self.trimmed_up_to, self.prev_hash
+        )
+    }
 }
 
 /// The schema version `v` recorded in a stored body, if the body has one.

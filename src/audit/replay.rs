@@ -16,7 +16,7 @@ use std::str::FromStr;
 
 use super::record::EventLine;
 use super::{format_time, in_window, AuditError};
-use crate::events::log::{EventLog, ReadError, StoredEvent};
+use crate::events::log::{EventLog, ReadError, RetentionAnchor, ScopedReader, StoredEvent};
 use crate::events::schema::{Event, EventKind};
 use crate::projections::session::SessionState;
 use crate::tenancy::{EnvId, SessionId, TeamId, TenantCtx, TenantId};
@@ -109,7 +109,7 @@ pub fn replay(
         }
         ReplayScope::Session { ctx, session } => {
             let scope = log.scope(ctx);
-            require_session(scope.session_last_seq(session)?, ctx, session)?;
+            require_session(scope.session_last_seq(session)?, &scope, session)?;
             for item in scope.session_events(session, range) {
                 emit(&item?)?;
             }
@@ -129,10 +129,18 @@ pub fn state_at(
 ) -> Result<SessionState, AuditError> {
     let scope = log.scope(ctx);
     let last = scope.session_last_seq(session)?;
-    require_session(last, ctx, session)?;
+    require_session(last, &scope, session)?;
+    let first = first_kept_seq(&scope, session)?;
+    if seq < first && seq > 0 {
+        return Err(AuditError::Usage(format!(
+            "--at {seq}: session {ctx}/{session}'s seqs 1..={} were trimmed by the tenant's \
+             retention; it has seqs {first}..={last}",
+            first - 1
+        )));
+    }
     if seq == 0 || seq > last {
         return Err(AuditError::Usage(format!(
-            "--at {seq}: session {ctx}/{session} has seqs 1..={last}"
+            "--at {seq}: session {ctx}/{session} has seqs {first}..={last}"
         )));
     }
     let mut state = SessionState::new(
@@ -150,8 +158,10 @@ pub fn state_at(
 
 /// Applies `event` after checking it is the state's next, so a damaged log is an error here
 /// rather than the assertion in [`SessionState::apply`].
+/// A new state takes a first event past seq 1: the session's start was trimmed by retention.
 pub(super) fn apply_checked(state: &mut SessionState, event: &Event) -> Result<(), AuditError> {
-    if event.seq != state.last_seq + 1 || event.session != state.session {
+    let next = event.seq == state.last_seq + 1 || (state.last_seq == 0 && event.seq > 1);
+    if !next || event.session != state.session {
         return Err(AuditError::Read(ReadError {
             tenant: event.tenant.clone(),
             position: format!("session {} seq {}", event.session, event.seq),
@@ -164,15 +174,38 @@ pub(super) fn apply_checked(state: &mut SessionState, event: &Event) -> Result<(
 
 pub(super) fn require_session(
     last_seq: u64,
-    ctx: &TenantCtx,
+    scope: &ScopedReader,
     session: &SessionId,
 ) -> Result<(), AuditError> {
     if last_seq == 0 {
         return Err(AuditError::Usage(format!(
-            "no session {session} in {ctx} (check --env and --team)"
+            "no session {session} in {} (check --env and --team){}",
+            scope.ctx(),
+            trimmed_note(scope.retention_anchor()?)
         )));
     }
     Ok(())
+}
+
+/// For a "not found": what the tenant's retention trimmed, if anything (a session whose every
+/// event was trimmed is gone from the log).
+fn trimmed_note(anchor: Option<RetentionAnchor>) -> String {
+    anchor.map_or_else(String::new, |a| {
+        format!(
+            "; or its events were all trimmed by the tenant's retention (tenant_seq 1..={}, up \
+             to {})",
+            a.first_tenant_seq - 1,
+            format_time(a.last_trimmed_at_ms)
+        )
+    })
+}
+
+/// The session's first seq in the log: 1, or past 1 when its start was trimmed by retention.
+pub fn first_kept_seq(scope: &ScopedReader, session: &SessionId) -> Result<u64, AuditError> {
+    match scope.session_events(session, 1..=u64::MAX).next() {
+        Some(first) => Ok(first?.event.seq),
+        None => Ok(1),
+    }
 }
 
 /// Writes one event as `replay` prints it (a timeline line, or a JSON line).
@@ -316,12 +349,13 @@ pub fn find_session(
     match found.len() {
         1 => Ok(found.remove(0)),
         0 => Err(AuditError::Usage(format!(
-            "session {session} not found in tenant {tenant}{} (searched envs: {})",
+            "session {session} not found in tenant {tenant}{} (searched envs: {}){}",
             team.map_or_else(String::new, |t| format!(", team {t}")),
             envs.iter()
                 .map(EnvId::as_str)
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            trimmed_note(log.retention_anchor(tenant)?)
         ))),
         _ => Err(AuditError::Usage(format!(
             "session {session} is in more than one env or team of tenant {tenant}: {}; give \

@@ -101,6 +101,9 @@ pub struct Summary {
     pub sessions: Option<u64>,
     /// What was found of the export's signed chain heads (exports only).
     pub anchoring: Option<String>,
+    /// Where a log trimmed by retention starts (`anchored: N trimmed up to …, prev hash …`);
+    /// `None` for an untrimmed log and for exports.
+    pub retention: Option<String>,
 }
 
 impl fmt::Display for Summary {
@@ -134,6 +137,9 @@ impl fmt::Display for Summary {
         }
         if let Some(anchoring) = &self.anchoring {
             write!(f, "; {anchoring}")?;
+        }
+        if let Some(retention) = &self.retention {
+            write!(f, " ({retention})")?;
         }
         Ok(())
     }

@@ -137,7 +137,8 @@ pub fn what_if(
     tenant: &TenantInfo<'_>,
     out: &mut dyn Write,
 ) -> Result<WhatIf, AuditError> {
-    require_session(log.scope(ctx).session_last_seq(session)?, ctx, session)?;
+    let scope = log.scope(ctx);
+    require_session(scope.session_last_seq(session)?, &scope, session)?;
     writeln!(
         out,
         "what-if replay of session {ctx}/{session} with flow {} {} ({})",
@@ -183,7 +184,7 @@ pub fn what_if_each(
     each: &mut dyn FnMut(MessageResult) -> Result<(), AuditError>,
 ) -> Result<WhatIf, AuditError> {
     let scope = log.scope(ctx);
-    require_session(scope.session_last_seq(session)?, ctx, session)?;
+    require_session(scope.session_last_seq(session)?, &scope, session)?;
     let fresh = || {
         SessionState::new(
             ctx.tenant.clone(),

@@ -17,7 +17,8 @@ use crate::audit::export::{
 };
 use crate::audit::replay::write_event;
 use crate::audit::replay::{
-    find_session, replay as replay_events, state_at, ReplayFormat, ReplayOptions, ReplayScope,
+    find_session, first_kept_seq, replay as replay_events, state_at, ReplayFormat, ReplayOptions,
+    ReplayScope,
 };
 use crate::audit::verify::{verify_file_with_key, verify_log, Verdict};
 use crate::audit::verify_snapshots::verify_snapshots;
@@ -275,10 +276,21 @@ pub fn replay(args: &ReplayArgs, config: &Config) -> Result<ExitCode, AuditError
         });
     }
     let scope = match &args.session {
-        Some(session) => ReplayScope::Session {
-            ctx: session_ctx()?,
-            session: session.clone(),
-        },
+        Some(session) => {
+            let ctx = session_ctx()?;
+            let first = first_kept_seq(&log.scope(&ctx), session)?;
+            if first > 1 {
+                eprintln!(
+                    "replay: session {ctx}/{session} starts at seq {first}: seqs 1..={} were \
+                     trimmed by the tenant's retention",
+                    first - 1
+                );
+            }
+            ReplayScope::Session {
+                ctx,
+                session: session.clone(),
+            }
+        }
         None => ReplayScope::Tenant {
             tenant: args.tenant.clone(),
             env: args.env.clone(),

@@ -4,9 +4,8 @@
 //! Files: this one (the command tree and its dispatch), `serve` (start and stop the server),
 //! `read_models` (`usage`, `rebuild`), `audit` (`replay`, `export`, `verify`), `remote`
 //! (`--server URL`: those commands through a running server's HTTP API), `secrets`
-//! (`secrets`, `token`, `keygen`), `keys` (`keys export-pubkey`), `tenant` (`tenant delete`). The benchmarks are their own
-//! crate (`bench/`,
-//! `tenantry-bench`).
+//! (`secrets`, `token`, `keygen`), `keys` (`keys export-pubkey`), `tenant` (`tenant delete`),
+//! `retention` (`trim`). The benchmarks are their own crate (`bench/`, `tenantry-bench`).
 
 pub mod audit;
 mod cluster;
@@ -14,6 +13,7 @@ pub mod keys;
 pub mod migrate;
 mod read_models;
 pub mod remote;
+mod retention;
 pub mod secrets;
 mod serve;
 pub mod tenant;
@@ -111,6 +111,10 @@ enum Command {
     /// Tenants' data: `delete T` removes every event, session, idempotency record, read model,
     /// snapshot and secret of tenant T (offboarding) and prints what it freed. Offline.
     Tenant(tenant::TenantArgs),
+    /// Trim the tenants that have a `retention` (all, or --tenant T) as `serve` does hourly:
+    /// their frames older than now (or --as-of TIME) minus the retention, re-anchoring the
+    /// chain. Offline. Exit 1 when a tenant's trim failed.
+    Trim(retention::TrimArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -266,6 +270,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let usage = read_models::usage(&config, &tenant, env.as_ref(), by, format);
             with_in_use_hint(usage, &config, "usage")
         }
+        Command::Trim(args) => retention::trim(&args, &load_config(&cli.config)?),
         Command::Rebuild { tenant, snapshots } => {
             read_models::rebuild(&cli.config, tenant, snapshots)
         }

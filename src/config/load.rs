@@ -35,6 +35,7 @@ impl Config {
         let excluded =
             select_tenants(&mut tree, path, dedicated.as_ref(), &server.exclude_tenants)?;
         let tenants = load_flows(tree, sections.server_config.rate_limit_per_s)?;
+        super::retention::check_backend(path, sections.log.backend, &tenants)?;
 
         Ok(Config {
             source: path.to_owned(),
@@ -340,6 +341,7 @@ fn load_flows(
             environments,
             flow: tenant_flow,
             rate_limit_per_s: draft.rate_limit_per_s.unwrap_or(default_rate),
+            retention: draft.retention,
             teams,
         };
         tenants.insert(id, tenant);

@@ -55,6 +55,8 @@ pub(super) struct TenantDraft {
     pub flow: Option<FlowRef>,
     /// The tenant's own HTTP rate limit, when a source sets one.
     pub rate_limit_per_s: Option<NonZeroU32>,
+    /// The tenant's `retention`, when a source sets one.
+    pub retention: Option<std::time::Duration>,
     pub teams: BTreeMap<TeamId, TeamDraft>,
 }
 
@@ -138,6 +140,7 @@ impl Tree {
             environments,
             flow,
             rate_limit_per_s: None,
+            retention: None,
             teams: BTreeMap::new(),
         };
         self.add_tenant(tenant.id, draft)
@@ -195,6 +198,7 @@ impl Tree {
             environments,
             flow,
             rate_limit_per_s,
+            retention,
             teams,
         } = incoming;
         // Sources arrive in precedence order, so only fields that are still unset are taken.
@@ -204,6 +208,7 @@ impl Tree {
         existing.environments = existing.environments.take().or(environments);
         existing.flow = existing.flow.take().or(flow);
         existing.rate_limit_per_s = existing.rate_limit_per_s.or(rate_limit_per_s);
+        existing.retention = existing.retention.or(retention);
         for (team_id, team) in teams {
             add_team(&id, existing, team_id, team)?;
         }
@@ -244,6 +249,7 @@ fn tenant_section(
         environments,
         flow,
         rate_limit_per_s,
+        retention,
         teams,
     } = section;
     let name = name
@@ -267,6 +273,9 @@ fn tenant_section(
     let rate_limit_per_s = rate_limit_per_s
         .map(|rate| check_rate(file, &format!("{prefix}.rate_limit_per_s"), rate))
         .transpose()?;
+    let retention = retention
+        .map(|raw| super::retention::retention(file, &format!("{prefix}.retention"), &raw))
+        .transpose()?;
     let mut drafts = BTreeMap::new();
     for (team_id, team) in teams {
         let draft = team_section(file, &format!("{prefix}.teams.{team_id}"), team)?;
@@ -279,6 +288,7 @@ fn tenant_section(
         environments,
         flow,
         rate_limit_per_s,
+        retention,
         teams: drafts,
     })
 }

@@ -33,6 +33,7 @@ pub(crate) mod load;
 mod merge;
 mod nats;
 mod raw;
+pub mod retention;
 pub mod runtime;
 pub mod security;
 mod summary;
@@ -191,6 +192,9 @@ pub struct TenantConfig {
     pub rate_limit_per_s: NonZeroU32,
     /// The tenant's teams.
     pub teams: BTreeMap<TeamId, TeamConfig>,
+    /// `retention`: events older than this are trimmed from the log in the background; `None`
+    /// keeps them for ever.
+    pub retention: Option<std::time::Duration>,
 }
 
 /// An environment of a tenant.

@@ -202,6 +202,9 @@ pub(super) struct TenantSection {
     /// Overrides `server.rate_limit_per_s` for this tenant; checked > 0 in `merge`.
     #[serde(default)]
     pub rate_limit_per_s: Option<u32>,
+    /// A humantime duration such as `90d`; checked in `config::retention`.
+    #[serde(default)]
+    pub retention: Option<String>,
     #[serde(default)]
     pub teams: BTreeMap<TeamId, TeamSection>,
 }

@@ -12,6 +12,7 @@
 //! {t}\0 I {env}\0{team}\0{channel}\0 {message_id}     -> idempotency record (MessagePack)
 //! {t}\0 O {env}\0{team}\0{channel}\0 {user}           -> open session id of that user
 //! {t}\0 H {tenant_seq:be64}                          -> signed chain head (audit::anchor)
+//! {t}\0 A                                            -> retention anchor (log::retention)
 //! ```
 //!
 //! Big-endian numbers make sled's byte order equal numeric order.
@@ -24,6 +25,12 @@ pub(crate) const TAG_SESSION_META: u8 = b'M';
 pub(crate) const TAG_IDEMPOTENCY: u8 = b'I';
 pub(crate) const TAG_OPEN_SESSION: u8 = b'O';
 pub(crate) const TAG_SIGNED_HEAD: u8 = b'H';
+pub(crate) const TAG_RETENTION_ANCHOR: u8 = b'A';
+
+/// `{t}\0 A`: the tenant's one retention anchor (where its trimmed log starts).
+pub(crate) fn retention_anchor_key(tenant: &TenantId) -> Vec<u8> {
+    family(tenant, TAG_RETENTION_ANCHOR, 0)
+}
 
 /// `{tenant}\0`: the prefix of every key of the tenant.
 pub(crate) fn tenant_prefix(tenant: &TenantId) -> Vec<u8> {

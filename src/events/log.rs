@@ -43,6 +43,8 @@ mod purge;
 mod read;
 mod recover;
 pub mod replica;
+mod retention;
+mod sled_files;
 mod store;
 mod syncer;
 mod writer;
@@ -53,6 +55,7 @@ pub use read::{
     ScopedReader, SessionEvents, StoredFrame, StoredFrames, TenantEvents, TenantReader,
 };
 pub use replica::{Replica, ReplicaError, ReplicaOptions};
+pub use retention::{RetentionAnchor, TrimError, TrimReport, TRIM_BATCH_FRAMES};
 
 use crate::events::codec::{Hash, FRAME_BYTES_MAX, GROUP_EVENTS_MAX};
 use crate::events::keys;
@@ -224,8 +227,8 @@ pub enum OpenError {
     /// sled refused to open the files: corrupt, or written by another sled version.
     #[error("cannot open the event log at {path}: {detail}")]
     Storage { path: PathBuf, detail: String },
-    /// sled panicked reading its files (caught): they are damaged. Restore the data dir from a
-    /// backup; retrying will fail the same way.
+    /// sled panicked reading its files (caught), or reported them corrupt at open: they are
+    /// damaged. Restore the data dir from a backup; retrying will fail the same way.
     #[error("the event log at {} is damaged: sled failed reading it ({detail}); {}", .path.display(), contain::advice(.path))]
     Damaged { path: PathBuf, detail: String },
     #[error("cannot start the log writer: {0}")]
@@ -643,6 +646,15 @@ fn open_store(dir: &Path, opts: &LogOptions) -> Result<store::Store, OpenError> 
 fn open_db(dir: &Path, opts: &LogOptions) -> Result<sled::Db, OpenError> {
     let started = std::time::Instant::now();
     loop {
+        // A snapshot half written by a killed process would fail the open (see `sled_files`).
+        let removed =
+            sled_files::remove_unfinished_snapshots(dir).map_err(|e| OpenError::Storage {
+                path: dir.to_owned(),
+                detail: format!("removing an unfinished sled snapshot: {e}"),
+            })?;
+        for file in removed {
+            tracing::warn!(file = %file.display(), "removed an unfinished sled snapshot left by a killed process");
+        }
         let opened = sled::Config::new()
             .path(dir)
             .cache_capacity(opts.cache_capacity_bytes)
@@ -666,6 +678,11 @@ fn open_error(dir: &Path, e: sled::Error) -> OpenError {
     };
     if locked {
         OpenError::InUse(dir.to_owned())
+    } else if let sled::Error::Corruption { .. } = e {
+        OpenError::Damaged {
+            path: dir.to_owned(),
+            detail: sled_files::corruption_detail(dir, &text),
+        }
     } else {
         OpenError::Storage {
             path: dir.to_owned(),

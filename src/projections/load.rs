@@ -3,6 +3,11 @@
 //!
 //! Invariant: the result equals folding all of the session's events from seq 1; the snapshot
 //! only saves work. An unusable snapshot is reported, never trusted.
+//!
+//! Retention (docs/storage.md#retention): when the session's start was trimmed, a snapshot
+//! whose last event was trimmed is used as it is (it cannot be checked against the log, which
+//! no longer holds that event) if the session's kept events continue it; otherwise the state is
+//! folded from the events that remain and marked with `trimmed_before_seq`.
 
 use crate::events::log::{EventLog, ReadError, ScopedReader};
 use crate::projections::session::SessionState;
@@ -68,10 +73,21 @@ pub fn load_session(
             snapshot_problem = Some(problem);
         }
     }
-    for event in reader.session_events(session, state.last_seq + 1..=u64::MAX) {
-        state.apply(&event?.event);
+    let mut from_snapshot = snapshot_seq > 0;
+    for (i, event) in reader
+        .session_events(session, state.last_seq + 1..=u64::MAX)
+        .enumerate()
+    {
+        let event = event?.event;
+        if i == 0 && state.last_seq > 0 && event.seq > state.last_seq + 1 {
+            // The events right after the snapshot were trimmed by retention: the snapshot
+            // cannot be continued, so the state is folded from what remains (marked trimmed).
+            state = fresh();
+            from_snapshot = false;
+        }
+        state.apply(&event);
     }
-    let snapshot_seq = if snapshot_problem.is_some() {
+    let snapshot_seq = if snapshot_problem.is_some() || !from_snapshot {
         0
     } else {
         snapshot_seq
@@ -98,6 +114,7 @@ pub fn snapshot_not_in_log(
         .next()
         .transpose()?;
     Ok(match found {
+        None if trimmed_away(reader, state)? => None,
         None => {
             let last = reader.session_last_seq(&state.session)?;
             Some(format!(
@@ -120,6 +137,14 @@ pub fn snapshot_not_in_log(
                 })
         }
     })
+}
+
+/// Whether the event a snapshot ends with was trimmed by retention: it lies before the
+/// tenant's retention anchor.
+fn trimmed_away(reader: &ScopedReader, state: &SessionState) -> Result<bool, ReadError> {
+    Ok(reader
+        .retention_anchor()?
+        .is_some_and(|a| state.last_tenant_seq < a.first_tenant_seq))
 }
 
 /// Why snapshots could not be rewritten.

@@ -9,7 +9,10 @@
 //!   so folding a snapshot plus the tail gives the same result as folding the whole session.
 //! - Events are applied in `seq` order without gaps, and only the session's own events are
 //!   applied. Both are asserted on every event (a violation is a bug in the caller, never bad
-//!   input).
+//!   input). The one exception is the first event folded into a new state: when the session's
+//!   start was trimmed by the tenant's retention (docs/storage.md#retention), its first kept
+//!   event has a seq above 1; the state then starts there and records it in
+//!   [`SessionState::trimmed_before_seq`].
 //! - After the events of a whole message, [`SessionState::cursor`] says where the next message
 //!   starts: [`Cursor::Awaiting`] exactly when the run stopped at an `ask` node.
 
@@ -87,6 +90,17 @@ pub struct SessionState {
     pub started_at_ms: u64,
     /// `at_ms` of the last event applied; 0 before any.
     pub last_activity_ms: u64,
+    /// 0, unless the session's events before this seq were trimmed by the tenant's retention
+    /// and the state was folded from what remains (its user, flow, start time, vars and counts
+    /// before that seq are unknown). Absent from the encoding when 0, so the states of
+    /// untrimmed sessions encode as before.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub trimmed_before_seq: u64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl SessionState {
@@ -112,6 +126,7 @@ impl SessionState {
             flow_errors: 0,
             started_at_ms: 0,
             last_activity_ms: 0,
+            trimmed_before_seq: 0,
         }
     }
 
@@ -142,6 +157,11 @@ impl SessionState {
     /// to stop at rather than bad input to tolerate. The check is two integer and four short
     /// string comparisons, cheap enough to keep in release builds.
     pub fn apply_view(&mut self, event: &EventView<'_>) {
+        if self.last_seq == 0 && event.seq > 1 {
+            // The session's start was trimmed (see the module's invariants): fold what remains.
+            self.trimmed_before_seq = event.seq;
+            self.last_seq = event.seq - 1;
+        }
         assert_eq!(
             event.seq,
             self.last_seq + 1,

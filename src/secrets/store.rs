@@ -285,6 +285,33 @@ impl SecretStore {
         SecretStore::open_with(data_dir, sources)?.get(&Namespace::Global, name)
     }
 
+    /// [`SecretStore::lookup`] of `name` for `ctx` (team, then tenant) in the store of
+    /// `data_dir`, or `None` when neither namespace stores it. Like [`Self::stored_global`], the
+    /// store (and its master key) is opened only when one of the files exists.
+    pub fn stored_lookup(
+        data_dir: &Path,
+        ctx: &TenantCtx,
+        name: &SecretName,
+        sources: KeySources,
+    ) -> Result<Option<SecretValue>, SecretError> {
+        let root = data_dir.join(SECRETS_DIR);
+        let mut namespaces = vec![Namespace::Tenant(ctx.tenant.clone())];
+        if let Some(team) = &ctx.team {
+            namespaces.push(Namespace::Team(ctx.tenant.clone(), team.clone()));
+        }
+        let mut stored = false;
+        for ns in &namespaces {
+            let path = ns.dir(&root).join(file_name(name));
+            stored |= path
+                .try_exists()
+                .map_err(SecretError::io("inspect", &path))?;
+        }
+        if !stored {
+            return Ok(None);
+        }
+        SecretStore::open_with(data_dir, sources)?.lookup(ctx, name)
+    }
+
     /// The data dir this store belongs to.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir

@@ -3,8 +3,8 @@
 
 use super::super::format_time;
 use super::super::record::{
-    body_version, decode_base64, hash_hex, parse_hash, shorten, EventLine, Manifest, FORMAT,
-    TYPE_MANIFEST,
+    body_version, decode_base64, hash_hex, parse_hash, shorten, EventLine, Manifest,
+    ManifestRetention, FORMAT, TYPE_MANIFEST,
 };
 use super::super::{in_window, AuditError};
 use super::anchor::Anchors;
@@ -158,6 +158,7 @@ fn conclude(
             head_hash: manifest.head_hash.clone(),
             sessions: None,
             anchoring: Some(anchoring),
+            retention: manifest.retention.as_ref().map(ManifestRetention::text),
         }),
         Err(p) => Verdict::Broken(p),
     }
@@ -295,6 +296,9 @@ impl<'m> Checker<'m> {
             if m.first_prev_hash.as_deref() != Some(hash_hex(prev_hash).as_str()) {
                 let detail = "prev_hash differs from the manifest's first_prev_hash".to_owned();
                 return Err(at(ProblemKind::BrokenChain, detail));
+            }
+            if let Some(r) = &m.retention {
+                check_retention(r, seq, prev_hash).map_err(|(kind, detail)| at(kind, detail))?;
             }
         }
         if seq == 1 && *prev_hash != GENESIS_HASH {
@@ -516,4 +520,25 @@ fn differs(field: &str, visible: &str, signed: &str) -> String {
         shorten(visible),
         shorten(signed)
     )
+}
+
+/// The first event of an export made after a trim: never before the log's anchor, and linked to
+/// the anchor's hash when it is the first kept event.
+fn check_retention(
+    r: &ManifestRetention,
+    seq: u64,
+    prev_hash: &Hash,
+) -> Result<(), (ProblemKind, String)> {
+    if seq < r.first_tenant_seq {
+        let detail = format!(
+            "the manifest says tenant_seqs before {} were trimmed",
+            r.first_tenant_seq
+        );
+        return Err((ProblemKind::Inserted, detail));
+    }
+    if seq == r.first_tenant_seq && hash_hex(prev_hash) != r.prev_hash {
+        let detail = "prev_hash differs from the manifest's retention anchor".to_owned();
+        return Err((ProblemKind::BrokenChain, detail));
+    }
+    Ok(())
 }

@@ -1,15 +1,18 @@
 //! `verify --tenant`: a tenant's log checked from genesis (see [`super::verify_log`]): every
 //! frame readable and of this tenant, `tenant_seq` gapless, the chain linked from the genesis
 //! hash to the tenant's head, and every session's seqs gapless from its `SessionStarted`.
+//! A log trimmed by retention is checked from its anchor instead (docs/audit.md#retention):
+//! its first event must be the anchor's `first_tenant_seq` and link to the anchor's hash, and a
+//! session whose start was trimmed may begin at any seq.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
-use super::super::record::hash_hex;
+use super::super::record::{hash_hex, ManifestRetention};
 use super::super::AuditError;
 use super::{problem, Problem, ProblemKind, Progress, Summary, Verdict};
 use crate::events::codec::{Hash, GENESIS_HASH};
-use crate::events::log::{EventLog, Head, StoredEvent};
+use crate::events::log::{EventLog, Head, RetentionAnchor, StoredEvent};
 use crate::events::schema::{Event, EventKind};
 use crate::tenancy::TenantId;
 
@@ -58,16 +61,42 @@ fn check(
         .head()
         .map_err(|e| broken(None, ProblemKind::Unreadable, e.to_string()))?;
     let last = head.map_or(0, |h| h.tenant_seq);
-    let mut chain = Chain::new(tenant);
+    let read_anchor = || {
+        log.retention_anchor(tenant)
+            .map_err(|e| broken(None, ProblemKind::Unreadable, e.to_string()))
+    };
+    let mut anchor = read_anchor()?;
+    let mut chain = Chain::new(tenant, anchor.as_ref());
+    let mut first = chain.expected;
     if last > 0 {
-        for item in reader.events(1..=last) {
+        for item in reader.events(first..=last) {
             let stored = item.map_err(|e| {
                 let detail = format!("{}: {}", e.position, e.detail);
                 broken(Some(chain.expected), ProblemKind::Unreadable, detail)
             })?;
+            let seq = stored.event.tenant_seq;
+            if seq > chain.expected {
+                // Frames trimmed by retention while this walk ran: start again from the new
+                // anchor if nothing was checked yet, else say so (not a deletion).
+                match read_anchor()? {
+                    Some(now) if now.first_tenant_seq == seq && chain.expected == first => {
+                        chain = Chain::new(tenant, Some(&now));
+                        (first, anchor) = (seq, Some(now));
+                    }
+                    Some(now) if now.first_tenant_seq > chain.expected => {
+                        let detail = "trimmed by the tenant's retention while verifying; verify \
+                                      again"
+                            .to_owned();
+                        return Err(
+                            broken(Some(chain.expected), ProblemKind::Unreadable, detail).into(),
+                        );
+                    }
+                    _ => {}
+                }
+            }
             chain.follow(&stored)?;
             let good = Progress {
-                events: chain.expected - 1,
+                events: chain.expected - first,
                 tenant_seq: stored.event.tenant_seq,
             };
             if progress(good).is_break() {
@@ -83,13 +112,15 @@ fn check(
         tenant: tenant.to_string(),
         env: None,
         team: None,
-        count: last,
-        first_tenant_seq: (last > 0).then_some(1),
+        count: last.saturating_sub(first - 1),
+        first_tenant_seq: (last >= first).then_some(first),
         last_tenant_seq: (last > 0).then_some(last),
         contiguous: true,
         head_hash: head.map(|h| hash_hex(&h.hash)),
         sessions: Some(u64::try_from(chain.sessions.len()).unwrap_or(u64::MAX)),
         anchoring: None,
+        // `anchored: 1000 trimmed up to 2026-08-31T12:00:00.000Z, prev hash …`
+        retention: anchor.as_ref().map(|a| ManifestRetention::of(a).text()),
     })
 }
 
@@ -103,16 +134,20 @@ struct Chain<'t> {
     prev_hash: Hash,
     /// The `tenant_seq` the next event must have.
     expected: u64,
+    /// The log was trimmed: a session first seen here may have lost its start.
+    trimmed: bool,
     /// Last seq per session: the only state that grows, with the number of sessions.
     sessions: HashMap<(String, String, String), u64>,
 }
 
 impl<'t> Chain<'t> {
-    fn new(tenant: &'t TenantId) -> Chain<'t> {
+    /// The walk from genesis, or from the retention anchor of a trimmed log.
+    fn new(tenant: &'t TenantId, anchor: Option<&RetentionAnchor>) -> Chain<'t> {
         Chain {
             tenant,
-            prev_hash: GENESIS_HASH,
-            expected: 1,
+            prev_hash: anchor.map_or(GENESIS_HASH, |a| a.prev_hash),
+            expected: anchor.map_or(1, |a| a.first_tenant_seq),
+            trimmed: anchor.is_some(),
             sessions: HashMap::new(),
         }
     }
@@ -152,7 +187,12 @@ impl<'t> Chain<'t> {
     fn session(&mut self, e: &Event) -> Result<(), Problem> {
         let seq = Some(e.tenant_seq);
         let key = (e.env.to_string(), e.team.to_string(), e.session.to_string());
-        let session_last = self.sessions.get(&key).copied().unwrap_or(0);
+        let seen = self.sessions.get(&key).copied();
+        // A session first seen in a trimmed log continues from its trimmed start.
+        let session_last = match seen {
+            None if self.trimmed && e.seq > 1 => e.seq - 1,
+            seen => seen.unwrap_or(0),
+        };
         if e.seq != session_last + 1 {
             let detail = format!(
                 "session {}/{}/{}: seq {} follows seq {session_last}",

@@ -154,13 +154,15 @@ fn verdict(outcome: Outcome, base: &str, tenant: &str) -> anyhow::Result<RemoteV
         env: None,
         team: None,
         count: outcome.events,
-        // The chain is gapless from 1 (the server checked it).
-        first_tenant_seq: any.then_some(1),
+        // The chain is gapless up to the head (the server checked it), from 1 or, in a log
+        // trimmed by retention, from its anchor.
+        first_tenant_seq: any.then(|| (head.tenant_seq + 1).saturating_sub(outcome.events)),
         last_tenant_seq: any.then_some(head.tenant_seq),
         contiguous: true,
         head_hash: any.then_some(head.hash),
         sessions: None,
         anchoring: None,
+        retention: None,
     }))
 }
 

@@ -129,6 +129,25 @@ pub enum ApiError {
         /// The limit per tenant.
         max: usize,
     },
+    /// No webhook channel at this path: an unknown tenant, env, team or channel, or a channel
+    /// whose provider is not `webhook` (one answer for all). 404 `webhook_not_found`.
+    #[error(
+        "no webhook channel at this path: /api/v1/webhooks/{{tenant}}/{{env}}/{{team}}/{{channel}} \
+         needs a channel with provider = \"webhook\""
+    )]
+    WebhookNotFound,
+    /// A webhook's signature headers are missing or malformed, or its HMAC does not match the
+    /// `webhook_secret`. 401 `invalid_signature`.
+    #[error("{0}")]
+    WebhookSignature(&'static str),
+    /// A correctly signed webhook whose `X-Tenantry-Timestamp` is more than 5 minutes from the
+    /// server's clock (a replay, or a skewed clock). 401 `stale_timestamp`.
+    #[error(
+        "X-Tenantry-Timestamp is more than {} s from the server's time: sign with the current \
+         time (a replayed request is refused)",
+        super::webhook::WEBHOOK_TOLERANCE_S
+    )]
+    WebhookStale,
     /// Ours: a stored record cannot be read. 500, detail logged.
     #[error("reading the log: {0}")]
     Read(#[from] ReadError),
@@ -217,6 +236,9 @@ impl ApiError {
             ),
             ApiError::NotSupported(_) => ("not_supported", false),
             ApiError::StreamsBusy { .. } => ("streams_busy", true),
+            ApiError::WebhookNotFound => ("webhook_not_found", true),
+            ApiError::WebhookSignature(_) => ("invalid_signature", true),
+            ApiError::WebhookStale => ("stale_timestamp", true),
             ApiError::Read(_) | ApiError::Internal(_) => ("internal", false),
         };
         ErrorCode { code, rejection }
@@ -274,9 +296,11 @@ impl ApiError {
                 ConnectorError::Runtime(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
-            ApiError::UnknownTeam(_) | ApiError::SessionNotFound(_) | ApiError::RouteNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::UnknownTeam(_)
+            | ApiError::SessionNotFound(_)
+            | ApiError::RouteNotFound
+            | ApiError::WebhookNotFound => StatusCode::NOT_FOUND,
+            ApiError::WebhookSignature(_) | ApiError::WebhookStale => StatusCode::UNAUTHORIZED,
             ApiError::AmbiguousSession(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

@@ -40,6 +40,7 @@ pub mod server;
 mod sessions;
 mod state;
 mod stream;
+mod webhook;
 
 pub use self::listener::HttpError;
 pub use self::routes::ROUTES;

@@ -2,11 +2,14 @@
 //! messages and sessions; the sessions list is in `sessions`, the reports (`/usage`,
 //! `/audit/export`) in `reports`, the debugging routes (state at a seq, what-if, close, reset,
 //! `/audit/verify`) in `debug`, the live event streams in `stream`, the console and the OpenAPI
-//! document in `console`, the connector registry in `connectors`.
+//! document in `console`, the connector registry in `connectors`, the inbound webhooks in
+//! `webhook`.
 //!
 //! Invariants:
 //! - `/api/v1` handlers take a [`Caller`]: the token, the tenancy headers and the tenant's quota
-//!   are checked, in that order, before anything else (the body included) is read.
+//!   are checked, in that order, before anything else (the body included) is read. The one
+//!   exception is `POST /webhooks/...`, authenticated by the HMAC signature over its body
+//!   (`webhook`): its body is read (bounded) first, and the quota charged once it checks out.
 //! - Bodies are read through `body::read_body`, which counts bytes on the stream and stops at
 //!   the limit, so a chunked body cannot bypass it; bodies are parsed only after that.
 //! - Reads of the log run on the blocking pool, never on an HTTP worker's event loop.
@@ -26,7 +29,7 @@ use super::dto::{AckBody, EventItem, EventsBody, EventsQuery, MessageBody, Sessi
 use super::error::ApiError;
 use super::reports;
 use super::state::{blocking, read_team, EdgeState};
-use super::{sessions, stream};
+use super::{sessions, stream, webhook};
 use crate::actors::messages::{Inbound, RuntimeError};
 use crate::edge::auth::Caller;
 use crate::tenancy::{ChannelId, SessionId, TeamId, TenantCtx};
@@ -67,6 +70,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/connectors"),
     ("POST", "/api/v1/connectors"),
     ("POST", "/api/v1/connectors/{id}/heartbeat"),
+    ("POST", "/api/v1/webhooks/{tenant}/{env}/{team}/{channel}"),
 ];
 
 /// The routes. `/api/v1` handlers take a [`Caller`] first; to add one (e.g. `GET /usage`,
@@ -112,6 +116,12 @@ fn api_v1(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/messages")
             .post(post_message)
+            .to(method_not_allowed),
+    )
+    // Signed by the sender (HMAC), not by a token: no `Caller`.
+    .service(
+        web::resource("/webhooks/{tenant}/{env}/{team}/{channel}")
+            .post(webhook::post)
             .to(method_not_allowed),
     )
     .service(

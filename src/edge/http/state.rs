@@ -185,6 +185,15 @@ impl EdgeState {
         self.teams.contains_key(tenant)
     }
 
+    /// Charges one request to `tenant`'s quota (the one a [`Caller`] is charged at admission).
+    pub(super) fn charge_quota(&self, tenant: &TenantId) -> Result<(), ApiError> {
+        self.quotas
+            .check(tenant)
+            .map_err(|over| ApiError::QuotaExceeded {
+                retry_after_s: over.retry_after_s,
+            })
+    }
+
     pub(super) fn teams_of(&self, tenant: &TenantId) -> impl Iterator<Item = &TeamId> {
         self.teams.get(tenant).into_iter().flatten()
     }
@@ -225,12 +234,7 @@ fn admit(req: &HttpRequest) -> Result<Caller, ApiError> {
     if let Some(team) = caller.team() {
         span.record("team", team.as_str());
     }
-    state
-        .quotas
-        .check(&caller.tenant)
-        .map_err(|over| ApiError::QuotaExceeded {
-            retry_after_s: over.retry_after_s,
-        })?;
+    state.charge_quota(&caller.tenant)?;
     Ok(caller)
 }
 

@@ -126,7 +126,7 @@ fn read_error(tenant: &TenantId, key: &[u8], detail: impl ToString) -> ReadError
 
 /// Decodes a frame into its events and checks that they belong where the key says: this tenant,
 /// consecutive tenant_seqs from the key's, one session with consecutive seqs.
-fn decode_frame_events(
+pub(super) fn decode_frame_events(
     tenant: &TenantId,
     key: &[u8],
     value: &[u8],
@@ -354,6 +354,7 @@ impl ScopedReader {
                     limit: self.parts.limit,
                     pending: VecDeque::new(),
                     done: false,
+                    any: false,
                 }
             }
         };
@@ -378,6 +379,7 @@ impl ScopedReader {
             limit: self.parts.limit,
             pending: VecDeque::new(),
             done: false,
+            any: false,
         }
     }
 
@@ -646,6 +648,8 @@ pub struct SessionEvents {
     limit: u64,
     pending: VecDeque<StoredEvent>,
     done: bool,
+    /// Some frame's events were taken.
+    any: bool,
 }
 
 impl SessionEvents {
@@ -679,6 +683,12 @@ impl SessionEvents {
         };
         match frame {
             Ok(Some(frame)) => Some(decode_frame_events(&self.tenant, &key, &frame)),
+            // Trimmed by retention since the index was read, before anything was returned: the
+            // session starts later (a frame gone after its predecessors were returned would leave
+            // a gap, so that stays an error, and a retry reads from the new start).
+            Ok(None) if !self.any && super::retention::trimmed(tree, &self.tenant, tenant_seq) => {
+                Some(Ok(Vec::new()))
+            }
             Ok(None) => Some(Err(read_error(
                 &self.tenant,
                 &key,
@@ -709,6 +719,7 @@ impl Iterator for SessionEvents {
                     {
                         self.done = true;
                     }
+                    self.any |= !events.is_empty();
                     self.pending.extend(
                         events
                             .into_iter()

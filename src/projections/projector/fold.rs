@@ -203,6 +203,16 @@ impl Projector {
             };
             held.sessions.insert(held.key.clone(), state);
         }
+        let gap = held
+            .sessions
+            .get(held.key.as_slice())
+            .is_some_and(|s| s.last_seq > 0 && first.seq > s.last_seq + 1);
+        if gap {
+            // The events between were trimmed by retention before this fold read them: the
+            // state restarts from what the log kept (docs/storage.md#retention).
+            held.sessions
+                .insert(held.key.clone(), new_state(tenant, first)?);
+        }
         if let Some(state) = held.sessions.get_mut(held.key.as_slice()) {
             for e in events {
                 state.apply_view(e);

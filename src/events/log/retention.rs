@@ -1,0 +1,337 @@
+//! Retention: a tenant's oldest frames trimmed, and the chain re-anchored where the log now
+//! starts (docs/storage.md#retention).
+//!
+//! A trim removes whole frames (append groups), oldest first, while every event of the frame is
+//! older than the cutoff; it stops at the first younger frame, so what remains is a suffix of the
+//! tenant's chain. In the same sled batch it removes the trimmed frames' session index entries,
+//! the signed chain heads at or below the last trimmed `tenant_seq`, the meta and open-session
+//! key of every session left without events, and replaces the tenant's anchor record
+//! `{t}\0 A` ([`RetentionAnchor`]): a crash leaves the old state or the new one, never frames
+//! gone without their anchor.
+//!
+//! The trim runs beside the writer, not through it: the writer only adds frames past the head
+//! and never rewrites an old one, and the trim never removes the last frame at or before the
+//! durable frontier, so the tenant's head (read from its last frame at open) is never trimmed.
+//!
+//! Invariant: after any trim, the tenant's first frame starts at the anchor's
+//! `first_tenant_seq` and its first event's `prev_hash` is the anchor's `prev_hash`.
+
+use std::collections::BTreeMap;
+
+use super::read::decode_frame_events;
+use super::{EventLog, ReadError, SessionMeta, StoredEvent};
+use crate::events::codec::Hash;
+use crate::events::keys;
+use crate::events::schema::decode_limited;
+use crate::tenancy::TenantId;
+
+/// Frames one trim batch removes at most (one sled batch; appends wait for none of it).
+pub const TRIM_BATCH_FRAMES: usize = 512;
+
+/// The anchor record's format version.
+const ANCHOR_VERSION: u8 = 1;
+/// `version (1) | first_tenant_seq (8) | prev_hash (32) | trimmed (8) | last_trimmed_at_ms (8)
+/// | trimmed_at_ms (8)`, big-endian numbers.
+const ANCHOR_BYTES: usize = 1 + 8 + 32 + 8 + 8 + 8;
+
+/// Where a trimmed tenant's log starts: the stored record `{t}\0 A`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetentionAnchor {
+    /// The first kept `tenant_seq` (= `trimmed` + 1).
+    pub first_tenant_seq: u64,
+    /// The hash of the last trimmed event: the first kept event's `prev_hash`.
+    pub prev_hash: Hash,
+    /// Events trimmed so far, over every trim.
+    pub trimmed: u64,
+    /// `at_ms` of the last trimmed event.
+    pub last_trimmed_at_ms: u64,
+    /// When the last trim ran (unix ms).
+    pub trimmed_at_ms: u64,
+}
+
+impl RetentionAnchor {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(ANCHOR_BYTES);
+        v.push(ANCHOR_VERSION);
+        v.extend_from_slice(&self.first_tenant_seq.to_be_bytes());
+        v.extend_from_slice(&self.prev_hash);
+        v.extend_from_slice(&self.trimmed.to_be_bytes());
+        v.extend_from_slice(&self.last_trimmed_at_ms.to_be_bytes());
+        v.extend_from_slice(&self.trimmed_at_ms.to_be_bytes());
+        v
+    }
+
+    fn decode(bytes: &[u8]) -> Option<RetentionAnchor> {
+        if bytes.len() != ANCHOR_BYTES || bytes.first() != Some(&ANCHOR_VERSION) {
+            return None;
+        }
+        let be = |at: usize| -> Option<u64> {
+            Some(u64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+        };
+        Some(RetentionAnchor {
+            first_tenant_seq: be(1)?,
+            prev_hash: bytes.get(9..41)?.try_into().ok()?,
+            trimmed: be(41)?,
+            last_trimmed_at_ms: be(49)?,
+            trimmed_at_ms: be(57)?,
+        })
+    }
+}
+
+/// Reads the tenant's anchor from `tree`; `None` when nothing was ever trimmed.
+pub(super) fn read_anchor(
+    tree: &sled::Tree,
+    tenant: &TenantId,
+) -> Result<Option<RetentionAnchor>, ReadError> {
+    let err = |detail: String| ReadError {
+        tenant: tenant.clone(),
+        position: "retention anchor".into(),
+        detail,
+    };
+    let key = keys::retention_anchor_key(tenant);
+    let value = super::contain::contained(|| tree.get(&key))
+        .map_err(err)?
+        .map_err(|e| err(e.to_string()))?;
+    value
+        .map(|v| RetentionAnchor::decode(&v).ok_or_else(|| err("malformed record".to_owned())))
+        .transpose()
+}
+
+/// Whether the frame at `tenant_seq` lies before the tenant's retention anchor (was trimmed).
+/// An unreadable anchor counts as not trimmed, so the caller reports the missing frame.
+pub(super) fn trimmed(tree: &sled::Tree, tenant: &TenantId, tenant_seq: u64) -> bool {
+    read_anchor(tree, tenant)
+        .ok()
+        .flatten()
+        .is_some_and(|a| tenant_seq < a.first_tenant_seq)
+}
+
+/// Why a trim could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrimError {
+    /// The JetStream backend keeps every record in the stream; its cache is never trimmed.
+    #[error("tenant {0}: retention is supported with the sled backend only")]
+    Replicated(TenantId),
+    /// A record could not be read or the batch could not be written; nothing was changed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+/// What one call of [`EventLog::trim`] did for a tenant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrimReport {
+    /// Events removed by this call.
+    pub events: u64,
+    /// Frames removed by this call.
+    pub frames: u64,
+    /// Batches written.
+    pub batches: u64,
+    /// The anchor after the trim (`None`: the tenant was never trimmed).
+    pub anchor: Option<RetentionAnchor>,
+}
+
+impl EventLog {
+    /// Trims `tenant`'s frames whose every event is older than `cutoff_ms` (`at_ms <
+    /// cutoff_ms`), oldest first, in batches of at most [`TRIM_BATCH_FRAMES`] frames, each with
+    /// its anchor (see the module). `now_ms` is recorded as the trim's time. Blocks on storage:
+    /// run it off the actors' threads.
+    pub fn trim(
+        &self,
+        tenant: &TenantId,
+        cutoff_ms: u64,
+        now_ms: u64,
+    ) -> Result<TrimReport, TrimError> {
+        if self.replica().is_some() {
+            return Err(TrimError::Replicated(tenant.clone()));
+        }
+        let mut report = TrimReport::default();
+        loop {
+            let parts = self.inner.shared.reader(tenant);
+            let tree = parts.tree.clone()?;
+            let step = trim_batch(&tree, tenant, parts.limit, (cutoff_ms, now_ms))?;
+            report.anchor = step.anchor;
+            if step.frames == 0 {
+                return Ok(report);
+            }
+            report.events += step.events;
+            report.frames += step.frames;
+            report.batches += 1;
+            tracing::info!(
+                tenant = %tenant,
+                events = step.events,
+                first_kept_tenant_seq = step.anchor.map_or(0, |a| a.first_tenant_seq),
+                "retention: trimmed a batch of frames"
+            );
+            if step.frames < TRIM_BATCH_FRAMES as u64 {
+                return Ok(report);
+            }
+        }
+    }
+
+    /// The tenant's retention anchor (`None`: never trimmed).
+    pub fn retention_anchor(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<RetentionAnchor>, ReadError> {
+        let parts = self.inner.shared.reader(tenant);
+        read_anchor(&parts.tree?, tenant)
+    }
+}
+
+impl super::ScopedReader {
+    /// The retention anchor of this scope's tenant (`None`: never trimmed).
+    pub fn retention_anchor(&self) -> Result<Option<RetentionAnchor>, ReadError> {
+        read_anchor(&self.parts.tree.clone()?, &self.ctx.tenant)
+    }
+}
+
+/// One batch of a trim.
+struct Step {
+    events: u64,
+    frames: u64,
+    anchor: Option<RetentionAnchor>,
+}
+
+/// Chooses and removes up to [`TRIM_BATCH_FRAMES`] frames in one sled batch.
+fn trim_batch(
+    tree: &sled::Tree,
+    tenant: &TenantId,
+    limit: u64,
+    (cutoff_ms, now_ms): (u64, u64),
+) -> Result<Step, ReadError> {
+    let mut anchor = read_anchor(tree, tenant)?;
+    let frames = trimmable(tree, tenant, limit, cutoff_ms)?;
+    let Some(last) = frames.last().and_then(|(_, events)| events.last()) else {
+        return Ok(Step {
+            events: 0,
+            frames: 0,
+            anchor,
+        });
+    };
+    let mut batch = sled::Batch::default();
+    let mut events = 0u64;
+    // Per session touched: the highest first seq of its removed index entries.
+    let mut sessions: BTreeMap<Vec<u8>, (u64, &StoredEvent)> = BTreeMap::new();
+    for (key, frame) in &frames {
+        batch.remove(key.as_slice());
+        events += frame.len() as u64;
+        if let Some(first) = frame.first() {
+            let e = &first.event;
+            let prefix = keys::session_index_prefix(tenant, &e.env, &e.team, &e.session);
+            batch.remove(keys::session_index_key(&prefix, e.seq));
+            sessions.insert(prefix, (e.seq, first));
+        }
+    }
+    let last_seq = last.event.tenant_seq;
+    let (heads, _) = keys::signed_head_range(tenant);
+    for key in tree
+        .range(heads..=keys::signed_head_key(tenant, last_seq))
+        .keys()
+    {
+        batch.remove(key.map_err(|e| sled_err(tenant, "signed heads", &e))?);
+    }
+    for (prefix, (seq, first)) in &sessions {
+        forget_if_empty(tree, tenant, (prefix, *seq), &first.event, &mut batch)?;
+    }
+    let trimmed = anchor.map_or(0, |a| a.trimmed) + events;
+    let next = RetentionAnchor {
+        first_tenant_seq: last_seq + 1,
+        prev_hash: last.hash,
+        trimmed,
+        last_trimmed_at_ms: last.event.at_ms,
+        trimmed_at_ms: now_ms,
+    };
+    batch.insert(keys::retention_anchor_key(tenant), next.encode());
+    tree.apply_batch(batch)
+        .map_err(|e| sled_err(tenant, "trim batch", &e))?;
+    tree.flush()
+        .map_err(|e| sled_err(tenant, "trim flush", &e))?;
+    anchor = Some(next);
+    Ok(Step {
+        events,
+        frames: frames.len() as u64,
+        anchor,
+    })
+}
+
+fn sled_err(tenant: &TenantId, position: &str, e: &sled::Error) -> ReadError {
+    ReadError {
+        tenant: tenant.clone(),
+        position: position.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+/// A frame's key and its events.
+type KeyedFrame = (Vec<u8>, Vec<StoredEvent>);
+
+/// The oldest frames (at most [`TRIM_BATCH_FRAMES`]) whose every event is before `cutoff_ms`,
+/// never the last frame at or before the frontier `limit`.
+fn trimmable(
+    tree: &sled::Tree,
+    tenant: &TenantId,
+    limit: u64,
+    cutoff_ms: u64,
+) -> Result<Vec<KeyedFrame>, ReadError> {
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    let (start, _) = keys::frame_range(tenant);
+    let upto = keys::frame_key(tenant, limit);
+    // A frame is taken once a later durable frame is seen: the last one always stays.
+    let mut pending: Option<KeyedFrame> = None;
+    for entry in tree.range(start..=upto) {
+        let (key, value) = entry.map_err(|e| sled_err(tenant, "frame scan", &e))?;
+        if let Some(prev) = pending.take() {
+            out.push(prev);
+            if out.len() >= TRIM_BATCH_FRAMES {
+                break;
+            }
+        }
+        let events = decode_frame_events(tenant, &key, &value)?;
+        if !events.iter().all(|e| e.event.at_ms < cutoff_ms) {
+            break;
+        }
+        pending = Some((key.to_vec(), events));
+    }
+    Ok(out)
+}
+
+/// Removes the meta and open-session key of a session left with no index entry past `seq` (all
+/// its events trimmed): its user's next message starts a new session.
+fn forget_if_empty(
+    tree: &sled::Tree,
+    tenant: &TenantId,
+    (prefix, seq): (&[u8], u64),
+    e: &crate::events::schema::Event,
+    batch: &mut sled::Batch,
+) -> Result<(), ReadError> {
+    let mut end = prefix.to_vec();
+    end.extend_from_slice(&[0xff; 9]);
+    let after = keys::session_index_key(prefix, seq.saturating_add(1));
+    if tree.range(after..end).next().is_some() {
+        return Ok(());
+    }
+    let meta_key = keys::session_meta_key(tenant, &e.env, &e.team, &e.session);
+    let meta = tree
+        .get(&meta_key)
+        .map_err(|err| sled_err(tenant, "session meta", &err))?;
+    batch.remove(meta_key);
+    // An unreadable meta names no user: its open-session key (if any) is left alone.
+    let Some(meta) = meta.and_then(|m| decode_limited::<SessionMeta>(&m).ok()) else {
+        return Ok(());
+    };
+    let open = keys::open_session_key(tenant, &e.env, &e.team, &meta.channel, &meta.user);
+    let names_this = tree
+        .get(&open)
+        .map_err(|err| sled_err(tenant, "open session", &err))?
+        .is_some_and(|v| v.as_ref() == e.session.as_str().as_bytes());
+    if names_this {
+        batch.remove(open);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
