@@ -8,3 +8,4 @@ pub(crate) mod keys;
 pub mod log;
 pub mod projection;
 pub mod schema;
+pub mod seal;

@@ -26,11 +26,18 @@ pub(crate) fn decode_limited<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Resu
     T::deserialize(&mut de).map_err(|e| SchemaError::Malformed(e.to_string()))
 }
 
-/// Schema version written by this build.
+/// Newest schema version this build reads and writes.
 ///
 /// History: v1 `MessageReceived` had no `message_id` (records from before idempotent ingest);
-/// v2 added it.
-pub const SCHEMA_VERSION: u16 = 2;
+/// v2 added it; v3 moves the personal fields into a sealed part (`events::seal`), written when
+/// the log has a key ring.
+pub const SCHEMA_VERSION: u16 = 3;
+
+/// Schema version of a body written without sealing (a log opened without a key ring).
+pub const SCHEMA_VERSION_PLAIN: u16 = 2;
+
+/// Schema version of a body whose personal fields are sealed.
+pub const SCHEMA_VERSION_SEALED: u16 = 3;
 
 /// Oldest schema version this build still decodes.
 pub const SCHEMA_VERSION_MIN: u16 = 1;
