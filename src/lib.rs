@@ -17,6 +17,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod edge;
+pub mod erase;
 pub mod events;
 pub mod flow;
 pub mod fuzzing;

@@ -4,12 +4,13 @@
 //! Files: this one (the command tree and its dispatch), `serve` (start and stop the server),
 //! `read_models` (`usage`, `rebuild`), `audit` (`replay`, `export`, `verify`), `remote`
 //! (`--server URL`: those commands through a running server's HTTP API), `secrets`
-//! (`secrets`, `token`, `keygen`), `keys` (`keys export-pubkey`), `tenant` (`tenant delete`). The benchmarks are their own
+//! (`secrets`, `token`, `keygen`), `keys` (`keys export-pubkey`), `tenant` (`tenant delete`), `erase` (`erase`). The benchmarks are their own
 //! crate (`bench/`,
 //! `tenantry-bench`).
 
 pub mod audit;
 mod cluster;
+mod erase;
 pub mod keys;
 pub mod migrate;
 mod read_models;
@@ -111,6 +112,10 @@ enum Command {
     /// Tenants' data: `delete T` removes every event, session, idempotency record, read model,
     /// snapshot and secret of tenant T (offboarding) and prints what it freed. Offline.
     Tenant(tenant::TenantArgs),
+    /// Erase one session (--session S) or a user's sessions (--user U) of an env by
+    /// crypto-shredding: their data keys are destroyed, their events keep only non-personal
+    /// fields (`"erased": true`), the chain still verifies. Offline; sled backend only.
+    Erase(erase::EraseArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -237,6 +242,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate(args) => migrate::migrate(&args, &load_config(&cli.config)?),
         Command::Tenant(args) => tenant::run(&args, &load_config(&cli.config)?),
+        Command::Erase(args) => erase::run(&args, &load_config(&cli.config)?),
         Command::Token(args) => {
             let config = load_config(&cli.config)?;
             let now = std::time::SystemTime::now();

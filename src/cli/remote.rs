@@ -224,11 +224,14 @@ pub fn stored_event(line: &EventLine) -> anyhow::Result<StoredEvent> {
         .as_deref()
         .and_then(decode_base64)
         .with_context(|| format!("{}: no readable body", at()))?;
-    let event = crate::events::codec::decode_body(&body).with_context(at)?;
+    let decoded = crate::events::codec::decode_body_with(&body, None).with_context(at)?;
+    let event = decoded.event;
+    let erased = decoded.sealing == crate::events::codec::Sealing::Erased;
     let prev_hash = parse_hash(&line.prev_hash).with_context(|| format!("{}: prev_hash", at()))?;
     let hash = parse_hash(&line.hash).with_context(|| format!("{}: hash", at()))?;
     Ok(StoredEvent {
         event,
+        erased,
         prev_hash,
         hash,
     })

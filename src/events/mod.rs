@@ -4,6 +4,7 @@
 //! Invariant: only this module touches sled.
 
 pub mod codec;
+pub mod keyring;
 pub(crate) mod keys;
 pub mod log;
 pub mod projection;

@@ -176,6 +176,34 @@ pub fn unwrap_key(
         .ok_or_else(|| SealError::Malformed(format!("a data key of {} bytes", bytes.len())))
 }
 
+/// Names of the personal fields of the kind `kind` (empty for a kind without any).
+pub fn personal_fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "SessionStarted" => &["user"],
+        "MessageReceived" => &["user", "text"],
+        "ReplySent" => &["text"],
+        "StateSet" => &["value"],
+        "FlowFailed" => &["error"],
+        _ => &[],
+    }
+}
+
+/// The key added to an erased event's data in every JSON view (API, exports, replay).
+pub const ERASED_FIELD: &str = "erased";
+
+/// `data` (a kind's fields as JSON) without its personal fields and the erased marker: what a
+/// sealed event's data shows whether or not its key still exists.
+pub fn public_json(kind: &str, data: &serde_json::Value) -> serde_json::Value {
+    let mut data = data.clone();
+    if let Some(map) = data.as_object_mut() {
+        for field in personal_fields(kind) {
+            map.remove(*field);
+        }
+        map.remove(ERASED_FIELD);
+    }
+    data
+}
+
 /// The personal fields of one event, as sealed (MessagePack map; absent fields omitted).
 #[derive(Default, Serialize, Deserialize)]
 pub(crate) struct Personal<'a> {
