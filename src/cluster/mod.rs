@@ -74,19 +74,11 @@ pub fn connect_replica(config: &Config, opts: &ReplicaOptions) -> Result<Replica
 /// chain head key); an offline command opens it only when a master key exists, and without one
 /// reads sealed fields as erased (there is then no KEK to open them with either).
 fn keyring(config: &Config, opener: Opener) -> Result<Option<Arc<Keyring>>, OpenError> {
-    use crate::secrets::{key::KeySources, key::MASTER_KEY_FILE, store::SecretStore};
     let data_dir = &config.server().data_dir;
-    let fail = |e: crate::secrets::error::SecretError| OpenError::Storage {
+    Keyring::for_data_dir(data_dir, opener == Opener::Server).map_err(|e| OpenError::Storage {
         path: data_dir.clone(),
         detail: format!("opening the secret store for the data keys: {e}"),
-    };
-    let sources = KeySources::from_env().map_err(fail)?;
-    let have_key = sources.master_key_hex.is_some() || data_dir.join(MASTER_KEY_FILE).is_file();
-    if matches!(opener, Opener::Offline) && !have_key {
-        return Ok(None);
-    }
-    let store = SecretStore::open_with(data_dir, sources).map_err(fail)?;
-    Ok(Some(Arc::new(Keyring::new(store))))
+    })
 }
 
 /// Starts taking and renewing tenant leases when `config` has `[cluster]` with the JetStream
@@ -110,6 +102,7 @@ pub fn open_log(config: &Config, opener: Opener) -> Result<EventLog, OpenError> 
     match replica_options(config, opener) {
         None => {
             opts.keyring = keyring(config, opener)?;
+            opts.seal = config.log().seal;
             EventLog::open(dir, &opts)
         }
         Some(replica) => {

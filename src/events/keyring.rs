@@ -77,6 +77,24 @@ fn kek_name(name: &'static str) -> SecretName {
 }
 
 impl Keyring {
+    /// The key ring of `data_dir`'s secret store, with the master key from env
+    /// `TENANTRY_MASTER_KEY` or `{data_dir}/master.key`. `create`: make that file when neither
+    /// exists (the server); otherwise no master key is `None` (an offline reader then reads
+    /// sealed fields as erased: without the master key no KEK opens either).
+    pub fn for_data_dir(
+        data_dir: &std::path::Path,
+        create: bool,
+    ) -> Result<Option<std::sync::Arc<Keyring>>, SecretError> {
+        use crate::secrets::key::{KeySources, MASTER_KEY_FILE};
+        let sources = KeySources::from_env()?;
+        let have_key = sources.master_key_hex.is_some() || data_dir.join(MASTER_KEY_FILE).is_file();
+        if !create && !have_key {
+            return Ok(None);
+        }
+        let store = SecretStore::open_with(data_dir, sources)?;
+        Ok(Some(std::sync::Arc::new(Keyring::new(store))))
+    }
+
     /// A key ring whose KEKs live in `secrets`.
     pub fn new(secrets: SecretStore) -> Keyring {
         Keyring {

@@ -76,6 +76,8 @@ pub struct LogOptions {
     /// this key ring, and open them on read (`None`: write v2, read sealed fields as erased).
     /// The sled backend only: [`EventLog::open_replicated`] ignores it.
     pub keyring: Option<Arc<Keyring>>,
+    /// With a key ring: seal new events (false: write v2, still open sealed ones on read).
+    pub seal: bool,
 }
 
 impl Default for LogOptions {
@@ -85,6 +87,7 @@ impl Default for LogOptions {
             queue_capacity: 8192,
             batch_groups_max: 1024,
             keyring: None,
+            seal: true,
         }
     }
 }

@@ -48,6 +48,18 @@ pub struct LogErased {
 }
 
 impl EventLog {
+    /// True when `tenant` has wrapped data keys in the log: it has (or had) sealed events.
+    pub fn has_data_keys(&self, tenant: &TenantId) -> Result<bool, String> {
+        let store = self
+            .inner
+            .shared
+            .store()
+            .ok_or_else(|| LogEraseError::Closed.to_string())?;
+        let (start, end) = keys::data_key_range(tenant);
+        let first = store.tree.range(start..end).next().transpose();
+        Ok(first.map_err(|e| e.to_string())?.is_some())
+    }
+
     /// Erases `sessions` (all of `tenant`) from the log: see the module doc. Flushed before it
     /// returns.
     pub fn erase_sessions_offline(

@@ -155,7 +155,7 @@ impl Stager {
     ) -> Result<Encoded, AppendError> {
         let tenant = &group.ctx.tenant;
         let data_key = match &self.shared.opts.keyring {
-            Some(ring) => {
+            Some(ring) if self.shared.opts.seal => {
                 let scope = SealScope {
                     tenant: tenant.as_str(),
                     env: group.ctx.env.as_str(),
@@ -167,7 +167,7 @@ impl Stager {
                     .map_err(|e| AppendError::Failed(e.to_string()))?;
                 Some(key)
             }
-            None => None,
+            _ => None,
         };
         let head = self.heads.get(tenant).copied().unwrap_or(Head::EMPTY);
         let count = group.kinds.len() as u64;
