@@ -349,3 +349,6 @@ impl KeySource for OpenKeys {
             .map_err(|e| e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -154,3 +154,6 @@ fn remove_idempotency(
     }
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests;
