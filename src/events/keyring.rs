@@ -64,6 +64,9 @@ pub enum KeyringError {
 pub struct Keyring {
     secrets: SecretStore,
     cache: Mutex<HashMap<Vec<u8>, DataKey>>,
+    /// Per tenant, its KEKs ([`Keyring::keks`]); replaced only by this ring's erasure (the
+    /// server and an offline erasure never hold one data dir at once).
+    keks: Mutex<HashMap<String, Vec<DataKey>>>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -100,6 +103,7 @@ impl Keyring {
         Keyring {
             secrets,
             cache: Mutex::new(HashMap::new()),
+            keks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -157,10 +161,34 @@ impl Keyring {
     }
 
     /// The KEKs a wrapped key may be under: the current one, then a rotation's next one.
+    /// Cached once found (a tenant without any is asked again next time).
     fn keks(&self, tenant: &str) -> Result<Vec<DataKey>, KeyringError> {
+        {
+            let keks = self.keks.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(found) = keks.get(tenant) {
+                return Ok(found.clone());
+            }
+        }
         let current = self.kek(tenant, KEK_SECRET)?;
         let next = self.kek(tenant, KEK_NEXT_SECRET)?;
-        Ok(current.into_iter().chain(next).collect())
+        let found: Vec<DataKey> = current.into_iter().chain(next).collect();
+        if !found.is_empty() {
+            let mut keks = self.keks.lock().unwrap_or_else(PoisonError::into_inner);
+            keks.insert(tenant.to_owned(), found.clone());
+        }
+        Ok(found)
+    }
+
+    /// Forgets every cached key (data keys and KEKs): the next read goes to disk.
+    pub fn forget_cached(&self) {
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.keks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     fn cached(&self, key: &[u8]) -> Option<DataKey> {
@@ -238,7 +266,7 @@ impl Keyring {
         if let Some(k) = self.read_key(tree, scope)? {
             return Ok(k);
         }
-        let kek = match self.kek(scope.tenant, KEK_SECRET)? {
+        let kek = match self.keks(scope.tenant)?.into_iter().next() {
             Some(kek) => kek,
             None => {
                 let kek = DataKey::generate();
@@ -294,6 +322,10 @@ impl Keyring {
         tree.flush()?;
         self.store_kek(t, KEK_SECRET, &next)?;
         self.delete_kek(t, KEK_NEXT_SECRET)?;
+        self.keks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(t);
         for s in erased {
             self.evict(s);
         }
