@@ -273,6 +273,19 @@ fn erasing_a_session_removes_its_personal_data_from_every_file_and_export() {
     let events = server.get_as("acme", &format!("/api/v1/sessions/{ada}/events"));
     assert_eq!(events.status, 200, "{}", events.body);
     assert!(events.body.contains("\"erased\":true") && !events.body.contains(ADA_TEXT));
+    // The session's state and a what-if re-run read it too, never an error.
+    let state = server.get_as("acme", &format!("/api/v1/sessions/{ada}"));
+    assert_eq!(state.status, 200, "{}", state.body);
+    assert!(!state.body.contains(ADA) && !state.body.contains(ADA_TEXT));
+    let flow = std::fs::read_to_string(dir.path().join("flows/acme_support.yaml")).unwrap();
+    let auth = crate::support::bearer("acme");
+    let what_if = server.post(
+        &format!("/api/v1/sessions/{ada}/what-if"),
+        &[("Authorization", &auth), ("X-Tenant-ID", "acme")],
+        &flow,
+    );
+    assert_eq!(what_if.status, 200, "{}", what_if.body);
+    assert!(!what_if.body.contains(ADA_TEXT), "{}", what_if.body);
     let again = post(
         &server,
         "acme",
