@@ -38,12 +38,18 @@ struct Exported {
 }
 
 fn exported() -> Exported {
+    exported_with("seal = true")
+}
+
+/// [`exported`] with `[log]` set to `log` (`seal = false` for a log `migrate` may copy).
+fn exported_with(log: &str) -> Exported {
     let dir = dir_with_flows();
     let mut serve = Serve::config(&acme_config(Path::new("./data")))
         .section(
             "audit",
             "head_sign_every_events = 3\nhead_sign_interval = \"1s\"",
         )
+        .section("log", log)
         .in_dir(dir.path())
         .start();
     let mut session = Value::Null;
@@ -283,7 +289,8 @@ fn a_wrong_or_unreadable_public_key_fails_clearly() {
 
 #[test]
 fn migrate_carries_the_signed_heads_into_the_stream() {
-    let x = exported();
+    // Unsealed: migrate refuses a tenant with sealed events.
+    let x = exported_with("seal = false");
     let js = crate::support::JetStream::single();
     let url = js.url(0);
     let out = tenantry(
