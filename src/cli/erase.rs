@@ -85,5 +85,14 @@ pub(super) fn run(args: &EraseArgs, config: &Config) -> anyhow::Result<ExitCode>
         TableOrJson::Table => print!("{}", erased.table()),
         TableOrJson::Json => println!("{}", serde_json::to_string_pretty(&erased)?),
     }
+    let unsealed =
+        erased.sessions.len() as u64 - erased.keys_destroyed.min(erased.sessions.len() as u64);
+    if unsealed > 0 {
+        eprintln!(
+            "warning: {unsealed} of the sessions had no data key: their events were written \
+             unsealed (before sealing, or with [log] seal = false) and keep their personal \
+             fields inside the hashed log; only their other copies were removed"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

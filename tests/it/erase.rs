@@ -323,3 +323,38 @@ fn erasing_a_user_erases_all_their_sessions_and_leaves_others() {
     );
     assert!(!out.status.success() && text(&out.stderr).contains("has no session"));
 }
+
+#[test]
+fn erasing_a_session_written_unsealed_warns_that_its_events_keep_their_texts() {
+    let mut server = Serve::shipped().section("log", "seal = false").start();
+    let reply = post(
+        &server,
+        "acme",
+        json!({"team": "support", "channel": "slack", "user": ADA, "text": ADA_TEXT}),
+    );
+    assert!(server.stop().success());
+    let dir = server.take_dir();
+    let session = reply["session"].as_str().unwrap();
+    let out = tenantry(
+        dir.path(),
+        &[
+            "erase",
+            "--tenant",
+            "acme",
+            "--env",
+            "prod",
+            "--session",
+            session,
+            "--yes",
+        ],
+    );
+    ok(&out);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("1 of the sessions had no data key"),
+        "{stderr}"
+    );
+    // The text is inside the hashed v2 bodies: still there, and the chain still verifies.
+    assert!(export(dir.path(), "acme", "jsonl").contains(ADA_TEXT));
+    verify_export(dir.path(), "acme");
+}
