@@ -95,7 +95,7 @@ pub fn start_leases(
 }
 
 /// Opens the log of `config` for `opener`, in [`log_dir`]. The sled backend seals personal
-/// fields with the data dir's key ring ([`keyring`]).
+/// fields with the data dir's key ring (`keyring`).
 pub fn open_log(config: &Config, opener: Opener) -> Result<EventLog, OpenError> {
     let mut opts = LogOptions::default();
     let dir = &log_dir(config, opener);

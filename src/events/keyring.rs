@@ -5,9 +5,11 @@
 //!   first sealed event).
 //! - A session's data key is 32 random bytes, made at the session's first sealed event and
 //!   stored wrapped by the KEK ([`seal::wrap_key`], associated data = the session's ids) in the
-//!   log tree at `{t}\0K{env}\0{team}\0{session}` ([`keys::data_key_key`]).
+//!   log tree at `{t}\0K{env}\0{team}\0{session}` (`keys::data_key_key`).
 //! - Unwrapped keys are cached in memory, at most [`DATA_KEYS_CACHED_MAX`] (the cache is
-//!   emptied when full); [`Keyring::evict`] drops one.
+//!   emptied when full); [`Keyring::evict`] drops one. The tenants' KEKs are cached too; only
+//!   this ring's erasure replaces one (a server and an offline erasure never share a data dir),
+//!   and [`Keyring::forget_cached`] (the log's recovery after a write error) drops them all.
 //!
 //! **Erasure** ([`Keyring::erase_sessions`]) removes the session's wrapped key and *rotates the
 //! KEK*: every other session's key is re-wrapped under a fresh KEK and the old KEK is deleted.

@@ -2,8 +2,8 @@
 //!
 //! An event is stored as a MessagePack *body*: an envelope (ids, seqs, time, kind name, schema
 //! version) plus the kind's data as an opaque byte string (itself MessagePack). The hash chain
-//! covers the body exactly as written, so a later change that encrypts the data bytes per session
-//! (erasure by crypto-shredding) keeps old chains verifiable.
+//! covers the body exactly as written, so sealing the personal fields per session (schema v3,
+//! [`crate::events::seal`]) keeps chains verifiable after their keys are destroyed (erasure).
 //!
 //! Invariants: variants and field names are never renamed; a new field gets `#[serde(default)]` or
 //! a new schema version with an upcast in [`EventKind::decode_data`]; every schema version ever

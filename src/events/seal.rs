@@ -3,7 +3,7 @@
 //! A v3 body keeps the kind's non-personal fields readable in `data` (the personal ones are
 //! there as empty strings, so every decoder of the v2 shapes reads it) and carries the personal
 //! ones in `sealed`: `nonce (24) || XChaCha20-Poly1305 ciphertext || tag (16)` of a MessagePack
-//! map of the personal fields ([`Personal`]), under the session's data key ([`DataKey`]), with
+//! map of the personal fields (`Personal`), under the session's data key ([`DataKey`]), with
 //! the associated data [`event_aad`] (tenant, env, team, session and event id), so a sealed part
 //! moved to another event or session does not open. Destroying the data key makes the sealed
 //! part unreadable for good: the event then reads as its non-personal fields, *erased*.

@@ -6,7 +6,7 @@
 //!
 //! **Crash safety.** The copy is built in `{dir}.compact`, flushed, every file fsynced, then the
 //! marker `{dir}.compact/COMPACT_COMPLETE` written and fsynced. Only then is `{dir}` removed and
-//! `{dir}.compact` renamed into its place. [`finish_interrupted`] (run by every open of the log)
+//! `{dir}.compact` renamed into its place. `finish_interrupted` (run by every open of the log)
 //! completes a swap cut short after the marker, and removes a copy cut short before it (the old
 //! database is then still whole).
 
