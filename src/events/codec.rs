@@ -239,7 +239,9 @@ pub fn decode_body_with(bytes: &[u8], keys: Option<&dyn KeySource>) -> Result<De
     let mut kind = EventKind::decode_data(&body.kind, body.v, &body.data, &body.id)?;
     let sealing = match &body.sealed {
         None => Sealing::Plain,
-        Some(_) if body.v < SCHEMA_VERSION_SEALED || seal::split(&kind).is_none() => {
+        Some(_)
+            if body.v < SCHEMA_VERSION_SEALED || seal::personal_fields(kind.name()).is_empty() =>
+        {
             return Err(CodecError::UnexpectedSeal {
                 version: body.v,
                 kind: kind.name().to_owned(),
