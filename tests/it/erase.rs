@@ -208,6 +208,13 @@ fn erasing_a_session_removes_its_personal_data_from_every_file_and_export() {
     );
     assert!(report["events"].as_u64().unwrap() >= 5, "{report}");
 
+    // The compacted log kept its backend file.
+    assert_eq!(
+        std::fs::read_to_string(data.join("log/backend"))
+            .unwrap()
+            .trim(),
+        "sled"
+    );
     // No file under the data dir holds ada's text or user id any more.
     for canary in [ADA, ADA_TEXT] {
         let hits = files_containing(&data, canary);

@@ -1,5 +1,5 @@
-//! Offline compaction of the log's sled files: every tree copied into a fresh database that then
-//! replaces the old one, so values removed or overwritten before (an erased session's wrapped
+//! Offline compaction of the log's sled files: every tree copied into a fresh database (with the
+//! log's own files beside sled's, such as `backend`) that then replaces the old one, so values removed or overwritten before (an erased session's wrapped
 //! key, read-model rows, idempotency records) leave the disk. sled is log-structured and keeps
 //! old values in its segments until it happens to rewrite them; erasure (`crate::erase`) needs
 //! them gone now.
@@ -90,6 +90,7 @@ pub fn compact(dir: &Path) -> Result<Compacted, OpenError> {
         new.flush()
             .map_err(|e| storage(dir, "flushing the copy", e))?;
     }
+    copy_own_files(dir, &copy).map_err(|e| storage(dir, "copying the log's own files", e))?;
     crate::private_fs::restrict_tree(&copy).map_err(|e| storage(dir, "restricting the copy", e))?;
     sync_tree(&copy).map_err(|e| storage(dir, "syncing the copy", e))?;
     let marker = copy.join(COMPLETE_MARKER);
@@ -102,6 +103,21 @@ pub fn compact(dir: &Path) -> Result<Compacted, OpenError> {
         bytes_before,
         bytes_after: dir_bytes(dir),
     })
+}
+
+/// Copies the files beside sled's in `dir` (the `backend` file) into `copy`: every top-level
+/// file the fresh database did not make itself, except sled's snapshots (`snap.*`).
+fn copy_own_files(dir: &Path, copy: &Path) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let target = copy.join(&name);
+        let sled_snapshot = name.to_string_lossy().starts_with("snap.");
+        if entry.file_type()?.is_file() && !sled_snapshot && !target.exists() {
+            fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }
 
 /// fsyncs every file and directory under `dir`.
