@@ -1,8 +1,8 @@
 //! Offline compaction of the log's sled files: every tree copied into a fresh database (with the
-//! log's own files beside sled's, such as `backend`) that then replaces the old one, so values removed or overwritten before (an erased session's wrapped
-//! key, read-model rows, idempotency records) leave the disk. sled is log-structured and keeps
-//! old values in its segments until it happens to rewrite them; erasure (`crate::erase`) needs
-//! them gone now.
+//! log's own files beside sled's, such as `backend`) that then replaces the old one, so values
+//! removed or overwritten before (an erased session's wrapped key, read-model rows, idempotency
+//! records) leave the disk. sled is log-structured and keeps old values in its segments until it
+//! happens to rewrite them; erasure (`crate::erase`) needs them gone now.
 //!
 //! **Crash safety.** The copy is built in `{dir}.compact`, flushed, every file fsynced, then the
 //! marker `{dir}.compact/COMPACT_COMPLETE` written and fsynced. Only then is `{dir}` removed and
