@@ -147,3 +147,6 @@ fn dir_bytes(dir: &Path) -> u64 {
         })
         .sum()
 }
+
+#[cfg(test)]
+mod tests;
