@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod config;
 pub mod connectors;
 pub mod edge;
+pub mod erase;
 pub mod events;
 pub mod flow;
 pub mod fuzzing;

@@ -30,13 +30,14 @@ use std::time::{Duration, Instant};
 
 use super::anchor::{stored_heads, HeadSigner, ManifestHead, SignedHead, MANIFEST_HEADS_MAX};
 use super::record::{
-    hash_hex, write_jsonl_line, EventLine, LineBuffers, Manifest, ManifestRetention, CSV_COLUMNS,
+    body_version, hash_hex, write_jsonl_line, EventLine, LineBuffers, Manifest, ManifestRetention,
+    CSV_COLUMNS,
     FORMAT, TYPE_MANIFEST,
 };
 use super::{in_window, AuditError};
 use crate::events::codec::{encode_body, Hash};
 use crate::events::log::{EventLog, ReadError, StoredEvent, StoredFrame, TenantReader};
-use crate::events::schema::{Event, SCHEMA_VERSION};
+use crate::events::schema::{Event, SCHEMA_VERSION_PLAIN, SCHEMA_VERSION_SEALED};
 use crate::tenancy::{EnvId, TeamId, TenantId};
 
 /// Shortest time between two progress reports.
@@ -369,13 +370,21 @@ impl Writer<'_, '_> {
         // The log hashed the bytes it read. If our encoding differs (an older schema version),
         // the line would not verify, and exporting it anyway would accuse an intact log of
         // tampering. Equal bytes chain to the log's hash, so comparing them is the hash check.
-        if encode_body(&stored.event) != body {
-            return Err(AuditError::Reencode {
-                tenant_seq: stored.event.tenant_seq,
-            });
-        }
-        // The re-encoding is this build's, so the body's version is this build's.
-        let v = SCHEMA_VERSION;
+        // A sealed (v3) body cannot be re-encoded (its nonce is random); its line's data is
+        // what the log decoded from these very bytes, and verify checks the non-personal
+        // fields against them.
+        let v = match body_version(body) {
+            Some(SCHEMA_VERSION_SEALED) => SCHEMA_VERSION_SEALED,
+            _ => {
+                if encode_body(&stored.event) != body {
+                    return Err(AuditError::Reencode {
+                        tenant_seq: stored.event.tenant_seq,
+                    });
+                }
+                // The re-encoding is this build's unsealed one.
+                SCHEMA_VERSION_PLAIN
+            }
+        };
         match &mut self.sink {
             Sink::Jsonl(out) => {
                 let line = write_jsonl_line(&mut self.buffers, stored, body, v)

@@ -136,7 +136,7 @@ impl EventLine {
             at: e.at_ms,
             at_iso: super::format_time(e.at_ms),
             kind: e.kind.name().to_owned(),
-            data: e.kind.data_json(),
+            data: stored.data_json(),
             v: body.and_then(body_version).unwrap_or(SCHEMA_VERSION),
             body: body.map(encode_base64),
             prev_hash: hash_hex(&stored.prev_hash),
@@ -354,7 +354,11 @@ pub fn write_jsonl_line<'b>(
     text(out, "at_iso", &super::format_time(e.at_ms));
     text(out, "kind", e.kind.name());
     out.extend_from_slice(b",\"data\":");
-    serde_json::to_writer(&mut *out, &DataRef(&e.kind))?;
+    if stored.erased {
+        serde_json::to_writer(&mut *out, &stored.data_json())?;
+    } else {
+        serde_json::to_writer(&mut *out, &DataRef(&e.kind))?;
+    }
     let _ = write!(out, ",\"v\":{v}");
     text(out, "body", &buffers.base64);
     text(

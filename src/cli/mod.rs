@@ -5,10 +5,12 @@
 //! `read_models` (`usage`, `rebuild`), `audit` (`replay`, `export`, `verify`), `remote`
 //! (`--server URL`: those commands through a running server's HTTP API), `secrets`
 //! (`secrets`, `token`, `keygen`), `keys` (`keys export-pubkey`), `tenant` (`tenant delete`),
-//! `retention` (`trim`). The benchmarks are their own crate (`bench/`, `tenantry-bench`).
+//! `retention` (`trim`), `erase` (`erase`). The benchmarks are their own crate (`bench/`,
+//! `tenantry-bench`).
 
 pub mod audit;
 mod cluster;
+mod erase;
 pub mod keys;
 pub mod migrate;
 mod read_models;
@@ -115,6 +117,10 @@ enum Command {
     /// their frames older than now (or --as-of TIME) minus the retention, re-anchoring the
     /// chain. Offline. Exit 1 when a tenant's trim failed.
     Trim(retention::TrimArgs),
+    /// Erase one session (--session S) or a user's sessions (--user U) of an env by
+    /// crypto-shredding: their data keys are destroyed, their events keep only non-personal
+    /// fields (`"erased": true`), the chain still verifies. Offline; sled backend only.
+    Erase(erase::EraseArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -241,6 +247,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate(args) => migrate::migrate(&args, &load_config(&cli.config)?),
         Command::Tenant(args) => tenant::run(&args, &load_config(&cli.config)?),
+        Command::Erase(args) => erase::run(&args, &load_config(&cli.config)?),
         Command::Token(args) => {
             let config = load_config(&cli.config)?;
             let now = std::time::SystemTime::now();

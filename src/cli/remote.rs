@@ -224,11 +224,20 @@ pub fn stored_event(line: &EventLine) -> anyhow::Result<StoredEvent> {
         .as_deref()
         .and_then(decode_base64)
         .with_context(|| format!("{}: no readable body", at()))?;
-    let event = crate::events::codec::decode_body(&body).with_context(at)?;
+    let decoded = crate::events::codec::decode_body_with(&body, None).with_context(at)?;
+    let mut event = decoded.event;
+    // The body is sealed and this side holds no key: the server's line carries the fields it
+    // opened, unless the session was erased there.
+    let erased = decoded.sealing == crate::events::codec::Sealing::Erased
+        && line.data.get(crate::events::seal::ERASED_FIELD) == Some(&serde_json::Value::Bool(true));
+    if decoded.sealing == crate::events::codec::Sealing::Erased && !erased {
+        crate::events::seal::overlay_json(&mut event.kind, &line.data);
+    }
     let prev_hash = parse_hash(&line.prev_hash).with_context(|| format!("{}: prev_hash", at()))?;
     let hash = parse_hash(&line.hash).with_context(|| format!("{}: hash", at()))?;
     Ok(StoredEvent {
         event,
+        erased,
         prev_hash,
         hash,
     })

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, LogBackend};
 use crate::edge::nats::NatsMetrics;
+use crate::events::keyring::Keyring;
 use crate::events::log::{EventLog, LogOptions, OpenError, Replica, ReplicaError, ReplicaOptions};
 
 /// Who opens the log: the server, or an offline command beside it.
@@ -68,6 +69,18 @@ pub fn connect_replica(config: &Config, opts: &ReplicaOptions) -> Result<Replica
     })
 }
 
+/// The key ring of the data dir's secret store (see [`crate::events::keyring`]). The server
+/// opens the store (creating `master.key` when env `TENANTRY_MASTER_KEY` is unset, as for the
+/// chain head key); an offline command opens it only when a master key exists, and without one
+/// reads sealed fields as erased (there is then no KEK to open them with either).
+fn keyring(config: &Config, opener: Opener) -> Result<Option<Arc<Keyring>>, OpenError> {
+    let data_dir = &config.server().data_dir;
+    Keyring::for_data_dir(data_dir, opener == Opener::Server).map_err(|e| OpenError::Storage {
+        path: data_dir.clone(),
+        detail: format!("opening the secret store for the data keys: {e}"),
+    })
+}
+
 /// Starts taking and renewing tenant leases when `config` has `[cluster]` with the JetStream
 /// backend (`None` otherwise: the node appends for every tenant).
 pub fn start_leases(
@@ -81,12 +94,17 @@ pub fn start_leases(
     lease::Leases::start(log.clone(), tenants, cluster.lease_ttl).map(Some)
 }
 
-/// Opens the log of `config` for `opener`, in [`log_dir`].
+/// Opens the log of `config` for `opener`, in [`log_dir`]. The sled backend seals personal
+/// fields with the data dir's key ring (`keyring`).
 pub fn open_log(config: &Config, opener: Opener) -> Result<EventLog, OpenError> {
-    let opts = LogOptions::default();
+    let mut opts = LogOptions::default();
     let dir = &log_dir(config, opener);
     match replica_options(config, opener) {
-        None => EventLog::open(dir, &opts),
+        None => {
+            opts.keyring = keyring(config, opener)?;
+            opts.seal = config.log().seal;
+            EventLog::open(dir, &opts)
+        }
         Some(replica) => {
             let replica = connect_replica(config, &replica)?;
             EventLog::open_replicated(dir, &opts, replica)

@@ -80,6 +80,10 @@ pub struct LogConfig {
     /// The JetStream stream's replicas, 1..=[`LOG_REPLICAS_MAX`] (used by the `jetstream`
     /// backend).
     pub replicas: usize,
+    /// Seal new events' personal fields under per-session data keys so that `tenantry erase`
+    /// can destroy them (`events::keyring`). Default true; the sled backend only (the
+    /// `jetstream` backend writes unsealed events whatever this says).
+    pub seal: bool,
 }
 
 impl Default for LogConfig {
@@ -88,6 +92,7 @@ impl Default for LogConfig {
             backend: LogBackend::default(),
             stream: DEFAULT_LOG_STREAM.to_owned(),
             replicas: DEFAULT_LOG_REPLICAS,
+            seal: true,
         }
     }
 }
@@ -184,6 +189,7 @@ fn log_config(path: &Path, log: LogSection) -> Result<LogConfig, ConfigError> {
         backend,
         stream,
         replicas,
+        seal: log.seal.unwrap_or(true),
     })
 }
 

@@ -173,6 +173,9 @@ pub(super) struct LogSection {
     /// Any TOML integer, so that a negative or huge value gets our error naming the field.
     #[serde(default)]
     pub replicas: Option<i64>,
+    /// Seal new events' personal fields (crypto-shredding); sled backend only.
+    #[serde(default)]
+    pub seal: Option<bool>,
 }
 
 /// `[cluster]`: this node's identity among the nodes sharing one JetStream log.

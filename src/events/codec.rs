@@ -19,13 +19,14 @@
 
 use std::borrow::Cow;
 
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::events::schema::{
-    decode_limited, Event, EventKind, EventView, KindView, SchemaError, SCHEMA_VERSION,
+    decode_limited, Event, EventKind, EventView, KindView, SchemaError, SCHEMA_VERSION_PLAIN,
+    SCHEMA_VERSION_SEALED,
 };
+use crate::events::seal::{self, DataKey, SealError, SealScope};
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
 
 /// Largest encoded event body, in bytes.
@@ -74,6 +75,15 @@ pub enum CodecError {
     Trailing(usize),
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    /// A sealed part that does not open although its session's data key exists: corruption.
+    #[error("personal fields: {0}")]
+    Seal(#[from] SealError),
+    /// The data key could not be read (the store's error).
+    #[error("reading the session's data key: {0}")]
+    KeyStore(String),
+    /// A sealed part on a body whose version or kind has none.
+    #[error("a sealed part on a v{version} {kind} body")]
+    UnexpectedSeal { version: u16, kind: String },
 }
 
 /// The envelope as stored. Field names are the on-disk contract.
@@ -92,6 +102,34 @@ struct Body<'a> {
     kind: Cow<'a, str>,
     #[serde(with = "serde_bytes", borrow)]
     data: Cow<'a, [u8]>,
+    /// v3: the sealed personal fields ([`seal`]); absent when the kind has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sealed: Option<serde_bytes::ByteBuf>,
+}
+
+/// Whether a decoded event had sealed personal fields, and whether they opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sealing {
+    /// Nothing sealed (v1, v2, or a v3 kind without personal fields).
+    Plain,
+    /// Sealed, and opened with the session's data key.
+    Opened,
+    /// Sealed, and the session's data key is gone (erased) or was not offered: the personal
+    /// fields read as empty strings.
+    Erased,
+}
+
+/// A decoded event and the state of its personal fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decoded {
+    pub event: Event,
+    pub sealing: Sealing,
+}
+
+/// Where a reader finds a session's data key.
+pub trait KeySource {
+    /// The session's data key; `Ok(None)` when it was erased (or never existed).
+    fn data_key(&self, scope: &SealScope<'_>) -> Result<Option<DataKey>, String>;
 }
 
 /// An event's envelope by reference, so the writer encodes without cloning ids.
@@ -131,11 +169,42 @@ pub fn encode_body(event: &Event) -> Vec<u8> {
     encode_body_ref(&EventRef::from(event))
 }
 
-/// Encodes one event's body from borrowed parts.
+/// Encodes one event's body from borrowed parts, unsealed (schema v2).
 pub fn encode_body_ref(event: &EventRef<'_>) -> Vec<u8> {
-    let data = event.kind.encode_data();
+    encode_envelope(event, SCHEMA_VERSION_PLAIN, event.kind.encode_data(), None)
+}
+
+/// Encodes one event's body as schema v3: its personal fields sealed under the session's data
+/// `key` ([`seal`]), bound to the event's tenant, env, team, session and id.
+pub fn encode_body_sealed(event: &EventRef<'_>, key: &DataKey) -> Vec<u8> {
+    match seal::split(event.kind) {
+        Some((public, personal)) => {
+            let scope = SealScope {
+                tenant: event.tenant.as_str(),
+                env: event.env.as_str(),
+                team: event.team.as_str(),
+                session: event.session.as_str(),
+            };
+            let sealed = seal::seal(key, &seal::event_aad(&scope, &event.id), &personal);
+            encode_envelope(
+                event,
+                SCHEMA_VERSION_SEALED,
+                public.encode_data(),
+                Some(serde_bytes::ByteBuf::from(sealed)),
+            )
+        }
+        None => encode_envelope(event, SCHEMA_VERSION_SEALED, event.kind.encode_data(), None),
+    }
+}
+
+fn encode_envelope(
+    event: &EventRef<'_>,
+    v: u16,
+    data: Vec<u8>,
+    sealed: Option<serde_bytes::ByteBuf>,
+) -> Vec<u8> {
     let body = Body {
-        v: SCHEMA_VERSION,
+        v,
         id: event.id,
         tenant: Cow::Borrowed(event.tenant),
         env: Cow::Borrowed(event.env),
@@ -147,12 +216,21 @@ pub fn encode_body_ref(event: &EventRef<'_>) -> Vec<u8> {
         at: event.at_ms,
         kind: Cow::Borrowed(event.kind.name()),
         data: Cow::Owned(data),
+        sealed,
     };
     rmp_serde::to_vec_named(&body).expect("MessagePack encoding of plain fields is infallible")
 }
 
-/// Decodes one event's body, upcasting old schema versions.
+/// Decodes one event's body, upcasting old schema versions, without keys: sealed personal
+/// fields read as empty strings (see [`decode_body_with`]).
 pub fn decode_body(bytes: &[u8]) -> Result<Event, CodecError> {
+    decode_body_with(bytes, None).map(|d| d.event)
+}
+
+/// Decodes one event's body and opens its sealed personal fields with the session's data key
+/// from `keys`. A missing key (or `keys` = `None`) leaves them empty ([`Sealing::Erased`]); a
+/// key that does not open them is an error.
+pub fn decode_body_with(bytes: &[u8], keys: Option<&dyn KeySource>) -> Result<Decoded, CodecError> {
     if bytes.len() > EVENT_BYTES_MAX {
         return Err(CodecError::RecordLength {
             index: 0,
@@ -160,8 +238,39 @@ pub fn decode_body(bytes: &[u8]) -> Result<Event, CodecError> {
         });
     }
     let body: Body = decode_limited(bytes)?;
-    let kind = EventKind::decode_data(&body.kind, body.v, &body.data, &body.id)?;
-    Ok(Event {
+    let mut kind = EventKind::decode_data(&body.kind, body.v, &body.data, &body.id)?;
+    let sealing = match &body.sealed {
+        None => Sealing::Plain,
+        Some(_)
+            if body.v < SCHEMA_VERSION_SEALED || seal::personal_fields(kind.name()).is_empty() =>
+        {
+            return Err(CodecError::UnexpectedSeal {
+                version: body.v,
+                kind: kind.name().to_owned(),
+            })
+        }
+        Some(sealed) => {
+            let scope = SealScope {
+                tenant: body.tenant.as_str(),
+                env: body.env.as_str(),
+                team: body.team.as_str(),
+                session: body.session.as_str(),
+            };
+            let key = match keys {
+                Some(keys) => keys.data_key(&scope).map_err(CodecError::KeyStore)?,
+                None => None,
+            };
+            match key {
+                Some(key) => {
+                    let opened = seal::open(&key, &seal::event_aad(&scope, &body.id), sealed)?;
+                    seal::overlay(&mut kind, &opened)?;
+                    Sealing::Opened
+                }
+                None => Sealing::Erased,
+            }
+        }
+    };
+    let event = Event {
         id: body.id,
         tenant: body.tenant.into_owned(),
         env: body.env.into_owned(),
@@ -172,7 +281,8 @@ pub fn decode_body(bytes: &[u8]) -> Result<Event, CodecError> {
         tenant_seq: body.tenant_seq,
         at_ms: body.at,
         kind,
-    })
+    };
+    Ok(Decoded { event, sealing })
 }
 
 /// The envelope as a fold reads it: the same fields, strings and data borrowed from the body,
@@ -180,8 +290,8 @@ pub fn decode_body(bytes: &[u8]) -> Result<Event, CodecError> {
 #[derive(Deserialize)]
 struct BodyView<'a> {
     v: u16,
-    #[serde(rename = "id")]
-    _id: IgnoredAny,
+    #[serde(borrow)]
+    id: &'a serde_bytes::Bytes,
     tenant: &'a str,
     env: &'a str,
     team: &'a str,
@@ -193,6 +303,8 @@ struct BodyView<'a> {
     kind: &'a str,
     #[serde(with = "serde_bytes")]
     data: &'a [u8],
+    #[serde(default, borrow)]
+    sealed: Option<&'a serde_bytes::Bytes>,
 }
 
 /// Decodes what a fold needs of one event's body ([`EventView`]), borrowing its strings, for any
@@ -201,6 +313,22 @@ struct BodyView<'a> {
 /// [`decode_body`] reads in every form a writer produces; it refuses a `data` that is not a
 /// MessagePack byte string (an array of integers), which [`decode_body`] would copy into one.
 pub fn decode_body_view(bytes: &[u8]) -> Result<EventView<'_>, CodecError> {
+    decode_body_view_sealed(bytes).map(|(view, _)| view)
+}
+
+/// A v3 body's sealed part as the fold finds it: the event id (for the associated data) and
+/// the sealed bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct SealedRef<'a> {
+    pub id: &'a [u8],
+    pub sealed: &'a [u8],
+}
+
+/// [`decode_body_view`], plus the body's sealed part when it has one: the view's personal
+/// fields are then empty until the caller opens it ([`open_view`]).
+pub fn decode_body_view_sealed(
+    bytes: &[u8],
+) -> Result<(EventView<'_>, Option<SealedRef<'_>>), CodecError> {
     if bytes.len() > EVENT_BYTES_MAX {
         return Err(CodecError::RecordLength {
             index: 0,
@@ -213,7 +341,11 @@ pub fn decode_body_view(bytes: &[u8]) -> Result<EventView<'_>, CodecError> {
         None => decode_limited(bytes)?,
     };
     let kind = KindView::decode(body.kind, body.v, body.data)?;
-    Ok(EventView {
+    let sealed = body.sealed.map(|s| SealedRef {
+        id: body.id,
+        sealed: s,
+    });
+    let view = EventView {
         tenant: body.tenant,
         env: body.env,
         team: body.team,
@@ -223,7 +355,43 @@ pub fn decode_body_view(bytes: &[u8]) -> Result<EventView<'_>, CodecError> {
         tenant_seq: body.tenant_seq,
         at_ms: body.at,
         kind,
-    })
+    };
+    Ok((view, sealed))
+}
+
+/// Opens a view's sealed part with the session's data key: the opened personal fields, which
+/// [`overlay_view`] then puts into the view.
+pub fn open_view(
+    view: &EventView<'_>,
+    sealed: &SealedRef<'_>,
+    key: &DataKey,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, CodecError> {
+    let id = uuid::Uuid::from_slice(sealed.id)
+        .map_err(|e| CodecError::Schema(SchemaError::Malformed(format!("event id: {e}"))))?;
+    let scope = SealScope {
+        tenant: view.tenant,
+        env: view.env,
+        team: view.team,
+        session: view.session,
+    };
+    Ok(seal::open(
+        key,
+        &seal::event_aad(&scope, &id),
+        sealed.sealed,
+    )?)
+}
+
+/// Puts personal fields opened by [`open_view`] into the view.
+pub fn overlay_view<'a>(view: &mut EventView<'a>, opened: &'a [u8]) -> Result<(), CodecError> {
+    let p = seal::personal_view(opened)?;
+    match &mut view.kind {
+        KindView::SessionStarted { user, .. } => *user = p.user.unwrap_or_default(),
+        KindView::MessageReceived { text } => *text = p.text.unwrap_or_default(),
+        KindView::ReplySent { text_bytes } => *text_bytes = p.text.map_or(0, str::len),
+        KindView::StateSet { value, .. } => *value = p.value.unwrap_or_default(),
+        _ => {}
+    }
+    Ok(())
 }
 
 /// `SHA-256(prev || body)`.

@@ -13,6 +13,7 @@
 //! {t}\0 O {env}\0{team}\0{channel}\0 {user}           -> open session id of that user
 //! {t}\0 H {tenant_seq:be64}                          -> signed chain head (audit::anchor)
 //! {t}\0 A                                            -> retention anchor (log::retention)
+//! {t}\0 K {env}\0{team}\0{session}                    -> session data key, wrapped (events::keyring)
 //! ```
 //!
 //! Big-endian numbers make sled's byte order equal numeric order.
@@ -26,6 +27,7 @@ pub(crate) const TAG_IDEMPOTENCY: u8 = b'I';
 pub(crate) const TAG_OPEN_SESSION: u8 = b'O';
 pub(crate) const TAG_SIGNED_HEAD: u8 = b'H';
 pub(crate) const TAG_RETENTION_ANCHOR: u8 = b'A';
+pub(crate) const TAG_DATA_KEY: u8 = b'K';
 
 /// `{t}\0 A`: the tenant's one retention anchor (where its trimmed log starts).
 pub(crate) fn retention_anchor_key(tenant: &TenantId) -> Vec<u8> {
@@ -130,6 +132,25 @@ pub(crate) fn session_meta_range(tenant: &TenantId) -> (Vec<u8>, Vec<u8>) {
     (
         family(tenant, TAG_SESSION_META, 0),
         family(tenant, TAG_SESSION_META + 1, 0),
+    )
+}
+
+/// Key of a session's wrapped data key. The ids are validated ones (no `\0`).
+pub(crate) fn data_key_key(tenant: &str, env: &str, team: &str, session: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tenant.len() + env.len() + team.len() + session.len() + 5);
+    push_part(&mut k, tenant);
+    k.push(TAG_DATA_KEY);
+    push_part(&mut k, env);
+    push_part(&mut k, team);
+    k.extend_from_slice(session.as_bytes());
+    k
+}
+
+/// `[start, end)` of the tenant's wrapped data keys.
+pub(crate) fn data_key_range(tenant: &TenantId) -> (Vec<u8>, Vec<u8>) {
+    (
+        family(tenant, TAG_DATA_KEY, 0),
+        family(tenant, TAG_DATA_KEY + 1, 0),
     )
 }
 

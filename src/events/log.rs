@@ -36,7 +36,9 @@ use tokio::sync::oneshot;
 
 mod backend;
 mod census;
+pub mod compact;
 pub mod contain;
+mod erase;
 pub mod follow;
 mod heads;
 mod purge;
@@ -50,6 +52,7 @@ mod syncer;
 mod writer;
 
 pub use census::LogCensus;
+pub use erase::{LogEraseError, LogErased};
 pub use purge::{PurgeError, PurgeReport};
 pub use read::{
     ScopedReader, SessionEvents, StoredFrame, StoredFrames, TenantEvents, TenantReader,
@@ -58,6 +61,7 @@ pub use replica::{Replica, ReplicaError, ReplicaOptions};
 pub use retention::{RetentionAnchor, TrimError, TrimReport, TRIM_BATCH_FRAMES};
 
 use crate::events::codec::{Hash, FRAME_BYTES_MAX, GROUP_EVENTS_MAX};
+use crate::events::keyring::Keyring;
 use crate::events::keys;
 use crate::events::schema::{Event, EventKind};
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
@@ -71,6 +75,12 @@ pub struct LogOptions {
     pub queue_capacity: usize,
     /// Most append groups committed by one flush.
     pub batch_groups_max: usize,
+    /// Seal the personal fields of new events (schema v3) under per-session data keys from
+    /// this key ring, and open them on read (`None`: write v2, read sealed fields as erased).
+    /// The sled backend only: [`EventLog::open_replicated`] ignores it.
+    pub keyring: Option<Arc<Keyring>>,
+    /// With a key ring: seal new events (false: write v2, still open sealed ones on read).
+    pub seal: bool,
 }
 
 impl Default for LogOptions {
@@ -79,6 +89,8 @@ impl Default for LogOptions {
             cache_capacity_bytes: 64 * 1024 * 1024,
             queue_capacity: 8192,
             batch_groups_max: 1024,
+            keyring: None,
+            seal: true,
         }
     }
 }
@@ -263,8 +275,30 @@ pub struct Damage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredEvent {
     pub event: Event,
+    /// The event's personal fields were sealed and their session's data key is gone (erased):
+    /// they read as empty strings.
+    pub erased: bool,
     pub prev_hash: Hash,
     pub hash: Hash,
+}
+
+impl StoredEvent {
+    /// The kind's fields as JSON for the API and exports; an erased event shows its
+    /// non-personal fields and `"erased": true`.
+    pub fn data_json(&self) -> serde_json::Value {
+        let data = self.event.kind.data_json();
+        if !self.erased {
+            return data;
+        }
+        let mut data = crate::events::seal::public_json(self.event.kind.name(), &data);
+        if let Some(map) = data.as_object_mut() {
+            map.insert(
+                crate::events::seal::ERASED_FIELD.to_owned(),
+                serde_json::Value::Bool(true),
+            );
+        }
+        data
+    }
 }
 
 /// The tenant's last position and chain hash.
@@ -362,7 +396,11 @@ impl EventLog {
         opts: &LogOptions,
         replica: Replica,
     ) -> Result<EventLog, OpenError> {
-        EventLog::open_inner(dir, opts, Some(Arc::new(replica)))
+        let opts = LogOptions {
+            keyring: None,
+            ..opts.clone()
+        };
+        EventLog::open_inner(dir, &opts, Some(Arc::new(replica)))
     }
 
     fn open_inner(
@@ -620,6 +658,7 @@ fn open_store(dir: &Path, opts: &LogOptions) -> Result<store::Store, OpenError> 
         path: dir.to_owned(),
         detail: format!("making the log directory owner-only (0700): {e}"),
     };
+    compact::finish_interrupted(dir)?;
     crate::private_fs::create_private_dir(dir).map_err(private)?;
     let db = contain::contained(|| open_db(dir, opts)).map_err(damaged)??;
     crate::private_fs::restrict_tree(dir).map_err(private)?;

@@ -2,8 +2,8 @@
 //!
 //! An event is stored as a MessagePack *body*: an envelope (ids, seqs, time, kind name, schema
 //! version) plus the kind's data as an opaque byte string (itself MessagePack). The hash chain
-//! covers the body exactly as written, so a later change that encrypts the data bytes per session
-//! (erasure by crypto-shredding) keeps old chains verifiable.
+//! covers the body exactly as written, so sealing the personal fields per session (schema v3,
+//! [`crate::events::seal`]) keeps chains verifiable after their keys are destroyed (erasure).
 //!
 //! Invariants: variants and field names are never renamed; a new field gets `#[serde(default)]` or
 //! a new schema version with an upcast in [`EventKind::decode_data`]; every schema version ever
@@ -26,11 +26,18 @@ pub(crate) fn decode_limited<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Resu
     T::deserialize(&mut de).map_err(|e| SchemaError::Malformed(e.to_string()))
 }
 
-/// Schema version written by this build.
+/// Newest schema version this build reads and writes.
 ///
 /// History: v1 `MessageReceived` had no `message_id` (records from before idempotent ingest);
-/// v2 added it.
-pub const SCHEMA_VERSION: u16 = 2;
+/// v2 added it; v3 moves the personal fields into a sealed part (`events::seal`), written when
+/// the log has a key ring.
+pub const SCHEMA_VERSION: u16 = 3;
+
+/// Schema version of a body written without sealing (a log opened without a key ring).
+pub const SCHEMA_VERSION_PLAIN: u16 = 2;
+
+/// Schema version of a body whose personal fields are sealed.
+pub const SCHEMA_VERSION_SEALED: u16 = 3;
 
 /// Oldest schema version this build still decodes.
 pub const SCHEMA_VERSION_MIN: u16 = 1;

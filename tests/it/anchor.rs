@@ -38,18 +38,25 @@ struct Exported {
 }
 
 fn exported() -> Exported {
+    exported_with("seal = true")
+}
+
+/// [`exported`] with `[log]` set to `log` (`seal = false` for a log `migrate` may copy).
+fn exported_with(log: &str) -> Exported {
     let dir = dir_with_flows();
     let mut serve = Serve::config(&acme_config(Path::new("./data")))
         .section(
             "audit",
             "head_sign_every_events = 3\nhead_sign_interval = \"1s\"",
         )
+        .section("log", log)
         .in_dir(dir.path())
         .start();
     let mut session = Value::Null;
     for i in 0..6 {
         let mut message = json!({"team": "support", "channel": "slack", "user": "ada",
-                                 "text": format!("pay {i}00 to Bob")});
+                                 "text": format!("pay {i}00 to Bob"),
+                                 "message_id": format!("pay-{i}00")});
         if !session.is_null() {
             message["session"] = session.clone();
         }
@@ -125,8 +132,9 @@ fn recomputed(manifest: &Value, events: &[Value], heads: Value) -> Value {
     m
 }
 
-/// Every event rewritten: "pay 500" becomes "pay 900" in the body and its data, and every hash
-/// recomputed from there, as someone holding the log (but not the key) could.
+/// Every event rewritten: message id "pay-500" becomes "pay-900" in the body and its data (the
+/// text itself is sealed in the body), and every hash recomputed from there, as someone
+/// holding the log (but not the key) could.
 fn rewritten(events: &[Value]) -> Vec<Value> {
     let mut prev = parse_hash(events[0]["prev_hash"].as_str().unwrap()).unwrap();
     let mut changed = false;
@@ -135,13 +143,13 @@ fn rewritten(events: &[Value]) -> Vec<Value> {
         .map(|e| {
             let mut e = e.clone();
             let mut body = decode_base64(e["body"].as_str().unwrap()).unwrap();
-            if let Some(i) = body.windows(7).position(|w| w == b"pay 500") {
+            if let Some(i) = body.windows(7).position(|w| w == b"pay-500") {
                 body[i + 4] = b'9';
-                let data = e["data"]["text"]
+                let data = e["data"]["message_id"]
                     .as_str()
                     .unwrap()
-                    .replace("pay 500", "pay 900");
-                e["data"]["text"] = json!(data);
+                    .replace("pay-500", "pay-900");
+                e["data"]["message_id"] = json!(data);
                 changed = true;
             }
             let hash = chain_hash(&prev, &body);
@@ -281,7 +289,8 @@ fn a_wrong_or_unreadable_public_key_fails_clearly() {
 
 #[test]
 fn migrate_carries_the_signed_heads_into_the_stream() {
-    let x = exported();
+    // Unsealed: migrate refuses a tenant with sealed events.
+    let x = exported_with("seal = false");
     let js = crate::support::JetStream::single();
     let url = js.url(0);
     let out = tenantry(

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::support::{free_port, Nats, Serve, ServeProcess};
 use tenantry::cluster::forward::{subject, OWNER_WAIT, STATIC_PLACEMENT_VAR};
+use tenantry::events::keyring::Keyring;
 use tenantry::events::log::{EventLog, LogOptions};
 use tenantry::events::schema::EventKind;
 use tenantry::tenancy::TenantId;
@@ -55,7 +56,13 @@ fn stop_and_read(mut server: ServeProcess, tenant: &str) -> Vec<String> {
     let status = server.stop();
     assert!(status.success(), "{status:?}");
     let dir = server.take_dir();
-    let log = EventLog::open(&dir.path().join("data/log"), &LogOptions::default()).unwrap();
+    // The node seals personal fields: open the log with its data dir's key ring.
+    let data = dir.path().join("data");
+    let opts = LogOptions {
+        keyring: Keyring::for_data_dir(&data, false).unwrap(),
+        ..LogOptions::default()
+    };
+    let log = EventLog::open(&data.join("log"), &opts).unwrap();
     log.tenant(&TenantId::parse(tenant).unwrap())
         .events(1..=u64::MAX)
         .filter_map(|e| match e.unwrap().event.kind {

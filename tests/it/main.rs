@@ -18,6 +18,7 @@ mod corruption;
 mod crash;
 mod crash_writer;
 mod debug_api;
+mod erase;
 mod http;
 mod jetstream;
 mod jwks;

@@ -33,8 +33,9 @@ fn a_sled_data_dir_moves_into_the_stream_and_a_cluster_node_serves_it() {
         json!({"team": "support", "channel": "slack", "user": "ada", "text": "hello",
                "message_id": id})
     };
-    // A sled server takes two messages.
+    // A sled server takes two messages, unsealed (a sealed tenant is refused: see below).
     let mut sled = Serve::config(&acme_config(std::path::Path::new("./data")))
+        .section("log", "seal = false")
         .in_dir(dir.path())
         .start();
     let first = sled.post_as("acme", &message("m1")).ok();
@@ -116,7 +117,10 @@ fn an_older_copy_of_a_migrated_sled_log_is_refused_with_exit_1_and_changes_nothi
         json!({"team": "support", "channel": "slack", "session": "s-1", "user": "ada",
                "text": "hello", "message_id": id})
     };
-    let mut sled = Serve::config(&config).in_dir(dir.path()).start();
+    let mut sled = Serve::config(&config)
+        .section("log", "seal = false")
+        .in_dir(dir.path())
+        .start();
     sled.post_as("acme", &message("m1")).ok();
     // A backup of the data dir taken before the last message.
     crate::support::copy_dir(&data.join("log"), &dir.path().join("log-backup"));
@@ -198,4 +202,34 @@ fn a_stream_or_node_flag_that_is_no_subject_token_is_refused_before_anything_ope
         assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
         assert!(stderr.contains(flag) && stderr.contains(like), "{stderr}");
     }
+}
+
+#[test]
+fn a_tenant_with_sealed_events_is_refused_and_nothing_of_it_is_copied() {
+    let js = JetStream::single();
+    let url = js.url(0);
+    let dir = dir_with_flows();
+    // The default: personal fields sealed under data keys kept in this data dir.
+    let mut sled = Serve::config(&acme_config(std::path::Path::new("./data")))
+        .in_dir(dir.path())
+        .start();
+    sled.post_as(
+        "acme",
+        &json!({"team": "support", "channel": "slack", "user": "ada", "text": "hello"}),
+    )
+    .ok();
+    assert!(sled.stop().success());
+    let out = migrate(dir.path(), &url);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("sealed events")
+            && all.contains("0 tenants copied")
+            && all.contains("1 refused"),
+        "{all}"
+    );
 }

@@ -357,7 +357,8 @@ fn deleting_a_tenant_over_http_frees_its_data_once_and_leaves_the_other_tenant_i
     assert_eq!(secret_names(dir.path(), &["--tenant", "acme"]), "");
     assert_eq!(
         secret_names(dir.path(), &["--tenant", "bigcorp"]),
-        "api_key\n"
+        // data_kek: the tenant's key encryption key of its sealed events.
+        "api_key\ndata_kek\n"
     );
     for (file, bytes) in files(&data) {
         if !file.contains("/data/log/") {
@@ -449,7 +450,8 @@ fn tenant_delete_offline_refuses_while_served_and_without_yes_then_frees_once() 
     );
     assert_eq!(
         (freed["secrets"].as_u64(), freed["metrics_series"].as_u64()),
-        (Some(2), Some(0))
+        // api_key, data_kek (the key encryption key of its sealed events), teams/support/hook
+        (Some(3), Some(0))
     );
     assert!(freed["snapshot_files"].as_u64().unwrap() >= 2, "{freed}");
     assert!(

@@ -40,7 +40,7 @@ fn a_line_carries_the_stored_body_and_its_chain_position() {
     );
     assert_eq!(line.kind, "SessionStarted");
     assert_eq!(line.at_iso, "2026-11-23T10:00:00.000Z");
-    assert_eq!(line.v, SCHEMA_VERSION);
+    assert_eq!(line.v, crate::events::schema::SCHEMA_VERSION_PLAIN);
     assert_eq!(decode_base64(line.body.as_deref().unwrap()).unwrap(), body);
     assert_eq!(parse_hash(&line.prev_hash), Some(GENESIS_HASH));
     assert_eq!(
@@ -155,10 +155,21 @@ fn a_jsonl_line_written_in_place_is_the_event_lines_json_byte_for_byte() {
         stored.hash = chain_hash(&stored.prev_hash, &body);
         let mut expected = serde_json::to_vec(&EventLine::new(&stored, Some(&body))).unwrap();
         expected.push(b'\n');
-        let line = write_jsonl_line(&mut buffers, &stored, &body, SCHEMA_VERSION).unwrap();
+        let v = crate::events::schema::SCHEMA_VERSION_PLAIN;
+        let line = write_jsonl_line(&mut buffers, &stored, &body, v).unwrap();
         assert_eq!(
             String::from_utf8_lossy(line),
             String::from_utf8_lossy(&expected)
         );
+        // An erased event's line: the same in place as built, with `"erased":true` in data.
+        stored.erased = true;
+        let mut expected = serde_json::to_vec(&EventLine::new(&stored, Some(&body))).unwrap();
+        expected.push(b'\n');
+        let line = write_jsonl_line(&mut buffers, &stored, &body, v).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(line),
+            String::from_utf8_lossy(&expected)
+        );
+        assert!(String::from_utf8_lossy(&expected).contains("\"erased\":true"));
     }
 }

@@ -10,8 +10,9 @@ use super::super::{in_window, AuditError};
 use super::anchor::Anchors;
 use super::read::Entry;
 use super::{problem, Problem, ProblemKind, Summary, Verdict};
-use crate::events::codec::{chain_hash, decode_body, Hash, GENESIS_HASH};
+use crate::events::codec::{chain_hash, decode_body_with, Hash, Sealing, GENESIS_HASH};
 use crate::events::schema::Event;
+use crate::events::seal::public_json;
 
 /// Where the manifest of a format lives.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -462,11 +463,13 @@ fn check_own(rec: &EventLine) -> Result<(Event, Hash, Hash), (ProblemKind, Strin
             "hash is not SHA-256(prev_hash || body): the body or the hash was changed".to_owned();
         return Err((ProblemKind::BadHash, detail));
     }
-    let event = decode_body(&body).map_err(|e| {
+    let decoded = decode_body_with(&body, None).map_err(|e| {
         let detail = format!("the body does not decode although its hash matches (forged): {e}");
         (ProblemKind::Edited, detail)
     })?;
-    compare_fields(rec, &event, &body).map_err(|detail| (ProblemKind::Edited, detail))?;
+    let sealed = decoded.sealing != Sealing::Plain;
+    let event = decoded.event;
+    compare_fields(rec, &event, &body, sealed).map_err(|detail| (ProblemKind::Edited, detail))?;
     Ok((event, prev_hash, hash))
 }
 
@@ -476,7 +479,9 @@ fn seq_text(seq: Option<u64>) -> String {
 
 /// Compares every readable field of `rec` with the hashed body. `Err` names the first that
 /// differs.
-fn compare_fields(rec: &EventLine, event: &Event, body: &[u8]) -> Result<(), String> {
+/// `sealed`: the body's personal fields are sealed, so only its non-personal data fields are
+/// compared (a verifier holds no keys; the AEAD tag binds the sealed part to the event).
+fn compare_fields(rec: &EventLine, event: &Event, body: &[u8], sealed: bool) -> Result<(), String> {
     let text_fields: [(&str, &str, String); 8] = [
         ("tenant", &rec.tenant, event.tenant.to_string()),
         ("env", &rec.env, event.env.to_string()),
@@ -502,9 +507,16 @@ fn compare_fields(rec: &EventLine, event: &Event, body: &[u8]) -> Result<(), Str
             return Err(differs(name, visible, signed));
         }
     }
-    let data = event.kind.data_json();
-    if rec.data != data {
-        return Err(differs("data", &rec.data.to_string(), &data.to_string()));
+    let (visible, data) = match sealed {
+        false => (rec.data.clone(), event.kind.data_json()),
+        true => {
+            let kind = event.kind.name();
+            let data = public_json(kind, &event.kind.data_json());
+            (public_json(kind, &rec.data), data)
+        }
+    };
+    if visible != data {
+        return Err(differs("data", &visible.to_string(), &data.to_string()));
     }
     if let Some(v) = body_version(body) {
         if rec.v != v {

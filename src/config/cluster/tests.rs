@@ -53,6 +53,7 @@ fn the_contract_example_loads_as_written() {
             backend: LogBackend::JetStream,
             stream: "TENANTRY_LOG".into(),
             replicas: 3,
+            seal: true,
         }
     );
     assert_eq!(

@@ -244,7 +244,7 @@ impl EventItem {
             channel: e.channel.to_string(),
             session: e.session.to_string(),
             kind: e.kind.name(),
-            data: e.kind.data_json(),
+            data: stored.data_json(),
             prev_hash: hex(&stored.prev_hash),
             hash: hex(&stored.hash),
         }

@@ -1,6 +1,6 @@
 //! The fold's fast read of an event's envelope, in exactly the layout this build's writer
-//! produces (`rmp_serde::to_vec_named` of `Body`): a map of 12 entries whose keys come in the
-//! struct's order, as the shortest MessagePack forms of their values.
+//! produces (`rmp_serde::to_vec_named` of `Body`): a map of 12 entries (13 with a v3 `sealed`
+//! part) whose keys come in the struct's order, as the shortest MessagePack forms of their values.
 //!
 //! rmp-serde's generic path matches every key by name after checking it is UTF-8 and dispatches
 //! every value through serde; for the layout we write, the keys are known bytes at known places.
@@ -8,8 +8,6 @@
 //! `u16`) gives `None` and the caller decodes with serde, so this reader accepts a subset of what
 //! serde accepts and reads it the same way (the fuzz check of `check_event_body` compares both
 //! with the full decoder). Every length is checked against the bytes left before it is used.
-
-use serde::de::IgnoredAny;
 
 use super::BodyView;
 
@@ -31,19 +29,24 @@ const KEYS: [&str; 12] = [
 
 /// MessagePack markers of the forms the writer uses.
 const FIXMAP_12: u8 = 0x80 | 12;
+/// A v3 body with a sealed part: the 12 keys, then `sealed`.
+const FIXMAP_13: u8 = 0x80 | 13;
+/// The 13th key of a v3 body with a sealed part.
+const SEALED_KEY: &str = "sealed";
 const FIXSTR: u8 = 0xa0;
 const FIXSTR_LEN_MASK: u8 = 0x1f;
 
 /// Reads the envelope of `bytes` if it is in the writer's layout.
 pub(super) fn read(bytes: &[u8]) -> Option<BodyView<'_>> {
     let mut c = Reader { rest: bytes };
-    if c.byte()? != FIXMAP_12 {
+    let map = c.byte()?;
+    if map != FIXMAP_12 && map != FIXMAP_13 {
         return None;
     }
     c.key(KEYS[0])?;
     let v = u16::try_from(c.uint()?).ok()?;
     c.key(KEYS[1])?;
-    c.bin()?;
+    let id = c.bin()?;
     c.key(KEYS[2])?;
     let tenant = c.str()?;
     c.key(KEYS[3])?;
@@ -64,9 +67,15 @@ pub(super) fn read(bytes: &[u8]) -> Option<BodyView<'_>> {
     let kind = c.str()?;
     c.key(KEYS[11])?;
     let data = c.bin()?;
+    let sealed = if map == FIXMAP_13 {
+        c.key(SEALED_KEY)?;
+        Some(serde_bytes::Bytes::new(c.bin()?))
+    } else {
+        None
+    };
     Some(BodyView {
         v,
-        _id: IgnoredAny,
+        id: serde_bytes::Bytes::new(id),
         tenant,
         env,
         team,
@@ -77,6 +86,7 @@ pub(super) fn read(bytes: &[u8]) -> Option<BodyView<'_>> {
         at,
         kind,
         data,
+        sealed,
     })
 }
 

@@ -289,3 +289,179 @@ fn the_writers_envelope_layout_is_read_directly_and_any_other_form_as_serde_read
         assert!(envelope::read(&body[..cut]).is_none(), "cut at {cut}");
     }
 }
+
+/// A key source of one session's key (or none: erased).
+struct OneKey(Option<DataKey>);
+
+impl KeySource for OneKey {
+    fn data_key(&self, scope: &SealScope<'_>) -> Result<Option<DataKey>, String> {
+        Ok(self.0.clone().filter(|_| scope.session == "s1"))
+    }
+}
+
+const CANARY: &str = "canary-7f3a";
+
+fn canary_kinds() -> Vec<EventKind> {
+    vec![
+        EventKind::SessionStarted {
+            user: CANARY.into(),
+            flow: "f".into(),
+            flow_version: "1".into(),
+        },
+        EventKind::MessageReceived {
+            message_id: "m-1".into(),
+            user: CANARY.into(),
+            text: CANARY.into(),
+        },
+        EventKind::ReplySent {
+            node: "n".into(),
+            text: CANARY.into(),
+        },
+        EventKind::StateSet {
+            key: "k".into(),
+            value: CANARY.into(),
+        },
+        EventKind::FlowFailed {
+            node: "n".into(),
+            error: CANARY.into(),
+        },
+    ]
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn a_sealed_body_holds_no_personal_plaintext_and_opens_with_its_key() {
+    let key = DataKey::generate();
+    for kind in canary_kinds().into_iter().chain(all_kinds()) {
+        let event = sample(kind);
+        let body = encode_body_sealed(&EventRef::from(&event), &key);
+        assert!(!contains(&body, CANARY), "{} leaks", event.kind.name());
+        let with_key = decode_body_with(&body, Some(&OneKey(Some(key.clone())))).unwrap();
+        assert_eq!(with_key.event, event);
+        let sealed = seal::split(&event.kind).is_some();
+        let expect = if sealed {
+            Sealing::Opened
+        } else {
+            Sealing::Plain
+        };
+        assert_eq!(with_key.sealing, expect);
+        // The fold's view reads the same, once opened.
+        let (mut view, part) = decode_body_view_sealed(&body).unwrap();
+        assert_eq!(part.is_some(), sealed);
+        let opened = part.map(|p| open_view(&view, &p, &key).unwrap());
+        if let Some(opened) = &opened {
+            overlay_view(&mut view, opened).unwrap();
+        }
+        assert_eq!(view, EventView::from(&event));
+    }
+}
+
+#[test]
+fn without_its_key_a_sealed_body_reads_as_its_public_fields_erased() {
+    let key = DataKey::generate();
+    let event = sample(EventKind::MessageReceived {
+        message_id: "m-1".into(),
+        user: CANARY.into(),
+        text: CANARY.into(),
+    });
+    let body = encode_body_sealed(&EventRef::from(&event), &key);
+    for keys in [None, Some(&OneKey(None) as &dyn KeySource)] {
+        let d = decode_body_with(&body, keys).unwrap();
+        assert_eq!(d.sealing, Sealing::Erased);
+        assert_eq!(
+            d.event.kind,
+            EventKind::MessageReceived {
+                message_id: "m-1".into(),
+                user: String::new(),
+                text: String::new(),
+            }
+        );
+        assert_eq!(d.event.id, event.id);
+    }
+    // Another key (a stale or forged one) is corruption, not erasure.
+    let other = OneKey(Some(DataKey::generate()));
+    assert!(matches!(
+        decode_body_with(&body, Some(&other)),
+        Err(CodecError::Seal(SealError::Open))
+    ));
+}
+
+#[test]
+fn a_sealed_part_is_bound_to_its_event_and_session() {
+    let key = DataKey::generate();
+    let a = sample(EventKind::ReplySent {
+        node: "n".into(),
+        text: CANARY.into(),
+    });
+    let mut b = a.clone();
+    b.id = uuid::Uuid::now_v7();
+    let body_a = encode_body_sealed(&EventRef::from(&a), &key);
+    let body_b = encode_body_sealed(&EventRef::from(&b), &key);
+    // Move a's sealed part into b's body: it does not open there.
+    let part = |body: &[u8]| {
+        let value = rmpv::decode::read_value(&mut &body[..]).unwrap();
+        let rmpv::Value::Map(entries) = value else {
+            panic!("a body is a map")
+        };
+        entries
+    };
+    let sealed_a = part(&body_a)
+        .into_iter()
+        .find(|(k, _)| k.as_str() == Some("sealed"))
+        .unwrap()
+        .1;
+    let mut moved = part(&body_b);
+    for (k, v) in moved.iter_mut() {
+        if k.as_str() == Some("sealed") {
+            *v = sealed_a.clone();
+        }
+    }
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, &rmpv::Value::Map(moved)).unwrap();
+    assert!(matches!(
+        decode_body_with(&bytes, Some(&OneKey(Some(key)))),
+        Err(CodecError::Seal(SealError::Open))
+    ));
+}
+
+#[test]
+fn v2_bodies_still_decode_and_a_seal_on_them_is_refused() {
+    let event = sample(EventKind::StateSet {
+        key: "k".into(),
+        value: "v".into(),
+    });
+    let body = encode_body(&event);
+    let d = decode_body_with(&body, None).unwrap();
+    assert_eq!((d.event, d.sealing), (event.clone(), Sealing::Plain));
+    // A v2 body that claims a sealed part is malformed.
+    let value = rmpv::decode::read_value(&mut &body[..]).unwrap();
+    let rmpv::Value::Map(mut entries) = value else {
+        panic!("a body is a map")
+    };
+    entries.push((
+        rmpv::Value::from("sealed"),
+        rmpv::Value::Binary(vec![0; 48]),
+    ));
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, &rmpv::Value::Map(entries)).unwrap();
+    assert!(matches!(
+        decode_body_with(&bytes, None),
+        Err(CodecError::UnexpectedSeal { version: 2, .. })
+    ));
+}
+
+#[test]
+fn the_fast_envelope_reader_reads_a_sealed_body() {
+    let key = DataKey::generate();
+    let event = sample(EventKind::StateSet {
+        key: "k".into(),
+        value: CANARY.into(),
+    });
+    let body = encode_body_sealed(&EventRef::from(&event), &key);
+    let fast = envelope::read(&body).expect("the writer's v3 layout");
+    assert!(fast.sealed.is_some());
+    assert_eq!(fast.v, SCHEMA_VERSION_SEALED);
+}

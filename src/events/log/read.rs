@@ -13,7 +13,8 @@ use std::sync::Arc;
 use super::contain::contained;
 use super::store::{ReaderParts, Store};
 use super::{Damage, Head, IdempotencyRecord, ReadError, SessionInfo, SessionMeta, StoredEvent};
-use crate::events::codec::{chain_hash, decode_body, decode_frame};
+use crate::events::codec::{chain_hash, decode_body_with, decode_frame, KeySource, Sealing};
+use crate::events::keyring::OpenKeys;
 use crate::events::keys;
 use crate::events::schema::decode_limited;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
@@ -102,7 +103,7 @@ pub(super) fn tenant_head(tree: &sled::Tree, tenant: &TenantId) -> Result<Option
 
 /// Decodes and cross-checks a frame; returns the head after it.
 pub(super) fn check_frame(tenant: &TenantId, key: &[u8], value: &[u8]) -> Result<Head, ReadError> {
-    let events = decode_frame_events(tenant, key, value)?;
+    let events = decode_frame_events(tenant, key, value, None)?;
     let last = events
         .last()
         .ok_or_else(|| read_error(tenant, key, "empty frame"))?;
@@ -126,10 +127,12 @@ fn read_error(tenant: &TenantId, key: &[u8], detail: impl ToString) -> ReadError
 
 /// Decodes a frame into its events and checks that they belong where the key says: this tenant,
 /// consecutive tenant_seqs from the key's, one session with consecutive seqs.
+/// Sealed personal fields are opened with `keys` (without: read as erased).
 pub(super) fn decode_frame_events(
     tenant: &TenantId,
     key: &[u8],
     value: &[u8],
+    keys: Option<&OpenKeys>,
 ) -> Result<Vec<StoredEvent>, ReadError> {
     let first_seq = keys::frame_key_seq(key, tenant)
         .ok_or_else(|| read_error(tenant, key, "malformed frame key"))?;
@@ -137,8 +140,9 @@ pub(super) fn decode_frame_events(
     let mut prev = frame.prev_hash;
     let mut out = Vec::with_capacity(frame.bodies.len());
     for (i, body) in frame.bodies.iter().enumerate() {
-        let event =
-            decode_body(body).map_err(|e| read_error(tenant, key, format!("record {i}: {e}")))?;
+        let decoded = decode_body_with(body, keys.map(|k| k as &dyn KeySource))
+            .map_err(|e| read_error(tenant, key, format!("record {i}: {e}")))?;
+        let (event, erased) = (decoded.event, decoded.sealing == Sealing::Erased);
         let expected_tenant_seq = first_seq + i as u64;
         if &event.tenant != tenant || event.tenant_seq != expected_tenant_seq {
             return Err(read_error(
@@ -167,6 +171,7 @@ pub(super) fn decode_frame_events(
         let hash = chain_hash(&prev, body);
         out.push(StoredEvent {
             event,
+            erased,
             prev_hash: prev,
             hash,
         });
@@ -220,6 +225,7 @@ impl TenantReader {
             Err(e) => {
                 return TenantEvents {
                     _store: None,
+                    keys: None,
                     frames: None,
                     error: Some(e.clone()),
                     tenant: self.tenant.clone(),
@@ -238,6 +244,7 @@ impl TenantReader {
         };
         TenantEvents {
             _store: self.parts.store.clone(),
+            keys: self.parts.open_keys(),
             frames: Some(tree.range(first..end)),
             error: None,
             tenant: self.tenant.clone(),
@@ -251,6 +258,7 @@ impl TenantReader {
 /// Iterator over a tenant's events; see [`TenantReader::events`].
 pub struct TenantEvents {
     _store: Option<Arc<Store>>,
+    keys: Option<OpenKeys>,
     frames: Option<sled::Iter>,
     /// Returned first (the files were closed when the reader was made).
     error: Option<ReadError>,
@@ -310,7 +318,7 @@ impl Iterator for TenantEvents {
                 self.done = true;
                 return None;
             }
-            match decode_frame_events(&self.tenant, &key, &value) {
+            match decode_frame_events(&self.tenant, &key, &value, self.keys.as_ref()) {
                 Ok(events) => self.pending.extend(
                     events
                         .into_iter()
@@ -346,6 +354,7 @@ impl ScopedReader {
             Err(e) => {
                 return SessionEvents {
                     _store: None,
+                    keys: None,
                     index: None,
                     error: Some(e.clone()),
                     tree: None,
@@ -371,6 +380,7 @@ impl ScopedReader {
         }
         SessionEvents {
             _store: self.parts.store.clone(),
+            keys: self.parts.open_keys(),
             index: Some(tree.range(first..end)),
             error: None,
             tree: Some(tree),
@@ -638,6 +648,7 @@ fn last_seq_upto(
 /// Iterator over one session's events; see [`ScopedReader::session_events`].
 pub struct SessionEvents {
     _store: Option<Arc<Store>>,
+    keys: Option<OpenKeys>,
     index: Option<sled::Iter>,
     /// Returned first (the files were closed when the reader was made).
     error: Option<ReadError>,
@@ -682,7 +693,12 @@ impl SessionEvents {
             Err(e) => return Some(Err(sled_panicked(&self.tenant, "frame", &e))),
         };
         match frame {
-            Ok(Some(frame)) => Some(decode_frame_events(&self.tenant, &key, &frame)),
+            Ok(Some(frame)) => Some(decode_frame_events(
+                &self.tenant,
+                &key,
+                &frame,
+                self.keys.as_ref(),
+            )),
             // Trimmed by retention since the index was read, before anything was returned: the
             // session starts later (a frame gone after its predecessors were returned would leave
             // a gap, so that stays an error, and a retry reads from the new start).

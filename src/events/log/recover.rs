@@ -127,6 +127,10 @@ impl Stager {
             .collect();
         self.heads = heads;
         self.sessions.clear();
+        // A data key made for a batch that failed may not be on disk: read them again.
+        if let Some(ring) = &self.shared.opts.keyring {
+            ring.forget_cached();
+        }
         // Batches were undone and the stream may have brought other nodes' message ids.
         self.seen.clear();
         self.unconfirmed.clear();

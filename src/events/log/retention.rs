@@ -289,7 +289,7 @@ fn trimmable(
                 break;
             }
         }
-        let events = decode_frame_events(tenant, &key, &value)?;
+        let events = decode_frame_events(tenant, &key, &value, None)?;
         if !events.iter().all(|e| e.event.at_ms < cutoff_ms) {
             break;
         }

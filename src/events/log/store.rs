@@ -30,6 +30,7 @@ use tokio::sync::watch;
 
 use super::replica::Replica;
 use super::{Damage, Head, LogOptions, ReadError};
+use crate::events::keyring::{Keyring, OpenKeys};
 use crate::tenancy::TenantId;
 
 /// One opening of the log's sled files.
@@ -78,11 +79,23 @@ pub(super) struct ReaderParts {
     pub(super) store: Option<Arc<Store>>,
     /// The last `tenant_seq` this reader may return.
     pub(super) limit: u64,
+    /// Opens sealed personal fields (`None`: they read as erased).
+    pub(super) keyring: Option<Arc<Keyring>>,
 }
 
 /// What readers get while the files are closed for a recovery.
 pub(super) const CLOSED: &str =
     "the event log is reopening its files after a write error; retry shortly";
+
+impl ReaderParts {
+    /// The keys that open sealed fields in this reader's tree, when the log has a key ring.
+    pub(super) fn open_keys(&self) -> Option<OpenKeys> {
+        Some(OpenKeys {
+            ring: self.keyring.clone()?,
+            tree: self.tree.as_ref().ok()?.clone(),
+        })
+    }
+}
 
 impl Shared {
     pub(super) fn new(
@@ -151,7 +164,12 @@ impl Shared {
                 position: "log".into(),
                 detail: CLOSED.into(),
             });
-        ReaderParts { tree, store, limit }
+        ReaderParts {
+            tree,
+            store,
+            limit,
+            keyring: self.opts.keyring.clone(),
+        }
     }
 
     /// The last durable `tenant_seq` of `tenant` (unbounded for a damaged tenant).

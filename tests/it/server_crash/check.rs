@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::Path;
 
 use tenantry::audit::verify::verify_log;
+use tenantry::events::keyring::Keyring;
 use tenantry::events::log::{EventLog, LogOptions, Replica, ReplicaOptions};
 use tenantry::events::schema::EventKind;
 use tenantry::projections::projector::Projector;
@@ -40,7 +41,13 @@ impl LogSpec {
 fn open_log(data: &Path, spec: &LogSpec) -> EventLog {
     let dir = data.join("log");
     match spec {
-        LogSpec::Sled => EventLog::open(&dir, &LogOptions::default()).unwrap(),
+        LogSpec::Sled => {
+            let opts = LogOptions {
+                keyring: Keyring::for_data_dir(data, false).unwrap(),
+                ..LogOptions::default()
+            };
+            EventLog::open(&dir, &opts).unwrap()
+        }
         LogSpec::JetStream {
             url,
             stream,

@@ -14,11 +14,15 @@
 use std::ops::RangeInclusive;
 
 use super::{read_error, sled_panicked, TenantReader};
-use crate::events::codec::{decode_body_view, decode_frame};
+use crate::events::codec::{
+    decode_body_view_sealed, decode_frame, open_view, overlay_view, KeySource, SealedRef,
+};
+use crate::events::keyring::OpenKeys;
 use crate::events::keys;
 use crate::events::log::contain::contained;
 use crate::events::log::ReadError;
 use crate::events::schema::EventView;
+use crate::events::seal::SealScope;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
 
 impl TenantReader {
@@ -46,6 +50,7 @@ impl TenantReader {
             Some(Ok((k, _))) => k.to_vec(),
             _ => from,
         };
+        let keys = self.parts.open_keys();
         let mut frames = tree.range(first..end);
         loop {
             let next =
@@ -61,7 +66,13 @@ impl TenantReader {
             if keys::frame_key_seq(&key, tenant).is_some_and(|s| s > *range.end()) {
                 return Ok(());
             }
-            let mut views = frame_views(tenant, &key, &value)?;
+            let (mut views, sealed) = frame_views(tenant, &key, &value)?;
+            let opened = open_sealed(tenant, &key, &views, &sealed, keys.as_ref())?;
+            for (view, opened) in views.iter_mut().zip(&opened) {
+                if let Some(opened) = opened {
+                    overlay_view(view, opened).map_err(|e| read_error(tenant, &key, e))?;
+                }
+            }
             views.retain(|v| range.contains(&v.tenant_seq));
             if !views.is_empty() {
                 fold(&views)?;
@@ -70,20 +81,61 @@ impl TenantReader {
     }
 }
 
-/// Decodes a frame into [`EventView`]s with the checks of `decode_frame_events` (this tenant,
+/// Opens the sealed parts of a frame's views (one session: one key), `None` for a view without
+/// one or whose key is gone (its personal fields stay empty: erased).
+fn open_sealed(
+    tenant: &TenantId,
+    key: &[u8],
+    views: &[EventView<'_>],
+    sealed: &[Option<SealedRef<'_>>],
+    keys: Option<&OpenKeys>,
+) -> Result<Vec<Option<zeroize::Zeroizing<Vec<u8>>>>, ReadError> {
+    let mut out = Vec::with_capacity(views.len());
+    let (Some(keys), Some(first)) = (keys, views.first()) else {
+        out.resize_with(views.len(), || None);
+        return Ok(out);
+    };
+    let mut data_key = None;
+    if sealed.iter().any(Option::is_some) {
+        let scope = SealScope {
+            tenant: first.tenant,
+            env: first.env,
+            team: first.team,
+            session: first.session,
+        };
+        data_key = keys
+            .data_key(&scope)
+            .map_err(|e| read_error(tenant, key, e))?;
+    }
+    for (view, part) in views.iter().zip(sealed) {
+        let opened = match (part, &data_key) {
+            (Some(part), Some(k)) => {
+                Some(open_view(view, part, k).map_err(|e| read_error(tenant, key, e))?)
+            }
+            _ => None,
+        };
+        out.push(opened);
+    }
+    Ok(out)
+}
+
+/// Decodes a frame into [`EventView`]s (and their sealed parts) with the checks of `decode_frame_events` (this tenant,
 /// consecutive tenant_seqs from the key's, one session with consecutive seqs) plus the ids'
 /// rules, which the full decode checks by parsing each id.
+type FrameViews<'a> = (Vec<EventView<'a>>, Vec<Option<SealedRef<'a>>>);
+
 fn frame_views<'a>(
     tenant: &TenantId,
     key: &[u8],
     value: &'a [u8],
-) -> Result<Vec<EventView<'a>>, ReadError> {
+) -> Result<FrameViews<'a>, ReadError> {
     let first_seq = keys::frame_key_seq(key, tenant)
         .ok_or_else(|| read_error(tenant, key, "malformed frame key"))?;
     let frame = decode_frame(value).map_err(|e| read_error(tenant, key, e))?;
     let mut out: Vec<EventView<'a>> = Vec::with_capacity(frame.bodies.len());
+    let mut sealed = Vec::with_capacity(frame.bodies.len());
     for (i, body) in frame.bodies.iter().enumerate() {
-        let view = decode_body_view(body)
+        let (view, part) = decode_body_view_sealed(body)
             .map_err(|e| read_error(tenant, key, format!("record {i}: {e}")))?;
         let expected_tenant_seq = first_seq + i as u64;
         if view.tenant != tenant.as_str() || view.tenant_seq != expected_tenant_seq {
@@ -126,6 +178,7 @@ fn frame_views<'a>(
             ));
         }
         out.push(view);
+        sealed.push(part);
     }
-    Ok(out)
+    Ok((out, sealed))
 }

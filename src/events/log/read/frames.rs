@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::{decode_frame_events, sled_panicked, TenantReader};
 use crate::events::codec::FRAME_HEADER_BYTES;
+use crate::events::keyring::OpenKeys;
 use crate::events::keys;
 use crate::events::log::contain::contained;
 use crate::events::log::store::Store;
@@ -79,6 +80,7 @@ impl TenantReader {
             Err(e) => {
                 return StoredFrames {
                     _store: None,
+                    keys: None,
                     frames: None,
                     error: Some(e.clone()),
                     tenant: self.tenant.clone(),
@@ -95,6 +97,7 @@ impl TenantReader {
         };
         StoredFrames {
             _store: self.parts.store.clone(),
+            keys: self.parts.open_keys(),
             frames: (!range.is_empty()).then(|| tree.range(first..end)),
             error: None,
             tenant: self.tenant.clone(),
@@ -106,6 +109,7 @@ impl TenantReader {
 /// Iterator over a tenant's frames; see [`TenantReader::stored_frames`].
 pub struct StoredFrames {
     _store: Option<Arc<Store>>,
+    keys: Option<OpenKeys>,
     /// `None` once done (or for an empty range).
     frames: Option<sled::Iter>,
     /// Returned first (the files were closed when the reader was made).
@@ -153,7 +157,7 @@ impl Iterator for StoredFrames {
                 self.frames = None;
                 return None;
             }
-            let events = match decode_frame_events(&self.tenant, &key, &value) {
+            let events = match decode_frame_events(&self.tenant, &key, &value, self.keys.as_ref()) {
                 Ok(events) => events,
                 Err(e) => return self.fail(e),
             };

@@ -92,6 +92,15 @@ pub enum MigrateError {
         stream_seq: u64,
         subject: String,
     },
+    /// The tenant has sealed events (crypto-shredding): their data keys live in this data dir
+    /// and the JetStream backend does not carry them, so on the stream their personal fields
+    /// would read as erased. Nothing of it was copied.
+    #[error(
+        "tenant {tenant}: its log holds sealed events (personal fields encrypted under data keys \
+         kept in this data dir), which the jetstream backend cannot open; nothing of it was \
+         copied. Migrating sealed tenants is not supported yet"
+    )]
+    Sealed { tenant: TenantId },
     /// The sled log could not be read.
     #[error("tenant {tenant}: reading the sled log: {detail}")]
     Source { tenant: TenantId, detail: String },
@@ -127,7 +136,8 @@ impl MigrateError {
         match self {
             MigrateError::ChainBroken { tenant, .. }
             | MigrateError::StreamAhead { tenant, .. }
-            | MigrateError::Diverged { tenant, .. } => Some(tenant),
+            | MigrateError::Diverged { tenant, .. }
+            | MigrateError::Sealed { tenant } => Some(tenant),
             _ => None,
         }
     }
@@ -247,6 +257,11 @@ fn migrate_tenant(
     tenant: &TenantId,
     progress: &mut dyn FnMut(&TenantId, Step<'_>),
 ) -> Result<(Outcome, Expected), MigrateError> {
+    if log.has_data_keys(tenant).map_err(|e| source(tenant, e))? {
+        return Err(MigrateError::Sealed {
+            tenant: tenant.clone(),
+        });
+    }
     let events = match verify_log(log, tenant).map_err(|e| source(tenant, e))? {
         Verdict::Intact(summary) => summary.count,
         Verdict::Broken(problem) => {

@@ -14,6 +14,7 @@ use crate::events::log::{
     Rejection, SessionMeta, ACK_BYTES_MAX, IDEMPOTENCY_RECORD_VERSION,
 };
 use crate::events::schema::{decode_limited, EventKind};
+use crate::events::seal::SealScope;
 use crate::tenancy::{EnvId, SessionId, TeamId, TenantId};
 
 /// How a group moves its session: whether it starts or ends it, and the session's user when the
@@ -51,7 +52,7 @@ impl Stager {
             keys::session_index_prefix(tenant, env, &team, &group.session);
         self.load_session_head(tree, &session_key, tenant, env, &team, &group.session)?;
         let shape = self.check_session(&group, &session_key)?;
-        let encoded = self.encode(&group, &team)?;
+        let encoded = self.encode(tree, &group, &team)?;
         let appended = stage_keys(tree, &group, &team, &session_key, &shape, encoded, staged)?;
         if let (Some(key), Some(idem)) = (idem_key, group.idempotency.take()) {
             let rec = IdempotencyRecord {
@@ -144,10 +145,31 @@ impl Stager {
         Ok(Shape { starts, ends, user })
     }
 
-    /// Assigns ids, seqs and tenant seqs, encodes each event and chains it onto the tenant's
+    /// Assigns ids, seqs and tenant seqs, encodes each event (its personal fields sealed under
+    /// the session's data key when the log has a key ring) and chains it onto the tenant's
     /// head; checks every body and the frame against their limits.
-    fn encode(&mut self, group: &AppendGroup, team: &TeamId) -> Result<Encoded, AppendError> {
+    fn encode(
+        &mut self,
+        tree: &sled::Tree,
+        group: &AppendGroup,
+        team: &TeamId,
+    ) -> Result<Encoded, AppendError> {
         let tenant = &group.ctx.tenant;
+        let data_key = match &self.shared.opts.keyring {
+            Some(ring) if self.shared.opts.seal => {
+                let scope = SealScope {
+                    tenant: tenant.as_str(),
+                    env: group.ctx.env.as_str(),
+                    team: team.as_str(),
+                    session: group.session.as_str(),
+                };
+                let key = ring
+                    .write_key(tree, &scope)
+                    .map_err(|e| AppendError::Failed(e.to_string()))?;
+                Some(key)
+            }
+            _ => None,
+        };
         let head = self.heads.get(tenant).copied().unwrap_or(Head::EMPTY);
         let count = group.kinds.len() as u64;
         let first_seq = group.expected_seq + 1;
@@ -156,7 +178,7 @@ impl Stager {
         let mut bodies = Vec::with_capacity(group.kinds.len());
         let mut hash = head.hash;
         for (i, kind) in group.kinds.iter().enumerate() {
-            let body = codec::encode_body_ref(&EventRef {
+            let event = EventRef {
                 id: self.ids.next(now_ms),
                 tenant,
                 env: &group.ctx.env,
@@ -167,7 +189,11 @@ impl Stager {
                 tenant_seq: first_tenant_seq + i as u64,
                 at_ms: group.at_ms,
                 kind,
-            });
+            };
+            let body = match &data_key {
+                Some(key) => codec::encode_body_sealed(&event, key),
+                None => codec::encode_body_ref(&event),
+            };
             if body.len() > codec::EVENT_BYTES_MAX {
                 let len = body.len();
                 return Err(Rejection::TooLong {

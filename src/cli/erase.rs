@@ -1,0 +1,98 @@
+//! `tenantry erase --tenant T --env E (--session S | --user U)`: erasure by crypto-shredding,
+//! offline (docs/cli.md#erase). Calls [`crate::erase::erase`], closes the log and compacts its
+//! files, then prints what it erased. Refuses while a server holds the data dir and on the
+//! JetStream backend; an unknown session or user changes nothing.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::TableOrJson;
+use crate::config::{Config, LogBackend};
+use crate::erase::Target;
+use crate::tenancy::{EnvId, SessionId, TenantId};
+
+/// `tenantry erase`.
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["session", "user"])))]
+pub struct EraseArgs {
+    /// The tenant.
+    #[arg(long)]
+    tenant: TenantId,
+    /// The env of the session(s).
+    #[arg(long)]
+    env: EnvId,
+    /// Erase this session (in any team of the env).
+    #[arg(long)]
+    session: Option<SessionId>,
+    /// Erase every session of this user id in the env.
+    #[arg(long)]
+    user: Option<String>,
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long)]
+    yes: bool,
+    #[arg(long, value_enum, default_value_t = TableOrJson::Table)]
+    format: TableOrJson,
+}
+
+/// Runs `tenantry erase`.
+pub(super) fn run(args: &EraseArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    if config.log().backend == LogBackend::JetStream {
+        anyhow::bail!(
+            "erase supports the sled log backend only: with [log] backend = \"jetstream\" the \
+             data keys would have to be shared by every node, which is not implemented \
+             (nothing was changed)"
+        );
+    }
+    let target = match (&args.session, &args.user) {
+        (Some(s), _) => Target::Session(s.clone()),
+        (None, Some(u)) => Target::User(u.clone()),
+        (None, None) => anyhow::bail!("name --session S or --user U"),
+    };
+    let data_dir = &config.server().data_dir;
+    let log = crate::audit::open_log(config).map_err(|e| match e {
+        crate::audit::AuditError::InUse(dir) => anyhow::anyhow!(
+            "the data dir {} is in use by a running server; stop it first (nothing was changed)",
+            dir.display()
+        ),
+        other => anyhow::Error::new(other),
+    })?;
+    // Checked before asking, so a typo is told at once and nothing changes.
+    crate::erase::find_sessions(&log, &args.tenant, &args.env, &target)?;
+    if !args.yes {
+        anyhow::bail!(
+            "refusing to erase without --yes{}: erasure cannot be undone (nothing was changed)",
+            if std::io::stdin().is_terminal() {
+                ""
+            } else {
+                " (stdin is not a terminal)"
+            }
+        );
+    }
+    let erased = crate::erase::erase(&log, data_dir, &args.tenant, &args.env, &target)
+        .with_context(|| format!("erasing in tenant {}", args.tenant))?;
+    let dir = log.dir().to_owned();
+    drop(log);
+    crate::events::log::compact::compact(&dir).with_context(|| {
+        format!(
+            "compacting {} after the erasure (the keys are destroyed; run erase again to finish)",
+            dir.display()
+        )
+    })?;
+    match args.format {
+        TableOrJson::Table => print!("{}", erased.table()),
+        TableOrJson::Json => println!("{}", serde_json::to_string_pretty(&erased)?),
+    }
+    let unsealed =
+        erased.sessions.len() as u64 - erased.keys_destroyed.min(erased.sessions.len() as u64);
+    if unsealed > 0 {
+        eprintln!(
+            "warning: {unsealed} of the sessions had no data key: their events were written \
+             unsealed (before sealing, or with [log] seal = false) and keep their personal \
+             fields inside the hashed log; only their other copies were removed"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,388 @@
+//! The key ring of sealed events: per-session data keys, wrapped by a per-tenant key encryption
+//! key (KEK) kept in the secret store, and the erasure that destroys them.
+//!
+//! - A tenant's KEK is the secret `{tenant}/data_kek` (32 random bytes, made at the tenant's
+//!   first sealed event).
+//! - A session's data key is 32 random bytes, made at the session's first sealed event and
+//!   stored wrapped by the KEK ([`seal::wrap_key`], associated data = the session's ids) in the
+//!   log tree at `{t}\0K{env}\0{team}\0{session}` (`keys::data_key_key`).
+//! - Unwrapped keys are cached in memory, at most [`DATA_KEYS_CACHED_MAX`] (the cache is
+//!   emptied when full); [`Keyring::evict`] drops one. The tenants' KEKs are cached too; only
+//!   this ring's erasure replaces one (a server and an offline erasure never share a data dir),
+//!   and [`Keyring::forget_cached`] (the log's recovery after a write error) drops them all.
+//!
+//! **Erasure** ([`Keyring::erase_sessions`]) removes the session's wrapped key and *rotates the
+//! KEK*: every other session's key is re-wrapped under a fresh KEK and the old KEK is deleted.
+//! sled is log-structured and keeps old values in its files until it rewrites a segment, so a
+//! removed wrapped key may linger on disk; without the old KEK it never unwraps again. The
+//! rotation is crash-safe: the new KEK is first stored as `{tenant}/data_kek.next`, then the
+//! re-wrapped keys are written and flushed, then `data_kek` is replaced (temp file, fsync,
+//! rename) and `data_kek.next` removed. A reader tries `data_kek`, then `data_kek.next`, so a
+//! rotation cut short anywhere still reads every kept key; the next erasure finishes it.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use crate::events::codec::KeySource;
+use crate::events::keys;
+use crate::events::seal::{self, DataKey, SealError, SealScope};
+use crate::secrets::error::SecretError;
+use crate::secrets::name::{Namespace, SecretName};
+use crate::secrets::store::SecretStore;
+use crate::tenancy::TenantId;
+
+/// Most unwrapped data keys held in memory (32 bytes each plus the map's overhead).
+pub const DATA_KEYS_CACHED_MAX: usize = 65_536;
+/// Name of a tenant's key encryption key in its secret namespace.
+pub const KEK_SECRET: &str = "data_kek";
+/// Name of the KEK a rotation is moving to, until it completes.
+pub const KEK_NEXT_SECRET: &str = "data_kek.next";
+
+/// Why a data key could not be made, read or destroyed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    #[error("tenant {tenant}: key encryption key: {source}")]
+    Secret {
+        tenant: String,
+        #[source]
+        source: SecretError,
+    },
+    #[error("tenant {tenant}: the secret {name} is not a 32-byte key; restore it from a backup")]
+    BadKek { tenant: String, name: &'static str },
+    #[error("tenant {tenant}: the wrapped data key of session {session} does not unwrap under the tenant's key encryption key: {source}")]
+    Unwrap {
+        tenant: String,
+        session: String,
+        #[source]
+        source: SealError,
+    },
+    #[error("reading or writing data keys in the log: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("invalid tenant id {0:?}")]
+    Tenant(String),
+}
+
+/// The key ring of one data dir's log (see the module doc).
+pub struct Keyring {
+    secrets: SecretStore,
+    cache: Mutex<HashMap<Vec<u8>, DataKey>>,
+    /// Per tenant, its KEKs ([`Keyring::keks`]); replaced only by this ring's erasure (the
+    /// server and an offline erasure never hold one data dir at once).
+    keks: Mutex<HashMap<String, Vec<DataKey>>>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring").finish_non_exhaustive()
+    }
+}
+
+fn kek_name(name: &'static str) -> SecretName {
+    SecretName::parse(name).expect("the KEK secret names are valid names")
+}
+
+impl Keyring {
+    /// The key ring of `data_dir`'s secret store, with the master key from env
+    /// `TENANTRY_MASTER_KEY` or `{data_dir}/master.key`. `create`: make that file when neither
+    /// exists (the server); otherwise no master key is `None` (an offline reader then reads
+    /// sealed fields as erased: without the master key no KEK opens either).
+    pub fn for_data_dir(
+        data_dir: &std::path::Path,
+        create: bool,
+    ) -> Result<Option<std::sync::Arc<Keyring>>, SecretError> {
+        use crate::secrets::key::{KeySources, MASTER_KEY_FILE};
+        let sources = KeySources::from_env()?;
+        let have_key = sources.master_key_hex.is_some() || data_dir.join(MASTER_KEY_FILE).is_file();
+        if !create && !have_key {
+            return Ok(None);
+        }
+        let store = SecretStore::open_with(data_dir, sources)?;
+        Ok(Some(std::sync::Arc::new(Keyring::new(store))))
+    }
+
+    /// A key ring whose KEKs live in `secrets`.
+    pub fn new(secrets: SecretStore) -> Keyring {
+        Keyring {
+            secrets,
+            cache: Mutex::new(HashMap::new()),
+            keks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn namespace(tenant: &str) -> Result<Namespace, KeyringError> {
+        let id = TenantId::parse(tenant).map_err(|_| KeyringError::Tenant(tenant.to_owned()))?;
+        Ok(Namespace::Tenant(id))
+    }
+
+    /// The tenant's KEK stored as `name`, if any.
+    fn kek(&self, tenant: &str, name: &'static str) -> Result<Option<DataKey>, KeyringError> {
+        let ns = Keyring::namespace(tenant)?;
+        let value =
+            self.secrets
+                .get(&ns, &kek_name(name))
+                .map_err(|source| KeyringError::Secret {
+                    tenant: tenant.to_owned(),
+                    source,
+                })?;
+        match value {
+            None => Ok(None),
+            Some(v) => {
+                DataKey::from_slice(v.expose())
+                    .map(Some)
+                    .ok_or_else(|| KeyringError::BadKek {
+                        tenant: tenant.to_owned(),
+                        name,
+                    })
+            }
+        }
+    }
+
+    fn store_kek(
+        &self,
+        tenant: &str,
+        name: &'static str,
+        kek: &DataKey,
+    ) -> Result<(), KeyringError> {
+        let ns = Keyring::namespace(tenant)?;
+        self.secrets
+            .set(&ns, &kek_name(name), kek.expose())
+            .map_err(|source| KeyringError::Secret {
+                tenant: tenant.to_owned(),
+                source,
+            })
+    }
+
+    fn delete_kek(&self, tenant: &str, name: &'static str) -> Result<bool, KeyringError> {
+        let ns = Keyring::namespace(tenant)?;
+        self.secrets
+            .delete(&ns, &kek_name(name))
+            .map_err(|source| KeyringError::Secret {
+                tenant: tenant.to_owned(),
+                source,
+            })
+    }
+
+    /// The KEKs a wrapped key may be under: the current one, then a rotation's next one.
+    /// Cached once found (a tenant without any is asked again next time).
+    fn keks(&self, tenant: &str) -> Result<Vec<DataKey>, KeyringError> {
+        {
+            let keks = self.keks.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(found) = keks.get(tenant) {
+                return Ok(found.clone());
+            }
+        }
+        let current = self.kek(tenant, KEK_SECRET)?;
+        let next = self.kek(tenant, KEK_NEXT_SECRET)?;
+        let found: Vec<DataKey> = current.into_iter().chain(next).collect();
+        if !found.is_empty() {
+            let mut keks = self.keks.lock().unwrap_or_else(PoisonError::into_inner);
+            keks.insert(tenant.to_owned(), found.clone());
+        }
+        Ok(found)
+    }
+
+    /// Forgets every cached key (data keys and KEKs): the next read goes to disk.
+    pub fn forget_cached(&self) {
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.keks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    fn cached(&self, key: &[u8]) -> Option<DataKey> {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.get(key).cloned()
+    }
+
+    fn remember(&self, key: Vec<u8>, data_key: DataKey) {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= DATA_KEYS_CACHED_MAX {
+            cache.clear();
+        }
+        cache.insert(key, data_key);
+    }
+
+    /// Drops a session's key from the memory cache.
+    pub fn evict(&self, scope: &SealScope<'_>) {
+        let key = keys::data_key_key(scope.tenant, scope.env, scope.team, scope.session);
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.remove(&key);
+    }
+
+    /// Unwraps `wrapped` under the first of `keks` that opens it.
+    fn unwrap(
+        keks: &[DataKey],
+        scope: &SealScope<'_>,
+        wrapped: &[u8],
+    ) -> Result<Option<DataKey>, KeyringError> {
+        let mut last = None;
+        for kek in keks {
+            match seal::unwrap_key(kek, scope, wrapped) {
+                Ok(key) => return Ok(Some(key)),
+                Err(e) => last = Some(e),
+            }
+        }
+        match last {
+            // No KEK at all: the tenant's keys were destroyed.
+            None => Ok(None),
+            Some(source) => Err(KeyringError::Unwrap {
+                tenant: scope.tenant.to_owned(),
+                session: scope.session.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// The session's data key, `None` when it was erased (or the session has no sealed event).
+    pub fn read_key(
+        &self,
+        tree: &sled::Tree,
+        scope: &SealScope<'_>,
+    ) -> Result<Option<DataKey>, KeyringError> {
+        let key = keys::data_key_key(scope.tenant, scope.env, scope.team, scope.session);
+        if let Some(k) = self.cached(&key) {
+            return Ok(Some(k));
+        }
+        let Some(wrapped) = tree.get(&key)? else {
+            return Ok(None);
+        };
+        let found = Keyring::unwrap(&self.keks(scope.tenant)?, scope, &wrapped)?;
+        if let Some(k) = &found {
+            self.remember(key, k.clone());
+        }
+        Ok(found)
+    }
+
+    /// The session's data key for a new event: the stored one, else a fresh one, wrapped and
+    /// inserted into `tree` (made durable by the flush of the batch that uses it), and the
+    /// tenant's KEK made first when it has none.
+    pub fn write_key(
+        &self,
+        tree: &sled::Tree,
+        scope: &SealScope<'_>,
+    ) -> Result<DataKey, KeyringError> {
+        if let Some(k) = self.read_key(tree, scope)? {
+            return Ok(k);
+        }
+        let kek = match self.keks(scope.tenant)?.into_iter().next() {
+            Some(kek) => kek,
+            None => {
+                let kek = DataKey::generate();
+                self.store_kek(scope.tenant, KEK_SECRET, &kek)?;
+                kek
+            }
+        };
+        let data_key = DataKey::generate();
+        let key = keys::data_key_key(scope.tenant, scope.env, scope.team, scope.session);
+        tree.insert(key.clone(), seal::wrap_key(&kek, scope, &data_key))?;
+        self.remember(key, data_key.clone());
+        Ok(data_key)
+    }
+
+    /// Destroys the data keys of the sessions `erased` (all of `tenant`; see the module doc):
+    /// removes their wrapped keys, re-wraps the tenant's other keys under a fresh KEK, flushes,
+    /// then replaces the KEK. Returns how many wrapped keys it removed (a session without one
+    /// had no sealed event). The KEK is rotated even then, which also finishes a rotation cut
+    /// short.
+    pub fn erase_sessions(
+        &self,
+        tree: &sled::Tree,
+        tenant: &TenantId,
+        erased: &[SealScope<'_>],
+    ) -> Result<u64, KeyringError> {
+        let t = tenant.as_str();
+        let keks = self.keks(t)?;
+        let doomed: Vec<Vec<u8>> = erased
+            .iter()
+            .map(|s| keys::data_key_key(s.tenant, s.env, s.team, s.session))
+            .collect();
+        let next = DataKey::generate();
+        self.store_kek(t, KEK_NEXT_SECRET, &next)?;
+        let mut batch = sled::Batch::default();
+        let mut destroyed = 0;
+        let (start, end) = keys::data_key_range(tenant);
+        for item in tree.range(start..end) {
+            let (key, wrapped) = item?;
+            if doomed.iter().any(|d| d.as_slice() == key.as_ref()) {
+                batch.remove(key);
+                destroyed += 1;
+                continue;
+            }
+            let Some(scope_parts) = scope_of(t, &key) else {
+                continue;
+            };
+            let scope = scope_parts.scope();
+            if let Some(data_key) = Keyring::unwrap(&keks, &scope, &wrapped)? {
+                batch.insert(key, seal::wrap_key(&next, &scope, &data_key));
+            }
+        }
+        tree.apply_batch(batch)?;
+        tree.flush()?;
+        self.store_kek(t, KEK_SECRET, &next)?;
+        self.delete_kek(t, KEK_NEXT_SECRET)?;
+        self.keks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(t);
+        for s in erased {
+            self.evict(s);
+        }
+        Ok(destroyed)
+    }
+}
+
+/// The ids of a wrapped key's sled key, owned.
+struct ScopeParts {
+    tenant: String,
+    env: String,
+    team: String,
+    session: String,
+}
+
+impl ScopeParts {
+    fn scope(&self) -> SealScope<'_> {
+        SealScope {
+            tenant: &self.tenant,
+            env: &self.env,
+            team: &self.team,
+            session: &self.session,
+        }
+    }
+}
+
+/// Parses `{t}\0K{env}\0{team}\0{session}`.
+fn scope_of(tenant: &str, key: &[u8]) -> Option<ScopeParts> {
+    let rest = key.get(tenant.len() + 2..)?;
+    let mut parts = rest.splitn(3, |&b| b == 0);
+    let env = std::str::from_utf8(parts.next()?).ok()?;
+    let team = std::str::from_utf8(parts.next()?).ok()?;
+    let session = std::str::from_utf8(parts.next()?).ok()?;
+    Some(ScopeParts {
+        tenant: tenant.to_owned(),
+        env: env.to_owned(),
+        team: team.to_owned(),
+        session: session.to_owned(),
+    })
+}
+
+/// A [`KeySource`] reading a key ring's keys from one log tree.
+#[derive(Clone)]
+pub(crate) struct OpenKeys {
+    pub ring: std::sync::Arc<Keyring>,
+    pub tree: sled::Tree,
+}
+
+impl KeySource for OpenKeys {
+    fn data_key(&self, scope: &SealScope<'_>) -> Result<Option<DataKey>, String> {
+        self.ring
+            .read_key(&self.tree, scope)
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests;

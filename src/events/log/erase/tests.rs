@@ -1,0 +1,110 @@
+use std::sync::Arc;
+
+use super::*;
+use crate::events::codec::decode_frame;
+use crate::events::keyring::Keyring;
+use crate::events::log::fixtures::{acme_support, ada_group};
+use crate::events::log::{AppendOutcome, LogOptions, ReadError};
+use crate::events::schema::{EventKind, KindView};
+use crate::secrets::key::KeySources;
+use crate::secrets::store::SecretStore;
+use crate::secrets::value::SecretValue;
+
+fn keyring(dir: &std::path::Path) -> Arc<Keyring> {
+    let sources = KeySources {
+        master_key_hex: Some(SecretValue::new(b"cd".repeat(32))),
+        signing_key: None,
+    };
+    Arc::new(Keyring::new(SecretStore::open_with(dir, sources).unwrap()))
+}
+
+fn append(log: &EventLog, expected_seq: u64, text: &str) {
+    let group = ada_group(expected_seq, format!("m{expected_seq}"), text, 1_000);
+    let outcome = log.append_blocking(group).unwrap();
+    assert!(matches!(outcome, AppendOutcome::Appended(_)));
+}
+
+/// Every event of the tenant as (kind, erased).
+fn read(log: &EventLog) -> Vec<(EventKind, bool)> {
+    let tenant = acme_support().tenant;
+    log.tenant(&tenant)
+        .events(1..=u64::MAX)
+        .map(|e| e.map(|s| (s.event.kind, s.erased)).unwrap())
+        .collect()
+}
+
+/// The fold's view of every MessageReceived's text.
+fn folded_texts(log: &EventLog) -> Vec<String> {
+    let tenant = acme_support().tenant;
+    let mut texts = Vec::new();
+    log.tenant(&tenant)
+        .fold_frames(1..=u64::MAX, &mut |views| {
+            for v in views {
+                if let KindView::MessageReceived { text } = v.kind {
+                    texts.push(text.to_owned());
+                }
+            }
+            Ok::<(), ReadError>(())
+        })
+        .unwrap();
+    texts
+}
+
+#[test]
+fn a_v2_log_keeps_reading_after_sealing_starts_and_erasure_empties_only_the_sealed_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("log");
+    // Written before sealing (v2).
+    let log = EventLog::open(&log_dir, &LogOptions::default()).unwrap();
+    append(&log, 0, "");
+    append(&log, 1, "plain-canary");
+    drop(log);
+    // Reopened with a key ring: new events are sealed, old ones still read.
+    let opts = LogOptions {
+        keyring: Some(keyring(dir.path())),
+        ..LogOptions::default()
+    };
+    let log = EventLog::open(&log_dir, &opts).unwrap();
+    append(&log, 2, "sealed-canary");
+    let texts = folded_texts(&log);
+    assert_eq!(texts, ["plain-canary", "sealed-canary"]);
+    let events = read(&log);
+    assert!(events.iter().all(|(_, erased)| !erased));
+    // The sealed text is not in the frame's bytes.
+    let tenant = acme_support().tenant;
+    let store = log.inner.shared.store().unwrap();
+    let (start, end) = crate::events::keys::frame_range(&tenant);
+    let last = store.tree.range(start..end).next_back().unwrap().unwrap().1;
+    let frame = decode_frame(&last).unwrap();
+    assert!(!frame.bodies[0].windows(13).any(|w| w == b"sealed-canary"));
+    drop(store);
+
+    // Erase: the v3 text is gone, the v2 one (written unsealed) reads as before.
+    let sessions: Vec<SessionInfo> = log
+        .scope(&acme_support())
+        .sessions()
+        .map(Result::unwrap)
+        .collect();
+    let done = log.erase_sessions_offline(&tenant, &sessions).unwrap();
+    assert_eq!(done.keys_destroyed, 1);
+    assert_eq!(folded_texts(&log), ["plain-canary", ""]);
+    let events = read(&log);
+    let last = events.last().unwrap();
+    assert!(last.1, "the sealed event reads as erased");
+    assert_eq!(
+        last.0,
+        EventKind::MessageReceived {
+            message_id: "m2".into(),
+            user: String::new(),
+            text: String::new(),
+        }
+    );
+    assert!(!events[1].1, "a v2 event has nothing sealed to erase");
+    // The session meta forgot the user.
+    let users: Vec<String> = log
+        .scope(&acme_support())
+        .sessions()
+        .map(|s| s.unwrap().user)
+        .collect();
+    assert_eq!(users, [""]);
+}
