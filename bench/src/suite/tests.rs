@@ -257,6 +257,7 @@ fn the_cluster_scenario_measures_three_backends_and_survives_a_killed_leader() {
         duration: std::time::Duration::from_millis(300),
         failover_appenders: 8,
         failover_trials: 2,
+        failover_only: false,
     };
     let report = cluster::run(dir.path(), &opts, &mut |_| {}).unwrap();
     assert!(report.nats_server.contains("v2."), "{}", report.nats_server);
