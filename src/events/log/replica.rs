@@ -64,10 +64,21 @@ pub struct ReplicaOptions {
 }
 
 /// Longest wait for one JetStream API answer (a record read, the stream's state, a lease). An
-/// answer takes milliseconds; none comes while the stream elects a new leader, and a recovery
-/// then tries again a [`RECOVERY_RETRY`](super::RECOVERY_RETRY) later rather than waiting
-/// out a long timeout.
+/// answer takes milliseconds; none comes while the stream elects a new leader, which is why a
+/// recovery first waits for the stream with short probes ([`Replica::wait_available`]).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Longest wait for the answer to one probe of the stream (its state, answered by its leader).
+/// A request sent during a leader election is never answered, even once a leader is elected: a
+/// short probe, sent again, notices the new leader within a probe or two.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Pause between two probes of a stream that did not answer.
+pub const PROBE_PAUSE: Duration = Duration::from_millis(100);
+
+/// Longest a recovery waits for the stream to answer before it gives up this attempt (and tries
+/// again at the next, keeping the files open meanwhile).
+pub const STREAM_WAIT: Duration = Duration::from_secs(2);
 
 /// Longest wait for the ack of one record. An ack takes milliseconds (p99 ~70 ms under load on
 /// a 2-core machine, R3, `sync_interval: always`); one that does not come died with a stream
@@ -338,6 +349,32 @@ impl Replica {
             head_hash: Vec::new(),
             ops: Vec::new(),
         }
+    }
+
+    /// Waits up to `wait` until the stream answers a probe (it has a leader and this node a
+    /// connection to the cluster), probing every [`PROBE_PAUSE`] with requests of at most
+    /// [`PROBE_TIMEOUT`]; the error names the last probe's failure.
+    pub(super) fn wait_available(&self, wait: Duration) -> Result<(), ReplicaError> {
+        self.rt.block_on(async {
+            let deadline = Instant::now() + wait;
+            loop {
+                let detail = match tokio::time::timeout(PROBE_TIMEOUT, self.stream.get_info()).await
+                {
+                    Ok(Ok(_)) => return Ok(()),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no answer within {PROBE_TIMEOUT:?}"),
+                };
+                if Instant::now() + PROBE_PAUSE >= deadline {
+                    return Err(ReplicaError::Stream {
+                        stream: self.name.clone(),
+                        detail: format!(
+                            "unreachable for {wait:?} (no server, or a leader election): {detail}"
+                        ),
+                    });
+                }
+                tokio::time::sleep(PROBE_PAUSE).await;
+            }
+        })
     }
 
     /// Removes every record of the tenant from the stream (offboarding).

@@ -109,6 +109,14 @@ impl JetStreamServer {
     }
 }
 
+impl JetStreamServer {
+    /// Kills the server (SIGKILL) and reaps it.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for JetStreamServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -512,4 +520,38 @@ fn a_retry_on_a_writer_that_missed_another_nodes_record_gets_that_nodes_first_ac
         "{retry:?}"
     );
     assert_eq!(events(&stale, "acme").len(), 6);
+}
+
+/// While the stream cannot be reached (its server gone, or a leader election), the log refuses
+/// appends and retries its recovery, but the files stay open: the recovery waits for the stream
+/// before it closes them, so reads of what was acknowledged go on (before, every attempt closed
+/// the files and left them closed when the stream did not answer).
+#[test]
+fn reads_go_on_while_the_stream_is_unreachable() {
+    let mut server = JetStreamServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = server.open(dir.path(), "LOG", "n1").unwrap();
+    log.append_blocking(group("acme", "s1", 0, "m1")).unwrap();
+    server.kill();
+    let refused = log.append_blocking(group("acme", "s1", 2, "m2"));
+    assert!(
+        matches!(refused, Err(AppendError::Failed(_))),
+        "{refused:?}"
+    );
+    // Several recovery attempts (one per RECOVERY_RETRY at most) come and go meanwhile.
+    let until = Instant::now() + 3 * crate::events::log::RECOVERY_RETRY + REQUEST_TIMEOUT;
+    let mut reads = 0;
+    while Instant::now() < until {
+        let read: Result<Vec<_>, _> = log.tenant(&id("acme")).events(1..=u64::MAX).collect();
+        match read {
+            Ok(events) => assert_eq!(events.len(), 2, "{events:?}"),
+            Err(e) => panic!("read {reads} failed while the stream was away: {e}"),
+        }
+        reads += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(matches!(
+        log.append_blocking(group("acme", "s1", 2, "m2")),
+        Err(AppendError::Failed(_))
+    ));
 }
