@@ -16,8 +16,10 @@
 //! two writers can never both extend a tenant's chain, whatever their leases say.
 //!
 //! The local files are a cache (`reconcile`): at open and after any failed publish, a tenant
-//! whose local head differs from the head in its last record is rebuilt from the stream (its
-//! local keys removed, its records applied in order), and a tenant with no records is removed.
+//! whose local head differs from the head in its last record is brought to the stream: from the
+//! last record this node knew of when the cache is at that record (only the records after it
+//! are applied), else rebuilt (its local keys removed, all its records applied in order); a
+//! tenant with no records is removed.
 //!
 //! Invariants:
 //! - a caller is answered `Ok` only after every record holding its group was acked;
