@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use async_nats::jetstream::context::DeleteStreamErrorKind;
 use serde::Serialize;
 
 use tenantry::events::log::{EventLog, LogOptions, Replica, ReplicaOptions};
@@ -374,16 +375,30 @@ fn stream_leader(
     })
 }
 
-/// Deletes `stream` (its records are not needed after the run; the disk is).
+/// Deletes `stream` (its records are not needed after the run; the disk is), retrying for up
+/// to [`LEADER_WAIT`]: right after a failover the cluster may still be electing its meta
+/// leader, and a request then times out.
 fn delete_stream(urls: &[String], stream: &str) -> Result<(), String> {
     client_runtime()?.block_on(async {
         let client = async_nats::connect(urls.to_vec())
             .await
             .map_err(|e| format!("connecting to {urls:?}: {e}"))?;
-        async_nats::jetstream::new(client)
-            .delete_stream(stream)
-            .await
-            .map(drop)
-            .map_err(|e| format!("deleting stream {stream}: {e}"))
+        let js = async_nats::jetstream::new(client);
+        let deadline = Instant::now() + LEADER_WAIT;
+        let mut retried = false;
+        loop {
+            match js.delete_stream(stream).await {
+                Ok(_) => return Ok(()),
+                // A timed-out attempt may have deleted it.
+                Err(e) if retried && e.to_string().contains("not found") => return Ok(()),
+                Err(e)
+                    if Instant::now() < deadline && e.kind() == DeleteStreamErrorKind::Request =>
+                {
+                    retried = true;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(format!("deleting stream {stream}: {e}")),
+            }
+        }
     })
 }
