@@ -179,6 +179,10 @@ pub struct Replica {
     cluster: bool,
     /// Per tenant, the stream sequence of its last record (absent: none).
     last: Mutex<HashMap<TenantId, u64>>,
+    /// Per tenant, the stream sequence of its last record in a commit that fully succeeded: a
+    /// failed commit's batches are undone in the cache, even the tenants' whose records were
+    /// acked, so after a failure the cache is at this record (a reconcile catches up from it).
+    confirmed: Mutex<HashMap<TenantId, u64>>,
     /// Tenants whose records the stream refused since the last [`Replica::take_fenced`].
     fenced: Mutex<Vec<TenantId>>,
 }
@@ -218,6 +222,7 @@ impl Replica {
             replicas: opts.replicas,
             cluster: opts.cluster,
             last: Mutex::new(HashMap::new()),
+            confirmed: Mutex::new(HashMap::new()),
             fenced: Mutex::new(Vec::new()),
         })
     }
@@ -261,6 +266,12 @@ impl Replica {
         self.last.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn confirmed_map(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, u64>> {
+        self.confirmed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Publishes the units (whole groups, in staging order) and waits for every ack: per
     /// tenant its records one after another, each fenced on the one before; all tenants at
     /// once. The first error is returned; what was acked meanwhile stays in the stream (a
@@ -283,11 +294,13 @@ impl Replica {
         };
         let results = self.rt.block_on(futures_util::future::join_all(chains));
         let mut first_error = None;
+        let mut acked = Vec::with_capacity(results.len());
         let mut last = self.last_map();
         for (tenant, result) in results {
             match result {
                 Ok(seq) => {
-                    last.insert(tenant, seq);
+                    last.insert(tenant.clone(), seq);
+                    acked.push((tenant, seq));
                 }
                 Err(e) => {
                     if let ReplicaError::Fenced { tenant, .. } = &e {
@@ -300,7 +313,14 @@ impl Replica {
                 }
             }
         }
-        first_error.map_or(Ok(()), Err)
+        drop(last);
+        match first_error {
+            Some(e) => Err(e),
+            None => {
+                self.confirmed_map().extend(acked);
+                Ok(())
+            }
+        }
     }
 
     /// The tenants whose records the stream refused (another node took them over) since the
@@ -390,6 +410,7 @@ impl Replica {
             detail: format!("purging its records: {e}"),
         })?;
         self.last_map().remove(tenant);
+        self.confirmed_map().remove(tenant);
         Ok(())
     }
 }

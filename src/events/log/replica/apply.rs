@@ -43,6 +43,7 @@ pub(in crate::events::log) fn reconcile(
     let in_stream = replica.rt.block_on(replica.tenants())?;
     // The last record of each tenant this node published or applied, before this reconcile.
     let known = replica.last_map().clone();
+    let confirmed = replica.confirmed_map().clone();
     let mut done = Reconciled::default();
     let mut last = HashMap::new();
     for tenant in &in_stream {
@@ -61,7 +62,7 @@ pub(in crate::events::log) fn reconcile(
             && replica.rt.block_on(replica.catch_up_from(
                 tree,
                 tenant,
-                known.get(tenant).copied(),
+                &[confirmed.get(tenant).copied(), known.get(tenant).copied()],
                 local.get(tenant),
                 seq,
             ))?
@@ -81,6 +82,8 @@ pub(in crate::events::log) fn reconcile(
             done.removed.push(tenant.clone());
         }
     }
+    // The cache is now at each tenant's last record.
+    *replica.confirmed_map() = last.clone();
     *replica.last_map() = last;
     Ok(done)
 }
@@ -206,24 +209,43 @@ impl Replica {
         Ok(Some((message.sequence, record)))
     }
 
-    /// Applies the tenant's records after stream sequence `from` up to `until` if the cache is
-    /// at `from`: the tenant's record there has the local head. A failover that lost an ack
-    /// leaves the cache a record or two behind the stream, and this reads those instead of
+    /// Applies the tenant's records after the first stream sequence of `candidates` the cache
+    /// is at (the tenant's record there has the local head), up to `until`. A failover that lost
+    /// an ack leaves the cache a record or two behind the stream, and this reads those instead of
     /// every record of the tenant. Returns whether it did; `false` leaves the cache as it was.
     pub(super) async fn catch_up_from(
         &self,
         tree: &sled::Tree,
         tenant: &TenantId,
-        from: Option<u64>,
+        candidates: &[Option<u64>],
         local: Option<&Head>,
         until: u64,
     ) -> Result<bool, ReplicaError> {
-        let (Some(from), Some(local)) = (from, local) else {
+        let Some(local) = local else {
             return Ok(false);
         };
-        if from == 0 || from >= until {
-            return Ok(false);
+        let mut tried = Vec::new();
+        for &from in candidates.iter().flatten() {
+            if from == 0 || from >= until || tried.contains(&from) {
+                continue;
+            }
+            tried.push(from);
+            if self.cache_at(tenant, from, local).await? {
+                tracing::info!(tenant = %tenant, from, until, "catching the tenant's log cache up with the stream");
+                self.apply_range(tree, tenant, from + 1, until).await?;
+                return Ok(true);
+            }
         }
+        Ok(false)
+    }
+
+    /// Whether the tenant's record at stream sequence `from` has the head `local`.
+    async fn cache_at(
+        &self,
+        tenant: &TenantId,
+        from: u64,
+        local: &Head,
+    ) -> Result<bool, ReplicaError> {
         let message = self
             .stream
             .get_first_raw_message_by_subject(&self.subject(tenant), from)
@@ -236,12 +258,7 @@ impl Replica {
             return Ok(false);
         }
         let record = decode_record(tenant, message.sequence, &message.payload)?;
-        if !same_head(&record, Some(local)) {
-            return Ok(false);
-        }
-        tracing::info!(tenant = %tenant, from, until, "catching the tenant's log cache up with the stream");
-        self.apply_range(tree, tenant, from + 1, until).await?;
-        Ok(true)
+        Ok(same_head(&record, Some(local)))
     }
 
     /// Replaces the tenant's cache with its records up to stream sequence `until`.

@@ -626,3 +626,38 @@ fn a_cache_at_the_last_known_record_catches_up_instead_of_a_rebuild() {
     assert!(done.caught_up.is_empty(), "{done:?}");
     assert_eq!(tree.iter().keys().count(), 3);
 }
+
+/// A commit that fails for one tenant is undone in the cache for all of them, even for a tenant
+/// whose record the stream acked: that tenant's cache is at its record before the failed
+/// commit, and it catches up from there (before, it was rebuilt from its first record).
+#[test]
+fn a_tenant_undone_with_a_partly_acked_commit_catches_up_from_its_confirmed_record() {
+    let server = JetStreamServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path()).unwrap();
+    let (tree, other_tree) = (db.open_tree("a").unwrap(), db.open_tree("b").unwrap());
+    let mine = connect_replica(&server, "n1");
+    let first = unit("acme", 1, "k1");
+    let head1 = first.head;
+    mine.commit(vec![first]).unwrap();
+    let (k1, _) = unit("acme", 1, "k1").ops.remove(0);
+    tree.insert(k1.as_slice(), b"k1".as_slice()).unwrap();
+    // Another writer appends for beta, so this node's next record for beta is fenced.
+    let other = connect_replica(&server, "n2");
+    reconcile(&other, &other_tree, &HashMap::new(), &Default::default()).unwrap();
+    other.commit(vec![unit("beta", 1, "b1")]).unwrap();
+    let failed = mine.commit(vec![unit("acme", 2, "k2"), unit("beta", 1, "b9")]);
+    assert!(
+        matches!(failed, Err(ReplicaError::Fenced { .. })),
+        "{failed:?}"
+    );
+
+    // The batch is undone: acme's cache is at its first record, the stream one further.
+    let at_first = HashMap::from([(id("acme"), head1)]);
+    let done = reconcile(&mine, &tree, &at_first, &Default::default()).unwrap();
+    assert_eq!(done.caught_up, [id("acme")], "{done:?}");
+    assert_eq!(done.rebuilt, [id("beta")]);
+    let mut acme = keys::tenant_prefix(&id("acme"));
+    acme.extend_from_slice(b"k2");
+    assert!(tree.contains_key(&acme).unwrap(), "k2 applied");
+}
