@@ -17,8 +17,8 @@
 //!
 //! The local files are a cache (`reconcile`): at open and after any failed publish, a tenant
 //! whose local head differs from the head in its last record is brought to the stream: from the
-//! last record this node knew of when the cache is at that record (only the records after it
-//! are applied), else rebuilt (its local keys removed, all its records applied in order); a
+//! record of its last fully acked commit or the last record this node knew of, when the cache
+//! is at that record (only the records after it are applied), else rebuilt (its local keys removed, all its records applied in order); a
 //! tenant with no records is removed.
 //!
 //! Invariants:
