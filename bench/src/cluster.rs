@@ -13,8 +13,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use async_nats::jetstream::context::DeleteStreamErrorKind;
 use serde::Serialize;
 
 use tenantry::events::log::{EventLog, LogOptions, Replica, ReplicaOptions};
@@ -49,6 +50,8 @@ pub struct ClusterBenchOptions {
     pub failover_appenders: usize,
     /// Failover trials (0 skips them).
     pub failover_trials: usize,
+    /// Only the failover trials: no backend's passes (the report's `backends` is empty).
+    pub failover_only: bool,
 }
 
 /// One backend's passes.
@@ -76,6 +79,9 @@ pub struct FailoverRun {
     pub appenders: usize,
     /// The server killed: the stream's leader at the time.
     pub killed: String,
+    /// When it was killed, milliseconds since the Unix epoch (to find the moment in the
+    /// servers' logs, `n*/nats.log` under the scenario's directory).
+    pub killed_at_unix_ms: u64,
     /// The stream's leader after the kill, if one was found.
     pub new_leader: Option<String>,
     /// From the kill to the ack of the first append attempted after it; `None` when none was
@@ -114,6 +120,18 @@ pub fn run(
     let nats_server = server_version(&binary);
     progress(&format!("JetStream servers: {nats_server}"));
     let mut backends = Vec::new();
+    if opts.failover_only {
+        let mut cluster = JetStreamCluster::start(&fresh_dir(work_dir, "jetstream-r3")?, 3)?;
+        let failover = failover_trials(work_dir, &mut cluster, opts, progress)?;
+        return Ok(ClusterBenchReport {
+            scenario: "cluster_log_append",
+            nats_server,
+            group_events: GROUP_EVENTS,
+            tenants: TENANTS,
+            backends,
+            failover,
+        });
+    }
     let mut runs = Vec::new();
     for &appenders in &opts.appenders {
         let dir = fresh_dir(work_dir, &format!("cluster-sled-{appenders}"))?;
@@ -238,9 +256,11 @@ fn failover_trials(
         }
         let run = failover_run(work_dir, cluster, trial, opts)?;
         progress(&format!(
-            "failover {trial}/{}: {} killed, kill to first ack {}, {} retries",
+            "failover {trial}/{}: {} killed (at {} ms after the epoch), kill to first ack {}, {} \
+             retries",
             opts.failover_trials,
             run.killed,
+            run.killed_at_unix_ms,
             run.kill_to_ack_ms
                 .map_or_else(|| "never".to_owned(), |ms| format!("{ms:.0} ms")),
             run.retries
@@ -275,7 +295,7 @@ fn failover_run(
     std::thread::sleep(opts.duration);
     let killing = match cluster.server_mut(&killed) {
         Some(server) => {
-            let at = Instant::now();
+            let at = (Instant::now(), SystemTime::now());
             server.kill().map(|()| at)
         }
         None => Err(format!(
@@ -283,7 +303,7 @@ fn failover_run(
         )),
     };
     watch.mark();
-    if let Ok(kill_at) = killing {
+    if let Ok((kill_at, _)) = killing {
         while watch.first_ack().is_none() && kill_at.elapsed() < FAILOVER_WAIT_MAX {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -295,7 +315,7 @@ fn failover_run(
         .join()
         .map_err(|_| "the failover run's appenders panicked".to_owned())?;
     let seconds = started.elapsed().as_secs_f64();
-    let kill_at = killing?;
+    let (kill_at, kill_wall) = killing?;
     let mut latencies = latencies?;
     latencies.sort_unstable();
     let survivors = cluster.urls_alive();
@@ -304,6 +324,9 @@ fn failover_run(
     Ok(FailoverRun {
         appenders,
         killed,
+        killed_at_unix_ms: kill_wall
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         new_leader,
         kill_to_ack_ms: watch
             .first_ack()
@@ -352,16 +375,30 @@ fn stream_leader(
     })
 }
 
-/// Deletes `stream` (its records are not needed after the run; the disk is).
+/// Deletes `stream` (its records are not needed after the run; the disk is), retrying for up
+/// to [`LEADER_WAIT`]: right after a failover the cluster may still be electing its meta
+/// leader, and a request then times out.
 fn delete_stream(urls: &[String], stream: &str) -> Result<(), String> {
     client_runtime()?.block_on(async {
         let client = async_nats::connect(urls.to_vec())
             .await
             .map_err(|e| format!("connecting to {urls:?}: {e}"))?;
-        async_nats::jetstream::new(client)
-            .delete_stream(stream)
-            .await
-            .map(drop)
-            .map_err(|e| format!("deleting stream {stream}: {e}"))
+        let js = async_nats::jetstream::new(client);
+        let deadline = Instant::now() + LEADER_WAIT;
+        let mut retried = false;
+        loop {
+            match js.delete_stream(stream).await {
+                Ok(_) => return Ok(()),
+                // A timed-out attempt may have deleted it.
+                Err(e) if retried && e.to_string().contains("not found") => return Ok(()),
+                Err(e)
+                    if Instant::now() < deadline && e.kind() == DeleteStreamErrorKind::Request =>
+                {
+                    retried = true;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(format!("deleting stream {stream}: {e}")),
+            }
+        }
     })
 }

@@ -55,6 +55,13 @@ struct BenchArgs {
     /// Most append groups per commit batch (the log's `batch_groups_max`).
     #[arg(long)]
     batch_groups: Option<usize>,
+    /// Failover trials of the cluster scenario (default 2 with --quick, 3, 5 with --full; 0
+    /// skips them).
+    #[arg(long)]
+    failover_trials: Option<usize>,
+    /// The cluster scenario runs only its failover trials (no throughput passes).
+    #[arg(long)]
+    failover_only: bool,
     /// Events in the history scenario's log (default 200k with --quick, 2M, 10M with --full).
     #[arg(long)]
     events: Option<u64>,
@@ -66,6 +73,13 @@ struct BenchArgs {
 }
 
 fn main() -> ExitCode {
+    // Only on request: the bench's own output is its progress lines and the table.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     match run(BenchArgs::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -117,6 +131,8 @@ fn run(args: BenchArgs) -> anyhow::Result<()> {
         idle_sessions: args.idle_sessions,
         batch_groups: args.batch_groups,
         events: args.events,
+        failover_trials: args.failover_trials,
+        failover_only: args.failover_only,
         serve_exe,
     };
     let mut progress = |line: &str| eprintln!("bench: {line}");

@@ -91,6 +91,10 @@ pub struct SuiteOptions {
     pub idle_sessions: Option<usize>,
     pub batch_groups: Option<usize>,
     pub events: Option<u64>,
+    /// The cluster scenario's failover trials.
+    pub failover_trials: Option<usize>,
+    /// The cluster scenario runs only its failover trials.
+    pub failover_only: bool,
     /// The `tenantry` binary, for the scenarios that start `serve` as a child (http, nats,
     /// overload, and history's cold start); `None` fails those scenarios and skips the cold
     /// start.
@@ -281,7 +285,8 @@ fn run_cluster(
         log: log_options(opts),
         duration: Duration::from_secs(pick(opts.size, 1, 3, 10)),
         failover_appenders: FAILOVER_APPENDERS,
-        failover_trials: pick(opts.size, 2, 3, 5),
+        failover_trials: opts.failover_trials.unwrap_or(pick(opts.size, 2, 3, 5)),
+        failover_only: opts.failover_only,
     };
     cluster::run(&opts.dir, &o, progress)
 }

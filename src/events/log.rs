@@ -422,6 +422,7 @@ impl EventLog {
             tracing::info!(
                 stream = replica.stream_name(),
                 kept = done.kept,
+                caught_up = done.caught_up.len(),
                 rebuilt = done.rebuilt.len(),
                 removed = done.removed.len(),
                 "log cache reconciled with the stream"

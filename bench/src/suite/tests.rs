@@ -170,6 +170,7 @@ fn failover(killed: &str, kill_to_ack_ms: Option<f64>) -> cluster::FailoverRun {
     cluster::FailoverRun {
         appenders: 64,
         killed: killed.to_owned(),
+        killed_at_unix_ms: 1_796_000_000_000,
         new_leader: Some("n1".to_owned()),
         kill_to_ack_ms,
         retries: 3,
@@ -178,6 +179,26 @@ fn failover(killed: &str, kill_to_ack_ms: Option<f64>) -> cluster::FailoverRun {
         ack_p99_us: 1_000,
         ack_max_us: 4_000_000,
     }
+}
+
+/// `--failover-only`: no backend was measured, so the failover row is the only one.
+#[test]
+fn a_failover_only_report_has_only_the_failover_row() {
+    let report = cluster::ClusterBenchReport {
+        scenario: "cluster_log_append",
+        nats_server: "nats-server: v2.15.1".to_owned(),
+        group_events: 4,
+        tenants: 8,
+        backends: Vec::new(),
+        failover: vec![
+            failover("n2", Some(12_000.0)),
+            failover("n3", Some(6_000.0)),
+        ],
+    };
+    let rows = cluster_rows(&report);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0].figure.contains("2 trials"), "{}", rows[0].figure);
+    assert_eq!(rows[0].verdict, Verdict::Missed);
 }
 
 #[test]
@@ -257,6 +278,7 @@ fn the_cluster_scenario_measures_three_backends_and_survives_a_killed_leader() {
         duration: std::time::Duration::from_millis(300),
         failover_appenders: 8,
         failover_trials: 2,
+        failover_only: false,
     };
     let report = cluster::run(dir.path(), &opts, &mut |_| {}).unwrap();
     assert!(report.nats_server.contains("v2."), "{}", report.nats_server);

@@ -7,6 +7,11 @@
 //! then does the log accept appends again. It retries every [`RECOVERY_RETRY`] until this
 //! succeeds, i.e. once the cause is gone.
 //!
+//! With the JetStream backend the stream decides what the cache holds, so a recovery first
+//! waits (up to [`STREAM_WAIT`]) for the stream to answer short probes, and only then closes
+//! the files: while the stream elects a leader or its servers are away, reads go on, and the
+//! recovery notices the new leader within a probe instead of a request's full timeout.
+//!
 //! Invariant: after a recovery the log holds exactly the groups whose callers were told they
 //! succeeded (a batch is atomic in sled, and a batch not covered by a flush is undone whether or
 //! not any of it reached the disk).
@@ -19,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::contain::contained;
 use super::read::recover_heads;
-use super::replica::reconcile;
+use super::replica::{reconcile, STREAM_WAIT};
 use super::syncer::flush;
 use super::writer::Stager;
 use super::{open_store, RECOVERY_RETRY};
@@ -54,6 +59,11 @@ impl Stager {
     }
 
     fn recover(&mut self) -> Result<(), String> {
+        if let Some(replica) = &self.shared.replica {
+            replica
+                .wait_available(STREAM_WAIT)
+                .map_err(|e| format!("waiting for the stream: {e}"))?;
+        }
         // Closing the files would stop the reads too: only when the disk takes writes again.
         probe(&self.shared.dir)?;
         // Nothing may still be using the old handles: the syncer answers every batch first.

@@ -16,8 +16,10 @@
 //! two writers can never both extend a tenant's chain, whatever their leases say.
 //!
 //! The local files are a cache (`reconcile`): at open and after any failed publish, a tenant
-//! whose local head differs from the head in its last record is rebuilt from the stream (its
-//! local keys removed, its records applied in order), and a tenant with no records is removed.
+//! whose local head differs from the head in its last record is brought to the stream: from the
+//! record of its last fully acked commit or the last record this node knew of, when the cache
+//! is at that record (only the records after it are applied), else rebuilt (its local keys removed, all its records applied in order); a
+//! tenant with no records is removed.
 //!
 //! Invariants:
 //! - a caller is answered `Ok` only after every record holding its group was acked;
@@ -64,10 +66,21 @@ pub struct ReplicaOptions {
 }
 
 /// Longest wait for one JetStream API answer (a record read, the stream's state, a lease). An
-/// answer takes milliseconds; none comes while the stream elects a new leader, and a recovery
-/// then tries again a [`RECOVERY_RETRY`](super::RECOVERY_RETRY) later rather than waiting
-/// out a long timeout.
+/// answer takes milliseconds; none comes while the stream elects a new leader, which is why a
+/// recovery first waits for the stream with short probes ([`Replica::wait_available`]).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Longest wait for the answer to one probe of the stream (its state, answered by its leader).
+/// A request sent during a leader election is never answered, even once a leader is elected: a
+/// short probe, sent again, notices the new leader within a probe or two.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Pause between two probes of a stream that did not answer.
+pub const PROBE_PAUSE: Duration = Duration::from_millis(100);
+
+/// Longest a recovery waits for the stream to answer before it gives up this attempt (and tries
+/// again at the next, keeping the files open meanwhile).
+pub const STREAM_WAIT: Duration = Duration::from_secs(2);
 
 /// Longest wait for the ack of one record. An ack takes milliseconds (p99 ~70 ms under load on
 /// a 2-core machine, R3, `sync_interval: always`); one that does not come died with a stream
@@ -166,6 +179,10 @@ pub struct Replica {
     cluster: bool,
     /// Per tenant, the stream sequence of its last record (absent: none).
     last: Mutex<HashMap<TenantId, u64>>,
+    /// Per tenant, the stream sequence of its last record in a commit that fully succeeded: a
+    /// failed commit's batches are undone in the cache, even the tenants' whose records were
+    /// acked, so after a failure the cache is at this record (a reconcile catches up from it).
+    confirmed: Mutex<HashMap<TenantId, u64>>,
     /// Tenants whose records the stream refused since the last [`Replica::take_fenced`].
     fenced: Mutex<Vec<TenantId>>,
 }
@@ -205,6 +222,7 @@ impl Replica {
             replicas: opts.replicas,
             cluster: opts.cluster,
             last: Mutex::new(HashMap::new()),
+            confirmed: Mutex::new(HashMap::new()),
             fenced: Mutex::new(Vec::new()),
         })
     }
@@ -248,6 +266,12 @@ impl Replica {
         self.last.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn confirmed_map(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, u64>> {
+        self.confirmed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Publishes the units (whole groups, in staging order) and waits for every ack: per
     /// tenant its records one after another, each fenced on the one before; all tenants at
     /// once. The first error is returned; what was acked meanwhile stays in the stream (a
@@ -270,11 +294,13 @@ impl Replica {
         };
         let results = self.rt.block_on(futures_util::future::join_all(chains));
         let mut first_error = None;
+        let mut acked = Vec::with_capacity(results.len());
         let mut last = self.last_map();
         for (tenant, result) in results {
             match result {
                 Ok(seq) => {
-                    last.insert(tenant, seq);
+                    last.insert(tenant.clone(), seq);
+                    acked.push((tenant, seq));
                 }
                 Err(e) => {
                     if let ReplicaError::Fenced { tenant, .. } = &e {
@@ -287,7 +313,14 @@ impl Replica {
                 }
             }
         }
-        first_error.map_or(Ok(()), Err)
+        drop(last);
+        match first_error {
+            Some(e) => Err(e),
+            None => {
+                self.confirmed_map().extend(acked);
+                Ok(())
+            }
+        }
     }
 
     /// The tenants whose records the stream refused (another node took them over) since the
@@ -340,6 +373,32 @@ impl Replica {
         }
     }
 
+    /// Waits up to `wait` until the stream answers a probe (it has a leader and this node a
+    /// connection to the cluster), probing every [`PROBE_PAUSE`] with requests of at most
+    /// [`PROBE_TIMEOUT`]; the error names the last probe's failure.
+    pub(super) fn wait_available(&self, wait: Duration) -> Result<(), ReplicaError> {
+        self.rt.block_on(async {
+            let deadline = Instant::now() + wait;
+            loop {
+                let detail = match tokio::time::timeout(PROBE_TIMEOUT, self.stream.get_info()).await
+                {
+                    Ok(Ok(_)) => return Ok(()),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no answer within {PROBE_TIMEOUT:?}"),
+                };
+                if Instant::now() + PROBE_PAUSE >= deadline {
+                    return Err(ReplicaError::Stream {
+                        stream: self.name.clone(),
+                        detail: format!(
+                            "unreachable for {wait:?} (no server, or a leader election): {detail}"
+                        ),
+                    });
+                }
+                tokio::time::sleep(PROBE_PAUSE).await;
+            }
+        })
+    }
+
     /// Removes every record of the tenant from the stream (offboarding).
     pub(super) fn purge(&self, tenant: &TenantId) -> Result<(), ReplicaError> {
         let subject = self.subject(tenant);
@@ -351,6 +410,7 @@ impl Replica {
             detail: format!("purging its records: {e}"),
         })?;
         self.last_map().remove(tenant);
+        self.confirmed_map().remove(tenant);
         Ok(())
     }
 }

@@ -1,5 +1,7 @@
 //! Bringing the local cache to the stream: compare each tenant's local head with the head in its
-//! last record, rebuild the tenants that differ, remove the tenants that have no records.
+//! last record; a tenant that differs catches up from the last record this node knew of when
+//! its cache is at that record, and is rebuilt otherwise; remove the tenants that have no
+//! records.
 
 use std::collections::{HashMap, HashSet};
 
@@ -20,6 +22,9 @@ const CLEAR_BATCH_KEYS: usize = 4096;
 pub struct Reconciled {
     /// Tenants whose cache matched the stream.
     pub kept: usize,
+    /// Tenants whose cache was at the last record this node knew of (its head is that
+    /// record's head) and got only the records after it.
+    pub caught_up: Vec<TenantId>,
     /// Tenants rebuilt from their records.
     pub rebuilt: Vec<TenantId>,
     /// Tenants removed from the cache: no records in the stream.
@@ -36,6 +41,9 @@ pub(in crate::events::log) fn reconcile(
     damaged: &HashSet<TenantId>,
 ) -> Result<Reconciled, ReplicaError> {
     let in_stream = replica.rt.block_on(replica.tenants())?;
+    // The last record of each tenant this node published or applied, before this reconcile.
+    let known = replica.last_map().clone();
+    let confirmed = replica.confirmed_map().clone();
     let mut done = Reconciled::default();
     let mut last = HashMap::new();
     for tenant in &in_stream {
@@ -50,6 +58,16 @@ pub(in crate::events::log) fn reconcile(
         }
         if same_head(&record, local.get(tenant)) && !damaged.contains(tenant) {
             done.kept += 1;
+        } else if !damaged.contains(tenant)
+            && replica.rt.block_on(replica.catch_up_from(
+                tree,
+                tenant,
+                &[confirmed.get(tenant).copied(), known.get(tenant).copied()],
+                local.get(tenant),
+                seq,
+            ))?
+        {
+            done.caught_up.push(tenant.clone());
         } else {
             replica.rebuild(tree, tenant, seq)?;
             done.rebuilt.push(tenant.clone());
@@ -64,6 +82,8 @@ pub(in crate::events::log) fn reconcile(
             done.removed.push(tenant.clone());
         }
     }
+    // The cache is now at each tenant's last record.
+    *replica.confirmed_map() = last.clone();
     *replica.last_map() = last;
     Ok(done)
 }
@@ -187,6 +207,58 @@ impl Replica {
         };
         let record = decode_record(tenant, message.sequence, &message.payload)?;
         Ok(Some((message.sequence, record)))
+    }
+
+    /// Applies the tenant's records after the first stream sequence of `candidates` the cache
+    /// is at (the tenant's record there has the local head), up to `until`. A failover that lost
+    /// an ack leaves the cache a record or two behind the stream, and this reads those instead of
+    /// every record of the tenant. Returns whether it did; `false` leaves the cache as it was.
+    pub(super) async fn catch_up_from(
+        &self,
+        tree: &sled::Tree,
+        tenant: &TenantId,
+        candidates: &[Option<u64>],
+        local: Option<&Head>,
+        until: u64,
+    ) -> Result<bool, ReplicaError> {
+        let Some(local) = local else {
+            return Ok(false);
+        };
+        let mut tried = Vec::new();
+        for &from in candidates.iter().flatten() {
+            if from == 0 || from >= until || tried.contains(&from) {
+                continue;
+            }
+            tried.push(from);
+            if self.cache_at(tenant, from, local).await? {
+                tracing::info!(tenant = %tenant, from, until, "catching the tenant's log cache up with the stream");
+                self.apply_range(tree, tenant, from + 1, until).await?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether the tenant's record at stream sequence `from` has the head `local`.
+    async fn cache_at(
+        &self,
+        tenant: &TenantId,
+        from: u64,
+        local: &Head,
+    ) -> Result<bool, ReplicaError> {
+        let message = self
+            .stream
+            .get_first_raw_message_by_subject(&self.subject(tenant), from)
+            .await
+            .map_err(|e| ReplicaError::Read {
+                tenant: tenant.clone(),
+                detail: format!("the record at stream sequence {from}: {e}"),
+            })?;
+        if message.sequence != from {
+            return Ok(false);
+        }
+        let record = decode_record(tenant, message.sequence, &message.payload)?;
+        Ok(same_head(&record, Some(local)))
     }
 
     /// Replaces the tenant's cache with its records up to stream sequence `until`.

@@ -20,6 +20,7 @@ impl Replica {
         let Some((seq, record)) = self.rt.block_on(self.last_record(tenant))? else {
             clear(tree, tenant)?;
             self.last_map().remove(tenant);
+            self.confirmed_map().remove(tenant);
             return Ok(None);
         };
         if unfinished_migration(&record) {
@@ -43,6 +44,7 @@ impl Replica {
             _ => self.rebuild(tree, tenant, seq)?,
         }
         self.last_map().insert(tenant.clone(), seq);
+        self.confirmed_map().insert(tenant.clone(), seq);
         Ok(Some((seq, head)))
     }
 
@@ -73,6 +75,7 @@ impl Replica {
         let (_, published) = self.rt.block_on(chain);
         let seq = published?;
         self.last_map().insert(tenant.clone(), seq);
+        self.confirmed_map().insert(tenant.clone(), seq);
         Ok(seq)
     }
 

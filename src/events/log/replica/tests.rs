@@ -109,6 +109,14 @@ impl JetStreamServer {
     }
 }
 
+impl JetStreamServer {
+    /// Kills the server (SIGKILL) and reaps it.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for JetStreamServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -512,4 +520,144 @@ fn a_retry_on_a_writer_that_missed_another_nodes_record_gets_that_nodes_first_ac
         "{retry:?}"
     );
     assert_eq!(events(&stale, "acme").len(), 6);
+}
+
+/// While the stream cannot be reached (its server gone, or a leader election), the log refuses
+/// appends and retries its recovery, but the files stay open: the recovery waits for the stream
+/// before it closes them, so reads of what was acknowledged go on (before, every attempt closed
+/// the files and left them closed when the stream did not answer).
+#[test]
+fn reads_go_on_while_the_stream_is_unreachable() {
+    let mut server = JetStreamServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = server.open(dir.path(), "LOG", "n1").unwrap();
+    log.append_blocking(group("acme", "s1", 0, "m1")).unwrap();
+    server.kill();
+    let refused = log.append_blocking(group("acme", "s1", 2, "m2"));
+    assert!(
+        matches!(refused, Err(AppendError::Failed(_))),
+        "{refused:?}"
+    );
+    // Several recovery attempts (one per RECOVERY_RETRY at most) come and go meanwhile.
+    let until = Instant::now() + 3 * crate::events::log::RECOVERY_RETRY + REQUEST_TIMEOUT;
+    let mut reads = 0;
+    while Instant::now() < until {
+        let read: Result<Vec<_>, _> = log.tenant(&id("acme")).events(1..=u64::MAX).collect();
+        match read {
+            Ok(events) => assert_eq!(events.len(), 2, "{events:?}"),
+            Err(e) => panic!("read {reads} failed while the stream was away: {e}"),
+        }
+        reads += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(matches!(
+        log.append_blocking(group("acme", "s1", 2, "m2")),
+        Err(AppendError::Failed(_))
+    ));
+}
+
+/// A unit of one write under the tenant's prefix, with the head `tenant_seq`.
+fn unit(tenant: &str, tenant_seq: u64, key: &str) -> Unit {
+    let tenant = id(tenant);
+    let mut k = keys::tenant_prefix(&tenant);
+    k.extend_from_slice(key.as_bytes());
+    Unit {
+        tenant,
+        head: Head {
+            tenant_seq,
+            hash: [u8::try_from(tenant_seq).unwrap(); 32],
+        },
+        ops: vec![(
+            ByteBuf::from(k),
+            Some(ByteBuf::from(key.as_bytes().to_vec())),
+        )],
+    }
+}
+
+fn connect_replica(server: &JetStreamServer, node: &str) -> Replica {
+    let opts = ReplicaOptions {
+        stream: "LOG".into(),
+        replicas: 1,
+        node: node.into(),
+        cluster: false,
+    };
+    let url = server.url.clone();
+    Replica::connect(&opts, || async move {
+        async_nats::connect(url).await.map_err(|e| e.to_string())
+    })
+    .unwrap()
+}
+
+/// A cache at the last record this node knew of, with the stream one record further (what a
+/// failover with a lost ack leaves), gets only the record after it: it keeps its keys and is
+/// not rebuilt (before, every such tenant was rebuilt from its first record, one read per
+/// record). A cache that is not at that record is still rebuilt.
+#[test]
+fn a_cache_at_the_last_known_record_catches_up_instead_of_a_rebuild() {
+    let server = JetStreamServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path()).unwrap();
+    let (tree, other_tree) = (db.open_tree("a").unwrap(), db.open_tree("b").unwrap());
+    let mine = connect_replica(&server, "n1");
+    let first = unit("acme", 1, "k1");
+    let head1 = first.head;
+    mine.commit(vec![first]).unwrap();
+    let (k1, _) = unit("acme", 1, "k1").ops.remove(0);
+    tree.insert(k1.as_slice(), b"k1".as_slice()).unwrap();
+    // Another writer that has read the stream appends the next record.
+    let other = connect_replica(&server, "n2");
+    let local = HashMap::new();
+    let done = reconcile(&other, &other_tree, &local, &Default::default()).unwrap();
+    assert_eq!(done.rebuilt, [id("acme")]);
+    other.commit(vec![unit("acme", 2, "k2")]).unwrap();
+
+    let at_first = HashMap::from([(id("acme"), head1)]);
+    let done = reconcile(&mine, &tree, &at_first, &Default::default()).unwrap();
+    assert_eq!(done.caught_up, [id("acme")]);
+    assert!(done.rebuilt.is_empty(), "{done:?}");
+    let keys: Vec<Vec<u8>> = tree.iter().keys().map(|k| k.unwrap().to_vec()).collect();
+    assert_eq!(keys.len(), 2, "k1 kept, k2 applied");
+
+    // A third record; this cache claims a head that is not the known record's: rebuilt.
+    other.commit(vec![unit("acme", 3, "k3")]).unwrap();
+    let elsewhere = HashMap::from([(id("acme"), unit("acme", 9, "x").head)]);
+    let done = reconcile(&mine, &tree, &elsewhere, &Default::default()).unwrap();
+    assert_eq!(done.rebuilt, [id("acme")]);
+    assert!(done.caught_up.is_empty(), "{done:?}");
+    assert_eq!(tree.iter().keys().count(), 3);
+}
+
+/// A commit that fails for one tenant is undone in the cache for all of them, even for a tenant
+/// whose record the stream acked: that tenant's cache is at its record before the failed
+/// commit, and it catches up from there (before, it was rebuilt from its first record).
+#[test]
+fn a_tenant_undone_with_a_partly_acked_commit_catches_up_from_its_confirmed_record() {
+    let server = JetStreamServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path()).unwrap();
+    let (tree, other_tree) = (db.open_tree("a").unwrap(), db.open_tree("b").unwrap());
+    let mine = connect_replica(&server, "n1");
+    let first = unit("acme", 1, "k1");
+    let head1 = first.head;
+    mine.commit(vec![first]).unwrap();
+    let (k1, _) = unit("acme", 1, "k1").ops.remove(0);
+    tree.insert(k1.as_slice(), b"k1".as_slice()).unwrap();
+    // Another writer appends for beta, so this node's next record for beta is fenced.
+    let other = connect_replica(&server, "n2");
+    reconcile(&other, &other_tree, &HashMap::new(), &Default::default()).unwrap();
+    other.commit(vec![unit("beta", 1, "b1")]).unwrap();
+    let failed = mine.commit(vec![unit("acme", 2, "k2"), unit("beta", 1, "b9")]);
+    assert!(
+        matches!(failed, Err(ReplicaError::Fenced { .. })),
+        "{failed:?}"
+    );
+
+    // The batch is undone: acme's cache is at its first record, the stream one further.
+    let at_first = HashMap::from([(id("acme"), head1)]);
+    let done = reconcile(&mine, &tree, &at_first, &Default::default()).unwrap();
+    assert_eq!(done.caught_up, [id("acme")], "{done:?}");
+    assert_eq!(done.rebuilt, [id("beta")]);
+    let mut acme = keys::tenant_prefix(&id("acme"));
+    acme.extend_from_slice(b"k2");
+    assert!(tree.contains_key(&acme).unwrap(), "k2 applied");
 }
