@@ -485,7 +485,9 @@ impl ScopedReader {
         let team = self.ctx.team_or_default();
         let key =
             keys::idempotency_key(&self.ctx.tenant, &self.ctx.env, &team, channel, message_id);
-        let Some(rec) = read_idempotency(tree, &self.ctx.tenant, &key)? else {
+        let ids = (&self.ctx.tenant, &self.ctx.env, &team);
+        let keyring = self.parts.keyring.as_deref();
+        let Some(rec) = super::idempotency::read(tree, keyring, ids, &key)? else {
             return Ok(None);
         };
         // A record of a group that is not durable yet is not an answer to give.
@@ -578,22 +580,6 @@ fn durable_at(tree: &sled::Tree, prefix: &[u8], seq: u64, limit: u64) -> Result<
         }
         Err(e) => Err(e.to_string()),
         Ok(None) => Ok(false),
-    }
-}
-
-pub(super) fn read_idempotency(
-    tree: &sled::Tree,
-    tenant: &TenantId,
-    key: &[u8],
-) -> Result<Option<IdempotencyRecord>, ReadError> {
-    let err = |detail: String| ReadError {
-        tenant: tenant.clone(),
-        position: "idempotency record".into(),
-        detail,
-    };
-    match tree.get(key).map_err(|e| err(e.to_string()))? {
-        None => Ok(None),
-        Some(v) => decode_limited(&v).map(Some).map_err(|e| err(e.to_string())),
     }
 }
 

@@ -108,3 +108,85 @@ fn a_v2_log_keeps_reading_after_sealing_starts_and_erasure_empties_only_the_seal
         .collect();
     assert_eq!(users, [""]);
 }
+
+#[test]
+fn a_stored_reply_is_sealed_on_disk_opens_for_retries_and_not_after_erasure() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = LogOptions {
+        keyring: Some(keyring(dir.path())),
+        ..LogOptions::default()
+    };
+    let log = EventLog::open(&dir.path().join("log"), &opts).unwrap();
+    append(&log, 0, "");
+    let canary = b"reply-canary-7f3a".to_vec();
+    let mut group = ada_group(1, "m1".into(), "hello", 1_000);
+    group.idempotency = Some(crate::events::log::Idempotency {
+        message_id: "m1".into(),
+        ack: canary.clone(),
+    });
+    let outcome = log.append_blocking(group.clone()).unwrap();
+    assert!(matches!(outcome, AppendOutcome::Appended(_)));
+    // The stored record does not hold the reply in plain.
+    let tenant = acme_support().tenant;
+    let store = log.inner.shared.store().unwrap();
+    let (start, end) = crate::events::keys::idempotency_range(&tenant);
+    let raw: Vec<_> = store
+        .tree
+        .range(start..end)
+        .map(|kv| kv.unwrap().1)
+        .collect();
+    assert_eq!(raw.len(), 1);
+    assert!(!raw[0].windows(canary.len()).any(|w| w == canary.as_slice()));
+    drop(store);
+    // A retry reads it back (from the log, past the stager's memory: a reopened log).
+    drop(log);
+    let log = EventLog::open(&dir.path().join("log"), &opts).unwrap();
+    let channel = crate::tenancy::ChannelId::parse("slack").unwrap();
+    let rec = log
+        .scope(&acme_support())
+        .idempotency(&channel, "m1")
+        .unwrap();
+    assert_eq!(rec.unwrap().ack, canary);
+    match log.append_blocking(group).unwrap() {
+        AppendOutcome::Duplicate(rec) => {
+            assert_eq!(rec.ack, canary);
+            assert!(!rec.sealed);
+        }
+        other => panic!("expected a duplicate, got {other:?}"),
+    }
+    // Only the data key destroyed (the record stays): the reply no longer opens, and a retry
+    // is still a duplicate (nothing appended twice).
+    let store = log.inner.shared.store().unwrap();
+    let scope = crate::events::seal::SealScope {
+        tenant: tenant.as_str(),
+        env: "prod",
+        team: "support",
+        session: "s1",
+    };
+    let ring = log.inner.shared.opts.keyring.clone().unwrap();
+    assert_eq!(
+        ring.erase_sessions(&store.tree, &tenant, &[scope]).unwrap(),
+        1
+    );
+    drop(store);
+    let rec = log
+        .scope(&acme_support())
+        .idempotency(&channel, "m1")
+        .unwrap();
+    let rec = rec.unwrap();
+    assert!(rec.sealed);
+    assert!(!rec
+        .ack
+        .windows(canary.len())
+        .any(|w| w == canary.as_slice()));
+    let mut again = ada_group(2, "m1".into(), "hello", 1_000);
+    again.idempotency = Some(crate::events::log::Idempotency {
+        message_id: "m1".into(),
+        ack: canary.clone(),
+    });
+    let outcome = log.append_blocking(again).unwrap();
+    assert!(
+        matches!(&outcome, AppendOutcome::Duplicate(rec) if rec.sealed),
+        "{outcome:?}"
+    );
+}

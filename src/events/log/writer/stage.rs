@@ -8,13 +8,14 @@ use crate::events::codec::{
     NAME_BYTES_MAX, TEXT_BYTES_MAX,
 };
 use crate::events::keys;
-use crate::events::log::read::{last_seq, read_idempotency};
+use crate::events::log::idempotency;
+use crate::events::log::read::last_seq;
 use crate::events::log::{
     AppendError, AppendGroup, AppendOutcome, Appended, Head, IdempotencyRecord, ReadError,
     Rejection, SessionMeta, ACK_BYTES_MAX, IDEMPOTENCY_RECORD_VERSION,
 };
 use crate::events::schema::{decode_limited, EventKind};
-use crate::events::seal::SealScope;
+use crate::events::seal::{DataKey, SealScope};
 use crate::tenancy::{EnvId, SessionId, TeamId, TenantId};
 
 /// How a group moves its session: whether it starts or ends it, and the session's user when the
@@ -29,6 +30,8 @@ struct Shape {
 struct Encoded {
     frame: Vec<u8>,
     appended: Appended,
+    /// The session's data key when the events were sealed (the stored reply is sealed too).
+    data_key: Option<DataKey>,
 }
 
 impl Stager {
@@ -52,7 +55,8 @@ impl Stager {
             keys::session_index_prefix(tenant, env, &team, &group.session);
         self.load_session_head(tree, &session_key, tenant, env, &team, &group.session)?;
         let shape = self.check_session(&group, &session_key)?;
-        let encoded = self.encode(tree, &group, &team)?;
+        let mut encoded = self.encode(tree, &group, &team)?;
+        let data_key = encoded.data_key.take();
         let appended = stage_keys(tree, &group, &team, &session_key, &shape, encoded, staged)?;
         if let (Some(key), Some(idem)) = (idem_key, group.idempotency.take()) {
             let rec = IdempotencyRecord {
@@ -62,9 +66,15 @@ impl Stager {
                 last_seq: appended.last_seq,
                 ack: idem.ack,
                 at_ms: group.at_ms,
+                sealed: false,
             };
-            let value = rmp_serde::to_vec_named(&rec)
-                .expect("MessagePack encoding of plain fields is infallible");
+            let scope = SealScope {
+                tenant: tenant.as_str(),
+                env: env.as_str(),
+                team: team.as_str(),
+                session: group.session.as_str(),
+            };
+            let value = idempotency::encode(&rec, data_key.as_ref(), &scope, &key);
             self.seen.insert(&group.ctx.tenant, &key);
             staged.put(key.clone(), value);
             staged.undo.created.push(key.clone());
@@ -219,6 +229,7 @@ impl Stager {
                 last_tenant_seq: first_tenant_seq + count - 1,
                 hash,
             },
+            data_key,
         })
     }
 
@@ -328,7 +339,10 @@ impl Stager {
             return Ok(Err(rec.clone()));
         }
         if self.seen.may_contain(tenant, &key) {
-            if let Some(rec) = read_idempotency(tree, tenant, &key).map_err(damaged_error)? {
+            let ring = self.shared.opts.keyring.as_deref();
+            let ids = (tenant, &group.ctx.env, team);
+            let found = idempotency::read(tree, ring, ids, &key).map_err(damaged_error)?;
+            if let Some(rec) = found {
                 return Ok(Err(rec));
             }
         }
@@ -348,7 +362,9 @@ fn stage_keys(
     staged: &mut Staged,
 ) -> Result<Appended, AppendError> {
     let (tenant, env) = (&group.ctx.tenant, &group.ctx.env);
-    let Encoded { frame, appended } = encoded;
+    let Encoded {
+        frame, appended, ..
+    } = encoded;
     let count = appended.last_seq - appended.first_seq + 1;
     let frame_key = keys::frame_key(tenant, appended.first_tenant_seq);
     staged.undo.created.push(frame_key.clone());
