@@ -42,6 +42,7 @@ mod erase;
 pub mod follow;
 mod heads;
 mod idempotency;
+mod meta;
 mod purge;
 mod read;
 mod recover;
@@ -339,8 +340,15 @@ pub struct SessionInfo {
 #[derive(Serialize, Deserialize)]
 struct SessionMeta {
     channel: ChannelId,
+    /// Empty when `user_sealed` holds it (or it was erased).
     user: String,
     started_at: u64,
+    /// The user id sealed under the session's data key (`meta.rs`); absent in older metas.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    user_sealed: Option<Vec<u8>>,
+    /// The user's pseudonym that keys the open-session index; absent: the plain `user` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    open_as: Option<String>,
 }
 
 type Reply = oneshot::Sender<Result<AppendOutcome, AppendError>>;

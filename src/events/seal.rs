@@ -36,6 +36,8 @@ pub const WRAPPED_KEY_BYTES: usize = NONCE_BYTES + DATA_KEY_BYTES + TAG_BYTES;
 const EVENT_AAD_LABEL: &[u8] = b"tenantry event v3\0";
 /// Domain label at the start of a wrapped key's associated data.
 const KEY_AAD_LABEL: &[u8] = b"tenantry data key v1\0";
+/// Domain label at the start of a sealed session user's associated data (session meta).
+const USER_AAD_LABEL: &[u8] = b"tenantry session user v1\0";
 /// Domain label at the start of a stored reply's associated data (idempotency records).
 const REPLY_AAD_LABEL: &[u8] = b"tenantry stored reply v1\0";
 
@@ -121,6 +123,14 @@ pub fn event_aad(scope: &SealScope<'_>, event_id: &uuid::Uuid) -> Vec<u8> {
 pub fn session_aad(scope: &SealScope<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(KEY_AAD_LABEL.len() + 64);
     out.extend_from_slice(KEY_AAD_LABEL);
+    scope.push(&mut out);
+    out
+}
+
+/// Associated data of the user id sealed in a session's meta: label and the session's ids.
+pub fn user_aad(scope: &SealScope<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(USER_AAD_LABEL.len() + 64);
+    out.extend_from_slice(USER_AAD_LABEL);
     scope.push(&mut out);
     out
 }

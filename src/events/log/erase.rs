@@ -10,7 +10,7 @@
 
 use serde::Deserialize;
 
-use super::{EventLog, SessionInfo, SessionMeta};
+use super::{meta, EventLog, SessionInfo, SessionMeta};
 use crate::events::keyring::KeyringError;
 use crate::events::keys;
 use crate::events::schema::decode_limited;
@@ -82,18 +82,28 @@ impl EventLog {
         let mut done = LogErased::default();
         let mut batch = sled::Batch::default();
         for s in sessions {
-            let open_key = keys::open_session_key(tenant, &s.env, &s.team, &s.channel, &s.user);
-            if tree
-                .get(&open_key)?
-                .is_some_and(|v| v.as_ref() == s.session.as_str().as_bytes())
-            {
-                batch.remove(open_key);
-                done.open_sessions += 1;
+            let scope = (tenant, &s.env, &s.team, &s.channel);
+            let open_keys = meta::open_keys(Some(&ring), scope, &s.user).map_err(|e| {
+                LogEraseError::Corrupt {
+                    tenant: tenant.to_string(),
+                    detail: e.to_string(),
+                }
+            })?;
+            for open_key in open_keys {
+                if tree
+                    .get(&open_key)?
+                    .is_some_and(|v| v.as_ref() == s.session.as_str().as_bytes())
+                {
+                    batch.remove(open_key);
+                    done.open_sessions += 1;
+                }
             }
             let meta = SessionMeta {
                 channel: s.channel.clone(),
                 user: String::new(),
                 started_at: s.started_at_ms,
+                user_sealed: None,
+                open_as: None,
             };
             let meta = rmp_serde::to_vec_named(&meta)
                 .expect("MessagePack encoding of plain fields is infallible");

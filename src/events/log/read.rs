@@ -17,6 +17,7 @@ use crate::events::codec::{chain_hash, decode_body_with, decode_frame, KeySource
 use crate::events::keyring::OpenKeys;
 use crate::events::keys;
 use crate::events::schema::decode_limited;
+use crate::events::seal::SealScope;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
 mod envs;
@@ -452,9 +453,11 @@ impl ScopedReader {
             self.parts.limit,
         );
         let store = self.parts.store.clone();
+        let keyring = self.parts.keyring.clone();
         let listed = scan.into_iter().flatten().filter_map(move |entry| {
             let _keep_open = &store;
-            let info = session_info(&tenant, &env, env_prefix_len, entry);
+            let opener = (tree.as_ref(), keyring.as_deref());
+            let info = session_info(&tenant, &env, env_prefix_len, entry, opener);
             // A session whose first group may yet be taken back is not listed.
             match (&info, &tree) {
                 (Ok(i), Some(tree)) => {
@@ -512,21 +515,21 @@ impl ScopedReader {
     ) -> Result<Option<SessionId>, ReadError> {
         let tree = self.parts.tree.as_ref().map_err(Clone::clone)?;
         let team = self.ctx.team_or_default();
-        let key = keys::open_session_key(&self.ctx.tenant, &self.ctx.env, &team, channel, user);
         let err = |detail: String| ReadError {
             tenant: self.ctx.tenant.clone(),
             position: "open-session index".into(),
             detail,
         };
-        match tree.get(key).map_err(|e| err(e.to_string()))? {
-            None => Ok(None),
-            Some(v) => {
+        let scope = (&self.ctx.tenant, &self.ctx.env, &team, channel);
+        for key in super::meta::open_keys(self.parts.keyring.as_deref(), scope, user)? {
+            if let Some(v) = tree.get(key).map_err(|e| err(e.to_string()))? {
                 let raw = std::str::from_utf8(&v).map_err(|e| err(e.to_string()))?;
-                SessionId::parse(raw)
+                return SessionId::parse(raw)
                     .map(Some)
-                    .map_err(|e| err(e.to_string()))
+                    .map_err(|e| err(e.to_string()));
             }
         }
+        Ok(None)
     }
 }
 
@@ -536,6 +539,10 @@ fn session_info(
     env: &EnvId,
     env_prefix_len: usize,
     entry: sled::Result<(sled::IVec, sled::IVec)>,
+    (tree, keyring): (
+        Option<&sled::Tree>,
+        Option<&crate::events::keyring::Keyring>,
+    ),
 ) -> Result<SessionInfo, ReadError> {
     let err = |detail: String| ReadError {
         tenant: tenant.clone(),
@@ -559,12 +566,19 @@ fn session_info(
     };
     let meta: SessionMeta =
         decode_limited(&value).map_err(|e| err(format!("session {session}: {e}")))?;
+    let scope = SealScope {
+        tenant: tenant.as_str(),
+        env: env.as_str(),
+        team: team.as_str(),
+        session: session.as_str(),
+    };
+    let user = super::meta::user(&meta, tree, keyring, &scope).map_err(err)?;
     Ok(SessionInfo {
         env: env.clone(),
         team,
         session,
         channel: meta.channel,
-        user: meta.user,
+        user,
         started_at_ms: meta.started_at,
     })
 }

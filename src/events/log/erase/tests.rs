@@ -190,3 +190,134 @@ fn a_stored_reply_is_sealed_on_disk_opens_for_retries_and_not_after_erasure() {
         "{outcome:?}"
     );
 }
+
+/// A group of session `s1` of [`acme_support`] by `user`: its start at seq 0, else one message
+/// (or its end when `end`).
+fn user_group(expected_seq: u64, user: &str, end: bool) -> crate::events::log::AppendGroup {
+    let mut group = ada_group(expected_seq, format!("m{expected_seq}"), "t", 1_000);
+    group.kinds = if expected_seq == 0 {
+        vec![EventKind::SessionStarted {
+            user: user.into(),
+            flow: "f".into(),
+            flow_version: "1".into(),
+        }]
+    } else if end {
+        vec![EventKind::SessionEnded {
+            reason: "done".into(),
+        }]
+    } else {
+        vec![EventKind::MessageReceived {
+            message_id: format!("m{expected_seq}"),
+            user: user.into(),
+            text: "t".into(),
+        }]
+    };
+    group
+}
+
+/// True when any key or value of the log's tree, or any file under `dir`, holds `needle`.
+fn anywhere(log: &EventLog, dir: &std::path::Path, needle: &[u8]) -> bool {
+    let has = |b: &[u8]| b.windows(needle.len()).any(|w| w == needle);
+    let store = log.inner.shared.store().unwrap();
+    store.db.flush().unwrap();
+    let in_tree = store.tree.iter().any(|kv| {
+        let (k, v) = kv.unwrap();
+        has(&k) || has(&v)
+    });
+    let mut in_files = false;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                in_files |= has(&std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    in_tree || in_files
+}
+
+#[test]
+fn a_sealed_session_keeps_no_user_id_in_plain_and_its_open_session_is_still_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = LogOptions {
+        keyring: Some(keyring(dir.path())),
+        ..LogOptions::default()
+    };
+    let log_dir = dir.path().join("log");
+    let log = EventLog::open(&log_dir, &opts).unwrap();
+    let user = "user-canary-51c9";
+    log.append_blocking(user_group(0, user, false)).unwrap();
+    log.append_blocking(user_group(1, user, false)).unwrap();
+    let channel = crate::tenancy::ChannelId::parse("slack").unwrap();
+    let scope = log.scope(&acme_support());
+    assert_eq!(
+        scope
+            .open_session(&channel, user)
+            .unwrap()
+            .unwrap()
+            .as_str(),
+        "s1"
+    );
+    assert_eq!(scope.open_session(&channel, "someone-else").unwrap(), None);
+    let sessions: Vec<SessionInfo> = scope.sessions().map(Result::unwrap).collect();
+    assert_eq!(sessions[0].user, user);
+    assert!(!anywhere(&log, &log_dir, user.as_bytes()));
+    // After a restart (no cached session head) the end still clears the index entry.
+    drop(scope);
+    drop(log);
+    let log = EventLog::open(&log_dir, &opts).unwrap();
+    log.append_blocking(user_group(2, user, true)).unwrap();
+    let scope = log.scope(&acme_support());
+    assert_eq!(scope.open_session(&channel, user).unwrap(), None);
+    // Erasure forgets the user: the sealed id no longer opens.
+    let sessions: Vec<SessionInfo> = scope.sessions().map(Result::unwrap).collect();
+    let tenant = acme_support().tenant;
+    log.erase_sessions_offline(&tenant, &sessions).unwrap();
+    let users: Vec<String> = scope.sessions().map(|s| s.unwrap().user).collect();
+    assert_eq!(users, [""]);
+}
+
+#[test]
+fn a_session_started_before_sealing_is_found_and_closed_by_its_plain_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("log");
+    let log = EventLog::open(&log_dir, &LogOptions::default()).unwrap();
+    log.append_blocking(user_group(0, "old-user", false))
+        .unwrap();
+    drop(log);
+    let opts = LogOptions {
+        keyring: Some(keyring(dir.path())),
+        ..LogOptions::default()
+    };
+    let log = EventLog::open(&log_dir, &opts).unwrap();
+    // Another session makes the tenant's pseudonym key exist.
+    let mut other = user_group(0, "new-user", false);
+    other.session = crate::tenancy::SessionId::parse("s2").unwrap();
+    log.append_blocking(other).unwrap();
+    let channel = crate::tenancy::ChannelId::parse("slack").unwrap();
+    let scope = log.scope(&acme_support());
+    assert_eq!(
+        scope
+            .open_session(&channel, "old-user")
+            .unwrap()
+            .unwrap()
+            .as_str(),
+        "s1"
+    );
+    assert_eq!(
+        scope
+            .open_session(&channel, "new-user")
+            .unwrap()
+            .unwrap()
+            .as_str(),
+        "s2"
+    );
+    log.append_blocking(user_group(1, "old-user", true))
+        .unwrap();
+    assert_eq!(scope.open_session(&channel, "old-user").unwrap(), None);
+    let users: Vec<String> = scope.sessions().map(|s| s.unwrap().user).collect();
+    assert_eq!(users, ["old-user", "new-user"]);
+}
