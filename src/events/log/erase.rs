@@ -60,6 +60,23 @@ impl EventLog {
         Ok(first.map_err(|e| e.to_string())?.is_some())
     }
 
+    /// The data key of the session `scope`: `None` without a key ring, or when the session has
+    /// no sealed event or was erased.
+    pub fn session_data_key(
+        &self,
+        scope: &SealScope<'_>,
+    ) -> Result<Option<crate::events::seal::DataKey>, String> {
+        let Some(ring) = &self.inner.shared.opts.keyring else {
+            return Ok(None);
+        };
+        let store = self
+            .inner
+            .shared
+            .store()
+            .ok_or_else(|| LogEraseError::Closed.to_string())?;
+        ring.read_key(&store.tree, scope).map_err(|e| e.to_string())
+    }
+
     /// Erases `sessions` (all of `tenant`) from the log: see the module doc. Flushed before it
     /// returns.
     pub fn erase_sessions_offline(

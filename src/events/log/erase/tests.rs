@@ -215,14 +215,17 @@ fn user_group(expected_seq: u64, user: &str, end: bool) -> crate::events::log::A
     group
 }
 
-/// True when any key or value of the log's tree, or any file under `dir`, holds `needle`.
+/// True when any key or value of the log's trees (the log, the read models), or any file under
+/// `dir`, holds `needle`.
 fn anywhere(log: &EventLog, dir: &std::path::Path, needle: &[u8]) -> bool {
     let has = |b: &[u8]| b.windows(needle.len()).any(|w| w == needle);
     let store = log.inner.shared.store().unwrap();
     store.db.flush().unwrap();
-    let in_tree = store.tree.iter().any(|kv| {
-        let (k, v) = kv.unwrap();
-        has(&k) || has(&v)
+    let in_tree = store.db.tree_names().into_iter().any(|name| {
+        store.db.open_tree(name).unwrap().iter().any(|kv| {
+            let (k, v) = kv.unwrap();
+            has(&k) || has(&v)
+        })
     });
     let mut in_files = false;
     let mut todo = vec![dir.to_path_buf()];
@@ -320,4 +323,72 @@ fn a_session_started_before_sealing_is_found_and_closed_by_its_plain_user() {
     assert_eq!(scope.open_session(&channel, "old-user").unwrap(), None);
     let users: Vec<String> = scope.sessions().map(|s| s.unwrap().user).collect();
     assert_eq!(users, ["old-user", "new-user"]);
+}
+
+#[test]
+fn the_read_models_of_a_sealed_session_hold_no_user_or_text_in_plain_until_erased() {
+    use crate::projections::projector::Projector;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = LogOptions {
+        keyring: Some(keyring(dir.path())),
+        ..LogOptions::default()
+    };
+    let log_dir = dir.path().join("log");
+    let log = EventLog::open(&log_dir, &opts).unwrap();
+    let (user, text) = ("user-canary-9b2e", "text-canary-4d71");
+    log.append_blocking(user_group(0, user, false)).unwrap();
+    let mut message = user_group(1, user, false);
+    message.kinds = vec![
+        EventKind::MessageReceived {
+            message_id: "m1".into(),
+            user: user.into(),
+            text: text.into(),
+        },
+        EventKind::StateSet {
+            key: "name".into(),
+            value: text.into(),
+        },
+    ];
+    log.append_blocking(message).unwrap();
+    let ctx = acme_support();
+    let projector = Projector::new(&log).unwrap();
+    projector.catch_up(&log, &ctx.tenant, &mut |_| {}).unwrap();
+    let listed: Vec<_> = projector
+        .sessions_with_last_message(&ctx.tenant, &ctx.env, None)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0.user, user);
+    assert_eq!(listed[0].0.vars["name"], text);
+    assert_eq!(listed[0].1.as_deref(), Some(text));
+    for canary in [user, text] {
+        assert!(!anywhere(&log, &log_dir, canary.as_bytes()), "{canary}");
+    }
+    // A later fold reads the stored (sealed) state back and adds to it.
+    let mut more = user_group(3, user, false);
+    more.kinds = vec![EventKind::MessageReceived {
+        message_id: "m2".into(),
+        user: user.into(),
+        text: "second".into(),
+    }];
+    log.append_blocking(more).unwrap();
+    projector.catch_up(&log, &ctx.tenant, &mut |_| {}).unwrap();
+    let state = projector
+        .sessions(&ctx.tenant, &ctx.env, None)
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!((state.messages_in, state.vars["name"].as_str()), (2, text));
+    // Erased: the rebuilt read models hold the session without its personal fields.
+    let sessions: Vec<SessionInfo> = log.scope(&ctx).sessions().map(Result::unwrap).collect();
+    log.erase_sessions_offline(&ctx.tenant, &sessions).unwrap();
+    projector.rebuild(&log, &ctx.tenant, &mut |_| {}).unwrap();
+    let listed: Vec<_> = projector
+        .sessions_with_last_message(&ctx.tenant, &ctx.env, None)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(listed[0].0.user, "");
+    assert_eq!(listed[0].0.messages_in, 2);
+    assert!(listed[0].0.vars.values().all(String::is_empty));
+    assert_eq!(listed[0].1.as_deref(), Some(""));
 }
