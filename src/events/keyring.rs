@@ -229,6 +229,25 @@ impl Keyring {
         Ok(Some(format!("{PSEUDONYM_MARK}{}", hex::encode(digest))))
     }
 
+    /// Forgets every cached key of `tenant` (its data keys, KEKs and pseudonym key), whose
+    /// secrets and wrapped keys were deleted (offboarding): its next key is made afresh and
+    /// stored, never taken from the cache of the deleted ones.
+    pub fn forget_tenant(&self, tenant: &TenantId) {
+        let (start, end) = keys::data_key_range(tenant);
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|k, _| !(start.as_slice()..end.as_slice()).contains(&k.as_slice()));
+        self.keks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(tenant.as_str());
+        self.macs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(tenant.as_str());
+    }
+
     /// Forgets every cached key (data keys and KEKs): the next read goes to disk.
     pub fn forget_cached(&self) {
         self.cache

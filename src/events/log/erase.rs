@@ -60,6 +60,14 @@ impl EventLog {
         Ok(first.map_err(|e| e.to_string())?.is_some())
     }
 
+    /// Forgets the key ring's cached keys of `tenant` after its secrets and log range were
+    /// deleted ([`crate::offboard`]).
+    pub fn forget_tenant_keys(&self, tenant: &TenantId) {
+        if let Some(ring) = &self.inner.shared.opts.keyring {
+            ring.forget_tenant(tenant);
+        }
+    }
+
     /// The data key of the session `scope`: `None` without a key ring, or when the session has
     /// no sealed event or was erased.
     pub fn session_data_key(
