@@ -334,6 +334,9 @@ pub struct SessionInfo {
     pub channel: ChannelId,
     pub user: String,
     pub started_at_ms: u64,
+    /// The meta holds the user sealed: the session was started with every copy of its personal
+    /// data sealed (so destroying its data key is enough to erase it, without a compaction).
+    pub user_sealed: bool,
 }
 
 /// Stored under the session meta key when a session starts.

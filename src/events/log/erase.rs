@@ -4,9 +4,11 @@
 //! and the idempotency records (their stored replies). The events themselves stay, sealed; the
 //! chain is untouched.
 //!
-//! Offline only: the running server's writer caches session heads (with the user); erasing under
-//! it would race appends. The caller compacts the files afterwards ([`super::compact`]), since
-//! sled keeps removed values in its segments.
+//! Offline, or online with the tenant paused (the runtime refuses its messages and waits for
+//! those in flight, so nothing is appended for it meanwhile; the writer's cached session head
+//! names the user only by pseudonym). Offline the caller compacts the files afterwards
+//! ([`super::compact`]), since sled keeps removed values in its segments; online that is needed
+//! only for sessions with plain copies, which the route refuses.
 
 use serde::Deserialize;
 

@@ -573,6 +573,7 @@ fn session_info(
         session: session.as_str(),
     };
     let user = super::meta::user(&meta, tree, keyring, &scope).map_err(err)?;
+    let user_sealed = meta.user_sealed.is_some();
     Ok(SessionInfo {
         env: env.clone(),
         team,
@@ -580,6 +581,7 @@ fn session_info(
         channel: meta.channel,
         user,
         started_at_ms: meta.started_at,
+        user_sealed,
     })
 }
 
