@@ -16,8 +16,10 @@
 //! part (ciphertext); the hash chain (it covers the stored bytes, which do not change), so
 //! `verify` still passes; usage counters.
 //!
-//! Offline and sled backend only (the running server caches session state and keys; the
-//! JetStream stream is shared by every node).
+//! Sled backend only (the JetStream stream is shared by every node). Offline (`tenantry erase`,
+//! then step 5), or online (`DELETE /api/v1/sessions/{id}`, [`erase_sessions`]) with the tenant
+//! paused by the runtime and without step 5: only for sessions whose every copy is sealed
+//! ([`SessionInfo::user_sealed`]), whose old values in sled's segments then never open.
 
 use std::path::Path;
 
@@ -151,16 +153,29 @@ pub fn find_sessions(
     Ok(found)
 }
 
-/// Erases `target` (see the module doc, steps 1 to 4). The caller then drops `log` and
-/// compacts its directory.
+/// Erases `target` (see the module doc, steps 1 to 4), rebuilding the read models of
+/// `projector`. The caller then drops `log` and compacts its directory.
 pub fn erase(
     log: &EventLog,
+    projector: &Projector,
     data_dir: &Path,
     tenant: &TenantId,
     env: &EnvId,
     target: &Target,
 ) -> Result<Erased, EraseError> {
     let sessions = find_sessions(log, tenant, env, target)?;
+    erase_sessions(log, projector, data_dir, (tenant, env), sessions)
+}
+
+/// Erases `sessions` (found by [`find_sessions`] in `env` of `tenant`): steps 2 to 4 of the
+/// module doc. Online (`DELETE /api/v1/sessions/{id}`) the caller has paused the tenant.
+pub fn erase_sessions(
+    log: &EventLog,
+    projector: &Projector,
+    data_dir: &Path,
+    (tenant, env): (&TenantId, &EnvId),
+    sessions: Vec<SessionInfo>,
+) -> Result<Erased, EraseError> {
     let mut events = 0;
     for s in &sessions {
         let ctx = TenantCtx {
@@ -171,7 +186,6 @@ pub fn erase(
         events += log.scope(&ctx).session_last_seq(&s.session)?;
     }
     let done = log.erase_sessions_offline(tenant, &sessions)?;
-    let projector = Projector::new(log)?;
     let rebuilt = projector.rebuild(log, tenant, &mut |_| {})?;
     let snapshots = SnapshotStore::new(data_dir.join(SESSIONS_DIR));
     let mut snapshot_files = 0;

@@ -185,6 +185,8 @@ pub fn offboard_tenant(
     let snapshots = SnapshotStore::new(data_dir.join(SESSIONS_DIR));
     let (snapshot_files, snapshot_bytes) = snapshots.remove_tenant_counted(tenant)?;
     let (secrets, secret_bytes) = crate::secrets::store::remove_tenant_secrets(data_dir, tenant)?;
+    // A served tenant may be written again: its keys must be made afresh, not taken from cache.
+    log.forget_tenant_keys(tenant);
     std::fs::remove_file(&marker).map_err(marker_err)?;
     if let Some(dir) = marker.parent() {
         std::fs::File::open(dir)

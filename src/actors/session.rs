@@ -453,7 +453,15 @@ fn replies_of(kinds: &[EventKind]) -> Vec<String> {
 }
 
 /// The answer to a retry: the first try's answer, error or ack, as its record stored it.
+/// A record whose stored answer is still sealed (its session's data key was destroyed) cannot
+/// answer: the retry gets a storage error naming why, and nothing is appended again.
 fn ack_from_record(rec: IdempotencyRecord) -> Result<Ack, RuntimeError> {
+    if rec.sealed {
+        return Err(RuntimeError::Storage(format!(
+            "the first answer to this message was erased with session {}",
+            rec.session
+        )));
+    }
     let stored: StoredAck =
         decode_limited(&rec.ack).map_err(|e| RuntimeError::Storage(e.to_string()))?;
     match stored.failed {

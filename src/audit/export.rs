@@ -31,8 +31,7 @@ use std::time::{Duration, Instant};
 use super::anchor::{stored_heads, HeadSigner, ManifestHead, SignedHead, MANIFEST_HEADS_MAX};
 use super::record::{
     body_version, hash_hex, write_jsonl_line, EventLine, LineBuffers, Manifest, ManifestRetention,
-    CSV_COLUMNS,
-    FORMAT, TYPE_MANIFEST,
+    CSV_COLUMNS, FORMAT, TYPE_MANIFEST,
 };
 use super::{in_window, AuditError};
 use crate::events::codec::{encode_body, Hash};

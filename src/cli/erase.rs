@@ -71,8 +71,10 @@ pub(super) fn run(args: &EraseArgs, config: &Config) -> anyhow::Result<ExitCode>
             }
         );
     }
-    let erased = crate::erase::erase(&log, data_dir, &args.tenant, &args.env, &target)
+    let projector = crate::projections::projector::Projector::new(&log)?;
+    let erased = crate::erase::erase(&log, &projector, data_dir, &args.tenant, &args.env, &target)
         .with_context(|| format!("erasing in tenant {}", args.tenant))?;
+    drop(projector);
     let dir = log.dir().to_owned();
     drop(log);
     crate::events::log::compact::compact(&dir).with_context(|| {

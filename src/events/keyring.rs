@@ -37,6 +37,11 @@ pub const DATA_KEYS_CACHED_MAX: usize = 65_536;
 pub const KEK_SECRET: &str = "data_kek";
 /// Name of the KEK a rotation is moving to, until it completes.
 pub const KEK_NEXT_SECRET: &str = "data_kek.next";
+/// Name of a tenant's user pseudonym key ([`Keyring::user_pseudonym`]) in its namespace.
+pub const USER_MAC_SECRET: &str = "user_mac_key";
+/// First char of a user pseudonym: never in a plain user id written before pseudonyms (a
+/// control char), so a pseudonym key never equals an old plain one.
+pub const PSEUDONYM_MARK: char = '\u{1}';
 
 /// Why a data key could not be made, read or destroyed.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +74,8 @@ pub struct Keyring {
     /// Per tenant, its KEKs ([`Keyring::keks`]); replaced only by this ring's erasure (the
     /// server and an offline erasure never hold one data dir at once).
     keks: Mutex<HashMap<String, Vec<DataKey>>>,
+    /// Per tenant, its user pseudonym key (never rotated: it names open sessions).
+    macs: Mutex<HashMap<String, DataKey>>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -106,6 +113,7 @@ impl Keyring {
             secrets,
             cache: Mutex::new(HashMap::new()),
             keks: Mutex::new(HashMap::new()),
+            macs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -181,6 +189,65 @@ impl Keyring {
         Ok(found)
     }
 
+    /// The pseudonym of `user` in `tenant`: [`PSEUDONYM_MARK`] and the hex HMAC-SHA-256 of the
+    /// user id under the tenant's user pseudonym key (the secret [`USER_MAC_SECRET`]), which
+    /// the log keys the open-session index by, so no user id is plain in a key. `create`: make
+    /// the key when the tenant has none (a write); otherwise `None` then (no user was
+    /// pseudonymised yet).
+    pub fn user_pseudonym(
+        &self,
+        tenant: &str,
+        user: &str,
+        create: bool,
+    ) -> Result<Option<String>, KeyringError> {
+        use hmac::{Hmac, Mac};
+        let cached = {
+            let macs = self.macs.lock().unwrap_or_else(PoisonError::into_inner);
+            macs.get(tenant).cloned()
+        };
+        let key = match cached {
+            Some(key) => key,
+            None => {
+                let key = match self.kek(tenant, USER_MAC_SECRET)? {
+                    Some(key) => key,
+                    None if create => {
+                        let key = DataKey::generate();
+                        self.store_kek(tenant, USER_MAC_SECRET, &key)?;
+                        key
+                    }
+                    None => return Ok(None),
+                };
+                let mut macs = self.macs.lock().unwrap_or_else(PoisonError::into_inner);
+                macs.insert(tenant.to_owned(), key.clone());
+                key
+            }
+        };
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key.expose())
+            .expect("HMAC takes a key of any length");
+        mac.update(user.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        Ok(Some(format!("{PSEUDONYM_MARK}{}", hex::encode(digest))))
+    }
+
+    /// Forgets every cached key of `tenant` (its data keys, KEKs and pseudonym key), whose
+    /// secrets and wrapped keys were deleted (offboarding): its next key is made afresh and
+    /// stored, never taken from the cache of the deleted ones.
+    pub fn forget_tenant(&self, tenant: &TenantId) {
+        let (start, end) = keys::data_key_range(tenant);
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|k, _| !(start.as_slice()..end.as_slice()).contains(&k.as_slice()));
+        self.keks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(tenant.as_str());
+        self.macs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(tenant.as_str());
+    }
+
     /// Forgets every cached key (data keys and KEKs): the next read goes to disk.
     pub fn forget_cached(&self) {
         self.cache
@@ -188,6 +255,10 @@ impl Keyring {
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
         self.keks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.macs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();

@@ -41,6 +41,8 @@ pub mod contain;
 mod erase;
 pub mod follow;
 mod heads;
+mod idempotency;
+mod meta;
 mod purge;
 mod read;
 mod recover;
@@ -135,8 +137,9 @@ pub struct Appended {
     pub hash: Hash,
 }
 
-/// Version of [`IdempotencyRecord`] written now. v1 (no `v` field) had no `at_ms`.
-pub const IDEMPOTENCY_RECORD_VERSION: u8 = 2;
+/// Version of [`IdempotencyRecord`] written now. v1 (no `v` field) had no `at_ms`; v2 always
+/// stored `ack` in plain; v3 stores it sealed (`sealed`) when the log has a key ring.
+pub const IDEMPOTENCY_RECORD_VERSION: u8 = 3;
 
 /// What an earlier append with the same message id recorded. A MessagePack map: fields added
 /// later default when absent, so records of older versions still read.
@@ -153,6 +156,12 @@ pub struct IdempotencyRecord {
     /// that it expires one window after the upgrade.
     #[serde(default)]
     pub at_ms: u64,
+    /// On disk (v3): `ack` is sealed under the session's data key ([`crate::events::seal`],
+    /// associated data [`crate::events::seal::reply_aad`]), so destroying the key erases the
+    /// stored replies too. The log's reads open it; a record read back with `sealed` still set
+    /// could not be opened (the session was erased, or no key ring): its `ack` is ciphertext.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sealed: bool,
 }
 
 fn idempotency_v1() -> u8 {
@@ -325,14 +334,24 @@ pub struct SessionInfo {
     pub channel: ChannelId,
     pub user: String,
     pub started_at_ms: u64,
+    /// The meta holds the user sealed: the session was started with every copy of its personal
+    /// data sealed (so destroying its data key is enough to erase it, without a compaction).
+    pub user_sealed: bool,
 }
 
 /// Stored under the session meta key when a session starts.
 #[derive(Serialize, Deserialize)]
 struct SessionMeta {
     channel: ChannelId,
+    /// Empty when `user_sealed` holds it (or it was erased).
     user: String,
     started_at: u64,
+    /// The user id sealed under the session's data key (`meta.rs`); absent in older metas.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    user_sealed: Option<Vec<u8>>,
+    /// The user's pseudonym that keys the open-session index; absent: the plain `user` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    open_as: Option<String>,
 }
 
 type Reply = oneshot::Sender<Result<AppendOutcome, AppendError>>;

@@ -57,6 +57,11 @@ fn tagged(tenant: &TenantId, tag: u8, key: &[u8]) -> Vec<u8> {
 }
 
 impl ProjectionTree {
+    /// The log this projection belongs to.
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
     fn err(&self, e: impl ToString) -> ProjectionError {
         ProjectionError {
             name: self.name,

@@ -36,6 +36,10 @@ pub const WRAPPED_KEY_BYTES: usize = NONCE_BYTES + DATA_KEY_BYTES + TAG_BYTES;
 const EVENT_AAD_LABEL: &[u8] = b"tenantry event v3\0";
 /// Domain label at the start of a wrapped key's associated data.
 const KEY_AAD_LABEL: &[u8] = b"tenantry data key v1\0";
+/// Domain label at the start of a sealed session user's associated data (session meta).
+const USER_AAD_LABEL: &[u8] = b"tenantry session user v1\0";
+/// Domain label at the start of a stored reply's associated data (idempotency records).
+const REPLY_AAD_LABEL: &[u8] = b"tenantry stored reply v1\0";
 
 /// A sealed part or a wrapped key that does not open: wrong key, moved, or changed bytes.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +124,25 @@ pub fn session_aad(scope: &SealScope<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(KEY_AAD_LABEL.len() + 64);
     out.extend_from_slice(KEY_AAD_LABEL);
     scope.push(&mut out);
+    out
+}
+
+/// Associated data of the user id sealed in a session's meta: label and the session's ids.
+pub fn user_aad(scope: &SealScope<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(USER_AAD_LABEL.len() + 64);
+    out.extend_from_slice(USER_AAD_LABEL);
+    scope.push(&mut out);
+    out
+}
+
+/// Associated data of the reply stored in an idempotency record: label, the session's ids and
+/// the record's key (it names channel and message id), so a sealed reply moved to another
+/// record does not open.
+pub fn reply_aad(scope: &SealScope<'_>, record_key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(REPLY_AAD_LABEL.len() + 64 + record_key.len());
+    out.extend_from_slice(REPLY_AAD_LABEL);
+    scope.push(&mut out);
+    out.extend_from_slice(record_key);
     out
 }
 

@@ -140,3 +140,50 @@ fn a_damaged_tenant_is_deleted_and_then_writable_again() {
     assert_eq!(log.census(&acme).unwrap().events, 2);
     assert_eq!(log.census(&id("zeta")).unwrap().events, 2);
 }
+
+#[test]
+fn a_tenant_deleted_while_served_and_written_again_keeps_its_new_sealed_data_after_a_restart() {
+    use crate::events::keyring::Keyring;
+    use crate::secrets::key::KeySources;
+    use crate::secrets::store::SecretStore;
+    use crate::secrets::value::SecretValue;
+    let data = tempfile::tempdir().unwrap();
+    let ring = || {
+        let sources = KeySources {
+            master_key_hex: Some(SecretValue::new(b"cd".repeat(32))),
+            signing_key: None,
+        };
+        let store = SecretStore::open_with(data.path(), sources).unwrap();
+        Some(std::sync::Arc::new(Keyring::new(store)))
+    };
+    let opts = LogOptions {
+        keyring: ring(),
+        ..LogOptions::default()
+    };
+    let log_dir = data.path().join("log");
+    let log = EventLog::open(&log_dir, &opts).unwrap();
+    let projector = Projector::new(&log).unwrap();
+    let acme: TenantId = id("acme");
+    two_groups(&log, "acme");
+    offboard_tenant(&log, &projector, data.path(), &acme).unwrap();
+    // The same running log takes the tenant's new messages: their keys must be kept on disk.
+    two_groups(&log, "acme");
+    drop(projector);
+    drop(log);
+    let opts = LogOptions {
+        keyring: ring(),
+        ..LogOptions::default()
+    };
+    let log = EventLog::open(&log_dir, &opts).unwrap();
+    let events: Vec<_> = log
+        .tenant(&acme)
+        .events(1..=u64::MAX)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| !e.erased), "read as erased");
+    let ctx = TenantCtx::new(id("acme"), id("prod"), Some(id("support")));
+    let channel = crate::tenancy::ChannelId::parse("slack").unwrap();
+    let open = log.scope(&ctx).open_session(&channel, "ada").unwrap();
+    assert_eq!(open.map(|s| s.to_string()).as_deref(), Some("s1"));
+}

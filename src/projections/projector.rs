@@ -14,7 +14,8 @@
 //! `REBUILD_ENTRIES_MAX` entries per commit. Both run the same
 //! fold (`fold.rs`) over the log's borrowed event views, only their batches differ. Values are
 //! MessagePack of plain structs and ordered maps, so an incremental projection and a rebuild are
-//! byte-identical.
+//! byte-identical, except that a session's state and last message are stored sealed under its
+//! data key when it has one (`sealed.rs`: fresh nonces, so equal only once opened).
 //!
 //! Invariant: one fold per tenant at a time (a mutex per tenant): two concurrent catch-ups would count the
 //! same events twice.
@@ -35,6 +36,7 @@ use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
 use fold::{CommitWhen, Start};
 
 mod fold;
+mod sealed;
 
 /// Name of the projection tree.
 pub const READ_MODELS: &str = "read_models";
@@ -299,7 +301,7 @@ impl Projector {
     ) -> Result<Option<T>, ProjectorError> {
         match self.tree.get(tenant, key)? {
             None => Ok(None),
-            Some(v) => decode_limited(&v)
+            Some(v) => decode_limited(&self.open_entry(tenant, key, &v)?)
                 .map(Some)
                 .map_err(|e| ProjectorError::Corrupt {
                     tenant: tenant.clone(),
@@ -422,7 +424,8 @@ impl Projector {
     ) -> impl Iterator<Item = Result<SessionState, ProjectorError>> + '_ {
         let tenant = tenant.clone();
         self.tree.scan(&tenant, prefix).map(move |entry| {
-            let (_, value) = entry?;
+            let (key, value) = entry?;
+            let value = self.open_entry(&tenant, &key, &value)?;
             decode_limited(&value).map_err(|e| ProjectorError::Corrupt {
                 tenant: tenant.clone(),
                 detail: e.to_string(),
@@ -451,8 +454,10 @@ impl Projector {
             detail,
         };
         let mut messages = self.tree.scan(tenant, &messages_prefix).peekable();
+        let of = tenant.clone();
         self.tree.scan(tenant, &states_prefix).map(move |entry| {
             let (key, value) = entry?;
+            let value = self.open_entry(&of, &key, &value)?;
             let state: SessionState = decode_limited(&value).map_err(|e| corrupt(e.to_string()))?;
             let id = key.get(1..).unwrap_or_default();
             // Both families are sorted by the same key after their tag: messages of sessions
@@ -469,7 +474,8 @@ impl Projector {
                     .map_or(true, |(k, _)| k.get(1..).unwrap_or_default() == id)
             }) {
                 Some(m) => {
-                    let (_, v) = m?;
+                    let (k, v) = m?;
+                    let v = self.open_entry(&of, &k, &v)?;
                     Some(decode_limited::<String>(&v).map_err(|e| corrupt(e.to_string()))?)
                 }
                 None => None,

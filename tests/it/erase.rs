@@ -365,3 +365,176 @@ fn erasing_a_session_written_unsealed_warns_that_its_events_keep_their_texts() {
     assert!(export(dir.path(), "acme", "jsonl").contains(ADA_TEXT));
     verify_export(dir.path(), "acme");
 }
+
+/// A bearer token of `tenant` in `env` with these extra claims (`scope`, `team`).
+fn bearer(tenant: &str, env: &str, extra: &[(&str, &str)]) -> String {
+    let mut c = claims(tenant);
+    c["env"] = json!(env);
+    for (k, v) in extra {
+        c[*k] = json!(v);
+    }
+    format!("Bearer {}", sign(&c))
+}
+
+fn delete(
+    server: &ServeProcess,
+    tenant: &str,
+    path: &str,
+    headers: &[(&str, String)],
+) -> crate::support::Reply {
+    crate::support::read(
+        headers
+            .iter()
+            .fold(server.agent().delete(&server.url(path)), |r, (k, v)| {
+                r.header(*k, v.as_str())
+            })
+            .header("X-Tenant-ID", tenant)
+            .call(),
+    )
+}
+
+#[test]
+fn erasing_a_session_online_removes_its_personal_data_from_every_file_while_served() {
+    let mut server = Serve::shipped().start();
+    let a = post(
+        &server,
+        "acme",
+        json!({"team": "support", "channel": "slack", "user": ADA, "text": ADA_TEXT,
+               "message_id": "ada-1"}),
+    );
+    post(
+        &server,
+        "acme",
+        json!({"team": "support", "channel": "slack", "user": ADA,
+               "text": format!("again {ADA_TEXT}")}),
+    );
+    post(
+        &server,
+        "acme",
+        json!({"team": "support", "channel": "slack", "user": BOB, "text": BOB_TEXT}),
+    );
+    post(
+        &server,
+        "bigcorp",
+        json!({"team": "helpdesk", "channel": "webchat", "user": "carol", "text": CAROL_TEXT}),
+    );
+    let ada = a["session"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/sessions/{ada}");
+    let dir = server.take_dir();
+    let data = dir.path().join("data");
+    let export = |server: &ServeProcess| {
+        let reply = server.get_as("acme", "/api/v1/audit/export");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body
+    };
+    assert!(export(&server).contains(ADA_TEXT));
+
+    // Refusals change nothing: no admin scope, another tenant, another env, unknown session.
+    let admin = |tenant: &str, env: &str| bearer(tenant, env, &[("scope", "admin")]);
+    let refused: Vec<(&str, String, &str, u16, &str)> = vec![
+        (
+            "acme",
+            bearer("acme", "prod", &[]),
+            path.as_str(),
+            403,
+            "scope_required",
+        ),
+        (
+            "bigcorp",
+            admin("bigcorp", "prod"),
+            path.as_str(),
+            404,
+            "session_not_found",
+        ),
+        (
+            "acme",
+            admin("acme", "staging"),
+            path.as_str(),
+            404,
+            "session_not_found",
+        ),
+        (
+            "acme",
+            admin("acme", "prod"),
+            "/api/v1/sessions/no-such-session",
+            404,
+            "session_not_found",
+        ),
+        (
+            "acme",
+            bearer("acme", "prod", &[("scope", "admin"), ("team", "sales")]),
+            path.as_str(),
+            404,
+            "session_not_found",
+        ),
+    ];
+    for (tenant, auth, at, status, code) in refused {
+        let headers = [("Authorization", auth)];
+        let reply = delete(&server, tenant, at, &headers);
+        assert_eq!(reply.status, status, "{headers:?}: {}", reply.body);
+        assert!(reply.body.contains(code), "{headers:?}: {}", reply.body);
+    }
+    assert!(export(&server).contains(ADA_TEXT), "a refusal erased");
+
+    let reply = delete(
+        &server,
+        "acme",
+        &path,
+        &[("Authorization", admin("acme", "prod"))],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let report = reply.json();
+    assert_eq!(report["keys_destroyed"], 1, "{report}");
+    assert_eq!(report["idempotency_records"], 1, "{report}");
+    assert_eq!(report["sessions"], json!([format!("support/{ada}")]));
+
+    // While still served: no file holds ada's id or texts; the export shows her events erased
+    // and still verifies; bob's and carol's data still read.
+    let check = |server: &ServeProcess| {
+        for canary in [ADA, ADA_TEXT] {
+            let hits = files_containing(&data, canary);
+            assert!(hits.is_empty(), "{canary} still in {hits:?}");
+        }
+        let acme = export(server);
+        assert!(!acme.contains(ADA) && !acme.contains(ADA_TEXT), "{acme}");
+        assert!(acme.contains("\"erased\":true"), "{acme}");
+        assert!(acme.contains(BOB) && acme.contains(BOB_TEXT));
+        let verify = server.get_as("acme", "/api/v1/audit/verify");
+        assert_eq!(verify.status, 200, "{}", verify.body);
+        let last: Value = serde_json::from_str(verify.body.lines().last().unwrap()).unwrap();
+        assert_eq!(last["result"]["ok"], true, "{}", verify.body);
+        let carol = server.get_as("bigcorp", "/api/v1/audit/export").body;
+        assert!(carol.contains(CAROL_TEXT));
+    };
+    check(&server);
+    // The session is gone for a second erase too: it has no personal data left to find.
+    let sessions = server.get_as("acme", "/api/v1/sessions").ok();
+    assert!(!sessions.to_string().contains(ADA), "{sessions}");
+    // After a stop (snapshots written, files flushed) and a restart: still nothing.
+    assert!(server.stop().success());
+    for canary in [ADA, ADA_TEXT] {
+        let hits = files_containing(&data, canary);
+        assert!(hits.is_empty(), "{canary} still in {hits:?} after the stop");
+    }
+    let server = Serve::shipped().in_dir(dir.path()).start();
+    check(&server);
+}
+
+#[test]
+fn erasing_online_a_session_written_unsealed_is_refused_and_changes_nothing() {
+    let server = Serve::shipped().section("log", "seal = false").start();
+    let reply = post(
+        &server,
+        "acme",
+        json!({"team": "support", "channel": "slack", "user": ADA, "text": ADA_TEXT}),
+    );
+    let session = reply["session"].as_str().unwrap();
+    let auth = bearer("acme", "prod", &[("scope", "admin")]);
+    let path = format!("/api/v1/sessions/{session}");
+    let refused = delete(&server, "acme", &path, &[("Authorization", auth)]);
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(refused.body.contains("erase_offline"), "{}", refused.body);
+    assert!(refused.body.contains("tenantry erase"), "{}", refused.body);
+    let export = server.get_as("acme", "/api/v1/audit/export");
+    assert!(export.body.contains(ADA_TEXT), "nothing was erased");
+}

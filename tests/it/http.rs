@@ -510,6 +510,8 @@ fn authz_matrix_on(server: &ServeProcess) {
         ("GET", "/api/v1/connectors"),
         ("POST", "/api/v1/connectors"),
         ("POST", "/api/v1/connectors/slack-1/heartbeat"),
+        ("DELETE", "/api/v1/sessions/shared-1"),
+        ("DELETE", "/api/v1/sessions/theirs-only-1"),
     ];
     for (method, path) in routes {
         for (what, headers, status, code) in &cases {
@@ -519,6 +521,14 @@ fn authz_matrix_on(server: &ServeProcess) {
                 .collect();
             let reply = match method {
                 "POST" => server.post(path, &headers, &message),
+                "DELETE" => crate::support::read(
+                    headers
+                        .iter()
+                        .fold(server.agent().delete(&server.url(path)), |r, (k, v)| {
+                            r.header(*k, *v)
+                        })
+                        .call(),
+                ),
                 _ => server.get(path, &headers),
             };
             assert_no_bigcorp(&reply);

@@ -357,8 +357,9 @@ fn deleting_a_tenant_over_http_frees_its_data_once_and_leaves_the_other_tenant_i
     assert_eq!(secret_names(dir.path(), &["--tenant", "acme"]), "");
     assert_eq!(
         secret_names(dir.path(), &["--tenant", "bigcorp"]),
-        // data_kek: the tenant's key encryption key of its sealed events.
-        "api_key\ndata_kek\n"
+        // data_kek: the tenant's key encryption key of its sealed events; user_mac_key: the
+        // key of its users' pseudonyms (the open-session index).
+        "api_key\ndata_kek\nuser_mac_key\n"
     );
     for (file, bytes) in files(&data) {
         if !file.contains("/data/log/") {
@@ -450,8 +451,9 @@ fn tenant_delete_offline_refuses_while_served_and_without_yes_then_frees_once() 
     );
     assert_eq!(
         (freed["secrets"].as_u64(), freed["metrics_series"].as_u64()),
-        // api_key, data_kek (the key encryption key of its sealed events), teams/support/hook
-        (Some(3), Some(0))
+        // api_key, data_kek (the key encryption key of its sealed events), user_mac_key (its
+        // users' pseudonyms), teams/support/hook
+        (Some(4), Some(0))
     );
     assert!(freed["snapshot_files"].as_u64().unwrap() >= 2, "{freed}");
     assert!(

@@ -17,6 +17,7 @@ fn record(ack: Vec<u8>) -> IdempotencyRecord {
         last_seq: 4,
         ack,
         at_ms: 0,
+        sealed: false,
     }
 }
 
@@ -53,4 +54,17 @@ fn a_stored_failure_is_answered_as_the_same_error_and_big_replies_are_left_out()
         ack_from_record(record(unknown)),
         Err(RuntimeError::Storage(_))
     ));
+}
+
+#[test]
+fn a_stored_answer_that_stays_sealed_is_a_storage_error_naming_the_erasure() {
+    // Sealed bytes that happen to decode as an answer must not be taken for one.
+    let ok = StoredAck::new(2, &["hi".into()], None);
+    let mut rec = record(rmp_serde::to_vec_named(&ok).unwrap());
+    rec.sealed = true;
+    let answer = ack_from_record(rec);
+    assert!(
+        matches!(&answer, Err(RuntimeError::Storage(m)) if m.contains("erased with session s1")),
+        "{answer:?}"
+    );
 }

@@ -1,5 +1,9 @@
 //! The admin routes, for a token with the `admin` scope (docs/http.md#admin):
-//! `DELETE /api/v1/tenants/{tenant}` deletes the caller's own tenant's data (offboarding).
+//! `DELETE /api/v1/tenants/{tenant}` deletes the caller's own tenant's data (offboarding);
+//! `DELETE /api/v1/sessions/{id}` erases one session of the token's env (crypto-shredding,
+//! [`crate::erase`]): found like every session route (another tenant's, env's or team's is 404),
+//! refused (409 `erase_offline`) when the session has unsealed copies, done with the tenant
+//! paused like a tenant delete.
 //!
 //! Invariants:
 //! - Only the tenant's own admin: the path's tenant must be the token's (another tenant's admin
@@ -14,7 +18,8 @@
 use actix_web::{web, HttpResponse};
 
 use super::error::ApiError;
-use super::state::{blocking, EdgeState};
+use super::routes::{find_session, session_of};
+use super::state::{blocking, read_team, EdgeState};
 use crate::edge::auth::{AuthError, Caller, Scope};
 use crate::offboard::{offboard_tenant, OffboardError};
 use crate::tenancy::TenantId;
@@ -74,4 +79,63 @@ pub(super) async fn delete_tenant(
     .await?;
     tracing::warn!(tenant = %tenant, events = freed.events, "tenant data deleted (offboarding)");
     Ok(HttpResponse::Ok().json(freed))
+}
+
+/// The refusal of an erasure on the JetStream backend.
+const REPLICATED_ERASE: &str = "erasing a session is supported on the sled log backend only: \
+     with the JetStream backend the data keys would have to be shared by every node; see \
+     docs/http.md#admin";
+
+/// `DELETE /api/v1/sessions/{id}`: erases the session (its data key destroyed, the tenant's
+/// KEK rotated, its idempotency records and open-session entry removed, the tenant's read models
+/// rebuilt, its snapshot removed) and answers 200 with what was erased.
+pub(super) async fn erase_session(
+    caller: Caller,
+    state: web::Data<EdgeState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    if !caller.scope.allows(Scope::Admin) {
+        return Err(ApiError::ScopeRequired(Scope::Admin));
+    }
+    let session = session_of(&path)?;
+    let team = read_team(&state, &caller)?;
+    if state.runtime().log().replica().is_some() {
+        return Err(ApiError::NotSupported(REPLICATED_ERASE));
+    }
+    let found = blocking(state.clone(), move |state| {
+        let ctx = find_session(state, &caller, team, &session)?;
+        let target = crate::erase::Target::Session(session.clone());
+        let log = state.runtime().log();
+        let info = crate::erase::find_sessions(log, &ctx.tenant, &ctx.env, &target)
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .into_iter()
+            .find(|i| Some(&i.team) == ctx.team.as_ref())
+            .ok_or_else(|| ApiError::SessionNotFound(session.to_string()))?;
+        if !info.user_sealed {
+            return Err(ApiError::EraseOffline(session.to_string()));
+        }
+        Ok((ctx, info))
+    })
+    .await?;
+    let (ctx, info) = found;
+    let pause = state.runtime().pause_tenant(&ctx.tenant).await?;
+    // As for a tenant delete: the pause moves into the blocking task, so a client that goes
+    // away does not end it before the erasure did.
+    let erased = blocking(state.clone(), move |state| {
+        let log = state.runtime().log();
+        let ids = (&ctx.tenant, &ctx.env);
+        let erased =
+            crate::erase::erase_sessions(log, state.projector(), state.data_dir(), ids, vec![info])
+                .map_err(|e| match e {
+                    crate::erase::EraseError::Log(
+                        crate::events::log::LogEraseError::Replicated,
+                    ) => ApiError::NotSupported(REPLICATED_ERASE),
+                    other => ApiError::Internal(other.to_string()),
+                });
+        drop(pause);
+        erased
+    })
+    .await?;
+    tracing::warn!(tenant = %erased.tenant, sessions = ?erased.sessions, "session erased");
+    Ok(HttpResponse::Ok().json(erased))
 }

@@ -63,6 +63,10 @@ pub enum ApiError {
     /// The session id exists in several of the tenant's teams; the caller must pick one. 409.
     #[error("session {0} exists in several teams; set X-Team-ID to choose one")]
     AmbiguousSession(String),
+    /// The session has copies of its personal data written unsealed (it started before they
+    /// were sealed, or with `[log] seal = false`): only the offline erase removes them. 409.
+    #[error("session {0} was written before its personal data was sealed everywhere, so erasing it online cannot remove every copy; erase it offline with `tenantry erase --session {0}` (nothing was changed)")]
+    EraseOffline(String),
     /// No route has this path. 404.
     #[error("no such route")]
     RouteNotFound,
@@ -212,6 +216,7 @@ impl ApiError {
             ApiError::UnknownTeam(_) => ("unknown_team", false),
             ApiError::SessionNotFound(_) => ("session_not_found", false),
             ApiError::AmbiguousSession(_) => ("ambiguous_session", false),
+            ApiError::EraseOffline(_) => ("erase_offline", false),
             ApiError::RouteNotFound => ("not_found", false),
             ApiError::MethodNotAllowed => ("method_not_allowed", false),
             ApiError::PayloadTooLarge { .. } => ("payload_too_large", true),
@@ -301,7 +306,7 @@ impl ApiError {
             | ApiError::RouteNotFound
             | ApiError::WebhookNotFound => StatusCode::NOT_FOUND,
             ApiError::WebhookSignature(_) | ApiError::WebhookStale => StatusCode::UNAUTHORIZED,
-            ApiError::AmbiguousSession(_) => StatusCode::CONFLICT,
+            ApiError::AmbiguousSession(_) | ApiError::EraseOffline(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,

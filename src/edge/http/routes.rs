@@ -67,6 +67,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/events/stream"),
     ("GET", "/api/v1/sessions/{id}/events/stream"),
     ("DELETE", "/api/v1/tenants/{tenant}"),
+    ("DELETE", "/api/v1/sessions/{id}"),
     ("GET", "/api/v1/connectors"),
     ("POST", "/api/v1/connectors"),
     ("POST", "/api/v1/connectors/{id}/heartbeat"),
@@ -132,6 +133,7 @@ fn api_v1(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/sessions/{id}")
             .get(get_session)
+            .delete(admin::erase_session)
             .to(method_not_allowed),
     )
     .service(

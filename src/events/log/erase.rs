@@ -4,13 +4,15 @@
 //! and the idempotency records (their stored replies). The events themselves stay, sealed; the
 //! chain is untouched.
 //!
-//! Offline only: the running server's writer caches session heads (with the user); erasing under
-//! it would race appends. The caller compacts the files afterwards ([`super::compact`]), since
-//! sled keeps removed values in its segments.
+//! Offline, or online with the tenant paused (the runtime refuses its messages and waits for
+//! those in flight, so nothing is appended for it meanwhile; the writer's cached session head
+//! names the user only by pseudonym). Offline the caller compacts the files afterwards
+//! ([`super::compact`]), since sled keeps removed values in its segments; online that is needed
+//! only for sessions with plain copies, which the route refuses.
 
 use serde::Deserialize;
 
-use super::{EventLog, SessionInfo, SessionMeta};
+use super::{meta, EventLog, SessionInfo, SessionMeta};
 use crate::events::keyring::KeyringError;
 use crate::events::keys;
 use crate::events::schema::decode_limited;
@@ -60,6 +62,31 @@ impl EventLog {
         Ok(first.map_err(|e| e.to_string())?.is_some())
     }
 
+    /// Forgets the key ring's cached keys of `tenant` after its secrets and log range were
+    /// deleted ([`crate::offboard`]).
+    pub fn forget_tenant_keys(&self, tenant: &TenantId) {
+        if let Some(ring) = &self.inner.shared.opts.keyring {
+            ring.forget_tenant(tenant);
+        }
+    }
+
+    /// The data key of the session `scope`: `None` without a key ring, or when the session has
+    /// no sealed event or was erased.
+    pub fn session_data_key(
+        &self,
+        scope: &SealScope<'_>,
+    ) -> Result<Option<crate::events::seal::DataKey>, String> {
+        let Some(ring) = &self.inner.shared.opts.keyring else {
+            return Ok(None);
+        };
+        let store = self
+            .inner
+            .shared
+            .store()
+            .ok_or_else(|| LogEraseError::Closed.to_string())?;
+        ring.read_key(&store.tree, scope).map_err(|e| e.to_string())
+    }
+
     /// Erases `sessions` (all of `tenant`) from the log: see the module doc. Flushed before it
     /// returns.
     pub fn erase_sessions_offline(
@@ -82,18 +109,28 @@ impl EventLog {
         let mut done = LogErased::default();
         let mut batch = sled::Batch::default();
         for s in sessions {
-            let open_key = keys::open_session_key(tenant, &s.env, &s.team, &s.channel, &s.user);
-            if tree
-                .get(&open_key)?
-                .is_some_and(|v| v.as_ref() == s.session.as_str().as_bytes())
-            {
-                batch.remove(open_key);
-                done.open_sessions += 1;
+            let scope = (tenant, &s.env, &s.team, &s.channel);
+            let open_keys = meta::open_keys(Some(&ring), scope, &s.user).map_err(|e| {
+                LogEraseError::Corrupt {
+                    tenant: tenant.to_string(),
+                    detail: e.to_string(),
+                }
+            })?;
+            for open_key in open_keys {
+                if tree
+                    .get(&open_key)?
+                    .is_some_and(|v| v.as_ref() == s.session.as_str().as_bytes())
+                {
+                    batch.remove(open_key);
+                    done.open_sessions += 1;
+                }
             }
             let meta = SessionMeta {
                 channel: s.channel.clone(),
                 user: String::new(),
                 started_at: s.started_at_ms,
+                user_sealed: None,
+                open_as: None,
             };
             let meta = rmp_serde::to_vec_named(&meta)
                 .expect("MessagePack encoding of plain fields is infallible");

@@ -17,6 +17,7 @@ use crate::events::codec::{chain_hash, decode_body_with, decode_frame, KeySource
 use crate::events::keyring::OpenKeys;
 use crate::events::keys;
 use crate::events::schema::decode_limited;
+use crate::events::seal::SealScope;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
 mod envs;
@@ -452,9 +453,11 @@ impl ScopedReader {
             self.parts.limit,
         );
         let store = self.parts.store.clone();
+        let keyring = self.parts.keyring.clone();
         let listed = scan.into_iter().flatten().filter_map(move |entry| {
             let _keep_open = &store;
-            let info = session_info(&tenant, &env, env_prefix_len, entry);
+            let opener = (tree.as_ref(), keyring.as_deref());
+            let info = session_info(&tenant, &env, env_prefix_len, entry, opener);
             // A session whose first group may yet be taken back is not listed.
             match (&info, &tree) {
                 (Ok(i), Some(tree)) => {
@@ -485,7 +488,9 @@ impl ScopedReader {
         let team = self.ctx.team_or_default();
         let key =
             keys::idempotency_key(&self.ctx.tenant, &self.ctx.env, &team, channel, message_id);
-        let Some(rec) = read_idempotency(tree, &self.ctx.tenant, &key)? else {
+        let ids = (&self.ctx.tenant, &self.ctx.env, &team);
+        let keyring = self.parts.keyring.as_deref();
+        let Some(rec) = super::idempotency::read(tree, keyring, ids, &key)? else {
             return Ok(None);
         };
         // A record of a group that is not durable yet is not an answer to give.
@@ -510,21 +515,21 @@ impl ScopedReader {
     ) -> Result<Option<SessionId>, ReadError> {
         let tree = self.parts.tree.as_ref().map_err(Clone::clone)?;
         let team = self.ctx.team_or_default();
-        let key = keys::open_session_key(&self.ctx.tenant, &self.ctx.env, &team, channel, user);
         let err = |detail: String| ReadError {
             tenant: self.ctx.tenant.clone(),
             position: "open-session index".into(),
             detail,
         };
-        match tree.get(key).map_err(|e| err(e.to_string()))? {
-            None => Ok(None),
-            Some(v) => {
+        let scope = (&self.ctx.tenant, &self.ctx.env, &team, channel);
+        for key in super::meta::open_keys(self.parts.keyring.as_deref(), scope, user)? {
+            if let Some(v) = tree.get(key).map_err(|e| err(e.to_string()))? {
                 let raw = std::str::from_utf8(&v).map_err(|e| err(e.to_string()))?;
-                SessionId::parse(raw)
+                return SessionId::parse(raw)
                     .map(Some)
-                    .map_err(|e| err(e.to_string()))
+                    .map_err(|e| err(e.to_string()));
             }
         }
+        Ok(None)
     }
 }
 
@@ -534,6 +539,10 @@ fn session_info(
     env: &EnvId,
     env_prefix_len: usize,
     entry: sled::Result<(sled::IVec, sled::IVec)>,
+    (tree, keyring): (
+        Option<&sled::Tree>,
+        Option<&crate::events::keyring::Keyring>,
+    ),
 ) -> Result<SessionInfo, ReadError> {
     let err = |detail: String| ReadError {
         tenant: tenant.clone(),
@@ -557,13 +566,22 @@ fn session_info(
     };
     let meta: SessionMeta =
         decode_limited(&value).map_err(|e| err(format!("session {session}: {e}")))?;
+    let scope = SealScope {
+        tenant: tenant.as_str(),
+        env: env.as_str(),
+        team: team.as_str(),
+        session: session.as_str(),
+    };
+    let user = super::meta::user(&meta, tree, keyring, &scope).map_err(err)?;
+    let user_sealed = meta.user_sealed.is_some();
     Ok(SessionInfo {
         env: env.clone(),
         team,
         session,
         channel: meta.channel,
-        user: meta.user,
+        user,
         started_at_ms: meta.started_at,
+        user_sealed,
     })
 }
 
@@ -578,22 +596,6 @@ fn durable_at(tree: &sled::Tree, prefix: &[u8], seq: u64, limit: u64) -> Result<
         }
         Err(e) => Err(e.to_string()),
         Ok(None) => Ok(false),
-    }
-}
-
-pub(super) fn read_idempotency(
-    tree: &sled::Tree,
-    tenant: &TenantId,
-    key: &[u8],
-) -> Result<Option<IdempotencyRecord>, ReadError> {
-    let err = |detail: String| ReadError {
-        tenant: tenant.clone(),
-        position: "idempotency record".into(),
-        detail,
-    };
-    match tree.get(key).map_err(|e| err(e.to_string()))? {
-        None => Ok(None),
-        Some(v) => decode_limited(&v).map(Some).map_err(|e| err(e.to_string())),
     }
 }
 

@@ -322,7 +322,8 @@ fn forget_if_empty(
     let Some(meta) = meta.and_then(|m| decode_limited::<SessionMeta>(&m).ok()) else {
         return Ok(());
     };
-    let open = keys::open_session_key(tenant, &e.env, &e.team, &meta.channel, &meta.user);
+    let open_as = meta.open_as.as_deref().unwrap_or(&meta.user);
+    let open = keys::open_session_key(tenant, &e.env, &e.team, &meta.channel, open_as);
     let names_this = tree
         .get(&open)
         .map_err(|err| sled_err(tenant, "open session", &err))?

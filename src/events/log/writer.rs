@@ -91,6 +91,8 @@ pub(super) struct Undo {
 pub(super) struct SessionHead {
     last_seq: u64,
     channel: ChannelId,
+    /// The name the open-session index keys the session by: its user's pseudonym, or the
+    /// plain user id for a session started before pseudonyms.
     user: String,
 }
 

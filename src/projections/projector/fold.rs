@@ -246,10 +246,12 @@ impl Projector {
             entries.insert(k, encode(&v));
         }
         for (k, v) in std::mem::take(&mut held.sessions) {
-            entries.insert(k, encode(&v));
+            let value = self.seal_entry(tenant, &k, encode(&v))?;
+            entries.insert(k, value);
         }
         for (k, v) in std::mem::take(&mut held.last_messages) {
-            entries.insert(k, encode(&v));
+            let value = self.seal_entry(tenant, &k, encode(&v))?;
+            entries.insert(k, value);
         }
         held.events = 0;
         if std::mem::take(&mut held.replacing) {

@@ -8,27 +8,33 @@ use crate::events::codec::{
     NAME_BYTES_MAX, TEXT_BYTES_MAX,
 };
 use crate::events::keys;
-use crate::events::log::read::{last_seq, read_idempotency};
+use crate::events::log::read::last_seq;
+use crate::events::log::{idempotency, meta};
 use crate::events::log::{
     AppendError, AppendGroup, AppendOutcome, Appended, Head, IdempotencyRecord, ReadError,
     Rejection, SessionMeta, ACK_BYTES_MAX, IDEMPOTENCY_RECORD_VERSION,
 };
 use crate::events::schema::{decode_limited, EventKind};
-use crate::events::seal::SealScope;
+use crate::events::seal::{DataKey, SealScope};
 use crate::tenancy::{EnvId, SessionId, TeamId, TenantId};
 
 /// How a group moves its session: whether it starts or ends it, and the session's user when the
-/// open-session index needs it (at start and end only).
+/// open-session index needs it (at start and end only): after [`Stager::start_meta`], the name
+/// the index keys it by (its pseudonym when sealing).
 struct Shape {
     starts: bool,
     ends: bool,
     user: Option<String>,
+    /// At start, the stored session meta ([`Stager::start_meta`]).
+    meta: Option<Vec<u8>>,
 }
 
 /// A group's events encoded and chained, not yet staged.
 struct Encoded {
     frame: Vec<u8>,
     appended: Appended,
+    /// The session's data key when the events were sealed (the stored reply is sealed too).
+    data_key: Option<DataKey>,
 }
 
 impl Stager {
@@ -51,8 +57,10 @@ impl Stager {
         let session_key: SessionKey =
             keys::session_index_prefix(tenant, env, &team, &group.session);
         self.load_session_head(tree, &session_key, tenant, env, &team, &group.session)?;
-        let shape = self.check_session(&group, &session_key)?;
-        let encoded = self.encode(tree, &group, &team)?;
+        let mut shape = self.check_session(&group, &session_key)?;
+        let mut encoded = self.encode(tree, &group, &team)?;
+        let data_key = encoded.data_key.take();
+        self.start_meta(&group, &team, &mut shape, data_key.as_ref())?;
         let appended = stage_keys(tree, &group, &team, &session_key, &shape, encoded, staged)?;
         if let (Some(key), Some(idem)) = (idem_key, group.idempotency.take()) {
             let rec = IdempotencyRecord {
@@ -62,9 +70,15 @@ impl Stager {
                 last_seq: appended.last_seq,
                 ack: idem.ack,
                 at_ms: group.at_ms,
+                sealed: false,
             };
-            let value = rmp_serde::to_vec_named(&rec)
-                .expect("MessagePack encoding of plain fields is infallible");
+            let scope = SealScope {
+                tenant: tenant.as_str(),
+                env: env.as_str(),
+                team: team.as_str(),
+                session: group.session.as_str(),
+            };
+            let value = idempotency::encode(&rec, data_key.as_ref(), &scope, &key);
             self.seen.insert(&group.ctx.tenant, &key);
             staged.put(key.clone(), value);
             staged.undo.created.push(key.clone());
@@ -142,7 +156,47 @@ impl Stager {
             (Some(head), _) if ends => Some(head.user.clone()),
             _ => None,
         };
-        Ok(Shape { starts, ends, user })
+        Ok(Shape {
+            starts,
+            ends,
+            user,
+            meta: None,
+        })
+    }
+
+    /// At a session's start: its stored meta (the user sealed under `data_key` when there is
+    /// one) into `shape.meta`, and the user's pseudonym, which then keys the open-session
+    /// index, in place of `shape.user`.
+    fn start_meta(
+        &self,
+        group: &AppendGroup,
+        team: &TeamId,
+        shape: &mut Shape,
+        data_key: Option<&DataKey>,
+    ) -> Result<(), AppendError> {
+        let (true, Some(user)) = (shape.starts, &shape.user) else {
+            return Ok(());
+        };
+        let tenant = group.ctx.tenant.as_str();
+        let scope = SealScope {
+            tenant,
+            env: group.ctx.env.as_str(),
+            team: team.as_str(),
+            session: group.session.as_str(),
+        };
+        let open_as = match (&self.shared.opts.keyring, data_key) {
+            (Some(ring), Some(_)) => ring
+                .user_pseudonym(tenant, user, true)
+                .map_err(|e| AppendError::Failed(e.to_string()))?,
+            _ => None,
+        };
+        let sealing = data_key.map(|k| (k, &scope));
+        let meta = meta::encode(&group.channel, user, group.at_ms, sealing, open_as.clone());
+        shape.meta = Some(meta);
+        if let Some(p) = open_as {
+            shape.user = Some(p);
+        }
+        Ok(())
     }
 
     /// Assigns ids, seqs and tenant seqs, encodes each event (its personal fields sealed under
@@ -219,6 +273,7 @@ impl Stager {
                 last_tenant_seq: first_tenant_seq + count - 1,
                 hash,
             },
+            data_key,
         })
     }
 
@@ -297,7 +352,7 @@ impl Stager {
         let head = SessionHead {
             last_seq: last,
             channel: meta.channel,
-            user: meta.user,
+            user: meta.open_as.unwrap_or(meta.user),
         };
         self.sessions.insert(key.clone(), head);
         Ok(())
@@ -328,7 +383,10 @@ impl Stager {
             return Ok(Err(rec.clone()));
         }
         if self.seen.may_contain(tenant, &key) {
-            if let Some(rec) = read_idempotency(tree, tenant, &key).map_err(damaged_error)? {
+            let ring = self.shared.opts.keyring.as_deref();
+            let ids = (tenant, &group.ctx.env, team);
+            let found = idempotency::read(tree, ring, ids, &key).map_err(damaged_error)?;
+            if let Some(rec) = found {
                 return Ok(Err(rec));
             }
         }
@@ -348,7 +406,9 @@ fn stage_keys(
     staged: &mut Staged,
 ) -> Result<Appended, AppendError> {
     let (tenant, env) = (&group.ctx.tenant, &group.ctx.env);
-    let Encoded { frame, appended } = encoded;
+    let Encoded {
+        frame, appended, ..
+    } = encoded;
     let count = appended.last_seq - appended.first_seq + 1;
     let frame_key = keys::frame_key(tenant, appended.first_tenant_seq);
     staged.undo.created.push(frame_key.clone());
@@ -375,14 +435,8 @@ fn stage_keys(
             })?;
         staged.undo.open.push((open_key.clone(), before));
     }
-    if shape.starts {
-        let meta = SessionMeta {
-            channel: group.channel.clone(),
-            user: user.clone(),
-            started_at: group.at_ms,
-        };
-        let meta = rmp_serde::to_vec_named(&meta)
-            .expect("MessagePack encoding of plain fields is infallible");
+    if let (true, Some(meta)) = (shape.starts, &shape.meta) {
+        let meta = meta.clone();
         let meta_key = keys::session_meta_key(tenant, env, team, &group.session);
         staged.undo.created.push(meta_key.clone());
         staged.put(meta_key, meta);

@@ -272,6 +272,7 @@ fn a_retry_of_an_id_written_before_the_filter_existed_gets_the_first_ack() {
                 last_seq: 1,
                 ack: format!("ack-{n}").into_bytes(),
                 at_ms: 5,
+                sealed: false,
             };
             let value = rmp_serde::to_vec_named(&rec).unwrap();
             store.tree.insert(key(n), value).unwrap();
