@@ -510,6 +510,8 @@ fn authz_matrix_on(server: &ServeProcess) {
         ("GET", "/api/v1/connectors"),
         ("POST", "/api/v1/connectors"),
         ("POST", "/api/v1/connectors/slack-1/heartbeat"),
+        ("GET", "/api/v1/connectors/slack-1/outbox"),
+        ("POST", "/api/v1/connectors/slack-1/outbox/ack"),
     ];
     for (method, path) in routes {
         for (what, headers, status, code) in &cases {

@@ -25,6 +25,7 @@ mod limits;
 mod migrate;
 mod nats;
 mod offboard;
+mod outbox;
 mod overload;
 mod projections;
 mod readiness;

@@ -88,7 +88,7 @@ impl ConnectorItem {
 
 /// Refuses a caller without an explicit `connectors` or `admin` scope (a token without a
 /// `scope` claim keeps only the rights tokens had before connectors existed).
-fn require_connectors_scope(caller: &Caller) -> Result<(), ApiError> {
+pub(super) fn require_connectors_scope(caller: &Caller) -> Result<(), ApiError> {
     if caller.scope.claim().is_some() && caller.scope.allows(Scope::Connectors) {
         Ok(())
     } else {

@@ -34,6 +34,7 @@ pub mod listener;
 pub mod metrics;
 mod metrics_listener;
 pub mod observe;
+mod outbox;
 mod reports;
 mod routes;
 pub mod server;
