@@ -19,6 +19,7 @@ mod outbox_registry;
 mod registry;
 #[cfg(test)]
 mod tests;
+pub mod webhook;
 
 pub use registry::{Connector, Registration, Registry};
 

@@ -38,3 +38,4 @@ mod sessions_list;
 mod snapshots;
 mod streams;
 mod support;
+mod webhook;

@@ -13,7 +13,9 @@
 //! again when read again), `tenantry_outbox_acks_total{tenant,env,connector}` (acks that moved
 //! the cursor), `tenantry_outbox_dead_lettered_total{tenant,env,connector}` (replies given up)
 //! and, at each scrape, `tenantry_outbox_lag_events{tenant,env,connector}` (events of the
-//! tenant's log past the connector's cursor: an upper bound of its pending replies).
+//! tenant's log past the connector's cursor: an upper bound of its pending replies); webhook
+//! channels' `tenantry_webhook_deliveries_total` and `tenantry_webhook_failures_total`
+//! (labelled by their internal connector id).
 //!
 //! Invariants: label values come from a bounded set, so no client can grow the registry: a
 //! `tenant` label is a tenant this instance serves (else `unknown`), `env` an env a message was
@@ -81,6 +83,8 @@ struct OutboxFamilies {
     acks: Family<ConnectorLabels, Counter>,
     dead_lettered: Family<ConnectorLabels, Counter>,
     lag: Family<ConnectorLabels, Gauge>,
+    webhook_delivered: Family<ConnectorLabels, Counter>,
+    webhook_failed: Family<ConnectorLabels, Counter>,
 }
 
 impl OutboxFamilies {
@@ -90,7 +94,19 @@ impl OutboxFamilies {
             acks: Family::default(),
             dead_lettered: Family::default(),
             lag: Family::default(),
+            webhook_delivered: Family::default(),
+            webhook_failed: Family::default(),
         };
+        registry.register(
+            "tenantry_webhook_deliveries",
+            "Replies a webhook channel's receiver accepted (2xx)",
+            families.webhook_delivered.clone(),
+        );
+        registry.register(
+            "tenantry_webhook_failures",
+            "Failed webhook requests (not 2xx, no answer, no secret); each is retried",
+            families.webhook_failed.clone(),
+        );
         registry.register(
             "tenantry_outbox_served",
             "Replies handed out by reads of a connector's outbox (again when read again)",
@@ -264,6 +280,27 @@ impl HttpMetrics {
             .inc_by(count);
     }
 
+    /// Counts `count` replies of a webhook channel (its internal `connector`) delivered.
+    pub fn webhook_delivered(
+        &self,
+        tenant: &TenantId,
+        env: &EnvId,
+        connector: &ConnectorId,
+        count: u64,
+    ) {
+        let labels = ConnectorLabels::new(tenant, env, connector);
+        self.outbox
+            .webhook_delivered
+            .get_or_create(&labels)
+            .inc_by(count);
+    }
+
+    /// Counts a failed webhook request of a webhook channel (its internal `connector`).
+    pub fn webhook_failed(&self, tenant: &TenantId, env: &EnvId, connector: &ConnectorId) {
+        let labels = ConnectorLabels::new(tenant, env, connector);
+        self.outbox.webhook_failed.get_or_create(&labels).inc();
+    }
+
     /// Sets the registry's gauges to `registry`'s connectors now (before a scrape): by state,
     /// and each one's heartbeat age. Connectors gone since (a deleted tenant) lose their series.
     pub fn refresh_connectors(&self, registry: &Registry) {
@@ -323,6 +360,8 @@ impl HttpMetrics {
                 &self.outbox.served,
                 &self.outbox.acks,
                 &self.outbox.dead_lettered,
+                &self.outbox.webhook_delivered,
+                &self.outbox.webhook_failed,
             ] {
                 count(family.remove(&labels));
             }

@@ -41,6 +41,7 @@ pub mod server;
 mod sessions;
 mod state;
 mod stream;
+mod webhook_worker;
 
 pub use self::listener::HttpError;
 pub use self::routes::ROUTES;

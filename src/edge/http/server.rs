@@ -90,6 +90,7 @@ impl ApiServer {
             forget_peer: peer.map(PeerEdge::forget_tenant),
         };
         let state = web::Data::new(EdgeState::new(config, parts));
+        actix_rt::spawn(super::webhook_worker::run(state.clone()));
         actix_rt::spawn(sweep_connectors(
             state.clone(),
             config.connectors().outbox_ttl,
