@@ -356,6 +356,12 @@ fn the_outbox_routes_refuse_every_cross_tenant_env_team_channel_and_connector_us
     let slack = register(&server, "acme", "support", "slack", "slack-1");
     let telegram = register(&server, "acme", "support", "telegram", "tg-1");
     register(&server, "acme", "sales", "teams", "teams-1");
+    // The built-in webhook channels' ids are reserved.
+    let body = json!({"id": "webhook-0123", "env": "prod", "team": "support",
+                      "channel": "slack", "provider": "test"});
+    let reply = post(&server, "acme", &admin("acme"), "/api/v1/connectors", &body);
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.body.contains("webhook"), "{}", reply.body);
     // bigcorp's connector of the same id sees only bigcorp's replies.
     let big = register(&server, "bigcorp", "helpdesk", "webchat", "slack-1");
     let acme_replies = message(&server, "acme", "support", "slack", "m1");
