@@ -454,3 +454,52 @@ fn the_outbox_routes_refuse_every_cross_tenant_env_team_channel_and_connector_us
     assert!(outbox_events(&server, "acme").is_empty());
     assert!(outbox_events(&server, "bigcorp").is_empty());
 }
+
+/// The outbox on the JetStream log: replies served, an ack and the unacked rest surviving a
+/// restart that rebuilds from the stream, and a long poll woken by an append.
+#[test]
+fn the_outbox_works_on_a_jetstream_log() {
+    let js = crate::support::JetStream::single();
+    let config = format!(
+        "{CONFIG}[nats]\nurl = \"{}\"\n[log]\nbackend = \"jetstream\"\n[cluster]\nnode = \"n1\"\n",
+        js.url(0)
+    );
+    let dir = dir_with_flows();
+    let serve = || Serve::config(&config).in_dir(dir.path()).start();
+    let mut server = serve();
+    let slack = register(&server, "acme", "support", "slack", "slack-1");
+    let first = message(&server, "acme", "support", "slack", "m1");
+    let second = message(&server, "acme", "support", "slack", "m2");
+    let page = outbox(&server, "acme", &slack, "slack-1");
+    let all: Vec<String> = first.iter().chain(&second).cloned().collect();
+    assert_eq!(texts(&page), all, "{page}");
+    let up_to = page["items"][first.len() - 1]["tenant_seq"]
+        .as_u64()
+        .unwrap();
+    ack(&server, "acme", &slack, "slack-1", up_to).ok();
+    server.stop();
+    let server = serve();
+    let page = outbox(&server, "acme", &slack, "slack-1");
+    assert_eq!(texts(&page), second, "{page}");
+    assert_eq!(page["acked"], up_to);
+    let cursor = page["cursor"].as_u64().unwrap();
+    ack(&server, "acme", &slack, "slack-1", cursor).ok();
+    let url = server.url("/api/v1/connectors/slack-1/outbox?wait=30");
+    let bearer = format!("Bearer {slack}");
+    let polled = std::thread::spawn(move || {
+        let started = Instant::now();
+        let reply = read(
+            agent(Duration::from_secs(40))
+                .get(url)
+                .header("Authorization", &bearer)
+                .header("X-Tenant-ID", "acme")
+                .call(),
+        );
+        (reply, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let third = message(&server, "acme", "support", "slack", "m3");
+    let (reply, waited) = polled.join().unwrap();
+    assert_eq!(texts(&reply.ok()), third);
+    assert!(waited < Duration::from_secs(10), "not woken: {waited:?}");
+}
