@@ -26,15 +26,21 @@ impl Registry {
         limit: usize,
     ) -> Result<Page, ConnectorError> {
         // The cursor now, not the caller's copy: an ack may have moved it meanwhile.
-        let acked = self
+        let (acked, skipped) = self
             .get(tenant, &connector.env, &connector.id)
-            .map_or(connector.acked(), |c| c.acked());
-        let from = acked.max(after);
+            .map_or((connector.acked(), 0), |c| (c.acked(), c.skipped));
+        let from = acked.max(after).max(skipped);
         let page = outbox::read(self.runtime().log(), tenant, connector, from, limit)
             .map_err(|e| ConnectorError::Read(e.to_string()))?;
         let key = (tenant.clone(), connector.env.clone(), connector.id.clone());
         let cursor = page.cursor;
-        self.update(&key, |c| c.delivered = c.delivered.max(cursor));
+        let none = page.items.is_empty();
+        self.update(&key, |c| {
+            c.delivered = c.delivered.max(cursor);
+            if none {
+                c.skipped = c.skipped.max(cursor);
+            }
+        });
         Ok(page)
     }
 

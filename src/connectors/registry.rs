@@ -53,6 +53,9 @@ pub struct Connector {
     /// The highest cursor an outbox read handed out since this node started (at least `acked`):
     /// an ack may not go past it.
     pub(super) delivered: u64,
+    /// In memory: outbox reads found none of its replies up to this `tenant_seq` (reads start
+    /// past it, so a quiet connector does not rescan the same events).
+    pub(super) skipped: u64,
 }
 
 impl Connector {
@@ -85,6 +88,7 @@ impl Connector {
             last_beat: Instant::now(),
             acked: 0,
             delivered: 0,
+            skipped: 0,
         }
     }
 
@@ -233,6 +237,7 @@ impl Registry {
         let mut connector = Connector::from_registration(&r);
         connector.recorded = known.recorded;
         (connector.acked, connector.delivered) = (known.acked, known.delivered);
+        connector.skipped = known.skipped;
         let mut kinds = Vec::new();
         if (&known.provider, &known.version, &known.capabilities)
             != (&r.provider, &r.version, &r.capabilities)
@@ -435,6 +440,7 @@ fn fold(
                     last_beat: Instant::now(),
                     acked,
                     delivered: acked,
+                    skipped: 0,
                 },
             );
         }

@@ -167,6 +167,30 @@ fn outbox_events(server: &ServeProcess) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// Waits until the worker registered the webhook channel's internal connector: replies from
+/// before it are not the channel's to deliver.
+fn wait_registered(server: &ServeProcess) {
+    let mut c = claims("acme");
+    c["scope"] = json!("connectors");
+    let bearer = format!("Bearer {}", sign(&c));
+    let start = Instant::now();
+    loop {
+        let list = server.get(
+            "/api/v1/connectors",
+            &[("Authorization", &bearer), ("X-Tenant-ID", "acme")],
+        );
+        let listed =
+            list.ok()["connectors"].as_array().unwrap().iter().any(|c| {
+                c["provider"] == "webhook" && c["channel"] == "hook" && c["state"] == "live"
+            });
+        if listed {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "not registered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn setup(ttl: &str) -> (tempfile::TempDir, u16, PathBuf) {
     let dir = dir_with_flows();
     let port = free_port();
@@ -198,6 +222,7 @@ fn replies_are_posted_signed_retried_and_delivered_after_a_restart() {
     let log = dir.path().join("received.jsonl");
     let receiver = Receiver::start(port, &log, "team-secret", 2);
     let mut server = serve();
+    wait_registered(&server);
     let first = message(&server, "hook", "m1");
     // Another channel's replies are not posted.
     message(&server, "slack", "s1");
@@ -288,4 +313,51 @@ fn replies_the_receiver_never_took_are_dead_lettered_after_the_outbox_ttl() {
     let _receiver = Receiver::start(port, &log, "team-secret", 0);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(ok_texts(&received(&log)), Vec::<String>::new());
+}
+
+/// After a tenant's data is deleted its log starts again at `tenant_seq` 1: the webhook channel
+/// is registered again and its new replies are delivered, not skipped as already read.
+#[test]
+fn a_webhook_channel_delivers_again_after_its_tenant_was_deleted() {
+    let (dir, port, config_path) = setup("1h");
+    let server = Serve::config(&config(port, "1h"))
+        .in_dir(dir.path())
+        .start();
+    wait_registered(&server);
+    let log = dir.path().join("received.jsonl");
+    let _receiver = Receiver::start(port, &log, "team-secret", 0);
+    // A longer log before the deletion than after it.
+    let mut before = Vec::new();
+    for i in 0..4 {
+        message(&server, "slack", &format!("s{i}"));
+        before.extend(message(&server, "hook", &format!("m{i}")));
+    }
+    wait_for(&log, "delivered before the deletion", |l| {
+        ok_texts(l).len() >= before.len()
+    });
+    let mut c = claims("acme");
+    c["scope"] = json!("admin");
+    let bearer = format!("Bearer {}", sign(&c));
+    let deleted = crate::support::read(
+        server
+            .agent()
+            .delete(&server.url("/api/v1/tenants/acme"))
+            .header("Authorization", &bearer)
+            .header("X-Tenant-ID", "acme")
+            .call(),
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    // The deletion took the secrets and the registration too.
+    set_secret(
+        &config_path,
+        &["--tenant", "acme", "--team", "support"],
+        "team-secret",
+    );
+    std::fs::remove_file(&log).unwrap();
+    wait_registered(&server);
+    let after = message(&server, "hook", "n1");
+    let lines = wait_for(&log, "delivered after the deletion", |l| {
+        ok_texts(l).len() >= after.len()
+    });
+    assert_eq!(ok_texts(&lines), after, "{lines:?}");
 }

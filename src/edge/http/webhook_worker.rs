@@ -42,11 +42,9 @@ struct Target {
     id: ConnectorId,
 }
 
-/// Where a target's delivery stands on this node.
+/// Where a target's retries stand on this node (where its outbox stands is the registry's).
 #[derive(Default)]
 struct Progress {
-    /// The outbox was read up to here with no reply left before it.
-    scanned: u64,
     failures: u32,
     retry_at: Option<Instant>,
 }
@@ -183,26 +181,23 @@ async fn deliver(
             channel = %target.channel, failures = p.failures, retry_in = ?delay,
             "webhook delivery failed: {what}");
     };
-    let connector = match connector(state, target).await {
-        Ok(c) => c,
-        Err(e) => return failed(p, e.to_string()),
+    // Bounded: the registry's writes wait for it (its sweep and dead letters included).
+    let kept = tokio::time::timeout(webhook::WEBHOOK_TIMEOUT, connector(state, target)).await;
+    let connector = match kept {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return failed(p, e.to_string()),
+        Err(_) => return failed(p, "registering its connector timed out".to_owned()),
     };
     loop {
-        let (s, t, c, after) = (
-            state.clone(),
-            target.tenant.clone(),
-            connector.clone(),
-            p.scanned,
-        );
+        let (s, t, c) = (state.clone(), target.tenant.clone(), connector.clone());
         let page =
-            web::block(move || s.connectors().outbox_read(&t, &c, after, WEBHOOK_BATCH_MAX)).await;
+            web::block(move || s.connectors().outbox_read(&t, &c, 0, WEBHOOK_BATCH_MAX)).await;
         let page = match page {
             Ok(Ok(page)) => page,
             Ok(Err(e)) => return failed(p, e.to_string()),
             Err(e) => return failed(p, e.to_string()),
         };
         if page.items.is_empty() {
-            p.scanned = page.cursor;
             return;
         }
         let ctx = TenantCtx::new(
@@ -236,7 +231,6 @@ async fn deliver(
                         &target.id,
                         count as u64,
                     );
-                    p.scanned = up_to;
                 }
                 Err(e) => return failed(p, format!("acknowledging: {e}")),
             }
