@@ -15,9 +15,10 @@ use crate::events::schema::EventKind;
 use crate::tenancy::{ConnectorId, EnvId, TenantId};
 
 impl Registry {
-    /// The pending replies of `connector` of `tenant` after its cursor, or after `after` when
-    /// that is further (a long poll that already saw the events up to it hold none), at most
-    /// `limit`; notes the page's cursor as handed out. Blocking: call it on the blocking pool.
+    /// The pending replies of `connector` of `tenant` after its cursor, or after `after` or the
+    /// point up to which an earlier read found none of its replies (the connector's `skipped`,
+    /// in memory) when further, at most `limit`; notes the page's cursor as handed out (and as
+    /// skipped, when it found none). Blocking: call it on the blocking pool.
     pub fn outbox_read(
         &self,
         tenant: &TenantId,
