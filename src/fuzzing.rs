@@ -612,6 +612,16 @@ pub(crate) fn sample_kinds() -> Vec<crate::events::schema::EventKind> {
             from: "live".into(),
             to: "stale".into(),
         },
+        EventKind::OutboxAcked {
+            connector: "slack-1".into(),
+            up_to: 42,
+        },
+        EventKind::OutboxDeadLettered {
+            connector: "slack-1".into(),
+            from: 43,
+            up_to: 50,
+            count: 3,
+        },
     ]
 }
 

@@ -452,7 +452,7 @@ impl Runtime {
     }
 
     /// Appends connector registry events `kinds` (`ConnectorRegistered`,
-    /// `ConnectorStateChanged`; any other kind is `Invalid`) to the connector's system session
+    /// `ConnectorStateChanged`, `OutboxAcked`, `OutboxDeadLettered`; any other kind is `Invalid`) to the connector's system session
     /// `session` (`crate::connectors::system_session`) of `ctx` (its team) on `channel`, through
     /// the session's actor like a message (one writer per session), without a flow run; resolves
     /// after the durable append. In a cluster only the tenant's owner node records (elsewhere
@@ -476,7 +476,10 @@ impl Runtime {
         let registry_kind = |k: &EventKind| {
             matches!(
                 k,
-                EventKind::ConnectorRegistered { .. } | EventKind::ConnectorStateChanged { .. }
+                EventKind::ConnectorRegistered { .. }
+                    | EventKind::ConnectorStateChanged { .. }
+                    | EventKind::OutboxAcked { .. }
+                    | EventKind::OutboxDeadLettered { .. }
             )
         };
         if !kinds.iter().all(registry_kind) {

@@ -296,9 +296,10 @@ impl Serialize for DataRef<'_> {
             EventKind::FlowFailed { node, error } => map(s, &[("error", error), ("node", node)]),
             EventKind::SessionEnded { reason } => map(s, &[("reason", reason)]),
             // Not all strings: the JSON object itself (its keys are sorted the same way).
-            EventKind::ConnectorRegistered { .. } | EventKind::ConnectorStateChanged { .. } => {
-                self.0.data_json().serialize(s)
-            }
+            EventKind::ConnectorRegistered { .. }
+            | EventKind::ConnectorStateChanged { .. }
+            | EventKind::OutboxAcked { .. }
+            | EventKind::OutboxDeadLettered { .. } => self.0.data_json().serialize(s),
         }
     }
 }

@@ -300,6 +300,18 @@ pub fn details(kind: &EventKind) -> String {
             ident(from),
             ident(to)
         ),
+        EventKind::OutboxAcked { connector, up_to } => {
+            format!("connector {} acked up to {up_to}", ident(connector))
+        }
+        EventKind::OutboxDeadLettered {
+            connector,
+            from,
+            up_to,
+            count,
+        } => format!(
+            "connector {} dead-lettered {count} replies {from}..={up_to}",
+            ident(connector)
+        ),
     }
 }
 

@@ -451,7 +451,9 @@ fn outcomes(kinds: &[EventKind]) -> Vec<Outcome> {
             | EventKind::MessageReceived { .. }
             | EventKind::NodeEntered { .. }
             | EventKind::ConnectorRegistered { .. }
-            | EventKind::ConnectorStateChanged { .. } => None,
+            | EventKind::ConnectorStateChanged { .. }
+            | EventKind::OutboxAcked { .. }
+            | EventKind::OutboxDeadLettered { .. } => None,
         })
         .collect()
 }

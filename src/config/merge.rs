@@ -323,6 +323,9 @@ fn channels_of(
             let field = format!("{prefix}.{id}");
             let provider = check_name(file, &format!("{field}.provider"), section.provider)?;
             let config = settings(file, &format!("{field}.config"), section.config)?;
+            if provider == crate::connectors::webhook::WEBHOOK_PROVIDER {
+                webhook_url(file, &field, config.get("url"))?;
+            }
             Ok((
                 id.clone(),
                 ChannelConfig {
@@ -333,6 +336,30 @@ fn channels_of(
             ))
         })
         .collect()
+}
+
+/// A webhook channel's `config.url`, when set: `http://HOST[:PORT]/...` (plain HTTP: the
+/// built-in client has no TLS; put a TLS-terminating proxy in front of an https receiver).
+/// Without one the channel takes signed inbound messages only and its replies are not POSTed.
+fn webhook_url(file: &Path, field: &str, url: Option<&String>) -> Result<(), ConfigError> {
+    let field = format!("{field}.config.url");
+    let Some(url) = url else {
+        return Ok(());
+    };
+    let host = url
+        .strip_prefix("http://")
+        .map(|rest| rest.split('/').next());
+    if !matches!(host, Some(Some(h)) if !h.is_empty()) || url.chars().any(char::is_whitespace) {
+        return Err(super::validate::invalid(
+            file,
+            &field,
+            format!(
+                "{url:?} is not an http:// URL with a host (https is not built in: use a \
+                 TLS-terminating proxy), e.g. \"http://127.0.0.1:9000/replies\""
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A string-to-string map (tenant settings, channel config): keys are names, values bounded.

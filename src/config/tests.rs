@@ -1239,3 +1239,24 @@ fn a_jetstream_node_config_loads_and_its_summary_shows_log_cluster_and_every_ser
         &["config.toml: log.backend: ", "needs a [nats] section"],
     );
 }
+
+#[test]
+fn a_webhook_channels_url_is_optional_and_must_be_plain_http() {
+    let channel = "[tenants.acme.teams.s]\nflow = \"f.yaml\"\n[tenants.acme.teams.s.channels.hook]\nprovider = \"webhook\"\n";
+    let field = "tenants.acme.teams.s.channels.hook.config.url";
+    for (config, fix) in [
+        ("config = { url = \"https://example.com/x\" }\n", "TLS"),
+        ("config = { url = \"http:///x\" }\n", "with a host"),
+        ("config = { url = \"ftp://h/x\" }\n", "http://"),
+    ] {
+        let text = format!("{channel}{config}");
+        let err = Fixture::new(&[("config.toml", &text), ("f.yaml", REPLY_FLOW)]).error();
+        assert_mentions(&err, &["config.toml", field, fix]);
+    }
+    let text = format!("{channel}config = {{ url = \"http://127.0.0.1:9000/replies\" }}\n");
+    let fixture = Fixture::new(&[("config.toml", &text), ("f.yaml", REPLY_FLOW)]);
+    fixture.load().unwrap();
+    // Without a url the channel is inbound only.
+    let fixture = Fixture::new(&[("config.toml", channel), ("f.yaml", REPLY_FLOW)]);
+    fixture.load().unwrap();
+}

@@ -14,9 +14,12 @@
 //! State: `live` within 2 heartbeat intervals of the last heartbeat (or registration), `stale`
 //! within 5, else `dead`; only a heartbeat or a registration makes a connector `live` again.
 
+pub mod outbox;
+mod outbox_registry;
 mod registry;
 #[cfg(test)]
 mod tests;
+pub mod webhook;
 
 pub use registry::{Connector, Registration, Registry};
 
@@ -141,4 +144,29 @@ pub enum ConnectorError {
     /// The record could not be appended (the runtime's error, answered as for a message).
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The log could not be read (an outbox read, or a record read back). 500.
+    #[error("reading the log: {0}")]
+    Read(String),
+    /// No connector with this id is registered in the caller's env (and team). 404
+    /// `connector_not_found`.
+    #[error("connector {0} is not registered in this env; register it first")]
+    NotFound(ConnectorId),
+    /// An outbox ack behind the connector's cursor. 409 `outbox_ack_behind`.
+    #[error(
+        "up_to {up_to} is behind connector {connector}'s outbox cursor {acked}: those replies are          acknowledged already; ack up to the cursor of your last read"
+    )]
+    AckBehind {
+        connector: ConnectorId,
+        up_to: u64,
+        acked: u64,
+    },
+    /// An outbox ack past what was handed out. 409 `outbox_ack_ahead`.
+    #[error(
+        "up_to {up_to} is past the last cursor handed to connector {connector} ({delivered});          read the outbox (GET /api/v1/connectors/{connector}/outbox) and ack up to its cursor"
+    )]
+    AckAhead {
+        connector: ConnectorId,
+        up_to: u64,
+        delivered: u64,
+    },
 }

@@ -2,9 +2,12 @@
 //! from the system sessions' events at start ([`Registry::rebuild`]). Heartbeats touch memory
 //! only; registrations and state changes are appended first and applied after the durable ack.
 //!
-//! Invariants: writes (registrations, heartbeats, the sweep) run one at a time (`writes`), so a
-//! check and the append it leads to never interleave with another's; the memory never holds a
-//! registration or a state the log has not acknowledged.
+//! Each connector also carries its outbox cursor (`super::outbox`): the `tenant_seq` up to which
+//! its replies were acknowledged or dead-lettered, rebuilt from the same events.
+//!
+//! Invariants: writes (registrations, heartbeats, acks, the sweeps) run one at a time
+//! (`writes`), so a check and the append it leads to never interleave with another's; the memory
+//! never holds a registration, a state or a cursor the log has not acknowledged.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -16,7 +19,7 @@ use crate::events::log::ReadError;
 use crate::events::schema::EventKind;
 use crate::tenancy::{ChannelId, ConnectorId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
-type Key = (TenantId, EnvId, ConnectorId);
+pub(super) type Key = (TenantId, EnvId, ConnectorId);
 
 /// What a connector registers with (ids already validated against the tenant's config).
 #[derive(Clone, Debug)]
@@ -45,6 +48,14 @@ pub struct Connector {
     recorded: ConnectorState,
     /// Its last heartbeat or registration (at a restart: the rebuild).
     last_beat: Instant,
+    /// The outbox cursor: replies up to this `tenant_seq` are acknowledged or dead-lettered.
+    pub(super) acked: u64,
+    /// The highest cursor an outbox read handed out since this node started (at least `acked`):
+    /// an ack may not go past it.
+    pub(super) delivered: u64,
+    /// In memory: outbox reads found none of its replies up to this `tenant_seq` (reads start
+    /// past it, so a quiet connector does not rescan the same events).
+    pub(super) skipped: u64,
 }
 
 impl Connector {
@@ -59,6 +70,11 @@ impl Connector {
         self.last_beat.elapsed()
     }
 
+    /// The outbox cursor: its replies up to this `tenant_seq` are acknowledged or dead-lettered.
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
     fn from_registration(r: &Registration) -> Connector {
         Connector {
             id: r.id.clone(),
@@ -70,6 +86,9 @@ impl Connector {
             capabilities: r.capabilities.clone(),
             recorded: ConnectorState::Live,
             last_beat: Instant::now(),
+            acked: 0,
+            delivered: 0,
+            skipped: 0,
         }
     }
 
@@ -190,13 +209,15 @@ impl Registry {
         let key = (r.tenant.clone(), r.env.clone(), r.id.clone());
         let existing = self.entries().get(&key).cloned();
         let Some(known) = existing else {
-            let connector = Connector::from_registration(&r);
-            self.append(
-                &r.tenant,
-                &connector,
-                vec![connector.registered_event(false)],
-            )
-            .await?;
+            let mut connector = Connector::from_registration(&r);
+            let at = self
+                .append(
+                    &r.tenant,
+                    &connector,
+                    vec![connector.registered_event(false)],
+                )
+                .await?;
+            (connector.acked, connector.delivered) = (at, at);
             self.entries().insert(key, connector.clone());
             return Ok((connector, true));
         };
@@ -215,6 +236,8 @@ impl Registry {
         }
         let mut connector = Connector::from_registration(&r);
         connector.recorded = known.recorded;
+        (connector.acked, connector.delivered) = (known.acked, known.delivered);
+        connector.skipped = known.skipped;
         let mut kinds = Vec::new();
         if (&known.provider, &known.version, &known.capabilities)
             != (&r.provider, &r.version, &r.capabilities)
@@ -246,9 +269,11 @@ impl Registry {
         let key = (tenant.clone(), env.clone(), id.clone());
         let existing = self.entries().get(&key).cloned();
         let Some(mut connector) = existing else {
-            let connector = Connector::from_registration(&heal()?);
-            self.append(tenant, &connector, vec![connector.registered_event(true)])
+            let mut connector = Connector::from_registration(&heal()?);
+            let at = self
+                .append(tenant, &connector, vec![connector.registered_event(true)])
                 .await?;
+            (connector.acked, connector.delivered) = (at, at);
             self.entries().insert(key, connector.clone());
             return Ok((connector, true));
         };
@@ -315,7 +340,7 @@ impl Registry {
         for (key, connector, to) in due {
             let kinds = vec![connector.state_event(to)];
             match self.append(&key.0, &connector, kinds).await {
-                Ok(()) => {
+                Ok(_) => {
                     if let Some(entry) = self.entries().get_mut(&key) {
                         entry.recorded = to;
                     }
@@ -328,23 +353,53 @@ impl Registry {
         recorded
     }
 
-    /// Appends `kinds` to `connector`'s system session, durably.
-    async fn append(
+    /// Appends `kinds` to `connector`'s system session, durably; returns the `tenant_seq` of
+    /// the first of them.
+    pub(super) async fn append(
         &self,
         tenant: &TenantId,
         connector: &Connector,
         kinds: Vec<EventKind>,
-    ) -> Result<(), ConnectorError> {
+    ) -> Result<u64, ConnectorError> {
         let ctx = TenantCtx::new(
             tenant.clone(),
             connector.env.clone(),
             Some(connector.team.clone()),
         );
         let session = system_session(&connector.id);
-        self.runtime
+        let ack = self
+            .runtime
             .record(&ctx, &connector.channel, &session, kinds)
             .await?;
-        Ok(())
+        // One durable event, read back for its position (a point read of one frame).
+        let log = self.runtime.log();
+        let stored = log
+            .scope(&ctx)
+            .session_events(&session, ack.seq..=ack.seq)
+            .next();
+        match stored {
+            Some(Ok(stored)) => Ok(stored.event.tenant_seq),
+            Some(Err(e)) => Err(ConnectorError::Read(e.to_string())),
+            None => Err(ConnectorError::Read(format!(
+                "the recorded event {session}#{} is not readable",
+                ack.seq
+            ))),
+        }
+    }
+
+    pub(super) fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    pub(super) fn writes(&self) -> &tokio::sync::Mutex<()> {
+        &self.writes
+    }
+
+    /// Runs `update` on the entry of `key`, if there is one.
+    pub(super) fn update(&self, key: &Key, update: impl FnOnce(&mut Connector)) {
+        if let Some(entry) = self.entries().get_mut(key) {
+            update(entry);
+        }
     }
 }
 
@@ -369,6 +424,8 @@ fn fold(
             };
             let key = (tenant.clone(), event.env.clone(), id.clone());
             let recorded = found.get(&key).map_or(ConnectorState::Live, |c| c.recorded);
+            // The cursor starts at the first registration and is kept by later ones.
+            let acked = found.get(&key).map_or(event.tenant_seq, |c| c.acked);
             found.insert(
                 key,
                 Connector {
@@ -381,6 +438,9 @@ fn fold(
                     capabilities: capabilities.clone(),
                     recorded,
                     last_beat: Instant::now(),
+                    acked,
+                    delivered: acked,
+                    skipped: 0,
                 },
             );
         }
@@ -391,6 +451,18 @@ fn fold(
             };
             if let Some(c) = found.get_mut(&(tenant.clone(), event.env.clone(), id)) {
                 c.recorded = to;
+            }
+        }
+        EventKind::OutboxAcked { connector, up_to }
+        | EventKind::OutboxDeadLettered {
+            connector, up_to, ..
+        } => {
+            let Ok(id) = ConnectorId::parse(connector) else {
+                return;
+            };
+            if let Some(c) = found.get_mut(&(tenant.clone(), event.env.clone(), id)) {
+                c.acked = c.acked.max(*up_to);
+                c.delivered = c.acked;
             }
         }
         _ => {}

@@ -85,6 +85,17 @@ pub enum EventKind {
         from: String,
         to: String,
     },
+    /// A connector acknowledged its outbox up to `tenant_seq` `up_to` (`crate::connectors`'s
+    /// outbox), in its system session: its cursor moves there.
+    OutboxAcked { connector: String, up_to: u64 },
+    /// The `count` replies of a connector's outbox with `tenant_seq` in `from..=up_to` were older
+    /// than `connectors.outbox_ttl` and were given up (dead letters); its cursor moves to `up_to`.
+    OutboxDeadLettered {
+        connector: String,
+        from: u64,
+        up_to: u64,
+        count: u64,
+    },
 }
 
 /// `MessageReceived` as written by schema v1.
@@ -108,6 +119,8 @@ impl EventKind {
             EventKind::SessionEnded { .. } => "SessionEnded",
             EventKind::ConnectorRegistered { .. } => "ConnectorRegistered",
             EventKind::ConnectorStateChanged { .. } => "ConnectorStateChanged",
+            EventKind::OutboxAcked { .. } => "OutboxAcked",
+            EventKind::OutboxDeadLettered { .. } => "OutboxDeadLettered",
         }
     }
 
@@ -153,6 +166,15 @@ impl EventKind {
                 from,
                 to,
             } => json!({ "connector": connector, "from": from, "to": to }),
+            EventKind::OutboxAcked { connector, up_to } => {
+                json!({ "connector": connector, "up_to": up_to })
+            }
+            EventKind::OutboxDeadLettered {
+                connector,
+                from,
+                up_to,
+                count,
+            } => json!({ "connector": connector, "from": from, "up_to": up_to, "count": count }),
         }
     }
 
@@ -222,6 +244,23 @@ impl EventKind {
                 connector: b(connector),
                 from: b(from),
                 to: b(to),
+            }),
+            EventKind::OutboxAcked { connector, up_to } => {
+                rmp_serde::to_vec_named(&OutboxAckedData {
+                    connector: b(connector),
+                    up_to: *up_to,
+                })
+            }
+            EventKind::OutboxDeadLettered {
+                connector,
+                from,
+                up_to,
+                count,
+            } => rmp_serde::to_vec_named(&OutboxDeadLetteredData {
+                connector: b(connector),
+                from: *from,
+                up_to: *up_to,
+                count: *count,
             }),
         };
         encoded.expect("MessagePack encoding of strings is infallible")
@@ -304,6 +343,14 @@ impl EventKind {
                     reason: d.reason.into_owned(),
                 }
             }
+            other => return EventKind::decode_connector_data(other, data),
+        };
+        Ok(kind)
+    }
+
+    /// [`EventKind::decode_data`] of the connector kinds (registry and outbox).
+    fn decode_connector_data(name: &str, data: &[u8]) -> Result<EventKind, SchemaError> {
+        let kind = match name {
             "ConnectorRegistered" => {
                 let d: ConnectorRegisteredData = decode_limited(data)?;
                 EventKind::ConnectorRegistered {
@@ -320,6 +367,22 @@ impl EventKind {
                     connector: d.connector.into_owned(),
                     from: d.from.into_owned(),
                     to: d.to.into_owned(),
+                }
+            }
+            "OutboxAcked" => {
+                let d: OutboxAckedData = decode_limited(data)?;
+                EventKind::OutboxAcked {
+                    connector: d.connector.into_owned(),
+                    up_to: d.up_to,
+                }
+            }
+            "OutboxDeadLettered" => {
+                let d: OutboxDeadLetteredData = decode_limited(data)?;
+                EventKind::OutboxDeadLettered {
+                    connector: d.connector.into_owned(),
+                    from: d.from,
+                    up_to: d.up_to,
+                    count: d.count,
                 }
             }
             other => return Err(SchemaError::UnknownKind(other.chars().take(64).collect())),
@@ -379,7 +442,8 @@ pub enum KindView<'a> {
     SessionEnded {
         reason: &'a str,
     },
-    /// A connector registry event (`ConnectorRegistered`, `ConnectorStateChanged`): folds only
+    /// A connector registry or outbox event (`ConnectorRegistered`, `ConnectorStateChanged`,
+    /// `OutboxAcked`, `OutboxDeadLettered`): folds only
     /// note that the session is a system session's.
     Connector,
 }
@@ -405,9 +469,10 @@ impl<'a> From<&'a EventKind> for KindView<'a> {
             EventKind::AwaitingInput { node, key } => KindView::AwaitingInput { node, key },
             EventKind::FlowFailed { .. } => KindView::FlowFailed,
             EventKind::SessionEnded { reason } => KindView::SessionEnded { reason },
-            EventKind::ConnectorRegistered { .. } | EventKind::ConnectorStateChanged { .. } => {
-                KindView::Connector
-            }
+            EventKind::ConnectorRegistered { .. }
+            | EventKind::ConnectorStateChanged { .. }
+            | EventKind::OutboxAcked { .. }
+            | EventKind::OutboxDeadLettered { .. } => KindView::Connector,
         }
     }
 }
@@ -498,6 +563,14 @@ impl<'a> KindView<'a> {
                 let _: ConnectorStateChangedData = decode_limited(data)?;
                 KindView::Connector
             }
+            "OutboxAcked" => {
+                let _: OutboxAckedData = decode_limited(data)?;
+                KindView::Connector
+            }
+            "OutboxDeadLettered" => {
+                let _: OutboxDeadLetteredData = decode_limited(data)?;
+                KindView::Connector
+            }
             other => return Err(SchemaError::UnknownKind(other.chars().take(64).collect())),
         };
         Ok(kind)
@@ -573,6 +646,18 @@ struct ConnectorStateChangedData<'a> {
     connector: Cow<'a, str>,
     from: Cow<'a, str>,
     to: Cow<'a, str>,
+}
+#[derive(Serialize, Deserialize)]
+struct OutboxAckedData<'a> {
+    connector: Cow<'a, str>,
+    up_to: u64,
+}
+#[derive(Serialize, Deserialize)]
+struct OutboxDeadLetteredData<'a> {
+    connector: Cow<'a, str>,
+    from: u64,
+    up_to: u64,
+    count: u64,
 }
 
 /// One event with its full envelope, as appended and as read back.

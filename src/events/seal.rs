@@ -314,7 +314,9 @@ pub(crate) fn split(kind: &EventKind) -> Option<(EventKind, Vec<u8>)> {
         | EventKind::AwaitingInput { .. }
         | EventKind::SessionEnded { .. }
         | EventKind::ConnectorRegistered { .. }
-        | EventKind::ConnectorStateChanged { .. } => return None,
+        | EventKind::ConnectorStateChanged { .. }
+        | EventKind::OutboxAcked { .. }
+        | EventKind::OutboxDeadLettered { .. } => return None,
     };
     let bytes = rmp_serde::to_vec_named(&personal).expect("MessagePack of strings is infallible");
     Some((public, bytes))
@@ -342,7 +344,9 @@ pub(crate) fn overlay(kind: &mut EventKind, opened: &[u8]) -> Result<(), SealErr
         | EventKind::AwaitingInput { .. }
         | EventKind::SessionEnded { .. }
         | EventKind::ConnectorRegistered { .. }
-        | EventKind::ConnectorStateChanged { .. } => {}
+        | EventKind::ConnectorStateChanged { .. }
+        | EventKind::OutboxAcked { .. }
+        | EventKind::OutboxDeadLettered { .. } => {}
     }
     Ok(())
 }

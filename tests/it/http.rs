@@ -512,6 +512,8 @@ fn authz_matrix_on(server: &ServeProcess) {
         ("POST", "/api/v1/connectors/slack-1/heartbeat"),
         ("DELETE", "/api/v1/sessions/shared-1"),
         ("DELETE", "/api/v1/sessions/theirs-only-1"),
+        ("GET", "/api/v1/connectors/slack-1/outbox"),
+        ("POST", "/api/v1/connectors/slack-1/outbox/ack"),
     ];
     for (method, path) in routes {
         for (what, headers, status, code) in &cases {

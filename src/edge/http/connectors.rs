@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::body::read_body;
 use super::error::ApiError;
 use super::state::{read_team, EdgeState};
+use crate::connectors::webhook::WEBHOOK_CONNECTOR_PREFIX;
 use crate::connectors::{Connector, ConnectorError, Registration};
 use crate::edge::auth::{Caller, Scope};
 use crate::events::codec::{CAPABILITIES_MAX, NAME_BYTES_MAX};
@@ -88,7 +89,7 @@ impl ConnectorItem {
 
 /// Refuses a caller without an explicit `connectors` or `admin` scope (a token without a
 /// `scope` claim keeps only the rights tokens had before connectors existed).
-fn require_connectors_scope(caller: &Caller) -> Result<(), ApiError> {
+pub(super) fn require_connectors_scope(caller: &Caller) -> Result<(), ApiError> {
     if caller.scope.claim().is_some() && caller.scope.allows(Scope::Connectors) {
         Ok(())
     } else {
@@ -175,6 +176,15 @@ pub(super) async fn register(
     let body: RegisterBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     let id = ConnectorId::parse(&body.id).map_err(|e| ApiError::field("id", e))?;
+    if id.as_str().starts_with(WEBHOOK_CONNECTOR_PREFIX) {
+        return Err(ApiError::field(
+            "id",
+            format!(
+                "ids starting with {WEBHOOK_CONNECTOR_PREFIX:?} are the built-in webhook \
+                 channels'; choose another id"
+            ),
+        ));
+    }
     let env = same_env(&caller, body.env.as_deref())?;
     let team = TeamId::parse(&body.team).map_err(|e| ApiError::field("team", e))?;
     if caller.team().is_some_and(|own| *own != team) {

@@ -111,11 +111,12 @@ pub enum ApiError {
     #[error("this route needs a token with the {0} scope (claim `scope` naming {0})")]
     ScopeRequired(crate::edge::auth::Scope),
     /// A connector token (`scope: "connector"`) called a route other than `POST
-    /// /api/v1/messages` and its own heartbeat. 403 `connector_token_restricted`.
+    /// /api/v1/messages` and its own heartbeat and outbox. 403 `connector_token_restricted`.
     #[error(
         "a connector token may only post messages of its own team and channel (POST \
-         /api/v1/messages) and its own heartbeat (POST /api/v1/connectors/{{id}}/heartbeat); \
-         use a tenant token for {0}"
+         /api/v1/messages), its own heartbeat (POST /api/v1/connectors/{{id}}/heartbeat) and \
+         outbox (GET /api/v1/connectors/{{id}}/outbox, POST .../outbox/ack); use a tenant \
+         token for {0}"
     )]
     ConnectorTokenRestricted(String),
     /// A connector registry refusal; see [`ApiError::status`] for each variant.
@@ -236,6 +237,10 @@ impl ApiError {
                     ConnectorError::ChannelMismatch { .. } => "connector_channel_mismatch",
                     ConnectorError::Runtime(e) => e.code(),
                     ConnectorError::Invalid { field, .. } => invalid_field_code(field),
+                    ConnectorError::Read(_) => "internal",
+                    ConnectorError::NotFound(_) => "connector_not_found",
+                    ConnectorError::AckBehind { .. } => "outbox_ack_behind",
+                    ConnectorError::AckAhead { .. } => "outbox_ack_ahead",
                 },
                 false,
             ),
@@ -295,7 +300,11 @@ impl ApiError {
                 | ConnectorError::TeamMismatch { .. }
                 | ConnectorError::NotRegistered(_)
                 | ConnectorError::ChannelMismatch { .. } => StatusCode::FORBIDDEN,
-                ConnectorError::Conflict { .. } => StatusCode::CONFLICT,
+                ConnectorError::Conflict { .. }
+                | ConnectorError::AckBehind { .. }
+                | ConnectorError::AckAhead { .. } => StatusCode::CONFLICT,
+                ConnectorError::NotFound(_) => StatusCode::NOT_FOUND,
+                ConnectorError::Read(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 ConnectorError::Invalid { .. } => StatusCode::BAD_REQUEST,
                 // Converted to `ApiError::Runtime` by `From`; never built with this variant.
                 ConnectorError::Runtime(_) => StatusCode::INTERNAL_SERVER_ERROR,

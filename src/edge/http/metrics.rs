@@ -8,7 +8,14 @@
 //! (refused requests' log lines over the budget); the connector registry's
 //! `tenantry_connector_heartbeats_total{tenant,env,connector}` and, computed at each scrape from
 //! the registry, `tenantry_connectors{tenant,env,state}` and
-//! `tenantry_connector_heartbeat_age_seconds{tenant,env,connector}`.
+//! `tenantry_connector_heartbeat_age_seconds{tenant,env,connector}`; the outboxes'
+//! `tenantry_outbox_served_total{tenant,env,connector}` (replies handed out by outbox reads,
+//! again when read again), `tenantry_outbox_acks_total{tenant,env,connector}` (acks that moved
+//! the cursor), `tenantry_outbox_dead_lettered_total{tenant,env,connector}` (replies given up)
+//! and, at each scrape, `tenantry_outbox_lag_events{tenant,env,connector}` (events of the
+//! tenant's log past the connector's cursor: an upper bound of its pending replies); webhook
+//! channels' `tenantry_webhook_deliveries_total` and `tenantry_webhook_failures_total`
+//! (labelled by their internal connector id).
 //!
 //! Invariants: label values come from a bounded set, so no client can grow the registry: a
 //! `tenant` label is a tenant this instance serves (else `unknown`), `env` an env a message was
@@ -60,6 +67,70 @@ struct ConnectorLabels {
     connector: String,
 }
 
+impl ConnectorLabels {
+    fn new(tenant: &TenantId, env: &EnvId, connector: &ConnectorId) -> ConnectorLabels {
+        ConnectorLabels {
+            tenant: tenant.to_string(),
+            env: env.to_string(),
+            connector: connector.to_string(),
+        }
+    }
+}
+
+/// The outboxes' families.
+struct OutboxFamilies {
+    served: Family<ConnectorLabels, Counter>,
+    acks: Family<ConnectorLabels, Counter>,
+    dead_lettered: Family<ConnectorLabels, Counter>,
+    lag: Family<ConnectorLabels, Gauge>,
+    webhook_delivered: Family<ConnectorLabels, Counter>,
+    webhook_failed: Family<ConnectorLabels, Counter>,
+}
+
+impl OutboxFamilies {
+    fn new(registry: &mut MetricsRegistry) -> OutboxFamilies {
+        let families = OutboxFamilies {
+            served: Family::default(),
+            acks: Family::default(),
+            dead_lettered: Family::default(),
+            lag: Family::default(),
+            webhook_delivered: Family::default(),
+            webhook_failed: Family::default(),
+        };
+        registry.register(
+            "tenantry_webhook_deliveries",
+            "Replies a webhook channel's receiver accepted (2xx)",
+            families.webhook_delivered.clone(),
+        );
+        registry.register(
+            "tenantry_webhook_failures",
+            "Failed webhook requests (not 2xx, no answer, no secret); each is retried",
+            families.webhook_failed.clone(),
+        );
+        registry.register(
+            "tenantry_outbox_served",
+            "Replies handed out by reads of a connector's outbox (again when read again)",
+            families.served.clone(),
+        );
+        registry.register(
+            "tenantry_outbox_acks",
+            "Acks that moved a connector's outbox cursor",
+            families.acks.clone(),
+        );
+        registry.register(
+            "tenantry_outbox_dead_lettered",
+            "Replies of a connector's outbox older than connectors.outbox_ttl, given up",
+            families.dead_lettered.clone(),
+        );
+        registry.register(
+            "tenantry_outbox_lag_events",
+            "Events of the tenant's log past a connector's outbox cursor, at the scrape",
+            families.lag.clone(),
+        );
+        families
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     tenant: String,
@@ -83,6 +154,7 @@ pub struct HttpMetrics {
     heartbeats: Family<ConnectorLabels, Counter>,
     connectors: Family<StateLabels, Gauge>,
     heartbeat_age: Family<ConnectorLabels, Gauge<f64, AtomicU64>>,
+    outbox: OutboxFamilies,
     /// The label sets of `errors` and `rejected` created so far (prometheus-client cannot list
     /// a family's label sets), so that a deleted tenant's series can be removed. Bounded like
     /// the families: served tenants × codes / statuses.
@@ -148,7 +220,9 @@ impl HttpMetrics {
             "Time since a connector's last heartbeat or registration, at the scrape",
             heartbeat_age.clone(),
         );
+        let outbox = OutboxFamilies::new(registry);
         HttpMetrics {
+            outbox,
             messages,
             replies,
             errors,
@@ -173,11 +247,66 @@ impl HttpMetrics {
             .inc();
     }
 
+    /// Counts `count` replies handed out by an outbox read of `connector`.
+    pub fn outbox_served(
+        &self,
+        tenant: &TenantId,
+        env: &EnvId,
+        connector: &ConnectorId,
+        count: u64,
+    ) {
+        let labels = ConnectorLabels::new(tenant, env, connector);
+        self.outbox.served.get_or_create(&labels).inc_by(count);
+    }
+
+    /// Counts an ack that moved `connector`'s outbox cursor.
+    pub fn outbox_acked(&self, tenant: &TenantId, env: &EnvId, connector: &ConnectorId) {
+        let labels = ConnectorLabels::new(tenant, env, connector);
+        self.outbox.acks.get_or_create(&labels).inc();
+    }
+
+    /// Counts `count` replies of `connector`'s outbox given up as dead letters.
+    pub fn dead_lettered(
+        &self,
+        tenant: &TenantId,
+        env: &EnvId,
+        connector: &ConnectorId,
+        count: u64,
+    ) {
+        let labels = ConnectorLabels::new(tenant, env, connector);
+        self.outbox
+            .dead_lettered
+            .get_or_create(&labels)
+            .inc_by(count);
+    }
+
+    /// Counts `count` replies of a webhook channel (its internal `connector`) delivered.
+    pub fn webhook_delivered(
+        &self,
+        tenant: &TenantId,
+        env: &EnvId,
+        connector: &ConnectorId,
+        count: u64,
+    ) {
+        let labels = ConnectorLabels::new(tenant, env, connector);
+        self.outbox
+            .webhook_delivered
+            .get_or_create(&labels)
+            .inc_by(count);
+    }
+
+    /// Counts a failed webhook request of a webhook channel (its internal `connector`).
+    pub fn webhook_failed(&self, tenant: &TenantId, env: &EnvId, connector: &ConnectorId) {
+        let labels = ConnectorLabels::new(tenant, env, connector);
+        self.outbox.webhook_failed.get_or_create(&labels).inc();
+    }
+
     /// Sets the registry's gauges to `registry`'s connectors now (before a scrape): by state,
     /// and each one's heartbeat age. Connectors gone since (a deleted tenant) lose their series.
     pub fn refresh_connectors(&self, registry: &Registry) {
         self.connectors.clear();
         self.heartbeat_age.clear();
+        self.outbox.lag.clear();
         let interval = registry.interval();
         for (tenant, c) in registry.all() {
             let state = StateLabels {
@@ -194,6 +323,11 @@ impl HttpMetrics {
             self.heartbeat_age
                 .get_or_create(&labels)
                 .set(c.heartbeat_age().as_secs_f64());
+            let lag = registry.outbox_lag(&tenant, &c);
+            self.outbox
+                .lag
+                .get_or_create(&labels)
+                .set(i64::try_from(lag).unwrap_or(i64::MAX));
         }
     }
 
@@ -220,11 +354,17 @@ impl HttpMetrics {
             tenant: tenant.to_string(),
         }));
         for (_, c) in connectors {
-            count(self.heartbeats.remove(&ConnectorLabels {
-                tenant: tenant.to_string(),
-                env: c.env.to_string(),
-                connector: c.id.to_string(),
-            }));
+            let labels = ConnectorLabels::new(tenant, &c.env, &c.id);
+            count(self.heartbeats.remove(&labels));
+            for family in [
+                &self.outbox.served,
+                &self.outbox.acks,
+                &self.outbox.dead_lettered,
+                &self.outbox.webhook_delivered,
+                &self.outbox.webhook_failed,
+            ] {
+                count(family.remove(&labels));
+            }
         }
         let mut seen = self
             .error_labels

@@ -34,6 +34,7 @@ pub mod listener;
 pub mod metrics;
 mod metrics_listener;
 pub mod observe;
+mod outbox;
 mod reports;
 mod routes;
 pub mod server;
@@ -41,6 +42,7 @@ mod sessions;
 mod state;
 mod stream;
 mod webhook;
+mod webhook_worker;
 
 pub use self::listener::HttpError;
 pub use self::routes::ROUTES;

@@ -2,8 +2,8 @@
 //! messages and sessions; the sessions list is in `sessions`, the reports (`/usage`,
 //! `/audit/export`) in `reports`, the debugging routes (state at a seq, what-if, close, reset,
 //! `/audit/verify`) in `debug`, the live event streams in `stream`, the console and the OpenAPI
-//! document in `console`, the connector registry in `connectors`, the inbound webhooks in
-//! `webhook`.
+//! document in `console`, the connector registry in `connectors`, a connector's outbox in
+//! `outbox`, the inbound webhooks in `webhook`.
 //!
 //! Invariants:
 //! - `/api/v1` handlers take a [`Caller`]: the token, the tenancy headers and the tenant's quota
@@ -29,7 +29,7 @@ use super::dto::{AckBody, EventItem, EventsBody, EventsQuery, MessageBody, Sessi
 use super::error::ApiError;
 use super::reports;
 use super::state::{blocking, read_team, EdgeState};
-use super::{sessions, stream, webhook};
+use super::{outbox, sessions, stream, webhook};
 use crate::actors::messages::{Inbound, RuntimeError};
 use crate::edge::auth::Caller;
 use crate::tenancy::{ChannelId, SessionId, TeamId, TenantCtx};
@@ -71,6 +71,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/connectors"),
     ("POST", "/api/v1/connectors"),
     ("POST", "/api/v1/connectors/{id}/heartbeat"),
+    ("GET", "/api/v1/connectors/{id}/outbox"),
+    ("POST", "/api/v1/connectors/{id}/outbox/ack"),
     ("POST", "/api/v1/webhooks/{tenant}/{env}/{team}/{channel}"),
 ];
 
@@ -200,6 +202,16 @@ fn api_v1(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/connectors/{id}/heartbeat")
             .post(connectors::heartbeat)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/connectors/{id}/outbox")
+            .get(outbox::read)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/connectors/{id}/outbox/ack")
+            .post(outbox::ack)
             .to(method_not_allowed),
     );
 }

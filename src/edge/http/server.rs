@@ -90,7 +90,12 @@ impl ApiServer {
             forget_peer: peer.map(PeerEdge::forget_tenant),
         };
         let state = web::Data::new(EdgeState::new(config, parts));
-        actix_rt::spawn(sweep_connectors(connectors, state.shutdown_signal()));
+        actix_rt::spawn(super::webhook_worker::run(state.clone()));
+        actix_rt::spawn(sweep_connectors(
+            state.clone(),
+            config.connectors().outbox_ttl,
+            state.shutdown_signal(),
+        ));
         let metrics_state = state.clone();
         let kept_state = state.clone();
         let listen = config.server().listen;
@@ -181,16 +186,24 @@ impl ApiServer {
     }
 }
 
-/// Records the connectors' decayed states every heartbeat interval, until the server stops.
+/// Records the connectors' decayed states and dead-letters their outboxes' replies older than
+/// `outbox_ttl`, every heartbeat interval, until the server stops.
 async fn sweep_connectors(
-    registry: Arc<Registry>,
+    state: web::Data<EdgeState>,
+    outbox_ttl: std::time::Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let registry = state.connectors();
     let mut every = actix_rt::time::interval(registry.interval());
     loop {
         tokio::select! {
             _ = every.tick() => {
                 registry.sweep().await;
+                for (tenant, c, count) in registry.dead_letter(outbox_ttl).await {
+                    tracing::warn!(tenant = %tenant, env = %c.env, connector = %c.id, count,
+                        "outbox replies older than connectors.outbox_ttl dead-lettered");
+                    state.metrics().dead_lettered(&tenant, &c.env, &c.id, count);
+                }
             }
             _ = shutdown.changed() => return,
         }

@@ -1,8 +1,8 @@
 //! What every HTTP handler shares ([`EdgeState`]) and the [`Caller`] extractor built from it:
 //! the token, the tenancy headers and the tenant's quota, checked in that order, before a
 //! handler runs. The routes and the reports both read it; it imports neither. A connector token
-//! gets past the extractor on `POST /api/v1/messages` and its own heartbeat route only (403
-//! `connector_token_restricted`).
+//! gets past the extractor on `POST /api/v1/messages` and its own heartbeat and outbox routes
+//! only (403 `connector_token_restricted`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -239,25 +239,32 @@ fn admit(req: &HttpRequest) -> Result<Caller, ApiError> {
 }
 
 /// The routes a connector token may call: `POST /api/v1/messages` (its team and channel are
-/// then held to its connector's by the handler) and `POST /api/v1/connectors/{id}/heartbeat`
-/// of its own connector `id`. Fail closed: any other method or path is refused.
+/// then held to its connector's by the handler), and of its own connector `id`: `POST
+/// /api/v1/connectors/{id}/heartbeat`, `GET /api/v1/connectors/{id}/outbox` and `POST
+/// /api/v1/connectors/{id}/outbox/ack`. Fail closed: any other method or path is refused.
 fn connector_route(req: &HttpRequest, id: &crate::tenancy::ConnectorId) -> bool {
+    let path = req.path();
+    let own = |suffix: &str| {
+        path.strip_prefix(CONNECTOR_ROUTE_PREFIX)
+            .and_then(|rest| rest.strip_suffix(suffix))
+            .is_some_and(|own| own == id.as_str())
+    };
+    if req.method() == actix_web::http::Method::GET {
+        return own(CONNECTOR_OUTBOX_SUFFIX);
+    }
     if req.method() != actix_web::http::Method::POST {
         return false;
     }
-    let path = req.path();
-    path == CONNECTOR_MESSAGES_ROUTE
-        || path
-            .strip_prefix(CONNECTOR_HEARTBEAT_PREFIX)
-            .and_then(|rest| rest.strip_suffix(CONNECTOR_HEARTBEAT_SUFFIX))
-            .is_some_and(|own| own == id.as_str())
+    path == CONNECTOR_MESSAGES_ROUTE || own(CONNECTOR_HEARTBEAT_SUFFIX) || own(CONNECTOR_ACK_SUFFIX)
 }
 
 /// The messages route, open to a connector token.
 const CONNECTOR_MESSAGES_ROUTE: &str = "/api/v1/messages";
-/// `POST /api/v1/connectors/{id}/heartbeat`, open to the connector token of `id`.
-const CONNECTOR_HEARTBEAT_PREFIX: &str = "/api/v1/connectors/";
+/// `/api/v1/connectors/{id}` + one of the suffixes: routes open to the connector token of `id`.
+const CONNECTOR_ROUTE_PREFIX: &str = "/api/v1/connectors/";
 const CONNECTOR_HEARTBEAT_SUFFIX: &str = "/heartbeat";
+const CONNECTOR_OUTBOX_SUFFIX: &str = "/outbox";
+const CONNECTOR_ACK_SUFFIX: &str = "/outbox/ack";
 
 fn edge_state(req: &HttpRequest) -> Result<&web::Data<EdgeState>, ApiError> {
     req.app_data::<web::Data<EdgeState>>()

@@ -568,6 +568,10 @@ fn validate(group: &AppendGroup) -> Result<(), Rejection> {
                 check_len("from", from, NAME_BYTES_MAX)?;
                 check_len("to", to, NAME_BYTES_MAX)?;
             }
+            EventKind::OutboxAcked { connector, .. }
+            | EventKind::OutboxDeadLettered { connector, .. } => {
+                check_len("connector", connector, NAME_BYTES_MAX)?;
+            }
         }
     }
     Ok(())
