@@ -32,14 +32,10 @@ use crate::secrets::name::SecretName;
 use crate::secrets::store::SecretStore;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
-/// The provider of a channel that takes inbound webhooks.
-pub const WEBHOOK_PROVIDER: &str = "webhook";
-/// The secret that signs a channel's webhooks (team namespace first, then tenant).
-pub const WEBHOOK_SECRET_NAME: &str = "webhook_secret";
-/// The header carrying `sha256=<hex HMAC-SHA256>`.
-pub const SIGNATURE_HEADER: &str = "X-Tenantry-Signature";
-/// The header carrying the signing time, unix seconds.
-pub const TIMESTAMP_HEADER: &str = "X-Tenantry-Timestamp";
+// One signing rule in both directions: the names are the outbound connector's.
+pub use crate::connectors::webhook::{
+    SIGNATURE_HEADER, TIMESTAMP_HEADER, WEBHOOK_PROVIDER, WEBHOOK_SECRET_NAME,
+};
 /// How far a webhook's timestamp may lie from the server's clock, either way, in seconds.
 pub const WEBHOOK_TOLERANCE_S: u64 = 300;
 /// Longest timestamp header accepted, in bytes (a unix time in seconds has 10 digits).

@@ -94,3 +94,15 @@ fn a_correct_signature_at_a_time_past_the_tolerance_is_stale() {
         );
     }
 }
+
+#[test]
+fn what_the_outbound_connector_signs_the_inbound_check_accepts() {
+    let secret = b"a shared webhook secret";
+    let body = br#"{"text":"hello"}"#;
+    let now = 1_700_000_000;
+    let signed = crate::connectors::webhook::signature(secret, now, body);
+    let timestamp = now.to_string();
+    check_signature(secret, Some(&timestamp), Some(&signed), body, now).unwrap();
+    let other = crate::connectors::webhook::signature(b"another secret", now, body);
+    assert!(check_signature(secret, Some(&timestamp), Some(&other), body, now).is_err());
+}
