@@ -132,8 +132,9 @@ function token() {
 
 // ---------------------------------------------------------------- API
 
-function headers(extra) {
-  const t = token();
+/** Request headers with `auth` (a token entry), or the current env's token. */
+function headers(extra, auth) {
+  const t = auth || token();
   const h = { Authorization: `Bearer ${t.token}`, "X-Tenant-ID": t.tenant };
   return Object.assign(h, extra || {});
 }
@@ -155,8 +156,10 @@ async function failure(response) {
 }
 
 /** A fetch of `API + path` as the current token; throws ApiError on a non-2xx answer. */
+/** Fetches `path`; `init.auth` (a token entry) overrides the current env's token. */
 async function call(path, init) {
-  const response = await fetch(API + path, Object.assign({}, init, { headers: headers(init && init.headers) }));
+  const { auth, ...rest } = init || {};
+  const response = await fetch(API + path, Object.assign({}, rest, { headers: headers(rest.headers, auth) }));
   if (!response.ok) throw await failure(response);
   return response;
 }
@@ -211,19 +214,13 @@ async function login(event) {
     scope: typeof claims.scope === "string" ? claims.scope : "",
   };
   const same = state.tokens.findIndex((t) => t.tenant === entry.tenant && t.env === entry.env && t.team === entry.team);
-  // Check the token against the server before keeping it.
-  const previous = state.current;
-  const before = state.tokens.slice();
+  // Check the token against the server before keeping it. Until it is kept, everything else
+  // (an open session's stream and refreshes) goes on with the current env's token.
+  await call(`/sessions${query({ limit: 1 })}`, { auth: entry });
+  closeSession();
   if (same >= 0) state.tokens[same] = entry;
   else state.tokens.push(entry);
   state.current = same >= 0 ? same : state.tokens.length - 1;
-  try {
-    await getJson(`/sessions${query({ limit: 1 })}`);
-  } catch (e) {
-    state.tokens = before;
-    state.current = previous;
-    throw e;
-  }
   saveTokens();
   $("login-token").value = "";
   await enterApp();
@@ -330,7 +327,11 @@ function markCurrentRow() {
 
 // ---------------------------------------------------------------- one session
 
+/** The pending summary refresh after a live event (see `refreshAfterEvent`). */
+let summaryTimer = null;
+
 function closeSession() {
+  clearTimeout(summaryTimer);
   if (state.live) state.live.abort();
   state.live = null;
   state.session = null;
@@ -485,11 +486,11 @@ async function readStream(id, live) {
   });
 }
 
-let summaryTimer = null;
 function refreshAfterEvent() {
   clearTimeout(summaryTimer);
+  const session = state.session;
   summaryTimer = setTimeout(() => {
-    if (state.session) refreshSummary().catch(() => {});
+    if (session && state.session === session) refreshSummary().catch(() => {});
   }, 300);
 }
 
