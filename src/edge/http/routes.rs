@@ -193,7 +193,12 @@ fn api_v1(cfg: &mut web::ServiceConfig) {
             .delete(admin::delete_tenant)
             .to(method_not_allowed),
     )
-    .service(
+    .configure(connector_routes);
+}
+
+/// The connector registry and outboxes.
+fn connector_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
         web::resource("/connectors")
             .get(connectors::list)
             .post(connectors::register)
