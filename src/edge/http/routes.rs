@@ -306,8 +306,19 @@ async fn post_message(
         text: message.text,
         message_id: message.message_id,
     };
+    submit(&state, &ctx, &channel, inbound).await
+}
+
+/// Sends one checked message to the runtime and answers its ack (`POST /messages` and the
+/// inbound webhooks); counts it unless it was a duplicate.
+pub(super) async fn submit(
+    state: &EdgeState,
+    ctx: &TenantCtx,
+    channel: &ChannelId,
+    inbound: Inbound,
+) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    let ack = state.runtime().send(&ctx, &channel, inbound).await?;
+    let ack = state.runtime().send(ctx, channel, inbound).await?;
     if !ack.duplicate {
         state
             .metrics()

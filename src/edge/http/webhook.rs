@@ -15,7 +15,7 @@
 //!   constant-time `verify_slice`;
 //! - a missing `webhook_secret` is answered like a bad signature (and logged), never accepted.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use hmac::{Hmac, Mac};
@@ -23,7 +23,6 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::body::read_body;
-use super::dto::AckBody;
 use super::error::ApiError;
 use super::state::{blocking, EdgeState};
 use crate::actors::messages::{Inbound, RuntimeError};
@@ -192,14 +191,7 @@ pub(super) async fn post(
         text: message.text,
         message_id: message.message_id,
     };
-    let started = Instant::now();
-    let ack = state.runtime().send(&ctx, &channel, inbound).await?;
-    if !ack.duplicate {
-        state
-            .metrics()
-            .message_acked(&ctx.tenant, &ctx.env, ack.replies.len(), started.elapsed());
-    }
-    Ok(HttpResponse::Ok().json(AckBody::new(&ack)))
+    super::routes::submit(&state, &ctx, &channel, inbound).await
 }
 
 #[cfg(test)]
