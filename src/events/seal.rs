@@ -165,7 +165,41 @@ pub fn seal(key: &DataKey, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Opens what [`seal`] made.
+/// Domain label of the synthetic nonces of [`seal_deterministic`].
+const SYNTHETIC_NONCE_LABEL: &[u8] = b"tenantry synthetic nonce v1\0";
+
+/// Like [`seal`], but the nonce is derived from the key, `aad` and `plaintext` (HMAC-SHA256,
+/// cut to the nonce size: a synthetic IV), so the same value under the same key and `aad`
+/// seals to the same bytes. For derived data that must stay byte-identical when refolded (the
+/// read models: a rebuild equals the incremental fold); it shows only that two such values are
+/// equal. Opened by [`open`].
+pub fn seal_deterministic(key: &DataKey, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key.expose())
+        .expect("HMAC accepts a key of any length");
+    mac.update(SYNTHETIC_NONCE_LABEL);
+    mac.update(&(aad.len() as u64).to_be_bytes());
+    mac.update(aad);
+    mac.update(plaintext);
+    let digest = mac.finalize().into_bytes();
+    let nonce = chacha20poly1305::XNonce::from_slice(&digest[..NONCE_BYTES]);
+    let sealed = key
+        .cipher()
+        .encrypt(
+            nonce,
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .expect("XChaCha20-Poly1305 encrypts any message below 256 GiB");
+    let mut out = Vec::with_capacity(NONCE_BYTES + sealed.len());
+    out.extend_from_slice(nonce);
+    out.extend_from_slice(&sealed);
+    out
+}
+
+/// Opens what [`seal`] or [`seal_deterministic`] made.
 pub fn open(key: &DataKey, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
     if sealed.len() < NONCE_BYTES + TAG_BYTES {
         return Err(SealError::Truncated(sealed.len()));

@@ -37,3 +37,18 @@ fn a_key_shows_no_bytes_in_debug() {
     assert_eq!(format!("{key:?}"), "DataKey(..)");
     assert!(DataKey::from_slice(&[0; 31]).is_none());
 }
+
+#[test]
+fn a_deterministic_seal_repeats_for_the_same_value_only_and_opens_like_any_seal() {
+    let key = DataKey::generate();
+    let a = seal_deterministic(&key, b"aad", b"value");
+    assert_eq!(a, seal_deterministic(&key, b"aad", b"value"));
+    assert_ne!(a, seal_deterministic(&key, b"aad", b"other value"));
+    assert_ne!(a, seal_deterministic(&key, b"other aad", b"value"));
+    assert_ne!(
+        a,
+        seal_deterministic(&DataKey::generate(), b"aad", b"value")
+    );
+    assert_eq!(open(&key, b"aad", &a).unwrap().as_slice(), b"value");
+    assert!(open(&key, b"other aad", &a).is_err());
+}

@@ -5,7 +5,9 @@
 //!
 //! A sealed value is [`SEALED_MARK`] (0xC1: a byte MessagePack never uses, so no plain value
 //! starts with it), then `nonce || ciphertext || tag` of the plain value (XChaCha20-Poly1305,
-//! associated data: [`AAD_LABEL`], the tenant, `\0` and the entry's key). Plain values (of
+//! associated data: [`AAD_LABEL`], the tenant, `\0` and the entry's key). The nonce is
+//! synthetic (`seal::seal_deterministic`), so a rebuild stays byte-identical to the
+//! incremental fold. Plain values (of
 //! sessions without a data key, and every value written before) still read.
 
 use std::borrow::Cow;
@@ -68,7 +70,7 @@ impl Projector {
         let Some(data_key) = self.entry_key(tenant, key)? else {
             return Ok(plain);
         };
-        let sealed = seal::seal(&data_key, &aad(tenant, key), &plain);
+        let sealed = seal::seal_deterministic(&data_key, &aad(tenant, key), &plain);
         let mut out = Vec::with_capacity(1 + sealed.len());
         out.push(SEALED_MARK);
         out.extend_from_slice(&sealed);
