@@ -113,7 +113,8 @@ pub enum ApiError {
     /// A route's scope rule (`routes::ROUTE_SCOPES`) needs a word the token's `scope` claim
     /// does not grant. 403 `scope_required`, naming the word and the route.
     #[error(
-        "{route} needs a token with the {scope} scope (claim `scope` naming {scope}, or admin;          see docs/http.md#scopes)"
+        "{route} needs a token with the {scope} scope (a `scope` claim naming {scope}; admin \
+         implies every word; see docs/http.md#scopes)"
     )]
     RouteScopeRequired {
         /// The missing word.
