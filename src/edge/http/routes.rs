@@ -94,7 +94,8 @@ pub enum ScopeRule {
 }
 
 /// The [`ScopeRule`] of every route of [`ROUTES`], in the same order; a test holds the two
-/// equal, so a new route must name its rule here. A route missing here is refused (fail closed).
+/// equal, so a new route must name its rule here. A route missing here is refused (500, fail
+/// closed).
 pub const ROUTE_SCOPES: &[(&str, &str, ScopeRule)] = &[
     ("GET", "/healthz", ScopeRule::Public),
     ("GET", "/readyz", ScopeRule::Public),
@@ -167,7 +168,8 @@ pub const ROUTE_SCOPES: &[(&str, &str, ScopeRule)] = &[
 ];
 
 /// Whether `scopes` may call `method` `pattern` (a [`ROUTES`] path template); else 403
-/// `scope_required` naming the missing word and the route. A route without a rule is refused.
+/// `scope_required` naming the missing word and the route. A route without a rule is refused
+/// (500 naming it: a route added to the table without its rule, which a unit test catches).
 pub(super) fn check_scope(scopes: &Scopes, method: &str, pattern: &str) -> Result<(), ApiError> {
     let rule = ROUTE_SCOPES
         .iter()
@@ -179,7 +181,11 @@ pub(super) fn check_scope(scopes: &Scopes, method: &str, pattern: &str) -> Resul
         Some(ScopeRule::Operator) => {
             (scopes.claim().is_some() && !scopes.allows(Scope::Admin)).then_some(Scope::Admin)
         }
-        None => Some(Scope::Admin),
+        None => {
+            return Err(ApiError::Internal(format!(
+                "{method} {pattern} has no scope rule in ROUTE_SCOPES"
+            )))
+        }
     };
     match missing {
         None => Ok(()),
@@ -601,8 +607,11 @@ mod tests {
             assert!(check_scope(&admin, method, path).is_ok(), "{method} {path}");
         }
         assert!(
-            check_scope(&admin, "GET", "/api/v1/not-a-route").is_err(),
-            "fail closed"
+            matches!(
+                check_scope(&admin, "GET", "/api/v1/not-a-route"),
+                Err(ApiError::Internal(_))
+            ),
+            "a route without a rule fails closed"
         );
     }
 
