@@ -130,6 +130,13 @@ function token() {
   return state.tokens[state.current];
 }
 
+/** Whether the current token may close and reset sessions: a token without `scope` may (as
+ * before scopes), a scoped one only with `admin` (docs/http.md#scopes). */
+function operator() {
+  const scope = (token() && token().scope) || "";
+  return scope === "" || scope.split(" ").includes("admin");
+}
+
 // ---------------------------------------------------------------- API
 
 /** Request headers with `auth` (a token entry), or the current env's token. */
@@ -287,7 +294,7 @@ function sessionRow(s) {
   );
   button.addEventListener("click", guarded(() => openSession(s.session)));
   const li = el("li", { "data-testid": "session-row" }, button);
-  if (status === "quarantined" && has("POST", "/sessions/{id}/reset")) {
+  if (status === "quarantined" && has("POST", "/sessions/{id}/reset") && operator()) {
     const reset = el("button", { type: "button", text: `Reset ${s.session.slice(0, 8)}…`, "aria-label": `Reset session ${s.session}` });
     reset.addEventListener("click", guarded(async () => {
       await resetSession(s.session);
@@ -374,8 +381,8 @@ async function refreshSummary() {
   $("session-summary").textContent =
     `${s.tenant} / ${s.env} / ${s.team} / ${s.channel ?? "-"} · user ${s.user} · flow ${s.flow} ${s.flow_version} · ` +
     `${s.status}${ended} · ${s.messages_in} in, ${s.replies_out} out, ${s.flow_errors} flow errors`;
-  $("session-close").disabled = s.status === "ended" || !has("POST", "/sessions/{id}/close");
-  $("session-reset").disabled = !has("POST", "/sessions/{id}/reset");
+  $("session-close").disabled = s.status === "ended" || !has("POST", "/sessions/{id}/close") || !operator();
+  $("session-reset").disabled = !has("POST", "/sessions/{id}/reset") || !operator();
 }
 
 function eventText(e) {

@@ -5,7 +5,7 @@ Run by tests/it/console.rs, which starts the server, posts a session in each of 
 passes everything in the environment:
 
   CONSOLE_BASE        http://127.0.0.1:PORT
-  CONSOLE_TOKEN_A     token of acme / prod (scope connectors; acme/prod has the connector
+  CONSOLE_TOKEN_A     token of acme / prod (scope admin; acme/prod has the connector
                       slack-1);  CONSOLE_SESSION_A: a session of it (of
                       CONSOLE_PROD_SESSIONS there, more than a page of the list)
   CONSOLE_TOKEN_B     token of acme / staging;  CONSOLE_SESSION_B: a session of it

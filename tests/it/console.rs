@@ -199,12 +199,13 @@ fn token_in(env: &str) -> String {
     sign(&claims)
 }
 
-/// The console's token of acme/prod: with the `connectors` scope, so that its connectors are
-/// listed (a scope word that takes none of a plain token's rights away).
+/// The console's token of acme/prod: with the `admin` scope, so that its connectors are listed
+/// and it may close sessions (a scoped token has only its words' rights; `admin` implies every
+/// other word, docs/http.md#scopes).
 fn console_token_a() -> String {
     let mut claims = claims("acme");
     claims["env"] = json!("prod");
-    claims["scope"] = json!("connectors");
+    claims["scope"] = json!("admin");
     sign(&claims)
 }
 

@@ -33,6 +33,7 @@ mod readiness;
 mod registry;
 mod reports;
 mod retention;
+mod scopes;
 mod secrets;
 mod serve;
 mod server_crash;

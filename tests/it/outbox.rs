@@ -63,8 +63,10 @@ fn connector_token(tenant: &str, env: &str, team: &str, id: &str) -> String {
     sign(&c)
 }
 
+/// A token with the registry's word and the rights of a token without `scope` (a scoped token
+/// has exactly its words' rights, docs/http.md#scopes).
 fn admin(tenant: &str) -> String {
-    token(tenant, "prod", Some("connectors"), None)
+    token(tenant, "prod", Some("connectors messages read audit"), None)
 }
 
 fn get(server: &ServeProcess, tenant: &str, token: &str, path: &str) -> Reply {

@@ -1,14 +1,17 @@
 //! The optional `scope` claim of a token: space-separated words naming what the token may do
-//! beyond (or instead of) today's rights (docs/http.md#scopes).
+//! (docs/http.md#scopes). The route → word table is `ROUTE_SCOPES` in `edge/http/routes.rs`,
+//! enforced by the `Caller` extractor before a body is read.
 //!
 //! - No `scope` claim: the token keeps the rights every token had before scopes existed
-//!   (messages, reads, audit); it has no admin rights.
-//! - `admin` is required for the admin routes (`DELETE /api/v1/tenants/{tenant}`); else 403
-//!   `scope_required`.
+//!   (messages, reads, audit, close and reset); it has no admin or connectors rights.
+//! - A `scope` claim: exactly its words' rights. `messages` posts messages, `read` reads
+//!   (sessions, events, state, what-if, usage, event streams), `audit` exports and verifies the
+//!   audit trail. Else 403 `scope_required`, naming the word and the route.
+//! - `admin` implies every other word (but `connector`); it is required for the admin routes
+//!   (`DELETE /api/v1/tenants/{tenant}`, `DELETE /api/v1/sessions/{id}`) and, for a token with
+//!   a `scope` claim, for the operator actions (close, reset).
 //! - `connectors` (or `admin`) is required by the connector registry's register and list routes;
 //!   a token without a `scope` claim does not have it.
-//! - The other words (`messages`, `read`, `audit`) are accepted and carried, but not yet
-//!   enforced on the existing routes: a token with any scope keeps today's rights too.
 //! - `connector` is the scope of a connector token: it stands alone (with any other word the
 //!   token is invalid), grants no other word, and the edge lets such a token post messages of its
 //!   own team and channel and call its own heartbeat only (`Caller::connector`,
@@ -122,10 +125,10 @@ impl Scopes {
         Ok(Scopes(Some(words)))
     }
 
-    /// Whether the token may use a route that requires `scope`. Enforced so far: [`Scope::Admin`]
-    /// (only a token whose claim names `admin` has it) and [`Scope::Connectors`] (the registry's
-    /// routes also require a `scope` claim, so a token without one is refused there). `admin`
-    /// does not imply [`Scope::Connector`] (that is what a connector token is, not a right).
+    /// Whether the token has `scope`: a claim's words (`admin` implies every word but
+    /// [`Scope::Connector`], which is what a connector token is, not a right); without a claim,
+    /// every word but [`Scope::Admin`] and [`Scope::Connector`] (the registry's routes also
+    /// require a claim, so a token without one is refused there).
     pub fn allows(&self, scope: Scope) -> bool {
         match &self.0 {
             Some(words) if self.is_connector() => scope == Scope::Connector && words.len() == 1,

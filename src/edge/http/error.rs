@@ -110,6 +110,18 @@ pub enum ApiError {
     /// claim has no `admin`). 403 `scope_required`.
     #[error("this route needs a token with the {0} scope (claim `scope` naming {0})")]
     ScopeRequired(crate::edge::auth::Scope),
+    /// A route's scope rule (`routes::ROUTE_SCOPES`) needs a word the token's `scope` claim
+    /// does not grant. 403 `scope_required`, naming the word and the route.
+    #[error(
+        "{route} needs a token with the {scope} scope (a `scope` claim naming {scope}; admin \
+         implies every word; see docs/http.md#scopes)"
+    )]
+    RouteScopeRequired {
+        /// The missing word.
+        scope: crate::edge::auth::Scope,
+        /// The route, as `METHOD /path/template`.
+        route: String,
+    },
     /// A connector token (`scope: "connector"`) called a route other than `POST
     /// /api/v1/messages` and its own heartbeat and outbox. 403 `connector_token_restricted`.
     #[error(
@@ -227,6 +239,7 @@ impl ApiError {
             ApiError::InvalidFlow(_) => ("invalid_flow", false),
             ApiError::TeamScoped(_) => ("team_scoped", false),
             ApiError::ScopeRequired(_) => ("scope_required", true),
+            ApiError::RouteScopeRequired { .. } => ("scope_required", true),
             ApiError::ConnectorTokenRestricted(_) => ("connector_token_restricted", true),
             ApiError::Connector(e) => (
                 match e {
@@ -294,6 +307,7 @@ impl ApiError {
             ApiError::TeamMismatch(_)
             | ApiError::TeamScoped(_)
             | ApiError::ScopeRequired(_)
+            | ApiError::RouteScopeRequired { .. }
             | ApiError::ConnectorTokenRestricted(_) => StatusCode::FORBIDDEN,
             ApiError::Connector(e) => match e {
                 ConnectorError::EnvMismatch { .. }

@@ -31,7 +31,7 @@ use super::reports;
 use super::state::{blocking, read_team, EdgeState};
 use super::{outbox, sessions, stream, webhook};
 use crate::actors::messages::{Inbound, RuntimeError};
-use crate::edge::auth::Caller;
+use crate::edge::auth::{Caller, Scope, Scopes};
 use crate::tenancy::{ChannelId, SessionId, TeamId, TenantCtx};
 
 /// Sessions per `GET /api/v1/sessions` response when `limit` is not given.
@@ -75,6 +75,126 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/connectors/{id}/outbox/ack"),
     ("POST", "/api/v1/webhooks/{tenant}/{env}/{team}/{channel}"),
 ];
+
+/// What a route asks of a token's `scope` claim (docs/http.md#scopes). Checked by the
+/// [`Caller`] extractor, before the body is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScopeRule {
+    /// No token: health, readiness, the console, `openapi.json`, the inbound webhooks (HMAC).
+    Public,
+    /// The word: a token with a `scope` claim needs it (or `admin`); a token without one has
+    /// `messages`, `read` and `audit`, never `admin` ([`Scopes::allows`]).
+    Word(Scope),
+    /// An operator action (close, reset): `admin` for a token with a `scope` claim; a token
+    /// without one keeps it, as before scopes were enforced.
+    Operator,
+    /// The connector registry and outboxes: a connector token for its own connector, else the
+    /// `connectors` (or `admin`) word, checked by their handlers (`connectors`, `outbox`).
+    Connectors,
+}
+
+/// The [`ScopeRule`] of every route of [`ROUTES`], in the same order; a test holds the two
+/// equal, so a new route must name its rule here. A route missing here is refused (500, fail
+/// closed).
+pub const ROUTE_SCOPES: &[(&str, &str, ScopeRule)] = &[
+    ("GET", "/healthz", ScopeRule::Public),
+    ("GET", "/readyz", ScopeRule::Public),
+    ("GET", "/console", ScopeRule::Public),
+    ("GET", "/console/", ScopeRule::Public),
+    ("GET", "/console/app.js", ScopeRule::Public),
+    ("GET", "/console/app.css", ScopeRule::Public),
+    ("GET", "/api/v1/openapi.json", ScopeRule::Public),
+    ("POST", "/api/v1/messages", ScopeRule::Word(Scope::Messages)),
+    ("GET", "/api/v1/sessions", ScopeRule::Word(Scope::Read)),
+    ("GET", "/api/v1/sessions/{id}", ScopeRule::Word(Scope::Read)),
+    (
+        "GET",
+        "/api/v1/sessions/{id}/events",
+        ScopeRule::Word(Scope::Read),
+    ),
+    (
+        "GET",
+        "/api/v1/sessions/{id}/state",
+        ScopeRule::Word(Scope::Read),
+    ),
+    (
+        "POST",
+        "/api/v1/sessions/{id}/what-if",
+        ScopeRule::Word(Scope::Read),
+    ),
+    ("POST", "/api/v1/sessions/{id}/close", ScopeRule::Operator),
+    ("POST", "/api/v1/sessions/{id}/reset", ScopeRule::Operator),
+    ("GET", "/api/v1/usage", ScopeRule::Word(Scope::Read)),
+    ("GET", "/api/v1/audit/export", ScopeRule::Word(Scope::Audit)),
+    ("GET", "/api/v1/audit/verify", ScopeRule::Word(Scope::Audit)),
+    ("GET", "/api/v1/events/stream", ScopeRule::Word(Scope::Read)),
+    (
+        "GET",
+        "/api/v1/sessions/{id}/events/stream",
+        ScopeRule::Word(Scope::Read),
+    ),
+    (
+        "DELETE",
+        "/api/v1/tenants/{tenant}",
+        ScopeRule::Word(Scope::Admin),
+    ),
+    (
+        "DELETE",
+        "/api/v1/sessions/{id}",
+        ScopeRule::Word(Scope::Admin),
+    ),
+    ("GET", "/api/v1/connectors", ScopeRule::Connectors),
+    ("POST", "/api/v1/connectors", ScopeRule::Connectors),
+    (
+        "POST",
+        "/api/v1/connectors/{id}/heartbeat",
+        ScopeRule::Connectors,
+    ),
+    (
+        "GET",
+        "/api/v1/connectors/{id}/outbox",
+        ScopeRule::Connectors,
+    ),
+    (
+        "POST",
+        "/api/v1/connectors/{id}/outbox/ack",
+        ScopeRule::Connectors,
+    ),
+    (
+        "POST",
+        "/api/v1/webhooks/{tenant}/{env}/{team}/{channel}",
+        ScopeRule::Public,
+    ),
+];
+
+/// Whether `scopes` may call `method` `pattern` (a [`ROUTES`] path template); else 403
+/// `scope_required` naming the missing word and the route. A route without a rule is refused
+/// (500 naming it: a route added to the table without its rule, which a unit test catches).
+pub(super) fn check_scope(scopes: &Scopes, method: &str, pattern: &str) -> Result<(), ApiError> {
+    let rule = ROUTE_SCOPES
+        .iter()
+        .find(|(m, p, _)| *m == method && *p == pattern)
+        .map(|(_, _, rule)| *rule);
+    let missing = match rule {
+        Some(ScopeRule::Public | ScopeRule::Connectors) => None,
+        Some(ScopeRule::Word(word)) => (!scopes.allows(word)).then_some(word),
+        Some(ScopeRule::Operator) => {
+            (scopes.claim().is_some() && !scopes.allows(Scope::Admin)).then_some(Scope::Admin)
+        }
+        None => {
+            return Err(ApiError::Internal(format!(
+                "{method} {pattern} has no scope rule in ROUTE_SCOPES"
+            )))
+        }
+    };
+    match missing {
+        None => Ok(()),
+        Some(scope) => Err(ApiError::RouteScopeRequired {
+            scope,
+            route: format!("{method} {pattern}"),
+        }),
+    }
+}
 
 /// The routes. `/api/v1` handlers take a [`Caller`] first; to add one (e.g. `GET /usage`,
 /// `GET /audit/export`), write `async fn(Caller, web::Data<EdgeState>, ...) -> Result<HttpResponse,
@@ -435,4 +555,80 @@ pub(super) fn find_session(
         }
     }
     found.ok_or_else(|| ApiError::SessionNotFound(session.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_names_its_scope_rule() {
+        let routes: Vec<(&str, &str)> = ROUTES.to_vec();
+        let ruled: Vec<(&str, &str)> = ROUTE_SCOPES.iter().map(|(m, p, _)| (*m, *p)).collect();
+        assert_eq!(
+            routes, ruled,
+            "ROUTE_SCOPES must list ROUTES, in order, with a rule each"
+        );
+    }
+
+    /// Each word grants its routes and nothing of another word's; `admin` grants every word.
+    #[test]
+    fn a_scoped_token_has_exactly_its_words_rights() {
+        let rule_of = |method: &str, path: &str| {
+            ROUTE_SCOPES
+                .iter()
+                .find(|(m, p, _)| *m == method && *p == path)
+                .map(|(_, _, r)| *r)
+        };
+        assert_eq!(
+            rule_of("POST", "/api/v1/messages"),
+            Some(ScopeRule::Word(Scope::Messages))
+        );
+        let read = Scopes::parse("read").unwrap();
+        assert!(check_scope(&read, "GET", "/api/v1/sessions/{id}/events").is_ok());
+        assert!(check_scope(&read, "POST", "/api/v1/sessions/{id}/what-if").is_ok());
+        let refused = check_scope(&read, "POST", "/api/v1/messages").unwrap_err();
+        assert!(matches!(
+            &refused,
+            ApiError::RouteScopeRequired { scope: Scope::Messages, route }
+                if route == "POST /api/v1/messages"
+        ));
+        assert!(refused.to_string().contains("messages"), "{refused}");
+        assert!(check_scope(&read, "GET", "/api/v1/audit/export").is_err());
+        assert!(check_scope(&read, "POST", "/api/v1/sessions/{id}/close").is_err());
+        let messages = Scopes::parse("messages").unwrap();
+        assert!(check_scope(&messages, "POST", "/api/v1/messages").is_ok());
+        assert!(check_scope(&messages, "GET", "/api/v1/usage").is_err());
+        let audit = Scopes::parse("audit").unwrap();
+        assert!(check_scope(&audit, "GET", "/api/v1/audit/verify").is_ok());
+        assert!(check_scope(&audit, "GET", "/api/v1/events/stream").is_err());
+        let admin = Scopes::parse("admin").unwrap();
+        for (method, path, _) in ROUTE_SCOPES {
+            assert!(check_scope(&admin, method, path).is_ok(), "{method} {path}");
+        }
+        assert!(
+            matches!(
+                check_scope(&admin, "GET", "/api/v1/not-a-route"),
+                Err(ApiError::Internal(_))
+            ),
+            "a route without a rule fails closed"
+        );
+    }
+
+    /// A token without a `scope` claim keeps today's rights: messages, reads, audit, close and
+    /// reset; not the admin routes.
+    #[test]
+    fn a_token_without_scope_keeps_todays_rights() {
+        let plain = Scopes::DEFAULT;
+        for (method, path, rule) in ROUTE_SCOPES {
+            let allowed = check_scope(&plain, method, path).is_ok();
+            assert_eq!(
+                allowed,
+                *rule != ScopeRule::Word(Scope::Admin),
+                "{method} {path}"
+            );
+        }
+        let connector = Scopes::parse("connector").unwrap();
+        assert!(check_scope(&connector, "GET", "/api/v1/usage").is_err());
+    }
 }

@@ -208,7 +208,8 @@ impl FromRequest for Caller {
     }
 }
 
-/// Authenticates `req` and charges its tenant's quota.
+/// Authenticates `req`, holds it to its route's scope rule (`routes::ROUTE_SCOPES`) and
+/// charges its tenant's quota.
 fn admit(req: &HttpRequest) -> Result<Caller, ApiError> {
     let state = edge_state(req)?;
     let claims = state.auth.verify(bearer_token(req.headers())?)?;
@@ -220,16 +221,22 @@ fn admit(req: &HttpRequest) -> Result<Caller, ApiError> {
             .insert(TenantLabel(claims.tenant.clone()));
     }
     let caller = check_headers(req.headers(), claims, |t| state.serves(t))?;
-    if caller
-        .connector
-        .as_ref()
-        .is_some_and(|id| !connector_route(req, id))
-    {
-        return Err(ApiError::ConnectorTokenRestricted(format!(
-            "{} {}",
-            req.method(),
-            req.path()
-        )));
+    match &caller.connector {
+        Some(id) if !connector_route(req, id) => {
+            return Err(ApiError::ConnectorTokenRestricted(format!(
+                "{} {}",
+                req.method(),
+                req.path()
+            )));
+        }
+        Some(_) => {}
+        // The route's scope rule (`routes::ROUTE_SCOPES`); an unmatched route has none and is
+        // refused, fail closed.
+        None => super::routes::check_scope(
+            &caller.scope,
+            req.method().as_str(),
+            req.match_pattern().as_deref().unwrap_or_default(),
+        )?,
     }
     if let Some(team) = caller.team() {
         span.record("team", team.as_str());
