@@ -148,11 +148,25 @@ pub fn reply_aad(scope: &SealScope<'_>, record_key: &[u8]) -> Vec<u8> {
 
 /// `nonce || ciphertext || tag` of `plaintext` under `key`, with a fresh random nonce.
 pub fn seal(key: &DataKey, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+    seal_with_nonce(
+        key,
+        &XChaCha20Poly1305::generate_nonce(&mut OsRng),
+        aad,
+        plaintext,
+    )
+}
+
+/// `nonce || ciphertext || tag` of `plaintext` under `key` with `nonce`.
+fn seal_with_nonce(
+    key: &DataKey,
+    nonce: &chacha20poly1305::XNonce,
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Vec<u8> {
     let sealed = key
         .cipher()
         .encrypt(
-            &nonce,
+            nonce,
             Payload {
                 msg: plaintext,
                 aad,
@@ -160,7 +174,7 @@ pub fn seal(key: &DataKey, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         )
         .expect("XChaCha20-Poly1305 encrypts any message below 256 GiB");
     let mut out = Vec::with_capacity(NONCE_BYTES + sealed.len());
-    out.extend_from_slice(&nonce);
+    out.extend_from_slice(nonce);
     out.extend_from_slice(&sealed);
     out
 }
@@ -183,20 +197,7 @@ pub fn seal_deterministic(key: &DataKey, aad: &[u8], plaintext: &[u8]) -> Vec<u8
     mac.update(plaintext);
     let digest = mac.finalize().into_bytes();
     let nonce = chacha20poly1305::XNonce::from_slice(&digest[..NONCE_BYTES]);
-    let sealed = key
-        .cipher()
-        .encrypt(
-            nonce,
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
-        .expect("XChaCha20-Poly1305 encrypts any message below 256 GiB");
-    let mut out = Vec::with_capacity(NONCE_BYTES + sealed.len());
-    out.extend_from_slice(nonce);
-    out.extend_from_slice(&sealed);
-    out
+    seal_with_nonce(key, nonce, aad, plaintext)
 }
 
 /// Opens what [`seal`] or [`seal_deterministic`] made.
