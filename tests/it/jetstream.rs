@@ -90,6 +90,28 @@ async fn publish(
     Ok(ack.sequence)
 }
 
+/// [`publish`] until JetStream gives a definite answer: an ack or the fence
+/// (`WrongLastSequence`). Anything else (no responders while a new R3 stream's group settles
+/// on a loaded machine, a lost ack) is retried for [`FAILOVER_WINDOW`]; a retry has the same
+/// `Nats-Msg-Id`, so a stored attempt is answered as that message.
+async fn publish_settled(
+    js: &Context,
+    subject: &str,
+    payload: &'static str,
+    expected: u64,
+) -> Result<u64, PublishError> {
+    let deadline = Instant::now() + FAILOVER_WINDOW;
+    loop {
+        match publish(js, subject, payload, expected).await {
+            Err(e) if e.kind() != PublishErrorKind::WrongLastSequence => {
+                assert!(Instant::now() < deadline, "no answer for {subject}: {e}");
+            }
+            answer => return answer,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// [`publish`], retried for [`FAILOVER_WINDOW`] while it fails for any reason but fencing. An
 /// attempt whose ack was lost may have been stored: the retry then has the same `Nats-Msg-Id`
 /// and is reported as that message (JetStream's dedup), or is fenced because it landed, which
@@ -167,14 +189,14 @@ fn r3_stream_fences_stale_writers_and_survives_its_leader_dying() {
 
         // Fencing: the first write on an empty subject expects 0; a writer that expects a
         // sequence the subject has moved past is refused, and the refusal stores nothing.
-        assert_eq!(publish(&js, acme, "a1", 0).await.unwrap(), 1);
-        assert_eq!(publish(&js, bigcorp, "b1", 0).await.unwrap(), 2);
-        let stale = publish(&js, acme, "a1-stale", 0).await.unwrap_err();
+        assert_eq!(publish_settled(&js, acme, "a1", 0).await.unwrap(), 1);
+        assert_eq!(publish_settled(&js, bigcorp, "b1", 0).await.unwrap(), 2);
+        let stale = publish_settled(&js, acme, "a1-stale", 0).await.unwrap_err();
         assert_eq!(stale.kind(), PublishErrorKind::WrongLastSequence, "{stale}");
         // The stream sequence is global: acme's last is 1, not 2.
-        let stale = publish(&js, acme, "a2-stale", 2).await.unwrap_err();
+        let stale = publish_settled(&js, acme, "a2-stale", 2).await.unwrap_err();
         assert_eq!(stale.kind(), PublishErrorKind::WrongLastSequence, "{stale}");
-        assert_eq!(publish(&js, acme, "a2", 1).await.unwrap(), 3);
+        assert_eq!(publish_settled(&js, acme, "a2", 1).await.unwrap(), 3);
         assert_eq!(stream.info().await.unwrap().state.messages, 3);
 
         // The stream's leader dies: a survivor takes over, with the fence intact.
@@ -186,7 +208,7 @@ fn r3_stream_fences_stale_writers_and_survives_its_leader_dying() {
         assert_eq!(seq, 4, "after {failover:?}");
         assert_eq!(last_on(&stream, acme).await, (4, "a3".to_owned()));
         assert_eq!(last_on(&stream, bigcorp).await, (2, "b1".to_owned()));
-        let stale = publish(&js, acme, "a3-stale", 3).await.unwrap_err();
+        let stale = publish_settled(&js, acme, "a3-stale", 3).await.unwrap_err();
         assert_eq!(stale.kind(), PublishErrorKind::WrongLastSequence, "{stale}");
         assert_eq!(stream.info().await.unwrap().state.messages, 4);
         assert_ne!(leader(&mut stream).await, dead);
@@ -197,7 +219,7 @@ fn r3_stream_fences_stale_writers_and_survives_its_leader_dying() {
         let alone = connect(&servers.url(dead)).await;
         let stream = alone.get_stream("IT_LOG").await.unwrap();
         assert_eq!(last_on(&stream, acme).await, (4, "a3".to_owned()));
-        assert_eq!(publish(&alone, bigcorp, "b2", 2).await.unwrap(), 5);
+        assert_eq!(publish_settled(&alone, bigcorp, "b2", 2).await.unwrap(), 5);
     });
 }
 
@@ -209,7 +231,7 @@ fn a_paused_stream_leader_wakes_up_fenced() {
         let js = connect(&servers.urls()).await;
         let mut stream = r3_stream(&js).await;
         let acme = "it.log.acme";
-        assert_eq!(publish(&js, acme, "a1", 0).await.unwrap(), 1);
+        assert_eq!(publish_settled(&js, acme, "a1", 0).await.unwrap(), 1);
 
         // The leader stalls (SIGSTOP): the others elect a new one and take the next write (from
         // a client of theirs: a client of the paused node would wait for its ping timeout).
