@@ -28,6 +28,7 @@ mod limits;
 mod migrate;
 mod nats;
 mod offboard;
+mod offboard_jetstream;
 mod outbox;
 mod overload;
 mod projections;

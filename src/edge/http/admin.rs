@@ -13,20 +13,20 @@
 //! - Nothing writes for the tenant while its data is removed: the runtime refuses its messages
 //!   and stops its sessions first (`Runtime::pause_tenant`), and serves it again, empty,
 //!   once the deletion answered.
-//! - Only on the sled log backend (JetStream: 501 `not_supported`).
+//! - Only the tenant's writer deletes: in a cluster (JetStream) a node that does not own the
+//!   tenant answers 409 `not_owner` naming the owner (the request is not forwarded); the other
+//!   nodes notice the purged stream subject and drop their copies (see [`crate::offboard`]).
+//! - Erasing a session only on the sled log backend (JetStream: 501 `not_supported`).
 
 use actix_web::{web, HttpResponse};
 
 use super::error::ApiError;
 use super::routes::{find_session, session_of};
 use super::state::{blocking, read_team, EdgeState};
+use crate::cluster::placement::Route;
 use crate::edge::auth::{AuthError, Caller, Scope};
 use crate::offboard::{offboard_tenant, OffboardError};
 use crate::tenancy::TenantId;
-
-/// The refusal on the JetStream backend.
-const REPLICATED: &str = "deleting a tenant is supported on the sled log backend only: with \
-     the JetStream backend the stream is shared by every node; see docs/http.md#admin";
 
 /// `DELETE /api/v1/tenants/{tenant}`: deletes the tenant's log range (events, sessions,
 /// idempotency records, signed heads), read models, snapshots, secrets and metrics series;
@@ -46,8 +46,14 @@ pub(super) async fn delete_tenant(
     if tenant != caller.tenant {
         return Err(AuthError::TenantMismatch.into());
     }
-    if state.runtime().log().replica().is_some() {
-        return Err(ApiError::NotSupported(REPLICATED));
+    let not_owner = |owner| ApiError::NotOwner {
+        tenant: tenant.to_string(),
+        owner,
+    };
+    match state.runtime().route(&tenant) {
+        Route::Local => {}
+        Route::Remote(owner) => return Err(not_owner(Some(owner))),
+        Route::Unowned => return Err(not_owner(None)),
     }
     let pause = state.runtime().pause_tenant(&tenant).await?;
     let deleting = tenant.clone();
@@ -57,7 +63,10 @@ pub(super) async fn delete_tenant(
         let log = state.runtime().log();
         let mut freed = offboard_tenant(log, state.projector(), state.data_dir(), &deleting)
             .map_err(|e| match e {
-                OffboardError::Replicated => ApiError::NotSupported(REPLICATED),
+                OffboardError::NotOwner(tenant) => ApiError::NotOwner {
+                    tenant: tenant.to_string(),
+                    owner: None,
+                },
                 other => ApiError::Internal(other.to_string()),
             })?;
         let envs: Vec<crate::tenancy::EnvId> = state

@@ -240,7 +240,7 @@ impl Replica {
     }
 
     /// Whether the tenant's record at stream sequence `from` has the head `local`.
-    async fn cache_at(
+    pub(super) async fn cache_at(
         &self,
         tenant: &TenantId,
         from: u64,

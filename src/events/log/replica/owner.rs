@@ -36,7 +36,10 @@ impl Replica {
         let known = self.last_map().get(tenant).copied();
         match known {
             Some(known) if known == seq && same_head(&record, local.as_ref()) => {}
-            Some(known) if known < seq => {
+            // The record this node knew last must still be there: a tenant deleted (its
+            // subject purged) and written again since has new records only, which a cache of
+            // the old ones cannot take.
+            Some(known) if known < seq && self.still_at(tenant, known, local.as_ref())? => {
                 self.rt
                     .block_on(self.apply_range(tree, tenant, known + 1, seq))?;
             }
@@ -46,6 +49,20 @@ impl Replica {
         self.last_map().insert(tenant.clone(), seq);
         self.confirmed_map().insert(tenant.clone(), seq);
         Ok(Some((seq, head)))
+    }
+
+    /// Whether the tenant's record at stream sequence `known` is still in the stream with the
+    /// cache's head `local`.
+    fn still_at(
+        &self,
+        tenant: &TenantId,
+        known: u64,
+        local: Option<&Head>,
+    ) -> Result<bool, ReplicaError> {
+        match local {
+            Some(local) => self.rt.block_on(self.cache_at(tenant, known, local)),
+            None => Ok(false),
+        }
     }
 
     /// Publishes a record with no writes and the tenant's current head, expecting the last
@@ -79,10 +96,11 @@ impl Replica {
         Ok(seq)
     }
 
-    /// The stream's last sequence over all tenants: unchanged means nothing new to follow.
-    pub(in crate::events::log) fn stream_last_seq(&self) -> Result<u64, ReplicaError> {
+    /// The stream's last sequence and message count over all tenants: unchanged means nothing
+    /// new to follow (a purge lowers the count, a record raises the sequence).
+    pub(in crate::events::log) fn stream_mark(&self) -> Result<(u64, u64), ReplicaError> {
         let info = self.rt.block_on(self.stream.get_info());
-        info.map(|i| i.state.last_sequence)
+        info.map(|i| (i.state.last_sequence, i.state.messages))
             .map_err(|e| ReplicaError::Stream {
                 stream: self.name.clone(),
                 detail: format!("reading its state: {e}"),
