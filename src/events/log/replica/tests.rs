@@ -339,6 +339,7 @@ fn records_split_at_group_boundaries_and_keep_the_last_head() {
             tenant_seq: seq,
             hash: [u8::try_from(seq).unwrap(); 32],
         },
+        rev: 0,
         ops: vec![(
             ByteBuf::from(keys::frame_key(&id("acme"), seq)),
             Some(ByteBuf::from(vec![0; bytes])),
@@ -567,6 +568,7 @@ fn unit(tenant: &str, tenant_seq: u64, key: &str) -> Unit {
             tenant_seq,
             hash: [u8::try_from(tenant_seq).unwrap(); 32],
         },
+        rev: 0,
         ops: vec![(
             ByteBuf::from(k),
             Some(ByteBuf::from(key.as_bytes().to_vec())),
