@@ -28,7 +28,7 @@ use zeroize::Zeroizing;
 
 use super::record::{hash_hex, parse_hash};
 use crate::events::codec::Hash;
-use crate::events::log::{EventLog, Head, ReadError};
+use crate::events::log::{EventLog, Head, HeadStored, ReadError};
 use crate::secrets::error::SecretError;
 use crate::secrets::key::KeySources;
 use crate::secrets::name::{Namespace, SecretName};
@@ -348,6 +348,10 @@ pub fn sign_and_store(
     tenant: &TenantId,
     now_ms: u64,
 ) -> Result<Option<SignedHead>, AnchorError> {
+    // In a cluster only the tenant's writer signs (and publishes) its heads.
+    if !log.owns(tenant) {
+        return Ok(None);
+    }
     let Some(head) = log.tenant(tenant).head()? else {
         return Ok(None);
     };
@@ -359,8 +363,10 @@ pub fn sign_and_store(
         return Ok(None);
     }
     let signed = signer.sign(tenant, &head, now_ms);
-    log.put_signed_head(tenant, signed.tenant_seq, &signed.encode())?;
-    Ok(Some(signed))
+    match log.put_signed_head(tenant, signed.tenant_seq, &signed.encode())? {
+        HeadStored::Stored => Ok(Some(signed)),
+        HeadStored::NotOwner => Ok(None),
+    }
 }
 
 #[cfg(test)]

@@ -164,17 +164,20 @@ fn chain_head_signer(data_dir: &std::path::Path) -> anyhow::Result<Arc<HeadSigne
 }
 
 /// Loads (or makes) the chain head key, then signs the served tenants' chain heads every
-/// `audit.head_sign_every_events` events or `audit.head_sign_interval`, on the sled log. A
-/// JetStream node does not: its log directory is a cache rebuilt from the stream, which would
-/// drop them (exports still sign their tail).
+/// `audit.head_sign_every_events` events or `audit.head_sign_interval`: on the sled log, and on
+/// a single JetStream writer (the heads go into the stream as tenant ops). A cluster node does
+/// not (exports still sign their tail).
 fn start_head_signing(
     config: &Config,
     log: &EventLog,
     served: &[TenantId],
 ) -> anyhow::Result<Option<HeadSigning>> {
     let signer = chain_head_signer(&config.server().data_dir)?;
-    if log.replica().is_some() {
-        tracing::info!("chain heads are not stored on the JetStream log; exports sign their tail");
+    // Each cluster node has its own secret store, so its own chain head key unless the operator
+    // stored the same one on every node: heads of one tenant signed by several keys would not
+    // verify with one public key. A single JetStream writer signs as sled does.
+    if log.replica().is_some_and(|r| r.cluster()) {
+        tracing::info!("chain heads are not signed on a cluster node; exports sign their tail");
         return Ok(None);
     }
     let signing = HeadSigning::start(log.clone(), signer, served.to_vec(), *config.audit())

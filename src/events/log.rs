@@ -56,6 +56,7 @@ mod writer;
 
 pub use census::LogCensus;
 pub use erase::{LogEraseError, LogErased};
+pub use heads::HeadStored;
 pub use purge::{PurgeError, PurgeReport};
 pub use read::{
     ScopedReader, SessionEvents, StoredFrame, StoredFrames, TenantEvents, TenantReader,

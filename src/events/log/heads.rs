@@ -2,16 +2,31 @@
 //! [`crate::events::keys`]). The log stores them as opaque bytes: what they hold and how they
 //! are signed and checked is `audit::anchor`'s.
 //!
-//! A head is written beside the writer, not through it: it names a `tenant_seq` at or below the
-//! durable frontier, which no recovery takes back, so it never points at an event that could
-//! vanish. It is flushed before [`EventLog::put_signed_head`] returns; one lost in a crash is
-//! signed again at the next interval. Deleting a tenant removes its heads with its other keys
-//! (one prefix).
+//! With sled a head is written beside the writer, not through it: it names a `tenant_seq` at or
+//! below the durable frontier, which no recovery takes back, so it never points at an event
+//! that could vanish. It is flushed before [`EventLog::put_signed_head`] returns; one lost in a
+//! crash is signed again at the next interval. With JetStream the cache is rebuilt from the
+//! stream, so a head goes through the writer as a tenant op ([`EventLog::apply_tenant_ops_blocking`]):
+//! published as a record of the tenant, it reaches every node's cache and survives a rebuild.
+//! Only the tenant's writer may publish (another node's record would be fenced), so a node that
+//! does not own the tenant stores nothing ([`HeadStored::NotOwner`]). Deleting a tenant removes
+//! its heads with its other keys (one prefix).
+
+use serde_bytes::ByteBuf;
 
 use super::contain::contained;
 use super::{store, EventLog, ReadError};
 use crate::events::keys;
 use crate::tenancy::TenantId;
+
+/// What [`EventLog::put_signed_head`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadStored {
+    /// The head is durable in the log (flushed, or acked by the stream).
+    Stored,
+    /// Nothing: a cluster node that does not own the tenant (its owner signs).
+    NotOwner,
+}
 
 impl EventLog {
     /// Stores `value` as the signed head of `tenant` at `tenant_seq` and flushes it. Refused
@@ -24,7 +39,7 @@ impl EventLog {
         tenant: &TenantId,
         tenant_seq: u64,
         value: &[u8],
-    ) -> Result<(), ReadError> {
+    ) -> Result<HeadStored, ReadError> {
         let err = |detail: String| ReadError {
             tenant: tenant.clone(),
             position: format!("signed head at tenant_seq {tenant_seq}"),
@@ -41,12 +56,22 @@ impl EventLog {
             ));
         }
         let key = keys::signed_head_key(tenant, tenant_seq);
+        if self.replica().is_some() {
+            if !self.owns(tenant) {
+                return Ok(HeadStored::NotOwner);
+            }
+            let op = (ByteBuf::from(key), Some(ByteBuf::from(value)));
+            self.apply_tenant_ops_blocking(tenant, vec![op])
+                .map_err(|e| err(e.to_string()))?;
+            return Ok(HeadStored::Stored);
+        }
         contained(|| {
             store.tree.insert(key, value)?;
             store.db.flush().map(drop)
         })
         .map_err(err)?
-        .map_err(|e| err(e.to_string()))
+        .map_err(|e| err(e.to_string()))?;
+        Ok(HeadStored::Stored)
     }
 
     /// The signed heads of `tenant` at or below `upto`, the newest `max` of them, in ascending
@@ -85,3 +110,6 @@ impl EventLog {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests;
