@@ -328,17 +328,12 @@ impl Keyring {
         Ok(found)
     }
 
-    /// The session's data key for a new event: the stored one, else a fresh one, wrapped and
-    /// inserted into `tree` (made durable by the flush of the batch that uses it), and the
-    /// tenant's KEK made first when it has none.
-    pub fn write_key(
-        &self,
-        tree: &sled::Tree,
-        scope: &SealScope<'_>,
-    ) -> Result<DataKey, KeyringError> {
-        if let Some(k) = self.read_key(tree, scope)? {
-            return Ok(k);
-        }
+    /// A fresh data key for the session `scope`, which has none: the key, and the log entry
+    /// that stores it wrapped by the tenant's KEK (made first when the tenant has none) as
+    /// `(sled key, wrapped key)`. Neither inserted nor cached: the writer stages the entry with
+    /// the session's events (so it reaches the stream on the JetStream backend and is undone
+    /// with them), and a later read finds it in the log.
+    pub fn new_key(&self, scope: &SealScope<'_>) -> Result<NewKey, KeyringError> {
         let kek = match self.keks(scope.tenant)?.into_iter().next() {
             Some(kek) => kek,
             None => {
@@ -349,9 +344,29 @@ impl Keyring {
         };
         let data_key = DataKey::generate();
         let key = keys::data_key_key(scope.tenant, scope.env, scope.team, scope.session);
-        tree.insert(key.clone(), seal::wrap_key(&kek, scope, &data_key))?;
-        self.remember(key, data_key.clone());
-        Ok(data_key)
+        let wrapped = seal::wrap_key(&kek, scope, &data_key);
+        Ok(NewKey {
+            key,
+            wrapped,
+            data_key,
+        })
+    }
+
+    /// The session's data key for a new event: the stored one, else a fresh one ([`Keyring::new_key`])
+    /// inserted into `tree` at once.
+    #[cfg(test)]
+    pub fn write_key(
+        &self,
+        tree: &sled::Tree,
+        scope: &SealScope<'_>,
+    ) -> Result<DataKey, KeyringError> {
+        if let Some(k) = self.read_key(tree, scope)? {
+            return Ok(k);
+        }
+        let made = self.new_key(scope)?;
+        tree.insert(made.key.clone(), made.wrapped)?;
+        self.remember(made.key, made.data_key.clone());
+        Ok(made.data_key)
     }
 
     /// Destroys the data keys of the sessions `erased` (all of `tenant`; see the module doc):
@@ -404,6 +419,15 @@ impl Keyring {
         }
         Ok(destroyed)
     }
+}
+
+/// A fresh data key and the log entry that stores it ([`Keyring::new_key`]).
+pub struct NewKey {
+    /// The entry's sled key, `{t}\0K{env}\0{team}\0{session}`.
+    pub key: Vec<u8>,
+    /// The data key wrapped by the tenant's KEK.
+    pub wrapped: Vec<u8>,
+    pub data_key: DataKey,
 }
 
 /// The ids of a wrapped key's sled key, owned.

@@ -409,17 +409,15 @@ impl EventLog {
 
     /// Opens the log with the JetStream backend: `dir` holds this node's cache of the stream,
     /// brought to the stream's records first (`replica::reconcile`); appends are acknowledged
-    /// once the stream acked them.
+    /// once the stream acked them. With `opts.keyring` it seals as the sled backend does: the
+    /// wrapped data keys travel in the stream's records, the KEKs stay in the key ring's secret
+    /// store, so only a single writer (no `[cluster]`, `crate::cluster::open_log`) gets one.
     pub fn open_replicated(
         dir: &Path,
         opts: &LogOptions,
         replica: Replica,
     ) -> Result<EventLog, OpenError> {
-        let opts = LogOptions {
-            keyring: None,
-            ..opts.clone()
-        };
-        EventLog::open_inner(dir, &opts, Some(Arc::new(replica)))
+        EventLog::open_inner(dir, opts, Some(Arc::new(replica)))
     }
 
     fn open_inner(
