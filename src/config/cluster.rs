@@ -83,8 +83,8 @@ pub struct LogConfig {
     /// backend).
     pub replicas: usize,
     /// Seal new events' personal fields under per-session data keys so that `tenantry erase`
-    /// can destroy them (`events::keyring`). Default true; the sled backend only (the
-    /// `jetstream` backend writes unsealed events whatever this says).
+    /// can destroy them (`events::keyring`). Default true; the sled backend and a single
+    /// `jetstream` node (a `[cluster]` node writes unsealed events whatever this says).
     pub seal: bool,
 }
 

@@ -54,13 +54,14 @@ mod syncer;
 mod writer;
 
 pub use census::LogCensus;
-pub use erase::{LogEraseError, LogErased};
+pub use erase::{LogEraseError, LogErased, CLUSTER_REFUSAL};
 pub use purge::{PurgeError, PurgeReport};
 pub use read::{
     ScopedReader, SessionEvents, StoredFrame, StoredFrames, TenantEvents, TenantReader,
 };
 pub use replica::{Replica, ReplicaError, ReplicaOptions};
 pub use retention::{RetentionAnchor, TrimError, TrimReport, TRIM_BATCH_FRAMES};
+pub use sled_files::hold_lock;
 
 use crate::events::codec::{Hash, FRAME_BYTES_MAX, GROUP_EVENTS_MAX};
 use crate::events::keyring::Keyring;
