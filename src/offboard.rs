@@ -14,8 +14,13 @@
 //! is never used); (2) the read models, under the tenant's fold lock, after the log so that no
 //! fold can bring them back; (3) the snapshot files; (4) the secrets.
 //!
-//! Only the sled backend: with JetStream the stream is shared by every node and another node
-//! may own the tenant, so deleting there is refused ([`OffboardError::Replicated`]).
+//! **JetStream.** The log range goes by the writer, as on sled, and the syncer then purges the
+//! tenant's subject from the stream (the point of no return there). Only the tenant's writer
+//! deletes: a cluster node that does not own the tenant is refused ([`OffboardError::NotOwner`];
+//! the admin route names the owner first, the offline command checks the lease bucket). The
+//! other nodes notice the purge: their follower removes the tenant's cache, and their
+//! read-model fold then drops its read models and snapshots (`Background`), as every node does
+//! at its next start for a tenant whose records went while it was down.
 
 use std::path::{Path, PathBuf};
 
@@ -105,12 +110,13 @@ impl Freed {
 /// removed; the marker stays, and running the deletion again finishes it.
 #[derive(Debug, thiserror::Error)]
 pub enum OffboardError {
-    /// The log is the JetStream backend's.
+    /// A cluster node that does not own the tenant (JetStream): only its writer may delete it.
+    /// Delete on the owner (`tenantry cluster status` names it); nothing was changed.
     #[error(
-        "deleting a tenant is supported on the sled log backend only; with [log] backend = \
-         \"jetstream\" the stream is shared by every node (see docs/cli.md#tenant-delete)"
+        "tenant {0} is owned by another node of the cluster: delete it there (DELETE \
+         /api/v1/tenants/{0}; `tenantry cluster status` names the owner); nothing was changed"
     )]
-    Replicated,
+    NotOwner(TenantId),
     /// The marker file could not be written or removed.
     #[error("offboarding marker {path}: {source}")]
     Marker {
@@ -155,9 +161,10 @@ pub fn interrupted(data_dir: &Path) -> Vec<TenantId> {
     out
 }
 
-/// Deletes `tenant`'s data from `log` (sled), `projector`'s read models and `data_dir`'s
-/// snapshots and secrets, in the order the module doc gives. The caller makes sure nothing
-/// writes for `tenant` meanwhile (offline: the data dir's lock; `serve`: the runtime's
+/// Deletes `tenant`'s data from `log` (sled, or the JetStream stream and this node's cache),
+/// `projector`'s read models and `data_dir`'s snapshots and secrets, in the order the module
+/// doc gives. The caller makes sure nothing writes for `tenant` meanwhile (offline: the data
+/// dir's lock, and with JetStream no live lease; `serve`: the runtime's
 /// [`pause_tenant`](crate::actors::runtime::Runtime::pause_tenant)).
 pub fn offboard_tenant(
     log: &EventLog,
@@ -165,8 +172,8 @@ pub fn offboard_tenant(
     data_dir: &Path,
     tenant: &TenantId,
 ) -> Result<Freed, OffboardError> {
-    if log.replica().is_some() {
-        return Err(OffboardError::Replicated);
+    if !log.owns(tenant) {
+        return Err(OffboardError::NotOwner(tenant.clone()));
     }
     let marker = marker(data_dir, tenant);
     let marker_err = |source| OffboardError::Marker {

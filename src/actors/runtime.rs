@@ -238,12 +238,18 @@ impl Runtime {
     /// Whether this node handles `tenant`'s messages itself: always without a cluster; in one,
     /// when its placement says `Local` (else `submit` forwards them, or waits for an owner).
     pub fn handles_here(&self, tenant: &TenantId) -> bool {
+        self.route(tenant) == Route::Local
+    }
+
+    /// Where `tenant`'s messages go from this node: `Local` without a cluster, else what its
+    /// placement says (the owner's name for a tenant another node owns).
+    pub fn route(&self, tenant: &TenantId) -> Route {
         self.inner
             .shared
             .opts
             .forwarding
             .as_ref()
-            .is_none_or(|f| f.route(tenant) == Route::Local)
+            .map_or(Route::Local, |f| f.route(tenant))
     }
 
     /// [`submit`](Self::submit) without asking the placement: the message is handled here.

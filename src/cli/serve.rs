@@ -25,6 +25,23 @@ use crate::projections::projector::{Background, Projector};
 use crate::projections::snapshot::SnapshotStore;
 use crate::tenancy::TenantId;
 
+/// The read models' background fold of the served tenants; it drops a deleted tenant's read
+/// models with its snapshots.
+fn fold_read_models(
+    log: &EventLog,
+    projector: &Arc<Projector>,
+    snapshots: &SnapshotStore,
+    served: &[TenantId],
+) -> std::io::Result<Background> {
+    Background::start(
+        log.clone(),
+        projector.clone(),
+        snapshots.clone(),
+        served.to_vec(),
+        READ_MODEL_INTERVAL,
+    )
+}
+
 pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path)?;
     let data_dir = config.server().data_dir.clone();
@@ -51,16 +68,11 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         };
         let placement =
             cluster_forwarding(&config, client.as_ref(), &mut opts, leases_for_runtime).await?;
-        let runtime = Runtime::start(&config, log.clone(), snapshots, opts);
+        let runtime = Runtime::start(&config, log.clone(), snapshots.clone(), opts);
         // One quota per tenant, charged by HTTP requests and NATS messages alike.
         let quotas = Arc::new(crate::edge::quota::Quotas::for_config(&config));
         let served: Vec<TenantId> = runtime.tenants().cloned().collect();
-        let _read_models = Background::start(
-            log.clone(),
-            projector.clone(),
-            served.clone(),
-            READ_MODEL_INTERVAL,
-        )?;
+        let _read_models = fold_read_models(&log, &projector, &snapshots, &served)?;
         // NATS: ingress stops right after HTTP at shutdown; egress last, so that it publishes
         // the replies of the drained messages.
         let (stop_nats, stop) = tokio::sync::watch::channel(false);

@@ -1,7 +1,9 @@
 //! `tenantry tenant delete T`: offboarding, offline (docs/cli.md#tenant-delete). Deletes the
 //! tenant's data from the data dir with [`crate::offboard::offboard_tenant`] and prints what it
 //! freed. Refuses while a server holds the data dir (then `DELETE /api/v1/tenants/{tenant}` with
-//! an `admin` token does it online), and on the JetStream backend.
+//! an `admin` token does it online); with the JetStream backend (its offline cache,
+//! `log-offline`), while a live cluster node holds the tenant's lease (the same online route, on
+//! that node).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -25,8 +27,8 @@ pub struct TenantArgs {
 enum TenantAction {
     /// Delete every event, session, idempotency record, signed chain head, read model,
     /// snapshot and secret of the tenant from the data dir, and print what was freed. Offline
-    /// (a running server: DELETE /api/v1/tenants/{tenant} with an admin token); sled backend
-    /// only. Running it again frees nothing.
+    /// (a running server: DELETE /api/v1/tenants/{tenant} with an admin token; with JetStream,
+    /// refused while a live node holds the tenant's lease). Running it again frees nothing.
     Delete(DeleteArgs),
 }
 
@@ -50,13 +52,6 @@ pub(super) fn run(args: &TenantArgs, config: &Config) -> anyhow::Result<ExitCode
 
 fn delete(args: &DeleteArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let tenant = &args.tenant;
-    if config.log().backend == LogBackend::JetStream {
-        anyhow::bail!(
-            "tenant delete supports the sled log backend only: with [log] backend = \
-             \"jetstream\" the stream is shared by every node, and deleting a tenant there is \
-             not implemented (nothing was changed)"
-        );
-    }
     let data_dir = &config.server().data_dir;
     let log = crate::audit::open_log(config).map_err(|e| match e {
         crate::audit::AuditError::InUse(dir) => anyhow::anyhow!(
@@ -67,6 +62,9 @@ fn delete(args: &DeleteArgs, config: &Config) -> anyhow::Result<ExitCode> {
         ),
         other => anyhow::Error::new(other),
     })?;
+    if config.log().backend == LogBackend::JetStream {
+        refuse_if_leased(&log, tenant)?;
+    }
     if !args.yes && !confirmed(tenant, data_dir)? {
         eprintln!("not deleted");
         return Ok(ExitCode::FAILURE);
@@ -94,6 +92,22 @@ fn delete(args: &DeleteArgs, config: &Config) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// With JetStream: refuses while a live node holds the tenant's lease (it writes the tenant and
+/// serves it from its own cache; deleting under it is the owner's job, online).
+fn refuse_if_leased(log: &crate::events::log::EventLog, tenant: &TenantId) -> anyhow::Result<()> {
+    let holder = crate::cluster::lease::holder(log, tenant)
+        .with_context(|| format!("checking whether a node holds tenant {tenant}'s lease"))?;
+    if let Some(node) = holder {
+        anyhow::bail!(
+            "tenant {tenant} is held by node {node} of the cluster (its lease is live): delete \
+             it online on that node with DELETE /api/v1/tenants/{tenant} and a token with the \
+             admin scope (`tenantry token --tenant {tenant} --env E --scope admin`), or stop \
+             every node first (nothing was changed)"
+        );
+    }
+    Ok(())
 }
 
 /// Asks on the terminal; without one, refuses and names the flag.

@@ -116,6 +116,47 @@ pub fn bucket(log: &EventLog, lease_ttl: Duration) -> Result<kv::Store, LeaseErr
         })
 }
 
+/// The node holding `tenant`'s lease in the lease bucket of `log`'s stream, if any: a lease
+/// lives `[cluster] lease_ttl` after its last renewal, so a holder is a live node (or one dead
+/// for less than that). `None` when nobody holds it, or when the stream has no lease bucket (no
+/// cluster node ever ran on it). Does not create the bucket; for the offline commands.
+pub fn holder(log: &EventLog, tenant: &TenantId) -> Result<Option<String>, LeaseError> {
+    use async_nats::jetstream::context::GetStreamErrorKind;
+    use async_nats::jetstream::ErrorCode;
+    let replica = log.replica().ok_or(LeaseError::NotClustered)?;
+    let name = bucket_name(replica.stream_name());
+    let error = |detail: String| LeaseError::Bucket {
+        bucket: name.clone(),
+        detail,
+    };
+    let js = replica.jetstream();
+    replica.block_on(async {
+        // A missing bucket is asked for as a stream, whose error says "not found" for sure.
+        match js.get_stream(format!("KV_{name}")).await {
+            Ok(_) => {}
+            Err(e) => match e.kind() {
+                GetStreamErrorKind::JetStream(je)
+                    if je.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    return Ok(None)
+                }
+                _ => return Err(error(e.to_string())),
+            },
+        }
+        let kv = js
+            .get_key_value(name.as_str())
+            .await
+            .map_err(|e| error(e.to_string()))?;
+        let entry = kv
+            .entry(tenant_key(tenant))
+            .await
+            .map_err(|e| error(e.to_string()))?;
+        Ok(entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .map(|e| String::from_utf8_lossy(&e.value).into_owned()))
+    })
+}
+
 impl Leases {
     /// Starts renewing and taking leases for `tenants` (the tenants of the config) every
     /// [`tick_interval`]; the first round runs before this returns.

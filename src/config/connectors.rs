@@ -1,5 +1,5 @@
 //! `[connectors]`: the connector registry's heartbeat interval and the outboxes' time to live
-//! (docs/config.md, docs/http.md "Connectors").
+//! (docs/config.md, docs/connectors.md "Connectors").
 //!
 //! Invariant: a loaded [`ConnectorsConfig`] has `heartbeat_interval` within
 //! [`HEARTBEAT_INTERVAL_MIN`]`..=`[`HEARTBEAT_INTERVAL_MAX`] and `outbox_ttl` within

@@ -1,4 +1,4 @@
-//! The connector registry (docs/http.md "Connectors"): the processes that bridge a channel
+//! The connector registry (docs/connectors.md "Connectors"): the processes that bridge a channel
 //! (Slack, a web chat...) to tenantry register with `POST /api/v1/connectors`, heartbeat, and are
 //! listed with their state. [`Registry`] holds each node's view in memory; every registration
 //! and state change is an event in the tenant's log, in the connector's *system session*:

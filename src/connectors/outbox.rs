@@ -1,4 +1,4 @@
-//! A connector's outbox (docs/http.md "Outbox"): not a copy of the replies but a cursor over
+//! A connector's outbox (docs/connectors.md "Outbox"): not a copy of the replies but a cursor over
 //! the tenant's log. Its pending replies are the `ReplySent` events of the connector's env, team
 //! and channel with a `tenant_seq` past its cursor; the cursor starts at the `tenant_seq` of the
 //! connector's first registration and moves only by durable events of its system session

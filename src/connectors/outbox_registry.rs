@@ -1,7 +1,7 @@
 //! The outbox's writes on the [`Registry`]: reads hand out cursors ([`Registry::outbox_read`]),
 //! acks move a connector's cursor ([`Registry::ack`], an `OutboxAcked` event), and the
 //! dead-letter sweep gives up replies older than `connectors.outbox_ttl`
-//! ([`Registry::dead_letter`], an `OutboxDeadLettered` event). Docs: docs/http.md "Outbox".
+//! ([`Registry::dead_letter`], an `OutboxDeadLettered` event). Docs: docs/connectors.md "Outbox".
 //!
 //! Invariants: a cursor moves only forward and only after its event is durable; an ack may not
 //! pass the highest cursor an outbox read handed out on this node (a restarted node hands the

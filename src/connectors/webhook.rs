@@ -1,4 +1,4 @@
-//! The built-in webhook connector (docs/http.md "Webhook delivery"): a channel with `provider =
+//! The built-in webhook connector (docs/connectors.md "Webhook delivery"): a channel with `provider =
 //! "webhook"` and `config.url` has its replies POSTed there as JSON, signed with the tenant's
 //! (or team's) secret `webhook_secret`.
 //!

@@ -14,6 +14,7 @@
 //! {t}\0 H {tenant_seq:be64}                          -> signed chain head (audit::anchor)
 //! {t}\0 A                                            -> retention anchor (log::retention)
 //! {t}\0 K {env}\0{team}\0{session}                    -> session data key, wrapped (events::keyring)
+//! {t}\0 R                                            -> tenant ops revision (be64, log::ops)
 //! ```
 //!
 //! Big-endian numbers make sled's byte order equal numeric order.
@@ -28,6 +29,12 @@ pub(crate) const TAG_OPEN_SESSION: u8 = b'O';
 pub(crate) const TAG_SIGNED_HEAD: u8 = b'H';
 pub(crate) const TAG_RETENTION_ANCHOR: u8 = b'A';
 pub(crate) const TAG_DATA_KEY: u8 = b'K';
+pub(crate) const TAG_OPS_REVISION: u8 = b'R';
+
+/// `{t}\0 R`: how many tenant-ops records the tenant's log has had (`log::ops`).
+pub(crate) fn ops_revision_key(tenant: &TenantId) -> Vec<u8> {
+    family(tenant, TAG_OPS_REVISION, 0)
+}
 
 /// `{t}\0 A`: the tenant's one retention anchor (where its trimmed log starts).
 pub(crate) fn retention_anchor_key(tenant: &TenantId) -> Vec<u8> {

@@ -43,6 +43,7 @@ pub mod follow;
 mod heads;
 mod idempotency;
 mod meta;
+mod ops;
 mod purge;
 mod read;
 mod recover;
@@ -238,6 +239,14 @@ pub enum AppendError {
     /// [`RECOVERY_RETRY`] (it succeeds once the cause, e.g. a full disk, is gone). Map to 503.
     #[error("event log write failed: {0}")]
     Failed(String),
+    /// A tenant op ([`EventLog::apply_tenant_ops_blocking`]) names a key outside the tenant's
+    /// range, or the log's own ops revision key. Nothing was written.
+    #[error("tenant {tenant}: op key {key} is not a key of the tenant the caller may write (keys start with the tenant's prefix; the ops revision key is the log's own)")]
+    ForeignKey { tenant: TenantId, key: String },
+    /// Tenant ops for a tenant without events: there is no log to write beside. Nothing was
+    /// written.
+    #[error("tenant {0} has no events: tenant ops apply only beside an existing log")]
+    NoLog(TenantId),
 }
 
 /// Why the log could not be opened.
@@ -365,6 +374,11 @@ enum Request {
     DeleteTenant {
         tenant: TenantId,
         reply: oneshot::Sender<Result<u64, AppendError>>,
+    },
+    TenantOps {
+        tenant: TenantId,
+        ops: Vec<replica::Op>,
+        reply: oneshot::Sender<Result<(), AppendError>>,
     },
     Adopt {
         tenant: TenantId,

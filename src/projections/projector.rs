@@ -32,6 +32,7 @@ use crate::events::projection::{ProjectionError, ProjectionTree};
 use crate::events::schema::decode_limited;
 use crate::events::schema::KindView;
 use crate::projections::session::SessionState;
+use crate::projections::snapshot::SnapshotStore;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
 use fold::{CommitWhen, Start};
 
@@ -62,6 +63,10 @@ pub enum ProjectorError {
     /// The projection tree failed; rebuilding the projection may help.
     #[error(transparent)]
     Store(#[from] ProjectionError),
+    /// A deleted tenant's snapshots could not be removed (names the file); its read models
+    /// stay until the next try.
+    #[error(transparent)]
+    Snapshots(#[from] crate::projections::snapshot::SnapshotError),
     /// A stored value does not decode; rebuild the tenant's projection.
     #[error("tenant {tenant}: corrupt read model entry: {detail}")]
     Corrupt { tenant: TenantId, detail: String },
@@ -268,6 +273,33 @@ impl Projector {
     pub fn forget_tenant(&self, tenant: &TenantId) -> Result<u64, ProjectorError> {
         let lock = self.fold_lock(tenant);
         let _one_fold = one_fold(&lock);
+        Ok(self.tree.clear_tenant(tenant)?)
+    }
+
+    /// Removes `tenant`'s read models when they hold events its log no longer has (their
+    /// checkpoint is past the log's head): the tenant was deleted, by this node or (JetStream)
+    /// by another one whose purge this node's log followed, or while this node was down. Its
+    /// snapshots in `snapshots` go first, so a crash in between leaves read models that the
+    /// next call finds again. Returns how many read-model entries went (0: they match the log).
+    /// Holds the tenant's fold lock. A cache caught mid-rebuild looks the same and only costs a
+    /// fold from scratch.
+    pub fn forget_if_deleted(
+        &self,
+        log: &EventLog,
+        snapshots: &SnapshotStore,
+        tenant: &TenantId,
+    ) -> Result<u64, ProjectorError> {
+        let lock = self.fold_lock(tenant);
+        let _one_fold = one_fold(&lock);
+        let checkpoint = self.tree.checkpoint(tenant)?;
+        if checkpoint == 0 {
+            return Ok(0);
+        }
+        let head = log.tenant(tenant).head()?.map_or(0, |h| h.tenant_seq);
+        if head >= checkpoint {
+            return Ok(0);
+        }
+        snapshots.remove_tenant(tenant)?;
         Ok(self.tree.clear_tenant(tenant)?)
     }
 
@@ -505,17 +537,22 @@ impl Projector {
 }
 
 /// Keeps the read models of a set of tenants caught up in a background thread while a server
-/// runs; stops (after the fold in progress) when dropped.
+/// runs; stops (after the fold in progress) when dropped. A tenant whose log lost the events
+/// its read models hold (deleted: [`Projector::forget_if_deleted`]) loses its read models and
+/// its session snapshots on this node first, so a node stops serving a tenant another node
+/// deleted, or that was deleted while it was down, within a round.
 pub struct Background {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Background {
-    /// Every `every`, folds whatever each tenant appended since the last round.
+    /// Every `every`, folds whatever each tenant appended since the last round (`snapshots`:
+    /// the node's session snapshots, removed with a deleted tenant's read models).
     pub fn start(
         log: EventLog,
         projector: std::sync::Arc<Projector>,
+        snapshots: SnapshotStore,
         tenants: Vec<TenantId>,
         every: std::time::Duration,
     ) -> std::io::Result<Background> {
@@ -526,6 +563,7 @@ impl Background {
             .spawn(move || {
                 while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                     for tenant in &tenants {
+                        forget_if_deleted(&log, &projector, &snapshots, tenant);
                         if let Err(e) = projector.catch_up(&log, tenant, &mut |_| {}) {
                             tracing::error!(tenant = %tenant, error = %e, "read model fold failed");
                         }
@@ -537,6 +575,25 @@ impl Background {
             stop,
             thread: Some(thread),
         })
+    }
+}
+
+/// [`Projector::forget_if_deleted`], logged.
+fn forget_if_deleted(
+    log: &EventLog,
+    projector: &Projector,
+    snapshots: &SnapshotStore,
+    tenant: &TenantId,
+) {
+    match projector.forget_if_deleted(log, snapshots, tenant) {
+        Ok(0) => {}
+        Ok(rows) => {
+            tracing::warn!(tenant = %tenant, rows,
+                "the tenant's log was deleted: its read models and snapshots on this node were removed");
+        }
+        Err(e) => {
+            tracing::error!(tenant = %tenant, error = %e, "checking a tenant's read models against its log failed");
+        }
     }
 }
 

@@ -146,6 +146,11 @@ fn console_and_openapi_are_served_without_auth_with_strict_headers() {
             "use strict",
         ),
         (
+            "/console/reports.js",
+            "text/javascript; charset=utf-8",
+            "function drawChart",
+        ),
+        (
             "/console/app.css",
             "text/css; charset=utf-8",
             ":focus-visible",

@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 use crate::support::{claims, sign, Reply, Serve, ServeProcess};
 
 /// Text of acme's messages; must vanish with acme.
-const CANARY: &str = "acme-offboard-canary";
+pub(crate) const CANARY: &str = "acme-offboard-canary";
 
-fn tenantry(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
+pub(crate) fn tenantry(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
         .current_dir(dir)
@@ -32,7 +32,7 @@ fn tenantry(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -40,7 +40,7 @@ fn text(bytes: &[u8]) -> String {
 type Refusal = (Vec<(&'static str, String)>, u16, &'static str);
 
 /// A bearer token of `tenant` in `env` with these extra claims (`scope`, `team`).
-fn bearer(tenant: &str, env: &str, extra: &[(&str, &str)]) -> String {
+pub(crate) fn bearer(tenant: &str, env: &str, extra: &[(&str, &str)]) -> String {
     let mut c = claims(tenant);
     c["env"] = json!(env);
     for (k, v) in extra {
@@ -49,7 +49,7 @@ fn bearer(tenant: &str, env: &str, extra: &[(&str, &str)]) -> String {
     format!("Bearer {}", sign(&c))
 }
 
-fn post(server: &ServeProcess, tenant: &str, body: Value) -> Value {
+pub(crate) fn post(server: &ServeProcess, tenant: &str, body: Value) -> Value {
     let auth = bearer(tenant, "prod", &[]);
     server
         .post(
@@ -61,7 +61,7 @@ fn post(server: &ServeProcess, tenant: &str, body: Value) -> Value {
 }
 
 /// Both tenants' messages, with message ids (idempotency records) and acme's canary.
-fn traffic(server: &ServeProcess, round: &str) {
+pub(crate) fn traffic(server: &ServeProcess, round: &str) {
     for (i, user) in ["ada", "bob"].iter().enumerate() {
         post(
             server,
@@ -78,7 +78,7 @@ fn traffic(server: &ServeProcess, round: &str) {
     }
 }
 
-fn delete(server: &ServeProcess, path: &str, headers: &[(&str, &str)]) -> Reply {
+pub(crate) fn delete(server: &ServeProcess, path: &str, headers: &[(&str, &str)]) -> Reply {
     crate::support::read(
         headers
             .iter()
@@ -90,7 +90,7 @@ fn delete(server: &ServeProcess, path: &str, headers: &[(&str, &str)]) -> Reply 
 }
 
 /// What a tenant's own whole-tenant caller sees: chain verification, export, usage.
-fn views(server: &ServeProcess, tenant: &str) -> (String, String, String) {
+pub(crate) fn views(server: &ServeProcess, tenant: &str) -> (String, String, String) {
     let get = |path: &str| {
         let reply = server.get_as(tenant, path);
         assert_eq!(reply.status, 200, "{tenant} {path}: {}", reply.body);
@@ -104,7 +104,7 @@ fn views(server: &ServeProcess, tenant: &str) -> (String, String, String) {
 }
 
 /// The events a verification's result line counts (more than zero).
-fn chain_events(verify: &str) -> u64 {
+pub(crate) fn chain_events(verify: &str) -> u64 {
     let last: Value = serde_json::from_str(verify.lines().last().unwrap()).unwrap();
     let events = last["result"]["events"].as_u64().unwrap();
     assert!(events > 0 && last["result"]["ok"] == true, "{verify}");

@@ -1,4 +1,4 @@
-//! Connectors' outboxes against the real server (docs/http.md#outbox): replies of a connector's
+//! Connectors' outboxes against the real server (docs/connectors.md#outbox): replies of a connector's
 //! env, team and channel are read with a cursor and acknowledged; unacked replies and the
 //! cursor survive restarts; a long poll wakes when a reply is appended; replies older than
 //! `connectors.outbox_ttl` become a dead letter; every cross-tenant, env, team, channel and

@@ -1,4 +1,4 @@
-//! The connector registry against the real server (docs/http.md#connectors): registration and
+//! The connector registry against the real server (docs/connectors.md#connectors): registration and
 //! its token, env and team rules, heartbeats and the live/stale/dead decay, self-healing after
 //! the registry lost a connector, the events in the audit export, and every cross-tenant, env,
 //! team, channel and connector use of a connector token refused.

@@ -109,3 +109,22 @@ fn rendezvous_hashing_is_the_same_on_every_node_and_spreads_tenants() {
         }
     }
 }
+
+/// What the offline `tenant delete` asks: no bucket (no cluster node ever ran) and a given-back
+/// lease are no holder; a live lease names its node. Asking creates no bucket.
+#[test]
+fn the_holder_of_a_lease_is_the_live_node_that_took_it() {
+    let server = JetStreamServer::start();
+    let (a_dir, offline_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let offline = server.open(offline_dir.path(), "LOG", "offline").unwrap();
+    assert_eq!(holder(&offline, &id("acme")).unwrap(), None);
+    let replica = offline.replica().unwrap();
+    let js = replica.jetstream();
+    let bucket = replica.block_on(js.get_stream(format!("KV_{}", bucket_name("LOG"))));
+    assert!(bucket.is_err(), "asking made a bucket");
+    let a = Leases::start(server.open_node(a_dir.path(), "a"), vec![id("acme")], TTL).unwrap();
+    assert_eq!(holder(&offline, &id("acme")).unwrap().as_deref(), Some("a"));
+    assert_eq!(holder(&offline, &id("globex")).unwrap(), None);
+    a.stop();
+    assert_eq!(holder(&offline, &id("acme")).unwrap(), None);
+}

@@ -13,8 +13,10 @@
 //! - Nothing writes for the tenant while its data is removed: the runtime refuses its messages
 //!   and stops its sessions first (`Runtime::pause_tenant`), and serves it again, empty,
 //!   once the deletion answered.
-//! - A tenant delete only on the sled log backend (JetStream: 501 `not_supported`); a session
-//!   erasure on sled and on a single JetStream node, not on a `[cluster]` node (501
+//! - Only the tenant's writer deletes: in a cluster (JetStream) a node that does not own the
+//!   tenant answers 409 `not_owner` naming the owner (the request is not forwarded); the other
+//!   nodes notice the purged stream subject and drop their copies (see [`crate::offboard`]).
+//! - Erasing a session on sled and on a single JetStream node, not on a `[cluster]` node (501
 //!   `not_supported`, naming why: [`CLUSTER_REFUSAL`]).
 
 use actix_web::{web, HttpResponse};
@@ -22,14 +24,11 @@ use actix_web::{web, HttpResponse};
 use super::error::ApiError;
 use super::routes::{find_session, session_of};
 use super::state::{blocking, read_team, EdgeState};
+use crate::cluster::placement::Route;
 use crate::edge::auth::{AuthError, Caller, Scope};
 use crate::events::log::{LogEraseError, CLUSTER_REFUSAL};
 use crate::offboard::{offboard_tenant, OffboardError};
 use crate::tenancy::TenantId;
-
-/// The refusal on the JetStream backend.
-const REPLICATED: &str = "deleting a tenant is supported on the sled log backend only: with \
-     the JetStream backend the stream is shared by every node; see docs/http.md#admin";
 
 /// `DELETE /api/v1/tenants/{tenant}`: deletes the tenant's log range (events, sessions,
 /// idempotency records, signed heads), read models, snapshots, secrets and metrics series;
@@ -49,8 +48,14 @@ pub(super) async fn delete_tenant(
     if tenant != caller.tenant {
         return Err(AuthError::TenantMismatch.into());
     }
-    if state.runtime().log().replica().is_some() {
-        return Err(ApiError::NotSupported(REPLICATED));
+    let not_owner = |owner| ApiError::NotOwner {
+        tenant: tenant.to_string(),
+        owner,
+    };
+    match state.runtime().route(&tenant) {
+        Route::Local => {}
+        Route::Remote(owner) => return Err(not_owner(Some(owner))),
+        Route::Unowned => return Err(not_owner(None)),
     }
     let pause = state.runtime().pause_tenant(&tenant).await?;
     let deleting = tenant.clone();
@@ -60,7 +65,10 @@ pub(super) async fn delete_tenant(
         let log = state.runtime().log();
         let mut freed = offboard_tenant(log, state.projector(), state.data_dir(), &deleting)
             .map_err(|e| match e {
-                OffboardError::Replicated => ApiError::NotSupported(REPLICATED),
+                OffboardError::NotOwner(tenant) => ApiError::NotOwner {
+                    tenant: tenant.to_string(),
+                    owner: None,
+                },
                 other => ApiError::Internal(other.to_string()),
             })?;
         let envs: Vec<crate::tenancy::EnvId> = state

@@ -1,4 +1,4 @@
-//! The connector registry's routes (docs/http.md#connectors): `POST /api/v1/connectors`
+//! The connector registry's routes (docs/connectors.md#connectors): `POST /api/v1/connectors`
 //! (register; a token with the `connectors` or `admin` scope), `GET /api/v1/connectors` (the
 //! env's connectors with their state; same scopes), `POST /api/v1/connectors/{id}/heartbeat`
 //! (the connector's own token), and the check that holds a connector token's messages to its

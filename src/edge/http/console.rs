@@ -22,6 +22,7 @@ pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
 
 const INDEX_HTML: &str = include_str!("../../../console/index.html");
 const APP_JS: &str = include_str!("../../../console/app.js");
+const REPORTS_JS: &str = include_str!("../../../console/reports.js");
 const APP_CSS: &str = include_str!("../../../console/app.css");
 
 /// Where the page's `<meta name="tenantry-routes">` takes the route list.
@@ -68,6 +69,12 @@ fn index_html() -> String {
 /// `GET /console/app.js`.
 pub(super) async fn script() -> HttpResponse {
     asset("text/javascript; charset=utf-8", APP_JS.to_owned())
+}
+
+/// `GET /console/reports.js`: the usage chart, connectors list and audit views (loaded before
+/// `app.js`, which wires them).
+pub(super) async fn reports_script() -> HttpResponse {
+    asset("text/javascript; charset=utf-8", REPORTS_JS.to_owned())
 }
 
 /// `GET /console/app.css`.
@@ -242,9 +249,12 @@ mod tests {
                 "{method} {path}"
             );
         }
-        // The CSP forbids inline script: the page's only script is the embedded file.
-        assert_eq!(html.matches("<script").count(), 1, "{html}");
-        assert!(html.contains(r#"<script src="app.js" defer></script>"#));
+        // The CSP forbids inline script: the page's only scripts are the embedded files, the
+        // reports first (app.js wires their functions at once).
+        assert_eq!(html.matches("<script").count(), 2, "{html}");
+        let reports = html.find(r#"<script src="reports.js" defer></script>"#);
+        let app = html.find(r#"<script src="app.js" defer></script>"#);
+        assert!(reports.is_some() && reports < app, "{html}");
         assert!(!html.contains("http://") && !html.contains("https://"));
         assert!(
             !html.contains("style="),

@@ -134,7 +134,16 @@ pub enum ApiError {
     /// A connector registry refusal; see [`ApiError::status`] for each variant.
     #[error(transparent)]
     Connector(crate::connectors::ConnectorError),
-    /// The operation is not available on this deployment (e.g. deleting a tenant on the
+    /// In a cluster, a tenant-wide operation (deleting the tenant) reached a node that does not
+    /// own the tenant; it is not forwarded. 409 `not_owner`, naming the owner when one is known.
+    #[error("{}", not_owner_message(tenant, owner.as_deref()))]
+    NotOwner {
+        /// The tenant.
+        tenant: String,
+        /// The node that owns it (`None`: none right now, a failover in progress).
+        owner: Option<String>,
+    },
+    /// The operation is not available on this deployment (e.g. erasing a session on the
     /// JetStream log backend). 501 `not_supported`.
     #[error("{0}")]
     NotSupported(&'static str),
@@ -257,6 +266,7 @@ impl ApiError {
                 },
                 false,
             ),
+            ApiError::NotOwner { .. } => ("not_owner", false),
             ApiError::NotSupported(_) => ("not_supported", false),
             ApiError::StreamsBusy { .. } => ("streams_busy", true),
             ApiError::WebhookNotFound => ("webhook_not_found", true),
@@ -329,7 +339,9 @@ impl ApiError {
             | ApiError::RouteNotFound
             | ApiError::WebhookNotFound => StatusCode::NOT_FOUND,
             ApiError::WebhookSignature(_) | ApiError::WebhookStale => StatusCode::UNAUTHORIZED,
-            ApiError::AmbiguousSession(_) | ApiError::EraseOffline(_) => StatusCode::CONFLICT,
+            ApiError::AmbiguousSession(_)
+            | ApiError::EraseOffline(_)
+            | ApiError::NotOwner { .. } => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -368,6 +380,20 @@ impl ApiError {
             _ if status.is_server_error() => INTERNAL_ERROR_MESSAGE.to_owned(),
             other => other.to_string(),
         }
+    }
+}
+
+/// The text of [`ApiError::NotOwner`].
+fn not_owner_message(tenant: &str, owner: Option<&str>) -> String {
+    match owner {
+        Some(owner) => format!(
+            "tenant {tenant} is owned by node {owner} of the cluster; this node only follows \
+             it: send DELETE /api/v1/tenants/{tenant} to node {owner} (nothing was changed)"
+        ),
+        None => format!(
+            "no node owns tenant {tenant} right now (a failover in progress); retry shortly \
+             (nothing was changed)"
+        ),
     }
 }
 

@@ -1,4 +1,4 @@
-//! A connector's outbox routes (docs/http.md#outbox): `GET /api/v1/connectors/{id}/outbox`
+//! A connector's outbox routes (docs/connectors.md#outbox): `GET /api/v1/connectors/{id}/outbox`
 //! (its pending replies and a cursor; `?wait=S` long-polls up to [`OUTBOX_WAIT_MAX_S`] seconds)
 //! and `POST /api/v1/connectors/{id}/outbox/ack` (`{"up_to": cursor}`).
 //!

@@ -51,6 +51,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/console"),
     ("GET", "/console/"),
     ("GET", "/console/app.js"),
+    ("GET", "/console/reports.js"),
     ("GET", "/console/app.css"),
     ("GET", "/api/v1/openapi.json"),
     ("POST", "/api/v1/messages"),
@@ -102,6 +103,7 @@ pub const ROUTE_SCOPES: &[(&str, &str, ScopeRule)] = &[
     ("GET", "/console", ScopeRule::Public),
     ("GET", "/console/", ScopeRule::Public),
     ("GET", "/console/app.js", ScopeRule::Public),
+    ("GET", "/console/reports.js", ScopeRule::Public),
     ("GET", "/console/app.css", ScopeRule::Public),
     ("GET", "/api/v1/openapi.json", ScopeRule::Public),
     ("POST", "/api/v1/messages", ScopeRule::Word(Scope::Messages)),
@@ -219,6 +221,11 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/console/app.js")
             .get(console::script)
+            .to(method_not_allowed),
+    )
+    .service(
+        web::resource("/console/reports.js")
+            .get(console::reports_script)
             .to(method_not_allowed),
     )
     .service(

@@ -1,4 +1,4 @@
-//! The live event streams of the HTTP API (Server-Sent Events, docs/http.md):
+//! The live event streams of the HTTP API (Server-Sent Events, docs/streams.md):
 //! `GET /api/v1/events/stream` (the tenant's new events in the token's env and the caller's
 //! team) and `GET /api/v1/sessions/{id}/events/stream` (one session, from its first event on).
 //!

@@ -1,5 +1,5 @@
 //! `POST /api/v1/webhooks/{tenant}/{env}/{team}/{channel}`: a message from an outside system,
-//! authenticated by an HMAC signature instead of a token (docs/http.md#inbound-webhooks).
+//! authenticated by an HMAC signature instead of a token (docs/connectors.md#inbound-webhooks).
 //!
 //! The channel must have `provider = "webhook"`. The sender signs the bytes
 //! `{X-Tenantry-Timestamp}.{body}` with HMAC-SHA256 under the secret `webhook_secret` found by

@@ -1,4 +1,4 @@
-//! The webhook delivery worker (docs/http.md#webhook-delivery): one task per node delivers the
+//! The webhook delivery worker (docs/connectors.md#webhook-delivery): one task per node delivers the
 //! replies of every webhook channel (`provider = "webhook"`, `config.url`) of every env of the
 //! tenants this node handles (in a cluster: the tenants it owns).
 //!

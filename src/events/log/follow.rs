@@ -1,5 +1,8 @@
 //! In a cluster, the tenants another node owns are *followed*: a thread polls the stream and
-//! applies their new records to this node's cache, so reads answer the same on every node.
+//! applies their new records to this node's cache, so reads answer the same on every node. A
+//! followed tenant whose subject became empty (its owner deleted it: offboarding purges the
+//! subject) is removed from the cache and forgotten here too; the read-model fold then drops
+//! its read models and snapshots (`projections::projector::Background`).
 //!
 //! Invariant: a tenant this node owns is never touched here (its cache is the stager's), and
 //! one tenant's cache is brought to the stream by one thread at a time (`Shared::sync`).
@@ -19,7 +22,7 @@ pub(super) fn start(shared: Weak<Shared>) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("tenantry-log-follow".into())
         .spawn(move || {
-            let mut seen = 0;
+            let mut seen = (0, 0);
             let mut failing = false;
             loop {
                 std::thread::sleep(FOLLOW_INTERVAL);
@@ -42,20 +45,32 @@ pub(super) fn start(shared: Weak<Shared>) -> std::io::Result<JoinHandle<()>> {
         })
 }
 
-/// One poll: when the stream moved past `seen`, brings every tenant this node does not own to
-/// its last record. Returns the stream's last sequence it covered.
-fn follow_once(shared: &Shared, seen: u64) -> Result<u64, String> {
+/// What the follower compares between polls: the stream's last sequence (moves with every
+/// record) and its message count (drops when a subject is purged, which leaves the last
+/// sequence as it was).
+type StreamMark = (u64, u64);
+
+/// One poll: when the stream changed since `seen`, brings every tenant this node does not own
+/// to its last record: the tenants with records, and the cached ones that have none any more
+/// (removed). Returns the stream's mark it covered.
+fn follow_once(shared: &Shared, seen: StreamMark) -> Result<StreamMark, String> {
     let Some(replica) = &shared.replica else {
         return Ok(seen);
     };
-    let last = replica.stream_last_seq().map_err(|e| e.to_string())?;
-    if last == seen {
+    let mark = replica.stream_mark().map_err(|e| e.to_string())?;
+    if mark == seen {
         return Ok(seen);
     }
     let Some(store) = shared.store() else {
         return Ok(seen);
     };
-    for tenant in replica.stream_tenants().map_err(|e| e.to_string())? {
+    let mut tenants = replica.stream_tenants().map_err(|e| e.to_string())?;
+    for cached in shared.frontier_tenants() {
+        if !tenants.contains(&cached) {
+            tenants.push(cached);
+        }
+    }
+    for tenant in tenants {
         if shared.owns(&tenant) {
             continue;
         }
@@ -66,9 +81,14 @@ fn follow_once(shared: &Shared, seen: u64) -> Result<u64, String> {
         let local = tenant_head(&store.tree, &tenant).map_err(|e| e.to_string())?;
         match replica.catch_up(&store.tree, &tenant, local) {
             Ok(Some((_, head))) => shared.set_frontier(&tenant, head.tenant_seq),
-            Ok(None) => shared.forget(&tenant),
+            Ok(None) => {
+                if local.is_some() {
+                    tracing::warn!(tenant = %tenant, "the stream has no records of this tenant any more (deleted): its cache was removed");
+                }
+                shared.forget(&tenant);
+            }
             Err(e) => return Err(e.to_string()),
         }
     }
-    Ok(last)
+    Ok(mark)
 }

@@ -137,6 +137,7 @@ impl Stager {
             .collect();
         self.heads = heads;
         self.sessions.clear();
+        self.revs.clear();
         // A data key made for a batch that failed may not be on disk: read them again.
         if let Some(ring) = &self.shared.opts.keyring {
             ring.forget_cached();

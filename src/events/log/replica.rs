@@ -3,7 +3,9 @@
 //!
 //! Each tenant has one subject in the stream, `{stream}.{tenant}`. A *record* on it holds the
 //! sled writes (key, value or removal) of one or more whole append groups of that tenant, in
-//! order, and the tenant's head (`tenant_seq`, chain hash) after them. The stager stages groups
+//! order, and the tenant's head (`tenant_seq`, chain hash) after them, or the writes of one batch
+//! of tenant ops (`log::ops`: the head unchanged, the tenant's ops revision raised; every record
+//! carries the revision after it). The stager stages groups
 //! exactly as with the sled backend (same frames, keys, seqs, chain); where the sled backend's
 //! syncer flushes and `fdatasync`s, this backend's syncer publishes the waiting batches' records
 //! (per tenant one record at a time, every tenant at once) and answers callers only after
@@ -125,7 +127,7 @@ pub enum ReplicaError {
 }
 
 /// One sled write: the key and its new value, `None` for a removal.
-pub(super) type Op = (ByteBuf, Option<ByteBuf>);
+pub type Op = (ByteBuf, Option<ByteBuf>);
 
 /// What one stream message holds (MessagePack).
 #[derive(Serialize, Deserialize)]
@@ -138,6 +140,11 @@ pub(super) struct Record {
     #[serde(with = "serde_bytes")]
     pub(super) head_hash: Vec<u8>,
     pub(super) ops: Vec<Op>,
+    /// The tenant's ops revision after the record (`log::ops`): a tenant-ops record keeps the
+    /// head and raises this, so a cache at the head but before the ops is told apart. Absent
+    /// in records written before it: 0.
+    #[serde(default)]
+    pub(super) rev: u64,
 }
 
 impl Record {
@@ -155,6 +162,8 @@ pub(super) struct Unit {
     pub(super) tenant: TenantId,
     /// The tenant's head after the group.
     pub(super) head: Head,
+    /// The tenant's ops revision after the group (see [`Record::rev`]).
+    pub(super) rev: u64,
     pub(super) ops: Vec<Op>,
 }
 
@@ -348,6 +357,7 @@ impl Replica {
             }
             record.head_seq = unit.head.tenant_seq;
             record.head_hash = unit.head.hash.to_vec();
+            record.rev = unit.rev;
             record.ops.extend(unit.ops);
             *size += bytes;
         }
@@ -370,6 +380,7 @@ impl Replica {
             head_seq: 0,
             head_hash: Vec::new(),
             ops: Vec::new(),
+            rev: 0,
         }
     }
 

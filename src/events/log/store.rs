@@ -181,6 +181,12 @@ impl Shared {
         }
     }
 
+    /// The tenants with something durable here (a cache entry, with JetStream).
+    pub(super) fn frontier_tenants(&self) -> Vec<TenantId> {
+        let frontier = self.frontier.read().unwrap_or_else(PoisonError::into_inner);
+        frontier.keys().cloned().collect()
+    }
+
     /// After a flush: `tenant` is durable up to `tenant_seq`.
     pub(super) fn advance(&self, tops: &[(TenantId, u64)]) {
         if tops.is_empty() {

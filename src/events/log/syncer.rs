@@ -147,8 +147,19 @@ pub(super) fn flush(store: &Store) -> Result<(), String> {
 pub(super) fn answer(applied: Applied, synced: &Result<(), String>) {
     match applied {
         Applied::Appends {
-            replies, failed, ..
+            replies,
+            failed,
+            ops_reply,
+            ..
         } => {
+            if let Some(reply) = ops_reply {
+                let result = match (synced, failed) {
+                    (Err(e), _) => Err(AppendError::Failed(e.clone())),
+                    (Ok(()), true) => Err(AppendError::Failed("tenant ops apply failed".into())),
+                    (Ok(()), false) => Ok(()),
+                };
+                let _ = reply.send(result);
+            }
             for (reply, result) in replies {
                 let result = match (result, synced, failed) {
                     (Ok(_), Err(e), _) => Err(AppendError::Failed(e.clone())),

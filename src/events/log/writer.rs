@@ -29,6 +29,7 @@
 //! variable.
 
 mod adopt;
+mod ops;
 mod seen;
 mod stage;
 
@@ -70,6 +71,8 @@ pub(super) enum Applied {
         tops: Vec<(TenantId, u64)>,
         /// With the JetStream backend: the batch's groups, for the stream.
         units: Vec<Unit>,
+        /// A batch of tenant ops (`ops.rs`, no groups): its caller, answered like a group's.
+        ops_reply: Option<ops::OpsReply>,
     },
     Delete {
         reply: oneshot::Sender<Result<u64, AppendError>>,
@@ -152,12 +155,13 @@ impl Staged {
     }
 
     /// After a group is staged: its writes become one unit for the stream.
-    fn end_unit(&mut self, tenant: &TenantId, head: Head) {
+    fn end_unit(&mut self, tenant: &TenantId, head: Head, rev: u64) {
         if self.replicate {
             let ops = std::mem::take(&mut self.unit_ops);
             self.units.push(Unit {
                 tenant: tenant.clone(),
                 head,
+                rev,
                 ops,
             });
         }
@@ -220,6 +224,8 @@ pub(super) struct Stager {
     pub(super) unconfirmed: VecDeque<(u64, Undo)>,
     /// When the last recovery was attempted.
     pub(super) last_recovery: Option<std::time::Instant>,
+    /// Per tenant, its ops revision (`log::ops`), read from the tree at first need.
+    pub(super) revs: HashMap<TenantId, u64>,
     ids: IdGen,
     /// Test-only fault: answer callers before the flush (see the module docs).
     #[cfg(debug_assertions)]
@@ -256,6 +262,7 @@ impl Stager {
             batch: 0,
             unconfirmed: VecDeque::new(),
             last_recovery: None,
+            revs: HashMap::new(),
             ids: IdGen::new(),
             #[cfg(debug_assertions)]
             ack_before_flush,
@@ -296,6 +303,21 @@ impl Stager {
                     }
                     Request::Adopt { tenant, reply } => {
                         let _ = reply.send(self.adopt(&tenant));
+                    }
+                    Request::TenantOps { tenant, ops, reply } => {
+                        // Not batched with appends either: apply what is staged first.
+                        let applied = self.apply(
+                            std::mem::replace(&mut staged, Staged::new(replicate)),
+                            std::mem::take(&mut replies),
+                        );
+                        if to_syncer.send(applied).is_err() {
+                            return;
+                        }
+                        if let Some(ops) = self.apply_ops(tree.as_ref(), &tenant, ops, reply) {
+                            if to_syncer.send(ops).is_err() {
+                                return;
+                            }
+                        }
                     }
                     Request::DeleteTenant { tenant, reply } => {
                         // Deletion is not batched with appends: apply what is staged first.
@@ -387,6 +409,7 @@ impl Stager {
             batch: self.batch,
             tops: staged.tops.into_iter().collect(),
             units: staged.units,
+            ops_reply: None,
         }
     }
 
@@ -424,6 +447,7 @@ impl Stager {
         };
         self.heads.remove(tenant);
         self.damaged.remove(tenant);
+        self.revs.remove(tenant);
         self.sessions.retain(|k, _| !k.starts_with(&prefix));
         self.seen.forget(tenant);
         result.map(|()| removed).map_err(|e| {
@@ -466,6 +490,7 @@ fn ack_now(applied: Applied) -> Applied {
             batch,
             tops,
             units,
+            ops_reply,
         } => {
             let answered = Applied::Appends {
                 replies,
@@ -474,6 +499,7 @@ fn ack_now(applied: Applied) -> Applied {
                 batch,
                 tops: Vec::new(),
                 units: Vec::new(),
+                ops_reply: None,
             };
             super::syncer::answer(answered, &Ok(()));
             Applied::Appends {
@@ -483,6 +509,7 @@ fn ack_now(applied: Applied) -> Applied {
                 batch,
                 tops,
                 units,
+                ops_reply,
             }
         }
         delete @ Applied::Delete { .. } => delete,

@@ -565,3 +565,53 @@ fn day_numbers_are_utc_dates_in_exactly_one_shape() {
         assert!(day_number(bad).is_err(), "{bad}");
     }
 }
+
+/// A node whose log lost a tenant's events (deleted here, or purged from the stream by another
+/// node) drops that tenant's read models and snapshots, and only that tenant's; read models
+/// that match the log are left alone.
+#[test]
+fn read_models_ahead_of_the_log_are_dropped_with_the_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
+    let snapshots = SnapshotStore::new(sessions.path().to_owned());
+    append_in(
+        &log,
+        ("acme", "support"),
+        "web",
+        "s1",
+        0,
+        DAY,
+        vec![msg("hi")],
+    );
+    append_acmex(&log, DAY, "hello");
+    let p = Projector::new(&log).unwrap();
+    for t in ["acme", "acmex"] {
+        p.catch_up(&log, &id(t), &mut |_| {}).unwrap();
+        std::fs::create_dir_all(sessions.path().join(t).join("prod")).unwrap();
+        std::fs::write(sessions.path().join(t).join("prod/s1.cbor"), b"x").unwrap();
+    }
+    let acmex = p.dump(&id("acmex")).unwrap();
+    assert_eq!(
+        p.forget_if_deleted(&log, &snapshots, &id("acme")).unwrap(),
+        0
+    );
+    assert!(sessions.path().join("acme").is_dir());
+
+    log.delete_tenant_blocking(&id("acme")).unwrap();
+    assert!(p.forget_if_deleted(&log, &snapshots, &id("acme")).unwrap() > 0);
+    assert!(p.dump(&id("acme")).unwrap().is_empty());
+    assert_eq!(p.checkpoint(&id("acme")).unwrap(), 0);
+    assert!(!sessions.path().join("acme").exists());
+    assert_eq!(
+        p.forget_if_deleted(&log, &snapshots, &id("acme")).unwrap(),
+        0
+    );
+    // acmex (acme's name is a prefix of it) keeps everything.
+    assert_eq!(p.dump(&id("acmex")).unwrap(), acmex);
+    assert_eq!(
+        p.forget_if_deleted(&log, &snapshots, &id("acmex")).unwrap(),
+        0
+    );
+    assert!(sessions.path().join("acmex/prod/s1.cbor").is_file());
+}

@@ -56,7 +56,8 @@ pub(in crate::events::log) fn reconcile(
                 its cache is left as it is; finish it with `tenantry migrate --to jetstream`");
             continue;
         }
-        if same_head(&record, local.get(tenant)) && !damaged.contains(tenant) {
+        let rev = local_rev(tree, tenant)?;
+        if same_head(&record, local.get(tenant), rev) && !damaged.contains(tenant) {
             done.kept += 1;
         } else if !damaged.contains(tenant)
             && replica.rt.block_on(replica.catch_up_from(
@@ -95,13 +96,21 @@ pub(super) fn unfinished_migration(record: &Record) -> bool {
     record.head_seq == 0 && !record.ops.is_empty()
 }
 
-/// Whether the record's head is the local head (a head at `tenant_seq` 0 is an empty tenant).
-pub(super) fn same_head(record: &Record, local: Option<&Head>) -> bool {
-    match (record.head(), local) {
+/// Whether the record's head and ops revision are the local ones (a head at `tenant_seq` 0 is
+/// an empty tenant). The revision tells apart a cache at the head but before later tenant-ops
+/// records, which keep the head.
+pub(super) fn same_head(record: &Record, local: Option<&Head>, local_rev: u64) -> bool {
+    let head = match (record.head(), local) {
         (Some(head), None) => head.tenant_seq == 0,
         (Some(head), Some(local)) => head == *local,
         (None, _) => false,
-    }
+    };
+    head && record.rev == local_rev
+}
+
+/// The tenant's ops revision in the cache.
+pub(super) fn local_rev(tree: &sled::Tree, tenant: &TenantId) -> Result<u64, ReplicaError> {
+    crate::events::log::ops::revision(tree, tenant).map_err(|e| ReplicaError::Cache(e.to_string()))
 }
 
 /// Removes every local key of the tenant.
@@ -224,13 +233,14 @@ impl Replica {
         let Some(local) = local else {
             return Ok(false);
         };
+        let rev = local_rev(tree, tenant)?;
         let mut tried = Vec::new();
         for &from in candidates.iter().flatten() {
             if from == 0 || from >= until || tried.contains(&from) {
                 continue;
             }
             tried.push(from);
-            if self.cache_at(tenant, from, local).await? {
+            if self.cache_at(tenant, from, local, rev).await? {
                 tracing::info!(tenant = %tenant, from, until, "catching the tenant's log cache up with the stream");
                 self.apply_range(tree, tenant, from + 1, until).await?;
                 return Ok(true);
@@ -239,12 +249,14 @@ impl Replica {
         Ok(false)
     }
 
-    /// Whether the tenant's record at stream sequence `from` has the head `local`.
-    async fn cache_at(
+    /// Whether the tenant's record at stream sequence `from` has the head `local` and the ops
+    /// revision `local_rev`.
+    pub(super) async fn cache_at(
         &self,
         tenant: &TenantId,
         from: u64,
         local: &Head,
+        local_rev: u64,
     ) -> Result<bool, ReplicaError> {
         let message = self
             .stream
@@ -258,7 +270,7 @@ impl Replica {
             return Ok(false);
         }
         let record = decode_record(tenant, message.sequence, &message.payload)?;
-        Ok(same_head(&record, Some(local)))
+        Ok(same_head(&record, Some(local), local_rev))
     }
 
     /// Replaces the tenant's cache with its records up to stream sequence `until`.

@@ -417,6 +417,7 @@ impl RecordBuilder {
             head_seq: PARTIAL_HEAD.tenant_seq,
             head_hash: PARTIAL_HEAD.hash.to_vec(),
             ops: Vec::new(),
+            rev: 0,
         };
         let empty_size = RECORD_HEADER_BYTES + node.len();
         RecordBuilder {

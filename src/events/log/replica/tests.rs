@@ -363,6 +363,7 @@ fn records_split_at_group_boundaries_and_keep_the_last_head() {
             tenant_seq: seq,
             hash: [u8::try_from(seq).unwrap(); 32],
         },
+        rev: 0,
         ops: vec![(
             ByteBuf::from(keys::frame_key(&id("acme"), seq)),
             Some(ByteBuf::from(vec![0; bytes])),
@@ -591,6 +592,7 @@ fn unit(tenant: &str, tenant_seq: u64, key: &str) -> Unit {
             tenant_seq,
             hash: [u8::try_from(tenant_seq).unwrap(); 32],
         },
+        rev: 0,
         ops: vec![(
             ByteBuf::from(k),
             Some(ByteBuf::from(key.as_bytes().to_vec())),
@@ -739,4 +741,45 @@ fn sealed_events_carry_their_wrapped_data_key_in_the_stream_and_open_in_a_fresh_
         "{read:?}"
     );
     assert!(events(&fresh, "globex").iter().all(|e| !e.erased));
+}
+
+/// Offboarding in a cluster: the owner deletes a tenant (its subject purged) and may write it
+/// again at once; a follower ends with exactly the owner's cache of it, and once it is deleted
+/// for good, with no cache of it at all.
+#[test]
+fn a_follower_drops_a_purged_tenant_and_follows_it_anew_when_written_again() {
+    let server = JetStreamServer::start();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let node_a = server.open_node(a.path(), "a");
+    let node_b = server.open_node(b.path(), "b");
+    node_a.adopt_blocking(&id("acme")).unwrap();
+    node_a.adopt_blocking(&id("globex")).unwrap();
+    node_a
+        .append_blocking(group("acme", "s1", 0, "m1"))
+        .unwrap();
+    node_a
+        .append_blocking(group("globex", "s1", 0, "m1"))
+        .unwrap();
+    eventually(events(&node_a, "acme"), || events(&node_b, "acme"));
+    let census = |log: &EventLog| log.census(&id("acme")).unwrap();
+
+    // Deleted and written again, with another session and more events, before B polls (most
+    // likely): B must not lay the new records over its cache of the old ones.
+    node_a.delete_tenant_blocking(&id("acme")).unwrap();
+    node_a
+        .append_blocking(group("acme", "s2", 0, "n1"))
+        .unwrap();
+    node_a
+        .append_blocking(group("acme", "s2", 2, "n2"))
+        .unwrap();
+    eventually(census(&node_a), || census(&node_b));
+    assert_eq!(census(&node_b).sessions, 1);
+    assert_eq!(events(&node_b, "acme"), events(&node_a, "acme"));
+
+    // Deleted for good: B forgets it; globex stays.
+    node_a.delete_tenant_blocking(&id("acme")).unwrap();
+    eventually(crate::events::log::LogCensus::default(), || census(&node_b));
+    assert!(!node_b.tenants().unwrap().contains(&id("acme")));
+    assert_eq!(events(&node_b, "acme"), Vec::new());
+    assert_eq!(events(&node_b, "globex"), events(&node_a, "globex"));
 }

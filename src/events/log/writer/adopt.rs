@@ -4,6 +4,7 @@ use std::sync::PoisonError;
 
 use super::Stager;
 use crate::events::keys;
+use crate::events::log::ops;
 use crate::events::log::read::tenant_head;
 use crate::events::log::{Head, ReplicaError};
 use crate::tenancy::TenantId;
@@ -37,7 +38,8 @@ impl Stager {
                 .catch_up(&store.tree, tenant, local)
                 .map_err(|e| e.to_string())?;
             let (expected, head) = caught.unwrap_or((0, Head::EMPTY));
-            match replica.takeover(tenant, expected, head) {
+            let rev = ops::revision(&store.tree, tenant).map_err(|e| e.to_string())?;
+            match replica.takeover(tenant, expected, head, rev) {
                 Ok(_) => break head,
                 Err(ReplicaError::Fenced { .. }) if attempt < ADOPT_ATTEMPTS => attempt += 1,
                 Err(e) => return Err(e.to_string()),
@@ -51,6 +53,7 @@ impl Stager {
         let prefix = keys::tenant_prefix(tenant);
         self.sessions.retain(|key, _| !key.starts_with(&prefix));
         self.damaged.remove(tenant);
+        self.revs.remove(tenant);
         self.shared.set_frontier(tenant, head.tenant_seq);
         owned
             .write()

@@ -51,6 +51,7 @@ impl Stager {
     ) -> AppendResult {
         self.check_writable(&group.ctx.tenant)?;
         validate(&group)?;
+        let rev = self.ops_rev(tree, &group.ctx.tenant)?;
         staged.unit_ops.clear();
         let team = group.ctx.team_or_default();
         let idem_key = match self.new_idempotency_key(tree, &group, &team, staged)? {
@@ -93,12 +94,12 @@ impl Stager {
             tenant_seq: appended.last_tenant_seq,
             hash: appended.hash,
         };
-        staged.end_unit(&group.ctx.tenant, head);
+        staged.end_unit(&group.ctx.tenant, head, rev);
         Ok(AppendOutcome::Appended(appended))
     }
 
     /// Refuses every append while the log has failed, and a damaged tenant's appends.
-    fn check_writable(&self, tenant: &TenantId) -> Result<(), AppendError> {
+    pub(super) fn check_writable(&self, tenant: &TenantId) -> Result<(), AppendError> {
         if let Some(e) = self.shared.failure() {
             return Err(AppendError::Failed(e));
         }

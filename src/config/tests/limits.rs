@@ -1,0 +1,199 @@
+//! HTTP limits, exposure and in-flight shares.
+
+use super::*;
+
+#[test]
+fn rate_limits_default_from_server_and_tenants_override() {
+    let defaults = two_tenants("").load().unwrap();
+    assert_eq!(defaults.server().rate_limit_per_s.get(), 1000);
+    assert_eq!(defaults.server().http_body_bytes_max, 64 * 1024);
+    for tenant in defaults.tenants().values() {
+        assert_eq!(tenant.rate_limit_per_s.get(), 1000);
+    }
+
+    let fixture = two_tenants("rate_limit_per_s = 50\nhttp_body_bytes_max = 2048\n");
+    let mut config = fs::read_to_string(fixture.config()).unwrap();
+    config.push_str("[tenants.acme]\nrate_limit_per_s = 5\n");
+    fixture.write("config.toml", &config);
+    let config = fixture.load().unwrap();
+    assert_eq!(config.server().http_body_bytes_max, 2048);
+    assert_eq!(
+        config
+            .tenant(&tenant("acme"))
+            .unwrap()
+            .rate_limit_per_s
+            .get(),
+        5
+    );
+    assert_eq!(
+        config
+            .tenant(&tenant("bigcorp"))
+            .unwrap()
+            .rate_limit_per_s
+            .get(),
+        50
+    );
+}
+
+#[test]
+fn http_limit_errors_name_the_field() {
+    let cases = [
+        ("rate_limit_per_s = 0\n", "server.rate_limit_per_s"),
+        ("rate_limit_per_s = -1\n", "rate_limit_per_s"),
+        ("http_body_bytes_max = 10\n", "server.http_body_bytes_max"),
+        (
+            "http_body_bytes_max = 99999999999\n",
+            "server.http_body_bytes_max",
+        ),
+        ("rate_limit = 5\n", "rate_limit"),
+    ];
+    for (server, field) in cases {
+        assert_mentions(&two_tenants(server).error(), &["config.toml", field]);
+    }
+    let fixture = Fixture::new(&[
+        (
+            "config.toml",
+            "[tenants.acme]\nrate_limit_per_s = 0\n[tenants.acme.teams.s]\nflow = \"f.yaml\"\n",
+        ),
+        ("f.yaml", REPLY_FLOW),
+    ]);
+    assert_mentions(
+        &fixture.error(),
+        &["config.toml", "tenants.acme.rate_limit_per_s", "at least 1"],
+    );
+}
+
+// ---- Exposure: the metrics listener and token lifetimes ------------------------------------
+
+#[test]
+fn metrics_listen_defaults_to_loopback_9464_and_can_be_moved_or_turned_off() {
+    let defaults = two_tenants("").load().unwrap();
+    assert_eq!(
+        defaults.server().metrics_listen.map(|a| a.to_string()),
+        Some("127.0.0.1:9464".to_owned())
+    );
+    let shipped = Config::load(&repo("config.toml"), &LoadOptions::default()).unwrap();
+    assert_eq!(
+        shipped.server().metrics_listen,
+        defaults.server().metrics_listen
+    );
+    let moved = two_tenants("metrics_listen = \"127.0.0.1:0\"\n")
+        .load()
+        .unwrap();
+    assert_eq!(
+        moved.server().metrics_listen.map(|a| a.to_string()),
+        Some("127.0.0.1:0".to_owned())
+    );
+    let off = two_tenants("metrics_listen = \"off\"\n").load().unwrap();
+    assert_eq!(off.server().metrics_listen, None);
+    assert_mentions(
+        &two_tenants("metrics_listen = \"9464\"\n").error(),
+        &["config.toml", "server.metrics_listen", "\"off\""],
+    );
+}
+
+#[test]
+fn token_lifetime_max_defaults_to_30_days_and_is_bounded() {
+    let defaults = two_tenants("").load().unwrap();
+    assert_eq!(
+        defaults.auth().token_lifetime_max,
+        Duration::from_secs(30 * 24 * 60 * 60)
+    );
+    let set = two_tenants("[auth]\ntoken_lifetime_max = \"12h\"\n")
+        .load()
+        .unwrap();
+    assert_eq!(
+        set.auth().token_lifetime_max,
+        Duration::from_secs(12 * 3600)
+    );
+    for bad in ["\"0s\"", "\"500ms\"", "\"400days\"", "\"soon\"", "30"] {
+        let fixture = two_tenants(&format!("[auth]\ntoken_lifetime_max = {bad}\n"));
+        assert_mentions(&fixture.error(), &["config.toml", "token_lifetime_max"]);
+    }
+}
+
+// ---- In-flight shares ---------------------------------------------------------------------
+
+#[test]
+fn a_tenants_inflight_share_defaults_to_half_or_all_when_alone_and_is_checked() {
+    let shared = two_tenants("").load().unwrap();
+    assert_eq!(shared.inflight_per_tenant_max(), 512);
+    let dedicated = two_tenants("tenant = \"acme\"").load().unwrap();
+    assert_eq!(dedicated.inflight_per_tenant_max(), 1024);
+    let fixture = Fixture::new(&[
+        (
+            "config.toml",
+            "[runtime]\ninflight_max = 9\ninflight_per_tenant_max = 3\n\
+             [tenants.acme.teams.support]\nflow = \"f.yaml\"\n",
+        ),
+        ("f.yaml", REPLY_FLOW),
+    ]);
+    assert_eq!(fixture.load().unwrap().inflight_per_tenant_max(), 3);
+    for share in [0, 10] {
+        let text = format!("[runtime]\ninflight_max = 9\ninflight_per_tenant_max = {share}\n");
+        let e = crate::config::load::check_config_text(Path::new("config.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert_mentions(&e, &["runtime.inflight_per_tenant_max", "1..=9"]);
+    }
+}
+
+#[test]
+fn session_limits_and_idempotency_window_are_checked_and_default() {
+    let tenant = "[tenants.acme.teams.s]\nflow = \"f.yaml\"\n";
+    let cases = [
+        ("sessions_max = 0\n", "runtime.sessions_max", "at least 1"),
+        (
+            "tenant_sessions_max = 0\n",
+            "runtime.tenant_sessions_max",
+            "1..=",
+        ),
+        (
+            "sessions_max = 10\ntenant_sessions_max = 11\n",
+            "runtime.tenant_sessions_max",
+            "1..=10",
+        ),
+        (
+            "idempotency_window = \"soon\"\n",
+            "runtime.idempotency_window",
+            "7days",
+        ),
+        (
+            "idempotency_window = \"1m\"\n",
+            "runtime.idempotency_window",
+            "between",
+        ),
+        (
+            "idempotency_window = \"400days\"\n",
+            "runtime.idempotency_window",
+            "between",
+        ),
+    ];
+    for (runtime, field, fix) in cases {
+        let text = format!("[runtime]\n{runtime}{tenant}");
+        let err = Fixture::new(&[("config.toml", &text), ("f.yaml", REPLY_FLOW)]).error();
+        assert_mentions(&err, &["config.toml", field, fix]);
+    }
+    let defaults = Fixture::new(&[("config.toml", tenant), ("f.yaml", REPLY_FLOW)])
+        .load()
+        .unwrap();
+    let rt = defaults.runtime();
+    assert_eq!(
+        rt.sessions_max,
+        crate::config::runtime::DEFAULT_SESSIONS_MAX
+    );
+    assert_eq!(
+        rt.tenant_sessions_max,
+        crate::config::runtime::DEFAULT_SESSIONS_MAX / 2
+    );
+    assert_eq!(rt.idempotency_window, Duration::from_secs(7 * 24 * 60 * 60));
+    let text = format!(
+        "[runtime]\nsessions_max = 10\ntenant_sessions_max = 10\nidempotency_window = \"48h\"\n{tenant}"
+    );
+    let set = Fixture::new(&[("config.toml", &text), ("f.yaml", REPLY_FLOW)])
+        .load()
+        .unwrap();
+    let rt = set.runtime();
+    assert_eq!((rt.sessions_max, rt.tenant_sessions_max), (10, 10));
+    assert_eq!(rt.idempotency_window, Duration::from_secs(48 * 3600));
+}
