@@ -6,7 +6,9 @@
 //! On the JetStream backend (a single node, no `[cluster]`) it works in the offline cache
 //! `{data_dir}/log-offline` and publishes the erasure as a record of the stream, holding the
 //! lock of the server's cache `{data_dir}/log` throughout: a `serve` of this data dir would keep
-//! the erased data keys in its memory, so it must not run meanwhile (and cannot start).
+//! the erased data keys in its memory, so it must not run meanwhile (and cannot start). That
+//! cache applies the erasure's record when `serve` next opens it (the record raises the
+//! tenant's ops revision, so the cache is not taken as current).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

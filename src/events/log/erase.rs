@@ -18,7 +18,9 @@
 //! secret store, so a KEK rotated here would be unknown to the others.
 
 use serde::Deserialize;
+use serde_bytes::ByteBuf;
 
+use super::replica::Op;
 use super::{meta, EventLog, SessionInfo, SessionMeta};
 use crate::events::keyring::{KeyringError, LogWrite};
 use crate::events::keys;
@@ -41,9 +43,11 @@ pub enum LogEraseError {
     /// A `[cluster]` node of the JetStream backend: it writes unsealed events.
     #[error("{CLUSTER_REFUSAL}")]
     Cluster,
-    /// The erasure's record could not be written to the stream.
-    #[error("writing the erasure to the stream: {0}")]
-    Stream(String),
+    /// The writer could not make the erasure's writes durable (they may or may not have been
+    /// kept; the old KEK still opens every kept key): erasing the same sessions again
+    /// completes it.
+    #[error("writing the erasure to the log: {0}")]
+    Write(#[source] super::AppendError),
     #[error("the log's files are closed (a recovery is under way); retry")]
     Closed,
     #[error(transparent)]
@@ -166,45 +170,21 @@ impl EventLog {
         // `data_kek.next` is stored before the writes, the KEK replaced after them.
         let mut rotation = ring.start_erasure(tree, tenant, &scopes)?;
         writes.append(&mut rotation.writes);
-        self.write_erasure(&store, tenant, writes)?;
+        self.write_erasure(tenant, writes)?;
         done.keys_destroyed = ring.finish_erasure(rotation)?;
         Ok(done)
     }
 
-    /// Makes an erasure's `writes` durable: on sled one batch, flushed and synced; on the
-    /// JetStream backend one record of `tenant` through the writer, acked by the stream.
-    fn write_erasure(
-        &self,
-        store: &super::store::Store,
-        tenant: &TenantId,
-        writes: Vec<LogWrite>,
-    ) -> Result<(), LogEraseError> {
-        if self.replica().is_some() {
-            return self.publish_erasure(tenant, writes);
-        }
-        let mut batch = sled::Batch::default();
-        for (key, value) in writes {
-            match value {
-                Some(v) => batch.insert(key, v),
-                None => batch.remove(key),
-            }
-        }
-        store.tree.apply_batch(batch)?;
-        store.tree.flush()?;
-        store.data_file.sync_data().map_err(sled::Error::Io)?;
-        Ok(())
-    }
-
-    /// The JetStream half of [`EventLog::write_erasure`].
-    fn publish_erasure(
-        &self,
-        tenant: &TenantId,
-        writes: Vec<LogWrite>,
-    ) -> Result<(), LogEraseError> {
-        let _ = (tenant, writes);
-        Err(LogEraseError::Stream(
-            "publishing an erasure is not available yet".into(),
-        ))
+    /// Makes an erasure's `writes` durable through the writer, as one set beside the tenant's
+    /// appends ([`EventLog::apply_tenant_ops_blocking`]): on sled one batch, flushed and
+    /// synced; on the JetStream backend one record of `tenant`, acked by the stream.
+    fn write_erasure(&self, tenant: &TenantId, writes: Vec<LogWrite>) -> Result<(), LogEraseError> {
+        let ops: Vec<Op> = writes
+            .into_iter()
+            .map(|(key, value)| (ByteBuf::from(key), value.map(ByteBuf::from)))
+            .collect();
+        self.apply_tenant_ops_blocking(tenant, ops)
+            .map_err(LogEraseError::Write)
     }
 }
 
