@@ -16,10 +16,14 @@
 //! part (ciphertext); the hash chain (it covers the stored bytes, which do not change), so
 //! `verify` still passes; usage counters.
 //!
-//! Sled backend only (the JetStream stream is shared by every node). Offline (`tenantry erase`,
-//! then step 5), or online (`DELETE /api/v1/sessions/{id}`, [`erase_sessions`]) with the tenant
-//! paused by the runtime and without step 5: only for sessions whose every copy is sealed
-//! ([`SessionInfo::user_sealed`]), whose old values in sled's segments then never open.
+//! On sled and on a single JetStream node (no `[cluster]`: there the log's writes of step 2 go
+//! to the stream as one record, and step 5 compacts the offline cache; the stream keeps its
+//! older records, whose personal fields are sealed and whose wrapped keys need the destroyed
+//! KEK); a `[cluster]` node refuses ([`crate::events::log::CLUSTER_REFUSAL`]). Offline
+//! (`tenantry erase`, then step 5), or online (`DELETE /api/v1/sessions/{id}`,
+//! [`erase_sessions`]) with the tenant paused by the runtime and without step 5: only for
+//! sessions whose every copy is sealed ([`SessionInfo::user_sealed`]), whose old values in
+//! sled's segments (and the stream's old records) then never open.
 
 use std::path::Path;
 

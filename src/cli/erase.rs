@@ -1,7 +1,14 @@
 //! `tenantry erase --tenant T --env E (--session S | --user U)`: erasure by crypto-shredding,
 //! offline (docs/cli.md#erase). Calls [`crate::erase::erase`], closes the log and compacts its
-//! files, then prints what it erased. Refuses while a server holds the data dir and on the
-//! JetStream backend; an unknown session or user changes nothing.
+//! files, then prints what it erased. Refuses while a server holds the data dir and on a
+//! `[cluster]` node of the JetStream backend; an unknown session or user changes nothing.
+//!
+//! On the JetStream backend (a single node, no `[cluster]`) it works in the offline cache
+//! `{data_dir}/log-offline` and publishes the erasure as a record of the stream, holding the
+//! lock of the server's cache `{data_dir}/log` throughout: a `serve` of this data dir would keep
+//! the erased data keys in its memory, so it must not run meanwhile (and cannot start). That
+//! cache applies the erasure's record when `serve` next opens it (the record raises the
+//! tenant's ops revision, so the cache is not taken as current).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -37,15 +44,31 @@ pub struct EraseArgs {
     format: TableOrJson,
 }
 
+/// Holds the lock of the server's cache `{data_dir}/log` (JetStream): refuses while a `serve`
+/// of the data dir runs.
+fn hold_server_cache(config: &Config) -> anyhow::Result<Option<std::fs::File>> {
+    let dir = crate::cluster::log_dir(config, crate::cluster::Opener::Server);
+    match crate::events::log::hold_lock(&dir) {
+        Ok(held) => Ok(held),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => anyhow::bail!(
+            "the data dir {} is in use by a running server (it holds {}); stop it first: it \
+             keeps the data keys in memory (nothing was changed)",
+            config.server().data_dir.display(),
+            dir.display()
+        ),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("locking {}", dir.display()))),
+    }
+}
+
 /// Runs `tenantry erase`.
 pub(super) fn run(args: &EraseArgs, config: &Config) -> anyhow::Result<ExitCode> {
-    if config.log().backend == LogBackend::JetStream {
-        anyhow::bail!(
-            "erase supports the sled log backend only: with [log] backend = \"jetstream\" the \
-             data keys would have to be shared by every node, which is not implemented \
-             (nothing was changed)"
-        );
-    }
+    let _server_lock = match config.log().backend {
+        LogBackend::JetStream if config.cluster().is_some() => {
+            anyhow::bail!("{}", crate::events::log::CLUSTER_REFUSAL)
+        }
+        LogBackend::JetStream => Some(hold_server_cache(config)?),
+        LogBackend::Sled => None,
+    };
     let target = match (&args.session, &args.user) {
         (Some(s), _) => Target::Session(s.clone()),
         (None, Some(u)) => Target::User(u.clone()),

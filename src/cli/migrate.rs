@@ -123,6 +123,8 @@ pub fn migrate(args: &MigrateArgs, config: &Config) -> anyhow::Result<ExitCode> 
         &log,
         replica,
         &data_dir.join(CHECK_DIR),
+        // The target node keeps this data dir's secrets only without [cluster].
+        config.cluster().is_none(),
         &mut |tenant, step| {
             printer.step(tenant, &step);
         },

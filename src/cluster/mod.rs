@@ -37,16 +37,22 @@ pub fn log_dir(config: &Config, opener: Opener) -> PathBuf {
 }
 
 /// The replica options of a JetStream config (`None` for sled). The server of a `[cluster]`
-/// node appends only for the tenants it adopts; an offline command appends nothing.
+/// node appends only for the tenants it adopts; without `[cluster]` the server (node
+/// `single`) appends for every tenant; an offline command appends only what it is told to
+/// (an erasure's records).
 pub fn replica_options(config: &Config, opener: Opener) -> Option<ReplicaOptions> {
     match config.log().backend {
         LogBackend::Sled => None,
         LogBackend::JetStream => Some(ReplicaOptions {
             stream: config.log().stream.clone(),
             replicas: config.log().replicas,
-            node: config
-                .cluster()
-                .map_or_else(|| "offline".to_owned(), |c| c.node.clone()),
+            node: config.cluster().map_or_else(
+                || match opener {
+                    Opener::Server => "single".to_owned(),
+                    Opener::Offline => "offline".to_owned(),
+                },
+                |c| c.node.clone(),
+            ),
             cluster: opener == Opener::Server && config.cluster().is_some(),
         }),
     }
@@ -94,17 +100,25 @@ pub fn start_leases(
     lease::Leases::start(log.clone(), tenants, cluster.lease_ttl).map(Some)
 }
 
-/// Opens the log of `config` for `opener`, in [`log_dir`]. The sled backend seals personal
-/// fields with the data dir's key ring (`keyring`).
+/// Whether the log of `config` seals personal fields with the data dir's key ring: the sled
+/// backend, and the JetStream backend without `[cluster]` (a single writer node, whose secret
+/// store alone holds the KEKs). A `[cluster]` node writes unsealed: each node has its own
+/// secret store, so a KEK made or rotated on one node would be unknown to the others.
+pub fn seals_with_data_dir_keys(config: &Config) -> bool {
+    config.log().backend == LogBackend::Sled || config.cluster().is_none()
+}
+
+/// Opens the log of `config` for `opener`, in [`log_dir`], sealing personal fields with the
+/// data dir's key ring (`keyring`) when [`seals_with_data_dir_keys`].
 pub fn open_log(config: &Config, opener: Opener) -> Result<EventLog, OpenError> {
     let mut opts = LogOptions::default();
     let dir = &log_dir(config, opener);
+    if seals_with_data_dir_keys(config) {
+        opts.keyring = keyring(config, opener)?;
+        opts.seal = config.log().seal;
+    }
     match replica_options(config, opener) {
-        None => {
-            opts.keyring = keyring(config, opener)?;
-            opts.seal = config.log().seal;
-            EventLog::open(dir, &opts)
-        }
+        None => EventLog::open(dir, &opts),
         Some(replica) => {
             let replica = connect_replica(config, &replica)?;
             EventLog::open_replicated(dir, &opts, replica)

@@ -6,8 +6,10 @@
 //! - `log.stream` is a usable JetStream stream name: 1..=[`LOG_STREAM_CHARS_MAX`] characters of
 //!   `[A-Za-z0-9_-]` (no dots, whitespace or wildcards);
 //! - `log.replicas` is within 1..=[`LOG_REPLICAS_MAX`];
-//! - with `backend = "jetstream"` there is a `[nats]` section (its servers hold the stream) and
-//!   a `[cluster]` section with a `node`;
+//! - with `backend = "jetstream"` there is a `[nats]` section (its servers hold the stream);
+//!   with a `[cluster]` section the node is one of several sharing the stream (leases decide
+//!   who appends for a tenant), without one it is the stream's single writer (it appends for
+//!   every tenant, and seals personal fields with its data dir's keys: `crate::cluster`);
 //! - `cluster.node` is a subject-safe token: 1..=[`CLUSTER_NODE_CHARS_MAX`] characters of
 //!   `[A-Za-z0-9_-]`, so it can name a NATS subject token and a KV key as it is;
 //! - `cluster.lease_ttl` is within [`LEASE_TTL_MIN`]..=[`LEASE_TTL_MAX`].
@@ -81,8 +83,8 @@ pub struct LogConfig {
     /// backend).
     pub replicas: usize,
     /// Seal new events' personal fields under per-session data keys so that `tenantry erase`
-    /// can destroy them (`events::keyring`). Default true; the sled backend only (the
-    /// `jetstream` backend writes unsealed events whatever this says).
+    /// can destroy them (`events::keyring`). Default true; the sled backend and a single
+    /// `jetstream` node (a `[cluster]` node writes unsealed events whatever this says).
     pub seal: bool,
 }
 
@@ -118,26 +120,15 @@ pub(super) fn log_and_cluster(
     let cluster = cluster
         .map(|cluster| cluster_config(path, cluster))
         .transpose()?;
-    if log.backend == LogBackend::JetStream {
-        if nats.is_none() {
-            return Err(invalid(
-                path,
-                "log.backend",
-                "log.backend = \"jetstream\" needs a [nats] section with url = \
-                 \"nats://host:4222\" (one URL or a comma-separated list of the JetStream \
-                 servers); add it, or use backend = \"sled\""
-                    .to_owned(),
-            ));
-        }
-        if cluster.is_none() {
-            return Err(invalid(
-                path,
-                "cluster.node",
-                "log.backend = \"jetstream\" needs a [cluster] section with node = \"<name>\", \
-                 this node's name, unique per node (e.g. \"n1\")"
-                    .to_owned(),
-            ));
-        }
+    if log.backend == LogBackend::JetStream && nats.is_none() {
+        return Err(invalid(
+            path,
+            "log.backend",
+            "log.backend = \"jetstream\" needs a [nats] section with url = \
+             \"nats://host:4222\" (one URL or a comma-separated list of the JetStream servers); \
+             add it, or use backend = \"sled\""
+                .to_owned(),
+        ));
     }
     Ok((log, cluster))
 }

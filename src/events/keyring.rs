@@ -16,7 +16,9 @@
 //! sled is log-structured and keeps old values in its files until it rewrites a segment, so a
 //! removed wrapped key may linger on disk; without the old KEK it never unwraps again. The
 //! rotation is crash-safe: the new KEK is first stored as `{tenant}/data_kek.next`, then the
-//! re-wrapped keys are written and flushed, then `data_kek` is replaced (temp file, fsync,
+//! re-wrapped keys are written and flushed (on the JetStream backend: published as a record of
+//! the tenant and acked; the stream keeps the old records, whose wrapped keys need the old
+//! KEK), then `data_kek` is replaced (temp file, fsync,
 //! rename) and `data_kek.next` removed. A reader tries `data_kek`, then `data_kek.next`, so a
 //! rotation cut short anywhere still reads every kept key; the next erasure finishes it.
 
@@ -328,17 +330,12 @@ impl Keyring {
         Ok(found)
     }
 
-    /// The session's data key for a new event: the stored one, else a fresh one, wrapped and
-    /// inserted into `tree` (made durable by the flush of the batch that uses it), and the
-    /// tenant's KEK made first when it has none.
-    pub fn write_key(
-        &self,
-        tree: &sled::Tree,
-        scope: &SealScope<'_>,
-    ) -> Result<DataKey, KeyringError> {
-        if let Some(k) = self.read_key(tree, scope)? {
-            return Ok(k);
-        }
+    /// A fresh data key for the session `scope`, which has none: the key, and the log entry
+    /// that stores it wrapped by the tenant's KEK (made first when the tenant has none) as
+    /// `(sled key, wrapped key)`. Neither inserted nor cached: the writer stages the entry with
+    /// the session's events (so it reaches the stream on the JetStream backend and is undone
+    /// with them), and a later read finds it in the log.
+    pub fn new_key(&self, scope: &SealScope<'_>) -> Result<NewKey, KeyringError> {
         let kek = match self.keks(scope.tenant)?.into_iter().next() {
             Some(kek) => kek,
             None => {
@@ -349,22 +346,65 @@ impl Keyring {
         };
         let data_key = DataKey::generate();
         let key = keys::data_key_key(scope.tenant, scope.env, scope.team, scope.session);
-        tree.insert(key.clone(), seal::wrap_key(&kek, scope, &data_key))?;
-        self.remember(key, data_key.clone());
-        Ok(data_key)
+        let wrapped = seal::wrap_key(&kek, scope, &data_key);
+        Ok(NewKey {
+            key,
+            wrapped,
+            data_key,
+        })
     }
 
-    /// Destroys the data keys of the sessions `erased` (all of `tenant`; see the module doc):
-    /// removes their wrapped keys, re-wraps the tenant's other keys under a fresh KEK, flushes,
-    /// then replaces the KEK. Returns how many wrapped keys it removed (a session without one
-    /// had no sealed event). The KEK is rotated even then, which also finishes a rotation cut
-    /// short.
+    /// The session's data key for a new event: the stored one, else a fresh one ([`Keyring::new_key`])
+    /// inserted into `tree` at once.
+    #[cfg(test)]
+    pub fn write_key(
+        &self,
+        tree: &sled::Tree,
+        scope: &SealScope<'_>,
+    ) -> Result<DataKey, KeyringError> {
+        if let Some(k) = self.read_key(tree, scope)? {
+            return Ok(k);
+        }
+        let made = self.new_key(scope)?;
+        tree.insert(made.key.clone(), made.wrapped)?;
+        self.remember(made.key, made.data_key.clone());
+        Ok(made.data_key)
+    }
+
+    /// Destroys the data keys of the sessions `erased` (all of `tenant`) in `tree` at once:
+    /// [`Keyring::start_erasure`], its writes applied and flushed, [`Keyring::finish_erasure`].
+    #[cfg(test)]
     pub fn erase_sessions(
         &self,
         tree: &sled::Tree,
         tenant: &TenantId,
         erased: &[SealScope<'_>],
     ) -> Result<u64, KeyringError> {
+        let rotation = self.start_erasure(tree, tenant, erased)?;
+        let mut batch = sled::Batch::default();
+        for (key, value) in &rotation.writes {
+            match value {
+                Some(v) => batch.insert(key.as_slice(), v.as_slice()),
+                None => batch.remove(key.as_slice()),
+            }
+        }
+        tree.apply_batch(batch)?;
+        tree.flush()?;
+        self.finish_erasure(rotation)
+    }
+
+    /// The first half of destroying the data keys of the sessions `erased` (all of `tenant`;
+    /// see the module doc): stores a fresh KEK as `data_kek.next` and returns the log writes
+    /// (read from `tree`) that remove the erased sessions' wrapped keys and re-wrap the
+    /// tenant's other keys under it. The caller makes those writes durable (on the JetStream
+    /// backend: a record of the stream), then calls [`Keyring::finish_erasure`]. The KEK is
+    /// rotated even when no session had a key, which also finishes a rotation cut short.
+    pub fn start_erasure(
+        &self,
+        tree: &sled::Tree,
+        tenant: &TenantId,
+        erased: &[SealScope<'_>],
+    ) -> Result<Rotation, KeyringError> {
         let t = tenant.as_str();
         let keks = self.keks(t)?;
         let doomed: Vec<Vec<u8>> = erased
@@ -373,14 +413,12 @@ impl Keyring {
             .collect();
         let next = DataKey::generate();
         self.store_kek(t, KEK_NEXT_SECRET, &next)?;
-        let mut batch = sled::Batch::default();
-        let mut destroyed = 0;
+        let mut writes = Vec::new();
         let (start, end) = keys::data_key_range(tenant);
         for item in tree.range(start..end) {
             let (key, wrapped) = item?;
             if doomed.iter().any(|d| d.as_slice() == key.as_ref()) {
-                batch.remove(key);
-                destroyed += 1;
+                writes.push((key.to_vec(), None));
                 continue;
             }
             let Some(scope_parts) = scope_of(t, &key) else {
@@ -388,22 +426,60 @@ impl Keyring {
             };
             let scope = scope_parts.scope();
             if let Some(data_key) = Keyring::unwrap(&keks, &scope, &wrapped)? {
-                batch.insert(key, seal::wrap_key(&next, &scope, &data_key));
+                writes.push((key.to_vec(), Some(seal::wrap_key(&next, &scope, &data_key))));
             }
         }
-        tree.apply_batch(batch)?;
-        tree.flush()?;
-        self.store_kek(t, KEK_SECRET, &next)?;
+        let destroyed = writes.iter().filter(|(_, v)| v.is_none()).count() as u64;
+        Ok(Rotation {
+            tenant: tenant.clone(),
+            next,
+            writes,
+            doomed,
+            destroyed,
+        })
+    }
+
+    /// The second half ([`Keyring::start_erasure`]), once its writes are durable: the fresh
+    /// KEK replaces the tenant's KEK (the old one is gone, so a stale copy of an erased
+    /// wrapped key never unwraps again), the erased keys leave the cache. Returns how many
+    /// wrapped keys the erasure removed. On `Err` the old KEK may still be stored: every kept
+    /// key reads under `data_kek.next`, and erasing again finishes the rotation.
+    pub fn finish_erasure(&self, rotation: Rotation) -> Result<u64, KeyringError> {
+        let t = rotation.tenant.as_str();
+        self.store_kek(t, KEK_SECRET, &rotation.next)?;
         self.delete_kek(t, KEK_NEXT_SECRET)?;
         self.keks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(t);
-        for s in erased {
-            self.evict(s);
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        for key in &rotation.doomed {
+            cache.remove(key);
         }
-        Ok(destroyed)
+        Ok(rotation.destroyed)
     }
+}
+
+/// One log write of an erasure: a key and its new value (`None`: removed).
+pub type LogWrite = (Vec<u8>, Option<Vec<u8>>);
+
+/// A KEK rotation under way ([`Keyring::start_erasure`]).
+pub struct Rotation {
+    tenant: TenantId,
+    next: DataKey,
+    /// The log writes: removed wrapped keys, and the kept ones re-wrapped under `next`.
+    pub writes: Vec<LogWrite>,
+    doomed: Vec<Vec<u8>>,
+    destroyed: u64,
+}
+
+/// A fresh data key and the log entry that stores it ([`Keyring::new_key`]).
+pub struct NewKey {
+    /// The entry's sled key, `{t}\0K{env}\0{team}\0{session}`.
+    pub key: Vec<u8>,
+    /// The data key wrapped by the tenant's KEK.
+    pub wrapped: Vec<u8>,
+    pub data_key: DataKey,
 }
 
 /// The ids of a wrapped key's sled key, owned.

@@ -55,7 +55,7 @@ mod syncer;
 mod writer;
 
 pub use census::LogCensus;
-pub use erase::{LogEraseError, LogErased};
+pub use erase::{LogEraseError, LogErased, CLUSTER_REFUSAL};
 pub use heads::HeadStored;
 pub use purge::{PurgeError, PurgeReport};
 pub use read::{
@@ -63,6 +63,7 @@ pub use read::{
 };
 pub use replica::{Replica, ReplicaError, ReplicaOptions};
 pub use retention::{RetentionAnchor, TrimError, TrimReport, TRIM_BATCH_FRAMES};
+pub use sled_files::hold_lock;
 
 use crate::events::codec::{Hash, FRAME_BYTES_MAX, GROUP_EVENTS_MAX};
 use crate::events::keyring::Keyring;
@@ -424,17 +425,15 @@ impl EventLog {
 
     /// Opens the log with the JetStream backend: `dir` holds this node's cache of the stream,
     /// brought to the stream's records first (`replica::reconcile`); appends are acknowledged
-    /// once the stream acked them.
+    /// once the stream acked them. With `opts.keyring` it seals as the sled backend does: the
+    /// wrapped data keys travel in the stream's records, the KEKs stay in the key ring's secret
+    /// store, so only a single writer (no `[cluster]`, `crate::cluster::open_log`) gets one.
     pub fn open_replicated(
         dir: &Path,
         opts: &LogOptions,
         replica: Replica,
     ) -> Result<EventLog, OpenError> {
-        let opts = LogOptions {
-            keyring: None,
-            ..opts.clone()
-        };
-        EventLog::open_inner(dir, &opts, Some(Arc::new(replica)))
+        EventLog::open_inner(dir, opts, Some(Arc::new(replica)))
     }
 
     fn open_inner(

@@ -2,14 +2,64 @@
 //! destroy the sessions' data keys; afterwards no file under the data dir and no export holds
 //! their personal data, replay and exports and the API show their events with the non-personal
 //! fields and `"erased": true`, `verify` passes, and other sessions' and tenants' data still
-//! reads. Bad input changes nothing.
+//! reads. Bad input changes nothing. Each runs on both log backends ([`Backend`]): on JetStream
+//! (a single node, no `[cluster]`) the canaries are looked for in the nats-server's store too,
+//! and a `[cluster]` node refuses erasure, saying why.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-use crate::support::{claims, sign, Serve, ServeProcess};
+use crate::support::{claims, sign, JetStream, Serve, ServeProcess};
+
+/// The log backend a test's servers and offline commands run on.
+enum Backend {
+    Sled,
+    /// A single node (no `[cluster]`) on a stream of this nats-server.
+    JetStream(JetStream),
+}
+
+impl Backend {
+    fn jetstream() -> Backend {
+        Backend::JetStream(JetStream::single())
+    }
+
+    /// The shipped config on this backend.
+    fn serve(&self) -> Serve {
+        match self {
+            Backend::Sled => Serve::shipped(),
+            Backend::JetStream(js) => Serve::shipped()
+                .section("nats", &format!("url = \"{}\"", js.url(0)))
+                .section("log", "backend = \"jetstream\"\nstream = \"ERASE\""),
+        }
+    }
+
+    /// Every directory whose files must not hold erased data: the data dir, and the
+    /// nats-server's (its store).
+    fn dirs(&self, data: &Path) -> Vec<PathBuf> {
+        match self {
+            Backend::Sled => vec![data.to_owned()],
+            Backend::JetStream(js) => vec![data.to_owned(), js.dir().to_owned()],
+        }
+    }
+
+    /// The files under [`Backend::dirs`] holding `needle`.
+    fn files_containing(&self, data: &Path, needle: &str) -> Vec<String> {
+        let dirs = self.dirs(data);
+        dirs.iter()
+            .flat_map(|d| files_containing(d, needle))
+            .collect()
+    }
+
+    /// The log directory an offline erase compacts, and what its backend file says.
+    fn offline_log(&self) -> (&'static str, &'static str) {
+        match self {
+            Backend::Sled => ("log", "sled"),
+            Backend::JetStream(_) => ("log-offline", "jetstream ERASE"),
+        }
+    }
+}
 
 const ADA: &str = "ada-canary-user-71";
 const ADA_TEXT: &str = "ada-canary-text-8812";
@@ -76,13 +126,17 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
     hits
 }
 
-/// Every file's bytes under `dir`, sorted by path.
+/// Every file's bytes under `dir`, sorted by path; without the offline commands' cache of the
+/// stream (`log-offline`), which any offline command brings to the stream.
 fn snapshot_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let path = e.unwrap().path();
+            if path.ends_with("log-offline") {
+                continue;
+            }
             if path.is_dir() {
                 stack.push(path);
             } else {
@@ -96,8 +150,8 @@ fn snapshot_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 /// acme: ada (two messages, one with a message id) and bob; bigcorp: carol. Stopped, so the
 /// snapshots are written. Returns the dir and ada's and bob's sessions.
-fn seeded() -> (tempfile::TempDir, String, String) {
-    let mut server = Serve::shipped().start();
+fn seeded(backend: &Backend) -> (tempfile::TempDir, String, String) {
+    let mut server = backend.serve().start();
     let a = post(
         &server,
         "acme",
@@ -143,11 +197,19 @@ fn verify_export(dir: &Path, tenant: &str) {
 
 #[test]
 fn erasing_a_session_removes_its_personal_data_from_every_file_and_export() {
-    let (dir, ada, bob) = seeded();
+    erasing_a_session_offline(&Backend::Sled);
+}
+
+#[test]
+fn erasing_a_session_on_jetstream_removes_its_personal_data_from_every_file_and_the_stream() {
+    erasing_a_session_offline(&Backend::jetstream());
+}
+
+fn erasing_a_session_offline(backend: &Backend) {
+    let (dir, ada, bob) = seeded(backend);
     let data = dir.path().join("data");
-    // The read models and snapshots hold ada's text and id in plain until the erasure.
-    // Before the erasure ada's user id is in plain in the log (session meta, open-session
-    // entry) and in her snapshot; her texts are sealed in the log already.
+    // Before the erasure ada's user id is in plain in her snapshot; her texts and id are
+    // sealed in the log (and the stream) already.
     assert!(!files_containing(&data, ADA).is_empty());
     assert!(export(dir.path(), "acme", "jsonl").contains(ADA_TEXT));
 
@@ -209,15 +271,16 @@ fn erasing_a_session_removes_its_personal_data_from_every_file_and_export() {
     assert!(report["events"].as_u64().unwrap() >= 5, "{report}");
 
     // The compacted log kept its backend file.
+    let (log, says) = backend.offline_log();
     assert_eq!(
-        std::fs::read_to_string(data.join("log/backend"))
+        std::fs::read_to_string(data.join(log).join("backend"))
             .unwrap()
             .trim(),
-        "sled"
+        says
     );
-    // No file under the data dir holds ada's text or user id any more.
+    // No file under the data dir (or the nats-server's) holds ada's text or user id any more.
     for canary in [ADA, ADA_TEXT] {
-        let hits = files_containing(&data, canary);
+        let hits = backend.files_containing(&data, canary);
         assert!(hits.is_empty(), "{canary} still in {hits:?}");
     }
     // Exports: ada's events stay, erased; bob's and carol's personal data still read.
@@ -276,7 +339,7 @@ fn erasing_a_session_removes_its_personal_data_from_every_file_and_export() {
     );
 
     // The server reads the erased session; a new message of ada opens a new session.
-    let server = Serve::shipped().in_dir(dir.path()).start();
+    let server = backend.serve().in_dir(dir.path()).start();
     let events = server.get_as("acme", &format!("/api/v1/sessions/{ada}/events"));
     assert_eq!(events.status, 200, "{}", events.body);
     assert!(events.body.contains("\"erased\":true") && !events.body.contains(ADA_TEXT));
@@ -305,7 +368,16 @@ fn erasing_a_session_removes_its_personal_data_from_every_file_and_export() {
 
 #[test]
 fn erasing_a_user_erases_all_their_sessions_and_leaves_others() {
-    let (dir, _ada, bob) = seeded();
+    erasing_a_user(&Backend::Sled);
+}
+
+#[test]
+fn erasing_a_user_on_jetstream_erases_all_their_sessions_and_leaves_others() {
+    erasing_a_user(&Backend::jetstream());
+}
+
+fn erasing_a_user(backend: &Backend) {
+    let (dir, _ada, bob) = seeded(backend);
     let data = dir.path().join("data");
     let out = ok(&tenantry(
         dir.path(),
@@ -315,7 +387,7 @@ fn erasing_a_user_erases_all_their_sessions_and_leaves_others() {
     ));
     assert!(out.contains(&bob), "{out}");
     for canary in [BOB, BOB_TEXT] {
-        let hits = files_containing(&data, canary);
+        let hits = backend.files_containing(&data, canary);
         assert!(hits.is_empty(), "{canary} still in {hits:?}");
     }
     let acme = export(dir.path(), "acme", "jsonl");
@@ -395,7 +467,17 @@ fn delete(
 
 #[test]
 fn erasing_a_session_online_removes_its_personal_data_from_every_file_while_served() {
-    let mut server = Serve::shipped().start();
+    erasing_a_session_online(&Backend::Sled);
+}
+
+#[test]
+fn erasing_a_session_online_on_jetstream_removes_its_personal_data_from_every_file_and_the_stream()
+{
+    erasing_a_session_online(&Backend::jetstream());
+}
+
+fn erasing_a_session_online(backend: &Backend) {
+    let mut server = backend.serve().start();
     let a = post(
         &server,
         "acme",
@@ -474,7 +556,36 @@ fn erasing_a_session_online_removes_its_personal_data_from_every_file_while_serv
         assert_eq!(reply.status, status, "{headers:?}: {}", reply.body);
         assert!(reply.body.contains(code), "{headers:?}: {}", reply.body);
     }
+    // The offline command refuses while the server runs: it would keep the erased keys.
+    let offline = tenantry(
+        dir.path(),
+        &[
+            "erase",
+            "--tenant",
+            "acme",
+            "--env",
+            "prod",
+            "--session",
+            &ada,
+            "--yes",
+        ],
+    );
+    assert!(!offline.status.success());
+    assert!(
+        text(&offline.stderr).contains("in use by a running server"),
+        "{}",
+        text(&offline.stderr)
+    );
     assert!(export(&server).contains(ADA_TEXT), "a refusal erased");
+    // On JetStream the offline commands read beside the server, through their own cache.
+    let offline_export = || {
+        let args = ["export", "--tenant", "acme", "--format", "jsonl"];
+        ok(&tenantry(dir.path(), &args))
+    };
+    let jetstream = matches!(backend, Backend::JetStream(_));
+    if jetstream {
+        assert!(offline_export().contains(ADA_TEXT));
+    }
 
     let reply = delete(
         &server,
@@ -492,7 +603,7 @@ fn erasing_a_session_online_removes_its_personal_data_from_every_file_while_serv
     // and still verifies; bob's and carol's data still read.
     let check = |server: &ServeProcess| {
         for canary in [ADA, ADA_TEXT] {
-            let hits = files_containing(&data, canary);
+            let hits = backend.files_containing(&data, canary);
             assert!(hits.is_empty(), "{canary} still in {hits:?}");
         }
         let acme = export(server);
@@ -507,16 +618,25 @@ fn erasing_a_session_online_removes_its_personal_data_from_every_file_while_serv
         assert!(carol.contains(CAROL_TEXT));
     };
     check(&server);
+    if jetstream {
+        // The offline cache made before the erasure reads it too (erased, not an error).
+        let acme = offline_export();
+        assert!(
+            acme.contains("\"erased\":true") && !acme.contains(ADA_TEXT),
+            "{acme}"
+        );
+        assert!(acme.contains(BOB_TEXT), "{acme}");
+    }
     // The session is gone for a second erase too: it has no personal data left to find.
     let sessions = server.get_as("acme", "/api/v1/sessions").ok();
     assert!(!sessions.to_string().contains(ADA), "{sessions}");
     // After a stop (snapshots written, files flushed) and a restart: still nothing.
     assert!(server.stop().success());
     for canary in [ADA, ADA_TEXT] {
-        let hits = files_containing(&data, canary);
+        let hits = backend.files_containing(&data, canary);
         assert!(hits.is_empty(), "{canary} still in {hits:?} after the stop");
     }
-    let server = Serve::shipped().in_dir(dir.path()).start();
+    let server = backend.serve().in_dir(dir.path()).start();
     check(&server);
 }
 
@@ -537,4 +657,47 @@ fn erasing_online_a_session_written_unsealed_is_refused_and_changes_nothing() {
     assert!(refused.body.contains("tenantry erase"), "{}", refused.body);
     let export = server.get_as("acme", "/api/v1/audit/export");
     assert!(export.body.contains(ADA_TEXT), "nothing was erased");
+}
+
+#[test]
+fn a_jetstream_cluster_node_refuses_erasure_and_says_why() {
+    let backend = Backend::jetstream();
+    let mut server = backend.serve().section("cluster", "node = \"n1\"").start();
+    let reply = post(
+        &server,
+        "acme",
+        json!({"team": "support", "channel": "slack", "user": ADA, "text": ADA_TEXT}),
+    );
+    let session = reply["session"].as_str().unwrap().to_owned();
+    let auth = bearer("acme", "prod", &[("scope", "admin")]);
+    let path = format!("/api/v1/sessions/{session}");
+    let refused = delete(&server, "acme", &path, &[("Authorization", auth)]);
+    assert_eq!(refused.status, 501, "{}", refused.body);
+    assert!(
+        refused.body.contains("not_supported") && refused.body.contains("[cluster]"),
+        "{}",
+        refused.body
+    );
+    assert!(server.stop().success());
+    let dir = server.take_dir();
+    let out = tenantry(
+        dir.path(),
+        &[
+            "erase",
+            "--tenant",
+            "acme",
+            "--env",
+            "prod",
+            "--session",
+            &session,
+            "--yes",
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("[cluster]") && stderr.contains("own secret store"),
+        "{stderr}"
+    );
+    assert!(export(dir.path(), "acme", "jsonl").contains(ADA_TEXT));
 }

@@ -205,31 +205,69 @@ fn a_stream_or_node_flag_that_is_no_subject_token_is_refused_before_anything_ope
 }
 
 #[test]
-fn a_tenant_with_sealed_events_is_refused_and_nothing_of_it_is_copied() {
+fn a_sealed_tenant_moves_for_a_single_node_of_the_same_data_dir_and_is_refused_for_a_cluster() {
     let js = JetStream::single();
     let url = js.url(0);
     let dir = dir_with_flows();
     // The default: personal fields sealed under data keys kept in this data dir.
-    let mut sled = Serve::config(&acme_config(std::path::Path::new("./data")))
-        .in_dir(dir.path())
-        .start();
-    sled.post_as(
-        "acme",
-        &json!({"team": "support", "channel": "slack", "user": "ada", "text": "hello"}),
-    )
-    .ok();
+    let sled_config = acme_config(std::path::Path::new("./data"));
+    let mut sled = Serve::config(&sled_config).in_dir(dir.path()).start();
+    let first = sled
+        .post_as(
+            "acme",
+            &json!({"team": "support", "channel": "slack", "user": "ada",
+                    "text": "hello sealed"}),
+        )
+        .ok();
+    let session = first["session"].as_str().unwrap().to_owned();
     assert!(sled.stop().success());
+    let config = dir.path().join("config.toml");
+    let written = std::fs::read_to_string(&config).unwrap();
+    let all = |out: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+
+    // For a cluster (every node with its own secret store): refused, nothing copied.
+    std::fs::write(&config, format!("{written}[cluster]\nnode = \"n1\"\n")).unwrap();
     let out = migrate(dir.path(), &url);
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    let said = all(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(
-        all.contains("sealed events")
-            && all.contains("0 tenants copied")
-            && all.contains("1 refused"),
-        "{all}"
+        said.contains("sealed events")
+            && said.contains("[cluster]")
+            && said.contains("0 tenants copied")
+            && said.contains("1 refused"),
+        "{said}"
+    );
+
+    // For a single node keeping this data dir (its secrets): copied.
+    std::fs::write(&config, &written).unwrap();
+    let out = migrate(dir.path(), &url);
+    let said = all(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("1 tenants copied") && said.contains("0 refused"),
+        "{said}"
+    );
+    // The node on the stream, same data dir (the sled log moved aside): the texts open.
+    std::fs::rename(
+        dir.path().join("data/log"),
+        dir.path().join("data/log.sled"),
+    )
+    .unwrap();
+    let node_config =
+        format!("{sled_config}[nats]\nurl = \"{url}\"\n[log]\nbackend = \"jetstream\"\n");
+    let node = Serve::config(&node_config).in_dir(dir.path()).start();
+    let events = node
+        .get_as("acme", &format!("/api/v1/sessions/{session}/events"))
+        .ok()
+        .to_string();
+    assert!(
+        events.contains("hello sealed") && !events.contains("\"erased\":true"),
+        "{events}"
     );
 }

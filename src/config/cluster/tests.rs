@@ -121,18 +121,17 @@ fn sled_keeps_a_cluster_section_and_checks_the_stream_keys_too() {
 }
 
 #[test]
-fn jetstream_needs_nats_and_a_cluster_node_and_says_so() {
+fn jetstream_needs_nats_and_a_cluster_node_when_it_has_a_cluster_section() {
     let e = error("[log]\nbackend = \"jetstream\"\n[cluster]\nnode = \"n1\"\n");
     assert!(
         e.contains("log.backend")
             && e.contains("log.backend = \"jetstream\" needs a [nats] section with url"),
         "{e}"
     );
-    let e = error(&format!("{NATS}[log]\nbackend = \"jetstream\"\n"));
-    assert!(
-        e.contains("cluster.node") && e.contains("needs a [cluster] section with node"),
-        "{e}"
-    );
+    // Without [cluster]: the stream's single writer node.
+    let (log, cluster) = load(&format!("{NATS}[log]\nbackend = \"jetstream\"\n")).unwrap();
+    assert_eq!(log.backend, LogBackend::JetStream);
+    assert_eq!(cluster, None);
     let e = error(&format!(
         "{NATS}[log]\nbackend = \"jetstream\"\n[cluster]\nlease_ttl = \"5s\"\n"
     ));

@@ -16,7 +16,8 @@
 //! - Only the tenant's writer deletes: in a cluster (JetStream) a node that does not own the
 //!   tenant answers 409 `not_owner` naming the owner (the request is not forwarded); the other
 //!   nodes notice the purged stream subject and drop their copies (see [`crate::offboard`]).
-//! - Erasing a session only on the sled log backend (JetStream: 501 `not_supported`).
+//! - Erasing a session on sled and on a single JetStream node, not on a `[cluster]` node (501
+//!   `not_supported`, naming why: [`CLUSTER_REFUSAL`]).
 
 use actix_web::{web, HttpResponse};
 
@@ -25,6 +26,7 @@ use super::routes::{find_session, session_of};
 use super::state::{blocking, read_team, EdgeState};
 use crate::cluster::placement::Route;
 use crate::edge::auth::{AuthError, Caller, Scope};
+use crate::events::log::{LogEraseError, CLUSTER_REFUSAL};
 use crate::offboard::{offboard_tenant, OffboardError};
 use crate::tenancy::TenantId;
 
@@ -90,11 +92,6 @@ pub(super) async fn delete_tenant(
     Ok(HttpResponse::Ok().json(freed))
 }
 
-/// The refusal of an erasure on the JetStream backend.
-const REPLICATED_ERASE: &str = "erasing a session is supported on the sled log backend only: \
-     with the JetStream backend the data keys would have to be shared by every node; see \
-     docs/http.md#admin";
-
 /// `DELETE /api/v1/sessions/{id}`: erases the session (its data key destroyed, the tenant's
 /// KEK rotated, its idempotency records and open-session entry removed, the tenant's read models
 /// rebuilt, its snapshot removed) and answers 200 with what was erased.
@@ -108,8 +105,8 @@ pub(super) async fn erase_session(
     }
     let session = session_of(&path)?;
     let team = read_team(&state, &caller)?;
-    if state.runtime().log().replica().is_some() {
-        return Err(ApiError::NotSupported(REPLICATED_ERASE));
+    if state.runtime().log().replica().is_some_and(|r| r.cluster()) {
+        return Err(ApiError::NotSupported(CLUSTER_REFUSAL));
     }
     let found = blocking(state.clone(), move |state| {
         let ctx = find_session(state, &caller, team, &session)?;
@@ -136,9 +133,9 @@ pub(super) async fn erase_session(
         let erased =
             crate::erase::erase_sessions(log, state.projector(), state.data_dir(), ids, vec![info])
                 .map_err(|e| match e {
-                    crate::erase::EraseError::Log(
-                        crate::events::log::LogEraseError::Replicated,
-                    ) => ApiError::NotSupported(REPLICATED_ERASE),
+                    crate::erase::EraseError::Log(LogEraseError::Cluster) => {
+                        ApiError::NotSupported(CLUSTER_REFUSAL)
+                    }
                     other => ApiError::Internal(other.to_string()),
                 });
         drop(pause);

@@ -9,15 +9,30 @@
 //! names the user only by pseudonym). Offline the caller compacts the files afterwards
 //! ([`super::compact`]), since sled keeps removed values in its segments; online that is needed
 //! only for sessions with plain copies, which the route refuses.
+//!
+//! Every write (meta rewrites, removals, the key ring's removed and re-wrapped keys) goes out
+//! as one set: on sled one batch, flushed and synced; on the JetStream backend one record of
+//! the tenant through the writer ([`EventLog::apply_tenant_ops_blocking`]), so every cache of
+//! the stream applies it. The stream keeps its older records (sealed fields and the old wrapped
+//! keys, whose KEK the rotation destroys). A `[cluster]` node is refused: each node has its own
+//! secret store, so a KEK rotated here would be unknown to the others.
 
 use serde::Deserialize;
+use serde_bytes::ByteBuf;
 
+use super::replica::Op;
 use super::{meta, EventLog, SessionInfo, SessionMeta};
-use crate::events::keyring::KeyringError;
+use crate::events::keyring::{KeyringError, LogWrite};
 use crate::events::keys;
 use crate::events::schema::decode_limited;
 use crate::events::seal::SealScope;
 use crate::tenancy::TenantId;
+
+/// Why a `[cluster]` node does not erase (the CLI and the HTTP route say it too).
+pub const CLUSTER_REFUSAL: &str = "erasure is not available on a [cluster] node of the jetstream \
+     backend: every node keeps the key encryption keys in its own secret store, so a key \
+     rotated on one node would be unknown to the others, and the nodes write unsealed events \
+     (nothing was changed). A single node without [cluster] seals and erases";
 
 /// Why the log could not erase.
 #[derive(Debug, thiserror::Error)]
@@ -25,9 +40,14 @@ pub enum LogEraseError {
     /// The log was opened without a key ring: no master key for the data dir's secrets.
     #[error("the log has no key ring (no master key: set env TENANTRY_MASTER_KEY or keep {{data_dir}}/master.key), so its data keys cannot be destroyed")]
     NoKeyring,
-    /// The JetStream backend: the stream holds the records, this node only a cache.
-    #[error("erasure is not available with log.backend = \"jetstream\"")]
-    Replicated,
+    /// A `[cluster]` node of the JetStream backend: it writes unsealed events.
+    #[error("{CLUSTER_REFUSAL}")]
+    Cluster,
+    /// The writer could not make the erasure's writes durable (they may or may not have been
+    /// kept; the old KEK still opens every kept key): erasing the same sessions again
+    /// completes it.
+    #[error("writing the erasure to the log: {0}")]
+    Write(#[source] super::AppendError),
     #[error("the log's files are closed (a recovery is under way); retry")]
     Closed,
     #[error(transparent)]
@@ -94,8 +114,8 @@ impl EventLog {
         tenant: &TenantId,
         sessions: &[SessionInfo],
     ) -> Result<LogErased, LogEraseError> {
-        if self.replica().is_some() {
-            return Err(LogEraseError::Replicated);
+        if self.replica().is_some_and(|r| r.cluster()) {
+            return Err(LogEraseError::Cluster);
         }
         let ring = self
             .inner
@@ -107,7 +127,7 @@ impl EventLog {
         let store = self.inner.shared.store().ok_or(LogEraseError::Closed)?;
         let tree = &store.tree;
         let mut done = LogErased::default();
-        let mut batch = sled::Batch::default();
+        let mut writes: Vec<LogWrite> = Vec::new();
         for s in sessions {
             let scope = (tenant, &s.env, &s.team, &s.channel);
             let open_keys = meta::open_keys(Some(&ring), scope, &s.user).map_err(|e| {
@@ -121,7 +141,7 @@ impl EventLog {
                     .get(&open_key)?
                     .is_some_and(|v| v.as_ref() == s.session.as_str().as_bytes())
                 {
-                    batch.remove(open_key);
+                    writes.push((open_key, None));
                     done.open_sessions += 1;
                 }
             }
@@ -134,14 +154,10 @@ impl EventLog {
             };
             let meta = rmp_serde::to_vec_named(&meta)
                 .expect("MessagePack encoding of plain fields is infallible");
-            batch.insert(
-                keys::session_meta_key(tenant, &s.env, &s.team, &s.session),
-                meta,
-            );
+            let key = keys::session_meta_key(tenant, &s.env, &s.team, &s.session);
+            writes.push((key, Some(meta)));
         }
-        done.idempotency_records = remove_idempotency(tree, tenant, sessions, &mut batch)?;
-        tree.apply_batch(batch)?;
-        tree.flush()?;
+        done.idempotency_records = remove_idempotency(tree, tenant, sessions, &mut writes)?;
         let scopes: Vec<SealScope<'_>> = sessions
             .iter()
             .map(|s| SealScope {
@@ -151,18 +167,33 @@ impl EventLog {
                 session: s.session.as_str(),
             })
             .collect();
-        done.keys_destroyed = ring.erase_sessions(tree, tenant, &scopes)?;
-        store.data_file.sync_data().map_err(sled::Error::Io)?;
+        // `data_kek.next` is stored before the writes, the KEK replaced after them.
+        let mut rotation = ring.start_erasure(tree, tenant, &scopes)?;
+        writes.append(&mut rotation.writes);
+        self.write_erasure(tenant, writes)?;
+        done.keys_destroyed = ring.finish_erasure(rotation)?;
         Ok(done)
+    }
+
+    /// Makes an erasure's `writes` durable through the writer, as one set beside the tenant's
+    /// appends ([`EventLog::apply_tenant_ops_blocking`]): on sled one batch, flushed and
+    /// synced; on the JetStream backend one record of `tenant`, acked by the stream.
+    fn write_erasure(&self, tenant: &TenantId, writes: Vec<LogWrite>) -> Result<(), LogEraseError> {
+        let ops: Vec<Op> = writes
+            .into_iter()
+            .map(|(key, value)| (ByteBuf::from(key), value.map(ByteBuf::from)))
+            .collect();
+        self.apply_tenant_ops_blocking(tenant, ops)
+            .map_err(LogEraseError::Write)
     }
 }
 
-/// Adds the removal of the idempotency records of `sessions` to `batch`; returns how many.
+/// Adds the removal of the idempotency records of `sessions` to `writes`; returns how many.
 fn remove_idempotency(
     tree: &sled::Tree,
     tenant: &TenantId,
     sessions: &[SessionInfo],
-    batch: &mut sled::Batch,
+    writes: &mut Vec<LogWrite>,
 ) -> Result<u64, LogEraseError> {
     /// The part of a record that names its session.
     #[derive(Deserialize)]
@@ -185,7 +216,7 @@ fn remove_idempotency(
                 ))
         });
         if hit {
-            batch.remove(key);
+            writes.push((key.to_vec(), None));
             removed += 1;
         }
     }

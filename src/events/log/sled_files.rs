@@ -58,6 +58,23 @@ pub(super) fn remove_unfinished_snapshots(dir: &Path) -> std::io::Result<Vec<Pat
     Ok(removed)
 }
 
+/// Takes sled's lock on `dir/db` (the flock a process holding the log has) without opening
+/// the log: `Ok(Some(file))` holds it until the file is dropped, so no process opens the log
+/// meanwhile; `Ok(None)` when `dir` has no log yet. `Err` with kind `WouldBlock` when a
+/// process holds the log now.
+pub fn hold_lock(dir: &Path) -> std::io::Result<Option<File>> {
+    let db = match File::open(dir.join("db")) {
+        Ok(db) => db,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match db.try_lock() {
+        Ok(()) => Ok(Some(db)),
+        Err(TryLockError::WouldBlock) => Err(std::io::ErrorKind::WouldBlock.into()),
+        Err(TryLockError::Error(e)) => Err(e),
+    }
+}
+
 /// What to say when sled reports corrupted data at open (`sled_text`): sled names no file, and
 /// it read its data file `db` and the newest `snap.*` file.
 pub(super) fn corruption_detail(dir: &Path, sled_text: &str) -> String {

@@ -119,6 +119,9 @@ struct Staged {
     units: Vec<Unit>,
     /// With `replicate`: the writes of the group being staged.
     unit_ops: Vec<Op>,
+    /// Data keys made for this batch's sessions (by their entry's sled key): staged, not yet
+    /// in the tree, and later groups of the batch must seal under the same key.
+    data_keys: HashMap<Vec<u8>, crate::events::seal::DataKey>,
 }
 
 impl Staged {

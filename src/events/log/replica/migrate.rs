@@ -92,13 +92,16 @@ pub enum MigrateError {
         stream_seq: u64,
         subject: String,
     },
-    /// The tenant has sealed events (crypto-shredding): their data keys live in this data dir
-    /// and the JetStream backend does not carry them, so on the stream their personal fields
-    /// would read as erased. Nothing of it was copied.
+    /// The tenant has sealed events (crypto-shredding) and the config has `[cluster]`: the
+    /// wrapped data keys would travel in the stream, but their KEKs live in this data dir's
+    /// secret store only, so the other nodes would read the personal fields as erased. Nothing
+    /// of it was copied.
     #[error(
         "tenant {tenant}: its log holds sealed events (personal fields encrypted under data keys \
-         kept in this data dir), which the jetstream backend cannot open; nothing of it was \
-         copied. Migrating sealed tenants is not supported yet"
+         whose key encryption key is in this data dir's secret store), and the config has a \
+         [cluster] section: the other nodes, each with its own secret store, could not open \
+         them; nothing of it was copied. Migrate sealed tenants for a single node (no \
+         [cluster]) serving this data dir"
     )]
     Sealed { tenant: TenantId },
     /// The sled log could not be read.
@@ -190,11 +193,14 @@ struct Expected {
 /// back through a fresh cache in `check_dir` (removed first if an earlier run left it, and
 /// afterwards). A refused tenant is in [`MigrateReport::refused`] and the others are copied
 /// regardless; an `Err` (the stream failing, the read-back differing) stops the migration, and
-/// running it again resumes.
+/// running it again resumes. `sealed_allowed`: copy tenants with sealed events too (their
+/// wrapped data keys go into the stream with the rest of the tenant's keys), for a single node
+/// that keeps this data dir's secret store; else they are refused ([`MigrateError::Sealed`]).
 pub fn migrate(
     log: &EventLog,
     replica: Replica,
     check_dir: &Path,
+    sealed_allowed: bool,
     progress: &mut dyn FnMut(&TenantId, Step<'_>),
 ) -> Result<MigrateReport, MigrateError> {
     let tenants = log
@@ -203,7 +209,7 @@ pub fn migrate(
     let mut report = MigrateReport::default();
     let mut expected = Vec::with_capacity(tenants.len());
     for tenant in tenants {
-        match migrate_tenant(log, &replica, &tenant, progress) {
+        match migrate_tenant(log, &replica, &tenant, sealed_allowed, progress) {
             Ok((Outcome::Copied(sent), want)) => {
                 report.events += want.events;
                 report.records += sent.records;
@@ -255,9 +261,10 @@ fn migrate_tenant(
     log: &EventLog,
     replica: &Replica,
     tenant: &TenantId,
+    sealed_allowed: bool,
     progress: &mut dyn FnMut(&TenantId, Step<'_>),
 ) -> Result<(Outcome, Expected), MigrateError> {
-    if log.has_data_keys(tenant).map_err(|e| source(tenant, e))? {
+    if !sealed_allowed && log.has_data_keys(tenant).map_err(|e| source(tenant, e))? {
         return Err(MigrateError::Sealed {
             tenant: tenant.clone(),
         });

@@ -95,6 +95,30 @@ impl JetStreamServer {
         node: &str,
         cluster: bool,
     ) -> Result<EventLog, OpenError> {
+        self.open_opts(dir, stream, node, cluster, &LogOptions::default())
+    }
+
+    /// Opens a single writer's log in `dir` on stream `LOG` that seals under `ring`.
+    pub(crate) fn open_sealed(
+        &self,
+        dir: &Path,
+        ring: std::sync::Arc<crate::events::keyring::Keyring>,
+    ) -> EventLog {
+        let opts = LogOptions {
+            keyring: Some(ring),
+            ..LogOptions::default()
+        };
+        self.open_opts(dir, "LOG", "n1", false, &opts).unwrap()
+    }
+
+    fn open_opts(
+        &self,
+        dir: &Path,
+        stream: &str,
+        node: &str,
+        cluster: bool,
+        log_opts: &LogOptions,
+    ) -> Result<EventLog, OpenError> {
         let opts = ReplicaOptions {
             stream: stream.into(),
             replicas: 1,
@@ -105,7 +129,7 @@ impl JetStreamServer {
         let replica = Replica::connect(&opts, || async move {
             async_nats::connect(url).await.map_err(|e| e.to_string())
         })?;
-        EventLog::open_replicated(dir, &LogOptions::default(), replica)
+        EventLog::open_replicated(dir, log_opts, replica)
     }
 }
 
@@ -662,6 +686,61 @@ fn a_tenant_undone_with_a_partly_acked_commit_catches_up_from_its_confirmed_reco
     let mut acme = keys::tenant_prefix(&id("acme"));
     acme.extend_from_slice(b"k2");
     assert!(tree.contains_key(&acme).unwrap(), "k2 applied");
+}
+
+/// A key ring on the secret store of `dir` (a data dir's), with a fixed master key.
+pub(crate) fn keyring(dir: &Path) -> std::sync::Arc<crate::events::keyring::Keyring> {
+    use crate::secrets::key::KeySources;
+    use crate::secrets::value::SecretValue;
+    let sources = KeySources {
+        master_key_hex: Some(SecretValue::new(b"ef".repeat(32))),
+        signing_key: None,
+    };
+    let store = crate::secrets::store::SecretStore::open_with(dir, sources).unwrap();
+    std::sync::Arc::new(crate::events::keyring::Keyring::new(store))
+}
+
+#[test]
+fn sealed_events_carry_their_wrapped_data_key_in_the_stream_and_open_in_a_fresh_cache() {
+    let server = JetStreamServer::start();
+    let (secrets, a, b) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let log = server.open_sealed(a.path(), keyring(secrets.path()));
+    // A new session's groups queued together (often one batch), and another tenant's.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (one, two, other) = rt.block_on(async {
+        tokio::join!(
+            log.append(group("acme", "s1", 0, "m1")),
+            log.append(group("acme", "s1", 2, "m2")),
+            log.append(group("globex", "s1", 0, "m1")),
+        )
+    });
+    for outcome in [one, two, other] {
+        assert!(
+            matches!(outcome, Ok(AppendOutcome::Appended(_))),
+            "{outcome:?}"
+        );
+    }
+    let written = events(&log, "acme");
+    assert!(written.iter().all(|e| !e.erased), "{written:?}");
+    drop(log);
+
+    // Another data dir's cache with the same secrets reads the sealed fields from the stream.
+    let fresh = server.open_sealed(b.path(), keyring(secrets.path()));
+    let read = events(&fresh, "acme");
+    assert_eq!(read.len(), 3);
+    assert!(read.iter().all(|e| !e.erased), "{read:?}");
+    assert!(
+        read.iter().any(|e| matches!(&e.event.kind,
+            EventKind::MessageReceived { text, .. } if text == "hello from acme")),
+        "{read:?}"
+    );
+    assert!(events(&fresh, "globex").iter().all(|e| !e.erased));
 }
 
 /// Offboarding in a cluster: the owner deletes a tenant (its subject purged) and may write it

@@ -7,6 +7,7 @@ use crate::events::codec::{
     self, chain_hash, EventRef, CAPABILITIES_MAX, FRAME_BYTES_MAX, GROUP_EVENTS_MAX,
     NAME_BYTES_MAX, TEXT_BYTES_MAX,
 };
+use crate::events::keyring::NewKey;
 use crate::events::keys;
 use crate::events::log::read::last_seq;
 use crate::events::log::{idempotency, meta};
@@ -35,6 +36,9 @@ struct Encoded {
     appended: Appended,
     /// The session's data key when the events were sealed (the stored reply is sealed too).
     data_key: Option<DataKey>,
+    /// A data key made for this group's session ([`crate::events::keyring::Keyring::new_key`]):
+    /// its log entry, staged with the group's keys.
+    new_key: Option<NewKey>,
 }
 
 impl Stager {
@@ -59,7 +63,7 @@ impl Stager {
             keys::session_index_prefix(tenant, env, &team, &group.session);
         self.load_session_head(tree, &session_key, tenant, env, &team, &group.session)?;
         let mut shape = self.check_session(&group, &session_key)?;
-        let mut encoded = self.encode(tree, &group, &team)?;
+        let mut encoded = self.encode(tree, &group, &team, staged)?;
         let data_key = encoded.data_key.take();
         self.start_meta(&group, &team, &mut shape, data_key.as_ref())?;
         let appended = stage_keys(tree, &group, &team, &session_key, &shape, encoded, staged)?;
@@ -208,23 +212,10 @@ impl Stager {
         tree: &sled::Tree,
         group: &AppendGroup,
         team: &TeamId,
+        staged: &Staged,
     ) -> Result<Encoded, AppendError> {
         let tenant = &group.ctx.tenant;
-        let data_key = match &self.shared.opts.keyring {
-            Some(ring) if self.shared.opts.seal => {
-                let scope = SealScope {
-                    tenant: tenant.as_str(),
-                    env: group.ctx.env.as_str(),
-                    team: team.as_str(),
-                    session: group.session.as_str(),
-                };
-                let key = ring
-                    .write_key(tree, &scope)
-                    .map_err(|e| AppendError::Failed(e.to_string()))?;
-                Some(key)
-            }
-            _ => None,
-        };
+        let (data_key, new_key) = self.sealing_key(tree, group, team, staged)?;
         let head = self.heads.get(tenant).copied().unwrap_or(Head::EMPTY);
         let count = group.kinds.len() as u64;
         let first_seq = group.expected_seq + 1;
@@ -275,7 +266,45 @@ impl Stager {
                 hash,
             },
             data_key,
+            new_key,
         })
+    }
+
+    /// The data key to seal the group's events under (`None` when the log does not seal): the
+    /// one made earlier in this batch, else the stored one, else a fresh one whose entry the
+    /// caller stages (returned beside it).
+    fn sealing_key(
+        &self,
+        tree: &sled::Tree,
+        group: &AppendGroup,
+        team: &TeamId,
+        staged: &Staged,
+    ) -> Result<(Option<DataKey>, Option<NewKey>), AppendError> {
+        let Some(ring) = self
+            .shared
+            .opts
+            .keyring
+            .as_ref()
+            .filter(|_| self.shared.opts.seal)
+        else {
+            return Ok((None, None));
+        };
+        let scope = SealScope {
+            tenant: group.ctx.tenant.as_str(),
+            env: group.ctx.env.as_str(),
+            team: team.as_str(),
+            session: group.session.as_str(),
+        };
+        let failed = |e: crate::events::keyring::KeyringError| AppendError::Failed(e.to_string());
+        let entry = keys::data_key_key(scope.tenant, scope.env, scope.team, scope.session);
+        if let Some(key) = staged.data_keys.get(&entry) {
+            return Ok((Some(key.clone()), None));
+        }
+        if let Some(key) = ring.read_key(tree, &scope).map_err(failed)? {
+            return Ok((Some(key), None));
+        }
+        let made = ring.new_key(&scope).map_err(failed)?;
+        Ok((Some(made.data_key.clone()), Some(made)))
     }
 
     /// After the group is staged: moves the batch's tenant top, the tenant's head and the
@@ -408,8 +437,17 @@ fn stage_keys(
 ) -> Result<Appended, AppendError> {
     let (tenant, env) = (&group.ctx.tenant, &group.ctx.env);
     let Encoded {
-        frame, appended, ..
+        frame,
+        appended,
+        new_key,
+        ..
     } = encoded;
+    if let Some(made) = new_key {
+        // The session's wrapped data key goes with its first sealed events (to the stream too).
+        staged.undo.created.push(made.key.clone());
+        staged.data_keys.insert(made.key.clone(), made.data_key);
+        staged.put(made.key, made.wrapped);
+    }
     let count = appended.last_seq - appended.first_seq + 1;
     let frame_key = keys::frame_key(tenant, appended.first_tenant_seq);
     staged.undo.created.push(frame_key.clone());

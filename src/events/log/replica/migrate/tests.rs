@@ -60,7 +60,7 @@ impl Run {
 
 fn run(server: &JetStreamServer, log: &EventLog, scratch: &Path) -> Run {
     let mut steps = Vec::new();
-    let report = migrate(log, replica(server), scratch, &mut |tenant, step| {
+    let report = migrate(log, replica(server), scratch, false, &mut |tenant, step| {
         steps.push(format!("{tenant}: {step:?}"));
     })
     .unwrap();
