@@ -46,6 +46,7 @@ mod meta;
 mod ops;
 mod purge;
 mod read;
+mod rebase;
 mod recover;
 pub mod replica;
 mod retention;
@@ -60,6 +61,7 @@ pub use purge::{PurgeError, PurgeReport};
 pub use read::{
     ScopedReader, SessionEvents, StoredFrame, StoredFrames, TenantEvents, TenantReader,
 };
+pub use rebase::Compacted;
 pub use replica::{Replica, ReplicaError, ReplicaOptions};
 pub use retention::{RetentionAnchor, TrimError, TrimReport, TRIM_BATCH_FRAMES};
 
@@ -373,6 +375,11 @@ enum Request {
     DeleteTenant {
         tenant: TenantId,
         reply: oneshot::Sender<Result<u64, AppendError>>,
+    },
+    BaseChunk {
+        tenant: TenantId,
+        after: Option<Vec<u8>>,
+        reply: oneshot::Sender<Result<rebase::BaseChunk, AppendError>>,
     },
     TenantOps {
         tenant: TenantId,

@@ -273,6 +273,24 @@ impl Replica {
         Ok(same_head(&record, Some(local), local_rev))
     }
 
+    /// Whether the tenant's record at stream sequence `seq` is still in the stream (not purged
+    /// by a compaction).
+    pub(super) async fn has_record(
+        &self,
+        tenant: &TenantId,
+        seq: u64,
+    ) -> Result<bool, ReplicaError> {
+        let message = self
+            .stream
+            .get_first_raw_message_by_subject(&self.subject(tenant), seq)
+            .await
+            .map_err(|e| ReplicaError::Read {
+                tenant: tenant.clone(),
+                detail: format!("the record at or after stream sequence {seq}: {e}"),
+            })?;
+        Ok(message.sequence == seq)
+    }
+
     /// Replaces the tenant's cache with its records up to stream sequence `until`.
     pub(super) fn rebuild(
         &self,

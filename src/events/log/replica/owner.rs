@@ -8,8 +8,9 @@ use crate::tenancy::TenantId;
 
 impl Replica {
     /// Brings `tenant`'s cache in `tree` to its last record: applies the records after the last
-    /// one this node knows, or, when it knows none or the local head does not match the
-    /// stream's, clears the tenant's cache and applies every record. `local` is the tenant's
+    /// one this node knows, or, when it knows none, that one was purged (a compaction) or the
+    /// local head does not match the stream's, clears the tenant's cache and applies every
+    /// record. `local` is the tenant's
     /// head in `tree`. Returns the last record's stream sequence and head (`None`: no records).
     pub(in crate::events::log) fn catch_up(
         &self,
@@ -37,7 +38,9 @@ impl Replica {
         let rev = local_rev(tree, tenant)?;
         match known {
             Some(known) if known == seq && same_head(&record, local.as_ref(), rev) => {}
-            Some(known) if known < seq => {
+            // The record it knows is still there: nothing before the records after it was
+            // purged (a compaction purges only below its base records), so they suffice.
+            Some(known) if known < seq && self.rt.block_on(self.has_record(tenant, known))? => {
                 self.rt
                     .block_on(self.apply_range(tree, tenant, known + 1, seq))?;
             }
