@@ -221,7 +221,7 @@ impl Replica {
     /// Applies the tenant's records after the first stream sequence of `candidates` the cache
     /// is at (the tenant's record there has the local head), up to `until`. A failover that lost
     /// an ack leaves the cache a record or two behind the stream, and this reads those instead of
-    /// every record of the tenant. Returns whether it did; `false` leaves the cache as it was.
+    /// every record of the tenant. Returns whether it did; `false`: the cache must be rebuilt.
     pub(super) async fn catch_up_from(
         &self,
         tree: &sled::Tree,
@@ -243,7 +243,9 @@ impl Replica {
             if self.cache_at(tenant, from, local, rev).await? {
                 tracing::info!(tenant = %tenant, from, until, "catching the tenant's log cache up with the stream");
                 self.apply_range(tree, tenant, from + 1, until).await?;
-                return Ok(true);
+                // A compaction that purged `from` meanwhile may have purged records before they
+                // were read (their removals missed): the caller rebuilds.
+                return self.has_record(tenant, from).await;
             }
         }
         Ok(false)

@@ -43,6 +43,11 @@ impl Replica {
             Some(known) if known < seq && self.rt.block_on(self.has_record(tenant, known))? => {
                 self.rt
                     .block_on(self.apply_range(tree, tenant, known + 1, seq))?;
+                // Purged meanwhile (a compaction racing this catch-up): records may have gone
+                // before they were read, so rebuild from what remains.
+                if !self.rt.block_on(self.has_record(tenant, known))? {
+                    self.rebuild(tree, tenant, seq)?;
+                }
             }
             _ if same_head(&record, local.as_ref(), rev) => {}
             _ => self.rebuild(tree, tenant, seq)?,
