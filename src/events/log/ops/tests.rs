@@ -111,6 +111,16 @@ fn a_key_outside_the_tenant_is_refused_and_nothing_changes() {
         .collect();
     assert_eq!(after, before);
     assert_eq!(replica.stream_last_seq().unwrap(), last);
+    // Ops too large for one record are refused whole too.
+    let big = "x".repeat(crate::events::log::TENANT_OPS_BYTES_MAX);
+    let refused =
+        log.apply_tenant_ops_blocking(&id("acme"), vec![put(own_key("acme", "big"), &big)]);
+    assert!(
+        matches!(&refused, Err(AppendError::OpsTooLarge { bytes, .. }) if *bytes > big.len()),
+        "{refused:?}"
+    );
+    assert_eq!(tenant_keys(&log, &id("acme")), before[0]);
+    assert_eq!(replica.stream_last_seq().unwrap(), last);
     // A tenant without events has no log to write beside.
     let refused =
         log.apply_tenant_ops_blocking(&id("initech"), vec![put(own_key("initech", "x"), "v")]);
