@@ -253,7 +253,7 @@ impl Replica {
 
     /// Whether the tenant's record at stream sequence `from` has the head `local` and the ops
     /// revision `local_rev`.
-    async fn cache_at(
+    pub(super) async fn cache_at(
         &self,
         tenant: &TenantId,
         from: u64,

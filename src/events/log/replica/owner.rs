@@ -38,9 +38,10 @@ impl Replica {
         let rev = local_rev(tree, tenant)?;
         match known {
             Some(known) if known == seq && same_head(&record, local.as_ref(), rev) => {}
-            // The record it knows is still there: nothing before the records after it was
-            // purged (a compaction purges only below its base records), so they suffice.
-            Some(known) if known < seq && self.rt.block_on(self.has_record(tenant, known))? => {
+            // The record this node knew last must still be there: a tenant deleted (its
+            // subject purged) and written again since has new records only, which a cache of
+            // the old ones cannot take.
+            Some(known) if known < seq && self.still_at(tenant, known, local.as_ref(), rev)? => {
                 self.rt
                     .block_on(self.apply_range(tree, tenant, known + 1, seq))?;
                 // Purged meanwhile (a compaction racing this catch-up): records may have gone
@@ -55,6 +56,21 @@ impl Replica {
         self.last_map().insert(tenant.clone(), seq);
         self.confirmed_map().insert(tenant.clone(), seq);
         Ok(Some((seq, head)))
+    }
+
+    /// Whether the tenant's record at stream sequence `known` is still in the stream with the
+    /// cache's head `local` and ops revision `rev`.
+    fn still_at(
+        &self,
+        tenant: &TenantId,
+        known: u64,
+        local: Option<&Head>,
+        rev: u64,
+    ) -> Result<bool, ReplicaError> {
+        match local {
+            Some(local) => self.rt.block_on(self.cache_at(tenant, known, local, rev)),
+            None => Ok(false),
+        }
     }
 
     /// Publishes a record with no writes and the tenant's current head and ops revision `rev`,
