@@ -43,7 +43,7 @@ pub mod follow;
 mod heads;
 mod idempotency;
 mod meta;
-mod ops;
+pub mod ops;
 mod purge;
 mod read;
 mod rebase;
@@ -57,7 +57,6 @@ mod writer;
 
 pub use census::LogCensus;
 pub use erase::{LogEraseError, LogErased};
-pub use ops::TENANT_OPS_BYTES_MAX;
 pub use purge::{PurgeError, PurgeReport};
 pub use read::{
     ScopedReader, SessionEvents, StoredFrame, StoredFrames, TenantEvents, TenantReader,
@@ -245,7 +244,7 @@ pub enum AppendError {
     /// range, or the log's own ops revision key. Nothing was written.
     #[error("tenant {tenant}: op key {key} is not a key of the tenant the caller may write (keys start with the tenant's prefix; the ops revision key is the log's own)")]
     ForeignKey { tenant: TenantId, key: String },
-    /// Tenant ops over `ops::TENANT_OPS_BYTES_MAX` (one record). Nothing was written.
+    /// Tenant ops over [`ops::TENANT_OPS_BYTES_MAX`] (one record). Nothing was written.
     #[error("tenant {tenant}: tenant ops of {bytes} bytes exceed one record (TENANT_OPS_BYTES_MAX); split them into several calls")]
     OpsTooLarge { tenant: TenantId, bytes: usize },
     /// Tenant ops for a tenant without events: there is no log to write beside. Nothing was

@@ -127,7 +127,7 @@ fn a_key_outside_the_tenant_is_refused_and_nothing_changes() {
     assert!(matches!(refused, Err(AppendError::NoLog(_))), "{refused:?}");
     assert!(tenant_keys(&log, &id("initech")).is_empty());
     // Ops too large for one record are refused whole too.
-    let big = "x".repeat(crate::events::log::TENANT_OPS_BYTES_MAX);
+    let big = "x".repeat(crate::events::log::ops::TENANT_OPS_BYTES_MAX);
     let refused =
         log.apply_tenant_ops_blocking(&id("acme"), vec![put(own_key("acme", "big"), &big)]);
     assert!(
