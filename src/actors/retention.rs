@@ -1,8 +1,10 @@
 //! The background trim of tenants with a `retention` (docs/storage.md#retention): once at start
 //! and every [`RETENTION_TRIM_INTERVAL`], on the blocking pool, each such tenant's frames older
 //! than now − retention (by the runtime's clock) are trimmed in bounded batches
-//! ([`crate::events::log::TRIM_BATCH_FRAMES`] frames each), beside the writer: appends wait for
-//! none of it.
+//! ([`crate::events::log::TRIM_BATCH_FRAMES`] frames each), each batch written through the
+//! writer between batches of appends. With the JetStream backend the trim reaches every node's
+//! cache and the stream; in a cluster only the node that owns a tenant trims it (the others skip
+//! it quietly).
 //!
 //! Invariant: a tenant without `retention` is never trimmed; one tenant's failed trim is logged
 //! and the others are trimmed all the same.
@@ -44,6 +46,9 @@ pub fn trim_all(
                 "retention: trim done"
             ),
             Ok(_) => {}
+            Err(TrimError::NotOwner(_)) => {
+                tracing::debug!(tenant = %tenant, "retention: another node owns the tenant and trims it")
+            }
             Err(e) => tracing::error!(tenant = %tenant, error = %e, "retention: trim failed"),
         }
         out.push((tenant.clone(), result));

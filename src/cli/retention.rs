@@ -21,7 +21,7 @@ pub struct TrimArgs {
 }
 
 /// Trims the tenants `args` names; prints one line per tenant (stdout) and exits 1 if any
-/// trim failed.
+/// trim failed. Refused with the JetStream backend (the server trims there).
 pub(super) fn trim(args: &TrimArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let mut policies = Vec::new();
     for t in config.tenants().values() {
@@ -43,6 +43,15 @@ pub(super) fn trim(args: &TrimArgs, config: &Config) -> anyhow::Result<ExitCode>
         if policies.is_empty() {
             anyhow::bail!("tenant {only} is not configured");
         }
+    }
+    if config.log().backend == crate::config::LogBackend::JetStream {
+        // Its offline cache would write to the stream beside a live server that owns the
+        // tenant, fencing that server out of it.
+        anyhow::bail!(
+            "tenantry trim works with log.backend = \"sled\" only; with \"jetstream\" the \
+             running server trims each tenant's retention on its own (hourly, on the node that \
+             owns the tenant)"
+        );
     }
     let log = crate::audit::open_log(config).map_err(|e| match e {
         crate::audit::AuditError::InUse(_) => {

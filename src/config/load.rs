@@ -35,7 +35,6 @@ impl Config {
         let excluded =
             select_tenants(&mut tree, path, dedicated.as_ref(), &server.exclude_tenants)?;
         let tenants = load_flows(tree, sections.server_config.rate_limit_per_s)?;
-        super::retention::check_backend(path, sections.log.backend, &tenants)?;
 
         Ok(Config {
             source: path.to_owned(),

@@ -1,9 +1,8 @@
 //! `[tenants.<id>] retention`: how long a tenant's events are kept in the log (docs/config.md).
 //!
 //! A humantime duration of at least [`RETENTION_MIN`]; absent means the events are kept for
-//! ever. Only the sled backend trims (a JetStream stream keeps every record of a tenant's
-//! subject, and its records are the tenant's history), so `retention` with
-//! `log.backend = "jetstream"` is refused at load.
+//! ever. Both backends trim (with JetStream, the trim reaches the stream and every node's cache:
+//! docs/storage.md#retention).
 
 use std::path::Path;
 use std::time::Duration;
@@ -33,28 +32,6 @@ pub(super) fn retention(path: &Path, field: &str, raw: &str) -> Result<Duration,
         ));
     }
     Ok(keep)
-}
-
-/// With the JetStream backend no tenant may have a retention: the stream would keep what the
-/// cache trims, and the next reconcile would bring it back.
-pub(super) fn check_backend(
-    path: &Path,
-    backend: super::LogBackend,
-    tenants: &std::collections::BTreeMap<crate::tenancy::TenantId, super::TenantConfig>,
-) -> Result<(), ConfigError> {
-    if backend != super::LogBackend::JetStream {
-        return Ok(());
-    }
-    match tenants.values().find(|t| t.retention.is_some()) {
-        None => Ok(()),
-        Some(t) => Err(invalid(
-            path,
-            &format!("tenants.{}.retention", t.id),
-            "retention is supported with log.backend = \"sled\" only (a JetStream stream keeps \
-             every record); remove the key, or limit the stream's age in NATS"
-                .to_owned(),
-        )),
-    }
 }
 
 #[cfg(test)]

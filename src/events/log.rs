@@ -43,9 +43,10 @@ pub mod follow;
 mod heads;
 mod idempotency;
 mod meta;
-mod ops;
+pub mod ops;
 mod purge;
 mod read;
+mod rebase;
 mod recover;
 pub mod replica;
 mod retention;
@@ -61,6 +62,7 @@ pub use purge::{PurgeError, PurgeReport};
 pub use read::{
     ScopedReader, SessionEvents, StoredFrame, StoredFrames, TenantEvents, TenantReader,
 };
+pub use rebase::Compacted;
 pub use replica::{Replica, ReplicaError, ReplicaOptions};
 pub use retention::{RetentionAnchor, TrimError, TrimReport, TRIM_BATCH_FRAMES};
 pub use sled_files::hold_lock;
@@ -244,6 +246,9 @@ pub enum AppendError {
     /// range, or the log's own ops revision key. Nothing was written.
     #[error("tenant {tenant}: op key {key} is not a key of the tenant the caller may write (keys start with the tenant's prefix; the ops revision key is the log's own)")]
     ForeignKey { tenant: TenantId, key: String },
+    /// Tenant ops over [`ops::TENANT_OPS_BYTES_MAX`] (one record). Nothing was written.
+    #[error("tenant {tenant}: tenant ops of {bytes} bytes exceed one record (TENANT_OPS_BYTES_MAX); split them into several calls")]
+    OpsTooLarge { tenant: TenantId, bytes: usize },
     /// Tenant ops for a tenant without events: there is no log to write beside. Nothing was
     /// written.
     #[error("tenant {0} has no events: tenant ops apply only beside an existing log")]
@@ -375,6 +380,11 @@ enum Request {
     DeleteTenant {
         tenant: TenantId,
         reply: oneshot::Sender<Result<u64, AppendError>>,
+    },
+    BaseChunk {
+        tenant: TenantId,
+        after: Option<Vec<u8>>,
+        reply: oneshot::Sender<Result<rebase::BaseChunk, AppendError>>,
     },
     TenantOps {
         tenant: TenantId,

@@ -291,6 +291,26 @@ fn a_trimmed_log_verifies_from_its_anchor_and_its_kept_sessions_replay() {
     );
 }
 
+/// With JetStream the server trims (on the tenant's owner); the offline command, whose cache
+/// would write to the stream beside it, refuses and says so, touching nothing.
+#[test]
+fn offline_trim_with_the_jetstream_backend_is_refused_and_names_the_server() {
+    let setup = Setup::new("retention = \"1d\"", T0, T0 + DAY);
+    let jetstream = format!(
+        "[nats]\nurl = \"nats://127.0.0.1:9\"\n[log]\nbackend = \"jetstream\"\n[cluster]\nnode = \"n1\"\n{}",
+        config("retention = \"1d\"")
+    );
+    std::fs::write(setup.path("config.toml"), jetstream).unwrap();
+    let out = setup.run(&["trim", "--as-of", "2026-11-30T00:00:00Z"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("the running server trims each tenant's retention"),
+        "{}",
+        text(&out)
+    );
+    assert!(!setup.path("data/log-offline").exists());
+}
+
 #[test]
 fn trim_refuses_a_tenant_without_retention() {
     let setup = Setup::new("", T0, T0 + DAY);

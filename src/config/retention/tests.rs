@@ -48,13 +48,12 @@ fn a_bad_retention_names_the_field_and_the_fix() {
 }
 
 #[test]
-fn retention_with_the_jetstream_backend_is_refused() {
+fn retention_with_the_jetstream_backend_is_accepted() {
     let head = "[nats]\nurl = \"nats://127.0.0.1:4222\"\n[log]\nbackend = \"jetstream\"\n\
                 [cluster]\nnode = \"n1\"\n";
-    assert!(load(head, "").is_ok());
-    let err = load(head, "retention = \"90d\"").unwrap_err();
-    assert!(
-        err.contains("tenants.acme.retention") && err.contains("sled"),
-        "{err}"
+    let config = load(head, "retention = \"90d\"").unwrap();
+    assert_eq!(
+        retention_of(&config),
+        Some(Duration::from_secs(90 * 86_400))
     );
 }

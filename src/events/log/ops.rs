@@ -15,7 +15,7 @@
 //! Invariant: every op key is the tenant's (inside `keys::tenant_prefix`) and none is the
 //! revision key; a request breaking it is refused whole, before anything is written.
 
-use super::replica::Op;
+use super::replica::{Op, RECORD_BYTES_MAX};
 use super::{AppendError, EventLog, Request};
 use crate::events::keys;
 use crate::tenancy::TenantId;
@@ -23,11 +23,19 @@ use crate::tenancy::TenantId;
 /// Most bytes of a refused key shown in the error.
 const KEY_SHOWN_BYTES_MAX: usize = 80;
 
+/// Most bytes of ops one call writes (keys and values, plus [`OP_OVERHEAD_BYTES`] each): they
+/// must fit one record, with room for the ops revision the log adds. Larger: split the call.
+pub const TENANT_OPS_BYTES_MAX: usize = RECORD_BYTES_MAX - 4096;
+
+/// Bytes an op counts for besides its key and value (as records count them).
+const OP_OVERHEAD_BYTES: usize = 8;
+
 impl EventLog {
     /// Writes `ops` (key, new value or `None` to remove) of `tenant`'s keys as one batch beside
     /// its appends, durably: answered after the flush (sled) or the stream's ack (JetStream).
     /// Every key must lie in the tenant's range and must not be its ops revision key, else
-    /// [`AppendError::ForeignKey`] and nothing is written; a tenant without events gets
+    /// [`AppendError::ForeignKey`] and nothing is written; ops over [`TENANT_OPS_BYTES_MAX`] get
+    /// [`AppendError::OpsTooLarge`] (split them); a tenant without events gets
     /// [`AppendError::NoLog`]. A failure fails the log, which recovers as after a failed append
     /// (on JetStream its cache is brought back to the stream).
     pub fn apply_tenant_ops_blocking(
@@ -47,13 +55,24 @@ impl EventLog {
     }
 }
 
-/// Refuses ops with a key outside the tenant or on its ops revision key.
+/// Refuses ops over [`TENANT_OPS_BYTES_MAX`], or with a key outside the tenant or on its ops
+/// revision key.
 pub(super) fn check_ops(tenant: &TenantId, ops: &[Op]) -> Result<(), AppendError> {
     let prefix = keys::tenant_prefix(tenant);
     let rev_key = keys::ops_revision_key(tenant);
     let foreign = ops
         .iter()
         .find(|(key, _)| !key.starts_with(&prefix) || key.as_slice() == rev_key.as_slice());
+    let bytes: usize = ops
+        .iter()
+        .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()) + OP_OVERHEAD_BYTES)
+        .sum();
+    if bytes > TENANT_OPS_BYTES_MAX {
+        return Err(AppendError::OpsTooLarge {
+            tenant: tenant.clone(),
+            bytes,
+        });
+    }
     match foreign {
         None => Ok(()),
         Some((key, _)) => Err(AppendError::ForeignKey {

@@ -410,6 +410,32 @@ impl Replica {
         })
     }
 
+    /// The stream sequence of the tenant's last record as this node knows it (0: none).
+    pub(super) fn last_seq(&self, tenant: &TenantId) -> u64 {
+        self.last_map().get(tenant).copied().unwrap_or(0)
+    }
+
+    /// Removes the tenant's records with stream sequences below `keep_from` (a compaction);
+    /// returns how many went.
+    pub(super) fn purge_before(
+        &self,
+        tenant: &TenantId,
+        keep_from: u64,
+    ) -> Result<u64, ReplicaError> {
+        let subject = self.subject(tenant);
+        let purged = self.rt.block_on(async {
+            self.stream
+                .purge()
+                .filter(subject)
+                .sequence(keep_from)
+                .await
+        });
+        purged.map(|p| p.purged).map_err(|e| ReplicaError::Publish {
+            tenant: tenant.clone(),
+            detail: format!("purging its records before stream sequence {keep_from}: {e}"),
+        })
+    }
+
     /// Removes every record of the tenant from the stream (offboarding).
     pub(super) fn purge(&self, tenant: &TenantId) -> Result<(), ReplicaError> {
         let subject = self.subject(tenant);

@@ -9,17 +9,25 @@
 //! `{t}\0 A` ([`RetentionAnchor`]): a crash leaves the old state or the new one, never frames
 //! gone without their anchor.
 //!
-//! The trim runs beside the writer, not through it: the writer only adds frames past the head
-//! and never rewrites an old one, and the trim never removes the last frame at or before the
-//! durable frontier, so the tenant's head (read from its last frame at open) is never trimmed.
+//! The trim reads beside the writer and writes each batch through it, as tenant ops
+//! ([`EventLog::apply_tenant_ops_blocking`]): the writer only adds frames past the head and never
+//! rewrites an old one, and the trim never removes the last frame at or before the durable
+//! frontier, so the tenant's head (read from its last frame at open) is never trimmed. With the
+//! JetStream backend the ops reach the stream, so every node's cache trims the same, and a trim
+//! that removed frames then compacts the tenant's records
+//! ([`EventLog::compact_tenant_records_blocking`]), so the trimmed frames leave the stream too. In
+//! a cluster only the node that owns the tenant trims it ([`TrimError::NotOwner`] elsewhere).
 //!
 //! Invariant: after any trim, the tenant's first frame starts at the anchor's
 //! `first_tenant_seq` and its first event's `prev_hash` is the anchor's `prev_hash`.
 
 use std::collections::BTreeMap;
 
+use serde_bytes::ByteBuf;
+
 use super::read::decode_frame_events;
-use super::{EventLog, ReadError, SessionMeta, StoredEvent};
+use super::replica::Op;
+use super::{AppendError, EventLog, ReadError, SessionMeta, StoredEvent};
 use crate::events::codec::Hash;
 use crate::events::keys;
 use crate::events::schema::decode_limited;
@@ -109,9 +117,13 @@ pub(super) fn trimmed(tree: &sled::Tree, tenant: &TenantId, tenant_seq: u64) -> 
 /// Why a trim could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum TrimError {
-    /// The JetStream backend keeps every record in the stream; its cache is never trimmed.
-    #[error("tenant {0}: retention is supported with the sled backend only")]
-    Replicated(TenantId),
+    /// In a cluster: another node owns the tenant and trims it; nothing was changed here.
+    #[error("tenant {0} is owned by another node, which trims it")]
+    NotOwner(TenantId),
+    /// Writing a batch (or, with JetStream, compacting the tenant's records) failed; the
+    /// batches written before it stay trimmed.
+    #[error(transparent)]
+    Write(#[from] AppendError),
     /// A record could not be read or the batch could not be written; nothing was changed.
     #[error(transparent)]
     Read(#[from] ReadError),
@@ -128,6 +140,9 @@ pub struct TrimReport {
     pub batches: u64,
     /// The anchor after the trim (`None`: the tenant was never trimmed).
     pub anchor: Option<RetentionAnchor>,
+    /// With JetStream: the tenant's records purged from the stream by the compaction after the
+    /// trim (0 with sled).
+    pub purged_records: u64,
 }
 
 impl EventLog {
@@ -141,18 +156,31 @@ impl EventLog {
         cutoff_ms: u64,
         now_ms: u64,
     ) -> Result<TrimReport, TrimError> {
-        if self.replica().is_some() {
-            return Err(TrimError::Replicated(tenant.clone()));
+        if !self.owns(tenant) {
+            return Err(TrimError::NotOwner(tenant.clone()));
         }
+        let mut report = self.trim_batches(tenant, (cutoff_ms, now_ms))?;
+        if report.frames > 0 {
+            // A no-op with sled; with JetStream the trimmed frames leave the stream.
+            let compacted = self.compact_tenant_records_blocking(tenant)?;
+            report.purged_records = compacted.purged;
+        }
+        Ok(report)
+    }
+
+    /// The trim's batches, each written through the writer.
+    fn trim_batches(&self, tenant: &TenantId, times: (u64, u64)) -> Result<TrimReport, TrimError> {
         let mut report = TrimReport::default();
         loop {
             let parts = self.inner.shared.reader(tenant);
             let tree = parts.tree.clone()?;
-            let step = trim_batch(&tree, tenant, parts.limit, (cutoff_ms, now_ms))?;
-            report.anchor = step.anchor;
+            let step = trim_batch(&tree, tenant, parts.limit, times)?;
             if step.frames == 0 {
+                report.anchor = step.anchor;
                 return Ok(report);
             }
+            self.apply_tenant_ops_blocking(tenant, step.ops)?;
+            report.anchor = step.anchor;
             report.events += step.events;
             report.frames += step.frames;
             report.batches += 1;
@@ -190,9 +218,26 @@ struct Step {
     events: u64,
     frames: u64,
     anchor: Option<RetentionAnchor>,
+    /// The batch's writes, for the writer.
+    ops: Vec<Op>,
 }
 
-/// Chooses and removes up to [`TRIM_BATCH_FRAMES`] frames in one sled batch.
+/// Writes collected for one trim batch.
+#[derive(Default)]
+struct Batch(Vec<Op>);
+
+impl Batch {
+    fn remove(&mut self, key: impl Into<Vec<u8>>) {
+        self.0.push((ByteBuf::from(key.into()), None));
+    }
+
+    fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.0
+            .push((ByteBuf::from(key), Some(ByteBuf::from(value))));
+    }
+}
+
+/// Chooses up to [`TRIM_BATCH_FRAMES`] frames and the writes that remove them.
 fn trim_batch(
     tree: &sled::Tree,
     tenant: &TenantId,
@@ -206,14 +251,15 @@ fn trim_batch(
             events: 0,
             frames: 0,
             anchor,
+            ops: Vec::new(),
         });
     };
-    let mut batch = sled::Batch::default();
+    let mut batch = Batch::default();
     let mut events = 0u64;
     // Per session touched: the highest first seq of its removed index entries.
     let mut sessions: BTreeMap<Vec<u8>, (u64, &StoredEvent)> = BTreeMap::new();
     for (key, frame) in &frames {
-        batch.remove(key.as_slice());
+        batch.remove(key.clone());
         events += frame.len() as u64;
         if let Some(first) = frame.first() {
             let e = &first.event;
@@ -228,7 +274,10 @@ fn trim_batch(
         .range(heads..=keys::signed_head_key(tenant, last_seq))
         .keys()
     {
-        batch.remove(key.map_err(|e| sled_err(tenant, "signed heads", &e))?);
+        batch.remove(
+            key.map_err(|e| sled_err(tenant, "signed heads", &e))?
+                .to_vec(),
+        );
     }
     for (prefix, (seq, first)) in &sessions {
         forget_if_empty(tree, tenant, (prefix, *seq), &first.event, &mut batch)?;
@@ -242,15 +291,12 @@ fn trim_batch(
         trimmed_at_ms: now_ms,
     };
     batch.insert(keys::retention_anchor_key(tenant), next.encode());
-    tree.apply_batch(batch)
-        .map_err(|e| sled_err(tenant, "trim batch", &e))?;
-    tree.flush()
-        .map_err(|e| sled_err(tenant, "trim flush", &e))?;
     anchor = Some(next);
     Ok(Step {
         events,
         frames: frames.len() as u64,
         anchor,
+        ops: batch.0,
     })
 }
 
@@ -305,7 +351,7 @@ fn forget_if_empty(
     tenant: &TenantId,
     (prefix, seq): (&[u8], u64),
     e: &crate::events::schema::Event,
-    batch: &mut sled::Batch,
+    batch: &mut Batch,
 ) -> Result<(), ReadError> {
     let mut end = prefix.to_vec();
     end.extend_from_slice(&[0xff; 9]);
@@ -334,5 +380,7 @@ fn forget_if_empty(
     Ok(())
 }
 
+#[cfg(test)]
+mod jetstream_tests;
 #[cfg(test)]
 mod tests;

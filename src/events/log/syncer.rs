@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
+use super::rebase::BaseChunk;
 use super::replica::Replica;
 use super::store::{Shared, Store};
 use super::writer::Applied;
@@ -38,7 +39,9 @@ impl Syncer {
             // Every waiting batch went to the same handles: a recovery replaces them only
             // once the syncer has answered everything.
             let store = waiting.iter().rev().find_map(|a| match a {
-                Applied::Appends { store, .. } | Applied::Delete { store, .. } => store.clone(),
+                Applied::Appends { store, .. }
+                | Applied::Delete { store, .. }
+                | Applied::Base { store, .. } => store.clone(),
             });
             let synced = match (&store, self.shared.failure()) {
                 (_, Some(e)) => Err(e),
@@ -92,7 +95,7 @@ impl Syncer {
                 self.shared.forget(tenant);
                 None
             }
-            Applied::Delete { .. } => None,
+            Applied::Delete { .. } | Applied::Base { .. } => None,
         };
         answer(applied, synced);
         if let Some(batch) = batch {
@@ -126,6 +129,20 @@ fn replicate(replica: &Replica, waiting: &mut [Applied]) -> Result<(), String> {
                 replica.purge(tenant).map_err(|e| e.to_string())?;
             }
             Applied::Delete { .. } => {}
+            Applied::Base {
+                tenant,
+                unit,
+                before,
+                ..
+            } => {
+                // After every record handed over earlier, as a record of its own.
+                replica
+                    .commit(std::mem::take(&mut units))
+                    .map_err(|e| e.to_string())?;
+                *before = replica.last_seq(tenant);
+                let chunk = unit.take().into_iter().collect();
+                replica.commit(chunk).map_err(|e| e.to_string())?;
+            }
         }
     }
     replica.commit(units).map_err(|e| e.to_string())
@@ -169,6 +186,18 @@ pub(super) fn answer(applied: Applied, synced: &Result<(), String>) {
                 // A caller that gave up waiting is not an error: its group is durable anyway.
                 let _ = reply.send(result);
             }
+        }
+        Applied::Base {
+            reply,
+            before,
+            next,
+            ..
+        } => {
+            let result = match synced {
+                Ok(()) => Ok(BaseChunk { before, next }),
+                Err(e) => Err(AppendError::Failed(e.clone())),
+            };
+            let _ = reply.send(result);
         }
         Applied::Delete { reply, result, .. } => {
             let result = match (result, synced) {

@@ -30,6 +30,7 @@
 
 mod adopt;
 mod ops;
+mod rebase;
 mod seen;
 mod stage;
 
@@ -73,6 +74,17 @@ pub(super) enum Applied {
         units: Vec<Unit>,
         /// A batch of tenant ops (`ops.rs`, no groups): its caller, answered like a group's.
         ops_reply: Option<ops::OpsReply>,
+    },
+    /// A base chunk of a stream compaction (`rebase.rs`), published as a record of its own.
+    Base {
+        tenant: TenantId,
+        /// Taken by the syncer when it publishes it.
+        unit: Option<Unit>,
+        next: Option<Vec<u8>>,
+        /// Set by the syncer: the tenant's last stream sequence before the chunk's record.
+        before: u64,
+        reply: rebase::BaseReply,
+        store: Option<Arc<Store>>,
     },
     Delete {
         reply: oneshot::Sender<Result<u64, AppendError>>,
@@ -304,6 +316,25 @@ impl Stager {
                     Request::Adopt { tenant, reply } => {
                         let _ = reply.send(self.adopt(&tenant));
                     }
+                    Request::BaseChunk {
+                        tenant,
+                        after,
+                        reply,
+                    } => {
+                        // Read after every earlier batch was applied: apply what is staged.
+                        let applied = self.apply(
+                            std::mem::replace(&mut staged, Staged::new(replicate)),
+                            std::mem::take(&mut replies),
+                        );
+                        if to_syncer.send(applied).is_err() {
+                            return;
+                        }
+                        if let Some(chunk) = self.base_chunk(tree.as_ref(), &tenant, after, reply) {
+                            if to_syncer.send(chunk).is_err() {
+                                return;
+                            }
+                        }
+                    }
                     Request::TenantOps { tenant, ops, reply } => {
                         // Not batched with appends either: apply what is staged first.
                         let applied = self.apply(
@@ -512,6 +543,6 @@ fn ack_now(applied: Applied) -> Applied {
                 ops_reply,
             }
         }
-        delete @ Applied::Delete { .. } => delete,
+        other @ (Applied::Delete { .. } | Applied::Base { .. }) => other,
     }
 }

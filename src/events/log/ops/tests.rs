@@ -35,6 +35,16 @@ fn read(log: &EventLog, key: &[u8]) -> Option<Vec<u8>> {
     store.tree.get(key).unwrap().map(|v| v.to_vec())
 }
 
+/// The stream's last sequence, read through the public JetStream context.
+fn stream_last(replica: &crate::events::log::Replica) -> u64 {
+    let js = replica.jetstream();
+    let name = replica.stream_name().to_owned();
+    replica.block_on(async move {
+        let stream = js.get_stream(name).await.unwrap();
+        stream.get_info().await.unwrap().state.last_sequence
+    })
+}
+
 /// Every key and value of `tenant` in the log's tree.
 fn tenant_keys(log: &EventLog, tenant: &TenantId) -> Vec<(Vec<u8>, Vec<u8>)> {
     let store = log.inner.shared.store().unwrap();
@@ -116,6 +126,16 @@ fn a_key_outside_the_tenant_is_refused_and_nothing_changes() {
         log.apply_tenant_ops_blocking(&id("initech"), vec![put(own_key("initech", "x"), "v")]);
     assert!(matches!(refused, Err(AppendError::NoLog(_))), "{refused:?}");
     assert!(tenant_keys(&log, &id("initech")).is_empty());
+    // Ops too large for one record are refused whole too.
+    let big = "x".repeat(crate::events::log::ops::TENANT_OPS_BYTES_MAX);
+    let refused =
+        log.apply_tenant_ops_blocking(&id("acme"), vec![put(own_key("acme", "big"), &big)]);
+    assert!(
+        matches!(&refused, Err(AppendError::OpsTooLarge { bytes, .. }) if *bytes > big.len()),
+        "{refused:?}"
+    );
+    assert_eq!(tenant_keys(&log, &id("acme")), before[0]);
+    assert_eq!(stream_last(&replica), last);
 }
 
 /// Node B's cache is at acme's head when A writes tenant ops (which keep the head): at its next

@@ -221,7 +221,7 @@ impl Replica {
     /// Applies the tenant's records after the first stream sequence of `candidates` the cache
     /// is at (the tenant's record there has the local head), up to `until`. A failover that lost
     /// an ack leaves the cache a record or two behind the stream, and this reads those instead of
-    /// every record of the tenant. Returns whether it did; `false` leaves the cache as it was.
+    /// every record of the tenant. Returns whether it did; `false`: the cache must be rebuilt.
     pub(super) async fn catch_up_from(
         &self,
         tree: &sled::Tree,
@@ -243,7 +243,9 @@ impl Replica {
             if self.cache_at(tenant, from, local, rev).await? {
                 tracing::info!(tenant = %tenant, from, until, "catching the tenant's log cache up with the stream");
                 self.apply_range(tree, tenant, from + 1, until).await?;
-                return Ok(true);
+                // A compaction that purged `from` meanwhile may have purged records before they
+                // were read (their removals missed): the caller rebuilds.
+                return self.has_record(tenant, from).await;
             }
         }
         Ok(false)
@@ -271,6 +273,24 @@ impl Replica {
         }
         let record = decode_record(tenant, message.sequence, &message.payload)?;
         Ok(same_head(&record, Some(local), local_rev))
+    }
+
+    /// Whether the tenant's record at stream sequence `seq` is still in the stream (not purged
+    /// by a compaction).
+    pub(super) async fn has_record(
+        &self,
+        tenant: &TenantId,
+        seq: u64,
+    ) -> Result<bool, ReplicaError> {
+        let message = self
+            .stream
+            .get_first_raw_message_by_subject(&self.subject(tenant), seq)
+            .await
+            .map_err(|e| ReplicaError::Read {
+                tenant: tenant.clone(),
+                detail: format!("the record at or after stream sequence {seq}: {e}"),
+            })?;
+        Ok(message.sequence == seq)
     }
 
     /// Replaces the tenant's cache with its records up to stream sequence `until`.

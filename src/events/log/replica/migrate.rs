@@ -394,7 +394,10 @@ fn copy_tenant(
             publish(full, &mut copy)?;
         }
     }
-    if let Some(last) = builder.finish(head) {
+    // The source's ops revision, which the copied keys hold: the cache matches the last record.
+    let rev =
+        crate::events::log::ops::revision(&store.tree, tenant).map_err(|e| source(tenant, e))?;
+    if let Some(last) = builder.finish(head, rev) {
         publish(last, &mut copy)?;
     }
     Ok(copy)
@@ -447,13 +450,15 @@ impl RecordBuilder {
         full
     }
 
-    /// The last record, carrying `head`; `None` when no op was pushed since the last record.
-    fn finish(mut self, head: Head) -> Option<Vec<u8>> {
+    /// The last record, carrying `head` and the ops revision `rev`; `None` when no op was pushed
+    /// since the last record.
+    fn finish(mut self, head: Head, rev: u64) -> Option<Vec<u8>> {
         if self.record.ops.is_empty() {
             return None;
         }
         self.record.head_seq = head.tenant_seq;
         self.record.head_hash = head.hash.to_vec();
+        self.record.rev = rev;
         Some(encode(&self.record))
     }
 }

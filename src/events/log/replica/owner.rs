@@ -8,8 +8,9 @@ use crate::tenancy::TenantId;
 
 impl Replica {
     /// Brings `tenant`'s cache in `tree` to its last record: applies the records after the last
-    /// one this node knows, or, when it knows none or the local head does not match the
-    /// stream's, clears the tenant's cache and applies every record. `local` is the tenant's
+    /// one this node knows, or, when it knows none, that one was purged (a compaction) or the
+    /// local head does not match the stream's, clears the tenant's cache and applies every
+    /// record. `local` is the tenant's
     /// head in `tree`. Returns the last record's stream sequence and head (`None`: no records).
     pub(in crate::events::log) fn catch_up(
         &self,
@@ -43,6 +44,11 @@ impl Replica {
             Some(known) if known < seq && self.still_at(tenant, known, local.as_ref(), rev)? => {
                 self.rt
                     .block_on(self.apply_range(tree, tenant, known + 1, seq))?;
+                // Purged meanwhile (a compaction racing this catch-up): records may have gone
+                // before they were read, so rebuild from what remains.
+                if !self.rt.block_on(self.has_record(tenant, known))? {
+                    self.rebuild(tree, tenant, seq)?;
+                }
             }
             _ if same_head(&record, local.as_ref(), rev) => {}
             _ => self.rebuild(tree, tenant, seq)?,

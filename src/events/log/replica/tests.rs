@@ -600,7 +600,7 @@ fn unit(tenant: &str, tenant_seq: u64, key: &str) -> Unit {
     }
 }
 
-fn connect_replica(server: &JetStreamServer, node: &str) -> Replica {
+pub(crate) fn connect_replica(server: &JetStreamServer, node: &str) -> Replica {
     let opts = ReplicaOptions {
         stream: "LOG".into(),
         replicas: 1,

@@ -334,7 +334,7 @@ fn records_stay_under_the_limit_and_only_the_last_carries_the_head() {
         tenant_seq: 12,
         hash: [7; 32],
     };
-    payloads.extend(builder.finish(head));
+    payloads.extend(builder.finish(head, 0));
     assert_eq!(
         payloads.len(),
         3,
@@ -384,4 +384,25 @@ fn a_stream_holding_another_history_of_a_tenant_is_refused_untouched() {
         before,
         "acme's records are untouched"
     );
+}
+
+/// A sled tenant that had tenant ops (ops revision 1) is copied with that revision in its last
+/// record, so a cache of the copy is at the stream's last record (before, the record said 0 and
+/// every reconcile and follow rebuilt the tenant).
+#[test]
+fn a_copied_tenant_carries_its_ops_revision_in_its_last_record() {
+    let server = JetStreamServer::start();
+    let data = tempfile::tempdir().unwrap();
+    let log = sled_log(&data.path().join("log"));
+    let mut key = keys::tenant_prefix(&id("acme"));
+    key.extend_from_slice(b"Zop");
+    log.apply_tenant_ops_blocking(&id("acme"), vec![(key.into(), Some(b"v".to_vec().into()))])
+        .unwrap();
+    run(&server, &log, &data.path().join("migrate-check"));
+    let replica = replica(&server);
+    let last = |tenant: &str| {
+        let found = replica.rt.block_on(replica.last_record(&id(tenant)));
+        found.unwrap().unwrap().1.rev
+    };
+    assert_eq!((last("acme"), last("globex")), (1, 0));
 }
