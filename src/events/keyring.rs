@@ -411,8 +411,23 @@ impl Keyring {
             .iter()
             .map(|s| keys::data_key_key(s.tenant, s.env, s.team, s.session))
             .collect();
-        let next = DataKey::generate();
-        self.store_kek(t, KEK_NEXT_SECRET, &next)?;
+        // A rotation cut short (its writes partly made, `data_kek` not yet replaced) left its
+        // next KEK, under which some kept keys may already be wrapped: finish under that one.
+        // A fresh one would overwrite it and lose those keys at the next cut.
+        let next = match self.kek(t, KEK_NEXT_SECRET)? {
+            Some(pending) => pending,
+            None => {
+                let next = DataKey::generate();
+                self.store_kek(t, KEK_NEXT_SECRET, &next)?;
+                next
+            }
+        };
+        // Readers must try the next KEK from now on: re-wrapped keys become durable before
+        // `finish_erasure`, and an erasure's writes may go out in several parts.
+        self.keks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(t);
         let mut writes = Vec::new();
         let (start, end) = keys::data_key_range(tenant);
         for item in tree.range(start..end) {

@@ -175,16 +175,24 @@ impl EventLog {
         Ok(done)
     }
 
-    /// Makes an erasure's `writes` durable through the writer, as one set beside the tenant's
-    /// appends ([`EventLog::apply_tenant_ops_blocking`]): on sled one batch, flushed and
-    /// synced; on the JetStream backend one record of `tenant`, acked by the stream.
+    /// Makes an erasure's `writes` durable through the writer, beside the tenant's appends
+    /// ([`EventLog::apply_tenant_ops_blocking`]), in as few parts as fit one record each (a
+    /// tenant with thousands of sessions re-wraps more keys than one record holds): on sled
+    /// each part one batch, flushed and synced; on the JetStream backend one record of
+    /// `tenant`, acked by the stream. A failure between two parts leaves some kept keys under
+    /// the next KEK and some under the current one, both still stored, and the erased keys
+    /// perhaps still there: the caller was not told it succeeded, and erasing again finishes it
+    /// under the same next KEK ([`crate::events::keyring::Keyring::start_erasure`]).
     fn write_erasure(&self, tenant: &TenantId, writes: Vec<LogWrite>) -> Result<(), LogEraseError> {
         let ops: Vec<Op> = writes
             .into_iter()
             .map(|(key, value)| (ByteBuf::from(key), value.map(ByteBuf::from)))
             .collect();
-        self.apply_tenant_ops_blocking(tenant, ops)
-            .map_err(LogEraseError::Write)
+        for part in super::ops::split_ops(ops) {
+            self.apply_tenant_ops_blocking(tenant, part)
+                .map_err(LogEraseError::Write)?;
+        }
+        Ok(())
     }
 }
 

@@ -55,6 +55,32 @@ impl EventLog {
     }
 }
 
+/// What an op counts for against [`TENANT_OPS_BYTES_MAX`].
+fn op_bytes((key, value): &Op) -> usize {
+    key.len() + value.as_ref().map_or(0, |v| v.len()) + OP_OVERHEAD_BYTES
+}
+
+/// `ops` in order, cut into parts that each fit one call of
+/// [`EventLog::apply_tenant_ops_blocking`] (an op too large on its own is a part by itself,
+/// which that call refuses).
+pub fn split_ops(ops: Vec<Op>) -> Vec<Vec<Op>> {
+    let mut parts = Vec::new();
+    let (mut part, mut bytes) = (Vec::new(), 0);
+    for op in ops {
+        let size = op_bytes(&op);
+        if !part.is_empty() && bytes + size > TENANT_OPS_BYTES_MAX {
+            parts.push(std::mem::take(&mut part));
+            bytes = 0;
+        }
+        bytes += size;
+        part.push(op);
+    }
+    if !part.is_empty() {
+        parts.push(part);
+    }
+    parts
+}
+
 /// Refuses ops over [`TENANT_OPS_BYTES_MAX`], or with a key outside the tenant or on its ops
 /// revision key.
 pub(super) fn check_ops(tenant: &TenantId, ops: &[Op]) -> Result<(), AppendError> {
@@ -63,10 +89,7 @@ pub(super) fn check_ops(tenant: &TenantId, ops: &[Op]) -> Result<(), AppendError
     let foreign = ops
         .iter()
         .find(|(key, _)| !key.starts_with(&prefix) || key.as_slice() == rev_key.as_slice());
-    let bytes: usize = ops
-        .iter()
-        .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()) + OP_OVERHEAD_BYTES)
-        .sum();
+    let bytes: usize = ops.iter().map(op_bytes).sum();
     if bytes > TENANT_OPS_BYTES_MAX {
         return Err(AppendError::OpsTooLarge {
             tenant: tenant.clone(),

@@ -420,3 +420,76 @@ fn a_sealed_sessions_rebuilt_read_models_equal_the_incremental_fold_byte_for_byt
     let stored = format!("{incremental:?}");
     assert!(!stored.contains("Ada"), "{stored}");
 }
+
+/// More kept sessions than one tenant-ops call holds: the erasure's re-wrapped keys go out in
+/// several parts, and every kept key still opens afterwards.
+#[test]
+fn erasing_in_a_tenant_whose_kept_keys_exceed_one_record_succeeds() {
+    use crate::events::log::ops::TENANT_OPS_BYTES_MAX;
+    use crate::events::seal::SealScope;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ring = keyring(dir.path());
+    let opts = LogOptions {
+        keyring: Some(ring.clone()),
+        ..LogOptions::default()
+    };
+    let log = EventLog::open(&dir.path().join("log"), &opts).unwrap();
+    append(&log, 0, "");
+    append(&log, 1, "sealed-canary");
+    assert_eq!(folded_texts(&log), ["sealed-canary"]);
+    let tenant = acme_support().tenant;
+    // Other sessions' wrapped keys, enough that re-wrapping them all is over one record.
+    let store = log.inner.shared.store().unwrap();
+    let names: Vec<String> = (0..8_000).map(|i| format!("kept-{i:05}")).collect();
+    let scopes: Vec<SealScope<'_>> = names
+        .iter()
+        .map(|s| SealScope {
+            tenant: "acme",
+            env: "prod",
+            team: "support",
+            session: s,
+        })
+        .collect();
+    for scope in &scopes {
+        ring.write_key(&store.tree, scope).unwrap();
+    }
+    let (start, end) = crate::events::keys::data_key_range(&tenant);
+    let wrapped_bytes: usize = store
+        .tree
+        .range(start..end)
+        .map(|kv| {
+            let (k, v) = kv.unwrap();
+            k.len() + v.len()
+        })
+        .sum();
+    assert!(wrapped_bytes > TENANT_OPS_BYTES_MAX, "{wrapped_bytes}");
+    let kept: Vec<Vec<u8>> = scopes
+        .iter()
+        .map(|s| {
+            ring.read_key(&store.tree, s)
+                .unwrap()
+                .unwrap()
+                .expose()
+                .to_vec()
+        })
+        .collect();
+    drop(store);
+
+    let sessions: Vec<SessionInfo> = log
+        .scope(&acme_support())
+        .sessions()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(sessions.len(), 1);
+    let done = log.erase_sessions_offline(&tenant, &sessions).unwrap();
+    assert_eq!(done.keys_destroyed, 1);
+    assert_eq!(folded_texts(&log), [""]);
+    // A fresh ring (no cached keys) opens every kept key with the rotated KEK.
+    let fresh = keyring(dir.path());
+    let store = log.inner.shared.store().unwrap();
+    for (scope, key) in scopes.iter().zip(&kept) {
+        let read = fresh.read_key(&store.tree, scope).unwrap().unwrap();
+        assert_eq!(read.expose(), key.as_slice());
+    }
+}

@@ -233,3 +233,27 @@ fn a_following_node_applies_the_owners_tenant_ops() {
         read(&node_a, &own_key("acme", "b")).is_some()
     });
 }
+
+#[test]
+fn split_ops_keeps_the_order_and_each_part_fits_one_call() {
+    use super::{split_ops, TENANT_OPS_BYTES_MAX};
+    use serde_bytes::ByteBuf;
+    let ops: Vec<_> = (0..3_000u32)
+        .map(|i| {
+            let key = ByteBuf::from(format!("acme\0Kkey-{i:05}").into_bytes());
+            let value = (i % 3 != 0).then(|| ByteBuf::from(vec![7u8; 500]));
+            (key, value)
+        })
+        .collect();
+    let parts = split_ops(ops.clone());
+    assert!(parts.len() > 1);
+    for part in &parts {
+        let bytes: usize = part
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()) + 8)
+            .sum();
+        assert!(!part.is_empty() && bytes <= TENANT_OPS_BYTES_MAX, "{bytes}");
+    }
+    assert_eq!(parts.concat(), ops);
+    assert!(split_ops(Vec::new()).is_empty());
+}
