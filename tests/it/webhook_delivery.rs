@@ -251,7 +251,18 @@ fn replies_are_posted_signed_retried_and_delivered_after_a_restart() {
     );
     assert!(body["tenant_seq"].as_u64().is_some() && body["session"].is_string());
     assert_eq!(lines[2]["body"]["reply_to"], "m1");
-    let metrics = server.get_metrics().body;
+    // The receiver logs a request before it answers, so the worker counts the delivery a moment
+    // after the line appears.
+    let start = std::time::Instant::now();
+    let metrics = loop {
+        let metrics = server.get_metrics().body;
+        if metrics.contains("tenantry_webhook_deliveries_total{")
+            || start.elapsed() > Duration::from_secs(10)
+        {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(
         metrics.contains("tenantry_webhook_deliveries_total{"),
         "{metrics}"
