@@ -74,9 +74,9 @@ pub struct IdleMemory {
     pub rss_before_bytes: u64,
     pub rss_after_bytes: u64,
     pub bytes_per_session: f64,
-    /// RSS growth per session over the first and the second half of the sessions woken: the
-    /// first half also pays what the wake step costs once (heap arenas growing), the second half
-    /// mostly the sessions. The log's cache is full before either (see `warm_up_events`).
+    /// RSS growth per session over the first and the second half of the sessions woken: a
+    /// one-off cost of the wake step shows as a first half dearer than the second. The log's
+    /// cache is full before either (see `warm_up_events`).
     pub first_half_bytes_per_session: f64,
     pub second_half_bytes_per_session: f64,
     /// The log's page cache capacity (sled's `cache_capacity`), in bytes.
@@ -517,7 +517,7 @@ mod tests {
         );
         // Whole rounds: every warm session got the same number of full groups.
         let per_round = (WARM_SESSIONS * GROUP_EVENTS_MAX) as u64;
-        assert!(warm.events >= per_round && warm.events % per_round == 0);
+        assert!(warm.events >= per_round && warm.events.is_multiple_of(per_round));
         let last = log
             .scope(&ctx_of(0))
             .session_last_seq(&SessionId::parse("warm-0").unwrap())
