@@ -3,9 +3,11 @@
 //!
 //! Workload: `TENANTS` tenants with the seed's one-node greeting flow; each client owns one named
 //! session and sends messages back to back (closed loop), then a paced pass offers half of the
-//! best rate. Memory: sessions are first written through the log directly (no actors), then one
-//! message each wakes an actor per session and leaves it idle; the RSS growth over that second
-//! step, divided by the session count, is the cost of a live idle session.
+//! best rate. Memory: sessions are first written through the log directly (no actors), and the
+//! log's page cache is filled past its capacity with other sessions' history (a server that has
+//! run a while has a full cache); then one message each wakes an actor per session and leaves it
+//! idle; the RSS growth over that step, divided by the session count, is the cost of a live idle
+//! session.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,18 +18,27 @@ use serde::Serialize;
 
 use tenantry::actors::messages::Inbound;
 use tenantry::actors::runtime::{Runtime, RuntimeOptions};
-use tenantry::events::log::{AppendGroup, EventLog, LogOptions};
+use tenantry::events::codec::GROUP_EVENTS_MAX;
+use tenantry::events::log::{AppendGroup, AppendOutcome, EventLog, LogOptions};
 use tenantry::events::schema::EventKind;
 use tenantry::projections::snapshot::SnapshotStore;
 use tenantry::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
 use crate::harness::{
-    context_switches, fresh_dir, percentile, rss_bytes, wait_turn, write_config, ConfigSpec,
-    StopTimer,
+    context_switches, dir_bytes, fresh_dir, percentile, rss_bytes, wait_turn, write_config,
+    ConfigSpec, StopTimer,
 };
 
 /// Tenants the clients are spread over.
 const TENANTS: usize = 8;
+
+/// The memory step's warm-up writes history until the log's files have grown by this many times
+/// the log's page cache capacity, so that the cache is full before the sessions are woken.
+const WARM_CACHE_MULTIPLE: u64 = 3;
+
+/// Sessions the warm-up writes its history to (few, so that the log's in-memory session heads
+/// barely grow), each taking one group of [`GROUP_EVENTS_MAX`] events per round.
+const WARM_SESSIONS: usize = 256;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -63,11 +74,17 @@ pub struct IdleMemory {
     pub rss_before_bytes: u64,
     pub rss_after_bytes: u64,
     pub bytes_per_session: f64,
-    /// RSS growth per session over the first and the second half of the sessions woken: the
-    /// first half also pays what the wake step costs once (heap arenas, the log's cache filling
-    /// up to its capacity with the wake messages' events), the second half mostly the sessions.
+    /// RSS growth per session over the first and the second half of the sessions woken: a
+    /// one-off cost of the wake step shows as a first half dearer than the second. The log's
+    /// cache is full before either (see `warm_up_events`).
     pub first_half_bytes_per_session: f64,
     pub second_half_bytes_per_session: f64,
+    /// The log's page cache capacity (sled's `cache_capacity`), in bytes.
+    pub log_cache_bytes: u64,
+    /// What the warm-up appended before the `before` sample: events, and the growth of the
+    /// log's files, in bytes (at least `WARM_CACHE_MULTIPLE` × the cache).
+    pub warm_up_events: u64,
+    pub warm_up_log_bytes: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -174,10 +191,99 @@ fn run_clients(
     })
 }
 
-/// Writes `n` sessions through the log, then wakes one actor per session and measures RSS.
+/// What [`warm_log_cache`] wrote.
+struct WarmUp {
+    events: u64,
+    log_bytes: u64,
+}
+
+/// Appends history to [`WARM_SESSIONS`] sessions `warm-{i}` through the log directly (no
+/// actors), in groups of [`GROUP_EVENTS_MAX`] wake-like events, until the log's files have grown
+/// by [`WARM_CACHE_MULTIPLE`] × `cache_bytes`: the log's page cache is then full, and later
+/// appends replace its pages instead of adding to them, as on a server that has run a while.
+fn warm_log_cache(log: &EventLog, cache_bytes: u64) -> Result<WarmUp, String> {
+    let channel = ChannelId::parse("webchat").map_err(|e| e.to_string())?;
+    let sessions = (0..WARM_SESSIONS)
+        .map(|i| SessionId::parse(&format!("warm-{i}")).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let load = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let start = dir_bytes(log.dir());
+    let goal = cache_bytes.saturating_mul(WARM_CACHE_MULTIPLE);
+    let mut seqs = vec![0u64; WARM_SESSIONS];
+    let mut events = 0u64;
+    let mut round = 0usize;
+    while dir_bytes(log.dir()).saturating_sub(start) < goal {
+        let pending: Vec<_> = sessions
+            .iter()
+            .zip(&seqs)
+            .enumerate()
+            .map(|(i, (session, &seq))| {
+                let group = AppendGroup {
+                    ctx: ctx_of(i),
+                    channel: channel.clone(),
+                    session: session.clone(),
+                    expected_seq: seq,
+                    at_ms: 1,
+                    kinds: warm_events(i, round, seq == 0),
+                    idempotency: None,
+                };
+                let log = log.clone();
+                load.spawn(async move { log.append(group).await })
+            })
+            .collect();
+        for (p, seq) in pending.into_iter().zip(seqs.iter_mut()) {
+            let outcome = load
+                .block_on(p)
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            if let AppendOutcome::Appended(a) = outcome {
+                events += a.last_seq - a.first_seq + 1;
+                *seq = a.last_seq;
+            }
+        }
+        round += 1;
+    }
+    Ok(WarmUp {
+        events,
+        log_bytes: dir_bytes(log.dir()).saturating_sub(start),
+    })
+}
+
+/// One warm-up group: a message, the node it entered and the reply, as a wake writes, repeated
+/// (after the session's start in its first group).
+fn warm_events(session: usize, round: usize, first: bool) -> Vec<EventKind> {
+    (0..GROUP_EVENTS_MAX)
+        .map(|k| match k % 3 {
+            0 if first && k == 0 => EventKind::SessionStarted {
+                user: format!("user-{session}"),
+                flow: "bench_flow".into(),
+                flow_version: "1.0".into(),
+            },
+            0 => EventKind::MessageReceived {
+                message_id: format!("warm-{session}-{round}-{k}"),
+                user: format!("user-{session}"),
+                text: format!("hello, I need help with order {round:08}"),
+            },
+            1 => EventKind::NodeEntered {
+                node: "greet".into(),
+            },
+            _ => EventKind::ReplySent {
+                node: "greet".into(),
+                text: format!("Welcome to {}!", session % TENANTS),
+            },
+        })
+        .collect()
+}
+
+/// Writes `n` sessions through the log, fills the log's cache (see [`warm_log_cache`]), then
+/// wakes one actor per session and measures RSS.
 fn idle_memory(
     rt: &Runtime,
     log: &EventLog,
+    cache_bytes: u64,
     n: usize,
     progress: &mut dyn FnMut(&str),
 ) -> Result<IdleMemory, String> {
@@ -199,6 +305,14 @@ fn idle_memory(
         log.append_blocking(group).map_err(|e| e.to_string())?;
     }
     progress(&format!("memory: {n} sessions written through the log"));
+    let warm = warm_log_cache(log, cache_bytes)?;
+    progress(&format!(
+        "memory: log cache warmed: {} events, {} MiB of log written ({:.1}× its {} MiB cache)",
+        warm.events,
+        warm.log_bytes >> 20,
+        warm.log_bytes as f64 / cache_bytes.max(1) as f64,
+        cache_bytes >> 20
+    ));
     let before = rss_bytes("self").unwrap_or(0);
     let load = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -221,6 +335,9 @@ fn idle_memory(
         bytes_per_session: per(before, after, n),
         first_half_bytes_per_session: per(before, middle, half),
         second_half_bytes_per_session: per(middle, after, n - half),
+        log_cache_bytes: cache_bytes,
+        warm_up_events: warm.events,
+        warm_up_log_bytes: warm.log_bytes,
     };
     progress(&format!(
         "memory: {:.0} bytes per session over the first half, {:.0} over the second",
@@ -272,6 +389,7 @@ async fn wake(
 fn drive(
     rt: &Runtime,
     log: &EventLog,
+    cache_bytes: u64,
     opts: &RuntimeBenchOptions,
 ) -> Result<(Vec<RuntimeRun>, Option<IdleMemory>), String> {
     // Memory first, on a heap the clients' passes have not grown yet: RSS counts pages the
@@ -279,7 +397,13 @@ fn drive(
     // heap those passes had freed (a `--full` run measured 190 bytes per session that way).
     let idle = if opts.idle_sessions > 0 {
         let mut say = |l: &str| eprintln!("bench: {l}");
-        Some(idle_memory(rt, log, opts.idle_sessions, &mut say)?)
+        Some(idle_memory(
+            rt,
+            log,
+            cache_bytes,
+            opts.idle_sessions,
+            &mut say,
+        )?)
     } else {
         None
     };
@@ -325,8 +449,9 @@ pub fn run(
     let config = write_config(&dir, &spec)?;
     let data = config.server().data_dir.clone();
     std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
-    let log =
-        EventLog::open(&data.join("log"), &LogOptions::default()).map_err(|e| e.to_string())?;
+    let log_opts = LogOptions::default();
+    let cache_bytes = log_opts.cache_capacity_bytes;
+    let log = EventLog::open(&data.join("log"), &log_opts).map_err(|e| e.to_string())?;
     let snapshots = SnapshotStore::new(data.join("sessions"));
     let system = actix_rt::System::new();
     let opts = opts.clone();
@@ -342,7 +467,7 @@ pub fn run(
         let rt = Runtime::start(&config, log.clone(), snapshots, rt_opts);
         // The clients run on their own thread, as edges would.
         let bench_rt = rt.clone();
-        let bench = std::thread::spawn(move || drive(&bench_rt, &log, &opts));
+        let bench = std::thread::spawn(move || drive(&bench_rt, &log, cache_bytes, &opts));
         // Keep this (the System's) thread free to drive actors while the clients run.
         let outcome = loop {
             if bench.is_finished() {
@@ -370,4 +495,33 @@ pub fn run(
         runs,
         idle_memory: idle.1,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_warm_up_writes_past_the_cache_and_leaves_the_history_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = LogOptions {
+            cache_capacity_bytes: 256 * 1024,
+            ..LogOptions::default()
+        };
+        let log = EventLog::open(&dir.path().join("log"), &opts).unwrap();
+        let warm = warm_log_cache(&log, opts.cache_capacity_bytes).unwrap();
+        assert!(
+            warm.log_bytes >= WARM_CACHE_MULTIPLE * opts.cache_capacity_bytes,
+            "{} bytes written",
+            warm.log_bytes
+        );
+        // Whole rounds: every warm session got the same number of full groups.
+        let per_round = (WARM_SESSIONS * GROUP_EVENTS_MAX) as u64;
+        assert!(warm.events >= per_round && warm.events.is_multiple_of(per_round));
+        let last = log
+            .scope(&ctx_of(0))
+            .session_last_seq(&SessionId::parse("warm-0").unwrap())
+            .unwrap();
+        assert_eq!(last, warm.events / WARM_SESSIONS as u64);
+    }
 }
