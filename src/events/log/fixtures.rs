@@ -44,3 +44,42 @@ pub(crate) fn ada_group(
         idempotency: None,
     }
 }
+
+/// A key of `tenant` no other family uses: `{t}\0Z{name}` (for tenant-ops tests).
+pub(crate) fn own_key(tenant: &str, name: &str) -> Vec<u8> {
+    let mut key = crate::events::keys::tenant_prefix(&crate::tenancy::fixtures::id(tenant));
+    key.push(b'Z');
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+/// A tenant op that sets `key` to `value`.
+pub(crate) fn put(key: Vec<u8>, value: &str) -> crate::events::log::replica::Op {
+    (
+        serde_bytes::ByteBuf::from(key),
+        Some(serde_bytes::ByteBuf::from(value.as_bytes().to_vec())),
+    )
+}
+
+/// Every message payload in the stream `LOG` of `replica`'s server, raw.
+pub(crate) fn raw_payloads(replica: &crate::events::log::Replica) -> Vec<Vec<u8>> {
+    let js = replica.jetstream();
+    replica.block_on(async {
+        let stream = js.get_stream("LOG").await.unwrap();
+        let last = stream.get_info().await.unwrap().state.last_sequence;
+        let mut out = Vec::new();
+        for seq in 1..=last {
+            if let Ok(m) = stream.get_raw_message(seq).await {
+                out.push(m.payload.to_vec());
+            }
+        }
+        out
+    })
+}
+
+/// Whether any of `payloads` holds `canary`.
+pub(crate) fn holds(payloads: &[Vec<u8>], canary: &str) -> bool {
+    payloads
+        .iter()
+        .any(|p| p.windows(canary.len()).any(|w| w == canary.as_bytes()))
+}

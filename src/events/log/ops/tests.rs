@@ -1,6 +1,7 @@
 //! Tenant ops on both backends: durable on sled, carried to every cache on JetStream, refused
 //! whole for a key that is not the tenant's.
 
+use crate::events::log::fixtures::{own_key, put};
 use serde_bytes::ByteBuf;
 
 use crate::events::keys;
@@ -9,21 +10,6 @@ use crate::events::log::replica::Op;
 use crate::events::log::{AppendError, EventLog, LogOptions};
 use crate::tenancy::fixtures::id;
 use crate::tenancy::TenantId;
-
-/// A key of `tenant` no other family uses: `{t}\0Z{name}`.
-fn own_key(tenant: &str, name: &str) -> Vec<u8> {
-    let mut key = keys::tenant_prefix(&id(tenant));
-    key.push(b'Z');
-    key.extend_from_slice(name.as_bytes());
-    key
-}
-
-fn put(key: Vec<u8>, value: &str) -> Op {
-    (
-        ByteBuf::from(key),
-        Some(ByteBuf::from(value.as_bytes().to_vec())),
-    )
-}
 
 fn remove(key: Vec<u8>) -> Op {
     (ByteBuf::from(key), None)

@@ -2,29 +2,14 @@
 //! equals the compacting node's, interleaved appends survive, a follower behind the purge
 //! rebuilds.
 
-use serde_bytes::ByteBuf;
+use crate::events::log::fixtures::{holds, own_key, put, raw_payloads};
 
 use crate::events::keys;
 use crate::events::log::replica::tests::{connect_replica, events, group, JetStreamServer};
-use crate::events::log::replica::{Op, Replica};
 use crate::events::log::{AppendGroup, EventLog, LogOptions};
 use crate::events::schema::EventKind;
 use crate::tenancy::fixtures::id;
 use crate::tenancy::TenantId;
-
-fn own_key(tenant: &str, name: &str) -> Vec<u8> {
-    let mut key = keys::tenant_prefix(&id(tenant));
-    key.push(b'Z');
-    key.extend_from_slice(name.as_bytes());
-    key
-}
-
-fn put(key: Vec<u8>, value: &str) -> Op {
-    (
-        ByteBuf::from(key),
-        Some(ByteBuf::from(value.as_bytes().to_vec())),
-    )
-}
 
 fn tenant_keys(log: &EventLog, tenant: &TenantId) -> Vec<(Vec<u8>, Vec<u8>)> {
     let store = log.inner.shared.store().unwrap();
@@ -35,28 +20,6 @@ fn tree_keys(tree: &sled::Tree, tenant: &TenantId) -> Vec<(Vec<u8>, Vec<u8>)> {
     tree.scan_prefix(keys::tenant_prefix(tenant))
         .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
         .collect()
-}
-
-/// Every message payload in the stream `LOG`, raw.
-fn raw_payloads(replica: &Replica) -> Vec<Vec<u8>> {
-    let js = replica.jetstream();
-    replica.block_on(async {
-        let stream = js.get_stream("LOG").await.unwrap();
-        let last = stream.get_info().await.unwrap().state.last_sequence;
-        let mut out = Vec::new();
-        for seq in 1..=last {
-            if let Ok(m) = stream.get_raw_message(seq).await {
-                out.push(m.payload.to_vec());
-            }
-        }
-        out
-    })
-}
-
-fn holds(payloads: &[Vec<u8>], canary: &str) -> bool {
-    payloads
-        .iter()
-        .any(|p| p.windows(canary.len()).any(|w| w == canary.as_bytes()))
 }
 
 /// A message of about `bytes` bytes of text in session `s1` after `expected_seq` events.

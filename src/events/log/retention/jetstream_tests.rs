@@ -4,31 +4,9 @@
 use super::*;
 use crate::audit::verify::{verify_log, Verdict};
 use crate::events::log::fixtures::{acme_support, ada_group};
+use crate::events::log::fixtures::{holds, raw_payloads};
 use crate::events::log::replica::tests::{events, JetStreamServer};
-use crate::events::log::replica::Replica;
 use crate::tenancy::fixtures::id;
-
-/// Every message payload in the stream `LOG`, raw.
-fn raw_payloads(replica: &Replica) -> Vec<Vec<u8>> {
-    let js = replica.jetstream();
-    replica.block_on(async {
-        let stream = js.get_stream("LOG").await.unwrap();
-        let last = stream.get_info().await.unwrap().state.last_sequence;
-        let mut out = Vec::new();
-        for seq in 1..=last {
-            if let Ok(m) = stream.get_raw_message(seq).await {
-                out.push(m.payload.to_vec());
-            }
-        }
-        out
-    })
-}
-
-fn holds(payloads: &[Vec<u8>], canary: &str) -> bool {
-    payloads
-        .iter()
-        .any(|p| p.windows(canary.len()).any(|w| w == canary.as_bytes()))
-}
 
 #[test]
 fn a_jetstream_trim_leaves_the_stream_and_every_cache_and_what_remains_verifies() {
