@@ -4,6 +4,9 @@
 use super::{Row, Verdict};
 use crate::{cluster, edge, history, log, overload, runtime};
 
+/// The session count the idle-memory target is stated at; smaller runs are shown, not judged.
+pub(super) const IDLE_TARGET_SESSIONS: usize = 100_000;
+
 pub(super) fn row(
     scenario: &'static str,
     figure: impl Into<String>,
@@ -273,8 +276,10 @@ pub(super) fn runtime_rows(r: &runtime::RuntimeBenchReport, baseline: Option<f64
                 count(idle.first_half_bytes_per_session),
                 count(idle.second_half_bytes_per_session)
             ),
-            "≤ 1,536 bytes",
-            Some(idle.bytes_per_session <= 1536.0),
+            "≤ 1,536 bytes at 100,000",
+            // The target is stated at 100k sessions: at a few thousand the figure is mostly the
+            // allocator reusing what the warm-up freed, not what a session costs.
+            (idle.sessions >= IDLE_TARGET_SESSIONS).then_some(idle.bytes_per_session <= 1536.0),
         ));
     }
     rows

@@ -348,3 +348,37 @@ fn the_runtime_scenario_counts_thread_switches_per_message() {
         "{rows:?}"
     );
 }
+
+#[test]
+fn the_idle_memory_row_is_judged_only_at_the_targets_session_count() {
+    let idle = |sessions: usize, bytes: f64| runtime::IdleMemory {
+        sessions,
+        rss_before_bytes: 0,
+        rss_after_bytes: 0,
+        bytes_per_session: bytes,
+        first_half_bytes_per_session: bytes,
+        second_half_bytes_per_session: bytes,
+        log_cache_bytes: 0,
+        warm_up_events: 0,
+        warm_up_log_bytes: 0,
+    };
+    let verdict = |memory: runtime::IdleMemory| {
+        let report = runtime::RuntimeBenchReport {
+            scenario: "runtime",
+            tenants: 1,
+            events_per_message: 3,
+            runs: Vec::new(),
+            idle_memory: Some(memory),
+        };
+        let rows = runtime_rows(&report, None);
+        let row = rows
+            .iter()
+            .find(|r| r.figure.starts_with("memory per live idle session"))
+            .cloned()
+            .expect("an idle row");
+        row.verdict
+    };
+    assert_eq!(verdict(idle(5_000, 39.0)), Verdict::Info);
+    assert_eq!(verdict(idle(100_000, 1_400.0)), Verdict::Hit);
+    assert_eq!(verdict(idle(100_000, 2_233.0)), Verdict::Missed);
+}
