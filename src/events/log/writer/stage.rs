@@ -51,7 +51,12 @@ impl Stager {
     ) -> AppendResult {
         self.check_writable(&group.ctx.tenant)?;
         validate(&group)?;
-        let rev = self.ops_rev(tree, &group.ctx.tenant)?;
+        // The ops revision only travels in the stream's records: the sled backend needs no lookup.
+        let rev = if staged.replicate {
+            self.ops_rev(tree, &group.ctx.tenant)?
+        } else {
+            0
+        };
         staged.unit_ops.clear();
         let team = group.ctx.team_or_default();
         let idem_key = match self.new_idempotency_key(tree, &group, &team, staged)? {
