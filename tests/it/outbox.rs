@@ -8,50 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::registry::{token, CONFIG};
 use crate::support::{agent, claims, dir_with_flows, read, sign, Reply, Serve, ServeProcess};
-
-/// acme (envs `default` and `prod`; support: slack, telegram; sales: teams) and bigcorp.
-const CONFIG: &str = r#"[server]
-data_dir = "./data"
-[auth]
-issuer = "tenantry"
-audience = "tenantry-api"
-[connectors]
-heartbeat_interval = "1s"
-[tenants.acme]
-name = "ACME"
-environments = ["default", "prod"]
-[tenants.acme.teams.support]
-flow = "flows/acme_support.yaml"
-[tenants.acme.teams.support.channels.slack]
-provider = "messaging-slack"
-[tenants.acme.teams.support.channels.telegram]
-provider = "messaging-telegram"
-[tenants.acme.teams.sales]
-flow = "flows/acme_support.yaml"
-[tenants.acme.teams.sales.channels.teams]
-provider = "messaging-teams"
-[tenants.bigcorp]
-name = "BigCorp"
-environments = ["prod"]
-[tenants.bigcorp.teams.helpdesk]
-flow = "flows/bigcorp_helpdesk.yaml"
-[tenants.bigcorp.teams.helpdesk.channels.webchat]
-provider = "messaging-webchat"
-"#;
-
-/// A token of `tenant` in `env` with `scope` (and `team`, when given).
-fn token(tenant: &str, env: &str, scope: Option<&str>, team: Option<&str>) -> String {
-    let mut c = claims(tenant);
-    c["env"] = json!(env);
-    if let Some(scope) = scope {
-        c["scope"] = json!(scope);
-    }
-    if let Some(team) = team {
-        c["team"] = json!(team);
-    }
-    sign(&c)
-}
 
 /// A connector token as `POST /connectors` mints it, for any tenant, env, team and id.
 fn connector_token(tenant: &str, env: &str, team: &str, id: &str) -> String {

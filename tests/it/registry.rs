@@ -12,7 +12,7 @@ use crate::support::{claims, copy_dir, dir_with_flows, sign, Reply, Serve, Serve
 
 /// acme (envs `default` and `prod`; support: slack, telegram; sales: teams) and bigcorp, with a
 /// 1 s heartbeat interval.
-const CONFIG: &str = r#"[server]
+pub(crate) const CONFIG: &str = r#"[server]
 data_dir = "./data"
 [auth]
 issuer = "tenantry"
@@ -42,7 +42,7 @@ provider = "messaging-webchat"
 "#;
 
 /// A token of `tenant` in `env` with `scope` (and `team`, when given).
-fn token(tenant: &str, env: &str, scope: Option<&str>, team: Option<&str>) -> String {
+pub(crate) fn token(tenant: &str, env: &str, scope: Option<&str>, team: Option<&str>) -> String {
     let mut c = claims(tenant);
     c["env"] = json!(env);
     if let Some(scope) = scope {
