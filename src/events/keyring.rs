@@ -27,11 +27,14 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::events::codec::KeySource;
 use crate::events::keys;
+use crate::events::log::replica::keys::{SharedKeyError, SharedKeys};
 use crate::events::seal::{self, DataKey, SealError, SealScope};
 use crate::secrets::error::SecretError;
-use crate::secrets::name::{Namespace, SecretName};
 use crate::secrets::store::SecretStore;
 use crate::tenancy::TenantId;
+
+mod home;
+pub use home::KeyHome;
 
 /// Most unwrapped data keys held in memory (32 bytes each plus the map's overhead).
 pub const DATA_KEYS_CACHED_MAX: usize = 65_536;
@@ -63,6 +66,12 @@ pub enum KeyringError {
         #[source]
         source: SealError,
     },
+    #[error("tenant {tenant}: the cluster's key stream: {source}")]
+    Shared {
+        tenant: String,
+        #[source]
+        source: SharedKeyError,
+    },
     #[error("reading or writing data keys in the log: {0}")]
     Storage(#[from] sled::Error),
     #[error("invalid tenant id {0:?}")]
@@ -71,7 +80,7 @@ pub enum KeyringError {
 
 /// The key ring of one data dir's log (see the module doc).
 pub struct Keyring {
-    secrets: SecretStore,
+    home: KeyHome,
     cache: Mutex<HashMap<Vec<u8>, DataKey>>,
     /// Per tenant, its KEKs ([`Keyring::keks`]); replaced only by this ring's erasure (the
     /// server and an offline erasure never hold one data dir at once).
@@ -84,10 +93,6 @@ impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keyring").finish_non_exhaustive()
     }
-}
-
-fn kek_name(name: &'static str) -> SecretName {
-    SecretName::parse(name).expect("the KEK secret names are valid names")
 }
 
 impl Keyring {
@@ -111,39 +116,41 @@ impl Keyring {
 
     /// A key ring whose KEKs live in `secrets`.
     pub fn new(secrets: SecretStore) -> Keyring {
+        Keyring::with_home(KeyHome::Local(secrets))
+    }
+
+    /// A key ring whose KEKs live in a cluster's key stream, shared by its nodes.
+    pub fn shared(keys: SharedKeys) -> Keyring {
+        Keyring::with_home(KeyHome::Shared(Box::new(keys)))
+    }
+
+    /// The cluster's key stream, when this ring keeps its KEKs there.
+    pub fn shared_keys(&self) -> Option<&SharedKeys> {
+        match &self.home {
+            KeyHome::Shared(keys) => Some(keys),
+            KeyHome::Local(_) => None,
+        }
+    }
+
+    fn with_home(home: KeyHome) -> Keyring {
         Keyring {
-            secrets,
+            home,
             cache: Mutex::new(HashMap::new()),
             keks: Mutex::new(HashMap::new()),
             macs: Mutex::new(HashMap::new()),
         }
     }
 
-    fn namespace(tenant: &str) -> Result<Namespace, KeyringError> {
-        let id = TenantId::parse(tenant).map_err(|_| KeyringError::Tenant(tenant.to_owned()))?;
-        Ok(Namespace::Tenant(id))
-    }
-
     /// The tenant's KEK stored as `name`, if any.
     fn kek(&self, tenant: &str, name: &'static str) -> Result<Option<DataKey>, KeyringError> {
-        let ns = Keyring::namespace(tenant)?;
-        let value =
-            self.secrets
-                .get(&ns, &kek_name(name))
-                .map_err(|source| KeyringError::Secret {
-                    tenant: tenant.to_owned(),
-                    source,
-                })?;
-        match value {
+        match self.home.get(tenant, name)? {
             None => Ok(None),
-            Some(v) => {
-                DataKey::from_slice(v.expose())
-                    .map(Some)
-                    .ok_or_else(|| KeyringError::BadKek {
-                        tenant: tenant.to_owned(),
-                        name,
-                    })
-            }
+            Some(v) => DataKey::from_slice(&v)
+                .map(Some)
+                .ok_or_else(|| KeyringError::BadKek {
+                    tenant: tenant.to_owned(),
+                    name,
+                }),
         }
     }
 
@@ -153,23 +160,27 @@ impl Keyring {
         name: &'static str,
         kek: &DataKey,
     ) -> Result<(), KeyringError> {
-        let ns = Keyring::namespace(tenant)?;
-        self.secrets
-            .set(&ns, &kek_name(name), kek.expose())
-            .map_err(|source| KeyringError::Secret {
+        self.home.set(tenant, name, kek.expose())
+    }
+
+    /// Stores `kek` as the tenant's `name` unless one is stored; the one kept.
+    fn create_kek(
+        &self,
+        tenant: &str,
+        name: &'static str,
+        kek: DataKey,
+    ) -> Result<DataKey, KeyringError> {
+        match self.home.create(tenant, name, kek.expose())? {
+            None => Ok(kek),
+            Some(found) => DataKey::from_slice(&found).ok_or_else(|| KeyringError::BadKek {
                 tenant: tenant.to_owned(),
-                source,
-            })
+                name,
+            }),
+        }
     }
 
     fn delete_kek(&self, tenant: &str, name: &'static str) -> Result<bool, KeyringError> {
-        let ns = Keyring::namespace(tenant)?;
-        self.secrets
-            .delete(&ns, &kek_name(name))
-            .map_err(|source| KeyringError::Secret {
-                tenant: tenant.to_owned(),
-                source,
-            })
+        self.home.delete(tenant, name)
     }
 
     /// The KEKs a wrapped key may be under: the current one, then a rotation's next one.
@@ -213,9 +224,7 @@ impl Keyring {
                 let key = match self.kek(tenant, USER_MAC_SECRET)? {
                     Some(key) => key,
                     None if create => {
-                        let key = DataKey::generate();
-                        self.store_kek(tenant, USER_MAC_SECRET, &key)?;
-                        key
+                        self.create_kek(tenant, USER_MAC_SECRET, DataKey::generate())?
                     }
                     None => return Ok(None),
                 };
@@ -248,6 +257,20 @@ impl Keyring {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(tenant.as_str());
+    }
+
+    /// Destroys the tenant's KEKs and pseudonym key when they live in a cluster's key stream
+    /// (the data dir's secret store is emptied by offboarding itself), then forgets its cached
+    /// keys ([`Keyring::forget_tenant`]). Returns how many secrets were destroyed.
+    pub fn destroy_tenant(&self, tenant: &TenantId) -> Result<u64, KeyringError> {
+        let mut destroyed = 0;
+        if let KeyHome::Shared(_) = &self.home {
+            for name in [KEK_SECRET, KEK_NEXT_SECRET, USER_MAC_SECRET] {
+                destroyed += u64::from(self.home.delete(tenant.as_str(), name)?);
+            }
+        }
+        self.forget_tenant(tenant);
+        Ok(destroyed)
     }
 
     /// Forgets every cached key (data keys and KEKs): the next read goes to disk.
@@ -338,11 +361,7 @@ impl Keyring {
     pub fn new_key(&self, scope: &SealScope<'_>) -> Result<NewKey, KeyringError> {
         let kek = match self.keks(scope.tenant)?.into_iter().next() {
             Some(kek) => kek,
-            None => {
-                let kek = DataKey::generate();
-                self.store_kek(scope.tenant, KEK_SECRET, &kek)?;
-                kek
-            }
+            None => self.create_kek(scope.tenant, KEK_SECRET, DataKey::generate())?,
         };
         let data_key = DataKey::generate();
         let key = keys::data_key_key(scope.tenant, scope.env, scope.team, scope.session);

@@ -44,6 +44,7 @@ use crate::events::codec::Hash;
 use crate::tenancy::TenantId;
 
 mod apply;
+pub mod keys;
 pub mod migrate;
 mod owner;
 #[cfg(test)]
@@ -179,7 +180,8 @@ impl Unit {
 
 /// A connection to the stream, with the tenants' last stream sequences as this node knows them.
 pub struct Replica {
-    rt: ClientRuntime,
+    /// Shared with the cluster's key stream ([`keys::SharedKeys`]), which may outlive this.
+    rt: std::sync::Arc<ClientRuntime>,
     stream: stream::Stream,
     js: jetstream::Context,
     name: String,
@@ -223,7 +225,7 @@ impl Replica {
             Ok::<_, ReplicaError>((js, stream))
         })?;
         Ok(Replica {
-            rt: ClientRuntime(Some(rt)),
+            rt: std::sync::Arc::new(ClientRuntime(Some(rt))),
             stream,
             js,
             name: opts.stream.clone(),
@@ -455,14 +457,22 @@ impl Replica {
 /// The runtime that drives the NATS connection. Dropped without waiting for its tasks
 /// (`shutdown_background`): the last log handle may go away inside another async runtime (the
 /// server's), where a plain drop of a runtime panics.
-struct ClientRuntime(Option<tokio::runtime::Runtime>);
+pub(super) struct ClientRuntime(Option<tokio::runtime::Runtime>);
 
 impl ClientRuntime {
-    fn block_on<F: Future>(&self, future: F) -> F::Output {
+    pub(super) fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.0
             .as_ref()
             .expect("the runtime is taken only by drop")
             .block_on(future)
+    }
+
+    pub(super) fn handle(&self) -> tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("the runtime is taken only by drop")
+            .handle()
+            .clone()
     }
 }
 

@@ -73,6 +73,11 @@ impl JetStreamServer {
         }
     }
 
+    /// The server's JetStream store directory.
+    pub(crate) fn store_dir(&self) -> PathBuf {
+        self._dir.path().join("js")
+    }
+
     /// Opens a replicated log in `dir` on `stream` as `node`.
     pub(crate) fn open(&self, dir: &Path, stream: &str, node: &str) -> Result<EventLog, OpenError> {
         self.open_with(dir, stream, node, false)
