@@ -191,6 +191,7 @@ pub fn erase_sessions(
     }
     let done = log.erase_sessions_offline(tenant, &sessions)?;
     let rebuilt = projector.rebuild(log, tenant, &mut |_| {})?;
+    projector.erasures_taken_in(log, tenant)?;
     let snapshots = SnapshotStore::new(data_dir.join(SESSIONS_DIR));
     let mut snapshot_files = 0;
     for s in &sessions {

@@ -140,6 +140,9 @@ pub enum OffboardError {
     /// Removing the secrets failed.
     #[error("deleting the tenant's secrets: {0}")]
     Secrets(#[from] SecretError),
+    /// Destroying the tenant's keys in the cluster's key stream failed.
+    #[error("destroying the tenant's keys: {0}")]
+    Keys(#[from] crate::events::keyring::KeyringError),
 }
 
 /// The marker of `tenant`'s deletion in `data_dir`.
@@ -193,7 +196,9 @@ pub fn offboard_tenant(
     let (snapshot_files, snapshot_bytes) = snapshots.remove_tenant_counted(tenant)?;
     let (secrets, secret_bytes) = crate::secrets::store::remove_tenant_secrets(data_dir, tenant)?;
     // A served tenant may be written again: its keys must be made afresh, not taken from cache.
-    log.forget_tenant_keys(tenant);
+    // On a `[cluster]` its KEKs live in the key stream, erased here.
+    let shared_secrets = log.destroy_tenant_keys(tenant)?;
+    let secrets = secrets + shared_secrets;
     std::fs::remove_file(&marker).map_err(marker_err)?;
     if let Some(dir) = marker.parent() {
         std::fs::File::open(dir)

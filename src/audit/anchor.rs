@@ -28,6 +28,7 @@ use zeroize::Zeroizing;
 
 use super::record::{hash_hex, parse_hash};
 use crate::events::codec::Hash;
+use crate::events::log::replica::keys::{Created, SharedKeys};
 use crate::events::log::{EventLog, Head, HeadStored, ReadError};
 use crate::secrets::error::SecretError;
 use crate::secrets::key::KeySources;
@@ -78,6 +79,9 @@ pub enum AnchorError {
         /// What is wrong.
         problem: String,
     },
+    /// The cluster's key stream failed.
+    #[error("the chain head key in the cluster's key stream: {0}")]
+    Shared(crate::events::log::replica::keys::SharedKeyError),
     /// The secret store failed.
     #[error(transparent)]
     Secret(#[from] SecretError),
@@ -263,6 +267,31 @@ impl HeadSigner {
         let store = SecretStore::open(data_dir)?;
         store.set(&Namespace::Global, &secret_name()?, seed.as_bytes())?;
         Ok((signer, true))
+    }
+
+    /// On a `[cluster]`: the key every node signs with, agreed through the cluster's key
+    /// stream. The first node to start stores its own key there (`self`); the others take that
+    /// one and store it in `data_dir`'s secret store too, in place of theirs, so that their
+    /// exports and `tenantry keys export-pubkey` name the same key (`true`: replaced).
+    pub fn agree_in_cluster(
+        self,
+        data_dir: &Path,
+        keys: &SharedKeys,
+    ) -> Result<(HeadSigner, bool), AnchorError> {
+        let seed = Zeroizing::new(hex::encode(self.key.to_bytes()));
+        let subject = keys.global_subject(CHAIN_HEAD_KEY_SECRET);
+        let found = match keys.create(&subject, seed.as_bytes()) {
+            Ok(Created::Made) => return Ok((self, false)),
+            Ok(Created::Found(found)) => found,
+            Err(e) => return Err(AnchorError::Shared(e)),
+        };
+        let agreed = HeadSigner::from_seed_hex(&found)?;
+        if agreed.public_key() == self.public_key() {
+            return Ok((self, false));
+        }
+        let store = SecretStore::open(data_dir)?;
+        store.set(&Namespace::Global, &secret_name()?, &found)?;
+        Ok((agreed, true))
     }
 
     /// The public half.

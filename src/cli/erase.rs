@@ -1,9 +1,10 @@
 //! `tenantry erase --tenant T --env E (--session S | --user U)`: erasure by crypto-shredding,
 //! offline (docs/cli.md#erase). Calls [`crate::erase::erase`], closes the log and compacts its
-//! files, then prints what it erased. Refuses while a server holds the data dir and on a
-//! `[cluster]` node of the JetStream backend; an unknown session or user changes nothing.
+//! files, then prints what it erased. Refuses while a server holds the data dir, and on a
+//! `[cluster]` node without a cluster key or while a live node holds the tenant's lease; an
+//! unknown session or user changes nothing.
 //!
-//! On the JetStream backend (a single node, no `[cluster]`) it works in the offline cache
+//! On the JetStream backend it works in the offline cache
 //! `{data_dir}/log-offline` and publishes the erasure as a record of the stream, holding the
 //! lock of the server's cache `{data_dir}/log` throughout: a `serve` of this data dir would keep
 //! the erased data keys in its memory, so it must not run meanwhile (and cannot start). That
@@ -60,13 +61,32 @@ fn hold_server_cache(config: &Config) -> anyhow::Result<Option<std::fs::File>> {
     }
 }
 
+/// On a `[cluster]`: refuses while a live node holds the tenant's lease (it writes the tenant;
+/// erasing is then its job, online).
+fn refuse_if_leased(log: &crate::events::log::EventLog, tenant: &TenantId) -> anyhow::Result<()> {
+    let holder = crate::cluster::lease::holder(log, tenant)
+        .with_context(|| format!("checking whether a node holds tenant {tenant}'s lease"))?;
+    if let Some(node) = holder {
+        anyhow::bail!(
+            "tenant {tenant} is held by node {node} of the cluster (its lease is live): erase \
+             online on that node with DELETE /api/v1/sessions/{{id}} and a token with the admin \
+             scope, or stop every node first (nothing was changed)"
+        );
+    }
+    Ok(())
+}
+
 /// Runs `tenantry erase`.
 pub(super) fn run(args: &EraseArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    let data_dir = &config.server().data_dir;
     let _server_lock = match config.log().backend {
-        LogBackend::JetStream if config.cluster().is_some() => {
-            anyhow::bail!("{}", crate::events::log::CLUSTER_REFUSAL)
+        LogBackend::JetStream => {
+            if crate::cluster::shares_keys(config) && crate::cluster::key::load(data_dir)?.is_none()
+            {
+                anyhow::bail!("{}", crate::events::log::CLUSTER_REFUSAL)
+            }
+            Some(hold_server_cache(config)?)
         }
-        LogBackend::JetStream => Some(hold_server_cache(config)?),
         LogBackend::Sled => None,
     };
     let target = match (&args.session, &args.user) {
@@ -74,7 +94,6 @@ pub(super) fn run(args: &EraseArgs, config: &Config) -> anyhow::Result<ExitCode>
         (None, Some(u)) => Target::User(u.clone()),
         (None, None) => anyhow::bail!("name --session S or --user U"),
     };
-    let data_dir = &config.server().data_dir;
     let log = crate::audit::open_log(config).map_err(|e| match e {
         crate::audit::AuditError::InUse(dir) => anyhow::anyhow!(
             "the data dir {} is in use by a running server; stop it first (nothing was changed)",
@@ -82,6 +101,9 @@ pub(super) fn run(args: &EraseArgs, config: &Config) -> anyhow::Result<ExitCode>
         ),
         other => anyhow::Error::new(other),
     })?;
+    if crate::cluster::shares_keys(config) {
+        refuse_if_leased(&log, &args.tenant)?;
+    }
     // Checked before asking, so a typo is told at once and nothing changes.
     crate::erase::find_sessions(&log, &args.tenant, &args.env, &target)?;
     if !args.yes {

@@ -150,7 +150,7 @@ pub(super) fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
 
 /// The chain head signing key, the secret `global/chain_head_key`; made (and logged) at the
 /// first start, so every deployment anchors its chains without a setup step.
-fn chain_head_signer(data_dir: &std::path::Path) -> anyhow::Result<Arc<HeadSigner>> {
+fn chain_head_signer(data_dir: &std::path::Path) -> anyhow::Result<HeadSigner> {
     let (signer, generated) = HeadSigner::load_or_generate(data_dir)
         .context("loading the chain head signing key (secret global/chain_head_key)")?;
     if generated {
@@ -160,28 +160,47 @@ fn chain_head_signer(data_dir: &std::path::Path) -> anyhow::Result<Arc<HeadSigne
              (tenantry keys export-pubkey) to whoever verifies exports"
         );
     }
-    Ok(Arc::new(signer))
+    Ok(signer)
 }
 
 /// Loads (or makes) the chain head key, then signs the served tenants' chain heads every
 /// `audit.head_sign_every_events` events or `audit.head_sign_interval`: on the sled log, and on
-/// a single JetStream writer (the heads go into the stream as tenant ops). A cluster node does
-/// not (exports still sign their tail).
+/// the JetStream backend (the heads go into the stream as tenant ops): a single writer, and the
+/// owners of a `[cluster]` with a cluster key, with the key the nodes agree on.
 fn start_head_signing(
     config: &Config,
     log: &EventLog,
     served: &[TenantId],
 ) -> anyhow::Result<Option<HeadSigning>> {
-    let signer = chain_head_signer(&config.server().data_dir)?;
-    // Each cluster node has its own secret store, so its own chain head key unless the operator
-    // stored the same one on every node: heads of one tenant signed by several keys would not
-    // verify with one public key. A single JetStream writer signs as sled does.
+    let data_dir = &config.server().data_dir;
+    let mut signer = chain_head_signer(data_dir)?;
+    // The nodes of a cluster sign with one key, agreed through the key stream, so one public
+    // key verifies a tenant's heads whichever node owned it. A single JetStream writer signs
+    // as sled does.
     if log.replica().is_some_and(|r| r.cluster()) {
-        tracing::info!("chain heads are not signed on a cluster node; exports sign their tail");
-        return Ok(None);
+        let Some(keys) = log.shared_keys() else {
+            tracing::info!("chain heads are not signed on a cluster node without a cluster key");
+            return Ok(None);
+        };
+        let (agreed, replaced) = signer
+            .agree_in_cluster(data_dir, keys)
+            .context("agreeing on the cluster's chain head key")?;
+        if replaced {
+            tracing::warn!(
+                public_key = %public_key_hex(&agreed.public_key()),
+                "this node's chain head key global/chain_head_key was replaced by the cluster's \
+                 (the key stream's); heads it signed before verify only with its old public key"
+            );
+        }
+        signer = agreed;
     }
-    let signing = HeadSigning::start(log.clone(), signer, served.to_vec(), *config.audit())
-        .context("starting the chain head signing thread")?;
+    let signing = HeadSigning::start(
+        log.clone(),
+        Arc::new(signer),
+        served.to_vec(),
+        *config.audit(),
+    )
+    .context("starting the chain head signing thread")?;
     Ok(Some(signing))
 }
 

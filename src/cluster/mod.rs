@@ -8,6 +8,7 @@
 //! (the cache is brought to the stream at open; a second run reuses what still matches).
 
 pub mod forward;
+pub mod key;
 pub mod lease;
 pub mod placement;
 pub mod status;
@@ -100,28 +101,46 @@ pub fn start_leases(
     lease::Leases::start(log.clone(), tenants, cluster.lease_ttl).map(Some)
 }
 
-/// Whether the log of `config` seals personal fields with the data dir's key ring: the sled
-/// backend, and the JetStream backend without `[cluster]` (a single writer node, whose secret
-/// store alone holds the KEKs). A `[cluster]` node writes unsealed: each node has its own
-/// secret store, so a KEK made or rotated on one node would be unknown to the others.
-pub fn seals_with_data_dir_keys(config: &Config) -> bool {
-    config.log().backend == LogBackend::Sled || config.cluster().is_none()
+/// Whether the nodes of `config` share their keys in the cluster's key stream: a `[cluster]`
+/// of the JetStream backend. Such a node seals only with a cluster key ([`key`]); the sled
+/// backend and a single JetStream writer seal with the data dir's key ring.
+pub fn shares_keys(config: &Config) -> bool {
+    config.log().backend == LogBackend::JetStream && config.cluster().is_some()
 }
 
-/// Opens the log of `config` for `opener`, in [`log_dir`], sealing personal fields with the
-/// data dir's key ring (`keyring`) when [`seals_with_data_dir_keys`].
+/// Opens the log of `config` for `opener`, in [`log_dir`], sealing personal fields: with the
+/// data dir's key ring (`keyring`), or on a `[cluster]` with the key stream under the
+/// cluster key ([`key::load`]; without one the node writes unsealed events, as it says).
 pub fn open_log(config: &Config, opener: Opener) -> Result<EventLog, OpenError> {
     let mut opts = LogOptions::default();
     let dir = &log_dir(config, opener);
-    if seals_with_data_dir_keys(config) {
+    opts.seal = config.log().seal;
+    let Some(replica) = replica_options(config, opener) else {
         opts.keyring = keyring(config, opener)?;
-        opts.seal = config.log().seal;
+        return EventLog::open(dir, &opts);
+    };
+    let replica = connect_replica(config, &replica)?;
+    if !shares_keys(config) {
+        opts.keyring = keyring(config, opener)?;
+    } else if let Some(key) = cluster_key(config)? {
+        let keys = replica.shared_keys(key)?;
+        opts.keyring = Some(Arc::new(Keyring::shared(keys)));
+    } else {
+        tracing::warn!(
+            "no cluster key (env {} or {{data_dir}}/{}): this [cluster] node writes unsealed \
+             events and cannot erase; give every node the same key to seal",
+            key::CLUSTER_KEY_ENV,
+            key::CLUSTER_KEY_FILE
+        );
     }
-    match replica_options(config, opener) {
-        None => EventLog::open(dir, &opts),
-        Some(replica) => {
-            let replica = connect_replica(config, &replica)?;
-            EventLog::open_replicated(dir, &opts, replica)
-        }
-    }
+    EventLog::open_replicated(dir, &opts, replica)
+}
+
+/// The cluster key of `config`'s node, if it has one.
+fn cluster_key(config: &Config) -> Result<Option<crate::events::seal::DataKey>, OpenError> {
+    let data_dir = &config.server().data_dir;
+    key::load(data_dir).map_err(|e| OpenError::Storage {
+        path: data_dir.clone(),
+        detail: e.to_string(),
+    })
 }

@@ -30,10 +30,17 @@ pub(crate) const TAG_SIGNED_HEAD: u8 = b'H';
 pub(crate) const TAG_RETENTION_ANCHOR: u8 = b'A';
 pub(crate) const TAG_DATA_KEY: u8 = b'K';
 pub(crate) const TAG_OPS_REVISION: u8 = b'R';
+pub(crate) const TAG_ERASURES: u8 = b'E';
 
 /// `{t}\0 R`: how many tenant-ops records the tenant's log has had (`log::ops`).
 pub(crate) fn ops_revision_key(tenant: &TenantId) -> Vec<u8> {
     family(tenant, TAG_OPS_REVISION, 0)
+}
+
+/// `{t}\0 E`: how many erasures the tenant's log has had (big-endian u64), so that every
+/// node's read models notice one (`projections::projector::Projector::refold_if_erased`).
+pub(crate) fn erasures_key(tenant: &TenantId) -> Vec<u8> {
+    family(tenant, TAG_ERASURES, 0)
 }
 
 /// `{t}\0 A`: the tenant's one retention anchor (where its trimmed log starts).

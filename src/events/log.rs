@@ -626,6 +626,17 @@ impl EventLog {
         self.inner.shared.replica.as_ref()
     }
 
+    /// Whether the log has a key ring: it can open sealed events and erase (it seals new
+    /// events too unless `[log] seal = false`).
+    pub fn has_keyring(&self) -> bool {
+        self.inner.shared.opts.keyring.is_some()
+    }
+
+    /// The cluster's key stream, on a `[cluster]` node with a cluster key.
+    pub fn shared_keys(&self) -> Option<&replica::keys::SharedKeys> {
+        self.inner.shared.opts.keyring.as_deref()?.shared_keys()
+    }
+
     /// Read access to one tenant's whole log.
     pub fn tenant(&self, tenant: &TenantId) -> TenantReader {
         TenantReader {

@@ -17,6 +17,7 @@ use crate::tenancy::TenantId;
 
 const TAG_CHECKPOINT: u8 = b'C';
 const TAG_DATA: u8 = b'D';
+const TAG_ERASURES: u8 = b'E';
 
 /// A projection store failed: storage broken. Report it; the projection can be rebuilt.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +92,37 @@ impl ProjectionTree {
             .try_into()
             .map_err(|_| self.err("malformed checkpoint"))?;
         Ok(u64::from_be_bytes(bytes))
+    }
+
+    /// How many of the log's erasures of `tenant` this projection has taken in (0: none).
+    pub fn erasures_folded(&self, tenant: &TenantId) -> Result<u64, ProjectionError> {
+        let Some(v) = self
+            .tree()?
+            .get(tagged(tenant, TAG_ERASURES, &[]))
+            .map_err(|e| self.err(e))?
+        else {
+            return Ok(0);
+        };
+        let bytes: [u8; 8] = v
+            .as_ref()
+            .try_into()
+            .map_err(|_| self.err("malformed erasure count"))?;
+        Ok(u64::from_be_bytes(bytes))
+    }
+
+    /// Records that the projection has taken in `erasures` erasures of `tenant`.
+    pub fn set_erasures_folded(
+        &self,
+        tenant: &TenantId,
+        erasures: u64,
+    ) -> Result<(), ProjectionError> {
+        self.tree()?
+            .insert(
+                tagged(tenant, TAG_ERASURES, &[]),
+                &erasures.to_be_bytes()[..],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     pub fn get(&self, tenant: &TenantId, key: &[u8]) -> Result<Option<Vec<u8>>, ProjectionError> {

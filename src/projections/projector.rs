@@ -303,6 +303,42 @@ impl Projector {
         Ok(self.tree.clear_tenant(tenant)?)
     }
 
+    /// Folds `tenant`'s log again when it had an erasure these read models have not taken in
+    /// (by another node, whose records this node's log followed, or while this node was down):
+    /// its read models and session snapshots here were made from the erased sessions'
+    /// personal data. The snapshots go (sessions replay the log at their next start), the read
+    /// models are rebuilt from the log, whose erased events now fold without that data. Returns
+    /// whether it did. The erasing node does this itself ([`crate::erase`]) and records it
+    /// ([`Projector::erasures_taken_in`]).
+    pub fn refold_if_erased(
+        &self,
+        log: &EventLog,
+        snapshots: &SnapshotStore,
+        tenant: &TenantId,
+    ) -> Result<bool, ProjectorError> {
+        let erasures = log_erasures(log, tenant)?;
+        if self.tree.erasures_folded(tenant)? == erasures {
+            return Ok(false);
+        }
+        snapshots.remove_tenant(tenant)?;
+        if self.checkpoint(tenant)? > 0 {
+            self.rebuild(log, tenant, &mut |_| {})?;
+        }
+        self.tree.set_erasures_folded(tenant, erasures)?;
+        Ok(true)
+    }
+
+    /// Records that the read models of `tenant` were rebuilt after every erasure its log has
+    /// had (the erasing node, [`crate::erase`]).
+    pub fn erasures_taken_in(
+        &self,
+        log: &EventLog,
+        tenant: &TenantId,
+    ) -> Result<(), ProjectorError> {
+        let erasures = log_erasures(log, tenant)?;
+        Ok(self.tree.set_erasures_folded(tenant, erasures)?)
+    }
+
     /// Folds the tenant's whole log again, in place of its read models, holding what it folds
     /// in memory until [`REBUILD_ENTRIES_MAX`] entries (or the end): the first commit replaces
     /// the old read models in one batch, so until then readers see the old ones, and a rebuild
@@ -540,7 +576,8 @@ impl Projector {
 /// runs; stops (after the fold in progress) when dropped. A tenant whose log lost the events
 /// its read models hold (deleted: [`Projector::forget_if_deleted`]) loses its read models and
 /// its session snapshots on this node first, so a node stops serving a tenant another node
-/// deleted, or that was deleted while it was down, within a round.
+/// deleted, or that was deleted while it was down, within a round. Likewise a tenant whose log
+/// had an erasure these read models did not take in ([`Projector::refold_if_erased`]).
 pub struct Background {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -564,6 +601,7 @@ impl Background {
                 while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                     for tenant in &tenants {
                         forget_if_deleted(&log, &projector, &snapshots, tenant);
+                        refold_if_erased(&log, &projector, &snapshots, tenant);
                         if let Err(e) = projector.catch_up(&log, tenant, &mut |_| {}) {
                             tracing::error!(tenant = %tenant, error = %e, "read model fold failed");
                         }
@@ -575,6 +613,35 @@ impl Background {
             stop,
             thread: Some(thread),
         })
+    }
+}
+
+/// How many erasures `tenant`'s log has had.
+fn log_erasures(log: &EventLog, tenant: &TenantId) -> Result<u64, ProjectorError> {
+    log.erasures(tenant).map_err(|detail| {
+        ProjectorError::Store(ProjectionError {
+            name: "erasures",
+            detail,
+        })
+    })
+}
+
+/// [`Projector::refold_if_erased`], logged.
+fn refold_if_erased(
+    log: &EventLog,
+    projector: &Projector,
+    snapshots: &SnapshotStore,
+    tenant: &TenantId,
+) {
+    match projector.refold_if_erased(log, snapshots, tenant) {
+        Ok(false) => {}
+        Ok(true) => {
+            tracing::warn!(tenant = %tenant,
+                "the tenant's log had an erasure: its read models on this node were rebuilt and its snapshots removed");
+        }
+        Err(e) => {
+            tracing::error!(tenant = %tenant, error = %e, "taking in a tenant's erasure failed");
+        }
     }
 }
 

@@ -132,7 +132,9 @@ impl MasterKey {
 
 /// Decodes exactly 64 hex digits (surrounding ASCII whitespace ignored). The error never echoes
 /// the input.
-fn decode_hex_key(raw: &[u8]) -> Result<Zeroizing<[u8; MASTER_KEY_BYTES]>, &'static str> {
+pub(crate) fn decode_hex_key(
+    raw: &[u8],
+) -> Result<Zeroizing<[u8; MASTER_KEY_BYTES]>, &'static str> {
     let text = raw.trim_ascii();
     if text.len() != MASTER_KEY_BYTES * 2 {
         return Err("it does not have 64 characters");

@@ -107,7 +107,7 @@ fn post(server: &ServeProcess, tenant: &str, body: Value) -> Value {
 }
 
 /// The paths of files under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+pub(crate) fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
     let mut hits = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
@@ -696,7 +696,7 @@ fn a_jetstream_cluster_node_refuses_erasure_and_says_why() {
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("[cluster]") && stderr.contains("own secret store"),
+        stderr.contains("[cluster]") && stderr.contains("no cluster key"),
         "{stderr}"
     );
     assert!(export(dir.path(), "acme", "jsonl").contains(ADA_TEXT));

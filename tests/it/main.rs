@@ -21,6 +21,7 @@ mod crash;
 mod crash_writer;
 mod debug_api;
 mod erase;
+mod erase_cluster;
 mod http;
 mod jetstream;
 mod jwks;

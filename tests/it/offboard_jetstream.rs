@@ -38,7 +38,7 @@ fn jetstream_node(url: &str, stream: &str, node: &str, dir: Option<&Path>) -> Se
 }
 
 /// Whether any message of `stream` holds `needle` (every message read raw by its sequence).
-fn stream_holds(url: &str, stream: &str, needle: &str) -> bool {
+pub(crate) fn stream_holds(url: &str, stream: &str, needle: &str) -> bool {
     crate::support::tokio_runtime().block_on(async {
         let client = async_nats::connect(url).await.unwrap();
         let js = async_nats::jetstream::new(client);

@@ -16,8 +16,10 @@
 //! - Only the tenant's writer deletes: in a cluster (JetStream) a node that does not own the
 //!   tenant answers 409 `not_owner` naming the owner (the request is not forwarded); the other
 //!   nodes notice the purged stream subject and drop their copies (see [`crate::offboard`]).
-//! - Erasing a session on sled and on a single JetStream node, not on a `[cluster]` node (501
-//!   `not_supported`, naming why: [`CLUSTER_REFUSAL`]).
+//! - Erasing a session on sled, on a single JetStream node, and on the `[cluster]` node that
+//!   owns the tenant (another answers 409 `not_owner`, as for a delete); a `[cluster]` node
+//!   without a cluster key seals nothing and erases nothing (501 `not_supported`, naming why:
+//!   [`CLUSTER_REFUSAL`]).
 
 use actix_web::{web, HttpResponse};
 
@@ -106,7 +108,19 @@ pub(super) async fn erase_session(
     let session = session_of(&path)?;
     let team = read_team(&state, &caller)?;
     if state.runtime().log().replica().is_some_and(|r| r.cluster()) {
-        return Err(ApiError::NotSupported(CLUSTER_REFUSAL));
+        if !state.runtime().log().has_keyring() {
+            return Err(ApiError::NotSupported(CLUSTER_REFUSAL));
+        }
+        let tenant = &caller.tenant;
+        let not_owner = |owner| ApiError::NotOwner {
+            tenant: tenant.to_string(),
+            owner,
+        };
+        match state.runtime().route(tenant) {
+            Route::Local => {}
+            Route::Remote(owner) => return Err(not_owner(Some(owner))),
+            Route::Unowned => return Err(not_owner(None)),
+        }
     }
     let found = blocking(state.clone(), move |state| {
         let ctx = find_session(state, &caller, team, &session)?;

@@ -14,8 +14,9 @@
 //! as one set: on sled one batch, flushed and synced; on the JetStream backend one record of
 //! the tenant through the writer ([`EventLog::apply_tenant_ops_blocking`]), so every cache of
 //! the stream applies it. The stream keeps its older records (sealed fields and the old wrapped
-//! keys, whose KEK the rotation destroys). A `[cluster]` node is refused: each node has its own
-//! secret store, so a KEK rotated here would be unknown to the others.
+//! keys, whose KEK the rotation destroys). On a `[cluster]` the KEKs live in the cluster's key
+//! stream (`replica::keys`), so the rotation is seen by every node; a `[cluster]` node without
+//! a cluster key has no key ring and is refused.
 
 use serde::Deserialize;
 use serde_bytes::ByteBuf;
@@ -29,10 +30,11 @@ use crate::events::seal::SealScope;
 use crate::tenancy::TenantId;
 
 /// Why a `[cluster]` node does not erase (the CLI and the HTTP route say it too).
-pub const CLUSTER_REFUSAL: &str = "erasure is not available on a [cluster] node of the jetstream \
-     backend: every node keeps the key encryption keys in its own secret store, so a key \
-     rotated on one node would be unknown to the others, and the nodes write unsealed events \
-     (nothing was changed). A single node without [cluster] seals and erases";
+pub const CLUSTER_REFUSAL: &str = "erasure is not available on this [cluster] node of the \
+     jetstream backend: it has no cluster key, so it writes unsealed events and keeps no data \
+     keys to destroy (nothing was changed). Give every node the same cluster key (env \
+     TENANTRY_CLUSTER_KEY or {data_dir}/cluster.key, 64 hex characters) and restart them: \
+     events written from then on are sealed and can be erased";
 
 /// Why the log could not erase.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +42,8 @@ pub enum LogEraseError {
     /// The log was opened without a key ring: no master key for the data dir's secrets.
     #[error("the log has no key ring (no master key: set env TENANTRY_MASTER_KEY or keep {{data_dir}}/master.key), so its data keys cannot be destroyed")]
     NoKeyring,
-    /// A `[cluster]` node of the JetStream backend: it writes unsealed events.
+    /// A `[cluster]` node of the JetStream backend without a cluster key: it writes unsealed
+    /// events.
     #[error("{CLUSTER_REFUSAL}")]
     Cluster,
     /// The writer could not make the erasure's writes durable (they may or may not have been
@@ -70,6 +73,16 @@ pub struct LogErased {
 }
 
 impl EventLog {
+    /// How many erasures `tenant`'s log has had (`keys::erasures_key`).
+    pub fn erasures(&self, tenant: &TenantId) -> Result<u64, String> {
+        let store = self
+            .inner
+            .shared
+            .store()
+            .ok_or_else(|| LogEraseError::Closed.to_string())?;
+        erasure_count(&store.tree, tenant).map_err(|e| e.to_string())
+    }
+
     /// True when `tenant` has wrapped data keys in the log: it has (or had) sealed events.
     pub fn has_data_keys(&self, tenant: &TenantId) -> Result<bool, String> {
         let store = self
@@ -82,11 +95,13 @@ impl EventLog {
         Ok(first.map_err(|e| e.to_string())?.is_some())
     }
 
-    /// Forgets the key ring's cached keys of `tenant` after its secrets and log range were
-    /// deleted ([`crate::offboard`]).
-    pub fn forget_tenant_keys(&self, tenant: &TenantId) {
-        if let Some(ring) = &self.inner.shared.opts.keyring {
-            ring.forget_tenant(tenant);
+    /// After `tenant`'s log range was deleted ([`crate::offboard`]): destroys its keys in the
+    /// cluster's key stream, if they live there, and forgets the key ring's cached ones.
+    /// Returns how many shared secrets were destroyed.
+    pub fn destroy_tenant_keys(&self, tenant: &TenantId) -> Result<u64, KeyringError> {
+        match &self.inner.shared.opts.keyring {
+            Some(ring) => ring.destroy_tenant(tenant),
+            None => Ok(0),
         }
     }
 
@@ -114,16 +129,12 @@ impl EventLog {
         tenant: &TenantId,
         sessions: &[SessionInfo],
     ) -> Result<LogErased, LogEraseError> {
-        if self.replica().is_some_and(|r| r.cluster()) {
-            return Err(LogEraseError::Cluster);
-        }
-        let ring = self
-            .inner
-            .shared
-            .opts
-            .keyring
-            .clone()
-            .ok_or(LogEraseError::NoKeyring)?;
+        let Some(ring) = self.inner.shared.opts.keyring.clone() else {
+            if self.replica().is_some_and(|r| r.cluster()) {
+                return Err(LogEraseError::Cluster);
+            }
+            return Err(LogEraseError::NoKeyring);
+        };
         let store = self.inner.shared.store().ok_or(LogEraseError::Closed)?;
         let tree = &store.tree;
         let mut done = LogErased::default();
@@ -170,6 +181,12 @@ impl EventLog {
         // `data_kek.next` is stored before the writes, the KEK replaced after them.
         let mut rotation = ring.start_erasure(tree, tenant, &scopes)?;
         writes.append(&mut rotation.writes);
+        // Last, so a node that applies the erasure's parts counts it once all are there.
+        let erasures = erasure_count(tree, tenant)?;
+        writes.push((
+            keys::erasures_key(tenant),
+            Some((erasures + 1).to_be_bytes().to_vec()),
+        ));
         self.write_erasure(tenant, writes)?;
         done.keys_destroyed = ring.finish_erasure(rotation)?;
         Ok(done)
@@ -194,6 +211,15 @@ impl EventLog {
         }
         Ok(())
     }
+}
+
+/// The tenant's erasure count in `tree` (a malformed value counts as 0: the next erasure
+/// writes a good one).
+fn erasure_count(tree: &sled::Tree, tenant: &TenantId) -> Result<u64, sled::Error> {
+    let value = tree.get(keys::erasures_key(tenant))?;
+    Ok(value
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map_or(0, u64::from_be_bytes))
 }
 
 /// Adds the removal of the idempotency records of `sessions` to `writes`; returns how many.

@@ -2,7 +2,9 @@
 //! applies their new records to this node's cache, so reads answer the same on every node. A
 //! followed tenant whose subject became empty (its owner deleted it: offboarding purges the
 //! subject) is removed from the cache and forgotten here too; the read-model fold then drops
-//! its read models and snapshots (`projections::projector::Background`).
+//! its read models and snapshots (`projections::projector::Background`). A followed tenant whose
+//! ops revision moved (another node's erasure, say) has its cached keys dropped from the key
+//! ring, so a destroyed data key is not kept in this node's memory.
 //!
 //! Invariant: a tenant this node owns is never touched here (its cache is the stager's), and
 //! one tenant's cache is brought to the stream by one thread at a time (`Shared::sync`).
@@ -79,7 +81,17 @@ fn follow_once(shared: &Shared, seen: StreamMark) -> Result<StreamMark, String> 
             continue;
         }
         let local = tenant_head(&store.tree, &tenant).map_err(|e| e.to_string())?;
-        match replica.catch_up(&store.tree, &tenant, local) {
+        let rev = super::ops::revision(&store.tree, &tenant).map_err(|e| e.to_string())?;
+        let caught = replica.catch_up(&store.tree, &tenant, local);
+        // Another node's tenant ops (an erasure's removed and re-wrapped data keys, a KEK
+        // rotation) raise the revision: the keys this node cached for the tenant may be
+        // destroyed ones, so they are read again when next needed.
+        if !super::ops::revision(&store.tree, &tenant).is_ok_and(|now| now == rev) {
+            if let Some(ring) = &shared.opts.keyring {
+                ring.forget_tenant(&tenant);
+            }
+        }
+        match caught {
             Ok(Some((_, head))) => shared.set_frontier(&tenant, head.tenant_seq),
             Ok(None) => {
                 if local.is_some() {

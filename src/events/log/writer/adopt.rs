@@ -50,6 +50,10 @@ impl Stager {
         } else {
             self.heads.insert(tenant.clone(), head);
         }
+        // Keys cached while another node owned it may have been destroyed by its erasures.
+        if let Some(ring) = &self.shared.opts.keyring {
+            ring.forget_tenant(tenant);
+        }
         let prefix = keys::tenant_prefix(tenant);
         self.sessions.retain(|key, _| !key.starts_with(&prefix));
         self.damaged.remove(tenant);

@@ -101,13 +101,18 @@ fn a_secret_is_made_once_and_its_replaced_and_deleted_values_are_erased_from_the
 }
 
 #[test]
-fn two_nodes_share_the_tenants_keys_and_a_node_with_another_cluster_key_is_refused() {
+fn two_nodes_share_the_tenants_keys_until_it_is_deleted_and_another_cluster_key_is_refused() {
     let server = JetStreamServer::start();
     let a = Keyring::shared(replica(&server, "a").shared_keys(key(1)).unwrap());
     let b = Keyring::shared(replica(&server, "b").shared_keys(key(1)).unwrap());
     let made = a.user_pseudonym("acme", "ada", true).unwrap().unwrap();
     assert_eq!(b.user_pseudonym("acme", "ada", false).unwrap(), Some(made));
     assert_eq!(b.user_pseudonym("bigcorp", "ada", false).unwrap(), None);
+    // Offboarding on one node destroys the tenant's shared keys for every node.
+    let acme = crate::tenancy::fixtures::id("acme");
+    assert_eq!(a.destroy_tenant(&acme).unwrap(), 1);
+    b.forget_tenant(&acme);
+    assert_eq!(b.user_pseudonym("acme", "ada", false).unwrap(), None);
 
     let refused = replica(&server, "c")
         .shared_keys(key(2))
