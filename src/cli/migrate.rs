@@ -15,7 +15,9 @@ use anyhow::Context;
 use crate::config::cluster::{CLUSTER_NODE_CHARS_MAX, LOG_REPLICAS_MAX, LOG_STREAM_CHARS_MAX};
 use crate::config::{Config, NatsAuth, NatsConfig, DEFAULT_SUBJECT_PREFIX};
 use crate::edge::nats::NatsMetrics;
-use crate::events::log::replica::migrate::{migrate as copy_log, MigrateReport, Step};
+use crate::events::log::replica::migrate::{
+    migrate as copy_log, MigrateReport, SealedTenants, Step,
+};
 use crate::events::log::{EventLog, LogOptions, OpenError, Replica, ReplicaOptions};
 use crate::tenancy::TenantId;
 
@@ -118,13 +120,39 @@ pub fn migrate(args: &MigrateArgs, config: &Config) -> anyhow::Result<ExitCode> 
         nats.url_for_display()
     );
     let replica = connect(&opts, &nats, data_dir)?;
+    // Sealed tenants: a single node keeps this data dir's secrets; a cluster gets their keys
+    // in its key stream, which needs the cluster key.
+    let shared = match (config.cluster(), crate::cluster::key::load(data_dir)?) {
+        (Some(_), Some(key)) => Some(replica.shared_keys(key)?),
+        _ => None,
+    };
+    let local = match &shared {
+        Some(_) => crate::events::keyring::Keyring::for_data_dir(data_dir, false)?,
+        None => None,
+    };
+    let share = |tenant: &TenantId| -> Result<(), String> {
+        let (Some(keys), Some(ring)) = (&shared, &local) else {
+            return Err(
+                "this data dir has no master key, so its key encryption keys cannot be \
+                 read (set TENANTRY_MASTER_KEY or restore {data_dir}/master.key)"
+                    .into(),
+            );
+        };
+        ring.copy_to_shared(tenant, keys)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    let sealed = match (config.cluster(), &shared) {
+        (None, _) => SealedTenants::Copy,
+        (Some(_), Some(_)) => SealedTenants::Share(&share),
+        (Some(_), None) => SealedTenants::Refuse,
+    };
     let mut printer = Printer::default();
     let report = copy_log(
         &log,
         replica,
         &data_dir.join(CHECK_DIR),
-        // The target node keeps this data dir's secrets only without [cluster].
-        config.cluster().is_none(),
+        &sealed,
         &mut |tenant, step| {
             printer.step(tenant, &step);
         },

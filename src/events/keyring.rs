@@ -27,7 +27,7 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::events::codec::KeySource;
 use crate::events::keys;
-use crate::events::log::replica::keys::{SharedKeyError, SharedKeys};
+use crate::events::log::replica::keys::{Created, SharedKeyError, SharedKeys};
 use crate::events::seal::{self, DataKey, SealError, SealScope};
 use crate::secrets::error::SecretError;
 use crate::secrets::store::SecretStore;
@@ -271,6 +271,35 @@ impl Keyring {
         }
         self.forget_tenant(tenant);
         Ok(destroyed)
+    }
+
+    /// Stores the tenant's KEKs and pseudonym key from this ring's home (a data dir's secret
+    /// store) in the cluster's key stream `keys`, for `migrate` into a cluster; a key already
+    /// there is kept when it is the same, and refused when it differs (another data dir's
+    /// tenant of that id). Returns how many secrets it stored.
+    pub fn copy_to_shared(
+        &self,
+        tenant: &TenantId,
+        keys: &SharedKeys,
+    ) -> Result<u64, KeyringError> {
+        let t = tenant.as_str();
+        let mut stored = 0;
+        for name in [KEK_SECRET, KEK_NEXT_SECRET, USER_MAC_SECRET] {
+            let Some(value) = self.home.get(t, name)? else {
+                continue;
+            };
+            let subject = keys.tenant_subject(t, name);
+            let shared = |source| KeyringError::Shared {
+                tenant: t.to_owned(),
+                source,
+            };
+            match keys.create(&subject, &value).map_err(shared)? {
+                Created::Made => stored += 1,
+                Created::Found(found) if found.as_slice() == value.as_slice() => {}
+                Created::Found(_) => return Err(shared(SharedKeyError::Taken { subject })),
+            }
+        }
+        Ok(stored)
     }
 
     /// Forgets every cached key (data keys and KEKs): the next read goes to disk.

@@ -271,3 +271,59 @@ fn a_sealed_tenant_moves_for_a_single_node_of_the_same_data_dir_and_is_refused_f
         "{events}"
     );
 }
+
+/// Into a cluster with a cluster key: the sealed tenant's keys go to the cluster's key stream,
+/// so a node of another data dir, given only the cluster key, opens its sealed texts.
+#[test]
+fn a_sealed_tenant_moves_into_a_cluster_with_its_keys_in_the_key_stream() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster_key = "3c".repeat(32);
+    let js = JetStream::single();
+    let url = js.url(0);
+    let dir = dir_with_flows();
+    let sled_config = acme_config(std::path::Path::new("./data"));
+    let mut sled = Serve::config(&sled_config).in_dir(dir.path()).start();
+    let first = sled
+        .post_as(
+            "acme",
+            &json!({"team": "support", "channel": "slack", "user": "ada",
+                    "text": "hello sealed cluster"}),
+        )
+        .ok();
+    let session = first["session"].as_str().unwrap().to_owned();
+    assert!(sled.stop().success());
+    let config = dir.path().join("config.toml");
+    let written = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{written}[cluster]\nnode = \"n1\"\n")).unwrap();
+    let key_file = dir.path().join("data/cluster.key");
+    std::fs::write(&key_file, &cluster_key).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = migrate(dir.path(), &url);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("1 tenants copied") && said.contains("0 refused"),
+        "{said}"
+    );
+
+    // A node of a fresh data dir: no secret of the sled data dir, only the cluster key.
+    let node_config = format!(
+        "{sled_config}[nats]\nurl = \"{url}\"\n[log]\nbackend = \"jetstream\"\n\
+         [cluster]\nnode = \"n2\"\n"
+    );
+    let node = Serve::config(&node_config)
+        .env("TENANTRY_CLUSTER_KEY", &cluster_key)
+        .start();
+    let events = node
+        .get_as("acme", &format!("/api/v1/sessions/{session}/events"))
+        .ok()
+        .to_string();
+    assert!(
+        events.contains("hello sealed cluster") && !events.contains("\"erased\":true"),
+        "{events}"
+    );
+}

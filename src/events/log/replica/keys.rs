@@ -50,6 +50,9 @@ pub enum SharedKeyError {
          the same key (env TENANTRY_CLUSTER_KEY or {{data_dir}}/cluster.key)"
     )]
     WrongKey { subject: String },
+    /// A secret being copied in finds another value there.
+    #[error("the key stream's {subject} already holds another value (another tenant of that id?); nothing was replaced")]
+    Taken { subject: String },
 }
 
 /// A subject's last value: its stream sequence and the opened secret.

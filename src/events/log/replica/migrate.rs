@@ -92,18 +92,23 @@ pub enum MigrateError {
         stream_seq: u64,
         subject: String,
     },
-    /// The tenant has sealed events (crypto-shredding) and the config has `[cluster]`: the
-    /// wrapped data keys would travel in the stream, but their KEKs live in this data dir's
-    /// secret store only, so the other nodes would read the personal fields as erased. Nothing
-    /// of it was copied.
+    /// The tenant has sealed events (crypto-shredding) and the config has `[cluster]` but no
+    /// cluster key: the wrapped data keys would travel in the stream, but their KEKs live in
+    /// this data dir's secret store only, so the other nodes would read the personal fields as
+    /// erased. Nothing of it was copied.
     #[error(
         "tenant {tenant}: its log holds sealed events (personal fields encrypted under data keys \
          whose key encryption key is in this data dir's secret store), and the config has a \
-         [cluster] section: the other nodes, each with its own secret store, could not open \
-         them; nothing of it was copied. Migrate sealed tenants for a single node (no \
-         [cluster]) serving this data dir"
+         [cluster] section but no cluster key: the other nodes could not open them; nothing of \
+         it was copied. Give the nodes a cluster key (env TENANTRY_CLUSTER_KEY or \
+         {{data_dir}}/cluster.key, the same on every node) so that its keys go to the cluster's \
+         key stream, or migrate it for a single node (no [cluster]) serving this data dir"
     )]
     Sealed { tenant: TenantId },
+    /// The tenant's keys could not be stored in the cluster's key stream. Nothing of it was
+    /// copied.
+    #[error("tenant {tenant}: storing its keys in the cluster's key stream: {detail}; nothing of it was copied")]
+    Keys { tenant: TenantId, detail: String },
     /// The sled log could not be read.
     #[error("tenant {tenant}: reading the sled log: {detail}")]
     Source { tenant: TenantId, detail: String },
@@ -140,7 +145,8 @@ impl MigrateError {
             MigrateError::ChainBroken { tenant, .. }
             | MigrateError::StreamAhead { tenant, .. }
             | MigrateError::Diverged { tenant, .. }
-            | MigrateError::Sealed { tenant } => Some(tenant),
+            | MigrateError::Sealed { tenant }
+            | MigrateError::Keys { tenant, .. } => Some(tenant),
             _ => None,
         }
     }
@@ -193,14 +199,13 @@ struct Expected {
 /// back through a fresh cache in `check_dir` (removed first if an earlier run left it, and
 /// afterwards). A refused tenant is in [`MigrateReport::refused`] and the others are copied
 /// regardless; an `Err` (the stream failing, the read-back differing) stops the migration, and
-/// running it again resumes. `sealed_allowed`: copy tenants with sealed events too (their
-/// wrapped data keys go into the stream with the rest of the tenant's keys), for a single node
-/// that keeps this data dir's secret store; else they are refused ([`MigrateError::Sealed`]).
+/// running it again resumes. `sealed`: what to do with tenants that have sealed events (their
+/// wrapped data keys go into the stream with the rest of the tenant's keys).
 pub fn migrate(
     log: &EventLog,
     replica: Replica,
     check_dir: &Path,
-    sealed_allowed: bool,
+    sealed: &SealedTenants<'_>,
     progress: &mut dyn FnMut(&TenantId, Step<'_>),
 ) -> Result<MigrateReport, MigrateError> {
     let tenants = log
@@ -209,7 +214,7 @@ pub fn migrate(
     let mut report = MigrateReport::default();
     let mut expected = Vec::with_capacity(tenants.len());
     for tenant in tenants {
-        match migrate_tenant(log, &replica, &tenant, sealed_allowed, progress) {
+        match migrate_tenant(log, &replica, &tenant, sealed, progress) {
             Ok((Outcome::Copied(sent), want)) => {
                 report.events += want.events;
                 report.records += sent.records;
@@ -232,6 +237,16 @@ pub fn migrate(
     }
     read_back(replica, check_dir, &expected, progress)?;
     Ok(report)
+}
+
+/// What [`migrate`] does with a tenant whose log has sealed events.
+pub enum SealedTenants<'a> {
+    /// Copies it: the target is a single node keeping this data dir's secret store.
+    Copy,
+    /// Copies it once `share` stored its keys in the cluster's key stream.
+    Share(&'a dyn Fn(&TenantId) -> Result<(), String>),
+    /// Refuses it ([`MigrateError::Sealed`]): a cluster without a cluster key.
+    Refuse,
 }
 
 /// What was done with one tenant.
@@ -261,13 +276,24 @@ fn migrate_tenant(
     log: &EventLog,
     replica: &Replica,
     tenant: &TenantId,
-    sealed_allowed: bool,
+    sealed: &SealedTenants<'_>,
     progress: &mut dyn FnMut(&TenantId, Step<'_>),
 ) -> Result<(Outcome, Expected), MigrateError> {
-    if !sealed_allowed && log.has_data_keys(tenant).map_err(|e| source(tenant, e))? {
-        return Err(MigrateError::Sealed {
-            tenant: tenant.clone(),
-        });
+    let has_keys = || log.has_data_keys(tenant).map_err(|e| source(tenant, e));
+    match sealed {
+        SealedTenants::Copy => {}
+        SealedTenants::Refuse if has_keys()? => {
+            return Err(MigrateError::Sealed {
+                tenant: tenant.clone(),
+            })
+        }
+        SealedTenants::Share(share) if has_keys()? => {
+            share(tenant).map_err(|detail| MigrateError::Keys {
+                tenant: tenant.clone(),
+                detail,
+            })?;
+        }
+        SealedTenants::Refuse | SealedTenants::Share(_) => {}
     }
     let events = match verify_log(log, tenant).map_err(|e| source(tenant, e))? {
         Verdict::Intact(summary) => summary.count,

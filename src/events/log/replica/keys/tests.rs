@@ -141,3 +141,28 @@ fn a_value_copied_to_another_subject_does_not_open() {
     let err = keys.get(&bigcorp).unwrap_err();
     assert!(matches!(err, SharedKeyError::WrongKey { .. }), "{err}");
 }
+
+#[test]
+fn migrating_copies_a_tenants_keys_once_and_refuses_another_data_dirs() {
+    let server = JetStreamServer::start();
+    let keys = replica(&server, "a").shared_keys(key(4)).unwrap();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let first = crate::events::log::replica::tests::keyring(dirs[0].path());
+    let other = crate::events::log::replica::tests::keyring(dirs[1].path());
+    let pseudonym = first.user_pseudonym("acme", "ada", true).unwrap();
+    other.user_pseudonym("acme", "ada", true).unwrap();
+    let acme = crate::tenancy::fixtures::id("acme");
+    assert_eq!(first.copy_to_shared(&acme, &keys).unwrap(), 1);
+    assert_eq!(
+        first.copy_to_shared(&acme, &keys).unwrap(),
+        0,
+        "the same key again"
+    );
+    let err = other.copy_to_shared(&acme, &keys).unwrap_err().to_string();
+    assert!(err.contains("already holds another value"), "{err}");
+    let shared = Keyring::shared(replica(&server, "b").shared_keys(key(4)).unwrap());
+    assert_eq!(
+        shared.user_pseudonym("acme", "ada", false).unwrap(),
+        pseudonym
+    );
+}

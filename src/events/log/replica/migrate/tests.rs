@@ -60,9 +60,15 @@ impl Run {
 
 fn run(server: &JetStreamServer, log: &EventLog, scratch: &Path) -> Run {
     let mut steps = Vec::new();
-    let report = migrate(log, replica(server), scratch, false, &mut |tenant, step| {
-        steps.push(format!("{tenant}: {step:?}"));
-    })
+    let report = migrate(
+        log,
+        replica(server),
+        scratch,
+        &SealedTenants::Refuse,
+        &mut |tenant, step| {
+            steps.push(format!("{tenant}: {step:?}"));
+        },
+    )
     .unwrap();
     assert!(!scratch.exists(), "the read-back's cache is removed");
     Run { report, steps }
