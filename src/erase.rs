@@ -16,10 +16,13 @@
 //! part (ciphertext); the hash chain (it covers the stored bytes, which do not change), so
 //! `verify` still passes; usage counters.
 //!
-//! On sled and on a single JetStream node (no `[cluster]`: there the log's writes of step 2 go
-//! to the stream as one record, and step 5 compacts the offline cache; the stream keeps its
-//! older records, whose personal fields are sealed and whose wrapped keys need the destroyed
-//! KEK); a `[cluster]` node refuses ([`crate::events::log::CLUSTER_REFUSAL`]). Offline
+//! On sled and on the JetStream backend (there the log's writes of step 2 go to the stream as
+//! records of the tenant, and step 5 compacts the offline cache; the stream keeps its older
+//! records, whose personal fields are sealed and whose wrapped keys need the destroyed KEK): a
+//! single node, or the tenant's owner in a `[cluster]` with a cluster key, whose KEKs live in
+//! the cluster's key stream (the other nodes take the erasure in from the stream:
+//! `Projector::refold_if_erased`); a `[cluster]` node without one refuses
+//! ([`crate::events::log::CLUSTER_REFUSAL`]). Offline
 //! (`tenantry erase`, then step 5), or online (`DELETE /api/v1/sessions/{id}`,
 //! [`erase_sessions`]) with the tenant paused by the runtime and without step 5: only for
 //! sessions whose every copy is sealed ([`SessionInfo::user_sealed`]), whose old values in

@@ -8,8 +8,9 @@
 //! - `log.replicas` is within 1..=[`LOG_REPLICAS_MAX`];
 //! - with `backend = "jetstream"` there is a `[nats]` section (its servers hold the stream);
 //!   with a `[cluster]` section the node is one of several sharing the stream (leases decide
-//!   who appends for a tenant), without one it is the stream's single writer (it appends for
-//!   every tenant, and seals personal fields with its data dir's keys: `crate::cluster`);
+//!   who appends for a tenant; they seal with the cluster's key stream given the cluster key),
+//!   without one it is the stream's single writer (it appends for every tenant, and seals
+//!   personal fields with its data dir's keys: `crate::cluster`);
 //! - `cluster.node` is a subject-safe token: 1..=[`CLUSTER_NODE_CHARS_MAX`] characters of
 //!   `[A-Za-z0-9_-]`, so it can name a NATS subject token and a KV key as it is;
 //! - `cluster.lease_ttl` is within [`LEASE_TTL_MIN`]..=[`LEASE_TTL_MAX`].
@@ -83,8 +84,8 @@ pub struct LogConfig {
     /// backend).
     pub replicas: usize,
     /// Seal new events' personal fields under per-session data keys so that `tenantry erase`
-    /// can destroy them (`events::keyring`). Default true; the sled backend and a single
-    /// `jetstream` node (a `[cluster]` node writes unsealed events whatever this says).
+    /// can destroy them (`events::keyring`). Default true; a `[cluster]` node writes unsealed
+    /// events whatever this says unless it has the cluster key (`crate::cluster::key`).
     pub seal: bool,
 }
 

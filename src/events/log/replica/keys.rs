@@ -12,9 +12,9 @@
 //!   value copied to another subject does not open.
 //! - Replacing or deleting a secret removes its older messages with JetStream's *erase* (the
 //!   servers overwrite the message in their files on every replica, not just unlink it), so a
-//!   destroyed KEK does not linger in the stream's files. The servers' raft logs hold the
-//!   publish until they compact them (a snapshot of the stream, which nats-server takes within
-//!   minutes); ARCHITECTURE.md says so.
+//!   destroyed KEK does not linger in the stream's message files. The servers' raft logs (a
+//!   replicated stream) hold the publish until nats-server compacts them after its next
+//!   snapshot of the stream; ARCHITECTURE.md says so.
 //! - The stream holds no log record and the log stream no secret: `{stream}_KEYS.>` and
 //!   `{stream}.*` share no subject.
 //!
