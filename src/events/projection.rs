@@ -80,9 +80,14 @@ impl ProjectionTree {
 
     /// The last `tenant_seq` folded into this projection for `tenant` (0: nothing yet).
     pub fn checkpoint(&self, tenant: &TenantId) -> Result<u64, ProjectionError> {
+        self.counter(tenant, TAG_CHECKPOINT, "checkpoint")
+    }
+
+    /// The tenant's big-endian counter under `tag` (0 when absent).
+    fn counter(&self, tenant: &TenantId, tag: u8, what: &str) -> Result<u64, ProjectionError> {
         let Some(v) = self
             .tree()?
-            .get(tagged(tenant, TAG_CHECKPOINT, &[]))
+            .get(tagged(tenant, tag, &[]))
             .map_err(|e| self.err(e))?
         else {
             return Ok(0);
@@ -90,24 +95,13 @@ impl ProjectionTree {
         let bytes: [u8; 8] = v
             .as_ref()
             .try_into()
-            .map_err(|_| self.err("malformed checkpoint"))?;
+            .map_err(|_| self.err(format!("malformed {what}")))?;
         Ok(u64::from_be_bytes(bytes))
     }
 
     /// How many of the log's erasures of `tenant` this projection has taken in (0: none).
     pub fn erasures_folded(&self, tenant: &TenantId) -> Result<u64, ProjectionError> {
-        let Some(v) = self
-            .tree()?
-            .get(tagged(tenant, TAG_ERASURES, &[]))
-            .map_err(|e| self.err(e))?
-        else {
-            return Ok(0);
-        };
-        let bytes: [u8; 8] = v
-            .as_ref()
-            .try_into()
-            .map_err(|_| self.err("malformed erasure count"))?;
-        Ok(u64::from_be_bytes(bytes))
+        self.counter(tenant, TAG_ERASURES, "erasure count")
     }
 
     /// Records that the projection has taken in `erasures` erasures of `tenant`.

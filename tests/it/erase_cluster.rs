@@ -58,6 +58,25 @@ fn post(server: &ServeProcess, body: Value) -> Reply {
     )
 }
 
+/// Posts `text` from `user` to a new session of acme on `server`; the session's id.
+fn start_session(server: &ServeProcess, user: &str, text: &str) -> String {
+    let body = json!({"team": "support", "channel": "slack", "user": user, "text": text});
+    post(server, body).ok()["session"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Asserts that no file under `dirs` holds ada's id or text.
+fn assert_ada_gone(dirs: &[&Path]) {
+    for dir in dirs {
+        for canary in [ADA, ADA_TEXT] {
+            let hits = files_containing(dir, canary);
+            assert!(hits.is_empty(), "{canary} in {hits:?}");
+        }
+    }
+}
+
 fn erase(server: &ServeProcess, session: &str) -> Reply {
     let auth = bearer("acme", "prod", &[("scope", "admin")]);
     let path = format!("/api/v1/sessions/{session}");
@@ -115,22 +134,8 @@ fn in_a_cluster_the_owner_erases_every_node_forgets_and_a_new_owner_reads_the_re
     // The first node takes every tenant's lease before it serves; the second follows them.
     let mut a = node_serve(&url, "a", CLUSTER_KEY).start();
     let b = node_serve(&url, "b", CLUSTER_KEY).start();
-    let ada = post(
-        &a,
-        json!({"team": "support", "channel": "slack", "user": ADA, "text": ADA_TEXT}),
-    )
-    .ok()["session"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let bob = post(
-        &a,
-        json!({"team": "support", "channel": "slack", "user": "bob", "text": BOB_TEXT}),
-    )
-    .ok()["session"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ada = start_session(&a, ADA, ADA_TEXT);
+    let bob = start_session(&a, "bob", BOB_TEXT);
     wait_until("a signs and stores acme's head", || {
         !stored_heads(&a).is_empty()
     });
@@ -222,12 +227,7 @@ fn in_a_cluster_the_owner_erases_every_node_forgets_and_a_new_owner_reads_the_re
         text(&out.stderr)
     );
 
-    for dir in [a_dir.path(), b.dir.as_path(), js.dir()] {
-        for canary in [ADA, ADA_TEXT] {
-            let hits = files_containing(dir, canary);
-            assert!(hits.is_empty(), "{canary} in {hits:?}");
-        }
-    }
+    assert_ada_gone(&[a_dir.path(), b.dir.as_path(), js.dir()]);
 }
 
 /// Offline, beside a cluster: `tenantry erase` from a data dir given the cluster key in
@@ -239,19 +239,8 @@ fn offline_erase_in_a_cluster_waits_for_the_lease_and_reaches_every_node() {
     let js = JetStream::single();
     let url = js.url(0);
     let mut a = node_serve(&url, "a", CLUSTER_KEY).start();
-    let ada = post(
-        &a,
-        json!({"team": "support", "channel": "slack", "user": ADA, "text": ADA_TEXT}),
-    )
-    .ok()["session"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    post(
-        &a,
-        json!({"team": "support", "channel": "slack", "user": "bob", "text": BOB_TEXT}),
-    )
-    .ok();
+    let ada = start_session(&a, ADA, ADA_TEXT);
+    start_session(&a, "bob", BOB_TEXT);
 
     let c = crate::support::dir_with_flows();
     node_serve(&url, "c", CLUSTER_KEY)
@@ -298,12 +287,7 @@ fn offline_erase_in_a_cluster_waits_for_the_lease_and_reaches_every_node() {
             && e.contains(BOB_TEXT)
             && files_containing(a_dir.path(), ADA).is_empty()
     });
-    for dir in [a_dir.path(), c.path(), js.dir()] {
-        for canary in [ADA, ADA_TEXT] {
-            let hits = files_containing(dir, canary);
-            assert!(hits.is_empty(), "{canary} in {hits:?}");
-        }
-    }
+    assert_ada_gone(&[a_dir.path(), c.path(), js.dir()]);
 }
 
 #[test]

@@ -204,23 +204,28 @@ fn a_stream_or_node_flag_that_is_no_subject_token_is_refused_before_anything_ope
     }
 }
 
-#[test]
-fn a_sealed_tenant_moves_for_a_single_node_of_the_same_data_dir_and_is_refused_for_a_cluster() {
-    let js = JetStream::single();
-    let url = js.url(0);
+/// A sled data dir whose acme session holds `text` sealed (the default: personal fields sealed
+/// under data keys kept in this data dir), its server stopped: the dir, its config, the session.
+fn sealed_sled_dir(text: &str) -> (tempfile::TempDir, String, String) {
     let dir = dir_with_flows();
-    // The default: personal fields sealed under data keys kept in this data dir.
     let sled_config = acme_config(std::path::Path::new("./data"));
     let mut sled = Serve::config(&sled_config).in_dir(dir.path()).start();
     let first = sled
         .post_as(
             "acme",
-            &json!({"team": "support", "channel": "slack", "user": "ada",
-                    "text": "hello sealed"}),
+            &json!({"team": "support", "channel": "slack", "user": "ada", "text": text}),
         )
         .ok();
     let session = first["session"].as_str().unwrap().to_owned();
     assert!(sled.stop().success());
+    (dir, sled_config, session)
+}
+
+#[test]
+fn a_sealed_tenant_moves_for_a_single_node_of_the_same_data_dir_and_is_refused_for_a_cluster() {
+    let js = JetStream::single();
+    let url = js.url(0);
+    let (dir, sled_config, session) = sealed_sled_dir("hello sealed");
     let config = dir.path().join("config.toml");
     let written = std::fs::read_to_string(&config).unwrap();
     let all = |out: &Output| {
@@ -280,18 +285,7 @@ fn a_sealed_tenant_moves_into_a_cluster_with_its_keys_in_the_key_stream() {
     let cluster_key = "3c".repeat(32);
     let js = JetStream::single();
     let url = js.url(0);
-    let dir = dir_with_flows();
-    let sled_config = acme_config(std::path::Path::new("./data"));
-    let mut sled = Serve::config(&sled_config).in_dir(dir.path()).start();
-    let first = sled
-        .post_as(
-            "acme",
-            &json!({"team": "support", "channel": "slack", "user": "ada",
-                    "text": "hello sealed cluster"}),
-        )
-        .ok();
-    let session = first["session"].as_str().unwrap().to_owned();
-    assert!(sled.stop().success());
+    let (dir, sled_config, session) = sealed_sled_dir("hello sealed cluster");
     let config = dir.path().join("config.toml");
     let written = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, format!("{written}[cluster]\nnode = \"n1\"\n")).unwrap();
