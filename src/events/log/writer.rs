@@ -102,13 +102,13 @@ pub(super) struct Undo {
     pub(super) open: Vec<(Vec<u8>, Option<sled::IVec>)>,
 }
 
-/// What the stager caches about a session it has appended to.
+/// What the stager caches about a session it has appended to: what every group checks. The
+/// user the open-session index keys it by is needed only when it ends, and read from its meta
+/// then ([`Staged::started`] for a session started in the same batch), so a cached session
+/// costs no copy of it.
 pub(super) struct SessionHead {
     last_seq: u64,
     channel: ChannelId,
-    /// The name the open-session index keys the session by: its user's pseudonym, or the
-    /// plain user id for a session started before pseudonyms.
-    user: String,
 }
 
 /// The session's index prefix (`{t}\0S{env}\0{team}\0{session}\0`): unique per session, and
@@ -134,6 +134,9 @@ struct Staged {
     /// Data keys made for this batch's sessions (by their entry's sled key): staged, not yet
     /// in the tree, and later groups of the batch must seal under the same key.
     data_keys: HashMap<Vec<u8>, crate::events::seal::DataKey>,
+    /// Sessions started in this batch, with the name the open-session index keys them by (their
+    /// meta is staged, not yet in the tree): an end later in the batch needs it.
+    started: HashMap<SessionKey, String>,
 }
 
 impl Staged {

@@ -68,6 +68,10 @@ impl Stager {
             keys::session_index_prefix(tenant, env, &team, &group.session);
         self.load_session_head(tree, &session_key, tenant, env, &team, &group.session)?;
         let mut shape = self.check_session(&group, &session_key)?;
+        if shape.ends && shape.user.is_none() {
+            let ids = (tenant, env, &team, &group.session);
+            shape.user = Some(ending_user(tree, staged, &session_key, ids)?);
+        }
         let mut encoded = self.encode(tree, &group, &team, staged)?;
         let data_key = encoded.data_key.take();
         self.start_meta(&group, &team, &mut shape, data_key.as_ref())?;
@@ -94,7 +98,8 @@ impl Stager {
             staged.undo.created.push(key.clone());
             staged.idempotency.insert(key, rec);
         }
-        self.advance(&group, session_key, shape.user, &appended, staged);
+        let started_as = shape.user.filter(|_| shape.starts);
+        self.advance(&group, session_key, started_as, &appended, staged);
         let head = Head {
             tenant_seq: appended.last_tenant_seq,
             hash: appended.hash,
@@ -160,10 +165,10 @@ impl Stager {
             .kinds
             .iter()
             .any(|k| matches!(k, EventKind::SessionEnded { .. }));
-        // The user is only needed to maintain the open-session index at start and end.
-        let user = match (existing, group.kinds.first()) {
-            (_, Some(EventKind::SessionStarted { user, .. })) => Some(user.clone()),
-            (Some(head), _) if ends => Some(head.user.clone()),
+        // The user is only needed to maintain the open-session index at start and end (at the
+        // end it comes from the session's meta: `ending_user`).
+        let user = match group.kinds.first() {
+            Some(EventKind::SessionStarted { user, .. }) => Some(user.clone()),
             _ => None,
         };
         Ok(Shape {
@@ -313,12 +318,13 @@ impl Stager {
     }
 
     /// After the group is staged: moves the batch's tenant top, the tenant's head and the
-    /// session's cached head past it.
+    /// session's cached head past it; a session it started is remembered for the batch with
+    /// the name the open-session index keys it by (`started_as`).
     fn advance(
         &mut self,
         group: &AppendGroup,
         session_key: SessionKey,
-        user: Option<String>,
+        started_as: Option<String>,
         appended: &Appended,
         staged: &mut Staged,
     ) {
@@ -338,17 +344,18 @@ impl Stager {
                 hash: appended.hash,
             },
         );
+        if let Some(user) = started_as {
+            staged.started.insert(session_key.clone(), user);
+        }
         match self.sessions.get_mut(&session_key) {
             Some(h) => h.last_seq = appended.last_seq,
             None => {
-                let user = user.unwrap_or_default();
                 let channel = group.channel.clone();
                 self.sessions.insert(
                     session_key,
                     SessionHead {
                         last_seq: appended.last_seq,
                         channel,
-                        user,
                     },
                 );
             }
@@ -387,7 +394,6 @@ impl Stager {
         let head = SessionHead {
             last_seq: last,
             channel: meta.channel,
-            user: meta.open_as.unwrap_or(meta.user),
         };
         self.sessions.insert(key.clone(), head);
         Ok(())
@@ -619,4 +625,67 @@ fn validate(group: &AppendGroup) -> Result<(), Rejection> {
         }
     }
     Ok(())
+}
+
+/// The name the open-session index keys an ending session by: its user's pseudonym, or the
+/// plain user id of a session started before pseudonyms. From [`Staged::started`] when the
+/// session started in this batch, else from its meta in the tree.
+fn ending_user(
+    tree: &sled::Tree,
+    staged: &Staged,
+    session_key: &SessionKey,
+    (tenant, env, team, session): (&TenantId, &EnvId, &TeamId, &SessionId),
+) -> Result<String, AppendError> {
+    if let Some(user) = staged.started.get(session_key) {
+        return Ok(user.clone());
+    }
+    let err = |detail: String| AppendError::TenantDamaged {
+        tenant: tenant.clone(),
+        position: format!("session {session} meta"),
+        detail,
+    };
+    let value = tree
+        .get(keys::session_meta_key(tenant, env, team, session))
+        .map_err(|e| err(e.to_string()))?
+        .ok_or_else(|| err("missing".into()))?;
+    let meta: SessionMeta = decode_limited(&value).map_err(|e| err(e.to_string()))?;
+    Ok(meta.open_as.unwrap_or(meta.user))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenancy::fixtures::id;
+
+    /// The ending user comes from the batch when the session started in it (its meta is not
+    /// in the tree yet), else from the meta in the tree (the pseudonym when it has one); a
+    /// session with neither is damaged, not ended silently.
+    #[test]
+    fn an_ending_sessions_user_is_read_from_the_batch_then_from_its_meta() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("log").unwrap();
+        let (tenant, env, team) = (id("acme"), id("prod"), id("support"));
+        let ids = |s: &str| keys::session_index_prefix(&tenant, &env, &team, &id(s));
+        let mut staged = Staged::default();
+        staged.started.insert(ids("s1"), "pseudonym-1".into());
+        let s1 = id("s1");
+        let user = ending_user(&tree, &staged, &ids("s1"), (&tenant, &env, &team, &s1));
+        assert_eq!(user.unwrap(), "pseudonym-1");
+
+        let s2 = id("s2");
+        let plain = meta::encode(&id("slack"), "ada", 1, None, None);
+        tree.insert(keys::session_meta_key(&tenant, &env, &team, &s2), plain)
+            .unwrap();
+        let user = ending_user(&tree, &staged, &ids("s2"), (&tenant, &env, &team, &s2));
+        assert_eq!(user.unwrap(), "ada");
+        let sealed_as = meta::encode(&id("slack"), "ada", 1, None, Some("pseudonym-2".into()));
+        tree.insert(keys::session_meta_key(&tenant, &env, &team, &s2), sealed_as)
+            .unwrap();
+        let user = ending_user(&tree, &staged, &ids("s2"), (&tenant, &env, &team, &s2));
+        assert_eq!(user.unwrap(), "pseudonym-2");
+
+        let s3 = id("s3");
+        let missing = ending_user(&tree, &staged, &ids("s3"), (&tenant, &env, &team, &s3));
+        assert!(matches!(missing, Err(AppendError::TenantDamaged { .. })));
+    }
 }
