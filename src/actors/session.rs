@@ -305,7 +305,12 @@ impl SessionActor {
         let mut kinds = match run {
             Ok(kinds) => kinds,
             Err(_) => {
-                let node = self.state.current_node.clone().unwrap_or_default();
+                let node = self
+                    .state
+                    .current_node
+                    .as_deref()
+                    .unwrap_or_default()
+                    .to_owned();
                 tracing::error!(tenant = %self.state.tenant, session = %self.state.session, node = %node,
                     "flow run panicked; session restarted from snapshot and log");
                 self.record_failure();
@@ -648,7 +653,7 @@ impl SessionActor {
                         act.env.ended.do_send(Ended {
                             team: act.state.team.clone(),
                             channel: msg.channel.clone(),
-                            user: act.state.user.clone(),
+                            user: act.state.user.to_string(),
                             session: act.state.session.clone(),
                         });
                         // An operator closed a quarantined session: it runs nothing any more.

@@ -327,7 +327,7 @@ impl Rerun<'_> {
             vec![
                 recorded.message.kind.clone(),
                 EventKind::FlowFailed {
-                    node: state.current_node.clone().unwrap_or_default(),
+                    node: state.current_node.as_deref().unwrap_or_default().to_owned(),
                     error: "internal error while running the flow".into(),
                 },
             ]

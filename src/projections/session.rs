@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::events::schema::{Event, EventView, KindView};
@@ -43,9 +44,9 @@ pub enum Cursor {
     /// After the `ask` node `node`, once the message is stored under state key `key`.
     Awaiting {
         /// The id of the `ask` node that waits.
-        node: String,
+        node: CompactString,
         /// The state key that receives the next message's text.
-        key: String,
+        key: CompactString,
     },
 }
 
@@ -63,17 +64,17 @@ pub struct SessionState {
     /// The channel of the session's first event; `None` before any event.
     pub channel: Option<ChannelId>,
     /// The user who started the session (from `SessionStarted`).
-    pub user: String,
+    pub user: CompactString,
     /// The flow's name (from `SessionStarted`).
-    pub flow: String,
+    pub flow: CompactString,
     /// The flow's version (from `SessionStarted`).
-    pub flow_version: String,
+    pub flow_version: CompactString,
     /// Open, or ended with a reason.
     pub status: SessionStatus,
     /// Where the next message starts.
     pub cursor: Cursor,
     /// The id of the last node entered, if any.
-    pub current_node: Option<String>,
+    pub current_node: Option<CompactString>,
     /// State keys set by the flow (`set` nodes and answers to `ask` nodes).
     pub vars: BTreeMap<String, String>,
     /// The `seq` of the last event applied; 0 before any.
@@ -112,9 +113,9 @@ impl SessionState {
             team,
             session,
             channel: None,
-            user: String::new(),
-            flow: String::new(),
-            flow_version: String::new(),
+            user: CompactString::default(),
+            flow: CompactString::default(),
+            flow_version: CompactString::default(),
             status: SessionStatus::Open,
             cursor: Cursor::Start,
             current_node: None,
@@ -187,9 +188,9 @@ impl SessionState {
                 flow,
                 flow_version,
             } => {
-                user.clone_into(&mut self.user);
-                flow.clone_into(&mut self.flow);
-                flow_version.clone_into(&mut self.flow_version);
+                replace(&mut self.user, user);
+                replace(&mut self.flow, flow);
+                replace(&mut self.flow_version, flow_version);
                 self.started_at_ms = event.at_ms;
             }
             // The cursor stays as it is: the engine reads it before the message's other events,
@@ -197,8 +198,8 @@ impl SessionState {
             KindView::MessageReceived { .. } => self.messages_in += 1,
             KindView::NodeEntered { node } => {
                 match &mut self.current_node {
-                    Some(current) => node.clone_into(current),
-                    None => self.current_node = Some(node.to_owned()),
+                    Some(current) => replace(current, node),
+                    None => self.current_node = Some(node.into()),
                 }
                 self.cursor = Cursor::Start;
             }
@@ -217,8 +218,8 @@ impl SessionState {
             }
             KindView::AwaitingInput { node, key } => {
                 self.cursor = Cursor::Awaiting {
-                    node: node.to_owned(),
-                    key: key.to_owned(),
+                    node: node.into(),
+                    key: key.into(),
                 };
             }
             KindView::FlowFailed => {
@@ -263,3 +264,10 @@ impl SessionState {
 pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests;
+
+/// Sets `to` to `text`, reusing its heap buffer when it has one (a fold replaces these fields
+/// at every message).
+fn replace(to: &mut CompactString, text: &str) {
+    to.clear();
+    to.push_str(text);
+}

@@ -500,7 +500,10 @@ fn the_worst_case_message_fits_one_append_group() {
         TeamId::parse(&id63).unwrap(),
         SessionId::parse(&long('s', 128)).unwrap(),
     );
-    state.cursor = Cursor::Awaiting { node: ask_id, key };
+    state.cursor = Cursor::Awaiting {
+        node: ask_id.into(),
+        key: key.into(),
+    };
     let text = long('m', TEXT_BYTES_MAX);
     let user = long('u', NAME_BYTES_MAX);
     let message_id = long('i', NAME_BYTES_MAX);

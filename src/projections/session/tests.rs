@@ -298,6 +298,47 @@ fn serde_round_trip_keeps_every_field() {
     });
 }
 
+/// What an idle session holds: its names of up to 24 bytes (user, flow, version, node, the
+/// awaited node and key) live inside the state, not in heap allocations of their own (each of
+/// those cost a 32-byte malloc chunk), whether folded or decoded from a snapshot's CBOR, which
+/// reads as it did when these fields were `String`s.
+#[test]
+fn short_names_take_no_heap_of_their_own_folded_or_decoded() {
+    check(
+        &[started(), entered("name"), awaiting("name", "user_name")],
+        |s| {
+            let inline = |s: &SessionState| {
+                let Cursor::Awaiting { node, key } = &s.cursor else {
+                    panic!("not awaiting")
+                };
+                let current = s.current_node.as_ref().unwrap();
+                [&s.user, &s.flow, &s.flow_version, current, node, key]
+                    .iter()
+                    .all(|t| !t.is_heap_allocated())
+            };
+            assert!(inline(s));
+            // The snapshot's encoding, with the names as plain text strings.
+            let plain = serde_json::to_value(s).unwrap();
+            let mut cbor = Vec::new();
+            ciborium::into_writer(&plain, &mut cbor).unwrap();
+            let back: SessionState = ciborium::from_reader(&cbor[..]).unwrap();
+            assert_eq!(&back, s);
+            assert!(inline(&back));
+        },
+    );
+    let long = "u".repeat(40);
+    let mut state = empty();
+    fold(
+        &mut state,
+        &[EventKind::SessionStarted {
+            user: long.clone(),
+            flow: "support".into(),
+            flow_version: "2.1".into(),
+        }],
+    );
+    assert_eq!(state.user, long);
+}
+
 #[test]
 fn deserializing_validates_the_ids() {
     let json = serde_json::to_string(&empty())

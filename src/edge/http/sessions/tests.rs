@@ -17,7 +17,7 @@ fn state(
         TeamId::parse(team).unwrap(),
         SessionId::parse(session).unwrap(),
     );
-    s.user = user.to_owned();
+    s.user = user.into();
     s.last_activity_ms = last_activity_ms;
     if ended {
         s.status = SessionStatus::Ended {
