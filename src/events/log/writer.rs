@@ -230,7 +230,9 @@ pub(super) struct Stager {
     pub(super) heads: HashMap<TenantId, Head>,
     pub(super) damaged: HashMap<TenantId, Damage>,
     pub(super) batch_groups_max: usize,
-    pub(super) sessions: HashMap<SessionKey, SessionHead>,
+    /// By the session's index prefix, kept in an allocation of its exact length (the prefix is
+    /// built with room to spare for the index key): one entry per live session.
+    pub(super) sessions: HashMap<Box<[u8]>, SessionHead>,
     /// Per tenant, a filter of its idempotency keys: most new message ids need no sled read.
     pub(super) seen: seen::Seen,
     /// The number of the last batch applied (or attempted).

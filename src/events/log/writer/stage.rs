@@ -99,7 +99,7 @@ impl Stager {
             staged.idempotency.insert(key, rec);
         }
         let started_as = shape.user.filter(|_| shape.starts);
-        self.advance(&group, session_key, started_as, &appended, staged);
+        self.advance(&group, &session_key, started_as, &appended, staged);
         let head = Head {
             tenant_seq: appended.last_tenant_seq,
             hash: appended.hash,
@@ -133,7 +133,7 @@ impl Stager {
         group: &AppendGroup,
         session_key: &SessionKey,
     ) -> Result<Shape, AppendError> {
-        let existing = self.sessions.get(session_key);
+        let existing = self.sessions.get(session_key.as_slice());
         let actual = existing.map_or(0, |h| h.last_seq);
         if actual != group.expected_seq {
             let session = group.session.clone();
@@ -323,7 +323,7 @@ impl Stager {
     fn advance(
         &mut self,
         group: &AppendGroup,
-        session_key: SessionKey,
+        session_key: &SessionKey,
         started_as: Option<String>,
         appended: &Appended,
         staged: &mut Staged,
@@ -347,12 +347,12 @@ impl Stager {
         if let Some(user) = started_as {
             staged.started.insert(session_key.clone(), user);
         }
-        match self.sessions.get_mut(&session_key) {
+        match self.sessions.get_mut(session_key.as_slice()) {
             Some(h) => h.last_seq = appended.last_seq,
             None => {
                 let channel = group.channel.clone();
                 self.sessions.insert(
-                    session_key,
+                    session_key.as_slice().into(),
                     SessionHead {
                         last_seq: appended.last_seq,
                         channel,
@@ -373,7 +373,7 @@ impl Stager {
         team: &TeamId,
         session: &SessionId,
     ) -> Result<(), AppendError> {
-        if self.sessions.contains_key(key) {
+        if self.sessions.contains_key(key.as_slice()) {
             return Ok(());
         }
         let last = last_seq(tree, tenant, env, team, session).map_err(damaged_error)?;
@@ -395,7 +395,7 @@ impl Stager {
             last_seq: last,
             channel: meta.channel,
         };
-        self.sessions.insert(key.clone(), head);
+        self.sessions.insert(key.as_slice().into(), head);
         Ok(())
     }
 
