@@ -380,17 +380,7 @@ impl Stager {
         if last == 0 {
             return Ok(());
         }
-        let meta_key = keys::session_meta_key(tenant, env, team, session);
-        let err = |detail: String| AppendError::TenantDamaged {
-            tenant: tenant.clone(),
-            position: format!("session {session} meta"),
-            detail,
-        };
-        let value = tree
-            .get(meta_key)
-            .map_err(|e| err(e.to_string()))?
-            .ok_or_else(|| err("missing".into()))?;
-        let meta: SessionMeta = decode_limited(&value).map_err(|e| err(e.to_string()))?;
+        let meta = read_meta(tree, (tenant, env, team, session))?;
         let head = SessionHead {
             last_seq: last,
             channel: meta.channel,
@@ -634,11 +624,20 @@ fn ending_user(
     tree: &sled::Tree,
     staged: &Staged,
     session_key: &SessionKey,
-    (tenant, env, team, session): (&TenantId, &EnvId, &TeamId, &SessionId),
+    ids: (&TenantId, &EnvId, &TeamId, &SessionId),
 ) -> Result<String, AppendError> {
     if let Some(user) = staged.started.get(session_key) {
         return Ok(user.clone());
     }
+    let meta = read_meta(tree, ids)?;
+    Ok(meta.open_as.unwrap_or(meta.user))
+}
+
+/// A session's meta from the tree; a missing or unreadable one is damage of its tenant.
+fn read_meta(
+    tree: &sled::Tree,
+    (tenant, env, team, session): (&TenantId, &EnvId, &TeamId, &SessionId),
+) -> Result<SessionMeta, AppendError> {
     let err = |detail: String| AppendError::TenantDamaged {
         tenant: tenant.clone(),
         position: format!("session {session} meta"),
@@ -648,8 +647,7 @@ fn ending_user(
         .get(keys::session_meta_key(tenant, env, team, session))
         .map_err(|e| err(e.to_string()))?
         .ok_or_else(|| err("missing".into()))?;
-    let meta: SessionMeta = decode_limited(&value).map_err(|e| err(e.to_string()))?;
-    Ok(meta.open_as.unwrap_or(meta.user))
+    decode_limited(&value).map_err(|e| err(e.to_string()))
 }
 
 #[cfg(test)]
