@@ -94,6 +94,9 @@ pub const HTTP_BODY_BYTES_MIN: usize = 1024;
 /// request can take.
 pub const HTTP_BODY_BYTES_MAX: usize = 1024 * 1024;
 
+/// Largest `server.http_workers`.
+pub const HTTP_WORKERS_MAX: usize = 256;
+
 /// How to load, beyond the file itself.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
@@ -134,6 +137,9 @@ pub struct ServerConfig {
     /// Largest HTTP request body, in bytes, within
     /// [`HTTP_BODY_BYTES_MIN`]`..=`[`HTTP_BODY_BYTES_MAX`].
     pub http_body_bytes_max: usize,
+    /// HTTP worker threads, `1..=`[`HTTP_WORKERS_MAX`]; when absent, the machine's cores
+    /// (`std::thread::available_parallelism`), as many as the runtime's arbiters.
+    pub http_workers: usize,
     /// Bounds on concurrent audit exports over HTTP.
     pub exports: exports::ExportLimits,
 }

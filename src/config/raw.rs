@@ -66,6 +66,9 @@ pub(super) struct ServerSection {
     /// Largest HTTP request body, in bytes; checked against its bounds in `Config::load`.
     #[serde(default)]
     pub http_body_bytes_max: Option<u64>,
+    /// HTTP worker threads; checked against its bounds in `Config::load`.
+    #[serde(default)]
+    pub http_workers: Option<i64>,
     /// Audit exports at once over all tenants; checked in `config::exports`.
     #[serde(default)]
     pub exports_max: Option<usize>,

@@ -12,7 +12,7 @@ use super::{
     exports, runtime, security, RuntimeConfig, ServerConfig, DEFAULT_DATA_DIR,
     DEFAULT_HTTP_BODY_BYTES_MAX, DEFAULT_INFLIGHT_MAX, DEFAULT_LISTEN, DEFAULT_RATE_LIMIT_PER_S,
     DEFAULT_SESSION_IDLE_TIMEOUT, DEFAULT_SNAPSHOT_EVERY, HTTP_BODY_BYTES_MAX, HTTP_BODY_BYTES_MIN,
-    NAME_BYTES_MAX, VALUE_BYTES_MAX,
+    HTTP_WORKERS_MAX, NAME_BYTES_MAX, VALUE_BYTES_MAX,
 };
 
 /// `[server]`, checked, with defaults applied and its paths resolved.
@@ -47,14 +47,39 @@ pub(super) fn server_config(
                 )
             })?,
     };
+    let http_workers = match server.http_workers {
+        None => default_http_workers(),
+        Some(raw) => usize::try_from(raw)
+            .ok()
+            .filter(|n| (1..=HTTP_WORKERS_MAX).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    path,
+                    "server.http_workers",
+                    format!(
+                        "{raw} is out of range: give 1..={HTTP_WORKERS_MAX} threads, or leave it \
+                         out for one per core ({})",
+                        default_http_workers()
+                    ),
+                )
+            })?,
+    };
     Ok(ServerConfig {
         listen: server.listen.unwrap_or(DEFAULT_LISTEN),
         metrics_listen: security::metrics_listen(path, server.metrics_listen.as_deref())?,
         data_dir,
         rate_limit_per_s,
         http_body_bytes_max,
+        http_workers,
         exports: exports::export_limits(path, server)?,
     })
+}
+
+/// `server.http_workers` when absent: one per core, as many as the runtime's arbiters.
+pub(super) fn default_http_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .min(HTTP_WORKERS_MAX)
 }
 
 /// `[runtime]`, checked, with defaults applied.

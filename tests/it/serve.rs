@@ -137,3 +137,40 @@ fn what_serve_and_secrets_store_is_owner_only() {
         );
     }
 }
+
+/// Threads of process `pid` that run an actix system's arbiter: the runtime's arbiters and the
+/// HTTP workers (the kernel keeps 15 bytes of a thread's name: "actix-rt|system").
+fn actix_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).ok())
+        .filter(|name| name.starts_with("actix-rt|system"))
+        .count()
+}
+
+#[test]
+fn serve_runs_as_many_http_workers_as_configured() {
+    // One runtime arbiter per core, and one HTTP worker per core unless set; no metrics
+    // listener (its worker is an arbiter too). The workers start just after the listening line.
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    for (keys, workers) in [
+        ("http_workers = 3\n", 3),
+        ("http_workers = 1\n", 1),
+        ("", cores),
+    ] {
+        let mut server = Serve::shipped()
+            .metrics_listen("off")
+            .section("server", keys)
+            .start();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut seen = actix_threads(server.pid());
+        while seen < cores + workers && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            seen = actix_threads(server.pid());
+        }
+        assert_eq!(server.get("/healthz", &[]).ok(), json!({"status": "ok"}));
+        assert_eq!(actix_threads(server.pid()), cores + workers, "{keys:?}");
+        server.sigterm();
+        assert!(server.child().wait().unwrap().success());
+    }
+}

@@ -63,6 +63,21 @@ fn http_limit_errors_name_the_field() {
     );
 }
 
+#[test]
+fn http_workers_default_to_one_per_core_and_can_be_set_within_bounds() {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    assert_eq!(two_tenants("").load().unwrap().server().http_workers, cores);
+    let set = two_tenants("http_workers = 5\n").load().unwrap();
+    assert_eq!(set.server().http_workers, 5);
+    for bad in ["0", "-1", "257"] {
+        let error = two_tenants(&format!("http_workers = {bad}\n")).error();
+        assert_mentions(
+            &error,
+            &["config.toml", "server.http_workers", bad, "1..=256"],
+        );
+    }
+}
+
 // ---- Exposure: the metrics listener and token lifetimes ------------------------------------
 
 #[test]

@@ -36,8 +36,6 @@ use crate::edge::peer::PeerEdge;
 use crate::edge::quota::Quotas;
 use crate::projections::projector::Projector;
 
-/// HTTP worker threads. The machine has 2 cores that the runtime's arbiters share.
-pub const HTTP_WORKERS: usize = 2;
 /// Blocking-pool threads per worker, for log reads.
 pub const BLOCKING_THREADS_PER_WORKER: usize = 8;
 
@@ -100,6 +98,7 @@ impl ApiServer {
         let kept_state = state.clone();
         let listen = config.server().listen;
         let body_bytes_max = config.server().http_body_bytes_max;
+        let workers = config.server().http_workers;
         let server = actix_web::HttpServer::new(move || {
             let observed = state.clone();
             App::new()
@@ -134,7 +133,7 @@ impl ApiServer {
                     .instrument(span)
                 })
         })
-        .workers(HTTP_WORKERS)
+        .workers(workers)
         .worker_max_blocking_threads(BLOCKING_THREADS_PER_WORKER);
         let server = with_connection_limits!(server)
             .bind(listen)
