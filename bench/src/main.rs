@@ -72,6 +72,9 @@ struct BenchArgs {
     tenantry: Option<PathBuf>,
 }
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Only on request: the bench's own output is its progress lines and the table.
     if std::env::var_os("RUST_LOG").is_some() {

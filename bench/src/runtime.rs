@@ -346,6 +346,17 @@ fn idle_memory(
     Ok(memory)
 }
 
+impl IdleMemory {
+    /// The figure the target is judged on: the dearer of the whole wake and its second half.
+    /// An allocator that keeps what it freed (mimalloc) houses the first sessions in what the
+    /// warm-up freed, so the whole step can read far below a session's cost (even 0); past that
+    /// reserve, the second half pays for its sessions.
+    pub fn judged_bytes_per_session(&self) -> f64 {
+        self.bytes_per_session
+            .max(self.second_half_bytes_per_session)
+    }
+}
+
 /// Sends one message to each of the sessions `idle-{i}` for `i` in `range` (256 in flight),
 /// which wakes an actor for each and leaves it idle.
 async fn wake(

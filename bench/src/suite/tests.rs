@@ -381,4 +381,13 @@ fn the_idle_memory_row_is_judged_only_at_the_targets_session_count() {
     assert_eq!(verdict(idle(5_000, 39.0)), Verdict::Info);
     assert_eq!(verdict(idle(100_000, 1_400.0)), Verdict::Hit);
     assert_eq!(verdict(idle(100_000, 2_233.0)), Verdict::Missed);
+    // A whole step that reused the warm-up's freed memory is judged on its second half.
+    let reused = |second: f64| runtime::IdleMemory {
+        bytes_per_session: 237.0,
+        first_half_bytes_per_session: 0.0,
+        second_half_bytes_per_session: second,
+        ..idle(100_000, 0.0)
+    };
+    assert_eq!(verdict(reused(1_151.0)), Verdict::Hit);
+    assert_eq!(verdict(reused(1_700.0)), Verdict::Missed);
 }
