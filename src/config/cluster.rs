@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use super::error::ConfigError;
 use super::raw::{ClusterSection, LogSection};
-use super::validate::{invalid, parse_duration};
+use super::validate::{check_count, invalid, parse_duration};
 use super::NatsConfig;
 
 /// `log.stream` when absent.
@@ -162,20 +162,14 @@ fn log_config(path: &Path, log: LogSection) -> Result<LogConfig, ConfigError> {
     };
     let replicas = match log.replicas {
         None => DEFAULT_LOG_REPLICAS,
-        Some(raw) => usize::try_from(raw)
-            .ok()
-            .filter(|n| (1..=LOG_REPLICAS_MAX).contains(n))
-            .ok_or_else(|| {
-                invalid(
-                    path,
-                    "log.replicas",
-                    format!(
-                        "{raw} is out of range: give 1..={LOG_REPLICAS_MAX} copies of the stream \
-                         (at most the number of JetStream servers), or leave it out for \
-                         {DEFAULT_LOG_REPLICAS}"
-                    ),
-                )
-            })?,
+        Some(raw) => check_count(
+            path,
+            "log.replicas",
+            raw,
+            1..=LOG_REPLICAS_MAX,
+            "copies of the stream (at most the number of JetStream servers)",
+            &DEFAULT_LOG_REPLICAS.to_string(),
+        )?,
     };
     Ok(LogConfig {
         backend,

@@ -3,6 +3,7 @@
 //! loading and by the per-section files (`merge`, `nats`, `runtime`, `security`, `exports`).
 
 use std::num::NonZeroU32;
+use std::ops::RangeInclusive;
 use std::path::Path;
 
 use super::error::ConfigError;
@@ -33,36 +34,25 @@ pub(super) fn server_config(
     };
     let http_body_bytes_max = match server.http_body_bytes_max {
         None => DEFAULT_HTTP_BODY_BYTES_MAX,
-        Some(raw) => usize::try_from(raw)
-            .ok()
-            .filter(|n| (HTTP_BODY_BYTES_MIN..=HTTP_BODY_BYTES_MAX).contains(n))
-            .ok_or_else(|| {
-                invalid(
-                    path,
-                    "server.http_body_bytes_max",
-                    format!(
-                        "{raw} is out of range: give {HTTP_BODY_BYTES_MIN}..={HTTP_BODY_BYTES_MAX} \
-                         bytes, or leave it out for {DEFAULT_HTTP_BODY_BYTES_MAX}"
-                    ),
-                )
-            })?,
+        Some(raw) => check_count(
+            path,
+            "server.http_body_bytes_max",
+            raw,
+            HTTP_BODY_BYTES_MIN..=HTTP_BODY_BYTES_MAX,
+            "bytes",
+            &DEFAULT_HTTP_BODY_BYTES_MAX.to_string(),
+        )?,
     };
     let http_workers = match server.http_workers {
         None => default_http_workers(),
-        Some(raw) => usize::try_from(raw)
-            .ok()
-            .filter(|n| (1..=HTTP_WORKERS_MAX).contains(n))
-            .ok_or_else(|| {
-                invalid(
-                    path,
-                    "server.http_workers",
-                    format!(
-                        "{raw} is out of range: give 1..={HTTP_WORKERS_MAX} threads, or leave it \
-                         out for one per core ({})",
-                        default_http_workers()
-                    ),
-                )
-            })?,
+        Some(raw) => check_count(
+            path,
+            "server.http_workers",
+            raw,
+            1..=HTTP_WORKERS_MAX,
+            "threads",
+            &format!("one per core ({})", default_http_workers()),
+        )?,
     };
     Ok(ServerConfig {
         listen: server.listen.unwrap_or(DEFAULT_LISTEN),
@@ -141,6 +131,32 @@ pub(super) fn invalid(path: &Path, field: &str, problem: String) -> ConfigError 
         field: field.to_owned(),
         problem,
     }
+}
+
+/// A count given as a TOML integer: within `range`, else an error naming `field`, the range in
+/// `unit`s and what leaving it out gives (`default`).
+pub(super) fn check_count<N: TryInto<usize> + Copy + std::fmt::Display>(
+    path: &Path,
+    field: &str,
+    raw: N,
+    range: RangeInclusive<usize>,
+    unit: &str,
+    default: &str,
+) -> Result<usize, ConfigError> {
+    raw.try_into()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            invalid(
+                path,
+                field,
+                format!(
+                    "{raw} is out of range: give {}..={} {unit}, or leave it out for {default}",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
 }
 
 /// A name-like string (display name, provider, URL, settings key): not blank, at most

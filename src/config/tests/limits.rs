@@ -50,6 +50,13 @@ fn http_limit_errors_name_the_field() {
     for (server, field) in cases {
         assert_mentions(&two_tenants(server).error(), &["config.toml", field]);
     }
+    assert_mentions(
+        &two_tenants("http_body_bytes_max = 10\n").error(),
+        &[
+            "10 is out of range: give 1024..=",
+            " bytes, or leave it out for 65536",
+        ],
+    );
     let fixture = Fixture::new(&[
         (
             "config.toml",

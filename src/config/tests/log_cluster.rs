@@ -47,6 +47,33 @@ fn a_jetstream_node_config_loads_and_its_summary_shows_log_cluster_and_every_ser
 }
 
 #[test]
+fn log_replicas_out_of_range_are_refused_naming_the_field_the_bounds_and_the_default() {
+    let node = |replicas: &str| {
+        format!(
+            "[nats]\nurl = \"nats://127.0.0.1:4222\"\n\
+             [log]\nbackend = \"jetstream\"\nreplicas = {replicas}\n\
+             [cluster]\nnode = \"n1\"\n\
+             [tenants.acme.teams.s]\nflow = \"f.yaml\"\n"
+        )
+    };
+    let five = Fixture::new(&[("config.toml", &node("5")), ("f.yaml", REPLY_FLOW)]);
+    assert_eq!(five.load().unwrap().log().replicas, 5);
+    for bad in ["0", "-3", "6"] {
+        let fixture = Fixture::new(&[("config.toml", &node(bad)), ("f.yaml", REPLY_FLOW)]);
+        assert_mentions(
+            &fixture.error(),
+            &[
+                "config.toml",
+                "log.replicas",
+                &format!("{bad} is out of range"),
+                "1..=5 copies of the stream",
+                "leave it out for 1",
+            ],
+        );
+    }
+}
+
+#[test]
 fn a_webhook_channels_url_is_optional_and_must_be_plain_http() {
     let channel = "[tenants.acme.teams.s]\nflow = \"f.yaml\"\n[tenants.acme.teams.s.channels.hook]\nprovider = \"webhook\"\n";
     let field = "tenants.acme.teams.s.channels.hook.config.url";
