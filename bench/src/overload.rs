@@ -103,6 +103,29 @@ pub struct NeighbourFigure {
     pub noisy: OpenRun,
     /// `others_with_noisy.ok_p99 / others_alone.ok_p99`.
     pub others_p99_ratio: f64,
+    /// CPU the server and the load generator spent during each of the two runs.
+    pub cpu_alone: CpuSpent,
+    pub cpu_with_noisy: CpuSpent,
+}
+
+/// CPU time (user + system) spent by the server and by this process (the load) over a run.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct CpuSpent {
+    pub server_s: f64,
+    pub load_s: f64,
+}
+
+impl CpuSpent {
+    /// Runs `f`, counting the CPU time the server `pid` and this process spend meanwhile.
+    fn measure<T>(server: &ChildServe, f: impl FnOnce() -> T) -> (T, CpuSpent) {
+        let (server_ticks, load_ticks) = (server.cpu_ticks(), cpu_ticks("self"));
+        let out = f();
+        let spent = CpuSpent {
+            server_s: ticks_to_s(server.cpu_ticks().saturating_sub(server_ticks)),
+            load_s: ticks_to_s(cpu_ticks("self").saturating_sub(load_ticks)),
+        };
+        (out, spent)
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -235,35 +258,44 @@ fn neighbour_phase(
         rate: others_rate,
         duration: opts.duration,
     };
-    let others_alone = load.block_on(open_loop(addr, tokens.clone(), calm("a")));
+    let (others_alone, cpu_alone) = CpuSpent::measure(&server, || {
+        load.block_on(open_loop(addr, tokens.clone(), calm("a")))
+    });
     progress(&format!(
-        "neighbour: 7 tenants alone at {others_rate:.0}/s: p99 {} us, errors {}",
+        "neighbour: 7 tenants alone at {others_rate:.0}/s: p99 {} us, errors {}, cpu server {:.2} s \
+         / load {:.2} s",
         others_alone.ok_p99_us,
-        others_alone.refused + others_alone.errors.values().sum::<u64>()
+        others_alone.refused + others_alone.errors.values().sum::<u64>(),
+        cpu_alone.server_s,
+        cpu_alone.load_s,
     ));
-    let (others_with_noisy, noisy) = load.block_on(async {
-        let noisy = tokio::spawn(open_loop(
-            addr,
-            tokens.clone(),
-            Plan {
-                tag: "n",
-                tenants: vec![0],
-                rate: noisy_rate,
-                duration: opts.duration,
-            },
-        ));
-        let calm = open_loop(addr, tokens.clone(), calm("b")).await;
-        let noisy = noisy.await.unwrap_or_default();
-        (calm, noisy)
+    let ((others_with_noisy, noisy), cpu_with_noisy) = CpuSpent::measure(&server, || {
+        load.block_on(async {
+            let noisy = tokio::spawn(open_loop(
+                addr,
+                tokens.clone(),
+                Plan {
+                    tag: "n",
+                    tenants: vec![0],
+                    rate: noisy_rate,
+                    duration: opts.duration,
+                },
+            ));
+            let calm = open_loop(addr, tokens.clone(), calm("b")).await;
+            let noisy = noisy.await.unwrap_or_default();
+            (calm, noisy)
+        })
     });
     server.check_alive()?;
     let ratio = others_with_noisy.ok_p99_us as f64 / (others_alone.ok_p99_us.max(1)) as f64;
     progress(&format!(
         "neighbour: with tenant 0 at {noisy_rate:.0}/s (10x its quota of {quota}/s): others' p99 {} us \
-         ({ratio:.2}x alone), errors {}; tenant 0 refused {}",
+         ({ratio:.2}x alone), errors {}; tenant 0 refused {}; cpu server {:.2} s / load {:.2} s",
         others_with_noisy.ok_p99_us,
         others_with_noisy.refused + others_with_noisy.errors.values().sum::<u64>(),
-        noisy.refused
+        noisy.refused,
+        cpu_with_noisy.server_s,
+        cpu_with_noisy.load_s,
     ));
     Ok(NeighbourFigure {
         noisy_quota_per_s: quota,
@@ -273,6 +305,8 @@ fn neighbour_phase(
         others_with_noisy,
         noisy,
         others_p99_ratio: ratio,
+        cpu_alone,
+        cpu_with_noisy,
     })
 }
 

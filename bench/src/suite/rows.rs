@@ -40,6 +40,15 @@ pub(super) fn count(n: f64) -> String {
     out
 }
 
+/// CPU seconds spent over `seconds` of wall time, as cores kept busy (0 when no time passed).
+pub(super) fn cores(cpu_s: f64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        cpu_s / seconds
+    } else {
+        0.0
+    }
+}
+
 pub(super) fn ms(us: u64) -> String {
     format!("{:.2} ms", us as f64 / 1000.0)
 }
@@ -414,10 +423,14 @@ pub(super) fn overload_rows(r: &overload::OverloadBenchReport) -> Vec<Row> {
             "overload",
             "neighbours' p99 with one tenant at 10× quota / alone",
             format!(
-                "{:.2}× ({} vs {})",
+                "{:.2}× ({} vs {}; server CPU {:.2} → {:.2} cores, load {:.2} → {:.2})",
                 n.others_p99_ratio,
                 ms(n.others_with_noisy.ok_p99_us),
-                ms(n.others_alone.ok_p99_us)
+                ms(n.others_alone.ok_p99_us),
+                cores(n.cpu_alone.server_s, n.others_alone.seconds),
+                cores(n.cpu_with_noisy.server_s, n.others_with_noisy.seconds),
+                cores(n.cpu_alone.load_s, n.others_alone.seconds),
+                cores(n.cpu_with_noisy.load_s, n.others_with_noisy.seconds),
             ),
             "≤ 1.20×",
             Some(n.others_p99_ratio <= 1.2),

@@ -391,3 +391,58 @@ fn the_idle_memory_row_is_judged_only_at_the_targets_session_count() {
     assert_eq!(verdict(reused(1_151.0)), Verdict::Hit);
     assert_eq!(verdict(reused(1_700.0)), Verdict::Missed);
 }
+
+#[test]
+fn the_neighbour_row_gives_the_servers_and_the_loads_cpu_in_both_runs() {
+    let run = |ok_p99_us: u64, seconds: f64| overload::OpenRun {
+        ok_p99_us,
+        seconds,
+        ..overload::OpenRun::default()
+    };
+    let report = overload::OverloadBenchReport {
+        scenario: "overload",
+        tenants: 8,
+        overload: overload::OverloadFigure {
+            peak_ok_per_s: 10_000.0,
+            run: run(0, 10.0),
+            goodput_ratio: 0.5,
+            rss: overload::RssFigure {
+                samples: 0,
+                start_bytes: 0,
+                first_half_max_bytes: 0,
+                second_half_max_bytes: 0,
+                end_bytes: 0,
+                plateau_ratio: 1.0,
+            },
+            server_cpu_s: 0.0,
+            load_cpu_s: 0.0,
+        },
+        neighbour: overload::NeighbourFigure {
+            noisy_quota_per_s: 500,
+            noisy_offered_per_s: 5_000.0,
+            others_offered_per_s: 3_000.0,
+            others_alone: run(10_000, 10.0),
+            others_with_noisy: run(30_000, 8.0),
+            noisy: run(0, 8.0),
+            others_p99_ratio: 3.0,
+            cpu_alone: overload::CpuSpent {
+                server_s: 6.0,
+                load_s: 2.0,
+            },
+            cpu_with_noisy: overload::CpuSpent {
+                server_s: 12.0,
+                load_s: 4.0,
+            },
+        },
+    };
+    let rows = overload_rows(&report);
+    let row = rows
+        .iter()
+        .find(|r| r.figure.starts_with("neighbours' p99"))
+        .expect("a neighbour row");
+    assert_eq!(
+        row.measured,
+        "3.00× (30.00 ms vs 10.00 ms; server CPU 0.60 → 1.50 cores, load 0.20 → 0.50)"
+    );
+    assert_eq!(row.verdict, Verdict::Missed);
+}
