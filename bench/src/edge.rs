@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::harness::{
-    context_switches, cpu_ticks, fresh_dir, mint_tokens, paced_at, percentile, tenant_name,
-    ticks_to_s, write_config, ChildServe, ConfigSpec, NatsServer, Ready, SUBJECT_PREFIX,
+    context_switches, fresh_dir, mint_tokens, paced_at, percentile, tenant_name, write_config,
+    ChildServe, ConfigSpec, CpuSpent, NatsServer, Ready, SUBJECT_PREFIX,
 };
 
 pub mod http;
@@ -263,14 +263,14 @@ fn measure(
     let mut runs = Vec::new();
     let mut one = |p: Pass, server: &mut ChildServe| -> Result<EdgeRun, String> {
         let pid = server.pid().to_string();
-        let (server_ticks, load_ticks) = (server.cpu_ticks(), cpu_ticks("self"));
         let switches = context_switches(&pid);
         let started = Instant::now();
-        let tallies = pass(p)?;
+        let (tallies, cpu) = CpuSpent::measure(server, || pass(p));
+        let tallies = tallies?;
         let seconds = started.elapsed().as_secs_f64();
         let spent = Spent {
-            server_cpu_s: ticks_to_s(server.cpu_ticks().saturating_sub(server_ticks)),
-            load_cpu_s: ticks_to_s(cpu_ticks("self").saturating_sub(load_ticks)),
+            server_cpu_s: cpu.server_s,
+            load_cpu_s: cpu.load_s,
             server_switches: context_switches(&pid).saturating_sub(switches),
         };
         server.check_alive()?;

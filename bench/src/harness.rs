@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use serde::Serialize;
 use tenantry::config::{Config, LoadOptions};
 use tenantry::secrets::token::{claims_for, mint, TokenRequest};
 use tenantry::secrets::value::SecretValue;
@@ -234,6 +235,26 @@ pub fn cpu_ticks(pid: &str) -> u64 {
             .unwrap_or(0)
     };
     ticks(11) + ticks(12)
+}
+
+/// CPU time (user + system) spent by the server and by this process (the load) over a run.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct CpuSpent {
+    pub server_s: f64,
+    pub load_s: f64,
+}
+
+impl CpuSpent {
+    /// Runs `f`, counting the CPU time `server` and this process spend meanwhile.
+    pub fn measure<T>(server: &ChildServe, f: impl FnOnce() -> T) -> (T, CpuSpent) {
+        let (server_ticks, load_ticks) = (server.cpu_ticks(), cpu_ticks("self"));
+        let out = f();
+        let spent = CpuSpent {
+            server_s: ticks_to_s(server.cpu_ticks().saturating_sub(server_ticks)),
+            load_s: ticks_to_s(cpu_ticks("self").saturating_sub(load_ticks)),
+        };
+        (out, spent)
+    }
 }
 
 /// Context switches (voluntary + involuntary) of every thread of process `pid` ("self" for

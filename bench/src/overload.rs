@@ -28,8 +28,7 @@ use crate::edge::{
     STARTUP_TIMEOUT, TENANTS,
 };
 use crate::harness::{
-    cpu_ticks, fresh_dir, mint_tokens, paced_at, percentile, rss_bytes, ticks_to_s, ChildServe,
-    Ready,
+    fresh_dir, mint_tokens, paced_at, percentile, rss_bytes, ChildServe, CpuSpent, Ready,
 };
 
 /// Most connections the open-loop generator opens; past it a due request is counted as not sent.
@@ -108,26 +107,6 @@ pub struct NeighbourFigure {
     pub cpu_with_noisy: CpuSpent,
 }
 
-/// CPU time (user + system) spent by the server and by this process (the load) over a run.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct CpuSpent {
-    pub server_s: f64,
-    pub load_s: f64,
-}
-
-impl CpuSpent {
-    /// Runs `f`, counting the CPU time the server `pid` and this process spend meanwhile.
-    fn measure<T>(server: &ChildServe, f: impl FnOnce() -> T) -> (T, CpuSpent) {
-        let (server_ticks, load_ticks) = (server.cpu_ticks(), cpu_ticks("self"));
-        let out = f();
-        let spent = CpuSpent {
-            server_s: ticks_to_s(server.cpu_ticks().saturating_sub(server_ticks)),
-            load_s: ticks_to_s(cpu_ticks("self").saturating_sub(load_ticks)),
-        };
-        (out, spent)
-    }
-}
-
 #[derive(Clone, Debug, Serialize)]
 pub struct OverloadBenchReport {
     pub scenario: &'static str,
@@ -188,30 +167,29 @@ fn overload_phases(
     }
 
     let offered = peak * opts.overload_factor;
-    let (server_ticks, load_ticks) = (server.cpu_ticks(), cpu_ticks("self"));
     let sampler = RssSampler::start(server.pid());
     let all: Vec<usize> = (0..TENANTS).collect();
-    let run = load.block_on(open_loop(
-        addr,
-        tokens.clone(),
-        Plan {
-            tag: "o",
-            tenants: all,
-            rate: offered,
-            duration: opts.duration,
-        },
-    ));
+    let (run, cpu) = CpuSpent::measure(&server, || {
+        load.block_on(open_loop(
+            addr,
+            tokens.clone(),
+            Plan {
+                tag: "o",
+                tenants: all,
+                rate: offered,
+                duration: opts.duration,
+            },
+        ))
+    });
     let rss = sampler.finish();
-    let server_cpu = ticks_to_s(server.cpu_ticks().saturating_sub(server_ticks));
-    let load_cpu = ticks_to_s(cpu_ticks("self").saturating_sub(load_ticks));
     server.check_alive()?;
     let overload = OverloadFigure {
         peak_ok_per_s: peak,
         goodput_ratio: run.ok_per_s / peak,
         run,
         rss,
-        server_cpu_s: server_cpu,
-        load_cpu_s: load_cpu,
+        server_cpu_s: cpu.server_s,
+        load_cpu_s: cpu.load_s,
     };
     progress(&format!(
         "overload: {:.0}/s offered ({:.1}x peak): goodput {:.0}/s ({:.0}% of peak), refused {:.0}/s \

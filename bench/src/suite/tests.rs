@@ -425,11 +425,11 @@ fn the_neighbour_row_gives_the_servers_and_the_loads_cpu_in_both_runs() {
             others_with_noisy: run(30_000, 8.0),
             noisy: run(0, 8.0),
             others_p99_ratio: 3.0,
-            cpu_alone: overload::CpuSpent {
+            cpu_alone: crate::harness::CpuSpent {
                 server_s: 6.0,
                 load_s: 2.0,
             },
-            cpu_with_noisy: overload::CpuSpent {
+            cpu_with_noisy: crate::harness::CpuSpent {
                 server_s: 12.0,
                 load_s: 4.0,
             },
