@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use super::*;
 
 fn scope(session: &str) -> SealScope<'_> {
@@ -51,4 +53,38 @@ fn a_deterministic_seal_repeats_for_the_same_value_only_and_opens_like_any_seal(
     );
     assert_eq!(open(&key, b"aad", &a).unwrap().as_slice(), b"value");
     assert!(open(&key, b"other aad", &a).is_err());
+}
+
+#[test]
+fn a_seal_takes_a_fresh_nonce_each_time_on_every_thread() {
+    let key = Arc::new(DataKey::generate());
+    let mut nonces = std::collections::HashSet::new();
+    let mut check = |sealed: Vec<u8>| {
+        assert_eq!(open(&key, b"aad", &sealed).unwrap().as_slice(), b"value");
+        assert!(
+            nonces.insert(sealed[..NONCE_BYTES].to_vec()),
+            "a nonce repeated"
+        );
+    };
+    for _ in 0..1_000 {
+        check(seal(&key, b"aad", b"value"));
+    }
+    // Other threads' generators are seeded on their own: none repeats this thread's nonces.
+    let others: Vec<Vec<u8>> = (0..4)
+        .map(|_| {
+            let key = key.clone();
+            std::thread::spawn(move || {
+                (0..250)
+                    .map(|_| seal(&key, b"aad", b"value"))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    for sealed in others {
+        check(sealed);
+    }
+    assert_eq!(nonces.len(), 2_000);
 }
