@@ -93,6 +93,11 @@ pub struct RuntimeBenchReport {
     pub tenants: usize,
     /// Events per message of the bench flow (MessageReceived, NodeEntered, ReplySent).
     pub events_per_message: u64,
+    /// Events in the log after every step, counted from its tenants' heads: the passes' acked
+    /// messages × `events_per_message` (all new: no pass reuses another's message ids) and one
+    /// `SessionStarted` per client session, plus the memory step's history and wakes when it
+    /// ran.
+    pub events_in_log: u64,
     pub runs: Vec<RuntimeRun>,
     pub idle_memory: Option<IdleMemory>,
 }
@@ -108,10 +113,18 @@ fn ctx_of(i: usize) -> TenantCtx {
     )
 }
 
+/// Which pass a client runs in and with how many others: its messages' ids are unique to it,
+/// so a later pass on the same sessions appends new messages instead of retrying earlier ones.
+#[derive(Clone, Copy)]
+struct PassOf {
+    pass: usize,
+    clients: usize,
+}
+
 async fn client_loop(
     rt: Runtime,
     c: usize,
-    clients: usize,
+    PassOf { pass, clients }: PassOf,
     stop: Arc<AtomicBool>,
     interval: Option<Duration>,
 ) -> (Vec<u64>, u64) {
@@ -128,7 +141,7 @@ async fn client_loop(
             session: Some(session.clone()),
             user: format!("user-{c}"),
             text: format!("hello, I need help with order {n:08}"),
-            message_id: Some(format!("c{clients}-{c}-{n}")),
+            message_id: Some(format!("p{pass}-c{clients}-{c}-{n}")),
         };
         match rt.send(&ctx, &channel, inbound).await {
             Ok(_) => {
@@ -143,10 +156,11 @@ async fn client_loop(
 
 fn run_clients(
     rt: &Runtime,
-    clients: usize,
+    of: PassOf,
     duration: Duration,
     rate: Option<f64>,
 ) -> Result<RuntimeRun, String> {
+    let clients = of.clients;
     let load = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -158,7 +172,7 @@ fn run_clients(
     let started = Instant::now();
     let results = load.block_on(async {
         let tasks: Vec<_> = (0..clients)
-            .map(|c| tokio::spawn(client_loop(rt.clone(), c, clients, stop.clone(), interval)))
+            .map(|c| tokio::spawn(client_loop(rt.clone(), c, of, stop.clone(), interval)))
             .collect();
         let mut out = Vec::new();
         for t in tasks {
@@ -419,8 +433,8 @@ fn drive(
         None
     };
     let mut runs = Vec::new();
-    for &clients in &opts.clients {
-        let run = run_clients(rt, clients, opts.duration, None)?;
+    for (pass, &clients) in opts.clients.iter().enumerate() {
+        let run = run_clients(rt, PassOf { pass, clients }, opts.duration, None)?;
         eprintln!(
             "bench: {clients:>5} clients: {:.0} msgs/s ({:.0} events/s), ack p50 {} us, p99 {} us, {} errors, {:.1} switches/msg",
             run.msgs_per_s, run.events_per_s, run.ack_p50_us, run.ack_p99_us, run.errors, run.switches_per_msg
@@ -433,7 +447,11 @@ fn drive(
         .cloned();
     if let Some(peak) = peak.filter(|_| opts.paced_fraction > 0.0) {
         let rate = peak.msgs_per_s * opts.paced_fraction;
-        let run = run_clients(rt, peak.clients, opts.duration, Some(rate))?;
+        let of = PassOf {
+            pass: opts.clients.len(),
+            clients: peak.clients,
+        };
+        let run = run_clients(rt, of, opts.duration, Some(rate))?;
         eprintln!(
             "bench: paced at {:.0}% of peak ({rate:.0} msgs/s offered): {:.0} msgs/s, ack p50 {} us, p99 {} us",
             opts.paced_fraction * 100.0,
@@ -464,6 +482,7 @@ pub fn run(
     let cache_bytes = log_opts.cache_capacity_bytes;
     let log = EventLog::open(&data.join("log"), &log_opts).map_err(|e| e.to_string())?;
     let snapshots = SnapshotStore::new(data.join("sessions"));
+    let counted = log.clone();
     let system = actix_rt::System::new();
     let opts = opts.clone();
     let mut runs = Vec::new();
@@ -499,10 +518,16 @@ pub fn run(
             mem.bytes_per_session
         ));
     }
+    let mut events_in_log = 0;
+    for i in 0..TENANTS {
+        let head = counted.tenant(&ctx_of(i).tenant).head();
+        events_in_log += head.map_err(|e| e.to_string())?.map_or(0, |h| h.tenant_seq);
+    }
     Ok(RuntimeBenchReport {
         scenario: "runtime_e2e",
         tenants: TENANTS,
         events_per_message: 3,
+        events_in_log,
         runs,
         idle_memory: idle.1,
     })
@@ -534,5 +559,25 @@ mod tests {
             .session_last_seq(&SessionId::parse("warm-0").unwrap())
             .unwrap();
         assert_eq!(last, warm.events / WARM_SESSIONS as u64);
+    }
+
+    #[test]
+    fn every_pass_appends_new_messages_rather_than_retrying_an_earlier_passs() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RuntimeBenchOptions {
+            clients: vec![4, 4],
+            duration: Duration::from_millis(300),
+            paced_fraction: 0.5,
+            idle_sessions: 0,
+        };
+        let report = run(dir.path(), &opts, &mut |_| {}).unwrap();
+        // Two closed-loop passes with the same clients (so the same sessions), then the paced
+        // one at the peak's clients: all three on the same sessions.
+        assert_eq!(report.runs.len(), 3);
+        assert!(report.runs.iter().all(|r| r.errors == 0 && r.messages > 0));
+        let acked: u64 = report.runs.iter().map(|r| r.messages).sum();
+        // A message id seen before is answered from its stored ack and appends nothing; each of
+        // the 4 sessions started once.
+        assert_eq!(report.events_in_log, acked * report.events_per_message + 4);
     }
 }

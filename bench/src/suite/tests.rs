@@ -367,6 +367,7 @@ fn the_idle_memory_row_is_judged_only_at_the_targets_session_count() {
             scenario: "runtime",
             tenants: 1,
             events_per_message: 3,
+            events_in_log: 0,
             runs: Vec::new(),
             idle_memory: Some(memory),
         };
