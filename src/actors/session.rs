@@ -94,6 +94,13 @@ impl StoredAck {
     }
 }
 
+/// Whether a snapshot write is a periodic one (every `runtime.snapshot_every` events).
+#[derive(Clone, Copy)]
+enum Periodic {
+    Yes,
+    No,
+}
+
 /// A live session. Most live sessions are idle, so what one holds is kept small: the actor is
 /// stored inside its tokio task, whose allocation is rounded up to 128 bytes, so the big and
 /// the rarely used parts are behind pointers (the state boxed; the snapshot lane and the
@@ -376,7 +383,7 @@ impl SessionActor {
         }
         self.snapshot_in_flight = true;
         let seq = self.state.last_seq;
-        let write = self.write_snapshot();
+        let write = self.write_snapshot(Periodic::Yes);
         ctx.spawn(write.into_actor(self).map(move |written, act, _ctx| {
             act.snapshot_in_flight = false;
             if written {
@@ -396,8 +403,12 @@ impl SessionActor {
 
     /// Writes the current state as a snapshot on the blocking pool. Writes of one session go
     /// through its lane one at a time, in order, so an older snapshot can never land after (and
-    /// over) a newer one.
-    fn write_snapshot(&mut self) -> impl std::future::Future<Output = bool> + 'static {
+    /// over) a newer one. A periodic one is not fsynced
+    /// ([`crate::projections::snapshot::SnapshotStore::write_unsynced`]); a passivation's is.
+    fn write_snapshot(
+        &mut self,
+        periodic: Periodic,
+    ) -> impl std::future::Future<Output = bool> + 'static {
         let lane = self.snapshot_lane.get_or_insert_default().clone();
         let state = (*self.state).clone();
         let runtime = self.env.shared.runtime.clone();
@@ -406,7 +417,10 @@ impl SessionActor {
             let written = actix_rt::task::spawn_blocking(move || {
                 let _turn = turn;
                 let key = SnapshotKey { tenant: &state.tenant, env: &state.env, team: &state.team, session: &state.session };
-                let result = runtime.snapshots.write(&key, state.last_seq, &state);
+                let result = match periodic {
+                    Periodic::Yes => runtime.snapshots.write_unsynced(&key, state.last_seq, &state),
+                    Periodic::No => runtime.snapshots.write(&key, state.last_seq, &state),
+                };
                 if let Err(e) = &result {
                     tracing::warn!(tenant = %state.tenant, session = %state.session, error = %e, "snapshot write failed");
                 }
@@ -701,7 +715,7 @@ impl Handler<Passivate> for SessionActor {
 
     fn handle(&mut self, _msg: Passivate, _ctx: &mut Self::Context) -> Self::Result {
         let behind = self.broken().is_none() && self.state.last_seq > self.snapshot_seq;
-        let write = behind.then(|| self.write_snapshot());
+        let write = behind.then(|| self.write_snapshot(Periodic::No));
         Box::pin(
             async move {
                 if let Some(write) = write {

@@ -188,6 +188,31 @@ impl SnapshotStore {
         seq: u64,
         state: &T,
     ) -> Result<(), SnapshotError> {
+        self.replace(key, seq, state, Durability::Synced)
+    }
+
+    /// [`write`](Self::write) without the two fsyncs: still atomic (a reader sees the old file
+    /// or the new one, whole), but a crash may leave the previous snapshot, none, or (on a file
+    /// system that does not order a rename after its file's data) a torn file, which `read`
+    /// refuses and the session then folds from the log. For the periodic snapshots a session
+    /// takes every `runtime.snapshot_every` events: dozens of them a second on a busy node, each
+    /// with two fsyncs on the log's disk (BENCHMARKS.md, "Snapshots without fsync").
+    pub fn write_unsynced<T: Serialize>(
+        &self,
+        key: &SnapshotKey,
+        seq: u64,
+        state: &T,
+    ) -> Result<(), SnapshotError> {
+        self.replace(key, seq, state, Durability::Unsynced)
+    }
+
+    fn replace<T: Serialize>(
+        &self,
+        key: &SnapshotKey,
+        seq: u64,
+        state: &T,
+        sync: Durability,
+    ) -> Result<(), SnapshotError> {
         let path = self.path(key);
         let bytes = encode(key, seq, state).map_err(|e| e.at(&path))?;
         let dir = self.dir(key);
@@ -199,13 +224,17 @@ impl SnapshotStore {
             std::process::id(),
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        if let Err(e) = write_synced(&temp, &bytes).and_then(|()| fs::rename(&temp, &path)) {
+        let written = write_new(&temp, &bytes, sync).and_then(|()| fs::rename(&temp, &path));
+        if let Err(e) = written {
             // Best effort: the temp file is garbage either way, and the original error is the one
             // worth reporting.
             let _ = fs::remove_file(&temp);
             return Err(io_error(&path, e));
         }
-        sync_dir(&dir)
+        match sync {
+            Durability::Synced => sync_dir(&dir),
+            Durability::Unsynced => Ok(()),
+        }
     }
 
     /// Reads `key`'s snapshot. `Ok(None)` when there is none; `Err` when there is one but it
@@ -538,16 +567,27 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, ReadError> {
     Ok(bytes)
 }
 
-/// Writes `bytes` to a new owner-only file at `path` and fsyncs it. `create_new`, so that a stale temp file
-/// of a crashed writer that happened to reuse the name is never written through.
-fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Whether a snapshot write forces its file and directory to disk.
+#[derive(Clone, Copy)]
+enum Durability {
+    Synced,
+    Unsynced,
+}
+
+/// Writes `bytes` to a new owner-only file at `path`, fsynced when `sync` says so. `create_new`,
+/// so that a stale temp file of a crashed writer that happened to reuse the name is never
+/// written through.
+fn write_new(path: &Path, bytes: &[u8], sync: Durability) -> io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(FILE_MODE)
         .open(path)?;
     file.write_all(bytes)?;
-    file.sync_all()
+    match sync {
+        Durability::Synced => file.sync_all(),
+        Durability::Unsynced => Ok(()),
+    }
 }
 
 /// Creates `dir` and its missing ancestors (owner only), fsyncing the parent of each directory created so

@@ -399,6 +399,24 @@ fn writes_leave_no_temp_files_and_replace() {
 }
 
 #[test]
+fn unsynced_writes_replace_the_same_file_with_the_same_bytes_and_leave_no_temp_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (synced, unsynced) = (store(&dir), SnapshotStore::new(dir.path().join("unsynced")));
+    let ids = acme();
+    unsynced.write_unsynced(&ids.key(), 1, &sample()).unwrap();
+    let mut second = sample();
+    second.step = Step::Done(9);
+    unsynced.write_unsynced(&ids.key(), 2, &second).unwrap();
+    synced.write(&ids.key(), 2, &second).unwrap();
+
+    let got = read_as::<Sample>(&unsynced, &ids).unwrap().unwrap();
+    assert_eq!((got.seq, got.state), (2, second));
+    let (a, b) = (synced.path(&ids.key()), unsynced.path(&ids.key()));
+    assert_eq!(fs::read(a).unwrap(), fs::read(&b).unwrap());
+    assert_eq!(tree(b.parent().unwrap()), ["sess-1.cbor"]);
+}
+
+#[test]
 fn remove_deletes_one_snapshot_and_tolerates_missing() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir);
