@@ -30,7 +30,7 @@ use crate::events::schema::{Event, EventKind};
 use crate::flow::engine::{self, Input, TenantInfo};
 use crate::projections::load::load_session;
 use crate::projections::session::SessionState;
-use crate::projections::snapshot::SnapshotKey;
+use crate::projections::snapshot::{Durability, SnapshotKey};
 use crate::tenancy::{ChannelId, SessionId, TeamId, TenantCtx};
 
 /// Messages waiting for one session before senders get `Overloaded`.
@@ -92,13 +92,6 @@ impl StoredAck {
             replies_omitted: !keep,
         }
     }
-}
-
-/// Whether a snapshot write is a periodic one (every `runtime.snapshot_every` events).
-#[derive(Clone, Copy)]
-enum Periodic {
-    Yes,
-    No,
 }
 
 /// A live session. Most live sessions are idle, so what one holds is kept small: the actor is
@@ -383,7 +376,7 @@ impl SessionActor {
         }
         self.snapshot_in_flight = true;
         let seq = self.state.last_seq;
-        let write = self.write_snapshot(Periodic::Yes);
+        let write = self.write_snapshot(Durability::Unsynced);
         ctx.spawn(write.into_actor(self).map(move |written, act, _ctx| {
             act.snapshot_in_flight = false;
             if written {
@@ -403,11 +396,11 @@ impl SessionActor {
 
     /// Writes the current state as a snapshot on the blocking pool. Writes of one session go
     /// through its lane one at a time, in order, so an older snapshot can never land after (and
-    /// over) a newer one. A periodic one is not fsynced
-    /// ([`crate::projections::snapshot::SnapshotStore::write_unsynced`]); a passivation's is.
+    /// over) a newer one. The periodic ones are written [`Durability::Unsynced`], a
+    /// passivation's [`Durability::Synced`].
     fn write_snapshot(
         &mut self,
-        periodic: Periodic,
+        durability: Durability,
     ) -> impl std::future::Future<Output = bool> + 'static {
         let lane = self.snapshot_lane.get_or_insert_default().clone();
         let state = (*self.state).clone();
@@ -417,10 +410,7 @@ impl SessionActor {
             let written = actix_rt::task::spawn_blocking(move || {
                 let _turn = turn;
                 let key = SnapshotKey { tenant: &state.tenant, env: &state.env, team: &state.team, session: &state.session };
-                let result = match periodic {
-                    Periodic::Yes => runtime.snapshots.write_unsynced(&key, state.last_seq, &state),
-                    Periodic::No => runtime.snapshots.write(&key, state.last_seq, &state),
-                };
+                let result = runtime.snapshots.write_as(&key, state.last_seq, &state, durability);
                 if let Err(e) = &result {
                     tracing::warn!(tenant = %state.tenant, session = %state.session, error = %e, "snapshot write failed");
                 }
@@ -715,7 +705,7 @@ impl Handler<Passivate> for SessionActor {
 
     fn handle(&mut self, _msg: Passivate, _ctx: &mut Self::Context) -> Self::Result {
         let behind = self.broken().is_none() && self.state.last_seq > self.snapshot_seq;
-        let write = behind.then(|| self.write_snapshot(Periodic::No));
+        let write = behind.then(|| self.write_snapshot(Durability::Synced));
         Box::pin(
             async move {
                 if let Some(write) = write {

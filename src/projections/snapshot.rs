@@ -188,25 +188,11 @@ impl SnapshotStore {
         seq: u64,
         state: &T,
     ) -> Result<(), SnapshotError> {
-        self.replace(key, seq, state, Durability::Synced)
+        self.write_as(key, seq, state, Durability::Synced)
     }
 
-    /// [`write`](Self::write) without the two fsyncs: still atomic (a reader sees the old file
-    /// or the new one, whole), but a crash may leave the previous snapshot, none, or (on a file
-    /// system that does not order a rename after its file's data) a torn file, which `read`
-    /// refuses and the session then folds from the log. For the periodic snapshots a session
-    /// takes every `runtime.snapshot_every` events: dozens of them a second on a busy node, each
-    /// with two fsyncs on the log's disk (BENCHMARKS.md, "Snapshots without fsync").
-    pub fn write_unsynced<T: Serialize>(
-        &self,
-        key: &SnapshotKey,
-        seq: u64,
-        state: &T,
-    ) -> Result<(), SnapshotError> {
-        self.replace(key, seq, state, Durability::Unsynced)
-    }
-
-    fn replace<T: Serialize>(
+    /// [`write`](Self::write) with the fsyncs `sync` asks for ([`Durability`]).
+    pub fn write_as<T: Serialize>(
         &self,
         key: &SnapshotKey,
         seq: u64,
@@ -568,9 +554,16 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, ReadError> {
 }
 
 /// Whether a snapshot write forces its file and directory to disk.
-#[derive(Clone, Copy)]
-enum Durability {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Both fsyncs (file, then directory): the snapshot survives a power loss.
     Synced,
+    /// Neither: still atomic (a reader sees the old file or the new one, whole), but a crash may
+    /// leave the previous snapshot, none, or (on a file system that does not order a rename
+    /// after its file's data) a torn file, which `read` refuses and the session then folds from
+    /// the log. For the periodic snapshots a session takes every `runtime.snapshot_every`
+    /// events: dozens a second on a busy node, each with two fsyncs on the log's disk
+    /// (BENCHMARKS.md, "Snapshots without fsync").
     Unsynced,
 }
 

@@ -403,10 +403,14 @@ fn unsynced_writes_replace_the_same_file_with_the_same_bytes_and_leave_no_temp_f
     let dir = tempfile::tempdir().unwrap();
     let (synced, unsynced) = (store(&dir), SnapshotStore::new(dir.path().join("unsynced")));
     let ids = acme();
-    unsynced.write_unsynced(&ids.key(), 1, &sample()).unwrap();
+    unsynced
+        .write_as(&ids.key(), 1, &sample(), Durability::Unsynced)
+        .unwrap();
     let mut second = sample();
     second.step = Step::Done(9);
-    unsynced.write_unsynced(&ids.key(), 2, &second).unwrap();
+    unsynced
+        .write_as(&ids.key(), 2, &second, Durability::Unsynced)
+        .unwrap();
     synced.write(&ids.key(), 2, &second).unwrap();
 
     let got = read_as::<Sample>(&unsynced, &ids).unwrap().unwrap();
