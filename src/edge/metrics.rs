@@ -4,7 +4,8 @@
 //! Each edge registers its own families into it: the HTTP edge's in `http::metrics`, the NATS
 //! edge's in `nats::metrics`; neither edge imports the other. The runtime's gauges
 //! (`tenantry_active_sessions`, `tenantry_inflight_messages`) are registered here and read from
-//! the runtime when the page is rendered.
+//! the runtime when the page is rendered, and the event log's timings (`tenantry_log_*`) beside
+//! them.
 //!
 //! Invariant: label values come from bounded sets (see each edge's families), so no client can
 //! grow the registry.
@@ -15,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Metric, Registry};
 
 use crate::actors::runtime::RuntimeMetrics;
+use crate::events::log::LogMetrics;
 
 /// The `tenant` label of a request whose tenant is not (yet) known to be valid and served.
 pub const UNKNOWN_TENANT: &str = "unknown";
@@ -56,6 +58,38 @@ impl MetricsRegistry {
             active_sessions,
             inflight,
         }
+    }
+
+    /// Adds the event log's timings (`events::log::LogMetrics`): `tenantry_log_append_seconds`,
+    /// `tenantry_log_queue_seconds`, `tenantry_log_batch_seconds`,
+    /// `tenantry_log_commit_seconds` and `tenantry_log_commit_groups`.
+    pub fn register_log(&mut self, log: &LogMetrics) {
+        let log = log.clone();
+        self.register(
+            "tenantry_log_append_seconds",
+            "Time of an append group in the event log: from its arrival to its durable answer",
+            log.append_seconds,
+        );
+        self.register(
+            "tenantry_log_commit_seconds",
+            "Time of one commit of the event log (flush and fdatasync, or the stream's quorum acks)",
+            log.commit_seconds,
+        );
+        self.register(
+            "tenantry_log_commit_groups",
+            "Append groups made durable by one commit of the event log (group commit)",
+            log.commit_groups,
+        );
+        self.register(
+            "tenantry_log_queue_seconds",
+            "Time an append group waited in the event log's queue before the stager took it",
+            log.queue_seconds,
+        );
+        self.register(
+            "tenantry_log_batch_seconds",
+            "Time the event log's stager spent on one batch (staging its groups, applying them)",
+            log.batch_seconds,
+        );
     }
 
     /// Adds one family (or a single metric) under `name`; counters get `_total` when rendered.

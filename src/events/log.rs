@@ -43,6 +43,7 @@ pub mod follow;
 mod heads;
 mod idempotency;
 mod meta;
+mod metrics;
 pub mod ops;
 mod purge;
 mod read;
@@ -58,6 +59,7 @@ mod writer;
 pub use census::LogCensus;
 pub use erase::{LogEraseError, LogErased, CLUSTER_REFUSAL};
 pub use heads::HeadStored;
+pub use metrics::LogMetrics;
 pub use purge::{PurgeError, PurgeReport};
 pub use read::{
     ScopedReader, SessionEvents, StoredFrame, StoredFrames, TenantEvents, TenantReader,
@@ -72,6 +74,7 @@ use crate::events::keyring::Keyring;
 use crate::events::keys;
 use crate::events::schema::{Event, EventKind};
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
+use metrics::Reply;
 
 /// Tuning of the log. The defaults suit a small server; `config.toml` may override them.
 #[derive(Clone, Debug)]
@@ -370,8 +373,6 @@ struct SessionMeta {
     open_as: Option<String>,
 }
 
-type Reply = oneshot::Sender<Result<AppendOutcome, AppendError>>;
-
 enum Request {
     Append {
         group: AppendGroup,
@@ -564,7 +565,7 @@ impl EventLog {
     /// Blocking variant of [`EventLog::append`] for threads outside an async runtime (CLI,
     /// tools, benchmarks). Waits for queue space instead of failing with `Overloaded`.
     pub fn append_blocking(&self, group: AppendGroup) -> Result<AppendOutcome, AppendError> {
-        let (reply, rx) = oneshot::channel();
+        let (reply, rx) = Reply::new();
         self.inner
             .tx
             .send(Request::Append { group, reply })
@@ -576,7 +577,7 @@ impl EventLog {
         &self,
         group: AppendGroup,
     ) -> Result<oneshot::Receiver<Result<AppendOutcome, AppendError>>, AppendError> {
-        let (reply, rx) = oneshot::channel();
+        let (reply, rx) = Reply::new();
         match self.inner.tx.try_send(Request::Append { group, reply }) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(AppendError::Overloaded),

@@ -64,6 +64,7 @@ impl ApiServer {
         peer: Option<&P>,
     ) -> Result<ApiServer, HttpError> {
         let mut registry = MetricsRegistry::new();
+        registry.register_log(runtime.log().metrics());
         if let Some(peer) = peer {
             peer.register(&mut registry);
         }

@@ -68,6 +68,8 @@ pub(super) struct Shared {
     /// Held while one tenant's cache is brought to the stream (by the follower, or by an
     /// adoption), so the two never apply the same tenant's records at once.
     pub(super) sync: Mutex<()>,
+    /// The log's timings (`metrics.rs`), observed by the syncer.
+    pub(super) metrics: super::LogMetrics,
 }
 
 /// What a reader holds (see [`Shared::reader`]).
@@ -120,6 +122,7 @@ impl Shared {
                 .map(|_| RwLock::new(HashSet::new())),
             replica,
             sync: Mutex::new(()),
+            metrics: super::LogMetrics::default(),
         }
     }
 

@@ -16,7 +16,7 @@ use super::store::{Shared, Store};
 use super::writer::Applied;
 #[cfg(debug_assertions)]
 use super::writer::{fault_ack_before_flush, FAULT_ACK_BEFORE_FLUSH_VAR, FAULT_SLOW_DISK};
-use super::AppendError;
+use super::{AppendError, AppendOutcome, LogMetrics};
 
 /// The syncer: makes applied batches durable, moves the frontier and answers their callers.
 pub(super) struct Syncer {
@@ -47,9 +47,10 @@ impl Syncer {
                 (_, Some(e)) => Err(e),
                 (None, None) => Err("the event log files are closed".to_owned()),
                 (Some(store), None) => match &self.shared.replica {
-                    None => flush(store),
+                    None => self.timed(appended_groups(&waiting), || flush(store)),
                     Some(replica) => {
-                        let replicated = replicate(replica, &mut waiting);
+                        let groups = appended_groups(&waiting);
+                        let replicated = self.timed(groups, || replicate(replica, &mut waiting));
                         // Another node took these tenants over: no more appends for them here,
                         // whatever the leases say, until this node adopts them again.
                         for tenant in replica.take_fenced() {
@@ -69,6 +70,22 @@ impl Syncer {
                 self.settle(applied, &synced);
             }
         }
+    }
+
+    /// Runs one commit of `groups` appended groups, timing it into the log's metrics.
+    fn timed(
+        &self,
+        groups: usize,
+        commit: impl FnOnce() -> Result<(), String>,
+    ) -> Result<(), String> {
+        let started = std::time::Instant::now();
+        let result = commit();
+        let metrics = &self.shared.metrics;
+        metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics.commit_groups.observe(groups as f64);
+        result
     }
 
     /// Moves the frontier past a durable batch, then answers its callers.
@@ -97,11 +114,29 @@ impl Syncer {
             }
             Applied::Delete { .. } | Applied::Base { .. } => None,
         };
-        answer(applied, synced);
+        answer(applied, synced, &self.shared.metrics);
         if let Some(batch) = batch {
             self.shared.batch_answered(batch);
         }
     }
+}
+
+/// Groups the waiting batches append (not retries, not refused or failed ones).
+fn appended_groups(waiting: &[Applied]) -> usize {
+    waiting
+        .iter()
+        .map(|a| match a {
+            Applied::Appends {
+                replies,
+                failed: false,
+                ..
+            } => replies
+                .iter()
+                .filter(|(_, r)| matches!(r, Ok(AppendOutcome::Appended(_))))
+                .count(),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// The JetStream backend's "flush": publishes the waiting batches' groups and waits for the
@@ -161,7 +196,7 @@ pub(super) fn flush(store: &Store) -> Result<(), String> {
 }
 
 /// Sends each caller its result, turning successes into failures when the write did not hold.
-pub(super) fn answer(applied: Applied, synced: &Result<(), String>) {
+pub(super) fn answer(applied: Applied, synced: &Result<(), String>, metrics: &LogMetrics) {
     match applied {
         Applied::Appends {
             replies,
@@ -183,8 +218,7 @@ pub(super) fn answer(applied: Applied, synced: &Result<(), String>) {
                     (Ok(_), Ok(()), true) => Err(AppendError::Failed("batch apply failed".into())),
                     (r, _, _) => r,
                 };
-                // A caller that gave up waiting is not an error: its group is durable anyway.
-                let _ = reply.send(result);
+                reply.send(result, metrics);
             }
         }
         Applied::Base {

@@ -137,12 +137,15 @@ struct Staged {
     /// Sessions started in this batch, with the name the open-session index keys them by (their
     /// meta is staged, not yet in the tree): an end later in the batch needs it.
     started: HashMap<SessionKey, String>,
+    /// When the stager began the batch (for `LogMetrics::batch_seconds`; set by `new`).
+    since: Option<std::time::Instant>,
 }
 
 impl Staged {
     fn new(replicate: bool) -> Staged {
         Staged {
             replicate,
+            since: Some(std::time::Instant::now()),
             ..Staged::default()
         }
     }
@@ -312,6 +315,7 @@ impl Stager {
             while let Some(req) = next.take() {
                 match req {
                     Request::Append { group, reply } => {
+                        reply.taken(&self.shared.metrics);
                         let result = match &tree {
                             Some(tree) => self.stage(tree, group, &mut staged),
                             None => Err(self.failed()),
@@ -383,7 +387,7 @@ impl Stager {
             let applied = self.apply(staged, replies);
             #[cfg(debug_assertions)]
             let applied = if self.ack_before_flush {
-                ack_now(applied)
+                ack_now(applied, &self.shared.metrics)
             } else {
                 applied
             };
@@ -433,6 +437,10 @@ impl Stager {
                     failed = true;
                 }
             }
+        }
+        if let Some(since) = staged.since {
+            let spent = since.elapsed().as_secs_f64();
+            self.shared.metrics.batch_seconds.observe(spent);
         }
         // Only here, between batches, is no staged group relying on a cached head.
         if self.sessions.len() >= SESSION_CACHE_MAX {
@@ -517,7 +525,7 @@ pub(super) fn fault_ack_before_flush(_value: Option<&std::ffi::OsStr>) -> bool {
 /// The fault itself: answers the batch's callers now, as if the flush had succeeded, and hands
 /// the syncer an empty batch so it still flushes (later) what was applied.
 #[cfg(debug_assertions)]
-fn ack_now(applied: Applied) -> Applied {
+fn ack_now(applied: Applied, metrics: &super::LogMetrics) -> Applied {
     match applied {
         Applied::Appends {
             replies,
@@ -537,7 +545,7 @@ fn ack_now(applied: Applied) -> Applied {
                 units: Vec::new(),
                 ops_reply: None,
             };
-            super::syncer::answer(answered, &Ok(()));
+            super::syncer::answer(answered, &Ok(()), metrics);
             Applied::Appends {
                 replies: Vec::new(),
                 failed,
