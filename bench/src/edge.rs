@@ -88,6 +88,10 @@ pub struct EdgeRun {
     pub latency_p50_us: u64,
     pub latency_p99_us: u64,
     pub latency_max_us: u64,
+    /// Paced passes: p99 of the load generator's own delay in waking for a request it was free
+    /// for (its timer, its thread's turn on the cores it shares with the server), which the
+    /// latency above includes.
+    pub client_wake_delay_p99_us: Option<u64>,
     /// Failed requests by cause: `status 429`, `timeout`, `io`, `no_responders`, `error:CODE`...
     pub errors: BTreeMap<String, u64>,
     /// CPU seconds (user + system) the server process used during the pass.
@@ -238,16 +242,32 @@ impl Pass {
 pub struct Tally {
     pub latencies_us: Vec<u64>,
     pub errors: BTreeMap<String, u64>,
+    /// Paced passes: the client's own delay in waking for each request it was free for
+    /// ([`crate::harness::wake_delay_us`]).
+    pub wake_delays_us: Vec<u64>,
+    /// When this client's last answer came.
+    free_since: Option<Instant>,
 }
 
 impl Tally {
     fn error(&mut self, cause: impl Into<String>) {
         *self.errors.entry(cause.into()).or_default() += 1;
+        self.free_since = Some(Instant::now());
     }
 
     fn ok(&mut self, since: Instant) {
-        let us = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let now = Instant::now();
+        let us = u64::try_from(now.duration_since(since).as_micros()).unwrap_or(u64::MAX);
         self.latencies_us.push(us);
+        self.free_since = Some(now);
+    }
+
+    /// A paced client's turn for a request due at `due` has come: records its wake-up delay.
+    fn woke(&mut self, p: &Pass, due: Instant) {
+        if p.rate.is_some() {
+            let delay = crate::harness::wake_delay_us(due, self.free_since, Instant::now());
+            self.wake_delays_us.extend(delay);
+        }
     }
 }
 
@@ -322,19 +342,24 @@ fn line(run: &EdgeRun) -> String {
         run.server_cpu_s,
         run.load_cpu_s,
         run.server_switches_per_ok
-    )
+    ) + &run
+        .client_wake_delay_p99_us
+        .map_or(String::new(), |d| format!(", client wake-up delay p99 {d} us"))
 }
 
 fn summarize(p: Pass, seconds: f64, tallies: Vec<Tally>, spent: &Spent) -> EdgeRun {
     let mut latencies = Vec::new();
     let mut errors = BTreeMap::new();
+    let mut delays = Vec::new();
     for t in tallies {
         latencies.extend(t.latencies_us);
+        delays.extend(t.wake_delays_us);
         for (cause, n) in t.errors {
             *errors.entry(cause).or_default() += n;
         }
     }
     latencies.sort_unstable();
+    delays.sort_unstable();
     let ok = latencies.len() as u64;
     EdgeRun {
         clients: p.clients,
@@ -345,6 +370,7 @@ fn summarize(p: Pass, seconds: f64, tallies: Vec<Tally>, spent: &Spent) -> EdgeR
         latency_p50_us: percentile(&latencies, 500),
         latency_p99_us: percentile(&latencies, 990),
         latency_max_us: latencies.last().copied().unwrap_or(0),
+        client_wake_delay_p99_us: p.rate.map(|_| percentile(&delays, 990)),
         errors,
         server_cpu_s: spent.server_cpu_s,
         load_cpu_s: spent.load_cpu_s,
@@ -451,7 +477,7 @@ async fn nats_client(client: async_nats::Client, p: Pass, c: usize, t0: Instant)
     let deadline = t0 + p.duration;
     let mut tally = Tally {
         latencies_us: Vec::with_capacity(1 << 14),
-        errors: BTreeMap::new(),
+        ..Tally::default()
     };
     let mut n: u64 = 0;
     loop {
@@ -459,6 +485,7 @@ async fn nats_client(client: async_nats::Client, p: Pass, c: usize, t0: Instant)
         if sent >= deadline {
             break;
         }
+        tally.woke(&p, sent);
         let payload = format!(
             "{{\"session\":\"n{}-c{c}\",\"user\":\"user-{c}\",\
              \"text\":\"hello, I need help with order {n:08}\",\"message_id\":\"n{}-c{c}-{n}\"}}",

@@ -164,6 +164,21 @@ pub async fn wait_turn(
     }
 }
 
+/// A paced sender's own delay in waking for an item due at `due`, as seen at `now`, when it had
+/// been free since `free_since` (its last answer; `None`: none yet). Only when it was free by
+/// `due` does the delay belong to the sender (its timer, its thread's turn on a busy core);
+/// when it was still waiting on an earlier answer, the delay is the server's (`None`), and the
+/// item's latency, counted from `due`, holds it either way.
+pub fn wake_delay_us(
+    due: tokio::time::Instant,
+    free_since: Option<tokio::time::Instant>,
+    now: tokio::time::Instant,
+) -> Option<u64> {
+    free_since
+        .is_none_or(|free| free <= due)
+        .then(|| u64::try_from(now.saturating_duration_since(due).as_micros()).unwrap_or(u64::MAX))
+}
+
 /// A flag that a thread sets after `duration`: closed-loop workers run until it is set.
 pub struct StopTimer {
     pub stop: Arc<AtomicBool>,
@@ -530,6 +545,22 @@ fn tail_text(tail: &Mutex<VecDeque<String>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wake_delay_is_the_senders_only_when_it_was_free_by_the_due_time() {
+        let due = tokio::time::Instant::now();
+        let ms = Duration::from_millis;
+        // Free before the item was due: the 3 ms past it are the sender's own.
+        assert_eq!(
+            wake_delay_us(due, Some(due - ms(1)), due + ms(3)),
+            Some(3_000)
+        );
+        assert_eq!(wake_delay_us(due, None, due + ms(3)), Some(3_000));
+        // Still waiting on an earlier answer at the due time: the delay is the server's.
+        assert_eq!(wake_delay_us(due, Some(due + ms(2)), due + ms(3)), None);
+        // Woken early (a timer never does, but a clock read may): no delay.
+        assert_eq!(wake_delay_us(due, None, due - ms(1)), Some(0));
+    }
 
     #[test]
     fn context_switches_grow_when_a_thread_sleeps_and_wakes() {

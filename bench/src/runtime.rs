@@ -25,8 +25,8 @@ use tenantry::projections::snapshot::SnapshotStore;
 use tenantry::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
 use crate::harness::{
-    context_switches, dir_bytes, fresh_dir, percentile, rss_bytes, wait_turn, write_config,
-    ConfigSpec, StopTimer,
+    context_switches, dir_bytes, fresh_dir, percentile, rss_bytes, wait_turn, wake_delay_us,
+    write_config, ConfigSpec, StopTimer,
 };
 
 /// Tenants the clients are spread over.
@@ -61,6 +61,9 @@ pub struct RuntimeRun {
     pub events_per_s: f64,
     pub ack_p50_us: u64,
     pub ack_p99_us: u64,
+    /// Paced passes: p99 of the client task's own delay in waking for a message it was free
+    /// for (`harness::wake_delay_us`), which `ack_p99_us` includes.
+    pub client_wake_delay_p99_us: Option<u64>,
     pub errors: u64,
     /// Context switches of every thread of this process (runtime, log and client threads)
     /// during the pass, per acked message: the thread hops a message costs.
@@ -127,16 +130,22 @@ async fn client_loop(
     PassOf { pass, clients }: PassOf,
     stop: Arc<AtomicBool>,
     interval: Option<Duration>,
-) -> (Vec<u64>, u64) {
+) -> ClientTally {
     let ctx = ctx_of(c);
     let channel = ChannelId::parse("webchat").expect("valid by construction");
     let session = SessionId::parse(&format!("c{clients}-s{c}")).expect("valid by construction");
     let mut latencies = Vec::with_capacity(1 << 14);
+    let mut delays = Vec::new();
+    let mut free_since = None;
     let mut errors = 0;
     let t0 = tokio::time::Instant::now();
     let mut n: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
-        let scheduled = wait_turn(t0, interval, n, c, clients).await.into_std();
+        let due = wait_turn(t0, interval, n, c, clients).await;
+        if interval.is_some() {
+            delays.extend(wake_delay_us(due, free_since, tokio::time::Instant::now()));
+        }
+        let scheduled = due.into_std();
         let inbound = Inbound {
             session: Some(session.clone()),
             user: format!("user-{c}"),
@@ -149,9 +158,21 @@ async fn client_loop(
             }
             Err(_) => errors += 1,
         }
+        free_since = Some(tokio::time::Instant::now());
         n += 1;
     }
-    (latencies, errors)
+    ClientTally {
+        latencies,
+        delays,
+        errors,
+    }
+}
+
+/// What one client measured: ack latencies, its own wake-up delays (paced), failed sends.
+struct ClientTally {
+    latencies: Vec<u64>,
+    delays: Vec<u64>,
+    errors: u64,
 }
 
 fn run_clients(
@@ -184,12 +205,15 @@ fn run_clients(
     let switches = context_switches("self").saturating_sub(switches);
     timer.join();
     let mut latencies = Vec::new();
+    let mut delays = Vec::new();
     let mut errors = 0;
-    for (l, e) in results {
-        latencies.extend(l);
-        errors += e;
+    for t in results {
+        latencies.extend(t.latencies);
+        delays.extend(t.delays);
+        errors += t.errors;
     }
     latencies.sort_unstable();
+    delays.sort_unstable();
     let messages = latencies.len() as u64;
     Ok(RuntimeRun {
         clients,
@@ -200,6 +224,7 @@ fn run_clients(
         events_per_s: (messages * 3) as f64 / seconds,
         ack_p50_us: percentile(&latencies, 500),
         ack_p99_us: percentile(&latencies, 990),
+        client_wake_delay_p99_us: rate.map(|_| percentile(&delays, 990)),
         errors,
         switches_per_msg: switches as f64 / messages.max(1) as f64,
     })
@@ -453,11 +478,12 @@ fn drive(
         };
         let run = run_clients(rt, of, opts.duration, Some(rate))?;
         eprintln!(
-            "bench: paced at {:.0}% of peak ({rate:.0} msgs/s offered): {:.0} msgs/s, ack p50 {} us, p99 {} us",
+            "bench: paced at {:.0}% of peak ({rate:.0} msgs/s offered): {:.0} msgs/s, ack p50 {} us, p99 {} us, client wake-up delay p99 {} us",
             opts.paced_fraction * 100.0,
             run.msgs_per_s,
             run.ack_p50_us,
-            run.ack_p99_us
+            run.ack_p99_us,
+            run.client_wake_delay_p99_us.unwrap_or(0)
         );
         runs.push(run);
     }

@@ -1,7 +1,6 @@
 //! The load generator's HTTP/1.1 client: keep-alive connections with one request in flight,
 //! responses framed by `Content-Length` only, and the client tasks of a pass.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -214,7 +213,7 @@ async fn http_client(
     let deadline = t0 + p.duration;
     let mut tally = Tally {
         latencies_us: Vec::with_capacity(1 << 14),
-        errors: BTreeMap::new(),
+        ..Tally::default()
     };
     let mut conn = Some(conn);
     let mut request = Vec::with_capacity(1024);
@@ -224,6 +223,7 @@ async fn http_client(
         if sent >= deadline {
             break;
         }
+        tally.woke(&p, sent);
         let mut open = match conn.take() {
             Some(open) => open,
             None => match Connection::open(addr).await {

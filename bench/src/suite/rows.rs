@@ -270,6 +270,9 @@ pub(super) fn runtime_rows(r: &runtime::RuntimeBenchReport, baseline: Option<f64
             "",
             None,
         ));
+        if let Some(delay) = paced.client_wake_delay_p99_us {
+            rows.push(wake_delay_row("runtime", delay));
+        }
     }
     if let Some(idle) = &r.idle_memory {
         rows.push(row(
@@ -294,6 +297,18 @@ pub(super) fn runtime_rows(r: &runtime::RuntimeBenchReport, baseline: Option<f64
         ));
     }
     rows
+}
+
+/// The load generator's own wake-up delay at half load (p99): part of that pass's latency
+/// that is the client's, not the server's (`harness::wake_delay_us`).
+fn wake_delay_row(scenario: &'static str, delay_us: u64) -> Row {
+    row(
+        scenario,
+        "load generator's own wake-up delay at half load (p99; inside the p99 above)",
+        ms(delay_us),
+        "",
+        None,
+    )
 }
 
 pub(super) fn edge_rows(scenario: &'static str, r: &edge::EdgeBenchReport) -> Vec<Row> {
@@ -328,6 +343,9 @@ pub(super) fn edge_rows(scenario: &'static str, r: &edge::EdgeBenchReport) -> Ve
             "",
             None,
         ));
+        if let Some(delay) = paced.client_wake_delay_p99_us {
+            rows.push(wake_delay_row(scenario, delay));
+        }
     }
     rows
 }
