@@ -775,7 +775,7 @@ fn the_ack_before_flush_fault_exists_only_with_debug_assertions() {
 
 /// Flips a bit in the last byte of `tenant`'s frame at `tenant_seq`, below the log API, as disk
 /// corruption would.
-fn flip_last_byte_of_frame(dir: &std::path::Path, tenant: &str, tenant_seq: u64) {
+pub(crate) fn flip_last_byte_of_frame(dir: &std::path::Path, tenant: &str, tenant_seq: u64) {
     let db = sled::open(dir).unwrap();
     let tree = db.open_tree(TREE_NAME).unwrap();
     let key = keys::frame_key(&id(tenant), tenant_seq);
