@@ -18,7 +18,7 @@
 //! with its own checkpoint. Every commit writes data and checkpoint together, at a frame
 //! boundary, so the next catch-up continues from what a crash left.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{
     encode, push_part, session_key_into, Projector, ProjectorError, UsageCounters,
@@ -67,11 +67,12 @@ impl CommitWhen {
 
 /// The entries a fold changed since its last commit, with their new values.
 #[derive(Default)]
+/// Hash maps: a fold looks entries up once or twice per frame, and a commit sorts them anyway.
 struct Held {
-    usage: BTreeMap<Vec<u8>, UsageCounters>,
-    sessions: BTreeMap<Vec<u8>, SessionState>,
+    usage: HashMap<Vec<u8>, UsageCounters>,
+    sessions: HashMap<Vec<u8>, SessionState>,
     /// Each session's last message text (cut), by its `M` key.
-    last_messages: BTreeMap<Vec<u8>, String>,
+    last_messages: HashMap<Vec<u8>, String>,
     /// Events folded since the last commit.
     events: usize,
     /// Until the first commit of a rebuild: the tree's entries are not this fold's, so they
@@ -203,17 +204,12 @@ impl Projector {
             };
             held.sessions.insert(held.key.clone(), state);
         }
-        let gap = held
-            .sessions
-            .get(held.key.as_slice())
-            .is_some_and(|s| s.last_seq > 0 && first.seq > s.last_seq + 1);
-        if gap {
-            // The events between were trimmed by retention before this fold read them: the
-            // state restarts from what the log kept (docs/storage.md#retention).
-            held.sessions
-                .insert(held.key.clone(), new_state(tenant, first)?);
-        }
         if let Some(state) = held.sessions.get_mut(held.key.as_slice()) {
+            if state.last_seq > 0 && first.seq > state.last_seq + 1 {
+                // The events between were trimmed by retention before this fold read them: the
+                // state restarts from what the log kept (docs/storage.md#retention).
+                *state = new_state(tenant, first)?;
+            }
             for e in events {
                 state.apply_view(e);
             }
@@ -227,8 +223,16 @@ impl Projector {
             if let Some(tag) = held.key.first_mut() {
                 *tag = TAG_LAST_MESSAGE;
             }
-            let cut = text.chars().take(LAST_MESSAGE_CHARS_MAX).collect();
-            held.last_messages.insert(held.key.clone(), cut);
+            let cut = text.chars().take(LAST_MESSAGE_CHARS_MAX);
+            match held.last_messages.get_mut(held.key.as_slice()) {
+                Some(last) => {
+                    last.clear();
+                    last.extend(cut);
+                }
+                None => {
+                    held.last_messages.insert(held.key.clone(), cut.collect());
+                }
+            }
         }
         Ok(())
     }
