@@ -10,7 +10,7 @@ fn scope(tenant: &str, team: Option<&str>) -> TenantCtx {
 }
 
 /// Starts `session` in `team` of `tenant`.
-fn start(log: &EventLog, tenant: &str, team: &str, session: &str) {
+pub(super) fn start(log: &EventLog, tenant: &str, team: &str, session: &str) {
     let group = AppendGroup {
         ctx: scope(tenant, Some(team)),
         channel: id("slack"),

@@ -3,11 +3,10 @@
 
 use std::ops::RangeInclusive;
 
+use crate::events::log::read::tests::start;
 use crate::events::log::tests::flip_last_byte_of_frame;
-use crate::events::log::{AppendGroup, AppendOutcome, EventLog, LogOptions, ReadError};
-use crate::events::schema::EventKind;
+use crate::events::log::{EventLog, LogOptions, ReadError};
 use crate::tenancy::fixtures::id;
-use crate::tenancy::TenantCtx;
 
 /// More frames than the reading thread hands over and queues at once, so it blocks on a full
 /// queue and ends on a partial batch.
@@ -23,21 +22,7 @@ fn log_of_many_frames(dir: &std::path::Path, tenant: &str) -> EventLog {
             let log = &log;
             s.spawn(move || {
                 for n in (t..FRAMES).step_by(APPENDERS) {
-                    let group = AppendGroup {
-                        ctx: TenantCtx::new(id(tenant), id("prod"), Some(id("support"))),
-                        channel: id("webchat"),
-                        session: id(&format!("s{n}")),
-                        expected_seq: 0,
-                        at_ms: 1000,
-                        kinds: vec![EventKind::SessionStarted {
-                            user: format!("u{n}"),
-                            flow: "f".into(),
-                            flow_version: "1".into(),
-                        }],
-                        idempotency: None,
-                    };
-                    let outcome = log.append_blocking(group).unwrap();
-                    assert!(matches!(outcome, AppendOutcome::Appended(_)));
+                    start(log, tenant, "support", &format!("s{n}"));
                 }
             });
         }
