@@ -53,22 +53,22 @@ impl TenantReader {
         range: RangeInclusive<u64>,
         fold: &mut dyn FnMut(&[EventView<'_>]) -> Result<(), E>,
     ) -> Result<(), E> {
-        let range = *range.start()..=(*range.end()).min(self.parts.limit);
-        let ahead = range.end().saturating_sub(*range.start()) >= PIPELINE_EVENTS_MIN;
-        self.fold_frames_reading(range, ahead, fold)
+        self.fold_frames_reading(range, PIPELINE_EVENTS_MIN, fold)
     }
 
-    /// [`TenantReader::fold_frames`], with the frames read ahead on a second thread or not.
+    /// [`TenantReader::fold_frames`], reading ahead on a second thread when the range (cut at
+    /// the frontier) spans at least `ahead_from` events.
     fn fold_frames_reading<E: From<ReadError>>(
         &self,
         range: RangeInclusive<u64>,
-        ahead: bool,
+        ahead_from: u64,
         fold: &mut dyn FnMut(&[EventView<'_>]) -> Result<(), E>,
     ) -> Result<(), E> {
         let range = *range.start()..=(*range.end()).min(self.parts.limit);
         if range.is_empty() {
             return Ok(());
         }
+        let ahead = range.end() - range.start() >= ahead_from;
         let tree = self.parts.tree.as_ref().map_err(|e| E::from(e.clone()))?;
         let tenant = &self.tenant;
         let keys = self.parts.open_keys();

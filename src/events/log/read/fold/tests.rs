@@ -39,9 +39,10 @@ fn folded(
     stop_at: Option<usize>,
 ) -> (Vec<Vec<String>>, Result<(), ReadError>) {
     let mut frames = Vec::new();
-    let result = log
-        .tenant(&id("acme"))
-        .fold_frames_reading(range, ahead, &mut |views| {
+    let result = log.tenant(&id("acme")).fold_frames_reading(
+        range,
+        if ahead { 0 } else { u64::MAX },
+        &mut |views| {
             if stop_at == Some(frames.len()) {
                 return Err(ReadError {
                     tenant: id("acme"),
@@ -51,7 +52,8 @@ fn folded(
             }
             frames.push(views.iter().map(|v| format!("{v:?}")).collect());
             Ok(())
-        });
+        },
+    );
     (frames, result)
 }
 
