@@ -37,10 +37,15 @@ struct BenchArgs {
     /// Rewrite the table between the bench-table markers of this Markdown file (BENCHMARKS.md).
     #[arg(long)]
     markdown: Option<PathBuf>,
-    /// Scratch directory for the benchmark's databases (recreated per step; the history log is
-    /// kept and reused by the next run of the same size).
+    /// Scratch directory for the benchmark's databases: each scenario works in a fresh
+    /// DIR/<scenario>, removed once it has measured (kept when it fails); the history log is
+    /// kept in DIR/history and reused by the next run of the same size.
     #[arg(long, default_value = "bench-out")]
     dir: PathBuf,
+    /// Keep every scenario's directory under --dir after it has measured (its databases and
+    /// the servers' logs, e.g. the nats-servers' of the failover trials).
+    #[arg(long)]
+    keep_data: bool,
     /// Concurrent appenders for the log and cluster scenarios, comma-separated (default
     /// 1,8,64,512).
     #[arg(long, value_delimiter = ',')]
@@ -136,6 +141,7 @@ fn run(args: BenchArgs) -> anyhow::Result<()> {
         events: args.events,
         failover_trials: args.failover_trials,
         failover_only: args.failover_only,
+        keep_data: args.keep_data,
         serve_exe,
     };
     let mut progress = |line: &str| eprintln!("bench: {line}");

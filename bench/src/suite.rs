@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::harness::{dir_bytes, fresh_dir};
 use crate::{cluster, edge, history, log, overload, runtime};
 
 mod rows;
@@ -95,6 +96,9 @@ pub struct SuiteOptions {
     pub failover_trials: Option<usize>,
     /// The cluster scenario runs only its failover trials.
     pub failover_only: bool,
+    /// Keep each scenario's directory after it has measured (by default it is removed then;
+    /// a failed scenario's is always kept).
+    pub keep_data: bool,
     /// The `tenantry` binary, for the scenarios that start `serve` as a child (http, nats,
     /// overload, and history's cold start); `None` fails those scenarios and skips the cold
     /// start.
@@ -180,6 +184,8 @@ pub fn run(
             scenario.name(),
             started.elapsed().as_secs_f64()
         ));
+        let (scratch, opts) = scenario_dir(opts, scenario)?;
+        let opts = &opts;
         let (value, rows) = match scenario {
             Scenario::Log => {
                 let r = run_log(opts, progress)?;
@@ -220,9 +226,41 @@ pub fn run(
         }
         report.rows.extend(rows);
         report.scenarios.insert(scenario.name(), value);
+        if let Some(scratch) = scratch {
+            let bytes = dir_bytes(&scratch);
+            std::fs::remove_dir_all(&scratch)
+                .map_err(|e| format!("removing {}: {e}", scratch.display()))?;
+            progress(&format!(
+                "removed {} ({:.0} MiB; --keep-data keeps it)",
+                scratch.display(),
+                bytes as f64 / (1024.0 * 1024.0)
+            ));
+        }
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The options a scenario runs with: its databases and servers go to a fresh directory of its
+/// own under `--dir`, returned first when it is to be removed once the scenario has measured
+/// (so a run needs the disk of its largest scenario, not of all of them). The history scenario
+/// works in `--dir` itself: its log there is kept and reused by design.
+fn scenario_dir(
+    opts: &SuiteOptions,
+    scenario: Scenario,
+) -> Result<(Option<PathBuf>, SuiteOptions), String> {
+    if scenario == Scenario::History {
+        return Ok((None, opts.clone()));
+    }
+    let dir = fresh_dir(&opts.dir, scenario.name())?;
+    let scratch = (!opts.keep_data).then(|| dir.clone());
+    Ok((
+        scratch,
+        SuiteOptions {
+            dir,
+            ..opts.clone()
+        },
+    ))
 }
 
 /// The `tenantry` binary a scenario starts as a child.

@@ -447,3 +447,38 @@ fn the_neighbour_row_gives_the_servers_and_the_loads_cpu_in_both_runs() {
     );
     assert_eq!(row.verdict, Verdict::Missed);
 }
+
+#[test]
+fn a_scenario_works_in_its_own_directory_removed_once_it_has_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = |keep_data| SuiteOptions {
+        size: Size::Quick,
+        scenarios: vec![Scenario::Log],
+        dir: dir.path().to_path_buf(),
+        appenders: Some(vec![1]),
+        clients: None,
+        idle_sessions: None,
+        batch_groups: None,
+        events: None,
+        failover_trials: None,
+        failover_only: false,
+        keep_data,
+        serve_exe: None,
+    };
+    let mut lines = Vec::new();
+    let report = run(&opts(false), &mut |l| lines.push(l.to_owned()), &mut |_| {}).unwrap();
+    assert!(report.rows.iter().any(|r| r.scenario == "log"));
+    // Nothing of the scenario's databases is left behind, and the run says what it removed.
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("removed ") && l.contains("log")),
+        "{lines:?}"
+    );
+
+    run(&opts(true), &mut |_| {}, &mut |_| {}).unwrap();
+    assert!(dir.path().join("log").join("raw-sled").is_dir());
+    assert!(dir.path().join("log").join("log-1").is_dir());
+}
