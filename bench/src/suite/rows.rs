@@ -281,9 +281,11 @@ pub(super) fn runtime_rows(r: &runtime::RuntimeBenchReport, baseline: Option<f64
                 "memory per live idle session ({})",
                 count(idle.sessions as f64)
             ),
-            // The halves tell the sessions' own cost (second) from the step's one-off costs.
+            // The figure judged first; the halves tell the sessions' own cost (second) from
+            // the step's one-off costs.
             format!(
-                "{} bytes (first half {}, second {})",
+                "{} bytes (whole step {}; first half {}, second {})",
+                count(idle.judged_bytes_per_session()),
                 count(idle.bytes_per_session),
                 count(idle.first_half_bytes_per_session),
                 count(idle.second_half_bytes_per_session)

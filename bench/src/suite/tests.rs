@@ -362,7 +362,7 @@ fn the_idle_memory_row_is_judged_only_at_the_targets_session_count() {
         warm_up_events: 0,
         warm_up_log_bytes: 0,
     };
-    let verdict = |memory: runtime::IdleMemory| {
+    let idle_row = |memory: runtime::IdleMemory| {
         let report = runtime::RuntimeBenchReport {
             scenario: "runtime",
             tenants: 1,
@@ -377,8 +377,9 @@ fn the_idle_memory_row_is_judged_only_at_the_targets_session_count() {
             .find(|r| r.figure.starts_with("memory per live idle session"))
             .cloned()
             .expect("an idle row");
-        row.verdict
+        row
     };
+    let verdict = |memory: runtime::IdleMemory| idle_row(memory).verdict;
     assert_eq!(verdict(idle(5_000, 39.0)), Verdict::Info);
     assert_eq!(verdict(idle(100_000, 1_400.0)), Verdict::Hit);
     assert_eq!(verdict(idle(100_000, 2_233.0)), Verdict::Missed);
@@ -391,6 +392,11 @@ fn the_idle_memory_row_is_judged_only_at_the_targets_session_count() {
     };
     assert_eq!(verdict(reused(1_151.0)), Verdict::Hit);
     assert_eq!(verdict(reused(1_700.0)), Verdict::Missed);
+    // The cell leads with the figure judged, not the whole step's.
+    assert_eq!(
+        idle_row(reused(1_151.0)).measured,
+        "1,151 bytes (whole step 237; first half 0, second 1,151)"
+    );
 }
 
 #[test]
