@@ -7,7 +7,8 @@
 # target/ for the JetStream tests (Debian's 2.9 lacks `sync_interval`), and Debian's chromium
 # plus playwright-python in a venv under target/ for the console's browser test (playwright
 # drives /usr/bin/chromium: no browser is downloaded), and PyJWT with cryptography in that venv
-# for the JWKS test. Safe to run again: what is there is kept.
+# for the JWKS test, and Debian's wrk for the bench crate's outside-anchor tests (and the
+# bench's http scenario). Safe to run again: what is there is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,12 @@ apt_install() {
 if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
   echo "installing nats-server (Debian package) for the NATS tests"
   apt_install nats-server
+fi
+
+# bench/src/edge/wrk/tests.rs drives the real wrk; it fails (never skips) when wrk is missing.
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "installing wrk (Debian package) for the bench's outside anchor"
+  apt_install wrk
 fi
 
 # tests/it/support.rs looks for this binary; TENANTRY_NATS_SERVER_JS names another one instead

@@ -31,6 +31,7 @@ use crate::harness::{
 };
 
 pub mod http;
+pub mod wrk;
 
 pub use http::{http_pass, Connection};
 
@@ -124,6 +125,8 @@ pub struct EdgeBenchReport {
     pub targets: Targets,
     pub verdict: Verdict,
     pub runs: Vec<EdgeRun>,
+    /// HTTP: the same server measured by an outside tool (wrk) in the same run.
+    pub outside: Option<wrk::Outside>,
 }
 
 /// The edge under test.
@@ -168,7 +171,47 @@ pub fn run_http(
     let runs = measure(Edge::Http, opts, &mut server, progress, |pass| {
         load.block_on(http_pass(addr, tokens.clone(), pass))
     })?;
-    Ok(report(Edge::Http, "HTTP 200 ack", targets, runs))
+    let outside = outside_anchor(&dir, addr, &tokens, &runs, opts, progress)?;
+    server.check_alive()?;
+    let mut report = report(Edge::Http, "HTTP 200 ack", targets, runs);
+    report.outside = Some(outside);
+    Ok(report)
+}
+
+/// wrk's closed loop on the same server, with the connections of the bench's best closed-loop
+/// pass and its length.
+fn outside_anchor(
+    dir: &Path,
+    addr: std::net::SocketAddr,
+    tokens: &[String],
+    runs: &[EdgeRun],
+    opts: &EdgeBenchOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<wrk::Outside, String> {
+    let Some(binary) = wrk::binary() else {
+        progress("http: wrk is not on PATH: no outside anchor (Debian: apt install wrk)");
+        return Ok(wrk::Outside::Missing {
+            reason: "wrk is not on PATH".to_owned(),
+        });
+    };
+    let connections = runs
+        .iter()
+        .filter(|r| r.paced_per_s.is_none())
+        .max_by(|a, b| a.ok_per_s.total_cmp(&b.ok_per_s))
+        .map_or(64, |r| r.clients);
+    let run = wrk::run(&binary, dir, addr, tokens, connections, opts.duration)?;
+    progress(&format!(
+        "http by {}: {connections} connections, {} thread: {:.0} ok/s, p50 {} us, p99 {} us, \
+         {} non-2xx, {} socket errors",
+        run.version,
+        run.threads,
+        run.ok_per_s,
+        run.latency_p50_us,
+        run.latency_p99_us,
+        run.non_2xx,
+        run.socket_errors
+    ));
+    Ok(wrk::Outside::Measured(run))
 }
 
 /// Benchmarks the NATS ingress (request → ack) on a real server (`exe serve`) and nats-server
@@ -410,6 +453,7 @@ fn report(edge: Edge, unit: &'static str, targets: Targets, runs: Vec<EdgeRun>) 
         },
         targets,
         runs,
+        outside: None,
     }
 }
 

@@ -326,6 +326,9 @@ pub(super) fn edge_rows(scenario: &'static str, r: &edge::EdgeBenchReport) -> Ve
         format!("≥ {} {unit}", count(r.targets.ok_per_s_min)),
         Some(r.verdict.throughput_met),
     )];
+    if let Some(outside) = &r.outside {
+        rows.push(outside_row(scenario, outside, r.verdict.peak_ok_per_s));
+    }
     if let Some(p99) = r.verdict.paced_p99_us {
         rows.push(row(
             scenario,
@@ -350,6 +353,37 @@ pub(super) fn edge_rows(scenario: &'static str, r: &edge::EdgeBenchReport) -> Ve
         }
     }
     rows
+}
+
+/// The outside tool's closed loop on the same server, beside the bench's own peak.
+fn outside_row(scenario: &'static str, outside: &edge::wrk::Outside, ours_per_s: f64) -> Row {
+    let measured = match outside {
+        edge::wrk::Outside::Measured(w) => {
+            let errors = w.non_2xx + w.socket_errors;
+            format!(
+                "{} req/s = {:.2}× the bench's client ({}, {} connections, {} thread; p99 {}{})",
+                count(w.ok_per_s),
+                w.ok_per_s / ours_per_s.max(f64::MIN_POSITIVE),
+                w.version,
+                w.connections,
+                w.threads,
+                ms(w.latency_p99_us),
+                if errors > 0 {
+                    format!("; {} non-2xx, {} socket errors", w.non_2xx, w.socket_errors)
+                } else {
+                    String::new()
+                }
+            )
+        }
+        edge::wrk::Outside::Missing { reason } => format!("not measured: {reason}"),
+    };
+    row(
+        scenario,
+        "HTTP acks, closed loop, by wrk (outside anchor, same server)",
+        measured,
+        "",
+        None,
+    )
 }
 
 pub(super) fn history_rows(r: &history::HistoryBenchReport) -> Vec<Row> {

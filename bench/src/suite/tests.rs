@@ -488,3 +488,63 @@ fn a_scenario_works_in_its_own_directory_removed_once_it_has_measured() {
     assert!(dir.path().join("log").join("raw-sled").is_dir());
     assert!(dir.path().join("log").join("log-1").is_dir());
 }
+
+#[test]
+fn the_http_rows_give_wrks_figure_beside_the_bench_clients_or_why_it_is_missing() {
+    let report = |outside| edge::EdgeBenchReport {
+        scenario: "http_edge",
+        unit: "HTTP 200 ack",
+        tenants: 8,
+        load_generator: "",
+        load_generator_threads: 1,
+        cores: 2,
+        targets: edge::Targets {
+            ok_per_s_min: 20_000.0,
+            paced_p99_us_max: Some(5_000),
+        },
+        verdict: edge::Verdict {
+            peak_ok_per_s: 10_000.0,
+            throughput_met: false,
+            paced_p99_us: None,
+            paced_p99_met: None,
+        },
+        runs: Vec::new(),
+        outside,
+    };
+    let anchor = |r: &edge::EdgeBenchReport| {
+        edge_rows("http", r)
+            .into_iter()
+            .find(|row| row.figure.contains("by wrk"))
+            .map(|row| (row.measured, row.verdict))
+    };
+    let measured = edge::wrk::Outside::Measured(edge::wrk::WrkRun {
+        version: "wrk 4.1.0".to_owned(),
+        connections: 64,
+        threads: 1,
+        seconds: 10.0,
+        ok: 95_000,
+        ok_per_s: 9_500.0,
+        non_2xx: 12,
+        socket_errors: 0,
+        latency_p50_us: 5_000,
+        latency_p99_us: 14_200,
+    });
+    assert_eq!(
+        anchor(&report(Some(measured))),
+        Some((
+            "9,500 req/s = 0.95× the bench's client (wrk 4.1.0, 64 connections, 1 thread; \
+             p99 14.20 ms; 12 non-2xx, 0 socket errors)"
+                .to_owned(),
+            Verdict::Info
+        ))
+    );
+    let missing = edge::wrk::Outside::Missing {
+        reason: "wrk is not on PATH".to_owned(),
+    };
+    assert_eq!(
+        anchor(&report(Some(missing))).map(|(m, _)| m),
+        Some("not measured: wrk is not on PATH".to_owned())
+    );
+    // NATS has no outside anchor row.
+    assert_eq!(anchor(&report(None)), None);
+}
