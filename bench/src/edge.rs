@@ -200,6 +200,14 @@ fn outside_anchor(
         .max_by(|a, b| a.ok_per_s.total_cmp(&b.ok_per_s))
         .map_or(64, |r| r.clients);
     let run = wrk::run(&binary, dir, addr, tokens, connections, opts.duration)?;
+    if run.ok == 0 {
+        // The server took the bench client's messages but none of wrk's: the script is wrong,
+        // not the server slow.
+        return Err(format!(
+            "wrk got no 2xx answer in {:.1} s: {} non-2xx, {} socket errors",
+            run.seconds, run.non_2xx, run.socket_errors
+        ));
+    }
     progress(&format!(
         "http by {}: {connections} connections, {} thread: {:.0} ok/s, p50 {} us, p99 {} us, \
          {} non-2xx, {} socket errors",

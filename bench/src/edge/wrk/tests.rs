@@ -89,6 +89,17 @@ fn responder(status: &'static str) -> (SocketAddr, Seen) {
     (addr, seen)
 }
 
+/// One second of `wrk` with one tenant's token.
+fn one_second(
+    wrk: &Path,
+    dir: &Path,
+    addr: SocketAddr,
+    connections: usize,
+) -> Result<WrkRun, String> {
+    let tokens = ["t".to_owned()];
+    run(wrk, dir, addr, &tokens, connections, Duration::from_secs(1))
+}
+
 fn wrk_or_fail() -> PathBuf {
     binary().expect("wrk is not on PATH: scripts/test.sh installs Debian's wrk")
 }
@@ -137,15 +148,7 @@ fn refused_answers_are_counted_apart_from_the_acks() {
     let wrk = wrk_or_fail();
     let dir = tempfile::tempdir().unwrap();
     let (addr, _seen) = responder("429 Too Many Requests");
-    let run = run(
-        &wrk,
-        dir.path(),
-        addr,
-        &["t".to_owned()],
-        2,
-        Duration::from_secs(1),
-    )
-    .unwrap();
+    let run = one_second(&wrk, dir.path(), addr, 2).unwrap();
     assert_eq!(run.ok, 0, "{run:?}");
     assert!(run.non_2xx > 0, "{run:?}");
 }
@@ -161,15 +164,7 @@ fn a_failing_wrk_is_an_error_with_its_output() {
         .status()
         .unwrap();
     let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    let e = run(
-        &fake,
-        dir.path(),
-        addr,
-        &["t".to_owned()],
-        1,
-        Duration::from_secs(1),
-    )
-    .unwrap_err();
+    let e = one_second(&fake, dir.path(), addr, 1).unwrap_err();
     assert!(
         e.contains("exited with") && e.contains("unable to connect"),
         "{e}"
