@@ -22,6 +22,8 @@
 //! - Neither the token nor the signing key is ever logged or put in an error message.
 //! - The optional `scope` claim is parsed into [`Scopes`] (`scope.rs`); an unknown word makes
 //!   the token invalid (401, naming the word); a token without one has no admin rights.
+//! - A token that passed every check is answered from a bounded cache of verified tokens the
+//!   next time it comes, its time-dependent checks made again (`verified.rs`).
 //! - A connector token (`scope: "connector"`) carries a `team` and a `connector` claim (the
 //!   connector's id); without either it is invalid (401), and a `connector` claim on any other
 //!   token is invalid too. The edge restricts such a caller ([`Caller::connector`]).
@@ -38,6 +40,7 @@ use crate::tenancy::{ConnectorId, EnvId, TeamId, TenantCtx, TenantId};
 
 pub mod jwks;
 pub mod scope;
+mod verified;
 pub use jwks::{JwksError, JwksFile};
 pub use scope::{Scope, ScopeError, Scopes};
 
@@ -170,6 +173,10 @@ struct RawClaims {
     exp: u64,
     #[serde(default)]
     iat: Option<u64>,
+    /// Checked by jsonwebtoken when present; kept for the cache's re-check (a token whose `nbf`
+    /// is not a whole number of seconds is not cached: its answer stays jsonwebtoken's).
+    #[serde(default)]
+    nbf: Option<serde_json::Value>,
     #[serde(default)]
     scope: Option<String>,
     #[serde(default)]
@@ -198,6 +205,7 @@ pub struct Authenticator {
     jwks: Option<JwksFile>,
     validation: Validation,
     lifetime_max: Duration,
+    verified: verified::VerifiedTokens,
 }
 
 impl Authenticator {
@@ -216,6 +224,7 @@ impl Authenticator {
             jwks,
             validation,
             lifetime_max: auth.token_lifetime_max,
+            verified: verified::VerifiedTokens::default(),
         }
     }
 
@@ -228,19 +237,23 @@ impl Authenticator {
     /// The key for the token's `kid` and the one algorithm it allows: no kid → the default
     /// HS256 key; a kid of an HS256 key → that key, HS256; else the JWKS key of that kid, with
     /// the algorithm its type implies.
-    fn key_for(&self, kid: Option<&str>) -> Result<(Algorithm, DecodingKey), AuthError> {
+    /// With a JWKS key, also the key set it came from.
+    fn key_for(&self, kid: Option<&str>) -> Result<KeyFor, AuthError> {
         let Some(kid) = kid else {
             return Ok((
                 Algorithm::HS256,
                 DecodingKey::from_secret(&self.hs.default.0),
+                None,
             ));
         };
         if let Some(key) = self.hs.by_kid.get(kid) {
-            return Ok((Algorithm::HS256, DecodingKey::from_secret(&key.0)));
+            return Ok((Algorithm::HS256, DecodingKey::from_secret(&key.0), None));
         }
         if let Some(jwks) = &self.jwks {
-            if let Some(key) = jwks.keys().get(kid) {
-                return Ok((key.algorithm, key.key.clone()));
+            let keys = jwks.keys();
+            if let Some(key) = keys.get(kid) {
+                let (algorithm, key) = (key.algorithm, key.key.clone());
+                return Ok((algorithm, key, Some(keys)));
             }
         }
         Err(AuthError::UnknownKid(
@@ -248,12 +261,48 @@ impl Authenticator {
         ))
     }
 
-    /// Validates `token` and parses its tenancy claims.
+    /// Validates `token` and parses its tenancy claims; a token verified lately is answered
+    /// from the cache once its time-dependent checks pass again (`verified.rs`).
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let now = SystemTime::now();
+        if let Some(hit) = self.verified.get(token) {
+            if self.still_valid(&hit, now) {
+                return Ok(hit.claims.clone());
+            }
+            self.verified.remove(token);
+        }
+        let verified = self.verify_fully(token, now)?;
+        let claims = verified.claims.clone();
+        if verified.cacheable && self.still_valid(&verified, now) {
+            self.verified.insert(token, verified);
+        }
+        Ok(claims)
+    }
+
+    /// Whether a verified token is still valid at `now`, more strictly than the full check:
+    /// `exp` ahead and `nbf` passed without leeway, within the lifetime bound, and its JWKS key
+    /// set (if any) still the file's current one.
+    fn still_valid(&self, v: &verified::Verified, now: SystemTime) -> bool {
+        let now_s = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let keys_current = match (&v.jwks_keys, &self.jwks) {
+            (None, _) => true,
+            (Some(keys), Some(file)) => std::sync::Arc::ptr_eq(keys, &file.keys()),
+            (Some(_), None) => false,
+        };
+        keys_current
+            && v.exp > now_s
+            && v.nbf.is_none_or(|nbf| nbf <= now_s)
+            && check_times(v.iat, v.exp, self.lifetime_max, now).is_ok()
+    }
+
+    /// Every check of a token, signature included.
+    fn verify_fully(&self, token: &str, now: SystemTime) -> Result<verified::Verified, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::InvalidToken("malformed token"))?;
-        let (algorithm, key) = self.key_for(header.kid.as_deref())?;
+        let (algorithm, key, jwks_keys) = self.key_for(header.kid.as_deref())?;
         if header.alg != algorithm {
             return Err(AuthError::InvalidToken(
                 "algorithm not allowed (the key named by kid, or HS256 without kid, decides it)",
@@ -283,7 +332,7 @@ impl Authenticator {
             ));
         }
         let raw = data.claims;
-        check_times(raw.iat, raw.exp, self.lifetime_max, SystemTime::now())?;
+        check_times(raw.iat, raw.exp, self.lifetime_max, now)?;
         let tenant =
             TenantId::parse(&raw.tenant).map_err(|_| AuthError::InvalidToken("invalid tenant"))?;
         let env = EnvId::parse(&raw.env).map_err(|_| AuthError::InvalidToken("invalid env"))?;
@@ -297,15 +346,29 @@ impl Authenticator {
             Some(claim) => Scopes::parse(&claim).map_err(AuthError::InvalidScope)?,
         };
         let connector = connector_claim(&scope, raw.connector, team.as_ref())?;
-        Ok(Claims {
-            tenant,
-            env,
-            team,
-            scope,
-            connector,
+        Ok(verified::Verified {
+            claims: Claims {
+                tenant,
+                env,
+                team,
+                scope,
+                connector,
+            },
+            exp: raw.exp,
+            nbf: raw.nbf.as_ref().and_then(serde_json::Value::as_u64),
+            cacheable: raw.nbf.is_none_or(|nbf| nbf.as_u64().is_some()),
+            iat: raw.iat,
+            jwks_keys,
         })
     }
 }
+
+/// A token's key, the one algorithm it allows, and with a JWKS key the set it came from.
+type KeyFor = (
+    Algorithm,
+    DecodingKey,
+    Option<std::sync::Arc<jwks::KeysByKid>>,
+);
 
 /// The `connector` claim, parsed: required (with a `team` claim) on a connector token, refused
 /// on any other.

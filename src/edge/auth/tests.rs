@@ -597,3 +597,56 @@ fn a_jwks_file_is_checked_key_by_key() {
     std::fs::write(&path, json!({"keys": [ed]}).to_string()).unwrap();
     assert_eq!(jwks::load(&path).unwrap().0.len(), 1);
 }
+
+#[test]
+fn a_verified_token_is_answered_from_the_cache_and_a_refused_one_never_is() {
+    let auth = authenticator();
+    let token = sign(Algorithm::HS256, KEY, &claims());
+    let first = auth.verify(&token).unwrap();
+    assert_eq!(auth.verified.len(), 1);
+    assert_eq!(auth.verify(&token).unwrap(), first);
+    assert_eq!(auth.verified.len(), 1);
+    let forged = sign(Algorithm::HS256, OLD, &claims());
+    assert!(reason(auth.verify(&forged)).contains("bad signature"));
+    assert!(reason(auth.verify(&forged)).contains("bad signature"));
+    assert_eq!(auth.verified.len(), 1);
+    // An nbf that is not whole seconds: answered as before, checked in full every time.
+    let fractional = sign(Algorithm::HS256, KEY, &with(claims(), "nbf", json!(1.5)));
+    assert_eq!(auth.verify(&fractional).unwrap(), first);
+    assert_eq!(auth.verified.len(), 1);
+}
+
+#[test]
+fn a_cached_token_past_its_expiry_is_refused_as_expired() {
+    let auth = authenticator();
+    let exp = now() + 2;
+    let token = sign(Algorithm::HS256, KEY, &with(claims(), "exp", json!(exp)));
+    assert!(auth.verify(&token).is_ok());
+    assert_eq!(auth.verified.len(), 1);
+    // Past exp and the leeway: the cache must not answer for it.
+    let past = u64::try_from(exp).unwrap() + LEEWAY_S + 1;
+    while jsonwebtoken::get_current_timestamp() <= past {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(reason(auth.verify(&token)), "invalid token: expired");
+    assert_eq!(auth.verified.len(), 0);
+}
+
+#[test]
+fn a_cached_jwks_token_stops_when_its_key_leaves_the_file() {
+    let (_dir, path) = jwks_file();
+    let auth = rotating_authenticator(Some(&path));
+    let token = ed_signed(&json!({"alg": "EdDSA", "kid": "ed-1"}), &claims());
+    assert!(auth.verify(&token).is_ok());
+    assert_eq!(auth.verified.len(), 1);
+    // The identity provider rotates: the same public key under another kid only.
+    let set = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "ed-2", "alg": "EdDSA",
+                               "x": ed_public_x()}]});
+    std::fs::write(&path, set.to_string()).unwrap();
+    std::thread::sleep(jwks::JWKS_CHECK_INTERVAL + Duration::from_millis(100));
+    assert_eq!(
+        reason(auth.verify(&token)),
+        "invalid token: unknown key id (kid) \"ed-1\""
+    );
+    assert_eq!(auth.verified.len(), 0);
+}
