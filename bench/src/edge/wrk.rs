@@ -75,12 +75,13 @@ pub fn run(
     connections: usize,
     duration: Duration,
 ) -> Result<WrkRun, String> {
+    let connections = connections.max(THREADS);
     let script_path = dir.join("wrk-messages.lua");
     std::fs::write(&script_path, script(tokens, connections))
         .map_err(|e| format!("{}: {e}", script_path.display()))?;
     let output = Command::new(wrk)
         .arg(format!("-t{THREADS}"))
-        .arg(format!("-c{}", connections.max(THREADS)))
+        .arg(format!("-c{connections}"))
         .arg(format!("-d{}s", duration.as_secs().max(1)))
         .arg(format!("--timeout={}s", TIMEOUT.as_secs()))
         .arg("-s")
@@ -100,8 +101,20 @@ pub fn run(
     }
     let mut run = parse(&stdout)?;
     run.version = version(wrk);
-    run.connections = connections.max(THREADS);
+    run.connections = connections;
     run.threads = THREADS;
+    Ok(run)
+}
+
+/// `run` when wrk got at least one 2xx answer: with none, the server took none of its requests,
+/// so the script is wrong rather than the server slow, and the figure would mislead.
+pub fn acked(run: WrkRun) -> Result<WrkRun, String> {
+    if run.ok == 0 {
+        return Err(format!(
+            "wrk got no 2xx answer in {:.1} s: {} non-2xx, {} socket errors",
+            run.seconds, run.non_2xx, run.socket_errors
+        ));
+    }
     Ok(run)
 }
 
