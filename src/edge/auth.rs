@@ -266,33 +266,36 @@ impl Authenticator {
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let now = SystemTime::now();
         if let Some(hit) = self.verified.get(token) {
-            if self.still_valid(&hit, now) {
+            if self.keys_current(&hit) && self.times_valid(&hit, now) {
                 return Ok(hit.claims.clone());
             }
             self.verified.remove(token);
         }
         let verified = self.verify_fully(token, now)?;
         let claims = verified.claims.clone();
-        if verified.cacheable && self.still_valid(&verified, now) {
+        // Its key set is the current one: it was just looked up.
+        if verified.cacheable && self.times_valid(&verified, now) {
             self.verified.insert(token, verified);
         }
         Ok(claims)
     }
 
-    /// Whether a verified token is still valid at `now`, more strictly than the full check:
-    /// `exp` ahead and `nbf` passed without leeway, within the lifetime bound, and its JWKS key
-    /// set (if any) still the file's current one.
-    fn still_valid(&self, v: &verified::Verified, now: SystemTime) -> bool {
-        let now_s = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let keys_current = match (&v.jwks_keys, &self.jwks) {
+    /// Whether a verified token's JWKS key set (if any) is still the file's current one.
+    fn keys_current(&self, v: &verified::Verified) -> bool {
+        match (&v.jwks_keys, &self.jwks) {
             (None, _) => true,
             (Some(keys), Some(file)) => std::sync::Arc::ptr_eq(keys, &file.keys()),
             (Some(_), None) => false,
-        };
-        keys_current
-            && v.exp > now_s
+        }
+    }
+
+    /// Whether a verified token's times still hold at `now`, more strictly than the full check:
+    /// `exp` ahead and `nbf` passed without leeway, and within the lifetime bound.
+    fn times_valid(&self, v: &verified::Verified, now: SystemTime) -> bool {
+        let now_s = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        v.exp > now_s
             && v.nbf.is_none_or(|nbf| nbf <= now_s)
             && check_times(v.iat, v.exp, self.lifetime_max, now).is_ok()
     }
