@@ -269,17 +269,24 @@ async fn a_tenant_short_of_room_gets_it_from_another_tenants_idle_sessions() {
         "{r:?}"
     );
     // acme's sessions go idle: bigcorp's next refusal has them passivated, and its retry fits.
+    // (The env actors' periodic sweep may passivate them first: then the message fits at once.)
     h.clock.advance_ms(EVICT_IDLE_MS_MIN);
     let r = rt.send(&big, &web(), msg(Some("b1"), "bea", "hi")).await;
-    assert!(matches!(r, Err(RuntimeError::SessionsFull { .. })), "{r:?}");
-    for _ in 0..200 {
-        if live() < 2 {
-            break;
+    let fitted = match r {
+        Ok(ack) => ack,
+        Err(RuntimeError::SessionsFull { .. }) => {
+            for _ in 0..200 {
+                if live() < 2 {
+                    break;
+                }
+                actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            assert!(live() < 2, "acme's idle sessions were not passivated");
+            say(&rt, &big, msg(Some("b1"), "bea", "hi")).await
         }
-        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(live() < 2, "acme's idle sessions were not passivated");
-    say(&rt, &big, msg(Some("b1"), "bea", "hi")).await;
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(fitted.replies, vec!["BigCorp heard: hi"]);
     // Nothing of acme's was lost: s1 continues where it was.
     h.clock.advance_ms(EVICT_IDLE_MS_MIN);
     let back = say(&rt, &acme, msg(Some("s1"), "ada", "back")).await;
