@@ -83,3 +83,48 @@ pub(crate) fn holds(payloads: &[Vec<u8>], canary: &str) -> bool {
         .iter()
         .any(|p| p.windows(canary.len()).any(|w| w == canary.as_bytes()))
 }
+
+/// Flips a bit in the last byte of `tenant`'s frame that holds `tenant_seq`, below the log API,
+/// as disk corruption would; returns the frame's first tenant_seq.
+pub(crate) fn flip_last_byte_of_frame(dir: &std::path::Path, tenant: &str, tenant_seq: u64) -> u64 {
+    use crate::events::keys;
+    let tenant: crate::tenancy::TenantId = crate::tenancy::fixtures::id(tenant);
+    let db = sled::open(dir).unwrap();
+    let tree = db.open_tree(crate::events::log::TREE_NAME).unwrap();
+    let (start, _) = keys::frame_range(&tenant);
+    let upto = keys::frame_key(&tenant, tenant_seq);
+    let (key, value) = tree.range(start..=upto).next_back().unwrap().unwrap();
+    let mut value = value.to_vec();
+    let last = value.len() - 1;
+    value[last] ^= 0x40;
+    tree.insert(&key, value).unwrap();
+    db.flush().unwrap();
+    keys::frame_key_seq(&key, &tenant).unwrap()
+}
+
+/// `sled::open(dir)` once the log that had it open let go: a JetStream log's client runtime
+/// shuts down in the background after the log is dropped, and its tasks may hold the files'
+/// lock a moment longer. Retries a lock error for up to 10 s.
+pub(crate) fn open_sled_when_free(dir: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{}: {e}", dir.display()),
+        }
+    }
+}
+
+/// A key ring over a secret store in `dir` with a fixed master key (the sealing tests').
+pub(crate) fn keyring(dir: &std::path::Path) -> std::sync::Arc<crate::events::keyring::Keyring> {
+    use crate::secrets::{key::KeySources, store::SecretStore, value::SecretValue};
+    let sources = KeySources {
+        master_key_hex: Some(SecretValue::new(b"cd".repeat(32))),
+        signing_key: None,
+    };
+    let store = SecretStore::open_with(dir, sources).unwrap();
+    std::sync::Arc::new(crate::events::keyring::Keyring::new(store))
+}

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::events::codec::{self, chain_hash, GENESIS_HASH, TEXT_BYTES_MAX};
-use crate::events::keys;
+use crate::events::log::fixtures::flip_last_byte_of_frame;
 use crate::events::schema::EventView;
 use crate::tenancy::fixtures::id;
 
@@ -771,19 +771,6 @@ fn the_ack_before_flush_fault_exists_only_with_debug_assertions() {
     ] {
         assert!(!writer::fault_ack_before_flush(off), "{off:?}");
     }
-}
-
-/// Flips a bit in the last byte of `tenant`'s frame at `tenant_seq`, below the log API, as disk
-/// corruption would.
-pub(crate) fn flip_last_byte_of_frame(dir: &std::path::Path, tenant: &str, tenant_seq: u64) {
-    let db = sled::open(dir).unwrap();
-    let tree = db.open_tree(TREE_NAME).unwrap();
-    let key = keys::frame_key(&id(tenant), tenant_seq);
-    let mut value = tree.get(&key).unwrap().unwrap().to_vec();
-    let last = value.len() - 1;
-    value[last] ^= 0x40;
-    tree.insert(key, value).unwrap();
-    db.flush().unwrap();
 }
 
 /// A 6-event group at seq 2 of `session`: a message and five `StateSet`s.

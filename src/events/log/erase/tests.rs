@@ -1,22 +1,8 @@
-use std::sync::Arc;
-
 use super::*;
 use crate::events::codec::decode_frame;
-use crate::events::keyring::Keyring;
-use crate::events::log::fixtures::{acme_support, ada_group};
+use crate::events::log::fixtures::{acme_support, ada_group, keyring};
 use crate::events::log::{AppendOutcome, LogOptions, ReadError};
 use crate::events::schema::{EventKind, KindView};
-use crate::secrets::key::KeySources;
-use crate::secrets::store::SecretStore;
-use crate::secrets::value::SecretValue;
-
-fn keyring(dir: &std::path::Path) -> Arc<Keyring> {
-    let sources = KeySources {
-        master_key_hex: Some(SecretValue::new(b"cd".repeat(32))),
-        signing_key: None,
-    };
-    Arc::new(Keyring::new(SecretStore::open_with(dir, sources).unwrap()))
-}
 
 fn append(log: &EventLog, expected_seq: u64, text: &str) {
     let group = ada_group(expected_seq, format!("m{expected_seq}"), text, 1_000);

@@ -127,7 +127,7 @@ fn a_follower_behind_the_purge_point_rebuilds() {
         .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let db = sled::open(dir.path()).unwrap();
+    let db = crate::events::log::fixtures::open_sled_when_free(dir.path());
     let tree = db.open_tree("log").unwrap();
     let follower = connect_replica(&server, "n2");
     follower.catch_up(&tree, &acme, None).unwrap();

@@ -273,7 +273,7 @@ fn a_cache_that_differs_from_the_stream_is_rebuilt_at_open() {
     // What a crash between a local apply and the stream's ack leaves: a frame and a message id
     // the stream never acked, and (another case) a lost last frame.
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::events::log::fixtures::open_sled_when_free(dir.path());
         let tree = db.open_tree(crate::events::log::TREE_NAME).unwrap();
         let acme = id("acme");
         tree.remove(keys::frame_key(&acme, 3)).unwrap();
@@ -627,7 +627,7 @@ pub(crate) fn connect_replica(server: &JetStreamServer, node: &str) -> Replica {
 fn a_cache_at_the_last_known_record_catches_up_instead_of_a_rebuild() {
     let server = JetStreamServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let db = sled::open(dir.path()).unwrap();
+    let db = crate::events::log::fixtures::open_sled_when_free(dir.path());
     let (tree, other_tree) = (db.open_tree("a").unwrap(), db.open_tree("b").unwrap());
     let mine = connect_replica(&server, "n1");
     let first = unit("acme", 1, "k1");
@@ -665,7 +665,7 @@ fn a_cache_at_the_last_known_record_catches_up_instead_of_a_rebuild() {
 fn a_tenant_undone_with_a_partly_acked_commit_catches_up_from_its_confirmed_record() {
     let server = JetStreamServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let db = sled::open(dir.path()).unwrap();
+    let db = crate::events::log::fixtures::open_sled_when_free(dir.path());
     let (tree, other_tree) = (db.open_tree("a").unwrap(), db.open_tree("b").unwrap());
     let mine = connect_replica(&server, "n1");
     let first = unit("acme", 1, "k1");
