@@ -1,13 +1,15 @@
 //! Byte formats of the log: event bodies, append-group frames, checksums and the hash chain.
 //!
-//! A *frame* is the sled value of one append group (all events of one inbound message, one
-//! session, contiguous seqs):
+//! A *frame* is one sled value of a tenant's log: whole append groups (a group is all events
+//! of one inbound message: one session, contiguous seqs) with consecutive tenant seqs. Version 1
+//! holds one group; version 2 holds the groups of one tenant that one batch of the stager took
+//! (each session at most once, so every run of one session's records is one group):
 //!
 //! ```text
-//! [0]       FRAME_VERSION
+//! [0]       version: 1 (one group) or 2 (groups)
 //! [1..5]    crc32c (LE) of bytes [5..]
 //! [5..37]   prev_hash: chain hash before the frame's first event
-//! [37..39]  count (LE u16), 1..=GROUP_EVENTS_MAX
+//! [37..39]  count (LE u16), 1..=GROUP_EVENTS_MAX (v1) or 1..=FRAME_RECORDS_MAX (v2)
 //! count x   [body_len: LE u32][body: MessagePack envelope]
 //! ```
 //!
@@ -39,15 +41,29 @@ pub const NAME_BYTES_MAX: usize = 256;
 pub const CAPABILITIES_MAX: usize = 32;
 /// Most events in one append group.
 pub const GROUP_EVENTS_MAX: usize = 64;
-/// Largest frame, in bytes. Kept below sled 0.34's blob threshold (segment size / 4 = 128 KiB),
-/// above which sled writes each value to its own file.
+/// Largest frame, in bytes. Below sled 0.34's blob threshold (segment size / 4 = 128 KiB): sled
+/// writes a page (a leaf of up to ~17 keys and their values) larger than that to a blob file of
+/// its own, which it never fsyncs, so a leaf of two such frames would get one.
 pub const FRAME_BYTES_MAX: usize = 96 * 1024;
 
-const _: () = assert!(EVENT_BYTES_MAX < FRAME_BYTES_MAX);
-const _: () = assert!(GROUP_EVENTS_MAX <= u16::MAX as usize);
+/// Most records in a frame of several groups (version 2).
+pub const FRAME_RECORDS_MAX: usize = 4096;
+/// A frame of several groups takes no group that would make it longer than this. A leaf of sled
+/// holds up to ~17 consecutive frames, and a leaf written whole must stay below sled's blob
+/// threshold (128 KiB, see [`FRAME_BYTES_MAX`]): 17 × 4 KiB is ~70 KiB. It also keeps a
+/// session's read cheap (it hashes the records before its group in the frame), while one sled
+/// key serves ~5 message groups.
+pub const FRAME_COALESCE_BYTES: usize = 4 * 1024;
 
-/// Format version of frames written by this build.
+const _: () = assert!(EVENT_BYTES_MAX < FRAME_BYTES_MAX);
+const _: () = assert!(FRAME_COALESCE_BYTES <= FRAME_BYTES_MAX);
+const _: () = assert!(GROUP_EVENTS_MAX <= FRAME_RECORDS_MAX);
+const _: () = assert!(FRAME_RECORDS_MAX <= u16::MAX as usize);
+
+/// Format version of a frame of one group.
 pub const FRAME_VERSION: u8 = 1;
+/// Format version of a frame of several groups.
+pub const FRAME_VERSION_GROUPS: u8 = 2;
 /// Chain hash before a tenant's first event.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
 /// Bytes before the first record of a frame.
@@ -67,8 +83,12 @@ pub enum CodecError {
     FrameVersion(u8),
     #[error("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
     Checksum { stored: u32, computed: u32 },
-    #[error("frame declares {0} events (must be 1..={GROUP_EVENTS_MAX})")]
-    Count(usize),
+    #[error("frame of version {version} declares {count} events (must be 1..={max})")]
+    Count {
+        version: u8,
+        count: usize,
+        max: usize,
+    },
     #[error("record {index} declares {len} bytes, past the frame end or over {EVENT_BYTES_MAX}")]
     RecordLength { index: usize, len: usize },
     #[error("{0} trailing bytes after the last record")]
@@ -402,29 +422,80 @@ pub fn chain_hash(prev: &Hash, body: &[u8]) -> Hash {
     h.finalize().into()
 }
 
-/// Builds a frame from already encoded bodies. The caller enforces the group limits.
+/// Builds a frame of one group from already encoded bodies. The caller enforces the group
+/// limits.
 pub fn encode_frame(prev_hash: &Hash, bodies: &[Vec<u8>]) -> Vec<u8> {
-    let len = FRAME_HEADER_BYTES + bodies.iter().map(|b| 4 + b.len()).sum::<usize>();
-    let mut out = Vec::with_capacity(len);
-    out.push(FRAME_VERSION);
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(prev_hash);
-    let count =
-        u16::try_from(bodies.len()).expect("group size is checked against GROUP_EVENTS_MAX");
-    out.extend_from_slice(&count.to_le_bytes());
+    let mut frame = FrameBuilder::with_capacity(prev_hash, frame_len(bodies));
     for body in bodies {
+        frame.push(body);
+    }
+    frame.finish()
+}
+
+/// Bytes a frame of one group with these bodies takes.
+pub fn frame_len(bodies: &[Vec<u8>]) -> usize {
+    FRAME_HEADER_BYTES + bodies.iter().map(|b| 4 + b.len()).sum::<usize>()
+}
+
+/// A frame being built record by record: version 1 while it holds one group, 2 once
+/// [`FrameBuilder::next_group`] was called. The caller enforces the limits (`EVENT_BYTES_MAX`
+/// per body; `GROUP_EVENTS_MAX` per group, `FRAME_RECORDS_MAX` and `FRAME_BYTES_MAX` per frame).
+pub struct FrameBuilder {
+    bytes: Vec<u8>,
+    count: u16,
+}
+
+impl FrameBuilder {
+    pub fn with_capacity(prev_hash: &Hash, capacity: usize) -> FrameBuilder {
+        let mut bytes = Vec::with_capacity(capacity.max(FRAME_HEADER_BYTES));
+        bytes.push(FRAME_VERSION);
+        bytes.extend_from_slice(&[0; 4]);
+        bytes.extend_from_slice(prev_hash);
+        bytes.extend_from_slice(&[0; 2]);
+        FrameBuilder { bytes, count: 0 }
+    }
+
+    /// The records pushed from now on are another group's.
+    pub fn next_group(&mut self) {
+        self.bytes[0] = FRAME_VERSION_GROUPS;
+    }
+
+    pub fn push(&mut self, body: &[u8]) {
         let body_len =
             u32::try_from(body.len()).expect("body size is checked against EVENT_BYTES_MAX");
-        out.extend_from_slice(&body_len.to_le_bytes());
-        out.extend_from_slice(body);
+        self.bytes.extend_from_slice(&body_len.to_le_bytes());
+        self.bytes.extend_from_slice(body);
+        self.count += 1;
     }
-    let crc = crc32c::crc32c(&out[5..]);
-    out[1..5].copy_from_slice(&crc.to_le_bytes());
-    out
+
+    /// Bytes of the frame so far.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Records in the frame so far.
+    pub fn records(&self) -> usize {
+        usize::from(self.count)
+    }
+
+    /// Whether no record was pushed yet.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The frame, its count and checksum written.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.bytes[37..39].copy_from_slice(&self.count.to_le_bytes());
+        let crc = crc32c::crc32c(&self.bytes[5..]);
+        self.bytes[1..5].copy_from_slice(&crc.to_le_bytes());
+        self.bytes
+    }
 }
 
 /// A checked view of a frame: the checksum matched and every record lies within bounds.
 pub struct FrameView<'a> {
+    /// [`FRAME_VERSION`] (one group) or [`FRAME_VERSION_GROUPS`].
+    pub version: u8,
     pub prev_hash: Hash,
     pub bodies: Vec<&'a [u8]>,
 }
@@ -450,6 +521,12 @@ impl FrameView<'_> {
     }
 }
 
+/// The record count a frame's header declares (unchecked: [`decode_frame`] checks it).
+pub fn frame_records(bytes: &[u8]) -> Option<usize> {
+    let count = bytes.get(37..39)?;
+    Some(usize::from(u16::from_le_bytes([count[0], count[1]])))
+}
+
 /// Checks a frame's structure and checksum without decoding its bodies.
 pub fn decode_frame(bytes: &[u8]) -> Result<FrameView<'_>, CodecError> {
     if bytes.len() < FRAME_HEADER_BYTES {
@@ -458,9 +535,12 @@ pub fn decode_frame(bytes: &[u8]) -> Result<FrameView<'_>, CodecError> {
     if bytes.len() > FRAME_BYTES_MAX {
         return Err(CodecError::FrameTooLarge(bytes.len()));
     }
-    if bytes[0] != FRAME_VERSION {
-        return Err(CodecError::FrameVersion(bytes[0]));
-    }
+    let version = bytes[0];
+    let records_max = match version {
+        FRAME_VERSION => GROUP_EVENTS_MAX,
+        FRAME_VERSION_GROUPS => FRAME_RECORDS_MAX,
+        other => return Err(CodecError::FrameVersion(other)),
+    };
     let stored = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
     let computed = crc32c::crc32c(&bytes[5..]);
     if stored != computed {
@@ -469,8 +549,12 @@ pub fn decode_frame(bytes: &[u8]) -> Result<FrameView<'_>, CodecError> {
     let mut prev_hash = [0; 32];
     prev_hash.copy_from_slice(&bytes[5..37]);
     let count = usize::from(u16::from_le_bytes([bytes[37], bytes[38]]));
-    if !(1..=GROUP_EVENTS_MAX).contains(&count) {
-        return Err(CodecError::Count(count));
+    if !(1..=records_max).contains(&count) {
+        return Err(CodecError::Count {
+            version,
+            count,
+            max: records_max,
+        });
     }
     let mut bodies = Vec::with_capacity(count);
     let mut rest = &bytes[FRAME_HEADER_BYTES..];
@@ -492,7 +576,11 @@ pub fn decode_frame(bytes: &[u8]) -> Result<FrameView<'_>, CodecError> {
     if !rest.is_empty() {
         return Err(CodecError::Trailing(rest.len()));
     }
-    Ok(FrameView { prev_hash, bodies })
+    Ok(FrameView {
+        version,
+        prev_hash,
+        bodies,
+    })
 }
 
 mod envelope;

@@ -28,8 +28,9 @@ pub(super) const SESSION_EVENTS: u64 = 1 + SESSION_MESSAGES * GROUP_EVENTS + 1;
 pub const APPENDERS_DEFAULT: usize = 256;
 /// Unix ms of the first generated session (2025-10-09); sessions start 37 s apart.
 const EPOCH_MS: u64 = 1_760_000_000_000;
-/// Bumped whenever the generated content changes, so that older logs are not reused.
-const FORMAT_VERSION: u32 = 1;
+/// Bumped whenever the generated content or the log's layout changes, so that older logs are not
+/// reused (2: frames of several groups, which the rebuild and export read).
+const FORMAT_VERSION: u32 = 2;
 /// Name of the marker file, next to the data dir.
 const MARKER: &str = "history.json";
 /// Shortest time between two generation progress lines.

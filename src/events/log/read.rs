@@ -13,7 +13,10 @@ use std::sync::Arc;
 use super::contain::contained;
 use super::store::{ReaderParts, Store};
 use super::{Damage, Head, IdempotencyRecord, ReadError, SessionInfo, SessionMeta, StoredEvent};
-use crate::events::codec::{chain_hash, decode_body_with, decode_frame, KeySource, Sealing};
+use crate::events::codec::{
+    chain_hash, decode_body_with, decode_frame, KeySource, Sealing, FRAME_VERSION_GROUPS,
+    GROUP_EVENTS_MAX,
+};
 use crate::events::keyring::OpenKeys;
 use crate::events::keys;
 use crate::events::schema::decode_limited;
@@ -23,8 +26,10 @@ use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
 mod envs;
 mod fold;
 mod frames;
+mod session;
 
 pub use frames::{StoredFrame, StoredFrames};
+pub use session::SessionEvents;
 
 /// A sled panic caught while reading (see `contain`): the files are damaged.
 fn sled_panicked(tenant: &TenantId, position: &str, panic: &str) -> ReadError {
@@ -127,7 +132,8 @@ fn read_error(tenant: &TenantId, key: &[u8], detail: impl ToString) -> ReadError
 }
 
 /// Decodes a frame into its events and checks that they belong where the key says: this tenant,
-/// consecutive tenant_seqs from the key's, one session with consecutive seqs.
+/// consecutive tenant_seqs from the key's, whole groups (each one session with consecutive
+/// seqs; a frame of version 1 holds one).
 /// Sealed personal fields are opened with `keys` (without: read as erased).
 pub(super) fn decode_frame_events(
     tenant: &TenantId,
@@ -135,16 +141,38 @@ pub(super) fn decode_frame_events(
     value: &[u8],
     keys: Option<&OpenKeys>,
 ) -> Result<Vec<StoredEvent>, ReadError> {
+    decode_frame_part(tenant, key, value, keys, None)
+}
+
+/// [`decode_frame_events`], or with `group` (its tenant_seqs) only that group's records, which
+/// must be one session's with consecutive seqs: the records before it are hashed for the chain,
+/// not decoded (a session's group in a frame of many).
+fn decode_frame_part(
+    tenant: &TenantId,
+    key: &[u8],
+    value: &[u8],
+    keys: Option<&OpenKeys>,
+    group: Option<std::ops::Range<u64>>,
+) -> Result<Vec<StoredEvent>, ReadError> {
     let first_seq = keys::frame_key_seq(key, tenant)
         .ok_or_else(|| read_error(tenant, key, "malformed frame key"))?;
     let frame = decode_frame(value).map_err(|e| read_error(tenant, key, e))?;
+    let groups = frame.version == FRAME_VERSION_GROUPS && group.is_none();
+    let part = group.unwrap_or(0..u64::MAX);
     let mut prev = frame.prev_hash;
-    let mut out = Vec::with_capacity(frame.bodies.len());
+    let mut out: Vec<StoredEvent> = Vec::with_capacity(frame.bodies.len().min(GROUP_EVENTS_MAX));
     for (i, body) in frame.bodies.iter().enumerate() {
+        let expected_tenant_seq = first_seq + i as u64;
+        if expected_tenant_seq >= part.end {
+            break;
+        }
+        if expected_tenant_seq < part.start {
+            prev = chain_hash(&prev, body);
+            continue;
+        }
         let decoded = decode_body_with(body, keys.map(|k| k as &dyn KeySource))
             .map_err(|e| read_error(tenant, key, format!("record {i}: {e}")))?;
         let (event, erased) = (decoded.event, decoded.sealing == Sealing::Erased);
-        let expected_tenant_seq = first_seq + i as u64;
         if &event.tenant != tenant || event.tenant_seq != expected_tenant_seq {
             return Err(read_error(
                 tenant,
@@ -155,13 +183,13 @@ pub(super) fn decode_frame_events(
                 ),
             ));
         }
-        if let Some(first) = out.first() {
-            let first: &StoredEvent = first;
-            let same_session = first.event.session == event.session
-                && first.event.env == event.env
-                && first.event.team == event.team
-                && event.seq == first.event.seq + i as u64;
-            if !same_session {
+        if let Some(before) = out.last() {
+            let same_session = before.event.session == event.session
+                && before.event.env == event.env
+                && before.event.team == event.team;
+            let continues = same_session && event.seq == before.event.seq + 1;
+            let next_group = groups && !same_session;
+            if !(continues || next_group) {
                 return Err(read_error(
                     tenant,
                     key,
@@ -645,112 +673,6 @@ fn last_seq_upto(
         }
     }
     Ok(0)
-}
-
-/// Iterator over one session's events; see [`ScopedReader::session_events`].
-pub struct SessionEvents {
-    _store: Option<Arc<Store>>,
-    keys: Option<OpenKeys>,
-    index: Option<sled::Iter>,
-    /// Returned first (the files were closed when the reader was made).
-    error: Option<ReadError>,
-    tree: Option<sled::Tree>,
-    tenant: TenantId,
-    range: RangeInclusive<u64>,
-    /// The durable frontier: the events stop before the first frame past it.
-    limit: u64,
-    pending: VecDeque<StoredEvent>,
-    done: bool,
-    /// Some frame's events were taken.
-    any: bool,
-}
-
-impl SessionEvents {
-    fn next_frame(&mut self) -> Option<Result<Vec<StoredEvent>, ReadError>> {
-        let err = |tenant: &TenantId, detail: String| ReadError {
-            tenant: tenant.clone(),
-            position: "session index".into(),
-            detail,
-        };
-        let index = self.index.as_mut()?;
-        let next = match contained(|| index.next()) {
-            Ok(next) => next?,
-            Err(e) => return Some(Err(sled_panicked(&self.tenant, "session index", &e))),
-        };
-        let (_, v) = match next {
-            Ok(kv) => kv,
-            Err(e) => return Some(Err(err(&self.tenant, e.to_string()))),
-        };
-        let Some((tenant_seq, _)) = decode_index_value(&v) else {
-            return Some(Err(err(&self.tenant, "malformed index value".into())));
-        };
-        if tenant_seq > self.limit {
-            // Not durable yet (or taken back by a failed write): the session ends here.
-            return None;
-        }
-        let key = keys::frame_key(&self.tenant, tenant_seq);
-        let tree = self.tree.as_ref()?;
-        let frame = match contained(|| tree.get(&key)) {
-            Ok(frame) => frame,
-            Err(e) => return Some(Err(sled_panicked(&self.tenant, "frame", &e))),
-        };
-        match frame {
-            Ok(Some(frame)) => Some(decode_frame_events(
-                &self.tenant,
-                &key,
-                &frame,
-                self.keys.as_ref(),
-            )),
-            // Trimmed by retention since the index was read, before anything was returned: the
-            // session starts later (a frame gone after its predecessors were returned would leave
-            // a gap, so that stays an error, and a retry reads from the new start).
-            Ok(None) if !self.any && super::retention::trimmed(tree, &self.tenant, tenant_seq) => {
-                Some(Ok(Vec::new()))
-            }
-            Ok(None) => Some(Err(read_error(
-                &self.tenant,
-                &key,
-                "indexed frame is missing",
-            ))),
-            Err(e) => Some(Err(read_error(&self.tenant, &key, e))),
-        }
-    }
-}
-
-impl Iterator for SessionEvents {
-    type Item = Result<StoredEvent, ReadError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(item) = ready(&mut self.pending, &mut self.error, &mut self.done) {
-                return Some(item);
-            }
-            if self.done {
-                return None;
-            }
-            match self.next_frame() {
-                None => return None,
-                Some(Ok(events)) => {
-                    if events
-                        .first()
-                        .is_some_and(|e| e.event.seq > *self.range.end())
-                    {
-                        self.done = true;
-                    }
-                    self.any |= !events.is_empty();
-                    self.pending.extend(
-                        events
-                            .into_iter()
-                            .filter(|e| self.range.contains(&e.event.seq)),
-                    );
-                }
-                Some(Err(e)) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -113,7 +113,7 @@ impl Stager {
                 .tree
                 .apply_batch(undo)
                 .map_err(|e| format!("undoing unflushed batches: {e}"))?;
-            flush(&store).map_err(|e| format!("flushing the undo: {e}"))?;
+            flush(&store, &self.shared.blobs).map_err(|e| format!("flushing the undo: {e}"))?;
         }
         let check = || {
             contained(|| recover_heads(&store.tree))

@@ -5,11 +5,12 @@
 //! sled writes (key, value or removal) of one or more whole append groups of that tenant, in
 //! order, and the tenant's head (`tenant_seq`, chain hash) after them, or the writes of one batch
 //! of tenant ops (`log::ops`: the head unchanged, the tenant's ops revision raised; every record
-//! carries the revision after it). The stager stages groups
-//! exactly as with the sled backend (same frames, keys, seqs, chain); where the sled backend's
-//! syncer flushes and `fdatasync`s, this backend's syncer publishes the waiting batches' records
-//! (per tenant one record at a time, every tenant at once) and answers callers only after
-//! JetStream acked each one. With `sync_interval: always` on the servers (see
+//! carries the revision after it). The stager stages groups as with the sled backend (same
+//! keys, seqs, chain), except that each group is a frame of its own (a unit of the stream),
+//! where the sled backend puts a batch's groups of one tenant in one frame; where the sled
+//! backend's syncer flushes and `fdatasync`s, this backend's syncer publishes the waiting
+//! batches' records (per tenant one record at a time, every tenant at once) and answers callers
+//! only after JetStream acked each one. With `sync_interval: always` on the servers (see
 //! `deploy/nats-jetstream.conf`) an ack means the stream's quorum has the record on stable media.
 //!
 //! Fencing: every record is published with `Nats-Expected-Last-Subject-Sequence` set to the

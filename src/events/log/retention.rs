@@ -261,8 +261,16 @@ fn trim_batch(
     for (key, frame) in &frames {
         batch.remove(key.clone());
         events += frame.len() as u64;
-        if let Some(first) = frame.first() {
+        // Each group's first event: a frame holds whole groups, each session's as one run.
+        let mut before: Option<&crate::events::schema::Event> = None;
+        for first in frame {
             let e = &first.event;
+            let starts = before
+                .is_none_or(|b| (&b.session, &b.team, &b.env) != (&e.session, &e.team, &e.env));
+            before = Some(e);
+            if !starts {
+                continue;
+            }
             let prefix = keys::session_index_prefix(tenant, &e.env, &e.team, &e.session);
             batch.remove(keys::session_index_key(&prefix, e.seq));
             sessions.insert(prefix, (e.seq, first));

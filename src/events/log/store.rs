@@ -70,6 +70,8 @@ pub(super) struct Shared {
     pub(super) sync: Mutex<()>,
     /// The log's timings (`metrics.rs`), observed by the syncer.
     pub(super) metrics: super::LogMetrics,
+    /// sled's blob files, which the syncer fsyncs before the data file (`sled_files`).
+    pub(super) blobs: super::sled_files::BlobFiles,
 }
 
 /// What a reader holds (see [`Shared::reader`]).
@@ -123,6 +125,7 @@ impl Shared {
             replica,
             sync: Mutex::new(()),
             metrics: super::LogMetrics::default(),
+            blobs: super::sled_files::BlobFiles::new(dir),
         }
     }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use super::rebase::BaseChunk;
 use super::replica::Replica;
+use super::sled_files::BlobFiles;
 use super::store::{Shared, Store};
 use super::writer::Applied;
 #[cfg(debug_assertions)]
@@ -47,7 +48,10 @@ impl Syncer {
                 (_, Some(e)) => Err(e),
                 (None, None) => Err("the event log files are closed".to_owned()),
                 (Some(store), None) => match &self.shared.replica {
-                    None => self.timed(appended_groups(&waiting), || flush(store)),
+                    None => {
+                        let blobs = &self.shared.blobs;
+                        self.timed(appended_groups(&waiting), || flush(store, blobs))
+                    }
                     Some(replica) => {
                         let groups = appended_groups(&waiting);
                         let replicated = self.timed(groups, || replicate(replica, &mut waiting));
@@ -183,16 +187,16 @@ fn replicate(replica: &Replica, waiting: &mut [Applied]) -> Result<(), String> {
     replica.commit(units).map_err(|e| e.to_string())
 }
 
-/// `Db::flush`, then `fdatasync` of sled's data file: sled's flush ends in sync_file_range,
-/// which leaves the data in a volatile drive cache; fdatasync makes the ack survive a power
-/// loss.
-pub(super) fn flush(store: &Store) -> Result<(), String> {
-    store
-        .db
-        .flush()
-        .map(drop)
-        .map_err(|e| e.to_string())
-        .and_then(|()| store.data_file.sync_data().map_err(|e| e.to_string()))
+/// `Db::flush`, then an fsync of sled's new blob files and `fdatasync` of its data file:
+/// sled's flush ends in sync_file_range, which leaves the data in a volatile drive cache, and
+/// sled never syncs a blob file; the syncs make the ack survive a power loss.
+pub(super) fn flush(store: &Store, blobs: &BlobFiles) -> Result<(), String> {
+    store.db.flush().map_err(|e| e.to_string())?;
+    // sled never fsyncs its blob files; the data file's records may point at them.
+    blobs
+        .sync_new()
+        .map_err(|e| format!("fsync of sled's blob files: {e}"))?;
+    store.data_file.sync_data().map_err(|e| e.to_string())
 }
 
 /// Sends each caller its result, turning successes into failures when the write did not hold.

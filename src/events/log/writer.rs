@@ -46,6 +46,7 @@ use serde_bytes::ByteBuf;
 use super::replica::{Op, Unit};
 use super::store::{Shared, Store};
 use super::{AppendError, AppendOutcome, Damage, Head, IdempotencyRecord, Reply, Request};
+use crate::events::codec;
 use crate::events::keys;
 use crate::tenancy::{ChannelId, SessionId, TenantId};
 
@@ -139,6 +140,21 @@ struct Staged {
     started: HashMap<SessionKey, String>,
     /// When the stager began the batch (for `LogMetrics::batch_seconds`; set by `new`).
     since: Option<std::time::Instant>,
+    /// Without `replicate`: per tenant, the frame its groups of this batch are going into.
+    frames: HashMap<TenantId, PendingFrame>,
+}
+
+/// A frame of one tenant's groups being built for the batch: one sled key for many groups
+/// (`codec`'s version 2 frames).
+struct PendingFrame {
+    key: Vec<u8>,
+    frame: codec::FrameBuilder,
+    /// The tenant_seq a group must start at to join the frame.
+    next_tenant_seq: u64,
+    /// Hashes of the sessions it holds a group of. A session's next group starts another
+    /// frame, so each session's run of records in a frame is one group (a hash collision only
+    /// starts a frame early).
+    sessions: Vec<u64>,
 }
 
 impl Staged {
@@ -169,6 +185,72 @@ impl Staged {
             self.unit_ops.push((ByteBuf::from(key), None));
         } else {
             self.batch.remove(key);
+        }
+    }
+
+    /// Stages a group's event bodies, the first at `first_tenant_seq` after `prev_hash`. For
+    /// the stream every group is its own frame (its own unit); otherwise it joins the tenant's
+    /// pending frame while the frame stays within [`codec::FRAME_COALESCE_BYTES`] and
+    /// [`codec::FRAME_RECORDS_MAX`] and holds no group of the same session.
+    fn stage_frame(
+        &mut self,
+        tenant: &TenantId,
+        (first_tenant_seq, prev_hash): (u64, &codec::Hash),
+        bodies: Vec<Vec<u8>>,
+        session_key: &[u8],
+    ) {
+        if self.replicate {
+            let key = keys::frame_key(tenant, first_tenant_seq);
+            self.undo.created.push(key.clone());
+            self.put(key, codec::encode_frame(prev_hash, &bodies));
+            return;
+        }
+        let session = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            std::hash::Hasher::write(&mut h, session_key);
+            std::hash::Hasher::finish(&h)
+        };
+        let adds = codec::frame_len(&bodies) - codec::FRAME_HEADER_BYTES;
+        let joins = self.frames.get(tenant).is_some_and(|p| {
+            p.next_tenant_seq == first_tenant_seq
+                && !p.sessions.contains(&session)
+                && p.frame.len() + adds <= codec::FRAME_COALESCE_BYTES
+                && p.frame.records() + bodies.len() <= codec::FRAME_RECORDS_MAX
+        });
+        let pending = match self.frames.get_mut(tenant) {
+            Some(p) if joins => {
+                p.frame.next_group();
+                p
+            }
+            _ => {
+                let key = keys::frame_key(tenant, first_tenant_seq);
+                self.undo.created.push(key.clone());
+                let fresh = PendingFrame {
+                    key,
+                    frame: codec::FrameBuilder::with_capacity(
+                        prev_hash,
+                        codec::FRAME_HEADER_BYTES + adds,
+                    ),
+                    next_tenant_seq: first_tenant_seq,
+                    sessions: Vec::new(),
+                };
+                if let Some(done) = self.frames.insert(tenant.clone(), fresh) {
+                    self.batch.insert(done.key, done.frame.finish());
+                }
+                self.frames.get_mut(tenant).expect("inserted above")
+            }
+        };
+        for body in &bodies {
+            pending.frame.push(body);
+        }
+        pending.next_tenant_seq = first_tenant_seq + bodies.len() as u64;
+        pending.sessions.push(session);
+    }
+
+    /// Puts the pending frames into the batch: before it is applied.
+    fn seal_frames(&mut self) {
+        for (_, done) in self.frames.drain() {
+            self.batch.insert(done.key, done.frame.finish());
         }
     }
 
@@ -420,7 +502,8 @@ impl Stager {
 
     /// Applies the staged batch to sled (not yet durable) and remembers how to undo it until
     /// the syncer reports it durable.
-    fn apply(&mut self, staged: Staged, replies: Vec<(Reply, AppendResult)>) -> Applied {
+    fn apply(&mut self, mut staged: Staged, replies: Vec<(Reply, AppendResult)>) -> Applied {
+        staged.seal_frames();
         let mut failed = false;
         self.batch += 1;
         let durable = self.shared.durable_batch.load(Ordering::SeqCst);
@@ -559,3 +642,6 @@ fn ack_now(applied: Applied, metrics: &super::LogMetrics) -> Applied {
         other @ (Applied::Delete { .. } | Applied::Base { .. }) => other,
     }
 }
+
+#[cfg(test)]
+mod frames_tests;

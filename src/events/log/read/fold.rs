@@ -7,16 +7,18 @@
 //!
 //! Invariants (those of [`super`]): the scan stays inside the tenant's prefix and stops at the
 //! durable frontier the reader was made with; every frame is checked before its events are
-//! handed out: checksum, tenant, consecutive `tenant_seq`s from the key's, one session with
-//! consecutive seqs, and valid ids (checked once per frame, and again only for a channel that
-//! differs from the frame's first). A long range is read ahead on a second thread
-//! (`read_ahead`), in bounded batches, handed over in order.
+//! handed out: checksum, tenant, consecutive `tenant_seq`s from the key's, whole groups (each
+//! one session with consecutive seqs; one group in a frame of version 1), and valid ids (checked
+//! once per group, and again only for a channel that differs from the record before). A long
+//! range is read ahead on a second thread (`read_ahead`), in bounded batches, handed over in
+//! order.
 
 use std::ops::RangeInclusive;
 
 use super::{read_error, sled_panicked, TenantReader};
 use crate::events::codec::{
     decode_body_view_sealed, decode_frame, open_view, overlay_view, KeySource, SealedRef,
+    FRAME_VERSION_GROUPS,
 };
 use crate::events::keyring::OpenKeys;
 use crate::events::keys;
@@ -30,8 +32,11 @@ use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
 /// thread decodes and folds (a rebuild, a long catch-up); shorter ones (the live catch-ups of
 /// a few hundred events) are not worth the thread.
 const PIPELINE_EVENTS_MIN: u64 = 4096;
-/// Frames the reading thread hands over at a time.
+/// Frames the reading thread hands over at a time, at most.
 const PIPELINE_BATCH_FRAMES: usize = 256;
+/// Bytes of frames the reading thread hands over at a time, at most (frames of several
+/// groups are up to `codec::FRAME_COALESCE_BYTES` each, and a large group's alone more).
+const PIPELINE_BATCH_BYTES: usize = 1 << 20;
 /// Batches that may wait for the folding thread: bounds the memory of a fold that is slower
 /// than the reads.
 const PIPELINE_BATCHES_QUEUED: usize = 4;
@@ -40,10 +45,10 @@ const PIPELINE_BATCHES_QUEUED: usize = 4;
 type RawFrame = (sled::IVec, sled::IVec);
 
 impl TenantReader {
-    /// Calls `fold` with the events of each frame (one append group: one session, consecutive
-    /// seqs) with `tenant_seq` in `range`, in log order, as [`EventView`]s borrowed from the
-    /// frame. Events past the durable frontier are not read. Stops at the first error, the
-    /// log's (as `E`) or `fold`'s.
+    /// Calls `fold` with the events of each append group (one session, consecutive seqs; a
+    /// frame holds one or several) with `tenant_seq` in `range`, in log order, as
+    /// [`EventView`]s borrowed from the frame. Events past the durable frontier are not read.
+    /// Stops at the first error, the log's (as `E`) or `fold`'s.
     ///
     /// A long range is read ahead on a second thread (sled's iteration is over a third of a
     /// rebuild's time), in bounded batches, while this one decodes and folds; the order and
@@ -74,17 +79,27 @@ impl TenantReader {
         let keys = self.parts.open_keys();
         let mut one = |(key, value): RawFrame| -> Result<(), E> {
             let (mut views, sealed) = frame_views(tenant, &key, &value)?;
-            let opened = open_sealed(tenant, &key, &views, &sealed, keys.as_ref())?;
+            let mut opened = Vec::with_capacity(views.len());
+            let mut at = 0;
+            while at < views.len() {
+                let end = at + group_len(&views[at..]);
+                let (group, parts) = (&views[at..end], &sealed[at..end]);
+                opened.extend(open_sealed(tenant, &key, group, parts, keys.as_ref())?);
+                at = end;
+            }
             for (view, opened) in views.iter_mut().zip(&opened) {
                 if let Some(opened) = opened {
                     overlay_view(view, opened).map_err(|e| read_error(tenant, &key, e))?;
                 }
             }
             views.retain(|v| range.contains(&v.tenant_seq));
-            if views.is_empty() {
-                return Ok(());
+            let mut rest = &views[..];
+            while !rest.is_empty() {
+                let (group, after) = rest.split_at(group_len(rest));
+                fold(group)?;
+                rest = after;
             }
-            fold(&views)
+            Ok(())
         };
         if !ahead {
             let mut failed = None;
@@ -137,11 +152,14 @@ fn read_ahead(
     tx: std::sync::mpsc::SyncSender<Vec<RawFrame>>,
 ) -> Result<(), ReadError> {
     let mut batch = Vec::with_capacity(PIPELINE_BATCH_FRAMES);
+    let mut bytes = 0;
     let mut open = true;
     scan(tree, tenant, range, &mut |frame| {
+        bytes += frame.1.len();
         batch.push(frame);
-        if batch.len() == PIPELINE_BATCH_FRAMES {
+        if batch.len() == PIPELINE_BATCH_FRAMES || bytes >= PIPELINE_BATCH_BYTES {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(PIPELINE_BATCH_FRAMES));
+            bytes = 0;
             open = tx.send(full).is_ok();
         }
         open
@@ -191,7 +209,19 @@ fn scan(
     }
 }
 
-/// Opens the sealed parts of a frame's views (one session: one key), `None` for a view without
+/// How many of `views` belong to the first one's group: its run of one session's events (a
+/// frame holds each session's events as one run: `codec`).
+fn group_len(views: &[EventView<'_>]) -> usize {
+    let Some(first) = views.first() else {
+        return 0;
+    };
+    views
+        .iter()
+        .take_while(|v| v.session == first.session && v.team == first.team && v.env == first.env)
+        .count()
+}
+
+/// Opens the sealed parts of one group's views (one session: one key), `None` for a view without
 /// one or whose key is gone (its personal fields stay empty: erased).
 fn open_sealed(
     tenant: &TenantId,
@@ -229,9 +259,9 @@ fn open_sealed(
     Ok(out)
 }
 
-/// Decodes a frame into [`EventView`]s (and their sealed parts) with the checks of `decode_frame_events` (this tenant,
-/// consecutive tenant_seqs from the key's, one session with consecutive seqs) plus the ids'
-/// rules, which the full decode checks by parsing each id.
+/// Decodes a frame into [`EventView`]s (and their sealed parts) with the checks of
+/// `decode_frame_events` (this tenant, consecutive tenant_seqs from the key's, whole groups)
+/// plus the ids' rules, which the full decode checks by parsing each id.
 type FrameViews<'a> = (Vec<EventView<'a>>, Vec<Option<SealedRef<'a>>>);
 
 fn frame_views<'a>(
@@ -242,6 +272,7 @@ fn frame_views<'a>(
     let first_seq = keys::frame_key_seq(key, tenant)
         .ok_or_else(|| read_error(tenant, key, "malformed frame key"))?;
     let frame = decode_frame(value).map_err(|e| read_error(tenant, key, e))?;
+    let groups = frame.version == FRAME_VERSION_GROUPS;
     let mut out: Vec<EventView<'a>> = Vec::with_capacity(frame.bodies.len());
     let mut sealed = Vec::with_capacity(frame.bodies.len());
     for (i, body) in frame.bodies.iter().enumerate() {
@@ -258,26 +289,28 @@ fn frame_views<'a>(
                 ),
             ));
         }
-        let ids_ok = match out.first() {
-            None => {
+        let continues = out.last().map(|before| {
+            let same_session = before.session == view.session
+                && before.env == view.env
+                && before.team == view.team;
+            let continues = same_session && view.seq == before.seq + 1;
+            (same_session, continues, before.channel == view.channel)
+        });
+        let ids_ok = match continues {
+            // The first record of a group: every id checked.
+            None | Some((false, _, _)) if groups || out.is_empty() => {
                 EnvId::is_valid(view.env)
                     && TeamId::is_valid(view.team)
                     && SessionId::is_valid(view.session)
                     && ChannelId::is_valid(view.channel)
             }
-            Some(first) => {
-                let same_session = first.session == view.session
-                    && first.env == view.env
-                    && first.team == view.team
-                    && view.seq == first.seq + i as u64;
-                if !same_session {
-                    return Err(read_error(
-                        tenant,
-                        key,
-                        format!("record {i} breaks the group's session or seq"),
-                    ));
-                }
-                first.channel == view.channel || ChannelId::is_valid(view.channel)
+            Some((_, true, same_channel)) => same_channel || ChannelId::is_valid(view.channel),
+            _ => {
+                return Err(read_error(
+                    tenant,
+                    key,
+                    format!("record {i} breaks the group's session or seq"),
+                ));
             }
         };
         if !ids_ok {

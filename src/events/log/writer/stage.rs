@@ -4,7 +4,7 @@
 
 use super::{unix_ms, AppendResult, SessionHead, SessionKey, Staged, Stager};
 use crate::events::codec::{
-    self, chain_hash, EventRef, CAPABILITIES_MAX, FRAME_BYTES_MAX, GROUP_EVENTS_MAX,
+    self, chain_hash, EventRef, Hash, CAPABILITIES_MAX, FRAME_BYTES_MAX, GROUP_EVENTS_MAX,
     NAME_BYTES_MAX, TEXT_BYTES_MAX,
 };
 use crate::events::keyring::NewKey;
@@ -32,7 +32,9 @@ struct Shape {
 
 /// A group's events encoded and chained, not yet staged.
 struct Encoded {
-    frame: Vec<u8>,
+    /// The chain hash before the group's first event.
+    prev_hash: Hash,
+    bodies: Vec<Vec<u8>>,
     appended: Appended,
     /// The session's data key when the events were sealed (the stored reply is sealed too).
     data_key: Option<DataKey>,
@@ -262,12 +264,13 @@ impl Stager {
             hash = chain_hash(&hash, &body);
             bodies.push(body);
         }
-        let frame = codec::encode_frame(&head.hash, &bodies);
-        if frame.len() > FRAME_BYTES_MAX {
-            return Err(Rejection::GroupTooLarge(frame.len()).into());
+        let frame_len = codec::frame_len(&bodies);
+        if frame_len > FRAME_BYTES_MAX {
+            return Err(Rejection::GroupTooLarge(frame_len).into());
         }
         Ok(Encoded {
-            frame,
+            prev_hash: head.hash,
+            bodies,
             appended: Appended {
                 first_seq,
                 last_seq: first_seq + count - 1,
@@ -425,8 +428,10 @@ impl Stager {
     }
 }
 
-/// Stages the group's frame, its session index entry and, at a session's start or end, its
-/// meta and open-session keys, recording in `staged.undo` how to take each back.
+/// Stages the group's events (into a frame: `Staged::stage_frame`), its session index entry
+/// and, at a session's start or end, its meta and open-session keys, recording in
+/// `staged.undo` how to take each back. Every read comes before the first write, so an `Err`
+/// leaves nothing of the group staged.
 fn stage_keys(
     tree: &sled::Tree,
     group: &AppendGroup,
@@ -437,8 +442,25 @@ fn stage_keys(
     staged: &mut Staged,
 ) -> Result<Appended, AppendError> {
     let (tenant, env) = (&group.ctx.tenant, &group.ctx.env);
+    let open_key = shape
+        .user
+        .as_ref()
+        .map(|user| keys::open_session_key(tenant, env, team, &group.channel, user));
+    let open_before = match &open_key {
+        // The first change of this key in the batch: keep its value for an undo.
+        Some(key) if !staged.open.contains_key(key) => {
+            let before = tree.get(key).map_err(|e| AppendError::TenantDamaged {
+                tenant: tenant.clone(),
+                position: "open-session index".into(),
+                detail: e.to_string(),
+            })?;
+            Some(before)
+        }
+        _ => None,
+    };
     let Encoded {
-        frame,
+        prev_hash,
+        bodies,
         appended,
         new_key,
         ..
@@ -450,9 +472,8 @@ fn stage_keys(
         staged.put(made.key, made.wrapped);
     }
     let count = appended.last_seq - appended.first_seq + 1;
-    let frame_key = keys::frame_key(tenant, appended.first_tenant_seq);
-    staged.undo.created.push(frame_key.clone());
-    staged.put(frame_key, frame);
+    let at = (appended.first_tenant_seq, &prev_hash);
+    staged.stage_frame(tenant, at, bodies, session_key);
     let count_u16 = u16::try_from(count).expect("group size is checked against GROUP_EVENTS_MAX");
     let mut index_value = [0u8; 10];
     index_value[..8].copy_from_slice(&appended.first_tenant_seq.to_be_bytes());
@@ -460,19 +481,10 @@ fn stage_keys(
     let index_key = keys::session_index_key(session_key, appended.first_seq);
     staged.undo.created.push(index_key.clone());
     staged.put(index_key, index_value.to_vec());
-    let Some(user) = &shape.user else {
+    let Some(open_key) = open_key else {
         return Ok(appended);
     };
-    let open_key = keys::open_session_key(tenant, env, team, &group.channel, user);
-    if !staged.open.contains_key(&open_key) {
-        // The first change of this key in the batch: keep its value for an undo.
-        let before = tree
-            .get(&open_key)
-            .map_err(|e| AppendError::TenantDamaged {
-                tenant: tenant.clone(),
-                position: "open-session index".into(),
-                detail: e.to_string(),
-            })?;
+    if let Some(before) = open_before {
         staged.undo.open.push((open_key.clone(), before));
     }
     if let (true, Some(meta)) = (shape.starts, &shape.meta) {
