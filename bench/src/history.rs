@@ -5,7 +5,8 @@
 //! sized by a Zipf law so that one tenant is much larger than the rest) plus one long session,
 //! then measures, each on the reopened log:
 //!
-//! - **rebuild**: `Projector::rebuild` of every tenant's read models;
+//! - **rebuild**: `Projector::rebuild_tenants` of every tenant's read models, one tenant per
+//!   core at once as `tenantry rebuild` does, and again one tenant at a time;
 //! - **export**: `audit::export::export` as JSONL (chain hashes and bodies checked and included)
 //!   of the largest tenant and of every tenant, into a sink that only counts bytes;
 //! - **replay**: folding the long session from the log into a `SessionState`, which is what
@@ -20,6 +21,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -28,7 +30,9 @@ use serde::{Deserialize, Serialize};
 
 use tenantry::audit::export::{export, ExportFormat, ExportOptions};
 use tenantry::events::log::EventLog;
-use tenantry::projections::projector::Projector;
+use tenantry::projections::projector::{
+    longest_logs_first, rebuild_jobs, Projector, ProjectorError,
+};
 use tenantry::projections::session::SessionState;
 use tenantry::tenancy::{SessionId, TenantId};
 
@@ -155,7 +159,13 @@ pub struct HistoryBenchReport {
     pub group_events: u64,
     pub runs: usize,
     pub generation: Generation,
+    /// The whole log's rebuild with [`HistoryBenchReport::rebuild_jobs`] tenants at once.
     pub rebuild: Throughput,
+    /// Tenants rebuilt at once: one per core, at most one per tenant (`tenantry rebuild`'s
+    /// default).
+    pub rebuild_jobs: usize,
+    /// The same rebuild one tenant after another, in the same run.
+    pub rebuild_one_job: Throughput,
     pub export_largest_tenant: ExportFigure,
     pub export_all_tenants: ExportFigure,
     pub replay_long_session: Throughput,
@@ -265,16 +275,16 @@ fn export_figure(
     })
 }
 
-/// Folds every tenant's read models from scratch; returns the events folded.
-fn rebuild_all(log: &EventLog, tenants: &[TenantId]) -> Result<u64, String> {
+/// Folds every tenant's read models from scratch, `jobs` tenants at once (the longest logs
+/// first), as `tenantry rebuild` does; returns the events folded.
+fn rebuild_all(log: &EventLog, tenants: &[TenantId], jobs: NonZeroUsize) -> Result<u64, String> {
     let projector = Projector::new(log).map_err(|e| e.to_string())?;
-    let mut folded = 0;
-    for tenant in tenants {
-        folded += projector
-            .rebuild(log, tenant, &mut |_| {})
-            .map_err(|e| format!("rebuilding {tenant}: {e}"))?;
-    }
-    Ok(folded)
+    let order = longest_logs_first(log, tenants.to_vec()).map_err(|e| e.to_string())?;
+    projector
+        .rebuild_tenants(log, &order, jobs, &|_, _| {}, &|_, _| {
+            Ok::<(), ProjectorError>(())
+        })
+        .map_err(|e| format!("rebuilding: {e}"))
 }
 
 /// Folds the long session from the log, as `load_session` does without a snapshot.
@@ -494,23 +504,35 @@ pub fn run(
     tenants.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     let largest = largest_tenant(&log, &tenants)?;
 
-    let mut run_no = 0;
     let runs = opts.runs.max(1);
-    let rebuild = timed(runs, || {
-        run_no += 1;
-        let started = Instant::now();
-        let n = rebuild_all(&log, &tenants)?;
-        let secs = started.elapsed().as_secs_f64();
+    let jobs = rebuild_jobs(tenants.len());
+    let mut rebuild_with = |jobs: NonZeroUsize| {
+        let mut run_no = 0;
+        let figure = timed(runs, || {
+            run_no += 1;
+            let started = Instant::now();
+            let n = rebuild_all(&log, &tenants, jobs)?;
+            let secs = started.elapsed().as_secs_f64();
+            progress(&format!(
+                "rebuild ({jobs} jobs) run {run_no}/{runs}: {n} events in {secs:.2} s ({:.0} events/s)",
+                n as f64 / secs.max(f64::MIN_POSITIVE)
+            ));
+            Ok(n)
+        })?;
         progress(&format!(
-            "rebuild run {run_no}/{runs}: {n} events in {secs:.2} s ({:.0} events/s)",
-            n as f64 / secs.max(f64::MIN_POSITIVE)
+            "rebuild of {} tenants, {jobs} jobs: {:.0} events/s (median)",
+            tenants.len(),
+            figure.events_per_s,
         ));
-        Ok(n)
-    })?;
+        Ok::<_, String>(figure)
+    };
+    let rebuild = rebuild_with(jobs)?;
+    // The same rebuild one tenant after another: what the jobs add, in the same run.
+    let rebuild_one_job = rebuild_with(NonZeroUsize::MIN)?;
     progress(&format!(
-        "rebuild of {} tenants: {:.0} events/s (median; target >= {REBUILD_EVENTS_PER_S_MIN:.0}: {})",
-        tenants.len(),
+        "rebuild: {:.0} events/s with {jobs} jobs = {:.2}x one job (target >= {REBUILD_EVENTS_PER_S_MIN:.0}: {})",
         rebuild.events_per_s,
+        rebuild.events_per_s / rebuild_one_job.events_per_s.max(f64::MIN_POSITIVE),
         verdict(rebuild.events_per_s >= REBUILD_EVENTS_PER_S_MIN)
     ));
 
@@ -554,6 +576,8 @@ pub fn run(
         runs,
         generation,
         rebuild,
+        rebuild_jobs: jobs.get(),
+        rebuild_one_job,
         export_largest_tenant: export_largest,
         export_all_tenants: export_all,
         replay_long_session: replay,
@@ -590,6 +614,8 @@ mod tests {
         assert_eq!(report.rebuild.events, g.events, "every event is folded");
         assert_eq!(report.rebuild.seconds_runs.len(), 2);
         assert!(report.rebuild.events_per_s > 0.0);
+        assert_eq!(report.rebuild_one_job.events, g.events, "and with one job");
+        assert!((1..=TENANTS).contains(&report.rebuild_jobs));
 
         let all = &report.export_all_tenants;
         assert_eq!(all.events, g.events, "every event is exported");

@@ -76,6 +76,10 @@ enum Command {
         /// Also rebuild the CBOR session snapshots.
         #[arg(long)]
         snapshots: bool,
+        /// Tenants rebuilt at once, each on a thread of its own (default: one per core, at
+        /// most one per tenant); the longest logs start first.
+        #[arg(long, value_name = "N")]
+        jobs: Option<std::num::NonZeroUsize>,
     },
     /// Manage secrets (encrypted at rest under the data dir): set (value on stdin), get, list,
     /// delete, in `--global`, `--tenant T` or `--tenant T --team M`.
@@ -278,8 +282,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             with_in_use_hint(usage, &config, "usage")
         }
         Command::Trim(args) => retention::trim(&args, &load_config(&cli.config)?),
-        Command::Rebuild { tenant, snapshots } => {
-            read_models::rebuild(&cli.config, tenant, snapshots)
-        }
+        Command::Rebuild {
+            tenant,
+            snapshots,
+            jobs,
+        } => read_models::rebuild(&cli.config, tenant, snapshots, jobs),
     }
 }

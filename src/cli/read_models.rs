@@ -77,27 +77,36 @@ pub(super) fn rebuild(
     config_path: &std::path::Path,
     tenant: Option<crate::tenancy::TenantId>,
     snapshots: bool,
+    jobs: Option<std::num::NonZeroUsize>,
 ) -> anyhow::Result<ExitCode> {
-    use crate::projections::projector::Projector;
+    use crate::projections::projector::{longest_logs_first, rebuild_jobs, Projector};
     let config = load_config(config_path)?;
     let log = open_offline(&config)?;
     let projector = Projector::new(&log)?;
     let tenants = match tenant {
         Some(t) => vec![t],
-        None => log.tenants()?,
+        None => longest_logs_first(&log, log.tenants()?)?,
     };
+    let jobs = jobs.unwrap_or_else(|| rebuild_jobs(tenants.len()));
     let store = SnapshotStore::new(config.server().data_dir.join("sessions"));
-    for tenant in tenants {
-        let started = std::time::Instant::now();
-        let mut progress = |n: u64| eprintln!("rebuild {tenant}: {n} events folded");
-        let folded = projector.rebuild(&log, &tenant, &mut progress)?;
-        let secs = started.elapsed().as_secs_f64();
-        eprintln!("rebuild {tenant}: read models done, {folded} events in {secs:.2} s");
+    let started = std::time::Instant::now();
+    let progress = |tenant: &crate::tenancy::TenantId, n: u64| {
+        eprintln!("rebuild {tenant}: {n} events folded");
+    };
+    let done = |tenant: &crate::tenancy::TenantId, folded: u64| -> anyhow::Result<()> {
+        eprintln!("rebuild {tenant}: read models done, {folded} events");
         if snapshots {
             let written =
-                crate::projections::load::rewrite_snapshots(&log, &projector, &store, &tenant)?;
+                crate::projections::load::rewrite_snapshots(&log, &projector, &store, tenant)?;
             eprintln!("rebuild {tenant}: {written} snapshots rewritten from the log");
         }
-    }
+        Ok(())
+    };
+    let folded = projector.rebuild_tenants(&log, &tenants, jobs, &progress, &done)?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "rebuild: {} tenants, {folded} events in {secs:.2} s ({jobs} jobs)",
+        tenants.len()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -37,7 +37,10 @@ use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
 use fold::{CommitWhen, Start};
 
 mod fold;
+mod parallel;
 mod sealed;
+
+pub use parallel::{longest_logs_first, rebuild_jobs, RebuildProgress};
 
 /// Name of the projection tree.
 pub const READ_MODELS: &str = "read_models";
@@ -70,6 +73,11 @@ pub enum ProjectorError {
     /// A stored value does not decode; rebuild the tenant's projection.
     #[error("tenant {tenant}: corrupt read model entry: {detail}")]
     Corrupt { tenant: TenantId, detail: String },
+    /// A tenant's rebuild among several stopped on a panic (a bug: report it); the tenant keeps
+    /// its old read models or a prefix of new ones with their checkpoint, which a rebuild
+    /// replaces.
+    #[error("tenant {tenant}: the rebuild stopped on a panic: {detail}")]
+    Panicked { tenant: TenantId, detail: String },
 }
 
 /// Usage of one env × team × channel × day.

@@ -95,11 +95,14 @@ fn usage_reports_only_the_tenants_own_counts() {
 #[test]
 fn rebuild_refolds_and_rewrites_snapshots() {
     let dir = setup();
-    let out = tenantry(&dir, &["rebuild", "--snapshots"]);
+    let out = tenantry(&dir, &["rebuild", "--snapshots", "--jobs", "2"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("rebuild acme") && stderr.contains("rebuild bigcorp"),
+        stderr.contains("rebuild acme: read models done")
+            && stderr.contains("rebuild bigcorp: read models done")
+            && stderr.contains("rebuild: 2 tenants,")
+            && stderr.contains("(2 jobs)"),
         "{stderr}"
     );
     let store = SnapshotStore::new(dir.path().join("data/sessions"));
@@ -120,6 +123,15 @@ fn rebuild_refolds_and_rewrites_snapshots() {
         .unwrap();
     assert_eq!(snap.seq, 5);
     assert_eq!(snap.state.messages_in, 2);
+}
+
+#[test]
+fn rebuild_refuses_zero_jobs_naming_the_flag() {
+    let dir = setup();
+    let out = tenantry(&dir, &["rebuild", "--jobs", "0"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--jobs"), "{stderr}");
 }
 
 #[test]

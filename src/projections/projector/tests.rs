@@ -23,7 +23,7 @@ fn append_acmex(log: &EventLog, at_ms: u64, text: &str) {
     );
 }
 
-fn append_in(
+pub(super) fn append_in(
     log: &EventLog,
     (tenant, team): (&str, &str),
     channel: &str,
@@ -56,7 +56,7 @@ fn append_in(
     }
 }
 
-fn msg(text: &str) -> EventKind {
+pub(super) fn msg(text: &str) -> EventKind {
     EventKind::MessageReceived {
         message_id: text.into(),
         user: "u".into(),
