@@ -514,13 +514,13 @@ pub fn run(
             let n = rebuild_all(&log, &tenants, jobs)?;
             let secs = started.elapsed().as_secs_f64();
             progress(&format!(
-                "rebuild ({jobs} jobs) run {run_no}/{runs}: {n} events in {secs:.2} s ({:.0} events/s)",
+                "rebuild (jobs {jobs}) run {run_no}/{runs}: {n} events in {secs:.2} s ({:.0} events/s)",
                 n as f64 / secs.max(f64::MIN_POSITIVE)
             ));
             Ok(n)
         })?;
         progress(&format!(
-            "rebuild of {} tenants, {jobs} jobs: {:.0} events/s (median)",
+            "rebuild of {} tenants, jobs {jobs}: {:.0} events/s (median)",
             tenants.len(),
             figure.events_per_s,
         ));
@@ -530,7 +530,7 @@ pub fn run(
     // The same rebuild one tenant after another: what the jobs add, in the same run.
     let rebuild_one_job = rebuild_with(NonZeroUsize::MIN)?;
     progress(&format!(
-        "rebuild: {:.0} events/s with {jobs} jobs = {:.2}x one job (target >= {REBUILD_EVENTS_PER_S_MIN:.0}: {})",
+        "rebuild: {:.0} events/s with jobs {jobs} = {:.2}x one job (target >= {REBUILD_EVENTS_PER_S_MIN:.0}: {})",
         rebuild.events_per_s,
         rebuild.events_per_s / rebuild_one_job.events_per_s.max(f64::MIN_POSITIVE),
         verdict(rebuild.events_per_s >= REBUILD_EVENTS_PER_S_MIN)

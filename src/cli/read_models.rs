@@ -105,8 +105,9 @@ pub(super) fn rebuild(
     let folded = projector.rebuild_tenants(&log, &tenants, jobs, &progress, &done)?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "rebuild: {} tenants, {folded} events in {secs:.2} s ({jobs} jobs)",
-        tenants.len()
+        "rebuild: {} tenants, {folded} events in {secs:.2} s ({jobs} {})",
+        tenants.len(),
+        if jobs.get() == 1 { "job" } else { "jobs" }
     );
     Ok(ExitCode::SUCCESS)
 }
