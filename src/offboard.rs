@@ -11,8 +11,10 @@
 //! it at start) and running the deletion again finishes it; a run after a completed one frees
 //! nothing and succeeds. Between the marker's two ends: (1) the log range, durably (the point of
 //! no return: the tenant's history is gone; a snapshot left behind no longer matches the log and
-//! is never used); (2) the read models, under the tenant's fold lock, after the log so that no
-//! fold can bring them back; (3) the snapshot files; (4) the secrets.
+//! is never used); (2) the read models, after the log so that no fold can bring them back, under the
+//! tenant's fold lock held since before the log's deletion, so that the background fold
+//! (which drops the read models and snapshots of a log emptied elsewhere) never takes them
+//! from this deletion's report; (3) the snapshot files; (4) the secrets.
 //!
 //! **JetStream.** The log range goes by the writer, as on sled, and the syncer then purges the
 //! tenant's subject from the stream (the point of no return there). Only the tenant's writer
@@ -190,8 +192,12 @@ pub fn offboard_tenant(
         crate::private_fs::write_private(&marker, b"").map_err(marker_err)?;
     }
     let census = log.census(tenant)?;
-    log.delete_tenant_blocking(tenant)?;
-    let read_model_rows = projector.forget_tenant(tenant)?;
+    // Under the tenant's fold lock: the background fold must not take the read models (and
+    // the snapshots) of the emptied log away from this deletion's count.
+    let (_, read_model_rows) = projector.forget_tenant_after(tenant, || {
+        log.delete_tenant_blocking(tenant)
+            .map_err(OffboardError::from)
+    })?;
     let snapshots = SnapshotStore::new(data_dir.join(SESSIONS_DIR));
     let (snapshot_files, snapshot_bytes) = snapshots.remove_tenant_counted(tenant)?;
     let (secrets, secret_bytes) = crate::secrets::store::remove_tenant_secrets(data_dir, tenant)?;

@@ -1,4 +1,5 @@
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::*;
 use crate::events::log::fixtures::ada_group;
@@ -186,4 +187,42 @@ fn a_tenant_deleted_while_served_and_written_again_keeps_its_new_sealed_data_aft
     let channel = crate::tenancy::ChannelId::parse("slack").unwrap();
     let open = log.scope(&ctx).open_session(&channel, "ada").unwrap();
     assert_eq!(open.map(|s| s.to_string()).as_deref(), Some("s1"));
+}
+
+/// The server's background fold drops the read models and snapshots of a tenant whose log was
+/// deleted (`Projector::forget_if_deleted`). Racing a deletion, it must not take them between
+/// the log's deletion and the read models': the report would say nothing of them was freed.
+#[test]
+fn a_background_fold_racing_a_deletion_leaves_the_report_whole() {
+    let data = tempfile::tempdir().unwrap();
+    let log = EventLog::open(&data.path().join("log"), &LogOptions::default()).unwrap();
+    let projector = Projector::new(&log).unwrap();
+    let snapshots = SnapshotStore::new(data.path().join(SESSIONS_DIR));
+    let acme: TenantId = id("acme");
+    let stop = AtomicBool::new(false);
+    /// Stops the racing thread however the rounds end (a failed one unwinds past it).
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                projector
+                    .forget_if_deleted(&log, &snapshots, &acme)
+                    .unwrap();
+            }
+        });
+        let _stop = StopOnDrop(&stop);
+        for round in 0..50 {
+            two_groups(&log, "acme");
+            projector.catch_up(&log, &acme, &mut |_| {}).unwrap();
+            put(data.path(), "sessions/acme/prod/support/s1.cbor");
+            let freed = offboard_tenant(&log, &projector, data.path(), &acme).unwrap();
+            assert!(freed.read_model_rows >= 2, "round {round}: {freed:?}");
+            assert_eq!(freed.snapshot_files, 1, "round {round}: {freed:?}");
+        }
+    });
 }

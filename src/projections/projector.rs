@@ -279,9 +279,28 @@ impl Projector {
     /// running meanwhile commits before the removal, never after it: call it once the
     /// tenant's log range is gone, and the next fold finds nothing to fold.
     pub fn forget_tenant(&self, tenant: &TenantId) -> Result<u64, ProjectorError> {
+        self.forget_tenant_after(tenant, || Ok::<(), ProjectorError>(()))
+            .map(|((), rows)| rows)
+    }
+
+    /// Runs `first` (the deletion of the tenant's log), then removes its read models, holding
+    /// the tenant's fold lock across both: no fold runs in between, so neither a catch-up nor
+    /// [`Projector::forget_if_deleted`] (which would drop the read models and snapshots of the
+    /// log just emptied on its own) sees the tenant half-deleted. Returns what `first` returned
+    /// and the read-model entries removed.
+    pub fn forget_tenant_after<T, E: From<ProjectorError>>(
+        &self,
+        tenant: &TenantId,
+        first: impl FnOnce() -> Result<T, E>,
+    ) -> Result<(T, u64), E> {
         let lock = self.fold_lock(tenant);
         let _one_fold = one_fold(&lock);
-        Ok(self.tree.clear_tenant(tenant)?)
+        let done = first()?;
+        let rows = self
+            .tree
+            .clear_tenant(tenant)
+            .map_err(|e| E::from(e.into()))?;
+        Ok((done, rows))
     }
 
     /// Removes `tenant`'s read models when they hold events its log no longer has (their
