@@ -40,14 +40,17 @@ pub(super) fn contained<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     let result = catch_unwind(AssertUnwindSafe(f));
     CONTAINED.with(|c| c.set(c.get().saturating_sub(1)));
     result.map_err(|payload| {
-        if let Some(s) = payload.downcast_ref::<&str>() {
-            (*s).to_owned()
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "sled panicked".to_owned()
-        }
+        panic_message(payload.as_ref()).unwrap_or_else(|| "sled panicked".into())
     })
+}
+
+/// A caught panic's message, when it has one (a `&str` or a `String` payload).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<String> {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        Some((*s).to_owned())
+    } else {
+        payload.downcast_ref::<String>().cloned()
+    }
 }
 
 /// Installs a panic hook that ends the process with [`SLED_PANIC_EXIT_CODE`] and a clear

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::{Projector, ProjectorError};
+use crate::events::log::contain::panic_message;
 use crate::events::log::{EventLog, ReadError};
 use crate::tenancy::TenantId;
 
@@ -84,7 +85,8 @@ impl Projector {
             let result = catch_unwind(AssertUnwindSafe(one)).unwrap_or_else(|payload| {
                 Err(E::from(ProjectorError::Panicked {
                     tenant: tenant.clone(),
-                    detail: panic_message(payload.as_ref()),
+                    detail: panic_message(payload.as_ref())
+                        .unwrap_or_else(|| "a panic without a message".into()),
                 }))
             });
             match result {
@@ -122,17 +124,6 @@ impl Projector {
             Some(e) => Err(e),
             None => Ok(folded.into_inner() as u64),
         }
-    }
-}
-
-/// A panic's message, when it has one.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic without a message".to_owned()
     }
 }
 
