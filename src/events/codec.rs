@@ -349,14 +349,24 @@ pub struct SealedRef<'a> {
 pub fn decode_body_view_sealed(
     bytes: &[u8],
 ) -> Result<(EventView<'_>, Option<SealedRef<'_>>), CodecError> {
+    decode_body_view_after(bytes, None)
+}
+
+/// [`decode_body_view_sealed`] of a record that follows `prev` in the same frame: an id with
+/// the same bytes as `prev`'s is borrowed from `prev` (the same text, checked once).
+pub fn decode_body_view_after<'a>(
+    bytes: &'a [u8],
+    prev: Option<&EventView<'a>>,
+) -> Result<(EventView<'a>, Option<SealedRef<'a>>), CodecError> {
     if bytes.len() > EVENT_BYTES_MAX {
         return Err(CodecError::RecordLength {
             index: 0,
             len: bytes.len(),
         });
     }
-    // The writer's layout is read directly; any other form the serde way.
-    let body: BodyView = match envelope::read(bytes) {
+    // The writer's layout is read directly (the kind's data too: `schema::fast`); any other
+    // form the serde way.
+    let body: BodyView = match envelope::read(bytes, prev) {
         Some(body) => body,
         None => decode_limited(bytes)?,
     };
@@ -583,7 +593,7 @@ pub fn decode_frame(bytes: &[u8]) -> Result<FrameView<'_>, CodecError> {
     })
 }
 
-mod envelope;
+pub(crate) mod envelope;
 
 #[cfg(test)]
 mod tests;

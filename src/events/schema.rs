@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
 
+mod fast;
+pub(crate) use fast::known_kind;
+
 /// Deepest MessagePack nesting accepted when decoding (our shapes need 2).
 pub const DECODE_DEPTH_MAX: usize = 8;
 
@@ -411,6 +414,21 @@ pub struct EventView<'a> {
     pub kind: KindView<'a>,
 }
 
+impl EventView<'_> {
+    /// Whether `other` is an event of the same session (env, team and session id).
+    pub fn same_session(&self, other: &EventView<'_>) -> bool {
+        same_str(self.session, other.session)
+            && same_str(self.team, other.team)
+            && same_str(self.env, other.env)
+    }
+}
+
+/// `a == b`, answered without comparing bytes when both are the same slice: the ids a frame's
+/// read borrows from the record before (`codec::decode_body_view_after`).
+pub fn same_str(a: &str, b: &str) -> bool {
+    std::ptr::eq(a, b) || a == b
+}
+
 /// [`EventKind`] as a fold sees it (see [`EventView`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KindView<'a> {
@@ -506,6 +524,14 @@ impl<'a> KindView<'a> {
         if !(SCHEMA_VERSION_MIN..=SCHEMA_VERSION).contains(&version) {
             return Err(SchemaError::Version(version));
         }
+        match fast::kind_view(name, version, data) {
+            Some(view) => Ok(view),
+            None => KindView::decode_serde(name, version, data),
+        }
+    }
+
+    /// [`KindView::decode`] of a known version the serde way: any form serde reads.
+    fn decode_serde(name: &str, version: u16, data: &'a [u8]) -> Result<KindView<'a>, SchemaError> {
         let kind = match name {
             "SessionStarted" => {
                 let d: SessionStartedView = decode_limited(data)?;

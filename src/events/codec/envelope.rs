@@ -8,37 +8,45 @@
 //! `u16`) gives `None` and the caller decodes with serde, so this reader accepts a subset of what
 //! serde accepts and reads it the same way (the fuzz check of `check_event_body` compares both
 //! with the full decoder). Every length is checked against the bytes left before it is used.
+//!
+//! Two shortcuts keep the per-event cost low, neither changing what is read: the keys are
+//! compared as constant byte strings (marker and name, which the compiler compares inline), and
+//! an id whose bytes equal the same id of the record before it in the frame is that record's
+//! `&str` again, not checked for UTF-8 a second time (a frame's records repeat their ids).
 
 use super::BodyView;
+use crate::events::schema::{known_kind, EventView};
 
-/// The keys of `Body`, in its field order.
-const KEYS: [&str; 12] = [
-    "v",
-    "id",
-    "tenant",
-    "env",
-    "team",
-    "channel",
-    "session",
-    "seq",
-    "tenant_seq",
-    "at",
-    "kind",
-    "data",
+/// The keys of `Body` in its field order, each as its fixstr marker and name.
+pub(super) const KEYS: [&[u8]; 12] = [
+    b"\xa1v",
+    b"\xa2id",
+    b"\xa6tenant",
+    b"\xa3env",
+    b"\xa4team",
+    b"\xa7channel",
+    b"\xa7session",
+    b"\xa3seq",
+    b"\xaatenant_seq",
+    b"\xa2at",
+    b"\xa4kind",
+    b"\xa4data",
 ];
 
 /// MessagePack markers of the forms the writer uses.
 const FIXMAP_12: u8 = 0x80 | 12;
 /// A v3 body with a sealed part: the 12 keys, then `sealed`.
 const FIXMAP_13: u8 = 0x80 | 13;
-/// The 13th key of a v3 body with a sealed part.
-const SEALED_KEY: &str = "sealed";
+/// The 13th key of a v3 body with a sealed part (marker and name).
+pub(super) const SEALED_KEY: &[u8] = b"\xa6sealed";
+pub(crate) const FIXMAP: u8 = 0x80;
 const FIXSTR: u8 = 0xa0;
 const FIXSTR_LEN_MASK: u8 = 0x1f;
 
-/// Reads the envelope of `bytes` if it is in the writer's layout.
-pub(super) fn read(bytes: &[u8]) -> Option<BodyView<'_>> {
-    let mut c = Reader { rest: bytes };
+/// Reads the envelope of `bytes` if it is in the writer's layout. `prev` is the record before
+/// it in the same frame, if any: ids equal to its ids are borrowed from it.
+pub(super) fn read<'a>(bytes: &'a [u8], prev: Option<&EventView<'a>>) -> Option<BodyView<'a>> {
+    let mut c = Reader::new(bytes);
     let map = c.byte()?;
     if map != FIXMAP_12 && map != FIXMAP_13 {
         return None;
@@ -48,15 +56,15 @@ pub(super) fn read(bytes: &[u8]) -> Option<BodyView<'_>> {
     c.key(KEYS[1])?;
     let id = c.bin()?;
     c.key(KEYS[2])?;
-    let tenant = c.str()?;
+    let tenant = c.id(prev.map(|p| p.tenant))?;
     c.key(KEYS[3])?;
-    let env = c.str()?;
+    let env = c.id(prev.map(|p| p.env))?;
     c.key(KEYS[4])?;
-    let team = c.str()?;
+    let team = c.id(prev.map(|p| p.team))?;
     c.key(KEYS[5])?;
-    let channel = c.str()?;
+    let channel = c.id(prev.map(|p| p.channel))?;
     c.key(KEYS[6])?;
-    let session = c.str()?;
+    let session = c.id(prev.map(|p| p.session))?;
     c.key(KEYS[7])?;
     let seq = c.uint()?;
     c.key(KEYS[8])?;
@@ -64,7 +72,7 @@ pub(super) fn read(bytes: &[u8]) -> Option<BodyView<'_>> {
     c.key(KEYS[9])?;
     let at = c.uint()?;
     c.key(KEYS[10])?;
-    let kind = c.str()?;
+    let kind = c.kind_name()?;
     c.key(KEYS[11])?;
     let data = c.bin()?;
     let sealed = if map == FIXMAP_13 {
@@ -91,12 +99,21 @@ pub(super) fn read(bytes: &[u8]) -> Option<BodyView<'_>> {
 }
 
 /// A cursor over MessagePack bytes; every read is bounds-checked and `None` past the end.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn byte(&mut self) -> Option<u8> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { rest: bytes }
+    }
+
+    /// Whether every byte was read.
+    pub(crate) fn at_end(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    pub(crate) fn byte(&mut self) -> Option<u8> {
         let (&b, rest) = self.rest.split_first()?;
         self.rest = rest;
         Some(b)
@@ -133,8 +150,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A string in any of MessagePack's str forms, checked to be UTF-8.
-    fn str(&mut self) -> Option<&'a str> {
+    /// The bytes of a string in any of MessagePack's str forms, not checked to be UTF-8.
+    pub(crate) fn str_bytes(&mut self) -> Option<&'a [u8]> {
         let len = match self.byte()? {
             b if b & !FIXSTR_LEN_MASK == FIXSTR => usize::from(b & FIXSTR_LEN_MASK),
             0xd9 => self.len(1)?,
@@ -142,7 +159,31 @@ impl<'a> Reader<'a> {
             0xdb => self.len(4)?,
             _ => return None,
         };
-        std::str::from_utf8(self.take(len)?).ok()
+        self.take(len)
+    }
+
+    /// A string in any of MessagePack's str forms, checked to be UTF-8.
+    pub(crate) fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.str_bytes()?).ok()
+    }
+
+    /// A string, borrowed from `prev` when it has the same bytes (so checked already).
+    fn id(&mut self, prev: Option<&'a str>) -> Option<&'a str> {
+        let bytes = self.str_bytes()?;
+        match prev {
+            Some(prev) if prev.as_bytes() == bytes => Some(prev),
+            _ => std::str::from_utf8(bytes).ok(),
+        }
+    }
+
+    /// A kind's name: one this build knows without a UTF-8 check ([`known_kind`]), any other
+    /// string with one (an unknown kind is the caller's error to report).
+    fn kind_name(&mut self) -> Option<&'a str> {
+        let bytes = self.str_bytes()?;
+        match known_kind(bytes) {
+            Some(name) => Some(name),
+            None => std::str::from_utf8(bytes).ok(),
+        }
     }
 
     /// A byte string in any of MessagePack's bin forms.
@@ -156,9 +197,10 @@ impl<'a> Reader<'a> {
         self.take(len)
     }
 
-    /// The key `name` as a fixstr (every key of `Body` is shorter than 32 bytes).
-    fn key(&mut self, name: &str) -> Option<()> {
-        let marker = FIXSTR | u8::try_from(name.len()).ok()?;
-        (self.byte()? == marker && self.take(name.len())? == name.as_bytes()).then_some(())
+    /// The key `key`: a fixstr's marker and name, as in [`KEYS`] (inlined, so that each call
+    /// compares a constant).
+    #[inline(always)]
+    pub(crate) fn key(&mut self, key: &[u8]) -> Option<()> {
+        (self.take(key.len())? == key).then_some(())
     }
 }

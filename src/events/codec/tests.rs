@@ -263,7 +263,7 @@ fn the_writers_envelope_layout_is_read_directly_and_any_other_form_as_serde_read
             event.tenant_seq = u64::from(u32::MAX) + seq;
             event.session = SessionId::parse(&session).unwrap();
             let body = encode_body(&event);
-            assert!(envelope::read(&body).is_some(), "the writer's layout");
+            assert!(envelope::read(&body, None).is_some(), "the writer's layout");
             assert_eq!(decode_body_view(&body).unwrap(), EventView::from(&event));
         }
     }
@@ -281,12 +281,12 @@ fn the_writers_envelope_layout_is_read_directly_and_any_other_form_as_serde_read
     for other in [array, rmpv::Value::Map(reversed)] {
         let mut bytes = Vec::new();
         rmpv::encode::write_value(&mut bytes, &other).unwrap();
-        assert!(envelope::read(&bytes).is_none());
+        assert!(envelope::read(&bytes, None).is_none());
         assert_eq!(decode_body_view(&bytes).unwrap(), EventView::from(&event));
     }
     // Cut anywhere, the fast path reads nothing (and nothing panics).
     for cut in 0..body.len() {
-        assert!(envelope::read(&body[..cut]).is_none(), "cut at {cut}");
+        assert!(envelope::read(&body[..cut], None).is_none(), "cut at {cut}");
     }
 }
 
@@ -461,7 +461,62 @@ fn the_fast_envelope_reader_reads_a_sealed_body() {
         value: CANARY.into(),
     });
     let body = encode_body_sealed(&EventRef::from(&event), &key);
-    let fast = envelope::read(&body).expect("the writer's v3 layout");
+    let fast = envelope::read(&body, None).expect("the writer's v3 layout");
     assert!(fast.sealed.is_some());
     assert_eq!(fast.v, SCHEMA_VERSION_SEALED);
+}
+
+#[test]
+fn the_envelope_keys_are_fixstr_markers_and_names() {
+    let names = [
+        "v",
+        "id",
+        "tenant",
+        "env",
+        "team",
+        "channel",
+        "session",
+        "seq",
+        "tenant_seq",
+        "at",
+        "kind",
+        "data",
+    ];
+    for (key, name) in envelope::KEYS.iter().zip(names) {
+        assert_eq!(usize::from(key[0]), 0xa0 | name.len(), "{name}");
+        assert_eq!(&key[1..], name.as_bytes());
+    }
+    assert_eq!(envelope::SEALED_KEY, b"\xa6sealed");
+}
+
+#[test]
+fn an_id_equal_to_the_record_befores_is_borrowed_from_it() {
+    let first = sample(EventKind::NodeEntered { node: "n".into() });
+    let mut next = sample(EventKind::NodeEntered { node: "m".into() });
+    next.seq += 1;
+    next.tenant_seq += 1;
+    let mut other = next.clone();
+    other.session = SessionId::parse("s2").unwrap();
+    other.channel = ChannelId::parse("web").unwrap();
+    let (b1, b2, b3) = (encode_body(&first), encode_body(&next), encode_body(&other));
+    let (v1, _) = decode_body_view_after(&b1, None).unwrap();
+    let (v2, _) = decode_body_view_after(&b2, Some(&v1)).unwrap();
+    assert_eq!(v2, EventView::from(&next));
+    for (a, b) in [
+        (v1.session, v2.session),
+        (v1.channel, v2.channel),
+        (v1.env, v2.env),
+    ] {
+        assert!(std::ptr::eq(a, b), "borrowed from the record before");
+    }
+    let (v3, _) = decode_body_view_after(&b3, Some(&v2)).unwrap();
+    assert_eq!(v3, EventView::from(&other));
+    assert!(std::ptr::eq(v3.team, v2.team));
+    assert!(!std::ptr::eq(v3.session.as_ptr(), v2.session.as_ptr()));
+    assert!(!std::ptr::eq(v3.channel.as_ptr(), v2.channel.as_ptr()));
+    // Sessions compare the same whether their ids are borrowed or only equal.
+    let (alone, _) = decode_body_view_after(&b2, None).unwrap();
+    assert!(!std::ptr::eq(alone.session.as_ptr(), v1.session.as_ptr()));
+    assert!(v2.same_session(&v1) && alone.same_session(&v1));
+    assert!(!v3.same_session(&v2));
 }

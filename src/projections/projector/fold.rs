@@ -26,7 +26,7 @@ use super::{
     TAG_USAGE,
 };
 use crate::events::log::EventLog;
-use crate::events::schema::{EventView, KindView};
+use crate::events::schema::{same_str, EventView, KindView};
 use crate::projections::session::SessionState;
 use crate::tenancy::{EnvId, SessionId, TeamId, TenantId};
 
@@ -169,7 +169,9 @@ impl Projector {
         while let Some(head) = rest.first() {
             let run = rest
                 .iter()
-                .take_while(|e| e.channel == head.channel && day_of(e.at_ms) == day_of(head.at_ms))
+                .take_while(|e| {
+                    same_str(e.channel, head.channel) && day_of(e.at_ms) == day_of(head.at_ms)
+                })
                 .count();
             let mut delta = UsageCounters::default();
             for e in &rest[..run] {

@@ -17,14 +17,14 @@ use std::ops::RangeInclusive;
 
 use super::{read_error, sled_panicked, TenantReader};
 use crate::events::codec::{
-    decode_body_view_sealed, decode_frame, open_view, overlay_view, KeySource, SealedRef,
+    decode_body_view_after, decode_frame, open_view, overlay_view, KeySource, SealedRef,
     FRAME_VERSION_GROUPS,
 };
 use crate::events::keyring::OpenKeys;
 use crate::events::keys;
 use crate::events::log::contain::contained;
 use crate::events::log::ReadError;
-use crate::events::schema::EventView;
+use crate::events::schema::{same_str, EventView};
 use crate::events::seal::SealScope;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
 
@@ -215,10 +215,7 @@ fn group_len(views: &[EventView<'_>]) -> usize {
     let Some(first) = views.first() else {
         return 0;
     };
-    views
-        .iter()
-        .take_while(|v| v.session == first.session && v.team == first.team && v.env == first.env)
-        .count()
+    views.iter().take_while(|v| v.same_session(first)).count()
 }
 
 /// Opens the sealed parts of one group's views (one session: one key), `None` for a view without
@@ -276,7 +273,8 @@ fn frame_views<'a>(
     let mut out: Vec<EventView<'a>> = Vec::with_capacity(frame.bodies.len());
     let mut sealed = Vec::with_capacity(frame.bodies.len());
     for (i, body) in frame.bodies.iter().enumerate() {
-        let (view, part) = decode_body_view_sealed(body)
+        // The ids of the record before are borrowed when equal: checked once per frame.
+        let (view, part) = decode_body_view_after(body, out.last())
             .map_err(|e| read_error(tenant, key, format!("record {i}: {e}")))?;
         let expected_tenant_seq = first_seq + i as u64;
         if view.tenant != tenant.as_str() || view.tenant_seq != expected_tenant_seq {
@@ -290,11 +288,13 @@ fn frame_views<'a>(
             ));
         }
         let continues = out.last().map(|before| {
-            let same_session = before.session == view.session
-                && before.env == view.env
-                && before.team == view.team;
+            let same_session = before.same_session(&view);
             let continues = same_session && view.seq == before.seq + 1;
-            (same_session, continues, before.channel == view.channel)
+            (
+                same_session,
+                continues,
+                same_str(before.channel, view.channel),
+            )
         });
         let ids_ok = match continues {
             // The first record of a group: every id checked.
