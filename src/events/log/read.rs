@@ -627,11 +627,36 @@ fn durable_at(tree: &sled::Tree, prefix: &[u8], seq: u64, limit: u64) -> Result<
     }
 }
 
-/// Index entry of one frame in a session: where the frame is and how many events it holds.
+/// Index entry of one group in a session: its first event's `tenant_seq` and how many events
+/// it holds. Both forms read: `{tenant_seq:be64}{count:be16}`, and the same followed by
+/// `{offset:be16}`, the group's place in its frame ([`index_frame_start`]).
 pub(super) fn decode_index_value(v: &[u8]) -> Option<(u64, u16)> {
-    let (seq, count) = v.split_first_chunk::<8>()?;
-    let count: [u8; 2] = count.try_into().ok()?;
-    Some((u64::from_be_bytes(*seq), u16::from_be_bytes(count)))
+    let (seq, rest) = v.split_first_chunk::<8>()?;
+    let (count, rest) = rest.split_first_chunk::<2>()?;
+    if !(rest.is_empty() || rest.len() == 2) {
+        return None;
+    }
+    Some((u64::from_be_bytes(*seq), u16::from_be_bytes(*count)))
+}
+
+/// The index value of a group at `tenant_seq` with `count` events, `offset` records into the
+/// frame that holds it (without one, the older form).
+pub(crate) fn encode_index_value(tenant_seq: u64, count: u16, offset: Option<u16>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(12);
+    v.extend_from_slice(&tenant_seq.to_be_bytes());
+    v.extend_from_slice(&count.to_be_bytes());
+    if let Some(offset) = offset {
+        v.extend_from_slice(&offset.to_be_bytes());
+    }
+    v
+}
+
+/// The first `tenant_seq` of the frame holding an index entry's group, when the entry says
+/// (entries written before the offset was kept do not: their frame is found by a search).
+pub(super) fn index_frame_start(v: &[u8]) -> Option<u64> {
+    let (seq, rest) = v.split_first_chunk::<8>()?;
+    let offset: [u8; 2] = rest.get(2..)?.try_into().ok()?;
+    u64::from_be_bytes(*seq).checked_sub(u64::from(u16::from_be_bytes(offset)))
 }
 
 pub(super) fn last_seq(

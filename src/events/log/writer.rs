@@ -149,6 +149,8 @@ struct Staged {
 struct PendingFrame {
     key: Vec<u8>,
     frame: codec::FrameBuilder,
+    /// The tenant_seq of its first record.
+    start: u64,
     /// The tenant_seq a group must start at to join the frame.
     next_tenant_seq: u64,
     /// Hashes of the sessions it holds a group of. A session's next group starts another
@@ -191,19 +193,20 @@ impl Staged {
     /// Stages a group's event bodies, the first at `first_tenant_seq` after `prev_hash`. For
     /// the stream every group is its own frame (its own unit); otherwise it joins the tenant's
     /// pending frame while the frame stays within [`codec::FRAME_COALESCE_BYTES`] and
-    /// [`codec::FRAME_RECORDS_MAX`] and holds no group of the same session.
+    /// [`codec::FRAME_RECORDS_MAX`] and holds no group of the same session. Returns the first
+    /// tenant_seq of the frame the group went into.
     fn stage_frame(
         &mut self,
         tenant: &TenantId,
         (first_tenant_seq, prev_hash): (u64, &codec::Hash),
         bodies: Vec<Vec<u8>>,
         session_key: &[u8],
-    ) {
+    ) -> u64 {
         if self.replicate {
             let key = keys::frame_key(tenant, first_tenant_seq);
             self.undo.created.push(key.clone());
             self.put(key, codec::encode_frame(prev_hash, &bodies));
-            return;
+            return first_tenant_seq;
         }
         let session = {
             let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -231,6 +234,7 @@ impl Staged {
                         prev_hash,
                         codec::FRAME_HEADER_BYTES + adds,
                     ),
+                    start: first_tenant_seq,
                     next_tenant_seq: first_tenant_seq,
                     sessions: Vec::new(),
                 };
@@ -245,6 +249,7 @@ impl Staged {
         }
         pending.next_tenant_seq = first_tenant_seq + bodies.len() as u64;
         pending.sessions.push(session);
+        pending.start
     }
 
     /// Puts the pending frames into the batch: before it is applied.

@@ -1,12 +1,15 @@
 //! One session's events, group by group: the session index names each group's first
-//! `tenant_seq` and count, and the group is read from the frame that holds it (its own, or a
-//! frame of several groups: only its records are decoded, the ones before it hashed).
+//! `tenant_seq`, count and place in its frame, and the group is read from the frame that holds
+//! it (its own, or a frame of several groups: only its records are decoded, the ones before it
+//! hashed).
 
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
-use super::{decode_frame_part, decode_index_value, read_error, ready, sled_panicked};
+use super::{
+    decode_frame_part, decode_index_value, index_frame_start, read_error, ready, sled_panicked,
+};
 use crate::events::codec::frame_records;
 use crate::events::keyring::OpenKeys;
 use crate::events::keys;
@@ -15,13 +18,24 @@ use crate::events::log::store::Store;
 use crate::events::log::{ReadError, StoredEvent};
 use crate::tenancy::TenantId;
 
-/// The frame holding the group that starts at `tenant_seq` (key and value): the frame at that
-/// key, else the last one before it (a frame of several groups) if it reaches that far.
+/// The frame holding the group that starts at `tenant_seq` (key and value): the frame the
+/// index entry names (`start`, its first tenant_seq) when it holds the group; else the frame at
+/// the group's own key, else the last one before it (a frame of several groups) if it reaches
+/// that far (entries written before the index named the frame).
 fn group_frame(
     tree: &sled::Tree,
     tenant: &TenantId,
     (tenant_seq, key): (u64, &[u8]),
+    start: Option<u64>,
 ) -> sled::Result<Option<(sled::IVec, sled::IVec)>> {
+    if let Some(start) = start.filter(|&start| start != tenant_seq) {
+        let at = keys::frame_key(tenant, start);
+        if let Some(frame) = tree.get(&at)? {
+            if frame_records(&frame).is_some_and(|records| start + records as u64 > tenant_seq) {
+                return Ok(Some((at.into(), frame)));
+            }
+        }
+    }
     if let Some(frame) = tree.get(key)? {
         return Ok(Some((key.into(), frame)));
     }
@@ -78,7 +92,8 @@ impl SessionEvents {
         }
         let tree = self.tree.as_ref()?;
         let key = keys::frame_key(&self.tenant, tenant_seq);
-        let frame = match contained(|| group_frame(tree, &self.tenant, (tenant_seq, &key))) {
+        let start = index_frame_start(&v);
+        let frame = match contained(|| group_frame(tree, &self.tenant, (tenant_seq, &key), start)) {
             Ok(frame) => frame,
             Err(e) => return Some(Err(sled_panicked(&self.tenant, "frame", &e))),
         };

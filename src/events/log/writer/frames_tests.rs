@@ -8,7 +8,7 @@ use super::Staged;
 use crate::events::codec::{self, decode_frame, FRAME_VERSION, FRAME_VERSION_GROUPS};
 use crate::events::keys;
 use crate::events::log::{
-    AppendGroup, AppendOutcome, EventLog, Head, LogOptions, StoredEvent, TREE_NAME,
+    read, AppendGroup, AppendOutcome, EventLog, Head, LogOptions, StoredEvent, TREE_NAME,
 };
 use crate::events::schema::EventKind;
 use crate::tenancy::fixtures::id;
@@ -338,6 +338,102 @@ fn a_damaged_index_never_hands_a_session_another_sessions_events() {
         .collect();
     let err = read.unwrap_err().to_string();
     assert!(err.contains("breaks the group's session or seq"), "{err}");
+}
+
+/// Every session index entry of `log`'s tenant acme: (key, value, the first tenant_seq of the
+/// frame that holds the group).
+fn index_entries(log: &EventLog) -> Vec<(sled::IVec, sled::IVec, u64)> {
+    let store = log.inner.shared.store().unwrap();
+    let tree = &store.tree;
+    let tenant: TenantId = id("acme");
+    let mut out = Vec::new();
+    for n in 0..SESSIONS {
+        let prefix =
+            keys::session_index_prefix(&tenant, &id("prod"), &id("support"), &id(&format!("s{n}")));
+        for kv in tree.scan_prefix(&prefix) {
+            let (k, v) = kv.unwrap();
+            let (seq, _) = read::decode_index_value(&v).unwrap();
+            let (start, _) = keys::frame_range(&tenant);
+            let upto = keys::frame_key(&tenant, seq);
+            let (key, _) = tree.range(start..=upto).next_back().unwrap().unwrap();
+            out.push((k, v, keys::frame_key_seq(&key, &tenant).unwrap()));
+        }
+    }
+    out
+}
+
+fn sessions(log: &EventLog) -> Vec<Vec<StoredEvent>> {
+    let scope = log.scope(&ctx());
+    (0..SESSIONS)
+        .map(|n| {
+            scope
+                .session_events(&id(&format!("s{n}")), 1..=u64::MAX)
+                .collect::<Result<_, _>>()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_groups_index_entry_names_the_frame_that_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = log_with_frames_of_groups(dir.path());
+    let entries = index_entries(&log);
+    for (_, v, frame_start) in &entries {
+        assert_eq!(read::index_frame_start(v), Some(*frame_start));
+    }
+    assert!(
+        entries
+            .iter()
+            .any(|(_, v, start)| read::decode_index_value(v).unwrap().0 != *start),
+        "some group is not its frame's first"
+    );
+}
+
+#[test]
+fn index_entries_of_the_older_form_or_naming_another_frame_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = log_with_frames_of_groups(dir.path());
+    let want = sessions(&log);
+    let store = log.inner.shared.store().unwrap();
+    let entries = index_entries(&log);
+    // Written before the index kept the group's place: the frame is searched for.
+    for (k, v, _) in &entries {
+        store.tree.insert(k, &v[..10]).unwrap();
+    }
+    assert_eq!(sessions(&log), want, "entries of the older form");
+    // An offset naming the tenant's first frame, which holds only the earliest groups.
+    for (k, v, _) in &entries {
+        let (seq, count) = read::decode_index_value(v).unwrap();
+        let offset = u16::try_from(seq - 1).ok();
+        store
+            .tree
+            .insert(k, read::encode_index_value(seq, count, offset))
+            .unwrap();
+    }
+    assert_eq!(sessions(&log), want, "entries naming another frame");
+}
+
+#[test]
+fn an_index_value_reads_in_both_forms_and_no_other_length() {
+    let new = read::encode_index_value(9, 3, Some(4));
+    assert_eq!(new.len(), 12);
+    assert_eq!(read::decode_index_value(&new), Some((9, 3)));
+    assert_eq!(read::index_frame_start(&new), Some(5));
+    let old = read::encode_index_value(9, 3, None);
+    assert_eq!(old.len(), 10);
+    assert_eq!(read::decode_index_value(&old), Some((9, 3)));
+    assert_eq!(read::index_frame_start(&old), None);
+    for len in [0, 8, 9, 11, 13] {
+        let mut v = new.clone();
+        v.resize(len, 0);
+        assert_eq!(read::decode_index_value(&v), None, "{len} bytes");
+    }
+    // An offset past the group's own tenant_seq names no frame.
+    assert_eq!(
+        read::index_frame_start(&read::encode_index_value(3, 1, Some(4))),
+        None
+    );
 }
 
 /// sled writes a page (a whole leaf of up to 17 items) over segment size / 4 (128 KiB) to a blob

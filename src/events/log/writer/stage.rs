@@ -9,7 +9,7 @@ use crate::events::codec::{
 };
 use crate::events::keyring::NewKey;
 use crate::events::keys;
-use crate::events::log::read::last_seq;
+use crate::events::log::read::{encode_index_value, last_seq};
 use crate::events::log::{idempotency, meta};
 use crate::events::log::{
     AppendError, AppendGroup, AppendOutcome, Appended, Head, IdempotencyRecord, ReadError,
@@ -473,14 +473,16 @@ fn stage_keys(
     }
     let count = appended.last_seq - appended.first_seq + 1;
     let at = (appended.first_tenant_seq, &prev_hash);
-    staged.stage_frame(tenant, at, bodies, session_key);
+    let frame_start = staged.stage_frame(tenant, at, bodies, session_key);
     let count_u16 = u16::try_from(count).expect("group size is checked against GROUP_EVENTS_MAX");
-    let mut index_value = [0u8; 10];
-    index_value[..8].copy_from_slice(&appended.first_tenant_seq.to_be_bytes());
-    index_value[8..].copy_from_slice(&count_u16.to_be_bytes());
+    // The group's place in its frame (under FRAME_RECORDS_MAX), so that a session read finds
+    // the frame with one lookup.
+    let offset = (appended.first_tenant_seq.checked_sub(frame_start))
+        .and_then(|offset| u16::try_from(offset).ok());
+    let index_value = encode_index_value(appended.first_tenant_seq, count_u16, offset);
     let index_key = keys::session_index_key(session_key, appended.first_seq);
     staged.undo.created.push(index_key.clone());
-    staged.put(index_key, index_value.to_vec());
+    staged.put(index_key, index_value);
     let Some(open_key) = open_key else {
         return Ok(appended);
     };
