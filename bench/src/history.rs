@@ -169,6 +169,9 @@ pub struct HistoryBenchReport {
     pub export_largest_tenant: ExportFigure,
     pub export_all_tenants: ExportFigure,
     pub replay_long_session: Throughput,
+    /// Every other session of the largest tenant replayed in turn: groups read from frames of
+    /// several groups.
+    pub replay_sessions: Throughput,
     pub cold_start: Option<ColdStart>,
     pub targets: Vec<TargetCheck>,
 }
@@ -285,6 +288,43 @@ fn rebuild_all(log: &EventLog, tenants: &[TenantId], jobs: NonZeroUsize) -> Resu
             Ok::<(), ProjectorError>(())
         })
         .map_err(|e| format!("rebuilding: {e}"))
+}
+
+/// The sessions of tenant-00 other than the long one (generated many at once, so their groups
+/// share frames with other sessions' groups).
+fn short_sessions(log: &EventLog) -> Result<Vec<SessionId>, String> {
+    let long: SessionId = id(LONG_SESSION);
+    let mut out = Vec::new();
+    for info in log.scope(&ctx_of(0)).sessions() {
+        let info = info.map_err(|e| e.to_string())?;
+        if info.session != long {
+            out.push(info.session);
+        }
+    }
+    Ok(out)
+}
+
+/// Folds each of `sessions` from the log in turn, as `load_session` does without a snapshot;
+/// returns the events folded.
+fn replay_sessions(log: &EventLog, sessions: &[SessionId]) -> Result<u64, String> {
+    let ctx = ctx_of(0);
+    let scope = log.scope(&ctx);
+    let team = ctx.team_or_default();
+    let mut events = 0;
+    for session in sessions {
+        let mut state = SessionState::new(
+            ctx.tenant.clone(),
+            ctx.env.clone(),
+            team.clone(),
+            session.clone(),
+        );
+        for event in scope.session_events(session, 1..=u64::MAX) {
+            state.apply(&event.map_err(|e| e.to_string())?.event);
+            events += 1;
+        }
+        std::hint::black_box(&state);
+    }
+    Ok(events)
 }
 
 /// Folds the long session from the log, as `load_session` does without a snapshot.
@@ -560,6 +600,13 @@ pub fn run(
         "replay of one {}-event session to its state: {:.0} events/s (median)",
         replay.events, replay.events_per_s
     ));
+    let sessions = short_sessions(&log)?;
+    let replay_sessions = timed(runs, || replay_sessions(&log, &sessions))?;
+    progress(&format!(
+        "replay of {largest}'s {} other sessions, one after another: {:.0} events/s (median)",
+        sessions.len(),
+        replay_sessions.events_per_s
+    ));
     drop(log);
 
     let cold_start = match &opts.serve_exe {
@@ -581,6 +628,7 @@ pub fn run(
         export_largest_tenant: export_largest,
         export_all_tenants: export_all,
         replay_long_session: replay,
+        replay_sessions,
         cold_start,
         targets,
     })
@@ -627,6 +675,9 @@ mod tests {
 
         assert_eq!(report.replay_long_session.events, 201);
         assert!(report.replay_long_session.events_per_s > 0.0);
+        // Every event of the largest tenant is in one of its sessions' replays.
+        assert_eq!(report.replay_sessions.events + 201, largest.events);
+        assert!(report.replay_sessions.events_per_s > 0.0);
         assert!(report.cold_start.is_none());
         assert_eq!(report.targets.len(), 2);
         assert!(lines.iter().any(|l| l.starts_with("generated ")));

@@ -428,6 +428,17 @@ pub(super) fn history_rows(r: &history::HistoryBenchReport) -> Vec<Row> {
             "",
             None,
         ),
+        row(
+            "history",
+            "replay of the largest tenant's other sessions, one after another",
+            format!(
+                "{} events/s ({} events)",
+                count(r.replay_sessions.events_per_s),
+                count(r.replay_sessions.events as f64)
+            ),
+            "",
+            None,
+        ),
     ];
     if let Some(cold) = &r.cold_start {
         rows.push(row(
