@@ -13,7 +13,7 @@
 
 use std::num::NonZeroUsize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::{Projector, ProjectorError};
@@ -69,7 +69,7 @@ impl Projector {
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         let first_error: Mutex<Option<E>> = Mutex::new(None);
-        let folded = AtomicUsize::new(0);
+        let folded = AtomicU64::new(0);
         let work = || loop {
             if failed.load(Ordering::Acquire) {
                 return;
@@ -91,7 +91,7 @@ impl Projector {
             });
             match result {
                 Ok(n) => {
-                    folded.fetch_add(usize::try_from(n).unwrap_or(usize::MAX), Ordering::Relaxed);
+                    folded.fetch_add(n, Ordering::Relaxed);
                 }
                 Err(e) => {
                     failed.store(true, Ordering::Release);
@@ -122,7 +122,7 @@ impl Projector {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match error {
             Some(e) => Err(e),
-            None => Ok(folded.into_inner() as u64),
+            None => Ok(folded.into_inner()),
         }
     }
 }
