@@ -468,20 +468,9 @@ fn the_fast_envelope_reader_reads_a_sealed_body() {
 
 #[test]
 fn the_envelope_keys_are_fixstr_markers_and_names() {
-    let names = [
-        "v",
-        "id",
-        "tenant",
-        "env",
-        "team",
-        "channel",
-        "session",
-        "seq",
-        "tenant_seq",
-        "at",
-        "kind",
-        "data",
-    ];
+    // The `Body` struct's field names, in order.
+    let names = "v id tenant env team channel session seq tenant_seq at kind data".split(' ');
+    assert_eq!(names.clone().count(), envelope::KEYS.len());
     for (key, name) in envelope::KEYS.iter().zip(names) {
         assert_eq!(usize::from(key[0]), 0xa0 | name.len(), "{name}");
         assert_eq!(&key[1..], name.as_bytes());
