@@ -593,7 +593,7 @@ pub fn decode_frame(bytes: &[u8]) -> Result<FrameView<'_>, CodecError> {
     })
 }
 
-pub(crate) mod envelope;
+mod envelope;
 
 #[cfg(test)]
 mod tests;

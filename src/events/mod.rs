@@ -8,6 +8,7 @@ pub mod codec;
 pub mod keyring;
 pub(crate) mod keys;
 pub mod log;
+pub(crate) mod msgpack;
 pub mod projection;
 pub mod schema;
 pub mod seal;

@@ -6,7 +6,7 @@
 //! take is skipped unread, as serde's `IgnoredAny` skips it.
 
 use super::{KindView, SCHEMA_VERSION_MIN};
-use crate::events::codec::envelope::{Reader, FIXMAP};
+use crate::events::msgpack::{Reader, FIXMAP};
 
 /// The name of a kind this build knows, matched as bytes (so not checked for UTF-8 again);
 /// `None` for any other bytes.
