@@ -641,7 +641,7 @@ pub(super) fn decode_index_value(v: &[u8]) -> Option<(u64, u16)> {
 
 /// The index value of a group at `tenant_seq` with `count` events, `offset` records into the
 /// frame that holds it (without one, the older form).
-pub(crate) fn encode_index_value(tenant_seq: u64, count: u16, offset: Option<u16>) -> Vec<u8> {
+pub(super) fn encode_index_value(tenant_seq: u64, count: u16, offset: Option<u16>) -> Vec<u8> {
     let mut v = Vec::with_capacity(12);
     v.extend_from_slice(&tenant_seq.to_be_bytes());
     v.extend_from_slice(&count.to_be_bytes());

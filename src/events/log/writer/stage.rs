@@ -477,7 +477,9 @@ fn stage_keys(
     let count_u16 = u16::try_from(count).expect("group size is checked against GROUP_EVENTS_MAX");
     // The group's place in its frame (under FRAME_RECORDS_MAX), so that a session read finds
     // the frame with one lookup.
-    let offset = (appended.first_tenant_seq.checked_sub(frame_start))
+    let offset = appended
+        .first_tenant_seq
+        .checked_sub(frame_start)
         .and_then(|offset| u16::try_from(offset).ok());
     let index_value = encode_index_value(appended.first_tenant_seq, count_u16, offset);
     let index_key = keys::session_index_key(session_key, appended.first_seq);
