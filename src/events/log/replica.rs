@@ -6,9 +6,8 @@
 //! order, and the tenant's head (`tenant_seq`, chain hash) after them, or the writes of one batch
 //! of tenant ops (`log::ops`: the head unchanged, the tenant's ops revision raised; every record
 //! carries the revision after it). The stager stages groups as with the sled backend (same
-//! keys, seqs, chain), except that each group is a frame of its own (a unit of the stream),
-//! where the sled backend puts a batch's groups of one tenant in one frame; where the sled
-//! backend's syncer flushes and `fdatasync`s, this backend's syncer publishes the waiting
+//! keys, seqs, chain, and a batch's groups of one tenant in one frame); a frame with its groups'
+//! other writes is one *unit*, never split between records. Where the sled backend's syncer flushes and `fdatasync`s, this backend's syncer publishes the waiting
 //! batches' records (per tenant one record at a time, every tenant at once) and answers callers
 //! only after JetStream acked each one. With `sync_interval: always` on the servers (see
 //! `deploy/nats-jetstream.conf`) an ack means the stream's quorum has the record on stable media.
@@ -96,8 +95,13 @@ pub const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 pub const OPEN_WAIT: Duration = Duration::from_secs(30);
 
 /// Largest record payload: under nats-server's default `max_payload` (1 MiB) with room for
-/// headers. A group is at most a frame (96 KiB) plus its stored acknowledgement (64 KiB).
+/// headers. A group is at most a frame (96 KiB) plus its stored acknowledgement (64 KiB); a
+/// unit of several groups takes no group once it is past [`UNIT_BYTES_CLOSE`].
 pub const RECORD_BYTES_MAX: usize = 768 * 1024;
+
+/// A unit of several groups (a frame of the stager's and their other writes) past this size
+/// takes no further group, so one more group (at most ~170 KiB) still fits a record.
+pub(super) const UNIT_BYTES_CLOSE: usize = RECORD_BYTES_MAX / 2;
 
 /// Version of [`Record`] written now.
 pub const RECORD_VERSION: u8 = 1;
@@ -159,24 +163,27 @@ impl Record {
     }
 }
 
-/// The writes of one append group, on their way to the stream.
+/// The writes of one frame of append groups (with the groups' other writes), or of one base
+/// chunk or batch of tenant ops, on their way to the stream.
 pub(super) struct Unit {
     pub(super) tenant: TenantId,
-    /// The tenant's head after the group.
+    /// The tenant's head after its last group.
     pub(super) head: Head,
-    /// The tenant's ops revision after the group (see [`Record::rev`]).
+    /// The tenant's ops revision after its last group (see [`Record::rev`]).
     pub(super) rev: u64,
     pub(super) ops: Vec<Op>,
 }
 
 impl Unit {
     fn bytes(&self) -> usize {
-        const OP_OVERHEAD_BYTES: usize = 8;
-        self.ops
-            .iter()
-            .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()) + OP_OVERHEAD_BYTES)
-            .sum()
+        self.ops.iter().map(op_bytes).sum()
     }
+}
+
+/// What a write adds to a record (its key, its value, MessagePack's framing).
+pub(super) fn op_bytes((key, value): &Op) -> usize {
+    const OP_OVERHEAD_BYTES: usize = 8;
+    key.len() + value.as_ref().map_or(0, |v| v.len()) + OP_OVERHEAD_BYTES
 }
 
 /// A connection to the stream, with the tenants' last stream sequences as this node knows them.

@@ -43,7 +43,7 @@ use tokio::sync::oneshot;
 
 use serde_bytes::ByteBuf;
 
-use super::replica::{Op, Unit};
+use super::replica::{op_bytes, Op, Unit, UNIT_BYTES_CLOSE};
 use super::store::{Shared, Store};
 use super::{AppendError, AppendOutcome, Damage, Head, IdempotencyRecord, Reply, Request};
 use crate::events::codec;
@@ -157,6 +157,11 @@ struct PendingFrame {
     /// frame, so each session's run of records in a frame is one group (a hash collision only
     /// starts a frame early).
     sessions: Vec<u64>,
+    /// With `replicate`: its groups' other writes and the tenant's head and ops revision after
+    /// the last of them, the stream's unit once the frame is finished (`finish_frame`).
+    unit: Option<Unit>,
+    /// With `replicate`: what the other writes add to a record ([`op_bytes`]).
+    unit_bytes: usize,
 }
 
 impl Staged {
@@ -190,11 +195,11 @@ impl Staged {
         }
     }
 
-    /// Stages a group's event bodies, the first at `first_tenant_seq` after `prev_hash`. For
-    /// the stream every group is its own frame (its own unit); otherwise it joins the tenant's
-    /// pending frame while the frame stays within [`codec::FRAME_COALESCE_BYTES`] and
-    /// [`codec::FRAME_RECORDS_MAX`] and holds no group of the same session. Returns the first
-    /// tenant_seq of the frame the group went into.
+    /// Stages a group's event bodies, the first at `first_tenant_seq` after `prev_hash`: the
+    /// group joins the tenant's pending frame while the frame stays within
+    /// [`codec::FRAME_COALESCE_BYTES`] and [`codec::FRAME_RECORDS_MAX`] and holds no group of
+    /// the same session. Returns the first tenant_seq of the frame the group went into. For the
+    /// stream, a frame and its groups' other writes are one unit (`end_unit`, `finish_frame`).
     fn stage_frame(
         &mut self,
         tenant: &TenantId,
@@ -202,12 +207,6 @@ impl Staged {
         bodies: Vec<Vec<u8>>,
         session_key: &[u8],
     ) -> u64 {
-        if self.replicate {
-            let key = keys::frame_key(tenant, first_tenant_seq);
-            self.undo.created.push(key.clone());
-            self.put(key, codec::encode_frame(prev_hash, &bodies));
-            return first_tenant_seq;
-        }
         let session = {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             std::hash::Hasher::write(&mut h, session_key);
@@ -237,9 +236,11 @@ impl Staged {
                     start: first_tenant_seq,
                     next_tenant_seq: first_tenant_seq,
                     sessions: Vec::new(),
+                    unit: None,
+                    unit_bytes: 0,
                 };
                 if let Some(done) = self.frames.insert(tenant.clone(), fresh) {
-                    self.batch.insert(done.key, done.frame.finish());
+                    self.finish_frame(done);
                 }
                 self.frames.get_mut(tenant).expect("inserted above")
             }
@@ -254,21 +255,59 @@ impl Staged {
 
     /// Puts the pending frames into the batch: before it is applied.
     fn seal_frames(&mut self) {
-        for (_, done) in self.frames.drain() {
-            self.batch.insert(done.key, done.frame.finish());
+        let pending: Vec<PendingFrame> = self.frames.drain().map(|(_, done)| done).collect();
+        for done in pending {
+            self.finish_frame(done);
         }
     }
 
-    /// After a group is staged: its writes become one unit for the stream.
+    /// Puts a finished frame into the batch; for the stream, the frame's write first, then its
+    /// groups' other writes, as one unit.
+    fn finish_frame(&mut self, done: PendingFrame) {
+        let frame = done.frame.finish();
+        match done.unit {
+            Some(mut unit) if self.replicate => {
+                self.batch.insert(done.key.as_slice(), frame.as_slice());
+                let write = (ByteBuf::from(done.key), Some(ByteBuf::from(frame)));
+                unit.ops.insert(0, write);
+                self.units.push(unit);
+            }
+            _ => self.batch.insert(done.key, frame),
+        }
+    }
+
+    /// After a group is staged: for the stream, its writes join its frame's unit, which now
+    /// ends at the tenant's `head` and ops revision `rev`.
     fn end_unit(&mut self, tenant: &TenantId, head: Head, rev: u64) {
-        if self.replicate {
-            let ops = std::mem::take(&mut self.unit_ops);
-            self.units.push(Unit {
-                tenant: tenant.clone(),
-                head,
-                rev,
-                ops,
-            });
+        if !self.replicate {
+            return;
+        }
+        let ops = std::mem::take(&mut self.unit_ops);
+        let fresh = |ops| Unit {
+            tenant: tenant.clone(),
+            head,
+            rev,
+            ops,
+        };
+        let Some(pending) = self.frames.get_mut(tenant) else {
+            // Every group stages a frame first; without one its writes still travel, alone.
+            self.units.push(fresh(ops));
+            return;
+        };
+        pending.unit_bytes += ops.iter().map(op_bytes).sum::<usize>();
+        match &mut pending.unit {
+            Some(unit) => {
+                unit.head = head;
+                unit.rev = rev;
+                unit.ops.extend(ops);
+            }
+            None => pending.unit = Some(fresh(ops)),
+        }
+        // A record holds whole units: a large one takes no more groups.
+        if pending.unit_bytes + pending.frame.len() > UNIT_BYTES_CLOSE {
+            if let Some(done) = self.frames.remove(tenant) {
+                self.finish_frame(done);
+            }
         }
     }
 }

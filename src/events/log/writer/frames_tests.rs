@@ -102,18 +102,104 @@ fn a_frame_takes_no_group_past_its_byte_bound() {
     assert_eq!(frames, want);
 }
 
+/// Stages a group as the stager does for the stream: its frame, its index entry (of `value`
+/// bytes), its unit's end.
+fn stage_for_stream(
+    staged: &mut Staged,
+    (tenant, s): (&str, &str),
+    first: u64,
+    n: usize,
+    value: usize,
+) {
+    staged.unit_ops.clear();
+    let t: TenantId = id(tenant);
+    let session = keys::session_index_prefix(&t, &id("prod"), &id("support"), &id(s));
+    staged.stage_frame(&t, (first, &[7; 32]), bodies(n, 40), &session);
+    staged.put(keys::session_index_key(&session, first), vec![1; value]);
+    let last = first + n as u64 - 1;
+    let head = Head {
+        tenant_seq: last,
+        hash: [u8::try_from(last).unwrap(); 32],
+    };
+    staged.end_unit(&t, head, 5);
+}
+
 #[test]
-fn for_the_stream_every_group_is_a_frame_of_its_own() {
+fn for_the_stream_a_frame_and_its_groups_writes_are_one_unit() {
     let mut staged = Staged::new(true);
-    stage(&mut staged, "acme", 1, bodies(2, 40), "s1");
-    stage(&mut staged, "acme", 3, bodies(1, 40), "s2");
-    assert!(staged.frames.is_empty());
-    let frames = frames_of(staged, &["acme"]);
-    let want = BTreeMap::from([
-        (("acme".to_string(), 1), (FRAME_VERSION, 2)),
-        (("acme".to_string(), 3), (FRAME_VERSION, 1)),
-    ]);
-    assert_eq!(frames, want);
+    stage_for_stream(&mut staged, ("acme", "s1"), 1, 2, 12);
+    stage_for_stream(&mut staged, ("acme", "s2"), 3, 1, 12);
+    stage_for_stream(&mut staged, ("beta", "s1"), 1, 1, 12);
+    // s1 again: another frame, so another unit.
+    stage_for_stream(&mut staged, ("acme", "s1"), 4, 1, 12);
+    staged.seal_frames();
+    let units = std::mem::take(&mut staged.units);
+    // Per tenant: (first tenant_seq, records of its frame, index entries, head).
+    let mut got: Vec<(String, u64, usize, usize, u64)> = units
+        .iter()
+        .map(|unit| {
+            let (key, frame) = &unit.ops[0];
+            let start =
+                keys::frame_key_seq(key, &unit.tenant).expect("a unit starts with its frame");
+            let frame = decode_frame(frame.as_ref().expect("a put")).unwrap();
+            assert_eq!(unit.rev, 5);
+            let head = unit.head.tenant_seq;
+            assert_eq!(unit.head.hash, [u8::try_from(head).unwrap(); 32]);
+            let t = unit.tenant.to_string();
+            (t, start, frame.bodies.len(), unit.ops.len() - 1, head)
+        })
+        .collect();
+    got.sort();
+    let want = vec![
+        ("acme".to_string(), 1, 3, 2, 3),
+        ("acme".to_string(), 4, 1, 1, 4),
+        ("beta".to_string(), 1, 1, 1, 1),
+    ];
+    assert_eq!(got, want);
+    // The tenant's units keep their order; the sled batch holds exactly the units' writes.
+    let acme: Vec<u64> = units
+        .iter()
+        .filter(|u| u.tenant == id("acme"))
+        .map(|u| u.head.tenant_seq)
+        .collect();
+    assert_eq!(acme, [3, 4]);
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let tree = db.open_tree(TREE_NAME).unwrap();
+    tree.apply_batch(staged.batch).unwrap();
+    let ops: Vec<_> = units.iter().flat_map(|u| u.ops.iter()).collect();
+    assert_eq!(tree.len(), ops.len());
+    for (key, value) in ops {
+        let stored = tree
+            .get(key.as_ref())
+            .unwrap()
+            .expect("every write of a unit is staged");
+        assert_eq!(Some(stored.as_ref()), value.as_deref().map(|v| v.as_ref()));
+    }
+}
+
+#[test]
+fn for_the_stream_a_large_unit_takes_no_more_groups() {
+    let mut staged = Staged::new(true);
+    // Other writes of 200 KiB a group: the unit closes after the second (past 384 KiB).
+    let big = 200 * 1024;
+    for (i, s) in ["s1", "s2", "s3", "s4", "s5"].iter().enumerate() {
+        stage_for_stream(&mut staged, ("acme", s), 1 + i as u64, 1, big);
+    }
+    staged.seal_frames();
+    let frames: Vec<(u64, usize)> = staged
+        .units
+        .iter()
+        .map(|unit| {
+            let start = keys::frame_key_seq(&unit.ops[0].0, &unit.tenant).unwrap();
+            let bytes: usize = unit.ops.iter().map(super::op_bytes).sum();
+            assert!(
+                bytes <= super::super::replica::RECORD_BYTES_MAX,
+                "{bytes} bytes"
+            );
+            (start, unit.ops.len() - 1)
+        })
+        .collect();
+    assert_eq!(frames, [(1, 2), (3, 2), (5, 1)]);
 }
 
 fn ctx() -> TenantCtx {
