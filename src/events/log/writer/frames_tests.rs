@@ -685,3 +685,41 @@ fn sealed_groups_sharing_a_frame_open_with_their_own_sessions_keys_and_erase_alo
         assert_eq!(folded_text, text);
     }
 }
+
+#[test]
+fn on_the_jetstream_backend_frames_of_several_groups_travel_to_a_fresh_cache() {
+    let server = crate::events::log::replica::tests::JetStreamServer::start();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let log = server.open(a.path(), "LOG", "n1").unwrap();
+    let mut seqs = vec![0u64; SESSIONS];
+    let mut rounds = 0;
+    while !versions(&log).contains(&FRAME_VERSION_GROUPS) {
+        assert!(
+            rounds < 50,
+            "no frame of several groups after {rounds} rounds"
+        );
+        round(&log, &mut seqs, 1_000);
+        rounds += 1;
+    }
+    let written = all(&log);
+    assert_eq!(written.len(), SESSIONS * (2 + rounds - 1));
+    drop(log);
+
+    // Another node's cache is made from the stream alone: the same frames, every session whole.
+    let other = server.open(b.path(), "LOG", "n2").unwrap();
+    assert!(versions(&other).contains(&FRAME_VERSION_GROUPS));
+    assert_eq!(all(&other), written);
+    let scope = other.scope(&ctx());
+    for (n, last) in seqs.iter().enumerate() {
+        let session = id(&format!("s{n}"));
+        let read: Vec<u64> = scope
+            .session_events(&session, 1..=u64::MAX)
+            .map(|e| e.unwrap().event.seq)
+            .collect();
+        assert_eq!(read, (1..=*last).collect::<Vec<_>>(), "session s{n}");
+    }
+    // And it appends after them.
+    drop(scope);
+    let next = other.append_blocking(group("s0", seqs[0], 2_000)).unwrap();
+    assert!(matches!(next, AppendOutcome::Appended(a) if a.first_seq == seqs[0] + 1));
+}
