@@ -274,18 +274,25 @@ fn all(log: &EventLog) -> Vec<StoredEvent> {
 /// several groups: the log, each session's last seq and the rounds.
 fn log_with_frames_of_groups(dir: &std::path::Path) -> (EventLog, Vec<u64>, usize) {
     let log = EventLog::open(dir, &LogOptions::default()).unwrap();
+    let (seqs, rounds) = rounds_until_frames_of_groups(&log);
+    (log, seqs, rounds)
+}
+
+/// Rounds of [`SESSIONS`] sessions at `at_ms` 1000 until `log` holds a frame of several groups:
+/// each session's last seq and the rounds.
+fn rounds_until_frames_of_groups(log: &EventLog) -> (Vec<u64>, usize) {
     let mut seqs = vec![0u64; SESSIONS];
     let mut rounds = 0;
     // Threads racing the stager: a round or a few put several groups in one frame.
-    while !versions(&log).contains(&FRAME_VERSION_GROUPS) {
+    while !versions(log).contains(&FRAME_VERSION_GROUPS) {
         assert!(
             rounds < 50,
             "no frame of several groups after {rounds} rounds"
         );
-        round(&log, &mut seqs, 1_000);
+        round(log, &mut seqs, 1_000);
         rounds += 1;
     }
-    (log, seqs, rounds)
+    (seqs, rounds)
 }
 
 #[test]
@@ -691,16 +698,7 @@ fn on_the_jetstream_backend_frames_of_several_groups_travel_to_a_fresh_cache() {
     let server = crate::events::log::replica::tests::JetStreamServer::start();
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let log = server.open(a.path(), "LOG", "n1").unwrap();
-    let mut seqs = vec![0u64; SESSIONS];
-    let mut rounds = 0;
-    while !versions(&log).contains(&FRAME_VERSION_GROUPS) {
-        assert!(
-            rounds < 50,
-            "no frame of several groups after {rounds} rounds"
-        );
-        round(&log, &mut seqs, 1_000);
-        rounds += 1;
-    }
+    let (seqs, rounds) = rounds_until_frames_of_groups(&log);
     let written = all(&log);
     assert_eq!(written.len(), SESSIONS * (2 + rounds - 1));
     drop(log);
