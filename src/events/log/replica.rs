@@ -7,9 +7,10 @@
 //! of tenant ops (`log::ops`: the head unchanged, the tenant's ops revision raised; every record
 //! carries the revision after it). The stager stages groups as with the sled backend (same
 //! keys, seqs, chain, and a batch's groups of one tenant in one frame); a frame with its groups'
-//! other writes is one *unit*, never split between records. Where the sled backend's syncer flushes and `fdatasync`s, this backend's syncer publishes the waiting
-//! batches' records (per tenant one record at a time, every tenant at once) and answers callers
-//! only after JetStream acked each one. With `sync_interval: always` on the servers (see
+//! other writes is one *unit*, never split between records. Where the sled backend's syncer
+//! flushes and `fdatasync`s, this backend's syncer publishes the waiting batches' records (per
+//! tenant one record at a time, every tenant at once) and answers callers only after JetStream
+//! acked each one. With `sync_interval: always` on the servers (see
 //! `deploy/nats-jetstream.conf`) an ack means the stream's quorum has the record on stable media.
 //!
 //! Fencing: every record is published with `Nats-Expected-Last-Subject-Sequence` set to the

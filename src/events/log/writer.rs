@@ -255,18 +255,17 @@ impl Staged {
 
     /// Puts the pending frames into the batch: before it is applied.
     fn seal_frames(&mut self) {
-        let pending: Vec<PendingFrame> = self.frames.drain().map(|(_, done)| done).collect();
-        for done in pending {
+        for (_, done) in std::mem::take(&mut self.frames) {
             self.finish_frame(done);
         }
     }
 
-    /// Puts a finished frame into the batch; for the stream, the frame's write first, then its
-    /// groups' other writes, as one unit.
+    /// Puts a finished frame into the batch; for the stream (a frame has a unit only then), the
+    /// frame's write first, then its groups' other writes, as one unit.
     fn finish_frame(&mut self, done: PendingFrame) {
         let frame = done.frame.finish();
         match done.unit {
-            Some(mut unit) if self.replicate => {
+            Some(mut unit) => {
                 self.batch.insert(done.key.as_slice(), frame.as_slice());
                 let write = (ByteBuf::from(done.key), Some(ByteBuf::from(frame)));
                 unit.ops.insert(0, write);
