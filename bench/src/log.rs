@@ -62,6 +62,9 @@ pub struct AppendRun {
     pub ack_max_us: u64,
     /// Disk bytes per event (sled directory size / events) after the run.
     pub disk_bytes_per_event: f64,
+    /// sled writes the log's stager staged per appended group (its `sled_writes` metric over the
+    /// groups acked): the keys an append costs, the log's main cost.
+    pub sled_writes_per_group: f64,
 }
 
 /// A baseline: the raw-sled one, or the disk's fdatasync floor.
@@ -239,6 +242,7 @@ pub fn drive(
     duration: Duration,
     rate: Option<f64>,
 ) -> Result<AppendRun, String> {
+    let metrics = log.metrics().clone();
     let started = Instant::now();
     let timer = StopTimer::start(duration);
     let latencies = drive_until(log, appenders, &timer.stop, rate, None);
@@ -260,6 +264,7 @@ pub fn drive(
         ack_p99_us: percentile(&latencies, 990),
         ack_max_us: latencies.last().copied().unwrap_or(0),
         disk_bytes_per_event: dir_bytes(dir) as f64 / (events + appenders as u64).max(1) as f64,
+        sled_writes_per_group: metrics.sled_writes.get() as f64 / groups.max(1) as f64,
     })
 }
 

@@ -61,7 +61,7 @@ impl MetricsRegistry {
     }
 
     /// Adds the event log's timings (`events::log::LogMetrics`): `tenantry_log_append_seconds`,
-    /// `tenantry_log_queue_seconds`, `tenantry_log_batch_seconds`,
+    /// `tenantry_log_queue_seconds`, `tenantry_log_batch_seconds`, `tenantry_log_sled_writes`,
     /// `tenantry_log_commit_seconds` and `tenantry_log_commit_groups`.
     pub fn register_log(&mut self, log: &LogMetrics) {
         let log = log.clone();
@@ -89,6 +89,11 @@ impl MetricsRegistry {
             "tenantry_log_batch_seconds",
             "Time the event log's stager spent on one batch (staging its groups, applying them)",
             log.batch_seconds,
+        );
+        self.register(
+            "tenantry_log_sled_writes",
+            "sled writes (puts and removals) the event log's stager staged for its batches",
+            log.sled_writes,
         );
     }
 

@@ -342,6 +342,7 @@ fn messages_sessions_and_events_happy_path_and_metrics() {
         r#"tenantry_errors_total{tenant="acme",code="invalid_channel"} 1"#,
         r#"tenantry_ack_latency_seconds_count{tenant="acme"} 5"#,
         "tenantry_log_append_seconds_count 8\n", // 7 messages and the retry
+        "tenantry_log_sled_writes_total ",
         "tenantry_active_sessions ",
     ] {
         assert!(text.contains(line), "{line:?} not in\n{text}");

@@ -126,6 +126,16 @@ pub(super) fn log_rows(r: &log::LogBenchReport) -> Vec<Row> {
             format!("≤ {DISK_BYTES_RATIO_TARGET}×"),
             Some(ratio <= DISK_BYTES_RATIO_TARGET),
         ));
+        rows.push(row(
+            "log",
+            format!(
+                "sled writes per append group ({} appenders)",
+                best.appenders
+            ),
+            format!("{:.2}", best.sled_writes_per_group),
+            "",
+            None,
+        ));
     }
     rows.push(row(
         "log",

@@ -8,7 +8,9 @@
 //! - `batch_seconds`: the stager's time on one batch (staging its groups, `apply_batch`);
 //! - `commit_seconds`: one commit of the syncer: sled's flush and `fdatasync`, or, on the
 //!   JetStream backend, publishing and the stream's quorum acks;
-//! - `commit_groups`: append groups made durable by one commit (the group commit's size).
+//! - `commit_groups`: append groups made durable by one commit (the group commit's size);
+//! - `sled_writes`: sled writes (puts and removals) the stager staged; over `commit_groups`'
+//!   sum, what an appended group costs in sled keys, the log's main cost.
 //!
 //! An edge's ack latency minus `append_seconds` is the actors' and the flow's share; a long
 //! `queue` with short commits means the stager is the bottleneck, a long `commit` the disk (or
@@ -17,6 +19,7 @@
 
 use std::time::Instant;
 
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use tokio::sync::oneshot;
 
@@ -36,6 +39,8 @@ pub struct LogMetrics {
     /// Seconds the stager spent on one batch: checking and encoding its groups, then sled's
     /// `apply_batch`.
     pub batch_seconds: Histogram,
+    /// sled writes (puts and removals, frames included) the stager staged for its batches.
+    pub sled_writes: Counter,
 }
 
 /// 0.1 ms .. ~3.3 s: a commit on a local disk is ~1 ms; seconds mean a stalled disk or a
@@ -53,6 +58,7 @@ impl Default for LogMetrics {
             commit_groups: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             queue_seconds: seconds(),
             batch_seconds: seconds(),
+            sled_writes: Counter::default(),
         }
     }
 }
@@ -111,6 +117,7 @@ mod tests {
         registry.register("log_commit_groups", "", m.commit_groups);
         registry.register("log_queue_seconds", "", m.queue_seconds);
         registry.register("log_batch_seconds", "", m.batch_seconds);
+        registry.register("log_sled_writes", "", m.sled_writes);
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         text
@@ -154,5 +161,46 @@ mod tests {
         assert!(after.contains("log_commit_seconds_count 4"), "{after}");
         assert!(after.contains("log_commit_groups_count 4"), "{after}");
         assert!(after.contains("log_commit_groups_sum 3.0"), "{after}");
+    }
+
+    /// The sled writes the stager staged so far.
+    fn writes(log: &EventLog) -> u64 {
+        log.metrics().sled_writes.get()
+    }
+
+    /// A group of an open session costs its frame and its session index entry, plus its
+    /// idempotency record when it has a message id; a retry answered from that record, none.
+    /// (Each blocking append is a batch of its own, so no frame is shared here.)
+    #[test]
+    fn sled_writes_count_the_keys_of_each_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
+        assert_eq!(writes(&log), 0);
+        log.append_blocking(ada_group(0, String::new(), "", 1000))
+            .unwrap();
+        // A start also writes the session's meta and its open-session entry.
+        let started = writes(&log);
+        assert!(started >= 4, "{started}");
+        let with_id = || AppendGroup {
+            idempotency: Some(Idempotency {
+                message_id: "m1".into(),
+                ack: Vec::new(),
+            }),
+            ..ada_group(1, "m1".into(), "hi", 1001)
+        };
+        let outcome = log.append_blocking(with_id()).unwrap();
+        assert!(matches!(outcome, AppendOutcome::Appended(_)));
+        assert_eq!(writes(&log) - started, 3);
+        log.append_blocking(ada_group(2, String::new(), "again", 1002))
+            .unwrap();
+        assert_eq!(writes(&log) - started, 5);
+        let retry = log.append_blocking(with_id()).unwrap();
+        assert!(matches!(retry, AppendOutcome::Duplicate(_)));
+        assert_eq!(writes(&log) - started, 5);
+        let text = rendered(&log);
+        assert!(
+            text.contains(&format!("log_sled_writes_total {}", started + 5)),
+            "{text}"
+        );
     }
 }

@@ -124,6 +124,8 @@ struct Staged {
     /// Open-session keys written by this batch: `Some(session)` set, `None` removed.
     open: HashMap<Vec<u8>, Option<SessionId>>,
     groups: usize,
+    /// sled writes staged (puts and removals, frames included), for `LogMetrics::sled_writes`.
+    writes: usize,
     undo: Undo,
     tops: HashMap<TenantId, u64>,
     /// Whether the groups' writes go to a stream (the JetStream backend) too.
@@ -175,6 +177,7 @@ impl Staged {
 
     /// Stages a write (and records it for the stream).
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.writes += 1;
         if self.replicate {
             // sled copies what it is given; the stream's copy keeps the originals.
             self.batch.insert(key.as_slice(), value.as_slice());
@@ -187,6 +190,7 @@ impl Staged {
 
     /// Stages a removal (and records it for the stream).
     fn remove(&mut self, key: Vec<u8>) {
+        self.writes += 1;
         if self.replicate {
             self.batch.remove(key.as_slice());
             self.unit_ops.push((ByteBuf::from(key), None));
@@ -264,6 +268,7 @@ impl Staged {
     /// frame's write first, then its groups' other writes, as one unit.
     fn finish_frame(&mut self, done: PendingFrame) {
         let frame = done.frame.finish();
+        self.writes += 1;
         match done.unit {
             Some(mut unit) => {
                 self.batch.insert(done.key.as_slice(), frame.as_slice());
@@ -557,6 +562,8 @@ impl Stager {
             if let Some(store) = &self.store {
                 // Recorded before applying: a failed apply may still have reached sled's buffers.
                 self.unconfirmed.push_back((self.batch, staged.undo));
+                let writes = u64::try_from(staged.writes).unwrap_or(u64::MAX);
+                self.shared.metrics.sled_writes.inc_by(writes);
                 if let Err(e) = store.tree.apply_batch(staged.batch) {
                     tracing::error!(error = %e, "event log apply failed; refusing appends until recovered");
                     self.shared.fail(e.to_string());
