@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::harness::{
-    context_switches, fresh_dir, mint_tokens, paced_at, percentile, tenant_name, write_config,
-    ChildServe, ConfigSpec, CpuSpent, NatsServer, Ready, SUBJECT_PREFIX,
+    fresh_dir, mint_tokens, paced_at, percentile, tenant_name, write_config, ChildServe,
+    ConfigSpec, CpuSpent, NatsServer, Ready, Switches, SUBJECT_PREFIX,
 };
 
 pub mod http;
@@ -333,7 +333,7 @@ fn measure(
     let mut runs = Vec::new();
     let mut one = |p: Pass, server: &mut ChildServe| -> Result<EdgeRun, String> {
         let pid = server.pid().to_string();
-        let switches = context_switches(&pid);
+        let switches = Switches::sample(&pid);
         let started = Instant::now();
         let (tallies, cpu) = CpuSpent::measure(server, || pass(p));
         let tallies = tallies?;
@@ -341,7 +341,7 @@ fn measure(
         let spent = Spent {
             server_cpu_s: cpu.server_s,
             load_cpu_s: cpu.load_s,
-            server_switches: context_switches(&pid).saturating_sub(switches),
+            server_switches: switches.since(&pid),
         };
         server.check_alive()?;
         Ok(summarize(p, seconds, tallies, &spent))

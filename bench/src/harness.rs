@@ -276,16 +276,43 @@ impl CpuSpent {
 /// this one) so far, from `/proc/{pid}/task/*/status`; 0 if unknown. A message handed from one
 /// thread to a sleeping other wakes it: switches per message count the thread hops a message
 /// costs (and the wake-ups of batching threads, shared by the messages of a batch). Threads that
-/// exited between two samples take their counts with them.
+/// exited take their counts with them: to count a pass, use [`Switches`].
 pub fn context_switches(pid: &str) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
-        .map(|status| switches_in(&status))
-        .sum()
+    Switches::sample(pid).0.values().sum()
+}
+
+/// The context switches of each thread of a process at one moment, by thread id.
+pub struct Switches(std::collections::HashMap<String, u64>);
+
+impl Switches {
+    /// Each thread of process `pid` now (none if the process is unknown).
+    pub fn sample(pid: &str) -> Switches {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return Switches(Default::default());
+        };
+        let counts = tasks
+            .flatten()
+            .filter_map(|task| {
+                let status = std::fs::read_to_string(task.path().join("status")).ok()?;
+                Some((
+                    task.file_name().to_string_lossy().into_owned(),
+                    switches_in(&status),
+                ))
+            })
+            .collect();
+        Switches(counts)
+    }
+
+    /// The switches of process `pid`'s threads since this sample: of each thread alive now,
+    /// what it added (from zero if it started since). A thread that exited since adds nothing,
+    /// where a difference of two sums would subtract all it ever counted.
+    pub fn since(&self, pid: &str) -> u64 {
+        Switches::sample(pid)
+            .0
+            .iter()
+            .map(|(tid, now)| now.saturating_sub(self.0.get(tid).copied().unwrap_or(0)))
+            .sum()
+    }
 }
 
 /// The context switches (voluntary + involuntary) a `/proc/.../status` text counts.
@@ -579,6 +606,34 @@ mod tests {
         // The process's count holds this thread's, whatever the others did meanwhile.
         assert!(context_switches("self") >= after);
         assert_eq!(context_switches("no-such-process"), 0);
+    }
+
+    /// A thread that exits between the two samples does not take its past switches off the
+    /// pass's count (a difference of the process's sums would go to zero here).
+    #[test]
+    fn a_pass_counts_the_switches_of_threads_alive_at_its_end() {
+        let sleep = || std::thread::sleep(std::time::Duration::from_millis(1));
+        let (slept, exit) = (mpsc::channel::<()>(), mpsc::channel::<()>());
+        let helper = std::thread::spawn(move || {
+            for _ in 0..50 {
+                sleep();
+            }
+            let _ = slept.0.send(());
+            let _ = exit.1.recv();
+        });
+        slept.1.recv().unwrap();
+        let before = Switches::sample("self");
+        exit.0.send(()).unwrap();
+        helper.join().unwrap();
+        for _ in 0..20 {
+            sleep();
+        }
+        let pass = before.since("self");
+        assert!(pass >= 20, "{pass}");
+        assert_eq!(
+            Switches::sample("no-such-process").since("no-such-process"),
+            0
+        );
     }
 
     #[test]

@@ -25,8 +25,8 @@ use tenantry::projections::snapshot::SnapshotStore;
 use tenantry::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantCtx, TenantId};
 
 use crate::harness::{
-    context_switches, dir_bytes, fresh_dir, percentile, rss_bytes, wait_turn, wake_delay_us,
-    write_config, ConfigSpec, StopTimer,
+    dir_bytes, fresh_dir, percentile, rss_bytes, wait_turn, wake_delay_us, write_config,
+    ConfigSpec, StopTimer, Switches,
 };
 
 /// Tenants the clients are spread over.
@@ -189,7 +189,7 @@ fn run_clients(
     let interval = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
     let timer = StopTimer::start(duration);
     let stop = timer.stop.clone();
-    let switches = context_switches("self");
+    let switches = Switches::sample("self");
     let started = Instant::now();
     let results = load.block_on(async {
         let tasks: Vec<_> = (0..clients)
@@ -202,7 +202,7 @@ fn run_clients(
         Ok::<_, String>(out)
     })?;
     let seconds = started.elapsed().as_secs_f64();
-    let switches = context_switches("self").saturating_sub(switches);
+    let switches = switches.since("self");
     timer.join();
     let mut latencies = Vec::new();
     let mut delays = Vec::new();
