@@ -32,11 +32,11 @@
 //!   as long as the record is kept, not only within JetStream's duplicate window.
 
 use std::collections::HashMap;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage, stream};
+use async_nats::jetstream::{self, stream};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
@@ -48,6 +48,7 @@ mod apply;
 pub mod keys;
 pub mod migrate;
 mod owner;
+mod publish;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -507,34 +508,15 @@ async fn publish_chain(
     records: Vec<Vec<u8>>,
 ) -> (TenantId, Result<u64, ReplicaError>) {
     for payload in records {
-        let message = PublishMessage::build()
-            .payload(payload.into())
-            .expected_last_subject_sequence(expected);
-        let acked = match js.send_publish(subject.clone(), message).await {
-            Ok(ack) => tokio::time::timeout(ACK_TIMEOUT, ack.into_future())
-                .await
-                .map_err(|_| format!("no ack within {ACK_TIMEOUT:?}")),
-            Err(e) => Ok(Err(e)),
-        };
-        let acked = match acked {
-            Ok(acked) => acked,
-            Err(detail) => {
-                return (
-                    tenant.clone(),
-                    Err(ReplicaError::Publish { tenant, detail }),
-                )
-            }
-        };
-        match acked {
-            Ok(ack) => expected = ack.sequence,
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+        match publish::publish_expecting(js, &subject, payload, Some(expected)).await {
+            Ok(sequence) => expected = sequence,
+            Err(publish::Refused::WrongLast) => {
                 return (
                     tenant.clone(),
                     Err(ReplicaError::Fenced { tenant, expected }),
                 );
             }
-            Err(e) => {
-                let detail = e.to_string();
+            Err(publish::Refused::Failed(detail)) => {
                 return (
                     tenant.clone(),
                     Err(ReplicaError::Publish { tenant, detail }),

@@ -22,13 +22,13 @@
 //! answers, at most [`KEYS_WAIT`]: they run on the replica's runtime and are waited for on a
 //! channel.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage, stream};
+use async_nats::jetstream::{self, stream};
 use zeroize::Zeroizing;
 
-use super::{Replica, ReplicaError, ACK_TIMEOUT};
+use super::{Replica, ReplicaError};
 use crate::events::seal::{self, DataKey};
 
 /// Longest wait for one call of the key home (a few requests to the stream).
@@ -234,19 +234,12 @@ impl SharedKeys {
         let js = self.js.clone();
         let at = subject.to_owned();
         self.run(async move {
-            let mut message = PublishMessage::build().payload(sealed.into());
-            if let Some(expected) = expected {
-                message = message.expected_last_subject_sequence(expected);
-            }
-            let ack = js
-                .send_publish(at.clone(), message)
-                .await
-                .map_err(|e| format!("publishing {at}: {e}"))?;
-            match tokio::time::timeout(ACK_TIMEOUT, ack.into_future()).await {
-                Err(_) => Err(format!("publishing {at}: no ack within {ACK_TIMEOUT:?}")),
-                Ok(Ok(ack)) => Ok(Some(ack.sequence)),
-                Ok(Err(e)) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(None),
-                Ok(Err(e)) => Err(format!("publishing {at}: {e}")),
+            match super::publish::publish_expecting(&js, &at, sealed, expected).await {
+                Ok(sequence) => Ok(Some(sequence)),
+                Err(super::publish::Refused::WrongLast) => Ok(None),
+                Err(super::publish::Refused::Failed(detail)) => {
+                    Err(format!("publishing {at}: {detail}"))
+                }
             }
         })
     }

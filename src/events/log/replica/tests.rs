@@ -21,7 +21,7 @@ pub(crate) struct JetStreamServer {
 }
 
 /// The nats-server 2.15 binary: `TENANTRY_NATS_SERVER_JS`, else the venv scripts/test.sh makes.
-fn server_binary() -> PathBuf {
+pub(crate) fn server_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("TENANTRY_NATS_SERVER_JS") {
         return PathBuf::from(path);
     }
