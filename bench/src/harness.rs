@@ -272,16 +272,10 @@ impl CpuSpent {
     }
 }
 
-/// Context switches (voluntary + involuntary) of every thread of process `pid` ("self" for
-/// this one) so far, from `/proc/{pid}/task/*/status`; 0 if unknown. A message handed from one
-/// thread to a sleeping other wakes it: switches per message count the thread hops a message
-/// costs (and the wake-ups of batching threads, shared by the messages of a batch). Threads that
-/// exited take their counts with them: to count a pass, use [`Switches`].
-pub fn context_switches(pid: &str) -> u64 {
-    Switches::sample(pid).0.values().sum()
-}
-
-/// The context switches of each thread of a process at one moment, by thread id.
+/// The context switches (voluntary + involuntary) of each thread of a process at one moment, by
+/// thread id, from `/proc/{pid}/task/*/status`. A message handed from one thread to a sleeping
+/// other wakes it: switches per message count the thread hops a message costs (and the wake-ups
+/// of batching threads, shared by the messages of a batch).
 pub struct Switches(std::collections::HashMap<String, u64>);
 
 impl Switches {
@@ -604,8 +598,9 @@ mod tests {
         let after = own();
         assert!(after >= before + 20, "{before} → {after}");
         // The process's count holds this thread's, whatever the others did meanwhile.
-        assert!(context_switches("self") >= after);
-        assert_eq!(context_switches("no-such-process"), 0);
+        let total = |pid| Switches::sample(pid).0.values().sum::<u64>();
+        assert!(total("self") >= after);
+        assert_eq!(total("no-such-process"), 0);
     }
 
     /// A thread that exits between the two samples does not take its past switches off the
