@@ -61,8 +61,9 @@ impl MetricsRegistry {
     }
 
     /// Adds the event log's timings (`events::log::LogMetrics`): `tenantry_log_append_seconds`,
-    /// `tenantry_log_queue_seconds`, `tenantry_log_batch_seconds`, `tenantry_log_sled_writes`,
-    /// `tenantry_log_commit_seconds` and `tenantry_log_commit_groups`.
+    /// `tenantry_log_queue_seconds`, `tenantry_log_batch_seconds`,
+    /// `tenantry_log_sled_writes_total`, `tenantry_log_commit_seconds` and
+    /// `tenantry_log_commit_groups`.
     pub fn register_log(&mut self, log: &LogMetrics) {
         let log = log.clone();
         self.register(
