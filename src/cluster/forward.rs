@@ -484,6 +484,8 @@ pub async fn serve_forwarded(
             subject: subject.clone(),
             detail: e.to_string(),
         })?;
+    // Written out, not yet confirmed by the server: a forward sent in the moment before it
+    // reads the subscription finds no responder and is answered `interrupted` (retryable).
     if let Err(e) = client.flush().await {
         tracing::warn!(error = %e, "NATS flush after subscribing failed; the client retries");
     }

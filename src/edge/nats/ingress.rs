@@ -75,7 +75,9 @@ impl Ingress {
                     subject: filter.clone(),
                     detail: e.to_string(),
                 })?;
-        // The subscription counts as made once the server has it: a flush round-trips.
+        // The flush writes the subscription out; it does not wait for the server (async-nats'
+        // flush is a socket flush, not a PING), so a request sent in the moment before the
+        // server reads it is answered "no responders" (docs/nats.md: clients retry).
         if let Err(e) = self.client.flush().await {
             tracing::warn!(error = %e, "NATS flush after subscribing failed; the client retries");
         }
