@@ -465,9 +465,8 @@ pub(super) fn history_rows(r: &history::HistoryBenchReport) -> Vec<Row> {
 pub(super) fn overload_rows(r: &overload::OverloadBenchReport) -> Vec<Row> {
     let o = &r.overload;
     let n = &r.neighbour;
-    let others_errors =
-        n.others_with_noisy.refused + n.others_with_noisy.errors.values().sum::<u64>();
-    vec![
+    let others_errors = n.others_failed();
+    let mut rows = vec![
         row(
             "overload",
             format!(
@@ -497,6 +496,18 @@ pub(super) fn overload_rows(r: &overload::OverloadBenchReport) -> Vec<Row> {
         ),
         row(
             "overload",
+            "load generator's own send delay at 3× (p99; inside the p99 above)",
+            format!(
+                "{} (generator {:.2} cores, server {:.2})",
+                ms(o.run.send_delay_p99_us),
+                cores(o.load_cpu_s, o.run.seconds),
+                cores(o.server_cpu_s, o.run.seconds),
+            ),
+            "",
+            None,
+        ),
+        row(
+            "overload",
             "server RSS over the overload (2nd half max / 1st half max)",
             format!(
                 "{:.2} ({} → {} MiB)",
@@ -509,29 +520,59 @@ pub(super) fn overload_rows(r: &overload::OverloadBenchReport) -> Vec<Row> {
         ),
         row(
             "overload",
-            "neighbours' p99 with one tenant at 10× quota / alone",
-            format!(
-                "{:.2}× ({} vs {}; server CPU {:.2} → {:.2} cores, load {:.2} → {:.2})",
-                n.others_p99_ratio,
-                ms(n.others_with_noisy.ok_p99_us),
-                ms(n.others_alone.ok_p99_us),
-                cores(n.cpu_alone.server_s, n.others_alone.seconds),
-                cores(n.cpu_with_noisy.server_s, n.others_with_noisy.seconds),
-                cores(n.cpu_alone.load_s, n.others_alone.seconds),
-                cores(n.cpu_with_noisy.load_s, n.others_with_noisy.seconds),
-            ),
-            "≤ 1.20×",
-            Some(n.others_p99_ratio <= 1.2),
-        ),
-        row(
-            "overload",
             "neighbours' errors while one tenant floods",
             format!(
                 "{others_errors} (noisy tenant refused {})",
-                count(n.noisy.refused as f64)
+                count(n.rounds.iter().map(|r| r.noisy.refused).sum::<u64>() as f64)
             ),
             "0",
             Some(others_errors == 0),
         ),
-    ]
+    ];
+    if let Some(m) = n.median() {
+        let ratios: Vec<String> = n
+            .rounds
+            .iter()
+            .map(|r| format!("{:.2}", r.others_p99_ratio))
+            .collect();
+        rows.insert(rows.len() - 1, neighbour_row(m, &ratios));
+        rows.insert(
+            rows.len() - 1,
+            row(
+                "overload",
+                "neighbours' load generator's own send delay (p99; inside their p99s above)",
+                format!(
+                    "{} alone, {} beside the noisy tenant's (its own thread; the median pair)",
+                    ms(m.others_alone.send_delay_p99_us),
+                    ms(m.others_with_noisy.send_delay_p99_us),
+                ),
+                "",
+                None,
+            ),
+        );
+    }
+    rows
+}
+
+/// The median pair's ratio, p99s and CPU, and every pair's ratio in the order run.
+fn neighbour_row(m: &overload::NeighbourRound, ratios: &[String]) -> Row {
+    row(
+        "overload",
+        "neighbours' p99 with one tenant at 10× quota / alone",
+        format!(
+            "{:.2}× (median of {} alternated pairs: {}; that pair {} vs {}; server CPU {:.2} → \
+             {:.2} cores, load {:.2} → {:.2})",
+            m.others_p99_ratio,
+            ratios.len(),
+            ratios.join(", "),
+            ms(m.others_with_noisy.ok_p99_us),
+            ms(m.others_alone.ok_p99_us),
+            cores(m.cpu_alone.server_s, m.others_alone.seconds),
+            cores(m.cpu_with_noisy.server_s, m.others_with_noisy.seconds),
+            cores(m.cpu_alone.load_s, m.others_alone.seconds),
+            cores(m.cpu_with_noisy.load_s, m.others_with_noisy.seconds),
+        ),
+        "≤ 1.20×",
+        Some(m.others_p99_ratio <= 1.2),
+    )
 }

@@ -400,18 +400,40 @@ fn the_idle_memory_row_is_judged_only_at_the_targets_session_count() {
 }
 
 #[test]
-fn the_neighbour_row_gives_the_servers_and_the_loads_cpu_in_both_runs() {
+fn the_overload_rows_give_the_generators_delay_and_the_median_neighbour_pair() {
     let run = |ok_p99_us: u64, seconds: f64| overload::OpenRun {
         ok_p99_us,
         seconds,
         ..overload::OpenRun::default()
     };
-    let report = overload::OverloadBenchReport {
+    let cpu = |server_s, load_s| crate::harness::CpuSpent { server_s, load_s };
+    let pair = |alone_us: u64, noisy_us: u64, errors: u64| overload::NeighbourRound {
+        others_alone: overload::OpenRun {
+            send_delay_p99_us: 1_500,
+            ..run(alone_us, 10.0)
+        },
+        others_with_noisy: overload::OpenRun {
+            refused: errors,
+            send_delay_p99_us: 2_500,
+            ..run(noisy_us, 8.0)
+        },
+        noisy: overload::OpenRun {
+            refused: 1_000,
+            ..run(0, 8.0)
+        },
+        others_p99_ratio: noisy_us as f64 / alone_us as f64,
+        cpu_alone: cpu(6.0, 2.0),
+        cpu_with_noisy: cpu(12.0, 4.0),
+    };
+    let mut report = overload::OverloadBenchReport {
         scenario: "overload",
         tenants: 8,
         overload: overload::OverloadFigure {
             peak_ok_per_s: 10_000.0,
-            run: run(0, 10.0),
+            run: overload::OpenRun {
+                send_delay_p99_us: 95_000,
+                ..run(0, 10.0)
+            },
             goodput_ratio: 0.5,
             rss: overload::RssFigure {
                 samples: 0,
@@ -421,37 +443,51 @@ fn the_neighbour_row_gives_the_servers_and_the_loads_cpu_in_both_runs() {
                 end_bytes: 0,
                 plateau_ratio: 1.0,
             },
-            server_cpu_s: 0.0,
-            load_cpu_s: 0.0,
+            server_cpu_s: 15.0,
+            load_cpu_s: 4.0,
         },
         neighbour: overload::NeighbourFigure {
             noisy_quota_per_s: 500,
             noisy_offered_per_s: 5_000.0,
             others_offered_per_s: 3_000.0,
-            others_alone: run(10_000, 10.0),
-            others_with_noisy: run(30_000, 8.0),
-            noisy: run(0, 8.0),
-            others_p99_ratio: 3.0,
-            cpu_alone: crate::harness::CpuSpent {
-                server_s: 6.0,
-                load_s: 2.0,
-            },
-            cpu_with_noisy: crate::harness::CpuSpent {
-                server_s: 12.0,
-                load_s: 4.0,
-            },
+            // Ratios 3.0, 1.1 and 2.0 in the order run: the median is the third pair.
+            rounds: vec![
+                pair(10_000, 30_000, 0),
+                pair(20_000, 22_000, 0),
+                pair(15_000, 30_000, 0),
+            ],
         },
     };
     let rows = overload_rows(&report);
-    let row = rows
-        .iter()
-        .find(|r| r.figure.starts_with("neighbours' p99"))
-        .expect("a neighbour row");
+    let find = |rows: &[Row], prefix: &str| {
+        rows.iter()
+            .find(|r| r.figure.starts_with(prefix))
+            .cloned()
+            .expect("the row")
+    };
+    let row = find(&rows, "neighbours' p99");
     assert_eq!(
         row.measured,
-        "3.00× (30.00 ms vs 10.00 ms; server CPU 0.60 → 1.50 cores, load 0.20 → 0.50)"
+        "2.00× (median of 3 alternated pairs: 3.00, 1.10, 2.00; that pair 30.00 ms vs 15.00 ms; \
+         server CPU 0.60 → 1.50 cores, load 0.20 → 0.50)"
     );
     assert_eq!(row.verdict, Verdict::Missed);
+    assert_eq!(
+        find(&rows, "neighbours' load generator").measured,
+        "1.50 ms alone, 2.50 ms beside the noisy tenant's (its own thread; the median pair)"
+    );
+    assert_eq!(find(&rows, "neighbours' errors").verdict, Verdict::Hit);
+    assert_eq!(
+        find(&rows, "load generator's own send delay at 3×").measured,
+        "95.00 ms (generator 0.40 cores, server 1.50)"
+    );
+
+    // Errors beside the noisy tenant in any pair, not only the median one, are a miss.
+    report.neighbour.rounds[1] = pair(20_000, 22_000, 3);
+    let rows = overload_rows(&report);
+    let errors = find(&rows, "neighbours' errors");
+    assert_eq!(errors.measured, "3 (noisy tenant refused 3,000)");
+    assert_eq!(errors.verdict, Verdict::Missed);
 }
 
 #[test]
