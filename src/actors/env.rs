@@ -7,7 +7,8 @@
 //!
 //! Live sessions are bounded (`slots`): a session actor is spawned only with a slot. With none
 //! left, the least recently used idle sessions of this env are passivated early and the message
-//! waits for them (bounded, like any message for a passivating session); with none idle here,
+//! waits for them (bounded, like any message for a passivating session), as do the next new
+//! sessions while more sessions are stopping than messages wait for them; with none idle here,
 //! the other envs sharing the full count are asked to passivate theirs and the new session is
 //! refused with `SessionsFull` (its retry finds the room).
 //!
@@ -40,7 +41,7 @@ const PENDING_MAX: usize = 1024;
 pub(super) const EVICT_IDLE_MS_MIN: u64 = 1_000;
 /// Idle sessions passivated at once when there is no slot for a new one, so that one scan for
 /// the least recently used serves the next new sessions too.
-const EVICT_BATCH: usize = 64;
+pub(super) const EVICT_BATCH: usize = 64;
 
 pub(super) type SessionKey = (TeamId, SessionId);
 
@@ -194,6 +195,15 @@ impl EnvActor {
     /// tenant's) to passivate theirs, and refuse `msg`: its retry (after `Retry-After`) finds the
     /// room they made.
     fn make_room(&mut self, msg: Deliver, full: Full, ctx: &mut Context<Self>) {
+        // More sessions stopping here than messages parked for them: each stop frees a slot
+        // that nothing has claimed yet, so this message waits for one. Without this, every new
+        // session arriving while a batch stops would scan all sessions and passivate a batch
+        // of its own: EVICT_BATCH sessions (each a synced snapshot) per new session.
+        if self.passivating.len() > self.pending {
+            if let Some(stopping) = self.passivating.keys().next().cloned() {
+                return self.wait_for(&stopping, msg);
+            }
+        }
         let keys = self.least_recently_used_idle();
         // Sessions of this env already stopping free room too: wait for one of them.
         let first = keys

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::env::EVICT_IDLE_MS_MIN;
+use super::env::{EVICT_BATCH, EVICT_IDLE_MS_MIN};
 use super::messages::RuntimeError;
 use super::session::{PANIC_PROBE, STORED_REPLIES_BYTES_MAX};
 use super::supervise::{ENV_PANIC_PROBE, TENANT_PANIC_PROBE};
@@ -297,6 +297,42 @@ async fn a_tenant_short_of_room_gets_it_from_another_tenants_idle_sessions() {
             .unwrap()
             .messages_in,
         2
+    );
+    rt.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn new_sessions_arriving_while_room_is_made_share_one_batch_of_passivations() {
+    let h = Harness::new();
+    const FULL: usize = 100;
+    let rt = h.start_with(|o| {
+        o.sessions_max = 10 * FULL;
+        o.tenant_sessions_max = FULL;
+    });
+    let acme = ctx("acme", "prod");
+    let live = || rt.metrics().active_sessions.load(Ordering::Relaxed);
+    for s in 0..FULL {
+        say(&rt, &acme, msg(Some(&format!("old{s}")), "ada", "hi")).await;
+    }
+    assert_eq!(live(), FULL as u64);
+    h.clock.advance_ms(EVICT_IDLE_MS_MIN);
+    // New sessions of the full tenant, all at once: the first has a batch of idle sessions
+    // passivated; the others arrive while it stops, and wait for the room it makes.
+    const NEW: usize = 8;
+    let pending: Vec<_> = (0..NEW)
+        .map(|s| {
+            rt.submit(&acme, &web(), msg(Some(&format!("new{s}")), "bob", "hi"))
+                .unwrap()
+        })
+        .collect();
+    for answer in pending {
+        assert!(answer.await.is_ok());
+    }
+    // One batch went, not one per new session (which would have passivated them all).
+    let passivated = FULL + NEW - usize::try_from(live()).unwrap();
+    assert!(
+        (NEW..=EVICT_BATCH).contains(&passivated),
+        "{passivated} sessions passivated for {NEW} new ones"
     );
     rt.shutdown().await;
 }
