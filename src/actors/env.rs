@@ -196,15 +196,13 @@ impl EnvActor {
     /// room they made.
     fn make_room(&mut self, msg: Deliver, full: Full, ctx: &mut Context<Self>) {
         // More sessions stopping here than messages parked for them: each stop frees a slot
-        // that nothing has claimed yet, so this message waits for one. Without this, every new
-        // session arriving while a batch stops would scan all sessions and passivate a batch
-        // of its own: EVICT_BATCH sessions (each a synced snapshot) per new session.
-        if self.passivating.len() > self.pending {
-            if let Some(stopping) = self.passivating.keys().next().cloned() {
-                return self.wait_for(&stopping, msg);
-            }
-        }
-        let keys = self.least_recently_used_idle();
+        // that nothing has claimed yet, so this message only waits for one. Scanning and
+        // passivating anyway would stop a batch (each a synced snapshot) per new session.
+        let keys = if self.passivating.len() > self.pending {
+            Vec::new()
+        } else {
+            self.least_recently_used_idle()
+        };
         // Sessions of this env already stopping free room too: wait for one of them.
         let first = keys
             .first()
