@@ -2,12 +2,15 @@
 //! records, panics in tenant and env actors, and the bound on live sessions.
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use super::env::{EVICT_BATCH, EVICT_IDLE_MS_MIN};
 use super::messages::RuntimeError;
 use super::session::{PANIC_PROBE, STORED_REPLIES_BYTES_MAX};
 use super::supervise::{ENV_PANIC_PROBE, TENANT_PANIC_PROBE};
 use super::tests::{ctx, msg, say, web, Harness};
+use crate::projections::snapshot::hold;
+use crate::tenancy::SessionId;
 
 #[actix_rt::test]
 async fn a_retry_of_a_message_whose_flow_panicked_gets_the_same_error() {
@@ -308,23 +311,44 @@ async fn new_sessions_arriving_while_room_is_made_share_one_batch_of_passivation
     let rt = h.start_with(|o| {
         o.sessions_max = 10 * FULL;
         o.tenant_sessions_max = FULL;
+        // No periodic snapshot: every passivation ends with a write of its own to hold.
+        o.snapshot_every = 1_000;
     });
     let acme = ctx("acme", "prod");
     let live = || rt.metrics().active_sessions.load(Ordering::Relaxed);
     for s in 0..FULL {
-        say(&rt, &acme, msg(Some(&format!("old{s}")), "ada", "hi")).await;
+        say(&rt, &acme, msg(Some(&format!("room-old{s}")), "ada", "hi")).await;
     }
     assert_eq!(live(), FULL as u64);
     h.clock.advance_ms(EVICT_IDLE_MS_MIN);
-    // New sessions of the full tenant, all at once: the first has a batch of idle sessions
-    // passivated; the others arrive while it stops, and wait for the room it makes.
+    // The old sessions' final snapshots wait until `hold` goes, so the first new session's
+    // batch of passivations is still stopping when the others arrive, on every run.
+    let hold = hold::writes_of("room-old");
     const NEW: usize = 8;
     let pending: Vec<_> = (0..NEW)
         .map(|s| {
-            rt.submit(&acme, &web(), msg(Some(&format!("new{s}")), "bob", "hi"))
-                .unwrap()
+            rt.submit(
+                &acme,
+                &web(),
+                msg(Some(&format!("room-new{s}")), "bob", "hi"),
+            )
+            .unwrap()
         })
         .collect();
+    // Travels the same mailboxes (tenant, then env) after the new sessions' messages: once it
+    // is answered, the env has routed all of them.
+    let nobody = SessionId::parse("room-nobody").unwrap();
+    rt.reset_session(&acme, &nobody).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while hold.waiting() < EVICT_BATCH {
+        assert!(
+            Instant::now() < deadline,
+            "{} snapshot writes held",
+            hold.waiting()
+        );
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(hold);
     for answer in pending {
         assert!(answer.await.is_ok());
     }

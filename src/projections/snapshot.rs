@@ -199,6 +199,8 @@ impl SnapshotStore {
         state: &T,
         sync: Durability,
     ) -> Result<(), SnapshotError> {
+        #[cfg(test)]
+        hold::wait(key.session.as_str());
         let path = self.path(key);
         let bytes = encode(key, seq, state).map_err(|e| e.at(&path))?;
         let dir = self.dir(key);
@@ -650,5 +652,7 @@ fn io_error(path: &Path, source: io::Error) -> SnapshotError {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod hold;
 #[cfg(test)]
 mod tests;
