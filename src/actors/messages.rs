@@ -218,6 +218,9 @@ pub(crate) struct Deliver {
     pub reply: Responder,
     /// The request's span, tagged with tenant, env, team, channel (and session once resolved).
     pub span: tracing::Span,
+    /// Its place among its tenant's running messages, given back when this is dropped
+    /// (answered or given up): see [`super::lane`].
+    pub running: Option<super::lane::Running>,
 }
 
 impl Message for Deliver {

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::env::{EVICT_BATCH, EVICT_IDLE_MS_MIN};
+use super::lane::RUNNING_SHARE_MIN;
 use super::messages::RuntimeError;
 use super::session::{PANIC_PROBE, STORED_REPLIES_BYTES_MAX};
 use super::supervise::{ENV_PANIC_PROBE, TENANT_PANIC_PROBE};
@@ -358,5 +359,37 @@ async fn new_sessions_arriving_while_room_is_made_share_one_batch_of_passivation
         (NEW..=EVICT_BATCH).contains(&passivated),
         "{passivated} sessions passivated for {NEW} new ones"
     );
+    rt.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_burst_past_the_tenants_running_share_is_answered_in_full_and_in_order() {
+    let h = Harness::new();
+    let rt = h.start_with(|o| o.running_max = RUNNING_SHARE_MIN);
+    let acme = ctx("acme", "prod");
+    const SESSIONS: usize = 4;
+    const EACH: usize = 20;
+    // Five times the share at once: most wait in the tenant's lane and start as others finish.
+    let pending: Vec<_> = (0..SESSIONS * EACH)
+        .map(|n| {
+            let session = format!("burst{}", n % SESSIONS);
+            let text = format!("m{n}");
+            rt.submit(&acme, &web(), msg(Some(&session), "ada", &text))
+                .unwrap()
+        })
+        .collect();
+    let mut last_seq = [0u64; SESSIONS];
+    for (n, answer) in pending.into_iter().enumerate() {
+        let ack = answer.await.unwrap();
+        // A session's messages ran in the order they were submitted.
+        assert!(ack.seq > last_seq[n % SESSIONS], "m{n}: {ack:?}");
+        last_seq[n % SESSIONS] = ack.seq;
+    }
+    for s in 0..SESSIONS {
+        let sid = SessionId::parse(&format!("burst{s}")).unwrap();
+        let state = rt.session_state(&acme, &sid).unwrap().unwrap();
+        assert_eq!(state.messages_in, EACH as u64);
+    }
+    assert_eq!(rt.metrics().inflight.load(Ordering::Relaxed), 0);
     rt.shutdown().await;
 }

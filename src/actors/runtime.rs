@@ -14,6 +14,7 @@ use actix::prelude::*;
 use futures_util::future::Either;
 use tokio::sync::oneshot;
 
+use super::lane::{Fairness, Lane};
 use super::messages::{Ack, Deliver, Inbound, Op, ResetSession, RuntimeError, Shutdown, Sweep};
 use super::shared::Shared;
 // Defined in `shared` (every actor reads them); named here too, where the edges look for them.
@@ -98,6 +99,8 @@ struct TenantEntry {
     inflight: Arc<AtomicUsize>,
     /// Set while the tenant's data is being deleted: its messages are refused.
     deleting: Arc<AtomicBool>,
+    /// Where its admitted messages wait for their turn to run.
+    lane: Arc<Lane>,
 }
 
 impl TenantEntry {
@@ -149,6 +152,7 @@ impl Runtime {
         });
         start_purge(&shared);
         super::retention::start(&shared, retention_policies(config));
+        let fairness = Fairness::new(shared.opts.running_max);
         let mut tenants = HashMap::new();
         for (i, (id, tenant)) in config.tenants().iter().enumerate() {
             let tenant = Arc::new(tenant.clone());
@@ -159,6 +163,7 @@ impl Runtime {
             tenants.insert(
                 id.clone(),
                 TenantEntry {
+                    lane: Lane::new(fairness.clone(), addr.clone().recipient()),
                     addr,
                     config: tenant,
                     inflight: Arc::default(),
@@ -339,12 +344,9 @@ impl Runtime {
             rerouted: false,
             reply,
             span,
+            running: None,
         };
-        match entry.addr.try_send(deliver) {
-            Ok(()) => {}
-            Err(SendError::Full(_)) => return Err(RuntimeError::Overloaded),
-            Err(SendError::Closed(_)) => return Err(RuntimeError::ShuttingDown),
-        }
+        entry.lane.submit(deliver)?;
         let inner = self.inner.clone();
         Ok(async move {
             // Held until the answer arrives (or the caller stops waiting).

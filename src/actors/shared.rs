@@ -52,6 +52,10 @@ pub struct RuntimeOptions {
     /// the others, so one tenant flooding (over HTTP or NATS) cannot make another's messages
     /// be refused.
     pub inflight_per_tenant_max: usize,
+    /// Admitted messages running at once (in the actors and the log) over all tenants, shared
+    /// evenly by the tenants with messages running or waiting; a tenant's messages past its
+    /// share wait, in order, for its running ones to finish (see `lane`).
+    pub running_max: usize,
     /// In a cluster: where each tenant's messages go, and how they reach another node
     /// (`cluster::forward`); `None`: every message is handled here.
     pub forwarding: Option<Forwarding>,
@@ -93,6 +97,7 @@ impl RuntimeOptions {
             egress: None,
             inflight_max: rt.inflight_max,
             inflight_per_tenant_max: config.inflight_per_tenant_max(),
+            running_max: config.running_max(),
             forwarding: None,
         }
     }

@@ -170,6 +170,9 @@ pub struct RuntimeConfig {
     /// `runtime.inflight_per_tenant_max` as given, `1..=inflight_max`; `None` for the default
     /// (see [`Config::inflight_per_tenant_max`]).
     pub inflight_per_tenant_max: Option<usize>,
+    /// `runtime.running_max` as given, `1..=inflight_max`; `None` for the default (see
+    /// [`Config::running_max`]).
+    pub running_max: Option<usize>,
     /// Live session actors over all tenants; past it idle ones are passivated early, else new
     /// sessions are refused (`SessionsFull`); `>= 1`.
     pub sessions_max: usize,
@@ -292,6 +295,16 @@ impl Config {
             None if self.tenants.len() <= 1 => max,
             None => max.div_ceil(2),
         }
+    }
+
+    /// Admitted messages running at once (in the actors and the log), shared evenly by the
+    /// tenants with messages running or waiting: `runtime.running_max`, else a quarter of
+    /// `runtime.inflight_max` (rounded up), enough for the log's group commits while a burst
+    /// of one tenant waits in its own lane rather than ahead of the others' messages.
+    pub fn running_max(&self) -> usize {
+        self.runtime
+            .running_max
+            .unwrap_or(self.runtime.inflight_max.div_ceil(4))
     }
 
     /// The tenant this instance is dedicated to (`TENANTRY_TENANT_ID`, else `server.tenant`);

@@ -154,6 +154,9 @@ pub(super) struct RuntimeSection {
     /// Checked `1..=inflight_max` in `Config::load`.
     #[serde(default)]
     pub inflight_per_tenant_max: Option<usize>,
+    /// Checked `1..=inflight_max` in `Config::load`.
+    #[serde(default)]
+    pub running_max: Option<usize>,
     #[serde(default)]
     pub sessions_max: Option<usize>,
     #[serde(default)]

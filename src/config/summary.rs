@@ -50,11 +50,12 @@ impl Config {
         let _ = writeln!(
             out,
             "runtime: session idle timeout {}, snapshot every {} events, {} messages in flight at \
-             most, {} per tenant",
+             most, {} per tenant, {} running at once (shared by the busy tenants)",
             humantime::format_duration(self.runtime.session_idle_timeout),
             self.runtime.snapshot_every,
             self.runtime.inflight_max,
-            self.inflight_per_tenant_max()
+            self.inflight_per_tenant_max(),
+            self.running_max()
         );
         let _ = writeln!(
             out,

@@ -93,23 +93,34 @@ pub(super) fn runtime_config(
         runtime.inflight_max.unwrap_or(DEFAULT_INFLIGHT_MAX),
         "messages in flight before new ones are refused",
     )?;
-    let inflight_per_tenant_max = runtime
-        .inflight_per_tenant_max
-        .map(|share| {
-            if (1..=inflight_max).contains(&share) {
-                Ok(share)
-            } else {
-                Err(invalid(
-                    path,
-                    "runtime.inflight_per_tenant_max",
-                    format!(
-                        "{share} is out of range: give 1..={inflight_max} (runtime.inflight_max), \
-                         or leave it out for half of inflight_max"
-                    ),
-                ))
-            }
-        })
-        .transpose()?;
+    let part_of_inflight = |field: &str, value: Option<usize>, default: &str| {
+        value
+            .map(|n| {
+                if (1..=inflight_max).contains(&n) {
+                    Ok(n)
+                } else {
+                    Err(invalid(
+                        path,
+                        field,
+                        format!(
+                            "{n} is out of range: give 1..={inflight_max} (runtime.inflight_max), \
+                             or leave it out for {default}"
+                        ),
+                    ))
+                }
+            })
+            .transpose()
+    };
+    let inflight_per_tenant_max = part_of_inflight(
+        "runtime.inflight_per_tenant_max",
+        runtime.inflight_per_tenant_max,
+        "half of inflight_max",
+    )?;
+    let running_max = part_of_inflight(
+        "runtime.running_max",
+        runtime.running_max,
+        "a quarter of inflight_max",
+    )?;
     let (sessions_max, tenant_sessions_max) = runtime::session_limits(path, &runtime)?;
     let idempotency_window =
         runtime::idempotency_window(path, runtime.idempotency_window.as_deref())?;
@@ -118,6 +129,7 @@ pub(super) fn runtime_config(
         snapshot_every,
         inflight_max,
         inflight_per_tenant_max,
+        running_max,
         sessions_max,
         tenant_sessions_max,
         idempotency_window,

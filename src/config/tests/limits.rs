@@ -136,27 +136,49 @@ fn token_lifetime_max_defaults_to_30_days_and_is_bounded() {
 
 // ---- In-flight shares ---------------------------------------------------------------------
 
+/// The config of one tenant with `runtime` as its `[runtime]` section.
+fn with_runtime(runtime: &str) -> Config {
+    let text = format!("[runtime]\n{runtime}[tenants.acme.teams.support]\nflow = \"f.yaml\"\n");
+    let fixture = Fixture::new(&[("config.toml", text.as_str()), ("f.yaml", REPLY_FLOW)]);
+    fixture.load().unwrap()
+}
+
+/// The load error of a config whose `[runtime]` section is `runtime`.
+fn runtime_error(runtime: &str) -> String {
+    let text = format!("[runtime]\n{runtime}");
+    crate::config::load::check_config_text(Path::new("config.toml"), &text)
+        .unwrap_err()
+        .to_string()
+}
+
 #[test]
 fn a_tenants_inflight_share_defaults_to_half_or_all_when_alone_and_is_checked() {
     let shared = two_tenants("").load().unwrap();
     assert_eq!(shared.inflight_per_tenant_max(), 512);
     let dedicated = two_tenants("tenant = \"acme\"").load().unwrap();
     assert_eq!(dedicated.inflight_per_tenant_max(), 1024);
-    let fixture = Fixture::new(&[
-        (
-            "config.toml",
-            "[runtime]\ninflight_max = 9\ninflight_per_tenant_max = 3\n\
-             [tenants.acme.teams.support]\nflow = \"f.yaml\"\n",
-        ),
-        ("f.yaml", REPLY_FLOW),
-    ]);
-    assert_eq!(fixture.load().unwrap().inflight_per_tenant_max(), 3);
+    let config = with_runtime("inflight_max = 9\ninflight_per_tenant_max = 3\n");
+    assert_eq!(config.inflight_per_tenant_max(), 3);
     for share in [0, 10] {
-        let text = format!("[runtime]\ninflight_max = 9\ninflight_per_tenant_max = {share}\n");
-        let e = crate::config::load::check_config_text(Path::new("config.toml"), &text)
-            .unwrap_err()
-            .to_string();
+        let e = runtime_error(&format!(
+            "inflight_max = 9\ninflight_per_tenant_max = {share}\n"
+        ));
         assert_mentions(&e, &["runtime.inflight_per_tenant_max", "1..=9"]);
+    }
+}
+
+#[test]
+fn the_running_budget_defaults_to_a_quarter_of_inflight_and_is_checked() {
+    assert_eq!(two_tenants("").load().unwrap().running_max(), 256);
+    let config = with_runtime("inflight_max = 9\nrunning_max = 9\n");
+    assert_eq!(config.running_max(), 9);
+    assert_eq!(with_runtime("inflight_max = 9\n").running_max(), 3);
+    for running in [0, 10] {
+        let e = runtime_error(&format!("inflight_max = 9\nrunning_max = {running}\n"));
+        assert_mentions(
+            &e,
+            &["runtime.running_max", "1..=9", "a quarter of inflight_max"],
+        );
     }
 }
 
