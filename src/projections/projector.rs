@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::events::log::contain::panic_message;
 use crate::events::log::{EventLog, ReadError};
 use crate::events::projection::{ProjectionError, ProjectionTree};
 use crate::events::schema::decode_limited;
@@ -266,6 +267,10 @@ impl Projector {
     ) -> Result<u64, ProjectorError> {
         let lock = self.fold_lock(tenant);
         let _one_fold = one_fold(&lock);
+        #[cfg(test)]
+        if tenant.as_str() == FOLD_PANIC_PROBE {
+            panic!("injected read model fold panic");
+        }
         self.fold(
             log,
             tenant,
@@ -599,6 +604,10 @@ impl Projector {
     }
 }
 
+/// Test only: a catch-up of the tenant of this name panics.
+#[cfg(test)]
+pub(crate) const FOLD_PANIC_PROBE: &str = "fold-panic-probe";
+
 /// Keeps the read models of a set of tenants caught up in a background thread while a server
 /// runs; stops (after the fold in progress) when dropped. A tenant whose log lost the events
 /// its read models hold (deleted: [`Projector::forget_if_deleted`]) loses its read models and
@@ -627,10 +636,23 @@ impl Background {
             .spawn(move || {
                 while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                     for tenant in &tenants {
-                        forget_if_deleted(&log, &projector, &snapshots, tenant);
-                        refold_if_erased(&log, &projector, &snapshots, tenant);
-                        if let Err(e) = projector.catch_up(&log, tenant, &mut |_| {}) {
-                            tracing::error!(tenant = %tenant, error = %e, "read model fold failed");
+                        // A panic (a bug, or a dependency's on a damaged file) stops this
+                        // tenant's round only: the thread goes on with the others, and this
+                        // tenant is tried again next round.
+                        let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            forget_if_deleted(&log, &projector, &snapshots, tenant);
+                            refold_if_erased(&log, &projector, &snapshots, tenant);
+                            projector.catch_up(&log, tenant, &mut |_| {})
+                        }));
+                        match round {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => {
+                                tracing::error!(tenant = %tenant, error = %e, "read model fold failed");
+                            }
+                            Err(panic) => {
+                                let why = panic_message(&*panic).unwrap_or_default();
+                                tracing::error!(tenant = %tenant, panic = %why, "read model fold panicked");
+                            }
                         }
                     }
                     std::thread::sleep(every);

@@ -146,6 +146,40 @@ impl SessionState {
         }
     }
 
+    /// Why `event` cannot be folded next into this state (what [`SessionState::apply_view`]
+    /// would panic on), or `None` when it can: a fold reading a log checks with this first, so
+    /// a log holding a session's events out of order (damaged, or forked by a bug) is an error
+    /// that names the session and the seqs, not a panic.
+    pub fn misfit(&self, event: &EventView<'_>) -> Option<String> {
+        let ours = event.tenant == self.tenant.as_str()
+            && event.env == self.env.as_str()
+            && event.team == self.team.as_str()
+            && event.session == self.session.as_str();
+        if !ours {
+            return Some(format!(
+                "an event of {}/{}/{}/{} among session {}'s",
+                event.tenant,
+                event.env,
+                event.team,
+                event.session,
+                self.state_key()
+            ));
+        }
+        // A state with no event yet takes any first seq from 1: its start may have been trimmed.
+        let next = self.last_seq + 1;
+        let fits = if self.last_seq == 0 {
+            event.seq >= 1
+        } else {
+            event.seq == next
+        };
+        (!fits).then(|| {
+            format!(
+                "session {}: event seq {} where {next} is next (tenant_seq {})",
+                self.session, event.seq, event.tenant_seq
+            )
+        })
+    }
+
     /// Folds one event, as a fold reads it from the log, into the state: what
     /// [`SessionState::apply`] does, without the event having been decoded whole. Strings are
     /// copied into the state's own buffers, which are reused where the state already has one.

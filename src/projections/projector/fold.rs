@@ -213,6 +213,12 @@ impl Projector {
                 *state = new_state(tenant, first)?;
             }
             for e in events {
+                if let Some(detail) = state.misfit(e) {
+                    return Err(ProjectorError::Corrupt {
+                        tenant: tenant.clone(),
+                        detail,
+                    });
+                }
                 state.apply_view(e);
             }
         }
@@ -283,3 +289,6 @@ fn new_state(tenant: &TenantId, e: &EventView<'_>) -> Result<SessionState, Proje
         SessionId::parse(e.session).map_err(|err| corrupt(err.to_string()))?,
     ))
 }
+
+#[cfg(test)]
+mod tests;

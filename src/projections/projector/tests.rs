@@ -615,3 +615,51 @@ fn read_models_ahead_of_the_log_are_dropped_with_the_snapshots() {
     );
     assert!(sessions.path().join("acmex/prod/s1.cbor").is_file());
 }
+
+#[test]
+fn a_panic_in_one_tenants_background_fold_leaves_the_others_folding() {
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
+    let last = append_in(
+        &log,
+        ("acme", "support"),
+        "web",
+        "s1",
+        0,
+        DAY,
+        vec![msg("hi")],
+    );
+    let p = Arc::new(Projector::new(&log).unwrap());
+    // The probe comes first: every round panics in it before acme's turn.
+    let tenants = vec![id(FOLD_PANIC_PROBE), id("acme")];
+    let every = std::time::Duration::from_millis(5);
+    let snapshots = SnapshotStore::new(sessions.path().to_owned());
+    let background = Background::start(log.clone(), p.clone(), snapshots, tenants, every).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while p.checkpoint(&id("acme")).unwrap() < last {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acme was never folded"
+        );
+        std::thread::sleep(every);
+    }
+    // And it goes on: a later append is folded too.
+    append_in(
+        &log,
+        ("acme", "support"),
+        "web",
+        "s1",
+        last,
+        DAY,
+        vec![msg("again")],
+    );
+    while p.checkpoint(&id("acme")).unwrap() < last + 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acme's second message was never folded"
+        );
+        std::thread::sleep(every);
+    }
+    drop(background);
+}

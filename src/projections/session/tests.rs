@@ -241,12 +241,18 @@ fn panics(state: &SessionState, event: &Event) -> bool {
     catch_unwind(AssertUnwindSafe(|| copy.apply(event))).is_err()
 }
 
+/// What `misfit` says of `event` for `state`.
+fn misfit(state: &SessionState, event: &Event) -> Option<String> {
+    state.misfit(&EventView::from(event))
+}
+
 #[test]
-fn applying_out_of_order_or_foreign_events_is_a_bug_that_panics() {
+fn applying_out_of_order_or_foreign_events_is_a_bug_that_panics_and_misfit_names_first() {
     let mut state = empty();
     fold(&mut state, &[started(), received("hi")]);
     let good = next_event(&state, entered("greet"));
     assert!(!panics(&state, &good));
+    assert_eq!(misfit(&state, &good), None);
 
     let mut gap = good.clone();
     gap.seq += 1;
@@ -269,7 +275,18 @@ fn applying_out_of_order_or_foreign_events_is_a_bug_that_panics() {
         other_team,
     ] {
         assert!(panics(&state, &bad), "accepted {bad:?}");
+        assert!(misfit(&state, &bad).is_some(), "fits: {bad:?}");
     }
+    let mut repeat = good.clone();
+    repeat.seq -= 1;
+    let said = misfit(&state, &repeat).unwrap();
+    assert!(said.contains("event seq 2 where 3 is next"), "{said}");
+    // A state with nothing folded takes a trimmed start, never seq 0.
+    let mut trimmed = next_event(&empty(), started());
+    trimmed.seq = 40;
+    assert_eq!(misfit(&empty(), &trimmed), None);
+    trimmed.seq = 0;
+    assert!(misfit(&empty(), &trimmed).is_some());
 }
 
 // ---- Serde and snapshot equivalence ---------------------------------------------------------
