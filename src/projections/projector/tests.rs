@@ -569,13 +569,14 @@ fn day_numbers_are_utc_dates_in_exactly_one_shape() {
 /// A node whose log lost a tenant's events (deleted here, or purged from the stream by another
 /// node) drops that tenant's read models and snapshots, and only that tenant's; read models
 /// that match the log are left alone.
-#[test]
-fn read_models_ahead_of_the_log_are_dropped_with_the_snapshots() {
-    let dir = tempfile::tempdir().unwrap();
-    let sessions = tempfile::tempdir().unwrap();
-    let log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
-    let snapshots = SnapshotStore::new(sessions.path().to_owned());
-    append_in(
+/// A log in `dir` where acme's session s1 says "hi" (its last seq returned), and a snapshot
+/// store in `sessions`.
+fn acme_says_hi(
+    dir: &std::path::Path,
+    sessions: &std::path::Path,
+) -> (EventLog, SnapshotStore, u64) {
+    let log = EventLog::open(dir, &LogOptions::default()).unwrap();
+    let last = append_in(
         &log,
         ("acme", "support"),
         "web",
@@ -584,6 +585,13 @@ fn read_models_ahead_of_the_log_are_dropped_with_the_snapshots() {
         DAY,
         vec![msg("hi")],
     );
+    (log, SnapshotStore::new(sessions.to_owned()), last)
+}
+
+#[test]
+fn read_models_ahead_of_the_log_are_dropped_with_the_snapshots() {
+    let (dir, sessions) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (log, snapshots, _) = acme_says_hi(dir.path(), sessions.path());
     append_acmex(&log, DAY, "hello");
     let p = Projector::new(&log).unwrap();
     for t in ["acme", "acmex"] {
@@ -618,23 +626,12 @@ fn read_models_ahead_of_the_log_are_dropped_with_the_snapshots() {
 
 #[test]
 fn a_panic_in_one_tenants_background_fold_leaves_the_others_folding() {
-    let dir = tempfile::tempdir().unwrap();
-    let sessions = tempfile::tempdir().unwrap();
-    let log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
-    let last = append_in(
-        &log,
-        ("acme", "support"),
-        "web",
-        "s1",
-        0,
-        DAY,
-        vec![msg("hi")],
-    );
+    let (dir, sessions) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (log, snapshots, last) = acme_says_hi(dir.path(), sessions.path());
     let p = Arc::new(Projector::new(&log).unwrap());
     // The probe comes first: every round panics in it before acme's turn.
     let tenants = vec![id(FOLD_PANIC_PROBE), id("acme")];
     let every = std::time::Duration::from_millis(5);
-    let snapshots = SnapshotStore::new(sessions.path().to_owned());
     let background = Background::start(log.clone(), p.clone(), snapshots, tenants, every).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while p.checkpoint(&id("acme")).unwrap() < last {
