@@ -116,12 +116,8 @@ impl Lane {
             lane: Some(self.clone()),
         });
         drop(state);
-        match self.to.try_send(msg) {
-            Ok(()) => Ok(()),
-            // Dropping the refused message gives its place back (and starts the next).
-            Err(SendError::Full(_)) => Err(RuntimeError::Overloaded),
-            Err(SendError::Closed(_)) => Err(RuntimeError::ShuttingDown),
-        }
+        // Dropping a refused message gives its place back (and starts the next).
+        self.to.try_send(msg).map_err(|e| refusal(e).1)
     }
 
     /// How many of the tenant's messages run and wait now.
@@ -148,23 +144,25 @@ impl Lane {
             msg.running = Some(Running {
                 lane: Some(self.clone()),
             });
-            match self.to.try_send(msg) {
-                Ok(()) => {}
-                Err(SendError::Full(mut msg)) => {
-                    state.running -= 1;
-                    forget_place(&mut msg);
-                    msg.answer(Err(RuntimeError::Overloaded));
-                }
-                Err(SendError::Closed(mut msg)) => {
-                    state.running -= 1;
-                    forget_place(&mut msg);
-                    msg.answer(Err(RuntimeError::ShuttingDown));
-                }
+            if let Err(e) = self.to.try_send(msg) {
+                let (mut msg, error) = refusal(e);
+                state.running -= 1;
+                forget_place(&mut msg);
+                msg.answer(Err(error));
             }
         }
         if !state.busy() {
             self.fairness.busy.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+}
+
+/// The message a tenant actor refused, and the error its caller gets: `Overloaded` for a full
+/// mailbox, `ShuttingDown` for a closed one.
+fn refusal(e: SendError<Deliver>) -> (Deliver, RuntimeError) {
+    match e {
+        SendError::Full(msg) => (msg, RuntimeError::Overloaded),
+        SendError::Closed(msg) => (msg, RuntimeError::ShuttingDown),
     }
 }
 

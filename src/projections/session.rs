@@ -146,10 +146,10 @@ impl SessionState {
         }
     }
 
-    /// Why `event` cannot be folded next into this state (what [`SessionState::apply_view`]
-    /// would panic on), or `None` when it can: a fold reading a log checks with this first, so
-    /// a log holding a session's events out of order (damaged, or forked by a bug) is an error
-    /// that names the session and the seqs, not a panic.
+    /// Why `event` cannot be folded next into this state, or `None` when it can: what
+    /// [`SessionState::apply_view`] panics on and [`SessionState::try_apply_view`] returns, so a
+    /// log holding a session's events out of order (damaged, or forked by a bug) is an error
+    /// that names the session and the seqs.
     pub fn misfit(&self, event: &EventView<'_>) -> Option<String> {
         let ours = event.tenant == self.tenant.as_str()
             && event.env == self.env.as_str()
@@ -192,30 +192,23 @@ impl SessionState {
     /// to stop at rather than bad input to tolerate. The check is two integer and four short
     /// string comparisons, cheap enough to keep in release builds.
     pub fn apply_view(&mut self, event: &EventView<'_>) {
+        if let Err(why) = self.try_apply_view(event) {
+            panic!("{why}");
+        }
+    }
+
+    /// [`SessionState::apply_view`] for a fold reading a log: an event that does not fit
+    /// ([`SessionState::misfit`]) is an error naming the session and the seqs, and leaves the
+    /// state as it was.
+    pub fn try_apply_view(&mut self, event: &EventView<'_>) -> Result<(), String> {
+        if let Some(why) = self.misfit(event) {
+            return Err(why);
+        }
         if self.last_seq == 0 && event.seq > 1 {
             // The session's start was trimmed (see the module's invariants): fold what remains.
             self.trimmed_before_seq = event.seq;
             self.last_seq = event.seq - 1;
         }
-        assert_eq!(
-            event.seq,
-            self.last_seq + 1,
-            "session {} applied out of order",
-            self.session
-        );
-        assert!(
-            event.tenant == self.tenant.as_str()
-                && event.env == self.env.as_str()
-                && event.team == self.team.as_str()
-                && event.session == self.session.as_str(),
-            "event of {}/{}/{}/{} applied to session {}",
-            event.tenant,
-            event.env,
-            event.team,
-            event.session,
-            self.state_key()
-        );
-
         match event.kind {
             KindView::SessionStarted {
                 user,
@@ -278,6 +271,7 @@ impl SessionState {
             // checks the ids of every frame it hands out.
             self.channel = ChannelId::parse(event.channel).ok();
         }
+        Ok(())
     }
 
     /// The seed's state key: `state:{tenant}:{env}:{team}:{session}`.

@@ -213,13 +213,12 @@ impl Projector {
                 *state = new_state(tenant, first)?;
             }
             for e in events {
-                if let Some(detail) = state.misfit(e) {
-                    return Err(ProjectorError::Corrupt {
+                state
+                    .try_apply_view(e)
+                    .map_err(|detail| ProjectorError::Corrupt {
                         tenant: tenant.clone(),
                         detail,
-                    });
-                }
-                state.apply_view(e);
+                    })?;
             }
         }
         let last_text = events.iter().rev().find_map(|e| match e.kind {
