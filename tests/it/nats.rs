@@ -84,6 +84,11 @@ fn received_ids(log: &EventLog, tenant: &str) -> Vec<String> {
 fn ingress_acks_after_append_and_egress_stays_per_tenant() {
     let nats = Nats::start(free_port());
     let server = start(nats.port);
+    // Started means nats-server lists the ingress subscription, under the process' name.
+    let name = format!("tenantry pid {}", server.pid());
+    let listed = |prefix| crate::support::has_subscription(nats.port, &name, prefix);
+    assert_eq!(listed("greentic.messaging.ingress."), Some(true));
+    assert_eq!(listed("greentic.messaging.egress."), Some(false));
     let rt = crate::support::tokio_runtime();
     rt.block_on(async {
         let client = async_nats::connect(format!("nats://127.0.0.1:{}", nats.port))

@@ -194,11 +194,6 @@ pub(crate) enum Outcome {
     Busy,
     /// The server is unreachable (killed), or the request died with it.
     Gone(String),
-    /// NATS answered "no responders": no server is subscribed to the subject. Right after
-    /// `serve` logs `NATS ingress subscribed` that is not yet a failure: the client library's
-    /// flush only writes the subscription out, and nats-server may read it a moment after
-    /// another connection's request (a client retries, `docs/nats.md`).
-    NotServing(String),
     /// Any other answer: a broken promise, reported by the trial.
     Refused(String),
 }
@@ -312,9 +307,8 @@ impl<'a> Message<'a> {
                     Ok(reply) => {
                         self.check_ack(&serde_json::from_slice(&reply.payload).unwrap(), "nats")
                     }
-                    Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-                        Outcome::NotServing(e.to_string())
-                    }
+                    // "No responders" too: the test support waits for nats-server to list
+                    // the subscription before a client starts, so it means a server gone.
                     Err(e) => Outcome::Gone(e.to_string()),
                 },
                 () = tokio::time::sleep(Duration::from_millis(10)) => {
@@ -391,7 +385,7 @@ impl Shared {
             Outcome::Acked(ack) => self.record(ack),
             Outcome::Busy => std::thread::sleep(Duration::from_millis(5)),
             Outcome::Refused(problem) => self.problems.lock().unwrap().push(problem),
-            Outcome::Gone(e) | Outcome::NotServing(e) => {
+            Outcome::Gone(e) => {
                 if !self.killed.load(Ordering::SeqCst) {
                     let problem = format!("{what}: the server went away before the kill: {e}");
                     self.problems.lock().unwrap().push(problem);
@@ -439,40 +433,9 @@ fn nats_client(shared: &Shared, port: u16, tenant: &'static str, tag: &str, rng:
     let client = rt
         .block_on(async_nats::connect(format!("nats://127.0.0.1:{port}")))
         .unwrap();
-    let mut serving = Serving::default();
     client_loop(shared, tenant, &format!("{tag}-n"), rng, |message, n| {
-        let outcome = rt.block_on(message.send_nats(&client, n, &shared.killed));
-        serving.judge(outcome, &shared.killed)
+        rt.block_on(message.send_nats(&client, n, &shared.killed))
     });
-}
-
-/// How long a NATS client takes "no responders" for a server still subscribing, before its
-/// first ack; after it, or past this, it is a server gone.
-const SUBSCRIBE_PATIENCE: Duration = Duration::from_secs(10);
-
-/// Whether a client has seen the server serve it yet (see [`Outcome::NotServing`]).
-#[derive(Default)]
-struct Serving {
-    acked: bool,
-    waiting_since: Option<Instant>,
-}
-
-impl Serving {
-    /// `outcome`, with "no responders" before the first ack (and before a kill, for at most
-    /// [`SUBSCRIBE_PATIENCE`]) turned into a retry.
-    fn judge(&mut self, outcome: Outcome, killed: &AtomicBool) -> Outcome {
-        match outcome {
-            Outcome::Acked(_) => self.acked = true,
-            Outcome::NotServing(_) if !self.acked && !killed.load(Ordering::SeqCst) => {
-                let since = *self.waiting_since.get_or_insert_with(Instant::now);
-                if since.elapsed() < SUBSCRIBE_PATIENCE {
-                    return Outcome::Busy;
-                }
-            }
-            _ => {}
-        }
-        outcome
-    }
 }
 
 fn agent() -> ureq::Agent {
@@ -627,7 +590,6 @@ impl Scenario {
         let client = rt
             .block_on(async_nats::connect(format!("nats://127.0.0.1:{nats_port}")))
             .unwrap();
-        let mut serving = Serving::default();
         for tenant in TENANTS {
             let bearer = bearer(tenant);
             for (i, (session, user)) in SESSIONS.into_iter().enumerate() {
@@ -636,22 +598,14 @@ impl Scenario {
                     let message = Message::new(tenant, session, user, &message_id);
                     let outcome = match via {
                         "http" => message.send_http(&agent, &server.base(), &bearer),
-                        _ => loop {
-                            let outcome = rt.block_on(message.send_nats(&client, i as u64, &alive));
-                            let subscribing = matches!(outcome, Outcome::NotServing(_));
-                            match serving.judge(outcome, &alive) {
-                                Outcome::Busy if subscribing => {
-                                    std::thread::sleep(Duration::from_millis(10))
-                                }
-                                outcome => break outcome,
-                            }
-                        },
+                        _ => rt.block_on(message.send_nats(&client, i as u64, &alive)),
                     };
                     match outcome {
                         Outcome::Acked(ack) => self.acks.push(ack),
-                        Outcome::Busy | Outcome::Gone(_) | Outcome::NotServing(_) => problems.push(
-                            format!("{}: not acked via {via} after the restart", message.what()),
-                        ),
+                        Outcome::Busy | Outcome::Gone(_) => problems.push(format!(
+                            "{}: not acked via {via} after the restart",
+                            message.what()
+                        )),
                         Outcome::Refused(problem) => problems.push(problem),
                     }
                 }

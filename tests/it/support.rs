@@ -14,12 +14,29 @@ use serde_json::{json, Value};
 
 mod nats;
 pub use nats::{
-    jetstream_server_binary, shipped_jetstream_block, tokio_runtime, JetStream, Nats,
-    JETSTREAM_DEPLOY_CONFIG,
+    has_subscription, jetstream_server_binary, shipped_jetstream_block, tokio_runtime, JetStream,
+    Nats, JETSTREAM_DEPLOY_CONFIG,
 };
 
 /// The HS256 key every test server verifies API tokens with (at least 32 bytes).
 pub const SIGNING_KEY: &str = "it-signing-key-0123456789abcdef0123456789";
+
+/// The client ports of the `[nats] url` of `config` (a comma-separated list of URLs).
+fn nats_ports(config: &str) -> Vec<u16> {
+    let config: toml::Value = toml::from_str(config).unwrap_or_else(|e| panic!("config: {e}"));
+    let urls = config["nats"].get("url").and_then(|u| u.as_str());
+    urls.unwrap_or_default()
+        .split(',')
+        .filter_map(|url| {
+            url.trim()
+                .trim_end_matches('/')
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
 
 /// How long a starting server may go without logging a line before the test fails.
 const START_LINE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -312,8 +329,16 @@ impl Serve {
         path
     }
 
-    /// The command, its temp dir (if fresh), its dir, and whether it has NATS ingress.
-    fn command(self) -> (Command, Option<tempfile::TempDir>, PathBuf, bool) {
+    /// The command, its temp dir (if fresh), its dir, and with NATS ingress the client ports
+    /// of its `[nats] url`.
+    fn command(
+        self,
+    ) -> (
+        Command,
+        Option<tempfile::TempDir>,
+        PathBuf,
+        Option<Vec<u16>>,
+    ) {
         let config = self.config_text();
         let (temp, dir) = match self.dir {
             ServeDir::Fresh => {
@@ -323,7 +348,10 @@ impl Serve {
             }
             ServeDir::Existing(dir) => (None, dir),
         };
-        let nats = config.lines().any(|l| l.trim() == "[nats]");
+        let nats = config
+            .lines()
+            .any(|l| l.trim() == "[nats]")
+            .then(|| nats_ports(&config));
         std::fs::write(dir.join("config.toml"), config).unwrap();
         if let Some(seed) = self.seed {
             seed(&dir.join("data"));
@@ -372,7 +400,8 @@ pub struct ServeProcess {
     pub lines: mpsc::Receiver<String>,
     /// The lines it logged until it served.
     pub started: Vec<String>,
-    nats: bool,
+    /// With NATS ingress, the client ports of the nats-servers it connects to.
+    nats: Option<Vec<u16>>,
     /// The API's address (`host:port`) from the `listening on` line.
     pub addr: String,
     /// The metrics listener's address from the `metrics on http://ADDR/metrics` line.
@@ -385,7 +414,7 @@ pub struct ServeProcess {
 
 impl ServeProcess {
     fn wait_until_serving(&mut self) {
-        let (mut addr, mut subscribed) = (None, !self.nats);
+        let (mut addr, mut subscribed) = (None, self.nats.is_none());
         while addr.is_none() || !subscribed {
             let line = self
                 .lines
@@ -403,6 +432,34 @@ impl ServeProcess {
             self.started.push(line);
         }
         self.addr = addr.unwrap_or_default();
+        if let Some(ports) = &self.nats {
+            self.wait_until_nats_has_the_subscription(ports);
+        }
+    }
+
+    /// The `NATS ingress subscribed` line means the subscription was written to the socket:
+    /// nats-server may read it a moment later, and a request sent in that moment is answered
+    /// "no responders" (docs/nats.md). Waits until the server lists it (`/connz`), so that every
+    /// test may send at once; servers the tests did not start are not asked.
+    fn wait_until_nats_has_the_subscription(&self, ports: &[u16]) {
+        let name = format!("tenantry pid {}", self.pid());
+        let deadline = Instant::now() + START_LINE_TIMEOUT;
+        loop {
+            let found: Vec<Option<bool>> = ports
+                .iter()
+                .map(|&port| has_subscription(port, &name, "greentic.messaging.ingress."))
+                .collect();
+            if found.iter().all(Option::is_none) || found.contains(&Some(true)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no nats-server of {ports:?} lists the ingress subscription of `{name}` \
+                 within {START_LINE_TIMEOUT:?}: {:#?}",
+                self.started
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// The process, while it has not been handed off.

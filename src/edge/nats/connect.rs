@@ -31,6 +31,7 @@ pub async fn connect(
     metrics: Arc<NatsMetrics>,
 ) -> Result<async_nats::Client, NatsError> {
     let options = ConnectOptions::new()
+        .name(connection_name())
         .subscription_capacity(SUBSCRIPTION_CAPACITY)
         .retry_on_initial_connect()
         .event_callback(move |event| {
@@ -45,6 +46,11 @@ pub async fn connect(
             url: config.url_for_display(),
             detail: e.to_string(),
         })
+}
+
+/// The name nats-server lists this process' connections under (`/connz`): `tenantry pid N`.
+fn connection_name() -> String {
+    format!("tenantry pid {}", std::process::id())
 }
 
 /// The servers of `nats.url`, each parsed as the client parses one address: the client takes a

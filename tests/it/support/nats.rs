@@ -2,8 +2,10 @@
 //! nats-server 2.15 with JetStream for the log's JetStream backend, alone or in a cluster
 //! ([`JetStream`]).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{agent, free_port};
@@ -46,13 +48,16 @@ impl Nats {
         if let Some(config) = config {
             command.arg("-c").arg(config);
         }
+        let http_port = free_port();
         command
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-m", &http_port.to_string()])
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let child = spawn_nats_server(&mut command, port)
             .unwrap_or_else(|e| panic!("{e} (scripts/test.sh installs nats-server)"));
+        register_monitoring(port, http_port);
         Nats { child, port }
     }
 
@@ -66,6 +71,41 @@ impl Drop for Nats {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The monitoring port of every nats-server the tests started, by client port.
+static MONITORING: Mutex<BTreeMap<u16, u16>> = Mutex::new(BTreeMap::new());
+
+fn register_monitoring(client_port: u16, http_port: u16) {
+    let mut ports = MONITORING.lock().unwrap_or_else(PoisonError::into_inner);
+    ports.insert(client_port, http_port);
+}
+
+/// Whether the nats-server on `client_port` has a client connection named `name` with a
+/// subscription whose subject starts with `prefix` (its `/connz?subs=1`); `None` for a server
+/// the tests did not start, or whose monitoring does not answer.
+pub fn has_subscription(client_port: u16, name: &str, prefix: &str) -> Option<bool> {
+    let http_port = *MONITORING
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&client_port)?;
+    let url = format!("http://127.0.0.1:{http_port}/connz?subs=1&limit=4096");
+    let text = agent(Duration::from_secs(2))
+        .get(&url)
+        .call()
+        .ok()?
+        .body_mut()
+        .read_to_string()
+        .ok()?;
+    let body: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let connections = body["connections"].as_array()?;
+    Some(connections.iter().any(|c| {
+        c["name"] == name
+            && c["subscriptions_list"].as_array().is_some_and(|subs| {
+                subs.iter()
+                    .any(|s| s.as_str().is_some_and(|s| s.starts_with(prefix)))
+            })
+    }))
 }
 
 /// How long a starting nats-server may take to accept connections on its client port.
@@ -250,7 +290,10 @@ impl JetStream {
             .stdout(Stdio::null())
             .stderr(log);
         match spawn_nats_server(&mut command, node.client_port) {
-            Ok(child) => self.nodes[i].child = Some(child),
+            Ok(child) => {
+                register_monitoring(node.client_port, node.http_port);
+                self.nodes[i].child = Some(child)
+            }
             Err(e) => panic!("JetStream node n{i}: {e}\n{}", self.log(i)),
         }
     }
