@@ -461,45 +461,52 @@ async fn send_one(
     opened: Arc<AtomicUsize>,
 ) {
     let send_delay_us = micros_since(at);
+    let conn = match conn {
+        Some(c) => Ok(c),
+        None => Connection::open(addr).await,
+    };
+    let (answer, kept) = match conn {
+        Err(_) => (Answer::Error("connect".to_owned()), None),
+        Ok(mut conn) => {
+            let outcome = tokio::time::timeout(REQUEST_TIMEOUT, conn.exchange(&request)).await;
+            let us = micros_since(at);
+            let keep = matches!(&outcome, Ok(Ok(head)) if !head.close);
+            let answer = match outcome {
+                Ok(Ok(head)) if head.status == 200 => Answer::Ok(us),
+                Ok(Ok(head)) if head.status == 429 || head.status == 503 => Answer::Refused(us),
+                Ok(Ok(head)) => Answer::Error(format!("status {}", head.status)),
+                Ok(Err(cause)) => Answer::Error(cause),
+                Err(_) => Answer::Error("timeout".to_owned()),
+            };
+            (answer, keep.then_some(conn))
+        }
+    };
+    // One lock per request: the generator's own cost stays out of the figures it takes.
     if let Ok(mut r) = record.lock() {
         r.send_delay_us.push(send_delay_us);
-    }
-    let mut conn = match conn {
-        Some(c) => c,
-        None => match Connection::open(addr).await {
-            Ok(c) => c,
-            Err(_) => {
-                opened.fetch_sub(1, Ordering::Relaxed);
-                if let Ok(mut r) = record.lock() {
-                    *r.errors.entry("connect".to_owned()).or_default() += 1;
-                }
-                return;
-            }
-        },
-    };
-    let outcome = tokio::time::timeout(REQUEST_TIMEOUT, conn.exchange(&request)).await;
-    let us = micros_since(at);
-    let keep = matches!(&outcome, Ok(Ok(head)) if !head.close);
-    if let Ok(mut r) = record.lock() {
-        match outcome {
-            Ok(Ok(head)) if head.status == 200 => r.ok_us.push(us),
-            Ok(Ok(head)) if head.status == 429 || head.status == 503 => r.refused_us.push(us),
-            Ok(Ok(head)) => {
-                *r.errors
-                    .entry(format!("status {}", head.status))
-                    .or_default() += 1
-            }
-            Ok(Err(cause)) => *r.errors.entry(cause).or_default() += 1,
-            Err(_) => *r.errors.entry("timeout".to_owned()).or_default() += 1,
+        match answer {
+            Answer::Ok(us) => r.ok_us.push(us),
+            Answer::Refused(us) => r.refused_us.push(us),
+            Answer::Error(cause) => *r.errors.entry(cause).or_default() += 1,
         }
     }
-    if keep {
-        if let Ok(mut v) = idle.lock() {
-            v.push(conn);
+    match kept {
+        Some(conn) => {
+            if let Ok(mut v) = idle.lock() {
+                v.push(conn);
+            }
         }
-    } else {
-        opened.fetch_sub(1, Ordering::Relaxed);
+        None => {
+            opened.fetch_sub(1, Ordering::Relaxed);
+        }
     }
+}
+
+/// What one request came to: its time to answer (µs from its due time), or why it failed.
+enum Answer {
+    Ok(u64),
+    Refused(u64),
+    Error(String),
 }
 
 fn micros_since(at: Instant) -> u64 {

@@ -518,16 +518,6 @@ pub(super) fn overload_rows(r: &overload::OverloadBenchReport) -> Vec<Row> {
             "plateaus (≤ 1.10)",
             Some(o.rss.plateau_ratio > 0.0 && o.rss.plateau_ratio <= 1.10),
         ),
-        row(
-            "overload",
-            "neighbours' errors while one tenant floods",
-            format!(
-                "{others_errors} (noisy tenant refused {})",
-                count(n.rounds.iter().map(|r| r.noisy.refused).sum::<u64>() as f64)
-            ),
-            "0",
-            Some(others_errors == 0),
-        ),
     ];
     if let Some(m) = n.median() {
         let ratios: Vec<String> = n
@@ -535,22 +525,29 @@ pub(super) fn overload_rows(r: &overload::OverloadBenchReport) -> Vec<Row> {
             .iter()
             .map(|r| format!("{:.2}", r.others_p99_ratio))
             .collect();
-        rows.insert(rows.len() - 1, neighbour_row(m, &ratios));
-        rows.insert(
-            rows.len() - 1,
-            row(
-                "overload",
-                "neighbours' load generator's own send delay (p99; inside their p99s above)",
-                format!(
-                    "{} alone, {} beside the noisy tenant's (its own thread; the median pair)",
-                    ms(m.others_alone.send_delay_p99_us),
-                    ms(m.others_with_noisy.send_delay_p99_us),
-                ),
-                "",
-                None,
+        rows.push(neighbour_row(m, &ratios));
+        rows.push(row(
+            "overload",
+            "neighbours' load generator's own send delay (p99; inside their p99s above)",
+            format!(
+                "{} alone, {} beside the noisy tenant's (its own thread; the median pair)",
+                ms(m.others_alone.send_delay_p99_us),
+                ms(m.others_with_noisy.send_delay_p99_us),
             ),
-        );
+            "",
+            None,
+        ));
     }
+    rows.push(row(
+        "overload",
+        "neighbours' errors while one tenant floods",
+        format!(
+            "{others_errors} (noisy tenant refused {})",
+            count(n.rounds.iter().map(|r| r.noisy.refused).sum::<u64>() as f64)
+        ),
+        "0",
+        Some(others_errors == 0),
+    ));
     rows
 }
 
