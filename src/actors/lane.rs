@@ -14,7 +14,9 @@
 //! - a message is running from its start until its [`Deliver`] is dropped (answered, or given up
 //!   by an actor), which starts the tenant's next waiting message if its share allows;
 //! - a lane with waiting messages has running ones (its share is at least one), so a waiting
-//!   message always has a finish to start it;
+//!   message always has a finish to start it, and its lane (held by the running ones) outlives
+//!   it;
+//! - `RuntimeMetrics::waiting` counts the messages waiting in every lane;
 //! - one tenant alone gets all of `running_max`: the share only divides it among busy tenants.
 
 use std::collections::VecDeque;
@@ -25,6 +27,7 @@ use actix::dev::SendError;
 use actix::Recipient;
 
 use super::messages::{Deliver, RuntimeError};
+use super::shared::RuntimeMetrics;
 
 /// The smallest share of `running_max` a busy tenant gets, however many are busy.
 pub const RUNNING_SHARE_MIN: usize = 16;
@@ -35,14 +38,21 @@ pub(crate) struct Fairness {
     running_max: usize,
     /// Tenants with messages running or waiting.
     busy: AtomicUsize,
+    /// Where the messages waiting in every lane are counted (`waiting`).
+    metrics: Arc<RuntimeMetrics>,
 }
 
 impl Fairness {
-    pub(crate) fn new(running_max: usize) -> Arc<Fairness> {
+    pub(crate) fn new(running_max: usize, metrics: Arc<RuntimeMetrics>) -> Arc<Fairness> {
         Arc::new(Fairness {
             running_max: running_max.max(1),
             busy: AtomicUsize::new(0),
+            metrics,
         })
+    }
+
+    fn waiting(&self) -> &AtomicUsize {
+        &self.metrics.waiting
     }
 
     /// A busy tenant's share now.
@@ -109,6 +119,7 @@ impl Lane {
         }
         if !state.waiting.is_empty() || state.running >= self.fairness.share() {
             state.waiting.push_back(msg);
+            self.fairness.waiting().fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         state.running += 1;
@@ -139,6 +150,7 @@ impl Lane {
             let Some(mut msg) = state.waiting.pop_front() else {
                 break;
             };
+            self.fairness.waiting().fetch_sub(1, Ordering::Relaxed);
             state.running += 1;
             // A place of its own; taken back without a recursive `finished` if refused.
             msg.running = Some(Running {

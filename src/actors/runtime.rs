@@ -152,7 +152,7 @@ impl Runtime {
         });
         start_purge(&shared);
         super::retention::start(&shared, retention_policies(config));
-        let fairness = Fairness::new(shared.opts.running_max);
+        let fairness = Fairness::new(shared.opts.running_max, shared.metrics.clone());
         let mut tenants = HashMap::new();
         for (i, (id, tenant)) in config.tenants().iter().enumerate() {
             let tenant = Arc::new(tenant.clone());

@@ -121,6 +121,8 @@ pub struct RuntimeMetrics {
     pub egress_dropped: AtomicU64,
     /// Messages submitted and not yet answered.
     pub inflight: AtomicUsize,
+    /// Of those, messages waiting in their tenant's lane for a running place (`actors::lane`).
+    pub waiting: AtomicUsize,
     /// Messages refused because `inflight_max` were already in flight, or their tenant's
     /// `inflight_per_tenant_max`.
     pub inflight_refused: AtomicU64,

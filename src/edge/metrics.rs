@@ -3,9 +3,9 @@
 //!
 //! Each edge registers its own families into it: the HTTP edge's in `http::metrics`, the NATS
 //! edge's in `nats::metrics`; neither edge imports the other. The runtime's gauges
-//! (`tenantry_active_sessions`, `tenantry_inflight_messages`) are registered here and read from
-//! the runtime when the page is rendered, and the event log's timings (`tenantry_log_*`) beside
-//! them.
+//! (`tenantry_active_sessions`, `tenantry_inflight_messages`, `tenantry_waiting_messages`) are
+//! registered here and read from the runtime when the page is rendered, and the event log's
+//! timings (`tenantry_log_*`) beside them.
 //!
 //! Invariant: label values come from bounded sets (see each edge's families), so no client can
 //! grow the registry.
@@ -29,6 +29,7 @@ pub struct MetricsRegistry {
     registry: Registry,
     active_sessions: Gauge,
     inflight: Gauge,
+    waiting: Gauge,
 }
 
 impl Default for MetricsRegistry {
@@ -43,6 +44,7 @@ impl MetricsRegistry {
         let mut registry = Registry::default();
         let active_sessions = Gauge::default();
         let inflight = Gauge::default();
+        let waiting = Gauge::default();
         registry.register(
             "tenantry_active_sessions",
             "Session actors currently running",
@@ -53,10 +55,16 @@ impl MetricsRegistry {
             "Messages accepted and not yet answered, over all tenants (capped by runtime.inflight_max)",
             inflight.clone(),
         );
+        registry.register(
+            "tenantry_waiting_messages",
+            "Of the messages in flight, those waiting in their tenant's lane for a running place (runtime.running_max shared by the busy tenants)",
+            waiting.clone(),
+        );
         MetricsRegistry {
             registry,
             active_sessions,
             inflight,
+            waiting,
         }
     }
 
@@ -111,8 +119,35 @@ impl MetricsRegistry {
         let inflight = runtime.inflight.load(Ordering::Relaxed);
         self.inflight
             .set(i64::try_from(inflight).unwrap_or(i64::MAX));
+        let waiting = runtime.waiting.load(Ordering::Relaxed);
+        self.waiting.set(i64::try_from(waiting).unwrap_or(i64::MAX));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_gauges_are_read_at_each_render() {
+        let registry = MetricsRegistry::new();
+        let runtime = RuntimeMetrics::default();
+        runtime.inflight.store(9, Ordering::Relaxed);
+        runtime.waiting.store(7, Ordering::Relaxed);
+        runtime.active_sessions.store(3, Ordering::Relaxed);
+        let text = registry.render(&runtime).unwrap();
+        for line in [
+            "tenantry_inflight_messages 9\n",
+            "tenantry_waiting_messages 7\n",
+            "tenantry_active_sessions 3\n",
+        ] {
+            assert!(text.contains(line), "{line:?} not in\n{text}");
+        }
+        runtime.waiting.store(0, Ordering::Relaxed);
+        let text = registry.render(&runtime).unwrap();
+        assert!(text.contains("tenantry_waiting_messages 0\n"), "{text}");
     }
 }

@@ -1,6 +1,7 @@
 //! The lanes' bookkeeping, against a stand-in tenant actor that keeps the messages it gets so
 //! a test finishes them (drops them) when and in the order it chooses.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
@@ -86,10 +87,12 @@ fn texts(kept: &[Deliver]) -> Vec<String> {
 
 #[actix_rt::test]
 async fn a_tenant_alone_runs_up_to_the_budget_and_the_rest_start_in_order_as_others_finish() {
-    let fairness = Fairness::new(20);
+    let fairness = Fairness::new(20, Arc::default());
+    let waiting = || fairness.metrics.waiting.load(Ordering::Relaxed);
     let a = Tenant::new(&fairness);
     let _answers: Vec<_> = (0..25).map(|n| a.send(&format!("m{n}"))).collect();
     assert_eq!(a.lane.counts(), (20, 5));
+    assert_eq!(waiting(), 5);
     let mut running = a.take_kept().await;
     assert_eq!(
         texts(&running),
@@ -99,18 +102,20 @@ async fn a_tenant_alone_runs_up_to_the_budget_and_the_rest_start_in_order_as_oth
     running.remove(7);
     running.remove(0);
     assert_eq!(a.lane.counts(), (20, 3));
+    assert_eq!(waiting(), 3);
     let next = a.take_kept().await;
     assert_eq!(texts(&next), ["m20", "m21"]);
     // 18 finish: the last three waiting start, and 5 run.
     drop(running);
     assert_eq!(a.lane.counts(), (5, 0));
+    assert_eq!(waiting(), 0);
     assert_eq!(texts(&a.take_kept().await), ["m22", "m23", "m24"]);
 }
 
 #[actix_rt::test]
 async fn a_second_busy_tenant_runs_at_once_and_the_first_gets_half_the_budget() {
     let budget = 2 * RUNNING_SHARE_MIN + 8;
-    let fairness = Fairness::new(budget);
+    let fairness = Fairness::new(budget, Arc::default());
     let (noisy, calm) = (Tenant::new(&fairness), Tenant::new(&fairness));
     let _burst: Vec<_> = (0..budget + 10)
         .map(|n| noisy.send(&format!("n{n}")))
@@ -136,7 +141,7 @@ async fn a_second_busy_tenant_runs_at_once_and_the_first_gets_half_the_budget() 
 
 #[actix_rt::test]
 async fn no_share_is_below_the_minimum_however_many_tenants_are_busy() {
-    let fairness = Fairness::new(RUNNING_SHARE_MIN * 2);
+    let fairness = Fairness::new(RUNNING_SHARE_MIN * 2, Arc::default());
     let tenants: Vec<_> = (0..4).map(|_| Tenant::new(&fairness)).collect();
     // All four busy first, then each sends the rest of its 17.
     let _answers: Vec<_> = (0..RUNNING_SHARE_MIN + 1)
@@ -150,7 +155,7 @@ async fn no_share_is_below_the_minimum_however_many_tenants_are_busy() {
 
 #[actix_rt::test]
 async fn waiting_messages_of_a_stopped_tenant_actor_are_answered_and_the_lane_empties() {
-    let fairness = Fairness::new(RUNNING_SHARE_MIN);
+    let fairness = Fairness::new(RUNNING_SHARE_MIN, Arc::default());
     let a = Tenant::new(&fairness);
     let answers: Vec<_> = (0..RUNNING_SHARE_MIN + 3)
         .map(|n| a.send(&format!("m{n}")))
@@ -163,7 +168,9 @@ async fn waiting_messages_of_a_stopped_tenant_actor_are_answered_and_the_lane_em
     // The running ones finish unanswered (dropped); the waiting ones cannot start any more.
     drop(running);
     assert_eq!(a.lane.counts(), (0, 0));
-    assert_eq!(fairness.busy.load(std::sync::atomic::Ordering::Acquire), 0);
+    assert_eq!(fairness.busy.load(Ordering::Acquire), 0);
+    let waiting = fairness.metrics.waiting.load(Ordering::Relaxed);
+    assert_eq!(waiting, 0, "answered messages still counted as waiting");
     for (n, answer) in answers.into_iter().enumerate() {
         let got = answer.await;
         if n < RUNNING_SHARE_MIN {
