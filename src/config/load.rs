@@ -34,7 +34,12 @@ impl Config {
         add_seed_files(&mut tree, path, server)?;
         let excluded =
             select_tenants(&mut tree, path, dedicated.as_ref(), &server.exclude_tenants)?;
-        let tenants = load_flows(tree, sections.server_config.rate_limit_per_s)?;
+        let server_config = &sections.server_config;
+        let quota = (
+            server_config.rate_limit_per_s,
+            server_config.rate_limit_burst,
+        );
+        let tenants = load_flows(tree, quota)?;
 
         Ok(Config {
             source: path.to_owned(),
@@ -292,11 +297,12 @@ fn select_tenants(
 }
 
 /// Loads every flow of `tree` once and resolves each team to its flow (its own, else its
-/// tenant's); a tenant without its own rate limit gets `default_rate`.
+/// tenant's); `quota` is the server's rate and burst, for the tenants without their own.
 fn load_flows(
     tree: Tree,
-    default_rate: NonZeroU32,
+    quota: (NonZeroU32, Option<NonZeroU32>),
 ) -> Result<BTreeMap<TenantId, TenantConfig>, ConfigError> {
+    let (default_rate, default_burst) = quota;
     let mut flows = FlowCache::default();
     let mut tenants = BTreeMap::new();
     for (id, draft) in tree.tenants {
@@ -333,13 +339,15 @@ fn load_flows(
                 name: None,
             }]
         });
+        let rate = draft.rate_limit_per_s.unwrap_or(default_rate);
         let tenant = TenantConfig {
             id: id.clone(),
             name: draft.name.unwrap_or_else(|| id.to_string()),
             settings: draft.settings.unwrap_or_default(),
             environments,
             flow: tenant_flow,
-            rate_limit_per_s: draft.rate_limit_per_s.unwrap_or(default_rate),
+            rate_limit_per_s: rate,
+            rate_limit_burst: draft.rate_limit_burst.or(default_burst).unwrap_or(rate),
             retention: draft.retention,
             teams,
         };

@@ -20,7 +20,7 @@ use crate::tenancy::{ChannelId, TeamId, TenantId};
 use super::error::ConfigError;
 use super::files::resolve;
 use super::raw::{BundleFile, ChannelSection, TeamFile, TeamSection, TenantFile, TenantSection};
-use super::validate::{check_name, check_path, check_rate, check_value, invalid};
+use super::validate::{check_burst, check_name, check_path, check_rate, check_value, invalid};
 use super::{ChannelConfig, Environment};
 
 /// Where something was declared: a file and the dotted field inside it.
@@ -55,6 +55,8 @@ pub(super) struct TenantDraft {
     pub flow: Option<FlowRef>,
     /// The tenant's own HTTP rate limit, when a source sets one.
     pub rate_limit_per_s: Option<NonZeroU32>,
+    /// The tenant's own quota burst, when a source sets one.
+    pub rate_limit_burst: Option<NonZeroU32>,
     /// The tenant's `retention`, when a source sets one.
     pub retention: Option<std::time::Duration>,
     pub teams: BTreeMap<TeamId, TeamDraft>,
@@ -140,6 +142,7 @@ impl Tree {
             environments,
             flow,
             rate_limit_per_s: None,
+            rate_limit_burst: None,
             retention: None,
             teams: BTreeMap::new(),
         };
@@ -198,6 +201,7 @@ impl Tree {
             environments,
             flow,
             rate_limit_per_s,
+            rate_limit_burst,
             retention,
             teams,
         } = incoming;
@@ -208,6 +212,7 @@ impl Tree {
         existing.environments = existing.environments.take().or(environments);
         existing.flow = existing.flow.take().or(flow);
         existing.rate_limit_per_s = existing.rate_limit_per_s.or(rate_limit_per_s);
+        existing.rate_limit_burst = existing.rate_limit_burst.or(rate_limit_burst);
         existing.retention = existing.retention.or(retention);
         for (team_id, team) in teams {
             add_team(&id, existing, team_id, team)?;
@@ -249,6 +254,7 @@ fn tenant_section(
         environments,
         flow,
         rate_limit_per_s,
+        rate_limit_burst,
         retention,
         teams,
     } = section;
@@ -273,6 +279,9 @@ fn tenant_section(
     let rate_limit_per_s = rate_limit_per_s
         .map(|rate| check_rate(file, &format!("{prefix}.rate_limit_per_s"), rate))
         .transpose()?;
+    let rate_limit_burst = rate_limit_burst
+        .map(|burst| check_burst(file, &format!("{prefix}.rate_limit_burst"), burst))
+        .transpose()?;
     let retention = retention
         .map(|raw| super::retention::retention(file, &format!("{prefix}.retention"), &raw))
         .transpose()?;
@@ -288,6 +297,7 @@ fn tenant_section(
         environments,
         flow,
         rate_limit_per_s,
+        rate_limit_burst,
         retention,
         teams: drafts,
     })

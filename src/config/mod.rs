@@ -84,7 +84,7 @@ pub const NAME_BYTES_MAX: usize = 256;
 /// Longest settings or channel config value, in bytes.
 pub const VALUE_BYTES_MAX: usize = 4096;
 /// `server.rate_limit_per_s` when absent: HTTP requests and NATS messages per second per tenant
-/// (burst the same).
+/// (burst the same unless `rate_limit_burst` says otherwise).
 pub const DEFAULT_RATE_LIMIT_PER_S: NonZeroU32 = NonZeroU32::new(1000).expect("1000 > 0");
 /// `server.http_body_bytes_max` when absent.
 pub const DEFAULT_HTTP_BODY_BYTES_MAX: usize = 64 * 1024;
@@ -134,6 +134,9 @@ pub struct ServerConfig {
     /// HTTP requests and NATS messages per second a tenant may make together (burst the same),
     /// unless the tenant sets its own [`TenantConfig::rate_limit_per_s`].
     pub rate_limit_per_s: NonZeroU32,
+    /// Requests a tenant may make at once above its rate (its quota's bucket), unless the
+    /// tenant sets its own [`TenantConfig::rate_limit_burst`]; `None`: each tenant's rate.
+    pub rate_limit_burst: Option<NonZeroU32>,
     /// Largest HTTP request body, in bytes, within
     /// [`HTTP_BODY_BYTES_MIN`]`..=`[`HTTP_BODY_BYTES_MAX`].
     pub http_body_bytes_max: usize,
@@ -196,9 +199,12 @@ pub struct TenantConfig {
     pub environments: Vec<Environment>,
     /// Default flow of the tenant's teams, when set.
     pub flow: Option<Arc<Flow>>,
-    /// HTTP requests and NATS messages per second this tenant may make together (burst the
-    /// same): its own `rate_limit_per_s`, else `server.rate_limit_per_s`.
+    /// HTTP requests and NATS messages per second this tenant may make together: its own
+    /// `rate_limit_per_s`, else `server.rate_limit_per_s`.
     pub rate_limit_per_s: NonZeroU32,
+    /// Of those, how many it may make at once (its quota's bucket): its own
+    /// `rate_limit_burst`, else `server.rate_limit_burst`, else its `rate_limit_per_s`.
+    pub rate_limit_burst: NonZeroU32,
     /// The tenant's teams.
     pub teams: BTreeMap<TeamId, TeamConfig>,
     /// `retention`: events older than this are trimmed from the log in the background; `None`

@@ -63,6 +63,10 @@ pub(super) struct ServerSection {
     /// in `Config::load`.
     #[serde(default)]
     pub rate_limit_per_s: Option<u32>,
+    /// Requests each tenant may make at once above its rate (the quota's bucket); its
+    /// `rate_limit_per_s` when absent; checked > 0 in `Config::load`.
+    #[serde(default)]
+    pub rate_limit_burst: Option<u32>,
     /// Largest HTTP request body, in bytes; checked against its bounds in `Config::load`.
     #[serde(default)]
     pub http_body_bytes_max: Option<u64>,
@@ -211,6 +215,9 @@ pub(super) struct TenantSection {
     /// Overrides `server.rate_limit_per_s` for this tenant; checked > 0 in `merge`.
     #[serde(default)]
     pub rate_limit_per_s: Option<u32>,
+    /// Overrides `server.rate_limit_burst` for this tenant; checked > 0 in `merge`.
+    #[serde(default)]
+    pub rate_limit_burst: Option<u32>,
     /// A humantime duration such as `90d`; checked in `config::retention`.
     #[serde(default)]
     pub retention: Option<String>,

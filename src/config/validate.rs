@@ -32,6 +32,10 @@ pub(super) fn server_config(
         Some(rate) => check_rate(path, "server.rate_limit_per_s", rate)?,
         None => DEFAULT_RATE_LIMIT_PER_S,
     };
+    let rate_limit_burst = server
+        .rate_limit_burst
+        .map(|burst| check_burst(path, "server.rate_limit_burst", burst))
+        .transpose()?;
     let http_body_bytes_max = match server.http_body_bytes_max {
         None => DEFAULT_HTTP_BODY_BYTES_MAX,
         Some(raw) => check_count(
@@ -59,6 +63,7 @@ pub(super) fn server_config(
         metrics_listen: security::metrics_listen(path, server.metrics_listen.as_deref())?,
         data_dir,
         rate_limit_per_s,
+        rate_limit_burst,
         http_body_bytes_max,
         http_workers,
         exports: exports::export_limits(path, server)?,
@@ -205,7 +210,21 @@ pub(super) fn check_rate(path: &Path, field: &str, rate: u32) -> Result<NonZeroU
         invalid(
             path,
             field,
-            "must be at least 1 (requests per second; burst the same)".to_owned(),
+            "must be at least 1 (requests per second; burst the same unless rate_limit_burst is set)"
+                .to_owned(),
+        )
+    })
+}
+
+/// A tenant quota's burst (`rate_limit_burst`): at least 1.
+pub(super) fn check_burst(path: &Path, field: &str, burst: u32) -> Result<NonZeroU32, ConfigError> {
+    NonZeroU32::new(burst).ok_or_else(|| {
+        invalid(
+            path,
+            field,
+            "must be at least 1 (requests a tenant may make at once; leave it out for the \
+             tenant's rate_limit_per_s)"
+                .to_owned(),
         )
     })
 }

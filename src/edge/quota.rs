@@ -1,5 +1,6 @@
 //! Per-tenant request quotas: one GCRA limiter (governor) per served tenant,
-//! `rate_limit_per_s` requests per second with a burst of the same size. One [`Quotas`] serves
+//! `rate_limit_per_s` requests per second with a burst of `rate_limit_burst` (the rate unless
+//! set: a smaller burst keeps a flooding tenant's first moment short). One [`Quotas`] serves
 //! both edges: an HTTP request and a NATS ingress message each charge their tenant once, so a
 //! tenant's rate limit is the same whichever way its traffic comes.
 //!
@@ -34,14 +35,16 @@ pub struct Quotas {
 }
 
 impl Quotas {
-    /// Limiters for `tenants`, each with its rate (requests per second, burst the same).
-    pub fn new<'a>(tenants: impl IntoIterator<Item = (&'a TenantId, NonZeroU32)>) -> Quotas {
+    /// Limiters for `tenants`, each with its rate (requests per second) and burst.
+    pub fn new<'a>(
+        tenants: impl IntoIterator<Item = (&'a TenantId, NonZeroU32, NonZeroU32)>,
+    ) -> Quotas {
         let limiters = tenants
             .into_iter()
-            .map(|(tenant, rate)| {
+            .map(|(tenant, rate, burst)| {
                 (
                     tenant.clone(),
-                    RateLimiter::direct(Quota::per_second(rate).allow_burst(rate)),
+                    RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
                 )
             })
             .collect();
@@ -51,13 +54,14 @@ impl Quotas {
         }
     }
 
-    /// Limiters for the tenants `config` serves, each at its `rate_limit_per_s`.
+    /// Limiters for the tenants `config` serves, each at its `rate_limit_per_s` and
+    /// `rate_limit_burst`.
     pub fn for_config(config: &Config) -> Quotas {
         Quotas::new(
             config
                 .tenants()
                 .iter()
-                .map(|(id, tenant)| (id, tenant.rate_limit_per_s)),
+                .map(|(id, tenant)| (id, tenant.rate_limit_per_s, tenant.rate_limit_burst)),
         )
     }
 

@@ -442,6 +442,36 @@ fn a_tenants_quota_is_charged_by_its_nats_messages_and_shared_with_http() {
 }
 
 #[test]
+fn a_tenants_rate_limit_burst_bounds_what_it_may_send_at_once() {
+    // t1: one message a second, three at once; t2 keeps the default burst (its rate).
+    let config = config("", 1).replacen(
+        "rate_limit_per_s = 1\n",
+        "rate_limit_per_s = 1\nrate_limit_burst = 3\n",
+        1,
+    );
+    let server = start(&config);
+    let started = Instant::now();
+    let t1 = client(&server.base(), "t1", 0, "burst", 8);
+    let elapsed = started.elapsed().as_secs_f64();
+    // The bucket refills one a second while the 8 posts go.
+    let refills = elapsed.floor() as usize;
+    assert!(
+        (3..=3 + refills).contains(&t1.acked.len()),
+        "t1 (burst 3, 1/s) got {} acks in {elapsed:.2} s",
+        t1.acked.len()
+    );
+    let over = t1.refused.get(&(429, "quota_exceeded".to_owned()));
+    assert_eq!(
+        over.copied().unwrap_or(0) as usize,
+        8 - t1.acked.len(),
+        "{:?}",
+        t1.refused
+    );
+    let t2 = client(&server.base(), "t2", 0, "burst", 8);
+    assert_eq!(t2.acked.len(), 8, "{:?}", t2.refused);
+}
+
+#[test]
 fn a_tenant_flooding_nats_cannot_make_another_tenants_http_posts_get_429() {
     let nats = crate::support::Nats::start(crate::support::free_port());
     // No quota saves the others here: t1 may send 100,000/s. Its share of the 10 in-flight

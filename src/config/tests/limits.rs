@@ -36,6 +36,38 @@ fn rate_limits_default_from_server_and_tenants_override() {
 }
 
 #[test]
+fn a_quota_burst_is_the_rate_unless_the_server_or_the_tenant_sets_one() {
+    let burst = |config: &Config, id: &str| config.tenant(&tenant(id)).unwrap().rate_limit_burst;
+    let defaults = two_tenants("rate_limit_per_s = 40\n").load().unwrap();
+    assert_eq!(defaults.server().rate_limit_burst, None);
+    assert_eq!(burst(&defaults, "acme").get(), 40);
+
+    let fixture = two_tenants("rate_limit_per_s = 40\nrate_limit_burst = 4\n");
+    let mut config = fs::read_to_string(fixture.config()).unwrap();
+    config.push_str("[tenants.acme]\nrate_limit_per_s = 500\nrate_limit_burst = 20\n");
+    fixture.write("config.toml", &config);
+    let config = fixture.load().unwrap();
+    assert_eq!(burst(&config, "acme").get(), 20);
+    assert_eq!(burst(&config, "bigcorp").get(), 4);
+
+    assert_mentions(
+        &two_tenants("rate_limit_burst = 0\n").error(),
+        &["config.toml", "server.rate_limit_burst", "at least 1"],
+    );
+    let fixture = Fixture::new(&[
+        (
+            "config.toml",
+            "[tenants.acme]\nrate_limit_burst = 0\n[tenants.acme.teams.s]\nflow = \"f.yaml\"\n",
+        ),
+        ("f.yaml", REPLY_FLOW),
+    ]);
+    assert_mentions(
+        &fixture.error(),
+        &["tenants.acme.rate_limit_burst", "leave it out"],
+    );
+}
+
+#[test]
 fn http_limit_errors_name_the_field() {
     let cases = [
         ("rate_limit_per_s = 0\n", "server.rate_limit_per_s"),
