@@ -90,6 +90,16 @@ impl Cluster {
         self.nodes[i].process = Some(process);
     }
 
+    /// Leaves the nats-servers' dir (stores, logs) and every node's dir on disk; their paths.
+    fn keep_dirs(&mut self) -> String {
+        let mut kept = vec![self.js.keep().display().to_string()];
+        for node in &mut self.nodes {
+            node.dir.disable_cleanup(true);
+            kept.push(node.dir.path().display().to_string());
+        }
+        kept.join(", ")
+    }
+
     fn kill_node(&mut self, i: usize) {
         self.bases.write().unwrap()[i] = None;
         if let Some(mut process) = self.nodes[i].process.take() {
@@ -412,11 +422,16 @@ fn a_cluster_loses_no_acked_message_when_a_node_a_server_or_an_owner_fails() {
             replicas: 3,
         };
         let report = check(fresh.path(), &all_acks, &spec);
+        let passed = report.lost.is_empty()
+            && report.problems.is_empty()
+            && problems.is_empty()
+            && side.is_empty();
+        if !passed {
+            // The streams and the nodes' data dirs are the evidence: they stay.
+            eprintln!("kept for a post-mortem: {}", cluster.keep_dirs());
+        }
         assert!(
-            report.lost.is_empty()
-                && report.problems.is_empty()
-                && problems.is_empty()
-                && side.is_empty(),
+            passed,
             "trial {trial} seed {seed}: {report}; clients: {problems:#?}; {side:?}"
         );
     }

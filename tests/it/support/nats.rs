@@ -348,6 +348,12 @@ impl JetStream {
         self.dir.path()
     }
 
+    /// Leaves [`JetStream::dir`] on disk when dropped (for a post-mortem of a failed test).
+    pub fn keep(&mut self) -> &Path {
+        self.dir.disable_cleanup(true);
+        self.dir.path()
+    }
+
     /// Kills node `i` now (SIGKILL) and reaps it; its store dir stays for [`JetStream::restart`].
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {
