@@ -21,21 +21,37 @@ pub use nats::{
 /// The HS256 key every test server verifies API tokens with (at least 32 bytes).
 pub const SIGNING_KEY: &str = "it-signing-key-0123456789abcdef0123456789";
 
-/// The client ports of the `[nats] url` of `config` (a comma-separated list of URLs).
-fn nats_ports(config: &str) -> Vec<u16> {
-    let config: toml::Value = toml::from_str(config).unwrap_or_else(|e| panic!("config: {e}"));
-    let urls = config["nats"].get("url").and_then(|u| u.as_str());
-    urls.unwrap_or_default()
-        .split(',')
-        .filter_map(|url| {
+/// Where a server's NATS ingress subscribes: the nats-servers and the subjects' prefix.
+struct NatsIngress {
+    /// The client ports of its `[nats] url` (a comma-separated list of URLs).
+    ports: Vec<u16>,
+    /// `{subject_prefix}.ingress.`, the start of its subscription's subject.
+    subjects: String,
+}
+
+impl NatsIngress {
+    fn of(config: &str) -> NatsIngress {
+        let config: toml::Value = toml::from_str(config).unwrap_or_else(|e| panic!("config: {e}"));
+        let field = |name| config["nats"].get(name).and_then(|v| v.as_str());
+        let port = |url: &str| {
             url.trim()
                 .trim_end_matches('/')
                 .rsplit(':')
                 .next()?
                 .parse()
                 .ok()
-        })
-        .collect()
+        };
+        let ports = field("url")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(port)
+            .collect();
+        let prefix = field("subject_prefix").unwrap_or("greentic.messaging");
+        NatsIngress {
+            ports,
+            subjects: format!("{prefix}.ingress."),
+        }
+    }
 }
 
 /// How long a starting server may go without logging a line before the test fails.
@@ -329,15 +345,14 @@ impl Serve {
         path
     }
 
-    /// The command, its temp dir (if fresh), its dir, and with NATS ingress the client ports
-    /// of its `[nats] url`.
+    /// The command, its temp dir (if fresh), its dir, and where its NATS ingress subscribes.
     fn command(
         self,
     ) -> (
         Command,
         Option<tempfile::TempDir>,
         PathBuf,
-        Option<Vec<u16>>,
+        Option<NatsIngress>,
     ) {
         let config = self.config_text();
         let (temp, dir) = match self.dir {
@@ -351,7 +366,7 @@ impl Serve {
         let nats = config
             .lines()
             .any(|l| l.trim() == "[nats]")
-            .then(|| nats_ports(&config));
+            .then(|| NatsIngress::of(&config));
         std::fs::write(dir.join("config.toml"), config).unwrap();
         if let Some(seed) = self.seed {
             seed(&dir.join("data"));
@@ -400,8 +415,8 @@ pub struct ServeProcess {
     pub lines: mpsc::Receiver<String>,
     /// The lines it logged until it served.
     pub started: Vec<String>,
-    /// With NATS ingress, the client ports of the nats-servers it connects to.
-    nats: Option<Vec<u16>>,
+    /// With NATS ingress, where it subscribes.
+    nats: Option<NatsIngress>,
     /// The API's address (`host:port`) from the `listening on` line.
     pub addr: String,
     /// The metrics listener's address from the `metrics on http://ADDR/metrics` line.
@@ -432,8 +447,8 @@ impl ServeProcess {
             self.started.push(line);
         }
         self.addr = addr.unwrap_or_default();
-        if let Some(ports) = &self.nats {
-            self.wait_until_nats_has_the_subscription(ports);
+        if let Some(ingress) = &self.nats {
+            self.wait_until_nats_has_the_subscription(ingress);
         }
     }
 
@@ -441,13 +456,14 @@ impl ServeProcess {
     /// nats-server may read it a moment later, and a request sent in that moment is answered
     /// "no responders" (docs/nats.md). Waits until the server lists it (`/connz`), so that every
     /// test may send at once; servers the tests did not start are not asked.
-    fn wait_until_nats_has_the_subscription(&self, ports: &[u16]) {
+    fn wait_until_nats_has_the_subscription(&self, ingress: &NatsIngress) {
+        let NatsIngress { ports, subjects } = ingress;
         let name = format!("tenantry pid {}", self.pid());
         let deadline = Instant::now() + START_LINE_TIMEOUT;
         loop {
             let found: Vec<Option<bool>> = ports
                 .iter()
-                .map(|&port| has_subscription(port, &name, "greentic.messaging.ingress."))
+                .map(|&port| has_subscription(port, &name, subjects))
                 .collect();
             if found.iter().all(Option::is_none) || found.contains(&Some(true)) {
                 return;
