@@ -32,6 +32,7 @@ use crate::events::log::{EventLog, ReadError};
 use crate::events::projection::{ProjectionError, ProjectionTree};
 use crate::events::schema::decode_limited;
 use crate::events::schema::KindView;
+use crate::events::seal::DataKey;
 use crate::projections::session::SessionState;
 use crate::projections::snapshot::SnapshotStore;
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
@@ -399,15 +400,24 @@ impl Projector {
         tenant: &TenantId,
         key: &[u8],
     ) -> Result<Option<T>, ProjectorError> {
-        match self.tree.get(tenant, key)? {
-            None => Ok(None),
-            Some(v) => decode_limited(&self.open_entry(tenant, key, &v)?)
-                .map(Some)
-                .map_err(|e| ProjectorError::Corrupt {
-                    tenant: tenant.clone(),
-                    detail: e.to_string(),
-                }),
-        }
+        Ok(self.load_keyed(tenant, key)?.map(|(value, _)| value))
+    }
+
+    /// The entry at `key`, with the data key that opened it when it was sealed.
+    fn load_keyed<T: serde::de::DeserializeOwned>(
+        &self,
+        tenant: &TenantId,
+        key: &[u8],
+    ) -> Result<Option<(T, Option<DataKey>)>, ProjectorError> {
+        let Some(v) = self.tree.get(tenant, key)? else {
+            return Ok(None);
+        };
+        let (plain, data_key) = self.open_entry_keyed(tenant, key, &v)?;
+        let value = decode_limited(&plain).map_err(|e| ProjectorError::Corrupt {
+            tenant: tenant.clone(),
+            detail: e.to_string(),
+        })?;
+        Ok(Some((value, data_key)))
     }
 
     /// Usage of the tenant (in `env`, or all envs; in `team`, or all teams), grouped `by`.

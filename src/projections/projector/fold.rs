@@ -23,10 +23,11 @@ use std::collections::{BTreeMap, HashMap};
 use super::{
     encode, push_part, session_key_into, Projector, ProjectorError, UsageCounters,
     FOLD_BATCH_EVENTS, LAST_MESSAGE_CHARS_MAX, MS_PER_DAY, REBUILD_ENTRIES_MAX, TAG_LAST_MESSAGE,
-    TAG_USAGE,
+    TAG_SESSION, TAG_USAGE,
 };
 use crate::events::log::EventLog;
 use crate::events::schema::{same_str, EventView, KindView};
+use crate::events::seal::DataKey;
 use crate::projections::session::SessionState;
 use crate::tenancy::{EnvId, SessionId, TeamId, TenantId};
 
@@ -73,6 +74,9 @@ struct Held {
     sessions: HashMap<Vec<u8>, SessionState>,
     /// Each session's last message text (cut), by its `M` key.
     last_messages: HashMap<Vec<u8>, String>,
+    /// The data key of each session (by its `S` key) whose held entries hold fields it opened:
+    /// they are sealed under it at the commit, even if an erasure destroyed it meanwhile.
+    keys: HashMap<Vec<u8>, DataKey>,
     /// Events folded since the last commit.
     events: usize,
     /// Until the first commit of a rebuild: the tree's entries are not this fold's, so they
@@ -129,8 +133,8 @@ impl Projector {
         let mut folded = 0u64;
         let mut reported = 0u64;
         let mut last = from;
-        reader.fold_frames(from + 1..=head, &mut |events: &[EventView<'_>]| {
-            self.fold_frame(tenant, &mut held, events)?;
+        reader.fold_frames_keyed(from + 1..=head, &mut |events, data_key| {
+            self.fold_frame(tenant, &mut held, events, data_key)?;
             folded += events.len() as u64;
             held.events += events.len();
             last = events.last().map_or(last, |e| e.tenant_seq);
@@ -149,13 +153,15 @@ impl Projector {
         Ok(folded)
     }
 
-    /// Folds one frame's events (one session, consecutive seqs) into `held`, loading an entry
-    /// from the tree the first time it is touched since the last commit.
+    /// Folds one frame's events (one session, consecutive seqs; their sealed parts opened
+    /// with `data_key`) into `held`, loading an entry from the tree the first time it is
+    /// touched since the last commit.
     fn fold_frame(
         &self,
         tenant: &TenantId,
         held: &mut Held,
         events: &[EventView<'_>],
+        data_key: Option<&DataKey>,
     ) -> Result<(), ProjectorError> {
         let Some(first) = events.first() else {
             return Ok(());
@@ -198,13 +204,23 @@ impl Projector {
             let stored = if held.replacing {
                 None
             } else {
-                self.load::<SessionState>(tenant, &held.key)?
+                self.load_keyed::<SessionState>(tenant, &held.key)?
             };
             let state = match stored {
-                Some(state) => state,
+                Some((state, stored_key)) => {
+                    if let Some(k) = stored_key {
+                        held.keys.insert(held.key.clone(), k);
+                    }
+                    state
+                }
                 None => new_state(tenant, first)?,
             };
             held.sessions.insert(held.key.clone(), state);
+        }
+        if let Some(k) = data_key {
+            if !held.keys.contains_key(held.key.as_slice()) {
+                held.keys.insert(held.key.clone(), k.clone());
+            }
         }
         if let Some(state) = held.sessions.get_mut(held.key.as_slice()) {
             if state.last_seq > 0 && first.seq > state.last_seq + 1 {
@@ -256,12 +272,18 @@ impl Projector {
         for (k, v) in std::mem::take(&mut held.usage) {
             entries.insert(k, encode(&v));
         }
+        let keys = std::mem::take(&mut held.keys);
         for (k, v) in std::mem::take(&mut held.sessions) {
-            let value = self.seal_entry(tenant, &k, encode(&v))?;
+            let value = self.seal_entry(tenant, &k, encode(&v), keys.get(&k))?;
             entries.insert(k, value);
         }
+        let mut session_key = Vec::new();
         for (k, v) in std::mem::take(&mut held.last_messages) {
-            let value = self.seal_entry(tenant, &k, encode(&v))?;
+            // The session's `S` key: the same key after another tag.
+            session_key.clear();
+            session_key.push(TAG_SESSION);
+            session_key.extend_from_slice(k.get(1..).unwrap_or_default());
+            let value = self.seal_entry(tenant, &k, encode(&v), keys.get(&session_key))?;
             entries.insert(k, value);
         }
         held.events = 0;

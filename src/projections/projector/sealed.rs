@@ -61,16 +61,30 @@ impl Projector {
 
     /// `plain`, the encoded value of the entry at `key`, as stored: sealed when its session has
     /// a data key.
+    ///
+    /// `known` is the key the entry's plain fields were opened with (by the fold's read, or by
+    /// [`Projector::open_entry_keyed`]): it seals the entry even when an erasure destroyed it
+    /// meanwhile, so a field opened before the erasure never reaches the disk plain. Only an
+    /// entry with no known key looks the session's key up now.
     pub(super) fn seal_entry(
         &self,
         tenant: &TenantId,
         key: &[u8],
         plain: Vec<u8>,
+        known: Option<&DataKey>,
     ) -> Result<Vec<u8>, ProjectorError> {
-        let Some(data_key) = self.entry_key(tenant, key)? else {
-            return Ok(plain);
+        let looked_up;
+        let data_key = match known {
+            Some(k) => k,
+            None => match self.entry_key(tenant, key)? {
+                Some(k) => {
+                    looked_up = k;
+                    &looked_up
+                }
+                None => return Ok(plain),
+            },
         };
-        let sealed = seal::seal_deterministic(&data_key, &aad(tenant, key), &plain);
+        let sealed = seal::seal_deterministic(data_key, &aad(tenant, key), &plain);
         let mut out = Vec::with_capacity(1 + sealed.len());
         out.push(SEALED_MARK);
         out.extend_from_slice(&sealed);
@@ -85,8 +99,18 @@ impl Projector {
         key: &[u8],
         value: &'a [u8],
     ) -> Result<Cow<'a, [u8]>, ProjectorError> {
+        Ok(self.open_entry_keyed(tenant, key, value)?.0)
+    }
+
+    /// [`Projector::open_entry`], with the data key that opened a sealed entry.
+    pub(super) fn open_entry_keyed<'a>(
+        &self,
+        tenant: &TenantId,
+        key: &[u8],
+        value: &'a [u8],
+    ) -> Result<(Cow<'a, [u8]>, Option<DataKey>), ProjectorError> {
         let Some((&SEALED_MARK, sealed)) = value.split_first() else {
-            return Ok(Cow::Borrowed(value));
+            return Ok((Cow::Borrowed(value), None));
         };
         let corrupt = |detail: String| ProjectorError::Corrupt {
             tenant: tenant.clone(),
@@ -101,6 +125,6 @@ impl Projector {
         };
         let opened = seal::open(&data_key, &aad(tenant, key), sealed)
             .map_err(|e| corrupt(format!("sealed entry: {e}")))?;
-        Ok(Cow::Owned(opened.to_vec()))
+        Ok((Cow::Owned(opened.to_vec()), Some(data_key)))
     }
 }

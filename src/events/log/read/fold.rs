@@ -25,7 +25,7 @@ use crate::events::keys;
 use crate::events::log::contain::contained;
 use crate::events::log::ReadError;
 use crate::events::schema::{same_str, EventView};
-use crate::events::seal::SealScope;
+use crate::events::seal::{DataKey, SealScope};
 use crate::tenancy::{ChannelId, EnvId, SessionId, TeamId, TenantId};
 
 /// Ranges of at least this many events are read on a thread of their own while the caller's
@@ -40,6 +40,10 @@ const PIPELINE_BATCH_BYTES: usize = 1 << 20;
 /// Batches that may wait for the folding thread: bounds the memory of a fold that is slower
 /// than the reads.
 const PIPELINE_BATCHES_QUEUED: usize = 4;
+
+/// A fold of groups handed over with the data key that opened them
+/// ([`TenantReader::fold_frames_keyed`]).
+pub type KeyedFold<'f, E> = dyn FnMut(&[EventView<'_>], Option<&DataKey>) -> Result<(), E> + 'f;
 
 /// A frame's key and value as sled returned them.
 type RawFrame = (sled::IVec, sled::IVec);
@@ -58,6 +62,19 @@ impl TenantReader {
         range: RangeInclusive<u64>,
         fold: &mut dyn FnMut(&[EventView<'_>]) -> Result<(), E>,
     ) -> Result<(), E> {
+        self.fold_frames_keyed(range, &mut |events, _| fold(events))
+    }
+
+    /// [`TenantReader::fold_frames`], handing each group over with the data key that opened
+    /// its sealed parts (`None`: it has none, or its key is gone and they read as erased).
+    /// A read model sealed under that key is sealed under the key its plain fields came from,
+    /// even when an erasure destroys the key before the fold commits: the fold never looks
+    /// the key up again and never stores an opened field plain.
+    pub fn fold_frames_keyed<E: From<ReadError>>(
+        &self,
+        range: RangeInclusive<u64>,
+        fold: &mut KeyedFold<'_, E>,
+    ) -> Result<(), E> {
         self.fold_frames_reading(range, PIPELINE_EVENTS_MIN, fold)
     }
 
@@ -67,7 +84,7 @@ impl TenantReader {
         &self,
         range: RangeInclusive<u64>,
         ahead_from: u64,
-        fold: &mut dyn FnMut(&[EventView<'_>]) -> Result<(), E>,
+        fold: &mut KeyedFold<'_, E>,
     ) -> Result<(), E> {
         let range = *range.start()..=(*range.end()).min(self.parts.limit);
         if range.is_empty() {
@@ -80,11 +97,16 @@ impl TenantReader {
         let mut one = |(key, value): RawFrame| -> Result<(), E> {
             let (mut views, sealed) = frame_views(tenant, &key, &value)?;
             let mut opened = Vec::with_capacity(views.len());
+            // Each group's end in `views` and the key that opened it.
+            let mut groups = Vec::new();
             let mut at = 0;
             while at < views.len() {
                 let end = at + group_len(&views[at..]);
                 let (group, parts) = (&views[at..end], &sealed[at..end]);
-                opened.extend(open_sealed(tenant, &key, group, parts, keys.as_ref())?);
+                let (group_opened, data_key) =
+                    open_sealed(tenant, &key, group, parts, keys.as_ref())?;
+                opened.extend(group_opened);
+                groups.push((end, data_key));
                 at = end;
             }
             for (view, opened) in views.iter_mut().zip(&opened) {
@@ -92,12 +114,16 @@ impl TenantReader {
                     overlay_view(view, opened).map_err(|e| read_error(tenant, &key, e))?;
                 }
             }
-            views.retain(|v| range.contains(&v.tenant_seq));
-            let mut rest = &views[..];
-            while !rest.is_empty() {
-                let (group, after) = rest.split_at(group_len(rest));
-                fold(group)?;
-                rest = after;
+            let mut start = 0;
+            for (end, data_key) in &groups {
+                // A frame's tenant_seqs are consecutive: the group's part in `range` is one run.
+                let group = &views[start..*end];
+                start = *end;
+                let from = group.partition_point(|v| v.tenant_seq < *range.start());
+                let to = group.partition_point(|v| v.tenant_seq <= *range.end());
+                if from < to {
+                    fold(&group[from..to], data_key.as_ref())?;
+                }
             }
             Ok(())
         };
@@ -218,6 +244,9 @@ fn group_len(views: &[EventView<'_>]) -> usize {
     views.iter().take_while(|v| v.same_session(first)).count()
 }
 
+/// A group's opened sealed parts (by view) and the data key that opened them.
+type OpenedGroup = (Vec<Option<zeroize::Zeroizing<Vec<u8>>>>, Option<DataKey>);
+
 /// Opens the sealed parts of one group's views (one session: one key), `None` for a view without
 /// one or whose key is gone (its personal fields stay empty: erased).
 fn open_sealed(
@@ -226,11 +255,11 @@ fn open_sealed(
     views: &[EventView<'_>],
     sealed: &[Option<SealedRef<'_>>],
     keys: Option<&OpenKeys>,
-) -> Result<Vec<Option<zeroize::Zeroizing<Vec<u8>>>>, ReadError> {
+) -> Result<OpenedGroup, ReadError> {
     let mut out = Vec::with_capacity(views.len());
     let (Some(keys), Some(first)) = (keys, views.first()) else {
         out.resize_with(views.len(), || None);
-        return Ok(out);
+        return Ok((out, None));
     };
     let mut data_key = None;
     if sealed.iter().any(Option::is_some) {
@@ -253,7 +282,7 @@ fn open_sealed(
         };
         out.push(opened);
     }
-    Ok(out)
+    Ok((out, data_key))
 }
 
 /// Decodes a frame into [`EventView`]s (and their sealed parts) with the checks of

@@ -42,7 +42,7 @@ fn folded(
     let result = log.tenant(&id("acme")).fold_frames_reading(
         range,
         if ahead { 0 } else { u64::MAX },
-        &mut |views| {
+        &mut |views, _| {
             if stop_at == Some(frames.len()) {
                 return Err(ReadError {
                     tenant: id("acme"),
