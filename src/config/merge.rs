@@ -20,7 +20,8 @@ use crate::tenancy::{ChannelId, TeamId, TenantId};
 use super::error::ConfigError;
 use super::files::resolve;
 use super::raw::{BundleFile, ChannelSection, TeamFile, TeamSection, TenantFile, TenantSection};
-use super::validate::{check_burst, check_name, check_path, check_rate, check_value, invalid};
+use super::validate::{check_name, check_path, check_requests, check_value, invalid};
+use super::validate::{BURST_WHAT, RATE_WHAT};
 use super::{ChannelConfig, Environment};
 
 /// Where something was declared: a file and the dotted field inside it.
@@ -277,10 +278,17 @@ fn tenant_section(
         .map(|flow| flow_ref(file, &format!("{prefix}.flow"), &flow))
         .transpose()?;
     let rate_limit_per_s = rate_limit_per_s
-        .map(|rate| check_rate(file, &format!("{prefix}.rate_limit_per_s"), rate))
+        .map(|rate| check_requests(file, &format!("{prefix}.rate_limit_per_s"), rate, RATE_WHAT))
         .transpose()?;
     let rate_limit_burst = rate_limit_burst
-        .map(|burst| check_burst(file, &format!("{prefix}.rate_limit_burst"), burst))
+        .map(|burst| {
+            check_requests(
+                file,
+                &format!("{prefix}.rate_limit_burst"),
+                burst,
+                BURST_WHAT,
+            )
+        })
         .transpose()?;
     let retention = retention
         .map(|raw| super::retention::retention(file, &format!("{prefix}.retention"), &raw))

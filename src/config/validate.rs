@@ -29,12 +29,12 @@ pub(super) fn server_config(
         None => resolve(path, Path::new(DEFAULT_DATA_DIR)),
     };
     let rate_limit_per_s = match server.rate_limit_per_s {
-        Some(rate) => check_rate(path, "server.rate_limit_per_s", rate)?,
+        Some(rate) => check_requests(path, "server.rate_limit_per_s", rate, RATE_WHAT)?,
         None => DEFAULT_RATE_LIMIT_PER_S,
     };
     let rate_limit_burst = server
         .rate_limit_burst
-        .map(|burst| check_burst(path, "server.rate_limit_burst", burst))
+        .map(|burst| check_requests(path, "server.rate_limit_burst", burst, BURST_WHAT))
         .transpose()?;
     let http_body_bytes_max = match server.http_body_bytes_max {
         None => DEFAULT_HTTP_BODY_BYTES_MAX,
@@ -204,30 +204,24 @@ pub(super) fn check_value(path: &Path, field: &str, value: String) -> Result<Str
     Ok(value)
 }
 
-/// A rate limit (requests per second): at least 1.
-pub(super) fn check_rate(path: &Path, field: &str, rate: u32) -> Result<NonZeroU32, ConfigError> {
-    NonZeroU32::new(rate).ok_or_else(|| {
-        invalid(
-            path,
-            field,
-            "must be at least 1 (requests per second; burst the same unless rate_limit_burst is set)"
-                .to_owned(),
-        )
-    })
+/// A quota's rate (requests per second) or burst (requests at once): at least 1; `what` says
+/// which, and what leaving it out means.
+pub(super) fn check_requests(
+    path: &Path,
+    field: &str,
+    value: u32,
+    what: &str,
+) -> Result<NonZeroU32, ConfigError> {
+    NonZeroU32::new(value)
+        .ok_or_else(|| invalid(path, field, format!("must be at least 1 ({what})")))
 }
 
-/// A tenant quota's burst (`rate_limit_burst`): at least 1.
-pub(super) fn check_burst(path: &Path, field: &str, burst: u32) -> Result<NonZeroU32, ConfigError> {
-    NonZeroU32::new(burst).ok_or_else(|| {
-        invalid(
-            path,
-            field,
-            "must be at least 1 (requests a tenant may make at once; leave it out for the \
-             tenant's rate_limit_per_s)"
-                .to_owned(),
-        )
-    })
-}
+/// [`check_requests`]' `what` for `rate_limit_per_s`.
+pub(super) const RATE_WHAT: &str =
+    "requests per second; burst the same unless rate_limit_burst is set";
+/// [`check_requests`]' `what` for `rate_limit_burst`.
+pub(super) const BURST_WHAT: &str =
+    "requests a tenant may make at once; leave it out for the tenant's rate_limit_per_s";
 
 /// A count that must be at least 1; `what` says what it counts.
 pub(super) fn at_least_one<T: Default + PartialEq>(
