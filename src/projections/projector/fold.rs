@@ -71,12 +71,9 @@ impl CommitWhen {
 /// Hash maps: a fold looks entries up once or twice per frame, and a commit sorts them anyway.
 struct Held {
     usage: HashMap<Vec<u8>, UsageCounters>,
-    sessions: HashMap<Vec<u8>, SessionState>,
+    sessions: HashMap<Vec<u8>, HeldSession>,
     /// Each session's last message text (cut), by its `M` key.
     last_messages: HashMap<Vec<u8>, String>,
-    /// The data key of each session (by its `S` key) whose held entries hold fields it opened:
-    /// they are sealed under it at the commit, even if an erasure destroyed it meanwhile.
-    keys: HashMap<Vec<u8>, DataKey>,
     /// Events folded since the last commit.
     events: usize,
     /// Until the first commit of a rebuild: the tree's entries are not this fold's, so they
@@ -84,6 +81,15 @@ struct Held {
     replacing: bool,
     /// The key being looked up (reused, so a hit allocates nothing).
     key: Vec<u8>,
+}
+
+/// A session's state as a fold holds it.
+struct HeldSession {
+    state: SessionState,
+    /// The data key that opened the fields the state (and the session's `M` entry) holds:
+    /// they are sealed under it at the commit, even if an erasure destroyed it meanwhile
+    /// (`None`: nothing opened, the key is looked up at the commit).
+    data_key: Option<DataKey>,
 }
 
 /// The usage key of `e` (`U{env}\0{team}\0{channel}\0{day:be32}`), into `k`.
@@ -206,23 +212,21 @@ impl Projector {
             } else {
                 self.load_keyed::<SessionState>(tenant, &held.key)?
             };
-            let state = match stored {
-                Some((state, stored_key)) => {
-                    if let Some(k) = stored_key {
-                        held.keys.insert(held.key.clone(), k);
-                    }
-                    state
-                }
-                None => new_state(tenant, first)?,
+            let (state, data_key) = match stored {
+                Some(stored) => stored,
+                None => (new_state(tenant, first)?, None),
             };
-            held.sessions.insert(held.key.clone(), state);
+            held.sessions
+                .insert(held.key.clone(), HeldSession { state, data_key });
         }
-        if let Some(k) = data_key {
-            if !held.keys.contains_key(held.key.as_slice()) {
-                held.keys.insert(held.key.clone(), k.clone());
+        if let Some(HeldSession {
+            state,
+            data_key: held_key,
+        }) = held.sessions.get_mut(held.key.as_slice())
+        {
+            if held_key.is_none() {
+                *held_key = data_key.cloned();
             }
-        }
-        if let Some(state) = held.sessions.get_mut(held.key.as_slice()) {
             if state.last_seq > 0 && first.seq > state.last_seq + 1 {
                 // The events between were trimmed by retention before this fold read them: the
                 // state restarts from what the log kept (docs/storage.md#retention).
@@ -272,18 +276,19 @@ impl Projector {
         for (k, v) in std::mem::take(&mut held.usage) {
             entries.insert(k, encode(&v));
         }
-        let keys = std::mem::take(&mut held.keys);
-        for (k, v) in std::mem::take(&mut held.sessions) {
-            let value = self.seal_entry(tenant, &k, encode(&v), keys.get(&k))?;
-            entries.insert(k, value);
-        }
+        let sessions = std::mem::take(&mut held.sessions);
         let mut session_key = Vec::new();
         for (k, v) in std::mem::take(&mut held.last_messages) {
-            // The session's `S` key: the same key after another tag.
+            // The session's `S` key (the same key after another tag), held with its message.
             session_key.clear();
             session_key.push(TAG_SESSION);
             session_key.extend_from_slice(k.get(1..).unwrap_or_default());
-            let value = self.seal_entry(tenant, &k, encode(&v), keys.get(&session_key))?;
+            let data_key = sessions.get(&session_key).and_then(|s| s.data_key.as_ref());
+            let value = self.seal_entry(tenant, &k, encode(&v), data_key)?;
+            entries.insert(k, value);
+        }
+        for (k, v) in sessions {
+            let value = self.seal_entry(tenant, &k, encode(&v.state), v.data_key.as_ref())?;
             entries.insert(k, value);
         }
         held.events = 0;
