@@ -114,17 +114,20 @@ impl MetricsRegistry {
     /// The exposition text, with the runtime's gauges read from `runtime`.
     pub fn render(&self, runtime: &RuntimeMetrics) -> Result<String, std::fmt::Error> {
         let active = runtime.active_sessions.load(Ordering::Relaxed);
-        self.active_sessions
-            .set(i64::try_from(active).unwrap_or(i64::MAX));
-        let inflight = runtime.inflight.load(Ordering::Relaxed);
+        self.active_sessions.set(saturating(active));
         self.inflight
-            .set(i64::try_from(inflight).unwrap_or(i64::MAX));
-        let waiting = runtime.waiting.load(Ordering::Relaxed);
-        self.waiting.set(i64::try_from(waiting).unwrap_or(i64::MAX));
+            .set(saturating(runtime.inflight.load(Ordering::Relaxed)));
+        self.waiting
+            .set(saturating(runtime.waiting.load(Ordering::Relaxed)));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
     }
+}
+
+/// A count as a gauge's value (`i64::MAX` past it).
+fn saturating(count: impl TryInto<i64>) -> i64 {
+    count.try_into().unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
