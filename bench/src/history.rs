@@ -12,7 +12,9 @@
 //! - **replay**: folding the long session from the log into a `SessionState`, which is what
 //!   `projections::load::load_session` does when there is no snapshot;
 //! - **cold start**: the real `tenantry serve` (a child process) on this data, from spawn to its
-//!   `listening on` line and to the first `200` from `GET /healthz`, then SIGTERM.
+//!   `listening on` line and to the first `200` from `GET /healthz`, then SIGTERM;
+//! - **sealed / plain**: the rebuild and export of a smaller history written twice, sealed (the
+//!   server's default) and plain, in the same run (`sealed`).
 //!
 //! Generating takes minutes at 10M events, so the log is kept in `{dir}/history` with a marker
 //! file naming its parameters and reused by the next run with the same parameters. The marker is
@@ -42,6 +44,8 @@ use generate::{ctx_of, generate, id, open_log, params, reusable, LONG_SESSION};
 use generate::{GROUP_EVENTS, SESSION_MESSAGES, TENANTS};
 
 mod generate;
+mod sealed;
+pub use sealed::SealedFigures;
 
 /// Buffer between the export and its byte-counting sink (the CLI also writes through one).
 const EXPORT_BUFFER_BYTES: usize = 64 * 1024;
@@ -69,6 +73,8 @@ pub struct HistoryBenchOptions {
     pub runs: usize,
     /// The tenantry binary whose `serve` is timed; `None` skips the cold start.
     pub serve_exe: Option<PathBuf>,
+    /// Events of the sealed / plain pair (written fresh each run); 0 skips it.
+    pub sealed_events: u64,
 }
 
 /// How the log was made (now, or by an earlier run whose log is reused).
@@ -173,6 +179,8 @@ pub struct HistoryBenchReport {
     /// several groups.
     pub replay_sessions: Throughput,
     pub cold_start: Option<ColdStart>,
+    /// The sealed / plain pair (`None`: not measured).
+    pub sealed: Option<SealedFigures>,
     pub targets: Vec<TargetCheck>,
 }
 
@@ -614,6 +622,8 @@ pub fn run(
         Some(exe) => Some(cold_starts(exe, &dir, &log_dir, runs, progress)?),
     };
 
+    let sealed = sealed::run(&dir, opts, (runs, jobs), progress)?;
+
     let targets = targets(&rebuild, &export_largest, cold_start.as_ref());
     Ok(HistoryBenchReport {
         scenario: "history",
@@ -630,6 +640,7 @@ pub fn run(
         replay_long_session: replay,
         replay_sessions,
         cold_start,
+        sealed,
         targets,
     })
 }
@@ -648,6 +659,7 @@ mod tests {
             appenders: 16,
             runs: 2,
             serve_exe: None,
+            sealed_events: 1_000,
         };
         let mut lines = Vec::new();
         let report = run(dir.path(), &opts, &mut |l| lines.push(l.to_owned())).unwrap();
@@ -679,6 +691,15 @@ mod tests {
         assert_eq!(report.replay_sessions.events + 201, largest.events);
         assert!(report.replay_sessions.events_per_s > 0.0);
         assert!(report.cold_start.is_none());
+        // The sealed / plain pair: the same sessions folded and exported from both logs (each
+        // checked sealed or plain by its first session's meta), then removed.
+        let pair = report.sealed.as_ref().unwrap();
+        assert_eq!(pair.sessions, 1_000u64.div_ceil(SESSION_EVENTS));
+        assert_eq!(pair.plain_rebuild.events, pair.sessions * SESSION_EVENTS);
+        assert_eq!(pair.sealed_rebuild.events, pair.plain_rebuild.events);
+        assert_eq!(pair.sealed_export.events, pair.plain_export.events);
+        assert!(pair.rebuild_ratio() > 0.0 && pair.export_ratio() > 0.0);
+        assert!(!dir.path().join("history/sealed-pair").exists());
         assert_eq!(report.targets.len(), 2);
         assert!(lines.iter().any(|l| l.starts_with("generated ")));
 

@@ -369,6 +369,8 @@ fn run_history(
         appenders: history::APPENDERS_DEFAULT,
         runs: 3,
         serve_exe: opts.serve_exe.clone(),
+        // Half of the quick history, a fifth of the standard, a tenth of the full one.
+        sealed_events: pick(opts.size, 100_000, 400_000, 1_000_000),
     };
     history::run(&opts.dir, &o, progress)
 }

@@ -208,7 +208,7 @@ async fn write_sessions(
 
 /// Writes `sessions` sessions with `appenders` async tasks on one current-thread runtime (as
 /// the runtime's session actors call the log). Returns the seconds it took.
-fn generate_sessions(
+pub(super) fn generate_sessions(
     log: &EventLog,
     sessions: u64,
     appenders: usize,

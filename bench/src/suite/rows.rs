@@ -450,6 +450,28 @@ pub(super) fn history_rows(r: &history::HistoryBenchReport) -> Vec<Row> {
             None,
         ),
     ];
+    if let Some(s) = &r.sealed {
+        rows.push(row(
+            "history",
+            format!(
+                "sealed log (the server's default) / plain: {} events of the same sessions, same run",
+                count(s.plain_rebuild.events as f64)
+            ),
+            format!(
+                "rebuild {:.2}× ({} vs {} events/s), export {:.2}× ({} vs {} events/s; {:.1} vs {:.1} MB/s)",
+                s.rebuild_ratio(),
+                count(s.sealed_rebuild.events_per_s),
+                count(s.plain_rebuild.events_per_s),
+                s.export_ratio(),
+                count(s.sealed_export.events_per_s),
+                count(s.plain_export.events_per_s),
+                s.sealed_export.mb_per_s,
+                s.plain_export.mb_per_s
+            ),
+            "",
+            None,
+        ));
+    }
     if let Some(cold) = &r.cold_start {
         rows.push(row(
             "history",
