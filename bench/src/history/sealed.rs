@@ -83,8 +83,10 @@ pub(super) fn run(
     }
     drop(sides);
     std::fs::remove_dir_all(&pair).map_err(|e| format!("removing {}: {e}", pair.display()))?;
-    let [plain_rebuild, sealed_rebuild] = rebuilds.map(median_throughput);
-    let [plain_export, sealed_export] = exports.map(median_export);
+    let [plain_rebuild, sealed_rebuild] =
+        rebuilds.map(|r| median_run(r, |t| t.seconds, |t| &mut t.seconds_runs));
+    let [plain_export, sealed_export] =
+        exports.map(|r| median_run(r, |e| e.seconds, |e| &mut e.seconds_runs));
     let (Some(plain_rebuild), Some(sealed_rebuild), Some(plain_export), Some(sealed_export)) =
         (plain_rebuild, sealed_rebuild, plain_export, sealed_export)
     else {
@@ -116,27 +118,19 @@ pub(super) fn run(
     Ok(Some(figures))
 }
 
-/// The median of single-run timings, with every run's seconds (`None`: no run).
-fn median_throughput(runs: Vec<Throughput>) -> Option<Throughput> {
-    let seconds_runs: Vec<f64> = runs.iter().map(|t| t.seconds).collect();
-    let mut mid = median_run(runs, |t| t.seconds)?;
-    mid.seconds_runs = seconds_runs;
-    Some(mid)
-}
-
-/// The median of single-run exports, with every run's seconds (`None`: no run).
-fn median_export(runs: Vec<ExportFigure>) -> Option<ExportFigure> {
-    let seconds_runs: Vec<f64> = runs.iter().map(|e| e.seconds).collect();
-    let mut mid = median_run(runs, |e| e.seconds)?;
-    mid.seconds_runs = seconds_runs;
-    Some(mid)
-}
-
-/// The run in the middle by `seconds` (the lower middle of an even count).
-fn median_run<T>(mut runs: Vec<T>, seconds: impl Fn(&T) -> f64) -> Option<T> {
+/// The run in the middle by `seconds` (the lower middle of an even count), with every run's
+/// seconds in its `seconds_runs` (`None`: no run).
+fn median_run<T>(
+    mut runs: Vec<T>,
+    seconds: fn(&T) -> f64,
+    seconds_runs: fn(&mut T) -> &mut Vec<f64>,
+) -> Option<T> {
+    let all: Vec<f64> = runs.iter().map(seconds).collect();
     runs.sort_by(|a, b| seconds(a).total_cmp(&seconds(b)));
     let mid = runs.len().checked_sub(1)? / 2;
-    runs.into_iter().nth(mid)
+    let mut run = runs.into_iter().nth(mid)?;
+    *seconds_runs(&mut run) = all;
+    Some(run)
 }
 
 /// One log of the pair in `data_dir` (made afresh), generated and checked sealed or plain;
