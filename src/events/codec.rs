@@ -396,6 +396,21 @@ pub fn open_view(
     sealed: &SealedRef<'_>,
     key: &DataKey,
 ) -> Result<zeroize::Zeroizing<Vec<u8>>, CodecError> {
+    let mut opened = zeroize::Zeroizing::new(Vec::new());
+    open_view_into(view, sealed, key, &mut Vec::new(), &mut opened)?;
+    Ok(opened)
+}
+
+/// [`open_view`] appending the opened fields to `out` (where: the range returned), with `aad`
+/// as scratch: a fold opens a frame's parts into one buffer and allocates nothing per event.
+/// On an error `out` is as it was.
+pub fn open_view_into(
+    view: &EventView<'_>,
+    sealed: &SealedRef<'_>,
+    key: &DataKey,
+    aad: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<std::ops::Range<usize>, CodecError> {
     let id = uuid::Uuid::from_slice(sealed.id)
         .map_err(|e| CodecError::Schema(SchemaError::Malformed(format!("event id: {e}"))))?;
     let scope = SealScope {
@@ -404,11 +419,8 @@ pub fn open_view(
         team: view.team,
         session: view.session,
     };
-    Ok(seal::open(
-        key,
-        &seal::event_aad(&scope, &id),
-        sealed.sealed,
-    )?)
+    seal::event_aad_into(aad, &scope, id.as_bytes());
+    Ok(seal::open_into(key, aad, sealed.sealed, out)?)
 }
 
 /// Puts personal fields opened by [`open_view`] into the view.

@@ -113,10 +113,17 @@ impl SealScope<'_> {
 /// ids never contain `\0`) and the event id's 16 bytes.
 pub fn event_aad(scope: &SealScope<'_>, event_id: &uuid::Uuid) -> Vec<u8> {
     let mut out = Vec::with_capacity(EVENT_AAD_LABEL.len() + 64 + 16);
-    out.extend_from_slice(EVENT_AAD_LABEL);
-    scope.push(&mut out);
-    out.extend_from_slice(event_id.as_bytes());
+    event_aad_into(&mut out, scope, event_id.as_bytes());
     out
+}
+
+/// [`event_aad`] into `out` (cleared first), from the event id's 16 bytes: a fold reuses one
+/// buffer for every event it opens.
+pub fn event_aad_into(out: &mut Vec<u8>, scope: &SealScope<'_>, event_id: &[u8; 16]) {
+    out.clear();
+    out.extend_from_slice(EVENT_AAD_LABEL);
+    scope.push(out);
+    out.extend_from_slice(event_id);
 }
 
 /// Associated data of a session's wrapped data key.
@@ -221,6 +228,39 @@ pub fn open(key: &DataKey, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8
         )
         .map(Zeroizing::new)
         .map_err(|_| SealError::Open)
+}
+
+/// [`open`] appending the plaintext to `out` (decrypted in place there: no allocation of its
+/// own, so a fold opens a frame's parts into one buffer); returns where in `out` it is. On an
+/// error `out` is as it was.
+pub fn open_into(
+    key: &DataKey,
+    aad: &[u8],
+    sealed: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<std::ops::Range<usize>, SealError> {
+    use chacha20poly1305::aead::AeadInPlace;
+    if sealed.len() < NONCE_BYTES + TAG_BYTES {
+        return Err(SealError::Truncated(sealed.len()));
+    }
+    let (nonce, rest) = sealed.split_at(NONCE_BYTES);
+    let (ciphertext, tag) = rest.split_at(rest.len() - TAG_BYTES);
+    let start = out.len();
+    out.extend_from_slice(ciphertext);
+    let opened = key.cipher().decrypt_in_place_detached(
+        XNonce::from_slice(nonce),
+        aad,
+        &mut out[start..],
+        chacha20poly1305::Tag::from_slice(tag),
+    );
+    match opened {
+        Ok(()) => Ok(start..out.len()),
+        // The tag is checked before anything is decrypted: what is dropped is ciphertext.
+        Err(_) => {
+            out.truncate(start);
+            Err(SealError::Open)
+        }
+    }
 }
 
 /// A session's data key wrapped by the tenant's key encryption key ([`WRAPPED_KEY_BYTES`]).
@@ -409,7 +449,35 @@ pub fn overlay_json(kind: &mut EventKind, data: &serde_json::Value) {
 
 /// The personal fields a fold reads, borrowed from opened bytes: (user, text, value).
 pub(crate) fn personal_view(opened: &[u8]) -> Result<PersonalView<'_>, SealError> {
+    // The writer's layout (`split`) read directly; any other form the serde way.
+    if let Some(view) = personal_view_fast(opened) {
+        return Ok(view);
+    }
     decode_limited(opened).map_err(|e| SealError::Malformed(e.to_string()))
+}
+
+/// [`personal_view`] of a fixmap of `user`, `text` and `value` strings (each at most once),
+/// as [`split`] writes them; `None` for anything else.
+fn personal_view_fast(opened: &[u8]) -> Option<PersonalView<'_>> {
+    use crate::events::msgpack::{Reader, FIXMAP};
+    let mut r = Reader::new(opened);
+    let marker = r.byte()?;
+    if marker & 0xf0 != FIXMAP {
+        return None;
+    }
+    let mut view = PersonalView::default();
+    for _ in 0..marker & 0x0f {
+        let field = match r.str_bytes()? {
+            b"user" => &mut view.user,
+            b"text" => &mut view.text,
+            b"value" => &mut view.value,
+            _ => return None,
+        };
+        if field.replace(r.str()?).is_some() {
+            return None;
+        }
+    }
+    r.at_end().then_some(view)
 }
 
 /// [`Personal`] borrowed, for the fold.
