@@ -13,11 +13,13 @@
 //! range is read ahead on a second thread (`read_ahead`), in bounded batches, handed over in
 //! order.
 
-use std::ops::RangeInclusive;
+use std::ops::{Range, RangeInclusive};
+
+use zeroize::{Zeroize, Zeroizing};
 
 use super::{read_error, sled_panicked, TenantReader};
 use crate::events::codec::{
-    decode_body_view_after, decode_frame, open_view, overlay_view, KeySource, SealedRef,
+    decode_body_view_after, decode_frame, open_view_into, overlay_view, KeySource, SealedRef,
     FRAME_VERSION_GROUPS,
 };
 use crate::events::keyring::OpenKeys;
@@ -94,38 +96,20 @@ impl TenantReader {
         let tree = self.parts.tree.as_ref().map_err(|e| E::from(e.clone()))?;
         let tenant = &self.tenant;
         let keys = self.parts.open_keys();
+        let mut opened = Opened::default();
         let mut one = |(key, value): RawFrame| -> Result<(), E> {
             let (mut views, sealed) = frame_views(tenant, &key, &value)?;
-            let mut opened = Vec::with_capacity(views.len());
-            // Each group's end in `views` and the key that opened it.
-            let mut groups = Vec::new();
+            opened.start_frame(&sealed);
             let mut at = 0;
             while at < views.len() {
                 let end = at + group_len(&views[at..]);
-                let (group, parts) = (&views[at..end], &sealed[at..end]);
-                let (group_opened, data_key) =
-                    open_sealed(tenant, &key, group, parts, keys.as_ref())?;
-                opened.extend(group_opened);
-                groups.push((end, data_key));
+                let group = (&views[at..end], &sealed[at..end]);
+                opened.open_group(tenant, &key, group, keys.as_ref())?;
                 at = end;
             }
-            for (view, opened) in views.iter_mut().zip(&opened) {
-                if let Some(opened) = opened {
-                    overlay_view(view, opened).map_err(|e| read_error(tenant, &key, e))?;
-                }
-            }
-            let mut start = 0;
-            for (end, data_key) in &groups {
-                // A frame's tenant_seqs are consecutive: the group's part in `range` is one run.
-                let group = &views[start..*end];
-                start = *end;
-                let from = group.partition_point(|v| v.tenant_seq < *range.start());
-                let to = group.partition_point(|v| v.tenant_seq <= *range.end());
-                if from < to {
-                    fold(&group[from..to], data_key.as_ref())?;
-                }
-            }
-            Ok(())
+            let folded = opened.fold_groups(tenant, &key, &range, &mut views, fold);
+            opened.end_frame();
+            folded
         };
         if !ahead {
             let mut failed = None;
@@ -244,45 +228,104 @@ fn group_len(views: &[EventView<'_>]) -> usize {
     views.iter().take_while(|v| v.same_session(first)).count()
 }
 
-/// A group's opened sealed parts (by view) and the data key that opened them.
-type OpenedGroup = (Vec<Option<zeroize::Zeroizing<Vec<u8>>>>, Option<DataKey>);
+/// One frame's opened sealed parts, in buffers every frame of a fold reuses.
+#[derive(Default)]
+struct Opened {
+    /// The personal fields of the frame's events, opened one after another (zeroed once the
+    /// frame is folded, and when dropped).
+    bytes: Zeroizing<Vec<u8>>,
+    /// Each event's fields in `bytes` (`None`: no sealed part, or its key is gone and its
+    /// personal fields stay empty, erased).
+    spans: Vec<Option<Range<usize>>>,
+    /// Each group's end in the frame's events and the data key that opened its parts.
+    groups: Vec<(usize, Option<DataKey>)>,
+    /// The associated data of the part being opened.
+    aad: Vec<u8>,
+}
 
-/// Opens the sealed parts of one group's views (one session: one key), `None` for a view without
-/// one or whose key is gone (its personal fields stay empty: erased).
-fn open_sealed(
-    tenant: &TenantId,
-    key: &[u8],
-    views: &[EventView<'_>],
-    sealed: &[Option<SealedRef<'_>>],
-    keys: Option<&OpenKeys>,
-) -> Result<OpenedGroup, ReadError> {
-    let mut out = Vec::with_capacity(views.len());
-    let (Some(keys), Some(first)) = (keys, views.first()) else {
-        out.resize_with(views.len(), || None);
-        return Ok((out, None));
-    };
-    let mut data_key = None;
-    if sealed.iter().any(Option::is_some) {
-        let scope = SealScope {
-            tenant: first.tenant,
-            env: first.env,
-            team: first.team,
-            session: first.session,
-        };
-        data_key = keys
-            .data_key(&scope)
-            .map_err(|e| read_error(tenant, key, e))?;
+impl Opened {
+    /// Makes room for every sealed part of a frame at once: `bytes` is not moved while it
+    /// holds plaintext, so no copy of it is freed unzeroed.
+    fn start_frame(&mut self, sealed: &[Option<SealedRef<'_>>]) {
+        self.bytes.clear();
+        self.spans.clear();
+        self.groups.clear();
+        let room = sealed.iter().flatten().map(|p| p.sealed.len()).sum();
+        self.bytes.reserve(room);
     }
-    for (view, part) in views.iter().zip(sealed) {
-        let opened = match (part, &data_key) {
-            (Some(part), Some(k)) => {
-                Some(open_view(view, part, k).map_err(|e| read_error(tenant, key, e))?)
+
+    /// Zeroes what the frame opened.
+    fn end_frame(&mut self) {
+        self.bytes.as_mut_slice().zeroize();
+        self.bytes.clear();
+    }
+
+    /// Opens the sealed parts of the next group's views (one session: one key), with the
+    /// data key `keys` has for it.
+    fn open_group(
+        &mut self,
+        tenant: &TenantId,
+        key: &[u8],
+        (views, sealed): (&[EventView<'_>], &[Option<SealedRef<'_>>]),
+        keys: Option<&OpenKeys>,
+    ) -> Result<(), ReadError> {
+        let data_key = match (keys, views.first()) {
+            (Some(keys), Some(first)) if sealed.iter().any(Option::is_some) => {
+                let scope = SealScope {
+                    tenant: first.tenant,
+                    env: first.env,
+                    team: first.team,
+                    session: first.session,
+                };
+                keys.data_key(&scope)
+                    .map_err(|e| read_error(tenant, key, e))?
             }
             _ => None,
         };
-        out.push(opened);
+        for (view, part) in views.iter().zip(sealed) {
+            let span = match (part, &data_key) {
+                (Some(part), Some(k)) => Some(
+                    open_view_into(view, part, k, &mut self.aad, &mut self.bytes)
+                        .map_err(|e| read_error(tenant, key, e))?,
+                ),
+                _ => None,
+            };
+            self.spans.push(span);
+        }
+        let end = self.spans.len();
+        self.groups.push((end, data_key));
+        Ok(())
     }
-    Ok((out, data_key))
+
+    /// Puts each of the frame's `views` its opened fields and hands `fold` the part of each
+    /// group that lies in `range`, with the group's key.
+    fn fold_groups<'v, E: From<ReadError>>(
+        &'v self,
+        tenant: &TenantId,
+        key: &[u8],
+        range: &RangeInclusive<u64>,
+        views: &mut [EventView<'v>],
+        fold: &mut KeyedFold<'_, E>,
+    ) -> Result<(), E> {
+        for (view, span) in views.iter_mut().zip(&self.spans) {
+            if let Some(span) = span {
+                let fields = self.bytes.get(span.clone()).unwrap_or_default();
+                overlay_view(view, fields).map_err(|e| read_error(tenant, key, e))?;
+            }
+        }
+        let mut start = 0;
+        for (end, data_key) in &self.groups {
+            // A frame's tenant_seqs are consecutive: the group's part in `range` is one run.
+            let group = &views[start..*end];
+            start = *end;
+            let from = group.partition_point(|v| v.tenant_seq < *range.start());
+            let to = group.partition_point(|v| v.tenant_seq <= *range.end());
+            if from < to {
+                fold(&group[from..to], data_key.as_ref())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Decodes a frame into [`EventView`]s (and their sealed parts) with the checks of
