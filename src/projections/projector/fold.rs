@@ -250,14 +250,14 @@ impl Projector {
             if let Some(tag) = held.key.first_mut() {
                 *tag = TAG_LAST_MESSAGE;
             }
-            let cut = text.chars().take(LAST_MESSAGE_CHARS_MAX);
+            let cut = cut_chars(text, LAST_MESSAGE_CHARS_MAX);
             match held.last_messages.get_mut(held.key.as_slice()) {
                 Some(last) => {
                     last.clear();
-                    last.extend(cut);
+                    last.push_str(cut);
                 }
                 None => {
-                    held.last_messages.insert(held.key.clone(), cut.collect());
+                    held.last_messages.insert(held.key.clone(), cut.to_owned());
                 }
             }
         }
@@ -298,6 +298,18 @@ impl Projector {
             self.tree.commit(tenant, &entries, checkpoint)?;
         }
         Ok(())
+    }
+}
+
+/// The first `max` chars of `text` (all of it when shorter), found without walking a text
+/// whose bytes already fit.
+fn cut_chars(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    match text.char_indices().nth(max) {
+        Some((end, _)) => &text[..end],
+        None => text,
     }
 }
 

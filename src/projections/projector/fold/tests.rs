@@ -1,6 +1,6 @@
 //! A fold fed a session's events out of order, as a damaged or forked log would hold them.
 
-use super::{Held, Projector, ProjectorError};
+use super::{cut_chars, Held, Projector, ProjectorError};
 use crate::events::log::{EventLog, LogOptions};
 use crate::events::schema::{EventView, KindView};
 use crate::tenancy::fixtures::id;
@@ -145,4 +145,17 @@ fn an_erasure_after_a_fold_loaded_a_sealed_state_leaves_nothing_plain() {
     erase_ada(&log);
     projector.commit(&id("acme"), &mut held, 3).unwrap();
     assert_nothing_plain(&projector, "later");
+}
+
+#[test]
+fn a_last_message_is_cut_at_a_char_boundary_after_its_first_chars() {
+    assert_eq!(cut_chars("short", 200), "short");
+    assert_eq!(cut_chars("", 3), "");
+    assert_eq!(cut_chars("abcdef", 3), "abc");
+    // Bytes past the limit but chars within it: kept whole.
+    assert_eq!(cut_chars("ééé", 3), "ééé");
+    assert_eq!(cut_chars("ééééé", 3), "ééé");
+    assert_eq!(cut_chars("a€b€c", 4), "a€b€");
+    let long = "ß".repeat(300);
+    assert_eq!(cut_chars(&long, 200).chars().count(), 200);
 }
