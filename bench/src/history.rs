@@ -699,6 +699,7 @@ mod tests {
         assert_eq!(pair.sealed_rebuild.events, pair.plain_rebuild.events);
         assert_eq!(pair.sealed_export.events, pair.plain_export.events);
         assert!(pair.rebuild_ratio() > 0.0 && pair.export_ratio() > 0.0);
+        assert!(pair.open_ns > 0.0 && pair.open_ns.is_finite());
         assert!(!dir.path().join("history/sealed-pair").exists());
         assert_eq!(report.targets.len(), 2);
         assert!(lines.iter().any(|l| l.starts_with("generated ")));

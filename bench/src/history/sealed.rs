@@ -12,11 +12,13 @@
 
 use std::num::NonZeroUsize;
 use std::path::Path;
+use std::time::Instant;
 
 use serde::Serialize;
 
 use tenantry::events::keyring::Keyring;
 use tenantry::events::log::{EventLog, LogOptions};
+use tenantry::events::seal::{self, DataKey, SealScope};
 use tenantry::tenancy::TenantId;
 
 use super::generate::{ctx_of, generate_sessions, SESSION_EVENTS};
@@ -31,6 +33,10 @@ pub struct SealedFigures {
     pub sealed_rebuild: Throughput,
     pub plain_export: ExportFigure,
     pub sealed_export: ExportFigure,
+    /// Nanoseconds one sealed part of a generated message takes to open (associated data
+    /// built, XChaCha20-Poly1305 opened into a reused buffer), median of [`OPEN_TIMINGS`]:
+    /// the floor of what a sealed event costs the fold more than a plain one.
+    pub open_ns: f64,
 }
 
 impl SealedFigures {
@@ -44,6 +50,46 @@ impl SealedFigures {
     pub fn export_ratio(&self) -> f64 {
         self.sealed_export.events_per_s / self.plain_export.events_per_s.max(f64::MIN_POSITIVE)
     }
+}
+
+/// Opens per timing of [`open_cost_ns`], and its timings.
+const OPENS_TIMED: u32 = 20_000;
+const OPEN_TIMINGS: usize = 5;
+
+/// Bytes of the opened personal fields of a generated message (its user and a 40-byte text in
+/// a MessagePack map).
+const MESSAGE_PERSONAL_BYTES: usize = 64;
+
+/// [`SealedFigures::open_ns`]: the fold's per-event work on a sealed part, alone, timed.
+fn open_cost_ns() -> Result<f64, String> {
+    let key = DataKey::generate();
+    let ctx = ctx_of(0);
+    let team = ctx.team_or_default();
+    let scope = SealScope {
+        tenant: ctx.tenant.as_str(),
+        env: ctx.env.as_str(),
+        team: team.as_str(),
+        session: "session-0000001",
+    };
+    let id = [7; 16];
+    let mut aad = Vec::new();
+    seal::event_aad_into(&mut aad, &scope, &id);
+    let sealed = seal::seal(&key, &aad, &[b'x'; MESSAGE_PERSONAL_BYTES]);
+    let mut opened = Vec::with_capacity(MESSAGE_PERSONAL_BYTES);
+    let mut timings = Vec::with_capacity(OPEN_TIMINGS);
+    for _ in 0..OPEN_TIMINGS {
+        let started = Instant::now();
+        for _ in 0..OPENS_TIMED {
+            opened.clear();
+            seal::event_aad_into(&mut aad, &scope, &id);
+            let span = seal::open_into(&key, &aad, &sealed, &mut opened)
+                .map_err(|e| format!("timing an open: {e}"))?;
+            std::hint::black_box(span);
+        }
+        timings.push(started.elapsed().as_secs_f64() * 1e9 / f64::from(OPENS_TIMED));
+    }
+    timings.sort_by(f64::total_cmp);
+    Ok(timings[OPEN_TIMINGS / 2])
 }
 
 /// Writes about `opts.sealed_events` events of sessions plainly and sealed, in
@@ -104,16 +150,18 @@ pub(super) fn run(
         sealed_rebuild,
         plain_export,
         sealed_export,
+        open_ns: open_cost_ns()?,
     };
     progress(&format!(
         "sealed / plain, {sessions} sessions, alternated runs: rebuild {:.0} / {:.0} events/s = \
-         {:.2}x, export {:.0} / {:.0} events/s = {:.2}x (medians)",
+         {:.2}x, export {:.0} / {:.0} events/s = {:.2}x (medians); one open {:.0} ns",
         figures.sealed_rebuild.events_per_s,
         figures.plain_rebuild.events_per_s,
         figures.rebuild_ratio(),
         figures.sealed_export.events_per_s,
         figures.plain_export.events_per_s,
-        figures.export_ratio()
+        figures.export_ratio(),
+        figures.open_ns
     ));
     Ok(Some(figures))
 }

@@ -458,7 +458,7 @@ pub(super) fn history_rows(r: &history::HistoryBenchReport) -> Vec<Row> {
                 count(s.plain_rebuild.events as f64)
             ),
             format!(
-                "rebuild {:.2}× ({} vs {} events/s), export {:.2}× ({} vs {} events/s; {:.1} vs {:.1} MB/s)",
+                "rebuild {:.2}× ({} vs {} events/s), export {:.2}× ({} vs {} events/s; {:.1} vs {:.1} MB/s); one sealed part opens in {:.0} ns",
                 s.rebuild_ratio(),
                 count(s.sealed_rebuild.events_per_s),
                 count(s.plain_rebuild.events_per_s),
@@ -466,7 +466,8 @@ pub(super) fn history_rows(r: &history::HistoryBenchReport) -> Vec<Row> {
                 count(s.sealed_export.events_per_s),
                 count(s.plain_export.events_per_s),
                 s.sealed_export.mb_per_s,
-                s.plain_export.mb_per_s
+                s.plain_export.mb_per_s,
+                s.open_ns
             ),
             "",
             None,
