@@ -214,20 +214,9 @@ pub fn seal_deterministic(key: &DataKey, aad: &[u8], plaintext: &[u8]) -> Vec<u8
 
 /// Opens what [`seal`] or [`seal_deterministic`] made.
 pub fn open(key: &DataKey, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
-    if sealed.len() < NONCE_BYTES + TAG_BYTES {
-        return Err(SealError::Truncated(sealed.len()));
-    }
-    let (nonce, ciphertext) = sealed.split_at(NONCE_BYTES);
-    key.cipher()
-        .decrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: ciphertext,
-                aad,
-            },
-        )
-        .map(Zeroizing::new)
-        .map_err(|_| SealError::Open)
+    let mut opened = Zeroizing::new(Vec::new());
+    open_into(key, aad, sealed, &mut opened)?;
+    Ok(opened)
 }
 
 /// [`open`] appending the plaintext to `out` (decrypted in place there: no allocation of its

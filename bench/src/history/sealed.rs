@@ -22,7 +22,9 @@ use tenantry::events::seal::{self, DataKey, SealScope};
 use tenantry::tenancy::TenantId;
 
 use super::generate::{ctx_of, generate_sessions, SESSION_EVENTS};
-use super::{export_figure, rebuild_all, timed, ExportFigure, HistoryBenchOptions, Throughput};
+use super::{
+    export_figure, median, rebuild_all, timed, ExportFigure, HistoryBenchOptions, Throughput,
+};
 
 /// The same history's rebuild and export, plain and sealed.
 #[derive(Clone, Debug, Serialize)]
@@ -88,8 +90,7 @@ fn open_cost_ns() -> Result<f64, String> {
         }
         timings.push(started.elapsed().as_secs_f64() * 1e9 / f64::from(OPENS_TIMED));
     }
-    timings.sort_by(f64::total_cmp);
-    Ok(timings[OPEN_TIMINGS / 2])
+    Ok(median(&timings))
 }
 
 /// Writes about `opts.sealed_events` events of sessions plainly and sealed, in
